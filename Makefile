@@ -1,0 +1,51 @@
+# One entry point for people and CI. Every target creates/updates .venv as needed.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO_DIR ?= demo
+
+.PHONY: all install test test-fast lint typecheck proto check-proto demo bench clean
+
+all: test
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## test: the whole suite (unit, contract, integration, real data, e2e, statistical)
+test: $(STAMP) check-proto
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m 'not slow'
+
+lint: $(STAMP)
+	$(BIN)/ruff check genogate node coordinator tests bench
+	$(BIN)/ruff format --check genogate node coordinator tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy genogate node coordinator
+
+## proto: regenerate genogate/wire/v1 from proto/genogate/v1 (pinned grpcio-tools + mypy-protobuf)
+proto: $(STAMP)
+	$(BIN)/python tools/protogen.py
+
+## check-proto: fail when the committed generated code differs from a fresh regeneration
+check-proto: $(STAMP)
+	$(BIN)/python tools/protogen.py --check
+
+demo: $(STAMP)
+	$(BIN)/python -m node.demo --dir $(DEMO_DIR)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) build *.egg-info $(DEMO_DIR) bench/work

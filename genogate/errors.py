@@ -1,0 +1,202 @@
+"""One error hierarchy for every genogate process.
+
+Each wire-facing class carries its gRPC status code, a stable ``Reason`` (mirrored one-to-one by the
+``genogate.v1.ErrorReason`` proto enum) and a fixed public message. Anything specific (which file, which
+field) goes into ``detail``, which is logged and shown to a *local* operator but never sent over the wire
+and never contains data values derived from genotypes or participants.
+
+Local errors (ingest, store, configuration) are ``LocalError`` subclasses with a process exit code; the CLIs
+print them as one line and exit with that code instead of a stack trace.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import grpc
+
+
+class Reason(enum.IntEnum):
+    """Stable, matchable error reasons. Values are the ``genogate.v1.ErrorReason`` numbers."""
+
+    UNSPECIFIED = 0
+    # INVALID_ARGUMENT
+    INVALID_QUERY = 1
+    INVALID_FILTER = 2
+    INVALID_VARIANT = 3
+    INVALID_REGION = 4
+    INVALID_EPSILON = 5
+    TOO_MANY_VARIANTS = 6
+    INVALID_STUDY = 7
+    # UNAUTHENTICATED
+    UNAUTHENTICATED = 10
+    BAD_SIGNATURE = 11
+    STALE_TIMESTAMP = 12
+    REPLAYED_NONCE = 13
+    # PERMISSION_DENIED
+    GRANT_MISSING = 20
+    GRANT_NOT_YET_VALID = 21
+    GRANT_EXPIRED = 22
+    GRANT_REVOKED = 23
+    GRANT_WRONG_SITE = 24
+    KIND_NOT_GRANTED = 25
+    PURPOSE_REFUSED = 26
+    STUDY_REFUSED = 27
+    KIND_REFUSED = 28
+    UNTRUSTED_COMMITTEE = 29
+    RESEARCHER_MISMATCH = 30
+    REVOCATION_UNCONFIRMED = 31
+    NOT_AUTHORIZED = 32
+    # RESOURCE_EXHAUSTED
+    BUDGET_EXHAUSTED = 40
+    EPSILON_OVER_CAP = 41
+    RATE_LIMITED = 42
+    # ALREADY_EXISTS / NOT_FOUND / FAILED_PRECONDITION
+    QUERY_ID_REUSED = 50
+    ALREADY_EXISTS = 51
+    NOT_FOUND = 52
+    FAILED_PRECONDITION = 53
+    # transport and server side
+    DEADLINE_EXCEEDED = 60
+    UNAVAILABLE = 61
+    INTERNAL = 62
+
+
+class GenogateError(Exception):
+    """Base of every error genogate raises on purpose."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    reason: Reason = Reason.INTERNAL
+    message: str = "internal error"
+
+    def __init__(self, detail: str = "", *, reason: Reason | None = None, message: str | None = None):
+        if reason is not None:
+            self.reason = reason
+        if message is not None:
+            self.message = message
+        self.detail = detail
+        super().__init__(f"{self.message}: {detail}" if detail else self.message)
+
+
+class InvalidArgument(GenogateError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = Reason.INVALID_QUERY
+    message = "the query is malformed"
+
+
+class Unauthenticated(GenogateError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+    reason = Reason.UNAUTHENTICATED
+    message = "the caller could not be authenticated"
+
+
+class PermissionDenied(GenogateError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+    reason = Reason.NOT_AUTHORIZED
+    message = "the study grant does not permit this query"
+
+
+class ResourceExhausted(GenogateError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = Reason.BUDGET_EXHAUSTED
+    message = "the study's privacy budget at this site is exhausted"
+
+
+class AlreadyExists(GenogateError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+    reason = Reason.QUERY_ID_REUSED
+    message = "the query id was already used with a different query"
+
+
+class NotFound(GenogateError):
+    code = grpc.StatusCode.NOT_FOUND
+    reason = Reason.NOT_FOUND
+    message = "not found"
+
+
+class FailedPrecondition(GenogateError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = Reason.FAILED_PRECONDITION
+    message = "the operation is not allowed in the current state"
+
+
+class DeadlineExceeded(GenogateError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    reason = Reason.DEADLINE_EXCEEDED
+    message = "the deadline passed before the site answered"
+
+
+class Unavailable(GenogateError):
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = Reason.UNAVAILABLE
+    message = "the site is unavailable"
+
+
+class Internal(GenogateError):
+    code = grpc.StatusCode.INTERNAL
+    reason = Reason.INTERNAL
+    message = "internal error"
+
+
+# Local (never on the wire) -------------------------------------------------------------------------------
+
+
+class LocalError(GenogateError):
+    """An error reported to a local operator; ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+    message = "error"
+
+    def __str__(self) -> str:
+        return self.detail or self.message
+
+
+class UsageError(LocalError):
+    """Bad command-line arguments (argparse uses 2 as well)."""
+
+    exit_code = 2
+    message = "usage error"
+
+
+class ConfigError(LocalError):
+    exit_code = 3
+    message = "configuration error"
+
+
+class IngestError(LocalError):
+    """Bad input to ingest. ``where`` names the file (and line when known); the store is left untouched."""
+
+    exit_code = 4
+    message = "ingest failed"
+
+    def __init__(self, where: str, why: str):
+        self.where = where
+        self.why = why
+        super().__init__(f"{where}: {why}")
+
+
+class StoreError(LocalError):
+    exit_code = 5
+    message = "store error"
+
+
+_BY_CODE: dict[grpc.StatusCode, type[GenogateError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidArgument,
+        Unauthenticated,
+        PermissionDenied,
+        ResourceExhausted,
+        AlreadyExists,
+        NotFound,
+        FailedPrecondition,
+        DeadlineExceeded,
+        Unavailable,
+        Internal,
+    )
+}
+
+
+def class_for_status(code: grpc.StatusCode) -> type[GenogateError]:
+    """The error class the client rebuilds for a status code (INTERNAL for anything unknown)."""
+    return _BY_CODE.get(code, Internal)

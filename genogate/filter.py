@@ -1,0 +1,184 @@
+"""A readable cohort-filter language for people, compiled to the structured ``genogate.query`` filter.
+
+Grammar (keywords are case-insensitive)::
+
+    expr     := term ("or" term)*
+    term     := factor ("and" factor)*
+    factor   := "not" factor | "(" expr ")" | test
+    test     := "sex" ("=" | "!=") (F | M | U | female | male | unknown)
+              | "age" (">=" | "<=" | ">" | "<" | "=") YEARS
+              | "ancestry" ("=" | "!=") GROUP
+              | "ancestry" ["not"] "in" "(" GROUP ("," GROUP)* ")"
+              | "phenotype" ("=" | "!=") TERM          (has / has not the term)
+
+Examples: ``sex=F and ancestry in (EUR,AFR) and phenotype=HP:0001250``,
+``age>=40 and not (phenotype=ICD10:C50 or phenotype=ICD10:C61)``. An empty string means everyone.
+"""
+
+from __future__ import annotations
+
+import re
+
+from genogate.query import (
+    AgeRange,
+    AncestryIn,
+    And,
+    Everyone,
+    Filter,
+    Not,
+    Or,
+    PhenotypeHas,
+    Sex,
+    SexIs,
+    _bad_filter,
+    check_filter_size,
+)
+
+_TOKEN = re.compile(r"\s*(?:(>=|<=|!=|=|>|<|\(|\)|,)|([A-Za-z0-9_.:\-]+))")
+_SEX = {"f": "F", "female": "F", "m": "M", "male": "M", "u": "U", "unknown": "U"}
+
+
+def _tokenize(text: str) -> list[str]:
+    tokens: list[str] = []
+    pos = 0
+    text = text.rstrip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            raise _bad_filter(f"unexpected character at column {pos + 1}: {text[pos:pos + 10]!r}")
+        tokens.append(m.group(1) or m.group(2))
+        pos = m.end()
+    return tokens
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.tokens = _tokenize(text)
+        self.i = 0
+
+    def peek(self) -> str | None:
+        return self.tokens[self.i] if self.i < len(self.tokens) else None
+
+    def take(self, expected: str | None = None) -> str:
+        tok = self.peek()
+        if tok is None:
+            raise _bad_filter("the filter ends too early" + (f" (expected {expected!r})" if expected else ""))
+        if expected is not None and tok.lower() != expected:
+            raise _bad_filter(f"expected {expected!r} but found {tok!r}")
+        self.i += 1
+        return tok
+
+    def keyword(self, word: str) -> bool:
+        tok = self.peek()
+        if tok is not None and tok.lower() == word:
+            self.i += 1
+            return True
+        return False
+
+    def expr(self) -> Filter:
+        items = [self.term()]
+        while self.keyword("or"):
+            items.append(self.term())
+        return items[0] if len(items) == 1 else Or(tuple(items))
+
+    def term(self) -> Filter:
+        items = [self.factor()]
+        while self.keyword("and"):
+            items.append(self.factor())
+        return items[0] if len(items) == 1 else And(tuple(items))
+
+    def factor(self) -> Filter:
+        if self.keyword("not"):
+            return Not(self.factor())
+        if self.peek() == "(":
+            self.take("(")
+            inner = self.expr()
+            self.take(")")
+            return inner
+        return self.test()
+
+    def test(self) -> Filter:
+        field_name = self.take().lower()
+        if field_name == "sex":
+            op = self.take()
+            value = self.take().lower()
+            if value not in _SEX or op not in ("=", "!="):
+                raise _bad_filter("write sex=F, sex=M or sex=U (or !=)")
+            sex: Sex = _SEX[value]  # type: ignore[assignment]
+            return SexIs(sex) if op == "=" else Not(SexIs(sex))
+        if field_name == "age":
+            op = self.take()
+            value = self.take()
+            if not value.isdigit():
+                raise _bad_filter("age is compared with a whole number of years")
+            years = int(value)
+            bounds = {
+                ">=": (years, None), ">": (years + 1, None), "<=": (None, years),
+                "<": (None, years - 1), "=": (years, years),
+            }
+            if op not in bounds or (op == "<" and years == 0):
+                raise _bad_filter("age takes >=, >, <=, < or = and a whole number of years")
+            lo, hi = bounds[op]
+            return AgeRange(lo, hi)
+        if field_name == "ancestry":
+            negate = self.keyword("not")
+            op = self.take()
+            if op.lower() == "in":
+                self.take("(")
+                groups = [self.take()]
+                while self.peek() == ",":
+                    self.take(",")
+                    groups.append(self.take())
+                self.take(")")
+                f: Filter = AncestryIn(tuple(groups))
+                return Not(f) if negate else f
+            if negate or op not in ("=", "!="):
+                raise _bad_filter("write ancestry=EUR, ancestry!=EUR or ancestry in (EUR,AFR)")
+            f = AncestryIn((self.take(),))
+            return f if op == "=" else Not(f)
+        if field_name == "phenotype":
+            op = self.take()
+            if op not in ("=", "!="):
+                raise _bad_filter("write phenotype=HP:0001250 or phenotype!=HP:0001250")
+            f = PhenotypeHas(self.take())
+            return f if op == "=" else Not(f)
+        raise _bad_filter(f"unknown field {field_name!r}; filters use sex, age, ancestry and phenotype")
+
+
+def parse_filter(text: str | None) -> Filter:
+    """Parse the readable syntax; raise ``InvalidArgument`` (reason INVALID_FILTER) naming the problem."""
+    if text is None or not text.strip():
+        return Everyone()
+    parser = _Parser(text)
+    result = parser.expr()
+    if parser.peek() is not None:
+        raise _bad_filter(f"unexpected {parser.peek()!r} after a complete filter")
+    check_filter_size(result)
+    return result
+
+
+def format_filter(f: Filter) -> str:
+    """The readable form of a filter; ``parse_filter(format_filter(f)) == f`` for parser-made filters."""
+    if isinstance(f, Everyone):
+        return ""
+    if isinstance(f, SexIs):
+        return f"sex={f.sex}"
+    if isinstance(f, AgeRange):
+        if f.min_years is not None and f.max_years is not None:
+            if f.min_years == f.max_years:
+                return f"age={f.min_years}"
+            return f"(age>={f.min_years} and age<={f.max_years})"
+        return f"age>={f.min_years}" if f.min_years is not None else f"age<={f.max_years}"
+    if isinstance(f, AncestryIn):
+        return f"ancestry={f.groups[0]}" if len(f.groups) == 1 else f"ancestry in ({','.join(f.groups)})"
+    if isinstance(f, PhenotypeHas):
+        return f"phenotype={f.term}"
+    if isinstance(f, Not):
+        return f"not {_wrap(f.item)}"
+    joiner = " and " if isinstance(f, And) else " or "
+    return joiner.join(_wrap(item) for item in f.items)
+
+
+def _wrap(f: Filter) -> str:
+    text = format_filter(f)
+    return f"({text})" if isinstance(f, And | Or) else text

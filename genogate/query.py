@@ -1,0 +1,206 @@
+"""The query model both sides share: variants, regions and cohort filters as frozen, self-validating
+dataclasses. Only ``genogate.convert`` maps them to and from wire messages; the planner, DP and ledger
+code see these types only.
+
+Filters are structured values, never SQL text: they compile to parameterised SQL at the node.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+from genogate.errors import InvalidArgument, Reason
+
+MAX_POS = 2**31 - 1
+_CHROM_RE = re.compile(r"^[A-Za-z0-9_.]{1,64}$")
+_ALLELE_RE = re.compile(r"^(?:[ACGTNacgtn]+|\*|<[A-Za-z0-9_:.]+>)$")
+_TERM_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*:[A-Za-z0-9_.\-]+$")
+_GROUP_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+def _bad_variant(detail: str) -> InvalidArgument:
+    return InvalidArgument(detail, reason=Reason.INVALID_VARIANT, message="a variant is malformed")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Variant:
+    """One ALT allele at one site, ``chrom-pos-ref-alt`` (1-based POS as in VCF)."""
+
+    chrom: str
+    pos: int
+    ref: str
+    alt: str
+
+    def __post_init__(self) -> None:
+        if not _CHROM_RE.match(self.chrom):
+            raise _bad_variant("chromosome name must be 1-64 letters, digits, '_' or '.'")
+        if not 1 <= self.pos <= MAX_POS:
+            raise _bad_variant(f"position must be between 1 and {MAX_POS}")
+        if not _ALLELE_RE.match(self.ref) or self.ref in ("*",) or self.ref.startswith("<"):
+            raise _bad_variant("REF must be a non-empty run of A, C, G, T, N")
+        if not _ALLELE_RE.match(self.alt):
+            raise _bad_variant("ALT must be bases, '*' or a symbolic allele like <DEL>")
+        if self.alt.upper() == self.ref.upper():
+            raise _bad_variant("ALT must differ from REF")
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        """Parse ``CHROM-POS-REF-ALT`` (also accepts ``:`` as separator)."""
+        parts = re.split(r"[-:]", text.strip())
+        if len(parts) != 4:
+            raise _bad_variant(f"{text!r} is not CHROM-POS-REF-ALT")
+        chrom, pos, ref, alt = parts
+        if not pos.isdigit():
+            raise _bad_variant(f"{text!r}: position is not a whole number")
+        return cls(chrom, int(pos), ref.upper(), alt if alt.startswith("<") else alt.upper())
+
+    def __str__(self) -> str:
+        return f"{self.chrom}-{self.pos}-{self.ref}-{self.alt}"
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """``chrom:start-end``, 1-based and inclusive."""
+
+    chrom: str
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        bad = None
+        if not _CHROM_RE.match(self.chrom):
+            bad = "chromosome name must be 1-64 letters, digits, '_' or '.'"
+        elif not 1 <= self.start <= self.end <= MAX_POS:
+            bad = "region must satisfy 1 <= start <= end"
+        if bad:
+            raise InvalidArgument(bad, reason=Reason.INVALID_REGION, message="the region is malformed")
+
+    @classmethod
+    def parse(cls, text: str) -> Region:
+        """Parse ``CHROM:START-END`` (or ``CHROM`` alone for the whole chromosome)."""
+        m = re.fullmatch(r"([^:\s]+)(?::([\d,]+)-([\d,]+))?", text.strip())
+        if not m:
+            raise InvalidArgument(
+                f"{text!r} is not CHROM:START-END", reason=Reason.INVALID_REGION, message="the region is malformed"
+            )
+        chrom, start, end = m.groups()
+        if start is None:
+            return cls(chrom, 1, MAX_POS)
+        return cls(chrom, int(start.replace(",", "")), int(end.replace(",", "")))
+
+    def __str__(self) -> str:
+        return f"{self.chrom}:{self.start}-{self.end}"
+
+
+# Cohort filters -------------------------------------------------------------------------------------------
+
+Sex = Literal["F", "M", "U"]
+
+
+def _bad_filter(detail: str) -> InvalidArgument:
+    return InvalidArgument(detail, reason=Reason.INVALID_FILTER, message="the cohort filter is malformed")
+
+
+@dataclass(frozen=True, slots=True)
+class Everyone:
+    """No restriction (consent still applies)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SexIs:
+    sex: Sex
+
+    def __post_init__(self) -> None:
+        if self.sex not in ("F", "M", "U"):
+            raise _bad_filter("sex must be F, M or U")
+
+
+@dataclass(frozen=True, slots=True)
+class AgeRange:
+    """Age in whole years (this year minus birth year), inclusive bounds; ``None`` is unbounded."""
+
+    min_years: int | None = None
+    max_years: int | None = None
+
+    def __post_init__(self) -> None:
+        for v in (self.min_years, self.max_years):
+            if v is not None and not 0 <= v <= 200:
+                raise _bad_filter("age bounds must be between 0 and 200 years")
+        if self.min_years is None and self.max_years is None:
+            raise _bad_filter("an age range needs a lower or an upper bound")
+        if self.min_years is not None and self.max_years is not None and self.min_years > self.max_years:
+            raise _bad_filter("the lower age bound exceeds the upper one")
+
+
+@dataclass(frozen=True, slots=True)
+class AncestryIn:
+    groups: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.groups:
+            raise _bad_filter("an ancestry filter needs at least one group")
+        for g in self.groups:
+            if not _GROUP_RE.match(g):
+                raise _bad_filter("ancestry groups are 1-64 letters, digits, '_', '.' or '-'")
+
+
+@dataclass(frozen=True, slots=True)
+class PhenotypeHas:
+    """A phenotype term such as ``HP:0001250`` (HPO) or ``ICD10:C50``."""
+
+    term: str
+
+    def __post_init__(self) -> None:
+        if not _TERM_RE.match(self.term):
+            raise _bad_filter("a phenotype term is PREFIX:CODE, e.g. HP:0001250 or ICD10:C50")
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    items: tuple[Filter, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if len(self.items) < 2:
+            raise _bad_filter("AND needs at least two operands")
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    items: tuple[Filter, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if len(self.items) < 2:
+            raise _bad_filter("OR needs at least two operands")
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    item: Filter
+
+
+Filter = Everyone | SexIs | AgeRange | AncestryIn | PhenotypeHas | And | Or | Not
+
+MAX_FILTER_DEPTH = 16
+MAX_FILTER_NODES = 256
+
+
+def check_filter_size(f: Filter) -> None:
+    """Refuse filters too deep or too large to compile (protects the node's planner)."""
+    count = 0
+
+    def walk(node: Filter, depth: int) -> None:
+        nonlocal count
+        count += 1
+        if depth > MAX_FILTER_DEPTH:
+            raise _bad_filter(f"filters nest at most {MAX_FILTER_DEPTH} levels deep")
+        if count > MAX_FILTER_NODES:
+            raise _bad_filter(f"filters have at most {MAX_FILTER_NODES} terms")
+        if isinstance(node, And | Or):
+            for item in node.items:
+                walk(item, depth + 1)
+        elif isinstance(node, Not):
+            walk(node.item, depth + 1)
+
+    walk(f, 0)

@@ -1,0 +1,86 @@
+"""Exact allele and genotype counts for the node operator's own offline checks.
+
+This is the operator's view of their own data on their own machine (``genogate-node freq``): it never
+runs over the network and adds no noise. Output rows follow bcftools ``+fill-tags`` (AC, AN; a half-call
+counts as one allele) and plink2 ``--geno-counts`` (genotype classes).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from genogate.query import Everyone, Filter, Region
+from node.planner import compile_filter
+from node.store import Store
+
+COLUMNS = ("CHROM", "POS", "REF", "ALT", "AC", "AN", "HOM_REF", "HET", "HOM_ALT", "HEMI_REF", "HEMI_ALT", "NO_CALL")
+GroupBy = Literal["sex", "ancestry", "phenotype"]
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str | None
+    mask: npt.NDArray[np.bool_]
+
+
+def allele_counts(classes: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(AC, AN) from class counts (columns HOM_REF, HET, HOM_ALT, HEMI_REF, HEMI_ALT, NO_CALL)."""
+    hom_ref, het, hom_alt, hemi_ref, hemi_alt = (classes[:, i] for i in range(5))
+    return het + 2 * hom_alt + hemi_alt, 2 * (hom_ref + het + hom_alt) + hemi_ref + hemi_alt
+
+
+def groups(store: Store, where: Filter, by: GroupBy | None, this_year: int | None = None) -> list[Group]:
+    """The cohort (``where``) split by a sample attribute; one unnamed group without ``by``."""
+    year = this_year or _dt.date.today().year
+    sql, params = compile_filter(where, year)
+    if by is None:
+        return [Group(None, store.cohort_mask(sql, params))]
+    if by == "phenotype":
+        values = store.con.execute(
+            f"SELECT DISTINCT unnest(phenotypes) AS g FROM samples WHERE {sql} ORDER BY g", params
+        ).fetchall()
+        return [
+            Group(str(v[0]), store.cohort_mask(f"({sql}) AND list_contains(phenotypes, ?)", [*params, v[0]]))
+            for v in values
+        ]
+    column = {"sex": "sex", "ancestry": "coalesce(ancestry, 'unknown')"}[by]
+    values = store.con.execute(f"SELECT DISTINCT {column} AS g FROM samples WHERE {sql} ORDER BY g", params).fetchall()
+    return [Group(str(v[0]), store.cohort_mask(f"({sql}) AND {column} = ?", [*params, v[0]])) for v in values]
+
+
+def rows(store: Store, where: Filter = Everyone(), by: GroupBy | None = None,
+         region: Region | None = None) -> Iterator[tuple[object, ...]]:
+    """One tuple per (group, ALT allele): [GROUP,] CHROM POS REF ALT AC AN and the six classes."""
+    for group in groups(store, where, by):
+        for variants, classes in store.iter_all_counts(group.mask, region):
+            ac, an = allele_counts(classes)
+            for i in range(len(variants)):
+                row = (str(variants.chrom[i]), int(variants.pos[i]), str(variants.ref[i]), str(variants.alt[i]),
+                       int(ac[i]), int(an[i]), *(int(c) for c in classes[i]))
+                yield ((group.name, *row) if by else row)
+
+
+def write(out: IO[str], store: Store, where: Filter, by: GroupBy | None, region: Region | None,
+          fmt: Literal["tsv", "json"]) -> int:
+    """Write the counts as TSV (header first) or a JSON array of objects; returns the number of rows."""
+    header = (("GROUP",) if by else ()) + COLUMNS
+    n = 0
+    if fmt == "tsv":
+        out.write("\t".join(header) + "\n")
+        for row in rows(store, where, by, region):
+            out.write("\t".join(map(str, row)) + "\n")
+            n += 1
+        return n
+    out.write("[")
+    for row in rows(store, where, by, region):
+        out.write(("," if n else "") + "\n" + json.dumps(dict(zip(header, row, strict=True))))
+        n += 1
+    out.write("\n]\n")
+    return n

@@ -1,0 +1,468 @@
+"""Ingest: VCF/BCF files (or any ``GenotypeSource``) plus a sample sheet into a node's store.
+
+Guarantees:
+
+* **Atomic.** A new store is built in a temporary file beside the target and renamed over it only when
+  complete; an existing store is changed in one DuckDB transaction. A failure (or a SIGKILL) at any point
+  leaves the store exactly as it was.
+* **Idempotent.** Each input is identified by its SHA-256; an input already in the store is skipped, and
+  ingesting the same files and sheet again changes nothing (the file is not even opened for writing).
+* **Pseudonymous.** Sample ids are stored only as keyed-hash (HMAC-SHA256) pseudonyms; the key lives in
+  the node's directory, never in the store. The store records the key's fingerprint so a wrong key is
+  refused instead of silently producing different pseudonyms.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import hmac
+import os
+import secrets
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import duckdb
+import numpy as np
+
+from genogate.errors import IngestError, StoreError
+from node.records import CLASS_NAMES, GenotypeSource
+from node.sheet import Participant, read_sheet
+from node.store import SCHEMA_VERSION, Store, contig_order, scalar
+from node.vcf import VcfSource
+from node.writer import StoreWriter
+
+KEY_BYTES = 32
+
+
+@dataclass
+class IngestSummary:
+    store: Path
+    samples: int = 0
+    withdrawn: int = 0
+    sources_loaded: list[str] = field(default_factory=list)
+    sources_skipped: list[str] = field(default_factory=list)
+    sites: int = 0
+    alleles: int = 0
+    class_totals: dict[str, int] = field(default_factory=dict)
+    skipped_records: dict[str, int] = field(default_factory=dict)
+    sheet_updated: bool = False
+    changed: bool = False
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        if not self.changed:
+            return [f"{self.store}: already up to date; nothing changed"]
+        out = [
+            f"store        {self.store}",
+            f"samples      {self.samples} ({self.withdrawn} withdrawn)",
+            f"inputs       {len(self.sources_loaded)} loaded, {len(self.sources_skipped)} already in the store",
+            f"sites        {self.sites}",
+            f"alleles      {self.alleles} (one row per ALT allele)",
+        ]
+        if self.class_totals:
+            out.append("calls        " + ", ".join(f"{k.lower()} {v}" for k, v in self.class_totals.items()))
+            out.append(f"no-calls     {self.class_totals.get('NO_CALL', 0)}")
+        if self.skipped_records:
+            for why, n in sorted(self.skipped_records.items()):
+                out.append(f"skipped      {n} record(s): {why}")
+        else:
+            out.append("skipped      none")
+        if self.sheet_updated:
+            out.append("sheet        participant details updated")
+        out.append(f"time         {self.seconds:.1f} s")
+        return out
+
+
+def pseudonym(key: bytes, sample_id: str) -> str:
+    """Keyed-hash pseudonym of a sample id (HMAC-SHA256, 128 bits as hex)."""
+    return hmac.new(key, b"genogate-sample-v1\x00" + sample_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def key_fingerprint(key: bytes) -> str:
+    return hmac.new(key, b"genogate-key-fingerprint-v1", hashlib.sha256).hexdigest()[:16]
+
+
+def default_key_path(store: Path) -> Path:
+    return Path(store).resolve().parent / "pseudonym.key"
+
+
+def load_key(path: Path, *, create: bool) -> tuple[bytes, bool]:
+    """Read the pseudonymisation key (hex), or create one (mode 0600). Returns (key, created)."""
+    if path.exists():
+        try:
+            key = bytes.fromhex(path.read_text().strip())
+        except (OSError, ValueError):
+            raise IngestError(str(path), "the pseudonymisation key is unreadable (expected 64 hex digits)") from None
+        if len(key) != KEY_BYTES:
+            raise IngestError(str(path), "the pseudonymisation key must be 32 bytes (64 hex digits)")
+        return key, False
+    if not create:
+        raise IngestError(str(path), "the store exists but its pseudonymisation key is missing")
+    key = secrets.token_bytes(KEY_BYTES)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise IngestError(str(path), f"cannot create the pseudonymisation key ({exc.strerror})") from None
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key.hex() + "\n")
+    return key, True
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Progress:
+    """A one-line progress bar on a terminal; silent otherwise."""
+
+    def __init__(self, total: int, stream: IO[str] | None = None):
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = self.stream.isatty()
+        self.total = max(total, 1)
+        self.start = time.monotonic()
+        self._last = 0.0
+
+    def update(self, done: int, label: str) -> None:
+        now = time.monotonic()
+        if not self.enabled or now - self._last < 0.2:
+            return
+        self._last = now
+        frac = min(done / self.total, 1.0)
+        bar = "#" * int(frac * 30)
+        rate = done / max(now - self.start, 1e-9) / 1e6
+        self.stream.write(f"\r[{bar:<30}] {frac:6.1%} {rate:6.1f} MB/s {label[-40:]:<40}")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.enabled:
+            self.stream.write("\r" + " " * 100 + "\r")
+            self.stream.flush()
+
+
+def ingest(
+    store: Path,
+    vcfs: Sequence[Path],
+    sheet: Path,
+    *,
+    key_path: Path | None = None,
+    progress_stream: IO[str] | None = None,
+) -> IngestSummary:
+    """Ingest VCF/BCF files and a sample sheet into ``store`` (created if absent)."""
+    if not vcfs:
+        raise IngestError("--vcf", "at least one VCF or BCF file is needed")
+    paths = [Path(p) for p in vcfs]
+    dup = [str(p) for p in paths if paths.count(p) > 1]
+    if dup:
+        raise IngestError(dup[0], "the same file is given twice")
+    sources: list[VcfSource] = []
+    try:
+        for p in paths:
+            sources.append(VcfSource(p))
+        fingerprints = [sha256_file(p) for p in paths]
+        return ingest_sources(
+            store, sources, sheet, fingerprints=fingerprints, key_path=key_path,
+            progress=Progress(sum(s.size for s in sources), progress_stream),
+        )
+    finally:
+        for s in sources:
+            s.close()
+
+
+def ingest_sources(
+    store: Path,
+    sources: Sequence[GenotypeSource],
+    sheet: Path,
+    *,
+    fingerprints: Sequence[str],
+    key_path: Path | None = None,
+    progress: Progress | None = None,
+) -> IngestSummary:
+    """Ingest any genotype sources (VCF files, the synthetic generator) into ``store`` atomically."""
+    t0 = time.monotonic()
+    store = Path(store)
+    _check_writable(store)
+    participants = read_sheet(Path(sheet))
+    sheet_sha = sha256_file(Path(sheet))
+    key_path = Path(key_path) if key_path else default_key_path(store)
+    exists = store.exists()
+    with _lock(store):
+        key, created_key = load_key(key_path, create=not exists)
+        try:
+            return _ingest_locked(store, exists, sources, participants, sheet_sha, fingerprints, key, progress, t0)
+        except BaseException:
+            if created_key:
+                key_path.unlink(missing_ok=True)
+            raise
+
+
+def _ingest_locked(
+    store: Path,
+    exists: bool,
+    sources: Sequence[GenotypeSource],
+    participants: list[Participant],
+    sheet_sha: str,
+    fingerprints: Sequence[str],
+    key: bytes,
+    progress: Progress | None,
+    t0: float,
+) -> IngestSummary:
+    by_pseudonym = {pseudonym(key, p.sample_id): p for p in participants}
+    sheet_ids = {p.sample_id for p in participants}
+    for src in sources:
+        _check_samples(src, sheet_ids)
+    summary = IngestSummary(store=store, samples=len(participants), withdrawn=sum(p.withdrawn for p in participants))
+
+    if exists:
+        s = Store.open(store, read_only=True)
+        try:
+            known = {row[0] for row in s.con.execute("SELECT sha256 FROM sources").fetchall()}
+            same_sheet = s.meta("sheet_sha256") == sheet_sha
+            same_key = s.meta("key_fingerprint") == key_fingerprint(key)
+        finally:
+            s.close()
+        if not same_key:
+            raise IngestError(str(store), "the pseudonymisation key does not match the one this store was built with")
+        todo = [i for i, fp in enumerate(fingerprints) if fp not in known]
+        summary.sources_skipped = [sources[i].name for i in range(len(sources)) if i not in todo]
+        if not todo and same_sheet:
+            summary.seconds = time.monotonic() - t0
+            return summary  # idempotent: nothing to do, the file is not touched
+        target, tmp = store, None
+    else:
+        todo = list(range(len(sources)))
+        tmp = store.with_name(f".{store.name}.ingest-{os.getpid()}.tmp")
+        _remove_db(tmp)
+        target = tmp
+
+    try:
+        con = duckdb.connect(str(target))
+    except duckdb.Error as exc:
+        raise StoreError(f"{store}: cannot open the store for writing ({str(exc).splitlines()[0]})") from None
+    try:
+        con.execute("BEGIN TRANSACTION")
+        st = Store(con, store)
+        if not exists:
+            st.create_schema()
+            st.set_meta("schema_version", SCHEMA_VERSION)
+            st.set_meta("key_fingerprint", key_fingerprint(key))
+        summary.sheet_updated = _write_samples(con, by_pseudonym, exists)
+        st.set_meta("sheet_sha256", sheet_sha)
+        sid_of = {row[0]: row[1] for row in con.execute("SELECT pseudonym, sid FROM samples").fetchall()}
+        n_samples = len(sid_of)
+        ordered = _order_sources([sources[i] for i in todo])
+        first_vid = int(scalar(con, "SELECT coalesce(max(vid) + 1, 0) FROM variants"))
+        writer = StoreWriter(con, n_samples, first_vid)
+        skipped: Counter[str] = Counter()
+        done_bytes = 0
+        for src in ordered:
+            i = sources.index(src)
+            source_id = int(scalar(con, "SELECT coalesce(max(source_id) + 1, 0) FROM sources"))
+            col2sid = np.array([sid_of[pseudonym(key, s)] for s in src.samples], dtype=np.int32)
+            records_before = writer.stats.alleles
+            for n, calls in enumerate(src.records()):
+                writer.add(calls, col2sid[calls.sids], source_id, _line_of(calls.origin))
+                if progress is not None and n % 256 == 0:
+                    progress.update(done_bytes + _position(src), src.name)
+            writer.flush()
+            done_bytes += getattr(src, "size", 0)
+            skipped.update(getattr(src, "skipped", {}))
+            con.execute(
+                "INSERT INTO sources VALUES (?, ?, ?, ?, ?, now())",
+                [source_id, fingerprints[i], src.name, int(getattr(src, "records_read", 0)),
+                 writer.stats.alleles - records_before],
+            )
+            summary.sources_loaded.append(src.name)
+            summary.sites += int(getattr(src, "records_read", 0)) or (writer.stats.alleles - records_before)
+        if progress is not None:
+            progress.done()
+        _check_duplicates(con, first_vid)
+        if not writer.in_order:
+            _renumber(con, first_vid)
+        con.execute("COMMIT")
+        if tmp is not None:
+            con.execute("CHECKPOINT")
+        summary.alleles = writer.stats.alleles
+        summary.class_totals = {
+            name: int(v) for name, v in zip(CLASS_NAMES[1:], writer.stats.class_totals[1:], strict=True)
+        }
+        summary.skipped_records = dict(skipped)
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        con.close()
+        if tmp is not None:
+            _remove_db(tmp)
+        raise
+    con.close()
+    if tmp is not None:
+        os.replace(tmp, store)
+        _fsync_dir(store.parent)
+    summary.changed = True
+    summary.seconds = time.monotonic() - t0
+    return summary
+
+
+def _check_writable(store: Path) -> None:
+    parent = store.resolve().parent
+    if not parent.is_dir():
+        raise IngestError(str(store), f"the directory {parent} does not exist")
+    if store.exists() and not store.is_file():
+        raise IngestError(str(store), "the store path exists and is not a file")
+    if not os.access(parent, os.W_OK) or (store.exists() and not os.access(store, os.W_OK)):
+        raise IngestError(str(store), "permission denied: the store (or its directory) is not writable")
+
+
+@contextlib.contextmanager
+def _lock(store: Path) -> Iterator[None]:
+    lock_path = store.with_name(f".{store.name}.lock")
+    fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IngestError(str(store), "another ingest is writing this store") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _check_samples(src: GenotypeSource, sheet_ids: set[str]) -> None:
+    in_file = set(src.samples)
+    missing = sorted(in_file - sheet_ids)
+    if missing:
+        raise IngestError(src.name, f"{len(missing)} sample(s) are not in the sample sheet: {_few(missing)}")
+    absent = sorted(sheet_ids - in_file)
+    if absent:
+        raise IngestError(src.name, f"{len(absent)} sample(s) of the sheet are not in this file: {_few(absent)}")
+
+
+def _few(items: list[str]) -> str:
+    return ", ".join(items[:10]) + (f" and {len(items) - 10} more" if len(items) > 10 else "")
+
+
+def _write_samples(con: duckdb.DuckDBPyConnection, by_pseudonym: dict[str, Participant], exists: bool) -> bool:
+    """Insert the participants (new store) or update their details (existing store). True if changed."""
+    order = sorted(by_pseudonym)
+    rows = {
+        "sid": np.arange(len(order), dtype=np.int32),
+        "pseudonym": np.array(order, dtype=object),
+        "sex": np.array([by_pseudonym[k].sex for k in order], dtype=object),
+        "birth_year": np.array([by_pseudonym[k].birth_year or -1 for k in order], dtype=np.int32),
+        "ancestry": np.array([by_pseudonym[k].ancestry for k in order], dtype=object),
+        "phenotypes": np.array([list(by_pseudonym[k].phenotypes) for k in order] + [None], dtype=object)[:-1],
+        "consent": np.array([list(by_pseudonym[k].consent) for k in order] + [None], dtype=object)[:-1],
+    }
+    con.register("_sheet", rows)
+    select = (
+        "SELECT sid, pseudonym, sex, CASE WHEN birth_year < 0 THEN NULL ELSE birth_year END, ancestry, "
+        "CAST(phenotypes AS VARCHAR[]), CAST(consent AS VARCHAR[]) FROM _sheet"
+    )
+    try:
+        if not exists:
+            con.execute(f"INSERT INTO samples {select}")
+            return False
+        stored = {r[0] for r in con.execute("SELECT pseudonym FROM samples").fetchall()}
+        if stored != set(order):
+            raise IngestError(
+                "sample sheet",
+                f"the store holds {len(stored)} samples and the sheet {len(order)}; "
+                f"{len(set(order) - stored)} are new and {len(stored - set(order))} are missing "
+                "(a store's sample set is fixed when it is created)",
+            )
+        changed = scalar(
+            con,
+            f"SELECT count(*) FROM ({select} EXCEPT SELECT s2.sid, s2.pseudonym, s2.sex, s2.birth_year, "
+            "s2.ancestry, s2.phenotypes, s2.consent FROM samples s2) d",
+        )
+        if changed:
+            con.execute("DELETE FROM samples")
+            con.execute(f"INSERT INTO samples {select}")
+            return True
+        return False
+    finally:
+        con.unregister("_sheet")
+
+
+def _order_sources(sources: list[GenotypeSource]) -> list[GenotypeSource]:
+    """Load files in genomic order of their first record, so per-chromosome files need no renumbering."""
+    def key(src: GenotypeSource) -> tuple[int, str, int]:
+        first = src.first_key() if hasattr(src, "first_key") else None
+        return (contig_order(first[0]), first[0], first[1]) if first else (0, "", 0)
+
+    return sorted(sources, key=key)
+
+
+def _check_duplicates(con: duckdb.DuckDBPyConnection, first_vid: int) -> None:
+    rows = con.execute(
+        "SELECT a.chrom, a.pos, a.ref, a.alt, sa.name, a.line, sb.name, b.line FROM variants a "
+        "JOIN variants b ON a.chrom = b.chrom AND a.pos = b.pos AND a.ref = b.ref AND a.alt = b.alt "
+        "AND a.vid < b.vid JOIN sources sa ON sa.source_id = a.source_id "
+        "JOIN sources sb ON sb.source_id = b.source_id WHERE b.vid >= ? LIMIT 1",
+        [first_vid],
+    ).fetchall()
+    if rows:
+        row = rows[0]
+        chrom, pos, ref, alt, a_name, a_line, b_name, b_line = row
+        raise IngestError(
+            f"{b_name}:{b_line}",
+            f"variant {chrom}-{pos}-{ref}-{alt} appears twice (also at {a_name}:{a_line})",
+        )
+
+
+def _renumber(con: duckdb.DuckDBPyConnection, first_vid: int) -> None:
+    """Give this ingest's variants ids in genomic order and rewrite their calls in that order."""
+    con.execute(
+        "CREATE TEMP TABLE _vmap AS SELECT vid AS old, "
+        "(? + row_number() OVER (ORDER BY contig_order, chrom, pos, ref, alt) - 1)::INTEGER AS new "
+        "FROM variants WHERE vid >= ?",
+        [first_vid, first_vid],
+    )
+    for table, cols in (("calls", "m.new, t.sid, t.cls"), ("dense", "m.new, t.cls, t.bits")):
+        order = "m.new, t.sid" if table == "calls" else "m.new, t.cls"
+        con.execute(f"CREATE TEMP TABLE _{table}_new AS SELECT {cols} FROM {table} t JOIN _vmap m ON t.vid = m.old ORDER BY {order}")
+        con.execute(f"DELETE FROM {table} WHERE vid >= ?", [first_vid])
+        con.execute(f"INSERT INTO {table} SELECT * FROM _{table}_new")
+        con.execute(f"DROP TABLE _{table}_new")
+    con.execute(
+        "CREATE TEMP TABLE _variants_new AS SELECT m.new AS vid, v.* EXCLUDE (vid) FROM variants v "
+        "JOIN _vmap m ON v.vid = m.old ORDER BY m.new"
+    )
+    con.execute("DELETE FROM variants WHERE vid >= ?", [first_vid])
+    con.execute("INSERT INTO variants SELECT * FROM _variants_new")
+    con.execute("DROP TABLE _variants_new")
+    con.execute("DROP TABLE _vmap")
+
+
+def _line_of(origin: str) -> int:
+    tail = origin.rsplit(":", 1)[-1].rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _position(src: GenotypeSource) -> int:
+    pos = getattr(src, "position", None)
+    return int(pos()) if callable(pos) else 0
+
+
+def _remove_db(path: Path) -> None:
+    for p in (path, path.with_name(path.name + ".wal")):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

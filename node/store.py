@@ -1,0 +1,269 @@
+"""The node's genotype store: one DuckDB file.
+
+Layout (chosen by measurement, see BENCHMARKS.md): every ALT allele is a row of ``variants``; its calls
+that are not diploid hom-ref are kept per genotype class either
+
+* sparse, as ``calls(vid, sid, cls)`` rows, when the class holds few samples (rare variants: almost all), or
+* dense, as one packed bitset per (variant, class) in ``dense(vid, cls, bits)`` when the class holds more
+  than ``N / DENSE_DIVISOR`` samples (common variants, chrX males' haploid calls).
+
+Counting a cohort is then: sparse rows whose sample is in the cohort (a numpy mask lookup), plus
+``popcount(bits & cohort_bits)`` for the dense rows; HOM_REF is the cohort size minus the other classes.
+Rows are written in variant order, so a region is a contiguous ``vid`` range that DuckDB's zone maps skip to.
+
+Samples are rows of ``samples`` keyed by ``sid`` (0..N-1, in pseudonym order): only keyed-hash pseudonyms
+are stored, never the institution's sample ids.
+
+Threading: a ``Store`` owns one DuckDB connection; every thread must use its own ``Store.cursor()``
+(a connection shared across threads gave silently wrong results in DuckDB 2.0).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import numpy.typing as npt
+
+from genogate.errors import StoreError
+from genogate.query import Region, Variant
+from node.records import HOM_REF, N_CLASSES
+
+SCHEMA_VERSION = "1"
+DENSE_DIVISOR = 24
+# Requested variants closer than this (in vid) are fetched with one range scan.
+_GAP = 4096
+_CHUNK = 16384
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+CREATE TABLE IF NOT EXISTS samples (
+    sid INTEGER PRIMARY KEY, pseudonym VARCHAR NOT NULL UNIQUE, sex VARCHAR NOT NULL,
+    birth_year SMALLINT, ancestry VARCHAR, phenotypes VARCHAR[] NOT NULL, consent VARCHAR[] NOT NULL);
+CREATE TABLE IF NOT EXISTS sources (
+    source_id INTEGER PRIMARY KEY, sha256 VARCHAR NOT NULL UNIQUE, name VARCHAR NOT NULL,
+    records BIGINT NOT NULL, alleles BIGINT NOT NULL, ingested_at TIMESTAMP NOT NULL);
+CREATE TABLE IF NOT EXISTS variants (
+    vid INTEGER NOT NULL, chrom VARCHAR NOT NULL, contig_order INTEGER NOT NULL, pos INTEGER NOT NULL,
+    ref VARCHAR NOT NULL, alt VARCHAR NOT NULL, source_id INTEGER NOT NULL, line BIGINT NOT NULL,
+    n_het INTEGER NOT NULL, n_hom_alt INTEGER NOT NULL, n_hemi_ref INTEGER NOT NULL,
+    n_hemi_alt INTEGER NOT NULL, n_no_call INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS calls (vid INTEGER NOT NULL, sid INTEGER NOT NULL, cls UTINYINT NOT NULL);
+CREATE TABLE IF NOT EXISTS dense (vid INTEGER NOT NULL, cls UTINYINT NOT NULL, bits BLOB NOT NULL);
+"""
+
+
+def contig_order(chrom: str) -> int:
+    """Natural chromosome order: 1..22 (or any number), X, Y, MT, then other contigs (by name)."""
+    name = re.sub(r"^chr", "", chrom, flags=re.IGNORECASE)
+    if name.isdigit():
+        return int(name)
+    special = {"X": 1_000_001, "Y": 1_000_002, "XY": 1_000_003, "M": 1_000_004, "MT": 1_000_004}
+    return special.get(name.upper(), 2_000_000)
+
+
+@dataclass(frozen=True)
+class VariantRows:
+    """Variants in store order, as parallel arrays."""
+
+    vid: npt.NDArray[np.int32]
+    chrom: npt.NDArray[Any]
+    pos: npt.NDArray[np.int32]
+    ref: npt.NDArray[Any]
+    alt: npt.NDArray[Any]
+
+    def __len__(self) -> int:
+        return len(self.vid)
+
+    def variant(self, i: int) -> Variant:
+        return Variant(str(self.chrom[i]), int(self.pos[i]), str(self.ref[i]), str(self.alt[i]))
+
+
+class Store:
+    """Read access to a store (and the connection ingest writes through)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path):
+        self.con = con
+        self.path = path
+        self._n_samples: int | None = None
+
+    @classmethod
+    def open(cls, path: Path, *, read_only: bool = True) -> Store:
+        path = Path(path)
+        if read_only and not path.exists():
+            raise StoreError(f"{path}: no such store (create it with 'genogate-node ingest')")
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+        except (duckdb.IOException, duckdb.Error) as exc:
+            raise StoreError(f"{path}: cannot open the store ({_first_line(exc)})") from None
+        store = cls(con, path)
+        if read_only:
+            version = store.meta("schema_version")
+            if version != SCHEMA_VERSION:
+                con.close()
+                raise StoreError(f"{path}: not a genogate store (schema version {version!r})")
+        return store
+
+    def close(self) -> None:
+        self.con.close()
+
+    def cursor(self) -> Store:
+        """A Store on a new cursor of the same database, for use by one other thread."""
+        return Store(self.con.cursor(), self.path)
+
+    def create_schema(self) -> None:
+        self.con.execute(SCHEMA)
+
+    def meta(self, key: str) -> str | None:
+        try:
+            rows = self.con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall()
+        except duckdb.CatalogException:
+            return None
+        return str(rows[0][0]) if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+
+    @property
+    def n_samples(self) -> int:
+        if self._n_samples is None:
+            self._n_samples = int(scalar(self.con, "SELECT count(*) FROM samples"))
+        return self._n_samples
+
+    # Cohorts ----------------------------------------------------------------------------------------------
+
+    def cohort_mask(self, where_sql: str = "TRUE", params: Sequence[object] = ()) -> npt.NDArray[np.bool_]:
+        """Boolean mask over sids of the samples satisfying a (planner-built, parameterised) condition."""
+        rows = self.con.execute(f"SELECT sid FROM samples WHERE {where_sql}", list(params)).fetchnumpy()
+        mask = np.zeros(self.n_samples, dtype=bool)
+        mask[rows["sid"]] = True
+        return mask
+
+    # Variants ---------------------------------------------------------------------------------------------
+
+    def variants(self, region: Region | None = None) -> VariantRows:
+        """All variants (or those in a region), in genomic order."""
+        sql = "SELECT vid, chrom, pos, ref, alt FROM variants"
+        params: list[object] = []
+        if region is not None:
+            sql += " WHERE chrom = ? AND pos BETWEEN ? AND ?"
+            params = [region.chrom, region.start, region.end]
+        sql += " ORDER BY contig_order, chrom, pos, ref, alt"
+        return _rows(self.con.execute(sql, params).fetchnumpy())
+
+    def lookup(self, variants: Sequence[Variant]) -> npt.NDArray[np.int32]:
+        """The vid of each variant, -1 where the store does not hold it (callers zero-fill)."""
+        if not variants:
+            return np.zeros(0, dtype=np.int32)
+        keys = {
+            "i": np.arange(len(variants), dtype=np.int32),
+            "chrom": np.array([v.chrom for v in variants], dtype=object),
+            "pos": np.array([v.pos for v in variants], dtype=np.int32),
+            "ref": np.array([v.ref for v in variants], dtype=object),
+            "alt": np.array([v.alt for v in variants], dtype=object),
+        }
+        cur = self.con.cursor()
+        try:
+            cur.register("wanted", keys)
+            found = cur.execute(
+                "SELECT w.i, v.vid FROM wanted w JOIN variants v "
+                "ON v.chrom = w.chrom AND v.pos = w.pos AND v.ref = w.ref AND v.alt = w.alt"
+            ).fetchnumpy()
+        finally:
+            cur.close()
+        out = np.full(len(variants), -1, dtype=np.int32)
+        out[found["i"]] = found["vid"]
+        return out
+
+    # Counting ---------------------------------------------------------------------------------------------
+
+    def class_counts(self, vids: npt.NDArray[np.int32], mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+        """Genotype-class counts (``len(vids)`` x 6, columns as ``records.CLASS_NAMES``) within a cohort.
+
+        ``vids`` may be in any order and may hold -1 (a variant the store lacks: all hom-ref, i.e. every
+        cohort member counts as HOM_REF there, exactly as an absent variant would be reported by a
+        complete callset). The work is the same whatever the cohort holds.
+        """
+        out = np.zeros((len(vids), N_CLASSES), dtype=np.int64)
+        valid = np.flatnonzero(vids >= 0)
+        if len(valid):
+            order = valid[np.argsort(vids[valid], kind="stable")]
+            sorted_vids = vids[order]
+            packed = np.packbits(mask)
+            for lo, hi in _ranges(sorted_vids):
+                self._count_range(sorted_vids[lo:hi], order[lo:hi], mask, packed, out)
+        out[:, HOM_REF] = int(mask.sum()) - out[:, 1:].sum(axis=1)
+        return out
+
+    def _count_range(
+        self,
+        vids: npt.NDArray[np.int32],
+        rows: npt.NDArray[np.intp],
+        mask: npt.NDArray[np.bool_],
+        packed: npt.NDArray[np.uint8],
+        out: npt.NDArray[np.int64],
+    ) -> None:
+        lo, hi = int(vids[0]), int(vids[-1])
+        sparse = self.con.execute(
+            "SELECT vid, sid, cls FROM calls WHERE vid BETWEEN ? AND ?", [lo, hi]
+        ).fetchnumpy()
+        idx = np.searchsorted(vids, sparse["vid"])
+        hit = idx < len(vids)
+        hit[hit] &= vids[idx[hit]] == sparse["vid"][hit]
+        hit &= mask[sparse["sid"]]
+        flat = idx[hit] * N_CLASSES + sparse["cls"][hit].astype(np.intp)
+        counts = np.bincount(flat, minlength=len(vids) * N_CLASSES).reshape(len(vids), N_CLASSES)
+        dense = self.con.execute(
+            "SELECT vid, cls, bits FROM dense WHERE vid BETWEEN ? AND ?", [lo, hi]
+        ).fetchnumpy()
+        if len(dense["vid"]):
+            didx = np.searchsorted(vids, dense["vid"])
+            dhit = didx < len(vids)
+            dhit[dhit] &= vids[didx[dhit]] == dense["vid"][dhit]
+            if dhit.any():
+                bits = np.frombuffer(b"".join(dense["bits"][dhit]), dtype=np.uint8).reshape(-1, len(packed))
+                pop = np.bitwise_count(bits & packed).sum(axis=1, dtype=np.int64)
+                np.add.at(counts, (didx[dhit], dense["cls"][dhit].astype(np.intp)), pop)
+        # Duplicated requests (the same vid twice) share one count row; expand back to the callers' rows.
+        first = np.searchsorted(vids, vids)
+        out[rows] = counts[first]
+
+    def iter_all_counts(
+        self, mask: npt.NDArray[np.bool_], region: Region | None = None
+    ) -> Iterator[tuple[VariantRows, npt.NDArray[np.int64]]]:
+        """(variants, class counts) for every variant (or a region), a chunk at a time, bounded memory."""
+        rows = self.variants(region)
+        for start in range(0, len(rows), _CHUNK):
+            part = VariantRows(*(a[start : start + _CHUNK] for a in (rows.vid, rows.chrom, rows.pos, rows.ref, rows.alt)))
+            yield part, self.class_counts(part.vid, mask)
+
+
+def _ranges(sorted_vids: npt.NDArray[np.int32]) -> Iterator[tuple[int, int]]:
+    """Split sorted vids into runs to fetch with one range scan each (bounded span and size)."""
+    if not len(sorted_vids):
+        return
+    breaks = np.flatnonzero(np.diff(sorted_vids) > _GAP) + 1
+    bounds = [0, *breaks.tolist(), len(sorted_vids)]
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        for s in range(a, b, _CHUNK):
+            yield s, min(b, s + _CHUNK)
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()) -> Any:
+    """The single value of a one-row query, fetched completely (DuckDB 2.0 refuses new work on a connection
+    whose last result was only partly fetched)."""
+    rows = con.execute(sql, list(params)).fetchall()
+    return rows[0][0] if rows else None
+
+
+def _rows(d: dict[str, Any]) -> VariantRows:
+    return VariantRows(d["vid"], d["chrom"], d["pos"], d["ref"], d["alt"])
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
