@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import hashlib
 import hmac
 import os
@@ -63,7 +64,7 @@ class IngestSummary:
             f"store        {self.store}",
             f"samples      {self.samples} ({self.withdrawn} withdrawn)",
             f"inputs       {len(self.sources_loaded)} loaded, {len(self.sources_skipped)} already in the store",
-            f"sites        {self.sites}",
+            f"sites        {self.sites} loaded",
             f"alleles      {self.alleles} (one row per ALT allele)",
         ]
         if self.class_totals:
@@ -170,8 +171,17 @@ def ingest(
         for p in paths:
             sources.append(VcfSource(p))
         fingerprints = [sha256_file(p) for p in paths]
+        first: dict[str, Path] = {}
+        for p, fp in zip(paths, fingerprints, strict=True):
+            if fp in first:
+                raise IngestError(str(p), f"the same file is given twice (same content as {first[fp]})")
+            first[fp] = p
         return ingest_sources(
-            store, sources, sheet, fingerprints=fingerprints, key_path=key_path,
+            store,
+            sources,
+            sheet,
+            fingerprints=fingerprints,
+            key_path=key_path,
             progress=Progress(sum(s.size for s in sources), progress_stream),
         )
     finally:
@@ -197,9 +207,14 @@ def ingest_sources(
     key_path = Path(key_path) if key_path else default_key_path(store)
     exists = store.exists()
     with _lock(store):
+        # A killed earlier run may have left its half-built store behind; the lock says nobody is using it.
+        for stale in store.parent.glob(f".{glob.escape(store.name)}.ingest-*.tmp"):
+            _remove_db(stale)
         key, created_key = load_key(key_path, create=not exists)
         try:
-            return _ingest_locked(store, exists, sources, participants, sheet_sha, fingerprints, key, progress, t0)
+            return _ingest_locked(
+                store, exists, sources, Path(sheet), participants, sheet_sha, fingerprints, key, progress, t0
+            )
         except BaseException:
             if created_key:
                 key_path.unlink(missing_ok=True)
@@ -210,6 +225,7 @@ def _ingest_locked(
     store: Path,
     exists: bool,
     sources: Sequence[GenotypeSource],
+    sheet: Path,
     participants: list[Participant],
     sheet_sha: str,
     fingerprints: Sequence[str],
@@ -256,7 +272,7 @@ def _ingest_locked(
             st.create_schema()
             st.set_meta("schema_version", SCHEMA_VERSION)
             st.set_meta("key_fingerprint", key_fingerprint(key))
-        summary.sheet_updated = _write_samples(con, by_pseudonym, exists)
+        summary.sheet_updated = _write_samples(con, by_pseudonym, exists, sheet)
         st.set_meta("sheet_sha256", sheet_sha)
         sid_of = {row[0]: row[1] for row in con.execute("SELECT pseudonym, sid FROM samples").fetchall()}
         n_samples = len(sid_of)
@@ -273,17 +289,21 @@ def _ingest_locked(
             for n, calls in enumerate(src.records()):
                 writer.add(calls, col2sid[calls.sids], source_id, _line_of(calls.origin))
                 if progress is not None and n % 256 == 0:
-                    progress.update(done_bytes + _position(src), src.name)
+                    progress.update(done_bytes + _position(src, n), src.name)
             writer.flush()
             done_bytes += getattr(src, "size", 0)
             skipped.update(getattr(src, "skipped", {}))
             con.execute(
                 "INSERT INTO sources VALUES (?, ?, ?, ?, ?, now())",
-                [source_id, fingerprints[i], src.name, int(getattr(src, "records_read", 0)),
-                 writer.stats.alleles - records_before],
+                [
+                    source_id,
+                    fingerprints[i],
+                    src.name,
+                    int(getattr(src, "records_read", 0)),
+                    writer.stats.alleles - records_before,
+                ],
             )
             summary.sources_loaded.append(src.name)
-            summary.sites += int(getattr(src, "records_read", 0)) or (writer.stats.alleles - records_before)
         if progress is not None:
             progress.done()
         _check_duplicates(con, first_vid)
@@ -292,6 +312,7 @@ def _ingest_locked(
         con.execute("COMMIT")
         if tmp is not None:
             con.execute("CHECKPOINT")
+        summary.sites = writer.stats.sites
         summary.alleles = writer.stats.alleles
         summary.class_totals = {
             name: int(v) for name, v in zip(CLASS_NAMES[1:], writer.stats.class_totals[1:], strict=True)
@@ -315,6 +336,8 @@ def _ingest_locked(
 
 def _check_writable(store: Path) -> None:
     parent = store.resolve().parent
+    if parent.exists() and not parent.is_dir():
+        raise IngestError(str(store), f"{parent} is not a directory")
     if not parent.is_dir():
         raise IngestError(str(store), f"the directory {parent} does not exist")
     if store.exists() and not store.is_file():
@@ -326,7 +349,10 @@ def _check_writable(store: Path) -> None:
 @contextlib.contextmanager
 def _lock(store: Path) -> Iterator[None]:
     lock_path = store.with_name(f".{store.name}.lock")
-    fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise IngestError(str(store), f"cannot create the lock file {lock_path} ({exc.strerror})") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -351,7 +377,9 @@ def _few(items: list[str]) -> str:
     return ", ".join(items[:10]) + (f" and {len(items) - 10} more" if len(items) > 10 else "")
 
 
-def _write_samples(con: duckdb.DuckDBPyConnection, by_pseudonym: dict[str, Participant], exists: bool) -> bool:
+def _write_samples(
+    con: duckdb.DuckDBPyConnection, by_pseudonym: dict[str, Participant], exists: bool, sheet: Path
+) -> bool:
     """Insert the participants (new store) or update their details (existing store). True if changed."""
     order = sorted(by_pseudonym)
     rows = {
@@ -375,7 +403,7 @@ def _write_samples(con: duckdb.DuckDBPyConnection, by_pseudonym: dict[str, Parti
         stored = {r[0] for r in con.execute("SELECT pseudonym FROM samples").fetchall()}
         if stored != set(order):
             raise IngestError(
-                "sample sheet",
+                str(sheet),
                 f"the store holds {len(stored)} samples and the sheet {len(order)}; "
                 f"{len(set(order) - stored)} are new and {len(stored - set(order))} are missing "
                 "(a store's sample set is fixed when it is created)",
@@ -396,6 +424,7 @@ def _write_samples(con: duckdb.DuckDBPyConnection, by_pseudonym: dict[str, Parti
 
 def _order_sources(sources: list[GenotypeSource]) -> list[GenotypeSource]:
     """Load files in genomic order of their first record, so per-chromosome files need no renumbering."""
+
     def key(src: GenotypeSource) -> tuple[int, str, int]:
         first = src.first_key() if hasattr(src, "first_key") else None
         return (contig_order(first[0]), first[0], first[1]) if first else (0, "", 0)
@@ -430,7 +459,10 @@ def _renumber(con: duckdb.DuckDBPyConnection, first_vid: int) -> None:
     )
     for table, cols in (("calls", "m.new, t.sid, t.cls"), ("dense", "m.new, t.cls, t.bits")):
         order = "m.new, t.sid" if table == "calls" else "m.new, t.cls"
-        con.execute(f"CREATE TEMP TABLE _{table}_new AS SELECT {cols} FROM {table} t JOIN _vmap m ON t.vid = m.old ORDER BY {order}")
+        con.execute(
+            f"CREATE TEMP TABLE _{table}_new AS SELECT {cols} FROM {table} t "
+            f"JOIN _vmap m ON t.vid = m.old ORDER BY {order}"
+        )
         con.execute(f"DELETE FROM {table} WHERE vid >= ?", [first_vid])
         con.execute(f"INSERT INTO {table} SELECT * FROM _{table}_new")
         con.execute(f"DROP TABLE _{table}_new")
@@ -449,9 +481,10 @@ def _line_of(origin: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-def _position(src: GenotypeSource) -> int:
+def _position(src: GenotypeSource, records_done: int) -> int:
+    """Progress units: bytes consumed for a file source, records for a generated one."""
     pos = getattr(src, "position", None)
-    return int(pos()) if callable(pos) else 0
+    return int(pos()) if callable(pos) else records_done
 
 
 def _remove_db(path: Path) -> None:
