@@ -20,15 +20,15 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 ## test: the whole suite (unit, contract, integration, real data, e2e, statistical)
-test: $(STAMP) check-proto
+test: $(STAMP) check-proto lint typecheck
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m 'not slow'
 
 lint: $(STAMP)
-	$(BIN)/ruff check genogate node coordinator tests bench
-	$(BIN)/ruff format --check genogate node coordinator tests bench
+	$(BIN)/ruff check genogate node coordinator tests bench tools
+	$(BIN)/ruff format --check genogate node coordinator tests bench tools
 
 typecheck: $(STAMP)
 	$(BIN)/mypy genogate node coordinator

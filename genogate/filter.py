@@ -45,7 +45,7 @@ def _tokenize(text: str) -> list[str]:
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:
-            raise _bad_filter(f"unexpected character at column {pos + 1}: {text[pos:pos + 10]!r}")
+            raise _bad_filter(f"unexpected character at column {pos + 1}: {text[pos : pos + 10]!r}")
         tokens.append(m.group(1) or m.group(2))
         pos = m.end()
     return tokens
@@ -113,8 +113,11 @@ class _Parser:
                 raise _bad_filter("age is compared with a whole number of years")
             years = int(value)
             bounds = {
-                ">=": (years, None), ">": (years + 1, None), "<=": (None, years),
-                "<": (None, years - 1), "=": (years, years),
+                ">=": (years, None),
+                ">": (years + 1, None),
+                "<=": (None, years),
+                "<": (None, years - 1),
+                "=": (years, years),
             }
             if op not in bounds or (op == "<" and years == 0):
                 raise _bad_filter("age takes >=, >, <=, < or = and a whole number of years")

@@ -83,7 +83,9 @@ class Region:
         m = re.fullmatch(r"([^:\s]+)(?::([\d,]+)-([\d,]+))?", text.strip())
         if not m:
             raise InvalidArgument(
-                f"{text!r} is not CHROM:START-END", reason=Reason.INVALID_REGION, message="the region is malformed"
+                f"{text!r} is not CHROM:START-END",
+                reason=Reason.INVALID_REGION,
+                message="the region is malformed",
             )
         chrom, start, end = m.groups()
         if start is None:

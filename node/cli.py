@@ -21,24 +21,48 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version="genogate-node 0.1.0")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    ing = sub.add_parser("ingest", help="load VCF/BCF files and a sample sheet into the store",
-                         description="Load genotypes (VCF or BCF; plain, gzip or BGZF) and a sample sheet into "
-                         "the node's store, atomically and idempotently.")
+    ing = sub.add_parser(
+        "ingest",
+        help="load VCF/BCF files and a sample sheet into the store",
+        description="Load genotypes (VCF or BCF; plain, gzip or BGZF) and a sample sheet into "
+        "the node's store, atomically and idempotently.",
+    )
     ing.add_argument("--store", type=Path, required=True, help="the store file (created if absent)")
-    ing.add_argument("--vcf", type=Path, action="append", required=True, metavar="FILE",
-                     help="a VCF/BCF file; repeat for several (e.g. one per chromosome)")
-    ing.add_argument("--samples", type=Path, required=True, metavar="SHEET",
-                     help="sample sheet TSV: sample_id [sex birth_year ancestry phenotypes consent]")
-    ing.add_argument("--key", type=Path, metavar="FILE",
-                     help="pseudonymisation key (default: pseudonym.key beside the store; created for a new store)")
+    ing.add_argument(
+        "--vcf",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="a VCF/BCF file; repeat for several (e.g. one per chromosome)",
+    )
+    ing.add_argument(
+        "--samples",
+        type=Path,
+        required=True,
+        metavar="SHEET",
+        help="sample sheet TSV: sample_id [sex birth_year ancestry phenotypes consent]",
+    )
+    ing.add_argument(
+        "--key",
+        type=Path,
+        metavar="FILE",
+        help="pseudonymisation key (default: pseudonym.key beside the store; created for a new store)",
+    )
 
-    fq = sub.add_parser("freq", help="exact allele and genotype counts from the store (offline check)",
-                        description="Exact counts over the operator's own store; never runs over the network.")
+    fq = sub.add_parser(
+        "freq",
+        help="exact allele and genotype counts from the store (offline check)",
+        description="Exact counts over the operator's own store; never runs over the network.",
+    )
     fq.add_argument("--store", type=Path, required=True)
     fq.add_argument("--region", help="CHROM:START-END (1-based, inclusive) or CHROM")
     fq.add_argument("--by", choices=("sex", "ancestry", "phenotype"), help="one block of rows per group")
-    fq.add_argument("--where", metavar="FILTER",
-                    help="cohort filter, e.g. 'sex=F and ancestry in (EUR,AFR) and phenotype=HP:0001250'")
+    fq.add_argument(
+        "--where",
+        metavar="FILTER",
+        help="cohort filter, e.g. 'sex=F and ancestry in (EUR,AFR) and phenotype=HP:0001250'",
+    )
     fq.add_argument("--format", choices=("tsv", "json"), default="tsv")
 
     sy = sub.add_parser("synth", help="generate a synthetic cohort (VCF + sheet, or straight into a store)")

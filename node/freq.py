@@ -20,8 +20,22 @@ from genogate.query import Everyone, Filter, Region
 from node.planner import compile_filter
 from node.store import Store
 
-COLUMNS = ("CHROM", "POS", "REF", "ALT", "AC", "AN", "HOM_REF", "HET", "HOM_ALT", "HEMI_REF", "HEMI_ALT", "NO_CALL")
+COLUMNS = (
+    "CHROM",
+    "POS",
+    "REF",
+    "ALT",
+    "AC",
+    "AN",
+    "HOM_REF",
+    "HET",
+    "HOM_ALT",
+    "HEMI_REF",
+    "HEMI_ALT",
+    "NO_CALL",
+)
 GroupBy = Literal["sex", "ancestry", "phenotype"]
+EVERYONE = Everyone()
 
 
 @dataclass(frozen=True)
@@ -55,20 +69,34 @@ def groups(store: Store, where: Filter, by: GroupBy | None, this_year: int | Non
     return [Group(str(v[0]), store.cohort_mask(f"({sql}) AND {column} = ?", [*params, v[0]])) for v in values]
 
 
-def rows(store: Store, where: Filter = Everyone(), by: GroupBy | None = None,
-         region: Region | None = None) -> Iterator[tuple[object, ...]]:
+def rows(
+    store: Store, where: Filter = EVERYONE, by: GroupBy | None = None, region: Region | None = None
+) -> Iterator[tuple[object, ...]]:
     """One tuple per (group, ALT allele): [GROUP,] CHROM POS REF ALT AC AN and the six classes."""
     for group in groups(store, where, by):
         for variants, classes in store.iter_all_counts(group.mask, region):
             ac, an = allele_counts(classes)
             for i in range(len(variants)):
-                row = (str(variants.chrom[i]), int(variants.pos[i]), str(variants.ref[i]), str(variants.alt[i]),
-                       int(ac[i]), int(an[i]), *(int(c) for c in classes[i]))
+                row = (
+                    str(variants.chrom[i]),
+                    int(variants.pos[i]),
+                    str(variants.ref[i]),
+                    str(variants.alt[i]),
+                    int(ac[i]),
+                    int(an[i]),
+                    *(int(c) for c in classes[i]),
+                )
                 yield ((group.name, *row) if by else row)
 
 
-def write(out: IO[str], store: Store, where: Filter, by: GroupBy | None, region: Region | None,
-          fmt: Literal["tsv", "json"]) -> int:
+def write(
+    out: IO[str],
+    store: Store,
+    where: Filter,
+    by: GroupBy | None,
+    region: Region | None,
+    fmt: Literal["tsv", "json"],
+) -> int:
     """Write the counts as TSV (header first) or a JSON array of objects; returns the number of rows."""
     header = (("GROUP",) if by else ()) + COLUMNS
     n = 0

@@ -209,18 +209,14 @@ class Store:
         out: npt.NDArray[np.int64],
     ) -> None:
         lo, hi = int(vids[0]), int(vids[-1])
-        sparse = self.con.execute(
-            "SELECT vid, sid, cls FROM calls WHERE vid BETWEEN ? AND ?", [lo, hi]
-        ).fetchnumpy()
+        sparse = self.con.execute("SELECT vid, sid, cls FROM calls WHERE vid BETWEEN ? AND ?", [lo, hi]).fetchnumpy()
         idx = np.searchsorted(vids, sparse["vid"])
         hit = idx < len(vids)
         hit[hit] &= vids[idx[hit]] == sparse["vid"][hit]
         hit &= mask[sparse["sid"]]
         flat = idx[hit] * N_CLASSES + sparse["cls"][hit].astype(np.intp)
         counts = np.bincount(flat, minlength=len(vids) * N_CLASSES).reshape(len(vids), N_CLASSES)
-        dense = self.con.execute(
-            "SELECT vid, cls, bits FROM dense WHERE vid BETWEEN ? AND ?", [lo, hi]
-        ).fetchnumpy()
+        dense = self.con.execute("SELECT vid, cls, bits FROM dense WHERE vid BETWEEN ? AND ?", [lo, hi]).fetchnumpy()
         if len(dense["vid"]):
             didx = np.searchsorted(vids, dense["vid"])
             dhit = didx < len(vids)
@@ -239,7 +235,9 @@ class Store:
         """(variants, class counts) for every variant (or a region), a chunk at a time, bounded memory."""
         rows = self.variants(region)
         for start in range(0, len(rows), _CHUNK):
-            part = VariantRows(*(a[start : start + _CHUNK] for a in (rows.vid, rows.chrom, rows.pos, rows.ref, rows.alt)))
+            part = VariantRows(
+                *(a[start : start + _CHUNK] for a in (rows.vid, rows.chrom, rows.pos, rows.ref, rows.alt))
+            )
             yield part, self.class_counts(part.vid, mask)
 
 

@@ -42,6 +42,7 @@ class StoreWriter:
         self._dense_bytes = 0
         self._variants: dict[str, list[object]] = {k: [] for k in _VARIANT_COLUMNS}
         self._last_key: tuple[int, str, int] | None = None
+        self._last_origin = ""
         self.in_order = True
 
     def add(self, calls: SiteCalls, sids: npt.NDArray[np.int32], source_id: int, line: int) -> None:
@@ -55,25 +56,40 @@ class StoreWriter:
         per_class = np.bincount(calls.cls, minlength=N_CLASSES)
         self.stats.class_totals += per_class
         self.stats.alleles += 1
-        sparse_keep = np.ones(len(sids), dtype=bool)
-        for c in np.flatnonzero(per_class >= self.dense_min):
-            if c == 0:
-                continue
-            members = calls.cls == c
-            bits = np.zeros(self.n_samples, dtype=bool)
-            bits[sids[members]] = True
-            packed = np.packbits(bits).tobytes()
-            self._dense.append((vid, int(c), packed))
-            self._dense_bytes += len(packed)
-            sparse_keep &= ~members
-        n = int(sparse_keep.sum())
-        if n:
-            self._sparse.append((np.full(n, vid, dtype=np.int32), sids[sparse_keep], calls.cls[sparse_keep]))
-            self._sparse_rows += n
+        if calls.origin != self._last_origin:  # the ALT alleles of one record share its origin
+            self.stats.sites += 1
+            self._last_origin = calls.origin
+        dense_classes = np.flatnonzero(per_class[1:] >= self.dense_min) + 1
+        if len(dense_classes):
+            sparse_keep = np.ones(len(sids), dtype=bool)
+            for c in dense_classes:
+                members = calls.cls == c
+                bits = np.zeros(self.n_samples, dtype=bool)
+                bits[sids[members]] = True
+                packed = np.packbits(bits).tobytes()
+                self._dense.append((vid, int(c), packed))
+                self._dense_bytes += len(packed)
+                sparse_keep &= ~members
+            sids, cls = sids[sparse_keep], calls.cls[sparse_keep]
+        else:
+            cls = calls.cls
+        if len(sids):
+            self._sparse.append((np.full(len(sids), vid, dtype=np.int32), sids, cls))
+            self._sparse_rows += len(sids)
         v = self._variants
         for name, value in zip(
             _VARIANT_COLUMNS,
-            (vid, calls.chrom, key[0], calls.pos, calls.ref, calls.alt, source_id, line, *per_class[1:].tolist()),
+            (
+                vid,
+                calls.chrom,
+                key[0],
+                calls.pos,
+                calls.ref,
+                calls.alt,
+                source_id,
+                line,
+                *per_class[1:].tolist(),
+            ),
             strict=True,
         ):
             v[name].append(value)
@@ -124,6 +140,17 @@ class StoreWriter:
 
 
 _VARIANT_COLUMNS = (
-    "vid", "chrom", "contig_order", "pos", "ref", "alt", "source_id", "line",
-    "n_het", "n_hom_alt", "n_hemi_ref", "n_hemi_alt", "n_no_call",
+    "vid",
+    "chrom",
+    "contig_order",
+    "pos",
+    "ref",
+    "alt",
+    "source_id",
+    "line",
+    "n_het",
+    "n_hom_alt",
+    "n_hemi_ref",
+    "n_hemi_alt",
+    "n_no_call",
 )

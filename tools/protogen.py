@@ -155,8 +155,7 @@ def _check() -> int:
         print(f"{OUT_DIR.relative_to(ROOT)} is up to date with {PROTO_DIR.relative_to(ROOT)}")
         return 0
     print(
-        f"generated wire code in {OUT_DIR.relative_to(ROOT)} is out of date with "
-        f"{PROTO_DIR.relative_to(ROOT)}:",
+        f"generated wire code in {OUT_DIR.relative_to(ROOT)} is out of date with {PROTO_DIR.relative_to(ROOT)}:",
         file=sys.stderr,
     )
     for line in problems:

@@ -79,8 +79,7 @@ def test_generated_modules_import_each_other_by_package_path() -> None:
 
 def test_error_reason_mirrors_python_enum() -> None:
     proto = {
-        value.name.removeprefix("ERROR_REASON_"): value.number
-        for value in _pb2("common").ErrorReason.DESCRIPTOR.values
+        value.name.removeprefix("ERROR_REASON_"): value.number for value in _pb2("common").ErrorReason.DESCRIPTOR.values
     }
     python = {member.name: member.value for member in Reason}
     assert proto == python
@@ -158,11 +157,11 @@ def test_every_element_is_commented(tmp_path: Path) -> None:
 
     missing: list[str] = []
     for file in _documented_descriptor_set(tmp_path).file:
-        commented = {
-            tuple(loc.path) for loc in file.source_code_info.location if loc.leading_comments.strip()
-        }
+        commented = {tuple(loc.path) for loc in file.source_code_info.location if loc.leading_comments.strip()}
 
-        def need(path: tuple[int, ...], name: str, file_name: str = file.name) -> None:
+        def need(
+            path: tuple[int, ...], name: str, file_name: str = file.name, commented: set[tuple[int, ...]] = commented
+        ) -> None:
             if path not in commented:
                 missing.append(f"{file_name}: {name}")
 

@@ -50,10 +50,15 @@ def _expected_acan(path: Path, group: str | None = None) -> dict[Key, tuple[int,
     return out
 
 
-def _compare_acan(ours: dict[tuple[str | None, Key], tuple[int, ...]], group: str | None,
-                  expected: dict[Key, tuple[int, int]]) -> None:
+def _compare_acan(
+    ours: dict[tuple[str | None, Key], tuple[int, ...]],
+    group: str | None,
+    expected: dict[Key, tuple[int, int]],
+) -> None:
     assert len(expected) > 1000
-    bad = [(k, v, ours.get((group, k), (None, None))[:2]) for k, v in expected.items() if ours.get((group, k), ())[:2] != v]
+    bad = [
+        (k, v, ours.get((group, k), (None, None))[:2]) for k, v in expected.items() if ours.get((group, k), ())[:2] != v
+    ]
     assert not bad, f"{len(bad)} alleles differ, first: {bad[:3]}"
 
 
@@ -89,14 +94,27 @@ def _expected_gcount(path: Path, filltags: Path) -> dict[Key, tuple[int, ...]]:
         if "," in b["ALT"]:
             continue
         out[(b["CHROM"], b["POS"], b["REF"], b["ALT"])] = tuple(
-            int(g[c]) for c in ("HOM_REF_CT", "HET_REF_ALT_CTS", "TWO_ALT_GENO_CTS", "HAP_REF_CT", "HAP_ALT_CTS", "MISSING_CT")
+            int(g[c])
+            for c in (
+                "HOM_REF_CT",
+                "HET_REF_ALT_CTS",
+                "TWO_ALT_GENO_CTS",
+                "HAP_REF_CT",
+                "HAP_ALT_CTS",
+                "MISSING_CT",
+            )
         )
     return out
 
 
-@pytest.mark.parametrize(("where", "gcount"), [("", "plink2.gcount"),
-                                               ("phenotype=local:case", "plink2_bystatus.case.gcount"),
-                                               ("phenotype=local:control", "plink2_bystatus.control.gcount")])
+@pytest.mark.parametrize(
+    ("where", "gcount"),
+    [
+        ("", "plink2.gcount"),
+        ("phenotype=local:case", "plink2_bystatus.case.gcount"),
+        ("phenotype=local:control", "plink2_bystatus.control.gcount"),
+    ],
+)
 def test_genotype_classes_equal_plink2(subset_store: Path, where: str, gcount: str) -> None:
     ref = REFERENCE / "1kg_subset_1126"
     expected = _expected_gcount(ref / gcount, ref / "bcftools_filltags_all.tsv")

@@ -24,7 +24,9 @@ PEOPLE = [
 
 def _con() -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(":memory:")
-    con.execute("CREATE TABLE samples (sid INTEGER, sex VARCHAR, birth_year SMALLINT, ancestry VARCHAR, phenotypes VARCHAR[])")
+    con.execute(
+        "CREATE TABLE samples (sid INTEGER, sex VARCHAR, birth_year SMALLINT, ancestry VARCHAR, phenotypes VARCHAR[])"
+    )
     con.executemany("INSERT INTO samples VALUES (?, ?, ?, ?, ?)", PEOPLE)
     return con
 

@@ -15,8 +15,19 @@ def test_variant_parse_and_str() -> None:
     assert Variant.parse("2-122092147-A-<CN0>").alt == "<CN0>"
 
 
-@pytest.mark.parametrize("text", ["1-2-3", "1-x-A-G", "1-0-A-G", "1-5-A-A", "1-5--G", "1-5-A-Z", f"1-{MAX_POS + 1}-A-G",
-                                  "bad chrom-5-A-G"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1-2-3",
+        "1-x-A-G",
+        "1-0-A-G",
+        "1-5-A-A",
+        "1-5--G",
+        "1-5-A-Z",
+        f"1-{MAX_POS + 1}-A-G",
+        "bad chrom-5-A-G",
+    ],
+)
 def test_bad_variants(text: str) -> None:
     with pytest.raises(InvalidArgument) as info:
         Variant.parse(text)

@@ -31,8 +31,7 @@ def _build(n_samples: int, n_variants: int, seed: int) -> tuple[Store, np.ndarra
         dense[v] = np.where(rng.random(n_samples) < p, rng.integers(1, N_CLASSES, n_samples), 0)
         sids = np.flatnonzero(dense[v]).astype(np.int32)
         perm = rng.permutation(len(sids))  # sources may list calls in any order
-        writer.add(SiteCalls("1", 100 + v, "A", "G", sids[perm], dense[v][sids[perm]], f"t:{v}"),
-                   sids[perm], 0, v)
+        writer.add(SiteCalls("1", 100 + v, "A", "G", sids[perm], dense[v][sids[perm]], f"t:{v}"), sids[perm], 0, v)
     writer.flush()
     if n_samples >= 64:  # tiny cohorts put every class in a bitset
         assert writer.stats.bitsets > 0 and writer.stats.calls_sparse > 0

@@ -1,0 +1,352 @@
+"""``make bench``: genogate side by side with bcftools and plink2 in one run; writes BENCHMARKS.md.
+
+1. Ingest one synthetic BGZF VCF (default 100k samples x 20k variants on a 20 Mb chr22, ~1,000 variants
+   per Mb) with ``genogate-node ingest``, ``bcftools view -Ob`` and ``plink2 --make-pgen``.
+2. Exact allele counts of a phenotype-defined cohort over a 1 Mb region: ``plink2 --pfile --keep --chr
+   --from-bp --to-bp --freq counts`` against the node's in-process counting and against the
+   ``genogate-node freq`` command; the answers are checked to be identical.
+3. A biobank-sized store written straight from the generator (default 100k x 1M variants genome-wide):
+   build time, size, and the same region question on it, with peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.measure import Run, median_run, run
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+CASE = "HP:0001250"
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def _node(*args: str) -> list[str]:
+    return [PY, "-m", "node.cli", *args]
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def _synth_vcf(work: Path, samples: int, variants: int, seed: int) -> tuple[Path, Path, float]:
+    from node.synth import SynthSpec
+    from node.synth import run as synth_run
+
+    out = work / f"vcf_{samples}x{variants}_s{seed}"
+    vcf, sheet = out / "cohort.vcf.gz", out / "samples.tsv"
+    if vcf.exists() and sheet.exists():
+        return vcf, sheet, float("nan")
+    t0 = time.perf_counter()
+    spec = SynthSpec(samples=samples, variants=variants, seed=seed, chromosomes=(("chr22", 20_000_000),))
+    synth_run(out, spec)
+    return vcf, sheet, time.perf_counter() - t0
+
+
+def _ingest(work: Path, vcf: Path, sheet: Path) -> dict[str, Run]:
+    res: dict[str, Run] = {}
+    store = work / "ingest" / "store.duckdb"
+    shutil.rmtree(store.parent, ignore_errors=True)
+    store.parent.mkdir(parents=True)
+    res["genogate"] = run(
+        _node("ingest", "--store", str(store), "--vcf", str(vcf), "--samples", str(sheet)), env=_env()
+    )
+    res["bcftools"] = run(["bcftools", "view", "--threads", "0", "-Ob", "-o", str(work / "ingest" / "x.bcf"), str(vcf)])
+    res["plink2"] = run(
+        [
+            "plink2",
+            "--vcf",
+            str(vcf),
+            "--make-pgen",
+            "--out",
+            str(work / "ingest" / "pg"),
+            "--threads",
+            "2",
+            "--memory",
+            "4000",
+        ]
+    )
+    return res
+
+
+def _keep_file(sheet: Path, path: Path) -> int:
+    n = 0
+    with open(sheet) as fh, open(path, "w") as out:
+        header = fh.readline().rstrip("\n").split("\t")
+        col = header.index("phenotypes")
+        for line in fh:
+            f = line.rstrip("\n").split("\t")
+            if CASE in f[col].split(";"):
+                out.write(f[0] + "\n")
+                n += 1
+    return n
+
+
+def _plink_counts(acount: Path) -> dict[str, tuple[int, int]]:
+    out = {}
+    with open(acount) as fh:
+        header = fh.readline().lstrip("#").rstrip("\n").split("\t")
+        for line in fh:
+            r = dict(zip(header, line.rstrip("\n").split("\t"), strict=True))
+            pos = r.get("POS")
+            for alt, ac in zip(r["ALT"].split(","), r["ALT_CTS"].split(","), strict=True):
+                out[f"{r['CHROM']}:{pos}:{r['REF']}:{alt}"] = (int(ac), int(r["OBS_CT"]))
+    return out
+
+
+def _region_question(
+    work: Path, store: Path, sheet: Path, pfile: Path | None, region: str, repeats: int
+) -> dict[str, object]:
+    chrom, span = region.split(":")
+    start, end = span.split("-")
+    keep = work / "keep.txt"
+    cohort = _keep_file(sheet, keep)
+    res: dict[str, object] = {"cohort": cohort, "region": region}
+    engine = run(
+        [
+            PY,
+            "-m",
+            "bench.query_engine",
+            "--store",
+            str(store),
+            "--region",
+            region,
+            "--where",
+            f"phenotype={CASE}",
+            "--repeats",
+            str(repeats),
+        ],
+        env=_env(),
+    )
+    eng = json.loads(engine.stdout)
+    res["engine"] = eng | {"peak_rss_mib": engine.peak_rss_mib}
+    cli = median_run(
+        _node("freq", "--store", str(store), "--region", region, "--where", f"phenotype={CASE}"),
+        max(3, repeats // 4),
+        env=_env(),
+    )
+    res["cli"] = cli
+    if pfile is not None:
+        out = work / "plinkq"
+        plink = median_run(
+            [
+                "plink2",
+                "--pfile",
+                str(pfile),
+                "--keep",
+                str(keep),
+                "--chr",
+                chrom,
+                "--from-bp",
+                start,
+                "--to-bp",
+                end,
+                "--freq",
+                "counts",
+                "cols=+pos",
+                "--out",
+                str(out),
+                "--threads",
+                "2",
+                "--memory",
+                "4000",
+            ],
+            max(3, repeats // 4),
+        )
+        res["plink2"] = plink
+        # plink2 writes chr22 as 22: compare without the prefix.
+        theirs = {k.removeprefix("chr"): v for k, v in _plink_counts(out.with_suffix(".acount")).items()}
+        ours = {k.removeprefix("chr"): tuple(v) for k, v in eng["counts"].items()}
+        res["agree"] = theirs == ours
+        if theirs != ours:
+            diff = [k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k)]
+            res["disagreements"] = diff[:5]
+    return res
+
+
+def _big_store(work: Path, samples: int, variants: int, seed: int) -> tuple[Path, Path, Run | None]:
+    out = work / f"store_{samples}x{variants}_s{seed}"
+    store = out / "store.duckdb"
+    if store.exists():
+        return store, out / "samples.tsv", None
+    shutil.rmtree(out, ignore_errors=True)
+    r = run(
+        _node(
+            "synth",
+            "--samples",
+            str(samples),
+            "--variants",
+            str(variants),
+            "--seed",
+            str(seed),
+            "--out",
+            str(out),
+            "--store",
+            str(store),
+        ),
+        env=_env(),
+    )
+    return store, out / "samples.tsv", r
+
+
+def _densest_window(store: Path, chrom: str) -> str:
+    import duckdb
+
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        rows = con.execute(
+            "SELECT (pos // 1000000) AS mb, count(*) FROM variants WHERE chrom = ? "
+            "GROUP BY mb ORDER BY 2 DESC, 1 LIMIT 1",
+            [chrom],
+        ).fetchall()
+    finally:
+        con.close()
+    mb = int(rows[0][0])
+    return f"{chrom}:{mb * 1_000_000 + 1}-{(mb + 1) * 1_000_000}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench", description=__doc__)
+    p.add_argument("--samples", type=int, default=100_000)
+    p.add_argument("--variants", type=int, default=20_000)
+    p.add_argument("--big-variants", type=int, default=1_000_000, help="0 skips the biobank-sized store")
+    p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--work", type=Path, default=ROOT / "bench" / "work")
+    p.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    args = p.parse_args(argv)
+    for tool in ("bcftools", "plink2"):
+        if shutil.which(tool) is None:
+            print(f"bench: {tool} is not installed (apt-get install {tool})", file=sys.stderr)
+            return 2
+    args.work.mkdir(parents=True, exist_ok=True)
+
+    print(f"[1/4] synthetic VCF {args.samples} x {args.variants} ...", flush=True)
+    vcf, sheet, synth_s = _synth_vcf(args.work, args.samples, args.variants, args.seed)
+    print("[2/4] ingest: genogate, bcftools view -Ob, plink2 --make-pgen ...", flush=True)
+    ingest = _ingest(args.work, vcf, sheet)
+    store = args.work / "ingest" / "store.duckdb"
+    print("[3/4] 1 Mb region, phenotype cohort: genogate vs plink2 ...", flush=True)
+    region = _densest_window(store, "chr22")
+    q = _region_question(args.work, store, sheet, args.work / "ingest" / "pg", region, args.repeats)
+    big = None
+    if args.big_variants:
+        print(f"[4/4] store {args.samples} x {args.big_variants} straight from the generator ...", flush=True)
+        bstore, bsheet, build = _big_store(args.work, args.samples, args.big_variants, args.seed)
+        bregion = _densest_window(bstore, "chr1")
+        big = (bstore, build, _region_question(args.work, bstore, bsheet, None, bregion, args.repeats))
+    report = _report(args, vcf, synth_s, ingest, store, q, big)
+    args.out.write_text(report)
+    print(report)
+    return 0
+
+
+def _report(
+    args: argparse.Namespace,
+    vcf: Path,
+    synth_s: float,
+    ingest: dict[str, Run],
+    store: Path,
+    q: dict[str, object],
+    big: tuple[Path, Run | None, dict[str, object]] | None,
+) -> str:
+    mb = vcf.stat().st_size / 2**20
+    g = args.samples * args.variants
+    L = [
+        "# Benchmarks",
+        "",
+        f"Written by `make bench` on {dt.date.today().isoformat()}: {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {_version('bcftools')}, {_version('plink2')}. Ratios are genogate "
+        "relative to the peer measured in the same run (>1 means genogate is faster).",
+        "",
+        f"## Ingest: {args.samples:,} samples x {args.variants:,} variants (BGZF VCF, {mb:,.0f} MiB)",
+        "",
+        "| tool | seconds | genotypes/s | peak RSS MiB | genogate speed-up |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, r in ingest.items():
+        ratio = r.seconds / ingest["genogate"].seconds
+        L.append(
+            f"| {name} | {r.seconds:.1f} | {g / r.seconds / 1e6:,.1f} M | {r.peak_rss_mib:,.0f} | "
+            f"{'—' if name == 'genogate' else f'{ratio:.2f}x'} |"
+        )
+    L += [
+        "",
+        f"Store: {_dir_size(store) / 2**20:,.0f} MiB (BCF {_dir_size(args.work / 'ingest' / 'x.bcf') / 2**20:,.0f} MiB,"
+        f" pgen {_dir_size(args.work / 'ingest' / 'pg.pgen') / 2**20:,.0f} MiB). "
+        f"bcftools runs single-threaded (its default); plink2 with 2 threads; genogate single-threaded.",
+        "",
+    ]
+    L += _region_report(f"{args.samples:,}-sample store ({args.variants:,} variants)", q)
+    if big is not None:
+        bstore, build, bq = big
+        L += ["", f"## Biobank-sized store: {args.samples:,} samples x {args.big_variants:,} variants", ""]
+        if build is not None:
+            L.append(
+                f"Written straight from the generator (no VCF) in {build.seconds:,.0f} s, peak RSS "
+                f"{build.peak_rss_mib:,.0f} MiB."
+            )
+        L.append(f"Store size {_dir_size(bstore) / 2**30:,.2f} GiB.")
+        L.append("")
+        L += _region_report("biobank-sized store (plink2 needs a VCF of this size to compare; not run)", bq)
+    if synth_s == synth_s:
+        L += ["", f"Generating the VCF took {synth_s:.0f} s."]
+    return "\n".join(L) + "\n"
+
+
+def _region_report(title: str, q: dict[str, object]) -> list[str]:
+    eng = q["engine"]
+    assert isinstance(eng, dict)
+    cli = q["cli"]
+    assert isinstance(cli, Run)
+    L = [
+        f"## Exact allele counts, {q['cohort']:,}-participant phenotype cohort, 1 Mb region ({q['region']}, "
+        f"{eng['variants']:,} alleles): {title}",
+        "",
+        "| what | median ms | peak RSS MiB | genogate node speed-up |",
+        "|---|---:|---:|---:|",
+    ]
+    plink = q.get("plink2")
+    base = plink.seconds * 1e3 if isinstance(plink, Run) else None
+    L.append(
+        f"| genogate node, in-process (what a query costs a running node) | {eng['median_ms']:.1f} | "
+        f"{eng['peak_rss_mib']:,.0f} | {'—' if base is None else ''} |"
+    )
+    L.append(
+        f"| genogate-node freq (whole command, Python start-up included) | {cli.seconds * 1e3:.0f} | "
+        f"{cli.peak_rss_mib:,.0f} | |"
+    )
+    if isinstance(plink, Run):
+        L.append(
+            f"| plink2 --keep --chr --from-bp --to-bp --freq counts | {plink.seconds * 1e3:.0f} | "
+            f"{plink.peak_rss_mib:,.0f} | {plink.seconds * 1e3 / eng['median_ms']:.1f}x (command: "
+            f"{plink.seconds / cli.seconds:.2f}x) |"
+        )
+        L.append("")
+        L.append("Answers identical to plink2's: " + ("yes" if q.get("agree") else f"NO {q.get('disagreements')}"))
+    L.append(f"Opening the store: {eng['open_ms']:.0f} ms (once per node process).")
+    return L
+
+
+def _version(tool: str) -> str:
+    try:
+        out = subprocess.run([tool, "--version"], capture_output=True, text=True, check=False).stdout
+    except OSError:
+        return f"{tool} (missing)"
+    return out.splitlines()[0] if out else tool
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
