@@ -57,9 +57,9 @@ def normalise_code(text: str) -> str:
         return upper
     if upper in MODIFIERS:
         return upper
-    m = _DS_RE.match(code)
+    m = _DS_RE.match(upper)
     if m:
-        return f"DS-{m.group(1).upper()}"
+        return f"DS-{m.group(1)}"
     if upper == "DS":
         raise ValueError("DS needs a disease, e.g. DS-C50 or DS-MONDO:0007254")
     raise ValueError(
@@ -74,3 +74,69 @@ def normalise_codes(codes: list[str]) -> tuple[str, ...]:
     if WITHDRAWN in out and len(out) > 1:
         raise ValueError(f"{WITHDRAWN} must be the only consent code of a withdrawn participant")
     return tuple(out)
+
+
+# Purpose matching -----------------------------------------------------------------------------------------
+
+# Which study purposes each consented permission admits. GRU admits any research use; HMB admits health,
+# medical and biomedical research including disease-specific studies, but not population-origins research
+# (DUO's definition excludes it); DS-X admits only studies of disease X; POA only ancestry research.
+_SCOPE = {
+    "NRES": {"NRES", "GRU", "HMB", "DS", "POA"},
+    "GRU": {"GRU", "HMB", "DS", "POA"},
+    "HMB": {"HMB", "DS"},
+    "POA": {"POA"},
+}
+# Modifiers a study meets by what it is, whatever it declares: every genogate query is a genetic study.
+_ALWAYS_MET = {"GSO"}
+
+
+def parse_purpose(text: str) -> tuple[str, frozenset[str]]:
+    """A study purpose ``PERMISSION[;MODIFIER...]``: the research use (``GRU``, ``HMB``, ``DS-C50``, ``POA``)
+    and the conditions the study meets (``NPU`` not-for-profit, ``NCU`` non-commercial, ``IRB`` ethics
+    approval, ``PUB``, ``COL``, ...). ``ValueError`` if malformed."""
+    codes = [normalise_code(c) for c in text.split(";") if c.strip()]
+    if not codes:
+        raise ValueError("a study purpose needs a DUO permission such as GRU, HMB, DS-<disease> or POA")
+    permission, *modifiers = codes
+    if permission == WITHDRAWN or permission in MODIFIERS:
+        raise ValueError(
+            f"a study purpose starts with a DUO permission (GRU, HMB, DS-<disease>, POA), not {permission}"
+        )
+    bad = [m for m in modifiers if m not in MODIFIERS]
+    if bad:
+        raise ValueError(f"after the permission only DUO modifiers may follow, not {', '.join(bad)}")
+    return permission, frozenset(modifiers)
+
+
+def admits(consent: tuple[str, ...] | list[str], purpose: tuple[str, frozenset[str]]) -> bool:
+    """Whether a participant's consent codes admit a study purpose (see ``parse_purpose``).
+
+    A participant is admitted when one of their permissions covers the study's use, and every modifier
+    they consented under is met by the study: NPOA by any study that is not ancestry research, GSO by every
+    genogate study, and every other modifier (NPU, NCU, IRB, PUB, COL, US, PS, ...) only when the study
+    declares it meets it. Withdrawn participants, and participants with no permission, are never admitted.
+    """
+    permission, study_modifiers = purpose
+    codes = set(consent)
+    if WITHDRAWN in codes:
+        return False
+    use = "DS" if permission.startswith("DS-") else permission
+    covered = False
+    for code in codes:
+        if code.startswith("DS-"):
+            covered |= code == permission
+        elif code in _SCOPE:
+            covered |= use in _SCOPE[code]
+    if not covered:
+        return False
+    for modifier in codes & set(MODIFIERS):
+        if modifier == "NPOA":
+            if use == "POA":
+                return False
+        elif modifier == "NPUNCU":
+            if not {"NPU", "NCU"} <= study_modifiers and "NPUNCU" not in study_modifiers:
+                return False
+        elif modifier not in _ALWAYS_MET and modifier not in study_modifiers:
+            return False
+    return True

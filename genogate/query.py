@@ -7,6 +7,7 @@ Filters are structured values, never SQL text: they compile to parameterised SQL
 
 from __future__ import annotations
 
+import enum
 import re
 from dataclasses import dataclass, field
 from typing import Literal
@@ -206,3 +207,137 @@ def check_filter_size(f: Filter) -> None:
             walk(node.item, depth + 1)
 
     walk(f, 0)
+
+
+def normalise_filter(f: Filter) -> Filter:
+    """A canonical form: nested AND/OR flattened, operands de-duplicated and sorted, double NOT removed,
+    ancestry groups sorted. Equal canonical forms select the same participants."""
+    if isinstance(f, Not):
+        inner = normalise_filter(f.item)
+        return inner.item if isinstance(inner, Not) else Not(inner)
+    if isinstance(f, AncestryIn):
+        return AncestryIn(tuple(sorted(set(f.groups))))
+    if isinstance(f, And | Or):
+        items: dict[str, Filter] = {}
+        for item in (normalise_filter(i) for i in f.items):
+            for part in item.items if isinstance(item, And | Or) and type(item) is type(f) else (item,):
+                items.setdefault(repr(part), part)
+        if len(items) == 1:
+            return next(iter(items.values()))
+        return type(f)(tuple(items[k] for k in sorted(items)))
+    return f
+
+
+class Kind(enum.Enum):
+    """Query kinds; values are the ``genogate.v1.QueryKind`` numbers."""
+
+    COHORT_COUNT = 1
+    ALLELE_FREQUENCY = 2
+    GENOTYPE_COUNTS = 3
+    CASE_CONTROL = 4
+    CARRIER_COUNT = 5
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> Kind:
+        try:
+            return cls[text.strip().upper().replace("-", "_")]
+        except KeyError:
+            allowed = ", ".join(k.label for k in cls)
+            raise InvalidArgument(f"unknown query kind {text!r}; kinds are {allowed}") from None
+
+
+EVERYONE = Everyone()
+
+
+def _variants(vs: tuple[Variant, ...], what: str) -> None:
+    if not vs:
+        raise InvalidArgument(
+            f"{what} needs at least one variant", reason=Reason.INVALID_VARIANT, message="a variant is malformed"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CohortCount:
+    filter: Filter = EVERYONE
+    kind = Kind.COHORT_COUNT
+
+
+@dataclass(frozen=True, slots=True)
+class AlleleFrequency:
+    """AC and AN per variant; exactly one of ``variants`` or ``region``."""
+
+    variants: tuple[Variant, ...] = ()
+    region: Region | None = None
+    filter: Filter = EVERYONE
+    kind = Kind.ALLELE_FREQUENCY
+
+    def __post_init__(self) -> None:
+        if bool(self.variants) == (self.region is not None):
+            raise InvalidArgument("an allele-frequency query names either variants or a region, not both or neither")
+
+
+@dataclass(frozen=True, slots=True)
+class GenotypeCounts:
+    variant: Variant
+    filter: Filter = EVERYONE
+    kind = Kind.GENOTYPE_COUNTS
+
+
+@dataclass(frozen=True, slots=True)
+class CaseControl:
+    """A 2x2 allele table per variant; a participant matching both filters counts as a case only."""
+
+    variants: tuple[Variant, ...]
+    case_filter: Filter
+    control_filter: Filter
+    kind = Kind.CASE_CONTROL
+
+    def __post_init__(self) -> None:
+        _variants(self.variants, "a case/control query")
+
+
+@dataclass(frozen=True, slots=True)
+class CarrierCount:
+    """Participants carrying at least one qualifying ALT allele in a region."""
+
+    region: Region
+    max_allele_frequency: float | None = None
+    filter: Filter = EVERYONE
+    kind = Kind.CARRIER_COUNT
+
+    def __post_init__(self) -> None:
+        maf = self.max_allele_frequency
+        if maf is not None and not (0.0 <= maf <= 1.0):  # also refuses NaN
+            raise InvalidArgument("max_allele_frequency must lie between 0 and 1")
+
+
+Query = CohortCount | AlleleFrequency | GenotypeCounts | CaseControl | CarrierCount
+
+
+def canonical(q: Query) -> Query:
+    """The canonical form of a query: filters normalised, variant lists sorted and de-duplicated.
+
+    Two queries with the same canonical form ask the same question; the node answers the second with the
+    first's stored release (averaging repeated noisy answers would otherwise defeat the noise).
+    """
+    if isinstance(q, CohortCount):
+        return CohortCount(normalise_filter(q.filter))
+    if isinstance(q, AlleleFrequency):
+        return AlleleFrequency(tuple(sorted(set(q.variants))), q.region, normalise_filter(q.filter))
+    if isinstance(q, GenotypeCounts):
+        return GenotypeCounts(q.variant, normalise_filter(q.filter))
+    if isinstance(q, CaseControl):
+        return CaseControl(
+            tuple(sorted(set(q.variants))), normalise_filter(q.case_filter), normalise_filter(q.control_filter)
+        )
+    return CarrierCount(q.region, q.max_allele_frequency, normalise_filter(q.filter))
+
+
+def filters_of(q: Query) -> tuple[Filter, ...]:
+    if isinstance(q, CaseControl):
+        return (q.case_filter, q.control_filter)
+    return (q.filter,)

@@ -1,7 +1,8 @@
 """``genogate-node``: the node operator's command line.
 
-Commands: ``ingest`` (VCF/BCF + sample sheet into the store), ``freq`` (exact counts, offline, for the
-operator's own checks), ``synth`` (a synthetic cohort for demos, tests and benchmarks).
+Commands: ``init`` (a node's directory, keys and config), ``dev-ca`` (a development CA), ``ingest``
+(VCF/BCF + sample sheet into the store), ``freq`` (exact counts, offline, for the operator's own checks),
+``serve`` (the gRPC query service), ``synth`` (a synthetic cohort for demos, tests and benchmarks).
 Expected problems print one line and exit with the error's code; a stack trace means a bug.
 """
 
@@ -71,6 +72,65 @@ def _parser() -> argparse.ArgumentParser:
     sy.add_argument("--out", type=Path, required=True, help="directory for samples.tsv, truth.json (and the VCF)")
     sy.add_argument("--seed", type=int, default=1)
     sy.add_argument("--store", type=Path, help="write straight into this store instead of a VCF")
+
+    sv = sub.add_parser(
+        "serve",
+        help="run the node's gRPC service (mTLS) until SIGTERM",
+        description="Serve aggregate, differentially private queries over gRPC with mutual TLS. Writes the bound "
+        "address to [server] ready_file once serving; stops gracefully on SIGTERM or Ctrl-C.",
+    )
+    sv.add_argument("--config", type=Path, required=True, help="the node's TOML config (see genogate-node init)")
+    sv.add_argument("--listen", help="override [server] listen, e.g. 127.0.0.1:0 for any free port")
+
+    ini = sub.add_parser(
+        "init",
+        help="create a node directory: config, keys, TLS key and certificate request",
+        description="Create DIR with node.toml, an Ed25519 identity key, a TLS key and certificate request "
+        "(CN=NAME; SANs NAME, localhost, 127.0.0.1), a pseudonymisation key and an empty studies.toml. "
+        "Keys are mode 0600. Refuses a DIR that already holds a node.toml; never overwrites a file.",
+    )
+    ini.add_argument("--dir", type=Path, required=True, help="the node directory (created if absent)")
+    ini.add_argument("--name", required=True, help="the node's name: 1-64 letters, digits, '_', '.' or '-'")
+    ini.add_argument(
+        "--listen", default="127.0.0.1:0", metavar="HOST:PORT", help="server address (default: %(default)s)"
+    )
+
+    ca = sub.add_parser(
+        "dev-ca",
+        help="a throwaway certificate authority (development and tests only)",
+        description="A throwaway certificate authority for development, demos and tests ONLY. Its key sits "
+        "unprotected on disk; production nodes use certificates from their institution's CA.",
+    )
+    ca_sub = ca.add_subparsers(dest="ca_command", required=True, metavar="COMMAND")
+    ca_init = ca_sub.add_parser(
+        "init",
+        help="create the CA (ca.key, ca.pem)",
+        description="Create a development CA: CA_DIR/ca.key (0600) and CA_DIR/ca.pem. Development only.",
+    )
+    ca_init.add_argument("--dir", type=Path, required=True, metavar="CA_DIR")
+    ca_init.add_argument("--name", default="genogate dev CA", help="the CA's common name (default: %(default)s)")
+    ca_init.add_argument("--days", type=int, default=3650, help="validity (default: %(default)s)")
+    ca_issue = ca_sub.add_parser(
+        "issue",
+        help="sign a certificate request",
+        description="Sign a CSR (e.g. a node's tls/node.csr) with the development CA. Development only.",
+    )
+    ca_issue.add_argument("--ca", type=Path, required=True, metavar="CA_DIR")
+    ca_issue.add_argument("--csr", type=Path, required=True, metavar="FILE")
+    ca_issue.add_argument("--out", type=Path, required=True, metavar="CERT", help="where to write the certificate")
+    ca_issue.add_argument("--server", action="store_true", help="for a TLS server (a node, the coordinator)")
+    ca_issue.add_argument("--client", action="store_true", help="for a TLS client")
+    ca_issue.add_argument("--days", type=int, default=365, help="validity (default: %(default)s)")
+    ca_client = ca_sub.add_parser(
+        "client",
+        help="make a client key and certificate",
+        description="Make NAME.key (0600) and NAME.pem, a client certificate with CN=NAME for a researcher, "
+        "coordinator or test, plus a copy of ca.pem, in DIR. Development only.",
+    )
+    ca_client.add_argument("--ca", type=Path, required=True, metavar="CA_DIR")
+    ca_client.add_argument("--name", required=True, help="the common name (how nodes know this client)")
+    ca_client.add_argument("--out-dir", type=Path, required=True, metavar="DIR")
+    ca_client.add_argument("--days", type=int, default=365, help="validity (default: %(default)s)")
     return p
 
 
@@ -102,9 +162,51 @@ def _synth(args: argparse.Namespace) -> int:
     return run_synth(args)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from genogate.log import configure
+    from node.app import serve
+    from node.config import check_files, load_node_config
+
+    config = load_node_config(args.config)
+    if args.listen:
+        config = dataclasses.replace(config, server=dataclasses.replace(config.server, listen=args.listen))
+    check_files(config)
+    configure(config.log.level, config.log.format)
+    return serve(config)
+
+
+def _init(args: argparse.Namespace) -> int:
+    from node.admin import init_node
+
+    print("\n".join(init_node(args.dir, args.name, args.listen).lines()))
+    return 0
+
+
+def _dev_ca(args: argparse.Namespace) -> int:
+    from node import admin
+
+    if args.ca_command == "init":
+        report = admin.dev_ca_init(args.dir, args.name, args.days)
+    elif args.ca_command == "issue":
+        report = admin.dev_ca_issue(args.ca, args.csr, args.out, server=args.server, client=args.client, days=args.days)
+    else:
+        report = admin.dev_ca_client(args.ca, args.name, args.out_dir, args.days)
+    print("\n".join(report.lines()))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"ingest": _ingest, "freq": _freq, "synth": _synth}[args.command]
+    handler = {
+        "ingest": _ingest,
+        "freq": _freq,
+        "synth": _synth,
+        "serve": _serve,
+        "init": _init,
+        "dev-ca": _dev_ca,
+    }[args.command]
     try:
         return handler(args)
     except LocalError as exc:

@@ -229,6 +229,42 @@ class Store:
         first = np.searchsorted(vids, vids)
         out[rows] = counts[first]
 
+    def carriers(self, vids: npt.NDArray[np.int32], mask: npt.NDArray[np.bool_]) -> int:
+        """Cohort members carrying at least one ALT allele (HET, HOM_ALT or HEMI_ALT) of any of ``vids``."""
+        carrying = np.zeros(self.n_samples, dtype=bool)
+        valid = np.unique(vids[vids >= 0])
+        for lo, hi in _ranges(valid):
+            part = valid[lo:hi]
+            rows = self.con.execute(
+                "SELECT vid, sid FROM calls WHERE vid BETWEEN ? AND ? AND cls IN (1, 2, 4)",
+                [int(part[0]), int(part[-1])],
+            ).fetchnumpy()
+            wanted = np.isin(rows["vid"], part)
+            carrying[rows["sid"][wanted]] = True
+            dense = self.con.execute(
+                "SELECT vid, bits FROM dense WHERE vid BETWEEN ? AND ? AND cls IN (1, 2, 4)",
+                [int(part[0]), int(part[-1])],
+            ).fetchnumpy()
+            for vid, bits in zip(dense["vid"], dense["bits"], strict=True):
+                if vid in part:
+                    carrying |= np.unpackbits(np.frombuffer(bytes(bits), dtype=np.uint8), count=self.n_samples).astype(
+                        bool
+                    )
+        return int((carrying & mask).sum())
+
+    def consent_groups(self) -> list[tuple[tuple[str, ...], npt.NDArray[np.bool_]]]:
+        """Each distinct consent-code list with the mask of the participants who hold it."""
+        rows = self.con.execute("SELECT sid, consent FROM samples").fetchall()
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for sid, consent in rows:
+            groups.setdefault(tuple(consent), []).append(sid)
+        out = []
+        for codes, sids in groups.items():
+            mask = np.zeros(self.n_samples, dtype=bool)
+            mask[sids] = True
+            out.append((codes, mask))
+        return out
+
     def iter_all_counts(
         self, mask: npt.NDArray[np.bool_], region: Region | None = None
     ) -> Iterator[tuple[VariantRows, npt.NDArray[np.int64]]]:

@@ -83,3 +83,17 @@ def test_lookup_marks_absent_variants() -> None:
     store, _ = _build(10, 5, seed=7)
     got = store.lookup([Variant("1", 102, "A", "G"), Variant("1", 102, "A", "T"), Variant("2", 102, "A", "G")])
     assert got.tolist() == [2, -1, -1]
+
+
+def test_carriers_equal_brute_force() -> None:
+    from node.records import HEMI_ALT, HET, HOM_ALT
+
+    for n in (50, 2000):  # small: every class dense; large: both layouts
+        store, dense = _build(n, 40, seed=n + 1)
+        rng = np.random.default_rng(2)
+        for _ in range(5):
+            mask = rng.random(n) < 0.5
+            vids = rng.integers(-1, 40, size=12).astype(np.int32)
+            chosen = dense[vids[vids >= 0]]
+            expected = (np.isin(chosen, (HET, HOM_ALT, HEMI_ALT)).any(axis=0) & mask).sum()
+            assert store.carriers(vids, mask) == expected

@@ -1025,6 +1025,7 @@ class NoisyValue(_message.Message):
     BELOW_THRESHOLD_FIELD_NUMBER: _builtins.int
     THRESHOLD_FIELD_NUMBER: _builtins.int
     MECHANISM_FIELD_NUMBER: _builtins.int
+    NOISE_STDDEV_FIELD_NUMBER: _builtins.int
     estimate: _builtins.int
     """The noisy value (may be negative); 0 (not released) when `below_threshold`."""
     noise_scale: _builtins.float
@@ -1041,6 +1042,10 @@ class NoisyValue(_message.Message):
     """The node's minimum reportable count; meaningful when `below_threshold`."""
     mechanism: Global___NoiseMechanism.ValueType
     """The mechanism that drew the noise."""
+    noise_stddev: _builtins.float
+    """Standard deviation of the noise in `estimate` (for a sum of several draws, of the sum); what a
+    combiner adds in quadrature across sites.
+    """
     def __init__(
         self,
         *,
@@ -1051,10 +1056,11 @@ class NoisyValue(_message.Message):
         below_threshold: _builtins.bool = ...,
         threshold: _builtins.int = ...,
         mechanism: Global___NoiseMechanism.ValueType = ...,
+        noise_stddev: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["below_threshold", b"below_threshold", "ci95_high", b"ci95_high", "ci95_low", b"ci95_low", "estimate", b"estimate", "mechanism", b"mechanism", "noise_scale", b"noise_scale", "threshold", b"threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["below_threshold", b"below_threshold", "ci95_high", b"ci95_high", "ci95_low", b"ci95_low", "estimate", b"estimate", "mechanism", b"mechanism", "noise_scale", b"noise_scale", "noise_stddev", b"noise_stddev", "threshold", b"threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

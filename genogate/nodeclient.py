@@ -1,0 +1,104 @@
+"""A synchronous client of one node (mTLS), for operators' tools, tests and the coordinator.
+
+``query`` sends a query envelope and returns the verified ``ReleaseBody``: the release's Ed25519
+signature is checked against the node's receipt key (from ``GetNodeInfo``, or pinned by the caller).
+Failures raise the same ``GenogateError`` class and reason the node raised.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from genogate.convert import query_to_pb
+from genogate.query import Query
+from genogate.rpc import error_from_rpc
+from genogate.signing import verify
+from genogate.wire.v1 import common_pb2 as pb
+from genogate.wire.v1 import node_pb2 as npb
+from genogate.wire.v1 import node_pb2_grpc
+
+
+@dataclass(frozen=True)
+class ClientTLS:
+    """PEM bytes: the CA that signed the server's certificate, and this client's key and certificate."""
+
+    ca: bytes
+    key: bytes
+    cert: bytes
+
+    @classmethod
+    def from_files(cls, ca: Path, key: Path, cert: Path) -> ClientTLS:
+        return cls(Path(ca).read_bytes(), Path(key).read_bytes(), Path(cert).read_bytes())
+
+
+def envelope(
+    query: Query, *, study_id: str, epsilon: float, query_id: str | None = None, sites: tuple[str, ...] = ()
+) -> pb.QueryEnvelope:
+    """A fresh query envelope (new nonce and timestamp; a new id unless one is given)."""
+    return pb.QueryEnvelope(
+        query_id=query_id or uuid.uuid4().hex,
+        study_id=study_id,
+        query=query_to_pb(query),
+        epsilon=epsilon,
+        nonce=os.urandom(16),
+        timestamp_unix_ms=int(time.time() * 1000),
+        sites=list(sites),
+    )
+
+
+class NodeClient:
+    def __init__(self, address: str, tls: ClientTLS, *, timeout_s: float = 30.0, max_message_mb: int = 64):
+        limit = max_message_mb * 2**20
+        creds = grpc.ssl_channel_credentials(root_certificates=tls.ca, private_key=tls.key, certificate_chain=tls.cert)
+        self.channel = grpc.secure_channel(
+            address,
+            creds,
+            options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
+        )
+        self.stub = node_pb2_grpc.NodeServiceStub(self.channel)
+        self.timeout_s = timeout_s
+        self._receipt_key: bytes | None = None
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> NodeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def info(self) -> npb.GetNodeInfoResponse:
+        try:
+            info: npb.GetNodeInfoResponse = self.stub.GetNodeInfo(npb.GetNodeInfoRequest(), timeout=self.timeout_s)
+            return info
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from None
+
+    def send(self, env: pb.QueryEnvelope | bytes, signature: bytes = b"") -> tuple[pb.Release, pb.ReleaseBody]:
+        """Send an envelope (or its exact serialized bytes, for retries) and verify the signed release."""
+        payload = env if isinstance(env, bytes) else env.SerializeToString(deterministic=True)
+        request = npb.QueryRequest(signed_query=pb.SignedQuery(payload=payload, researcher_signature=signature))
+        try:
+            release = self.stub.Query(request, timeout=self.timeout_s).release
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from None
+        if self._receipt_key is None:
+            self._receipt_key = self.info().receipt_public_key
+        verify(self._receipt_key, "genogate.v1.ReleaseBody", release.payload, release.node_signature)
+        return release, pb.ReleaseBody.FromString(release.payload)
+
+    def budget(self, study_id: str) -> pb.BudgetStatus:
+        try:
+            response: npb.GetBudgetResponse = self.stub.GetBudget(
+                npb.GetBudgetRequest(study_id=study_id), timeout=self.timeout_s
+            )
+            return response.budget
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from None

@@ -1,0 +1,100 @@
+"""The RPC boundary both services share: one error wrapper for servers, one mapper for clients, and the
+per-RPC access policy.
+
+Server side, ``boundary`` turns a ``GenogateError`` into its gRPC status with the fixed public message and
+the stable reason in the trailing metadata key ``genogate-reason``; anything else becomes INTERNAL with a
+generic message (the traceback goes to the log only). Client side, ``error_from_rpc`` rebuilds the same
+error class and reason from the status.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import grpc
+
+from genogate.errors import GenogateError, Internal, PermissionDenied, Reason, Unauthenticated, class_for_status
+
+REASON_KEY = "genogate-reason"
+log = logging.getLogger("genogate.rpc")
+
+R = TypeVar("R")
+
+
+def caller_common_name(context: grpc.ServicerContext) -> str:
+    """The verified client certificate's common name (mTLS makes the transport refuse anyone else)."""
+    auth = context.auth_context()
+    names = auth.get("x509_common_name") or []
+    if not names:
+        raise Unauthenticated("no client certificate common name")
+    return names[0].decode() if isinstance(names[0], bytes) else str(names[0])
+
+
+def boundary(method: Callable[..., R]) -> Callable[..., R]:
+    """Wrap a servicer method: errors to status + reason, one structured log line per call."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> R:
+        t0 = time.perf_counter()
+        outcome, reason = "ok", ""
+        try:
+            return method(self, request, context)
+        except GenogateError as exc:
+            outcome, reason = exc.code.name.lower(), exc.reason.name
+            context.set_trailing_metadata(((REASON_KEY, exc.reason.name),))
+            context.abort(exc.code, exc.message)
+        except Exception:  # noqa: BLE001 - the boundary must answer; the traceback goes to the log
+            outcome, reason = "internal", Reason.INTERNAL.name
+            log.exception("unexpected error in %s", method.__name__)
+            context.set_trailing_metadata(((REASON_KEY, Reason.INTERNAL.name),))
+            context.abort(grpc.StatusCode.INTERNAL, Internal.message)
+        finally:
+            log.info(
+                "rpc",
+                extra={
+                    "rpc": method.__name__,
+                    "outcome": outcome,
+                    "reason": reason,
+                    "latency_ms": round((time.perf_counter() - t0) * 1e3, 3),
+                },
+            )
+        raise AssertionError("unreachable")  # context.abort raises
+
+    return wrapper
+
+
+def error_from_rpc(exc: grpc.RpcError) -> GenogateError:
+    """The ``GenogateError`` a failed call stands for (class from the status code, reason from metadata)."""
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    reason_name = ""
+    for key, value in (exc.trailing_metadata() or ()) if hasattr(exc, "trailing_metadata") else ():
+        if key == REASON_KEY:
+            reason_name = value if isinstance(value, str) else value.decode()
+    cls = class_for_status(code)
+    reason = Reason[reason_name] if reason_name in Reason.__members__ else cls.reason
+    details = exc.details() if hasattr(exc, "details") else ""
+    return cls("", reason=reason, message=details or cls.message)
+
+
+class PolicyInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Refuses every RPC the policy table does not list (a new RPC is closed until someone opens it)."""
+
+    def __init__(self, policy: Mapping[str, str]):
+        self.policy = dict(policy)
+
+    def intercept_service(self, continuation: Any, handler_call_details: grpc.HandlerCallDetails) -> Any:
+        if handler_call_details.method not in self.policy:
+            return _deny(handler_call_details.method)
+        return continuation(handler_call_details)
+
+
+def _deny(method: str) -> grpc.RpcMethodHandler:
+    def abort(request: Any, context: grpc.ServicerContext) -> None:
+        context.set_trailing_metadata(((REASON_KEY, Reason.NOT_AUTHORIZED.name),))
+        context.abort(grpc.StatusCode.PERMISSION_DENIED, PermissionDenied.message)
+
+    return grpc.unary_unary_rpc_method_handler(abort)

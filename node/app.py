@@ -1,0 +1,164 @@
+"""Assembles and runs a node server from its config.
+
+``create_server(config)`` builds everything and binds the port, returning ``(server, port, service)``
+without serving; ``serve(config)`` starts it, writes the ready file, and stops gracefully on SIGTERM or
+SIGINT (in-flight queries finish within ``server.grace_seconds``; a charge already made stays made).
+
+Threading model: gRPC's thread pool (``server.max_workers``) runs the servicer; the query service is
+thread-safe (see ``node.service``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent import futures
+from pathlib import Path
+from typing import cast
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from genogate import __version__
+from genogate.config import read_file
+from genogate.errors import ConfigError
+from genogate.rpc import PolicyInterceptor
+from genogate.signing import Signer
+from genogate.wire.v1 import common_pb2 as pb  # noqa: F401 - named in a cast
+from genogate.wire.v1 import node_pb2 as npb
+from genogate.wire.v1 import node_pb2_grpc
+from node.config import NodeConfig
+from node.dp import OpenDPNoise
+from node.ledger import Ledger
+from node.service import Policy, QueryService
+from node.servicer import RPC_POLICY, NodeServicer
+from node.studies import Study, load_studies
+
+log = logging.getLogger("genogate.node")
+SERVICE_NAME = "genogate.v1.NodeService"
+
+
+def policy_of(config: NodeConfig) -> Policy:
+    p = config.policy
+    return Policy(
+        epsilon_per_query_cap=p.epsilon_per_query_cap,
+        epsilon_per_study_cap=p.epsilon_per_study_cap,
+        delta_per_query=p.delta_per_query,
+        delta_per_study_cap=p.delta_per_study_cap,
+        min_reportable_count=p.min_reportable_count,
+        allowed_kinds=p.kinds,
+        allowed_purposes=frozenset(p.allowed_purposes),
+        max_variants_per_query=p.max_variants_per_query,
+        rate_limit_per_study_per_minute=p.rate_limit_per_study_per_minute,
+        public_site_catalogue=p.public_site_catalogue,
+    )
+
+
+def studies_provider(path: Path) -> Callable[[], Mapping[str, Study]]:
+    """The trusted studies, re-read when the file changes (the data steward edits it while serving)."""
+    state: dict[str, object] = {"mtime": None, "studies": load_studies(path), "checked": time.monotonic()}
+    state["mtime"] = path.stat().st_mtime_ns
+    lock = threading.Lock()
+
+    def current() -> Mapping[str, Study]:
+        with lock:
+            if time.monotonic() - float(state["checked"]) >= 1.0:  # type: ignore[arg-type]
+                state["checked"] = time.monotonic()
+                mtime = path.stat().st_mtime_ns
+                if mtime != state["mtime"]:
+                    try:
+                        state["studies"] = load_studies(path)
+                        state["mtime"] = mtime
+                        log.info("reloaded trusted studies", extra={"file": str(path)})
+                    except ConfigError as exc:  # keep serving the last good list
+                        log.error(
+                            "trusted studies file is invalid; keeping the previous list", extra={"error": str(exc)}
+                        )
+            return state["studies"]  # type: ignore[return-value]
+
+    return current
+
+
+def create_server(config: NodeConfig) -> tuple[grpc.Server, int, QueryService]:
+    signer = Signer.from_pem_file(config.keys.identity_key)
+    policy = policy_of(config)
+    service = QueryService(
+        name=config.node.name,
+        store_path=config.store.path,
+        ledger=Ledger(config.ledger.path),
+        studies=studies_provider(config.studies.trusted_file),
+        policy=policy,
+        noise=OpenDPNoise(),
+        signer=signer,
+    )
+    info = npb.GetNodeInfoResponse(
+        name=config.node.name,
+        genome_build=config.node.genome_build,
+        kinds=[cast("pb.QueryKind.ValueType", k.value) for k in sorted(policy.allowed_kinds, key=lambda k: k.value)],
+        max_variants_per_query=policy.max_variants_per_query,
+        min_reportable_count=policy.min_reportable_count,
+        version=__version__,
+        accepted_purposes=sorted(policy.allowed_purposes),
+        epsilon_total_cap=float(policy.epsilon_per_study_cap),
+        epsilon_per_query_cap=float(policy.epsilon_per_query_cap),
+        receipt_public_key=signer.public_raw,
+        receipt_key_id=signer.key_id,
+    )
+    limit = config.server.max_message_mb * 2**20
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.server.max_workers, thread_name_prefix="node-rpc"),
+        interceptors=[PolicyInterceptor(RPC_POLICY)],
+        options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", limit),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(service, info), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    credentials = grpc.ssl_server_credentials(
+        [(read_file(config.tls.key, "TLS key"), read_file(config.tls.cert, "TLS certificate"))],
+        root_certificates=read_file(config.tls.ca_certs, "CA bundle"),
+        require_client_auth=True,
+    )
+    port = server.add_secure_port(config.server.listen, credentials)
+    if port == 0:
+        raise ConfigError(f"[server] listen: cannot bind {config.server.listen}")
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, port, service
+
+
+def serve(config: NodeConfig) -> int:
+    """Run until SIGTERM/SIGINT; returns the process exit code."""
+    server, port, service = create_server(config)
+    server.start()
+    host = config.server.listen.rsplit(":", 1)[0]
+    _write_ready(
+        config.server.ready_file,
+        {"address": f"{host}:{port}", "port": port, "pid": os.getpid(), "name": config.node.name},
+    )
+    log.info("serving", extra={"address": f"{host}:{port}", "node": config.node.name, "samples": service.n_samples})
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    log.info("stopping", extra={"grace_seconds": config.server.grace_seconds})
+    server.stop(config.server.grace_seconds).wait()
+    service.close()
+    config.server.ready_file.unlink(missing_ok=True)
+    return 0
+
+
+def _write_ready(path: Path, data: dict[str, object]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,389 @@
+"""``NodeConfig``: every setting of a node, one frozen section per component, loaded by ``load_node_config``.
+
+Each component receives only its own section (the ledger its ``LedgerSettings``, the policy its
+``PolicySettings``). ``deploy/config/node.example.toml`` documents every setting; a contract test keeps it
+complete. Environment variables ``GENOGATE_NODE_<SECTION>__<KEY>`` override the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+from genogate import config, duo
+from genogate.errors import ConfigError, GenogateError
+from genogate.query import Kind
+
+ENV_PREFIX = "GENOGATE_NODE_"
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+ALL_KINDS = tuple(k.label for k in Kind)
+
+
+# Checks (each returns the value, normalised, or raises ValueError) ----------------------------------------
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name) or name in (".", ".."):
+        raise ValueError("a node name is 1-64 letters, digits, '_', '.' or '-'")
+    return name
+
+
+def check_listen(address: str) -> str:
+    """``HOST:PORT`` with an IPv6 host in brackets (``[::]:50051``); port 0 picks a free one."""
+    host, sep, port = address.rpartition(":")
+    ipv6_ok = not (":" in host and not (host.startswith("[") and host.endswith("]")))
+    if not sep or not host or not ipv6_ok or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT such as 127.0.0.1:50051 or [::]:50051, got {address!r}")
+    return address
+
+
+def _at_least(minimum: int) -> config.Check:
+    def check(value: int) -> int:
+        if value < minimum:
+            raise ValueError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return check
+
+
+def _between(low: int, high: int) -> config.Check:
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    return check
+
+
+def _non_negative_float(value: float) -> float:
+    if value < 0:
+        raise ValueError(f"must not be negative, got {value}")
+    return value
+
+
+def _positive_decimal(value: Decimal) -> Decimal:
+    if value <= 0:
+        raise ValueError(f"must be greater than 0, got {value}")
+    return value
+
+
+def _probability(value: Decimal) -> Decimal:
+    if not 0 < value < 1:
+        raise ValueError(f"must be greater than 0 and less than 1, got {value}")
+    return value
+
+
+def check_kinds(kinds: tuple[str, ...]) -> tuple[str, ...]:
+    out: list[str] = []
+    for text in kinds:
+        try:
+            label = Kind.parse(text).label
+        except GenogateError as exc:
+            raise ValueError(exc.detail) from None
+        if label not in out:
+            out.append(label)
+    return tuple(out)
+
+
+def check_purposes(codes: tuple[str, ...]) -> tuple[str, ...]:
+    """DUO permissions, short form. ``DS`` admits every disease-specific purpose; ``DS-<x>`` only that one."""
+    out: list[str] = []
+    for text in codes:
+        code = "DS" if text.strip().upper() == "DS" else ""
+        if not code:
+            try:
+                code = duo.normalise_code(text)
+            except ValueError as exc:
+                raise ValueError(str(exc)) from None
+        if code != "DS" and code not in duo.PERMISSIONS and not code.startswith("DS-"):
+            raise ValueError(f"{text!r} is not a DUO permission; use GRU, HMB, DS, DS-<disease>, POA or NRES")
+        if code not in out:
+            out.append(code)
+    return tuple(out)
+
+
+# Sections -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    name: str = field(
+        metadata={
+            "help": "This node's name: 1-64 letters, digits, '_', '.' or '-'. It is the common name of the node's "
+            "certificate and the site name that study grants must name.",
+            "check": check_name,
+        }
+    )
+    genome_build: Literal["GRCh37", "GRCh38"] = field(
+        default="GRCh38",
+        metadata={"help": "The reference genome build of the variants in the store; queries use the same build."},
+    )
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    listen: str = field(
+        default="127.0.0.1:0",
+        metadata={
+            "help": "Address the gRPC server listens on, HOST:PORT (IPv6 in brackets, e.g. [::]:50051). Port 0 "
+            "picks a free port and writes it to ready_file; give a fixed port for a node others connect to.",
+            "check": check_listen,
+        },
+    )
+    ready_file: Path = field(
+        default=Path("ready.json"),
+        metadata={
+            "help": "File the server writes its bound address to once it is serving (for supervisors and tests)."
+        },
+    )
+    max_workers: int = field(
+        default=8,
+        metadata={"help": "Threads that handle RPCs concurrently.", "check": _at_least(1)},
+    )
+    max_message_mb: int = field(
+        default=64,
+        metadata={
+            "help": "Largest gRPC message accepted or sent, in MiB (results over many variants exceed gRPC's "
+            "4 MiB default).",
+            "check": _between(1, 2047),
+        },
+    )
+    grace_seconds: float = field(
+        default=5.0,
+        metadata={
+            "help": "On SIGTERM, seconds to let running queries finish before the server stops.",
+            "check": _non_negative_float,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    ca_certs: Path = field(
+        metadata={
+            "help": "PEM bundle of the certificate authorities whose CLIENT certificates this node accepts "
+            "(mutual TLS); callers without such a certificate are refused."
+        }
+    )
+    cert: Path = field(metadata={"help": "The node's server certificate (PEM), signed for this node's name."})
+    key: Path = field(metadata={"help": "The private key (PEM) of the server certificate; keep it mode 0600."})
+
+
+@dataclass(frozen=True)
+class KeySettings:
+    identity_key: Path = field(
+        metadata={"help": "Ed25519 private key (PEM) the node signs its release receipts and audit log with."}
+    )
+    pseudonym_key: Path = field(
+        default=Path("pseudonym.key"),
+        metadata={
+            "help": "Key of the keyed hash that pseudonymises sample ids at ingest (64 hex digits). Ingest "
+            "needs the same key to add to an existing store; anyone holding it and a list of sample ids can "
+            "link them to their pseudonyms."
+        },
+    )
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    path: Path = field(
+        default=Path("store.duckdb"),
+        metadata={"help": "The DuckDB file holding the ingested genotypes and participants."},
+    )
+
+
+@dataclass(frozen=True)
+class LedgerSettings:
+    path: Path = field(
+        default=Path("ledger.sqlite"),
+        metadata={
+            "help": "The SQLite file of privacy budget spent per study. Never delete it: that would reset every "
+            "study's budget at this node."
+        },
+    )
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    path: Path = field(
+        default=Path("audit.log"),
+        metadata={"help": "The append-only, hash-chained, signed log of every release this node makes."},
+    )
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    epsilon_per_query_cap: Decimal = field(
+        default=Decimal("1.0"),
+        metadata={
+            "help": "Largest epsilon one query may spend at this node, whatever the study grant allows.",
+            "check": _positive_decimal,
+        },
+    )
+    epsilon_per_study_cap: Decimal = field(
+        default=Decimal("10.0"),
+        metadata={
+            "help": "Largest total epsilon one study may spend at this node; a study's budget here is the "
+            "smaller of this and its grant.",
+            "check": _positive_decimal,
+        },
+    )
+    delta_per_query: Decimal = field(
+        default=Decimal("1e-7"),
+        metadata={
+            "help": "Delta charged per query by the Gaussian mechanism, used only for vectors over many "
+            "variants; pure epsilon-DP counts charge no delta.",
+            "check": _probability,
+        },
+    )
+    delta_per_study_cap: Decimal = field(
+        default=Decimal("1e-5"),
+        metadata={"help": "Largest total delta one study may spend at this node.", "check": _probability},
+    )
+    min_reportable_count: int = field(
+        default=10,
+        metadata={
+            "help": "Noisy counts below this are reported as 'fewer than k' (applied to the noisy value, so "
+            "it reveals nothing about the true count). 0 reports every count.",
+            "check": _at_least(0),
+        },
+    )
+    allowed_kinds: tuple[str, ...] = field(
+        default=ALL_KINDS,
+        metadata={
+            "help": "Query kinds this node answers: " + ", ".join(ALL_KINDS) + ".",
+            "check": check_kinds,
+        },
+    )
+    allowed_purposes: tuple[str, ...] = field(
+        default=("GRU", "HMB", "DS", "POA"),
+        metadata={
+            "help": "DUO permissions a study's purpose may have for this node to answer it: GRU, HMB, DS (any "
+            "disease-specific purpose), DS-<disease> (only that disease), POA, NRES.",
+            "check": check_purposes,
+        },
+    )
+    max_variants_per_query: int = field(
+        default=1000,
+        metadata={"help": "Most variants one query may ask about.", "check": _at_least(1)},
+    )
+    rate_limit_per_study_per_minute: int = field(
+        default=600,
+        metadata={"help": "Most queries one study may make per minute at this node.", "check": _at_least(1)},
+    )
+    public_site_catalogue: bool = field(
+        default=False,
+        metadata={
+            "help": "Whether this node treats the list of variant sites in its store as public. Region-based "
+            "allele-frequency and carrier-count queries need it: their answers depend on which positions in the "
+            "region carry a variant in this cohort, and the presence of a rare variant can single out a "
+            "participant or a family. Set true only if that list is public anyway (e.g. a fixed genotyping array "
+            "or a published call set). While false, such region queries are refused; queries that name their "
+            "variants are unaffected (absent variants are answered as zero).",
+        },
+    )
+
+    @property
+    def kinds(self) -> frozenset[Kind]:
+        return frozenset(Kind.parse(k) for k in self.allowed_kinds)
+
+    def admits_permission(self, permission: str) -> bool:
+        """Whether a study purpose's DUO permission (short form, e.g. ``DS-C50``) is accepted here."""
+        if permission.startswith("DS-") and "DS" in self.allowed_purposes:
+            return True
+        return permission in self.allowed_purposes
+
+    def config_problems(self) -> list[str]:
+        problems = []
+        if self.epsilon_per_query_cap > self.epsilon_per_study_cap:
+            problems.append("epsilon_per_query_cap must not exceed epsilon_per_study_cap")
+        if self.delta_per_query > self.delta_per_study_cap:
+            problems.append("delta_per_query must not exceed delta_per_study_cap")
+        return problems
+
+
+@dataclass(frozen=True)
+class StudiesSettings:
+    trusted_file: Path = field(
+        default=Path("studies.toml"),
+        metadata={
+            "help": "The local trusted-studies file ([[study]] entries) the node answers for, until signed "
+            "study grants replace it."
+        },
+    )
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: Literal["debug", "info", "warning", "error"] = field(
+        default="info", metadata={"help": "Least severe log level written: debug, info, warning or error."}
+    )
+    format: Literal["json", "text"] = field(
+        default="json", metadata={"help": "Log lines as JSON objects (for collectors) or as plain text."}
+    )
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    node: NodeSettings = field(metadata={"help": "Who this node is."})
+    server: ServerSettings = field(metadata={"help": "The gRPC server."})
+    tls: TlsSettings = field(metadata={"help": "Mutual TLS: every caller must present a client certificate."})
+    keys: KeySettings = field(metadata={"help": "The node's own keys (paths only; keep the files mode 0600)."})
+    store: StoreSettings = field(metadata={"help": "Genotype store."})
+    ledger: LedgerSettings = field(metadata={"help": "Privacy budget ledger."})
+    audit: AuditSettings = field(metadata={"help": "Audit log."})
+    policy: PolicySettings = field(
+        metadata={"help": "The node's own limits, enforced whatever a study grant or the coordinator asks."}
+    )
+    studies: StudiesSettings = field(metadata={"help": "Which studies the node answers for."})
+    log: LogSettings = field(metadata={"help": "Logging."})
+
+
+def load_node_config(path: Path, env: Mapping[str, str] = os.environ) -> NodeConfig:
+    """Load a node's configuration file plus ``GENOGATE_NODE_*`` overrides; one ``ConfigError`` lists every
+    problem. Files are not opened here; ``check_files`` checks that those the node needs to start exist."""
+    return config.load(NodeConfig, path, ENV_PREFIX, env)
+
+
+def check_files(cfg: NodeConfig) -> None:
+    """Refuse (one ``ConfigError``) if a file the node needs before it can serve is missing."""
+    needed = {
+        "[tls] ca_certs": cfg.tls.ca_certs,
+        "[tls] cert": cfg.tls.cert,
+        "[tls] key": cfg.tls.key,
+        "[keys] identity_key": cfg.keys.identity_key,
+        "[keys] pseudonym_key": cfg.keys.pseudonym_key,
+        "[studies] trusted_file": cfg.studies.trusted_file,
+    }
+    missing = [f"{setting}: {path} does not exist" for setting, path in needed.items() if not path.is_file()]
+    if missing:
+        raise ConfigError("; ".join(missing))
+
+
+def example_toml() -> str:
+    """The text of ``deploy/config/node.example.toml``: every setting with its help and default."""
+    return config.render_toml(
+        NodeConfig,
+        {
+            "node.name": "example-node",
+            "tls.ca_certs": Path("tls/ca.pem"),
+            "tls.cert": Path("tls/node.pem"),
+            "tls.key": Path("tls/node.key"),
+            "keys.identity_key": Path("keys/identity.key"),
+        },
+        header=EXAMPLE_HEADER,
+    )
+
+
+EXAMPLE_HEADER = """\
+genogate node configuration. Relative paths resolve against this file's directory.
+Every setting can be overridden by an environment variable GENOGATE_NODE_<SECTION>__<KEY>,
+e.g. GENOGATE_NODE_POLICY__MIN_REPORTABLE_COUNT=20 (lists: comma-separated).
+Settings without a default: [node] name, [tls] ca_certs, cert, key, [keys] identity_key.
+"""

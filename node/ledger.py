@@ -1,0 +1,517 @@
+"""The node's privacy-budget ledger: one SQLite file per node, the only authority on what a study spent here.
+
+Guarantees (DESIGN.md, "Privacy semantics"):
+
+* **Charge before noise, durably.** ``begin()`` returns ``Charged`` only after the charge is committed in WAL
+  mode with ``synchronous=FULL`` (the WAL is fsynced on every commit). A crash after that still counts.
+* **No overspend.** "spent + charge <= cap" is checked and the charge inserted inside one
+  ``BEGIN IMMEDIATE`` transaction, which holds SQLite's single write lock, across processes too.
+* **Same question, same answer.** One charge per (study, canonical query). Its result, once stored, is the
+  only value ever released for it (the first ``complete()`` wins; later draws are discarded unreleased), and
+  other query ids asking the same canonical query get it at zero cost.
+* **Exact arithmetic.** ε and δ are ``Decimal`` at the API and integers in units of 1e-12 in the file:
+  charges are rounded *up* to the next unit (never under-charge), caps *down* (never over-grant).
+* **Append-only.** Triggers refuse deleting rows, changing a charge, replacing a stored result and lowering
+  a study's spent total, so a bug cannot give budget back.
+
+``complete()`` is as durable as ``begin()``: the caller releases what it returns, and a result lost in a
+crash would make the retry draw fresh noise, releasing two noisy values for one charge.
+
+``canonical_sha256`` must cover everything that determines the release's distribution (query, ε, δ,
+mechanism); the ledger treats equal hashes under one study as the same question.
+
+Threading model: a ``Ledger`` is shared by all threads of a process. It owns one ``sqlite3`` connection
+(``check_same_thread=False``) guarded by a ``threading.Lock`` held for the whole of each transaction, so
+calls from threads of one process run one at a time, without SQLite's sleep-and-retry busy handler between
+them. ``sqlite3`` releases the GIL while SQLite runs, so an fsync stalls only other ledger calls. Across
+processes (a second node or an operator tool on the same file) SQLite's write lock serialises
+``BEGIN IMMEDIATE``; a caller that cannot get it within ``busy_timeout_s`` gets ``Unavailable`` with nothing
+recorded (safe to retry with the same query id). WAL needs shared memory: same host, no network filesystems.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import decimal
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from genogate.errors import (
+    AlreadyExists,
+    GenogateError,
+    Internal,
+    InvalidArgument,
+    Reason,
+    ResourceExhausted,
+    StoreError,
+    Unavailable,
+)
+
+UNIT_EXPONENT = 12
+"""Amounts are stored as integers in units of 10**-UNIT_EXPONENT."""
+_SCALE: int = 10**UNIT_EXPONENT
+MAX_AMOUNT = Decimal(10**6)
+"""Largest ε, δ or cap accepted (10**18 units; sums of two stay far inside SQLite's signed 64 bits)."""
+_MAX_UNITS = int(MAX_AMOUNT) * _SCALE
+APPLICATION_ID = 0x47474C44  # "GGLD" in the SQLite header: marks a genogate ledger
+SCHEMA_VERSION = 1
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_MAX_ID_LEN = 256
+# Decimal results are formed in a private context: a caller's thread-local precision must not round them.
+_CTX = decimal.Context(prec=50)
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+CREATE TABLE charges (
+    charge_id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    study_id         TEXT    NOT NULL,
+    canonical_sha256 TEXT    NOT NULL,
+    query_id         TEXT    NOT NULL,  -- the query id that made (and paid for) the charge
+    epsilon_units    INTEGER NOT NULL CHECK (epsilon_units >= 0),
+    delta_units      INTEGER NOT NULL CHECK (delta_units >= 0),
+    charged_ms       INTEGER NOT NULL,
+    result           BLOB,              -- NULL until the first complete()
+    completed_ms     INTEGER,
+    UNIQUE (study_id, canonical_sha256)
+) STRICT;
+CREATE TABLE queries (                  -- every query id seen: the charging one and zero-cost replays
+    study_id       TEXT    NOT NULL,
+    query_id       TEXT    NOT NULL,
+    payload_sha256 TEXT    NOT NULL,
+    charge_id      INTEGER NOT NULL REFERENCES charges (charge_id),
+    received_ms    INTEGER NOT NULL,
+    PRIMARY KEY (study_id, query_id)
+) STRICT;
+CREATE TABLE spent (                    -- running totals per study, kept in the charging transaction
+    study_id      TEXT    PRIMARY KEY,
+    epsilon_units INTEGER NOT NULL CHECK (epsilon_units >= 0),
+    delta_units   INTEGER NOT NULL CHECK (delta_units >= 0)
+) STRICT;
+CREATE TRIGGER charges_keep BEFORE DELETE ON charges
+    BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+CREATE TRIGGER charges_fixed BEFORE UPDATE OF
+    charge_id, study_id, canonical_sha256, query_id, epsilon_units, delta_units, charged_ms ON charges
+    BEGIN SELECT RAISE(ABORT, 'a charge never changes'); END;
+CREATE TRIGGER charges_result_once BEFORE UPDATE OF result, completed_ms ON charges
+    WHEN OLD.result IS NOT NULL BEGIN SELECT RAISE(ABORT, 'a stored result is never replaced'); END;
+CREATE TRIGGER queries_keep BEFORE DELETE ON queries
+    BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+CREATE TRIGGER queries_fixed BEFORE UPDATE ON queries
+    BEGIN SELECT RAISE(ABORT, 'a recorded query never changes'); END;
+CREATE TRIGGER spent_keep BEFORE DELETE ON spent
+    BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+CREATE TRIGGER spent_grows BEFORE UPDATE ON spent
+    WHEN NEW.study_id IS NOT OLD.study_id OR NEW.epsilon_units < OLD.epsilon_units
+      OR NEW.delta_units < OLD.delta_units
+    BEGIN SELECT RAISE(ABORT, 'spent budget never decreases'); END;
+"""
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """A study's budget at this node. ``epsilon_cap``/``delta_cap`` are the caps as enforced (rounded down
+    to 1e-12); ``queries_answered`` counts distinct query ids with a stored result, zero-cost replays of an
+    answered canonical query included, idempotent retries not (they reuse a query id)."""
+
+    study_id: str
+    epsilon_cap: Decimal
+    epsilon_spent: Decimal
+    epsilon_remaining: Decimal
+    delta_cap: Decimal
+    delta_spent: Decimal
+    queries_answered: int
+
+
+@dataclass(frozen=True)
+class Charged:
+    """A new durable charge was made: the caller now draws noise and calls ``complete()``."""
+
+    charge_id: int
+
+
+@dataclass(frozen=True)
+class Pending:
+    """Charged earlier but no result stored yet (the node died between charge and store, or an identical
+    query is being computed): the caller computes and calls ``complete()``; no new charge was made."""
+
+    charge_id: int
+
+
+@dataclass(frozen=True)
+class Answered:
+    """The stored result. ``original_query_id`` is the query id that paid for it; ``from_cache`` is True
+    when the asking query id did not (a zero-cost replay, or a retry of one: a retry gets its first answer)."""
+
+    result: bytes
+    original_query_id: str
+    from_cache: bool
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One recorded query id, for operators (``Ledger.history``). A replay shows ε = δ = 0."""
+
+    query_id: str
+    payload_sha256: str
+    canonical_sha256: str
+    charge_id: int
+    original_query_id: str
+    epsilon_charged: Decimal
+    delta_charged: Decimal
+    received_ms: int
+    answered: bool
+
+
+def _amount(units: int) -> Decimal:
+    """Units as a Decimal without trailing zeros (exact: 1e-12 units have at most 12 decimal places)."""
+    whole, frac = divmod(units, _SCALE)
+    return Decimal(whole) if frac == 0 else Decimal(units).scaleb(-UNIT_EXPONENT, _CTX).normalize(_CTX)
+
+
+def _units(value: Decimal, what: str, *, up: bool) -> int:
+    """``value`` in 1e-12 units, rounded up (charges) or down (caps), computed exactly from its ratio."""
+    if not isinstance(value, Decimal):
+        raise TypeError(f"{what} must be a decimal.Decimal, not {type(value).__name__}")
+    if not value.is_finite() or value < 0 or value > MAX_AMOUNT:
+        raise InvalidArgument(
+            f"{what} must be a finite Decimal in [0, {MAX_AMOUNT}], got {value}",
+            reason=Reason.INVALID_EPSILON,
+            message="a privacy parameter is out of range",
+        )
+    if value == 0:
+        return 0
+    if value.adjusted() < -UNIT_EXPONENT:  # 0 < value < 1e-12; avoids a huge exact denominator
+        return 1 if up else 0
+    num, den = value.as_integer_ratio()
+    scaled = num * _SCALE
+    return -(-scaled // den) if up else scaled // den
+
+
+def _check_id(value: str, what: str, reason: Reason) -> None:
+    if not isinstance(value, str) or not 0 < len(value) <= _MAX_ID_LEN:
+        raise InvalidArgument(f"{what} must be a string of 1-{_MAX_ID_LEN} characters", reason=reason)
+
+
+def _check_sha256(value: str, what: str) -> None:
+    if not isinstance(value, str) or not _SHA256_RE.match(value):
+        raise InvalidArgument(f"{what} must be 64 lowercase hex digits")
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a script into statements (``executescript`` would commit the open transaction first)."""
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            yield buf.strip()
+            buf = ""
+
+
+def _db_error(exc: sqlite3.Error, doing: str) -> GenogateError:
+    """Busy or locked (another process held the write lock too long) is retryable; the rest is not."""
+    if getattr(exc, "sqlite_errorcode", 0) & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return Unavailable(f"ledger busy while {doing}: {exc}")
+    return StoreError(f"ledger error while {doing}: {exc}")
+
+
+class Ledger:
+    """The budget ledger in one SQLite file (see the module docstring for guarantees and threading)."""
+
+    def __init__(self, path: Path, *, busy_timeout_s: float = 10.0) -> None:
+        """Open ``path``, creating the file and schema if absent. Refuse, with ``StoreError`` and without
+        touching it, anything that is not a genogate ledger of this schema version."""
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        if self.path.exists():
+            if not self.path.is_file():
+                raise StoreError(f"{self.path}: not a genogate ledger (not a regular file)")
+            with open(self.path, "rb") as fh:
+                head = fh.read(len(_SQLITE_HEADER))
+            if head and head != _SQLITE_HEADER:
+                raise StoreError(f"{self.path}: not a genogate ledger (not an SQLite database)")
+        try:
+            conn = sqlite3.connect(
+                str(self.path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open the ledger: {exc}") from exc
+        try:
+            self._open(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn: sqlite3.Connection | None = conn
+
+    def _open(self, conn: sqlite3.Connection) -> None:
+        try:
+            self._check_kind(conn)  # before any write: never convert someone else's database to WAL
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"{self.path}: the filesystem does not support WAL (journal_mode={mode})")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if self._check_kind(conn):  # re-checked under the write lock: another process may have won
+                    for statement in _statements(_SCHEMA):
+                        conn.execute(statement)
+                    conn.execute("INSERT INTO meta VALUES ('unit', ?)", (f"1e-{UNIT_EXPONENT}",))
+                    conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open the ledger: {exc}") from exc
+
+    def _check_kind(self, conn: sqlite3.Connection) -> bool:
+        """True for an empty database (to be initialised); raise unless it is a ledger we can use."""
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        n_objects = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
+        if app_id == 0 and n_objects == 0:
+            return True
+        if app_id != APPLICATION_ID:
+            raise StoreError(f"{self.path}: not a genogate ledger (an SQLite database of another application)")
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: ledger schema version {version}; this genogate reads {SCHEMA_VERSION}")
+        return False
+
+    # Transactions ----------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _transaction(self, begin: str, doing: str) -> Iterator[sqlite3.Connection]:
+        """Run the body in one transaction under the in-process lock; commit on success, else roll back.
+
+        A value the body returns is only seen by the caller if COMMIT succeeded (a failing COMMIT raises
+        instead), so ``Charged`` is never returned for a charge that is not durable."""
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StoreError(f"{self.path}: the ledger is closed")
+            try:
+                conn.execute(begin)
+            except sqlite3.Error as exc:
+                raise _db_error(exc, doing) from exc
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):  # the original error is the one to report
+                        conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise _db_error(exc, doing) from exc
+                raise
+
+    # API -------------------------------------------------------------------------------------------------
+
+    def begin(
+        self,
+        *,
+        study_id: str,
+        query_id: str,
+        payload_sha256: str,
+        canonical_sha256: str,
+        epsilon: Decimal,
+        delta: Decimal,
+        epsilon_cap: Decimal,
+        delta_cap: Decimal,
+        now_ms: int,
+    ) -> Charged | Pending | Answered:
+        """Charge a query, or find what it was already charged or answered as, in one write transaction.
+
+        1. ``query_id`` already recorded under the study: the same payload is a retry and gets what the
+           first call got, now (``Answered`` once a result is stored, else ``Pending``); another payload
+           raises ``AlreadyExists`` (QUERY_ID_REUSED).
+        2. The canonical query was already charged under the study by another query id: this query id is
+           recorded as a zero-cost replay of it; ``Answered(from_cache=True)`` or ``Pending``.
+        3. Otherwise charge ε and δ (rounded up to 1e-12) if they fit under the caps (rounded down), else
+           raise ``ResourceExhausted`` (BUDGET_EXHAUSTED) and record nothing. ``Charged`` is returned only
+           once the charge is durable; it counts as spent whether or not ``complete()`` ever runs.
+        """
+        _check_id(study_id, "study id", Reason.INVALID_STUDY)
+        _check_id(query_id, "query id", Reason.INVALID_QUERY)
+        _check_sha256(payload_sha256, "payload_sha256")
+        _check_sha256(canonical_sha256, "canonical_sha256")
+        eps, dlt = _units(epsilon, "epsilon", up=True), _units(delta, "delta", up=True)
+        eps_cap, dlt_cap = _units(epsilon_cap, "epsilon cap", up=False), _units(delta_cap, "delta cap", up=False)
+        if isinstance(now_ms, bool) or not isinstance(now_ms, int) or now_ms < 0:
+            raise TypeError("now_ms must be a non-negative int")
+        with self._transaction("BEGIN IMMEDIATE", "charging") as conn:
+            seen = conn.execute(
+                "SELECT q.payload_sha256, c.charge_id, c.query_id, c.result FROM queries q"
+                " JOIN charges c ON c.charge_id = q.charge_id WHERE q.study_id = ? AND q.query_id = ?",
+                (study_id, query_id),
+            ).fetchone()
+            if seen is not None:
+                payload, charge_id, original, result = seen
+                if payload != payload_sha256:
+                    raise AlreadyExists(f"query id {query_id!r} of study {study_id!r} was used for another payload")
+                if result is None:
+                    return Pending(charge_id)
+                return Answered(bytes(result), original, from_cache=original != query_id)
+
+            same = conn.execute(
+                "SELECT charge_id, query_id, result FROM charges WHERE study_id = ? AND canonical_sha256 = ?",
+                (study_id, canonical_sha256),
+            ).fetchone()
+            if same is not None:
+                charge_id, original, result = same
+                conn.execute(
+                    "INSERT INTO queries VALUES (?, ?, ?, ?, ?)",
+                    (study_id, query_id, payload_sha256, charge_id, now_ms),
+                )
+                return Pending(charge_id) if result is None else Answered(bytes(result), original, from_cache=True)
+
+            row = conn.execute(
+                "SELECT epsilon_units, delta_units FROM spent WHERE study_id = ?", (study_id,)
+            ).fetchone()
+            spent_eps, spent_dlt = row if row is not None else (0, 0)
+            if spent_eps + eps > eps_cap or spent_dlt + dlt > dlt_cap:
+                raise ResourceExhausted(
+                    f"study {study_id!r}: spent (eps {_amount(spent_eps)}, delta {_amount(spent_dlt)}) + charge"
+                    f" ({_amount(eps)}, {_amount(dlt)}) exceeds the cap ({_amount(eps_cap)}, {_amount(dlt_cap)})"
+                )
+            cur = conn.execute(
+                "INSERT INTO charges (study_id, canonical_sha256, query_id, epsilon_units, delta_units, charged_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (study_id, canonical_sha256, query_id, eps, dlt, now_ms),
+            )
+            charge_id = cur.lastrowid
+            assert charge_id is not None  # an INSERT into a rowid table always sets it
+            conn.execute(
+                "INSERT INTO queries VALUES (?, ?, ?, ?, ?)", (study_id, query_id, payload_sha256, charge_id, now_ms)
+            )
+            conn.execute(
+                "INSERT INTO spent VALUES (?, ?, ?) ON CONFLICT (study_id) DO UPDATE SET"
+                " epsilon_units = epsilon_units + excluded.epsilon_units,"
+                " delta_units = delta_units + excluded.delta_units",
+                (study_id, eps, dlt),
+            )
+            return Charged(charge_id)
+
+    def complete(self, charge_id: int, result: bytes, *, now_ms: int | None = None) -> bytes:
+        """Store ``result`` for the charge unless one is stored already; return the result that *is* stored.
+
+        First completion wins: of two concurrent computations of one canonical query only the first draw is
+        ever released, the other is discarded unreleased. The store is durable before this returns, because
+        the caller releases the returned bytes (see the module docstring)."""
+        if not isinstance(result, bytes):
+            raise TypeError(f"result must be bytes, not {type(result).__name__}")
+        stamp = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+        with self._transaction("BEGIN IMMEDIATE", "storing a result") as conn:
+            row = conn.execute("SELECT result FROM charges WHERE charge_id = ?", (charge_id,)).fetchone()
+            if row is None:
+                raise Internal(f"complete() of charge {charge_id}, which the ledger does not hold")
+            if row[0] is not None:
+                return bytes(row[0])
+            conn.execute(
+                "UPDATE charges SET result = ?, completed_ms = ? WHERE charge_id = ?", (result, stamp, charge_id)
+            )
+            return result
+
+    def budget(self, study_id: str, epsilon_cap: Decimal, delta_cap: Decimal) -> BudgetStatus:
+        """The study's spending against the given caps (read in one snapshot)."""
+        eps_cap, dlt_cap = _units(epsilon_cap, "epsilon cap", up=False), _units(delta_cap, "delta cap", up=False)
+        with self._transaction("BEGIN", "reading a budget") as conn:
+            row = conn.execute(
+                "SELECT epsilon_units, delta_units FROM spent WHERE study_id = ?", (study_id,)
+            ).fetchone()
+            answered = conn.execute(
+                "SELECT count(*) FROM queries q JOIN charges c ON c.charge_id = q.charge_id"
+                " WHERE q.study_id = ? AND c.result IS NOT NULL",
+                (study_id,),
+            ).fetchone()[0]
+        spent_eps, spent_dlt = row if row is not None else (0, 0)
+        return BudgetStatus(
+            study_id=study_id,
+            epsilon_cap=_amount(eps_cap),
+            epsilon_spent=_amount(spent_eps),
+            epsilon_remaining=_amount(max(0, eps_cap - spent_eps)),
+            delta_cap=_amount(dlt_cap),
+            delta_spent=_amount(spent_dlt),
+            queries_answered=answered,
+        )
+
+    def history(self, study_id: str) -> list[LedgerEntry]:
+        """Every query id recorded under the study, in the order received (for operators and audits)."""
+        with self._transaction("BEGIN", "reading history") as conn:
+            rows = conn.execute(
+                "SELECT q.query_id, q.payload_sha256, c.canonical_sha256, c.charge_id, c.query_id,"
+                " c.epsilon_units, c.delta_units, q.received_ms, c.result IS NOT NULL"
+                " FROM queries q JOIN charges c ON c.charge_id = q.charge_id"
+                " WHERE q.study_id = ? ORDER BY q.rowid",
+                (study_id,),
+            ).fetchall()
+        return [
+            LedgerEntry(
+                query_id=qid,
+                payload_sha256=payload,
+                canonical_sha256=canon,
+                charge_id=cid,
+                original_query_id=orig,
+                epsilon_charged=_amount(eps if orig == qid else 0),
+                delta_charged=_amount(dlt if orig == qid else 0),
+                received_ms=ms,
+                answered=bool(done),
+            )
+            for qid, payload, canon, cid, orig, eps, dlt, ms, done in rows
+        ]
+
+    def check(self) -> None:
+        """Verify the file (SQLite integrity check) and the ledger's invariants; raise ``StoreError`` if not.
+
+        Invariants: each study's running total equals the sum of its charges; every query row belongs to
+        a charge of its own study; every charge is recorded as a query of its own query id."""
+        with self._transaction("BEGIN", "checking") as conn:
+            problems = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall() if r[0] != "ok"]
+            problems += [
+                f"study {s!r}: total ({e}, {d}) != sum of charges ({se}, {sd})"
+                for s, e, d, se, sd in conn.execute(
+                    "WITH sums AS (SELECT study_id, sum(epsilon_units) AS e, sum(delta_units) AS d"
+                    " FROM charges GROUP BY study_id),"
+                    " ids AS (SELECT study_id FROM sums UNION SELECT study_id FROM spent)"
+                    " SELECT ids.study_id, s.epsilon_units, s.delta_units, sums.e, sums.d FROM ids"
+                    " LEFT JOIN spent s USING (study_id) LEFT JOIN sums USING (study_id)"
+                    " WHERE s.epsilon_units IS NOT sums.e OR s.delta_units IS NOT sums.d"
+                )
+            ]
+            problems += [
+                f"query {q!r} of study {s!r} is linked to charge {c} of another study"
+                for s, q, c in conn.execute(
+                    "SELECT q.study_id, q.query_id, q.charge_id FROM queries q"
+                    " JOIN charges c ON c.charge_id = q.charge_id WHERE c.study_id != q.study_id"
+                )
+            ]
+            problems += [
+                f"charge {c} has no query row for its own query id"
+                for (c,) in conn.execute(
+                    "SELECT charge_id FROM charges c WHERE NOT EXISTS (SELECT 1 FROM queries q"
+                    " WHERE q.study_id = c.study_id AND q.query_id = c.query_id AND q.charge_id = c.charge_id)"
+                )
+            ]
+        if problems:
+            raise StoreError(f"{self.path}: ledger check failed: " + "; ".join(problems))
+
+    def close(self) -> None:
+        """Close the connection (idempotent; waits for a running call). Later calls raise ``StoreError``."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,479 @@
+"""The node's query service: every check a query must pass, then exact counts, a durable charge, noise.
+
+Order of work for one query (each step may refuse; nothing is charged until step 6 and nothing is
+computed from participant data before it):
+
+1. decode and validate the envelope (query id, ε, the query itself);
+2. authorise: the study is known and in force, names this kind, the caller is one of its researchers,
+   and this node's policy accepts the kind and the study's purpose;
+3. caps: ε within the study's and the node's per-query caps; variant count within the node's limit;
+   the study's request rate;
+4. reduce the query to its canonical form (``genogate.query.canonical``);
+5. plan the noise (``node.dp.plan``: mechanism and scale from the kind's declared sensitivity);
+6. ``Ledger.begin``: a durable charge (or the stored answer of the same question, at no cost);
+7. compute the exact counts over consented participants only, draw the noise (OpenDP), apply the
+   minimum-reportable-count rule to the *noisy* values, and store the result (first completion wins);
+8. wrap the stored result in a signed release.
+
+No refusal, error message or branch depends on the true counts: refusals happen before any data is
+read, and thresholding looks at noisy values only.
+
+Threading: one instance serves every gRPC worker thread. DuckDB is used through one cursor per thread
+(``threading.local``); the ledger serialises itself; the caches are guarded by a lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from google.protobuf.message import DecodeError
+
+from genogate import duo
+from genogate.convert import canonical_bytes, query_from_pb, variant_to_pb
+from genogate.errors import InvalidArgument, PermissionDenied, Reason, ResourceExhausted
+from genogate.query import (
+    AlleleFrequency,
+    CarrierCount,
+    CaseControl,
+    CohortCount,
+    Filter,
+    GenotypeCounts,
+    Kind,
+    Query,
+    Variant,
+    canonical,
+    filters_of,
+)
+from genogate.signing import Signer
+from genogate.wire.v1 import common_pb2 as pb
+from node import dp
+from node.freq import allele_counts
+from node.ledger import Answered, Ledger
+from node.planner import compile_filter
+from node.records import HEMI_ALT, HEMI_REF, HET, HOM_ALT, HOM_REF
+from node.store import Store
+from node.studies import Study
+
+_QUERY_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+_FILTER_CACHE = 256
+_MECHANISM = {
+    "discrete_laplace": pb.NOISE_MECHANISM_DISCRETE_LAPLACE,
+    "discrete_gaussian": pb.NOISE_MECHANISM_DISCRETE_GAUSSIAN,
+}
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The node's own limits (from ``[policy]`` in its config)."""
+
+    epsilon_per_query_cap: Decimal
+    epsilon_per_study_cap: Decimal
+    delta_per_query: Decimal
+    delta_per_study_cap: Decimal
+    min_reportable_count: int
+    allowed_kinds: frozenset[Kind]
+    allowed_purposes: frozenset[str]
+    max_variants_per_query: int
+    rate_limit_per_study_per_minute: int
+    public_site_catalogue: bool
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: the common name of the client certificate that mTLS verified."""
+
+    common_name: str
+
+
+class QueryService:
+    def __init__(
+        self,
+        *,
+        name: str,
+        store_path: Path,
+        ledger: Ledger,
+        studies: Callable[[], Mapping[str, Study]],
+        policy: Policy,
+        noise: dp.Noise,
+        signer: Signer,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.name = name
+        self.policy = policy
+        self._store_path = store_path
+        self._root = Store.open(store_path)
+        self._local = threading.local()
+        self._ledger = ledger
+        self._studies = studies
+        self._noise = noise
+        self._signer = signer
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._consent: dict[tuple[str, frozenset[str]], npt.NDArray[np.bool_]] = {}
+        self._filters: OrderedDict[tuple[Filter, int], npt.NDArray[np.bool_]] = OrderedDict()
+        self._rates: dict[str, deque[float]] = {}
+        self.n_samples = self._root.n_samples
+
+    def close(self) -> None:
+        self._root.close()
+
+    # Public operations ------------------------------------------------------------------------------------
+
+    def query(self, caller: Caller, payload: bytes) -> pb.Release:
+        """Answer one query envelope (serialized ``QueryEnvelope``) or raise a ``GenogateError``."""
+        env = _decode_envelope(payload)
+        study = self._authorise(caller, env.study_id)
+        if env.sites and self.name not in env.sites:
+            raise PermissionDenied(
+                "envelope does not name this site",
+                reason=Reason.GRANT_WRONG_SITE,
+                message="the query is not addressed to this site",
+            )
+        epsilon = _epsilon(env.epsilon)
+        query = query_from_pb(env.query)
+        self._check_kind(study, query.kind)
+        cap = min(study.epsilon_per_query_cap, self.policy.epsilon_per_query_cap)
+        if epsilon > cap:
+            raise ResourceExhausted(
+                f"epsilon {epsilon} > cap {cap}",
+                reason=Reason.EPSILON_OVER_CAP,
+                message="the requested epsilon exceeds the per-query cap",
+            )
+        query = canonical(query)
+        variants = self._variants_of(query)
+        self._rate_limit(study.study_id)
+
+        sens, plans = self._plans(query, len(variants) if variants is not None else None, epsilon)
+        charge_eps = sum((p.epsilon for p in plans), Decimal(0))
+        charge_delta = sum((p.delta for p in plans), Decimal(0))
+        canonical_sha = hashlib.sha256(canonical_bytes(query)).hexdigest()
+        begun = self._ledger.begin(
+            study_id=study.study_id,
+            query_id=env.query_id,
+            payload_sha256=hashlib.sha256(payload).hexdigest(),
+            canonical_sha256=canonical_sha,
+            epsilon=charge_eps,
+            delta=charge_delta,
+            epsilon_cap=self._study_cap(study),
+            delta_cap=self.policy.delta_per_study_cap,
+            now_ms=int(self._clock() * 1000),
+        )
+        if isinstance(begun, Answered):
+            result_bytes, from_cache, original = begun.result, begun.from_cache, begun.original_query_id
+            charged = (Decimal(0), Decimal(0)) if from_cache else (charge_eps, charge_delta)
+        else:
+            result = self._compute(study, query, variants, sens, plans)
+            result_bytes = self._ledger.complete(begun.charge_id, result.SerializeToString(deterministic=True))
+            from_cache, original, charged = False, "", (charge_eps, charge_delta)
+        body = pb.ReleaseBody(
+            query_id=env.query_id,
+            study_id=study.study_id,
+            site=self.name,
+            query_sha256=bytes.fromhex(canonical_sha),
+            result=pb.QueryResult.FromString(result_bytes),
+            epsilon_charged=float(charged[0]),
+            delta_charged=float(charged[1]),
+            from_cache=from_cache,
+            cached_query_id=original if from_cache else "",
+            budget_after=self.budget_pb(study),
+            released_unix_ms=int(self._clock() * 1000),
+        )
+        payload_out = body.SerializeToString(deterministic=True)
+        return pb.Release(
+            payload=payload_out,
+            node_signature=self._signer.sign("genogate.v1.ReleaseBody", payload_out),
+            node_key_id=self._signer.key_id,
+        )
+
+    def budget(self, caller: Caller, study_id: str) -> pb.BudgetStatus:
+        return self.budget_pb(self._authorise(caller, study_id))
+
+    def budget_pb(self, study: Study) -> pb.BudgetStatus:
+        b = self._ledger.budget(study.study_id, self._study_cap(study), self.policy.delta_per_study_cap)
+        return pb.BudgetStatus(
+            study_id=study.study_id,
+            site=self.name,
+            epsilon_cap=float(b.epsilon_cap),
+            epsilon_spent=float(b.epsilon_spent),
+            epsilon_remaining=float(b.epsilon_remaining),
+            queries_answered=b.queries_answered,
+        )
+
+    # Checks -----------------------------------------------------------------------------------------------
+
+    def _authorise(self, caller: Caller, study_id: str) -> Study:
+        study = self._studies().get(study_id)
+        if study is None:
+            raise PermissionDenied(
+                f"unknown study {study_id!r}",
+                reason=Reason.GRANT_MISSING,
+                message="this node holds no grant for the study",
+            )
+        now = dt.datetime.fromtimestamp(self._clock(), tz=dt.UTC)
+        if study.not_before is not None and now < study.not_before:
+            raise PermissionDenied(
+                study_id, reason=Reason.GRANT_NOT_YET_VALID, message="the study grant is not yet valid"
+            )
+        if study.not_after is not None and now >= study.not_after:
+            raise PermissionDenied(study_id, reason=Reason.GRANT_EXPIRED, message="the study grant has expired")
+        if caller.common_name not in study.researchers:
+            raise PermissionDenied(
+                f"{caller.common_name!r} is not a researcher of {study_id!r}",
+                reason=Reason.RESEARCHER_MISMATCH,
+                message="the caller is not a researcher of this study",
+            )
+        permission = study.purpose[0]
+        accepted = self.policy.allowed_purposes
+        if permission not in accepted and not (permission.startswith("DS-") and "DS" in accepted):
+            raise PermissionDenied(
+                f"purpose {study.purpose_text!r}",
+                reason=Reason.PURPOSE_REFUSED,
+                message="this node's policy does not accept the study's purpose",
+            )
+        return study
+
+    def _check_kind(self, study: Study, kind: Kind) -> None:
+        if kind not in study.kinds:
+            raise PermissionDenied(
+                kind.label, reason=Reason.KIND_NOT_GRANTED, message="the study grant does not include this query kind"
+            )
+        if kind not in self.policy.allowed_kinds:
+            raise PermissionDenied(
+                kind.label, reason=Reason.KIND_REFUSED, message="this node's policy does not answer this query kind"
+            )
+
+    def _study_cap(self, study: Study) -> Decimal:
+        return min(study.epsilon_total, self.policy.epsilon_per_study_cap)
+
+    def _rate_limit(self, study_id: str) -> None:
+        now = self._clock()
+        with self._lock:
+            window = self._rates.setdefault(study_id, deque())
+            while window and window[0] <= now - 60:
+                window.popleft()
+            if len(window) >= self.policy.rate_limit_per_study_per_minute:
+                raise ResourceExhausted(
+                    study_id, reason=Reason.RATE_LIMITED, message="too many queries for this study; try again later"
+                )
+            window.append(now)
+
+    def _variants_of(self, q: Query) -> list[Variant] | None:
+        """The variants a query releases values for (None for cohort counts). Region queries list the
+        node's site catalogue, which only a node that declares it public may do."""
+        if isinstance(q, CohortCount):
+            return None
+        if isinstance(q, GenotypeCounts):
+            return [q.variant]
+        if isinstance(q, AlleleFrequency) and q.region is None or isinstance(q, CaseControl):
+            variants = list(q.variants)
+        else:
+            assert isinstance(q, AlleleFrequency | CarrierCount) and q.region is not None
+            if not self.policy.public_site_catalogue:
+                raise PermissionDenied(
+                    "region query without a public site catalogue",
+                    reason=Reason.KIND_REFUSED,
+                    message="this node does not publish its site list: name the variants",
+                )
+            rows = self._store().variants(q.region)
+            variants = [
+                Variant(str(rows.chrom[i]), int(rows.pos[i]), str(rows.ref[i]), str(rows.alt[i]))
+                for i in range(len(rows))
+            ]
+        if len(variants) > self.policy.max_variants_per_query:
+            raise InvalidArgument(
+                f"{len(variants)} variants",
+                reason=Reason.TOO_MANY_VARIANTS,
+                message=f"at most {self.policy.max_variants_per_query} variants per query",
+            )
+        return variants
+
+    # Noise plans ------------------------------------------------------------------------------------------
+
+    def _plans(self, q: Query, k: int | None, epsilon: Decimal) -> tuple[list[dp.Sensitivity], list[dp.NoisePlan]]:
+        """The releases a query makes: one, or two for a carrier count with an allele-frequency cut-off
+        (a noisy AF of the region over every consented participant picks the qualifying variants; the
+        count of carriers follows; each gets half the ε)."""
+        delta = self.policy.delta_per_query
+        if isinstance(q, CarrierCount) and q.max_allele_frequency is not None:
+            half = epsilon / 2
+            s_af = dp.SENSITIVITY[Kind.ALLELE_FREQUENCY](max(k or 0, 1))
+            s_cc = dp.SENSITIVITY[Kind.CARRIER_COUNT](1)
+            return [s_af, s_cc], [dp.plan(s_af, half, delta), dp.plan(s_cc, half, Decimal(0))]
+        sens = dp.SENSITIVITY[q.kind](max(k or 1, 1))
+        return [sens], [dp.plan(sens, epsilon, delta if sens.length > 1 else Decimal(0))]
+
+    # Computing --------------------------------------------------------------------------------------------
+
+    def _store(self) -> Store:
+        store: Store | None = getattr(self._local, "store", None)
+        if store is None:
+            store = self._local.store = self._root.cursor()
+        return store
+
+    def _consented(self, study: Study) -> npt.NDArray[np.bool_]:
+        with self._lock:
+            mask = self._consent.get(study.purpose)
+        if mask is None:
+            mask = np.zeros(self.n_samples, dtype=bool)
+            for codes, members in self._store().consent_groups():
+                if duo.admits(codes, study.purpose):
+                    mask |= members
+            with self._lock:
+                self._consent[study.purpose] = mask
+        return mask
+
+    def _cohort(self, f: Filter, consent: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+        year = dt.datetime.fromtimestamp(self._clock(), tz=dt.UTC).year
+        key = (f, year)
+        with self._lock:
+            mask = self._filters.get(key)
+            if mask is not None:
+                self._filters.move_to_end(key)
+        if mask is None:
+            sql, params = compile_filter(f, year)
+            mask = self._store().cohort_mask(sql, params)
+            with self._lock:
+                self._filters[key] = mask
+                while len(self._filters) > _FILTER_CACHE:
+                    self._filters.popitem(last=False)
+        return mask & consent
+
+    def _compute(
+        self,
+        study: Study,
+        q: Query,
+        variants: list[Variant] | None,
+        sens: list[dp.Sensitivity],
+        plans: list[dp.NoisePlan],
+    ) -> pb.QueryResult:
+        store = self._store()
+        consent = self._consented(study)
+        masks = [self._cohort(f, consent) for f in filters_of(q)]
+        if isinstance(q, CaseControl):
+            masks[1] = masks[1] & ~masks[0]  # a participant in both arms counts as a case only
+        vids = store.lookup(variants) if variants else np.zeros(0, dtype=np.int32)
+        if isinstance(q, CohortCount):
+            noisy = self._draw(np.array([masks[0].sum()], dtype=np.int64), sens[0], plans[0])
+            return pb.QueryResult(cohort_count=pb.CohortCountResult(count=self._value(noisy[0], plans[0])))
+        if isinstance(q, GenotypeCounts):
+            classes = store.class_counts(vids, masks[0])[0]
+            noisy = self._draw(classes.astype(np.int64), sens[0], plans[0])
+            v = [self._value(x, plans[0]) for x in noisy]
+            return pb.QueryResult(
+                genotype_counts=pb.GenotypeCountsResult(
+                    variant=variant_to_pb(q.variant),
+                    hom_ref=v[HOM_REF],
+                    het=v[HET],
+                    hom_alt=v[HOM_ALT],
+                    hemi_ref=v[HEMI_REF],
+                    hemi_alt=v[HEMI_ALT],
+                    no_call=v[5],
+                )
+            )
+        if isinstance(q, AlleleFrequency):
+            assert variants is not None
+            noisy = self._draw(_alt_ref(store.class_counts(vids, masks[0])), sens[0], plans[0]).reshape(-1, 2)
+            return pb.QueryResult(
+                allele_frequency=pb.AlleleFrequencyResult(
+                    variants=[
+                        pb.AlleleCounts(
+                            variant=variant_to_pb(v),
+                            allele_count=self._value(alt, plans[0]),
+                            allele_number=self._sum_value(alt, ref, plans[0]),
+                        )
+                        for v, (alt, ref) in zip(variants, noisy, strict=True)
+                    ]
+                )
+            )
+        if isinstance(q, CaseControl):
+            assert variants is not None
+            exact = np.stack([_alt_ref(store.class_counts(vids, m)).reshape(-1, 2) for m in masks], axis=1)
+            noisy = self._draw(exact.reshape(-1), sens[0], plans[0]).reshape(-1, 4)
+            return pb.QueryResult(
+                case_control=pb.CaseControlResult(
+                    tables=[
+                        pb.CaseControlTable(
+                            variant=variant_to_pb(v),
+                            case_alt=self._value(r[0], plans[0]),
+                            case_ref=self._value(r[1], plans[0]),
+                            control_alt=self._value(r[2], plans[0]),
+                            control_ref=self._value(r[3], plans[0]),
+                        )
+                        for v, r in zip(variants, noisy, strict=True)
+                    ]
+                )
+            )
+        assert isinstance(q, CarrierCount)
+        chosen = vids
+        if q.max_allele_frequency is not None:
+            # Stage 1: a noisy AF over every consented participant; only post-processing of it picks variants.
+            af_noisy = self._draw(_alt_ref(store.class_counts(vids, consent)), sens[0], plans[0]).reshape(-1, 2)
+            an = np.maximum(af_noisy.sum(axis=1), 1)
+            chosen = vids[af_noisy[:, 0] / an <= q.max_allele_frequency]
+        noisy = self._draw(np.array([store.carriers(chosen, masks[0])], dtype=np.int64), sens[-1], plans[-1])
+        return pb.QueryResult(carrier_count=pb.CarrierCountResult(carriers=self._value(noisy[0], plans[-1])))
+
+    def _draw(self, exact: npt.NDArray[np.int64], sens: dp.Sensitivity, p: dp.NoisePlan) -> npt.NDArray[np.int64]:
+        return self._noise.draw(exact.astype(np.int64), p, sens)
+
+    def _value(self, noisy: int | np.integer, p: dp.NoisePlan) -> pb.NoisyValue:
+        """One noisy count with its 95% interval, or "fewer than k" when the *noisy* value is below k."""
+        k = self.policy.min_reportable_count
+        base = pb.NoisyValue(noise_scale=p.scale, noise_stddev=p.stddev, mechanism=_MECHANISM[p.mechanism], threshold=k)
+        if int(noisy) < k:
+            base.below_threshold = True
+            return base
+        base.estimate = int(noisy)
+        base.ci95_low, base.ci95_high = int(noisy) - p.ci95_halfwidth, int(noisy) + p.ci95_halfwidth
+        return base
+
+    def _sum_value(self, a: int | np.integer, b: int | np.integer, p: dp.NoisePlan) -> pb.NoisyValue:
+        """The sum of two independently noised counts (AN = alt + ref): the interval is the union bound of
+        two 97.5% intervals, so it covers the true sum at least 95% of the time."""
+        v = self._value(int(a) + int(b), p)
+        v.noise_stddev = p.stddev * 2**0.5
+        if not v.below_threshold:
+            half = 2 * dp.halfwidth(p, 0.025)
+            v.ci95_low, v.ci95_high = v.estimate - half, v.estimate + half
+        return v
+
+
+def _alt_ref(classes: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Interleaved (ALT, REF) allele counts per variant from class counts: (a0, r0, a1, r1, ...)."""
+    ac, an = allele_counts(classes)
+    return np.stack([ac, an - ac], axis=1).reshape(-1).astype(np.int64)
+
+
+def _decode_envelope(payload: bytes) -> pb.QueryEnvelope:
+    try:
+        env = pb.QueryEnvelope.FromString(payload)
+    except DecodeError:
+        raise InvalidArgument("undecodable envelope") from None
+    if not _QUERY_ID_RE.match(env.query_id):
+        raise InvalidArgument("query_id must be 1-128 characters of A-Z a-z 0-9 _ . : -")
+    if not env.study_id:
+        raise InvalidArgument("study_id is empty", reason=Reason.INVALID_STUDY, message="the study id is malformed")
+    return env
+
+
+def _epsilon(value: float) -> Decimal:
+    try:
+        eps = Decimal(repr(value))
+    except InvalidOperation:
+        eps = Decimal("NaN")
+    if not eps.is_finite() or eps <= 0:
+        raise InvalidArgument(
+            "epsilon must be a positive finite number", reason=Reason.INVALID_EPSILON, message="epsilon is invalid"
+        )
+    return eps

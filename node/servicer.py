@@ -1,0 +1,46 @@
+"""gRPC servicer of ``genogate.v1.NodeService``: wire in, ``QueryService`` out. Nothing here decides.
+
+``RPC_POLICY`` lists every RPC the node serves and who may call it; the server refuses any RPC it does
+not list (a contract test checks that it covers the whole service). Every caller has already passed
+mTLS with a certificate from a CA the node trusts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from genogate.rpc import boundary, caller_common_name
+from genogate.wire.v1 import node_pb2 as npb
+from genogate.wire.v1 import node_pb2_grpc
+from node.service import Caller, QueryService
+
+RPC_POLICY = {
+    "/genogate.v1.NodeService/Query": "a researcher of the study (mTLS identity; signed grants later)",
+    "/genogate.v1.NodeService/GetBudget": "a researcher of the study",
+    "/genogate.v1.NodeService/GetNodeInfo": "any client with a trusted certificate",
+    "/grpc.health.v1.Health/Check": "any client with a trusted certificate (readiness probes)",
+    "/grpc.health.v1.Health/Watch": "any client with a trusted certificate",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": "operators' tools",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": "operators' tools",
+}
+
+
+class NodeServicer(node_pb2_grpc.NodeServiceServicer):
+    def __init__(self, service: QueryService, info: npb.GetNodeInfoResponse):
+        self.service = service
+        self.info = info
+
+    @boundary
+    def Query(self, request: npb.QueryRequest, context: Any) -> npb.QueryResponse:  # noqa: N802 - gRPC name
+        caller = Caller(caller_common_name(context))
+        return npb.QueryResponse(release=self.service.query(caller, request.signed_query.payload))
+
+    @boundary
+    def GetBudget(self, request: npb.GetBudgetRequest, context: Any) -> npb.GetBudgetResponse:  # noqa: N802
+        caller = Caller(caller_common_name(context))
+        return npb.GetBudgetResponse(budget=self.service.budget(caller, request.study_id))
+
+    @boundary
+    def GetNodeInfo(self, request: npb.GetNodeInfoRequest, context: Any) -> npb.GetNodeInfoResponse:  # noqa: N802
+        caller_common_name(context)
+        return self.info

@@ -1,0 +1,213 @@
+"""A real node server on 127.0.0.1 (port 0) with real mutual TLS over the real 1000 Genomes subset:
+every query kind, transport refusals, error statuses, the ledger under concurrency, averaging attacks."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import math
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from genogate.errors import GenogateError, PermissionDenied, Reason, ResourceExhausted
+from genogate.filter import parse_filter
+from genogate.nodeclient import ClientTLS, NodeClient, envelope
+from genogate.query import AlleleFrequency, CarrierCount, CaseControl, CohortCount, GenotypeCounts, Region, Variant
+from genogate.wire.v1 import common_pb2 as pb
+from node.app import create_server
+from node.config import load_node_config
+from node.ingest import ingest
+from tests.conftest import REFERENCE, SUBSET, require_shared, write_subset_sheet
+from tests.nodes import client_tls, make_ca, make_node, study_toml
+
+# Interval checks: a 95% interval misses with probability <= 0.05; "within 6 half-widths" of a discrete
+# Laplace draw fails with probability < 1e-9 per value, so over the < 100 values here < 1e-7 overall.
+WIDE = 6
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    require_shared()
+    root = tmp_path_factory.mktemp("fed")
+    ca = make_ca(root / "ca")
+    node = make_node(root / "site-a", "site-a", ca)
+    ingest(node.store, [SUBSET / "1KG_phase3_subset_allchr.vcf.gz"], write_subset_sheet(root / "sheet.tsv"))
+    (node.dir / "studies.toml").write_text(
+        study_toml("S1", epsilon_total="1000", cap="5")
+        + study_toml("TIGHT", epsilon_total="1.0", cap="0.25")
+        + study_toml("RACE", epsilon_total="5.0", cap="0.1")
+        + study_toml("POA-1", purpose="POA")
+    )
+    config = load_node_config(
+        node.config,
+        env={
+            "GENOGATE_NODE_POLICY__PUBLIC_SITE_CATALOGUE": "true",
+            "GENOGATE_NODE_POLICY__EPSILON_PER_QUERY_CAP": "5",
+            "GENOGATE_NODE_POLICY__EPSILON_PER_STUDY_CAP": "1000",
+            "GENOGATE_NODE_POLICY__ALLOWED_PURPOSES": "GRU,HMB,DS",
+            "GENOGATE_NODE_POLICY__RATE_LIMIT_PER_STUDY_PER_MINUTE": "100000",
+            "GENOGATE_NODE_SERVER__MAX_WORKERS": "16",
+        },
+    )
+    server, port, service = create_server(config)
+    server.start()
+    other_ca = make_ca(root / "other-ca")
+    try:
+        yield {
+            "address": f"127.0.0.1:{port}",
+            "node": node,
+            "ca": ca,
+            "alice": client_tls(ca, "alice", root / "clients"),
+            "bob": client_tls(ca, "bob", root / "clients"),
+            "eve": client_tls(other_ca, "eve", root / "eve"),
+        }
+    finally:
+        server.stop(0).wait()
+        service.close()
+
+
+def client(fed: dict[str, object], who: str = "alice") -> NodeClient:
+    return NodeClient(str(fed["address"]), fed[who])  # type: ignore[arg-type]
+
+
+def ask(fed: dict[str, object], q: object, study: str = "S1", eps: float = 1.0, who: str = "alice") -> pb.ReleaseBody:
+    with client(fed, who) as c:
+        return c.send(envelope(q, study_id=study, epsilon=eps))[1]  # type: ignore[arg-type]
+
+
+def near(value: pb.NoisyValue, truth: int) -> bool:
+    half = (value.ci95_high - value.ci95_low) / 2
+    return not value.below_threshold and abs(value.estimate - truth) <= WIDE * max(half, 1)
+
+
+def _ref_rows() -> dict[tuple[str, int, str, str], tuple[int, int]]:
+    out = {}
+    with open(REFERENCE / "1kg_subset_1126" / "bcftools_filltags_all.tsv") as fh:
+        for r in csv.DictReader(fh, delimiter="\t"):
+            for alt, ac in zip(r["ALT"].split(","), r["AC"].split(","), strict=True):
+                out[(r["CHROM"], int(r["POS"]), r["REF"], alt)] = (int(ac), int(r["AN"]))
+    return out
+
+
+def test_every_query_kind_answers_near_the_truth(federation: dict[str, object]) -> None:
+    ref = _ref_rows()
+    common = [k for k, (ac, an) in ref.items() if k[0] == "22" and 200 < ac < an - 200][:5]
+    variants = tuple(Variant(c, p, r, a) for c, p, r, a in common)
+    body = ask(federation, CohortCount())
+    assert body.site == "site-a" and near(body.result.cohort_count.count, 1126)
+    af = ask(federation, AlleleFrequency(variants), eps=4.0).result.allele_frequency.variants
+    assert [(v.variant.chrom, v.variant.pos) for v in af] == [(v.chrom, v.pos) for v in variants]
+    for v in af:
+        ac, an = ref[(v.variant.chrom, v.variant.pos, v.variant.ref, v.variant.alt)]
+        assert near(v.allele_count, ac) and near(v.allele_number, an)
+    g = ask(federation, GenotypeCounts(variants[0]), eps=4.0).result.genotype_counts
+    total = sum(x.estimate for x in (g.hom_ref, g.het, g.hom_alt, g.hemi_ref, g.hemi_alt, g.no_call))
+    assert abs(total - 1126) < 6 * 6 * 10
+    cc = ask(
+        federation,
+        CaseControl(variants[:2], parse_filter("phenotype=local:case"), parse_filter("phenotype=local:control")),
+        eps=4.0,
+    ).result.case_control
+    assert len(cc.tables) == 2
+    assert near(
+        pb.NoisyValue(
+            estimate=cc.tables[0].case_alt.estimate + cc.tables[0].case_ref.estimate, ci95_low=-30, ci95_high=30
+        ),
+        216,
+    )  # 108 cases x 2 alleles
+    carriers = ask(federation, CarrierCount(Region("22", 1, 20_000_000)), eps=4.0).result.carrier_count.carriers
+    assert not carriers.below_threshold and 0 < carriers.estimate <= 1126 + 30
+
+
+def test_region_allele_frequency_lists_the_catalogue(federation: dict[str, object]) -> None:
+    rows = ask(
+        federation, AlleleFrequency(region=Region("22", 1, 17_000_000)), eps=2.0
+    ).result.allele_frequency.variants
+    assert rows and all(r.variant.chrom == "22" and r.variant.pos <= 17_000_000 for r in rows)
+
+
+def test_refused_without_a_client_certificate(federation: dict[str, object]) -> None:
+    tls: ClientTLS = federation["alice"]  # type: ignore[assignment]
+    channel = grpc.secure_channel(str(federation["address"]), grpc.ssl_channel_credentials(root_certificates=tls.ca))
+    from genogate.wire.v1 import node_pb2, node_pb2_grpc
+
+    with pytest.raises(grpc.RpcError) as info:
+        node_pb2_grpc.NodeServiceStub(channel).GetNodeInfo(node_pb2.GetNodeInfoRequest(), timeout=5)
+    channel.close()
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE  # the handshake is refused
+
+
+def test_refused_with_a_certificate_from_another_ca(federation: dict[str, object]) -> None:
+    eve: ClientTLS = federation["eve"]  # type: ignore[assignment]
+    alice: ClientTLS = federation["alice"]  # type: ignore[assignment]
+    with NodeClient(str(federation["address"]), ClientTLS(alice.ca, eve.key, eve.cert), timeout_s=5) as c:
+        with pytest.raises(GenogateError) as info:
+            c.info()
+    assert info.value.reason is Reason.UNAVAILABLE
+
+
+def test_errors_carry_status_reason_and_a_clean_message(federation: dict[str, object]) -> None:
+    with pytest.raises(PermissionDenied) as info:
+        ask(federation, CohortCount(), who="bob")
+    assert info.value.reason is Reason.RESEARCHER_MISMATCH
+    assert info.value.message == "the caller is not a researcher of this study"
+    with pytest.raises(PermissionDenied) as info:
+        ask(federation, CohortCount(), study="POA-1")  # node policy: GRU, HMB, DS only
+    assert info.value.reason is Reason.PURPOSE_REFUSED
+    with pytest.raises(ResourceExhausted) as info2:
+        ask(federation, CohortCount(), eps=6.0)
+    assert info2.value.reason is Reason.EPSILON_OVER_CAP
+
+
+def test_budget_exactly_at_the_cap_then_refused(federation: dict[str, object]) -> None:
+    for i in range(4):
+        ask(federation, CohortCount(parse_filter(f"phenotype=local:p{i}")), study="TIGHT", eps=0.25)
+    with pytest.raises(ResourceExhausted) as info:
+        ask(federation, CohortCount(parse_filter("phenotype=local:p9")), study="TIGHT", eps=0.01)
+    assert info.value.reason is Reason.BUDGET_EXHAUSTED
+    with client(federation) as c:
+        b = c.budget("TIGHT")
+    assert (b.epsilon_spent, b.epsilon_remaining, b.queries_answered) == (1.0, 0.0, 4)
+
+
+def test_200_concurrent_queries_never_overspend(federation: dict[str, object]) -> None:
+    """Cap 5.0 at 0.1 per query allows exactly 50 of 200 distinct concurrent queries."""
+
+    def one(i: int) -> str:
+        try:
+            ask(federation, CohortCount(parse_filter(f"age>={i % 150} or phenotype=local:r{i}")), study="RACE", eps=0.1)
+            return "ok"
+        except ResourceExhausted as exc:
+            return exc.reason.name
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
+        outcomes = list(pool.map(one, range(200)))
+    assert outcomes.count("ok") == 50 and outcomes.count("BUDGET_EXHAUSTED") == 150
+    with client(federation) as c:
+        b = c.budget("RACE")
+    assert math.isclose(b.epsilon_spent, 5.0) and b.queries_answered == 50
+
+
+def test_averaging_attack_gets_one_value_charged_once(federation: dict[str, object]) -> None:
+    q = AlleleFrequency((Variant("22", 16050075, "A", "G"), Variant("22", 16050115, "G", "A")))
+    with client(federation) as c:
+        before = c.budget("S1").epsilon_spent
+        results = {
+            c.send(envelope(q, study_id="S1", epsilon=0.5))[1].result.SerializeToString(deterministic=True)
+            for _ in range(1000)
+        }
+        after = c.budget("S1").epsilon_spent
+    assert len(results) == 1
+    assert math.isclose(after - before, 0.5)
+
+
+def test_empty_and_large_cohorts_both_release_normally(federation: dict[str, object]) -> None:
+    """No error, and the same shape of answer, whether the cohort is empty or holds everyone."""
+    empty = ask(federation, CohortCount(parse_filter("phenotype=HP:9999999"))).result.cohort_count.count
+    full = ask(federation, CohortCount(parse_filter("not phenotype=HP:9999999"))).result.cohort_count.count
+    assert empty.below_threshold or empty.estimate < 10 + WIDE * 10
+    assert near(full, 1126)
+    for v in (empty, full):
+        assert v.mechanism == pb.NOISE_MECHANISM_DISCRETE_LAPLACE and v.noise_scale > 0 and v.threshold == 10

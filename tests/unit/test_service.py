@@ -1,0 +1,319 @@
+"""The node's query service on a real store and a real ledger file, with the noise injected as zero so
+answers can be checked exactly (a separate test proves production wires OpenDP). Checks consent,
+thresholding, zero-filling, case/control arms, carrier counts, every refusal, and the ledger rules."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from genogate.errors import AlreadyExists, GenogateError, InvalidArgument, PermissionDenied, Reason, ResourceExhausted
+from genogate.filter import parse_filter
+from genogate.nodeclient import envelope
+from genogate.query import (
+    AlleleFrequency,
+    CarrierCount,
+    CaseControl,
+    CohortCount,
+    GenotypeCounts,
+    Kind,
+    Region,
+    Variant,
+)
+from genogate.signing import Signer, verify
+from genogate.wire.v1 import common_pb2 as pb
+from node import dp
+from node.ingest import ingest
+from node.ledger import Ledger
+from node.service import Caller, Policy, QueryService
+from node.studies import Study
+
+# Ten participants. Consent decides who counts: P8 withdrew, P9 only consented to research on C61.
+SHEET = """sample_id\tsex\tbirth_year\tancestry\tphenotypes\tconsent
+P0\tF\t1950\tEUR\tHP:0001250\tGRU
+P1\tM\t1960\tEUR\tHP:0001250\tHMB
+P2\tF\t1970\tAFR\t\tGRU
+P3\tM\t1980\tAFR\t\tGRU;NPU
+P4\tF\t1990\tEAS\tHP:0001250\tGRU
+P5\tM\t2000\tEAS\t\tHMB
+P6\tF\t1955\tSAS\t\tGRU
+P7\tM\t1965\tSAS\tHP:0001250\tGRU
+P8\tF\t1975\tEUR\tHP:0001250\tWITHDRAWN
+P9\tM\t1985\tAFR\tHP:0001250\tDS-C61
+"""
+# chr1:100 A>G carried by P0 (het), P1 (hom), P8 (hom, withdrawn), P9 (het, DS-C61 only); chrX:5000 haploid males.
+VCF = """##fileformat=VCFv4.2
+##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">
+##contig=<ID=1>
+##contig=<ID=X>
+#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tP0\tP1\tP2\tP3\tP4\tP5\tP6\tP7\tP8\tP9
+1\t100\t.\tA\tG\t.\t.\t.\tGT\t0/1\t1/1\t0/0\t0/0\t0/0\t0/0\t0/0\t0/0\t1/1\t0/1
+1\t200\t.\tC\tT,G\t.\t.\t.\tGT\t0/2\t0/0\t1/2\t0/0\t./.\t0/0\t0/1\t0/0\t0/0\t0/0
+X\t5000\t.\tG\tA\t.\t.\t.\tGT\t0/1\t1\t0/0\t0\t1/1\t.\t0/0\t1\t0/0\t1
+"""
+NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC).timestamp()
+V100, V200T, V200G, VX = (
+    Variant("1", 100, "A", "G"),
+    Variant("1", 200, "C", "T"),
+    Variant("1", 200, "C", "G"),
+    Variant("X", 5000, "G", "A"),
+)
+
+
+class ZeroNoise:
+    """Test double for ``dp.Noise``: releases the exact values (never available in the product)."""
+
+    def draw(self, exact: npt.NDArray[np.int64], p: dp.NoisePlan, sens: dp.Sensitivity) -> npt.NDArray[np.int64]:
+        assert len(exact) == sens.length
+        return exact.copy()
+
+
+def study(purpose: str = "HMB", **kw: object) -> Study:
+    from genogate import duo
+
+    base: dict[str, object] = dict(
+        study_id="S1",
+        purpose=duo.parse_purpose(purpose),
+        purpose_text=purpose,
+        kinds=frozenset(Kind),
+        epsilon_total=Decimal("3"),
+        epsilon_per_query_cap=Decimal("1"),
+        not_before=None,
+        not_after=dt.datetime(2027, 1, 1, tzinfo=dt.UTC),
+        researchers=frozenset({"alice"}),
+    )
+    base.update(kw)
+    return Study(**base)  # type: ignore[arg-type]
+
+
+POLICY = Policy(
+    epsilon_per_query_cap=Decimal("2"),
+    epsilon_per_study_cap=Decimal("10"),
+    delta_per_query=Decimal("1e-7"),
+    delta_per_study_cap=Decimal("1e-5"),
+    min_reportable_count=0,
+    allowed_kinds=frozenset(Kind),
+    allowed_purposes=frozenset({"GRU", "HMB", "DS"}),
+    max_variants_per_query=3,
+    rate_limit_per_study_per_minute=10_000,
+    public_site_catalogue=True,
+)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("svc")
+    (d / "c.vcf").write_text(VCF)
+    (d / "s.tsv").write_text(SHEET)
+    ingest(d / "store.duckdb", [d / "c.vcf"], d / "s.tsv")
+    return d / "store.duckdb"
+
+
+def make(store: Path, tmp_path: Path, *studies: Study, policy: Policy = POLICY) -> QueryService:
+    table = {s.study_id: s for s in (studies or (study(),))}
+    return QueryService(
+        name="site-a",
+        store_path=store,
+        ledger=Ledger(tmp_path / "ledger.sqlite"),
+        studies=lambda: table,
+        policy=policy,
+        noise=ZeroNoise(),
+        signer=Signer(Ed25519PrivateKey.generate()),
+        clock=lambda: NOW,
+    )
+
+
+def ask(svc: QueryService, q: object, eps: float = 0.5, who: str = "alice", **kw: object) -> pb.ReleaseBody:
+    env = envelope(q, study_id=str(kw.pop("study_id", "S1")), epsilon=eps, **kw)  # type: ignore[arg-type]
+    release = svc.query(Caller(who), env.SerializeToString())
+    verify(svc._signer.public_raw, "genogate.v1.ReleaseBody", release.payload, release.node_signature)
+    return pb.ReleaseBody.FromString(release.payload)
+
+
+def test_consent_restricts_every_count(store: Path, tmp_path: Path) -> None:
+    """HMB admits GRU and HMB consents, not P3 (NPU: the study does not declare it), P8 (withdrawn) or P9
+    (DS-C61 only); a DS-C61 study also admits P9."""
+    svc = make(store, tmp_path, study("HMB"), study("DS-C61", study_id="S2"))
+    assert ask(svc, CohortCount()).result.cohort_count.count.estimate == 7
+    assert ask(svc, CohortCount(parse_filter("phenotype=HP:0001250"))).result.cohort_count.count.estimate == 4
+    assert (
+        ask(svc, CohortCount(parse_filter("phenotype=HP:0001250")), study_id="S2").result.cohort_count.count.estimate
+        == 5
+    )
+    af = ask(svc, AlleleFrequency((V100,))).result.allele_frequency.variants[0]
+    assert (af.allele_count.estimate, af.allele_number.estimate) == (3, 14)
+    af2 = ask(svc, AlleleFrequency((V100,)), study_id="S2").result.allele_frequency.variants[0]
+    assert (af2.allele_count.estimate, af2.allele_number.estimate) == (4, 16)  # P9's allele counts here only
+
+
+def test_a_filter_cannot_widen_consent(store: Path, tmp_path: Path) -> None:
+    svc = make(store, tmp_path)
+    withdrawn_only = parse_filter("ancestry=EUR and sex=F and age>=50")  # matches P0 and P8; P8 withdrew
+    assert ask(svc, CohortCount(withdrawn_only)).result.cohort_count.count.estimate == 1
+
+
+def test_multiallelic_haploid_and_absent_variants(store: Path, tmp_path: Path) -> None:
+    svc = make(store, tmp_path)
+    absent = Variant("1", 300, "A", "T")
+    rows = ask(svc, AlleleFrequency((V200T, absent, V200G))).result.allele_frequency.variants
+    got = {(r.variant.pos, r.variant.alt): (r.allele_count.estimate, r.allele_number.estimate) for r in rows}
+    assert got == {(200, "T"): (2, 12), (300, "T"): (0, 14), (200, "G"): (2, 12)}  # P4 ./. is a no-call
+    g = ask(svc, GenotypeCounts(VX)).result.genotype_counts
+    assert [
+        g.hom_ref.estimate,
+        g.het.estimate,
+        g.hom_alt.estimate,
+        g.hemi_ref.estimate,
+        g.hemi_alt.estimate,
+        g.no_call.estimate,
+    ] == [2, 1, 1, 0, 2, 1]
+
+
+def test_case_control_arms_are_disjoint(store: Path, tmp_path: Path) -> None:
+    svc = make(store, tmp_path)
+    q = CaseControl((V100,), parse_filter("phenotype=HP:0001250"), parse_filter(""))  # controls = everyone else
+    t = ask(svc, q).result.case_control.tables[0]
+    assert [t.case_alt.estimate, t.case_ref.estimate, t.control_alt.estimate, t.control_ref.estimate] == [3, 5, 0, 6]
+
+
+def test_carrier_count_with_and_without_a_frequency_cut(store: Path, tmp_path: Path) -> None:
+    svc = make(store, tmp_path)
+    region = Region("1", 1, 1000)
+    assert ask(svc, CarrierCount(region)).result.carrier_count.carriers.estimate == 4
+    # AF over consented participants: V100 3/14 > 0.2 drops out; V200 T and G (2/12) stay: P0, P2, P6.
+    body = ask(svc, CarrierCount(region, 0.2))
+    assert body.result.carrier_count.carriers.estimate == 3
+    assert Decimal(repr(body.epsilon_charged)) == Decimal("0.5")  # two releases of 0.25 each
+
+
+def test_small_counts_are_reported_as_fewer_than_k(store: Path, tmp_path: Path) -> None:
+    svc = make(store, tmp_path, policy=_policy(min_reportable_count=5))
+    value = ask(svc, CohortCount(parse_filter("phenotype=HP:0001250"))).result.cohort_count.count
+    assert value.below_threshold and value.threshold == 5 and value.estimate == 0 and value.ci95_high == 0
+    big = ask(svc, CohortCount()).result.cohort_count.count
+    assert not big.below_threshold and big.estimate == 7 and big.ci95_low < 7 < big.ci95_high
+
+
+def test_release_carries_noise_metadata(store: Path, tmp_path: Path) -> None:
+    svc = make(store, tmp_path)
+    value = ask(svc, CohortCount(), eps=0.5).result.cohort_count.count
+    p = dp.plan(dp.SENSITIVITY[Kind.COHORT_COUNT](1), Decimal("0.5"), Decimal(0))
+    assert value.mechanism == pb.NOISE_MECHANISM_DISCRETE_LAPLACE
+    assert value.noise_scale == p.scale and value.noise_stddev == p.stddev
+    assert value.ci95_high - value.estimate == pytest.approx(p.ci95_halfwidth)
+
+
+def _policy(**kw: object) -> Policy:
+    from dataclasses import replace
+
+    return replace(POLICY, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("case", "error", "reason"),
+    [
+        ("unknown study", PermissionDenied, Reason.GRANT_MISSING),
+        ("other researcher", PermissionDenied, Reason.RESEARCHER_MISMATCH),
+        ("expired", PermissionDenied, Reason.GRANT_EXPIRED),
+        ("not yet valid", PermissionDenied, Reason.GRANT_NOT_YET_VALID),
+        ("kind not granted", PermissionDenied, Reason.KIND_NOT_GRANTED),
+        ("kind refused by node", PermissionDenied, Reason.KIND_REFUSED),
+        ("purpose refused by node", PermissionDenied, Reason.PURPOSE_REFUSED),
+        ("epsilon over study cap", ResourceExhausted, Reason.EPSILON_OVER_CAP),
+        ("epsilon zero", InvalidArgument, Reason.INVALID_EPSILON),
+        ("epsilon nan", InvalidArgument, Reason.INVALID_EPSILON),
+        ("too many variants", InvalidArgument, Reason.TOO_MANY_VARIANTS),
+        ("other site", PermissionDenied, Reason.GRANT_WRONG_SITE),
+        ("region without public catalogue", PermissionDenied, Reason.KIND_REFUSED),
+        ("bad query id", InvalidArgument, Reason.INVALID_QUERY),
+    ],
+)
+def test_refusals_charge_nothing(
+    store: Path, tmp_path: Path, case: str, error: type[GenogateError], reason: Reason
+) -> None:
+    s, policy, kw, q, eps = study(), POLICY, {}, CohortCount(), 0.5
+    match case:
+        case "unknown study":
+            kw = {"study_id": "nope"}
+        case "other researcher":
+            kw = {"who": "mallory"}
+        case "expired":
+            s = study(not_after=dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+        case "not yet valid":
+            s = study(not_before=dt.datetime(2026, 12, 1, tzinfo=dt.UTC))
+        case "kind not granted":
+            s = study(kinds=frozenset({Kind.ALLELE_FREQUENCY}))
+        case "kind refused by node":
+            policy = _policy(allowed_kinds=frozenset({Kind.ALLELE_FREQUENCY}))
+        case "purpose refused by node":
+            policy = _policy(allowed_purposes=frozenset({"GRU"}))
+        case "epsilon over study cap":
+            eps = 1.5
+        case "epsilon zero":
+            eps = 0.0
+        case "epsilon nan":
+            eps = float("nan")
+        case "too many variants":
+            q = AlleleFrequency((V100, V200T, V200G, VX))
+        case "other site":
+            kw = {"sites": ("site-b",)}
+        case "region without public catalogue":
+            policy, q = _policy(public_site_catalogue=False), AlleleFrequency(region=Region("1", 1, 1000))
+        case "bad query id":
+            kw = {"query_id": "has space"}
+    svc = make(store, tmp_path, s, policy=policy)
+    with pytest.raises(error) as info:
+        ask(svc, q, eps=eps, **kw)
+    assert info.value.reason is reason
+    assert info.value.message and "HP:" not in info.value.message
+    assert svc.budget_pb(s).epsilon_spent == 0.0
+
+
+def test_budget_exactly_at_the_cap_and_one_past(store: Path, tmp_path: Path) -> None:
+    s = study(epsilon_total=Decimal("1.5"))
+    svc = make(store, tmp_path, s)
+    for i in range(3):
+        ask(svc, CohortCount(parse_filter(f"age>={i}")), eps=0.5)
+    with pytest.raises(ResourceExhausted) as info:
+        ask(svc, CohortCount(parse_filter("age>=9")), eps=0.1)
+    assert info.value.reason is Reason.BUDGET_EXHAUSTED
+    b = svc.budget_pb(s)
+    assert (b.epsilon_spent, b.epsilon_remaining, b.queries_answered) == (1.5, 0.0, 3)
+
+
+def test_same_question_same_answer_at_no_cost(store: Path, tmp_path: Path) -> None:
+    svc = make(store, tmp_path)
+    first = ask(svc, AlleleFrequency((V100, V200T), filter=parse_filter("sex=F and ancestry in (EUR,AFR)")), eps=1.0)
+    again = ask(
+        svc, AlleleFrequency((V200T, V100, V100), filter=parse_filter("ancestry in (AFR,EUR) and sex=F")), eps=0.2
+    )
+    assert again.from_cache and again.cached_query_id == first.query_id and again.epsilon_charged == 0
+    assert again.result == first.result and again.query_sha256 == first.query_sha256
+    assert svc.budget_pb(study()).epsilon_spent == 1.0
+
+
+def test_retry_is_idempotent_and_a_reused_id_is_refused(store: Path, tmp_path: Path) -> None:
+    svc = make(store, tmp_path)
+    env = envelope(CohortCount(), study_id="S1", epsilon=0.5, query_id="q-1")
+    r1 = pb.ReleaseBody.FromString(svc.query(Caller("alice"), env.SerializeToString()).payload)
+    r2 = pb.ReleaseBody.FromString(svc.query(Caller("alice"), env.SerializeToString()).payload)
+    assert r1.result == r2.result and not r2.from_cache and r2.epsilon_charged == 0.5
+    assert svc.budget_pb(study()).epsilon_spent == 0.5
+    with pytest.raises(AlreadyExists) as info:
+        ask(svc, CohortCount(parse_filter("sex=F")), query_id="q-1")
+    assert info.value.reason is Reason.QUERY_ID_REUSED
+
+
+def test_rate_limit_per_study(store: Path, tmp_path: Path) -> None:
+    svc = make(store, tmp_path, policy=_policy(rate_limit_per_study_per_minute=2))
+    ask(svc, CohortCount(), eps=0.1)
+    ask(svc, CohortCount(parse_filter("sex=F")), eps=0.1)
+    with pytest.raises(ResourceExhausted) as info:
+        ask(svc, CohortCount(parse_filter("sex=M")), eps=0.1)
+    assert info.value.reason is Reason.RATE_LIMITED
