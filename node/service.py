@@ -29,7 +29,7 @@ import hashlib
 import re
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -58,15 +58,14 @@ from genogate.query import (
 from genogate.signing import Signer
 from genogate.wire.v1 import common_pb2 as pb
 from node import dp
+from node.cohort import Cohorts
 from node.freq import allele_counts
 from node.ledger import Answered, Ledger
-from node.planner import compile_filter
 from node.records import HEMI_ALT, HEMI_REF, HET, HOM_ALT, HOM_REF
-from node.store import Store
+from node.store import Store, VariantIndex
 from node.studies import Study
 
 _QUERY_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
-_FILTER_CACHE = 256
 _MECHANISM = {
     "discrete_laplace": pb.NOISE_MECHANISM_DISCRETE_LAPLACE,
     "discrete_gaussian": pb.NOISE_MECHANISM_DISCRETE_GAUSSIAN,
@@ -114,6 +113,9 @@ class QueryService:
         self._store_path = store_path
         self._root = Store.open(store_path)
         self._local = threading.local()
+        # Loaded once: participants' attributes (filters become numpy masks) and the variant index.
+        self._cohorts = Cohorts(self._root)
+        self._index = VariantIndex(self._root)
         self._ledger = ledger
         self._studies = studies
         self._noise = noise
@@ -121,7 +123,6 @@ class QueryService:
         self._clock = clock
         self._lock = threading.Lock()
         self._consent: dict[tuple[str, frozenset[str]], npt.NDArray[np.bool_]] = {}
-        self._filters: OrderedDict[tuple[Filter, int], npt.NDArray[np.bool_]] = OrderedDict()
         self._rates: dict[str, deque[float]] = {}
         self.n_samples = self._root.n_samples
 
@@ -326,7 +327,7 @@ class QueryService:
             mask = self._consent.get(study.purpose)
         if mask is None:
             mask = np.zeros(self.n_samples, dtype=bool)
-            for codes, members in self._store().consent_groups():
+            for codes, members in self._cohorts.consent_groups:
                 if duo.admits(codes, study.purpose):
                     mask |= members
             with self._lock:
@@ -335,19 +336,7 @@ class QueryService:
 
     def _cohort(self, f: Filter, consent: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
         year = dt.datetime.fromtimestamp(self._clock(), tz=dt.UTC).year
-        key = (f, year)
-        with self._lock:
-            mask = self._filters.get(key)
-            if mask is not None:
-                self._filters.move_to_end(key)
-        if mask is None:
-            sql, params = compile_filter(f, year)
-            mask = self._store().cohort_mask(sql, params)
-            with self._lock:
-                self._filters[key] = mask
-                while len(self._filters) > _FILTER_CACHE:
-                    self._filters.popitem(last=False)
-        return mask & consent
+        return self._cohorts.mask(f, year) & consent
 
     def _compute(
         self,
@@ -362,7 +351,7 @@ class QueryService:
         masks = [self._cohort(f, consent) for f in filters_of(q)]
         if isinstance(q, CaseControl):
             masks[1] = masks[1] & ~masks[0]  # a participant in both arms counts as a case only
-        vids = store.lookup(variants) if variants else np.zeros(0, dtype=np.int32)
+        vids = self._index.lookup(variants) if variants else np.zeros(0, dtype=np.int32)
         if isinstance(q, CohortCount):
             noisy = self._draw(np.array([masks[0].sum()], dtype=np.int64), sens[0], plans[0])
             return pb.QueryResult(cohort_count=pb.CohortCountResult(count=self._value(noisy[0], plans[0])))
@@ -431,7 +420,7 @@ class QueryService:
         """One noisy count with its 95% interval, or "fewer than k" when the *noisy* value is below k."""
         k = self.policy.min_reportable_count
         base = pb.NoisyValue(noise_scale=p.scale, noise_stddev=p.stddev, mechanism=_MECHANISM[p.mechanism], threshold=k)
-        if int(noisy) < k:
+        if k > 0 and int(noisy) < k:  # k = 0: the node reports every value, negative noisy ones included
             base.below_threshold = True
             return base
         base.estimate = int(noisy)

@@ -20,6 +20,7 @@ Threading: a ``Store`` owns one DuckDB connection; every thread must use its own
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -91,6 +92,7 @@ class Store:
         self.con = con
         self.path = path
         self._n_samples: int | None = None
+        self._has_dense: npt.NDArray[np.bool_] | None = None
 
     @classmethod
     def open(cls, path: Path, *, read_only: bool = True) -> Store:
@@ -114,7 +116,9 @@ class Store:
 
     def cursor(self) -> Store:
         """A Store on a new cursor of the same database, for use by one other thread."""
-        return Store(self.con.cursor(), self.path)
+        other = Store(self.con.cursor(), self.path)
+        other._n_samples, other._has_dense = self._n_samples, self._has_dense
+        return other
 
     def create_schema(self) -> None:
         self.con.execute(SCHEMA)
@@ -185,49 +189,56 @@ class Store:
     def class_counts(self, vids: npt.NDArray[np.int32], mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
         """Genotype-class counts (``len(vids)`` x 6, columns as ``records.CLASS_NAMES``) within a cohort.
 
-        ``vids`` may be in any order and may hold -1 (a variant the store lacks: all hom-ref, i.e. every
-        cohort member counts as HOM_REF there, exactly as an absent variant would be reported by a
-        complete callset). The work is the same whatever the cohort holds.
+        ``vids`` may be in any order, repeat, and hold -1 (a variant the store lacks: every cohort member
+        counts as HOM_REF there, as a complete callset would report it). The work does not depend on who is
+        in the cohort: it reads the same rows whatever the mask holds.
         """
         out = np.zeros((len(vids), N_CLASSES), dtype=np.int64)
-        valid = np.flatnonzero(vids >= 0)
-        if len(valid):
-            order = valid[np.argsort(vids[valid], kind="stable")]
-            sorted_vids = vids[order]
+        valid = vids >= 0
+        if valid.any():
+            uniq, inverse = np.unique(vids[valid], return_inverse=True)
+            counts = np.zeros((len(uniq), N_CLASSES), dtype=np.int64)
             packed = np.packbits(mask)
-            for lo, hi in _ranges(sorted_vids):
-                self._count_range(sorted_vids[lo:hi], order[lo:hi], mask, packed, out)
+            for lo, hi in _ranges(uniq):
+                self._count_range(uniq[lo:hi], mask, packed, counts[lo:hi])
+            out[valid] = counts[inverse]
         out[:, HOM_REF] = int(mask.sum()) - out[:, 1:].sum(axis=1)
         return out
+
+    def _dense_vids(self) -> npt.NDArray[np.bool_]:
+        """Which variants have any class stored as a bitset (most rare variants have none)."""
+        if self._has_dense is None:
+            top = scalar(self.con, "SELECT coalesce(max(vid) + 1, 0) FROM variants")
+            flags = np.zeros(int(top), dtype=bool)
+            flags[self.con.execute("SELECT DISTINCT vid FROM dense").fetchnumpy()["vid"]] = True
+            self._has_dense = flags
+        return self._has_dense
 
     def _count_range(
         self,
         vids: npt.NDArray[np.int32],
-        rows: npt.NDArray[np.intp],
         mask: npt.NDArray[np.bool_],
         packed: npt.NDArray[np.uint8],
-        out: npt.NDArray[np.int64],
+        counts: npt.NDArray[np.int64],
     ) -> None:
+        """Add the class counts of sorted, distinct ``vids`` (one span of the store) into ``counts``."""
         lo, hi = int(vids[0]), int(vids[-1])
+        slot = np.full(hi - lo + 1, -1, dtype=np.int64)  # vid - lo -> row of counts, -1 if not asked
+        slot[vids - lo] = np.arange(len(vids))
         sparse = self.con.execute("SELECT vid, sid, cls FROM calls WHERE vid BETWEEN ? AND ?", [lo, hi]).fetchnumpy()
-        idx = np.searchsorted(vids, sparse["vid"])
-        hit = idx < len(vids)
-        hit[hit] &= vids[idx[hit]] == sparse["vid"][hit]
-        hit &= mask[sparse["sid"]]
-        flat = idx[hit] * N_CLASSES + sparse["cls"][hit].astype(np.intp)
-        counts = np.bincount(flat, minlength=len(vids) * N_CLASSES).reshape(len(vids), N_CLASSES)
+        row = slot[sparse["vid"] - lo]
+        keep = (row >= 0) & mask[sparse["sid"]]
+        flat = row[keep] * N_CLASSES + sparse["cls"][keep].astype(np.int64)
+        counts += np.bincount(flat, minlength=len(vids) * N_CLASSES).reshape(len(vids), N_CLASSES)
+        if not self._dense_vids()[vids].any():
+            return
         dense = self.con.execute("SELECT vid, cls, bits FROM dense WHERE vid BETWEEN ? AND ?", [lo, hi]).fetchnumpy()
-        if len(dense["vid"]):
-            didx = np.searchsorted(vids, dense["vid"])
-            dhit = didx < len(vids)
-            dhit[dhit] &= vids[didx[dhit]] == dense["vid"][dhit]
-            if dhit.any():
-                bits = np.frombuffer(b"".join(dense["bits"][dhit]), dtype=np.uint8).reshape(-1, len(packed))
-                pop = np.bitwise_count(bits & packed).sum(axis=1, dtype=np.int64)
-                np.add.at(counts, (didx[dhit], dense["cls"][dhit].astype(np.intp)), pop)
-        # Duplicated requests (the same vid twice) share one count row; expand back to the callers' rows.
-        first = np.searchsorted(vids, vids)
-        out[rows] = counts[first]
+        drow = slot[dense["vid"] - lo]
+        hit = drow >= 0
+        if hit.any():
+            bits = np.frombuffer(b"".join(dense["bits"][hit]), dtype=np.uint8).reshape(-1, len(packed))
+            pop = np.bitwise_count(bits & packed).sum(axis=1, dtype=np.int64)
+            np.add.at(counts, (drow[hit], dense["cls"][hit].astype(np.intp)), pop)
 
     def carriers(self, vids: npt.NDArray[np.int32], mask: npt.NDArray[np.bool_]) -> int:
         """Cohort members carrying at least one ALT allele (HET, HOM_ALT or HEMI_ALT) of any of ``vids``."""
@@ -275,6 +286,50 @@ class Store:
                 *(a[start : start + _CHUNK] for a in (rows.vid, rows.chrom, rows.pos, rows.ref, rows.alt))
             )
             yield part, self.class_counts(part.vid, mask)
+
+
+class VariantIndex:
+    """In-memory ``chrom-pos-ref-alt -> vid`` lookup for the query path (about 20 MB per million variants).
+
+    Entries are sorted by (chromosome, position); REF/ALT are compared through a 64-bit BLAKE2b digest,
+    so a wrong match needs a digest collision between two different alleles at the same position.
+    Immutable after construction: threads may share it.
+    """
+
+    def __init__(self, store: Store):
+        d = store.con.execute("SELECT vid, chrom, pos, ref, alt FROM variants").fetchnumpy()
+        self._chrom = {c: i for i, c in enumerate(sorted(set(d["chrom"].tolist())))}
+        codes = np.array([self._chrom[c] for c in d["chrom"].tolist()], dtype=np.int64)
+        keys = (codes << 32) | d["pos"].astype(np.int64)
+        digests = np.array(
+            [_allele_digest(r, a) for r, a in zip(d["ref"].tolist(), d["alt"].tolist(), strict=True)], dtype=np.int64
+        )
+        order = np.lexsort((digests, keys))
+        self._keys, self._digests, self._vids = keys[order], digests[order], d["vid"][order].astype(np.int32)
+
+    def __len__(self) -> int:
+        return len(self._vids)
+
+    def lookup(self, variants: Sequence[Variant]) -> npt.NDArray[np.int32]:
+        """The vid of each variant, -1 where the store does not hold it (callers zero-fill)."""
+        out = np.full(len(variants), -1, dtype=np.int32)
+        for i, v in enumerate(variants):
+            code = self._chrom.get(v.chrom)
+            if code is None:
+                continue
+            key = (code << 32) | v.pos
+            lo = int(np.searchsorted(self._keys, key, side="left"))
+            hi = int(np.searchsorted(self._keys, key, side="right"))
+            if lo == hi:
+                continue
+            hits = np.flatnonzero(self._digests[lo:hi] == _allele_digest(v.ref, v.alt))
+            if len(hits):
+                out[i] = self._vids[lo + int(hits[0])]
+        return out
+
+
+def _allele_digest(ref: str, alt: str) -> int:
+    return int.from_bytes(hashlib.blake2b(f"{ref}\x00{alt}".encode(), digest_size=8).digest(), "little", signed=True)
 
 
 def _ranges(sorted_vids: npt.NDArray[np.int32]) -> Iterator[tuple[int, int]]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from genogate.query import AgeRange, AncestryIn, And, Everyone, Filter, Not, Or, PhenotypeHas, SexIs
+from node.cohort import Cohorts
 from node.planner import compile_filter
+from node.store import Store
 from tests.unit.test_filter import _filters
 
 YEAR = 2026
@@ -77,3 +81,27 @@ def test_not_is_the_complement_even_for_unknown_values() -> None:
     a = {r[0] for r in CON.execute(f"SELECT sid FROM samples WHERE {sql}", params).fetchall()}
     b = {r[0] for r in CON.execute(f"SELECT sid FROM samples WHERE {nsql}", nparams).fetchall()}
     assert a | b == {p[0] for p in PEOPLE} and not a & b
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.just(Everyone()), _filters))
+def test_in_memory_cohorts_match_the_sql_planner(f: Filter) -> None:
+    """node.cohort (used on the query path) and node.planner (SQL) select the same participants."""
+
+    sql, params = compile_filter(f, YEAR)
+    expected = sorted(r[0] for r in CON.cursor().execute(f"SELECT sid FROM samples WHERE {sql}", params).fetchall())
+    got = sorted(int(i) for i in COHORTS.mask(f, YEAR).nonzero()[0])
+    assert got == expected
+
+
+def _cohorts() -> Cohorts:
+    con = duckdb.connect(":memory:")
+    con.execute(
+        "CREATE TABLE samples (sid INTEGER, sex VARCHAR, birth_year SMALLINT, ancestry VARCHAR, "
+        "phenotypes VARCHAR[], consent VARCHAR[])"
+    )
+    con.executemany("INSERT INTO samples VALUES (?, ?, ?, ?, ?, ['GRU'])", PEOPLE)
+    return Cohorts(Store(con, Path(":memory:")))
+
+
+COHORTS = _cohorts()

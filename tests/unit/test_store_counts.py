@@ -97,3 +97,16 @@ def test_carriers_equal_brute_force() -> None:
             chosen = dense[vids[vids >= 0]]
             expected = (np.isin(chosen, (HET, HOM_ALT, HEMI_ALT)).any(axis=0) & mask).sum()
             assert store.carriers(vids, mask) == expected
+
+
+def test_variant_index_agrees_with_sql_lookup() -> None:
+    from genogate.query import Variant
+    from node.store import VariantIndex
+
+    store, _ = _build(20, 40, seed=9)
+    index = VariantIndex(store)
+    wanted = [Variant("1", 100 + i, "A", alt) for i in range(-2, 45) for alt in ("G", "T")] + [
+        Variant("7", 101, "A", "G")
+    ]
+    assert len(index) == 40
+    assert index.lookup(wanted).tolist() == store.lookup(wanted).tolist()

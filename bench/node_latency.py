@@ -1,0 +1,189 @@
+"""Node query latency and throughput on a large store, beside a bare mTLS gRPC echo server (the floor).
+
+Measures, over real processes on loopback with mTLS, signed releases, the durable ledger and OpenDP noise:
+single-variant allele frequency, a 1,000-variant allele-frequency vector and a cohort count. Every query
+is distinct (so none is answered from the same-question cache). Latency: one client, sequential.
+Throughput: 8 client threads.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import grpc
+
+from genogate.filter import parse_filter
+from genogate.nodeclient import ClientTLS, NodeClient, envelope
+from genogate.query import AlleleFrequency, CohortCount, Variant
+from node.admin import dev_ca_client, dev_ca_init, dev_ca_issue, init_node
+from tests.processes import start_node
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Stats:
+    p50_ms: float
+    p99_ms: float
+    qps: float
+
+
+def _percentile(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def _measure(call: Callable[[int], None], n: int, threads: int = 8) -> Stats:
+    for i in range(5):  # warm up channels and caches
+        call(10_000_000 + i)
+    lat = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        call(i)
+        lat.append((time.perf_counter() - t0) * 1e3)
+    counter = iter(range(n, n + 4 * n))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            call(i)
+
+    t0 = time.perf_counter()
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return Stats(statistics.median(lat), _percentile(lat, 0.99), 4 * n / (time.perf_counter() - t0))
+
+
+def run(store: Path, work: Path, n: int = 300) -> dict[str, Stats]:
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    ca = work / "ca"
+    dev_ca_init(ca)
+    node_dir = work / "node"
+    init_node(node_dir, "bench-node")
+    dev_ca_issue(ca, node_dir / "tls" / "node.csr", node_dir / "tls" / "node.pem", server=True, client=False)
+    shutil.copy(ca / "ca.pem", node_dir / "tls" / "ca.pem")
+    (node_dir / "store.duckdb").symlink_to(store.resolve())
+    (node_dir / "studies.toml").write_text(
+        '[[study]]\nid = "B"\npurpose = "GRU"\nkinds = ["allele_frequency", "cohort_count"]\n'
+        'epsilon_total = 100000\nepsilon_per_query_cap = 1\nresearchers = ["bench"]\n'
+    )
+    dev_ca_client(ca, "bench", work / "client")
+    tls = ClientTLS.from_files(ca / "ca.pem", work / "client" / "bench.key", work / "client" / "bench.pem")
+    con = duckdb.connect(str(store), read_only=True)
+    rows = con.execute("SELECT chrom, pos, ref, alt FROM variants ORDER BY vid LIMIT 20000").fetchall()
+    con.close()
+    variants = [Variant(c, p, r, a) for c, p, r, a in rows]
+    env = {
+        "GENOGATE_NODE_POLICY__EPSILON_PER_STUDY_CAP": "100000",
+        "GENOGATE_NODE_POLICY__RATE_LIMIT_PER_STUDY_PER_MINUTE": "100000000",
+        "GENOGATE_NODE_POLICY__MAX_VARIANTS_PER_QUERY": "1000",
+        "GENOGATE_NODE_POLICY__DELTA_PER_STUDY_CAP": "0.01",
+        "GENOGATE_NODE_LOG__LEVEL": "warning",
+    }
+    proc = start_node(node_dir / "node.toml", tls, log=work / "node.log", env=env)
+    out: dict[str, Stats] = {}
+    try:
+        client = NodeClient(proc.address, tls)
+        cases: dict[str, Callable[[int], None]] = {
+            "allele frequency, 1 variant": lambda i: (
+                client.send(
+                    envelope(
+                        AlleleFrequency(
+                            (variants[i % len(variants)],), filter=parse_filter(f"age>=0 or phenotype=local:v{i}")
+                        ),
+                        study_id="B",
+                        epsilon=0.001,
+                    )
+                )
+                and None
+            ),
+            "allele frequency, 1,000 variants": lambda i: (
+                client.send(
+                    envelope(
+                        AlleleFrequency(
+                            tuple(variants[(i * 7) % 19000 : (i * 7) % 19000 + 1000]),
+                            filter=parse_filter(f"age>={i % 90} or phenotype=local:b{i}"),
+                        ),
+                        study_id="B",
+                        epsilon=0.001,
+                    )
+                )
+                and None
+            ),
+            "cohort count": lambda i: (
+                client.send(
+                    envelope(
+                        CohortCount(parse_filter(f"age>={i % 90} or phenotype=local:c{i}")), study_id="B", epsilon=0.001
+                    )
+                )
+                and None
+            ),
+        }
+        for name, call in cases.items():
+            out[name] = _measure(call, n if "1,000" not in name else max(50, n // 6))
+        client.close()
+    finally:
+        proc.stop()
+    out["bare gRPC echo (mTLS), the floor"] = _echo(ca, work, tls, n)
+    return out
+
+
+def _echo(ca: Path, work: Path, tls: ClientTLS, n: int) -> Stats:
+    from genogate.tls import new_csr, new_key
+
+    key = new_key()
+    (work / "echo.key").write_bytes(key)
+    (work / "echo.csr").write_bytes(new_csr(key, "echo", ["localhost", "127.0.0.1"]))
+    dev_ca_issue(ca, work / "echo.csr", work / "echo.pem", server=True, client=False)
+    ready = work / "echo.port"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.echo_server",
+            str(ca / "ca.pem"),
+            str(work / "echo.pem"),
+            str(work / "echo.key"),
+            str(ready),
+        ],
+        cwd=ROOT,
+    )
+    try:
+        for _ in range(200):
+            if ready.exists() and ready.read_text():
+                break
+            time.sleep(0.05)
+        creds = grpc.ssl_channel_credentials(root_certificates=tls.ca, private_key=tls.key, certificate_chain=tls.cert)
+        channel = grpc.secure_channel(f"127.0.0.1:{ready.read_text()}", creds)
+        echo = channel.unary_unary("/bench.Echo/Echo")
+        payload = uuid.uuid4().bytes * 8
+        stats = _measure(lambda i: echo(payload, timeout=10) and None, n)
+        channel.close()
+        return stats
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    store = Path(sys.argv[1])
+    for name, s in run(store, ROOT / "bench" / "work" / "latency").items():
+        print(f"{name:40} p50 {s.p50_ms:7.2f} ms  p99 {s.p99_ms:7.2f} ms  {s.qps:8.0f} q/s")
