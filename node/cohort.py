@@ -22,7 +22,8 @@ Mask = npt.NDArray[np.bool_]
 class Cohorts:
     def __init__(self, store: Store):
         rows = store.con.execute(
-            "SELECT sid, sex, coalesce(birth_year, -1), coalesce(ancestry, ''), phenotypes, consent FROM samples ORDER BY sid"
+            "SELECT sid, sex, coalesce(birth_year, -1), coalesce(ancestry, ''), phenotypes, consent "
+            "FROM samples ORDER BY sid"
         ).fetchall()
         n = len(rows)
         self.n = n
@@ -52,7 +53,8 @@ class Cohorts:
         if isinstance(f, Everyone):
             return np.ones(self.n, dtype=bool)
         if isinstance(f, SexIs):
-            return self.sex == f.sex
+            same: Mask = self.sex == f.sex
+            return same
         if isinstance(f, AgeRange):
             known = self.birth_year >= 0
             if f.min_years is not None:
