@@ -40,6 +40,7 @@ from node.vcf import VcfSource
 from node.writer import StoreWriter
 
 KEY_BYTES = 32
+INGEST_MEMORY_LIMIT = "1GB"
 
 
 @dataclass
@@ -266,7 +267,12 @@ def _ingest_locked(
     except duckdb.Error as exc:
         raise StoreError(f"{store}: cannot open the store for writing ({str(exc).splitlines()[0]})") from None
     try:
-        con.execute("BEGIN TRANSACTION")
+        # DuckDB keeps what it cannot spill in memory; bound it so a biobank-sized build stays small.
+        con.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
+        con.execute(f"SET temp_directory = '{store.parent / ('.' + store.name + '.spill')}'")
+        con.execute("SET preserve_insertion_order = true")
+        if exists:  # a new store is built in its own temporary file: renaming it is the atomic step
+            con.execute("BEGIN TRANSACTION")
         st = Store(con, store)
         if not exists:
             st.create_schema()
@@ -309,8 +315,9 @@ def _ingest_locked(
         _check_duplicates(con, first_vid)
         if not writer.in_order:
             _renumber(con, first_vid)
-        con.execute("COMMIT")
-        if tmp is not None:
+        if exists:
+            con.execute("COMMIT")
+        else:
             con.execute("CHECKPOINT")
         summary.sites = writer.stats.sites
         summary.alleles = writer.stats.alleles
@@ -319,8 +326,9 @@ def _ingest_locked(
         }
         summary.skipped_records = dict(skipped)
     except BaseException:
-        with contextlib.suppress(duckdb.Error):
-            con.execute("ROLLBACK")
+        if exists:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
         con.close()
         if tmp is not None:
             _remove_db(tmp)
