@@ -269,7 +269,8 @@ def _ingest_locked(
     try:
         # DuckDB keeps what it cannot spill in memory; bound it so a biobank-sized build stays small.
         con.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")
-        con.execute(f"SET temp_directory = '{store.parent / ('.' + store.name + '.spill')}'")
+        spill = str(store.parent / f".{store.name}.spill").replace("'", "''")  # SET takes no parameters
+        con.execute(f"SET temp_directory = '{spill}'")
         con.execute("SET preserve_insertion_order = true")
         if exists:  # a new store is built in its own temporary file: renaming it is the atomic step
             con.execute("BEGIN TRANSACTION")

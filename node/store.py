@@ -263,19 +263,6 @@ class Store:
                     )
         return int((carrying & mask).sum())
 
-    def consent_groups(self) -> list[tuple[tuple[str, ...], npt.NDArray[np.bool_]]]:
-        """Each distinct consent-code list with the mask of the participants who hold it."""
-        rows = self.con.execute("SELECT sid, consent FROM samples").fetchall()
-        groups: dict[tuple[str, ...], list[int]] = {}
-        for sid, consent in rows:
-            groups.setdefault(tuple(consent), []).append(sid)
-        out = []
-        for codes, sids in groups.items():
-            mask = np.zeros(self.n_samples, dtype=bool)
-            mask[sids] = True
-            out.append((codes, mask))
-        return out
-
     def iter_all_counts(
         self, mask: npt.NDArray[np.bool_], region: Region | None = None
     ) -> Iterator[tuple[VariantRows, npt.NDArray[np.int64]]]:

@@ -877,6 +877,7 @@ class GrantBody(_message.Message):
     NOT_AFTER_UNIX_MS_FIELD_NUMBER: _builtins.int
     REVOCATION_EPOCH_FIELD_NUMBER: _builtins.int
     PER_SITE_BREAKDOWN_FIELD_NUMBER: _builtins.int
+    RESEARCHER_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     study_id: _builtins.str
     """The study's id, assigned by the coordinator."""
     researcher_key_fingerprint: _builtins.str
@@ -899,6 +900,10 @@ class GrantBody(_message.Message):
     """
     per_site_breakdown: _builtins.bool
     """Whether the researcher may see each site's answer, not only the combination."""
+    researcher_public_key: _builtins.bytes
+    """The researcher's raw 32-byte Ed25519 public key; its SHA-256 is `researcher_key_fingerprint`. Nodes
+    verify query signatures with it, so the committee's signature vouches for the key itself.
+    """
     @_builtins.property
     def kinds(self) -> _containers.RepeatedScalarFieldContainer[Global___QueryKind.ValueType]:
         """The query kinds the study may ask."""
@@ -921,10 +926,11 @@ class GrantBody(_message.Message):
         not_after_unix_ms: _builtins.int = ...,
         revocation_epoch: _builtins.int = ...,
         per_site_breakdown: _builtins.bool = ...,
+        researcher_public_key: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epsilon_per_query_cap", b"epsilon_per_query_cap", "epsilon_total", b"epsilon_total", "kinds", b"kinds", "not_after_unix_ms", b"not_after_unix_ms", "not_before_unix_ms", b"not_before_unix_ms", "per_site_breakdown", b"per_site_breakdown", "purpose", b"purpose", "researcher_key_fingerprint", b"researcher_key_fingerprint", "revocation_epoch", b"revocation_epoch", "sites", b"sites", "study_id", b"study_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epsilon_per_query_cap", b"epsilon_per_query_cap", "epsilon_total", b"epsilon_total", "kinds", b"kinds", "not_after_unix_ms", b"not_after_unix_ms", "not_before_unix_ms", b"not_before_unix_ms", "per_site_breakdown", b"per_site_breakdown", "purpose", b"purpose", "researcher_key_fingerprint", b"researcher_key_fingerprint", "researcher_public_key", b"researcher_public_key", "revocation_epoch", b"revocation_epoch", "sites", b"sites", "study_id", b"study_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
