@@ -60,6 +60,7 @@ from genogate.wire.v1 import common_pb2 as pb
 from node import dp
 from node.cohort import Cohorts
 from node.freq import allele_counts
+from node.grants import GrantVerifier
 from node.ledger import Answered, Ledger
 from node.records import HEMI_ALT, HEMI_REF, HET, HOM_ALT, HOM_REF
 from node.store import Store, VariantIndex
@@ -106,6 +107,7 @@ class QueryService:
         policy: Policy,
         noise: dp.Noise,
         signer: Signer,
+        grants: GrantVerifier | None = None,
         clock: Callable[[], float] = time.time,
     ):
         self.name = name
@@ -120,6 +122,7 @@ class QueryService:
         self._studies = studies
         self._noise = noise
         self._signer = signer
+        self._grants = grants
         self._clock = clock
         self._lock = threading.Lock()
         self._consent: dict[tuple[str, frozenset[str]], npt.NDArray[np.bool_]] = {}
@@ -131,16 +134,30 @@ class QueryService:
 
     # Public operations ------------------------------------------------------------------------------------
 
-    def query(self, caller: Caller, payload: bytes) -> pb.Release:
-        """Answer one query envelope (serialized ``QueryEnvelope``) or raise a ``GenogateError``."""
-        env = _decode_envelope(payload)
-        study = self._authorise(caller, env.study_id)
-        if env.sites and self.name not in env.sites:
-            raise PermissionDenied(
-                "envelope does not name this site",
-                reason=Reason.GRANT_WRONG_SITE,
-                message="the query is not addressed to this site",
-            )
+    def query(
+        self, caller: Caller, payload: bytes, *, grant: pb.StudyGrant | None = None, signature: bytes = b""
+    ) -> pb.Release:
+        """Answer one query envelope (serialized ``QueryEnvelope``) or raise a ``GenogateError``.
+
+        With a ``grant``, the node verifies everything itself (``node.grants``): the committee's signature,
+        the grant's window, site, the steward's rules and revocation, then the researcher's signature over
+        ``payload``, the timestamp and the nonce. Without one, the study must be in the node's local
+        trusted-studies file and the caller's certificate name one of its researchers.
+        """
+        if grant is not None and grant.payload:
+            verified = self._verifier().verify(grant, pb.SignedQuery(payload=payload, researcher_signature=signature))
+            env, study = verified.envelope, verified.study
+            _check_envelope(env)
+            self._check_purpose(study)
+        else:
+            env = _decode_envelope(payload)
+            study = self._authorise(caller, env.study_id)
+            if env.sites and self.name not in env.sites:
+                raise PermissionDenied(
+                    "envelope does not name this site",
+                    reason=Reason.GRANT_WRONG_SITE,
+                    message="the query is not addressed to this site",
+                )
         epsilon = _epsilon(env.epsilon)
         query = query_from_pb(env.query)
         self._check_kind(study, query.kind)
@@ -197,8 +214,22 @@ class QueryService:
             node_key_id=self._signer.key_id,
         )
 
-    def budget(self, caller: Caller, study_id: str) -> pb.BudgetStatus:
+    def budget(self, caller: Caller, study_id: str, grant: pb.StudyGrant | None = None) -> pb.BudgetStatus:
+        if grant is not None and grant.payload:
+            _, study = self._verifier().verify_grant(grant)
+            if study.study_id != study_id:
+                raise PermissionDenied(study_id, reason=Reason.GRANT_MISSING, message="the grant is for another study")
+            return self.budget_pb(study)
         return self.budget_pb(self._authorise(caller, study_id))
+
+    def _verifier(self) -> GrantVerifier:
+        if self._grants is None:
+            raise PermissionDenied(
+                "no committee keys configured",
+                reason=Reason.UNTRUSTED_COMMITTEE,
+                message="this node trusts no committee keys",
+            )
+        return self._grants
 
     def budget_pb(self, study: Study) -> pb.BudgetStatus:
         b = self._ledger.budget(study.study_id, self._study_cap(study), self.policy.delta_per_study_cap)
@@ -234,6 +265,10 @@ class QueryService:
                 reason=Reason.RESEARCHER_MISMATCH,
                 message="the caller is not a researcher of this study",
             )
+        self._check_purpose(study)
+        return study
+
+    def _check_purpose(self, study: Study) -> None:
         permission = study.purpose[0]
         accepted = self.policy.allowed_purposes
         if permission not in accepted and not (permission.startswith("DS-") and "DS" in accepted):
@@ -242,7 +277,6 @@ class QueryService:
                 reason=Reason.PURPOSE_REFUSED,
                 message="this node's policy does not accept the study's purpose",
             )
-        return study
 
     def _check_kind(self, study: Study, kind: Kind) -> None:
         if kind not in study.kinds:
@@ -449,11 +483,15 @@ def _decode_envelope(payload: bytes) -> pb.QueryEnvelope:
         env = pb.QueryEnvelope.FromString(payload)
     except DecodeError:
         raise InvalidArgument("undecodable envelope") from None
+    _check_envelope(env)
+    return env
+
+
+def _check_envelope(env: pb.QueryEnvelope) -> None:
     if not _QUERY_ID_RE.match(env.query_id):
         raise InvalidArgument("query_id must be 1-128 characters of A-Z a-z 0-9 _ . : -")
     if not env.study_id:
         raise InvalidArgument("study_id is empty", reason=Reason.INVALID_STUDY, message="the study id is malformed")
-    return env
 
 
 def _epsilon(value: float) -> Decimal:

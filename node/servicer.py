@@ -15,7 +15,7 @@ from genogate.wire.v1 import node_pb2_grpc
 from node.service import Caller, QueryService
 
 RPC_POLICY = {
-    "/genogate.v1.NodeService/Query": "a researcher of the study (mTLS identity; signed grants later)",
+    "/genogate.v1.NodeService/Query": "a signed grant + the researcher's signature, or a local study's researcher",
     "/genogate.v1.NodeService/GetBudget": "a researcher of the study",
     "/genogate.v1.NodeService/GetNodeInfo": "any client with a trusted certificate",
     "/grpc.health.v1.Health/Check": "any client with a trusted certificate (readiness probes)",
@@ -33,12 +33,17 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     @boundary
     def Query(self, request: npb.QueryRequest, context: Any) -> npb.QueryResponse:  # noqa: N802 - gRPC name
         caller = Caller(caller_common_name(context))
-        return npb.QueryResponse(release=self.service.query(caller, request.signed_query.payload))
+        grant = request.grant if request.HasField("grant") else None
+        release = self.service.query(
+            caller, request.signed_query.payload, grant=grant, signature=request.signed_query.researcher_signature
+        )
+        return npb.QueryResponse(release=release)
 
     @boundary
     def GetBudget(self, request: npb.GetBudgetRequest, context: Any) -> npb.GetBudgetResponse:  # noqa: N802
         caller = Caller(caller_common_name(context))
-        return npb.GetBudgetResponse(budget=self.service.budget(caller, request.study_id))
+        grant = request.grant if request.HasField("grant") else None
+        return npb.GetBudgetResponse(budget=self.service.budget(caller, request.study_id, grant))
 
     @boundary
     def GetNodeInfo(self, request: npb.GetNodeInfoRequest, context: Any) -> npb.GetNodeInfoResponse:  # noqa: N802

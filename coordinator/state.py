@@ -1,0 +1,659 @@
+"""The coordinator's durable state: the registry (nodes, researchers, committee reviewers), studies and their
+lifecycle, grants, revocations and query history, in one SQLite file.
+
+Lifecycle (a trigger refuses every other transition)::
+
+    PROPOSED --k approvals--> APPROVED --revoke--> REVOKED
+    PROPOSED --one reject---> REJECTED     APPROVED --grant's not_after passes--> EXPIRED
+
+Trust: a proposal counts only when signed by the registered researcher key it names; a review only when
+signed by a committee member's key (k of n approvals issue the grant, one rejection rejects). Grants and
+revocation lists are signed by the committee signer given to the constructor. Reviews sign the SHA-256 of
+the exact proposal bytes, so a review can never approve anything but what the researcher signed. Signed
+things are kept as the exact bytes received, so this module speaks the wire types. Resending an identical
+signed proposal or review changes nothing and returns the current study (safe client retries).
+
+Durability: WAL with ``synchronous=FULL``; every operation is one ``BEGIN IMMEDIATE`` transaction. Reviews,
+revocations, the revocation epoch, studies' signed proposals and grants, and query history are append-only
+or write-once, enforced by triggers. Expiry is derived from the clock at every operation and stored then.
+
+Threading model: a ``CoordinatorState`` is shared by all threads of a process. It owns one ``sqlite3``
+connection (``check_same_thread=False``) guarded by one ``threading.Lock`` held for the whole of each
+transaction, so calls run one at a time (reads too: each may store an expiry). Across processes SQLite's
+write lock serialises ``BEGIN IMMEDIATE``; a caller that cannot get it within ``busy_timeout_s`` gets
+``Unavailable`` and nothing changed.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import dataclasses
+import hashlib
+import json
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from google.protobuf.message import DecodeError
+
+from coordinator.preview import grant_body, proposal_problems
+from genogate.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    GenogateError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Reason,
+    StoreError,
+    Unavailable,
+)
+from genogate.query import Kind
+from genogate.signing import Signer, key_id, verify
+from genogate.wire.v1 import common_pb2 as pb
+from genogate.wire.v1 import coordinator_pb2 as cpb
+
+APPLICATION_ID = 0x4747434F  # "GGCO" in the SQLite header: marks a genogate coordinator state file
+SCHEMA_VERSION = 1
+MAX_PROPOSAL_BYTES = 64 * 1024
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # used with fullmatch: "$" would allow "\n"
+_ENDPOINT_RE = re.compile(r"(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_BUILDS = ("GRCh37", "GRCh38")
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+APPROVE, REJECT, REVOKE = cpb.REVIEW_DECISION_APPROVE, cpb.REVIEW_DECISION_REJECT, cpb.REVIEW_DECISION_REVOKE
+
+_SCHEMA = """
+CREATE TABLE nodes (name TEXT PRIMARY KEY, endpoint TEXT NOT NULL, cert_sha256 TEXT NOT NULL,
+    genome_build TEXT NOT NULL, registered_ms INTEGER NOT NULL) STRICT;
+CREATE TABLE researchers (key_fingerprint TEXT PRIMARY KEY, name TEXT NOT NULL, affiliation TEXT NOT NULL,
+    public_key BLOB NOT NULL CHECK (length(public_key) = 32), registered_ms INTEGER NOT NULL) STRICT;
+CREATE TABLE committee (key_id TEXT PRIMARY KEY, name TEXT NOT NULL,
+    public_key BLOB NOT NULL CHECK (length(public_key) = 32), added_ms INTEGER NOT NULL) STRICT;
+CREATE TABLE studies (
+    study_id TEXT PRIMARY KEY,
+    proposal BLOB NOT NULL,                -- SignedProposal.payload, exactly as signed
+    researcher_signature BLOB NOT NULL,
+    proposal_sha256 BLOB NOT NULL UNIQUE,
+    researcher_key_fingerprint TEXT NOT NULL REFERENCES researchers (key_fingerprint),
+    state TEXT NOT NULL CHECK (state IN ('PROPOSED', 'APPROVED', 'REJECTED', 'REVOKED', 'EXPIRED')),
+    approvals_required INTEGER NOT NULL CHECK (approvals_required >= 1),
+    grant_payload BLOB, grant_signature BLOB, grant_key_id TEXT, not_after_ms INTEGER,
+    created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
+    CHECK (state IN ('PROPOSED', 'REJECTED') OR grant_payload IS NOT NULL)
+) STRICT;
+CREATE INDEX studies_expiry ON studies (state, not_after_ms);
+CREATE TABLE reviews (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    study_id TEXT NOT NULL REFERENCES studies (study_id),
+    reviewer_key_id TEXT NOT NULL REFERENCES committee (key_id),
+    decision INTEGER NOT NULL CHECK (decision IN (1, 2, 3)),
+    payload BLOB NOT NULL, signature BLOB NOT NULL, received_ms INTEGER NOT NULL,
+    UNIQUE (study_id, reviewer_key_id, decision)
+) STRICT;
+CREATE UNIQUE INDEX reviews_one_vote ON reviews (study_id, reviewer_key_id) WHERE decision IN (1, 2);
+CREATE TABLE revocations (study_id TEXT PRIMARY KEY REFERENCES studies (study_id),
+    epoch INTEGER NOT NULL UNIQUE, revoked_ms INTEGER NOT NULL) STRICT;
+CREATE TABLE epoch (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL) STRICT;
+INSERT INTO epoch VALUES (1, 0);
+CREATE TABLE queries (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, query_id TEXT NOT NULL,
+    study_id TEXT NOT NULL REFERENCES studies (study_id), kind INTEGER NOT NULL,
+    epsilon TEXT NOT NULL, sites TEXT NOT NULL, outcomes TEXT NOT NULL, created_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX queries_study ON queries (study_id, seq);
+CREATE TRIGGER epoch_keep BEFORE DELETE ON epoch BEGIN SELECT RAISE(ABORT, 'the epoch is kept'); END;
+CREATE TRIGGER epoch_grows BEFORE UPDATE ON epoch WHEN NEW.id IS NOT OLD.id OR NEW.value < OLD.value
+    BEGIN SELECT RAISE(ABORT, 'the revocation epoch never decreases'); END;
+CREATE TRIGGER studies_keep BEFORE DELETE ON studies BEGIN SELECT RAISE(ABORT, 'studies are kept'); END;
+CREATE TRIGGER studies_fixed BEFORE UPDATE OF study_id, proposal, researcher_signature, proposal_sha256,
+    researcher_key_fingerprint, approvals_required, created_ms ON studies
+    BEGIN SELECT RAISE(ABORT, 'a proposal never changes'); END;
+CREATE TRIGGER studies_grant_once BEFORE UPDATE OF grant_payload, grant_signature, grant_key_id, not_after_ms
+    ON studies WHEN OLD.grant_payload IS NOT NULL BEGIN SELECT RAISE(ABORT, 'a grant never changes'); END;
+CREATE TRIGGER studies_transition BEFORE UPDATE OF state ON studies WHEN NOT (NEW.state = OLD.state
+    OR (OLD.state = 'PROPOSED' AND NEW.state IN ('APPROVED', 'REJECTED'))
+    OR (OLD.state = 'APPROVED' AND NEW.state IN ('REVOKED', 'EXPIRED')))
+    BEGIN SELECT RAISE(ABORT, 'illegal study state transition'); END;
+""" + "".join(
+    f"CREATE TRIGGER {t}_keep BEFORE DELETE ON {t} BEGIN SELECT RAISE(ABORT, '{t}: append-only'); END;\n"
+    f"CREATE TRIGGER {t}_fixed BEFORE UPDATE ON {t} BEGIN SELECT RAISE(ABORT, '{t}: append-only'); END;\n"
+    for t in ("reviews", "revocations", "queries")
+)
+_STUDY_COLS = (
+    "study_id, proposal, researcher_signature, proposal_sha256, state, approvals_required,"
+    " grant_payload, grant_signature, grant_key_id, created_ms, updated_ms"
+)
+
+
+@dataclass(frozen=True)
+class CommitteeMember:
+    """A reviewer of the access committee (one of the n keys whose k approvals issue a grant)."""
+
+    name: str
+    public_key: bytes
+    key_id: str
+    added_ms: int
+
+
+@dataclass(frozen=True)
+class QueryRecord:
+    """One federated query run as the coordinator recorded it; ``outcomes`` maps site name to outcome."""
+
+    query_id: str
+    study_id: str
+    kind: Kind
+    epsilon: Decimal
+    sites: tuple[str, ...]
+    outcomes: Mapping[str, str]
+    created_ms: int
+
+
+def _invalid(detail: str, what: str = "study proposal") -> InvalidArgument:
+    return InvalidArgument(detail, reason=Reason.INVALID_STUDY, message=f"the {what} is invalid")
+
+
+def _exists(detail: str, message: str) -> AlreadyExists:
+    return AlreadyExists(detail, reason=Reason.ALREADY_EXISTS, message=message)
+
+
+def _precondition(detail: str, message: str = "the study's state does not allow this") -> FailedPrecondition:
+    return FailedPrecondition(detail, message=message)
+
+
+def _not_found(study_id: str) -> NotFound:
+    return NotFound(f"no study {study_id!r}", message="the study does not exist")
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a script into statements (``executescript`` would commit the open transaction first)."""
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            yield buf.strip()
+            buf = ""
+
+
+def _db_error(exc: sqlite3.Error, doing: str) -> GenogateError:
+    """Busy or locked (another process held the write lock too long) is retryable; the rest is not."""
+    if getattr(exc, "sqlite_errorcode", 0) & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return Unavailable(f"coordinator state busy while {doing}: {exc}")
+    return StoreError(f"coordinator state error while {doing}: {exc}")
+
+
+_REGISTRY = {  # table: (primary key, public message when the key is taken with other details)
+    "nodes": ("name", "a node of this name is already registered"),
+    "researchers": ("key_fingerprint", "this researcher key is already registered"),
+    "committee": ("key_id", "this committee key is already registered"),
+}
+
+
+def _register(conn: sqlite3.Connection, table: str, row: tuple[object, ...], now: int) -> int:
+    """Insert a registry row (key first, time last), or return the registered time of an identical one."""
+    pk, message = _REGISTRY[table]
+    old = conn.execute(f"SELECT * FROM {table} WHERE {pk} = ?", (row[0],)).fetchone()
+    if old is None:
+        conn.execute(f"INSERT INTO {table} VALUES ({', '.join('?' * (len(row) + 1))})", (*row, now))
+        return now
+    if tuple(old[:-1]) != row:
+        raise _exists(f"{table}: {row[0]!r} is registered with other details", message)
+    return int(old[-1])
+
+
+class CoordinatorState:
+    """The coordinator's state in one SQLite file (see the module docstring for guarantees and threading).
+
+    ``approvals_required`` (k) applies to studies proposed from now on; each study keeps the k it was
+    proposed under. ``clock`` returns seconds since the Unix epoch (injectable for tests)."""
+
+    def __init__(
+        self,
+        path: Path,
+        committee_signer: Signer,
+        approvals_required: int,
+        clock: Callable[[], float] = time.time,
+        *,
+        busy_timeout_s: float = 10.0,
+    ) -> None:
+        if isinstance(approvals_required, bool) or not isinstance(approvals_required, int) or approvals_required < 1:
+            raise ValueError(f"approvals_required must be an int >= 1, got {approvals_required!r}")
+        self.path = Path(path)
+        self._signer = committee_signer
+        self._k = approvals_required
+        self._clock = clock
+        self._lock = threading.Lock()
+        try:
+            conn = sqlite3.connect(
+                str(self.path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open the coordinator state: {exc}") from exc
+        try:
+            self._open(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn: sqlite3.Connection | None = conn
+
+    def _open(self, conn: sqlite3.Connection) -> None:
+        try:
+            self._check_kind(conn)  # before any write: never convert someone else's database to WAL
+            if str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower() != "wal":
+                raise StoreError(f"{self.path}: the filesystem does not support WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if self._check_kind(conn):  # re-checked under the write lock: another process may have won
+                    for statement in _statements(_SCHEMA):
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open the coordinator state: {exc}") from exc
+
+    def _check_kind(self, conn: sqlite3.Connection) -> bool:
+        """True for an empty database (to be initialised); raise unless it is a state file we can use."""
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if app_id == 0 and conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0] == 0:
+            return True
+        if app_id != APPLICATION_ID:
+            raise StoreError(f"{self.path}: not a genogate coordinator state file")
+        if version != SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: schema version {version}; this genogate reads {SCHEMA_VERSION}")
+        return False
+
+    @contextlib.contextmanager
+    def _tx(self, doing: str) -> Iterator[tuple[sqlite3.Connection, int]]:
+        """One write transaction under the lock, with the current time in ms; grants whose ``not_after`` has
+        passed are marked EXPIRED first, so every operation sees the derived state (and stores it)."""
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StoreError(f"{self.path}: the coordinator state is closed")
+            now = int(self._clock() * 1000)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise _db_error(exc, doing) from exc
+            try:
+                conn.execute(
+                    "UPDATE studies SET state = 'EXPIRED', updated_ms = not_after_ms"
+                    " WHERE state = 'APPROVED' AND not_after_ms <= ?",
+                    (now,),
+                )
+                yield conn, now
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):  # the original error is the one to report
+                        conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise _db_error(exc, doing) from exc
+                raise
+
+    # Registry ------------------------------------------------------------------------------------------------
+
+    def register_node(self, node: cpb.NodeInfo) -> cpb.NodeInfo:
+        """Register a node (``registered_unix_ms`` ignored). The same details again return the entry; other
+        details under a registered name are refused (ALREADY_EXISTS)."""
+        port = _ENDPOINT_RE.fullmatch(node.endpoint)
+        checks = (
+            (_NAME_RE.fullmatch(node.name), "name must be 1-64 of A-Z a-z 0-9 . _ - (not starting with . _ -)"),
+            (port and 1 <= int(port.group(1)) <= 65535, "endpoint must be host:port"),
+            (_SHA256_RE.fullmatch(node.cert_sha256), "cert_sha256 must be 64 lowercase hex digits"),
+            (node.genome_build in _BUILDS, f"genome_build must be one of {', '.join(_BUILDS)}"),
+        )
+        if problems := [msg for ok, msg in checks if not ok]:
+            raise _invalid("; ".join(problems), "node registration")
+        row = (node.name, node.endpoint, node.cert_sha256, node.genome_build)
+        with self._tx("registering a node") as (conn, now):
+            ms = _register(conn, "nodes", row, now)
+        out = cpb.NodeInfo()
+        out.CopyFrom(node)
+        out.registered_unix_ms = ms
+        return out
+
+    def list_nodes(self) -> builtins.list[cpb.NodeInfo]:
+        """Registered nodes, by name."""
+        with self._tx("listing nodes") as (conn, _):
+            rows = conn.execute("SELECT * FROM nodes ORDER BY name").fetchall()
+        return [
+            cpb.NodeInfo(name=n, endpoint=e, cert_sha256=c, genome_build=b, registered_unix_ms=ms)
+            for n, e, c, b, ms in rows
+        ]
+
+    def register_researcher(self, name: str, affiliation: str, public_key: bytes) -> cpb.Researcher:
+        """Register a researcher's raw Ed25519 key; the same details again return the existing entry."""
+        if not name.strip() or len(name) > 200 or len(affiliation) > 200 or len(public_key) != 32:
+            raise _invalid("need a name, an affiliation of at most 200 characters and a 32-byte key", "registration")
+        fp, key = key_id(bytes(public_key)), bytes(public_key)
+        with self._tx("registering a researcher") as (conn, now):
+            ms = _register(conn, "researchers", (fp, name, affiliation, key), now)
+        return cpb.Researcher(
+            name=name, affiliation=affiliation, public_key=key, key_fingerprint=fp, registered_unix_ms=ms
+        )
+
+    def add_committee_member(self, name: str, public_key: bytes) -> CommitteeMember:
+        """Add a reviewer key to the committee; the same details again return the existing member."""
+        if not name.strip() or len(name) > 200 or len(public_key) != 32:
+            raise _invalid("need a name of at most 200 characters and a 32-byte key", "committee member")
+        kid, key = key_id(bytes(public_key)), bytes(public_key)
+        with self._tx("adding a committee member") as (conn, now):
+            ms = _register(conn, "committee", (kid, name, key), now)
+        return CommitteeMember(name, key, kid, ms)
+
+    def committee(self) -> builtins.list[CommitteeMember]:
+        """The committee's reviewers, by name."""
+        with self._tx("listing the committee") as (conn, _):
+            rows = conn.execute("SELECT name, public_key, key_id, added_ms FROM committee ORDER BY name, key_id")
+            return [CommitteeMember(n, bytes(k), i, ms) for n, k, i, ms in rows.fetchall()]
+
+    # Studies -------------------------------------------------------------------------------------------------
+
+    def propose(self, signed: cpb.SignedProposal) -> cpb.Study:
+        """Record a researcher-signed proposal as a PROPOSED study with id ``S-`` + 12 hex digits of the
+        payload's SHA-256. The same payload again returns that study, in whatever state it is now."""
+        payload = signed.payload
+        if len(payload) > MAX_PROPOSAL_BYTES:
+            raise _invalid(f"the proposal is {len(payload)} bytes; at most {MAX_PROPOSAL_BYTES}")
+        try:
+            proposal = cpb.StudyProposal.FromString(payload)
+        except DecodeError:
+            raise _invalid("the payload is not a StudyProposal") from None
+        fp = proposal.researcher_key_fingerprint
+        digest = hashlib.sha256(payload).digest()
+        study_id = "S-" + digest.hex()[:12]
+        with self._tx("recording a proposal") as (conn, now):
+            row = conn.execute("SELECT public_key FROM researchers WHERE key_fingerprint = ?", (fp,)).fetchone()
+            if row is None:
+                raise PermissionDenied(
+                    f"researcher key {fp!r} is not registered", message="the researcher key is not registered"
+                )
+            verify(bytes(row[0]), "genogate.v1.StudyProposal", payload, signed.researcher_signature)
+            if problems := proposal_problems(proposal, {r[0] for r in conn.execute("SELECT name FROM nodes")}):
+                raise _invalid("; ".join(problems))
+            old = conn.execute("SELECT proposal_sha256 FROM studies WHERE study_id = ?", (study_id,)).fetchone()
+            if old is None:
+                conn.execute(
+                    "INSERT INTO studies (study_id, proposal, researcher_signature, proposal_sha256,"
+                    " researcher_key_fingerprint, state, approvals_required, created_ms, updated_ms)"
+                    " VALUES (?, ?, ?, ?, ?, 'PROPOSED', ?, ?, ?)",
+                    (study_id, payload, signed.researcher_signature, digest, fp, self._k, now, now),
+                )
+            elif bytes(old[0]) != digest:  # two payloads sharing 48 bits of hash
+                raise _exists(f"study id {study_id} is taken by another proposal", "a study with this id exists")
+            return self._study(conn, study_id)
+
+    def review(self, review: cpb.Review) -> cpb.Study:
+        """A committee member's APPROVE or REJECT of a PROPOSED study. One REJECT rejects; the k-th APPROVE
+        issues the committee-signed grant. Resending an identical, already recorded review returns the study."""
+        with self._tx("recording a review") as (conn, now):
+            body, state = self._checked_review(conn, review, (APPROVE, REJECT))
+            if self._recorded(conn, review, body):
+                return self._study(conn, body.study_id)
+            voted = conn.execute(
+                "SELECT 1 FROM reviews WHERE study_id = ? AND reviewer_key_id = ? AND decision IN (?, ?)",
+                (body.study_id, review.reviewer_key_id, APPROVE, REJECT),
+            ).fetchone()
+            if voted is not None:
+                raise _exists(
+                    f"{review.reviewer_key_id} already voted on {body.study_id}",
+                    "the reviewer has already voted on this study",
+                )
+            if state != "PROPOSED":
+                raise _precondition(f"study {body.study_id} is {state}, not PROPOSED")
+            self._insert_review(conn, review, body, now)
+            if body.decision == REJECT:
+                self._set_state(conn, body.study_id, "REJECTED", now)
+            else:
+                self._maybe_grant(conn, body.study_id, now)
+            return self._study(conn, body.study_id)
+
+    def revoke(self, review: cpb.Review) -> tuple[cpb.Study, int]:
+        """A committee member's REVOKE of an APPROVED study: state REVOKED, the revocation epoch advances.
+        Returns the study and the epoch that includes this revocation (an identical resend returns the same)."""
+        with self._tx("revoking a study") as (conn, now):
+            body, state = self._checked_review(conn, review, (REVOKE,))
+            if not self._recorded(conn, review, body):
+                if state != "APPROVED":
+                    raise _precondition(f"study {body.study_id} is {state}, not APPROVED")
+                conn.execute("UPDATE epoch SET value = value + 1")
+                conn.execute("INSERT INTO revocations SELECT ?, value, ? FROM epoch", (body.study_id, now))
+                self._insert_review(conn, review, body, now)
+                self._set_state(conn, body.study_id, "REVOKED", now)
+            epoch = conn.execute("SELECT epoch FROM revocations WHERE study_id = ?", (body.study_id,)).fetchone()
+            return self._study(conn, body.study_id), int(epoch[0])
+
+    def revocations(self) -> cpb.SignedRevocationList:
+        """Every revoked study id (sorted) and the current epoch, signed now by the committee signer."""
+        with self._tx("reading revocations") as (conn, now):
+            ids = [r[0] for r in conn.execute("SELECT study_id FROM revocations ORDER BY study_id")]
+            epoch = self._epoch(conn)
+        body = cpb.RevocationList(revoked_study_ids=ids, epoch=epoch, issued_unix_ms=now)
+        payload = body.SerializeToString(deterministic=True)
+        signature = self._signer.sign("genogate.v1.RevocationList", payload)
+        return cpb.SignedRevocationList(
+            payload=payload, committee_signature=signature, committee_key_id=self._signer.key_id
+        )
+
+    def epoch(self) -> int:
+        """The current revocation epoch (the number of revocations so far)."""
+        with self._tx("reading the epoch") as (conn, _):
+            return self._epoch(conn)
+
+    def researcher_key(self, fingerprint: str) -> bytes:
+        """The registered raw public key with this fingerprint (``NotFound`` if none)."""
+        with self._tx("reading a researcher") as (conn, _):
+            row = conn.execute("SELECT public_key FROM researchers WHERE key_fingerprint = ?", (fingerprint,))
+            if (found := row.fetchone()) is None:
+                raise NotFound(f"no researcher key {fingerprint!r}", message="the researcher key is not registered")
+            return bytes(found[0])
+
+    def get(self, study_id: str) -> cpb.Study:
+        """One study (``NotFound`` if unknown); EXPIRED once its grant's ``not_after_unix_ms`` has passed."""
+        with self._tx("reading a study") as (conn, _):
+            return self._study(conn, study_id)
+
+    def list(self, state: int | None = None, researcher: str | None = None) -> builtins.list[cpb.Study]:
+        """Studies, newest first, filtered by ``state`` (a ``StudyState``; UNSPECIFIED or None: any) and
+        ``researcher`` (a key fingerprint; empty or None: any)."""
+        clauses, params = ["1"], []
+        if state:
+            if state not in cpb.StudyState.values():
+                raise _invalid(f"unknown study state {state}", "study filter")
+            clauses.append("state = ?")
+            params.append(cpb.StudyState.Name(cpb.StudyState.ValueType(state)).removeprefix("STUDY_STATE_"))
+        if researcher:
+            clauses.append("researcher_key_fingerprint = ?")
+            params.append(researcher)
+        with self._tx("listing studies") as (conn, _):
+            rows = conn.execute(
+                f"SELECT study_id FROM studies WHERE {' AND '.join(clauses)} ORDER BY created_ms DESC, rowid DESC",
+                params,
+            ).fetchall()
+            return [self._study(conn, r[0]) for r in rows]
+
+    # Query history -------------------------------------------------------------------------------------------
+
+    def record_query(
+        self,
+        query_id: str,
+        study_id: str,
+        kind: Kind,
+        epsilon: Decimal,
+        sites: Sequence[str],
+        outcomes: Mapping[str, str],
+    ) -> QueryRecord:
+        """Append one federated query run to the study's history: every run, retries included, with each
+        targeted site's outcome (``outcomes``: site name to a short label such as "answered")."""
+        if not 0 < len(query_id) <= 256 or not isinstance(kind, Kind):
+            raise InvalidArgument(f"query id {query_id!r} (1-256 characters), kind {kind!r}")
+        if not isinstance(epsilon, Decimal) or not epsilon.is_finite() or epsilon <= 0:
+            raise InvalidArgument(
+                f"epsilon={epsilon}", reason=Reason.INVALID_EPSILON, message="epsilon must be a positive number"
+            )
+        record = QueryRecord(query_id, study_id, kind, epsilon, tuple(sites), dict(outcomes), 0)
+        with self._tx("recording a query") as (conn, now):
+            self._state(conn, study_id)
+            conn.execute(
+                "INSERT INTO queries (query_id, study_id, kind, epsilon, sites, outcomes, created_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    query_id,
+                    study_id,
+                    kind.value,
+                    str(epsilon),
+                    json.dumps(record.sites),
+                    json.dumps(record.outcomes, sort_keys=True),
+                    now,
+                ),
+            )
+        return dataclasses.replace(record, created_ms=now)
+
+    def history(self, study_id: str) -> builtins.list[QueryRecord]:
+        """The study's recorded query runs, oldest first (``NotFound`` if the study is unknown)."""
+        with self._tx("reading history") as (conn, _):
+            self._state(conn, study_id)
+            rows = conn.execute(
+                "SELECT query_id, kind, epsilon, sites, outcomes, created_ms FROM queries WHERE study_id = ?"
+                " ORDER BY seq",
+                (study_id,),
+            ).fetchall()
+        return [
+            QueryRecord(q, study_id, Kind(k), Decimal(e), tuple(json.loads(s)), json.loads(o), ms)
+            for q, k, e, s, o, ms in rows
+        ]
+
+    # Internals -----------------------------------------------------------------------------------------------
+
+    def _epoch(self, conn: sqlite3.Connection) -> int:
+        return int(conn.execute("SELECT value FROM epoch").fetchone()[0])
+
+    def _state(self, conn: sqlite3.Connection, study_id: str) -> str:
+        row = conn.execute("SELECT state FROM studies WHERE study_id = ?", (study_id,)).fetchone()
+        if row is None:
+            raise _not_found(study_id)
+        return str(row[0])
+
+    def _set_state(self, conn: sqlite3.Connection, study_id: str, state: str, now: int) -> None:
+        conn.execute("UPDATE studies SET state = ?, updated_ms = ? WHERE study_id = ?", (state, now, study_id))
+
+    def _checked_review(
+        self, conn: sqlite3.Connection, review: cpb.Review, decisions: tuple[int, ...]
+    ) -> tuple[cpb.ReviewBody, str]:
+        """Authenticate a review (committee key, then signature), parse it and match it to its study; return
+        the body and the study's current state."""
+        kid = review.reviewer_key_id
+        row = conn.execute("SELECT public_key FROM committee WHERE key_id = ?", (kid,)).fetchone()
+        if row is None:
+            raise PermissionDenied(
+                f"reviewer key {kid!r} is not a committee key",
+                reason=Reason.UNTRUSTED_COMMITTEE,
+                message="the reviewer key is not a committee key",
+            )
+        verify(bytes(row[0]), "genogate.v1.ReviewBody", review.payload, review.reviewer_signature)
+        try:
+            body = cpb.ReviewBody.FromString(review.payload)
+        except DecodeError:
+            raise _invalid("the payload is not a ReviewBody", "review") from None
+        if body.decision not in decisions:
+            raise _invalid(f"decision {body.decision} where {decisions} are allowed", "review")
+        state = self._state(conn, body.study_id)
+        sha = conn.execute("SELECT proposal_sha256 FROM studies WHERE study_id = ?", (body.study_id,)).fetchone()[0]
+        if bytes(sha) != body.proposal_sha256:
+            raise _precondition(
+                f"the review of {body.study_id} covers another proposal",
+                "the review does not cover the study's proposal",
+            )
+        return body, state
+
+    def _recorded(self, conn: sqlite3.Connection, review: cpb.Review, body: cpb.ReviewBody) -> bool:
+        """Whether exactly this signed review is already recorded (a resend)."""
+        row = conn.execute(
+            "SELECT 1 FROM reviews WHERE study_id = ? AND reviewer_key_id = ? AND payload = ? AND signature = ?",
+            (body.study_id, review.reviewer_key_id, review.payload, review.reviewer_signature),
+        )
+        return row.fetchone() is not None
+
+    def _insert_review(self, conn: sqlite3.Connection, review: cpb.Review, body: cpb.ReviewBody, now: int) -> None:
+        conn.execute(
+            "INSERT INTO reviews (study_id, reviewer_key_id, decision, payload, signature, received_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (body.study_id, review.reviewer_key_id, body.decision, review.payload, review.reviewer_signature, now),
+        )
+
+    def _maybe_grant(self, conn: sqlite3.Connection, study_id: str, now: int) -> None:
+        """Issue the grant, valid from ``now``, once approvals reach the study's ``approvals_required``."""
+        payload, k, key, approvals = conn.execute(
+            "SELECT s.proposal, s.approvals_required, r.public_key,"
+            " (SELECT count(*) FROM reviews v WHERE v.study_id = s.study_id AND v.decision = ?)"
+            " FROM studies s JOIN researchers r ON r.key_fingerprint = s.researcher_key_fingerprint"
+            " WHERE s.study_id = ?",
+            (APPROVE, study_id),
+        ).fetchone()
+        if approvals < k:
+            return
+        proposal = cpb.StudyProposal.FromString(bytes(payload))
+        body = grant_body(
+            proposal,
+            study_id=study_id,
+            researcher_public_key=bytes(key),
+            approved_ms=now,
+            revocation_epoch=self._epoch(conn),
+        )
+        grant = body.SerializeToString(deterministic=True)
+        signature = self._signer.sign("genogate.v1.GrantBody", grant)
+        conn.execute(
+            "UPDATE studies SET state = 'APPROVED', grant_payload = ?, grant_signature = ?, grant_key_id = ?,"
+            " not_after_ms = ?, updated_ms = ? WHERE study_id = ?",
+            (grant, signature, self._signer.key_id, body.not_after_unix_ms, now, study_id),
+        )
+
+    def _study(self, conn: sqlite3.Connection, study_id: str) -> cpb.Study:
+        row = conn.execute(f"SELECT {_STUDY_COLS} FROM studies WHERE study_id = ?", (study_id,)).fetchone()
+        if row is None:
+            raise _not_found(study_id)
+        sid, payload, sig, sha, state, k, g_payload, g_sig, g_key, created, updated = row
+        reviews = conn.execute(
+            "SELECT payload, signature, reviewer_key_id FROM reviews WHERE study_id = ? ORDER BY seq", (sid,)
+        )
+        study = cpb.Study(
+            study_id=sid,
+            proposal=cpb.StudyProposal.FromString(bytes(payload)),
+            signed_proposal=cpb.SignedProposal(payload=bytes(payload), researcher_signature=bytes(sig)),
+            proposal_sha256=bytes(sha),
+            state=cpb.StudyState.Value("STUDY_STATE_" + state),
+            reviews=[cpb.Review(payload=p, reviewer_signature=s, reviewer_key_id=r) for p, s, r in reviews],
+            approvals_required=k,
+            created_unix_ms=created,
+            updated_unix_ms=updated,
+        )
+        if g_payload is not None:
+            study.grant.CopyFrom(pb.StudyGrant(payload=g_payload, committee_signature=g_sig, committee_key_id=g_key))
+        return study
+
+    def close(self) -> None:
+        """Close the connection (idempotent; waits for a running call). Later calls raise ``StoreError``."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> CoordinatorState:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

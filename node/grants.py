@@ -1,0 +1,488 @@
+"""Everything a node verifies itself before it answers a query under a committee-signed study grant.
+
+``GrantVerifier.verify`` turns a ``StudyGrant`` and a researcher's ``SignedQuery`` into a ``VerifiedQuery``
+(the ``Study`` the service checks, the parsed envelope and the exact signed bytes) or raises a
+``genogate.errors`` class with a stable reason, a fixed public message and specifics in ``detail`` only.
+Checks run cheapest and data-independent first (DESIGN.md, "Trust model"); none reads participant data:
+
+1. the grant's committee key is trusted (UNTRUSTED_COMMITTEE), its signature verifies (BAD_SIGNATURE) and
+   its body is complete and well formed (INVALID_STUDY);
+2. the researcher key in the grant matches its fingerprint (INVALID_STUDY);
+3. the grant is in force (GRANT_NOT_YET_VALID, GRANT_EXPIRED);
+4. it names this site (GRANT_WRONG_SITE);
+5. this node's data steward has not refused the study and, where the node requires an opt-in, opted in
+   (STUDY_REFUSED);
+6. the study is not revoked, according to a revocation list fresh enough and at least as new as the grant
+   (GRANT_REVOKED, REVOCATION_UNCONFIRMED);
+7. the query is signed by the researcher key the grant carries (BAD_SIGNATURE);
+8. the envelope is for the grant's study (GRANT_MISSING) and addressed to this site (GRANT_WRONG_SITE);
+9. its timestamp lies within the window around this node's clock (STALE_TIMESTAMP);
+10. its nonce is fresh (REPLAYED_NONCE), recorded durably only now, after every other check passed.
+
+The same signed envelope sent again (the coordinator retrying after UNAVAILABLE) passes step 10: the ledger
+then returns the stored answer for its query id. The same nonce under any other payload is a replay.
+
+Threading: a ``GrantVerifier`` holds no mutable state of its own. ``RevocationCache`` swaps an immutable
+snapshot under a lock. ``NonceStore`` owns one ``sqlite3`` connection guarded by a lock held for each whole
+transaction (the ledger's model); across processes SQLite's write lock serialises ``BEGIN IMMEDIATE``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from google.protobuf.message import DecodeError
+
+from genogate import duo
+from genogate.errors import (
+    ConfigError,
+    FailedPrecondition,
+    GenogateError,
+    InvalidArgument,
+    PermissionDenied,
+    Reason,
+    StoreError,
+    Unauthenticated,
+    Unavailable,
+)
+from genogate.query import Kind
+from genogate.signing import key_id, verify
+from genogate.wire.v1 import common_pb2 as pb
+from genogate.wire.v1 import coordinator_pb2 as cpb
+from node.studies import Study
+
+GRANT_BODY = "genogate.v1.GrantBody"
+QUERY_ENVELOPE = "genogate.v1.QueryEnvelope"
+REVOCATION_LIST = "genogate.v1.RevocationList"
+MIN_NONCE_BYTES = 16
+MAX_NONCE_BYTES = 256
+_MAX_STUDY_ID = 128
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class VerifiedQuery:
+    """A query that passed every grant, signature and freshness check (the nonce is recorded)."""
+
+    study: Study
+    envelope: pb.QueryEnvelope
+    payload: bytes
+    """The exact signed bytes; the ledger hashes them to recognise an idempotent retry."""
+    grant: pb.GrantBody
+
+
+def _invalid_study(detail: str) -> InvalidArgument:
+    return InvalidArgument(detail, reason=Reason.INVALID_STUDY, message="the study grant is malformed")
+
+
+def _trusted_keys(trusted: Mapping[str, bytes]) -> dict[str, bytes]:
+    """Copy the committee keys, refusing (``ConfigError``) any whose id is not its fingerprint."""
+    bad = sorted(kid for kid, raw in trusted.items() if len(raw) != 32 or key_id(raw) != kid)
+    if bad:
+        raise ConfigError(f"trusted committee key(s) {', '.join(bad)}: not the SHA-256 of a raw 32-byte Ed25519 key")
+    return dict(trusted)
+
+
+def _verify_committee(
+    trusted: Mapping[str, bytes], kid: str, body_name: str, payload: bytes, sig: bytes, message: str
+) -> None:
+    public = trusted.get(kid)
+    if public is None:
+        raise PermissionDenied(
+            f"{body_name} signed by committee key {kid[:64]!r}", reason=Reason.UNTRUSTED_COMMITTEE, message=message
+        )
+    verify(public, body_name, payload, sig)
+
+
+def _now_ms(clock: Callable[[], float]) -> int:
+    return math.floor(clock() * 1000)
+
+
+# Revocations --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Held:
+    epoch: int
+    issued_ms: int
+    fetched_ms: int
+    revoked: frozenset[str]
+
+
+class RevocationCache:
+    """The latest committee-signed revocation list this node holds, and whether it is fresh enough to trust.
+
+    The list's age counts from the earlier of its signed ``issued_unix_ms`` and the moment this node accepted
+    it: an old list replayed to the node stays old, and a signer's clock running ahead cannot make a list
+    look younger than it is here. So the coordinator must serve a list signed within ``max_staleness_ms``.
+    """
+
+    def __init__(
+        self, trusted: Mapping[str, bytes], max_staleness_ms: int, clock: Callable[[], float] = time.time
+    ) -> None:
+        if max_staleness_ms <= 0:
+            raise ConfigError("the revocation list's maximum staleness must be positive")
+        self._trusted = _trusted_keys(trusted)
+        self._max_staleness_ms = max_staleness_ms
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._held: _Held | None = None
+        self.last_error: GenogateError | None = None
+        """Why the last ``refresh`` failed (None after a success), for the caller to log."""
+
+    @property
+    def epoch(self) -> int | None:
+        """The epoch of the list held, or None before the first successful update."""
+        held = self._held
+        return None if held is None else held.epoch
+
+    def update(self, signed: cpb.SignedRevocationList) -> None:
+        """Verify and adopt a list. Refuses an untrusted or bad signature, a malformed body, and any list
+        older than the one held (a lower epoch, or the same epoch signed earlier or with other contents)."""
+        _verify_committee(
+            self._trusted,
+            signed.committee_key_id,
+            REVOCATION_LIST,
+            signed.payload,
+            signed.committee_signature,
+            "the revocation list is signed by a committee key this node does not trust",
+        )
+        try:
+            body = cpb.RevocationList.FromString(signed.payload)
+        except DecodeError:
+            raise InvalidArgument("undecodable RevocationList", message="the revocation list is malformed") from None
+        new = _Held(body.epoch, body.issued_unix_ms, _now_ms(self._clock), frozenset(body.revoked_study_ids))
+        with self._lock:
+            held = self._held
+            if held is not None and (
+                new.epoch < held.epoch
+                or (new.epoch == held.epoch and (new.issued_ms < held.issued_ms or new.revoked != held.revoked))
+            ):
+                raise FailedPrecondition(
+                    f"revocation list epoch {new.epoch} issued {new.issued_ms} does not supersede"
+                    f" epoch {held.epoch} issued {held.issued_ms}",
+                    message="the revocation list is older than the one held",
+                )
+            self._held = new
+
+    def refresh(self, fetch: Callable[[], cpb.SignedRevocationList]) -> bool:
+        """Fetch and adopt a list; on any error keep the old one, set ``last_error`` and return False."""
+        try:
+            self.update(fetch())
+        except GenogateError as exc:
+            self.last_error = exc
+            return False
+        except Exception as exc:  # noqa: BLE001 - a failed fetch must never take the node down
+            self.last_error = Unavailable(f"revocation list fetch failed: {type(exc).__name__}: {exc}")
+            return False
+        self.last_error = None
+        return True
+
+    def check(self, study_id: str, grant_epoch: int) -> None:
+        """Refuse a revoked study, or any study when the list held cannot vouch for the grant."""
+        held = self._held
+        if held is not None and study_id in held.revoked:  # revocation is final: a stale list still says so
+            raise PermissionDenied(study_id, reason=Reason.GRANT_REVOKED, message="the study was revoked")
+        if held is None:
+            why = "no revocation list was ever fetched"
+        elif (age := _now_ms(self._clock) - min(held.issued_ms, held.fetched_ms)) > self._max_staleness_ms:
+            why = f"the revocation list is {age} ms old (limit {self._max_staleness_ms})"
+        elif grant_epoch > held.epoch:
+            why = f"the grant names revocation epoch {grant_epoch}, the list held is epoch {held.epoch}"
+        else:
+            return
+        raise PermissionDenied(
+            why,
+            reason=Reason.REVOCATION_UNCONFIRMED,
+            message="this node cannot yet confirm that the study is not revoked",
+        )
+
+
+# Nonces -------------------------------------------------------------------------------------------------
+
+_APPLICATION_ID = 0x47474E43  # "GGNC": a genogate nonce store
+_SCHEMA_VERSION = 1
+_SCHEMA = (
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT",
+    "CREATE TABLE nonces (nonce BLOB PRIMARY KEY, payload_sha256 TEXT NOT NULL,"
+    " timestamp_ms INTEGER NOT NULL, seen_ms INTEGER NOT NULL) STRICT, WITHOUT ROWID",
+    "CREATE INDEX nonces_by_time ON nonces (timestamp_ms)",
+    "INSERT INTO meta VALUES ('pruned_before_ms', 0)",
+    f"PRAGMA application_id={_APPLICATION_ID}",
+    f"PRAGMA user_version={_SCHEMA_VERSION}",
+)
+
+
+class NonceStore:
+    """Nonces of accepted queries, in one SQLite file (WAL, ``synchronous=FULL``: a nonce is on disk before
+    the query is answered, so a restart cannot reopen a replay window).
+
+    Entries whose signed timestamp is more than ``2 * window_ms`` behind the node's clock are pruned. The
+    store remembers how far it pruned and refuses (STALE_TIMESTAMP) any query stamped before that point, so
+    a node clock that steps backwards can never readmit a pruned nonce.
+    """
+
+    def __init__(self, path: Path, window_ms: int, *, busy_timeout_s: float = 10.0) -> None:
+        if window_ms <= 0:
+            raise ConfigError("the nonce window must be positive")
+        self.path = Path(path)
+        self.window_ms = window_ms
+        self._lock = threading.Lock()
+        try:
+            conn = sqlite3.connect(
+                str(self.path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open the nonce store: {exc}") from exc
+        try:
+            self._open(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn: sqlite3.Connection | None = conn
+
+    def _open(self, conn: sqlite3.Connection) -> None:
+        try:
+            self._is_new(conn)  # before any write: never turn someone else's database into WAL
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"{self.path}: the filesystem does not support WAL (journal_mode={mode})")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if self._is_new(conn):  # again under the write lock: another process may have created it
+                    for statement in _SCHEMA:
+                        conn.execute(statement)
+                conn.execute("COMMIT")
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open the nonce store: {exc}") from exc
+
+    def _is_new(self, conn: sqlite3.Connection) -> bool:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if app_id == 0 and conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0] == 0:
+            return True
+        if app_id != _APPLICATION_ID:
+            raise StoreError(f"{self.path}: not a genogate nonce store")
+        if version != _SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: nonce store schema {version}; this genogate reads {_SCHEMA_VERSION}")
+        return False
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StoreError(f"{self.path}: the nonce store is closed")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                finally:
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                if getattr(exc, "sqlite_errorcode", 0) & 0xFF in (5, 6):  # SQLITE_BUSY, SQLITE_LOCKED
+                    raise Unavailable(f"nonce store busy: {exc}") from exc
+                raise StoreError(f"{self.path}: nonce store error: {exc}") from exc
+
+    def check_and_record(self, nonce: bytes, payload_sha256: str, timestamp_ms: int, now_ms: int) -> None:
+        """Record a nonce on first sight; accept it again only with the same payload hash (a retry of the
+        same signed envelope); refuse it with any other payload (REPLAYED_NONCE)."""
+        if not MIN_NONCE_BYTES <= len(nonce) <= MAX_NONCE_BYTES:
+            raise InvalidArgument(
+                f"nonce of {len(nonce)} bytes",
+                message=f"the query nonce must be {MIN_NONCE_BYTES} to {MAX_NONCE_BYTES} bytes",
+            )
+        if len(payload_sha256) != 64:
+            raise ValueError("payload_sha256 must be a hex SHA-256")
+        with self._transaction() as conn:
+            pruned_before = conn.execute("SELECT value FROM meta WHERE key = 'pruned_before_ms'").fetchone()[0]
+            if timestamp_ms < pruned_before:
+                raise Unauthenticated(
+                    f"timestamp {timestamp_ms} precedes the nonce store's horizon {pruned_before}",
+                    reason=Reason.STALE_TIMESTAMP,
+                    message="the query timestamp is outside the accepted window",
+                )
+            row = conn.execute("SELECT payload_sha256 FROM nonces WHERE nonce = ?", (nonce,)).fetchone()
+            if row is not None:
+                if row[0] != payload_sha256:
+                    raise Unauthenticated(
+                        f"nonce {nonce.hex()} was used for another payload",
+                        reason=Reason.REPLAYED_NONCE,
+                        message="the query nonce was already used",
+                    )
+                return  # an idempotent retry: nothing new to record
+            conn.execute("INSERT INTO nonces VALUES (?, ?, ?, ?)", (nonce, payload_sha256, timestamp_ms, now_ms))
+            cutoff = now_ms - 2 * self.window_ms
+            if cutoff - pruned_before >= max(1, self.window_ms // 4):  # prune in batches, not every query
+                conn.execute("DELETE FROM nonces WHERE timestamp_ms < ?", (cutoff,))
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'pruned_before_ms'", (cutoff,))
+
+    def __len__(self) -> int:
+        with self._transaction() as conn:
+            return int(conn.execute("SELECT count(*) FROM nonces").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+# Grants -------------------------------------------------------------------------------------------------
+
+
+def _ms_datetime(ms: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(milliseconds=ms)
+
+
+def _parse_grant(payload: bytes) -> tuple[pb.GrantBody, Study]:
+    """Decode a verified grant body and build its ``Study``; ``INVALID_STUDY`` if anything is missing."""
+    try:
+        body = pb.GrantBody.FromString(payload)
+    except DecodeError:
+        raise _invalid_study("undecodable GrantBody") from None
+    if not 0 < len(body.study_id) <= _MAX_STUDY_ID:
+        raise _invalid_study(f"study id must be 1-{_MAX_STUDY_ID} characters")
+    if len(body.researcher_public_key) != 32 or not body.researcher_key_fingerprint:
+        raise _invalid_study("the grant needs a raw 32-byte researcher key and its fingerprint")
+    if not body.sites or not all(body.sites):
+        raise _invalid_study("the grant names no site, or an empty one")
+    for name, value in (("epsilon_total", body.epsilon_total), ("epsilon_per_query_cap", body.epsilon_per_query_cap)):
+        if not (math.isfinite(value) and value > 0):
+            raise _invalid_study(f"{name} must be a positive finite number")
+    if body.not_after_unix_ms <= max(body.not_before_unix_ms, 0):
+        raise _invalid_study("not_after must be set and later than not_before")
+    try:
+        purpose = duo.parse_purpose(body.purpose)
+        kinds = frozenset(Kind(k) for k in body.kinds)
+        not_before, not_after = _ms_datetime(body.not_before_unix_ms), _ms_datetime(body.not_after_unix_ms)
+    except (ValueError, OverflowError) as exc:
+        raise _invalid_study(str(exc)) from None
+    if not kinds:
+        raise _invalid_study("the grant names no query kind")
+    study = Study(
+        study_id=body.study_id,
+        purpose=purpose,
+        purpose_text=body.purpose,
+        kinds=kinds,
+        epsilon_total=Decimal(repr(body.epsilon_total)),
+        epsilon_per_query_cap=Decimal(repr(body.epsilon_per_query_cap)),
+        not_before=not_before,
+        not_after=not_after,
+        researchers=frozenset({body.researcher_key_fingerprint}),
+    )
+    return body, study
+
+
+def _wrong_site(detail: str, message: str) -> PermissionDenied:
+    return PermissionDenied(detail, reason=Reason.GRANT_WRONG_SITE, message=message)
+
+
+class GrantVerifier:
+    """Verifies a grant and a signed query for one site (see the module docstring for the order)."""
+
+    def __init__(
+        self,
+        *,
+        site: str,
+        trusted_committee: Mapping[str, bytes],
+        revocations: RevocationCache,
+        nonces: NonceStore,
+        timestamp_window_ms: int,
+        opted_in: frozenset[str] | None,
+        refused: frozenset[str],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not 0 < timestamp_window_ms <= nonces.window_ms:
+            raise ConfigError("the timestamp window must be positive and no wider than the nonce store's window")
+        self.site = site
+        self._trusted = _trusted_keys(trusted_committee)
+        self._revocations = revocations
+        self._nonces = nonces
+        self._window_ms = timestamp_window_ms
+        self._opted_in = opted_in
+        self._refused = refused
+        self._clock = clock
+
+    def verify_grant(self, grant: pb.StudyGrant) -> tuple[pb.GrantBody, Study]:
+        """The grant's own checks (committee signature, key fingerprint, validity window, this site, the
+        steward's rules, revocation): what a query and a budget request under it both need."""
+        _verify_committee(
+            self._trusted,
+            grant.committee_key_id,
+            GRANT_BODY,
+            grant.payload,
+            grant.committee_signature,
+            "the grant is signed by a committee key this node does not trust",
+        )
+        body, study = _parse_grant(grant.payload)
+        sid = body.study_id
+        if hashlib.sha256(body.researcher_public_key).hexdigest() != body.researcher_key_fingerprint:
+            raise _invalid_study(f"study {sid!r}: the researcher key does not match its fingerprint")
+
+        now_ms = _now_ms(self._clock)
+        if now_ms < body.not_before_unix_ms:
+            raise PermissionDenied(sid, reason=Reason.GRANT_NOT_YET_VALID, message="the study grant is not yet valid")
+        if now_ms >= body.not_after_unix_ms:
+            raise PermissionDenied(sid, reason=Reason.GRANT_EXPIRED, message="the study grant has expired")
+        if self.site not in body.sites:
+            raise _wrong_site(f"study {sid!r} does not name site {self.site!r}", "the grant does not name this site")
+        if sid in self._refused or (self._opted_in is not None and sid not in self._opted_in):
+            raise PermissionDenied(
+                f"study {sid!r} is refused or not opted in by this node's steward",
+                reason=Reason.STUDY_REFUSED,
+                message="this node's policy refuses this study",
+            )
+        self._revocations.check(sid, body.revocation_epoch)
+
+        return body, study
+
+    def verify(self, grant: pb.StudyGrant, signed: pb.SignedQuery) -> VerifiedQuery:
+        """Run every check in order; return the verified query or raise the first refusal."""
+        body, study = self.verify_grant(grant)
+        sid = body.study_id
+        now_ms = _now_ms(self._clock)
+        try:
+            verify(body.researcher_public_key, QUERY_ENVELOPE, signed.payload, signed.researcher_signature)
+        except Unauthenticated as exc:
+            exc.detail = f"study {sid!r}: the query is not signed by the grant's researcher key"
+            raise
+        try:
+            env = pb.QueryEnvelope.FromString(signed.payload)
+        except DecodeError:
+            raise InvalidArgument("undecodable QueryEnvelope") from None
+        if env.study_id != sid:
+            raise PermissionDenied(
+                f"envelope for study {env.study_id[:_MAX_STUDY_ID]!r} under a grant for {sid!r}",
+                reason=Reason.GRANT_MISSING,
+                message="the grant is for another study",
+            )
+        if env.sites and self.site not in env.sites:
+            raise _wrong_site(f"envelope does not name site {self.site!r}", "the query is not addressed to this site")
+        if abs(env.timestamp_unix_ms - now_ms) > self._window_ms:
+            raise Unauthenticated(
+                f"timestamp {env.timestamp_unix_ms} vs node clock {now_ms} (window {self._window_ms} ms)",
+                reason=Reason.STALE_TIMESTAMP,
+                message="the query timestamp is outside the accepted window",
+            )
+        self._nonces.check_and_record(
+            env.nonce, hashlib.sha256(signed.payload).hexdigest(), env.timestamp_unix_ms, now_ms
+        )
+        return VerifiedQuery(study=study, envelope=env, payload=signed.payload, grant=body)

@@ -1,0 +1,644 @@
+"""Grant and signed-query verification at a node (``node.grants``): a valid query yields the right ``Study``;
+every refusal carries its exact reason and a fixed public message; the revocation list must be signed, fresh,
+at least as new as the grant, and never rolled back; nonces are durable, refuse a replay under another payload
+but accept the same signed envelope again, and are recorded only when every other check passed.
+
+Keys are real Ed25519 keys made per test; every nonce store lives in ``tmp_path`` and is closed by its fixture.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from genogate.errors import (
+    ConfigError,
+    FailedPrecondition,
+    GenogateError,
+    InvalidArgument,
+    PermissionDenied,
+    Reason,
+    StoreError,
+    Unauthenticated,
+)
+from genogate.query import Kind
+from genogate.signing import Signer
+from genogate.wire.v1 import common_pb2 as pb
+from genogate.wire.v1 import coordinator_pb2 as cpb
+from node.grants import GrantVerifier, NonceStore, RevocationCache, VerifiedQuery
+
+NOW_MS = 1_780_000_000_000
+DAY_MS = 86_400_000
+WINDOW_MS = 60_000
+STALENESS_MS = 600_000
+SITE = "site-a"
+STUDY = "S-2026-001"
+
+
+class Clock:
+    """A settable clock in seconds, like ``time.time``."""
+
+    def __init__(self, ms: int = NOW_MS) -> None:
+        self.ms = ms
+
+    def __call__(self) -> float:
+        return self.ms / 1000
+
+
+def signer() -> Signer:
+    return Signer(Ed25519PrivateKey.generate())
+
+
+@dataclass
+class World:
+    committee: Signer = field(default_factory=signer)
+    researcher: Signer = field(default_factory=signer)
+    clock: Clock = field(default_factory=Clock)
+    nonce_count: int = 0
+
+    @property
+    def trusted(self) -> dict[str, bytes]:
+        return {self.committee.key_id: self.committee.public_raw}
+
+    def grant(self, *, by: Signer | None = None, key_id: str | None = None, **terms: Any) -> pb.StudyGrant:
+        """A grant for ``STUDY`` at ``SITE`` and ``site-b``, valid a day either side of now; ``terms`` override."""
+        fields: dict[str, Any] = {
+            "study_id": STUDY,
+            "researcher_key_fingerprint": self.researcher.key_id,
+            "researcher_public_key": self.researcher.public_raw,
+            "purpose": "HMB;NPU",
+            "kinds": [pb.QUERY_KIND_COHORT_COUNT, pb.QUERY_KIND_ALLELE_FREQUENCY],
+            "sites": [SITE, "site-b"],
+            "epsilon_total": 4.0,
+            "epsilon_per_query_cap": 0.1,
+            "not_before_unix_ms": NOW_MS - DAY_MS,
+            "not_after_unix_ms": NOW_MS + DAY_MS,
+            "revocation_epoch": 3,
+        }
+        fields.update(terms)
+        return self.sign_grant(pb.GrantBody(**fields).SerializeToString(), by=by, key_id=key_id)
+
+    def sign_grant(self, payload: bytes, *, by: Signer | None = None, key_id: str | None = None) -> pb.StudyGrant:
+        by = by or self.committee
+        return pb.StudyGrant(
+            payload=payload,
+            committee_signature=by.sign("genogate.v1.GrantBody", payload),
+            committee_key_id=key_id or by.key_id,
+        )
+
+    def query(self, *, by: Signer | None = None, **fields: Any) -> pb.SignedQuery:
+        """A cohort-count envelope for ``STUDY``, stamped now, with a fresh nonce; ``fields`` override."""
+        self.nonce_count += 1
+        env: dict[str, Any] = {
+            "query_id": f"q-{self.nonce_count}",
+            "study_id": STUDY,
+            "query": pb.Query(cohort_count=pb.CohortCountQuery()),
+            "epsilon": 0.1,
+            "nonce": self.nonce_count.to_bytes(16, "big"),
+            "timestamp_unix_ms": self.clock.ms,
+        }
+        env.update(fields)
+        payload = pb.QueryEnvelope(**env).SerializeToString()
+        return pb.SignedQuery(
+            payload=payload, researcher_signature=(by or self.researcher).sign("genogate.v1.QueryEnvelope", payload)
+        )
+
+    def revocations(
+        self, *, revoked: tuple[str, ...] = (), epoch: int = 3, issued_ms: int | None = None, by: Signer | None = None
+    ) -> cpb.SignedRevocationList:
+        body = cpb.RevocationList(
+            revoked_study_ids=sorted(revoked),
+            epoch=epoch,
+            issued_unix_ms=self.clock.ms if issued_ms is None else issued_ms,
+        )
+        payload = body.SerializeToString()
+        by = by or self.committee
+        return cpb.SignedRevocationList(
+            payload=payload,
+            committee_signature=by.sign("genogate.v1.RevocationList", payload),
+            committee_key_id=by.key_id,
+        )
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+@pytest.fixture
+def nonces(tmp_path: Path) -> Iterator[NonceStore]:
+    store = NonceStore(tmp_path / "nonces.sqlite", WINDOW_MS)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def cache(world: World) -> RevocationCache:
+    cache = RevocationCache(world.trusted, STALENESS_MS, world.clock)
+    cache.update(world.revocations())
+    return cache
+
+
+def make_verifier(
+    world: World,
+    cache: RevocationCache,
+    nonces: NonceStore,
+    *,
+    opted_in: frozenset[str] | None = None,
+    refused: frozenset[str] = frozenset(),
+    site: str = SITE,
+) -> GrantVerifier:
+    return GrantVerifier(
+        site=site,
+        trusted_committee=world.trusted,
+        revocations=cache,
+        nonces=nonces,
+        timestamp_window_ms=WINDOW_MS,
+        opted_in=opted_in,
+        refused=refused,
+        clock=world.clock,
+    )
+
+
+@pytest.fixture
+def verifier(world: World, cache: RevocationCache, nonces: NonceStore) -> GrantVerifier:
+    return make_verifier(world, cache, nonces)
+
+
+def refused_with(
+    cls: type[GenogateError], reason: Reason, fn: Callable[[], object], message: str | None = None
+) -> GenogateError:
+    """Assert ``fn`` raises exactly ``cls`` with ``reason``; the public message never names the study."""
+    with pytest.raises(cls) as info:
+        fn()
+    exc = info.value
+    assert type(exc) is cls
+    assert exc.reason is reason, exc.detail
+    assert exc.message and STUDY not in exc.message and SITE not in exc.message
+    if message is not None:
+        assert exc.message == message
+    return exc
+
+
+# The accepted path -------------------------------------------------------------------------------------
+
+
+def test_a_valid_query_yields_the_study_of_the_grant(world: World, verifier: GrantVerifier) -> None:
+    signed = world.query()
+    got = verifier.verify(world.grant(), signed)
+    assert isinstance(got, VerifiedQuery)
+    assert got.payload == signed.payload
+    assert got.envelope.query_id == "q-1" and got.envelope.study_id == STUDY
+    assert got.grant.study_id == STUDY
+    study = got.study
+    assert study.study_id == STUDY
+    assert study.purpose == ("HMB", frozenset({"NPU"}))
+    assert study.purpose_text == "HMB;NPU"
+    assert study.kinds == frozenset({Kind.COHORT_COUNT, Kind.ALLELE_FREQUENCY})
+    assert study.epsilon_total == Decimal("4.0")
+    assert study.epsilon_per_query_cap == Decimal("0.1")  # repr of the double, not 0.1000000000000000055...
+    assert study.not_before == dt.datetime.fromtimestamp((NOW_MS - DAY_MS) / 1000, tz=dt.UTC)
+    assert study.not_after == dt.datetime.fromtimestamp((NOW_MS + DAY_MS) / 1000, tz=dt.UTC)
+    assert study.not_after is not None and study.not_after.tzinfo is not None
+    assert study.researchers == frozenset({world.researcher.key_id})
+
+
+def test_an_envelope_naming_this_site_is_accepted(world: World, verifier: GrantVerifier) -> None:
+    verifier.verify(world.grant(), world.query(sites=["site-b", SITE]))
+
+
+def test_a_study_the_steward_opted_into_is_accepted(world: World, cache: RevocationCache, nonces: NonceStore) -> None:
+    v = make_verifier(world, cache, nonces, opted_in=frozenset({STUDY}))
+    v.verify(world.grant(), world.query())
+
+
+# The grant ----------------------------------------------------------------------------------------------
+
+
+def test_untrusted_committee_key(world: World, verifier: GrantVerifier) -> None:
+    grant = world.grant(by=signer())
+    refused_with(PermissionDenied, Reason.UNTRUSTED_COMMITTEE, lambda: verifier.verify(grant, world.query()))
+
+
+def test_forged_grant_signature(world: World, verifier: GrantVerifier) -> None:
+    # Signed by another key that claims the trusted committee's key id.
+    grant = world.grant(by=signer(), key_id=world.committee.key_id)
+    refused_with(Unauthenticated, Reason.BAD_SIGNATURE, lambda: verifier.verify(grant, world.query()))
+
+
+def test_grant_terms_changed_after_signing(world: World, verifier: GrantVerifier) -> None:
+    grant = world.grant()
+    body = pb.GrantBody.FromString(grant.payload)
+    body.epsilon_total = 400.0
+    grant.payload = body.SerializeToString()
+    refused_with(Unauthenticated, Reason.BAD_SIGNATURE, lambda: verifier.verify(grant, world.query()))
+
+
+def test_grant_body_signed_as_another_kind_of_message(world: World, verifier: GrantVerifier) -> None:
+    grant = world.grant()
+    grant.committee_signature = world.committee.sign("genogate.v1.RevocationList", grant.payload)
+    refused_with(Unauthenticated, Reason.BAD_SIGNATURE, lambda: verifier.verify(grant, world.query()))
+
+
+def test_researcher_key_not_matching_its_fingerprint(world: World, verifier: GrantVerifier) -> None:
+    grant = world.grant(researcher_public_key=signer().public_raw)
+    refused_with(InvalidArgument, Reason.INVALID_STUDY, lambda: verifier.verify(grant, world.query()))
+
+
+@pytest.mark.parametrize(
+    "terms",
+    [
+        {"study_id": ""},
+        {"study_id": "S" * 129},
+        {"researcher_public_key": b""},
+        {"researcher_public_key": b"\x01" * 31},
+        {"researcher_key_fingerprint": ""},
+        {"purpose": ""},
+        {"purpose": "NPU"},
+        {"purpose": "NOT-A-CODE"},
+        {"kinds": []},
+        {"kinds": [pb.QUERY_KIND_UNSPECIFIED]},
+        {"kinds": [99]},
+        {"sites": []},
+        {"sites": [SITE, ""]},
+        {"epsilon_total": 0.0},
+        {"epsilon_total": float("nan")},
+        {"epsilon_per_query_cap": -1.0},
+        {"epsilon_per_query_cap": float("inf")},
+        {"not_after_unix_ms": 0},
+        {"not_before_unix_ms": NOW_MS + DAY_MS},
+        {"not_after_unix_ms": 2**62},
+    ],
+    ids=lambda t: repr(t)[:40],
+)
+def test_malformed_grant_terms(world: World, verifier: GrantVerifier, terms: dict[str, Any]) -> None:
+    refused_with(InvalidArgument, Reason.INVALID_STUDY, lambda: verifier.verify(world.grant(**terms), world.query()))
+
+
+def test_undecodable_grant_body(world: World, verifier: GrantVerifier) -> None:
+    grant = world.sign_grant(b"\xff\xff\xff")
+    refused_with(InvalidArgument, Reason.INVALID_STUDY, lambda: verifier.verify(grant, world.query()))
+
+
+def test_grant_validity_window_edges(world: World, verifier: GrantVerifier) -> None:
+    grant = world.grant(not_before_unix_ms=NOW_MS, not_after_unix_ms=NOW_MS + 1)
+    verifier.verify(grant, world.query())  # not_before is inclusive
+    world.clock.ms = NOW_MS - 1
+    refused_with(PermissionDenied, Reason.GRANT_NOT_YET_VALID, lambda: verifier.verify(grant, world.query()))
+    world.clock.ms = NOW_MS + 1
+    refused_with(PermissionDenied, Reason.GRANT_EXPIRED, lambda: verifier.verify(grant, world.query()))
+
+
+def test_expired_grant(world: World, verifier: GrantVerifier) -> None:
+    grant = world.grant(not_before_unix_ms=NOW_MS - 2 * DAY_MS, not_after_unix_ms=NOW_MS - DAY_MS)
+    refused_with(PermissionDenied, Reason.GRANT_EXPIRED, lambda: verifier.verify(grant, world.query()))
+
+
+def test_grant_not_yet_valid(world: World, verifier: GrantVerifier) -> None:
+    grant = world.grant(not_before_unix_ms=NOW_MS + DAY_MS, not_after_unix_ms=NOW_MS + 2 * DAY_MS)
+    refused_with(PermissionDenied, Reason.GRANT_NOT_YET_VALID, lambda: verifier.verify(grant, world.query()))
+
+
+def test_grant_for_other_sites(world: World, verifier: GrantVerifier) -> None:
+    grant = world.grant(sites=["site-b", "site-c"])
+    refused_with(PermissionDenied, Reason.GRANT_WRONG_SITE, lambda: verifier.verify(grant, world.query()))
+
+
+# The node's own steward ----------------------------------------------------------------------------------
+
+
+def test_study_refused_by_the_steward(world: World, cache: RevocationCache, nonces: NonceStore) -> None:
+    v = make_verifier(world, cache, nonces, refused=frozenset({STUDY}), opted_in=frozenset({STUDY}))
+    refused_with(PermissionDenied, Reason.STUDY_REFUSED, lambda: v.verify(world.grant(), world.query()))
+
+
+def test_study_not_opted_in(world: World, cache: RevocationCache, nonces: NonceStore) -> None:
+    v = make_verifier(world, cache, nonces, opted_in=frozenset({"S-other"}))
+    refused_with(PermissionDenied, Reason.STUDY_REFUSED, lambda: v.verify(world.grant(), world.query()))
+
+
+# Revocations --------------------------------------------------------------------------------------------
+
+
+def test_revoked_study(world: World, cache: RevocationCache, verifier: GrantVerifier) -> None:
+    cache.update(world.revocations(revoked=(STUDY, "S-x"), epoch=4))
+    refused_with(PermissionDenied, Reason.GRANT_REVOKED, lambda: verifier.verify(world.grant(), world.query()))
+
+
+def test_revocation_is_final_even_on_a_stale_list(world: World, cache: RevocationCache) -> None:
+    cache.update(world.revocations(revoked=(STUDY,), epoch=4))
+    world.clock.ms += STALENESS_MS + 1
+    refused_with(PermissionDenied, Reason.GRANT_REVOKED, lambda: cache.check(STUDY, 0))
+
+
+def test_revocation_list_never_fetched(world: World, nonces: NonceStore) -> None:
+    empty = RevocationCache(world.trusted, STALENESS_MS, world.clock)
+    assert empty.epoch is None
+    v = make_verifier(world, empty, nonces)
+    refused_with(PermissionDenied, Reason.REVOCATION_UNCONFIRMED, lambda: v.verify(world.grant(), world.query()))
+
+
+def test_revocation_list_stale_by_fetch_time(world: World, cache: RevocationCache, verifier: GrantVerifier) -> None:
+    world.clock.ms += STALENESS_MS  # exactly at the limit: still fresh
+    grant = world.grant()
+    verifier.verify(grant, world.query())
+    world.clock.ms += 1
+    refused_with(PermissionDenied, Reason.REVOCATION_UNCONFIRMED, lambda: verifier.verify(grant, world.query()))
+
+
+def test_revocation_list_stale_by_signing_time(world: World, nonces: NonceStore) -> None:
+    # Freshly fetched, but signed long ago: an old list replayed to the node stays old.
+    cache = RevocationCache(world.trusted, STALENESS_MS, world.clock)
+    cache.update(world.revocations(issued_ms=NOW_MS - STALENESS_MS - 1))
+    v = make_verifier(world, cache, nonces)
+    refused_with(PermissionDenied, Reason.REVOCATION_UNCONFIRMED, lambda: v.verify(world.grant(), world.query()))
+
+
+def test_revocation_list_older_than_the_grant(world: World, verifier: GrantVerifier) -> None:
+    grant = world.grant(revocation_epoch=4)  # the list held is epoch 3
+    refused_with(PermissionDenied, Reason.REVOCATION_UNCONFIRMED, lambda: verifier.verify(grant, world.query()))
+
+
+def test_refresh_adopts_a_newer_list(world: World, cache: RevocationCache, verifier: GrantVerifier) -> None:
+    world.clock.ms += 1000
+    assert cache.refresh(lambda: world.revocations(epoch=4))
+    assert cache.epoch == 4 and cache.last_error is None
+    verifier.verify(world.grant(revocation_epoch=4), world.query())
+    # The same list again (an unchanged epoch, re-signed later) is accepted and renews freshness.
+    world.clock.ms += STALENESS_MS
+    assert cache.refresh(lambda: world.revocations(epoch=4))
+    verifier.verify(world.grant(revocation_epoch=4), world.query())
+
+
+def test_revocation_list_rollback_refused(world: World, cache: RevocationCache) -> None:
+    cache.update(world.revocations(revoked=(STUDY,), epoch=5))
+    world.clock.ms += 1000
+    old = world.revocations(epoch=4)
+    refused_with(FailedPrecondition, Reason.FAILED_PRECONDITION, lambda: cache.update(old))
+    assert not cache.refresh(lambda: old)
+    assert isinstance(cache.last_error, FailedPrecondition)
+    assert cache.epoch == 5
+    refused_with(PermissionDenied, Reason.GRANT_REVOKED, lambda: cache.check(STUDY, 5))
+
+
+def test_same_epoch_signed_earlier_or_with_other_contents_refused(world: World, cache: RevocationCache) -> None:
+    held_at = world.clock.ms
+    world.clock.ms += 1000
+    refused_with(
+        FailedPrecondition, Reason.FAILED_PRECONDITION, lambda: cache.update(world.revocations(issued_ms=held_at - 1))
+    )
+    refused_with(
+        FailedPrecondition, Reason.FAILED_PRECONDITION, lambda: cache.update(world.revocations(revoked=("x",)))
+    )
+
+
+def test_forged_revocation_list_refused(world: World, cache: RevocationCache) -> None:
+    forged = world.revocations(epoch=9, by=signer())
+    forged.committee_key_id = world.committee.key_id
+    refused_with(Unauthenticated, Reason.BAD_SIGNATURE, lambda: cache.update(forged))
+    untrusted = world.revocations(epoch=9, by=signer())
+    refused_with(PermissionDenied, Reason.UNTRUSTED_COMMITTEE, lambda: cache.update(untrusted))
+    tampered = world.revocations(epoch=9)
+    tampered.payload = cpb.RevocationList(epoch=10, issued_unix_ms=NOW_MS).SerializeToString()
+    refused_with(Unauthenticated, Reason.BAD_SIGNATURE, lambda: cache.update(tampered))
+    assert not cache.refresh(lambda: forged)
+    assert cache.epoch == 3
+
+
+def test_refresh_keeps_the_old_list_when_the_fetch_fails(world: World, cache: RevocationCache) -> None:
+    def boom() -> cpb.SignedRevocationList:
+        raise ConnectionError("coordinator down")
+
+    assert not cache.refresh(boom)
+    assert cache.epoch == 3 and cache.last_error is not None
+    cache.check(STUDY, 3)
+
+
+# The signed query ---------------------------------------------------------------------------------------
+
+
+def test_query_signed_by_another_researcher(world: World, verifier: GrantVerifier) -> None:
+    refused_with(
+        Unauthenticated, Reason.BAD_SIGNATURE, lambda: verifier.verify(world.grant(), world.query(by=signer()))
+    )
+
+
+def test_payload_tampered_after_signing(world: World, verifier: GrantVerifier) -> None:
+    signed = world.query()
+    env = pb.QueryEnvelope.FromString(signed.payload)
+    env.epsilon = 5.0
+    signed.payload = env.SerializeToString()
+    refused_with(Unauthenticated, Reason.BAD_SIGNATURE, lambda: verifier.verify(world.grant(), signed))
+
+
+def test_envelope_for_another_study(world: World, verifier: GrantVerifier) -> None:
+    exc = refused_with(
+        PermissionDenied,
+        Reason.GRANT_MISSING,
+        lambda: verifier.verify(world.grant(), world.query(study_id="S-other")),
+        message="the grant is for another study",
+    )
+    assert "S-other" not in exc.message
+
+
+def test_envelope_naming_other_sites(world: World, verifier: GrantVerifier) -> None:
+    refused_with(
+        PermissionDenied, Reason.GRANT_WRONG_SITE, lambda: verifier.verify(world.grant(), world.query(sites=["site-b"]))
+    )
+
+
+def test_undecodable_envelope(world: World, verifier: GrantVerifier) -> None:
+    payload = b"\xff\xff\xff"
+    signed = pb.SignedQuery(
+        payload=payload, researcher_signature=world.researcher.sign("genogate.v1.QueryEnvelope", payload)
+    )
+    refused_with(InvalidArgument, Reason.INVALID_QUERY, lambda: verifier.verify(world.grant(), signed))
+
+
+@pytest.mark.parametrize("offset_ms", [-WINDOW_MS - 1, WINDOW_MS + 1, -10 * DAY_MS])
+def test_stale_or_future_timestamp(world: World, verifier: GrantVerifier, offset_ms: int) -> None:
+    signed = world.query(timestamp_unix_ms=NOW_MS + offset_ms)
+    refused_with(Unauthenticated, Reason.STALE_TIMESTAMP, lambda: verifier.verify(world.grant(), signed))
+
+
+@pytest.mark.parametrize("offset_ms", [-WINDOW_MS, WINDOW_MS])
+def test_timestamp_at_the_window_edge_accepted(world: World, verifier: GrantVerifier, offset_ms: int) -> None:
+    verifier.verify(world.grant(), world.query(timestamp_unix_ms=NOW_MS + offset_ms))
+
+
+def test_short_nonce(world: World, verifier: GrantVerifier) -> None:
+    signed = world.query(nonce=b"\x01" * 15)
+    refused_with(InvalidArgument, Reason.INVALID_QUERY, lambda: verifier.verify(world.grant(), signed))
+
+
+# Nonces -------------------------------------------------------------------------------------------------
+
+
+def test_replayed_nonce_with_another_payload(world: World, verifier: GrantVerifier) -> None:
+    grant, nonce = world.grant(), b"n" * 16
+    verifier.verify(grant, world.query(nonce=nonce))
+    replay = world.query(nonce=nonce)  # another query id, same nonce
+    refused_with(Unauthenticated, Reason.REPLAYED_NONCE, lambda: verifier.verify(grant, replay))
+
+
+def test_the_same_signed_envelope_again_is_an_idempotent_retry(world: World, verifier: GrantVerifier) -> None:
+    grant, signed = world.grant(), world.query()
+    first = verifier.verify(grant, signed)
+    world.clock.ms += 5_000
+    again = verifier.verify(grant, signed)
+    assert again.payload == first.payload and again.study == first.study
+
+
+def test_nonces_survive_reopening_the_store(world: World, cache: RevocationCache, tmp_path: Path) -> None:
+    path = tmp_path / "n.sqlite"
+    grant, nonce = world.grant(), b"r" * 16
+    store = NonceStore(path, WINDOW_MS)
+    try:
+        make_verifier(world, cache, store).verify(grant, world.query(nonce=nonce))
+    finally:
+        store.close()
+    store = NonceStore(path, WINDOW_MS)
+    try:
+        v = make_verifier(world, cache, store)
+        refused_with(Unauthenticated, Reason.REPLAYED_NONCE, lambda: v.verify(grant, world.query(nonce=nonce)))
+        assert len(store) == 1
+    finally:
+        store.close()
+
+
+FAILURES: dict[str, Callable[[World], tuple[pb.StudyGrant, dict[str, Any]]]] = {
+    "bad query signature": lambda w: (w.grant(), {"by": signer()}),
+    "another study": lambda w: (w.grant(), {"study_id": "S-other"}),
+    "another site": lambda w: (w.grant(), {"sites": ["site-b"]}),
+    "stale timestamp": lambda w: (w.grant(), {"timestamp_unix_ms": NOW_MS - 2 * WINDOW_MS}),
+    "revocation unconfirmed": lambda w: (w.grant(revocation_epoch=99), {}),
+    "expired grant": lambda w: (w.grant(not_after_unix_ms=NOW_MS - 1, not_before_unix_ms=0), {}),
+}
+
+
+@pytest.mark.parametrize("failure", sorted(FAILURES))
+def test_a_failing_check_records_no_nonce(
+    world: World, verifier: GrantVerifier, nonces: NonceStore, failure: str
+) -> None:
+    nonce = b"f" * 16
+    grant, query_fields = FAILURES[failure](world)
+    with pytest.raises(GenogateError):
+        verifier.verify(grant, world.query(nonce=nonce, **query_fields))
+    assert len(nonces) == 0
+    verifier.verify(world.grant(), world.query(nonce=nonce))  # the nonce is still fresh
+    assert len(nonces) == 1
+
+
+def test_nonce_store_prunes_and_refuses_anything_before_its_horizon(nonces: NonceStore) -> None:
+    sha = hashlib.sha256(b"p").hexdigest()
+    nonces.check_and_record(b"a" * 16, sha, NOW_MS, NOW_MS)
+    nonces.check_and_record(b"b" * 16, sha, NOW_MS + 3 * WINDOW_MS, NOW_MS + 3 * WINDOW_MS)
+    assert len(nonces) == 1  # "a" was more than 2 windows old
+    # A clock stepped back cannot readmit the pruned nonce: its timestamp precedes the horizon.
+    refused_with(
+        Unauthenticated, Reason.STALE_TIMESTAMP, lambda: nonces.check_and_record(b"a" * 16, "0" * 64, NOW_MS, NOW_MS)
+    )
+
+
+def test_nonce_store_idempotent_retry_and_replay(nonces: NonceStore) -> None:
+    one, two = hashlib.sha256(b"1").hexdigest(), hashlib.sha256(b"2").hexdigest()
+    nonces.check_and_record(b"x" * 16, one, NOW_MS, NOW_MS)
+    nonces.check_and_record(b"x" * 16, one, NOW_MS, NOW_MS + 1)
+    refused_with(
+        Unauthenticated, Reason.REPLAYED_NONCE, lambda: nonces.check_and_record(b"x" * 16, two, NOW_MS, NOW_MS)
+    )
+    refused_with(InvalidArgument, Reason.INVALID_QUERY, lambda: nonces.check_and_record(b"", one, NOW_MS, NOW_MS))
+    refused_with(
+        InvalidArgument, Reason.INVALID_QUERY, lambda: nonces.check_and_record(b"x" * 257, one, NOW_MS, NOW_MS)
+    )
+    assert len(nonces) == 1
+
+
+def test_one_nonce_is_accepted_once_under_concurrency(nonces: NonceStore, tmp_path: Path) -> None:
+    # Two stores on one file stand in for two processes; SQLite's write lock serialises them.
+    second = NonceStore(tmp_path / "nonces.sqlite", WINDOW_MS)
+    outcomes: list[str] = []
+    start = threading.Barrier(16)
+
+    def attempt(i: int) -> None:
+        store = nonces if i % 2 else second
+        start.wait()
+        try:
+            store.check_and_record(b"c" * 16, hashlib.sha256(str(i).encode()).hexdigest(), NOW_MS, NOW_MS)
+            outcomes.append("accepted")
+        except Unauthenticated as exc:
+            outcomes.append(exc.reason.name)
+
+    try:
+        threads = [threading.Thread(target=attempt, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        second.close()
+    assert sorted(outcomes) == ["REPLAYED_NONCE"] * 15 + ["accepted"]
+
+
+def test_nonce_store_refuses_foreign_files(tmp_path: Path) -> None:
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    conn.close()
+    with pytest.raises(StoreError):
+        NonceStore(other, WINDOW_MS)
+    text = tmp_path / "text"
+    text.write_text("not a database at all, just some text that is long enough\n" * 10)
+    with pytest.raises(StoreError):
+        NonceStore(text, WINDOW_MS)
+
+
+def test_closed_nonce_store_refuses(tmp_path: Path) -> None:
+    store = NonceStore(tmp_path / "n.sqlite", WINDOW_MS)
+    store.close()
+    store.close()
+    with pytest.raises(StoreError):
+        store.check_and_record(b"x" * 16, "0" * 64, NOW_MS, NOW_MS)
+
+
+# Configuration ------------------------------------------------------------------------------------------
+
+
+def test_trusted_keys_must_match_their_ids(world: World, nonces: NonceStore) -> None:
+    with pytest.raises(ConfigError):
+        RevocationCache({"0" * 64: world.committee.public_raw}, STALENESS_MS, world.clock)
+    cache = RevocationCache(world.trusted, STALENESS_MS, world.clock)
+    with pytest.raises(ConfigError):
+        GrantVerifier(
+            site=SITE,
+            trusted_committee={world.committee.key_id: b"short"},
+            revocations=cache,
+            nonces=nonces,
+            timestamp_window_ms=WINDOW_MS,
+            opted_in=None,
+            refused=frozenset(),
+        )
+
+
+def test_timestamp_window_must_fit_the_nonce_window(world: World, cache: RevocationCache, nonces: NonceStore) -> None:
+    for window in (0, WINDOW_MS + 1):
+        with pytest.raises(ConfigError):
+            GrantVerifier(
+                site=SITE,
+                trusted_committee=world.trusted,
+                revocations=cache,
+                nonces=nonces,
+                timestamp_window_ms=window,
+                opted_in=None,
+                refused=frozenset(),
+            )

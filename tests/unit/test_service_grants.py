@@ -1,0 +1,161 @@
+"""The node service under signed grants: the grant and the researcher's signature are verified by the
+node itself, refusals charge nothing, and even a coordinator driving the node directly with a valid grant
+cannot spend more than the grant's budget at this node."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from genogate.errors import PermissionDenied, Reason, ResourceExhausted, Unauthenticated
+from genogate.wire.v1 import common_pb2 as pb
+from node.grants import GrantVerifier, NonceStore, RevocationCache
+from node.ingest import ingest
+from node.ledger import Ledger
+from node.service import Caller, QueryService
+from tests.unit.test_grants import SITE, STALENESS_MS, STUDY, WINDOW_MS, World
+from tests.unit.test_service import POLICY, SHEET, VCF, ZeroNoise
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Iterator[tuple[World, QueryService, NonceStore]]:
+    (tmp_path / "c.vcf").write_text(VCF)
+    (tmp_path / "s.tsv").write_text(SHEET)
+    ingest(tmp_path / "store.duckdb", [tmp_path / "c.vcf"], tmp_path / "s.tsv")
+    world = World()
+    cache = RevocationCache(world.trusted, STALENESS_MS, world.clock)
+    cache.update(world.revocations())
+    nonces = NonceStore(tmp_path / "nonces.sqlite", WINDOW_MS)
+    verifier = GrantVerifier(
+        site=SITE,
+        trusted_committee=world.trusted,
+        revocations=cache,
+        nonces=nonces,
+        timestamp_window_ms=WINDOW_MS,
+        opted_in=None,
+        refused=frozenset(),
+        clock=world.clock,
+    )
+    svc = QueryService(
+        name=SITE,
+        store_path=tmp_path / "store.duckdb",
+        ledger=Ledger(tmp_path / "ledger.sqlite"),
+        studies=dict,
+        policy=POLICY,
+        noise=ZeroNoise(),
+        signer=world.committee,
+        grants=verifier,
+        clock=world.clock,
+    )
+    yield world, svc, nonces
+    nonces.close()
+
+
+def send(svc: QueryService, grant: pb.StudyGrant, signed: pb.SignedQuery) -> pb.ReleaseBody:
+    release = svc.query(Caller("coordinator"), signed.payload, grant=grant, signature=signed.researcher_signature)
+    return pb.ReleaseBody.FromString(release.payload)
+
+
+def spent(svc: QueryService, world: World) -> float:
+    return svc.budget(Caller("coordinator"), STUDY, world.grant()).epsilon_spent
+
+
+def test_a_signed_query_under_a_valid_grant_is_answered_with_consent_applied(setup) -> None:  # type: ignore[no-untyped-def]
+    world, svc, _ = setup
+    body = send(svc, world.grant(), world.query())
+    # Purpose HMB;NPU: P3's NPU is met now, P8 withdrew and P9 consented to C61 research only.
+    assert body.result.cohort_count.count.estimate == 8 and body.study_id == STUDY
+    assert spent(svc, world) == 0.1
+
+
+@pytest.mark.parametrize(
+    ("case", "error", "reason"),
+    [
+        ("forged grant", Unauthenticated, Reason.BAD_SIGNATURE),
+        ("untrusted committee", PermissionDenied, Reason.UNTRUSTED_COMMITTEE),
+        ("grant for another site", PermissionDenied, Reason.GRANT_WRONG_SITE),
+        ("expired grant", PermissionDenied, Reason.GRANT_EXPIRED),
+        ("kind not in grant", PermissionDenied, Reason.KIND_NOT_GRANTED),
+        ("purpose refused by node", PermissionDenied, Reason.PURPOSE_REFUSED),
+        ("signed by another researcher", Unauthenticated, Reason.BAD_SIGNATURE),
+        ("stale timestamp", Unauthenticated, Reason.STALE_TIMESTAMP),
+        ("revoked", PermissionDenied, Reason.GRANT_REVOKED),
+    ],
+)
+def test_refusals_charge_nothing(setup, case: str, error: type, reason: Reason) -> None:  # type: ignore[no-untyped-def]
+    from tests.unit.test_grants import signer
+
+    world, svc, _ = setup
+    grant, signed = world.grant(), world.query()
+    match case:
+        case "forged grant":
+            grant = world.sign_grant(
+                world.grant(epsilon_total=99.0).payload, by=signer(), key_id=world.committee.key_id
+            )
+        case "untrusted committee":
+            grant = world.grant(by=signer())
+        case "grant for another site":
+            grant = world.grant(sites=["site-b"])
+        case "expired grant":
+            grant = world.grant(not_after_unix_ms=world.clock.ms - 1)
+        case "kind not in grant":
+            signed = world.query(
+                query=pb.Query(
+                    genotype_counts=pb.GenotypeCountsQuery(variant=pb.Variant(chrom="1", pos=100, ref="A", alt="G"))
+                )
+            )
+        case "purpose refused by node":
+            grant = world.grant(purpose="POA")
+        case "signed by another researcher":
+            signed = world.query(by=signer())
+        case "stale timestamp":
+            signed = world.query(timestamp_unix_ms=world.clock.ms - 10 * WINDOW_MS)
+        case "revoked":
+            svc._grants._revocations.update(world.revocations(revoked=(STUDY,), epoch=4))  # type: ignore[union-attr]
+    with pytest.raises(error) as info:
+        send(svc, grant, signed)
+    assert info.value.reason is reason
+    if case != "revoked":
+        assert spent(svc, world) == 0.0
+
+
+def test_a_replayed_nonce_is_refused_but_the_same_envelope_retried_is_answered_once(setup) -> None:  # type: ignore[no-untyped-def]
+    world, svc, _ = setup
+    grant, signed = world.grant(), world.query()
+    first = send(svc, grant, signed)
+    again = send(svc, grant, signed)  # an idempotent retry (e.g. after UNAVAILABLE): same answer, no charge
+    assert again.result == first.result and spent(svc, world) == 0.1
+    env = pb.QueryEnvelope.FromString(signed.payload)
+    other = world.query(nonce=env.nonce, query_id="q-other", epsilon=0.05)
+    with pytest.raises(Unauthenticated) as info:
+        send(svc, grant, other)
+    assert info.value.reason is Reason.REPLAYED_NONCE and spent(svc, world) == 0.1
+
+
+def test_a_coordinator_cannot_spend_past_the_grant_at_this_node(setup) -> None:  # type: ignore[no-untyped-def]
+    """Drive the node directly with a valid grant (epsilon_total 4.0, cap 0.1): 40 distinct queries pass,
+    the 41st is refused by the node's own ledger."""
+    world, svc, _ = setup
+    grant = world.grant()
+    for i in range(40):
+        q = pb.Query(
+            cohort_count=pb.CohortCountQuery(filter=pb.Filter(phenotype_has=pb.Filter.PhenotypeHas(term=f"local:t{i}")))
+        )
+        send(svc, grant, world.query(query=q))
+    with pytest.raises(ResourceExhausted) as info:
+        send(
+            svc,
+            grant,
+            world.query(
+                query=pb.Query(
+                    cohort_count=pb.CohortCountQuery(
+                        filter=pb.Filter(phenotype_has=pb.Filter.PhenotypeHas(term="local:last"))
+                    )
+                )
+            ),
+        )
+    assert info.value.reason is Reason.BUDGET_EXHAUSTED
+    assert Decimal(repr(spent(svc, world))) == Decimal("4.0")
