@@ -168,8 +168,11 @@ def discrete_gaussian_stddev(sigma: float) -> float:
 def _accuracy(mechanism: Mechanism, scale: float, alpha: float) -> float:
     # Cached: the discrete Gaussian helper sums its pmf, ~60 ms at sigma = 1e5.
     if mechanism == LAPLACE:
-        return float(dp.discrete_laplacian_scale_to_accuracy(scale, alpha))
-    return float(dp.discrete_gaussian_scale_to_accuracy(scale, alpha))
+        h = float(dp.discrete_laplacian_scale_to_accuracy(scale, alpha))
+    else:
+        h = float(dp.discrete_gaussian_scale_to_accuracy(scale, alpha))
+    # At a vanishing scale the helpers return -inf: the noise is then 0 but for a negligible probability.
+    return h if math.isfinite(h) and h > 0 else 0.0
 
 
 def halfwidth(p: NoisePlan, alpha: float) -> float:

@@ -201,7 +201,7 @@ def _check_id(value: str, what: str, reason: Reason) -> None:
 
 
 def _check_sha256(value: str, what: str) -> None:
-    if not isinstance(value, str) or not _SHA256_RE.match(value):
+    if not isinstance(value, str) or not _SHA256_RE.fullmatch(value):
         raise InvalidArgument(f"{what} must be 64 lowercase hex digits")
 
 
