@@ -29,12 +29,14 @@ from genogate import __version__
 from genogate.config import read_file
 from genogate.errors import ConfigError
 from genogate.rpc import PolicyInterceptor
-from genogate.signing import Signer
+from genogate.signing import Signer, key_id
 from genogate.wire.v1 import common_pb2 as pb  # noqa: F401 - named in a cast
+from genogate.wire.v1 import coordinator_pb2 as cpb
+from genogate.wire.v1 import coordinator_pb2_grpc, node_pb2_grpc
 from genogate.wire.v1 import node_pb2 as npb
-from genogate.wire.v1 import node_pb2_grpc
 from node.config import NodeConfig
 from node.dp import OpenDPNoise
+from node.grants import GrantVerifier, NonceStore, RevocationCache
 from node.ledger import Ledger
 from node.service import Policy, QueryService
 from node.servicer import RPC_POLICY, NodeServicer
@@ -85,6 +87,60 @@ def studies_provider(path: Path) -> Callable[[], Mapping[str, Study]]:
     return current
 
 
+def grant_verifier(config: NodeConfig) -> GrantVerifier | None:
+    """The node's own verifier of signed grants, or None when it trusts no committee."""
+    g = config.grants
+    if not g.committee_keys:
+        return None
+    trusted = {key_id(raw): raw for raw in (bytes.fromhex(h) for h in g.committee_keys)}
+    cache = RevocationCache(trusted, int(g.revocation_max_staleness_seconds * 1000))
+    window_ms = int(g.timestamp_window_seconds * 1000)
+    return GrantVerifier(
+        site=config.node.name,
+        trusted_committee=trusted,
+        revocations=cache,
+        nonces=NonceStore(g.nonce_store, window_ms),
+        timestamp_window_ms=window_ms,
+        opted_in=frozenset(g.opted_in) if g.require_opt_in else None,
+        refused=frozenset(g.refused),
+    )
+
+
+class RevocationRefresher:
+    """Fetches the committee-signed revocation list from the coordinator every few seconds (a daemon
+    thread). A failed fetch keeps the last good list; once it is too old, grant queries are refused."""
+
+    def __init__(self, config: NodeConfig, cache: RevocationCache):
+        self.cache = cache
+        self.every = config.grants.revocation_refresh_seconds
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=read_file(config.tls.ca_certs, "CA bundle"),
+            private_key=read_file(config.tls.key, "TLS key"),
+            certificate_chain=read_file(config.tls.cert, "TLS certificate"),
+        )
+        self.channel = grpc.secure_channel(config.grants.coordinator, creds)
+        self.stub = coordinator_pb2_grpc.CoordinatorServiceStub(self.channel)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="revocations", daemon=True)
+
+    def fetch(self) -> cpb.SignedRevocationList:
+        response: cpb.GetRevocationsResponse = self.stub.GetRevocations(cpb.GetRevocationsRequest(), timeout=10)
+        return response.revocations
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            if not self.cache.refresh(self.fetch):
+                log.warning("could not refresh the revocation list", extra={"error": str(self.cache.last_error)})
+            self.stop.wait(self.every)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.channel.close()
+
+
 def create_server(config: NodeConfig) -> tuple[grpc.Server, int, QueryService]:
     signer = Signer.from_pem_file(config.keys.identity_key)
     policy = policy_of(config)
@@ -96,6 +152,7 @@ def create_server(config: NodeConfig) -> tuple[grpc.Server, int, QueryService]:
         policy=policy,
         noise=OpenDPNoise(),
         signer=signer,
+        grants=grant_verifier(config),
     )
     info = npb.GetNodeInfoResponse(
         name=config.node.name,
@@ -140,6 +197,10 @@ def create_server(config: NodeConfig) -> tuple[grpc.Server, int, QueryService]:
 def serve(config: NodeConfig) -> int:
     """Run until SIGTERM/SIGINT; returns the process exit code."""
     server, port, service = create_server(config)
+    refresher = None
+    if service.revocations is not None and config.grants.coordinator:
+        refresher = RevocationRefresher(config, service.revocations)
+        refresher.start()
     server.start()
     host = config.server.listen.rsplit(":", 1)[0]
     _write_ready(
@@ -153,6 +214,8 @@ def serve(config: NodeConfig) -> int:
     stop.wait()
     log.info("stopping", extra={"grace_seconds": config.server.grace_seconds})
     server.stop(config.server.grace_seconds).wait()
+    if refresher is not None:
+        refresher.close()
     service.close()
     config.server.ready_file.unlink(missing_ok=True)
     return 0

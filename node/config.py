@@ -319,6 +319,69 @@ class StudiesSettings:
     )
 
 
+def check_public_keys(keys: tuple[str, ...]) -> tuple[str, ...]:
+    for k in keys:
+        try:
+            raw = bytes.fromhex(k)
+        except ValueError:
+            raise ValueError(f"{k[:16]!r}... is not hex") from None
+        if len(raw) != 32:
+            raise ValueError("each committee key is a raw Ed25519 public key: 64 hex digits")
+    return keys
+
+
+@dataclass(frozen=True)
+class GrantsSettings:
+    committee_keys: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "Raw Ed25519 public keys (64 hex digits each) of the access committees whose signed study grants "
+            "this node accepts. Empty: the node accepts no grants, only its local trusted studies.",
+            "check": check_public_keys,
+        },
+    )
+    coordinator: str = field(
+        default="",
+        metadata={
+            "help": "HOST:PORT of the coordinator the node fetches the committee-signed revocation list from (mTLS, "
+            "with this node's certificate, which must then allow client authentication). Empty: no refresh, so "
+            "queries under grants are refused until a fresh list is held (REVOCATION_UNCONFIRMED)."
+        },
+    )
+    revocation_refresh_seconds: float = field(
+        default=30.0, metadata={"help": "How often the node fetches the revocation list.", "check": _non_negative_float}
+    )
+    revocation_max_staleness_seconds: float = field(
+        default=300.0,
+        metadata={
+            "help": "A revocation list signed (or fetched) longer ago than this no longer confirms a grant: queries "
+            "under grants are refused until a fresh one arrives.",
+            "check": _non_negative_float,
+        },
+    )
+    timestamp_window_seconds: float = field(
+        default=300.0,
+        metadata={
+            "help": "A signed query's timestamp must lie within this many seconds of the node's clock.",
+            "check": _non_negative_float,
+        },
+    )
+    nonce_store: Path = field(
+        default=Path("nonces.sqlite"),
+        metadata={"help": "SQLite file of the query nonces seen (durable, so a restart opens no replay window)."},
+    )
+    require_opt_in: bool = field(
+        default=False,
+        metadata={"help": "Answer only studies listed in opted_in (this node's own data steward's approval)."},
+    )
+    opted_in: tuple[str, ...] = field(
+        default=(), metadata={"help": "Study ids this node's data steward approved (used with require_opt_in)."}
+    )
+    refused: tuple[str, ...] = field(
+        default=(), metadata={"help": "Study ids this node refuses whatever their grant says."}
+    )
+
+
 @dataclass(frozen=True)
 class LogSettings:
     level: Literal["debug", "info", "warning", "error"] = field(
@@ -342,6 +405,9 @@ class NodeConfig:
         metadata={"help": "The node's own limits, enforced whatever a study grant or the coordinator asks."}
     )
     studies: StudiesSettings = field(metadata={"help": "Which studies the node answers for."})
+    grants: GrantsSettings = field(
+        metadata={"help": "Signed study grants: whom the node trusts, and replay protection."}
+    )
     log: LogSettings = field(metadata={"help": "Logging."})
 
 

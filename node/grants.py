@@ -421,6 +421,13 @@ class GrantVerifier:
         self._refused = refused
         self._clock = clock
 
+    @property
+    def revocations(self) -> RevocationCache:
+        return self._revocations
+
+    def close(self) -> None:
+        self._nonces.close()
+
     def verify_grant(self, grant: pb.StudyGrant) -> tuple[pb.GrantBody, Study]:
         """The grant's own checks (committee signature, key fingerprint, validity window, this site, the
         steward's rules, revocation): what a query and a budget request under it both need."""

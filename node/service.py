@@ -123,6 +123,7 @@ class QueryService:
         self._noise = noise
         self._signer = signer
         self._grants = grants
+        self.revocations = grants.revocations if grants is not None else None
         self._clock = clock
         self._lock = threading.Lock()
         self._consent: dict[tuple[str, frozenset[str]], npt.NDArray[np.bool_]] = {}
@@ -131,6 +132,8 @@ class QueryService:
 
     def close(self) -> None:
         self._root.close()
+        if self._grants is not None:
+            self._grants.close()
 
     # Public operations ------------------------------------------------------------------------------------
 
