@@ -1,0 +1,464 @@
+"""``genogate``: the command line of researchers and access-committee members.
+
+Commands talk to the coordinator named in a profile (``--profile FILE`` or ``$GENOGATE_PROFILE``; see
+``genogate.profile``) over mutual TLS, except ``keys new``, which works offline. Every command prints a
+readable table, or with ``--json`` the RPC's response message as JSON (protobuf JSON mapping, proto field
+names). Expected problems print one line ``genogate: error: ...`` and exit with a distinct code: 1 for an
+error the coordinator (or the network) returned, 2 for bad arguments, 3 for a bad profile; a stack trace
+means a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from genogate.errors import DeadlineExceeded, GenogateError, InvalidArgument, LocalError, Unavailable, UsageError
+
+if TYPE_CHECKING:
+    from google.protobuf.message import Message
+
+    from genogate.coordclient import CoordinatorClient
+    from genogate.profile import Profile
+    from genogate.wire.v1 import coordinator_pb2 as cpb
+
+PROG = "genogate"
+STATES = ("proposed", "approved", "rejected", "revoked", "expired")
+KINDS_HELP = "cohort_count, allele_frequency, genotype_counts, case_control, carrier_count"
+EPILOG = f"""\
+profile (TOML; --profile FILE or $GENOGATE_PROFILE; relative paths resolve against the profile's directory):
+  [profile]
+  name = "alice"
+  coordinator = "coord.example.org:7443"
+  ca_cert = "tls/ca.pem"
+  cert = "tls/alice.pem"
+  key = "tls/alice.key"
+  signing_key = "alice.ed25519"
+GENOGATE_PROFILE__<KEY> (e.g. GENOGATE_PROFILE__COORDINATOR) overrides one setting.
+
+exit codes: 0 ok; 1 the coordinator or the network refused; 2 bad arguments; 3 bad profile.
+query kinds: {KINDS_HELP}."""
+
+
+# Argument types (argparse reports their errors with the usage and exit code 2) -----------------------------
+
+
+def _kinds(text: str) -> list[int]:
+    from genogate.query import Kind
+
+    try:
+        kinds = [Kind.parse(part).value for part in text.split(",") if part.strip()]
+    except InvalidArgument as exc:
+        raise argparse.ArgumentTypeError(exc.detail) from None
+    if not kinds:
+        raise argparse.ArgumentTypeError("expected at least one query kind")
+    return kinds
+
+
+def _names(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected at least one comma-separated name")
+    return names
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def _public_key(text: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected the key as hex (64 hex digits)") from None
+    if len(raw) != 32:
+        raise argparse.ArgumentTypeError(f"expected a raw 32-byte Ed25519 public key (64 hex digits), got {len(raw)}")
+    return raw
+
+
+def _endpoint(text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return text
+
+
+# Parsers --------------------------------------------------------------------------------------------------
+
+
+def _common(*, suppress: bool) -> argparse.ArgumentParser:
+    """Options accepted before the command and after it (the leaf copies never overwrite the former)."""
+    default: Any = argparse.SUPPRESS
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        default=default if suppress else None,
+        help="profile TOML naming the coordinator and your keys (default: $GENOGATE_PROFILE)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        default=default if suppress else False,
+        help="print the response message as JSON instead of a table",
+    )
+    p.add_argument(
+        "--timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        default=default if suppress else 60.0,
+        help="deadline of each call to the coordinator (default: 60)",
+    )
+    return p
+
+
+def _add_proposal_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--title", required=True, help="short human-readable title")
+    p.add_argument("--purpose", required=True, help='the purpose as a DUO code, e.g. "HMB", "DS-C50", "GRU"')
+    p.add_argument("--kinds", type=_kinds, required=True, metavar="K1,K2", help=f"query kinds: {KINDS_HELP}")
+    p.add_argument("--sites", type=_names, required=True, metavar="A,B", help="site (node) names")
+    p.add_argument(
+        "--epsilon-total", type=_positive_float, required=True, metavar="E", help="total epsilon asked at each site"
+    )
+    p.add_argument(
+        "--epsilon-cap", type=_positive_float, required=True, metavar="C", help="largest epsilon of any one query"
+    )
+    p.add_argument("--days", type=_positive_int, required=True, metavar="D", help="grant duration from approval")
+    p.add_argument("--description", default="", help="free-text description of the research question")
+    p.add_argument(
+        "--per-site-breakdown", action="store_true", help="ask to see each site's answer, not only the combination"
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    leaf = _common(suppress=True)
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        parents=[_common(suppress=False)],
+        description="Propose, review and inspect genogate studies; register nodes and researchers.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"{PROG} 0.1.0")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def group(name: str, help_text: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+        g = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+        return g.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    def command(
+        group_sub: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        handler: Callable[[argparse.Namespace], int],
+        help_text: str,
+        description: str,
+    ) -> argparse.ArgumentParser:
+        c = group_sub.add_parser(name, parents=[leaf], help=help_text, description=description)
+        c.set_defaults(handler=handler)
+        return c
+
+    keys = group("keys", "make Ed25519 signing keys")
+    c = command(
+        keys,
+        "new",
+        _keys_new,
+        "create an Ed25519 signing key",
+        "Create an Ed25519 private key (PEM, PKCS#8, mode 0600) and print its raw public key as hex and its "
+        "fingerprint (SHA-256 of the raw public key: what proposals and reviews name). Works offline; never "
+        "overwrites a file. Register the public key with 'genogate researchers register'.",
+    )
+    c.add_argument("--out", type=Path, required=True, metavar="FILE", help="where to write the private key")
+
+    study = group("study", "propose, preview, list, show and review studies")
+    c = command(
+        study,
+        "propose",
+        _study_propose,
+        "sign and propose a study",
+        "Sign a study proposal with the profile's signing_key (its fingerprint becomes the proposal's "
+        "researcher key) and send it; the study starts in state proposed.",
+    )
+    _add_proposal_args(c)
+    c = command(
+        study,
+        "preview",
+        _study_preview,
+        "dry-run a proposal (nothing is signed or recorded)",
+        "Check a proposal without signing or recording it: the grant an approval would issue, what each site "
+        "would make of it (registered, reachable, purpose and kinds accepted, epsilon cap, expected noise) and "
+        "every problem that would block it.",
+    )
+    _add_proposal_args(c)
+    c = command(study, "list", _study_list, "list studies", "List studies, newest first.")
+    c.add_argument("--state", choices=STATES, help="only studies in this state")
+    c.add_argument("--researcher", metavar="FINGERPRINT", default="", help="only studies of this researcher key")
+    c = command(study, "show", _study_show, "show one study", "Show one study: proposal, state, reviews, grant.")
+    c.add_argument("study_id", metavar="ID")
+    for name, verb in (("approve", "approve"), ("reject", "reject"), ("revoke", "revoke")):
+        detail = {
+            "approve": "Approve a proposed study; once enough reviewers approve, the committee's grant is issued.",
+            "reject": "Reject a proposed study.",
+            "revoke": "Revoke an approved study; nodes refuse its grant once they see the new revocation list.",
+        }[name]
+        c = command(
+            study,
+            name,
+            _study_review,
+            f"{verb} a study (committee; signs a review)",
+            detail + " The review is signed with the profile's signing_key over the study's proposal hash.",
+        )
+        c.add_argument("study_id", metavar="ID")
+        c.add_argument("--comment", default="", help="comment or reason, shown to the researcher")
+        c.set_defaults(decision=name)
+
+    nodes = group("nodes", "register and list nodes (committee)")
+    c = command(
+        nodes,
+        "register",
+        _nodes_register,
+        "register a node",
+        "Register a node: its name, endpoint and the SHA-256 of its TLS certificate (read from --cert), which "
+        "the coordinator pins.",
+    )
+    c.add_argument("--name", required=True, help="the site name grants and queries use")
+    c.add_argument("--endpoint", type=_endpoint, required=True, metavar="HOST:PORT", help="the node's gRPC address")
+    c.add_argument("--cert", type=Path, required=True, metavar="PEM", help="the node's TLS certificate")
+    c.add_argument(
+        "--build", choices=("GRCh37", "GRCh38"), default="GRCh38", help="reference build (default: %(default)s)"
+    )
+    command(nodes, "list", _nodes_list, "list registered nodes", "List the registered nodes.")
+
+    researchers = group("researchers", "register researchers' keys (committee)")
+    c = command(
+        researchers,
+        "register",
+        _researchers_register,
+        "register a researcher's public key",
+        "Register a researcher's Ed25519 public key (the hex that 'genogate keys new' prints); the answer "
+        "names the fingerprint their proposals must carry.",
+    )
+    c.add_argument("--name", required=True, help="display name")
+    c.add_argument("--affiliation", required=True, help="institution")
+    c.add_argument("--public-key", type=_public_key, required=True, metavar="HEX", help="raw public key, 64 hex digits")
+    return p
+
+
+# Output ---------------------------------------------------------------------------------------------------
+
+
+def _emit(args: argparse.Namespace, message: Message, text: Callable[[], str]) -> int:
+    if args.json:
+        from google.protobuf.json_format import MessageToDict
+
+        print(json.dumps(MessageToDict(message, preserving_proto_field_name=True), indent=2))
+    else:
+        print(text())
+    return 0
+
+
+def _profile(args: argparse.Namespace) -> Profile:
+    from genogate.profile import resolve
+
+    return resolve(args.profile)
+
+
+def _client(args: argparse.Namespace, profile: Profile) -> CoordinatorClient:
+    from genogate.coordclient import CoordinatorClient
+
+    args.coordinator = profile.coordinator  # named in transport errors
+    return CoordinatorClient(profile.coordinator, profile.client_tls(), timeout_s=args.timeout)
+
+
+# Handlers -------------------------------------------------------------------------------------------------
+
+
+def _keys_new(args: argparse.Namespace) -> int:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from genogate.signing import Signer
+    from genogate.tls import new_identity_key, write_secret
+
+    pem = new_identity_key()
+    key = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(key, Ed25519PrivateKey):  # pragma: no cover - new_identity_key makes Ed25519 keys
+        raise TypeError("expected an Ed25519 key")
+    signer = Signer(key)
+    try:
+        write_secret(args.out, pem)
+    except FileExistsError:
+        raise UsageError(f"{args.out} already exists; refusing to overwrite it") from None
+    except OSError as exc:
+        raise UsageError(f"{args.out}: cannot write the key ({exc.strerror or type(exc).__name__})") from None
+    if args.json:
+        print(json.dumps({"path": str(args.out), "public_key": signer.public_raw.hex(), "fingerprint": signer.key_id}))
+    else:
+        from genogate.table import kv
+
+        print(kv([("private key", args.out), ("public key", signer.public_raw.hex()), ("fingerprint", signer.key_id)]))
+    return 0
+
+
+def _proposal(args: argparse.Namespace, fingerprint: str) -> cpb.StudyProposal:
+    from genogate.wire.v1 import coordinator_pb2 as cpb
+
+    return cpb.StudyProposal(
+        title=args.title,
+        purpose=args.purpose,
+        kinds=args.kinds,
+        sites=args.sites,
+        epsilon_total_per_site=args.epsilon_total,
+        epsilon_per_query_cap=args.epsilon_cap,
+        duration_days=args.days,
+        researcher_key_fingerprint=fingerprint,
+        description=args.description,
+        per_site_breakdown=args.per_site_breakdown,
+    )
+
+
+def _study_propose(args: argparse.Namespace) -> int:
+    from genogate import table
+    from genogate.wire.v1 import coordinator_pb2 as cpb
+
+    profile = _profile(args)
+    signer = profile.signer()
+    with _client(args, profile) as client:
+        s = client.propose(_proposal(args, signer.key_id), signer)
+    return _emit(args, cpb.ProposeStudyResponse(study=s), lambda: table.study(s))
+
+
+def _study_preview(args: argparse.Namespace) -> int:
+    from genogate import table
+
+    profile = _profile(args)
+    fingerprint = profile.signer().key_id if profile.settings.signing_key is not None else ""
+    with _client(args, profile) as client:
+        response = client.preview_study(_proposal(args, fingerprint))
+    return _emit(args, response, lambda: table.preview(response))
+
+
+def _study_list(args: argparse.Namespace) -> int:
+    from genogate import table
+    from genogate.wire.v1 import coordinator_pb2 as cpb
+
+    state = cpb.StudyState.Value(f"STUDY_STATE_{args.state.upper()}") if args.state else cpb.STUDY_STATE_UNSPECIFIED
+    profile = _profile(args)
+    with _client(args, profile) as client:
+        items = client.list_studies(state, args.researcher)
+    return _emit(args, cpb.ListStudiesResponse(studies=items), lambda: table.studies(items))
+
+
+def _study_show(args: argparse.Namespace) -> int:
+    from genogate import table
+    from genogate.wire.v1 import coordinator_pb2 as cpb
+
+    profile = _profile(args)
+    with _client(args, profile) as client:
+        s = client.get_study(args.study_id)
+    return _emit(args, cpb.GetStudyResponse(study=s), lambda: table.study(s))
+
+
+def _study_review(args: argparse.Namespace) -> int:
+    from genogate import table
+    from genogate.coordclient import sign_review
+    from genogate.wire.v1 import coordinator_pb2 as cpb
+
+    decision = cpb.ReviewDecision.Value(f"REVIEW_DECISION_{args.decision.upper()}")
+    profile = _profile(args)
+    signer = profile.signer()
+    with _client(args, profile) as client:
+        current = client.get_study(args.study_id)
+        review = sign_review(current, decision, args.comment, signer)
+        if decision == cpb.REVIEW_DECISION_REVOKE:
+            revoked = client.revoke_study(review)
+            return _emit(args, revoked, lambda: table.study(revoked.study, revocation_epoch=revoked.revocation_epoch))
+        s = client.review_study(review)
+    return _emit(args, cpb.ReviewStudyResponse(study=s), lambda: table.study(s))
+
+
+def _nodes_register(args: argparse.Namespace) -> int:
+    from genogate import table
+    from genogate.tls import fingerprint_sha256
+    from genogate.wire.v1 import coordinator_pb2 as cpb
+
+    try:
+        cert_sha256 = fingerprint_sha256(args.cert.read_bytes())
+    except OSError as exc:
+        raise UsageError(f"--cert {args.cert}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    except ValueError:
+        raise UsageError(f"--cert {args.cert}: not a PEM certificate") from None
+    node = cpb.NodeInfo(name=args.name, endpoint=args.endpoint, cert_sha256=cert_sha256, genome_build=args.build)
+    profile = _profile(args)
+    with _client(args, profile) as client:
+        registered = client.register_node(node)
+    return _emit(args, cpb.RegisterNodeResponse(node=registered), lambda: table.nodes([registered]))
+
+
+def _nodes_list(args: argparse.Namespace) -> int:
+    from genogate import table
+    from genogate.wire.v1 import coordinator_pb2 as cpb
+
+    profile = _profile(args)
+    with _client(args, profile) as client:
+        items = client.list_nodes()
+    return _emit(args, cpb.ListNodesResponse(nodes=items), lambda: table.nodes(items))
+
+
+def _researchers_register(args: argparse.Namespace) -> int:
+    from genogate import table
+    from genogate.wire.v1 import coordinator_pb2 as cpb
+
+    profile = _profile(args)
+    with _client(args, profile) as client:
+        r = client.register_researcher(args.name, args.affiliation, args.public_key)
+    return _emit(args, cpb.RegisterResearcherResponse(researcher=r), lambda: table.researcher(r))
+
+
+# Entry point ----------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except LocalError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except GenogateError as exc:
+        where = ""
+        if isinstance(exc, Unavailable | DeadlineExceeded):
+            where = f" (coordinator {getattr(args, 'coordinator', '?')})"
+        print(f"{PROG}: error: {exc}{where}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

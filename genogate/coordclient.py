@@ -1,0 +1,194 @@
+"""A synchronous client of the coordinator (mTLS), for the ``genogate`` command line, tools and tests.
+
+One typed method per RPC: a method returns the response's only field, or the response message itself when
+it has several. Failures raise the same ``GenogateError`` class and reason the coordinator raised.
+
+Two helpers sign before sending: ``propose`` signs the serialized ``StudyProposal`` with the researcher's
+key, and ``review`` signs a ``ReviewBody`` (approve, reject or revoke) with a committee member's key. The
+bytes signed are exactly the bytes sent; nothing is re-encoded after signing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import grpc
+
+from genogate.errors import Unauthenticated, UsageError
+from genogate.nodeclient import ClientTLS
+from genogate.rpc import error_from_rpc
+from genogate.signing import Signer
+from genogate.wire.v1 import common_pb2 as pb
+from genogate.wire.v1 import coordinator_pb2 as cpb
+from genogate.wire.v1 import coordinator_pb2_grpc
+
+PROPOSAL_BODY = "genogate.v1.StudyProposal"
+REVIEW_BODY = "genogate.v1.ReviewBody"
+
+R = TypeVar("R")
+
+
+def sign_proposal(proposal: cpb.StudyProposal, signer: Signer) -> cpb.SignedProposal:
+    """The proposal signed by ``signer``; its ``researcher_key_fingerprint`` is filled in when empty and
+    must otherwise name ``signer``'s key (``UsageError``)."""
+    p = cpb.StudyProposal()
+    p.CopyFrom(proposal)
+    if not p.researcher_key_fingerprint:
+        p.researcher_key_fingerprint = signer.key_id
+    elif p.researcher_key_fingerprint != signer.key_id:
+        raise UsageError(
+            f"the proposal names researcher key {p.researcher_key_fingerprint} but the signing key is {signer.key_id}"
+        )
+    payload = p.SerializeToString(deterministic=True)
+    return cpb.SignedProposal(payload=payload, researcher_signature=signer.sign(PROPOSAL_BODY, payload))
+
+
+def sign_review(
+    study: cpb.Study,
+    decision: cpb.ReviewDecision.ValueType,
+    comment: str,
+    signer: Signer,
+    *,
+    now_ms: int | None = None,
+) -> cpb.Review:
+    """A signed review of ``study`` covering exactly its proposal's SHA-256.
+
+    When the study carries the signed proposal, its hash is recomputed here and must match the coordinator's
+    ``proposal_sha256`` (``Unauthenticated`` otherwise): a reviewer never signs a hash of bytes they were
+    not shown."""
+    if decision == cpb.REVIEW_DECISION_UNSPECIFIED:
+        raise UsageError("a review needs a decision")
+    digest = study.proposal_sha256
+    payload = study.signed_proposal.payload
+    if payload:
+        actual = hashlib.sha256(payload).digest()
+        if digest and digest != actual:
+            raise Unauthenticated(
+                f"study {study.study_id}: proposal_sha256 does not match the signed proposal",
+                message="the coordinator's proposal hash does not match the proposal it sent",
+            )
+        digest = actual
+    if not digest:
+        raise UsageError(f"study {study.study_id} carries no proposal hash to review")
+    body = cpb.ReviewBody(
+        study_id=study.study_id,
+        proposal_sha256=digest,
+        decision=decision,
+        comment=comment,
+        reviewed_unix_ms=int(time.time() * 1000) if now_ms is None else now_ms,
+    )
+    body_bytes = body.SerializeToString(deterministic=True)
+    return cpb.Review(
+        payload=body_bytes,
+        reviewer_signature=signer.sign(REVIEW_BODY, body_bytes),
+        reviewer_key_id=signer.key_id,
+    )
+
+
+class CoordinatorClient:
+    def __init__(self, address: str, tls: ClientTLS, *, timeout_s: float = 30.0, max_message_mb: int = 64):
+        limit = max_message_mb * 2**20
+        creds = grpc.ssl_channel_credentials(root_certificates=tls.ca, private_key=tls.key, certificate_chain=tls.cert)
+        self.address = address
+        self.channel = grpc.secure_channel(
+            address,
+            creds,
+            options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
+        )
+        self.stub = coordinator_pb2_grpc.CoordinatorServiceStub(self.channel)
+        self.timeout_s = timeout_s
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> CoordinatorClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: Callable[..., Any], request: Any, response_type: type[R]) -> R:
+        try:
+            response = method(request, timeout=self.timeout_s)
+        except grpc.RpcError as exc:
+            raise error_from_rpc(exc) from None
+        if not isinstance(response, response_type):  # pragma: no cover - the stub's contract
+            raise TypeError(f"expected {response_type.__name__}, got {type(response).__name__}")
+        return response
+
+    # Studies ----------------------------------------------------------------------------------------------
+
+    def propose_study(self, signed: cpb.SignedProposal) -> cpb.Study:
+        request = cpb.ProposeStudyRequest(proposal=signed)
+        return self._call(self.stub.ProposeStudy, request, cpb.ProposeStudyResponse).study
+
+    def preview_study(self, proposal: cpb.StudyProposal) -> cpb.PreviewStudyResponse:
+        request = cpb.PreviewStudyRequest(proposal=proposal)
+        return self._call(self.stub.PreviewStudy, request, cpb.PreviewStudyResponse)
+
+    def get_study(self, study_id: str) -> cpb.Study:
+        request = cpb.GetStudyRequest(study_id=study_id)
+        return self._call(self.stub.GetStudy, request, cpb.GetStudyResponse).study
+
+    def list_studies(
+        self,
+        state: cpb.StudyState.ValueType = cpb.STUDY_STATE_UNSPECIFIED,
+        researcher_key_fingerprint: str = "",
+    ) -> list[cpb.Study]:
+        request = cpb.ListStudiesRequest(state=state, researcher_key_fingerprint=researcher_key_fingerprint)
+        return list(self._call(self.stub.ListStudies, request, cpb.ListStudiesResponse).studies)
+
+    def review_study(self, review: cpb.Review) -> cpb.Study:
+        request = cpb.ReviewStudyRequest(review=review)
+        return self._call(self.stub.ReviewStudy, request, cpb.ReviewStudyResponse).study
+
+    def revoke_study(self, review: cpb.Review) -> cpb.RevokeStudyResponse:
+        request = cpb.RevokeStudyRequest(review=review)
+        return self._call(self.stub.RevokeStudy, request, cpb.RevokeStudyResponse)
+
+    # Registry ---------------------------------------------------------------------------------------------
+
+    def register_node(self, node: cpb.NodeInfo) -> cpb.NodeInfo:
+        request = cpb.RegisterNodeRequest(node=node)
+        return self._call(self.stub.RegisterNode, request, cpb.RegisterNodeResponse).node
+
+    def list_nodes(self) -> list[cpb.NodeInfo]:
+        return list(self._call(self.stub.ListNodes, cpb.ListNodesRequest(), cpb.ListNodesResponse).nodes)
+
+    def register_researcher(self, name: str, affiliation: str, public_key: bytes) -> cpb.Researcher:
+        request = cpb.RegisterResearcherRequest(name=name, affiliation=affiliation, public_key=public_key)
+        return self._call(self.stub.RegisterResearcher, request, cpb.RegisterResearcherResponse).researcher
+
+    def get_revocations(self) -> cpb.SignedRevocationList:
+        request = cpb.GetRevocationsRequest()
+        return self._call(self.stub.GetRevocations, request, cpb.GetRevocationsResponse).revocations
+
+    # Queries ----------------------------------------------------------------------------------------------
+
+    def run_query(self, signed_query: pb.SignedQuery, site_timeout_ms: int = 0) -> cpb.RunQueryResponse:
+        request = cpb.RunQueryRequest(signed_query=signed_query, site_timeout_ms=site_timeout_ms)
+        return self._call(self.stub.RunQuery, request, cpb.RunQueryResponse)
+
+    def study_budget(self, study_id: str, sites: Iterable[str] = ()) -> list[cpb.SiteBudget]:
+        request = cpb.GetStudyBudgetRequest(study_id=study_id, sites=list(sites))
+        return list(self._call(self.stub.GetStudyBudget, request, cpb.GetStudyBudgetResponse).sites)
+
+    # Signing helpers --------------------------------------------------------------------------------------
+
+    def propose(self, proposal: cpb.StudyProposal, signer: Signer) -> cpb.Study:
+        """Sign ``proposal`` as the researcher (see ``sign_proposal``) and propose it."""
+        return self.propose_study(sign_proposal(proposal, signer))
+
+    def review(
+        self, study: cpb.Study, decision: cpb.ReviewDecision.ValueType, comment: str, signer: Signer
+    ) -> cpb.Study:
+        """Sign a review of ``study`` and send it: RevokeStudy for REVOKE, ReviewStudy otherwise.
+
+        Returns the study after the review (use ``sign_review`` + ``revoke_study`` for the revocation epoch)."""
+        review = sign_review(study, decision, comment, signer)
+        if decision == cpb.REVIEW_DECISION_REVOKE:
+            return self.revoke_study(review).study
+        return self.review_study(review)

@@ -1,0 +1,248 @@
+"""Plain-text output for people: aligned tables, key/value blocks, and the renderings of coordinator
+messages that the ``genogate`` command line prints (machine output is JSON, produced elsewhere).
+
+``table`` pads every column to its widest cell; a column whose cells are all numbers (or empty) is
+right-aligned. Cells are rendered by ``cell``: ``None`` as ``-``, booleans as yes/no, floats compactly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import Any
+
+from genogate.wire.v1 import common_pb2 as pb
+from genogate.wire.v1 import coordinator_pb2 as cpb
+
+EMPTY = "-"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+
+
+def cell(value: Any) -> str:
+    """One value as table text."""
+    if value is None or value == "":
+        return EMPTY
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, indent: str = "") -> str:
+    """An aligned plain-text table (no trailing spaces); numeric columns are right-aligned."""
+    raw = [list(r) for r in rows]
+    for r in raw:
+        if len(r) != len(headers):
+            raise ValueError(f"row has {len(r)} cells, the table has {len(headers)} columns")
+    numeric = [
+        any(_is_number(r[i]) for r in raw) and all(_is_number(r[i]) or r[i] is None or r[i] == "" for r in raw)
+        for i in range(len(headers))
+    ]
+    text = [[cell(v) for v in r] for r in raw]
+    widths = [max([len(h)] + [len(r[i]) for r in text]) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        out = [c.rjust(w) if right else c.ljust(w) for c, w, right in zip(cells, widths, numeric, strict=True)]
+        return (indent + "  ".join(out)).rstrip()
+
+    return "\n".join([line(list(headers))] + [line(r) for r in text])
+
+
+def kv(pairs: Iterable[tuple[str, Any]], *, indent: str = "") -> str:
+    """``key: value`` lines with the values aligned."""
+    items = [(k, cell(v)) for k, v in pairs]
+    width = max((len(k) for k, _ in items), default=0) + 1
+    return "\n".join(f"{indent}{(k + ':').ljust(width)} {v}".rstrip() for k, v in items)
+
+
+def when(unix_ms: int) -> str:
+    """A timestamp in milliseconds as UTC text (``-`` for 0)."""
+    if unix_ms <= 0:
+        return EMPTY
+    return dt.datetime.fromtimestamp(unix_ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+# Wire enums -----------------------------------------------------------------------------------------------
+
+
+def _enum_label(name: str, prefix: str) -> str:
+    return name.removeprefix(prefix).lower()
+
+
+def state_label(state: cpb.StudyState.ValueType) -> str:
+    try:
+        return _enum_label(cpb.StudyState.Name(state), "STUDY_STATE_")
+    except ValueError:
+        return str(int(state))
+
+
+def decision_label(decision: cpb.ReviewDecision.ValueType) -> str:
+    try:
+        return _enum_label(cpb.ReviewDecision.Name(decision), "REVIEW_DECISION_")
+    except ValueError:
+        return str(int(decision))
+
+
+def kind_label(kind: pb.QueryKind.ValueType) -> str:
+    try:
+        return _enum_label(pb.QueryKind.Name(kind), "QUERY_KIND_")
+    except ValueError:
+        return str(int(kind))
+
+
+def kinds_text(kinds: Iterable[pb.QueryKind.ValueType]) -> str:
+    return ",".join(kind_label(k) for k in kinds)
+
+
+# Coordinator messages -------------------------------------------------------------------------------------
+
+
+def _reviews(study: cpb.Study) -> list[tuple[cpb.ReviewBody | None, cpb.Review]]:
+    out: list[tuple[cpb.ReviewBody | None, cpb.Review]] = []
+    for review in study.reviews:
+        try:
+            out.append((cpb.ReviewBody.FromString(review.payload), review))
+        except Exception:  # noqa: BLE001 - a display must not fail on one odd review
+            out.append((None, review))
+    return out
+
+
+def approvals(study: cpb.Study) -> str:
+    """``approved/required``, counting distinct reviewer keys that approved."""
+    keys = {r.reviewer_key_id for body, r in _reviews(study) if body and body.decision == cpb.REVIEW_DECISION_APPROVE}
+    return f"{len(keys)}/{study.approvals_required}"
+
+
+def studies(items: Sequence[cpb.Study]) -> str:
+    if not items:
+        return "no studies"
+    rows = [
+        (
+            s.study_id,
+            state_label(s.state),
+            s.proposal.title,
+            s.proposal.purpose,
+            ",".join(s.proposal.sites),
+            s.proposal.epsilon_total_per_site,
+            approvals(s),
+            when(s.created_unix_ms),
+        )
+        for s in items
+    ]
+    return table(("ID", "STATE", "TITLE", "PURPOSE", "SITES", "EPSILON/SITE", "APPROVALS", "CREATED"), rows)
+
+
+def proposal_pairs(p: cpb.StudyProposal) -> list[tuple[str, Any]]:
+    return [
+        ("title", p.title),
+        ("purpose", p.purpose),
+        ("kinds", kinds_text(p.kinds)),
+        ("sites", ",".join(p.sites)),
+        ("epsilon per site", p.epsilon_total_per_site),
+        ("epsilon per query cap", p.epsilon_per_query_cap),
+        ("duration", f"{p.duration_days} days"),
+        ("per-site breakdown", p.per_site_breakdown),
+        ("researcher key", p.researcher_key_fingerprint),
+        ("description", p.description),
+    ]
+
+
+def study(s: cpb.Study, *, revocation_epoch: int | None = None) -> str:
+    pairs: list[tuple[str, Any]] = [
+        ("study", s.study_id),
+        ("state", state_label(s.state)),
+        ("approvals", approvals(s)),
+        *proposal_pairs(s.proposal),
+        ("proposal sha256", s.proposal_sha256.hex()),
+        ("created", when(s.created_unix_ms)),
+        ("updated", when(s.updated_unix_ms)),
+    ]
+    if s.HasField("grant"):
+        pairs.append(("grant signed by", s.grant.committee_key_id))
+        try:
+            body = pb.GrantBody.FromString(s.grant.payload)
+        except Exception:  # noqa: BLE001 - shown as unreadable, never fatal
+            body = None
+        if body is not None:
+            pairs += [
+                ("grant valid from", when(body.not_before_unix_ms)),
+                ("grant valid to", when(body.not_after_unix_ms)),
+            ]
+    if revocation_epoch is not None:
+        pairs.append(("revocation epoch", revocation_epoch))
+    out = [kv(pairs)]
+    reviewed = _reviews(s)
+    if reviewed:
+        rows = [
+            (
+                decision_label(b.decision) if b else "unreadable",
+                r.reviewer_key_id[:16],
+                when(b.reviewed_unix_ms) if b else None,
+                b.comment if b else None,
+            )
+            for b, r in reviewed
+        ]
+        out += ["", "reviews:", table(("DECISION", "REVIEWER", "WHEN", "COMMENT"), rows, indent="  ")]
+    return "\n".join(out)
+
+
+def preview(response: cpb.PreviewStudyResponse) -> str:
+    g = response.grant_body
+    out = [
+        kv(
+            [
+                ("purpose", g.purpose),
+                ("kinds", kinds_text(g.kinds)),
+                ("sites", ",".join(g.sites)),
+                ("epsilon per site", g.epsilon_total),
+                ("epsilon per query cap", g.epsilon_per_query_cap),
+                ("valid from", when(g.not_before_unix_ms)),
+                ("valid to", when(g.not_after_unix_ms)),
+                ("per-site breakdown", g.per_site_breakdown),
+            ]
+        )
+    ]
+    if response.sites:
+        rows = [
+            (
+                s.site,
+                s.registered,
+                s.reachable,
+                s.purpose_accepted,
+                kinds_text(s.kinds_refused),
+                s.epsilon_total_cap if s.epsilon_total_cap else None,
+                s.count_ci95_half_width if s.count_ci95_half_width else None,
+            )
+            for s in response.sites
+        ]
+        headers = ("SITE", "REGISTERED", "REACHABLE", "PURPOSE OK", "KINDS REFUSED", "EPSILON CAP", "COUNT CI95 +/-")
+        out += ["", table(headers, rows)]
+    if response.problems:
+        out += ["", "problems:"] + [f"  - {p}" for p in response.problems]
+    else:
+        out += ["", "no problems found"]
+    return "\n".join(out)
+
+
+def nodes(items: Sequence[cpb.NodeInfo]) -> str:
+    if not items:
+        return "no nodes"
+    rows = [(n.name, n.endpoint, n.genome_build, n.cert_sha256, when(n.registered_unix_ms)) for n in items]
+    return table(("NAME", "ENDPOINT", "BUILD", "CERT SHA-256", "REGISTERED"), rows)
+
+
+def researcher(r: cpb.Researcher) -> str:
+    return kv(
+        [
+            ("name", r.name),
+            ("affiliation", r.affiliation),
+            ("public key", r.public_key.hex()),
+            ("key fingerprint", r.key_fingerprint),
+            ("registered", when(r.registered_unix_ms)),
+        ]
+    )
