@@ -1,20 +1,126 @@
-"""``genogate-coordinator``: the access committee's service (arrives with the studies issue)."""
+"""``genogate-coordinator``: the access committee operator's command line.
+
+Commands: ``init`` (a coordinator's directory, keys and config), ``serve`` (the gRPC service) and
+``committee add`` (a member appended to the committee members file). Expected problems print one line and
+exit with the error's code; a stack trace means a bug.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from genogate.errors import GenogateError, LocalError
+
+PROG = "genogate-coordinator"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG, description="Coordinator of a genogate federation: node registry, studies, grants, revocations."
+    )
+    p.add_argument("--version", action="version", version=f"{PROG} 0.1.0")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ini = sub.add_parser(
+        "init",
+        help="create a coordinator directory: config, committee key, TLS key and certificate request",
+        description="Create DIR with coordinator.toml, the committee's Ed25519 signing key, a TLS key and "
+        "certificate request (CN=NAME; SANs NAME, localhost, 127.0.0.1) and an empty committee members file. "
+        "Keys are mode 0600. Refuses a DIR that already holds a coordinator.toml; never overwrites a file.",
+    )
+    ini.add_argument("--dir", type=Path, required=True, help="the coordinator directory (created if absent)")
+    ini.add_argument(
+        "--name", default="coordinator", help="the coordinator's name (certificate CN; default: %(default)s)"
+    )
+    ini.add_argument(
+        "--listen", default="127.0.0.1:0", metavar="HOST:PORT", help="server address (default: %(default)s)"
+    )
+    ini.add_argument(
+        "--operator",
+        action="append",
+        default=[],
+        metavar="CN",
+        help="a client-certificate common name allowed to register nodes and researchers; repeat for several",
+    )
+
+    sv = sub.add_parser(
+        "serve",
+        help="run the coordinator's gRPC service (mTLS) until SIGTERM",
+        description="Serve the coordinator over gRPC with mutual TLS. Writes the bound address to [server] "
+        "ready_file once serving; stops gracefully on SIGTERM or Ctrl-C.",
+    )
+    sv.add_argument("--config", type=Path, required=True, help="the coordinator's TOML config (see init)")
+    sv.add_argument("--listen", help="override [server] listen, e.g. 127.0.0.1:0 for any free port")
+
+    com = sub.add_parser("committee", help="manage the access committee's members")
+    com_sub = com.add_subparsers(dest="committee_command", required=True, metavar="COMMAND")
+    add = com_sub.add_parser(
+        "add",
+        help="add a member to the committee members file",
+        description="Append a member (a name and a raw Ed25519 public key) to the members file named by "
+        "[committee] members_file. The server reads the file at start: restart it afterwards.",
+    )
+    add.add_argument("--config", type=Path, required=True, help="the coordinator's TOML config")
+    add.add_argument("--name", required=True, help="the member's name")
+    add.add_argument("--public-key", required=True, metavar="HEX", help="raw Ed25519 public key, 64 hex digits")
+    return p
+
+
+def _init(args: argparse.Namespace) -> int:
+    from coordinator.admin import init_coordinator
+
+    print("\n".join(init_coordinator(args.dir, args.name, args.listen, tuple(args.operator)).lines()))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from coordinator.app import serve
+    from coordinator.config import check_files, load_coordinator_config
+    from genogate.log import configure
+
+    config = load_coordinator_config(args.config)
+    if args.listen:
+        from node.config import check_listen
+
+        try:
+            check_listen(args.listen)
+        except ValueError as exc:
+            from genogate.errors import UsageError
+
+            raise UsageError(f"--listen: {exc}") from None
+        config = dataclasses.replace(config, server=dataclasses.replace(config.server, listen=args.listen))
+    check_files(config)
+    configure(config.log.level, config.log.format)
+    return serve(config)
+
+
+def _committee(args: argparse.Namespace) -> int:
+    from coordinator.admin import add_member
+
+    print("\n".join(add_member(args.config, args.name, args.public_key).lines()))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="genogate-coordinator",
-        description="Coordinator of a genogate federation: node registry, studies, grants, fan-out.",
-    )
-    parser.add_argument("--version", action="version", version="genogate-coordinator 0.1.0")
-    parser.parse_args(argv)
-    parser.print_help(sys.stderr)
-    return 2
+    args = _parser().parse_args(argv)
+    handler = {"init": _init, "serve": _serve, "committee": _committee}[args.command]
+    try:
+        return handler(args)
+    except LocalError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except GenogateError as exc:  # e.g. the state file refused at start
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
