@@ -18,7 +18,7 @@ import grpc
 from genogate.convert import query_to_pb
 from genogate.query import Query
 from genogate.rpc import error_from_rpc
-from genogate.signing import verify
+from genogate.signing import Signer, verify
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import node_pb2 as npb
 from genogate.wire.v1 import node_pb2_grpc
@@ -35,6 +35,12 @@ class ClientTLS:
     @classmethod
     def from_files(cls, ca: Path, key: Path, cert: Path) -> ClientTLS:
         return cls(Path(ca).read_bytes(), Path(key).read_bytes(), Path(cert).read_bytes())
+
+
+def signed(env: pb.QueryEnvelope, signer: Signer) -> tuple[bytes, bytes]:
+    """The exact bytes of an envelope and the researcher's signature over them."""
+    payload = env.SerializeToString(deterministic=True)
+    return payload, signer.sign("genogate.v1.QueryEnvelope", payload)
 
 
 def envelope(
@@ -81,10 +87,15 @@ class NodeClient:
         except grpc.RpcError as exc:
             raise error_from_rpc(exc) from None
 
-    def send(self, env: pb.QueryEnvelope | bytes, signature: bytes = b"") -> tuple[pb.Release, pb.ReleaseBody]:
-        """Send an envelope (or its exact serialized bytes, for retries) and verify the signed release."""
+    def send(
+        self, env: pb.QueryEnvelope | bytes, signature: bytes = b"", grant: pb.StudyGrant | None = None
+    ) -> tuple[pb.Release, pb.ReleaseBody]:
+        """Send an envelope (or its exact serialized bytes, for retries), with the researcher's signature and
+        the study grant when there is one, and verify the node's signed release."""
         payload = env if isinstance(env, bytes) else env.SerializeToString(deterministic=True)
-        request = npb.QueryRequest(signed_query=pb.SignedQuery(payload=payload, researcher_signature=signature))
+        request = npb.QueryRequest(
+            signed_query=pb.SignedQuery(payload=payload, researcher_signature=signature), grant=grant
+        )
         try:
             release = self.stub.Query(request, timeout=self.timeout_s).release
         except grpc.RpcError as exc:
@@ -94,10 +105,10 @@ class NodeClient:
         verify(self._receipt_key, "genogate.v1.ReleaseBody", release.payload, release.node_signature)
         return release, pb.ReleaseBody.FromString(release.payload)
 
-    def budget(self, study_id: str) -> pb.BudgetStatus:
+    def budget(self, study_id: str, grant: pb.StudyGrant | None = None) -> pb.BudgetStatus:
         try:
             response: npb.GetBudgetResponse = self.stub.GetBudget(
-                npb.GetBudgetRequest(study_id=study_id), timeout=self.timeout_s
+                npb.GetBudgetRequest(study_id=study_id, grant=grant), timeout=self.timeout_s
             )
             return response.budget
         except grpc.RpcError as exc:

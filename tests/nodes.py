@@ -35,9 +35,10 @@ def client_tls(ca: Path, name: str, out: Path) -> ClientTLS:
     return ClientTLS.from_files(ca / "ca.pem", out / f"{name}.key", out / f"{name}.pem")
 
 
-def make_node(directory: Path, name: str, ca: Path) -> Node:
+def make_node(directory: Path, name: str, ca: Path, *, client: bool = False) -> Node:
+    """``client``: the node's certificate also authenticates it as a client (to fetch revocations)."""
     init_node(directory, name)
-    dev_ca_issue(ca, directory / "tls" / "node.csr", directory / "tls" / "node.pem", server=True, client=False)
+    dev_ca_issue(ca, directory / "tls" / "node.csr", directory / "tls" / "node.pem", server=True, client=client)
     shutil.copy(ca / "ca.pem", directory / "tls" / "ca.pem")
     return Node(directory, name)
 

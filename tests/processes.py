@@ -47,11 +47,25 @@ def start_node(
     config: Path, tls: ClientTLS, *, log: Path, timeout: float = 60.0, env: dict[str, str] | None = None
 ) -> Proc:
     """Start ``genogate-node serve`` and wait until its ready file names a port that answers SERVING."""
+    return start_server("node.cli", config, tls, log=log, timeout=timeout, env=env)
+
+
+def start_coordinator(
+    config: Path, tls: ClientTLS, *, log: Path, timeout: float = 60.0, env: dict[str, str] | None = None
+) -> Proc:
+    """Start ``genogate-coordinator serve`` the same way."""
+    return start_server("coordinator.cli", config, tls, log=log, timeout=timeout, env=env)
+
+
+def start_server(
+    module: str, config: Path, tls: ClientTLS, *, log: Path, timeout: float = 60.0, env: dict[str, str] | None = None
+) -> Proc:
+    """Start ``python -m MODULE serve --config CONFIG``; ready once its ready file names a SERVING port."""
     ready = config.parent / "ready.json"
     ready.unlink(missing_ok=True)
     out = open(log, "ab")  # noqa: SIM115 - the child owns it for its lifetime
     popen = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "serve", "--config", str(config)],
+        [sys.executable, "-m", module, "serve", "--config", str(config)],
         stdout=out,
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
@@ -60,7 +74,7 @@ def start_node(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if popen.poll() is not None:
-            raise RuntimeError(f"node exited with {popen.returncode}:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(f"{module} exited with {popen.returncode}:\n{log.read_text()[-3000:]}")
         if ready.exists():
             address = json.loads(ready.read_text())["address"]
             if _serving(address, tls):
@@ -68,7 +82,7 @@ def start_node(
         time.sleep(0.05)
     popen.kill()
     popen.wait(timeout=10)
-    raise TimeoutError(f"node not ready within {timeout}s:\n{log.read_text()[-3000:]}")
+    raise TimeoutError(f"{module} not ready within {timeout}s:\n{log.read_text()[-3000:]}")
 
 
 def _serving(address: str, tls: ClientTLS) -> bool:

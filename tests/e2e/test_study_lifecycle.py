@@ -1,0 +1,315 @@
+"""Studies end to end with real processes on loopback and real mTLS: a coordinator and two nodes.
+
+A researcher proposes, the committee previews and approves (2 of 3), the researcher queries each node
+directly with the grant, the committee revokes, and the nodes, having fetched the signed revocation list
+themselves, refuse. Every refusal carries its status and reason and charges nothing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from coordinator.admin import add_member, init_coordinator
+from genogate.coordclient import CoordinatorClient
+from genogate.errors import PermissionDenied, Reason, ResourceExhausted, Unauthenticated
+from genogate.filter import parse_filter
+from genogate.nodeclient import ClientTLS, NodeClient, envelope, signed
+from genogate.query import CohortCount, GenotypeCounts, Variant
+from genogate.signing import Signer
+from genogate.tls import fingerprint_sha256
+from genogate.wire.v1 import common_pb2 as pb
+from genogate.wire.v1 import coordinator_pb2 as cpb
+from node.admin import dev_ca_issue
+from node.ingest import ingest
+from tests.conftest import SUBSET, require_shared, write_subset_sheet
+from tests.nodes import client_tls, make_ca, make_node
+from tests.processes import Proc, start_coordinator, start_node
+
+SITES = ("site-a", "site-b")
+
+
+@dataclass
+class Federation:
+    coordinator: Proc
+    nodes: dict[str, Proc]
+    operator: ClientTLS
+    alice_tls: ClientTLS
+    alice: Signer
+    bob: Signer
+    committee: list[Signer]
+    committee_key: Signer  # the coordinator's grant-signing key, read from its directory (to forge test grants)
+
+    def coord(self, tls: ClientTLS | None = None) -> CoordinatorClient:
+        return CoordinatorClient(self.coordinator.address, tls or self.operator)
+
+    def node(self, site: str) -> NodeClient:
+        return NodeClient(self.nodes[site].address, self.alice_tls, timeout_s=10)
+
+
+def _signer() -> Signer:
+    return Signer(Ed25519PrivateKey.generate())
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    require_shared()
+    root = tmp_path_factory.mktemp("lifecycle")
+    ca = make_ca(root / "ca")
+    cdir = root / "coord"
+    init_coordinator(cdir, "coord", operators=("operator",))
+    dev_ca_issue(ca, cdir / "tls" / "coordinator.csr", cdir / "tls" / "coordinator.pem", server=True, client=False)
+    shutil.copy(ca / "ca.pem", cdir / "tls" / "ca.pem")
+    committee = [_signer() for _ in range(3)]
+    for i, member in enumerate(committee):
+        add_member(cdir / "coordinator.toml", f"member{i}", member.public_raw.hex(), env={})
+    committee_key = Signer.from_pem_file(cdir / "keys" / "committee.key")
+    operator = client_tls(ca, "operator", root / "clients")
+    coordinator = start_coordinator(cdir / "coordinator.toml", operator, log=root / "coord.log")
+    procs: dict[str, Proc] = {}
+    try:
+        sheet = write_subset_sheet(root / "sheet.tsv")
+        for site in SITES:
+            # The node also calls the coordinator (revocations): its certificate allows client authentication.
+            node = make_node(root / site, site, ca, client=True)
+            ingest(node.store, [SUBSET / "1KG_phase3_subset_chr22.vcf.gz"], sheet)
+            env = {
+                "GENOGATE_NODE_GRANTS__COMMITTEE_KEYS": committee_key.public_raw.hex(),
+                "GENOGATE_NODE_GRANTS__COORDINATOR": coordinator.address,
+                "GENOGATE_NODE_GRANTS__REVOCATION_REFRESH_SECONDS": "0.2",
+                "GENOGATE_NODE_GRANTS__REVOCATION_MAX_STALENESS_SECONDS": "30",
+                "GENOGATE_NODE_POLICY__ALLOWED_PURPOSES": "GRU,HMB,DS",
+            }
+            procs[site] = start_node(node.config, operator, log=root / f"{site}.log", env=env)
+        federation = Federation(
+            coordinator,
+            procs,
+            operator,
+            client_tls(ca, "alice", root / "clients"),
+            _signer(),
+            _signer(),
+            committee,
+            committee_key,
+        )
+        with federation.coord() as c:  # the operator registers the sites and the researchers
+            for site in SITES:
+                cert = (root / site / "tls" / "node.pem").read_bytes()
+                c.register_node(
+                    cpb.NodeInfo(
+                        name=site,
+                        endpoint=procs[site].address,
+                        cert_sha256=fingerprint_sha256(cert),
+                        genome_build="GRCh37",
+                    )
+                )
+            c.register_researcher("alice", "a university", federation.alice.public_raw)
+            c.register_researcher("bob", "another university", federation.bob.public_raw)
+        yield federation
+    finally:
+        for p in procs.values():
+            p.stop()
+        coordinator.stop()
+
+
+def _proposal(
+    fed: Federation,
+    *,
+    purpose: str = "HMB",
+    sites: tuple[str, ...] = SITES,
+    kinds: tuple[int, ...] = (pb.QUERY_KIND_COHORT_COUNT,),
+) -> cpb.StudyProposal:
+    return cpb.StudyProposal(
+        title=f"study {purpose} {sites} {time.monotonic_ns()}",
+        purpose=purpose,
+        kinds=list(kinds),
+        sites=list(sites),
+        epsilon_total_per_site=2.0,
+        epsilon_per_query_cap=0.5,
+        duration_days=30,
+        researcher_key_fingerprint=fed.alice.key_id,
+    )
+
+
+def _approved(fed: Federation, proposal: cpb.StudyProposal) -> cpb.Study:
+    with fed.coord() as c:
+        study = c.propose(proposal, fed.alice)
+        assert study.state == cpb.STUDY_STATE_PROPOSED
+        study = c.review(study, cpb.REVIEW_DECISION_APPROVE, "ok", fed.committee[0])
+        assert study.state == cpb.STUDY_STATE_PROPOSED  # 1 of 2
+        study = c.review(study, cpb.REVIEW_DECISION_APPROVE, "ok", fed.committee[1])
+    assert study.state == cpb.STUDY_STATE_APPROVED and study.grant.payload
+    return study
+
+
+def _ask(
+    fed: Federation,
+    site: str,
+    study: cpb.Study,
+    query: object = None,
+    *,
+    by: Signer | None = None,
+    grant: pb.StudyGrant | None = None,
+    epsilon: float = 0.25,
+    **env_fields: object,
+) -> pb.ReleaseBody:
+    env = envelope(query or CohortCount(parse_filter("sex=F")), study_id=study.study_id, epsilon=epsilon)  # type: ignore[arg-type]
+    for k, v in env_fields.items():
+        setattr(env, k, v)
+    payload, sig = signed(env, by or fed.alice)
+    with fed.node(site) as n:
+        return n.send(payload, sig, grant or study.grant)[1]
+
+
+def _spent(fed: Federation, site: str, study: cpb.Study) -> float:
+    with fed.node(site) as n:
+        return n.budget(study.study_id, study.grant).epsilon_spent
+
+
+def test_full_lifecycle_propose_preview_approve_query_revoke(fed: Federation) -> None:
+    with fed.coord() as c:
+        preview = c.preview_study(_proposal(fed))
+        assert [s.site for s in preview.sites] == list(SITES) and all(s.registered for s in preview.sites)
+    study = _approved(fed, _proposal(fed))
+    for site in SITES:
+        body = _ask(fed, site, study)
+        assert body.site == site and body.result.cohort_count.count.estimate > 0
+        assert _spent(fed, site, study) == 0.25
+    with fed.coord() as c:
+        revoked = c.review(study, cpb.REVIEW_DECISION_REVOKE, "consent concern", fed.committee[2])
+    assert revoked.state == cpb.STUDY_STATE_REVOKED
+    deadline = time.monotonic() + 15
+    while True:  # the nodes fetch the signed list themselves every 0.2 s
+        try:
+            _ask(fed, "site-a", study, CohortCount(parse_filter("sex=M")))
+        except PermissionDenied as exc:
+            assert exc.reason is Reason.GRANT_REVOKED
+            break
+        assert time.monotonic() < deadline, "site-a never refused the revoked study"
+        time.sleep(0.2)
+
+
+def _forge(fed: Federation, study: cpb.Study, *, key: Signer | None = None, **terms: object) -> pb.StudyGrant:
+    body = pb.GrantBody.FromString(study.grant.payload)
+    for k, v in terms.items():
+        if isinstance(v, list):
+            del getattr(body, k)[:]
+            getattr(body, k).extend(v)
+        else:
+            setattr(body, k, v)
+    payload = body.SerializeToString(deterministic=True)
+    signer = key or fed.committee_key
+    return pb.StudyGrant(
+        payload=payload,
+        committee_signature=signer.sign("genogate.v1.GrantBody", payload),
+        committee_key_id=signer.key_id,
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "error", "reason"),
+    [
+        ("forged grant signature", Unauthenticated, Reason.BAD_SIGNATURE),
+        ("grant for another site", PermissionDenied, Reason.GRANT_WRONG_SITE),
+        ("expired grant", PermissionDenied, Reason.GRANT_EXPIRED),
+        ("kind not in the grant", PermissionDenied, Reason.KIND_NOT_GRANTED),
+        ("purpose the node refuses", PermissionDenied, Reason.PURPOSE_REFUSED),
+        ("signed by another researcher", Unauthenticated, Reason.BAD_SIGNATURE),
+        ("replayed nonce", Unauthenticated, Reason.REPLAYED_NONCE),
+        ("stale timestamp", Unauthenticated, Reason.STALE_TIMESTAMP),
+        ("untrusted committee key", PermissionDenied, Reason.UNTRUSTED_COMMITTEE),
+    ],
+)
+def test_refusals_have_status_and_reason_and_charge_nothing(
+    fed: Federation, case: str, error: type, reason: Reason
+) -> None:
+    study = _approved(fed, _proposal(fed, purpose="POA" if case == "purpose the node refuses" else "HMB"))
+    grant, kw, query = study.grant, {}, None
+    match case:
+        case "forged grant signature":
+            good = _forge(fed, study, epsilon_total=99.0)
+            grant = pb.StudyGrant(
+                payload=good.payload,
+                committee_signature=_signer().sign("genogate.v1.GrantBody", good.payload),
+                committee_key_id=fed.committee_key.key_id,
+            )
+        case "grant for another site":
+            grant = _forge(fed, study, sites=["site-b"])
+        case "expired grant":
+            grant = _forge(fed, study, not_after_unix_ms=int(time.time() * 1000) - 1)
+        case "kind not in the grant":
+            query = GenotypeCounts(Variant("22", 16050075, "A", "G"))
+        case "signed by another researcher":
+            kw = {"by": fed.bob}
+        case "replayed nonce":
+            first = envelope(CohortCount(), study_id=study.study_id, epsilon=0.25)
+            _ask(fed, "site-a", study, CohortCount(), nonce=first.nonce)
+            spent_before = _spent(fed, "site-a", study)
+            with pytest.raises(error) as info:
+                _ask(fed, "site-a", study, CohortCount(parse_filter("sex=M")), nonce=first.nonce)
+            assert info.value.reason is reason and _spent(fed, "site-a", study) == spent_before
+            return
+        case "stale timestamp":
+            kw = {"timestamp_unix_ms": int(time.time() * 1000) - 3_600_000}
+        case "untrusted committee key":
+            grant = _forge(fed, study, key=_signer())
+    with pytest.raises(error) as info:
+        _ask(fed, "site-a", study, query, grant=grant, **kw)  # type: ignore[arg-type]
+    assert info.value.reason is reason, info.value
+    assert "22-" not in info.value.message and study.study_id not in info.value.message
+    assert _spent(fed, "site-a", study) == 0.0
+
+
+def test_a_valid_grant_cannot_spend_past_its_budget_at_a_node(fed: Federation) -> None:
+    """Whoever holds a valid grant (a compromised coordinator, say) and drives a node directly is stopped by
+    the node's own ledger: 2.0 at 0.5 per query is four distinct queries."""
+    study = _approved(fed, _proposal(fed))
+    for i in range(4):
+        _ask(fed, "site-b", study, CohortCount(parse_filter(f"phenotype=local:x{i}")), epsilon=0.5)
+    with pytest.raises(ResourceExhausted) as info:
+        _ask(fed, "site-b", study, CohortCount(parse_filter("phenotype=local:x9")), epsilon=0.5)
+    assert info.value.reason is Reason.BUDGET_EXHAUSTED
+    assert _spent(fed, "site-b", study) == 2.0
+
+
+def test_the_cli_lists_and_shows_studies_from_the_real_coordinator(fed: Federation, tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from genogate.tls import write_secret
+    from tests.processes import ROOT
+
+    study = _approved(fed, _proposal(fed))
+    for name, data in (("ca.pem", fed.alice_tls.ca), ("alice.pem", fed.alice_tls.cert)):
+        (tmp_path / name).write_bytes(data)
+    write_secret(tmp_path / "alice.key", fed.alice_tls.key)
+    (tmp_path / "profile.toml").write_text(
+        f'[profile]\nname = "alice"\ncoordinator = "{fed.coordinator.address}"\nca_cert = "ca.pem"\n'
+        'cert = "alice.pem"\nkey = "alice.key"\n'
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GENOGATE_PROFILE": str(tmp_path / "profile.toml")}
+    run = [sys.executable, "-m", "genogate.cli"]
+    shown = json.loads(
+        subprocess.run(
+            [*run, "study", "show", study.study_id, "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+    )
+    assert json.dumps(shown).count(study.study_id) >= 1 and "APPROVED" in json.dumps(shown)
+    table = subprocess.run(
+        [*run, "study", "list"], env=env, capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert study.study_id in table
+    missing = subprocess.run([*run, "study", "show", "S-nope"], env=env, capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and missing.stderr.startswith("genogate: error:")
