@@ -92,6 +92,7 @@ def run(store: Path, work: Path, n: int = 300) -> dict[str, Stats]:
     con.close()
     variants = [Variant(c, p, r, a) for c, p, r, a in rows]
     env = {
+        "GENOGATE_NODE_STUDIES__LOCAL": "true",
         "GENOGATE_NODE_POLICY__EPSILON_PER_STUDY_CAP": "100000",
         "GENOGATE_NODE_POLICY__RATE_LIMIT_PER_STUDY_PER_MINUTE": "100000000",
         "GENOGATE_NODE_POLICY__MAX_VARIANTS_PER_QUERY": "1000",

@@ -148,7 +148,7 @@ def create_server(config: NodeConfig) -> tuple[grpc.Server, int, QueryService]:
         name=config.node.name,
         store_path=config.store.path,
         ledger=Ledger(config.ledger.path),
-        studies=studies_provider(config.studies.trusted_file),
+        studies=studies_provider(config.studies.trusted_file) if config.studies.local else dict,
         policy=policy,
         noise=OpenDPNoise(),
         signer=signer,

@@ -310,12 +310,17 @@ class PolicySettings:
 
 @dataclass(frozen=True)
 class StudiesSettings:
+    local: bool = field(
+        default=False,
+        metadata={
+            "help": "Also answer the studies listed in trusted_file, approved by this institution's own data steward "
+            "rather than by a federation committee (queries under them are authenticated by the caller's "
+            "certificate name only). Off by default: committee-signed grants are the approval chain."
+        },
+    )
     trusted_file: Path = field(
         default=Path("studies.toml"),
-        metadata={
-            "help": "The local trusted-studies file ([[study]] entries) the node answers for, until signed "
-            "study grants replace it."
-        },
+        metadata={"help": "The local trusted-studies file ([[study]] entries), read only when local is true."},
     )
 
 
@@ -425,7 +430,7 @@ def check_files(cfg: NodeConfig) -> None:
         "[tls] key": cfg.tls.key,
         "[keys] identity_key": cfg.keys.identity_key,
         "[keys] pseudonym_key": cfg.keys.pseudonym_key,
-        "[studies] trusted_file": cfg.studies.trusted_file,
+        **({"[studies] trusted_file": cfg.studies.trusted_file} if cfg.studies.local else {}),
     }
     missing = [f"{setting}: {path} does not exist" for setting, path in needed.items() if not path.is_file()]
     if missing:

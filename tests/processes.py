@@ -96,8 +96,8 @@ def _serving(address: str, tls: ClientTLS) -> bool:
 
 
 @contextmanager
-def running_node(config: Path, tls: ClientTLS, *, log: Path) -> Iterator[Proc]:
-    proc = start_node(config, tls, log=log)
+def running_node(config: Path, tls: ClientTLS, *, log: Path, env: dict[str, str] | None = None) -> Iterator[Proc]:
+    proc = start_node(config, tls, log=log, env=env)
     try:
         yield proc
     finally:

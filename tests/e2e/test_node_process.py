@@ -20,6 +20,7 @@ from tests.nodes import client_tls, make_ca, make_node, study_toml
 from tests.processes import running_node, start_node
 
 EPS = 0.01
+LOCAL = {"GENOGATE_NODE_STUDIES__LOCAL": "true"}  # these tests use the local trusted-studies file
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def node_setup(tmp_path: Path) -> tuple[Path, object]:
 
 def test_sigterm_stops_gracefully_and_removes_the_ready_file(node_setup: tuple[Path, object], tmp_path: Path) -> None:
     config, tls = node_setup
-    proc = start_node(config, tls, log=tmp_path / "node.log")  # type: ignore[arg-type]
+    proc = start_node(config, tls, log=tmp_path / "node.log", env=LOCAL)  # type: ignore[arg-type]
     try:
         with NodeClient(proc.address, tls) as c:  # type: ignore[arg-type]
             assert c.info().name == "site-a"
@@ -50,7 +51,7 @@ def test_sigkill_mid_stream_loses_no_charge(node_setup: tuple[Path, object], tmp
     config, tls = node_setup
     answered: list[tuple[bytes, pb.ReleaseBody]] = []
     stop = threading.Event()
-    proc = start_node(config, tls, log=tmp_path / "node.log")  # type: ignore[arg-type]
+    proc = start_node(config, tls, log=tmp_path / "node.log", env=LOCAL)  # type: ignore[arg-type]
 
     def stream(worker: int) -> None:
         with NodeClient(proc.address, tls, timeout_s=5) as c:  # type: ignore[arg-type]
@@ -91,7 +92,7 @@ def test_sigkill_mid_stream_loses_no_charge(node_setup: tuple[Path, object], tmp
     n = len(answered)
     assert n * EPS - 1e-9 <= float(spent) <= (n + 4) * EPS + 1e-9
 
-    with running_node(config, tls, log=tmp_path / "node2.log") as proc2:  # type: ignore[arg-type]
+    with running_node(config, tls, log=tmp_path / "node2.log", env=LOCAL) as proc2:  # type: ignore[arg-type]
         with NodeClient(proc2.address, tls) as c:  # type: ignore[arg-type]
             before = c.budget("S1").epsilon_spent
             for payload, body in answered[:: max(1, n // 10)]:

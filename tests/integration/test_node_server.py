@@ -43,6 +43,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, o
     config = load_node_config(
         node.config,
         env={
+            "GENOGATE_NODE_STUDIES__LOCAL": "true",
             "GENOGATE_NODE_POLICY__PUBLIC_SITE_CATALOGUE": "true",
             "GENOGATE_NODE_POLICY__EPSILON_PER_QUERY_CAP": "5",
             "GENOGATE_NODE_POLICY__EPSILON_PER_STUDY_CAP": "1000",
