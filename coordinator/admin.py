@@ -29,11 +29,12 @@ from coordinator.config import (
 from genogate import tls
 from genogate.config import render_toml
 from genogate.errors import ConfigError, LocalError, UsageError
+from genogate.settings import check_listen
 from genogate.signing import Signer, key_id
 
 # The node's all-or-nothing file batch and report; shared rather than copied (both are setup steps alike).
 from node.admin import Report, _Batch
-from node.config import check_listen, check_name
+from node.config import check_name
 
 COORDINATOR_TOML = "coordinator.toml"
 MEMBERS_TOML = "committee.toml"

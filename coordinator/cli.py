@@ -84,7 +84,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = load_coordinator_config(args.config)
     if args.listen:
-        from node.config import check_listen
+        from genogate.settings import check_listen
 
         try:
             check_listen(args.listen)

@@ -13,41 +13,17 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from genogate import config
 from genogate.errors import ConfigError
-from node.config import check_listen, check_name
+from genogate.settings import LogSettings, ServerSettings, TlsSettings, at_least
+from node.config import check_name
 
 ENV_PREFIX = "GENOGATE_COORDINATOR_"
 _HEX_KEY_RE = re.compile(r"[0-9a-f]{64}")
 
 
 # Checks (each returns the value, normalised, or raises ValueError) ----------------------------------------
-
-
-def _at_least(minimum: int) -> config.Check:
-    def check(value: int) -> int:
-        if value < minimum:
-            raise ValueError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return check
-
-
-def _between(low: int, high: int) -> config.Check:
-    def check(value: int) -> int:
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high}, got {value}")
-        return value
-
-    return check
-
-
-def _non_negative_float(value: float) -> float:
-    if value < 0:
-        raise ValueError(f"must not be negative, got {value}")
-    return value
 
 
 def check_common_names(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -84,57 +60,6 @@ class CoordinatorSettings:
 
 
 @dataclass(frozen=True)
-class ServerSettings:
-    listen: str = field(
-        default="127.0.0.1:0",
-        metadata={
-            "help": "Address the gRPC server listens on, HOST:PORT (IPv6 in brackets, e.g. [::]:50050). Port 0 "
-            "picks a free port and writes it to ready_file; give a fixed port for a coordinator others use.",
-            "check": check_listen,
-        },
-    )
-    ready_file: Path = field(
-        default=Path("ready.json"),
-        metadata={
-            "help": "File the server writes its bound address to once it is serving (for supervisors and tests)."
-        },
-    )
-    max_workers: int = field(
-        default=8,
-        metadata={"help": "Threads that handle RPCs concurrently.", "check": _at_least(1)},
-    )
-    max_message_mb: int = field(
-        default=64,
-        metadata={
-            "help": "Largest gRPC message accepted or sent, in MiB (combined results over many variants exceed "
-            "gRPC's 4 MiB default).",
-            "check": _between(1, 2047),
-        },
-    )
-    grace_seconds: float = field(
-        default=5.0,
-        metadata={
-            "help": "On SIGTERM, seconds to let running calls finish before the server stops.",
-            "check": _non_negative_float,
-        },
-    )
-
-
-@dataclass(frozen=True)
-class TlsSettings:
-    ca_certs: Path = field(
-        metadata={
-            "help": "PEM bundle of the certificate authorities whose CLIENT certificates the coordinator accepts "
-            "(mutual TLS); callers without such a certificate are refused."
-        }
-    )
-    cert: Path = field(
-        metadata={"help": "The coordinator's server certificate (PEM), signed for the coordinator's name."}
-    )
-    key: Path = field(metadata={"help": "The private key (PEM) of the server certificate; keep it mode 0600."})
-
-
-@dataclass(frozen=True)
 class CommitteeSettings:
     signing_key: Path = field(
         metadata={
@@ -147,7 +72,7 @@ class CommitteeSettings:
         metadata={
             "help": "Approvals by distinct committee members that issue a study's grant (k of n); one rejection "
             "rejects. Applies to studies proposed from now on.",
-            "check": _at_least(1),
+            "check": at_least(1),
         },
     )
     members_file: Path = field(
@@ -187,16 +112,6 @@ class StateSettings:
             "help": "The SQLite file of the registry, studies, reviews, grants and revocations. Back it up; "
             "never delete it (revocations would be forgotten)."
         },
-    )
-
-
-@dataclass(frozen=True)
-class LogSettings:
-    level: Literal["debug", "info", "warning", "error"] = field(
-        default="info", metadata={"help": "Least severe log level written: debug, info, warning or error."}
-    )
-    format: Literal["json", "text"] = field(
-        default="json", metadata={"help": "Log lines as JSON objects (for collectors) or as plain text."}
     )
 
 

@@ -21,7 +21,8 @@ from pathlib import Path
 from genogate import tls
 from genogate.config import read_file, render_toml
 from genogate.errors import LocalError, UsageError
-from node.config import NAME_RE, NodeConfig, check_listen, check_name
+from genogate.settings import check_listen
+from node.config import NAME_RE, NodeConfig, check_name
 
 NODE_TOML = "node.toml"
 CA_KEY = "ca.key"

@@ -18,6 +18,17 @@ from typing import Literal
 from genogate import config, duo
 from genogate.errors import ConfigError, GenogateError
 from genogate.query import Kind
+from genogate.settings import (
+    LogSettings,
+    ServerSettings,
+    TlsSettings,
+)
+from genogate.settings import (
+    at_least as _at_least,
+)
+from genogate.settings import (
+    non_negative_float as _non_negative_float,
+)
 
 ENV_PREFIX = "GENOGATE_NODE_"
 
@@ -32,39 +43,6 @@ def check_name(name: str) -> str:
     if not NAME_RE.match(name) or name in (".", ".."):
         raise ValueError("a node name is 1-64 letters, digits, '_', '.' or '-'")
     return name
-
-
-def check_listen(address: str) -> str:
-    """``HOST:PORT`` with an IPv6 host in brackets (``[::]:50051``); port 0 picks a free one."""
-    host, sep, port = address.rpartition(":")
-    ipv6_ok = not (":" in host and not (host.startswith("[") and host.endswith("]")))
-    if not sep or not host or not ipv6_ok or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"expected HOST:PORT such as 127.0.0.1:50051 or [::]:50051, got {address!r}")
-    return address
-
-
-def _at_least(minimum: int) -> config.Check:
-    def check(value: int) -> int:
-        if value < minimum:
-            raise ValueError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return check
-
-
-def _between(low: int, high: int) -> config.Check:
-    def check(value: int) -> int:
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high}, got {value}")
-        return value
-
-    return check
-
-
-def _non_negative_float(value: float) -> float:
-    if value < 0:
-        raise ValueError(f"must not be negative, got {value}")
-    return value
 
 
 def _positive_decimal(value: Decimal) -> Decimal:
@@ -124,55 +102,6 @@ class NodeSettings:
         default="GRCh38",
         metadata={"help": "The reference genome build of the variants in the store; queries use the same build."},
     )
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    listen: str = field(
-        default="127.0.0.1:0",
-        metadata={
-            "help": "Address the gRPC server listens on, HOST:PORT (IPv6 in brackets, e.g. [::]:50051). Port 0 "
-            "picks a free port and writes it to ready_file; give a fixed port for a node others connect to.",
-            "check": check_listen,
-        },
-    )
-    ready_file: Path = field(
-        default=Path("ready.json"),
-        metadata={
-            "help": "File the server writes its bound address to once it is serving (for supervisors and tests)."
-        },
-    )
-    max_workers: int = field(
-        default=8,
-        metadata={"help": "Threads that handle RPCs concurrently.", "check": _at_least(1)},
-    )
-    max_message_mb: int = field(
-        default=64,
-        metadata={
-            "help": "Largest gRPC message accepted or sent, in MiB (results over many variants exceed gRPC's "
-            "4 MiB default).",
-            "check": _between(1, 2047),
-        },
-    )
-    grace_seconds: float = field(
-        default=5.0,
-        metadata={
-            "help": "On SIGTERM, seconds to let running queries finish before the server stops.",
-            "check": _non_negative_float,
-        },
-    )
-
-
-@dataclass(frozen=True)
-class TlsSettings:
-    ca_certs: Path = field(
-        metadata={
-            "help": "PEM bundle of the certificate authorities whose CLIENT certificates this node accepts "
-            "(mutual TLS); callers without such a certificate are refused."
-        }
-    )
-    cert: Path = field(metadata={"help": "The node's server certificate (PEM), signed for this node's name."})
-    key: Path = field(metadata={"help": "The private key (PEM) of the server certificate; keep it mode 0600."})
 
 
 @dataclass(frozen=True)
@@ -384,16 +313,6 @@ class GrantsSettings:
     )
     refused: tuple[str, ...] = field(
         default=(), metadata={"help": "Study ids this node refuses whatever their grant says."}
-    )
-
-
-@dataclass(frozen=True)
-class LogSettings:
-    level: Literal["debug", "info", "warning", "error"] = field(
-        default="info", metadata={"help": "Least severe log level written: debug, info, warning or error."}
-    )
-    format: Literal["json", "text"] = field(
-        default="json", metadata={"help": "Log lines as JSON objects (for collectors) or as plain text."}
     )
 
 
