@@ -56,6 +56,7 @@ from genogate.errors import (
 )
 from genogate.query import Kind
 from genogate.signing import Signer, key_id, verify
+from genogate.sqlitedb import open_database, statements
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 
@@ -171,16 +172,6 @@ def _not_found(study_id: str) -> NotFound:
     return NotFound(f"no study {study_id!r}", message="the study does not exist")
 
 
-def _statements(script: str) -> Iterator[str]:
-    """Split a script into statements (``executescript`` would commit the open transaction first)."""
-    buf = ""
-    for line in script.splitlines(keepends=True):
-        buf += line
-        if sqlite3.complete_statement(buf):
-            yield buf.strip()
-            buf = ""
-
-
 def _db_error(exc: sqlite3.Error, doing: str) -> GenogateError:
     """Busy or locked (another process held the write lock too long) is retryable; the rest is not."""
     if getattr(exc, "sqlite_errorcode", 0) & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
@@ -229,51 +220,14 @@ class CoordinatorState:
         self._k = approvals_required
         self._clock = clock
         self._lock = threading.Lock()
-        try:
-            conn = sqlite3.connect(
-                str(self.path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot open the coordinator state: {exc}") from exc
-        try:
-            self._open(conn)
-        except BaseException:
-            conn.close()
-            raise
-        self._conn: sqlite3.Connection | None = conn
-
-    def _open(self, conn: sqlite3.Connection) -> None:
-        try:
-            self._check_kind(conn)  # before any write: never convert someone else's database to WAL
-            if str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower() != "wal":
-                raise StoreError(f"{self.path}: the filesystem does not support WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if self._check_kind(conn):  # re-checked under the write lock: another process may have won
-                    for statement in _statements(_SCHEMA):
-                        conn.execute(statement)
-                    conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-                    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                conn.execute("COMMIT")
-            finally:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot open the coordinator state: {exc}") from exc
-
-    def _check_kind(self, conn: sqlite3.Connection) -> bool:
-        """True for an empty database (to be initialised); raise unless it is a state file we can use."""
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if app_id == 0 and conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0] == 0:
-            return True
-        if app_id != APPLICATION_ID:
-            raise StoreError(f"{self.path}: not a genogate coordinator state file")
-        if version != SCHEMA_VERSION:
-            raise StoreError(f"{self.path}: schema version {version}; this genogate reads {SCHEMA_VERSION}")
-        return False
+        self._conn: sqlite3.Connection | None = open_database(
+            self.path,
+            what="coordinator state",
+            application_id=APPLICATION_ID,
+            schema_version=SCHEMA_VERSION,
+            schema=statements(_SCHEMA),
+            busy_timeout_s=busy_timeout_s,
+        )
 
     @contextlib.contextmanager
     def _tx(self, doing: str) -> Iterator[tuple[sqlite3.Connection, int]]:

@@ -57,6 +57,7 @@ from genogate.errors import (
 )
 from genogate.query import Kind
 from genogate.signing import key_id, verify
+from genogate.sqlitedb import open_database
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 from node.studies import Study
@@ -218,8 +219,6 @@ _SCHEMA = (
     " timestamp_ms INTEGER NOT NULL, seen_ms INTEGER NOT NULL) STRICT, WITHOUT ROWID",
     "CREATE INDEX nonces_by_time ON nonces (timestamp_ms)",
     "INSERT INTO meta VALUES ('pruned_before_ms', 0)",
-    f"PRAGMA application_id={_APPLICATION_ID}",
-    f"PRAGMA user_version={_SCHEMA_VERSION}",
 )
 
 
@@ -238,48 +237,15 @@ class NonceStore:
         self.path = Path(path)
         self.window_ms = window_ms
         self._lock = threading.Lock()
-        try:
-            conn = sqlite3.connect(
-                str(self.path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot open the nonce store: {exc}") from exc
-        try:
-            self._open(conn)
-        except BaseException:
-            conn.close()
-            raise
-        self._conn: sqlite3.Connection | None = conn
-
-    def _open(self, conn: sqlite3.Connection) -> None:
-        try:
-            self._is_new(conn)  # before any write: never turn someone else's database into WAL
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"{self.path}: the filesystem does not support WAL (journal_mode={mode})")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if self._is_new(conn):  # again under the write lock: another process may have created it
-                    for statement in _SCHEMA:
-                        conn.execute(statement)
-                conn.execute("COMMIT")
-            finally:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot open the nonce store: {exc}") from exc
-
-    def _is_new(self, conn: sqlite3.Connection) -> bool:
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if app_id == 0 and conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0] == 0:
-            return True
-        if app_id != _APPLICATION_ID:
-            raise StoreError(f"{self.path}: not a genogate nonce store")
-        if version != _SCHEMA_VERSION:
-            raise StoreError(f"{self.path}: nonce store schema {version}; this genogate reads {_SCHEMA_VERSION}")
-        return False
+        self._conn: sqlite3.Connection | None = open_database(
+            self.path,
+            what="nonce store",
+            application_id=_APPLICATION_ID,
+            schema_version=_SCHEMA_VERSION,
+            schema=_SCHEMA,
+            busy_timeout_s=busy_timeout_s,
+            foreign_keys=False,
+        )
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

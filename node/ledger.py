@@ -52,6 +52,7 @@ from genogate.errors import (
     StoreError,
     Unavailable,
 )
+from genogate.sqlitedb import open_database, statements
 
 UNIT_EXPONENT = 12
 """Amounts are stored as integers in units of 10**-UNIT_EXPONENT."""
@@ -61,7 +62,6 @@ MAX_AMOUNT = Decimal(10**6)
 _MAX_UNITS = int(MAX_AMOUNT) * _SCALE
 APPLICATION_ID = 0x47474C44  # "GGLD" in the SQLite header: marks a genogate ledger
 SCHEMA_VERSION = 1
-_SQLITE_HEADER = b"SQLite format 3\x00"
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _MAX_ID_LEN = 256
@@ -205,16 +205,6 @@ def _check_sha256(value: str, what: str) -> None:
         raise InvalidArgument(f"{what} must be 64 lowercase hex digits")
 
 
-def _statements(script: str) -> Iterator[str]:
-    """Split a script into statements (``executescript`` would commit the open transaction first)."""
-    buf = ""
-    for line in script.splitlines(keepends=True):
-        buf += line
-        if sqlite3.complete_statement(buf):
-            yield buf.strip()
-            buf = ""
-
-
 def _db_error(exc: sqlite3.Error, doing: str) -> GenogateError:
     """Busy or locked (another process held the write lock too long) is retryable; the rest is not."""
     if getattr(exc, "sqlite_errorcode", 0) & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
@@ -230,61 +220,15 @@ class Ledger:
         touching it, anything that is not a genogate ledger of this schema version."""
         self.path = Path(path)
         self._lock = threading.Lock()
-        if self.path.exists():
-            if not self.path.is_file():
-                raise StoreError(f"{self.path}: not a genogate ledger (not a regular file)")
-            with open(self.path, "rb") as fh:
-                head = fh.read(len(_SQLITE_HEADER))
-            if head and head != _SQLITE_HEADER:
-                raise StoreError(f"{self.path}: not a genogate ledger (not an SQLite database)")
-        try:
-            conn = sqlite3.connect(
-                str(self.path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot open the ledger: {exc}") from exc
-        try:
-            self._open(conn)
-        except BaseException:
-            conn.close()
-            raise
-        self._conn: sqlite3.Connection | None = conn
-
-    def _open(self, conn: sqlite3.Connection) -> None:
-        try:
-            self._check_kind(conn)  # before any write: never convert someone else's database to WAL
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"{self.path}: the filesystem does not support WAL (journal_mode={mode})")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if self._check_kind(conn):  # re-checked under the write lock: another process may have won
-                    for statement in _statements(_SCHEMA):
-                        conn.execute(statement)
-                    conn.execute("INSERT INTO meta VALUES ('unit', ?)", (f"1e-{UNIT_EXPONENT}",))
-                    conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-                    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                conn.execute("COMMIT")
-            finally:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self.path}: cannot open the ledger: {exc}") from exc
-
-    def _check_kind(self, conn: sqlite3.Connection) -> bool:
-        """True for an empty database (to be initialised); raise unless it is a ledger we can use."""
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        n_objects = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
-        if app_id == 0 and n_objects == 0:
-            return True
-        if app_id != APPLICATION_ID:
-            raise StoreError(f"{self.path}: not a genogate ledger (an SQLite database of another application)")
-        if version != SCHEMA_VERSION:
-            raise StoreError(f"{self.path}: ledger schema version {version}; this genogate reads {SCHEMA_VERSION}")
-        return False
+        self._conn: sqlite3.Connection | None = open_database(
+            self.path,
+            what="ledger",
+            application_id=APPLICATION_ID,
+            schema_version=SCHEMA_VERSION,
+            schema=statements(_SCHEMA),
+            busy_timeout_s=busy_timeout_s,
+            on_create=lambda conn: conn.execute("INSERT INTO meta VALUES ('unit', ?)", (f"1e-{UNIT_EXPONENT}",)),
+        )
 
     # Transactions ----------------------------------------------------------------------------------------
 

@@ -1,0 +1,107 @@
+"""Opening the small durable SQLite files genogate keeps (a node's ledger and nonce store, the
+coordinator's state): one way, so all of them refuse foreign files alike and are equally durable.
+
+``open_database`` refuses, without writing a byte to it, a file that is not this kind of genogate file
+(not a regular file, not SQLite, another application's database, another schema version); otherwise it
+switches to WAL with ``synchronous=FULL`` and, for an empty file, creates the schema under the write lock
+(so two processes opening a new file at once cannot both create it). The connection is shared by threads
+(``check_same_thread=False``): callers serialise their transactions with their own lock.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from genogate.errors import StoreError
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def statements(script: str) -> Iterator[str]:
+    """Split a script into statements (``executescript`` would commit the open transaction first)."""
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            yield buf.strip()
+            buf = ""
+
+
+def open_database(
+    path: Path,
+    *,
+    what: str,
+    application_id: int,
+    schema_version: int,
+    schema: Iterable[str],
+    busy_timeout_s: float = 10.0,
+    foreign_keys: bool = True,
+    on_create: Callable[[sqlite3.Connection], object] | None = None,
+) -> sqlite3.Connection:
+    """Open (creating if absent or empty) the genogate ``what`` at ``path``; ``StoreError`` if it is not one."""
+    path = Path(path)
+    if path.exists():
+        if not path.is_file():
+            raise StoreError(f"{path}: not a genogate {what} (not a regular file)")
+        with open(path, "rb") as fh:
+            head = fh.read(len(SQLITE_HEADER))
+        if head and head != SQLITE_HEADER:
+            raise StoreError(f"{path}: not a genogate {what} (not an SQLite database)")
+    try:
+        conn = sqlite3.connect(str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot open the {what}: {exc}") from exc
+    try:
+        _initialise(conn, path, what, application_id, schema_version, list(schema), foreign_keys, on_create)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _initialise(
+    conn: sqlite3.Connection,
+    path: Path,
+    what: str,
+    application_id: int,
+    schema_version: int,
+    schema: list[str],
+    foreign_keys: bool,
+    on_create: Callable[[sqlite3.Connection], object] | None,
+) -> None:
+    def is_new() -> bool:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if app_id == 0 and conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0] == 0:
+            return True
+        if app_id != application_id:
+            raise StoreError(f"{path}: not a genogate {what} (an SQLite database of another application)")
+        if version != schema_version:
+            raise StoreError(f"{path}: {what} schema version {version}; this genogate reads {schema_version}")
+        return False
+
+    try:
+        is_new()  # before any write: never convert someone else's database to WAL
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreError(f"{path}: the filesystem does not support WAL (journal_mode={mode})")
+        conn.execute("PRAGMA synchronous=FULL")
+        if foreign_keys:
+            conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if is_new():  # again under the write lock: another process may have created it meanwhile
+                for statement in schema:
+                    conn.execute(statement)
+                if on_create is not None:
+                    on_create(conn)
+                conn.execute(f"PRAGMA application_id={application_id}")
+                conn.execute(f"PRAGMA user_version={schema_version}")
+            conn.execute("COMMIT")
+        finally:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot open the {what}: {exc}") from exc
