@@ -10,25 +10,19 @@ thread-safe (see ``node.service``).
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent import futures
 from pathlib import Path
 from typing import cast
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from genogate import __version__
 from genogate.config import read_file
 from genogate.errors import ConfigError
-from genogate.rpc import PolicyInterceptor
+from genogate.server import build_server, serve_until_signalled
 from genogate.signing import Signer, key_id
 from genogate.wire.v1 import common_pb2 as pb  # noqa: F401 - named in a cast
 from genogate.wire.v1 import coordinator_pb2 as cpb
@@ -167,30 +161,14 @@ def create_server(config: NodeConfig) -> tuple[grpc.Server, int, QueryService]:
         receipt_public_key=signer.public_raw,
         receipt_key_id=signer.key_id,
     )
-    limit = config.server.max_message_mb * 2**20
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.server.max_workers, thread_name_prefix="node-rpc"),
-        interceptors=[PolicyInterceptor(RPC_POLICY)],
-        options=[
-            ("grpc.max_receive_message_length", limit),
-            ("grpc.max_send_message_length", limit),
-            ("grpc.so_reuseport", 0),
-        ],
+    server, port = build_server(
+        config.server,
+        config.tls,
+        service_name=SERVICE_NAME,
+        policy=RPC_POLICY,
+        thread_prefix="node-rpc",
+        add_servicers=lambda srv: node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(service, info), srv),
     )
-    node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(service, info), server)
-    health_servicer = health.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    credentials = grpc.ssl_server_credentials(
-        [(read_file(config.tls.key, "TLS key"), read_file(config.tls.cert, "TLS certificate"))],
-        root_certificates=read_file(config.tls.ca_certs, "CA bundle"),
-        require_client_auth=True,
-    )
-    port = server.add_secure_port(config.server.listen, credentials)
-    if port == 0:
-        raise ConfigError(f"[server] listen: cannot bind {config.server.listen}")
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return server, port, service
 
 
@@ -201,27 +179,18 @@ def serve(config: NodeConfig) -> int:
     if service.revocations is not None and config.grants.coordinator:
         refresher = RevocationRefresher(config, service.revocations)
         refresher.start()
-    server.start()
-    host = config.server.listen.rsplit(":", 1)[0]
-    _write_ready(
-        config.server.ready_file,
-        {"address": f"{host}:{port}", "port": port, "pid": os.getpid(), "name": config.node.name},
+
+    def on_stop() -> None:
+        if refresher is not None:
+            refresher.close()
+        service.close()
+
+    return serve_until_signalled(
+        server,
+        port,
+        config.server,
+        name=config.node.name,
+        log=log,
+        on_stop=on_stop,
+        log_extra={"samples": service.n_samples},
     )
-    log.info("serving", extra={"address": f"{host}:{port}", "node": config.node.name, "samples": service.n_samples})
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
-    log.info("stopping", extra={"grace_seconds": config.server.grace_seconds})
-    server.stop(config.server.grace_seconds).wait()
-    if refresher is not None:
-        refresher.close()
-    service.close()
-    config.server.ready_file.unlink(missing_ok=True)
-    return 0
-
-
-def _write_ready(path: Path, data: dict[str, object]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data) + "\n")
-    os.replace(tmp, path)
