@@ -11,7 +11,7 @@ switches to WAL with ``synchronous=FULL`` and, for an empty file, creates the sc
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from genogate.errors import StoreError
@@ -39,8 +39,13 @@ def open_database(
     busy_timeout_s: float = 10.0,
     foreign_keys: bool = True,
     on_create: Callable[[sqlite3.Connection], object] | None = None,
+    migrations: Mapping[int, Iterable[str]] | None = None,
 ) -> sqlite3.Connection:
-    """Open (creating if absent or empty) the genogate ``what`` at ``path``; ``StoreError`` if it is not one."""
+    """Open (creating if absent or empty) the genogate ``what`` at ``path``; ``StoreError`` if it is not one.
+
+    ``migrations[v]`` holds the statements that take a file of schema version ``v`` to ``v + 1``; a file of an
+    older version with a migration path is upgraded in one transaction under the write lock (all steps or
+    none), any other version is refused."""
     path = Path(path)
     if path.exists():
         if not path.is_file():
@@ -54,7 +59,17 @@ def open_database(
     except sqlite3.Error as exc:
         raise StoreError(f"{path}: cannot open the {what}: {exc}") from exc
     try:
-        _initialise(conn, path, what, application_id, schema_version, list(schema), foreign_keys, on_create)
+        _initialise(
+            conn,
+            path,
+            what,
+            application_id,
+            schema_version,
+            list(schema),
+            foreign_keys,
+            on_create,
+            {v: list(steps) for v, steps in (migrations or {}).items()},
+        )
     except BaseException:
         conn.close()
         raise
@@ -70,7 +85,11 @@ def _initialise(
     schema: list[str],
     foreign_keys: bool,
     on_create: Callable[[sqlite3.Connection], object] | None,
+    migrations: dict[int, list[str]],
 ) -> None:
+    def upgradable(version: int) -> bool:
+        return all(v in migrations for v in range(version, schema_version)) and version < schema_version
+
     def is_new() -> bool:
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -78,7 +97,7 @@ def _initialise(
             return True
         if app_id != application_id:
             raise StoreError(f"{path}: not a genogate {what} (an SQLite database of another application)")
-        if version != schema_version:
+        if version != schema_version and not upgradable(version):
             raise StoreError(f"{path}: {what} schema version {version}; this genogate reads {schema_version}")
         return False
 
@@ -98,6 +117,11 @@ def _initialise(
                 if on_create is not None:
                     on_create(conn)
                 conn.execute(f"PRAGMA application_id={application_id}")
+                conn.execute(f"PRAGMA user_version={schema_version}")
+            elif (version := conn.execute("PRAGMA user_version").fetchone()[0]) < schema_version:
+                for v in range(version, schema_version):
+                    for statement in migrations[v]:
+                        conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={schema_version}")
             conn.execute("COMMIT")
         finally:

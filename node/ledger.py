@@ -23,10 +23,13 @@ mechanism); the ledger treats equal hashes under one study as the same question.
 Threading model: a ``Ledger`` is shared by all threads of a process. It owns one ``sqlite3`` connection
 (``check_same_thread=False``) guarded by a ``threading.Lock`` held for the whole of each transaction, so
 calls from threads of one process run one at a time, without SQLite's sleep-and-retry busy handler between
-them. ``sqlite3`` releases the GIL while SQLite runs, so an fsync stalls only other ledger calls. Across
-processes (a second node or an operator tool on the same file) SQLite's write lock serialises
-``BEGIN IMMEDIATE``; a caller that cannot get it within ``busy_timeout_s`` gets ``Unavailable`` with nothing
-recorded (safe to retry with the same query id). WAL needs shared memory: same host, no network filesystems.
+them. Writes are group-committed: the ``begin``/``complete`` calls that queue up while a transaction is
+committing run together in the next one, each in its own savepoint, and share its fsync (each caller still
+gets its value only once the COMMIT that holds it has returned). ``sqlite3`` releases the GIL while SQLite
+runs, so an fsync stalls only other ledger calls. Across processes (a second node or an operator tool on the
+same file) SQLite's write lock serialises ``BEGIN IMMEDIATE``; a caller that cannot get it within
+``busy_timeout_s`` gets ``Unavailable`` with nothing recorded (safe to retry with the same query id). WAL
+needs shared memory: same host, no network filesystems.
 """
 
 from __future__ import annotations
@@ -37,10 +40,11 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 from genogate.errors import (
     AlreadyExists,
@@ -61,7 +65,7 @@ MAX_AMOUNT = Decimal(10**6)
 """Largest ε, δ or cap accepted (10**18 units; sums of two stay far inside SQLite's signed 64 bits)."""
 _MAX_UNITS = int(MAX_AMOUNT) * _SCALE
 APPLICATION_ID = 0x47474C44  # "GGLD" in the SQLite header: marks a genogate ledger
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _MAX_ID_LEN = 256
@@ -93,8 +97,10 @@ CREATE TABLE queries (                  -- every query id seen: the charging one
 CREATE TABLE spent (                    -- running totals per study, kept in the charging transaction
     study_id      TEXT    PRIMARY KEY,
     epsilon_units INTEGER NOT NULL CHECK (epsilon_units >= 0),
-    delta_units   INTEGER NOT NULL CHECK (delta_units >= 0)
+    delta_units   INTEGER NOT NULL CHECK (delta_units >= 0),
+    answered      INTEGER NOT NULL DEFAULT 0 CHECK (answered >= 0)  -- query ids with a stored result
 ) STRICT;
+CREATE INDEX queries_by_charge ON queries (charge_id);
 CREATE TRIGGER charges_keep BEFORE DELETE ON charges
     BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
 CREATE TRIGGER charges_fixed BEFORE UPDATE OF
@@ -110,9 +116,21 @@ CREATE TRIGGER spent_keep BEFORE DELETE ON spent
     BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
 CREATE TRIGGER spent_grows BEFORE UPDATE ON spent
     WHEN NEW.study_id IS NOT OLD.study_id OR NEW.epsilon_units < OLD.epsilon_units
-      OR NEW.delta_units < OLD.delta_units
+      OR NEW.delta_units < OLD.delta_units OR NEW.answered < OLD.answered
     BEGIN SELECT RAISE(ABORT, 'spent budget never decreases'); END;
 """
+
+# Version 1 counted answered query ids with a join on every budget read; version 2 keeps the count.
+_MIGRATIONS = {
+    1: [
+        "ALTER TABLE spent ADD COLUMN answered INTEGER NOT NULL DEFAULT 0 CHECK (answered >= 0)",
+        "CREATE INDEX queries_by_charge ON queries (charge_id)",
+        "DROP TRIGGER spent_grows",
+        *[t for t in statements(_SCHEMA) if t.startswith("CREATE TRIGGER spent_grows")],
+        "UPDATE spent SET answered = (SELECT count(*) FROM queries q JOIN charges c ON c.charge_id = q.charge_id"
+        " WHERE q.study_id = spent.study_id AND c.result IS NOT NULL)",
+    ]
+}
 
 
 @dataclass(frozen=True)
@@ -170,6 +188,26 @@ class LedgerEntry:
     answered: bool
 
 
+T = TypeVar("T")
+
+
+class _Ticket(Generic[T]):
+    """One queued write: its op, then its value or error once its batch is over."""
+
+    __slots__ = ("op", "value", "error", "finished")
+
+    def __init__(self, op: Callable[[sqlite3.Connection], T]) -> None:
+        self.op = op
+        self.value: T | None = None
+        self.error: BaseException | None = None
+        self.finished = False
+
+    def outcome(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]  # set when the op returned
+
+
 def _amount(units: int) -> Decimal:
     """Units as a Decimal without trailing zeros (exact: 1e-12 units have at most 12 decimal places)."""
     whole, frac = divmod(units, _SCALE)
@@ -220,6 +258,8 @@ class Ledger:
         touching it, anything that is not a genogate ledger of this schema version."""
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Ticket[Any]] = []
         self._conn: sqlite3.Connection | None = open_database(
             self.path,
             what="ledger",
@@ -228,6 +268,7 @@ class Ledger:
             schema=statements(_SCHEMA),
             busy_timeout_s=busy_timeout_s,
             on_create=lambda conn: conn.execute("INSERT INTO meta VALUES ('unit', ?)", (f"1e-{UNIT_EXPONENT}",)),
+            migrations=_MIGRATIONS,
         )
 
     # Transactions ----------------------------------------------------------------------------------------
@@ -256,6 +297,59 @@ class Ledger:
                 if isinstance(exc, sqlite3.Error):
                     raise _db_error(exc, doing) from exc
                 raise
+
+    def _write(self, op: Callable[[sqlite3.Connection], T], doing: str) -> T:
+        """Run ``op`` in a write transaction and return its value once that transaction is durable.
+
+        Group commit: writes that queue up while another batch is committing run together, each in its own
+        savepoint (an op that raises leaves no trace and does not disturb the others), under one COMMIT, so
+        concurrent queries share an fsync instead of queueing for one each. No caller sees a value before
+        the COMMIT that made it durable has returned; if the batch fails, every op in it fails."""
+        ticket = _Ticket(op)
+        with self._queue_lock:
+            self._queue.append(ticket)
+        with self._lock:
+            if not ticket.finished:  # else a batch led by another thread carried it, durably
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._run_batch(batch, doing)
+        return ticket.outcome()
+
+    def _run_batch(self, batch: list[_Ticket[Any]], doing: str) -> None:
+        """One write transaction for ``batch`` (under ``self._lock``); every ticket ends finished."""
+        conn = self._conn
+        try:
+            if conn is None:
+                raise StoreError(f"{self.path}: the ledger is closed")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise _db_error(exc, doing) from exc
+            try:
+                for i, t in enumerate(batch):
+                    conn.execute(f"SAVEPOINT op{i}")
+                    try:
+                        t.value = t.op(conn)
+                    except Exception as exc:  # noqa: BLE001 - it is the op's caller's error, raised there
+                        conn.execute(f"ROLLBACK TO op{i}")
+                        t.error = _db_error(exc, doing) if isinstance(exc, sqlite3.Error) else exc
+                    conn.execute(f"RELEASE op{i}")
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):  # the original error is the one to report
+                        conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise _db_error(exc, doing) from exc
+                raise
+        except BaseException as exc:  # noqa: BLE001 - nothing in the batch happened: each caller gets it
+            for t in batch:
+                t.value, t.error = None, exc if isinstance(exc, Exception) else Internal(f"ledger {doing}: {exc!r}")
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            for t in batch:
+                t.finished = True
 
     # API -------------------------------------------------------------------------------------------------
 
@@ -291,7 +385,8 @@ class Ledger:
         eps_cap, dlt_cap = _units(epsilon_cap, "epsilon cap", up=False), _units(delta_cap, "delta cap", up=False)
         if isinstance(now_ms, bool) or not isinstance(now_ms, int) or now_ms < 0:
             raise TypeError("now_ms must be a non-negative int")
-        with self._transaction("BEGIN IMMEDIATE", "charging") as conn:
+
+        def op(conn: sqlite3.Connection) -> Charged | Pending | Answered:
             seen = conn.execute(
                 "SELECT q.payload_sha256, c.charge_id, c.query_id, c.result FROM queries q"
                 " JOIN charges c ON c.charge_id = q.charge_id WHERE q.study_id = ? AND q.query_id = ?",
@@ -315,7 +410,10 @@ class Ledger:
                     "INSERT INTO queries VALUES (?, ?, ?, ?, ?)",
                     (study_id, query_id, payload_sha256, charge_id, now_ms),
                 )
-                return Pending(charge_id) if result is None else Answered(bytes(result), original, from_cache=True)
+                if result is None:
+                    return Pending(charge_id)  # counted as answered when complete() stores the result
+                conn.execute("UPDATE spent SET answered = answered + 1 WHERE study_id = ?", (study_id,))
+                return Answered(bytes(result), original, from_cache=True)
 
             row = conn.execute(
                 "SELECT epsilon_units, delta_units FROM spent WHERE study_id = ?", (study_id,)
@@ -337,12 +435,15 @@ class Ledger:
                 "INSERT INTO queries VALUES (?, ?, ?, ?, ?)", (study_id, query_id, payload_sha256, charge_id, now_ms)
             )
             conn.execute(
-                "INSERT INTO spent VALUES (?, ?, ?) ON CONFLICT (study_id) DO UPDATE SET"
+                "INSERT INTO spent (study_id, epsilon_units, delta_units) VALUES (?, ?, ?)"
+                " ON CONFLICT (study_id) DO UPDATE SET"
                 " epsilon_units = epsilon_units + excluded.epsilon_units,"
                 " delta_units = delta_units + excluded.delta_units",
                 (study_id, eps, dlt),
             )
             return Charged(charge_id)
+
+        return self._write(op, "charging")
 
     def complete(self, charge_id: int, result: bytes, *, now_ms: int | None = None) -> bytes:
         """Store ``result`` for the charge unless one is stored already; return the result that *is* stored.
@@ -353,8 +454,9 @@ class Ledger:
         if not isinstance(result, bytes):
             raise TypeError(f"result must be bytes, not {type(result).__name__}")
         stamp = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-        with self._transaction("BEGIN IMMEDIATE", "storing a result") as conn:
-            row = conn.execute("SELECT result FROM charges WHERE charge_id = ?", (charge_id,)).fetchone()
+
+        def op(conn: sqlite3.Connection) -> bytes:
+            row = conn.execute("SELECT result, study_id FROM charges WHERE charge_id = ?", (charge_id,)).fetchone()
             if row is None:
                 raise Internal(f"complete() of charge {charge_id}, which the ledger does not hold")
             if row[0] is not None:
@@ -362,21 +464,35 @@ class Ledger:
             conn.execute(
                 "UPDATE charges SET result = ?, completed_ms = ? WHERE charge_id = ?", (result, stamp, charge_id)
             )
+            conn.execute(  # the paying query id and every replay that joined while it was pending
+                "UPDATE spent SET answered = answered + (SELECT count(*) FROM queries WHERE charge_id = ?)"
+                " WHERE study_id = ?",
+                (charge_id, row[1]),
+            )
             return result
+
+        return self._write(op, "storing a result")
+
+    def seen(self, study_id: str, query_id: str, canonical_sha256: str) -> bool:
+        """Whether ``begin`` would find this query id or this canonical query already recorded under the
+        study (a retry or a repeat: it is answered from the ledger, with nothing to compute). A hint only:
+        ``begin`` decides, under the write lock."""
+        with self._transaction("BEGIN", "looking up a query") as conn:
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM queries WHERE study_id = ?1 AND query_id = ?2)"
+                " OR EXISTS (SELECT 1 FROM charges WHERE study_id = ?1 AND canonical_sha256 = ?3)",
+                (study_id, query_id, canonical_sha256),
+            ).fetchone()
+        return bool(row[0])
 
     def budget(self, study_id: str, epsilon_cap: Decimal, delta_cap: Decimal) -> BudgetStatus:
         """The study's spending against the given caps (read in one snapshot)."""
         eps_cap, dlt_cap = _units(epsilon_cap, "epsilon cap", up=False), _units(delta_cap, "delta cap", up=False)
         with self._transaction("BEGIN", "reading a budget") as conn:
             row = conn.execute(
-                "SELECT epsilon_units, delta_units FROM spent WHERE study_id = ?", (study_id,)
+                "SELECT epsilon_units, delta_units, answered FROM spent WHERE study_id = ?", (study_id,)
             ).fetchone()
-            answered = conn.execute(
-                "SELECT count(*) FROM queries q JOIN charges c ON c.charge_id = q.charge_id"
-                " WHERE q.study_id = ? AND c.result IS NOT NULL",
-                (study_id,),
-            ).fetchone()[0]
-        spent_eps, spent_dlt = row if row is not None else (0, 0)
+        spent_eps, spent_dlt, answered = row if row is not None else (0, 0, 0)
         return BudgetStatus(
             study_id=study_id,
             epsilon_cap=_amount(eps_cap),
@@ -416,7 +532,8 @@ class Ledger:
         """Verify the file (SQLite integrity check) and the ledger's invariants; raise ``StoreError`` if not.
 
         Invariants: each study's running total equals the sum of its charges; every query row belongs to
-        a charge of its own study; every charge is recorded as a query of its own query id."""
+        a charge of its own study; every charge is recorded as a query of its own query id; each study's
+        answered count equals its query ids whose charge has a stored result."""
         with self._transaction("BEGIN", "checking") as conn:
             problems = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall() if r[0] != "ok"]
             problems += [
@@ -442,6 +559,14 @@ class Ledger:
                 for (c,) in conn.execute(
                     "SELECT charge_id FROM charges c WHERE NOT EXISTS (SELECT 1 FROM queries q"
                     " WHERE q.study_id = c.study_id AND q.query_id = c.query_id AND q.charge_id = c.charge_id)"
+                )
+            ]
+            problems += [
+                f"study {s!r}: answered count {a} != {n} query ids with a stored result"
+                for s, a, n in conn.execute(
+                    "SELECT s.study_id, s.answered, (SELECT count(*) FROM queries q JOIN charges c"
+                    " ON c.charge_id = q.charge_id WHERE q.study_id = s.study_id AND c.result IS NOT NULL) AS n"
+                    " FROM spent s WHERE s.answered != n"
                 )
             ]
         if problems:

@@ -1,7 +1,7 @@
 """The node's query service: every check a query must pass, then exact counts, a durable charge, noise.
 
-Order of work for one query (each step may refuse; nothing is charged until step 6 and nothing is
-computed from participant data before it):
+Order of work for one query (each step may refuse; nothing is charged until step 6 and no noise is drawn
+before it):
 
 1. decode and validate the envelope (query id, ε, the query itself);
 2. authorise: the study is known and in force, names this kind, the caller is one of its researchers,
@@ -10,16 +10,21 @@ computed from participant data before it):
    the study's request rate;
 4. reduce the query to its canonical form (``genogate.query.canonical``);
 5. plan the noise (``node.dp.plan``: mechanism and scale from the kind's declared sensitivity);
-6. ``Ledger.begin``: a durable charge (or the stored answer of the same question, at no cost);
-7. compute the exact counts over consented participants only, draw the noise (OpenDP), apply the
-   minimum-reportable-count rule to the *noisy* values, and store the result (first completion wins);
+6. ``Ledger.begin``: a durable charge (or the stored answer of the same question, at no cost). While the
+   charge is being made durable, a worker computes the exact counts over consented participants only
+   (a new question only: retries and repeats are looked up first and never computed);
+7. once the charge is on disk: draw the noise (OpenDP), apply the minimum-reportable-count rule to the
+   *noisy* values, and store the result (first completion wins);
 8. wrap the stored result in a signed release.
 
-No refusal, error message or branch depends on the true counts: refusals happen before any data is
-read, and thresholding looks at noisy values only.
+No refusal, error message or branch depends on the true counts: every refusal is decided from the
+envelope, the study, the policy and the ledger, never from data (exact counts computed for a query the
+ledger then refuses are dropped unread), and thresholding looks at noisy values only. The work of counting
+does not depend on who is in the cohort (``Store.class_counts``).
 
-Threading: one instance serves every gRPC worker thread. DuckDB is used through one cursor per thread
-(``threading.local``); the ledger serialises itself; the caches are guarded by a lock.
+Threading: one instance serves every gRPC worker thread, with a small pool of counting workers. DuckDB is
+used through one cursor per thread (``threading.local``); the ledger serialises itself; the caches are
+guarded by a lock.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -109,6 +115,7 @@ class QueryService:
         signer: Signer,
         grants: GrantVerifier | None = None,
         clock: Callable[[], float] = time.time,
+        exact_workers: int = 4,
     ):
         self.name = name
         self.policy = policy
@@ -128,9 +135,11 @@ class QueryService:
         self._lock = threading.Lock()
         self._consent: dict[tuple[str, frozenset[str]], npt.NDArray[np.bool_]] = {}
         self._rates: dict[str, deque[float]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=exact_workers, thread_name_prefix="node-count")
         self.n_samples = self._root.n_samples
 
     def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
         self._root.close()
         if self._grants is not None:
             self._grants.close()
@@ -179,22 +188,36 @@ class QueryService:
         charge_eps = sum((p.epsilon for p in plans), Decimal(0))
         charge_delta = sum((p.delta for p in plans), Decimal(0))
         canonical_sha = hashlib.sha256(canonical_bytes(query)).hexdigest()
-        begun = self._ledger.begin(
-            study_id=study.study_id,
-            query_id=env.query_id,
-            payload_sha256=hashlib.sha256(payload).hexdigest(),
-            canonical_sha256=canonical_sha,
-            epsilon=charge_eps,
-            delta=charge_delta,
-            epsilon_cap=self._study_cap(study),
-            delta_cap=self.policy.delta_per_study_cap,
-            now_ms=int(self._clock() * 1000),
-        )
+        # The exact counts are computed while the charge is made durable (both wait on I/O outside the GIL);
+        # no noise is drawn until the charge is on disk, and a refused charge discards the counts unread. A
+        # retry or a repeat of an answered question is looked up first, so it costs no computation.
+        exact: Future[_Exact] | None = None
+        if not self._ledger.seen(study.study_id, env.query_id, canonical_sha):
+            exact = self._pool.submit(self._exact, study, query, variants)
+        try:
+            begun = self._ledger.begin(
+                study_id=study.study_id,
+                query_id=env.query_id,
+                payload_sha256=hashlib.sha256(payload).hexdigest(),
+                canonical_sha256=canonical_sha,
+                epsilon=charge_eps,
+                delta=charge_delta,
+                epsilon_cap=self._study_cap(study),
+                delta_cap=self.policy.delta_per_study_cap,
+                now_ms=int(self._clock() * 1000),
+            )
+        except BaseException:
+            if exact is not None:
+                exact.cancel()  # or, already running, it finishes and its counts are dropped unread
+            raise
         if isinstance(begun, Answered):
+            if exact is not None:
+                exact.cancel()
             result_bytes, from_cache, original = begun.result, begun.from_cache, begun.original_query_id
             charged = (Decimal(0), Decimal(0)) if from_cache else (charge_eps, charge_delta)
         else:
-            result = self._compute(study, query, variants, sens, plans)
+            counts = exact.result() if exact is not None else self._exact(study, query, variants)
+            result = self._release(query, variants, counts, sens, plans)
             result_bytes = self._ledger.complete(begun.charge_id, result.SerializeToString(deterministic=True))
             from_cache, original, charged = False, "", (charge_eps, charge_delta)
         body = pb.ReleaseBody(
@@ -375,14 +398,9 @@ class QueryService:
         year = dt.datetime.fromtimestamp(self._clock(), tz=dt.UTC).year
         return self._cohorts.mask(f, year) & consent
 
-    def _compute(
-        self,
-        study: Study,
-        q: Query,
-        variants: list[Variant] | None,
-        sens: list[dp.Sensitivity],
-        plans: list[dp.NoisePlan],
-    ) -> pb.QueryResult:
+    def _exact(self, study: Study, q: Query, variants: list[Variant] | None) -> _Exact:
+        """The exact counts a query's first release is drawn from (no noise; never leaves this process
+        unless ``_release`` noises it after the charge)."""
         store = self._store()
         consent = self._consented(study)
         masks = [self._cohort(f, consent) for f in filters_of(q)]
@@ -390,11 +408,32 @@ class QueryService:
             masks[1] = masks[1] & ~masks[0]  # a participant in both arms counts as a case only
         vids = self._index.lookup(variants) if variants else np.zeros(0, dtype=np.int32)
         if isinstance(q, CohortCount):
-            noisy = self._draw(np.array([masks[0].sum()], dtype=np.int64), sens[0], plans[0])
+            counts = np.array([masks[0].sum()], dtype=np.int64)
+        elif isinstance(q, GenotypeCounts):
+            counts = store.class_counts(vids, masks[0])[0].astype(np.int64)
+        elif isinstance(q, AlleleFrequency):
+            counts = _alt_ref(store.class_counts(vids, masks[0]))
+        elif isinstance(q, CaseControl):
+            counts = np.stack([_alt_ref(store.class_counts(vids, m)).reshape(-1, 2) for m in masks], axis=1).reshape(-1)
+        elif q.max_allele_frequency is not None:  # carrier count, stage 1: the AF over every consented participant
+            counts = _alt_ref(store.class_counts(vids, consent))
+        else:
+            counts = np.array([store.carriers(vids, masks[0])], dtype=np.int64)
+        return _Exact(counts, vids, masks[0])
+
+    def _release(
+        self,
+        q: Query,
+        variants: list[Variant] | None,
+        exact: _Exact,
+        sens: list[dp.Sensitivity],
+        plans: list[dp.NoisePlan],
+    ) -> pb.QueryResult:
+        """Noise the exact counts (the charge is durable by now) and shape the result."""
+        noisy = self._draw(exact.counts, sens[0], plans[0])
+        if isinstance(q, CohortCount):
             return pb.QueryResult(cohort_count=pb.CohortCountResult(count=self._value(noisy[0], plans[0])))
         if isinstance(q, GenotypeCounts):
-            classes = store.class_counts(vids, masks[0])[0]
-            noisy = self._draw(classes.astype(np.int64), sens[0], plans[0])
             v = [self._value(x, plans[0]) for x in noisy]
             return pb.QueryResult(
                 genotype_counts=pb.GenotypeCountsResult(
@@ -409,7 +448,6 @@ class QueryService:
             )
         if isinstance(q, AlleleFrequency):
             assert variants is not None
-            noisy = self._draw(_alt_ref(store.class_counts(vids, masks[0])), sens[0], plans[0]).reshape(-1, 2)
             return pb.QueryResult(
                 allele_frequency=pb.AlleleFrequencyResult(
                     variants=[
@@ -418,14 +456,12 @@ class QueryService:
                             allele_count=self._value(alt, plans[0]),
                             allele_number=self._sum_value(alt, ref, plans[0]),
                         )
-                        for v, (alt, ref) in zip(variants, noisy, strict=True)
+                        for v, (alt, ref) in zip(variants, noisy.reshape(-1, 2), strict=True)
                     ]
                 )
             )
         if isinstance(q, CaseControl):
             assert variants is not None
-            exact = np.stack([_alt_ref(store.class_counts(vids, m)).reshape(-1, 2) for m in masks], axis=1)
-            noisy = self._draw(exact.reshape(-1), sens[0], plans[0]).reshape(-1, 4)
             return pb.QueryResult(
                 case_control=pb.CaseControlResult(
                     tables=[
@@ -436,18 +472,18 @@ class QueryService:
                             control_alt=self._value(r[2], plans[0]),
                             control_ref=self._value(r[3], plans[0]),
                         )
-                        for v, r in zip(variants, noisy, strict=True)
+                        for v, r in zip(variants, noisy.reshape(-1, 4), strict=True)
                     ]
                 )
             )
         assert isinstance(q, CarrierCount)
-        chosen = vids
         if q.max_allele_frequency is not None:
-            # Stage 1: a noisy AF over every consented participant; only post-processing of it picks variants.
-            af_noisy = self._draw(_alt_ref(store.class_counts(vids, consent)), sens[0], plans[0]).reshape(-1, 2)
+            # Stage 2: only post-processing of the noisy AF picks the variants; their carriers get the rest.
+            af_noisy = noisy.reshape(-1, 2)
             an = np.maximum(af_noisy.sum(axis=1), 1)
-            chosen = vids[af_noisy[:, 0] / an <= q.max_allele_frequency]
-        noisy = self._draw(np.array([store.carriers(chosen, masks[0])], dtype=np.int64), sens[-1], plans[-1])
+            chosen = exact.vids[af_noisy[:, 0] / an <= q.max_allele_frequency]
+            carriers = np.array([self._store().carriers(chosen, exact.cohort)], dtype=np.int64)
+            noisy = self._draw(carriers, sens[-1], plans[-1])
         return pb.QueryResult(carrier_count=pb.CarrierCountResult(carriers=self._value(noisy[0], plans[-1])))
 
     def _draw(self, exact: npt.NDArray[np.int64], sens: dp.Sensitivity, p: dp.NoisePlan) -> npt.NDArray[np.int64]:
@@ -473,6 +509,15 @@ class QueryService:
             half = 2 * dp.halfwidth(p, 0.025)
             v.ci95_low, v.ci95_high = v.estimate - half, v.estimate + half
         return v
+
+
+@dataclass(frozen=True)
+class _Exact:
+    """Exact counts for a query's first release, and what a second stage needs (carrier counts)."""
+
+    counts: npt.NDArray[np.int64]
+    vids: npt.NDArray[np.int32]
+    cohort: npt.NDArray[np.bool_]
 
 
 def _alt_ref(classes: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:

@@ -272,6 +272,7 @@ def test_a_charge_without_a_result_is_pending_after_a_crash_and_still_spent(path
             assert reopened.complete(first.charge_id, b"late") == b"late"
             assert begin(reopened, "q2", canonical="c") == Answered(b"late", "q1", from_cache=True)
             assert reopened.budget("study-1", Decimal(1), Decimal(0)).queries_answered == 2
+            reopened.check()
     finally:
         crashed.close()
 
@@ -416,6 +417,42 @@ def test_a_ledger_of_another_schema_version_is_refused(path: Path) -> None:
         Ledger(path)
 
 
+def test_a_version_1_ledger_is_upgraded_in_place_keeping_every_charge(path: Path) -> None:
+    """Version 1 had no answered count (it was counted on every read); opening one adds and fills it."""
+    with Ledger(path) as ledger:
+        charge(ledger, "q1", canonical="c")
+        assert isinstance(begin(ledger, "q2", canonical="c"), Answered)
+        assert isinstance(begin(ledger, "q3", canonical="pending"), Charged)
+    con = sqlite3.connect(path)  # take the file back to what version 1 wrote
+    con.executescript(
+        "DROP TRIGGER spent_grows; DROP INDEX queries_by_charge; ALTER TABLE spent DROP COLUMN answered;"
+        "CREATE TRIGGER spent_grows BEFORE UPDATE ON spent WHEN NEW.epsilon_units < OLD.epsilon_units"
+        " BEGIN SELECT RAISE(ABORT, 'spent budget never decreases'); END; PRAGMA user_version = 1;"
+    )
+    con.close()
+    with Ledger(path) as upgraded:
+        status = upgraded.budget("study-1", Decimal(1), Decimal(0))
+        assert (status.epsilon_spent, status.queries_answered) == (Decimal("0.2"), 2)
+        upgraded.check()
+        charge(upgraded, "q4")
+        assert upgraded.budget("study-1", Decimal(1), Decimal(0)).queries_answered == 3
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+    with pytest.raises(sqlite3.IntegrityError, match="never decreases"):
+        con.execute("UPDATE spent SET answered = 0")
+    con.close()
+
+
+def test_a_wrong_answered_count_fails_the_check(ledger: Ledger, path: Path) -> None:
+    charge(ledger, "q1")
+    con = sqlite3.connect(path)
+    con.execute("UPDATE spent SET answered = 5")
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError, match="answered count 5 != 1"):
+        ledger.check()
+
+
 def test_a_directory_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreError):
         Ledger(tmp_path)
@@ -525,6 +562,49 @@ def test_200_threads_never_overspend(ledger: Ledger) -> None:
     ledger.check()
 
 
+def test_a_failing_write_in_a_group_commit_leaves_no_trace_and_spares_the_others(ledger: Ledger) -> None:
+    """Writes queued together share one transaction, each in its own savepoint: 120 threads mixing new
+    charges (some over the cap), reused ids with another payload, retries and repeats of one question all
+    get their own outcome, and the file holds exactly what the successful ones wrote."""
+    charge(ledger, "taken", canonical="popular")
+    n, allowed, eps = 120, 20, Decimal("0.01")
+    cap = Decimal("0.1") + allowed * eps  # "taken" already spent 0.1
+    barrier = threading.Barrier(n, timeout=60)
+    outcomes: dict[int, str] = {}
+    lock = threading.Lock()
+
+    def ask(i: int) -> None:
+        barrier.wait()
+        try:
+            if i % 4 == 0:
+                r = begin(ledger, "taken", payload=f"another payload {i}", eps=eps, cap=cap)
+            elif i % 4 == 1:
+                r = begin(ledger, f"repeat{i}", canonical="popular", eps=eps, cap=cap)
+            else:
+                r = begin(ledger, f"new{i}", eps=eps, cap=cap)
+                assert isinstance(r, Charged)
+                ledger.complete(r.charge_id, b"r")
+            outcome = type(r).__name__
+        except (AlreadyExists, ResourceExhausted) as exc:
+            outcome = type(exc).__name__
+        with lock:
+            outcomes[i] = outcome
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads)
+    assert {outcomes[i] for i in range(0, n, 4)} == {"AlreadyExists"}
+    assert {outcomes[i] for i in range(1, n, 4)} == {"Answered"}
+    new = [outcomes[i] for i in range(n) if i % 4 > 1]
+    assert new.count("Charged") == allowed and new.count("ResourceExhausted") == len(new) - allowed
+    status = ledger.budget("study-1", cap, Decimal(0))
+    assert status.epsilon_spent == cap and status.queries_answered == 1 + n // 4 + allowed
+    ledger.check()
+
+
 WORKER = """
 import hashlib, json, sys, time
 from decimal import Decimal
@@ -590,3 +670,12 @@ def test_two_processes_on_one_file_never_overspend(path: Path) -> None:
         assert spent(led) == Decimal(cap)
         assert len(led.history("study-1")) == allowed
         led.check()
+
+
+def test_seen_knows_retries_and_repeats_but_not_new_questions(ledger: Ledger) -> None:
+    assert not ledger.seen("study-1", "q1", sha("canonical q1"))
+    charge(ledger, "q1")
+    assert ledger.seen("study-1", "q1", sha("something else"))  # a retry of the id
+    assert ledger.seen("study-1", "q2", sha("canonical q1"))  # the same question under another id
+    assert not ledger.seen("study-1", "q2", sha("canonical q2"))
+    assert not ledger.seen("study-2", "q1", sha("canonical q1"))  # scoped to the study
