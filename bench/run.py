@@ -177,10 +177,12 @@ def _region_question(
 
 
 def _big_store(work: Path, samples: int, variants: int, seed: int) -> tuple[Path, Path, Run | None]:
+    """The store, its sheet, and how its build went (kept beside it: a reused store reports its own build)."""
     out = work / f"store_{samples}x{variants}_s{seed}"
-    store = out / "store.duckdb"
+    store, record = out / "store.duckdb", out / "build.json"
     if store.exists():
-        return store, out / "samples.tsv", None
+        built = json.loads(record.read_text()) if record.exists() else None
+        return store, out / "samples.tsv", Run(**built) if built else None
     shutil.rmtree(out, ignore_errors=True)
     r = run(
         _node(
@@ -198,6 +200,7 @@ def _big_store(work: Path, samples: int, variants: int, seed: int) -> tuple[Path
         ),
         env=_env(),
     )
+    record.write_text(json.dumps({"seconds": r.seconds, "peak_rss_mib": r.peak_rss_mib, "stdout": r.stdout}))
     return store, out / "samples.tsv", r
 
 

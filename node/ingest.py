@@ -41,6 +41,7 @@ from node.writer import StoreWriter
 
 KEY_BYTES = 32
 INGEST_MEMORY_LIMIT = "1GB"
+INGEST_CHECKPOINT_EVERY = "2GB"
 
 
 @dataclass
@@ -272,8 +273,13 @@ def _ingest_locked(
         spill = str(store.parent / f".{store.name}.spill").replace("'", "''")  # SET takes no parameters
         con.execute(f"SET temp_directory = '{spill}'")
         con.execute("SET preserve_insertion_order = true")
-        if exists:  # a new store is built in its own temporary file: renaming it is the atomic step
+        if exists:
             con.execute("BEGIN TRANSACTION")
+        else:
+            # A new store is built in its own temporary file (renaming it is the atomic step), in autocommit:
+            # one transaction holding a biobank-sized build grows far past the memory limit. Checkpointing
+            # only every few GB of WAL instead of every 16 MB took a 100k x 100k build from 184 s to 122 s.
+            con.execute(f"SET checkpoint_threshold = '{INGEST_CHECKPOINT_EVERY}'")
         st = Store(con, store)
         if not exists:
             st.create_schema()
