@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
 from pathlib import Path
 
@@ -35,8 +35,10 @@ def build_server(
     policy: Mapping[str, str],
     add_servicers: Callable[[grpc.Server], None],
     thread_prefix: str,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> tuple[grpc.Server, int]:
-    """A bound (not yet started) server requiring client certificates from ``tls.ca_certs``."""
+    """A bound (not yet started) server requiring client certificates from ``tls.ca_certs``. The access policy
+    runs first; ``interceptors`` (metrics, test-only fault injection) run after it."""
     credentials = grpc.ssl_server_credentials(
         [(read_file(tls.key, "TLS key"), read_file(tls.cert, "TLS certificate"))],
         root_certificates=read_file(tls.ca_certs, "CA bundle"),
@@ -45,7 +47,7 @@ def build_server(
     limit = settings.max_message_mb * 2**20
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix=thread_prefix),
-        interceptors=[PolicyInterceptor(policy)],
+        interceptors=[PolicyInterceptor(policy), *interceptors],
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", limit),

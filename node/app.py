@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import cast
 
@@ -135,13 +135,15 @@ class RevocationRefresher:
         self.channel.close()
 
 
-def create_server(config: NodeConfig) -> tuple[grpc.Server, int, QueryService]:
+def create_server(
+    config: NodeConfig, interceptors: Sequence[grpc.ServerInterceptor] = ()
+) -> tuple[grpc.Server, int, QueryService]:
     signer = Signer.from_pem_file(config.keys.identity_key)
     policy = policy_of(config)
     service = QueryService(
         name=config.node.name,
         store_path=config.store.path,
-        ledger=Ledger(config.ledger.path),
+        ledger=Ledger(config.ledger.path, audit_signer=signer),
         studies=studies_provider(config.studies.trusted_file) if config.studies.local else dict,
         policy=policy,
         noise=OpenDPNoise(),
@@ -167,14 +169,15 @@ def create_server(config: NodeConfig) -> tuple[grpc.Server, int, QueryService]:
         service_name=SERVICE_NAME,
         policy=RPC_POLICY,
         thread_prefix="node-rpc",
+        interceptors=interceptors,
         add_servicers=lambda srv: node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(service, info), srv),
     )
     return server, port, service
 
 
-def serve(config: NodeConfig) -> int:
+def serve(config: NodeConfig, interceptors: Sequence[grpc.ServerInterceptor] = ()) -> int:
     """Run until SIGTERM/SIGINT; returns the process exit code."""
-    server, port, service = create_server(config)
+    server, port, service = create_server(config, interceptors)
     refresher = None
     if service.revocations is not None and config.grants.coordinator:
         refresher = RevocationRefresher(config, service.revocations)

@@ -2,7 +2,8 @@
 
 Commands: ``init`` (a node's directory, keys and config), ``dev-ca`` (a development CA), ``ingest``
 (VCF/BCF + sample sheet into the store), ``freq`` (exact counts, offline, for the operator's own checks),
-``serve`` (the gRPC query service), ``synth`` (a synthetic cohort for demos, tests and benchmarks).
+``serve`` (the gRPC query service), ``synth`` (a synthetic cohort for demos, tests and benchmarks),
+``audit verify|export`` (the tamper-evident log of every query).
 Expected problems print one line and exit with the error's code; a stack trace means a bug.
 """
 
@@ -81,6 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     sv.add_argument("--config", type=Path, required=True, help="the node's TOML config (see genogate-node init)")
     sv.add_argument("--listen", help="override [server] listen, e.g. 127.0.0.1:0 for any free port")
+
+    from genogate.audit import add_commands
+
+    add_commands(sub, "the node's TOML config (the audit log is in its ledger file)")
 
     ini = sub.add_parser(
         "init",
@@ -197,6 +202,17 @@ def _dev_ca(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from genogate import audit
+    from genogate.signing import Signer
+    from node.config import load_node_config
+
+    config = load_node_config(args.config)
+    key = Signer.from_pem_file(config.keys.identity_key)
+    entries = audit.read_file(config.ledger.path)
+    return audit.run_command(args.audit_command, entries, audit.keys(key.public_raw), as_json=args.json)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = {
@@ -206,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         "serve": _serve,
         "init": _init,
         "dev-ca": _dev_ca,
+        "audit": _audit,
     }[args.command]
     try:
         return handler(args)

@@ -132,17 +132,10 @@ class LedgerSettings:
     path: Path = field(
         default=Path("ledger.sqlite"),
         metadata={
-            "help": "The SQLite file of privacy budget spent per study. Never delete it: that would reset every "
-            "study's budget at this node."
+            "help": "The SQLite file of privacy budget spent per study, and the node's tamper-evident audit log of "
+            "every query (a release and its audit entry commit together; `genogate-node audit verify`). Never "
+            "delete it: that would reset every study's budget at this node and lose its audit trail."
         },
-    )
-
-
-@dataclass(frozen=True)
-class AuditSettings:
-    path: Path = field(
-        default=Path("audit.log"),
-        metadata={"help": "The append-only, hash-chained, signed log of every release this node makes."},
     )
 
 
@@ -324,7 +317,6 @@ class NodeConfig:
     keys: KeySettings = field(metadata={"help": "The node's own keys (paths only; keep the files mode 0600)."})
     store: StoreSettings = field(metadata={"help": "Genotype store."})
     ledger: LedgerSettings = field(metadata={"help": "Privacy budget ledger."})
-    audit: AuditSettings = field(metadata={"help": "Audit log."})
     policy: PolicySettings = field(
         metadata={"help": "The node's own limits, enforced whatever a study grant or the coordinator asks."}
     )

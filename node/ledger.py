@@ -36,16 +36,18 @@ from __future__ import annotations
 
 import contextlib
 import decimal
+import hashlib
 import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from genogate import audit
 from genogate.errors import (
     AlreadyExists,
     GenogateError,
@@ -56,6 +58,7 @@ from genogate.errors import (
     StoreError,
     Unavailable,
 )
+from genogate.signing import Signer
 from genogate.sqlitedb import open_database, statements
 
 UNIT_EXPONENT = 12
@@ -101,6 +104,7 @@ CREATE TABLE spent (                    -- running totals per study, kept in the
     answered      INTEGER NOT NULL DEFAULT 0 CHECK (answered >= 0)  -- query ids with a stored result
 ) STRICT;
 CREATE INDEX queries_by_charge ON queries (charge_id);
+{AUDIT}
 CREATE TRIGGER charges_keep BEFORE DELETE ON charges
     BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
 CREATE TRIGGER charges_fixed BEFORE UPDATE OF
@@ -118,9 +122,9 @@ CREATE TRIGGER spent_grows BEFORE UPDATE ON spent
     WHEN NEW.study_id IS NOT OLD.study_id OR NEW.epsilon_units < OLD.epsilon_units
       OR NEW.delta_units < OLD.delta_units OR NEW.answered < OLD.answered
     BEGIN SELECT RAISE(ABORT, 'spent budget never decreases'); END;
-"""
+""".replace("{AUDIT}", audit.SCHEMA.strip())
 
-# Version 1 counted answered query ids with a join on every budget read; version 2 keeps the count.
+# Version 1 counted answered query ids with a join on every budget read and had no audit log.
 _MIGRATIONS = {
     1: [
         "ALTER TABLE spent ADD COLUMN answered INTEGER NOT NULL DEFAULT 0 CHECK (answered >= 0)",
@@ -129,6 +133,7 @@ _MIGRATIONS = {
         *[t for t in statements(_SCHEMA) if t.startswith("CREATE TRIGGER spent_grows")],
         "UPDATE spent SET answered = (SELECT count(*) FROM queries q JOIN charges c ON c.charge_id = q.charge_id"
         " WHERE q.study_id = spent.study_id AND c.result IS NOT NULL)",
+        *statements(audit.SCHEMA),
     ]
 }
 
@@ -253,10 +258,15 @@ def _db_error(exc: sqlite3.Error, doing: str) -> GenogateError:
 class Ledger:
     """The budget ledger in one SQLite file (see the module docstring for guarantees and threading)."""
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = 10.0) -> None:
+    def __init__(self, path: Path, *, busy_timeout_s: float = 10.0, audit_signer: Signer | None = None) -> None:
         """Open ``path``, creating the file and schema if absent. Refuse, with ``StoreError`` and without
-        touching it, anything that is not a genogate ledger of this schema version."""
+        touching it, anything that is not a genogate ledger of this schema version.
+
+        With ``audit_signer``, calls given an ``audit`` entry append it to the file's audit log
+        (``genogate.audit``), signed, in the same transaction as what it records: a stored result and its
+        audit entry commit together or not at all."""
         self.path = Path(path)
+        self._audit_signer = audit_signer
         self._lock = threading.Lock()
         self._queue_lock = threading.Lock()
         self._queue: list[_Ticket[Any]] = []
@@ -365,6 +375,7 @@ class Ledger:
         epsilon_cap: Decimal,
         delta_cap: Decimal,
         now_ms: int,
+        audit: Mapping[str, Any] | None = None,
     ) -> Charged | Pending | Answered:
         """Charge a query, or find what it was already charged or answered as, in one write transaction.
 
@@ -398,7 +409,9 @@ class Ledger:
                     raise AlreadyExists(f"query id {query_id!r} of study {study_id!r} was used for another payload")
                 if result is None:
                     return Pending(charge_id)
-                return Answered(bytes(result), original, from_cache=original != query_id)
+                answer = Answered(bytes(result), original, from_cache=original != query_id)
+                self._audit(conn, audit, "retry", answer.result, now_ms)
+                return answer
 
             same = conn.execute(
                 "SELECT charge_id, query_id, result FROM charges WHERE study_id = ? AND canonical_sha256 = ?",
@@ -413,6 +426,7 @@ class Ledger:
                 if result is None:
                     return Pending(charge_id)  # counted as answered when complete() stores the result
                 conn.execute("UPDATE spent SET answered = answered + 1 WHERE study_id = ?", (study_id,))
+                self._audit(conn, audit, "replay", bytes(result), now_ms)
                 return Answered(bytes(result), original, from_cache=True)
 
             row = conn.execute(
@@ -441,11 +455,14 @@ class Ledger:
                 " delta_units = delta_units + excluded.delta_units",
                 (study_id, eps, dlt),
             )
+            self._audit(conn, audit, "charged", None, now_ms)
             return Charged(charge_id)
 
         return self._write(op, "charging")
 
-    def complete(self, charge_id: int, result: bytes, *, now_ms: int | None = None) -> bytes:
+    def complete(
+        self, charge_id: int, result: bytes, *, now_ms: int | None = None, audit: Mapping[str, Any] | None = None
+    ) -> bytes:
         """Store ``result`` for the charge unless one is stored already; return the result that *is* stored.
 
         First completion wins: of two concurrent computations of one canonical query only the first draw is
@@ -460,10 +477,12 @@ class Ledger:
             if row is None:
                 raise Internal(f"complete() of charge {charge_id}, which the ledger does not hold")
             if row[0] is not None:
+                self._audit(conn, audit, "answered", bytes(row[0]), stamp)
                 return bytes(row[0])
             conn.execute(
                 "UPDATE charges SET result = ?, completed_ms = ? WHERE charge_id = ?", (result, stamp, charge_id)
             )
+            self._audit(conn, audit, "answered", result, stamp)
             conn.execute(  # the paying query id and every replay that joined while it was pending
                 "UPDATE spent SET answered = answered + (SELECT count(*) FROM queries WHERE charge_id = ?)"
                 " WHERE study_id = ?",
@@ -472,6 +491,36 @@ class Ledger:
             return result
 
         return self._write(op, "storing a result")
+
+    def record(self, entry: Mapping[str, Any], *, now_ms: int | None = None) -> None:
+        """Append an audit entry on its own (a refused query: nothing else to record)."""
+        if self._audit_signer is None:
+            return
+        stamp = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+        self._write(lambda conn: self._audit(conn, entry, None, None, stamp), "writing the audit log")
+
+    def _audit(
+        self,
+        conn: sqlite3.Connection,
+        entry: Mapping[str, Any] | None,
+        decision: str | None,
+        result: bytes | None,
+        at_ms: int,
+    ) -> None:
+        if entry is None or self._audit_signer is None:
+            return
+        full = dict(entry)
+        if decision is not None:
+            full["decision"] = decision
+        if result is not None:
+            full["result_sha256"] = hashlib.sha256(result).hexdigest()
+            full["result"] = audit.b64(result)
+        audit.append(conn, self._audit_signer, full, at_ms)
+
+    def audit_rows(self) -> list[audit.Row]:
+        """The audit log, oldest first."""
+        with self._transaction("BEGIN", "reading the audit log") as conn:
+            return audit.rows(conn)
 
     def seen(self, study_id: str, query_id: str, canonical_sha256: str) -> bool:
         """Whether ``begin`` would find this query id or this canonical query already recorded under the

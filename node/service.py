@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 import re
 import threading
 import time
@@ -47,7 +48,7 @@ from google.protobuf.message import DecodeError
 
 from genogate import duo
 from genogate.convert import canonical_bytes, query_from_pb, variant_to_pb
-from genogate.errors import InvalidArgument, PermissionDenied, Reason, ResourceExhausted
+from genogate.errors import GenogateError, InvalidArgument, PermissionDenied, Reason, ResourceExhausted
 from genogate.query import (
     AlleleFrequency,
     CarrierCount,
@@ -72,6 +73,7 @@ from node.records import HEMI_ALT, HEMI_REF, HET, HOM_ALT, HOM_REF
 from node.store import Store, VariantIndex
 from node.studies import Study
 
+log = logging.getLogger("genogate.node")
 _QUERY_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 _MECHANISM = {
     "discrete_laplace": pb.NOISE_MECHANISM_DISCRETE_LAPLACE,
@@ -155,7 +157,34 @@ class QueryService:
         the grant's window, site, the steward's rules and revocation, then the researcher's signature over
         ``payload``, the timestamp and the nonce. Without one, the study must be in the node's local
         trusted-studies file and the caller's certificate name one of its researchers.
+
+        Every outcome goes to the audit log: a release in the same ledger transaction that stores or finds
+        its result, a refusal (or a failure after the charge) on its own.
         """
+        entry: dict[str, object] = {
+            "event": "query",
+            "caller": caller.common_name,
+            "payload_sha256": hashlib.sha256(payload).hexdigest(),
+        }
+        try:
+            return self._query(caller, payload, grant, signature, entry)
+        except GenogateError as exc:
+            entry["decision"] = "failed" if entry.get("charged") else "refused"
+            entry["reason"] = exc.reason.name
+            try:
+                self._ledger.record(entry, now_ms=int(self._clock() * 1000))
+            except GenogateError:
+                log.exception("could not write a refusal to the audit log")  # the refusal itself stands
+            raise
+
+    def _query(
+        self,
+        caller: Caller,
+        payload: bytes,
+        grant: pb.StudyGrant | None,
+        signature: bytes,
+        entry: dict[str, object],
+    ) -> pb.Release:
         if grant is not None and grant.payload:
             verified = self._verifier().verify(grant, pb.SignedQuery(payload=payload, researcher_signature=signature))
             env, study = verified.envelope, verified.study
@@ -163,6 +192,7 @@ class QueryService:
             self._check_purpose(study)
         else:
             env = _decode_envelope(payload)
+            entry.update(study=env.study_id, query_id=env.query_id)
             study = self._authorise(caller, env.study_id)
             if env.sites and self.name not in env.sites:
                 raise PermissionDenied(
@@ -188,6 +218,15 @@ class QueryService:
         charge_eps = sum((p.epsilon for p in plans), Decimal(0))
         charge_delta = sum((p.delta for p in plans), Decimal(0))
         canonical_sha = hashlib.sha256(canonical_bytes(query)).hexdigest()
+        payload_sha = hashlib.sha256(payload).digest()
+        entry.update(
+            study=study.study_id,
+            query_id=env.query_id,
+            kind=query.kind.label,
+            canonical_sha256=canonical_sha,
+            epsilon=str(charge_eps),
+            delta=str(charge_delta),
+        )
         # The exact counts are computed while the charge is made durable (both wait on I/O outside the GIL);
         # no noise is drawn until the charge is on disk, and a refused charge discards the counts unread. A
         # retry or a repeat of an answered question is looked up first, so it costs no computation.
@@ -198,13 +237,14 @@ class QueryService:
             begun = self._ledger.begin(
                 study_id=study.study_id,
                 query_id=env.query_id,
-                payload_sha256=hashlib.sha256(payload).hexdigest(),
+                payload_sha256=payload_sha.hex(),
                 canonical_sha256=canonical_sha,
                 epsilon=charge_eps,
                 delta=charge_delta,
                 epsilon_cap=self._study_cap(study),
                 delta_cap=self.policy.delta_per_study_cap,
                 now_ms=int(self._clock() * 1000),
+                audit=entry,
             )
         except BaseException:
             if exact is not None:
@@ -216,15 +256,18 @@ class QueryService:
             result_bytes, from_cache, original = begun.result, begun.from_cache, begun.original_query_id
             charged = (Decimal(0), Decimal(0)) if from_cache else (charge_eps, charge_delta)
         else:
+            entry["charged"] = True
             counts = exact.result() if exact is not None else self._exact(study, query, variants)
             result = self._release(query, variants, counts, sens, plans)
-            result_bytes = self._ledger.complete(begun.charge_id, result.SerializeToString(deterministic=True))
+            result_bytes = self._ledger.complete(
+                begun.charge_id, result.SerializeToString(deterministic=True), audit=entry
+            )
             from_cache, original, charged = False, "", (charge_eps, charge_delta)
         body = pb.ReleaseBody(
             query_id=env.query_id,
             study_id=study.study_id,
             site=self.name,
-            query_sha256=bytes.fromhex(canonical_sha),
+            query_sha256=payload_sha,  # binds the release (the receipt) to exactly the researcher's request
             result=pb.QueryResult.FromString(result_bytes),
             epsilon_charged=float(charged[0]),
             delta_charged=float(charged[1]),

@@ -426,6 +426,7 @@ def test_a_version_1_ledger_is_upgraded_in_place_keeping_every_charge(path: Path
     con = sqlite3.connect(path)  # take the file back to what version 1 wrote
     con.executescript(
         "DROP TRIGGER spent_grows; DROP INDEX queries_by_charge; ALTER TABLE spent DROP COLUMN answered;"
+        "DROP TABLE audit;"
         "CREATE TRIGGER spent_grows BEFORE UPDATE ON spent WHEN NEW.epsilon_units < OLD.epsilon_units"
         " BEGIN SELECT RAISE(ABORT, 'spent budget never decreases'); END; PRAGMA user_version = 1;"
     )

@@ -5,6 +5,7 @@ thresholding, zero-filling, case/control arms, carrier counts, every refusal, an
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from decimal import Decimal
 from pathlib import Path
 
@@ -131,9 +132,12 @@ def make(store: Path, tmp_path: Path, *studies: Study, policy: Policy = POLICY) 
 
 def ask(svc: QueryService, q: object, eps: float = 0.5, who: str = "alice", **kw: object) -> pb.ReleaseBody:
     env = envelope(q, study_id=str(kw.pop("study_id", "S1")), epsilon=eps, **kw)  # type: ignore[arg-type]
-    release = svc.query(Caller(who), env.SerializeToString())
+    payload = env.SerializeToString()
+    release = svc.query(Caller(who), payload)
     verify(svc._signer.public_raw, "genogate.v1.ReleaseBody", release.payload, release.node_signature)
-    return pb.ReleaseBody.FromString(release.payload)
+    body = pb.ReleaseBody.FromString(release.payload)
+    assert body.query_sha256 == hashlib.sha256(payload).digest()  # the receipt names exactly this request
+    return body
 
 
 def test_consent_restricts_every_count(store: Path, tmp_path: Path) -> None:
@@ -294,7 +298,7 @@ def test_same_question_same_answer_at_no_cost(store: Path, tmp_path: Path) -> No
         svc, AlleleFrequency((V200T, V100, V100), filter=parse_filter("ancestry in (AFR,EUR) and sex=F")), eps=0.2
     )
     assert again.from_cache and again.cached_query_id == first.query_id and again.epsilon_charged == 0
-    assert again.result == first.result and again.query_sha256 == first.query_sha256
+    assert again.result == first.result and again.query_sha256 != first.query_sha256  # each binds its own request
     assert svc.budget_pb(study()).epsilon_spent == 1.0
 
 
@@ -317,3 +321,37 @@ def test_rate_limit_per_study(store: Path, tmp_path: Path) -> None:
     with pytest.raises(ResourceExhausted) as info:
         ask(svc, CohortCount(parse_filter("sex=M")), eps=0.1)
     assert info.value.reason is Reason.RATE_LIMITED
+
+
+def test_every_outcome_is_audited_with_the_release_in_the_same_transaction(store: Path, tmp_path: Path) -> None:
+    import json
+
+    from genogate import audit
+
+    signer = Signer(Ed25519PrivateKey.generate())
+    table = {"S1": study()}
+    svc = QueryService(
+        name="site-a",
+        store_path=store,
+        ledger=Ledger(tmp_path / "ledger.sqlite", audit_signer=signer),
+        studies=lambda: table,
+        policy=POLICY,
+        noise=ZeroNoise(),
+        signer=signer,
+        clock=lambda: NOW,
+    )
+    q = CohortCount(parse_filter("sex=F"))
+    env = envelope(q, study_id="S1", epsilon=0.5)
+    payload = env.SerializeToString()
+    first = pb.ReleaseBody.FromString(svc.query(Caller("alice"), payload).payload)
+    svc.query(Caller("alice"), payload)  # a retry of the same bytes
+    with pytest.raises(PermissionDenied):
+        svc.query(Caller("mallory"), envelope(q, study_id="S1", epsilon=0.5).SerializeToString())
+    rows = svc._ledger.audit_rows()  # type: ignore[attr-defined]
+    entries = [json.loads(r.entry) for r in rows]
+    assert [e["decision"] for e in entries] == ["charged", "answered", "retry", "refused"]
+    assert entries[1]["result_sha256"] == hashlib.sha256(first.result.SerializeToString(deterministic=True)).hexdigest()
+    assert entries[3]["caller"] == "mallory" and entries[3]["reason"] == "RESEARCHER_MISMATCH"
+    assert all(e["study"] == "S1" for e in entries) and entries[0]["epsilon"] == "0.5"
+    assert audit.check(rows, audit.keys(signer.public_raw)).ok
+    svc.close()

@@ -1,0 +1,343 @@
+"""The tamper-evident audit log both services keep: append-only, hash-chained, every entry signed.
+
+An entry is a small JSON object (who asked, the study, the canonical query, the decision, ε charged, the
+released values) stored with its position and time. Entry ``n`` is chained to entry ``n - 1``::
+
+    sha256_n = SHA-256("genogate.v1.AuditEntry" 0x00 || sha256_{n-1} || n (8 bytes) || at_ms (8 bytes) || json_n)
+
+with 32 zero bytes before the first entry, and ``sha256_n`` is signed (Ed25519, domain-separated) by the
+service's key. ``verify`` recomputes the chain and checks every signature, so an edited entry (its hash or
+signature no longer matches), a removed one (a gap, and the next entry's link breaks) and a reordered one
+(positions are hashed, so links break) are each found and reported with the position where the chain
+breaks. What a chain cannot show by itself is a cut tail: ``verify`` reports the head (last position and
+hash) for an auditor to compare with one noted earlier, and the coordinator's log, which holds each node's
+signed receipts, can be reconciled against a node's log.
+
+The table lives in a SQLite file the caller owns (a node's ledger, the coordinator's audit file) and is
+appended inside the caller's transaction, so an entry and the change it records commit together. Triggers
+refuse updates and deletes through SQLite; deliberate edits of the file are what the chain is for.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genogate.errors import GenogateError, StoreError
+from genogate.signing import Signer, key_id, verify
+
+DOMAIN = "genogate.v1.AuditEntry"
+_GENESIS = bytes(32)
+
+SCHEMA = """
+CREATE TABLE audit (
+    seq        INTEGER PRIMARY KEY,  -- 1, 2, 3, ... without gaps
+    at_ms      INTEGER NOT NULL,
+    entry      TEXT    NOT NULL,     -- canonical JSON (sorted keys, no spaces)
+    prev_sha256 BLOB   NOT NULL,
+    sha256     BLOB    NOT NULL,
+    signature  BLOB    NOT NULL,
+    key_id     TEXT    NOT NULL
+) STRICT;
+CREATE TRIGGER audit_keep BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_fixed BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'an audit entry never changes'); END;
+"""
+
+
+def canonical_json(entry: Mapping[str, Any]) -> str:
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _digest(prev: bytes, seq: int, at_ms: int, entry: str) -> bytes:
+    h = hashlib.sha256()
+    h.update(DOMAIN.encode() + b"\x00")
+    h.update(prev)
+    h.update(seq.to_bytes(8, "big", signed=True))
+    h.update(at_ms.to_bytes(8, "big", signed=True))
+    h.update(entry.encode())
+    return h.digest()
+
+
+def append(conn: sqlite3.Connection, signer: Signer, entry: Mapping[str, Any], at_ms: int) -> int:
+    """Append one entry inside the caller's open transaction; returns its position."""
+    text = canonical_json(entry)
+    last = conn.execute("SELECT seq, sha256 FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, prev = (1, _GENESIS) if last is None else (int(last[0]) + 1, bytes(last[1]))
+    digest = _digest(prev, seq, at_ms, text)
+    conn.execute(
+        "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (seq, at_ms, text, prev, digest, signer.sign(DOMAIN, digest), signer.key_id),
+    )
+    return seq
+
+
+@dataclass(frozen=True)
+class Row:
+    seq: int
+    at_ms: int
+    entry: str
+    prev_sha256: bytes
+    sha256: bytes
+    signature: bytes
+    key_id: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "at_ms": self.at_ms,
+            "entry": json.loads(self.entry),
+            "prev_sha256": self.prev_sha256.hex(),
+            "sha256": self.sha256.hex(),
+            "signature": b64(self.signature),
+            "key_id": self.key_id,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Row:
+        return cls(
+            int(d["seq"]),
+            int(d["at_ms"]),
+            canonical_json(d["entry"]),
+            bytes.fromhex(d["prev_sha256"]),
+            bytes.fromhex(d["sha256"]),
+            base64.b64decode(d["signature"]),
+            str(d["key_id"]),
+        )
+
+
+def rows(conn: sqlite3.Connection) -> list[Row]:
+    """Every entry in stored order (by position)."""
+    return [
+        Row(int(s), int(t), str(e), bytes(p), bytes(h), bytes(g), str(k))
+        for s, t, e, p, h, g, k in conn.execute(
+            "SELECT seq, at_ms, entry, prev_sha256, sha256, signature, key_id FROM audit ORDER BY rowid"
+        )
+    ]
+
+
+def read_file(path: Path) -> list[Row]:
+    """The entries of the audit table in a SQLite file, opened read-only (``StoreError`` if unreadable)."""
+    if not Path(path).is_file():
+        raise StoreError(f"{path}: no such audit log")
+    try:
+        conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot open the audit log: {exc}") from None
+    try:
+        return rows(conn)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot read the audit log: {exc}") from None
+    finally:
+        conn.close()
+
+
+@dataclass
+class Report:
+    entries: int = 0
+    head_seq: int = 0
+    head_sha256: str = ""
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "entries": self.entries,
+            "head_seq": self.head_seq,
+            "head_sha256": self.head_sha256,
+            "problems": self.problems,
+        }
+
+
+def check(entries: Sequence[Row], public_keys: Mapping[str, bytes]) -> Report:
+    """Recompute the chain and check every signature; each break is reported at the position it appears.
+
+    ``public_keys`` maps key ids to raw Ed25519 public keys allowed to sign entries."""
+    report = Report(entries=len(entries))
+    prev = _GENESIS
+    expected_seq = 1
+    for row in entries:
+        where = f"entry at position {expected_seq} (stored as #{row.seq})"
+        if row.seq != expected_seq:
+            report.problems.append(
+                f"{where}: expected #{expected_seq}: an entry was removed or the entries were reordered"
+            )
+        if row.prev_sha256 != prev:
+            report.problems.append(f"{where}: does not link to the entry before it (removed, reordered or edited)")
+        digest = _digest(row.prev_sha256, row.seq, row.at_ms, row.entry)
+        if digest != row.sha256:
+            report.problems.append(f"{where}: its content does not match its hash (edited)")
+        key = public_keys.get(row.key_id)
+        if key is None:
+            report.problems.append(f"{where}: signed by an unknown key {row.key_id}")
+        else:
+            try:
+                verify(key, DOMAIN, row.sha256, row.signature)
+            except GenogateError:
+                report.problems.append(f"{where}: bad signature")
+        prev, expected_seq = row.sha256, expected_seq + 1
+    if entries:
+        report.head_seq, report.head_sha256 = entries[-1].seq, entries[-1].sha256.hex()
+    return report
+
+
+def keys(*raw: bytes) -> dict[str, bytes]:
+    """A ``check`` key table from raw public keys."""
+    return {key_id(k): k for k in raw}
+
+
+def entries_json(entries: Iterable[Row]) -> list[dict[str, Any]]:
+    return [r.to_json() for r in entries]
+
+
+def run_command(action: str, entries: Sequence[Row], public_keys: Mapping[str, bytes], *, as_json: bool) -> int:
+    """``audit verify`` / ``audit export`` of either service: prints, returns the exit code (1: broken chain)."""
+    if action == "export":
+        doc = {"public_keys": {k: v.hex() for k, v in public_keys.items()}, "entries": entries_json(entries)}
+        print(json.dumps(doc, indent=1, ensure_ascii=False))
+        return 0
+    report = check(entries, public_keys)
+    return print_report(
+        report,
+        as_json=as_json,
+        ok=f"audit log intact: {report.entries} entries, head #{report.head_seq} {report.head_sha256}",
+        broken=f"audit log BROKEN: {len(report.problems)} problem(s) in {report.entries} entries",
+    )
+
+
+def print_report(report: Report, *, as_json: bool, ok: str, broken: str) -> int:
+    """Print a check or reconciliation (one line when fine, then each problem); the exit code (1: problems)."""
+    if as_json:
+        print(json.dumps(report.to_json(), indent=1))
+    elif report.ok:
+        print(ok)
+    else:
+        print(broken)
+        for problem in report.problems:
+            print(f"  {problem}")
+    return 0 if report.ok else 1
+
+
+def add_commands(sub: Any, config_help: str) -> Any:
+    """The ``audit verify`` and ``audit export`` subcommands (argparse), the same for both services; returns
+    the ``audit`` subparsers for a service to add its own actions."""
+    au = sub.add_parser("audit", help="verify or export the tamper-evident audit log")
+    au_sub = au.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    for action, text in (
+        ("verify", "recompute the hash chain and check every signature; exit 1 and say where if broken"),
+        ("export", "print every entry as JSON, with the public keys that sign them, for auditors"),
+    ):
+        a = au_sub.add_parser(action, help=text, description=text[0].upper() + text[1:] + ".")
+        a.add_argument("--config", type=Path, required=True, help=config_help)
+        a.add_argument("--json", action="store_true", help="machine-readable output (export is always JSON)")
+    return au_sub
+
+
+class AuditLog:
+    """An audit log in a file of its own (the coordinator's), appended one durable entry at a time."""
+
+    APPLICATION_ID = 0x47474155  # "GGAU"
+
+    def __init__(self, path: Path, signer: Signer) -> None:
+        from genogate.sqlitedb import open_database, statements
+
+        self.path = Path(path)
+        self._signer = signer
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = open_database(
+            self.path,
+            what="audit log",
+            application_id=self.APPLICATION_ID,
+            schema_version=1,
+            schema=statements(SCHEMA),
+            foreign_keys=False,
+        )
+
+    def append(self, entry: Mapping[str, Any], *, now_ms: int | None = None) -> int:
+        at = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StoreError(f"{self.path}: the audit log is closed")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    seq = append(conn, self._signer, entry, at)
+                    conn.execute("COMMIT")
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.path}: cannot write the audit log: {exc}") from exc
+        return seq
+
+    def rows(self) -> list[Row]:
+        with self._lock:
+            if self._conn is None:
+                raise StoreError(f"{self.path}: the audit log is closed")
+            return rows(self._conn)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+def reconcile(coordinator: Sequence[Row], site: str, node_export: Mapping[str, Any]) -> Report:
+    """Match every release the coordinator recorded from ``site`` against that node's own exported log.
+
+    The node's log must verify under the keys it exports; every receipt the coordinator holds must carry a
+    valid signature by one of those keys and match an entry of the node's log that released the same result
+    for the same study and query id. Problems name the coordinator entry and the query."""
+    from genogate.wire.v1 import common_pb2 as pb
+
+    node_keys = {k: bytes.fromhex(v) for k, v in node_export.get("public_keys", {}).items()}
+    node_rows = [Row.from_json(e) for e in node_export.get("entries", [])]
+    report = check(node_rows, node_keys)
+    report.problems = [f"node log: {p}" for p in report.problems]
+    released = {
+        (e.get("study"), e.get("query_id"), e.get("result_sha256"))
+        for e in (json.loads(r.entry) for r in node_rows)
+        if e.get("decision") in ("answered", "retry", "replay")
+    }
+    matched = 0
+    for row in coordinator:
+        entry = json.loads(row.entry)
+        for s in entry.get("sites", []):
+            receipt = s.get("receipt")
+            if s.get("site") != site or receipt is None:
+                continue
+            where = f"coordinator entry #{row.seq} (query {entry.get('query_id')!r})"
+            payload, signature = base64.b64decode(receipt["payload"]), base64.b64decode(receipt["signature"])
+            key = node_keys.get(receipt.get("key_id", ""))
+            try:
+                if key is None:
+                    raise StoreError("unknown key")
+                verify(key, "genogate.v1.ReleaseBody", payload, signature)
+            except GenogateError:
+                report.problems.append(f"{where}: the receipt is not signed by {site}'s key")
+                continue
+            body = pb.ReleaseBody.FromString(payload)
+            result_sha = hashlib.sha256(body.result.SerializeToString(deterministic=True)).hexdigest()
+            if (body.study_id, body.query_id, result_sha) not in released:
+                report.problems.append(f"{where}: {site}'s log holds no entry releasing this result")
+            else:
+                matched += 1
+    report.entries = matched
+    return report
