@@ -12,18 +12,23 @@ shared by all threads and serialises its own calls (see ``coordinator.state``).
 from __future__ import annotations
 
 import logging
+from typing import Any, TypeVar
 
 import grpc
 
 from coordinator.config import CoordinatorConfig, load_members
+from coordinator.fanout import ClientIdentity, FanOut
+from coordinator.queries import FederatedQueries
 from coordinator.servicer import RPC_POLICY, CoordinatorServicer
 from coordinator.state import CoordinatorState
+from genogate.audit import AuditLog
 from genogate.server import build_server, serve_until_signalled
 from genogate.signing import Signer
 from genogate.wire.v1 import coordinator_pb2_grpc
 
 log = logging.getLogger("genogate.coordinator")
 SERVICE_NAME = "genogate.v1.CoordinatorService"
+T = TypeVar("T")
 
 
 def open_state(config: CoordinatorConfig) -> CoordinatorState:
@@ -48,9 +53,21 @@ def open_state(config: CoordinatorConfig) -> CoordinatorState:
     return state
 
 
-def create_server(config: CoordinatorConfig) -> tuple[grpc.Server, int, CoordinatorState]:
-    state = open_state(config)
+def create_server(config: CoordinatorConfig) -> tuple[grpc.Server, int, Closer]:
+    """The bound (not yet started) server, its port, and what to close once it has stopped."""
+    closer = Closer()
     try:
+        state = closer.add(open_state(config), "close")
+        audit = closer.add(AuditLog(config.audit.path, Signer.from_pem_file(config.committee.signing_key)), "close")
+        fanout = closer.add(
+            FanOut(
+                ClientIdentity(config.tls.ca_certs, config.tls.cert, config.tls.key),
+                config.fanout,
+                max_message_mb=config.server.max_message_mb,
+            ),
+            "close",
+        )
+        queries = FederatedQueries(state, fanout, audit)
         server, port = build_server(
             config.server,
             config.tls,
@@ -58,18 +75,35 @@ def create_server(config: CoordinatorConfig) -> tuple[grpc.Server, int, Coordina
             policy=RPC_POLICY,
             thread_prefix="coordinator-rpc",
             add_servicers=lambda srv: coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(
-                CoordinatorServicer(state, config.roles), srv
+                CoordinatorServicer(state, config.roles, queries), srv
             ),
         )
     except BaseException:
-        state.close()
+        closer()
         raise
-    return server, port, state
+    closer.state = state
+    return server, port, closer
+
+
+class Closer:
+    """Closes what the server uses, newest first (fan-out channels, audit log, state)."""
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self.state: CoordinatorState | None = None
+
+    def add(self, item: T, method: str) -> T:
+        self._items.append(getattr(item, method))
+        return item
+
+    def __call__(self) -> None:
+        while self._items:
+            self._items.pop()()
+
+    close = __call__
 
 
 def serve(config: CoordinatorConfig) -> int:
     """Run until SIGTERM/SIGINT; returns the process exit code."""
-    server, port, state = create_server(config)
-    return serve_until_signalled(
-        server, port, config.server, name=config.coordinator.name, log=log, on_stop=state.close
-    )
+    server, port, closer = create_server(config)
+    return serve_until_signalled(server, port, config.server, name=config.coordinator.name, log=log, on_stop=closer)

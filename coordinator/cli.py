@@ -65,6 +65,21 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--config", type=Path, required=True, help="the coordinator's TOML config")
     add.add_argument("--name", required=True, help="the member's name")
     add.add_argument("--public-key", required=True, metavar="HEX", help="raw Ed25519 public key, 64 hex digits")
+
+    from genogate.audit import add_commands
+
+    au_sub = add_commands(sub, "the coordinator's TOML config")
+    rec = au_sub.add_parser(
+        "reconcile",
+        help="match the releases this log recorded from one site against that node's exported audit log",
+        description="Check every node-signed receipt this coordinator recorded from SITE against the node's own "
+        "log (from `genogate-node audit export`): each must be signed by the node and match a release in its "
+        "log. Exit 1 and list what does not match.",
+    )
+    rec.add_argument("--config", type=Path, required=True, help="the coordinator's TOML config")
+    rec.add_argument("--site", required=True, help="the node's site name")
+    rec.add_argument("--node-export", type=Path, required=True, metavar="FILE", help="the node's audit export (JSON)")
+    rec.add_argument("--json", action="store_true", help="machine-readable output")
     return p
 
 
@@ -105,9 +120,35 @@ def _committee(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    import json
+
+    from coordinator.config import load_coordinator_config
+    from genogate import audit
+    from genogate.errors import UsageError
+    from genogate.signing import Signer
+
+    config = load_coordinator_config(args.config)
+    entries = audit.read_file(config.audit.path)
+    if args.audit_command != "reconcile":
+        key = Signer.from_pem_file(config.committee.signing_key)
+        return audit.run_command(args.audit_command, entries, audit.keys(key.public_raw), as_json=args.json)
+    try:
+        export = json.loads(args.node_export.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--node-export {args.node_export}: not a readable JSON audit export ({exc})") from None
+    report = audit.reconcile(entries, args.site, export)
+    return audit.print_report(
+        report,
+        as_json=args.json,
+        ok=f"reconciled: {report.entries} receipts from {args.site} match its audit log",
+        broken=f"NOT reconciled: {len(report.problems)} problem(s)",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"init": _init, "serve": _serve, "committee": _committee}[args.command]
+    handler = {"init": _init, "serve": _serve, "committee": _committee, "audit": _audit}[args.command]
     try:
         return handler(args)
     except LocalError as exc:

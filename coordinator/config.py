@@ -16,7 +16,7 @@ from pathlib import Path
 
 from genogate import config
 from genogate.errors import ConfigError
-from genogate.settings import LogSettings, ServerSettings, TlsSettings, at_least
+from genogate.settings import LogSettings, ServerSettings, TlsSettings, at_least, between
 from node.config import check_name
 
 ENV_PREFIX = "GENOGATE_COORDINATOR_"
@@ -116,6 +116,51 @@ class StateSettings:
 
 
 @dataclass(frozen=True)
+class FanoutSettings:
+    site_timeout_ms: int = field(
+        default=10_000,
+        metadata={
+            "help": "Default per-site deadline of a federated query, first attempt to last outcome, in ms (a "
+            "query may ask for another, up to max_site_timeout_ms). A site that misses it is reported timed_out; "
+            "the others are not held.",
+            "check": between(100, 600_000),
+        },
+    )
+    max_site_timeout_ms: int = field(
+        default=120_000,
+        metadata={"help": "The longest per-site deadline a query may ask for, in ms.", "check": between(100, 600_000)},
+    )
+    max_attempts: int = field(
+        default=3,
+        metadata={
+            "help": "Attempts per site, retries included. Only UNAVAILABLE and DEADLINE_EXCEEDED are retried, "
+            "always with the same signed bytes (same query id): a node that answered already returns its stored "
+            "release, so a retry never spends budget twice or draws fresh noise.",
+            "check": between(1, 10),
+        },
+    )
+    retry_backoff_ms: int = field(
+        default=100,
+        metadata={
+            "help": "Pause before the first retry, doubled before each further one, in ms.",
+            "check": at_least(0),
+        },
+    )
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    path: Path = field(
+        default=Path("audit.sqlite"),
+        metadata={
+            "help": "The coordinator's append-only, hash-chained audit log: every federated query with who asked, "
+            "the study, each site's outcome and each node's signed receipt. Verify with `genogate-coordinator "
+            "audit verify`; back it up with the state."
+        },
+    )
+
+
+@dataclass(frozen=True)
 class CoordinatorConfig:
     coordinator: CoordinatorSettings = field(metadata={"help": "Who this coordinator is."})
     server: ServerSettings = field(metadata={"help": "The gRPC server."})
@@ -125,6 +170,8 @@ class CoordinatorConfig:
     )
     roles: RolesSettings = field(metadata={"help": "Who may call what, by client-certificate common name."})
     state: StateSettings = field(metadata={"help": "Durable state."})
+    fanout: FanoutSettings = field(metadata={"help": "Federated queries: how the coordinator asks the sites."})
+    audit: AuditSettings = field(metadata={"help": "The tamper-evident audit log."})
     log: LogSettings = field(metadata={"help": "Logging."})
 
 

@@ -1,8 +1,8 @@
 """gRPC servicer of ``genogate.v1.CoordinatorService``: wire in, ``CoordinatorState`` out.
 
 ``RPC_POLICY`` lists every RPC the coordinator serves and who may call it; the server refuses any RPC it
-does not list (a contract test checks that ``RPC_POLICY`` and ``NOT_YET_SERVED`` together cover the whole
-service). Every caller has already passed mTLS with a certificate from a CA the coordinator trusts.
+does not list (a contract test checks that it covers the whole service). Every caller has already passed
+mTLS with a certificate from a CA the coordinator trusts.
 
 Two kinds of authority meet here. Registering nodes and researchers is an operator's act, checked against
 the caller's certificate common name (``[roles] operators``). Proposals and reviews carry their own
@@ -18,6 +18,7 @@ from typing import Any
 
 from coordinator.config import RolesSettings
 from coordinator.preview import preview
+from coordinator.queries import FederatedQueries
 from coordinator.state import CoordinatorState
 from genogate.errors import NotFound, PermissionDenied, Reason
 from genogate.rpc import boundary, caller_common_name
@@ -38,15 +39,13 @@ RPC_POLICY = {
     _SERVICE + "ListNodes": _ANY,
     _SERVICE + "RegisterResearcher": "an operator ([roles] operators)",
     _SERVICE + "GetRevocations": "a node ([roles] nodes), or any client with a trusted certificate when that is empty",
+    _SERVICE + "RunQuery": _ANY + " relaying a query signed by the researcher key its study's grant names",
+    _SERVICE + "GetStudyBudget": _ANY + " (budgets hold no data; nodes check the grant again)",
     "/grpc.health.v1.Health/Check": _ANY + " (readiness probes)",
     "/grpc.health.v1.Health/Watch": _ANY,
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": "operators' tools",
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": "operators' tools",
 }
-
-# Federated fan-out arrives with the next issue. Until then these RPCs are left to the generated base class
-# (UNIMPLEMENTED) and kept out of RPC_POLICY, so the policy interceptor refuses them before they reach it.
-NOT_YET_SERVED = {_SERVICE + "RunQuery", _SERVICE + "GetStudyBudget"}
 
 
 def _not_allowed(caller: str, what: str) -> PermissionDenied:
@@ -56,9 +55,10 @@ def _not_allowed(caller: str, what: str) -> PermissionDenied:
 
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
-    def __init__(self, state: CoordinatorState, roles: RolesSettings):
+    def __init__(self, state: CoordinatorState, roles: RolesSettings, queries: FederatedQueries):
         self.state = state
         self.roles = roles
+        self.queries = queries
 
     def _operator(self, context: Any) -> str:
         caller = caller_common_name(context)
@@ -137,13 +137,13 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
             raise _not_allowed(caller, "a node")
         return cpb.GetRevocationsResponse(revocations=self.state.revocations())
 
-    # Not served yet (see NOT_YET_SERVED): the policy interceptor refuses these before they get here. They are
-    # spelled out only because the generated stubs declare every RPC abstract; the generated base answers
-    # UNIMPLEMENTED.
+    @boundary
     def RunQuery(self, request: cpb.RunQueryRequest, context: Any) -> cpb.RunQueryResponse:  # noqa: N802
-        return super().RunQuery(request, context)  # type: ignore[return-value]
+        return self.queries.run(caller_common_name(context), request)
 
+    @boundary
     def GetStudyBudget(  # noqa: N802
         self, request: cpb.GetStudyBudgetRequest, context: Any
     ) -> cpb.GetStudyBudgetResponse:
-        return super().GetStudyBudget(request, context)  # type: ignore[return-value]
+        caller_common_name(context)
+        return cpb.GetStudyBudgetResponse(sites=self.queries.budgets(request))

@@ -45,6 +45,30 @@ exit codes: 0 ok; 1 the coordinator or the network refused; 2 bad arguments; 3 b
 query kinds: {KINDS_HELP}."""
 
 
+QUERY_NOTE = (
+    "The query is signed with the profile's signing_key and the coordinator relays it to every site of the study; "
+    "each site spends epsilon from its own ledger and answers with noise. The answer combines the sites with a "
+    "95%% interval for every number and lists each site's status."
+)
+FILTER_HELP = """\
+filters (--where, --cases, --controls; keywords are case-insensitive):
+  sex=F | sex!=M                       sex is F, M or U (unknown)
+  age>=40 | age<65 | age=50            age in years
+  ancestry=EUR | ancestry in (EUR,AFR) | ancestry not in (SAS)
+  phenotype=HP:0001250 | phenotype!=ICD10:C50
+  combine with and, or, not and parentheses, e.g.
+    --where "sex=F and ancestry in (EUR,AFR) and phenotype=HP:0001250"
+    --where "age>=40 and not (phenotype=ICD10:C50 or phenotype=ICD10:C61)"
+"""
+QUERY_COMMANDS = (
+    ("cohort-count", "count the participants matching a filter", ("where",)),
+    ("allele-frequency", "allele counts and frequency of variants in a cohort", ("where", "variants", "region")),
+    ("genotype-counts", "genotype-class counts of one variant in a cohort", ("where", "variant")),
+    ("case-control", "case/control allele tables and odds ratios", ("variants",)),
+    ("carrier-count", "count the carriers of any ALT allele in a region", ("where", "region")),
+)
+
+
 # Argument types (argparse reports their errors with the usage and exit code 2) -----------------------------
 
 
@@ -262,6 +286,61 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--name", required=True, help="display name")
     c.add_argument("--affiliation", required=True, help="institution")
     c.add_argument("--public-key", type=_public_key, required=True, metavar="HEX", help="raw public key, 64 hex digits")
+
+    queries = group("query", "ask a federated question of every site of a study (researchers)")
+    for name, help_text, extra in QUERY_COMMANDS:
+        c = command(queries, name, _query, help_text, help_text[0].upper() + help_text[1:] + ". " + QUERY_NOTE)
+        c.formatter_class = argparse.RawDescriptionHelpFormatter
+        c.epilog = FILTER_HELP
+        c.set_defaults(kind=name)
+        c.add_argument("--study", required=True, metavar="ID", help="the approved study the query runs under")
+        c.add_argument(
+            "--epsilon", type=_positive_float, required=True, metavar="E", help="epsilon to spend at each site"
+        )
+        if "where" in extra:
+            c.add_argument("--where", default="", metavar="FILTER", help="cohort filter (default: everyone; see below)")
+        if "variants" in extra:
+            c.add_argument(
+                "--variant",
+                action="append",
+                default=[],
+                metavar="CHROM-POS-REF-ALT",
+                help="a variant, e.g. 1-55516888-G-A; repeat for several",
+            )
+        if "variant" in extra:
+            c.add_argument("--variant", required=True, metavar="CHROM-POS-REF-ALT", help="the variant")
+        if "region" in extra:
+            c.add_argument(
+                "--region",
+                required=name == "carrier-count",
+                metavar="CHROM:START-END",
+                help="every variant of the region (the sites must publish their site lists)",
+            )
+        if name == "case-control":
+            c.add_argument("--cases", required=True, metavar="FILTER", help="who the cases are")
+            c.add_argument("--controls", required=True, metavar="FILTER", help="who the controls are")
+        if name == "carrier-count":
+            c.add_argument("--max-af", type=float, metavar="F", help="count only variants with allele frequency <= F")
+        c.add_argument(
+            "--sites", type=_names, default=[], metavar="A,B", help="only these sites (default: the grant's)"
+        )
+        c.add_argument(
+            "--site-timeout",
+            type=_positive_int,
+            default=0,
+            metavar="MS",
+            help="per-site deadline (default: the coordinator's)",
+        )
+
+    c = sub.add_parser(
+        "budget",
+        parents=[leaf],
+        help="show a study's privacy budget at each site",
+        description="Each site's cap, spent and remaining epsilon for the study, as its own ledger reports it.",
+    )
+    c.set_defaults(handler=_budget)
+    c.add_argument("--study", required=True, metavar="ID")
+    c.add_argument("--sites", type=_names, default=[], metavar="A,B", help="only these sites")
     return p
 
 
@@ -437,6 +516,86 @@ def _researchers_register(args: argparse.Namespace) -> int:
 
 
 # Entry point ----------------------------------------------------------------------------------------------
+
+
+def _query(args: argparse.Namespace) -> int:
+    from genogate.client import Client
+
+    profile = _profile(args)
+    client = Client(profile.coordinator, profile.client_tls(), profile.signer(), timeout_s=args.timeout)
+    args.coordinator = profile.coordinator
+    common: dict[str, Any] = {
+        "epsilon": args.epsilon,
+        "sites": args.sites,
+        "site_timeout_ms": args.site_timeout,
+    }
+    try:
+        if args.kind in ("allele-frequency", "case-control") and not args.variant and not getattr(args, "region", None):
+            raise UsageError(
+                f"{args.kind}: give --variant (one or more)" + (" or --region" if args.kind != "case-control" else "")
+            )
+        if args.kind == "allele-frequency" and args.variant and args.region:
+            raise UsageError("allele-frequency: give --variant or --region, not both")
+        with client:
+            if args.kind == "cohort-count":
+                result = client.cohort_count(args.study, where=args.where, **common)
+            elif args.kind == "allele-frequency":
+                result = client.allele_frequency(
+                    args.study, args.variant, region=args.region, where=args.where, **common
+                )
+            elif args.kind == "genotype-counts":
+                result = client.genotype_counts(args.study, args.variant, where=args.where, **common)
+            elif args.kind == "case-control":
+                result = client.case_control(
+                    args.study, args.variant, cases=args.cases, controls=args.controls, **common
+                )
+            else:
+                result = client.carrier_count(
+                    args.study, args.region, max_allele_frequency=args.max_af, where=args.where, **common
+                )
+    except InvalidArgument as exc:
+        if exc.remote:  # the coordinator or a node refused it: not a usage error
+            raise
+        raise UsageError(str(exc)) from None
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(result)
+    return 0 if result.answered else 1
+
+
+def _budget(args: argparse.Namespace) -> int:
+    from genogate.table import table
+    from genogate.wire.v1 import coordinator_pb2 as cpb
+
+    profile = _profile(args)
+    with _client(args, profile) as client:
+        sites = client.study_budget(args.study, args.sites)
+    response = cpb.GetStudyBudgetResponse(sites=sites)
+
+    def text() -> str:
+        from genogate.errors import Reason
+
+        rows = []
+        for s in sites:
+            if s.HasField("budget"):
+                b = s.budget
+                rows.append(
+                    [
+                        s.site,
+                        "answered",
+                        f"{b.epsilon_cap:g}",
+                        f"{b.epsilon_spent:g}",
+                        f"{b.epsilon_remaining:g}",
+                        b.queries_answered,
+                    ]
+                )
+            else:
+                status = {2: "timed_out", 3: "refused", 4: "failed"}.get(int(s.status), "failed")
+                rows.append([s.site, f"{status} ({Reason(s.reason).name})", "-", "-", "-", "-"])
+        return f"study {args.study}\n" + table(["site", "status", "cap", "spent", "remaining", "queries"], rows)
+
+    return _emit(args, response, text)
 
 
 def main(argv: list[str] | None = None) -> int:

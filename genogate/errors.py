@@ -68,6 +68,8 @@ class GenogateError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
     reason: Reason = Reason.INTERNAL
     message: str = "internal error"
+    remote: bool = False
+    """True when rebuilt from another process's RPC status (``genogate.rpc.error_from_rpc``)."""
 
     def __init__(self, detail: str = "", *, reason: Reason | None = None, message: str | None = None):
         if reason is not None:

@@ -77,7 +77,9 @@ def error_from_rpc(exc: grpc.RpcError) -> GenogateError:
     cls = class_for_status(code)
     reason = Reason[reason_name] if reason_name in Reason.__members__ else cls.reason
     details = exc.details() if hasattr(exc, "details") else ""
-    return cls("", reason=reason, message=details or cls.message)
+    err = cls("", reason=reason, message=details or cls.message)
+    err.remote = True
+    return err
 
 
 class PolicyInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]

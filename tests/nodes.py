@@ -4,6 +4,7 @@ certificate, an ingested store, trusted studies, and client identities."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,3 +64,19 @@ def study_toml(
         f'[[study]]\nid = "{study_id}"\npurpose = "{purpose}"\nkinds = {kind_list}\nepsilon_total = {epsilon_total}\n'
         f"epsilon_per_query_cap = {cap}\nnot_after = {not_after}\nresearchers = [{people}]\n\n"
     )
+
+
+def make_coordinator(
+    root: Path, ca: Path, *, operators: tuple[str, ...] = ("op",), members: Sequence[tuple[str, bytes]] = ()
+) -> Path:
+    """A coordinator directory made by ``init``, its certificate signed by ``ca`` for server and client use
+    (it calls the nodes), with committee ``members`` (name, raw public key) added. Returns the directory."""
+    from coordinator.admin import add_member, init_coordinator
+
+    d = root / "coord"
+    init_coordinator(d, "coord", operators=operators)
+    dev_ca_issue(ca, d / "tls" / "coordinator.csr", d / "tls" / "coordinator.pem", server=True, client=True)
+    shutil.copy(ca / "ca.pem", d / "tls" / "ca.pem")
+    for name, public_key in members:
+        add_member(d / "coordinator.toml", name, public_key.hex(), env={})
+    return d

@@ -7,7 +7,6 @@ themselves, refuse. Every refusal carries its status and reason and charges noth
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +15,6 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from coordinator.admin import add_member, init_coordinator
 from genogate.coordclient import CoordinatorClient
 from genogate.errors import PermissionDenied, Reason, ResourceExhausted, Unauthenticated
 from genogate.filter import parse_filter
@@ -26,10 +24,9 @@ from genogate.signing import Signer
 from genogate.tls import fingerprint_sha256
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
-from node.admin import dev_ca_issue
 from node.ingest import ingest
 from tests.conftest import SUBSET, require_shared, write_subset_sheet
-from tests.nodes import client_tls, make_ca, make_node
+from tests.nodes import client_tls, make_ca, make_coordinator, make_node
 from tests.processes import Proc, start_coordinator, start_node
 
 SITES = ("site-a", "site-b")
@@ -62,13 +59,9 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
     require_shared()
     root = tmp_path_factory.mktemp("lifecycle")
     ca = make_ca(root / "ca")
-    cdir = root / "coord"
-    init_coordinator(cdir, "coord", operators=("operator",))
-    dev_ca_issue(ca, cdir / "tls" / "coordinator.csr", cdir / "tls" / "coordinator.pem", server=True, client=False)
-    shutil.copy(ca / "ca.pem", cdir / "tls" / "ca.pem")
     committee = [_signer() for _ in range(3)]
-    for i, member in enumerate(committee):
-        add_member(cdir / "coordinator.toml", f"member{i}", member.public_raw.hex(), env={})
+    members = [(f"member{i}", m.public_raw) for i, m in enumerate(committee)]
+    cdir = make_coordinator(root, ca, operators=("operator",), members=members)
     committee_key = Signer.from_pem_file(cdir / "keys" / "committee.key")
     operator = client_tls(ca, "operator", root / "clients")
     coordinator = start_coordinator(cdir / "coordinator.toml", operator, log=root / "coord.log")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -27,7 +26,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from coordinator.admin import add_member, init_coordinator
+from coordinator.admin import add_member
 from coordinator.app import create_server
 from coordinator.cli import main
 from coordinator.config import load_coordinator_config, load_members
@@ -39,7 +38,8 @@ from genogate.signing import Signer, verify
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 from genogate.wire.v1 import coordinator_pb2_grpc
-from node.admin import dev_ca_client, dev_ca_init, dev_ca_issue
+from node.admin import dev_ca_client, dev_ca_init
+from tests.nodes import make_coordinator
 
 ROOT = Path(__file__).resolve().parents[2]
 APPROVE = cpb.REVIEW_DECISION_APPROVE
@@ -62,14 +62,6 @@ def new_signer() -> Signer:
     return Signer(Ed25519PrivateKey.generate())
 
 
-def make_coordinator(root: Path, ca: Path, operators: tuple[str, ...] = ("op",)) -> Path:
-    d = root / "coord"
-    init_coordinator(d, "coord", operators=operators)
-    dev_ca_issue(ca, d / "tls" / "coordinator.csr", d / "tls" / "coordinator.pem", server=True, client=False)
-    shutil.copy(ca / "ca.pem", d / "tls" / "ca.pem")
-    return d
-
-
 def tls_of(ca: Path, clients: Path, name: str) -> ClientTLS:
     if not (clients / f"{name}.pem").exists():
         dev_ca_client(ca, name, clients)
@@ -86,7 +78,9 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
     for name, signer in members.items():
         add_member(d / "coordinator.toml", name, signer.public_raw.hex(), env={})
     config = load_coordinator_config(d / "coordinator.toml", env={})
-    server, port, state = create_server(config)
+    server, port, closer = create_server(config)
+    assert closer.state is not None
+    state = closer.state
     server.start()
     try:
         yield Fed(
@@ -101,7 +95,7 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
         )
     finally:
         server.stop(0).wait()
-        state.close()
+        closer()
 
 
 @dataclass
@@ -305,11 +299,13 @@ def test_errors_carry_status_fixed_message_and_reason_metadata(fed: Fed, connect
     assert (err.code, err.reason) == (grpc.StatusCode.INVALID_ARGUMENT, Reason.INVALID_STUDY)
 
 
-def test_rpcs_not_yet_served_are_refused_by_the_policy(connect: Callable[[str], Client]) -> None:
+def test_federated_rpcs_refuse_malformed_requests_before_asking_any_site(connect: Callable[[str], Client]) -> None:
     alice = connect("alice")
-    for rpc, request in (("RunQuery", cpb.RunQueryRequest()), ("GetStudyBudget", cpb.GetStudyBudgetRequest())):
-        err = refused(functools.partial(alice.call, rpc, request))
-        assert (err.code, err.reason) == (grpc.StatusCode.PERMISSION_DENIED, Reason.NOT_AUTHORIZED)
+    bad = cpb.RunQueryRequest(signed_query=pb.SignedQuery(payload=b"\xff\xff", researcher_signature=b""))
+    err = refused(functools.partial(alice.call, "RunQuery", bad))
+    assert err.code == grpc.StatusCode.INVALID_ARGUMENT
+    err = refused(functools.partial(alice.call, "GetStudyBudget", cpb.GetStudyBudgetRequest(study_id="S-nope")))
+    assert (err.code, err.reason) == (grpc.StatusCode.NOT_FOUND, Reason.NOT_FOUND)
 
 
 def test_a_client_of_another_ca_is_refused_by_the_transport(fed: Fed, tmp_path: Path) -> None:
@@ -326,7 +322,8 @@ def test_a_client_of_another_ca_is_refused_by_the_transport(fed: Fed, tmp_path: 
 
 def test_roles_nodes_limits_who_fetches_revocations(fed: Fed, tmp_path: Path) -> None:
     env = {"GENOGATE_COORDINATOR_ROLES__NODES": "site-a", "GENOGATE_COORDINATOR_STATE__PATH": str(tmp_path / "s.db")}
-    server, port, state = create_server(load_coordinator_config(fed.dir / "coordinator.toml", env=env))
+    env["GENOGATE_COORDINATOR_AUDIT__PATH"] = str(tmp_path / "audit.db")
+    server, port, closer = create_server(load_coordinator_config(fed.dir / "coordinator.toml", env=env))
     server.start()
     try:
         for who, allowed in (("site-a", True), ("alice", False)):
@@ -341,7 +338,7 @@ def test_roles_nodes_limits_who_fetches_revocations(fed: Fed, tmp_path: Path) ->
                     assert (err.code, err.reason) == (grpc.StatusCode.PERMISSION_DENIED, Reason.NOT_AUTHORIZED)
     finally:
         server.stop(0).wait()
-        state.close()
+        closer()
 
 
 # The command line ------------------------------------------------------------------------------------------

@@ -167,6 +167,11 @@ ALL_COMMANDS = [
     ("nodes", "register"),
     ("nodes", "list"),
     ("researchers", "register"),
+    ("query", "cohort-count"),
+    ("query", "allele-frequency"),
+    ("query", "genotype-counts"),
+    ("query", "case-control"),
+    ("query", "carrier-count"),
 ]
 
 
@@ -175,7 +180,9 @@ def test_every_command_is_listed() -> None:
     assert leaves == set(ALL_COMMANDS)
 
 
-@pytest.mark.parametrize("command", [(), ("keys",), ("study",), ("nodes",), ("researchers",), *ALL_COMMANDS])
+@pytest.mark.parametrize(
+    "command", [(), ("keys",), ("study",), ("nodes",), ("researchers",), ("query",), ("budget",), *ALL_COMMANDS]
+)
 def test_help_of_every_command(command: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         cli.main([*command, "--help"])

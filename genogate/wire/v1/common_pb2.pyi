@@ -1517,6 +1517,8 @@ class SiteOutcome(_message.Message):
     RELEASE_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     LATENCY_MS_FIELD_NUMBER: _builtins.int
+    EPSILON_CHARGED_FIELD_NUMBER: _builtins.int
+    FROM_CACHE_FIELD_NUMBER: _builtins.int
     site: _builtins.str
     """The site (node name)."""
     status: Global___SiteStatus.ValueType
@@ -1529,6 +1531,12 @@ class SiteOutcome(_message.Message):
     """Attempts made (retries reuse the query id)."""
     latency_ms: _builtins.int
     """Wall time from the first attempt to the last outcome."""
+    epsilon_charged: _builtins.float
+    """ε this site charged the study for this query (from its signed release; 0 when answered from its
+    same-question cache). Set when answered, whether or not the release itself is included.
+    """
+    from_cache: _builtins.bool
+    """The site answered from its stored release of the same question, at no cost."""
     @_builtins.property
     def release(self) -> Global___Release:
         """The node's signed release; set when answered and the grant allows a per-site breakdown."""
@@ -1543,10 +1551,12 @@ class SiteOutcome(_message.Message):
         release: Global___Release | None = ...,
         attempts: _builtins.int = ...,
         latency_ms: _builtins.int = ...,
+        epsilon_charged: _builtins.float = ...,
+        from_cache: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["release", b"release"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "latency_ms", b"latency_ms", "message", b"message", "reason", b"reason", "release", b"release", "site", b"site", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "epsilon_charged", b"epsilon_charged", "from_cache", b"from_cache", "latency_ms", b"latency_ms", "message", b"message", "reason", b"reason", "release", b"release", "site", b"site", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,326 @@
+"""Federated fan-out: one researcher's signed query to every site of the study, concurrently.
+
+The coordinator relays; it never decides on a node's behalf. For each site it sends the researcher's
+envelope byte for byte with the study's committee-signed grant, and each node verifies both, charges its
+own ledger and releases noisy values under its own policy.
+
+* **Concurrent, isolated.** One ``grpc.aio`` channel per node, kept open across queries (mutual TLS with the
+  coordinator's certificate, the node's name checked against its certificate, the certificate's SHA-256
+  checked against the registry's pin whenever a channel is opened). Sites are asked at once; a slow or dead
+  site never holds the others: each has its own deadline and the answer is assembled when all have an
+  outcome.
+* **Retries cannot spend twice.** Only UNAVAILABLE and DEADLINE_EXCEEDED are retried, within the site's
+  deadline, always with the same bytes (the same query id, nonce and signature), so a node that did answer
+  the first time returns the stored release of that query id: no second charge, no fresh noise.
+* **Releases are checked.** A release counts only if the node's Ed25519 signature verifies under the receipt
+  key the node published, and it names this site, study and query id and the SHA-256 of exactly the payload
+  sent. Anything else is that site's failure (``BAD_SIGNATURE``), never a value in the combination.
+
+Threading model: ``FanOut`` owns an asyncio loop in one daemon thread; ``run`` and ``budgets`` are called
+from gRPC worker threads and block on it. Channels are created and used only on that loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ssl
+import threading
+import time
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import grpc.aio
+
+from coordinator.config import FanoutSettings
+from genogate.errors import GenogateError, Reason, Unauthenticated
+from genogate.rpc import error_from_rpc
+from genogate.signing import verify
+from genogate.wire.v1 import common_pb2 as pb
+from genogate.wire.v1 import coordinator_pb2 as cpb
+from genogate.wire.v1 import node_pb2 as npb
+from genogate.wire.v1 import node_pb2_grpc
+
+RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+_REFUSALS = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.FAILED_PRECONDITION,
+    }
+)
+_RELEASE_BODY = "genogate.v1.ReleaseBody"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ClientIdentity:
+    """The coordinator's TLS identity toward nodes: CA that signs node certificates, its own key and cert."""
+
+    ca_cert: Path
+    cert: Path
+    key: Path
+
+
+@dataclass
+class SiteResult:
+    """What became of one site's part of a query (``SiteOutcome`` on the wire)."""
+
+    site: str
+    status: pb.SiteStatus.ValueType
+    reason: Reason = Reason.UNSPECIFIED
+    message: str = ""
+    release: pb.Release | None = None
+    body: pb.ReleaseBody | None = None
+    attempts: int = 0
+    latency_ms: int = 0
+
+    def to_pb(self, *, with_release: bool) -> pb.SiteOutcome:
+        out = pb.SiteOutcome(
+            site=self.site,
+            status=self.status,
+            reason=int(self.reason),  # type: ignore[arg-type]
+            message=self.message,
+            attempts=self.attempts,
+            latency_ms=self.latency_ms,
+        )
+        if self.body is not None:
+            out.epsilon_charged, out.from_cache = self.body.epsilon_charged, self.body.from_cache
+        if with_release and self.release is not None:
+            out.release.CopyFrom(self.release)
+        return out
+
+
+def refused(site: str, error: GenogateError) -> SiteResult:
+    """A site the coordinator itself does not ask (not in the grant, not registered)."""
+    return SiteResult(site, pb.SITE_STATUS_REFUSED, error.reason, error.message)
+
+
+class _Link:
+    """One node: its channel, stub and receipt key, opened on the fan-out loop."""
+
+    def __init__(self, node: cpb.NodeInfo, channel: grpc.aio.Channel):
+        self.node = node
+        self.channel = channel
+        self.stub = node_pb2_grpc.NodeServiceStub(channel)
+        self.receipt_key: bytes | None = None
+
+
+class FanOut:
+    def __init__(self, identity: ClientIdentity, settings: FanoutSettings, *, max_message_mb: int = 64):
+        self.settings = settings
+        self._max_message_mb = max_message_mb
+        self._ca = identity.ca_cert.read_bytes()
+        self._cert = identity.cert.read_bytes()
+        self._key = identity.key.read_bytes()
+        self._identity = identity
+        self._links: dict[str, _Link] = {}
+        self._opening: dict[str, asyncio.Lock] = {}
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="coordinator-fanout", daemon=True)
+        self._thread.start()
+        self._closed = False
+
+    # Public, called from any thread -------------------------------------------------------------------------
+
+    def run(self, nodes: Sequence[cpb.NodeInfo], request: npb.QueryRequest, *, timeout_ms: int = 0) -> list[SiteResult]:
+        """Ask every node (in order) and return one result per node, in the same order."""
+        timeout = self._timeout_s(timeout_ms)
+        return self._call(self._run(nodes, request, timeout), timeout)
+
+    def budgets(
+        self, nodes: Sequence[cpb.NodeInfo], request: npb.GetBudgetRequest, *, timeout_ms: int = 0
+    ) -> list[tuple[SiteResult, pb.BudgetStatus | None]]:
+        timeout = self._timeout_s(timeout_ms)
+        return self._call(self._budgets(nodes, request, timeout), timeout)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+
+        async def shut() -> None:
+            for link in self._links.values():
+                await link.channel.close()
+
+        asyncio.run_coroutine_threadsafe(shut(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    # Internals ------------------------------------------------------------------------------------------
+
+    def _timeout_s(self, timeout_ms: int) -> float:
+        ms = timeout_ms or self.settings.site_timeout_ms
+        return min(ms, self.settings.max_site_timeout_ms) / 1000
+
+    def _call(self, coro: Coroutine[Any, Any, T], timeout_s: float) -> T:
+        if self._closed:
+            raise RuntimeError("the fan-out is closed")
+        # Every site's task is bounded by its own deadline; the margin covers scheduling only.
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=timeout_s + 30)
+
+    async def _run(self, nodes: Sequence[cpb.NodeInfo], request: npb.QueryRequest, timeout: float) -> list[SiteResult]:
+        sha = hashlib.sha256(request.signed_query.payload).digest()
+        return list(await asyncio.gather(*(self._ask(node, request, sha, timeout) for node in nodes)))
+
+    async def _budgets(
+        self, nodes: Sequence[cpb.NodeInfo], request: npb.GetBudgetRequest, timeout: float
+    ) -> list[tuple[SiteResult, pb.BudgetStatus | None]]:
+        async def one(node: cpb.NodeInfo) -> tuple[SiteResult, pb.BudgetStatus | None]:
+            result = SiteResult(node.name, pb.SITE_STATUS_UNSPECIFIED)
+            response = await self._attempts(
+                node, result, timeout, lambda link, left: link.stub.GetBudget(request, timeout=left)
+            )
+            if response is None:
+                return result, None
+            result.status = pb.SITE_STATUS_ANSWERED
+            return result, response.budget
+
+        return list(await asyncio.gather(*(one(node) for node in nodes)))
+
+    async def _ask(
+        self, node: cpb.NodeInfo, request: npb.QueryRequest, payload_sha: bytes, timeout: float
+    ) -> SiteResult:
+        result = SiteResult(node.name, pb.SITE_STATUS_UNSPECIFIED)
+        response = await self._attempts(
+            node, result, timeout, lambda link, left: link.stub.Query(request, timeout=left)
+        )
+        if response is None:
+            return result
+        try:
+            link = self._links[node.name]
+            if link.receipt_key is None:
+                info = await link.stub.GetNodeInfo(npb.GetNodeInfoRequest(), timeout=max(1.0, timeout))
+                link.receipt_key = bytes(info.receipt_public_key)
+            release = response.release
+            verify(link.receipt_key, _RELEASE_BODY, release.payload, release.node_signature)
+            body = pb.ReleaseBody.FromString(release.payload)
+            env = pb.QueryEnvelope.FromString(request.signed_query.payload)
+            if (body.site, body.study_id, body.query_id, body.query_sha256) != (
+                node.name,
+                env.study_id,
+                env.query_id,
+                payload_sha,
+            ):
+                raise Unauthenticated(
+                    "the release does not answer this query at this site", reason=Reason.BAD_SIGNATURE
+                )
+        except GenogateError as exc:
+            return _failed(result, exc)
+        except grpc.RpcError as exc:
+            return _failed(result, error_from_rpc(exc))
+        except Exception:  # noqa: BLE001 - an undecodable release is that site's failure, not the query's
+            return _failed(result, Unauthenticated("undecodable release", reason=Reason.BAD_SIGNATURE))
+        result.status, result.release, result.body = pb.SITE_STATUS_ANSWERED, release, body
+        return result
+
+    async def _attempts(self, node: cpb.NodeInfo, result: SiteResult, timeout: float, call: Any) -> Any:
+        """Call until an answer, a non-retryable error, or the deadline; fills ``result`` on failure."""
+        t0 = time.monotonic()
+        deadline = t0 + timeout
+        backoff = self.settings.retry_backoff_ms / 1000
+        try:
+            while True:
+                result.attempts += 1
+                try:
+                    link = await asyncio.wait_for(self._link(node), timeout=max(0.001, deadline - time.monotonic()))
+                    return await call(link, max(0.001, deadline - time.monotonic()))
+                except grpc.RpcError as exc:
+                    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+                    error = error_from_rpc(exc)
+                except GenogateError as exc:  # the channel could not be opened (unreachable, pin mismatch)
+                    code, error = exc.code, exc
+                except TimeoutError:
+                    code, error = grpc.StatusCode.DEADLINE_EXCEEDED, _Unreachable()
+                if code in RETRYABLE and result.attempts < self.settings.max_attempts:
+                    pause = min(backoff, deadline - time.monotonic())
+                    if pause > 0:
+                        backoff *= 2
+                        await asyncio.sleep(pause)
+                        continue
+                if code == grpc.StatusCode.DEADLINE_EXCEEDED or time.monotonic() >= deadline:
+                    result.status = pb.SITE_STATUS_TIMED_OUT
+                    result.reason, result.message = Reason.DEADLINE_EXCEEDED, "the site did not answer in time"
+                elif code in _REFUSALS:
+                    result.status, result.reason, result.message = pb.SITE_STATUS_REFUSED, error.reason, error.message
+                else:
+                    _failed(result, error)
+                return None
+        finally:
+            result.latency_ms = int((time.monotonic() - t0) * 1000)
+
+    async def _link(self, node: cpb.NodeInfo) -> _Link:
+        async with self._opening.setdefault(node.name, asyncio.Lock()):  # one channel per node, even when racing
+            return await self._open(node)
+
+    async def _open(self, node: cpb.NodeInfo) -> _Link:
+        link = self._links.get(node.name)
+        if link is not None and (link.node.endpoint, link.node.cert_sha256) == (node.endpoint, node.cert_sha256):
+            return link
+        if link is not None:  # re-registered with another endpoint or certificate
+            await link.channel.close()
+            del self._links[node.name]
+        await self._check_pin(node)
+        limit = self._max_message_mb * 2**20
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=self._ca, private_key=self._key, certificate_chain=self._cert
+        )
+        channel = grpc.aio.secure_channel(
+            node.endpoint,
+            creds,
+            options=[
+                ("grpc.ssl_target_name_override", node.name),  # the certificate must name this site
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+            ],
+        )
+        link = self._links[node.name] = _Link(node, channel)
+        return link
+
+    async def _check_pin(self, node: cpb.NodeInfo) -> None:
+        """The node's certificate must be the one registered (its SHA-256), and valid for the node's name."""
+        host, _, port = node.endpoint.rpartition(":")
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=self._ca.decode())
+        ctx.load_cert_chain(self._identity.cert, self._identity.key)
+        ctx.set_alpn_protocols(["h2"])
+        try:
+            reader, writer = await asyncio.open_connection(
+                host.strip("[]"), int(port), ssl=ctx, server_hostname=node.name
+            )
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise _Unreachable(f"{node.name} at {node.endpoint}: {exc}") from None
+        try:
+            der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except (OSError, ssl.SSLError):
+                pass
+            del reader
+        if hashlib.sha256(der).hexdigest() != node.cert_sha256:
+            raise Unauthenticated(
+                f"{node.name}: certificate does not match the registered pin",
+                reason=Reason.BAD_SIGNATURE,
+                message="the site's certificate is not the one registered",
+            )
+
+
+class _Unreachable(GenogateError):
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = Reason.UNAVAILABLE
+    message = "the site is unreachable"
+
+
+def _failed(result: SiteResult, error: GenogateError) -> SiteResult:
+    result.status, result.reason, result.message = pb.SITE_STATUS_FAILED, error.reason, error.message
+    result.release = result.body = None
+    return result

@@ -1,0 +1,241 @@
+"""Federated queries at the coordinator: check the researcher's request, fan it out, combine, record.
+
+The coordinator checks what it can before any site spends anything: the study is approved and in force,
+the envelope is well formed and signed by the researcher key the grant names, and the sites it targets are
+the grant's. Then every targeted site gets the same signed bytes with the committee's grant
+(``coordinator.fanout``), and the answers are combined (``coordinator.combine``). Nodes check all of this
+again and decide for themselves; the coordinator's checks only save them the work.
+
+Every run is appended to the coordinator's audit log (who asked, the study, the request's hash, each site's
+outcome with the node-signed receipt of each release, the combination) and to the study's history.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from decimal import Decimal, InvalidOperation
+
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import DecodeError
+
+from coordinator.combine import combine_results
+from coordinator.fanout import FanOut, SiteResult, refused
+from coordinator.state import CoordinatorState
+from genogate.audit import AuditLog, b64
+from genogate.convert import query_from_pb
+from genogate.errors import (
+    FailedPrecondition,
+    GenogateError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Reason,
+    Unauthenticated,
+)
+from genogate.signing import verify
+from genogate.wire.v1 import common_pb2 as pb
+from genogate.wire.v1 import coordinator_pb2 as cpb
+from genogate.wire.v1 import node_pb2 as npb
+
+_STATUS_LABEL: dict[int, str] = {
+    pb.SITE_STATUS_ANSWERED: "answered",
+    pb.SITE_STATUS_TIMED_OUT: "timed_out",
+    pb.SITE_STATUS_REFUSED: "refused",
+    pb.SITE_STATUS_FAILED: "failed",
+}
+_NOT_IN_FORCE = {
+    cpb.STUDY_STATE_PROPOSED: (Reason.GRANT_MISSING, "the study is not approved"),
+    cpb.STUDY_STATE_REJECTED: (Reason.GRANT_MISSING, "the study was rejected"),
+    cpb.STUDY_STATE_REVOKED: (Reason.GRANT_REVOKED, "the study grant has been revoked"),
+    cpb.STUDY_STATE_EXPIRED: (Reason.GRANT_EXPIRED, "the study grant has expired"),
+}
+
+
+def status_label(status: int) -> str:
+    return _STATUS_LABEL.get(int(status), "failed")
+
+
+class FederatedQueries:
+    def __init__(
+        self,
+        state: CoordinatorState,
+        fanout: FanOut,
+        audit: AuditLog,
+        *,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.state = state
+        self.fanout = fanout
+        self.audit = audit
+        self._clock = clock
+
+    def _study(self, study_id: str) -> tuple[cpb.Study, pb.GrantBody]:
+        study = self.state.get(study_id)
+        if study.state != cpb.STUDY_STATE_APPROVED:
+            reason, message = _NOT_IN_FORCE.get(study.state, (Reason.GRANT_MISSING, "the study has no grant"))
+            raise PermissionDenied(study_id, reason=reason, message=message)
+        return study, pb.GrantBody.FromString(study.grant.payload)
+
+    def run(self, caller: str, request: cpb.RunQueryRequest) -> cpb.RunQueryResponse:
+        signed = request.signed_query
+        try:
+            env = pb.QueryEnvelope.FromString(signed.payload)
+        except DecodeError:
+            raise InvalidArgument("undecodable query envelope") from None
+        if not env.study_id or not env.query_id:
+            raise InvalidArgument("the envelope names no study or query id", reason=Reason.INVALID_STUDY)
+        kind = query_from_pb(env.query).kind  # malformed queries stop here, before any site is asked
+        try:
+            epsilon = Decimal(repr(env.epsilon))
+        except InvalidOperation:
+            epsilon = Decimal("NaN")
+        if not epsilon.is_finite() or epsilon <= 0:
+            raise InvalidArgument("epsilon", reason=Reason.INVALID_EPSILON, message="epsilon is invalid")
+        study, grant = self._study(env.study_id)
+        try:
+            verify(
+                grant.researcher_public_key, "genogate.v1.QueryEnvelope", signed.payload, signed.researcher_signature
+            )
+        except GenogateError:
+            raise Unauthenticated(
+                "researcher signature",
+                reason=Reason.BAD_SIGNATURE,
+                message="the query is not signed by the study's researcher",
+            ) from None
+        targets = list(dict.fromkeys(env.sites)) or list(grant.sites)
+        registered = {n.name: n for n in self.state.list_nodes()}
+        granted = set(grant.sites)
+        results: dict[str, SiteResult] = {}
+        to_ask = []
+        for site in targets:
+            if site not in granted:
+                results[site] = refused(
+                    site,
+                    PermissionDenied(site, reason=Reason.GRANT_WRONG_SITE, message="the grant does not name this site"),
+                )
+            elif site not in registered:
+                results[site] = refused(
+                    site, NotFound(site, reason=Reason.NOT_FOUND, message="the site is not registered")
+                )
+            else:
+                to_ask.append(registered[site])
+        asked = self.fanout.run(
+            to_ask, npb.QueryRequest(signed_query=signed, grant=study.grant), timeout_ms=request.site_timeout_ms
+        )
+        for r in asked:
+            results[r.site] = r
+        ordered = [results[site] for site in targets]
+        answered = [r for r in ordered if r.status == pb.SITE_STATUS_ANSWERED and r.body is not None]
+        try:
+            combined = combine_results([r.body for r in answered if r.body is not None])
+        except ValueError as exc:  # sites disagree on the question itself: nothing sound to combine
+            raise FailedPrecondition(str(exc), message="the sites' answers cannot be combined") from None
+        response = cpb.RunQueryResponse(
+            query_id=env.query_id,
+            study_id=env.study_id,
+            kind=kind.value,  # type: ignore[arg-type]
+            epsilon=env.epsilon,
+            sites=[r.to_pb(with_release=grant.per_site_breakdown) for r in ordered],
+        )
+        if combined is not None:
+            response.combined.CopyFrom(combined)
+        self._record(caller, signed.payload, env, kind.label, epsilon, grant, ordered, response)
+        return response
+
+    def _record(
+        self,
+        caller: str,
+        payload: bytes,
+        env: pb.QueryEnvelope,
+        kind: str,
+        epsilon: Decimal,
+        grant: pb.GrantBody,
+        ordered: Sequence[SiteResult],
+        response: cpb.RunQueryResponse,
+    ) -> None:
+        from genogate.query import Kind
+
+        self.state.record_query(
+            env.query_id,
+            env.study_id,
+            Kind.parse(kind),
+            epsilon,
+            [r.site for r in ordered],
+            {r.site: status_label(r.status) for r in ordered},
+        )
+        self.audit.append(
+            {
+                "event": "run_query",
+                "caller": caller,
+                "researcher_key": grant.researcher_key_fingerprint,
+                "study": env.study_id,
+                "query_id": env.query_id,
+                "kind": kind,
+                "epsilon": str(epsilon),
+                "envelope_sha256": hashlib.sha256(payload).hexdigest(),
+                "query": MessageToDict(env.query, preserving_proto_field_name=True),
+                "sites": [
+                    {
+                        "site": r.site,
+                        "status": status_label(r.status),
+                        "reason": r.reason.name,
+                        "attempts": r.attempts,
+                        **(
+                            {
+                                "receipt": {
+                                    "payload": b64(r.release.payload),
+                                    "signature": b64(r.release.node_signature),
+                                    "key_id": r.release.node_key_id,
+                                }
+                            }
+                            if r.release is not None
+                            else {}
+                        ),
+                    }
+                    for r in ordered
+                ],
+                "combined": MessageToDict(response.combined, preserving_proto_field_name=True)
+                if response.HasField("combined")
+                else None,
+            },
+            now_ms=int(self._clock() * 1000),
+        )
+
+    def budgets(self, request: cpb.GetStudyBudgetRequest) -> list[cpb.SiteBudget]:
+        study, grant = self._study(request.study_id)
+        targets = list(dict.fromkeys(request.sites)) or list(grant.sites)
+        registered = {n.name: n for n in self.state.list_nodes()}
+        out: dict[str, cpb.SiteBudget] = {}
+        to_ask = []
+        for site in targets:
+            if site not in grant.sites:
+                out[site] = cpb.SiteBudget(
+                    site=site,
+                    status=pb.SITE_STATUS_REFUSED,
+                    reason=Reason.GRANT_WRONG_SITE.value,  # type: ignore[arg-type]
+                    message="the grant does not name this site",
+                )
+            elif site not in registered:
+                out[site] = cpb.SiteBudget(
+                    site=site,
+                    status=pb.SITE_STATUS_REFUSED,
+                    reason=Reason.NOT_FOUND.value,  # type: ignore[arg-type]
+                    message="the site is not registered",
+                )
+            else:
+                to_ask.append(registered[site])
+        for result, budget in self.fanout.budgets(
+            to_ask, npb.GetBudgetRequest(study_id=request.study_id, grant=study.grant)
+        ):
+            entry = cpb.SiteBudget(
+                site=result.site,
+                status=result.status,
+                reason=int(result.reason),  # type: ignore[arg-type]
+                message=result.message,
+            )
+            if budget is not None:
+                entry.budget.CopyFrom(budget)
+            out[result.site] = entry
+        return [out[site] for site in targets]

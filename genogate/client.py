@@ -1,0 +1,402 @@
+"""The researcher's Python SDK: federated queries and budgets through the coordinator.
+
+    from genogate import Client
+
+    with Client.from_profile("alice.toml") as gg:
+        r = gg.allele_frequency("S-7f3a", ["1-55516888-G-A"], where="ancestry in (EUR,AFR)", epsilon=0.5)
+        print(r)                  # a readable table
+        r.rows()                  # list of dicts: one per released number, with its 95% interval
+        r.to_pandas()             # the same as a DataFrame (needs pandas; not a dependency of genogate)
+        r.sites                   # each site's status, reason and ε charged
+
+Every query is signed with the profile's ``signing_key`` (the key the study's grant names) and sent once to
+the coordinator, which relays the same signed bytes to each site and combines their noisy answers. When the
+coordinator cannot be reached or does not answer in time, the client sends the *same signed bytes* again
+(up to ``attempts`` times): each node recognises the query id and payload and returns its stored release,
+so a retry never spends budget twice or draws fresh noise. (A new envelope with an old query id is a
+different request, which nodes refuse.) Failures raise ``GenogateError`` subclasses with a stable ``reason``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from genogate import table
+from genogate.coordclient import CoordinatorClient
+from genogate.errors import DeadlineExceeded, Unavailable
+from genogate.filter import parse_filter
+from genogate.nodeclient import ClientTLS, envelope, signed
+from genogate.query import (
+    EVERYONE,
+    AlleleFrequency,
+    CarrierCount,
+    CaseControl,
+    CohortCount,
+    Filter,
+    GenotypeCounts,
+    Kind,
+    Query,
+    Region,
+    Variant,
+)
+from genogate.signing import Signer
+from genogate.wire.v1 import common_pb2 as pb
+from genogate.wire.v1 import coordinator_pb2 as cpb
+
+_STATUS = {
+    pb.SITE_STATUS_ANSWERED: "answered",
+    pb.SITE_STATUS_TIMED_OUT: "timed_out",
+    pb.SITE_STATUS_REFUSED: "refused",
+    pb.SITE_STATUS_FAILED: "failed",
+}
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One released number combined over the answering sites."""
+
+    estimate: float
+    ci95_low: float
+    ci95_high: float
+    noise_stddev: float
+    sites_below_threshold: int = 0
+
+    @classmethod
+    def of(cls, v: pb.CombinedValue) -> Estimate:
+        return cls(v.estimate, v.ci95_low, v.ci95_high, v.noise_stddev, v.sites_below_threshold)
+
+
+@dataclass(frozen=True)
+class Site:
+    """What one site did with the query."""
+
+    site: str
+    status: str  # answered, timed_out, refused, failed
+    reason: str  # e.g. BUDGET_EXHAUSTED; "" when answered
+    message: str
+    epsilon_charged: float
+    from_cache: bool
+    attempts: int
+    latency_ms: int
+    release: pb.ReleaseBody | None  # the node-signed release, when the grant allows a per-site breakdown
+
+
+@dataclass(frozen=True)
+class Row:
+    """One released number: which variant (if any) and which quantity, with its estimate and interval."""
+
+    variant: str
+    quantity: str
+    value: Estimate
+
+
+@dataclass
+class QueryResult:
+    query_id: str
+    study_id: str
+    kind: str
+    epsilon: float
+    sites: list[Site]
+    values: list[Row]
+    odds_ratios: dict[str, pb.OddsRatio] = field(default_factory=dict)
+    response: cpb.RunQueryResponse | None = field(default=None, repr=False)
+
+    @property
+    def answered(self) -> list[str]:
+        return [s.site for s in self.sites if s.status == "answered"]
+
+    def value(self, quantity: str, variant: str = "") -> Estimate:
+        """The estimate of one quantity (e.g. "count", "allele_frequency"), of one variant when per variant."""
+        for r in self.values:
+            if r.quantity == quantity and r.variant == variant:
+                return r.value
+        raise KeyError(f"no {quantity!r}{f' for {variant}' if variant else ''} in this result")
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per released number (and per odds ratio), ready for a table or a DataFrame."""
+        out: list[dict[str, Any]] = [
+            {
+                "variant": r.variant,
+                "quantity": r.quantity,
+                "estimate": r.value.estimate,
+                "ci95_low": r.value.ci95_low,
+                "ci95_high": r.value.ci95_high,
+                "noise_stddev": r.value.noise_stddev,
+                "sites_below_threshold": r.value.sites_below_threshold,
+            }
+            for r in self.values
+        ]
+        for variant, o in self.odds_ratios.items():
+            out.append(
+                {
+                    "variant": variant,
+                    "quantity": "odds_ratio",
+                    "estimate": o.estimate,
+                    "ci95_low": o.ci95_low,
+                    "ci95_high": o.ci95_high,
+                    "noise_stddev": math.nan,
+                    "sites_below_threshold": 0,
+                }
+            )
+        return out
+
+    def to_pandas(self) -> Any:
+        """The rows as a ``pandas.DataFrame`` (pandas is optional: ImportError says how to get it)."""
+        try:
+            import pandas as pd  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        except ImportError:
+            raise ImportError("to_pandas() needs pandas: pip install pandas") from None
+        return pd.DataFrame(self.rows())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "query_id": self.query_id,
+            "study_id": self.study_id,
+            "kind": self.kind,
+            "epsilon": self.epsilon,
+            "values": [
+                {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+                for row in self.rows()
+            ],
+            "sites": [
+                {
+                    "site": s.site,
+                    "status": s.status,
+                    "reason": s.reason,
+                    "message": s.message,
+                    "epsilon_charged": s.epsilon_charged,
+                    "from_cache": s.from_cache,
+                    "attempts": s.attempts,
+                    "latency_ms": s.latency_ms,
+                }
+                for s in self.sites
+            ],
+        }
+
+    def __str__(self) -> str:
+        values = table.table(
+            ["variant", "quantity", "estimate", "95% interval", "noise sd"],
+            [
+                [
+                    r["variant"] or "-",
+                    r["quantity"],
+                    _num(r["estimate"], r["quantity"]),
+                    f"[{_num(r['ci95_low'], r['quantity'])}, {_num(r['ci95_high'], r['quantity'])}]",
+                    "-" if math.isnan(r["noise_stddev"]) else _num(r["noise_stddev"], r["quantity"]),
+                ]
+                for r in self.rows()
+            ],
+        )
+        sites = table.table(
+            ["site", "status", "reason", "epsilon charged", "attempts", "ms"],
+            [
+                [
+                    s.site,
+                    s.status + (" (cached)" if s.from_cache else ""),
+                    s.reason or "-",
+                    f"{s.epsilon_charged:g}",
+                    s.attempts,
+                    s.latency_ms,
+                ]
+                for s in self.sites
+            ],
+        )
+        head = f"query {self.query_id}  study {self.study_id}  {self.kind}  epsilon {self.epsilon:g} per site"
+        if not self.values:
+            values = "no site answered: nothing to combine"
+        return f"{head}\n\n{values}\n\nsites ({len(self.answered)} of {len(self.sites)} answered):\n{sites}"
+
+
+def _num(x: float, quantity: str) -> str:
+    if quantity in ("allele_frequency", "odds_ratio"):
+        return f"{x:.4g}"
+    return f"{x:,.1f}" if abs(x - round(x)) > 1e-9 else f"{round(x):,}"
+
+
+def _variant_text(v: pb.Variant) -> str:
+    return f"{v.chrom}-{v.pos}-{v.ref}-{v.alt}"
+
+
+def result_of(response: cpb.RunQueryResponse) -> QueryResult:
+    """The typed result of a ``RunQueryResponse``."""
+    from genogate.errors import Reason
+
+    sites = [
+        Site(
+            site=o.site,
+            status=_STATUS.get(o.status, "failed"),
+            reason="" if o.status == pb.SITE_STATUS_ANSWERED else Reason(o.reason).name,
+            message=o.message,
+            epsilon_charged=o.epsilon_charged,
+            from_cache=o.from_cache,
+            attempts=o.attempts,
+            latency_ms=o.latency_ms,
+            release=pb.ReleaseBody.FromString(o.release.payload) if o.release.payload else None,
+        )
+        for o in response.sites
+    ]
+    rows: list[Row] = []
+    odds: dict[str, pb.OddsRatio] = {}
+    c = response.combined
+    which = c.WhichOneof("kind") if response.HasField("combined") else None
+    if which == "cohort_count":
+        rows.append(Row("", "count", Estimate.of(c.cohort_count.count)))
+    elif which == "carrier_count":
+        rows.append(Row("", "carriers", Estimate.of(c.carrier_count.carriers)))
+    elif which == "genotype_counts":
+        g = c.genotype_counts
+        for name in ("hom_ref", "het", "hom_alt", "hemi_ref", "hemi_alt", "no_call"):
+            rows.append(Row(_variant_text(g.variant), name, Estimate.of(getattr(g, name))))
+    elif which == "allele_frequency":
+        for a in c.allele_frequency.variants:
+            v = _variant_text(a.variant)
+            rows += [
+                Row(v, "allele_count", Estimate.of(a.allele_count)),
+                Row(v, "allele_number", Estimate.of(a.allele_number)),
+                Row(v, "allele_frequency", Estimate.of(a.allele_frequency)),
+            ]
+    elif which == "case_control":
+        for t in c.case_control.tables:
+            v = _variant_text(t.variant)
+            rows += [
+                Row(v, name, Estimate.of(getattr(t, name)))
+                for name in ("case_alt", "case_ref", "control_alt", "control_ref")
+            ]
+            odds[v] = t.odds_ratio
+    return QueryResult(
+        query_id=response.query_id,
+        study_id=response.study_id,
+        kind=Kind(response.kind).label if response.kind else "",
+        epsilon=response.epsilon,
+        sites=sites,
+        values=rows,
+        odds_ratios=odds,
+        response=response,
+    )
+
+
+def _filter(where: str | Filter | None) -> Filter:
+    if where is None or where == "":
+        return EVERYONE
+    return parse_filter(where) if isinstance(where, str) else where
+
+
+def _variants(variants: Iterable[str | Variant]) -> tuple[Variant, ...]:
+    return tuple(v if isinstance(v, Variant) else Variant.parse(v) for v in variants)
+
+
+def _region(region: str | Region) -> Region:
+    return region if isinstance(region, Region) else Region.parse(region)
+
+
+class Client:
+    """A researcher's connection to the coordinator (mutual TLS), signing each query with their key."""
+
+    def __init__(
+        self, coordinator: str, tls: ClientTLS, signer: Signer, *, timeout_s: float = 120.0, attempts: int = 3
+    ):
+        self._rpc = CoordinatorClient(coordinator, tls, timeout_s=timeout_s)
+        self._signer = signer
+        self._attempts = max(1, attempts)
+
+    @classmethod
+    def from_profile(cls, path: str | Path | None = None, *, timeout_s: float = 120.0) -> Client:
+        """From a profile file (or ``$GENOGATE_PROFILE``), the same file the ``genogate`` command uses."""
+        from genogate.profile import resolve
+
+        profile = resolve(Path(path) if path is not None else None)
+        return cls(profile.coordinator, profile.client_tls(), profile.signer(), timeout_s=timeout_s)
+
+    def close(self) -> None:
+        self._rpc.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # Queries ------------------------------------------------------------------------------------------------
+
+    def run(
+        self,
+        study: str,
+        query: Query,
+        *,
+        epsilon: float,
+        sites: Sequence[str] = (),
+        query_id: str | None = None,
+        site_timeout_ms: int = 0,
+    ) -> QueryResult:
+        """Sign and run any query; every other query method comes here."""
+        env = envelope(query, study_id=study, epsilon=epsilon, query_id=query_id, sites=tuple(sites))
+        payload, signature = signed(env, self._signer)
+        request = pb.SignedQuery(payload=payload, researcher_signature=signature)
+        for attempt in range(1, self._attempts + 1):
+            try:
+                return result_of(self._rpc.run_query(request, site_timeout_ms=site_timeout_ms))
+            except (Unavailable, DeadlineExceeded):
+                if attempt == self._attempts:
+                    raise
+                time.sleep(0.2 * 2**attempt)  # the same bytes again: a retry, never a second charge
+        raise AssertionError("unreachable")
+
+    def cohort_count(self, study: str, *, where: str | Filter | None = None, epsilon: float, **kw: Any) -> QueryResult:
+        return self.run(study, CohortCount(_filter(where)), epsilon=epsilon, **kw)
+
+    def allele_frequency(
+        self,
+        study: str,
+        variants: Iterable[str | Variant] = (),
+        *,
+        region: str | Region | None = None,
+        where: str | Filter | None = None,
+        epsilon: float,
+        **kw: Any,
+    ) -> QueryResult:
+        q = AlleleFrequency(
+            _variants(variants), region=_region(region) if region is not None else None, filter=_filter(where)
+        )
+        return self.run(study, q, epsilon=epsilon, **kw)
+
+    def genotype_counts(
+        self, study: str, variant: str | Variant, *, where: str | Filter | None = None, epsilon: float, **kw: Any
+    ) -> QueryResult:
+        return self.run(study, GenotypeCounts(_variants([variant])[0], _filter(where)), epsilon=epsilon, **kw)
+
+    def case_control(
+        self,
+        study: str,
+        variants: Iterable[str | Variant],
+        *,
+        cases: str | Filter,
+        controls: str | Filter,
+        epsilon: float,
+        **kw: Any,
+    ) -> QueryResult:
+        q = CaseControl(_variants(variants), _filter(cases), _filter(controls))
+        return self.run(study, q, epsilon=epsilon, **kw)
+
+    def carrier_count(
+        self,
+        study: str,
+        region: str | Region,
+        *,
+        max_allele_frequency: float | None = None,
+        where: str | Filter | None = None,
+        epsilon: float,
+        **kw: Any,
+    ) -> QueryResult:
+        q = CarrierCount(_region(region), max_allele_frequency=max_allele_frequency, filter=_filter(where))
+        return self.run(study, q, epsilon=epsilon, **kw)
+
+    # Budgets ------------------------------------------------------------------------------------------------
+
+    def budget(self, study: str, sites: Sequence[str] = ()) -> list[cpb.SiteBudget]:
+        """What each site of the study reports as its cap, spent and remaining ε (from its own ledger)."""
+        return self._rpc.study_budget(study, sites)

@@ -1,0 +1,147 @@
+"""Combining noisy site releases (``coordinator.combine``) and the exact noise distributions behind the
+intervals (``genogate.noise``).
+
+The statistical tests draw real noise with OpenDP (the same measurements nodes use) and state their
+false-failure rates; everything else is exact arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from coordinator.combine import combine, combine_results, odds_ratio
+from genogate import noise
+from genogate.wire.v1 import common_pb2 as pb
+from node import dp
+from tests.stats import max_misses
+
+LAP, GAU = pb.NOISE_MECHANISM_DISCRETE_LAPLACE, pb.NOISE_MECHANISM_DISCRETE_GAUSSIAN
+
+
+def value(estimate: int, scale: float, *, mechanism: int = LAP, k: int = 0) -> pb.NoisyValue:
+    v = pb.NoisyValue(noise_scale=scale, mechanism=mechanism, threshold=k)  # type: ignore[arg-type]
+    if k > 0 and estimate < k:
+        v.below_threshold = True
+    else:
+        v.estimate = estimate
+    return v
+
+
+def _brute_two_sided(comps: list[noise.Component], alpha: float) -> int:
+    """The two-sided quantile by direct convolution (np.convolve), to check the FFT path."""
+    p = np.ones(1)
+    for c in comps:
+        p = np.convolve(p, noise.pmf(c))
+    mid = len(p) // 2
+    for h in range(mid + 1):
+        if p[mid - h : mid + h + 1].sum() >= 1 - alpha - 1e-12:
+            return h
+    return mid
+
+
+@pytest.mark.parametrize(
+    "comps",
+    [
+        [("discrete_laplace", 2.0)],
+        [("discrete_laplace", 2.0)] * 3,
+        [("discrete_laplace", 0.7), ("discrete_gaussian", 3.0), ("discrete_laplace", 5.0)],
+        [("discrete_gaussian", 0.4)],
+    ],
+)
+def test_sum_quantiles_match_direct_convolution(comps: list[noise.Component]) -> None:
+    assert noise.two_sided(comps, 0.05) == _brute_two_sided(comps, 0.05)
+
+
+def test_one_laplace_quantile_is_the_closed_form() -> None:
+    """Discrete Laplace with scale b: P(|X| <= h) = 1 - 2 e^{-(h+1)/b} / (1 + e^{-1/b})."""
+    b = 4.0
+    h = noise.two_sided([("discrete_laplace", b)], 0.05)
+    mass = lambda t: 1 - 2 * math.exp(-(t + 1) / b) / (1 + math.exp(-1 / b))  # noqa: E731
+    assert mass(h) >= 0.95 > mass(h - 1)
+    assert math.isclose(noise.stddev([("discrete_laplace", b)]), dp.discrete_laplace_stddev(b), rel_tol=1e-9)
+
+
+def test_counts_sum_and_the_interval_is_the_sums_quantile() -> None:
+    values = [value(100, 2.0), value(50, 2.0), value(7, 3.0, mechanism=GAU)]
+    c = combine(values)
+    h = noise.two_sided([("discrete_laplace", 2.0)] * 2 + [("discrete_gaussian", 3.0)], 0.05)
+    assert (c.estimate, c.ci95_low, c.ci95_high) == (157, 157 - h, 157 + h)
+    assert c.sites_below_threshold == 0
+    assert math.isclose(c.noise_stddev, noise.stddev([("discrete_laplace", 2.0)] * 2 + [("discrete_gaussian", 3.0)]))
+
+
+def test_a_site_below_threshold_widens_the_interval_upwards_and_counts_in_the_estimate() -> None:
+    k = 10
+    values = [value(200, 2.0, k=k), value(3, 2.0, k=k)]  # the second says only "fewer than 10"
+    c = combine(values)
+    q = noise.lower_tail([("discrete_laplace", 2.0)], 0.025)
+    h = noise.two_sided([("discrete_laplace", 2.0)], 0.025)
+    assert c.sites_below_threshold == 1
+    assert c.estimate == 200 + (k - 1 + q) / 2
+    assert (c.ci95_low, c.ci95_high) == (200 - h, 200 + h + k - 1 + q)
+
+
+def test_allele_number_counts_two_independent_draws_per_site() -> None:
+    an = combine([value(1000, 4.0)], draws=2)
+    assert an.ci95_high - 1000 == noise.two_sided([("discrete_laplace", 4.0)] * 2, 0.05)
+
+
+def test_odds_ratio_of_a_known_table() -> None:
+    cells = [pb.CombinedValue(estimate=x, noise_stddev=0.0) for x in (20, 80, 10, 90)]
+    o = odds_ratio(*cells)
+    assert math.isclose(o.estimate, (20 / 80) / (10 / 90))
+    se = math.sqrt(1 / 20 + 1 / 80 + 1 / 10 + 1 / 90)
+    assert math.isclose(o.log_se, se) and math.isclose(o.ci95_low, o.estimate * math.exp(-1.959963984540054 * se))
+    zero = odds_ratio(*[pb.CombinedValue(estimate=x) for x in (0, 80, 10, 90)])
+    assert math.isclose(zero.estimate, (0.5 / 80.5) / (10.5 / 90.5))  # continuity correction
+
+
+def test_results_of_different_variants_are_not_combined() -> None:
+    def body(pos: int) -> pb.ReleaseBody:
+        af = pb.AlleleFrequencyResult(
+            variants=[
+                pb.AlleleCounts(
+                    variant=pb.Variant(chrom="1", pos=pos, ref="A", alt="G"),
+                    allele_count=value(5, 2.0),
+                    allele_number=value(100, 2.0),
+                )
+            ]
+        )
+        return pb.ReleaseBody(result=pb.QueryResult(allele_frequency=af))
+
+    with pytest.raises(ValueError, match="different variants"):
+        combine_results([body(100), body(101)])
+    combined = combine_results([body(100), body(100)])
+    assert combined is not None
+    a = combined.allele_frequency.variants[0]
+    assert (a.allele_count.estimate, a.allele_number.estimate) == (10, 200)
+    assert math.isclose(a.allele_frequency.estimate, 0.05)
+    assert a.allele_frequency.ci95_low <= 0.05 <= a.allele_frequency.ci95_high
+    assert combine_results([]) is None
+
+
+def _release(truth: int, plan: dp.NoisePlan, k: int) -> pb.NoisyValue:
+    sens = dp.SENSITIVITY[dp.Kind.COHORT_COUNT](1)
+    noisy = int(dp.OpenDPNoise().draw(np.array([truth], dtype=np.int64), plan, sens)[0])
+    mechanism = LAP if plan.mechanism == "discrete_laplace" else GAU
+    return value(noisy, plan.scale, mechanism=mechanism, k=k)
+
+
+def test_combined_intervals_cover_the_truth_across_sites_with_real_opendp_noise() -> None:
+    """Three sites with different ε (so different scales), one small enough that its noisy count often
+    falls below the minimum reportable count of 5. Over 3,000 combinations at least 95% of intervals
+    must cover the true total. False-failure rate: the binomial tail of more than the bound's misses at
+    exactly 95% coverage is below 1e-7 (the intervals are conservative, so the real rate is lower)."""
+    sens = dp.SENSITIVITY[dp.Kind.COHORT_COUNT](1)
+    plans = [dp.plan(sens, Decimal(e), Decimal(0)) for e in ("0.5", "1", "0.3")]
+    truths, k, n = [40, 120, 3], 5, 3000
+    misses = 0
+    for _ in range(n):
+        c = combine([_release(t, p, k) for t, p in zip(truths, plans, strict=True)])
+        misses += not (c.ci95_low <= sum(truths) <= c.ci95_high)
+    bound = max_misses(n)
+    assert misses <= bound, f"{misses} of {n} intervals missed the truth (bound {bound})"
