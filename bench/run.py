@@ -359,7 +359,8 @@ def _region_report(title: str, q: dict[str, object]) -> list[str]:
             f"| plink2 --keep --chr --from-bp --to-bp --freq counts | {plink.seconds * 1e3:.0f} | "
             f"{plink.peak_rss_mib:,.0f} | — |"
         )
-        L.append("")
+    L.append("")
+    if isinstance(plink, Run):
         L.append("Answers identical to plink2's: " + ("yes" if q.get("agree") else f"NO {q.get('disagreements')}"))
     L.append(f"Opening the store: {eng['open_ms']:.0f} ms (once per node process).")
     return L

@@ -234,7 +234,8 @@ def test_refusals_have_status_and_reason_and_charge_nothing(
         case "grant for another site":
             grant = _forge(fed, study, sites=["site-b"])
         case "expired grant":
-            grant = _forge(fed, study, not_after_unix_ms=int(time.time() * 1000) - 1)
+            now_ms = int(time.time() * 1000)  # the grant was issued just now: start its window earlier too
+            grant = _forge(fed, study, not_before_unix_ms=now_ms - 60_000, not_after_unix_ms=now_ms - 1)
         case "kind not in the grant":
             query = GenotypeCounts(Variant("22", 16050075, "A", "G"))
         case "signed by another researcher":
