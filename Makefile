@@ -42,7 +42,7 @@ check-proto: $(STAMP)
 	$(BIN)/python tools/protogen.py --check
 
 demo: $(STAMP)
-	$(BIN)/python -m node.demo --dir $(DEMO_DIR)
+	$(BIN)/genogate demo --dir $(DEMO_DIR)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

@@ -66,6 +66,26 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--name", required=True, help="the member's name")
     add.add_argument("--public-key", required=True, metavar="HEX", help="raw Ed25519 public key, 64 hex digits")
 
+    st = sub.add_parser(
+        "status",
+        help="is the server up; registry, nodes (probed), studies and audit log at a glance",
+        description="Report the coordinator's server (from its ready file), its state (studies by state, "
+        "researchers, federated queries), every registered node (health-checked over mTLS with the "
+        "coordinator's certificate, as fan-out reaches it) and its audit log (hash chain and signatures "
+        "verified). Exit status 0 when everything is fine, 1 when any part is not.",
+    )
+    st.add_argument("--config", type=Path, required=True, help="the coordinator's TOML config")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    he = sub.add_parser(
+        "health",
+        help="probe the running server's gRPC health service (for container health checks)",
+        description="Ask the coordinator's gRPC health service, over mutual TLS with the coordinator's own "
+        "certificate (it is issued for client use too: the coordinator calls the nodes), whether it is serving. "
+        "Exit status 0 if it is, 1 if not.",
+    )
+    he.add_argument("--config", type=Path, required=True, help="the coordinator's TOML config")
+    he.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS", help="deadline (default: 3)")
+
     from genogate.audit import add_commands
 
     au_sub = add_commands(sub, "the coordinator's TOML config")
@@ -146,9 +166,30 @@ def _audit(args: argparse.Namespace) -> int:
     )
 
 
+def _status(args: argparse.Namespace) -> int:
+    from coordinator import status
+
+    return status.run(args.config, as_json=args.json)
+
+
+def _health(args: argparse.Namespace) -> int:
+    from coordinator.config import load_coordinator_config
+    from genogate.status import health_command
+
+    config = load_coordinator_config(args.config)
+    return health_command(config.server, config.tls, config.coordinator.name, args.timeout)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"init": _init, "serve": _serve, "committee": _committee, "audit": _audit}[args.command]
+    handler = {
+        "init": _init,
+        "serve": _serve,
+        "committee": _committee,
+        "audit": _audit,
+        "status": _status,
+        "health": _health,
+    }[args.command]
     try:
         return handler(args)
     except LocalError as exc:

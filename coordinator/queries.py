@@ -23,6 +23,7 @@ from google.protobuf.message import DecodeError
 from coordinator.combine import combine_results
 from coordinator.fanout import FanOut, SiteResult, refused
 from coordinator.state import CoordinatorState
+from genogate import metrics
 from genogate.audit import AuditLog, b64
 from genogate.convert import query_from_pb
 from genogate.errors import (
@@ -121,6 +122,7 @@ class FederatedQueries:
                 )
             else:
                 to_ask.append(registered[site])
+        started = time.monotonic()
         asked = self.fanout.run(
             to_ask, npb.QueryRequest(signed_query=signed, grant=study.grant), timeout_ms=request.site_timeout_ms
         )
@@ -142,6 +144,20 @@ class FederatedQueries:
         if combined is not None:
             response.combined.CopyFrom(combined)
         self._record(caller, signed.payload, env, kind.label, epsilon, grant, ordered, response)
+        metrics.coordinator_query(
+            kind.label,
+            time.monotonic() - started,
+            [
+                metrics.SiteOutcome(
+                    r.site,
+                    status_label(r.status),
+                    r.reason.name if r.reason != Reason.UNSPECIFIED else "",
+                    r.latency_ms / 1000,
+                    r.body.epsilon_charged if r.body is not None else 0.0,
+                )
+                for r in ordered
+            ],
+        )
         return response
 
     def _record(

@@ -33,6 +33,7 @@ from typing import Any
 
 from genogate.errors import GenogateError, StoreError
 from genogate.signing import Signer, key_id, verify
+from genogate.sqlitedb import read_only
 
 DOMAIN = "genogate.v1.AuditEntry"
 _GENESIS = bytes(32)
@@ -117,30 +118,21 @@ class Row:
         )
 
 
+_ROWS_SQL = "SELECT seq, at_ms, entry, prev_sha256, sha256, signature, key_id FROM audit ORDER BY rowid"
+
+
+def _row(s: int, t: int, e: str, p: bytes, h: bytes, g: bytes, k: str) -> Row:
+    return Row(int(s), int(t), str(e), bytes(p), bytes(h), bytes(g), str(k))
+
+
 def rows(conn: sqlite3.Connection) -> list[Row]:
     """Every entry in stored order (by position)."""
-    return [
-        Row(int(s), int(t), str(e), bytes(p), bytes(h), bytes(g), str(k))
-        for s, t, e, p, h, g, k in conn.execute(
-            "SELECT seq, at_ms, entry, prev_sha256, sha256, signature, key_id FROM audit ORDER BY rowid"
-        )
-    ]
+    return [_row(*r) for r in conn.execute(_ROWS_SQL)]
 
 
 def read_file(path: Path) -> list[Row]:
     """The entries of the audit table in a SQLite file, opened read-only (``StoreError`` if unreadable)."""
-    if not Path(path).is_file():
-        raise StoreError(f"{path}: no such audit log")
-    try:
-        conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise StoreError(f"{path}: cannot open the audit log: {exc}") from None
-    try:
-        return rows(conn)
-    except sqlite3.Error as exc:
-        raise StoreError(f"{path}: cannot read the audit log: {exc}") from None
-    finally:
-        conn.close()
+    return [_row(*r) for r in read_only(path, "audit log", _ROWS_SQL)]
 
 
 @dataclass

@@ -464,6 +464,30 @@ def render_toml(cls: type[Any], values: Mapping[str, Any], *, header: str = "", 
     return "\n".join(lines).lstrip("\n") + "\n"
 
 
+def set_values(path: Path, values: Mapping[str, Any]) -> None:
+    """Change settings of a file ``render_toml`` wrote, in place and atomically, keeping its comments.
+
+    ``values`` maps ``"section.key"`` to the new value; each must be a line ``key = ...`` (or the commented
+    ``# key =`` of an unset optional setting) inside ``[section]``. ``KeyError`` names any that is not."""
+    lines = Path(path).read_text().splitlines()
+    todo = dict(values)
+    section = ""
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            section = stripped[1:-1].strip()
+            continue
+        key = stripped.removeprefix("# ").partition("=")[0].strip() if "=" in stripped else ""
+        name = f"{section}.{key}"
+        if key and name in todo and (not stripped.startswith("#") or stripped == f"# {key} ="):
+            lines[i] = f"{key} = {toml_value(todo.pop(name))}"
+    if todo:
+        raise KeyError(f"{path}: no such settings: {', '.join(sorted(todo))}")
+    tmp = Path(path).with_name(Path(path).name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
 def read_file(path: Path, what: str, error: type[LocalError] = ConfigError) -> bytes:
     """The bytes of a file the configuration names, or one clear ``error`` naming it and why."""
     try:

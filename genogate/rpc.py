@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from genogate import metrics
 from genogate.errors import GenogateError, Internal, PermissionDenied, Reason, Unauthenticated, class_for_status
 
 REASON_KEY = "genogate-reason"
@@ -37,6 +38,8 @@ def caller_common_name(context: grpc.ServicerContext) -> str:
 def boundary(method: Callable[..., R]) -> Callable[..., R]:
     """Wrap a servicer method: errors to status + reason, one structured log line per call."""
 
+    name = method.__qualname__.replace("Servicer.", ".")  # NodeServicer.Query -> Node.Query
+
     @functools.wraps(method)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> R:
         t0 = time.perf_counter()
@@ -53,13 +56,16 @@ def boundary(method: Callable[..., R]) -> Callable[..., R]:
             context.set_trailing_metadata(((REASON_KEY, Reason.INTERNAL.name),))
             context.abort(grpc.StatusCode.INTERNAL, Internal.message)
         finally:
+            seconds = time.perf_counter() - t0
+            metrics.RPCS.labels(name, outcome, reason).inc()
+            metrics.RPC_SECONDS.labels(name).observe(seconds)
             log.info(
                 "rpc",
                 extra={
                     "rpc": method.__name__,
                     "outcome": outcome,
                     "reason": reason,
-                    "latency_ms": round((time.perf_counter() - t0) * 1e3, 3),
+                    "latency_ms": round(seconds * 1e3, 3),
                 },
             )
         raise AssertionError("unreachable")  # context.abort raises

@@ -21,6 +21,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from genogate import metrics
 from genogate.config import read_file
 from genogate.errors import ConfigError
 from genogate.rpc import PolicyInterceptor
@@ -79,14 +80,27 @@ def serve_until_signalled(
     """Start, write the ready file, wait for SIGTERM/SIGINT, stop gracefully, run ``on_stop``; exit code 0."""
     server.start()
     address = f"{settings.listen.rsplit(':', 1)[0]}:{port}"
-    _write_ready(settings.ready_file, {"address": address, "port": port, "pid": os.getpid(), "name": name})
-    log.info("serving", extra={"address": address, "server": name, **(log_extra or {})})
+    ready: dict[str, object] = {"address": address, "port": port, "pid": os.getpid(), "name": name}
+    metrics_server = None
+    if settings.metrics_listen:
+        try:
+            metrics_server, _, ready["metrics_address"] = metrics.serve(settings.metrics_listen)
+        except OSError as exc:
+            server.stop(0)
+            raise ConfigError(
+                f"[server] metrics_listen: cannot bind {settings.metrics_listen} ({exc.strerror})"
+            ) from None
+    _write_ready(settings.ready_file, ready)
+    facts = {k: v for k, v in ready.items() if k != "name"}  # "name" is reserved in a LogRecord
+    log.info("serving", extra={**facts, "server": name, **(log_extra or {})})
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     log.info("stopping", extra={"grace_seconds": settings.grace_seconds})
     server.stop(settings.grace_seconds).wait()
+    if metrics_server is not None:
+        metrics_server.shutdown()
     on_stop()
     settings.ready_file.unlink(missing_ok=True)
     return 0

@@ -19,6 +19,11 @@ def check_listen(address: str) -> str:
     return address
 
 
+def check_optional_listen(address: str) -> str:
+    """Empty (off) or ``HOST:PORT`` as ``check_listen``."""
+    return check_listen(address) if address else address
+
+
 def at_least(minimum: int) -> config.Check:
     def check(value: int) -> int:
         if value < minimum:
@@ -69,6 +74,15 @@ class ServerSettings:
             "help": "Largest gRPC message accepted or sent, in MiB (results over many variants exceed gRPC's "
             "4 MiB default).",
             "check": between(1, 2047),
+        },
+    )
+    metrics_listen: str = field(
+        default="",
+        metadata={
+            "help": "Address of the Prometheus metrics endpoint (HTTP, path /metrics), HOST:PORT; port 0 picks a "
+            "free port (written to ready_file as metrics_address). Empty: no endpoint. It serves counts of queries "
+            "and outcomes, epsilon charged and latencies, never data values; keep it on a private network.",
+            "check": check_optional_listen,
         },
     )
     grace_seconds: float = field(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from genogate.errors import StoreError
 
@@ -129,3 +130,21 @@ def _initialise(
                 conn.execute("ROLLBACK")
     except sqlite3.Error as exc:
         raise StoreError(f"{path}: cannot open the {what}: {exc}") from exc
+
+
+def read_only(path: Path, what: str, sql: str, params: Iterable[object] = (), *, missing: str = "") -> list[Any]:
+    """Rows of one query on a SQLite file opened read-only (a running server may hold it open: WAL lets it).
+    ``StoreError`` names the file and ``what`` it is when it is missing (with ``missing`` as the hint),
+    cannot be opened or cannot be read."""
+    if not Path(path).is_file():
+        raise StoreError(f"{path}: no such {what}" + (f" ({missing})" if missing else ""))
+    try:
+        conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot open the {what}: {exc}") from None
+    try:
+        return conn.execute(sql, tuple(params)).fetchall()
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot read the {what}: {exc}") from None
+    finally:
+        conn.close()

@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     sy.add_argument("--out", type=Path, required=True, help="directory for samples.tsv, truth.json (and the VCF)")
     sy.add_argument("--seed", type=int, default=1)
     sy.add_argument("--store", type=Path, help="write straight into this store instead of a VCF")
+    sy.add_argument(
+        "--part",
+        metavar="I/N",
+        help="with --store: only the I-th of N disjoint institutions of the cohort (same variants, its own "
+        "participants), e.g. 2/3",
+    )
 
     sv = sub.add_parser(
         "serve",
@@ -82,6 +88,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     sv.add_argument("--config", type=Path, required=True, help="the node's TOML config (see genogate-node init)")
     sv.add_argument("--listen", help="override [server] listen, e.g. 127.0.0.1:0 for any free port")
+
+    st = sub.add_parser(
+        "status",
+        help="is the server up; store, ledger and audit log at a glance",
+        description="Report the node's server (from its ready file), store, ledger (spent budget per study) and "
+        "audit log (hash chain and signatures verified). Reads files only. Exit status 0 when everything is "
+        "fine, 1 when any part is not (server not running, a file unreadable, the audit log broken).",
+    )
+    st.add_argument("--config", type=Path, required=True, help="the node's TOML config")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    he = sub.add_parser(
+        "health",
+        help="probe the running server's gRPC health service (for container health checks)",
+        description="Ask the node's gRPC health service, over mutual TLS with the node's own certificate "
+        "(issue it for client use too), whether it is serving. Exit status 0 if it is, 1 if not.",
+    )
+    he.add_argument("--config", type=Path, required=True, help="the node's TOML config")
+    he.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS", help="deadline (default: 3)")
 
     from genogate.audit import add_commands
 
@@ -213,6 +237,20 @@ def _audit(args: argparse.Namespace) -> int:
     return audit.run_command(args.audit_command, entries, audit.keys(key.public_raw), as_json=args.json)
 
 
+def _status(args: argparse.Namespace) -> int:
+    from node import status
+
+    return status.run(args.config, as_json=args.json)
+
+
+def _health(args: argparse.Namespace) -> int:
+    from genogate.status import health_command
+    from node.config import load_node_config
+
+    config = load_node_config(args.config)
+    return health_command(config.server, config.tls, config.node.name, args.timeout)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = {
@@ -223,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
         "init": _init,
         "dev-ca": _dev_ca,
         "audit": _audit,
+        "status": _status,
+        "health": _health,
     }[args.command]
     try:
         return handler(args)

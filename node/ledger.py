@@ -59,7 +59,7 @@ from genogate.errors import (
     Unavailable,
 )
 from genogate.signing import Signer
-from genogate.sqlitedb import open_database, statements
+from genogate.sqlitedb import open_database, read_only, statements
 
 UNIT_EXPONENT = 12
 """Amounts are stored as integers in units of 10**-UNIT_EXPONENT."""
@@ -633,3 +633,23 @@ class Ledger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class StudySpent:
+    study_id: str
+    epsilon_spent: Decimal
+    delta_spent: Decimal
+    queries_answered: int
+
+
+def read_spent(path: Path) -> list[StudySpent]:
+    """Every study's spent totals, read from a ledger file opened read-only (for ``status``; the serving
+    node may hold it open). ``StoreError`` names the file if it is missing or unreadable."""
+    rows = read_only(
+        path,
+        "ledger",
+        "SELECT study_id, epsilon_units, delta_units, answered FROM spent ORDER BY study_id",
+        missing="the node creates it when it first serves",
+    )
+    return [StudySpent(s, _amount(e), _amount(d), int(n)) for s, e, d, n in rows]

@@ -46,7 +46,7 @@ import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import DecodeError
 
-from genogate import duo
+from genogate import duo, metrics
 from genogate.convert import canonical_bytes, query_from_pb, variant_to_pb
 from genogate.errors import GenogateError, InvalidArgument, PermissionDenied, Reason, ResourceExhausted
 from genogate.query import (
@@ -68,7 +68,7 @@ from node import dp
 from node.cohort import Cohorts
 from node.freq import allele_counts
 from node.grants import GrantVerifier
-from node.ledger import Answered, Ledger
+from node.ledger import Answered, Charged, Ledger
 from node.records import HEMI_ALT, HEMI_REF, HET, HOM_ALT, HOM_REF
 from node.store import Store, VariantIndex
 from node.studies import Study
@@ -166,16 +166,22 @@ class QueryService:
             "caller": caller.common_name,
             "payload_sha256": hashlib.sha256(payload).hexdigest(),
         }
+        outcome = _Outcome()
         try:
-            return self._query(caller, payload, grant, signature, entry)
+            release = self._query(caller, payload, grant, signature, entry, outcome)
         except GenogateError as exc:
             entry["decision"] = "failed" if entry.get("charged") else "refused"
             entry["reason"] = exc.reason.name
+            metrics.node_query(
+                str(entry.get("kind", "")), str(entry["decision"]), str(entry.get("study", "")), outcome.charged
+            )
             try:
                 self._ledger.record(entry, now_ms=int(self._clock() * 1000))
             except GenogateError:
                 log.exception("could not write a refusal to the audit log")  # the refusal itself stands
             raise
+        metrics.node_query(str(entry["kind"]), outcome.decision, str(entry["study"]), outcome.charged)
+        return release
 
     def _query(
         self,
@@ -184,6 +190,7 @@ class QueryService:
         grant: pb.StudyGrant | None,
         signature: bytes,
         entry: dict[str, object],
+        outcome: _Outcome,
     ) -> pb.Release:
         if grant is not None and grant.payload:
             verified = self._verifier().verify(grant, pb.SignedQuery(payload=payload, researcher_signature=signature))
@@ -255,8 +262,14 @@ class QueryService:
                 exact.cancel()
             result_bytes, from_cache, original = begun.result, begun.from_cache, begun.original_query_id
             charged = (Decimal(0), Decimal(0)) if from_cache else (charge_eps, charge_delta)
+            outcome.decision = "replay" if from_cache else "retry"
         else:
             entry["charged"] = True
+            # A Pending charge was made by an earlier call with this query id (or question): not charged again.
+            if isinstance(begun, Charged):
+                outcome.decision, outcome.charged = "charged", charge_eps
+            else:
+                outcome.decision = "retry"
             counts = exact.result() if exact is not None else self._exact(study, query, variants)
             result = self._release(query, variants, counts, sens, plans)
             result_bytes = self._ledger.complete(
@@ -552,6 +565,14 @@ class QueryService:
             half = 2 * dp.halfwidth(p, 0.025)
             v.ci95_low, v.ci95_high = v.estimate - half, v.estimate + half
         return v
+
+
+@dataclass
+class _Outcome:
+    """How a query was decided, for the metrics: decision and the ε this call charged."""
+
+    decision: str = "refused"
+    charged: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True)

@@ -658,20 +658,44 @@ def _classes(rec: _Record, k: int) -> tuple[npt.NDArray[np.int32], U8]:
     return rec.cols[keep], cls[keep]
 
 
+Part = tuple[int, int]
+"""``(i, n)``: the i-th (0-based) of n disjoint institutions of one cohort: participants ``i, i+n, i+2n, ...``
+with the same variant sites, frequencies and planted association. ``(0, 1)`` is the whole cohort."""
+WHOLE: Part = (0, 1)
+
+
+def check_part(part: Part) -> Part:
+    i, n = part
+    if not (n >= 1 and 0 <= i < n):
+        raise ValueError(f"part {i + 1}/{n}: expected 1 <= I <= N")
+    return part
+
+
+def parse_part(text: str) -> Part:
+    """``"I/N"`` (1-based, as the command line spells it) -> ``(I - 1, N)``."""
+    left, sep, right = text.partition("/")
+    if not sep or not left.strip().isdigit() or not right.strip().isdigit():
+        raise ValueError(f"--part {text!r}: expected I/N, e.g. 2/3 for the second of three institutions")
+    return check_part((int(left) - 1, int(right)))
+
+
 class SynthSource:
     """A ``GenotypeSource`` over a synthetic cohort: the exact calls ``write_vcf`` writes, split per ALT."""
 
-    def __init__(self, spec: SynthSpec) -> None:
+    def __init__(self, spec: SynthSpec, part: Part = WHOLE) -> None:
         self._spec = spec
         self._cohort = cohort(spec)
+        self._part = check_part(part)
 
     @property
     def samples(self) -> Sequence[str]:
-        return self._cohort.ids
+        first, step = self._part
+        return self._cohort.ids[first::step]
 
     @property
     def name(self) -> str:
-        return f"synthetic(seed={self._spec.seed})"
+        first, step = self._part
+        return f"synthetic(seed={self._spec.seed})" + (f" part {first + 1}/{step}" if step > 1 else "")
 
     @property
     def spec(self) -> SynthSpec:
@@ -683,22 +707,29 @@ class SynthSource:
 
     def records(self) -> Iterator[SiteCalls]:
         """One ``SiteCalls`` per ALT allele, sorted by chromosome (spec order) and position."""
+        first, step = self._part
         for rec in _records(self._spec, self._cohort):
             origin = f"synthetic:{rec.chrom}:{rec.pos}"
             for k, alt in enumerate(rec.alts):
                 sids, cls = _classes(rec, k)
+                if step > 1:  # this institution's participants, renumbered in its own column order
+                    mine = sids % step == first
+                    sids, cls = (sids[mine] // step).astype(np.int32), cls[mine]
                 yield SiteCalls(rec.chrom, rec.pos, rec.ref, alt, sids, cls, origin)
 
 
 # ------------------------------------------------------------------------------------------------ files
 
 
-def write_sheet(spec: SynthSpec, path: Path) -> Path:
-    """The sample sheet as TSV (``SHEET_HEADER``; sex M/F/unknown; empty phenotypes are an empty field)."""
+def write_sheet(spec: SynthSpec, path: Path, part: Part = WHOLE) -> Path:
+    """The sample sheet as TSV (``SHEET_HEADER``; sex M/F/unknown; empty phenotypes are an empty field), of
+    the participants of ``part``."""
     co = cohort(spec)
     names = [a for a, _ in spec.ancestries]
     lines = ["\t".join(SHEET_HEADER)]
-    for i, sid in enumerate(co.ids):
+    first, step = check_part(part)
+    for i in range(first, len(co.ids), step):
+        sid = co.ids[i]
         row = (
             sid,
             SEX_LABELS[co.sex[i]],
@@ -832,13 +863,17 @@ def _bgzf_blocks(data: memoryview, level: int) -> bytes:
     return b"".join(out)
 
 
-def run(out_dir: Path, spec: SynthSpec, *, vcf: bool = True) -> dict[str, Path]:
-    """Write ``samples.tsv``, ``truth.json`` and (if ``vcf``) ``cohort.vcf.gz`` into ``out_dir``."""
+def run(out_dir: Path, spec: SynthSpec, *, vcf: bool = True, part: Part = WHOLE) -> dict[str, Path]:
+    """Write ``samples.tsv``, ``truth.json`` and (if ``vcf``) ``cohort.vcf.gz`` into ``out_dir``. A ``part``
+    other than the whole cohort writes only that institution's sheet (its genotypes go straight into a
+    store through ``SynthSource(spec, part)``; the VCF is always the whole cohort's)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
-        "samples": write_sheet(spec, out_dir / "samples.tsv"),
+        "samples": write_sheet(spec, out_dir / "samples.tsv", part),
         "truth": write_truth(spec, out_dir / "truth.json"),
     }
+    if vcf and part != WHOLE:
+        raise ValueError("a part of a cohort is written into a store, not a VCF")
     if vcf:
         paths["vcf"] = write_vcf(spec, out_dir / "cohort.vcf.gz")
     return paths

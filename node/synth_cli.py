@@ -9,33 +9,50 @@ from dataclasses import asdict
 from pathlib import Path
 
 from genogate.errors import UsageError
-from node.ingest import Progress, ingest_sources
-from node.synth import SynthSource, SynthSpec, run
+from node.ingest import IngestSummary, Progress, ingest_sources
+from node.synth import WHOLE, Part, SynthSource, SynthSpec, parse_part, run
 
 
-def spec_fingerprint(spec: SynthSpec) -> str:
+def spec_fingerprint(spec: SynthSpec, part: Part = WHOLE) -> str:
     """Identifies a synthetic source in the store's input list, so ``--store`` twice is idempotent."""
-    return hashlib.sha256(json.dumps(asdict(spec), sort_keys=True, default=str).encode()).hexdigest()
+    described = json.dumps(asdict(spec), sort_keys=True, default=str)
+    if part != WHOLE:
+        described += f" part {part[0]}/{part[1]}"
+    return hashlib.sha256(described.encode()).hexdigest()
+
+
+def synth_store(
+    store: Path, out: Path, spec: SynthSpec, part: Part = WHOLE, *, progress: bool = True
+) -> tuple[dict[str, Path], IngestSummary]:
+    """Write ``part`` of the cohort's sheet and truth into ``out`` and its genotypes straight into ``store``."""
+    paths = run(out, spec, vcf=False, part=part)
+    summary = ingest_sources(
+        store,
+        [SynthSource(spec, part)],
+        paths["samples"],
+        fingerprints=[spec_fingerprint(spec, part)],
+        progress=Progress(spec.variants) if progress else None,
+    )
+    return paths, summary
 
 
 def run_synth(args: argparse.Namespace) -> int:
     try:
         spec = SynthSpec(samples=args.samples, variants=args.variants, seed=args.seed)
+        part = parse_part(args.part) if args.part else WHOLE
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    if part != WHOLE and args.store is None:
+        raise UsageError("--part writes one institution's participants into a store: give --store too")
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    paths = run(out, spec, vcf=args.store is None)
+    if args.store is None:
+        paths = run(out, spec)
+        summary = None
+    else:
+        paths, summary = synth_store(args.store, out, spec, part)
     for name, path in sorted(paths.items()):
         print(f"{name:8} {path}")
-    if args.store is not None:
-        source = SynthSource(spec)
-        summary = ingest_sources(
-            args.store,
-            [source],
-            paths["samples"],
-            fingerprints=[spec_fingerprint(spec)],
-            progress=Progress(spec.variants),
-        )
+    if summary is not None:
         print("\n".join(summary.lines()))
     return 0

@@ -1,26 +1,181 @@
-"""The newcomer's path: the demo generates, ingests and queries a cohort end to end (small sizes here)."""
+"""The newcomer's path: ``genogate demo`` sets up a whole federation (CA, coordinator, three nodes, a study
+approved by two committee members), asks real questions through it and stops it; ``--up`` leaves it
+running for a person's own questions until Ctrl-C. Small sizes here; ``make demo`` uses the defaults."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
-from tests.processes import ROOT
+import pytest
+
+from genogate.launch import ROOT
+
+SITES = ("hospital-a", "biobank-b", "clinic-c")
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+SMALL = ["--samples", "1500", "--variants", "3000"]
 
 
-def test_demo_runs_and_prints_the_planted_variants(tmp_path: Path) -> None:
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _pids(out: str) -> list[int]:
+    return [int(p) for p in re.findall(r"\(pid (\d+)\)", out)]
+
+
+def test_demo_runs_the_federation_end_to_end_and_stops_it(tmp_path: Path) -> None:
+    demo = tmp_path / "demo"
     out = subprocess.run(
-        [sys.executable, "-m", "node.demo", "--dir", str(tmp_path / "demo"), "--samples", "800", "--variants", "3000"],
+        [sys.executable, "-m", "genogate.cli", "demo", "--dir", str(demo), *SMALL],
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=ENV,
         check=True,
     ).stdout
-    assert "exact allele frequencies of the planted variants" in out
-    rows = [line for line in out.splitlines() if line.strip().startswith("chr")]
-    assert len(rows) == 5  # five planted variants, each with case and control AC/AN/AF
-    assert all(len(r.split()) == 7 for r in rows)
-    assert (tmp_path / "demo" / "node" / "store.duckdb").is_file()
+    for step in range(1, 7):
+        assert f"== {step}. " in out
+    assert out.count("sites (3 of 3 answered):") == 3  # cohort count, allele frequencies, case/control
+    assert out.count("odds_ratio") == 3  # three planted variants in the case/control table
+    budget = out[out.index("$ genogate budget") :]
+    for site in SITES:
+        # each site was charged 0.5 + 0.5 + 1 of its 10, by three queries
+        assert re.search(rf"{site}\s+answered\s+10\s+2\s+8\s+3", budget), budget
+    pids = _pids(out)
+    assert len(pids) == 4 and not any(_alive(p) for p in pids)  # every process stopped
+    assert "Stopped the coordinator and the three nodes." in out
+    for site in SITES:  # each node's audit log holds its three releases, and verifies
+        check = subprocess.run(
+            [sys.executable, "-m", "node.cli", "audit", "verify", "--config", str(demo / site / "node.toml"), "--json"],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            check=False,
+        )
+        assert check.returncode == 0, check.stderr
+        report = json.loads(check.stdout)
+        assert report["ok"] is True and report["entries"] >= 3
+
+
+def test_demo_up_stays_running_for_pasted_commands_until_ctrl_c(tmp_path: Path) -> None:
+    demo = tmp_path / "up"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "genogate.cli", "demo", "--up", str(demo), *SMALL],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=ENV,
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("Press Ctrl-C"):
+                break
+        out = "".join(lines)
+        assert "Press Ctrl-C" in out, out
+        profile = re.search(r"export GENOGATE_PROFILE=(\S+)", out)
+        command = re.search(r"  genogate (query cohort-count [^\n]+)", out)
+        assert profile and command
+        # The printed command, pasted as printed (its quoting is the shell's): run it through a shell.
+        pasted = subprocess.run(
+            f"{sys.executable} -m genogate.cli {command.group(1)} --json",
+            shell=True,
+            capture_output=True,
+            text=True,
+            env={**ENV, "GENOGATE_PROFILE": profile.group(1)},
+            timeout=120,
+            check=False,
+        )
+        assert pasted.returncode == 0, pasted.stderr
+        answer = json.loads(pasted.stdout)
+        assert [s["status"] for s in answer["sites"]] == ["answered"] * 3
+        pids = _pids(out)
+        assert len(pids) == 4 and all(_alive(p) for p in pids)
+        _check_status_and_metrics(demo)
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, rest
+    assert "Stopped the coordinator and the three nodes." in rest
+    assert not any(_alive(p) for p in pids)
+
+
+def _status(module: str, config: Path) -> dict[str, object]:
+    out = subprocess.run(
+        [sys.executable, "-m", module, "status", "--config", str(config), "--json"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    doc: dict[str, object] = json.loads(out.stdout)
+    return doc
+
+
+def _metrics(address: str) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://{address}/metrics", timeout=10).read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def _check_status_and_metrics(demo: Path) -> None:
+    """The operator's view of the running demo: status of every service, and their Prometheus metrics."""
+    coord = _status("coordinator.cli", demo / "coordinator" / "coordinator.toml")
+    assert coord["ok"] is True
+    assert [n["state"] for n in coord["nodes"]["nodes"]] == ["serving"] * 3  # type: ignore[index]
+    assert coord["state"]["queries"] == 4  # type: ignore[index]  # the demo's three and the pasted one
+    for site in SITES:
+        node = _status("node.cli", demo / site / "node.toml")
+        assert node["ok"] is True and node["server"]["running"] is True  # type: ignore[index]
+        assert node["store"]["participants"] == 500  # type: ignore[index]  # 1,500 split three ways
+        assert node["audit"]["problems"] == 0  # type: ignore[index]
+        m = _metrics(str(node["server"]["metrics_address"]))  # type: ignore[index]
+        assert m['genogate_node_queries_total{decision="charged",kind="cohort_count"}'] == 2
+        assert m['genogate_node_queries_total{decision="charged",kind="case_control"}'] == 1
+        spent = [v for k, v in m.items() if k.startswith("genogate_node_epsilon_charged_total{")]
+        assert spent == [pytest.approx(0.5 + 0.5 + 1 + 0.25)]
+        assert m['genogate_rpc_requests_total{method="Node.Query",outcome="ok",reason=""}'] == 4
+    for module, config in (
+        ("coordinator.cli", demo / "coordinator" / "coordinator.toml"),
+        ("node.cli", demo / SITES[0] / "node.toml"),
+    ):  # the container health probe: the gRPC health service over mTLS with the server's own certificate
+        probe = subprocess.run(
+            [sys.executable, "-m", module, "health", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            timeout=60,
+            check=False,
+        )
+        assert probe.returncode == 0 and probe.stdout.startswith("serving: 127.0.0.1:"), probe.stdout + probe.stderr
+    m = _metrics(str(coord["server"]["metrics_address"]))  # type: ignore[index]
+    for site in SITES:
+        assert m[f'genogate_coordinator_site_results_total{{reason="",site="{site}",status="answered"}}'] == 4
+    assert m['genogate_coordinator_queries_total{kind="cohort_count",outcome="answered"}'] == 2

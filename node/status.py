@@ -1,0 +1,71 @@
+"""``genogate-node status --config FILE``: the node's server, store, ledger and audit log at a glance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from genogate import audit, status
+from genogate.signing import Signer
+from node.config import load_node_config
+from node.ledger import read_spent
+from node.store import Store
+
+
+def run(config_path: Path, *, as_json: bool) -> int:
+    config = load_node_config(config_path)
+    sections = [
+        status.server(config.server.ready_file),
+        status.guarded("store", lambda: _store(config.store.path)),
+        status.guarded("ledger", lambda: _ledger(config.ledger.path)),
+        status.guarded(
+            "audit",
+            lambda: status.audit_log(
+                audit.read_file(config.ledger.path),
+                audit.keys(Signer.from_pem_file(config.keys.identity_key).public_raw),
+            ),
+        ),
+    ]
+    return status.emit(f"node {config.node.name} ({config_path})", sections, as_json=as_json)
+
+
+def _store(path: Path) -> status.Section:
+    store = Store.open(path)
+    try:
+        samples = store.n_samples
+        alleles = int(store.con.execute("SELECT count(*) FROM variants").fetchone()[0])  # type: ignore[index]
+    finally:
+        store.close()
+    return status.Section(
+        "store",
+        True,
+        f"{path}: {samples:,} participants, {alleles:,} alleles, {status.size(path)}",
+        facts={"path": str(path), "participants": samples, "alleles": alleles, "bytes": path.stat().st_size},
+    )
+
+
+def _ledger(path: Path) -> status.Section:
+    studies = read_spent(path)
+    answered = sum(s.queries_answered for s in studies)
+    details = [
+        f"study {s.study_id}: spent epsilon {s.epsilon_spent.normalize():f}, delta {s.delta_spent.normalize():f}; "
+        f"{s.queries_answered} queries answered"
+        for s in studies
+    ]
+    return status.Section(
+        "ledger",
+        True,
+        f"{path}: {len(studies)} {'study' if len(studies) == 1 else 'studies'}, {answered} queries answered",
+        details,
+        facts={
+            "path": str(path),
+            "studies": [
+                {
+                    "study": s.study_id,
+                    "epsilon_spent": str(s.epsilon_spent),
+                    "delta_spent": str(s.delta_spent),
+                    "queries_answered": s.queries_answered,
+                }
+                for s in studies
+            ],
+        },
+    )
