@@ -53,7 +53,12 @@ def _checked(check: Callable[[Any], Any], value: object, what: str) -> None:
 
 
 def init_coordinator(
-    directory: Path, name: str = "coordinator", listen: str = "127.0.0.1:0", operators: tuple[str, ...] = ()
+    directory: Path,
+    name: str = "coordinator",
+    listen: str = "127.0.0.1:0",
+    operators: tuple[str, ...] = (),
+    *,
+    metrics_listen: str = "",
 ) -> Report:
     """Create a coordinator directory: config, committee signing key, TLS key and CSR, empty members file.
 
@@ -61,6 +66,8 @@ def init_coordinator(
     _checked(check_name, name, "--name")
     _checked(check_listen, listen, "--listen")
     _checked(check_common_names, operators, "--operator")
+    if metrics_listen:
+        _checked(check_listen, metrics_listen, "--metrics-listen")
     if (directory / COORDINATOR_TOML).exists():
         raise LocalError(
             f"{directory / COORDINATOR_TOML} already exists: {directory} is already a coordinator; init never "
@@ -90,6 +97,8 @@ def init_coordinator(
         "committee.members_file": Path(MEMBERS_TOML),
         "roles.operators": operators,
     }
+    if metrics_listen:
+        values["server.metrics_listen"] = metrics_listen
     today = dt.datetime.now(dt.UTC).date().isoformat()
     header = (
         f"genogate coordinator {name!r}, created by genogate-coordinator init on {today}.\n"
@@ -108,9 +117,10 @@ def init_coordinator(
     batch.commit(report)
     d = directory
     steps = [
-        f"have your CA sign {d / 'tls/coordinator.csr'} as a server certificate and put it at "
+        f"have your CA sign {d / 'tls/coordinator.csr'} as a server and client certificate (it also calls the "
+        f"nodes) and put it at "
         f"{d / 'tls/coordinator.pem'}\n     (development only: genogate-node dev-ca issue --ca CA_DIR "
-        f"--csr {d / 'tls/coordinator.csr'} --out {d / 'tls/coordinator.pem'} --server)",
+        f"--csr {d / 'tls/coordinator.csr'} --out {d / 'tls/coordinator.pem'} --server --client)",
         f"put the PEM bundle of the CAs whose client certificates the coordinator accepts at {d / 'tls/ca.pem'}",
         f"add committee members: genogate-coordinator committee add --config {d / COORDINATOR_TOML} "
         "--name NAME --public-key HEX",

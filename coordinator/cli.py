@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="CN",
         help="a client-certificate common name allowed to register nodes and researchers; repeat for several",
     )
+    ini.add_argument(
+        "--metrics-listen", default="", metavar="HOST:PORT", help="serve Prometheus metrics here (default: off)"
+    )
 
     sv = sub.add_parser(
         "serve",
@@ -106,7 +109,10 @@ def _parser() -> argparse.ArgumentParser:
 def _init(args: argparse.Namespace) -> int:
     from coordinator.admin import init_coordinator
 
-    print("\n".join(init_coordinator(args.dir, args.name, args.listen, tuple(args.operator)).lines()))
+    report = init_coordinator(
+        args.dir, args.name, args.listen, tuple(args.operator), metrics_listen=args.metrics_listen
+    )
+    print("\n".join(report.lines()))
     return 0
 
 

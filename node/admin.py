@@ -133,12 +133,37 @@ def _usage(check: Callable[[str], str], value: str, what: str) -> None:
 # init -----------------------------------------------------------------------------------------------------
 
 
-def init_node(directory: Path, name: str, listen: str = "127.0.0.1:0") -> Report:
+def _check_public_key_hex(text: str) -> str:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise ValueError(f"expected a raw Ed25519 public key as 64 hex digits, got {text!r}")
+    return text
+
+
+def init_node(
+    directory: Path,
+    name: str,
+    listen: str = "127.0.0.1:0",
+    *,
+    committee_keys: tuple[str, ...] = (),
+    coordinator: str = "",
+    metrics_listen: str = "",
+) -> Report:
     """Create a node directory: config, identity key, TLS key and CSR, pseudonymisation key, studies file.
+    ``committee_keys`` (hex), ``coordinator`` and ``metrics_listen`` go into the config when given.
 
     Refuses a directory that already holds a ``node.toml`` (or any of the files it would write)."""
     _usage(check_name, name, "--name")
     _usage(check_listen, listen, "--listen")
+    for k in committee_keys:
+        _usage(_check_public_key_hex, k, "--committee-key")
+    if coordinator:
+        _usage(check_listen, coordinator, "--coordinator")
+    if metrics_listen:
+        _usage(check_listen, metrics_listen, "--metrics-listen")
     if (directory / NODE_TOML).exists():
         raise LocalError(
             f"{directory / NODE_TOML} already exists: {directory} is already a node; init never overwrites "
@@ -160,6 +185,12 @@ def init_node(directory: Path, name: str, listen: str = "127.0.0.1:0") -> Report
         "keys.identity_key": Path("keys/identity.key"),
         "keys.pseudonym_key": Path("pseudonym.key"),
     }
+    if committee_keys:
+        values["grants.committee_keys"] = committee_keys
+    if coordinator:
+        values["grants.coordinator"] = coordinator
+    if metrics_listen:
+        values["server.metrics_listen"] = metrics_listen
     today = dt.datetime.now(dt.UTC).date().isoformat()
     header = (
         f"genogate node {name!r}, created by genogate-node init on {today}.\n"
@@ -182,10 +213,10 @@ def init_node(directory: Path, name: str, listen: str = "127.0.0.1:0") -> Report
     report.notes += [
         "",
         "next steps:",
-        f"  1. have your institution's CA sign {d / 'tls/node.csr'} as a server certificate and put it at "
-        f"{d / 'tls/node.pem'}",
+        f"  1. have your institution's CA sign {d / 'tls/node.csr'} as a server certificate (and for client use "
+        f"too if the node fetches revocation lists or runs the health probe) and put it at {d / 'tls/node.pem'}",
         f"     (development only: genogate-node dev-ca issue --ca CA_DIR --csr {d / 'tls/node.csr'} "
-        f"--out {d / 'tls/node.pem'} --server)",
+        f"--out {d / 'tls/node.pem'} --server --client)",
         f"  2. put the PEM bundle of the CAs whose client certificates this node accepts at {d / 'tls/ca.pem'}",
         f"  3. list the studies this node answers for in {d / 'studies.toml'}",
         f"  4. ingest: genogate-node ingest --store {d / 'store.duckdb'} --key {d / 'pseudonym.key'} "

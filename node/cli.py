@@ -123,6 +123,19 @@ def _parser() -> argparse.ArgumentParser:
     ini.add_argument(
         "--listen", default="127.0.0.1:0", metavar="HOST:PORT", help="server address (default: %(default)s)"
     )
+    ini.add_argument(
+        "--committee-key",
+        action="append",
+        default=[],
+        metavar="HEX",
+        help="public key of an access committee whose grants this node honours ([grants] committee_keys); repeat",
+    )
+    ini.add_argument(
+        "--coordinator", default="", metavar="HOST:PORT", help="the coordinator to fetch revocation lists from"
+    )
+    ini.add_argument(
+        "--metrics-listen", default="", metavar="HOST:PORT", help="serve Prometheus metrics here (default: off)"
+    )
 
     ca = sub.add_parser(
         "dev-ca",
@@ -209,7 +222,15 @@ def _serve(args: argparse.Namespace) -> int:
 def _init(args: argparse.Namespace) -> int:
     from node.admin import init_node
 
-    print("\n".join(init_node(args.dir, args.name, args.listen).lines()))
+    report = init_node(
+        args.dir,
+        args.name,
+        args.listen,
+        committee_keys=tuple(args.committee_key),
+        coordinator=args.coordinator,
+        metrics_listen=args.metrics_listen,
+    )
+    print("\n".join(report.lines()))
     return 0
 
 

@@ -206,3 +206,17 @@ def test_dev_ca_refusals(tmp_path: Path) -> None:
 def test_dev_ca_help_says_development_only() -> None:
     out = cli("dev-ca", "--help").stdout
     assert "development" in out and "ONLY" in out
+
+
+def test_init_writes_the_grants_and_metrics_settings_it_is_given(tmp_path: Path) -> None:
+    key = "ab" * 32
+    cli(
+        "init", "--dir", tmp_path / "n", "--name", "site-a", "--listen", "0.0.0.0:50051",
+        "--committee-key", key, "--coordinator", "coord.example.org:50051", "--metrics-listen", "127.0.0.1:9464",
+    )  # fmt: skip
+    cfg = load_node_config(tmp_path / "n" / "node.toml", env={})
+    assert cfg.grants.committee_keys == (key,) and cfg.grants.coordinator == "coord.example.org:50051"
+    assert cfg.server.metrics_listen == "127.0.0.1:9464" and cfg.server.listen == "0.0.0.0:50051"
+    bad = cli("init", "--dir", tmp_path / "m", "--name", "site-b", "--committee-key", "abc", ok=False)
+    assert bad.returncode == 2 and "--committee-key" in bad.stderr and "64 hex digits" in bad.stderr
+    assert not (tmp_path / "m").exists()  # nothing written
