@@ -52,11 +52,10 @@ from genogate.errors import (
     PermissionDenied,
     Reason,
     StoreError,
-    Unavailable,
 )
 from genogate.query import Kind
 from genogate.signing import Signer, key_id, verify
-from genogate.sqlitedb import open_database, statements
+from genogate.sqlitedb import open_database, statements, write_error
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 
@@ -67,7 +66,6 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # used with fullmatch
 _ENDPOINT_RE = re.compile(r"(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})")
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _BUILDS = ("GRCh37", "GRCh38")
-_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 APPROVE, REJECT, REVOKE = cpb.REVIEW_DECISION_APPROVE, cpb.REVIEW_DECISION_REJECT, cpb.REVIEW_DECISION_REVOKE
 
 _SCHEMA = """
@@ -172,11 +170,8 @@ def _not_found(study_id: str) -> NotFound:
     return NotFound(f"no study {study_id!r}", message="the study does not exist")
 
 
-def _db_error(exc: sqlite3.Error, doing: str) -> GenogateError:
-    """Busy or locked (another process held the write lock too long) is retryable; the rest is not."""
-    if getattr(exc, "sqlite_errorcode", 0) & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
-        return Unavailable(f"coordinator state busy while {doing}: {exc}")
-    return StoreError(f"coordinator state error while {doing}: {exc}")
+def _db_error(exc: sqlite3.Error, doing: str, path: Path) -> GenogateError:
+    return write_error(exc, "coordinator state", doing, path)
 
 
 _REGISTRY = {  # table: (primary key, public message when the key is taken with other details)
@@ -241,7 +236,7 @@ class CoordinatorState:
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise _db_error(exc, doing) from exc
+                raise _db_error(exc, doing, self.path) from exc
             try:
                 conn.execute(
                     "UPDATE studies SET state = 'EXPIRED', updated_ms = not_after_ms"
@@ -255,7 +250,7 @@ class CoordinatorState:
                     with contextlib.suppress(sqlite3.Error):  # the original error is the one to report
                         conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
-                    raise _db_error(exc, doing) from exc
+                    raise _db_error(exc, doing, self.path) from exc
                 raise
 
     # Registry ------------------------------------------------------------------------------------------------

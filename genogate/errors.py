@@ -60,6 +60,7 @@ class Reason(enum.IntEnum):
     DEADLINE_EXCEEDED = 60
     UNAVAILABLE = 61
     INTERNAL = 62
+    STORAGE_FULL = 63
 
 
 class GenogateError(Exception):

@@ -35,6 +35,9 @@ def caller_common_name(context: grpc.ServicerContext) -> str:
     return names[0].decode() if isinstance(names[0], bytes) else str(names[0])
 
 
+_SERVER_SIDE = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DATA_LOSS})
+
+
 def boundary(method: Callable[..., R]) -> Callable[..., R]:
     """Wrap a servicer method: errors to status + reason, one structured log line per call."""
 
@@ -48,6 +51,9 @@ def boundary(method: Callable[..., R]) -> Callable[..., R]:
             return method(self, request, context)
         except GenogateError as exc:
             outcome, reason = exc.code.name.lower(), exc.reason.name
+            if exc.code in _SERVER_SIDE and not exc.remote:
+                # The operator needs the detail (which file, what failed); the caller gets the fixed message.
+                log.error("%s failed on this server", method.__name__, extra={"reason": reason, "detail": str(exc)})
             context.set_trailing_metadata(((REASON_KEY, exc.reason.name),))
             context.abort(exc.code, exc.message)
         except Exception:  # noqa: BLE001 - the boundary must answer; the traceback goes to the log

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from genogate.errors import StoreError
+from genogate.errors import GenogateError, Reason, StoreError, Unavailable
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -148,3 +148,25 @@ def read_only(path: Path, what: str, sql: str, params: Iterable[object] = (), *,
         raise StoreError(f"{path}: cannot read the {what}: {exc}") from None
     finally:
         conn.close()
+
+
+_BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+_CANNOT_WRITE = (8, 10, 13, 14)  # SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN
+
+
+def write_error(exc: sqlite3.Error, what: str, doing: str, path: Path) -> GenogateError:
+    """The error a failed transaction on a server's durable state stands for. All of these rolled back, so
+    nothing was recorded: busy or locked (another process held the write lock too long) is retryable as
+    UNAVAILABLE; so is a file that cannot be written (disk full, read-only, I/O error), with reason
+    STORAGE_FULL and the file named for the operator; anything else is a ``StoreError``."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    if code in _BUSY:
+        return Unavailable(f"{path}: {what} busy while {doing}: {exc}")
+    if code in _CANNOT_WRITE:
+        return Unavailable(
+            f"{path}: cannot write the {what} while {doing} ({exc}); the disk may be full or the file unwritable",
+            reason=Reason.STORAGE_FULL,
+            message=f"the server cannot write its {what} (storage full or unwritable); nothing new was recorded; "
+            "try again later",
+        )
+    return StoreError(f"{path}: {what} error while {doing}: {exc}")

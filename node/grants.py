@@ -57,7 +57,7 @@ from genogate.errors import (
 )
 from genogate.query import Kind
 from genogate.signing import key_id, verify
-from genogate.sqlitedb import open_database
+from genogate.sqlitedb import open_database, write_error
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 from node.studies import Study
@@ -263,9 +263,7 @@ class NonceStore:
                         with contextlib.suppress(sqlite3.Error):
                             conn.execute("ROLLBACK")
             except sqlite3.Error as exc:
-                if getattr(exc, "sqlite_errorcode", 0) & 0xFF in (5, 6):  # SQLITE_BUSY, SQLITE_LOCKED
-                    raise Unavailable(f"nonce store busy: {exc}") from exc
-                raise StoreError(f"{self.path}: nonce store error: {exc}") from exc
+                raise write_error(exc, "nonce store", "recording a nonce", self.path) from exc
 
     def check_and_record(self, nonce: bytes, payload_sha256: str, timestamp_ms: int, now_ms: int) -> None:
         """Record a nonce on first sight; accept it again only with the same payload hash (a retry of the

@@ -56,10 +56,9 @@ from genogate.errors import (
     Reason,
     ResourceExhausted,
     StoreError,
-    Unavailable,
 )
 from genogate.signing import Signer
-from genogate.sqlitedb import open_database, read_only, statements
+from genogate.sqlitedb import open_database, read_only, statements, write_error
 
 UNIT_EXPONENT = 12
 """Amounts are stored as integers in units of 10**-UNIT_EXPONENT."""
@@ -69,7 +68,6 @@ MAX_AMOUNT = Decimal(10**6)
 _MAX_UNITS = int(MAX_AMOUNT) * _SCALE
 APPLICATION_ID = 0x47474C44  # "GGLD" in the SQLite header: marks a genogate ledger
 SCHEMA_VERSION = 2
-_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _MAX_ID_LEN = 256
 # Decimal results are formed in a private context: a caller's thread-local precision must not round them.
@@ -248,11 +246,8 @@ def _check_sha256(value: str, what: str) -> None:
         raise InvalidArgument(f"{what} must be 64 lowercase hex digits")
 
 
-def _db_error(exc: sqlite3.Error, doing: str) -> GenogateError:
-    """Busy or locked (another process held the write lock too long) is retryable; the rest is not."""
-    if getattr(exc, "sqlite_errorcode", 0) & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
-        return Unavailable(f"ledger busy while {doing}: {exc}")
-    return StoreError(f"ledger error while {doing}: {exc}")
+def _db_error(exc: sqlite3.Error, doing: str, path: Path) -> GenogateError:
+    return write_error(exc, "ledger", doing, path)
 
 
 class Ledger:
@@ -296,7 +291,7 @@ class Ledger:
             try:
                 conn.execute(begin)
             except sqlite3.Error as exc:
-                raise _db_error(exc, doing) from exc
+                raise _db_error(exc, doing, self.path) from exc
             try:
                 yield conn
                 conn.execute("COMMIT")
@@ -305,7 +300,7 @@ class Ledger:
                     with contextlib.suppress(sqlite3.Error):  # the original error is the one to report
                         conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
-                    raise _db_error(exc, doing) from exc
+                    raise _db_error(exc, doing, self.path) from exc
                 raise
 
     def _write(self, op: Callable[[sqlite3.Connection], T], doing: str) -> T:
@@ -334,7 +329,7 @@ class Ledger:
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise _db_error(exc, doing) from exc
+                raise _db_error(exc, doing, self.path) from exc
             try:
                 for i, t in enumerate(batch):
                     conn.execute(f"SAVEPOINT op{i}")
@@ -342,7 +337,7 @@ class Ledger:
                         t.value = t.op(conn)
                     except Exception as exc:  # noqa: BLE001 - it is the op's caller's error, raised there
                         conn.execute(f"ROLLBACK TO op{i}")
-                        t.error = _db_error(exc, doing) if isinstance(exc, sqlite3.Error) else exc
+                        t.error = _db_error(exc, doing, self.path) if isinstance(exc, sqlite3.Error) else exc
                     conn.execute(f"RELEASE op{i}")
                 conn.execute("COMMIT")
             except BaseException as exc:
@@ -350,7 +345,7 @@ class Ledger:
                     with contextlib.suppress(sqlite3.Error):  # the original error is the one to report
                         conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
-                    raise _db_error(exc, doing) from exc
+                    raise _db_error(exc, doing, self.path) from exc
                 raise
         except BaseException as exc:  # noqa: BLE001 - nothing in the batch happened: each caller gets it
             for t in batch:

@@ -111,6 +111,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """UNAVAILABLE: the site could not be reached."""
     ERROR_REASON_INTERNAL: _ErrorReason.ValueType  # 62
     """INTERNAL: anything else; the message is generic."""
+    ERROR_REASON_STORAGE_FULL: _ErrorReason.ValueType  # 63
+    """UNAVAILABLE: the server cannot write its durable state (disk full, or its files unwritable); a write
+    that failed recorded nothing, so the same request may be retried once the operator has made room.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Stable, matchable error reasons. Mirrors `genogate.errors.Reason` one to one (same names without the
@@ -187,6 +191,10 @@ ERROR_REASON_UNAVAILABLE: ErrorReason.ValueType  # 61
 """UNAVAILABLE: the site could not be reached."""
 ERROR_REASON_INTERNAL: ErrorReason.ValueType  # 62
 """INTERNAL: anything else; the message is generic."""
+ERROR_REASON_STORAGE_FULL: ErrorReason.ValueType  # 63
+"""UNAVAILABLE: the server cannot write its durable state (disk full, or its files unwritable); a write
+that failed recorded nothing, so the same request may be retried once the operator has made room.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 class _QueryKind:
