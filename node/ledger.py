@@ -3,7 +3,7 @@
 Guarantees (DESIGN.md, "Privacy semantics"):
 
 * **Charge before noise, durably.** ``begin()`` returns ``Charged`` only after the charge is committed in WAL
-  mode with ``synchronous=FULL`` (the WAL is fsynced on every commit). A crash after that still counts.
+  mode with ``synchronous=FULL`` (the WAL is fsynced by that commit). A crash after that still counts.
 * **No overspend.** "spent + charge <= cap" is checked and the charge inserted inside one
   ``BEGIN IMMEDIATE`` transaction, which holds SQLite's single write lock, across processes too.
 * **Same question, same answer.** One charge per (study, canonical query). Its result, once stored, is the
@@ -14,8 +14,16 @@ Guarantees (DESIGN.md, "Privacy semantics"):
 * **Append-only.** Triggers refuse deleting rows, changing a charge, replacing a stored result and lowering
   a study's spent total, so a bug cannot give budget back.
 
-``complete()`` is as durable as ``begin()``: the caller releases what it returns, and a result lost in a
-crash would make the retry draw fresh noise, releasing two noisy values for one charge.
+**Results survive a process crash; a machine crash costs a second charge, never a free second draw.** The
+caller releases what ``complete()`` returns, and a result lost after its release would make a retry draw
+fresh noise: two noisy values for one charge. ``complete()`` commits without its own fsync (WAL,
+``synchronous=NORMAL``, on Linux where the boot can be identified): the WAL write is in the kernel's page
+cache, which a killed process cannot lose, and the next durable commit (any charge, or ``close()``) syncs
+it. Only an operating-system crash or power loss can drop such a tail. The ledger records the boot it runs
+under and whether it was closed cleanly; opened after an unclean stop *under another boot*, it treats every
+charge without a result as possibly released, and a retry of one is charged again (``recharges``) before it
+draws. After a process crash on the same boot, a retry of an interrupted query completes it at no cost, as
+its draw was never released. Elsewhere (no boot id) ``complete()`` syncs like ``begin()``.
 
 ``canonical_sha256`` must cover everything that determines the release's distribution (query, ε, δ,
 mechanism); the ledger treats equal hashes under one study as the same question.
@@ -67,11 +75,26 @@ MAX_AMOUNT = Decimal(10**6)
 """Largest ε, δ or cap accepted (10**18 units; sums of two stay far inside SQLite's signed 64 bits)."""
 _MAX_UNITS = int(MAX_AMOUNT) * _SCALE
 APPLICATION_ID = 0x47474C44  # "GGLD" in the SQLite header: marks a genogate ledger
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _MAX_ID_LEN = 256
 # Decimal results are formed in a private context: a caller's thread-local precision must not round them.
 _CTX = decimal.Context(prec=50)
+
+_RECHARGES = """
+CREATE TABLE recharges (                -- a charge paid again: its result may have been lost in a machine crash
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    charge_id     INTEGER NOT NULL REFERENCES charges (charge_id),
+    query_id      TEXT    NOT NULL,     -- the query id whose retry paid
+    epsilon_units INTEGER NOT NULL CHECK (epsilon_units >= 0),
+    delta_units   INTEGER NOT NULL CHECK (delta_units >= 0),
+    charged_ms    INTEGER NOT NULL
+) STRICT;
+CREATE TRIGGER recharges_keep BEFORE DELETE ON recharges
+    BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+CREATE TRIGGER recharges_fixed BEFORE UPDATE ON recharges
+    BEGIN SELECT RAISE(ABORT, 'a charge never changes'); END;
+"""
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
@@ -102,6 +125,7 @@ CREATE TABLE spent (                    -- running totals per study, kept in the
     answered      INTEGER NOT NULL DEFAULT 0 CHECK (answered >= 0)  -- query ids with a stored result
 ) STRICT;
 CREATE INDEX queries_by_charge ON queries (charge_id);
+{RECHARGES}
 {AUDIT}
 CREATE TRIGGER charges_keep BEFORE DELETE ON charges
     BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
@@ -120,9 +144,10 @@ CREATE TRIGGER spent_grows BEFORE UPDATE ON spent
     WHEN NEW.study_id IS NOT OLD.study_id OR NEW.epsilon_units < OLD.epsilon_units
       OR NEW.delta_units < OLD.delta_units OR NEW.answered < OLD.answered
     BEGIN SELECT RAISE(ABORT, 'spent budget never decreases'); END;
-""".replace("{AUDIT}", audit.SCHEMA.strip())
+""".replace("{AUDIT}", audit.SCHEMA.strip()).replace("{RECHARGES}", _RECHARGES.strip())
 
-# Version 1 counted answered query ids with a join on every budget read and had no audit log.
+# Version 1 counted answered query ids with a join on every budget read and had no audit log; version 2
+# synced every result and had no recharges.
 _MIGRATIONS = {
     1: [
         "ALTER TABLE spent ADD COLUMN answered INTEGER NOT NULL DEFAULT 0 CHECK (answered >= 0)",
@@ -132,8 +157,18 @@ _MIGRATIONS = {
         "UPDATE spent SET answered = (SELECT count(*) FROM queries q JOIN charges c ON c.charge_id = q.charge_id"
         " WHERE q.study_id = spent.study_id AND c.result IS NOT NULL)",
         *statements(audit.SCHEMA),
-    ]
+    ],
+    2: list(statements(_RECHARGES)),
 }
+BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
+
+
+def boot_id() -> str | None:
+    """This boot of the machine (Linux; changes at every restart of the kernel), or None where unknown."""
+    try:
+        return BOOT_ID_FILE.read_text().strip() or None
+    except OSError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -197,10 +232,11 @@ T = TypeVar("T")
 class _Ticket(Generic[T]):
     """One queued write: its op, then its value or error once its batch is over."""
 
-    __slots__ = ("op", "value", "error", "finished")
+    __slots__ = ("op", "durable", "value", "error", "finished")
 
-    def __init__(self, op: Callable[[sqlite3.Connection], T]) -> None:
+    def __init__(self, op: Callable[[sqlite3.Connection], T], durable: bool) -> None:
         self.op = op
+        self.durable = durable
         self.value: T | None = None
         self.error: BaseException | None = None
         self.finished = False
@@ -253,7 +289,14 @@ def _db_error(exc: sqlite3.Error, doing: str, path: Path) -> GenogateError:
 class Ledger:
     """The budget ledger in one SQLite file (see the module docstring for guarantees and threading)."""
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = 10.0, audit_signer: Signer | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout_s: float = 10.0,
+        audit_signer: Signer | None = None,
+        boot: Callable[[], str | None] = boot_id,
+    ) -> None:
         """Open ``path``, creating the file and schema if absent. Refuse, with ``StoreError`` and without
         touching it, anything that is not a genogate ledger of this schema version.
 
@@ -275,6 +318,17 @@ class Ledger:
             on_create=lambda conn: conn.execute("INSERT INTO meta VALUES ('unit', ?)", (f"1e-{UNIT_EXPONENT}",)),
             migrations=_MIGRATIONS,
         )
+        self._synced = True  # the connection's synchronous setting is FULL (open_database sets it)
+        self._boot = boot()
+        self._suspect: set[int] = set()  # charges without a result whose release a machine crash may have lost
+        with self._transaction("BEGIN IMMEDIATE", "opening") as conn:
+            meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('boot_id', 'open')").fetchall())
+            if meta.get("open") == "1" and meta.get("boot_id") and meta.get("boot_id") != self._boot:
+                self._suspect = {c for (c,) in conn.execute("SELECT charge_id FROM charges WHERE result IS NULL")}
+            conn.executemany(
+                "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [("boot_id", self._boot or ""), ("open", "1")],
+            )
 
     # Transactions ----------------------------------------------------------------------------------------
 
@@ -303,14 +357,15 @@ class Ledger:
                     raise _db_error(exc, doing, self.path) from exc
                 raise
 
-    def _write(self, op: Callable[[sqlite3.Connection], T], doing: str) -> T:
-        """Run ``op`` in a write transaction and return its value once that transaction is durable.
+    def _write(self, op: Callable[[sqlite3.Connection], T], doing: str, *, durable: bool = True) -> T:
+        """Run ``op`` in a write transaction and return its value once that transaction is durable (synced;
+        or, with ``durable=False``, committed to the WAL, which a process crash cannot lose).
 
         Group commit: writes that queue up while another batch is committing run together, each in its own
         savepoint (an op that raises leaves no trace and does not disturb the others), under one COMMIT, so
         concurrent queries share an fsync instead of queueing for one each. No caller sees a value before
         the COMMIT that made it durable has returned; if the batch fails, every op in it fails."""
-        ticket = _Ticket(op)
+        ticket = _Ticket(op, durable or self._boot is None)
         with self._queue_lock:
             self._queue.append(ticket)
         with self._lock:
@@ -323,10 +378,12 @@ class Ledger:
     def _run_batch(self, batch: list[_Ticket[Any]], doing: str) -> None:
         """One write transaction for ``batch`` (under ``self._lock``); every ticket ends finished."""
         conn = self._conn
+        suspect = set(self._suspect)  # ops may settle suspect charges: undone if the batch fails
         try:
             if conn is None:
                 raise StoreError(f"{self.path}: the ledger is closed")
             try:
+                self._set_synced(conn, any(t.durable for t in batch))
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise _db_error(exc, doing, self.path) from exc
@@ -348,6 +405,7 @@ class Ledger:
                     raise _db_error(exc, doing, self.path) from exc
                 raise
         except BaseException as exc:  # noqa: BLE001 - nothing in the batch happened: each caller gets it
+            self._suspect = suspect
             for t in batch:
                 t.value, t.error = None, exc if isinstance(exc, Exception) else Internal(f"ledger {doing}: {exc!r}")
             if not isinstance(exc, Exception):
@@ -355,6 +413,12 @@ class Ledger:
         finally:
             for t in batch:
                 t.finished = True
+
+    def _set_synced(self, conn: sqlite3.Connection, synced: bool) -> None:
+        """FULL: the COMMIT fsyncs the WAL (and with it every commit before). NORMAL: it only writes it."""
+        if synced != self._synced:
+            conn.execute(f"PRAGMA synchronous = {'FULL' if synced else 'NORMAL'}")
+            self._synced = synced
 
     # API -------------------------------------------------------------------------------------------------
 
@@ -382,6 +446,10 @@ class Ledger:
         3. Otherwise charge ε and δ (rounded up to 1e-12) if they fit under the caps (rounded down), else
            raise ``ResourceExhausted`` (BUDGET_EXHAUSTED) and record nothing. ``Charged`` is returned only
            once the charge is durable; it counts as spent whether or not ``complete()`` ever runs.
+
+        ``Pending`` becomes a new charge of the same charge id (``Charged``, recorded in ``recharges``; or
+        ``ResourceExhausted`` over the cap) when the charge was left without a result by an unclean stop under
+        another boot: its draw may have been released and its result lost with the machine's page cache.
         """
         _check_id(study_id, "study id", Reason.INVALID_STUDY)
         _check_id(query_id, "query id", Reason.INVALID_QUERY)
@@ -391,6 +459,40 @@ class Ledger:
         eps_cap, dlt_cap = _units(epsilon_cap, "epsilon cap", up=False), _units(delta_cap, "delta cap", up=False)
         if isinstance(now_ms, bool) or not isinstance(now_ms, int) or now_ms < 0:
             raise TypeError("now_ms must be a non-negative int")
+
+        def fits(conn: sqlite3.Connection) -> None:
+            row = conn.execute(
+                "SELECT epsilon_units, delta_units FROM spent WHERE study_id = ?", (study_id,)
+            ).fetchone()
+            spent_eps, spent_dlt = row if row is not None else (0, 0)
+            if spent_eps + eps > eps_cap or spent_dlt + dlt > dlt_cap:
+                raise ResourceExhausted(
+                    f"study {study_id!r}: spent (eps {_amount(spent_eps)}, delta {_amount(spent_dlt)}) + charge"
+                    f" ({_amount(eps)}, {_amount(dlt)}) exceeds the cap ({_amount(eps_cap)}, {_amount(dlt_cap)})"
+                )
+
+        def add_spent(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO spent (study_id, epsilon_units, delta_units) VALUES (?, ?, ?)"
+                " ON CONFLICT (study_id) DO UPDATE SET"
+                " epsilon_units = epsilon_units + excluded.epsilon_units,"
+                " delta_units = delta_units + excluded.delta_units",
+                (study_id, eps, dlt),
+            )
+
+        def recharge(conn: sqlite3.Connection, charge_id: int) -> Charged:
+            """A charge left without a result by an unclean stop under another boot: its draw may have been
+            released and its result lost, so drawing again is paid for again (or refused, over the cap)."""
+            fits(conn)
+            conn.execute(
+                "INSERT INTO recharges (charge_id, query_id, epsilon_units, delta_units, charged_ms)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (charge_id, query_id, eps, dlt, now_ms),
+            )
+            add_spent(conn)
+            self._audit(conn, audit, "recharged", None, now_ms)
+            self._suspect.discard(charge_id)  # restored if the batch does not commit
+            return Charged(charge_id)
 
         def op(conn: sqlite3.Connection) -> Charged | Pending | Answered:
             seen = conn.execute(
@@ -403,7 +505,7 @@ class Ledger:
                 if payload != payload_sha256:
                     raise AlreadyExists(f"query id {query_id!r} of study {study_id!r} was used for another payload")
                 if result is None:
-                    return Pending(charge_id)
+                    return recharge(conn, charge_id) if charge_id in self._suspect else Pending(charge_id)
                 answer = Answered(bytes(result), original, from_cache=original != query_id)
                 self._audit(conn, audit, "retry", answer.result, now_ms)
                 return answer
@@ -418,21 +520,13 @@ class Ledger:
                     "INSERT INTO queries VALUES (?, ?, ?, ?, ?)",
                     (study_id, query_id, payload_sha256, charge_id, now_ms),
                 )
-                if result is None:
-                    return Pending(charge_id)  # counted as answered when complete() stores the result
+                if result is None:  # counted as answered when complete() stores the result
+                    return recharge(conn, charge_id) if charge_id in self._suspect else Pending(charge_id)
                 conn.execute("UPDATE spent SET answered = answered + 1 WHERE study_id = ?", (study_id,))
                 self._audit(conn, audit, "replay", bytes(result), now_ms)
                 return Answered(bytes(result), original, from_cache=True)
 
-            row = conn.execute(
-                "SELECT epsilon_units, delta_units FROM spent WHERE study_id = ?", (study_id,)
-            ).fetchone()
-            spent_eps, spent_dlt = row if row is not None else (0, 0)
-            if spent_eps + eps > eps_cap or spent_dlt + dlt > dlt_cap:
-                raise ResourceExhausted(
-                    f"study {study_id!r}: spent (eps {_amount(spent_eps)}, delta {_amount(spent_dlt)}) + charge"
-                    f" ({_amount(eps)}, {_amount(dlt)}) exceeds the cap ({_amount(eps_cap)}, {_amount(dlt_cap)})"
-                )
+            fits(conn)
             cur = conn.execute(
                 "INSERT INTO charges (study_id, canonical_sha256, query_id, epsilon_units, delta_units, charged_ms)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -443,13 +537,7 @@ class Ledger:
             conn.execute(
                 "INSERT INTO queries VALUES (?, ?, ?, ?, ?)", (study_id, query_id, payload_sha256, charge_id, now_ms)
             )
-            conn.execute(
-                "INSERT INTO spent (study_id, epsilon_units, delta_units) VALUES (?, ?, ?)"
-                " ON CONFLICT (study_id) DO UPDATE SET"
-                " epsilon_units = epsilon_units + excluded.epsilon_units,"
-                " delta_units = delta_units + excluded.delta_units",
-                (study_id, eps, dlt),
-            )
+            add_spent(conn)
             self._audit(conn, audit, "charged", None, now_ms)
             return Charged(charge_id)
 
@@ -462,7 +550,8 @@ class Ledger:
 
         First completion wins: of two concurrent computations of one canonical query only the first draw is
         ever released, the other is discarded unreleased. The store is durable before this returns, because
-        the caller releases the returned bytes (see the module docstring)."""
+        the caller releases the returned bytes: in the WAL, which a process crash cannot lose, and synced with
+        the next charge or ``close()`` (see the module docstring)."""
         if not isinstance(result, bytes):
             raise TypeError(f"result must be bytes, not {type(result).__name__}")
         stamp = time.time_ns() // 1_000_000 if now_ms is None else now_ms
@@ -485,7 +574,7 @@ class Ledger:
             )
             return result
 
-        return self._write(op, "storing a result")
+        return self._write(op, "storing a result", durable=False)
 
     def record(self, entry: Mapping[str, Any], *, now_ms: int | None = None) -> None:
         """Append an audit entry on its own (a refused query: nothing else to record)."""
@@ -581,10 +670,13 @@ class Ledger:
         with self._transaction("BEGIN", "checking") as conn:
             problems = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall() if r[0] != "ok"]
             problems += [
-                f"study {s!r}: total ({e}, {d}) != sum of charges ({se}, {sd})"
+                f"study {s!r}: total ({e}, {d}) != sum of charges and recharges ({se}, {sd})"
                 for s, e, d, se, sd in conn.execute(
-                    "WITH sums AS (SELECT study_id, sum(epsilon_units) AS e, sum(delta_units) AS d"
-                    " FROM charges GROUP BY study_id),"
+                    "WITH paid AS (SELECT study_id, epsilon_units, delta_units FROM charges UNION ALL"
+                    " SELECT c.study_id, r.epsilon_units, r.delta_units FROM recharges r"
+                    " JOIN charges c ON c.charge_id = r.charge_id),"
+                    " sums AS (SELECT study_id, sum(epsilon_units) AS e, sum(delta_units) AS d"
+                    " FROM paid GROUP BY study_id),"
                     " ids AS (SELECT study_id FROM sums UNION SELECT study_id FROM spent)"
                     " SELECT ids.study_id, s.epsilon_units, s.delta_units, sums.e, sums.d FROM ids"
                     " LEFT JOIN spent s USING (study_id) LEFT JOIN sums USING (study_id)"
@@ -617,9 +709,18 @@ class Ledger:
             raise StoreError(f"{self.path}: ledger check failed: " + "; ".join(problems))
 
     def close(self) -> None:
-        """Close the connection (idempotent; waits for a running call). Later calls raise ``StoreError``."""
+        """Sync what is unsynced, note the clean stop, close (idempotent; waits for a running call). Later
+        calls raise ``StoreError``."""
         with self._lock:
             if self._conn is not None:
+                with contextlib.suppress(sqlite3.Error):  # cannot note it (disk full): the next open is careful
+                    self._set_synced(self._conn, True)
+                    self._conn.execute("BEGIN IMMEDIATE")
+                    self._conn.execute("UPDATE meta SET value = '0' WHERE key = 'open'")
+                    self._conn.execute("COMMIT")
+                if self._conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("ROLLBACK")
                 self._conn.close()
                 self._conn = None
 

@@ -70,7 +70,7 @@ from node.freq import allele_counts
 from node.grants import GrantVerifier
 from node.ledger import Answered, Charged, Ledger
 from node.records import HEMI_ALT, HEMI_REF, HET, HOM_ALT, HOM_REF
-from node.store import Store, VariantIndex
+from node.store import Calls, Store, VariantIndex
 from node.studies import Study
 
 log = logging.getLogger("genogate.node")
@@ -138,10 +138,15 @@ class QueryService:
         self._consent: dict[tuple[str, frozenset[str]], npt.NDArray[np.bool_]] = {}
         self._rates: dict[str, deque[float]] = {}
         self._pool = ThreadPoolExecutor(max_workers=exact_workers, thread_name_prefix="node-count")
+        # Reads of the store's rows, started as soon as a query's variants are known, while the counting
+        # worker builds the cohort masks (DuckDB works outside the GIL). A separate pool: counting workers
+        # wait on these, so sharing one pool could leave every worker waiting on queued reads.
+        self._fetch_pool = ThreadPoolExecutor(max_workers=exact_workers, thread_name_prefix="node-fetch")
         self.n_samples = self._root.n_samples
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._fetch_pool.shutdown(wait=True, cancel_futures=True)
         self._root.close()
         if self._grants is not None:
             self._grants.close()
@@ -239,7 +244,10 @@ class QueryService:
         # retry or a repeat of an answered question is looked up first, so it costs no computation.
         exact: Future[_Exact] | None = None
         if not self._ledger.seen(study.study_id, env.query_id, canonical_sha):
-            exact = self._pool.submit(self._exact, study, query, variants)
+            calls = None
+            if variants and not (isinstance(query, CarrierCount) and query.max_allele_frequency is None):
+                calls = self._fetch_pool.submit(self._fetch, self._index.lookup(variants))
+            exact = self._pool.submit(self._exact, study, query, variants, calls)
         try:
             begun = self._ledger.begin(
                 study_id=study.study_id,
@@ -454,27 +462,32 @@ class QueryService:
         year = dt.datetime.fromtimestamp(self._clock(), tz=dt.UTC).year
         return self._cohorts.mask(f, year) & consent
 
-    def _exact(self, study: Study, q: Query, variants: list[Variant] | None) -> _Exact:
+    def _fetch(self, vids: npt.NDArray[np.int32]) -> Calls:
+        return self._store().fetch(vids)
+
+    def _exact(
+        self, study: Study, q: Query, variants: list[Variant] | None, calls: Future[Calls] | None = None
+    ) -> _Exact:
         """The exact counts a query's first release is drawn from (no noise; never leaves this process
-        unless ``_release`` noises it after the charge)."""
-        store = self._store()
+        unless ``_release`` noises it after the charge). ``calls``: the query's rows, being read meanwhile."""
         consent = self._consented(study)
         masks = [self._cohort(f, consent) for f in filters_of(q)]
         if isinstance(q, CaseControl):
             masks[1] = masks[1] & ~masks[0]  # a participant in both arms counts as a case only
         vids = self._index.lookup(variants) if variants else np.zeros(0, dtype=np.int32)
         if isinstance(q, CohortCount):
-            counts = np.array([masks[0].sum()], dtype=np.int64)
-        elif isinstance(q, GenotypeCounts):
-            counts = store.class_counts(vids, masks[0])[0].astype(np.int64)
+            return _Exact(np.array([masks[0].sum()], dtype=np.int64), vids, masks[0])
+        if isinstance(q, CarrierCount) and q.max_allele_frequency is None:
+            return _Exact(np.array([self._store().carriers(vids, masks[0])], dtype=np.int64), vids, masks[0])
+        rows = calls.result() if calls is not None else self._store().fetch(vids)
+        if isinstance(q, GenotypeCounts):
+            counts = Store.count(rows, masks[0])[0].astype(np.int64)
         elif isinstance(q, AlleleFrequency):
-            counts = _alt_ref(store.class_counts(vids, masks[0]))
-        elif isinstance(q, CaseControl):
-            counts = np.stack([_alt_ref(store.class_counts(vids, m)).reshape(-1, 2) for m in masks], axis=1).reshape(-1)
-        elif q.max_allele_frequency is not None:  # carrier count, stage 1: the AF over every consented participant
-            counts = _alt_ref(store.class_counts(vids, consent))
-        else:
-            counts = np.array([store.carriers(vids, masks[0])], dtype=np.int64)
+            counts = _alt_ref(Store.count(rows, masks[0]))
+        elif isinstance(q, CaseControl):  # one read of the rows, counted for both arms
+            counts = np.stack([_alt_ref(Store.count(rows, m)).reshape(-1, 2) for m in masks], axis=1).reshape(-1)
+        else:  # carrier count, stage 1: the AF over every consented participant
+            counts = _alt_ref(Store.count(rows, consent))
         return _Exact(counts, vids, masks[0])
 
     def _release(

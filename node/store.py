@@ -193,15 +193,38 @@ class Store:
         counts as HOM_REF there, as a complete callset would report it). The work does not depend on who is
         in the cohort: it reads the same rows whatever the mask holds.
         """
-        out = np.zeros((len(vids), N_CLASSES), dtype=np.int64)
+        return self.count(self.fetch(vids), mask)
+
+    def fetch(self, vids: npt.NDArray[np.int32]) -> Calls:
+        """The stored calls of ``vids`` (as ``class_counts`` takes them), read once: ``count`` then counts
+        them for any number of cohorts, and a caller may build its cohort masks while this reads."""
         valid = vids >= 0
-        if valid.any():
-            uniq, inverse = np.unique(vids[valid], return_inverse=True)
-            counts = np.zeros((len(uniq), N_CLASSES), dtype=np.int64)
+        uniq, inverse = np.unique(vids[valid], return_inverse=True)
+        spans = []
+        for lo, hi in _ranges(uniq):
+            part = uniq[lo:hi]
+            first, last = int(part[0]), int(part[-1])
+            sparse = self.con.execute(
+                "SELECT vid, sid, cls FROM calls WHERE vid BETWEEN ? AND ?", [first, last]
+            ).fetchnumpy()
+            dense = None
+            if self._dense_vids()[part].any():
+                dense = self.con.execute(
+                    "SELECT vid, cls, bits FROM dense WHERE vid BETWEEN ? AND ?", [first, last]
+                ).fetchnumpy()
+            spans.append(_Span(lo, hi, sparse, dense))
+        return Calls(len(vids), valid, uniq, inverse, spans)
+
+    @staticmethod
+    def count(calls: Calls, mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+        """Class counts of fetched calls within a cohort (``class_counts``, without reading the store)."""
+        out = np.zeros((calls.n, N_CLASSES), dtype=np.int64)
+        if len(calls.uniq):
+            counts = np.zeros((len(calls.uniq), N_CLASSES), dtype=np.int64)
             packed = np.packbits(mask)
-            for lo, hi in _ranges(uniq):
-                self._count_range(uniq[lo:hi], mask, packed, counts[lo:hi])
-            out[valid] = counts[inverse]
+            for span in calls.spans:
+                _count_span(calls.uniq[span.lo : span.hi], span, mask, packed, counts[span.lo : span.hi])
+            out[calls.valid] = counts[calls.inverse]
         out[:, HOM_REF] = int(mask.sum()) - out[:, 1:].sum(axis=1)
         return out
 
@@ -213,32 +236,6 @@ class Store:
             flags[self.con.execute("SELECT DISTINCT vid FROM dense").fetchnumpy()["vid"]] = True
             self._has_dense = flags
         return self._has_dense
-
-    def _count_range(
-        self,
-        vids: npt.NDArray[np.int32],
-        mask: npt.NDArray[np.bool_],
-        packed: npt.NDArray[np.uint8],
-        counts: npt.NDArray[np.int64],
-    ) -> None:
-        """Add the class counts of sorted, distinct ``vids`` (one span of the store) into ``counts``."""
-        lo, hi = int(vids[0]), int(vids[-1])
-        slot = np.full(hi - lo + 1, -1, dtype=np.int64)  # vid - lo -> row of counts, -1 if not asked
-        slot[vids - lo] = np.arange(len(vids))
-        sparse = self.con.execute("SELECT vid, sid, cls FROM calls WHERE vid BETWEEN ? AND ?", [lo, hi]).fetchnumpy()
-        row = slot[sparse["vid"] - lo]
-        keep = (row >= 0) & mask[sparse["sid"]]
-        flat = row[keep] * N_CLASSES + sparse["cls"][keep].astype(np.int64)
-        counts += np.bincount(flat, minlength=len(vids) * N_CLASSES).reshape(len(vids), N_CLASSES)
-        if not self._dense_vids()[vids].any():
-            return
-        dense = self.con.execute("SELECT vid, cls, bits FROM dense WHERE vid BETWEEN ? AND ?", [lo, hi]).fetchnumpy()
-        drow = slot[dense["vid"] - lo]
-        hit = drow >= 0
-        if hit.any():
-            bits = np.frombuffer(b"".join(dense["bits"][hit]), dtype=np.uint8).reshape(-1, len(packed))
-            pop = np.bitwise_count(bits & packed).sum(axis=1, dtype=np.int64)
-            np.add.at(counts, (drow[hit], dense["cls"][hit].astype(np.intp)), pop)
 
     def carriers(self, vids: npt.NDArray[np.int32], mask: npt.NDArray[np.bool_]) -> int:
         """Cohort members carrying at least one ALT allele (HET, HOM_ALT or HEMI_ALT) of any of ``vids``."""
@@ -317,6 +314,54 @@ class VariantIndex:
 
 def _allele_digest(ref: str, alt: str) -> int:
     return int.from_bytes(hashlib.blake2b(f"{ref}\x00{alt}".encode(), digest_size=8).digest(), "little", signed=True)
+
+
+@dataclass(frozen=True)
+class _Span:
+    """The rows of one range scan: ``uniq[lo:hi]`` of a ``Calls``."""
+
+    lo: int
+    hi: int
+    sparse: dict[str, Any]
+    dense: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Calls:
+    """Stored calls of requested variants (``Store.fetch``): what ``Store.count`` counts for a cohort."""
+
+    n: int  # requested vids, repeats and -1 included
+    valid: npt.NDArray[np.bool_]  # which requested vids the store holds
+    uniq: npt.NDArray[np.int32]  # the distinct held vids, sorted
+    inverse: npt.NDArray[np.intp]  # each held requested vid's row in uniq
+    spans: list[_Span]
+
+
+def _count_span(
+    vids: npt.NDArray[np.int32],
+    span: _Span,
+    mask: npt.NDArray[np.bool_],
+    packed: npt.NDArray[np.uint8],
+    counts: npt.NDArray[np.int64],
+) -> None:
+    """Add the class counts of sorted, distinct ``vids`` (one span of the store) into ``counts``."""
+    lo, hi = int(vids[0]), int(vids[-1])
+    slot = np.full(hi - lo + 1, -1, dtype=np.int64)  # vid - lo -> row of counts, -1 if not asked
+    slot[vids - lo] = np.arange(len(vids))
+    sparse = span.sparse
+    row = slot[sparse["vid"] - lo]
+    keep = (row >= 0) & mask[sparse["sid"]]
+    flat = row[keep] * N_CLASSES + sparse["cls"][keep].astype(np.int64)
+    counts += np.bincount(flat, minlength=len(vids) * N_CLASSES).reshape(len(vids), N_CLASSES)
+    dense = span.dense
+    if dense is None:
+        return
+    drow = slot[dense["vid"] - lo]
+    hit = drow >= 0
+    if hit.any():
+        bits = np.frombuffer(b"".join(dense["bits"][hit]), dtype=np.uint8).reshape(-1, len(packed))
+        pop = np.bitwise_count(bits & packed).sum(axis=1, dtype=np.int64)
+        np.add.at(counts, (drow[hit], dense["cls"][hit].astype(np.intp)), pop)
 
 
 def _ranges(sorted_vids: npt.NDArray[np.int32]) -> Iterator[tuple[int, int]]:

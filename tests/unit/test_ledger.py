@@ -426,7 +426,7 @@ def test_a_version_1_ledger_is_upgraded_in_place_keeping_every_charge(path: Path
     con = sqlite3.connect(path)  # take the file back to what version 1 wrote
     con.executescript(
         "DROP TRIGGER spent_grows; DROP INDEX queries_by_charge; ALTER TABLE spent DROP COLUMN answered;"
-        "DROP TABLE audit;"
+        "DROP TABLE audit; DROP TABLE recharges;"
         "CREATE TRIGGER spent_grows BEFORE UPDATE ON spent WHEN NEW.epsilon_units < OLD.epsilon_units"
         " BEGIN SELECT RAISE(ABORT, 'spent budget never decreases'); END; PRAGMA user_version = 1;"
     )
@@ -438,7 +438,7 @@ def test_a_version_1_ledger_is_upgraded_in_place_keeping_every_charge(path: Path
         charge(upgraded, "q4")
         assert upgraded.budget("study-1", Decimal(1), Decimal(0)).queries_answered == 3
     con = sqlite3.connect(path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 3  # through version 2, with recharges
     with pytest.raises(sqlite3.IntegrityError, match="never decreases"):
         con.execute("UPDATE spent SET answered = 0")
     con.close()
@@ -680,3 +680,77 @@ def test_seen_knows_retries_and_repeats_but_not_new_questions(ledger: Ledger) ->
     assert ledger.seen("study-1", "q2", sha("canonical q1"))  # the same question under another id
     assert not ledger.seen("study-1", "q2", sha("canonical q2"))
     assert not ledger.seen("study-2", "q1", sha("canonical q1"))  # scoped to the study
+
+
+def _synchronous(ledger: Ledger) -> int:
+    conn = ledger._conn  # the connection's own setting: what its next COMMIT will do
+    assert conn is not None
+    return int(conn.execute("PRAGMA synchronous").fetchone()[0])
+
+
+def test_charges_are_synced_and_results_written_to_the_wal_where_the_boot_is_known(path: Path) -> None:
+    with Ledger(path, boot=lambda: "boot-A") as ledger:
+        first = begin(ledger, "q1")
+        assert isinstance(first, Charged) and _synchronous(ledger) == 2  # FULL: the charge's COMMIT fsyncs
+        ledger.complete(first.charge_id, b"r1")
+        assert _synchronous(ledger) == 1  # NORMAL: written to the WAL; the next charge's fsync covers it
+        charge(ledger, "q2")
+    with Ledger(path, boot=lambda: None) as elsewhere:  # no boot id: every result is synced too
+        third = begin(elsewhere, "q3")
+        assert isinstance(third, Charged)
+        elsewhere.complete(third.charge_id, b"r3")
+        assert _synchronous(elsewhere) == 2
+
+
+def test_an_unclean_stop_under_another_boot_charges_a_retry_again(path: Path) -> None:
+    """The machine crashed (another boot) after an unclean stop: a charge without a result may have had
+    its release sent and its result lost, so drawing for it again is paid again; answered ones are not."""
+    crashed = Ledger(path, boot=lambda: "boot-A")
+    try:
+        first = begin(crashed, "q1", canonical="c")
+        assert isinstance(first, Charged)
+        charge(crashed, "q2")
+        # The process died here (no close); the machine restarted. A new process opens the ledger:
+        with Ledger(path, boot=lambda: "boot-B") as after:
+            assert spent(after) == Decimal("0.2")
+            assert begin(after, "q1", canonical="c") == Charged(first.charge_id)  # paid again
+            assert spent(after) == Decimal("0.3")
+            assert begin(after, "q1", canonical="c") == Pending(first.charge_id)  # once: now this process's
+            assert after.complete(first.charge_id, b"late") == b"late"
+            assert begin(after, "q1", canonical="c") == Answered(b"late", "q1", from_cache=False)
+            assert begin(after, "q2") == Answered(b"result of q2", "q2", from_cache=False)
+            assert spent(after) == Decimal("0.3")
+            after.check()  # spent == charges + recharges
+        con = sqlite3.connect(path)
+        assert con.execute("SELECT charge_id, query_id FROM recharges").fetchall() == [(first.charge_id, "q1")]
+        con.close()
+    finally:
+        crashed.close()
+
+
+def test_a_clean_stop_or_the_same_boot_keeps_retries_free(path: Path) -> None:
+    stopped = Ledger(path, boot=lambda: "boot-A")
+    first = begin(stopped, "q1")
+    assert isinstance(first, Charged)
+    stopped.close()  # clean: everything synced, so nothing released was lost
+    with Ledger(path, boot=lambda: "boot-B") as after:
+        assert begin(after, "q1") == Pending(first.charge_id) and spent(after) == Decimal("0.1")
+    crashed = Ledger(path, boot=lambda: "boot-B")  # unclean stop, but the machine did not restart
+    second = begin(crashed, "q2")
+    assert isinstance(second, Charged)
+    with Ledger(path, boot=lambda: "boot-B") as after:
+        assert begin(after, "q2") == Pending(second.charge_id) and spent(after) == Decimal("0.2")
+    crashed.close()
+
+
+def test_a_recharge_over_the_cap_is_refused_and_records_nothing(path: Path) -> None:
+    crashed = Ledger(path, boot=lambda: "boot-A")
+    first = begin(crashed, "q1", cap="0.1")
+    assert isinstance(first, Charged)
+    with Ledger(path, boot=lambda: "boot-B") as after:
+        with pytest.raises(ResourceExhausted):
+            begin(after, "q1", cap="0.1")
+        assert spent(after) == Decimal("0.1")
+        after.check()
+        assert begin(after, "q1", cap="0.2") == Charged(first.charge_id)  # still owed a recharge
+    crashed.close()
