@@ -320,8 +320,9 @@ def _latency_report(args: argparse.Namespace, latency: dict[str, object]) -> str
         f"## Node queries over gRPC: {args.samples:,}-sample store, loopback, mTLS",
         "",
         "Each query is distinct (none is answered from the same-question cache), so every one verifies, charges the "
-        "durable ledger (one fsync for the charge; the result goes to the WAL), counts, draws OpenDP noise and signs its release. Latency: one client, "
-        "sequential; throughput: 8 client threads in the benchmark process (sharing the 2 cores with the node).",
+        "durable ledger (one fsync for the charge; the result goes to the WAL), counts, draws OpenDP noise and "
+        "signs its release. Latency: one client, sequential; throughput: 8 client threads in the benchmark "
+        "process (sharing the 2 cores with the node).",
         "",
         "| query | p50 ms | p99 ms | queries/s | p50 / bare gRPC p50 |",
         "|---|---:|---:|---:|---:|",
