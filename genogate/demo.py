@@ -27,7 +27,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +38,6 @@ SITES = ("hospital-a", "biobank-b", "clinic-c")
 MEMBERS = ("member-1", "member-2")
 RESEARCHER = "alice"
 OPERATOR = "operator"
-CASE_NOTE = "cases: phenotype {case}; controls: everyone else"
 
 
 @dataclass
@@ -362,8 +361,6 @@ def main(argv: list[str] | None = None, prog: str = "genogate demo") -> int:
     add_arguments(p)
     return run(p.parse_args(argv))
 
-
-HANDLER: Callable[[argparse.Namespace], int] = run
 
 if __name__ == "__main__":
     sys.exit(main())
