@@ -576,37 +576,13 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def _budget(args: argparse.Namespace) -> int:
-    from genogate.table import table
+    from genogate.client import Budget
     from genogate.wire.v1 import coordinator_pb2 as cpb
 
     profile = _profile(args)
     with _client(args, profile) as client:
         sites = client.study_budget(args.study, args.sites)
-    response = cpb.GetStudyBudgetResponse(sites=sites)
-
-    def text() -> str:
-        from genogate.errors import Reason
-
-        rows = []
-        for s in sites:
-            if s.HasField("budget"):
-                b = s.budget
-                rows.append(
-                    [
-                        s.site,
-                        "answered",
-                        f"{b.epsilon_cap:g}",
-                        f"{b.epsilon_spent:g}",
-                        f"{b.epsilon_remaining:g}",
-                        b.queries_answered,
-                    ]
-                )
-            else:
-                status = {2: "timed_out", 3: "refused", 4: "failed"}.get(int(s.status), "failed")
-                rows.append([s.site, f"{status} ({Reason(s.reason).name})", "-", "-", "-", "-"])
-        return f"study {args.study}\n" + table(["site", "status", "cap", "spent", "remaining", "queries"], rows)
-
-    return _emit(args, response, text)
+    return _emit(args, cpb.GetStudyBudgetResponse(sites=sites), lambda: str(Budget.of(args.study, sites)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ from typing import Any
 
 from genogate import table
 from genogate.coordclient import CoordinatorClient
-from genogate.errors import DeadlineExceeded, Unavailable
+from genogate.errors import DeadlineExceeded, Reason, Unavailable
 from genogate.filter import parse_filter
 from genogate.nodeclient import ClientTLS, envelope, signed
 from genogate.query import (
@@ -224,7 +224,6 @@ def _variant_text(v: pb.Variant) -> str:
 
 def result_of(response: cpb.RunQueryResponse) -> QueryResult:
     """The typed result of a ``RunQueryResponse``."""
-    from genogate.errors import Reason
 
     sites = [
         Site(
@@ -292,6 +291,89 @@ def _variants(variants: Iterable[str | Variant]) -> tuple[Variant, ...]:
 
 def _region(region: str | Region) -> Region:
     return region if isinstance(region, Region) else Region.parse(region)
+
+
+@dataclass(frozen=True)
+class SiteBudget:
+    """One site's budget for a study, as its own ledger reports it (``None`` where the site did not answer)."""
+
+    site: str
+    status: str  # answered, timed_out, refused, failed
+    reason: str  # e.g. GRANT_MISSING; "" when answered
+    epsilon_cap: float | None
+    epsilon_spent: float | None
+    epsilon_remaining: float | None
+    queries_answered: int | None
+
+
+@dataclass
+class Budget:
+    """A study's budget at each of its sites (``Client.budget``)."""
+
+    study_id: str
+    sites: list[SiteBudget]
+
+    @classmethod
+    def of(cls, study_id: str, sites: Sequence[cpb.SiteBudget]) -> Budget:
+        rows = []
+        for s in sites:
+            b = s.budget if s.HasField("budget") else None
+            rows.append(
+                SiteBudget(
+                    site=s.site,
+                    status=_STATUS.get(s.status, "failed") if b is None else "answered",
+                    reason="" if b is not None else Reason(s.reason).name,
+                    epsilon_cap=b.epsilon_cap if b is not None else None,
+                    epsilon_spent=b.epsilon_spent if b is not None else None,
+                    epsilon_remaining=b.epsilon_remaining if b is not None else None,
+                    queries_answered=b.queries_answered if b is not None else None,
+                )
+            )
+        return cls(study_id, rows)
+
+    def site(self, name: str) -> SiteBudget:
+        for s in self.sites:
+            if s.site == name:
+                return s
+        raise KeyError(f"no site {name!r} in the budget of {self.study_id}")
+
+    @property
+    def remaining(self) -> dict[str, float]:
+        """ε left at each site that answered."""
+        return {s.site: s.epsilon_remaining for s in self.sites if s.epsilon_remaining is not None}
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [dict(vars(s)) for s in self.sites]
+
+    def to_pandas(self) -> Any:
+        """The sites as a ``pandas.DataFrame`` (pandas is optional: ImportError says how to get it)."""
+        try:
+            import pandas as pd  # type: ignore[import-not-found,import-untyped,unused-ignore]
+        except ImportError:
+            raise ImportError("to_pandas() needs pandas: pip install pandas") from None
+        return pd.DataFrame(self.rows())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"study_id": self.study_id, "sites": self.rows()}
+
+    def __str__(self) -> str:
+        def num(x: float | int | None) -> str:
+            return "-" if x is None else f"{x:g}"
+
+        return f"study {self.study_id}\n" + table.table(
+            ["site", "status", "cap", "spent", "remaining", "queries"],
+            [
+                [
+                    s.site,
+                    s.status + (f" ({s.reason})" if s.reason else ""),
+                    num(s.epsilon_cap),
+                    num(s.epsilon_spent),
+                    num(s.epsilon_remaining),
+                    "-" if s.queries_answered is None else s.queries_answered,
+                ]
+                for s in self.sites
+            ],
+        )
 
 
 class Client:
@@ -397,6 +479,6 @@ class Client:
 
     # Budgets ------------------------------------------------------------------------------------------------
 
-    def budget(self, study: str, sites: Sequence[str] = ()) -> list[cpb.SiteBudget]:
+    def budget(self, study: str, sites: Sequence[str] = ()) -> Budget:
         """What each site of the study reports as its cap, spent and remaining ε (from its own ledger)."""
-        return self._rpc.study_budget(study, sites)
+        return Budget.of(study, self._rpc.study_budget(study, sites))

@@ -404,3 +404,26 @@ def test_fifty_researchers_for_a_minute_without_errors_or_overspending(fed: Fed)
             if study in tight_studies:
                 assert spent[study] == cap  # spent to the cap exactly, never past it
         assert "failed on this server" not in (fed.root / f"{site}.log").read_text()
+
+
+def test_the_sdk_reports_each_sites_budget_as_typed_rows(fed: Fed) -> None:
+    """Not a fault, but the same federation: ``Client.budget`` gives each site's own ledger figures, and a
+    stopped site is listed with its status instead."""
+    client, study = fed.researcher("bea", epsilon_total=1.0)
+    with client:
+        for i in range(2):
+            client.cohort_count(study, where=f"sex=F or phenotype=local:b{i}", epsilon=EPS)
+        fed.nodes["site-c"].stop()
+        budget = client.budget(study)
+    assert [s.site for s in budget.sites] == list(SITES)
+    for site in ("site-a", "site-b"):
+        b = budget.site(site)
+        assert (b.status, b.reason, b.epsilon_cap, b.queries_answered) == ("answered", "", 1.0, 2)
+        assert b.epsilon_spent == pytest.approx(2 * EPS) and b.epsilon_remaining == pytest.approx(1 - 2 * EPS)
+    down = budget.site("site-c")
+    assert down.status in ("failed", "timed_out") and down.epsilon_remaining is None
+    assert set(budget.remaining) == {"site-a", "site-b"}
+    assert budget.to_json()["sites"][0]["site"] == "site-a"
+    assert "site-c" in str(budget) and "answered" in str(budget)
+    with pytest.raises(KeyError):
+        budget.site("site-z")
