@@ -145,6 +145,31 @@ class QueryResult:
             )
         return out
 
+    def by_site(self) -> list[dict[str, Any]]:
+        """Each answering site's own noisy numbers (only when the study's grant allows a per-site breakdown:
+        otherwise the coordinator does not pass the sites' releases on, and this is empty). A value under the
+        site's minimum reportable count has ``estimate`` None and ``below_threshold`` True."""
+        out: list[dict[str, Any]] = []
+        for s in self.sites:
+            if s.release is None:
+                continue
+            for variant, quantity, v in site_values(s.release.result):
+                hidden = v.below_threshold
+                out.append(
+                    {
+                        "site": s.site,
+                        "variant": variant,
+                        "quantity": quantity,
+                        "estimate": None if hidden else v.estimate,
+                        "ci95_low": None if hidden else v.ci95_low,
+                        "ci95_high": None if hidden else v.ci95_high,
+                        "noise_stddev": v.noise_stddev,
+                        "below_threshold": hidden,
+                        "threshold": v.threshold,
+                    }
+                )
+        return out
+
     def to_pandas(self) -> Any:
         """The rows as a ``pandas.DataFrame`` (pandas is optional: ImportError says how to get it)."""
         try:
@@ -155,6 +180,7 @@ class QueryResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "by_site": self.by_site(),
             "query_id": self.query_id,
             "study_id": self.study_id,
             "kind": self.kind,
@@ -209,7 +235,26 @@ class QueryResult:
         head = f"query {self.query_id}  study {self.study_id}  {self.kind}  epsilon {self.epsilon:g} per site"
         if not self.values:
             values = "no site answered: nothing to combine"
-        return f"{head}\n\n{values}\n\nsites ({len(self.answered)} of {len(self.sites)} answered):\n{sites}"
+        text = f"{head}\n\n{values}\n\nsites ({len(self.answered)} of {len(self.sites)} answered):\n{sites}"
+        per_site = self.by_site()
+        if per_site:
+            breakdown = table.table(
+                ["site", "variant", "quantity", "estimate", "95% interval"],
+                [
+                    [
+                        r["site"],
+                        r["variant"] or "-",
+                        r["quantity"],
+                        f"< {r['threshold']}" if r["below_threshold"] else _num(r["estimate"], r["quantity"]),
+                        "-"
+                        if r["below_threshold"]
+                        else f"[{_num(r['ci95_low'], r['quantity'])}, {_num(r['ci95_high'], r['quantity'])}]",
+                    ]
+                    for r in per_site
+                ],
+            )
+            text += f"\n\nper site (the study's grant allows the breakdown):\n{breakdown}"
+        return text
 
 
 def _num(x: float, quantity: str) -> str:
@@ -220,6 +265,33 @@ def _num(x: float, quantity: str) -> str:
 
 def _variant_text(v: pb.Variant) -> str:
     return f"{v.chrom}-{v.pos}-{v.ref}-{v.alt}"
+
+
+def site_values(result: pb.QueryResult) -> list[tuple[str, str, pb.NoisyValue]]:
+    """(variant, quantity, value) of every number in one site's release, as ``QueryResult.values`` names them."""
+    which = result.WhichOneof("kind")
+    out: list[tuple[str, str, pb.NoisyValue]] = []
+    if which == "cohort_count":
+        out.append(("", "count", result.cohort_count.count))
+    elif which == "carrier_count":
+        out.append(("", "carriers", result.carrier_count.carriers))
+    elif which == "genotype_counts":
+        g = result.genotype_counts
+        out += [
+            (_variant_text(g.variant), name, getattr(g, name))
+            for name in ("hom_ref", "het", "hom_alt", "hemi_ref", "hemi_alt", "no_call")
+        ]
+    elif which == "allele_frequency":
+        for a in result.allele_frequency.variants:
+            out += [(_variant_text(a.variant), "allele_count", a.allele_count)]
+            out += [(_variant_text(a.variant), "allele_number", a.allele_number)]
+    elif which == "case_control":
+        for t in result.case_control.tables:
+            out += [
+                (_variant_text(t.variant), name, getattr(t, name))
+                for name in ("case_alt", "case_ref", "control_alt", "control_ref")
+            ]
+    return out
 
 
 def result_of(response: cpb.RunQueryResponse) -> QueryResult:

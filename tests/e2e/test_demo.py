@@ -49,6 +49,8 @@ def test_demo_runs_the_federation_end_to_end_and_stops_it(tmp_path: Path) -> Non
         assert f"== {step}. " in out
     assert out.count("sites (3 of 3 answered):") == 3  # cohort count, allele frequencies, case/control
     assert out.count("odds_ratio") == 3  # three planted variants in the case/control table
+    # The demo's grant allows a per-site breakdown: each answer also lists every site's own numbers.
+    assert out.count("per site (the study's grant allows the breakdown):") == 3
     budget = out[out.index("$ genogate budget") :]
     for site in SITES:
         # each site was charged 0.5 + 0.5 + 1 of its 10, by three queries
@@ -107,6 +109,12 @@ def test_demo_up_stays_running_for_pasted_commands_until_ctrl_c(tmp_path: Path) 
         assert pasted.returncode == 0, pasted.stderr
         answer = json.loads(pasted.stdout)
         assert [s["status"] for s in answer["sites"]] == ["answered"] * 3
+        assert sorted(r["site"] for r in answer["by_site"]) == sorted(SITES)  # one count per site
+        for r in answer["by_site"]:  # a small noisy count may be withheld as "fewer than k", never shown
+            assert (r["estimate"] is None) == r["below_threshold"]
+        if not any(r["below_threshold"] for r in answer["by_site"]):  # the combination is the sites' sum
+            combined = answer["values"][0]["estimate"]
+            assert abs(sum(r["estimate"] for r in answer["by_site"]) - combined) < 1e-6
         pids = _pids(out)
         assert len(pids) == 4 and all(_alive(p) for p in pids)
         _check_status_and_metrics(demo)
