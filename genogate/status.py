@@ -1,6 +1,8 @@
 """``status`` of a node or coordinator, as its operator runs it on the host: is the server up, are its files
-readable and intact, what has it done. Reads files only (the ready file, the store, the ledger or state, the
-audit log), read-only; never needs the server's keys beyond the public half and never prints data values.
+readable and intact, what has it done. Reads the server's files read-only (the ready file, the store, the
+ledger or state, the audit log, and its signing key only to derive the public key the audit log is checked
+against); the coordinator's status also probes its registered nodes over mTLS with its own certificate, as
+fan-out does. Never prints data values or key material.
 
 Each check gives a ``Section`` (name, ok, one summary line, detail lines, JSON-ready facts); the command
 prints them as aligned text or ``--json`` and exits 0 when every section is ok, 1 otherwise.
