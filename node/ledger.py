@@ -388,7 +388,17 @@ class Ledger:
             except sqlite3.Error as exc:
                 raise _db_error(exc, doing, self.path) from exc
             try:
-                for i, t in enumerate(batch):
+                if len(batch) == 1:  # alone in its transaction: rolling that back undoes exactly this op
+                    t = batch[0]
+                    try:
+                        t.value = t.op(conn)
+                    except Exception as exc:  # noqa: BLE001 - it is the op's caller's error, raised there
+                        if conn.in_transaction:  # (SQLite may have rolled back already, e.g. on a full disk)
+                            with contextlib.suppress(sqlite3.Error):
+                                conn.execute("ROLLBACK")
+                        t.error = _db_error(exc, doing, self.path) if isinstance(exc, sqlite3.Error) else exc
+                        return
+                for i, t in enumerate(batch if len(batch) > 1 else ()):
                     conn.execute(f"SAVEPOINT op{i}")
                     try:
                         t.value = t.op(conn)
@@ -413,6 +423,18 @@ class Ledger:
         finally:
             for t in batch:
                 t.finished = True
+
+    def _read_one(self, sql: str, params: tuple[object, ...], doing: str) -> Any:
+        """One row of one SELECT, in the implicit read transaction SQLite gives a lone statement (one
+        consistent snapshot, without BEGIN and COMMIT round trips)."""
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                raise StoreError(f"{self.path}: the ledger is closed")
+            try:
+                return conn.execute(sql, params).fetchone()
+            except sqlite3.Error as exc:
+                raise _db_error(exc, doing, self.path) from exc
 
     def _set_synced(self, conn: sqlite3.Connection, synced: bool) -> None:
         """FULL: the COMMIT fsyncs the WAL (and with it every commit before). NORMAL: it only writes it."""
@@ -610,21 +632,20 @@ class Ledger:
         """Whether ``begin`` would find this query id or this canonical query already recorded under the
         study (a retry or a repeat: it is answered from the ledger, with nothing to compute). A hint only:
         ``begin`` decides, under the write lock."""
-        with self._transaction("BEGIN", "looking up a query") as conn:
-            row = conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM queries WHERE study_id = ?1 AND query_id = ?2)"
-                " OR EXISTS (SELECT 1 FROM charges WHERE study_id = ?1 AND canonical_sha256 = ?3)",
-                (study_id, query_id, canonical_sha256),
-            ).fetchone()
-        return bool(row[0])
+        row = self._read_one(
+            "SELECT EXISTS (SELECT 1 FROM queries WHERE study_id = ?1 AND query_id = ?2)"
+            " OR EXISTS (SELECT 1 FROM charges WHERE study_id = ?1 AND canonical_sha256 = ?3)",
+            (study_id, query_id, canonical_sha256),
+            "looking up a query",
+        )
+        return bool(row is not None and row[0])
 
     def budget(self, study_id: str, epsilon_cap: Decimal, delta_cap: Decimal) -> BudgetStatus:
         """The study's spending against the given caps (read in one snapshot)."""
         eps_cap, dlt_cap = _units(epsilon_cap, "epsilon cap", up=False), _units(delta_cap, "delta cap", up=False)
-        with self._transaction("BEGIN", "reading a budget") as conn:
-            row = conn.execute(
-                "SELECT epsilon_units, delta_units, answered FROM spent WHERE study_id = ?", (study_id,)
-            ).fetchone()
+        row = self._read_one(
+            "SELECT epsilon_units, delta_units, answered FROM spent WHERE study_id = ?", (study_id,), "reading a budget"
+        )
         spent_eps, spent_dlt, answered = row if row is not None else (0, 0, 0)
         return BudgetStatus(
             study_id=study_id,
