@@ -172,8 +172,7 @@ def _echo(ca: Path, work: Path, tls: ClientTLS, n: int) -> Stats:
             if ready.exists() and ready.read_text():
                 break
             time.sleep(0.05)
-        creds = grpc.ssl_channel_credentials(root_certificates=tls.ca, private_key=tls.key, certificate_chain=tls.cert)
-        channel = grpc.secure_channel(f"127.0.0.1:{ready.read_text()}", creds)
+        channel = grpc.secure_channel(f"127.0.0.1:{ready.read_text()}", tls.credentials())
         echo = channel.unary_unary("/bench.Echo/Echo")
         payload = uuid.uuid4().bytes * 8
         stats = _measure(lambda i: echo(payload, timeout=10) and None, n)

@@ -69,25 +69,16 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--name", required=True, help="the member's name")
     add.add_argument("--public-key", required=True, metavar="HEX", help="raw Ed25519 public key, 64 hex digits")
 
-    st = sub.add_parser(
-        "status",
-        help="is the server up; registry, nodes (probed), studies and audit log at a glance",
-        description="Report the coordinator's server (from its ready file), its state (studies by state, "
-        "researchers, federated queries), every registered node (health-checked over mTLS with the "
-        "coordinator's certificate, as fan-out reaches it) and its audit log (hash chain and signatures "
-        "verified). Exit status 0 when everything is fine, 1 when any part is not.",
+    from genogate import status
+
+    status.add_commands(
+        sub,
+        "coordinator",
+        "the coordinator's TOML config",
+        "Report the coordinator's server (from its ready file), its state (studies by state, researchers, "
+        "federated queries), every registered node (health-checked over mTLS with the coordinator's "
+        "certificate, as fan-out reaches it) and its audit log (hash chain and signatures verified).",
     )
-    st.add_argument("--config", type=Path, required=True, help="the coordinator's TOML config")
-    st.add_argument("--json", action="store_true", help="machine-readable output")
-    he = sub.add_parser(
-        "health",
-        help="probe the running server's gRPC health service (for container health checks)",
-        description="Ask the coordinator's gRPC health service, over mutual TLS with the coordinator's own "
-        "certificate (it is issued for client use too: the coordinator calls the nodes), whether it is serving. "
-        "Exit status 0 if it is, 1 if not.",
-    )
-    he.add_argument("--config", type=Path, required=True, help="the coordinator's TOML config")
-    he.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS", help="deadline (default: 3)")
 
     from genogate.audit import add_commands
 

@@ -8,12 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from coordinator.config import CoordinatorConfig, load_coordinator_config
-from genogate import audit, status
-from genogate.config import read_file
-from genogate.signing import Signer
+from genogate import status
+from genogate.launch import check_health
+from genogate.nodeclient import ClientTLS
 from genogate.sqlitedb import read_only
 
 
@@ -23,13 +22,7 @@ def run(config_path: Path, *, as_json: bool, probe_timeout_s: float = 2.0) -> in
         status.server(config.server.ready_file),
         status.guarded("state", lambda: _state(config.state.path)),
         status.guarded("nodes", lambda: _nodes(config, probe_timeout_s)),
-        status.guarded(
-            "audit",
-            lambda: status.audit_log(
-                audit.read_file(config.audit.path),
-                audit.keys(Signer.from_pem_file(config.committee.signing_key).public_raw),
-            ),
-        ),
+        status.audit_section(config.audit.path, config.committee.signing_key),
     ]
     return status.emit(f"coordinator {config.coordinator.name} ({config_path})", sections, as_json=as_json)
 
@@ -56,21 +49,15 @@ def _nodes(config: CoordinatorConfig, timeout_s: float) -> status.Section:
     nodes = [(str(n), str(e)) for n, e in _read(config.state.path, "SELECT name, endpoint FROM nodes ORDER BY name")]
     if not nodes:
         return status.Section("nodes", True, "none registered", facts={"nodes": []})
-    creds = grpc.ssl_channel_credentials(
-        root_certificates=read_file(config.tls.ca_certs, "CA bundle"),
-        private_key=read_file(config.tls.key, "TLS key"),
-        certificate_chain=read_file(config.tls.cert, "TLS certificate"),
-    )
+    tls = ClientTLS.from_settings(config.tls)
 
     def probe(node: tuple[str, str]) -> str:
         name, endpoint = node
-        options = [("grpc.ssl_target_name_override", name)]
-        with grpc.secure_channel(endpoint, creds, options=options) as channel:
-            try:
-                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
-            except grpc.RpcError as exc:
-                return f"unreachable ({exc.code().name.lower()})"
-        return "serving" if reply.status == health_pb2.HealthCheckResponse.SERVING else "not serving"
+        try:
+            state = check_health(endpoint, tls, server_name=name, timeout_s=timeout_s)
+        except grpc.RpcError as exc:
+            return f"unreachable ({exc.code().name.lower()})"
+        return "serving" if state == "SERVING" else "not serving"
 
     with ThreadPoolExecutor(max_workers=min(16, len(nodes))) as pool:
         states = list(pool.map(probe, nodes))

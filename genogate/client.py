@@ -172,11 +172,7 @@ class QueryResult:
 
     def to_pandas(self) -> Any:
         """The rows as a ``pandas.DataFrame`` (pandas is optional: ImportError says how to get it)."""
-        try:
-            import pandas as pd  # type: ignore[import-not-found,import-untyped,unused-ignore]
-        except ImportError:
-            raise ImportError("to_pandas() needs pandas: pip install pandas") from None
-        return pd.DataFrame(self.rows())
+        return _dataframe(self.rows())
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -255,6 +251,15 @@ class QueryResult:
             )
             text += f"\n\nper site (the study's grant allows the breakdown):\n{breakdown}"
         return text
+
+
+def _dataframe(rows: list[dict[str, Any]]) -> Any:
+    """``rows`` as a ``pandas.DataFrame`` (pandas is optional: ImportError says how to get it)."""
+    try:
+        import pandas as pd  # type: ignore[import-not-found,import-untyped,unused-ignore]
+    except ImportError:
+        raise ImportError("to_pandas() needs pandas: pip install pandas") from None
+    return pd.DataFrame(rows)
 
 
 def _num(x: float, quantity: str) -> str:
@@ -389,18 +394,12 @@ class Budget:
     def of(cls, study_id: str, sites: Sequence[cpb.SiteBudget]) -> Budget:
         rows = []
         for s in sites:
-            b = s.budget if s.HasField("budget") else None
-            rows.append(
-                SiteBudget(
-                    site=s.site,
-                    status=_STATUS.get(s.status, "failed") if b is None else "answered",
-                    reason="" if b is not None else Reason(s.reason).name,
-                    epsilon_cap=b.epsilon_cap if b is not None else None,
-                    epsilon_spent=b.epsilon_spent if b is not None else None,
-                    epsilon_remaining=b.epsilon_remaining if b is not None else None,
-                    queries_answered=b.queries_answered if b is not None else None,
-                )
-            )
+            if s.HasField("budget"):
+                b = s.budget
+                figures = (b.epsilon_cap, b.epsilon_spent, b.epsilon_remaining, b.queries_answered)
+                rows.append(SiteBudget(s.site, "answered", "", *figures))
+            else:
+                rows.append(SiteBudget(s.site, _STATUS.get(s.status, "failed"), Reason(s.reason).name, *[None] * 4))
         return cls(study_id, rows)
 
     def site(self, name: str) -> SiteBudget:
@@ -419,11 +418,7 @@ class Budget:
 
     def to_pandas(self) -> Any:
         """The sites as a ``pandas.DataFrame`` (pandas is optional: ImportError says how to get it)."""
-        try:
-            import pandas as pd  # type: ignore[import-not-found,import-untyped,unused-ignore]
-        except ImportError:
-            raise ImportError("to_pandas() needs pandas: pip install pandas") from None
-        return pd.DataFrame(self.rows())
+        return _dataframe(self.rows())
 
     def to_json(self) -> dict[str, Any]:
         return {"study_id": self.study_id, "sites": self.rows()}

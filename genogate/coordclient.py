@@ -91,11 +91,10 @@ def sign_review(
 class CoordinatorClient:
     def __init__(self, address: str, tls: ClientTLS, *, timeout_s: float = 30.0, max_message_mb: int = 64):
         limit = max_message_mb * 2**20
-        creds = grpc.ssl_channel_credentials(root_certificates=tls.ca, private_key=tls.key, certificate_chain=tls.cert)
         self.address = address
         self.channel = grpc.secure_channel(
             address,
-            creds,
+            tls.credentials(),
             options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
         )
         self.stub = coordinator_pb2_grpc.CoordinatorServiceStub(self.channel)

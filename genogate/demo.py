@@ -38,6 +38,7 @@ SITES = ("hospital-a", "biobank-b", "clinic-c")
 MEMBERS = ("member-1", "member-2")
 RESEARCHER = "alice"
 OPERATOR = "operator"
+METRICS = {"server.metrics_listen": "127.0.0.1:0"}  # Prometheus endpoints, on ports the OS picks
 
 
 @dataclass
@@ -158,21 +159,15 @@ def _setup(fed: Federation) -> None:
             # Server for the coordinator; client when it fetches the committee's revocation list.
             dev_ca_issue(root / "ca", d / "tls/node.csr", d / "tls/node.pem", server=True, client=True)
             shutil.copy(root / "ca/ca.pem", d / "tls/ca.pem")
-    committee = Signer.from_pem_file(coord / "keys/committee.key").public_raw.hex()
-    metrics = {"server.metrics_listen": "127.0.0.1:0"}  # Prometheus endpoints, on ports the OS picks
-    set_values(coord / "coordinator.toml", metrics)
-    for site in SITES:
-        set_values(fed.root / site / "node.toml", {"grants.committee_keys": [committee], **metrics})
-    for who in (OPERATOR, RESEARCHER, *MEMBERS):
-        _write_profile(fed, who)
+    set_values(coord / "coordinator.toml", METRICS)
     print(f"   CA            {root / 'ca/ca.pem'}")
     print(f"   coordinator   {coord / 'coordinator.toml'} (committee: {', '.join(MEMBERS)}; 2 approvals per study)")
     for site in SITES:
         print(f"   node          {root / site / 'node.toml'}")
-    print(f"   profiles      {people}/{{{','.join((OPERATOR, RESEARCHER, *MEMBERS))}}}.toml")
+    print(f"   profiles      {people}/{{{','.join((OPERATOR, RESEARCHER, *MEMBERS))}}}.toml (once it runs)")
 
 
-def _write_profile(fed: Federation, who: str, coordinator: str = "127.0.0.1:1") -> None:
+def _write_profile(fed: Federation, who: str, coordinator: str) -> None:
     signing = f'signing_key = "{who}.ed25519"\n' if who != OPERATOR else ""
     fed.profile(who).write_text(
         f'[profile]\nname = "{who}"\ncoordinator = "{coordinator}"\nca_cert = "../ca/ca.pem"\n'
@@ -187,6 +182,7 @@ def _operator_tls(fed: Federation) -> ClientTLS:
 
 def _start(fed: Federation) -> None:
     from genogate.config import set_values
+    from genogate.signing import Signer
 
     _step("3. Starting the coordinator and the three nodes (separate processes, loopback, mutual TLS)")
     tls = _operator_tls(fed)
@@ -195,9 +191,11 @@ def _start(fed: Federation) -> None:
     print(f"   coordinator   {fed.coordinator.address}  (pid {fed.coordinator.popen.pid})")
     for who in (OPERATOR, RESEARCHER, *MEMBERS):
         _write_profile(fed, who, fed.coordinator.address)
+    # Each node trusts the committee's grants and fetches revocations from the coordinator just started.
+    committee = Signer.from_pem_file(coord / "keys/committee.key").public_raw.hex()
+    node_settings = {"grants.committee_keys": [committee], "grants.coordinator": fed.coordinator.address, **METRICS}
     for site in SITES:
-        config = fed.root / site / "node.toml"
-        set_values(config, {"grants.coordinator": fed.coordinator.address})
+        set_values(fed.root / site / "node.toml", node_settings)
     starting: dict[str, Proc | BaseException] = {}
 
     def start(site: str) -> None:

@@ -86,14 +86,19 @@ def start_server(
     raise TimeoutError(f"{module} not ready within {timeout}s:\n{log.read_text()[-3000:]}")
 
 
+def check_health(address: str, tls: ClientTLS, *, server_name: str | None = None, timeout_s: float = 2.0) -> str:
+    """The overall status the gRPC health service at ``address`` reports over mTLS (``"SERVING"``, ...);
+    ``server_name`` is the name its certificate must carry when it is not the address's host. Raises
+    ``grpc.RpcError`` when the server cannot be reached or refuses the probe."""
+    options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+    with grpc.secure_channel(address, tls.credentials(), options=options) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout_s)
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+
 def serving(address: str, tls: ClientTLS, timeout_s: float = 2.0) -> bool:
     """Whether the gRPC health service at ``address`` answers SERVING (overall) over mTLS."""
-    creds = grpc.ssl_channel_credentials(root_certificates=tls.ca, private_key=tls.key, certificate_chain=tls.cert)
-    with grpc.secure_channel(address, creds) as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=timeout_s
-            )
-        except grpc.RpcError:
-            return False
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+    try:
+        return check_health(address, tls, timeout_s=timeout_s) == "SERVING"
+    except grpc.RpcError:
+        return False

@@ -12,9 +12,11 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 
+from genogate.config import read_file
 from genogate.convert import query_to_pb
 from genogate.query import Query
 from genogate.rpc import error_from_rpc
@@ -22,6 +24,9 @@ from genogate.signing import Signer, verify
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import node_pb2 as npb
 from genogate.wire.v1 import node_pb2_grpc
+
+if TYPE_CHECKING:
+    from genogate.settings import TlsSettings
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,19 @@ class ClientTLS:
     @classmethod
     def from_files(cls, ca: Path, key: Path, cert: Path) -> ClientTLS:
         return cls(Path(ca).read_bytes(), Path(key).read_bytes(), Path(cert).read_bytes())
+
+    @classmethod
+    def from_settings(cls, tls: TlsSettings) -> ClientTLS:
+        """A server's own ``[tls]`` files as a client identity (its health probe, status, revocation fetches);
+        ``ConfigError`` names a file that cannot be read."""
+        return cls(
+            read_file(tls.ca_certs, "CA bundle"), read_file(tls.key, "TLS key"), read_file(tls.cert, "TLS certificate")
+        )
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca, private_key=self.key, certificate_chain=self.cert
+        )
 
 
 def signed(env: pb.QueryEnvelope, signer: Signer) -> tuple[bytes, bytes]:
@@ -61,10 +79,9 @@ def envelope(
 class NodeClient:
     def __init__(self, address: str, tls: ClientTLS, *, timeout_s: float = 30.0, max_message_mb: int = 64):
         limit = max_message_mb * 2**20
-        creds = grpc.ssl_channel_credentials(root_certificates=tls.ca, private_key=tls.key, certificate_chain=tls.cert)
         self.channel = grpc.secure_channel(
             address,
-            creds,
+            tls.credentials(),
             options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
         )
         self.stub = node_pb2_grpc.NodeServiceStub(self.channel)

@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from genogate import audit
-from genogate.config import read_file
 from genogate.errors import GenogateError, LocalError
+from genogate.launch import check_health
+from genogate.nodeclient import ClientTLS
 from genogate.settings import ServerSettings, TlsSettings
+from genogate.signing import Signer
 
 
 @dataclass
@@ -85,18 +86,12 @@ def health(
     if host in ("0.0.0.0", "[::]", ""):  # noqa: S104 - a wildcard listen address, probed on loopback
         host = "127.0.0.1"
     target = f"{host}:{port}"
-    creds = grpc.ssl_channel_credentials(
-        root_certificates=read_file(tls.ca_certs, "CA bundle"),
-        private_key=read_file(tls.key, "TLS key"),
-        certificate_chain=read_file(tls.cert, "TLS certificate"),
-    )
-    with grpc.secure_channel(target, creds, options=[("grpc.ssl_target_name_override", server_name)]) as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
-        except grpc.RpcError as exc:
-            return False, f"not serving: {target}: {exc.code().name.lower()} ({exc.details()})"
-    if reply.status != health_pb2.HealthCheckResponse.SERVING:
-        return False, f"not serving: {target} reports {health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)}"
+    try:
+        state = check_health(target, ClientTLS.from_settings(tls), server_name=server_name, timeout_s=timeout_s)
+    except grpc.RpcError as exc:
+        return False, f"not serving: {target}: {exc.code().name.lower()} ({exc.details()})"
+    if state != "SERVING":
+        return False, f"not serving: {target} reports {state}"
     return True, f"serving: {target}"
 
 
@@ -105,6 +100,13 @@ def health_command(server: ServerSettings, tls: TlsSettings, name: str, timeout_
     ok, line = health(server.ready_file, server.listen, tls, name, timeout_s=timeout_s)
     print(line)
     return 0 if ok else 1
+
+
+def audit_section(log: Path, signing_key: Path) -> Section:
+    """The audit log in ``log`` checked against the public half of the server's ``signing_key``."""
+    return guarded(
+        "audit", lambda: audit_log(audit.read_file(log), audit.keys(Signer.from_pem_file(signing_key).public_raw))
+    )
 
 
 def audit_log(entries: Sequence[audit.Row], public_keys: Mapping[str, bytes]) -> Section:
@@ -165,3 +167,22 @@ def _accepts(address: str) -> bool:
             return True
     except OSError:
         return False
+
+
+def add_commands(sub: Any, service: str, config_help: str, status_description: str) -> None:
+    """The ``status`` and ``health`` subcommands of ``service`` ("node" or "coordinator")."""
+    st = sub.add_parser(
+        "status",
+        help="is the server up; its files and audit log at a glance",
+        description=status_description + " Exit status 0 when everything is fine, 1 when any part is not.",
+    )
+    st.add_argument("--config", type=Path, required=True, help=config_help)
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    he = sub.add_parser(
+        "health",
+        help="probe the running server's gRPC health service (for container health checks)",
+        description=f"Ask the {service}'s gRPC health service, over mutual TLS with the {service}'s own "
+        "certificate (issue it for client use too), whether it is serving. Exit status 0 if it is, 1 if not.",
+    )
+    he.add_argument("--config", type=Path, required=True, help=config_help)
+    he.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS", help="deadline (default: 3)")

@@ -20,8 +20,8 @@ from typing import cast
 import grpc
 
 from genogate import __version__
-from genogate.config import read_file
 from genogate.errors import ConfigError
+from genogate.nodeclient import ClientTLS
 from genogate.server import build_server, serve_until_signalled
 from genogate.signing import Signer, key_id
 from genogate.wire.v1 import common_pb2 as pb  # noqa: F401 - named in a cast
@@ -107,12 +107,7 @@ class RevocationRefresher:
     def __init__(self, config: NodeConfig, cache: RevocationCache):
         self.cache = cache
         self.every = config.grants.revocation_refresh_seconds
-        creds = grpc.ssl_channel_credentials(
-            root_certificates=read_file(config.tls.ca_certs, "CA bundle"),
-            private_key=read_file(config.tls.key, "TLS key"),
-            certificate_chain=read_file(config.tls.cert, "TLS certificate"),
-        )
-        self.channel = grpc.secure_channel(config.grants.coordinator, creds)
+        self.channel = grpc.secure_channel(config.grants.coordinator, ClientTLS.from_settings(config.tls).credentials())
         self.stub = coordinator_pb2_grpc.CoordinatorServiceStub(self.channel)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="revocations", daemon=True)

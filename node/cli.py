@@ -89,23 +89,15 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--config", type=Path, required=True, help="the node's TOML config (see genogate-node init)")
     sv.add_argument("--listen", help="override [server] listen, e.g. 127.0.0.1:0 for any free port")
 
-    st = sub.add_parser(
-        "status",
-        help="is the server up; store, ledger and audit log at a glance",
-        description="Report the node's server (from its ready file), store, ledger (spent budget per study) and "
-        "audit log (hash chain and signatures verified). Reads files only. Exit status 0 when everything is "
-        "fine, 1 when any part is not (server not running, a file unreadable, the audit log broken).",
+    from genogate import status
+
+    status.add_commands(
+        sub,
+        "node",
+        "the node's TOML config",
+        "Report the node's server (from its ready file), store, ledger (spent budget per study) and audit log "
+        "(hash chain and signatures verified). Reads files only.",
     )
-    st.add_argument("--config", type=Path, required=True, help="the node's TOML config")
-    st.add_argument("--json", action="store_true", help="machine-readable output")
-    he = sub.add_parser(
-        "health",
-        help="probe the running server's gRPC health service (for container health checks)",
-        description="Ask the node's gRPC health service, over mutual TLS with the node's own certificate "
-        "(issue it for client use too), whether it is serving. Exit status 0 if it is, 1 if not.",
-    )
-    he.add_argument("--config", type=Path, required=True, help="the node's TOML config")
-    he.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS", help="deadline (default: 3)")
 
     from genogate.audit import add_commands
 

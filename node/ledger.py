@@ -502,9 +502,12 @@ class Ledger:
                 (study_id, eps, dlt),
             )
 
-        def recharge(conn: sqlite3.Connection, charge_id: int) -> Charged:
-            """A charge left without a result by an unclean stop under another boot: its draw may have been
-            released and its result lost, so drawing again is paid for again (or refused, over the cap)."""
+        def unanswered(conn: sqlite3.Connection, charge_id: int) -> Charged | Pending:
+            """A charge without a stored result: ``Pending``; but one left so by an unclean stop under another
+            boot may have had its draw released and its result lost, so drawing again is paid for again (or
+            refused, over the cap)."""
+            if charge_id not in self._suspect:
+                return Pending(charge_id)
             fits(conn)
             conn.execute(
                 "INSERT INTO recharges (charge_id, query_id, epsilon_units, delta_units, charged_ms)"
@@ -527,7 +530,7 @@ class Ledger:
                 if payload != payload_sha256:
                     raise AlreadyExists(f"query id {query_id!r} of study {study_id!r} was used for another payload")
                 if result is None:
-                    return recharge(conn, charge_id) if charge_id in self._suspect else Pending(charge_id)
+                    return unanswered(conn, charge_id)
                 answer = Answered(bytes(result), original, from_cache=original != query_id)
                 self._audit(conn, audit, "retry", answer.result, now_ms)
                 return answer
@@ -543,7 +546,7 @@ class Ledger:
                     (study_id, query_id, payload_sha256, charge_id, now_ms),
                 )
                 if result is None:  # counted as answered when complete() stores the result
-                    return recharge(conn, charge_id) if charge_id in self._suspect else Pending(charge_id)
+                    return unanswered(conn, charge_id)
                 conn.execute("UPDATE spent SET answered = answered + 1 WHERE study_id = ?", (study_id,))
                 self._audit(conn, audit, "replay", bytes(result), now_ms)
                 return Answered(bytes(result), original, from_cache=True)

@@ -244,10 +244,11 @@ class QueryService:
         # retry or a repeat of an answered question is looked up first, so it costs no computation.
         exact: Future[_Exact] | None = None
         if not self._ledger.seen(study.study_id, env.query_id, canonical_sha):
+            vids = self._vids(variants)
             calls = None
-            if variants and not (isinstance(query, CarrierCount) and query.max_allele_frequency is None):
-                calls = self._fetch_pool.submit(self._fetch, self._index.lookup(variants))
-            exact = self._pool.submit(self._exact, study, query, variants, calls)
+            if len(vids) and not (isinstance(query, CarrierCount) and query.max_allele_frequency is None):
+                calls = self._fetch_pool.submit(self._fetch, vids)
+            exact = self._pool.submit(self._exact, study, query, vids, calls)
         try:
             begun = self._ledger.begin(
                 study_id=study.study_id,
@@ -278,7 +279,7 @@ class QueryService:
                 outcome.decision, outcome.charged = "charged", charge_eps
             else:
                 outcome.decision = "retry"
-            counts = exact.result() if exact is not None else self._exact(study, query, variants)
+            counts = exact.result() if exact is not None else self._exact(study, query, self._vids(variants))
             result = self._release(query, variants, counts, sens, plans)
             result_bytes = self._ledger.complete(
                 begun.charge_id, result.SerializeToString(deterministic=True), audit=entry
@@ -465,16 +466,16 @@ class QueryService:
     def _fetch(self, vids: npt.NDArray[np.int32]) -> Calls:
         return self._store().fetch(vids)
 
-    def _exact(
-        self, study: Study, q: Query, variants: list[Variant] | None, calls: Future[Calls] | None = None
-    ) -> _Exact:
+    def _vids(self, variants: list[Variant] | None) -> npt.NDArray[np.int32]:
+        return self._index.lookup(variants) if variants else np.zeros(0, dtype=np.int32)
+
+    def _exact(self, study: Study, q: Query, vids: npt.NDArray[np.int32], calls: Future[Calls] | None = None) -> _Exact:
         """The exact counts a query's first release is drawn from (no noise; never leaves this process
         unless ``_release`` noises it after the charge). ``calls``: the query's rows, being read meanwhile."""
         consent = self._consented(study)
         masks = [self._cohort(f, consent) for f in filters_of(q)]
         if isinstance(q, CaseControl):
             masks[1] = masks[1] & ~masks[0]  # a participant in both arms counts as a case only
-        vids = self._index.lookup(variants) if variants else np.zeros(0, dtype=np.int32)
         if isinstance(q, CohortCount):
             return _Exact(np.array([masks[0].sum()], dtype=np.int64), vids, masks[0])
         if isinstance(q, CarrierCount) and q.max_allele_frequency is None:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from genogate import audit, status
-from genogate.signing import Signer
+from genogate import status
 from node.config import load_node_config
 from node.ledger import read_spent
-from node.store import Store
+from node.store import Store, scalar
 
 
 def run(config_path: Path, *, as_json: bool) -> int:
@@ -17,13 +16,7 @@ def run(config_path: Path, *, as_json: bool) -> int:
         status.server(config.server.ready_file),
         status.guarded("store", lambda: _store(config.store.path)),
         status.guarded("ledger", lambda: _ledger(config.ledger.path)),
-        status.guarded(
-            "audit",
-            lambda: status.audit_log(
-                audit.read_file(config.ledger.path),
-                audit.keys(Signer.from_pem_file(config.keys.identity_key).public_raw),
-            ),
-        ),
+        status.audit_section(config.ledger.path, config.keys.identity_key),
     ]
     return status.emit(f"node {config.node.name} ({config_path})", sections, as_json=as_json)
 
@@ -32,7 +25,7 @@ def _store(path: Path) -> status.Section:
     store = Store.open(path)
     try:
         samples = store.n_samples
-        alleles = int(store.con.execute("SELECT count(*) FROM variants").fetchone()[0])  # type: ignore[index]
+        alleles = int(scalar(store.con, "SELECT count(*) FROM variants"))
     finally:
         store.close()
     return status.Section(
