@@ -77,6 +77,28 @@ def open_database(
     return conn
 
 
+def reopen(
+    path: Path, *, what: str, synchronous: str, busy_timeout_s: float = 10.0, foreign_keys: bool = True
+) -> sqlite3.Connection:
+    """A further connection to a database ``open_database`` has opened (WAL, schema checked), whose COMMITs
+    sync as ``synchronous`` says (``"FULL"`` or ``"NORMAL"``): one connection per durability, so no commit
+    has to switch the setting first."""
+    if synchronous not in ("FULL", "NORMAL"):
+        raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
+    try:
+        conn = sqlite3.connect(str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot open the {what}: {exc}") from exc
+    try:
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        if foreign_keys:
+            conn.execute("PRAGMA foreign_keys=ON")
+    except sqlite3.Error as exc:
+        conn.close()
+        raise StoreError(f"{path}: cannot open the {what}: {exc}") from exc
+    return conn
+
+
 def _initialise(
     conn: sqlite3.Connection,
     path: Path,

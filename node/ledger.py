@@ -66,7 +66,7 @@ from genogate.errors import (
     StoreError,
 )
 from genogate.signing import Signer
-from genogate.sqlitedb import open_database, read_only, statements, write_error
+from genogate.sqlitedb import open_database, read_only, reopen, statements, write_error
 
 UNIT_EXPONENT = 12
 """Amounts are stored as integers in units of 10**-UNIT_EXPONENT."""
@@ -318,8 +318,16 @@ class Ledger:
             on_create=lambda conn: conn.execute("INSERT INTO meta VALUES ('unit', ?)", (f"1e-{UNIT_EXPONENT}",)),
             migrations=_MIGRATIONS,
         )
-        self._synced = True  # the connection's synchronous setting is FULL (open_database sets it)
         self._boot = boot()
+        # Results are committed without an fsync (synchronous=NORMAL) where the boot is known: through a
+        # second connection, so neither connection ever switches its setting (a PRAGMA per commit).
+        self._lazy: sqlite3.Connection | None = None
+        if self._boot is not None:
+            try:
+                self._lazy = reopen(self.path, what="ledger", synchronous="NORMAL", busy_timeout_s=busy_timeout_s)
+            except BaseException:
+                self._conn.close()
+                raise
         self._suspect: set[int] = set()  # charges without a result whose release a machine crash may have lost
         with self._transaction("BEGIN IMMEDIATE", "opening") as conn:
             meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('boot_id', 'open')").fetchall())
@@ -377,13 +385,12 @@ class Ledger:
 
     def _run_batch(self, batch: list[_Ticket[Any]], doing: str) -> None:
         """One write transaction for ``batch`` (under ``self._lock``); every ticket ends finished."""
-        conn = self._conn
+        conn = self._conn if self._lazy is None or any(t.durable for t in batch) else self._lazy
         suspect = set(self._suspect)  # ops may settle suspect charges: undone if the batch fails
         try:
             if conn is None:
                 raise StoreError(f"{self.path}: the ledger is closed")
             try:
-                self._set_synced(conn, any(t.durable for t in batch))
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise _db_error(exc, doing, self.path) from exc
@@ -435,12 +442,6 @@ class Ledger:
                 return conn.execute(sql, params).fetchone()
             except sqlite3.Error as exc:
                 raise _db_error(exc, doing, self.path) from exc
-
-    def _set_synced(self, conn: sqlite3.Connection, synced: bool) -> None:
-        """FULL: the COMMIT fsyncs the WAL (and with it every commit before). NORMAL: it only writes it."""
-        if synced != self._synced:
-            conn.execute(f"PRAGMA synchronous = {'FULL' if synced else 'NORMAL'}")
-            self._synced = synced
 
     # API -------------------------------------------------------------------------------------------------
 
@@ -736,9 +737,12 @@ class Ledger:
         """Sync what is unsynced, note the clean stop, close (idempotent; waits for a running call). Later
         calls raise ``StoreError``."""
         with self._lock:
+            if self._lazy is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._lazy.close()
+                self._lazy = None
             if self._conn is not None:
                 with contextlib.suppress(sqlite3.Error):  # cannot note it (disk full): the next open is careful
-                    self._set_synced(self._conn, True)
                     self._conn.execute("BEGIN IMMEDIATE")
                     self._conn.execute("UPDATE meta SET value = '0' WHERE key = 'open'")
                     self._conn.execute("COMMIT")

@@ -682,24 +682,33 @@ def test_seen_knows_retries_and_repeats_but_not_new_questions(ledger: Ledger) ->
     assert not ledger.seen("study-2", "q1", sha("canonical q1"))  # scoped to the study
 
 
-def _synchronous(ledger: Ledger) -> int:
-    conn = ledger._conn  # the connection's own setting: what its next COMMIT will do
-    assert conn is not None
-    return int(conn.execute("PRAGMA synchronous").fetchone()[0])
+def _commits(ledger: Ledger) -> list[tuple[int, str]]:
+    """Records (synchronous setting of the connection, statement) of every COMMIT the ledger runs from now."""
+    seen: list[tuple[int, str]] = []
+    for conn in (ledger._conn, ledger._lazy):
+        if conn is not None:
+            mode = int(conn.execute("PRAGMA synchronous").fetchone()[0])
+            conn.set_trace_callback(lambda sql, mode=mode: seen.append((mode, sql)) if sql == "COMMIT" else None)
+    return seen
 
 
 def test_charges_are_synced_and_results_written_to_the_wal_where_the_boot_is_known(path: Path) -> None:
     with Ledger(path, boot=lambda: "boot-A") as ledger:
+        commits = _commits(ledger)
         first = begin(ledger, "q1")
-        assert isinstance(first, Charged) and _synchronous(ledger) == 2  # FULL: the charge's COMMIT fsyncs
+        assert isinstance(first, Charged) and commits == [(2, "COMMIT")]  # FULL: the charge's COMMIT fsyncs
         ledger.complete(first.charge_id, b"r1")
-        assert _synchronous(ledger) == 1  # NORMAL: written to the WAL; the next charge's fsync covers it
+        assert commits[1:] == [(1, "COMMIT")]  # NORMAL: written to the WAL; the next charge's fsync covers it
         charge(ledger, "q2")
+        assert [mode for mode, _ in commits] == [2, 1, 2, 1]
+        retry = begin(ledger, "q1")  # charged through one connection, its result stored through the other
+        assert isinstance(retry, Answered) and retry.result == b"r1"
     with Ledger(path, boot=lambda: None) as elsewhere:  # no boot id: every result is synced too
+        commits = _commits(elsewhere)
         third = begin(elsewhere, "q3")
         assert isinstance(third, Charged)
         elsewhere.complete(third.charge_id, b"r3")
-        assert _synchronous(elsewhere) == 2
+        assert [mode for mode, _ in commits] == [2, 2]
 
 
 def test_an_unclean_stop_under_another_boot_charges_a_retry_again(path: Path) -> None:
