@@ -78,6 +78,7 @@ class Sensitivity:
     length: int
 
 
+@functools.lru_cache(maxsize=4096)
 def _sqrt_up(n: int) -> float:
     """The smallest float >= sqrt(n) (``math.sqrt`` rounds to nearest, which may be below)."""
     r = math.sqrt(n)

@@ -583,20 +583,22 @@ class Ledger:
         stamp = time.time_ns() // 1_000_000 if now_ms is None else now_ms
 
         def op(conn: sqlite3.Connection) -> bytes:
-            row = conn.execute("SELECT result, study_id FROM charges WHERE charge_id = ?", (charge_id,)).fetchone()
-            if row is None:
-                raise Internal(f"complete() of charge {charge_id}, which the ledger does not hold")
-            if row[0] is not None:
+            stored = conn.execute(  # fetched to the end: the statement is finished before COMMIT
+                "UPDATE charges SET result = ?, completed_ms = ? WHERE charge_id = ? AND result IS NULL"
+                " RETURNING study_id",
+                (result, stamp, charge_id),
+            ).fetchall()
+            if not stored:  # no such charge, or another computation of it completed first
+                row = conn.execute("SELECT result FROM charges WHERE charge_id = ?", (charge_id,)).fetchone()
+                if row is None:
+                    raise Internal(f"complete() of charge {charge_id}, which the ledger does not hold")
                 self._audit(conn, audit, "answered", bytes(row[0]), stamp)
                 return bytes(row[0])
-            conn.execute(
-                "UPDATE charges SET result = ?, completed_ms = ? WHERE charge_id = ?", (result, stamp, charge_id)
-            )
             self._audit(conn, audit, "answered", result, stamp)
             conn.execute(  # the paying query id and every replay that joined while it was pending
                 "UPDATE spent SET answered = answered + (SELECT count(*) FROM queries WHERE charge_id = ?)"
                 " WHERE study_id = ?",
-                (charge_id, row[1]),
+                (charge_id, stored[0][0]),
             )
             return result
 

@@ -226,31 +226,27 @@ class QueryService:
         variants = self._variants_of(query)
         self._rate_limit(study.study_id)
 
-        sens, plans = self._plans(query, len(variants) if variants is not None else None, epsilon)
-        charge_eps = sum((p.epsilon for p in plans), Decimal(0))
-        charge_delta = sum((p.delta for p in plans), Decimal(0))
         canonical_sha = hashlib.sha256(canonical_bytes(query)).hexdigest()
-        payload_sha = hashlib.sha256(payload).digest()
-        entry.update(
-            study=study.study_id,
-            query_id=env.query_id,
-            kind=query.kind.label,
-            canonical_sha256=canonical_sha,
-            epsilon=str(charge_eps),
-            delta=str(charge_delta),
-        )
-        # A new question's rows are read on a fetch worker (DuckDB works outside the GIL) while this thread
-        # builds its cohort masks and makes the charge durable; no noise is drawn until the charge is on disk,
-        # and a refused charge drops the rows unread. A retry or a repeat of an answered question is looked up
-        # first, so it costs no computation.
+        entry.update(study=study.study_id, query_id=env.query_id, kind=query.kind.label, canonical_sha256=canonical_sha)
+        # A new question's rows are read on a fetch worker (DuckDB works outside the GIL) from here on, while
+        # this thread plans the noise, builds the cohort masks and makes the charge durable; no noise is drawn
+        # until the charge is on disk, and a refusal drops the rows unread. A retry or a repeat of an answered
+        # question is looked up first, so it costs no computation.
         calls: Future[Calls] | None = None
         cohort: _Cohort | None = None
-        if not self._ledger.seen(study.study_id, env.query_id, canonical_sha):
+        fresh = not self._ledger.seen(study.study_id, env.query_id, canonical_sha)
+        if fresh:
             vids = self._vids(variants)
             if len(vids) and not (isinstance(query, CarrierCount) and query.max_allele_frequency is None):
                 calls = self._fetch_pool.submit(self._fetch, vids)
-            cohort = self._masks(study, query)
         try:
+            sens, plans = self._plans(query, len(variants) if variants is not None else None, epsilon)
+            charge_eps = sum((p.epsilon for p in plans), Decimal(0))
+            charge_delta = sum((p.delta for p in plans), Decimal(0))
+            payload_sha = hashlib.sha256(payload).digest()
+            entry.update(epsilon=str(charge_eps), delta=str(charge_delta))
+            if fresh:
+                cohort = self._masks(study, query)
             begun = self._ledger.begin(
                 study_id=study.study_id,
                 query_id=env.query_id,
