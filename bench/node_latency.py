@@ -2,12 +2,14 @@
 
 Measures, over real processes on loopback with mTLS, signed releases, the durable ledger and OpenDP noise:
 single-variant allele frequency, a 1,000-variant allele-frequency vector and a cohort count. Every query
-is distinct (so none is answered from the same-question cache). Latency: one client, sequential.
-Throughput: 8 client threads.
+is distinct (so none is answered from the same-question cache). Latency: one client, sequential, each
+query followed by one echo call, so every case has a floor measured at the same moments (this VM's speed
+drifts by up to 2x within minutes). Throughput: 8 client threads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import statistics
 import subprocess
@@ -15,7 +17,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,7 @@ class Stats:
     p50_ms: float
     p99_ms: float
     qps: float
+    floor_p50_ms: float  # the echo server's p50, measured interleaved with this case's latency calls
 
 
 def _percentile(xs: list[float], q: float) -> float:
@@ -43,14 +46,18 @@ def _percentile(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-def _measure(call: Callable[[int], None], n: int, threads: int = 8) -> Stats:
+def _measure(call: Callable[[int], None], n: int, floor: Callable[[], None], threads: int = 8) -> Stats:
     for i in range(5):  # warm up channels and caches
         call(10_000_000 + i)
-    lat = []
+        floor()
+    lat, floor_lat = [], []
     for i in range(n):
         t0 = time.perf_counter()
         call(i)
-        lat.append((time.perf_counter() - t0) * 1e3)
+        t1 = time.perf_counter()
+        floor()
+        floor_lat.append((time.perf_counter() - t1) * 1e3)
+        lat.append((t1 - t0) * 1e3)
     counter = iter(range(n, n + 4 * n))
     lock = threading.Lock()
 
@@ -68,7 +75,12 @@ def _measure(call: Callable[[int], None], n: int, threads: int = 8) -> Stats:
         t.start()
     for t in pool:
         t.join()
-    return Stats(statistics.median(lat), _percentile(lat, 0.99), 4 * n / (time.perf_counter() - t0))
+    return Stats(
+        statistics.median(lat),
+        _percentile(lat, 0.99),
+        4 * n / (time.perf_counter() - t0),
+        statistics.median(floor_lat),
+    )
 
 
 def run(store: Path, work: Path, n: int = 300) -> dict[str, Stats]:
@@ -99,6 +111,19 @@ def run(store: Path, work: Path, n: int = 300) -> dict[str, Stats]:
         "GENOGATE_NODE_POLICY__DELTA_PER_STUDY_CAP": "0.01",
         "GENOGATE_NODE_LOG__LEVEL": "warning",
     }
+    with _echo_server(ca, work, tls) as echo:
+        return _run_cases(node_dir, work, tls, env, variants, echo, n)
+
+
+def _run_cases(
+    node_dir: Path,
+    work: Path,
+    tls: ClientTLS,
+    env: dict[str, str],
+    variants: list[Variant],
+    echo: Callable[[], None],
+    n: int,
+) -> dict[str, Stats]:
     proc = start_node(node_dir / "node.toml", tls, log=work / "node.log", env=env)
     out: dict[str, Stats] = {}
     try:
@@ -139,15 +164,17 @@ def run(store: Path, work: Path, n: int = 300) -> dict[str, Stats]:
             ),
         }
         for name, call in cases.items():
-            out[name] = _measure(call, n if "1,000" not in name else max(50, n // 6))
+            out[name] = _measure(call, n if "1,000" not in name else max(50, n // 6), echo)
         client.close()
     finally:
         proc.stop()
-    out["bare gRPC echo (mTLS), the floor"] = _echo(ca, work, tls, n)
+    out["bare gRPC echo (mTLS), the floor"] = _measure(lambda i: echo(), n, echo)
     return out
 
 
-def _echo(ca: Path, work: Path, tls: ClientTLS, n: int) -> Stats:
+@contextlib.contextmanager
+def _echo_server(ca: Path, work: Path, tls: ClientTLS) -> Iterator[Callable[[], None]]:
+    """A bare gRPC echo server (same mTLS) in its own process; yields one echo call of a 128-byte payload."""
     from genogate.tls import new_csr, new_key
 
     key = new_key()
@@ -175,9 +202,10 @@ def _echo(ca: Path, work: Path, tls: ClientTLS, n: int) -> Stats:
         channel = grpc.secure_channel(f"127.0.0.1:{ready.read_text()}", tls.credentials())
         echo = channel.unary_unary("/bench.Echo/Echo")
         payload = uuid.uuid4().bytes * 8
-        stats = _measure(lambda i: echo(payload, timeout=10) and None, n)
-        channel.close()
-        return stats
+        try:
+            yield lambda: echo(payload, timeout=10) and None
+        finally:
+            channel.close()
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -186,4 +214,7 @@ def _echo(ca: Path, work: Path, tls: ClientTLS, n: int) -> Stats:
 if __name__ == "__main__":
     store = Path(sys.argv[1])
     for name, s in run(store, ROOT / "bench" / "work" / "latency").items():
-        print(f"{name:40} p50 {s.p50_ms:7.2f} ms  p99 {s.p99_ms:7.2f} ms  {s.qps:8.0f} q/s")
+        print(
+            f"{name:40} p50 {s.p50_ms:7.2f} ms  p99 {s.p99_ms:7.2f} ms  {s.qps:8.0f} q/s"
+            f"  (echo p50 meanwhile {s.floor_p50_ms:.2f} ms)"
+        )
