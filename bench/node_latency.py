@@ -31,6 +31,9 @@ from node.admin import dev_ca_client, dev_ca_init, dev_ca_issue, init_node
 from tests.processes import start_node
 
 ROOT = Path(__file__).resolve().parents[1]
+AF_1 = "allele frequency, 1 variant"
+AF_1000 = "allele frequency, 1,000 variants"
+COHORT = "cohort count"
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,14 @@ def run(store: Path, work: Path, n: int = 300) -> dict[str, Stats]:
         "GENOGATE_NODE_LOG__LEVEL": "warning",
     }
     with _echo_server(ca, work, tls) as echo:
-        return _run_cases(node_dir, work, tls, env, variants, echo, n)
+        out = _run_cases(node_dir, work, tls, env, variants, echo, n, "m")
+        # The same node reading every query's rows through DuckDB, as it does when its store is too big for
+        # the in-memory copy of the calls ([store] memory_mb). New filter terms: no question repeats.
+        duck_env = {**env, "GENOGATE_NODE_STORE__MEMORY_MB": "0"}
+        duck = _run_cases(node_dir, work, tls, duck_env, variants, echo, n, "d", cases=(AF_1, AF_1000))
+        out.update({f"{name}, rows read through DuckDB": stats for name, stats in duck.items()})
+        out["bare gRPC echo (mTLS), the floor"] = _measure(lambda i: echo(), n, echo)
+        return out
 
 
 def _run_cases(
@@ -123,17 +133,19 @@ def _run_cases(
     variants: list[Variant],
     echo: Callable[[], None],
     n: int,
+    tag: str,
+    cases: tuple[str, ...] = (AF_1, AF_1000, COHORT),
 ) -> dict[str, Stats]:
     proc = start_node(node_dir / "node.toml", tls, log=work / "node.log", env=env)
     out: dict[str, Stats] = {}
     try:
         client = NodeClient(proc.address, tls)
-        cases: dict[str, Callable[[int], None]] = {
-            "allele frequency, 1 variant": lambda i: (
+        calls: dict[str, Callable[[int], None]] = {
+            AF_1: lambda i: (
                 client.send(
                     envelope(
                         AlleleFrequency(
-                            (variants[i % len(variants)],), filter=parse_filter(f"age>=0 or phenotype=local:v{i}")
+                            (variants[i % len(variants)],), filter=parse_filter(f"age>=0 or phenotype=local:v{tag}{i}")
                         ),
                         study_id="B",
                         epsilon=0.001,
@@ -141,12 +153,12 @@ def _run_cases(
                 )
                 and None
             ),
-            "allele frequency, 1,000 variants": lambda i: (
+            AF_1000: lambda i: (
                 client.send(
                     envelope(
                         AlleleFrequency(
                             tuple(variants[(i * 7) % 19000 : (i * 7) % 19000 + 1000]),
-                            filter=parse_filter(f"age>={i % 90} or phenotype=local:b{i}"),
+                            filter=parse_filter(f"age>={i % 90} or phenotype=local:b{tag}{i}"),
                         ),
                         study_id="B",
                         epsilon=0.001,
@@ -154,21 +166,22 @@ def _run_cases(
                 )
                 and None
             ),
-            "cohort count": lambda i: (
+            COHORT: lambda i: (
                 client.send(
                     envelope(
-                        CohortCount(parse_filter(f"age>={i % 90} or phenotype=local:c{i}")), study_id="B", epsilon=0.001
+                        CohortCount(parse_filter(f"age>={i % 90} or phenotype=local:c{tag}{i}")),
+                        study_id="B",
+                        epsilon=0.001,
                     )
                 )
                 and None
             ),
         }
-        for name, call in cases.items():
-            out[name] = _measure(call, n if "1,000" not in name else max(50, n // 6), echo)
+        for name in cases:
+            out[name] = _measure(calls[name], n if name != AF_1000 else max(50, n // 6), echo)
         client.close()
     finally:
         proc.stop()
-    out["bare gRPC echo (mTLS), the floor"] = _measure(lambda i: echo(), n, echo)
     return out
 
 

@@ -324,10 +324,12 @@ def _latency_report(args: argparse.Namespace, latency: Mapping[str, Stats]) -> s
         "",
         "Each query is distinct (none is answered from the same-question cache), so every one verifies, charges the "
         "durable ledger (one fsync for the charge; the result goes to the WAL), counts, draws OpenDP noise and "
-        "signs its release. Latency: one client, sequential; each query is followed by one call to a bare gRPC "
-        "echo server with the same mTLS (the floor), so every row's floor is measured at the same moments (this "
-        "VM's speed drifts by up to 2x within minutes). Throughput: 8 client threads in the benchmark process "
-        "(sharing the 2 cores with the node).",
+        "signs its release. The node reads a query's rows from its in-memory copy of the store's calls (this "
+        "store's fit in the default `[store] memory_mb`); the rows marked 'read through DuckDB' are the same node "
+        "with the copy off, as a node serves a store too big for it. Latency: one client, sequential; each query "
+        "is followed by one call to a bare gRPC echo server with the same mTLS (the floor), so every row's floor "
+        "is measured at the same moments (this VM's speed drifts by up to 2x within minutes). Throughput: 8 "
+        "client threads in the benchmark process (sharing the 2 cores with the node).",
         "",
         "| query | p50 ms | p99 ms | queries/s | bare gRPC p50 meanwhile, ms | p50 / bare gRPC p50 |",
         "|---|---:|---:|---:|---:|---:|",

@@ -138,6 +138,7 @@ def create_server(
     service = QueryService(
         name=config.node.name,
         store_path=config.store.path,
+        memory_mb=config.store.memory_mb,
         ledger=Ledger(config.ledger.path, audit_signer=signer),
         studies=studies_provider(config.studies.trusted_file) if config.studies.local else dict,
         policy=policy,

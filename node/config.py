@@ -125,6 +125,16 @@ class StoreSettings:
         default=Path("store.duckdb"),
         metadata={"help": "The DuckDB file holding the ingested genotypes and participants."},
     )
+    memory_mb: int = field(
+        default=1024,
+        metadata={
+            "help": "Keep a read-only copy of the store's genotype calls in memory when it fits in this many MiB "
+            "(about 9 bytes per stored non-reference call, plus the bitsets of common variants; loaded at start, "
+            "logged with its size): queries then read their rows from memory instead of running a DuckDB "
+            "statement each. A larger store is read through DuckDB. 0: always through DuckDB.",
+            "check": _at_least(0),
+        },
+    )
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,20 +207,17 @@ class Store:
     def fetch(self, vids: npt.NDArray[np.int32]) -> Calls:
         """The stored calls of ``vids`` (as ``class_counts`` takes them), read once: ``count`` then counts
         them for any number of cohorts, and a caller may build its cohort masks while this reads."""
-        valid = vids >= 0
-        uniq, inverse = np.unique(vids[valid], return_inverse=True)
-        spans = []
-        for lo, hi in _ranges(uniq):
-            part = uniq[lo:hi]
-            first, last = int(part[0]), int(part[-1])
+
+        def span(first: int, last: int, part: npt.NDArray[np.int32]) -> tuple[dict[str, Any], dict[str, Any] | None]:
             sparse = self._run("SELECT vid, sid, cls FROM calls WHERE vid BETWEEN ? AND ?", [first, last]).fetchnumpy()
             dense = None
             if self._dense_vids()[part].any():
                 dense = self._run(
                     "SELECT vid, cls, bits FROM dense WHERE vid BETWEEN ? AND ?", [first, last]
                 ).fetchnumpy()
-            spans.append(_Span(lo, hi, sparse, dense))
-        return Calls(len(vids), valid, uniq, inverse, spans)
+            return sparse, dense
+
+        return _calls(vids, span)
 
     @staticmethod
     def count(calls: Calls, mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
@@ -277,6 +274,64 @@ class Store:
                 *(a[start : start + _CHUNK] for a in (rows.vid, rows.chrom, rows.pos, rows.ref, rows.alt))
             )
             yield part, self.class_counts(part.vid, mask)
+
+
+class MemoryCalls:
+    """A read-only copy of a store's calls in memory, for the query path: the same ``Calls`` as
+    ``Store.fetch`` (the tests hold them equal), sliced out of numpy arrays instead of read by a DuckDB
+    statement, whose fixed cost (parse, plan, scan a row group, convert) is most of a point query's.
+
+    ``load`` takes it only when the whole copy fits the given size (a store's calls take about 9 bytes
+    per stored call plus its dense bitsets); else the node reads through DuckDB. Immutable: threads share it.
+    """
+
+    def __init__(self, sparse: dict[str, Any], dense: dict[str, Any], n_variants: int):
+        self._sparse, self._dense, self._top = sparse, dense, n_variants
+        wanted = np.arange(n_variants + 1, dtype=np.int64)
+        self._at = np.searchsorted(sparse["vid"], wanted)  # rows of vid v: _at[v] .. _at[v + 1]
+        self._dense_at = np.searchsorted(dense["vid"], wanted)
+        self.nbytes = sum(a.nbytes for a in sparse.values()) + self._at.nbytes + self._dense_at.nbytes
+        self.nbytes += sum(a.nbytes for a in dense.values()) + sum(len(b) for b in dense["bits"])
+
+    @staticmethod
+    def size(store: Store) -> int:
+        """Bytes the copy of ``store``'s calls would take (what ``load`` compares with its limit)."""
+        rows = int(scalar(store.con, "SELECT count(*) FROM calls"))
+        dense_rows, dense_bytes = store.con.execute(
+            "SELECT count(*), coalesce(sum(octet_length(bits)), 0) FROM dense"
+        ).fetchall()[0]
+        top = int(scalar(store.con, "SELECT coalesce(max(vid) + 1, 0) FROM variants"))
+        return rows * 9 + int(dense_rows) * (5 + 8 + 33) + int(dense_bytes) + 16 * (top + 1)
+
+    @classmethod
+    def load(cls, store: Store, max_bytes: int) -> MemoryCalls | None:
+        """The copy of ``store``'s calls, or None when it would take more than ``max_bytes``."""
+        if cls.size(store) > max_bytes:
+            return None
+        top = int(scalar(store.con, "SELECT coalesce(max(vid) + 1, 0) FROM variants"))
+        sparse = store.con.execute("SELECT vid, sid, cls FROM calls").fetchnumpy()
+        if len(sparse["vid"]) and not bool((np.diff(sparse["vid"]) >= 0).all()):  # written in vid order, but
+            order = np.argsort(sparse["vid"], kind="stable")  # a store need not keep rows in that order
+            sparse = {k: v[order] for k, v in sparse.items()}
+        dense = store.con.execute("SELECT vid, cls, bits FROM dense ORDER BY vid, cls").fetchnumpy()
+        columns = {k: np.ascontiguousarray(v) for k, v in sparse.items()}
+        dense_columns = {k: np.asarray(v) for k, v in dense.items()}
+        for a in (*columns.values(), *dense_columns.values()):
+            a.flags.writeable = False
+        return cls(columns, dense_columns, top)
+
+    def fetch(self, vids: npt.NDArray[np.int32]) -> Calls:
+        """The calls of ``vids``, exactly as ``Store.fetch`` returns them (views into the copy)."""
+
+        def span(first: int, last: int, part: npt.NDArray[np.int32]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+            first, end = min(first, self._top), min(last + 1, self._top)  # vids the store lacks have no rows
+            a, b = self._at[first], self._at[end]
+            sparse = {k: v[a:b] for k, v in self._sparse.items()}
+            da, db = self._dense_at[first], self._dense_at[end]
+            dense = {k: v[da:db] for k, v in self._dense.items()} if db > da else None
+            return sparse, dense
+
+        return _calls(vids, span)
 
 
 class VariantIndex:
@@ -342,6 +397,22 @@ class Calls:
     uniq: npt.NDArray[np.int32]  # the distinct held vids, sorted
     inverse: npt.NDArray[np.intp]  # each held requested vid's row in uniq
     spans: list[_Span]
+
+
+def _calls(
+    vids: npt.NDArray[np.int32],
+    span: Callable[[int, int, npt.NDArray[np.int32]], tuple[dict[str, Any], dict[str, Any] | None]],
+) -> Calls:
+    """``Calls`` of ``vids``, reading each run of nearby requested vids with ``span(first, last, run)``: the
+    sparse rows and dense bitsets (None if none) of every stored vid from ``first`` to ``last``."""
+    valid = vids >= 0
+    uniq, inverse = np.unique(vids[valid], return_inverse=True)
+    spans = []
+    for lo, hi in _ranges(uniq):
+        part = uniq[lo:hi]
+        sparse, dense = span(int(part[0]), int(part[-1]), part)
+        spans.append(_Span(lo, hi, sparse, dense))
+    return Calls(len(vids), valid, uniq, inverse, spans)
 
 
 def _count_span(

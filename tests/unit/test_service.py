@@ -116,9 +116,15 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d / "store.duckdb"
 
 
-def make(store: Path, tmp_path: Path, *studies: Study, policy: Policy = POLICY) -> QueryService:
+@pytest.fixture(params=[0, 16], ids=["rows-from-duckdb", "rows-from-memory"])
+def memory_mb(request: pytest.FixtureRequest) -> int:
+    """Both ways a node reads a query's rows: a DuckDB statement each, or its in-memory copy of the calls."""
+    return int(request.param)
+
+
+def make(store: Path, tmp_path: Path, *studies: Study, policy: Policy = POLICY, memory_mb: int = 0) -> QueryService:
     table = {s.study_id: s for s in (studies or (study(),))}
-    return QueryService(
+    svc = QueryService(
         name="site-a",
         store_path=store,
         ledger=Ledger(tmp_path / "ledger.sqlite"),
@@ -127,7 +133,10 @@ def make(store: Path, tmp_path: Path, *studies: Study, policy: Policy = POLICY) 
         noise=ZeroNoise(),
         signer=Signer(Ed25519PrivateKey.generate()),
         clock=lambda: NOW,
+        memory_mb=memory_mb,
     )
+    assert (svc._memory is not None) == (memory_mb > 0)  # the tiny store always fits
+    return svc
 
 
 def ask(svc: QueryService, q: object, eps: float = 0.5, who: str = "alice", **kw: object) -> pb.ReleaseBody:
@@ -140,10 +149,10 @@ def ask(svc: QueryService, q: object, eps: float = 0.5, who: str = "alice", **kw
     return body
 
 
-def test_consent_restricts_every_count(store: Path, tmp_path: Path) -> None:
+def test_consent_restricts_every_count(store: Path, tmp_path: Path, memory_mb: int) -> None:
     """HMB admits GRU and HMB consents, not P3 (NPU: the study does not declare it), P8 (withdrawn) or P9
     (DS-C61 only); a DS-C61 study also admits P9."""
-    svc = make(store, tmp_path, study("HMB"), study("DS-C61", study_id="S2"))
+    svc = make(store, tmp_path, study("HMB"), study("DS-C61", study_id="S2"), memory_mb=memory_mb)
     assert ask(svc, CohortCount()).result.cohort_count.count.estimate == 7
     assert ask(svc, CohortCount(parse_filter("phenotype=HP:0001250"))).result.cohort_count.count.estimate == 4
     assert (
@@ -156,14 +165,14 @@ def test_consent_restricts_every_count(store: Path, tmp_path: Path) -> None:
     assert (af2.allele_count.estimate, af2.allele_number.estimate) == (4, 16)  # P9's allele counts here only
 
 
-def test_a_filter_cannot_widen_consent(store: Path, tmp_path: Path) -> None:
-    svc = make(store, tmp_path)
+def test_a_filter_cannot_widen_consent(store: Path, tmp_path: Path, memory_mb: int) -> None:
+    svc = make(store, tmp_path, memory_mb=memory_mb)
     withdrawn_only = parse_filter("ancestry=EUR and sex=F and age>=50")  # matches P0 and P8; P8 withdrew
     assert ask(svc, CohortCount(withdrawn_only)).result.cohort_count.count.estimate == 1
 
 
-def test_multiallelic_haploid_and_absent_variants(store: Path, tmp_path: Path) -> None:
-    svc = make(store, tmp_path)
+def test_multiallelic_haploid_and_absent_variants(store: Path, tmp_path: Path, memory_mb: int) -> None:
+    svc = make(store, tmp_path, memory_mb=memory_mb)
     absent = Variant("1", 300, "A", "T")
     rows = ask(svc, AlleleFrequency((V200T, absent, V200G))).result.allele_frequency.variants
     got = {(r.variant.pos, r.variant.alt): (r.allele_count.estimate, r.allele_number.estimate) for r in rows}
@@ -179,15 +188,15 @@ def test_multiallelic_haploid_and_absent_variants(store: Path, tmp_path: Path) -
     ] == [2, 1, 1, 0, 2, 1]
 
 
-def test_case_control_arms_are_disjoint(store: Path, tmp_path: Path) -> None:
-    svc = make(store, tmp_path)
+def test_case_control_arms_are_disjoint(store: Path, tmp_path: Path, memory_mb: int) -> None:
+    svc = make(store, tmp_path, memory_mb=memory_mb)
     q = CaseControl((V100,), parse_filter("phenotype=HP:0001250"), parse_filter(""))  # controls = everyone else
     t = ask(svc, q).result.case_control.tables[0]
     assert [t.case_alt.estimate, t.case_ref.estimate, t.control_alt.estimate, t.control_ref.estimate] == [3, 5, 0, 6]
 
 
-def test_carrier_count_with_and_without_a_frequency_cut(store: Path, tmp_path: Path) -> None:
-    svc = make(store, tmp_path)
+def test_carrier_count_with_and_without_a_frequency_cut(store: Path, tmp_path: Path, memory_mb: int) -> None:
+    svc = make(store, tmp_path, memory_mb=memory_mb)
     region = Region("1", 1, 1000)
     assert ask(svc, CarrierCount(region)).result.carrier_count.carriers.estimate == 4
     # AF over consented participants: V100 3/14 > 0.2 drops out; V200 T and G (2/12) stay: P0, P2, P6.

@@ -11,7 +11,7 @@ import pytest
 
 from genogate.query import Region
 from node.records import N_CLASSES, SiteCalls
-from node.store import Store
+from node.store import MemoryCalls, Store
 from node.writer import StoreWriter
 
 
@@ -56,6 +56,37 @@ def test_counts_equal_brute_force(n_samples: int) -> None:
         mask = rng.random(n_samples) < rng.random()
         vids = rng.integers(-1, 60, size=rng.integers(0, 40)).astype(np.int32)  # holes, repeats, any order
         assert np.array_equal(store.class_counts(vids, mask), _brute(dense, vids, mask))
+
+
+@pytest.mark.parametrize("n_samples", [1, 64, 2049])
+def test_the_in_memory_copy_counts_exactly_as_the_store(n_samples: int) -> None:
+    store, dense = _build(n_samples, 60, seed=n_samples)
+    memory = MemoryCalls.load(store, 1 << 30)
+    assert memory is not None
+    rng = np.random.default_rng(2)
+    for _ in range(20):
+        mask = rng.random(n_samples) < rng.random()
+        vids = rng.integers(-1, 60, size=rng.integers(0, 40)).astype(np.int32)  # holes, repeats, any order
+        expected = _brute(dense, vids, mask)
+        assert np.array_equal(Store.count(memory.fetch(vids), mask), expected)
+        assert np.array_equal(Store.count(store.fetch(vids), mask), expected)
+    beyond = np.array([59, 60, 1000], dtype=np.int32)  # vids the store lacks read as no rows
+    assert np.array_equal(Store.count(memory.fetch(beyond), np.ones(n_samples, dtype=bool))[1:, 0], [n_samples] * 2)
+
+
+def test_the_in_memory_copy_is_taken_only_when_it_fits_and_sorts_rows_it_finds_out_of_order() -> None:
+    store, dense = _build(1000, 60, seed=5)
+    store.con.execute("CREATE TABLE shuffled AS SELECT * FROM calls ORDER BY hash(vid * 7919 + sid)")
+    store.con.execute("DROP TABLE calls")
+    store.con.execute("ALTER TABLE shuffled RENAME TO calls")
+    assert not (np.diff(store.con.execute("SELECT vid FROM calls").fetchnumpy()["vid"]) >= 0).all()
+    need = MemoryCalls.size(store)
+    assert MemoryCalls.load(store, need - 1) is None
+    memory = MemoryCalls.load(store, need)
+    assert memory is not None and 0 < memory.nbytes <= need
+    mask = np.random.default_rng(3).random(1000) < 0.5
+    vids = np.arange(-1, 60, dtype=np.int32)
+    assert np.array_equal(Store.count(memory.fetch(vids), mask), _brute(dense, vids, mask))
 
 
 def test_empty_and_full_cohorts() -> None:
