@@ -10,10 +10,11 @@ before it):
    the study's request rate;
 4. reduce the query to its canonical form (``genogate.query.canonical``);
 5. plan the noise (``node.dp.plan``: mechanism and scale from the kind's declared sensitivity);
-6. ``Ledger.begin``: a durable charge (or the stored answer of the same question, at no cost). Meanwhile a
-   fetch worker reads the query's rows and this thread builds its cohort masks (consented participants
-   only; a new question only: retries and repeats are looked up first and never computed); the exact
-   counts are taken once the charge is durable;
+6. ``Ledger.begin``: a durable charge (or the stored answer of the same question, at no cost). Before it,
+   for a new question only (retries and repeats are looked up first and never computed), the query's rows
+   are taken from the in-memory copy of the store's calls, or a fetch worker starts reading them through
+   DuckDB, and this thread builds the cohort masks (consented participants only); the exact counts are taken
+   once the charge is durable;
 7. once the charge is on disk: draw the noise (OpenDP), apply the minimum-reportable-count rule to the
    *noisy* values, and store the result (first completion wins);
 8. wrap the stored result in a signed release.
@@ -23,8 +24,9 @@ envelope, the study, the policy and the ledger, never from data (counting starts
 durable; rows read for a query the ledger then refuses are dropped uncounted), and thresholding looks at
 noisy values only. The work of counting does not depend on who is in the cohort (``Store.class_counts``).
 
-Threading: one instance serves every gRPC worker thread, with a small pool of fetch workers (the only hand-off
-per query: thread wake-ups cost more than the counting itself). DuckDB is used through one cursor per thread
+Threading: one instance serves every gRPC worker thread. A query runs on its gRPC thread, handing off at most
+one read to a small pool of fetch workers (when the store is read through DuckDB: thread wake-ups and GIL
+hand-offs cost more on this path than the counting itself). DuckDB is used through one cursor per thread
 (``threading.local``); the ledger serialises itself; the caches are guarded by a lock.
 """
 
@@ -237,19 +239,17 @@ class QueryService:
 
         canonical_sha = hashlib.sha256(canonical_bytes(query)).hexdigest()
         entry.update(study=study.study_id, query_id=env.query_id, kind=query.kind.label, canonical_sha256=canonical_sha)
-        # A new question's rows are read on a fetch worker (DuckDB works outside the GIL) from here on, while
-        # this thread plans the noise, builds the cohort masks and makes the charge durable; no noise is drawn
-        # until the charge is on disk, and a refusal drops the rows unread. A retry or a repeat of an answered
-        # question is looked up first, so it costs no computation.
+        # A new question's rows are taken now (from memory, or being read by a fetch worker while this thread
+        # plans the noise, builds the cohort masks and makes the charge durable); no noise is drawn until the
+        # charge is on disk, and a refusal drops the rows uncounted. A retry or a repeat of an answered question
+        # is looked up first, so it costs no computation.
         calls: Calls | Future[Calls] | None = None
         cohort: _Cohort | None = None
         fresh = not self._ledger.seen(study.study_id, env.query_id, canonical_sha)
         if fresh:
             vids = self._vids(variants)
             if len(vids) and not (isinstance(query, CarrierCount) and query.max_allele_frequency is None):
-                calls = (
-                    self._memory.fetch(vids) if self._memory is not None else self._fetch_pool.submit(self._fetch, vids)
-                )
+                calls = self._read(vids)
         try:
             sens, plans = self._plans(query, len(variants) if variants is not None else None, epsilon)
             charge_eps = sum((p.epsilon for p in plans), Decimal(0))
@@ -473,6 +473,10 @@ class QueryService:
     def _cohort(self, f: Filter, consent: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
         year = dt.datetime.fromtimestamp(self._clock(), tz=dt.UTC).year
         return self._cohorts.mask(f, year) & consent
+
+    def _read(self, vids: npt.NDArray[np.int32]) -> Calls | Future[Calls]:
+        """The rows of ``vids``: at once from the in-memory copy, else a read started on a fetch worker."""
+        return self._memory.fetch(vids) if self._memory is not None else self._fetch_pool.submit(self._fetch, vids)
 
     def _fetch(self, vids: npt.NDArray[np.int32]) -> Calls:
         return self._memory.fetch(vids) if self._memory is not None else self._store().fetch(vids)
