@@ -297,11 +297,10 @@ class MemoryCalls:
     def size(store: Store) -> int:
         """Bytes the copy of ``store``'s calls would take (what ``load`` compares with its limit)."""
         rows = int(scalar(store.con, "SELECT count(*) FROM calls"))
-        dense_rows, dense_bytes = store.con.execute(
-            "SELECT count(*), coalesce(sum(octet_length(bits)), 0) FROM dense"
-        ).fetchall()[0]
+        dense_rows = int(scalar(store.con, "SELECT count(*) FROM dense"))
         top = int(scalar(store.con, "SELECT coalesce(max(vid) + 1, 0) FROM variants"))
-        return rows * 9 + int(dense_rows) * (5 + 8 + 33) + int(dense_bytes) + 16 * (top + 1)
+        bitset = -(-store.n_samples // 8)  # every bitset packs one bit per participant (StoreWriter)
+        return rows * 9 + dense_rows * (5 + 8 + 33 + bitset) + 16 * (top + 1)
 
     @classmethod
     def load(cls, store: Store, max_bytes: int) -> MemoryCalls | None:

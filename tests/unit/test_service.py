@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 from decimal import Decimal
 from pathlib import Path
 
@@ -147,6 +148,17 @@ def ask(svc: QueryService, q: object, eps: float = 0.5, who: str = "alice", **kw
     body = pb.ReleaseBody.FromString(release.payload)
     assert body.query_sha256 == hashlib.sha256(payload).digest()  # the receipt names exactly this request
     return body
+
+
+def test_the_node_logs_where_it_reads_rows_from(store: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="genogate.node"):
+        (tmp_path / "a").mkdir()
+        (tmp_path / "b").mkdir()
+        make(store, tmp_path / "a", memory_mb=16).close()
+        make(store, tmp_path / "b", memory_mb=0).close()
+    said = [(r.getMessage(), r.__dict__) for r in caplog.records if r.getMessage().startswith("store rows served")]
+    assert [m for m, _ in said] == ["store rows served from memory", "store rows served from DuckDB"]
+    assert said[0][1]["copy_mib"] >= 0 and said[1][1]["copy_would_take_mib"] >= 0 and said[1][1]["memory_mb"] == 0
 
 
 def test_consent_restricts_every_count(store: Path, tmp_path: Path, memory_mb: int) -> None:
