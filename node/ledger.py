@@ -25,8 +25,9 @@ charge without a result as possibly released, and a retry of one is charged agai
 draws. After a process crash on the same boot, a retry of an interrupted query completes it at no cost, as
 its draw was never released. Elsewhere (no boot id) ``complete()`` syncs like ``begin()``.
 
-``canonical_sha256`` must cover everything that determines the release's distribution (query, ε, δ,
-mechanism); the ledger treats equal hashes under one study as the same question.
+``canonical_sha256`` identifies the question (the service hashes the canonical query, not ε or δ): the
+ledger treats equal hashes under one study as the same question and answers a repeat with the stored
+release, whatever ε the repeat asks for, so neither repeating a question nor varying its ε buys a fresh draw.
 
 Threading model: a ``Ledger`` is shared by all threads of a process. It owns one ``sqlite3`` connection
 (``check_same_thread=False``) guarded by a ``threading.Lock`` held for the whole of each transaction, so
