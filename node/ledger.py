@@ -484,25 +484,23 @@ class Ledger:
         if isinstance(now_ms, bool) or not isinstance(now_ms, int) or now_ms < 0:
             raise TypeError("now_ms must be a non-negative int")
 
-        def fits(conn: sqlite3.Connection) -> None:
-            row = conn.execute(
-                "SELECT epsilon_units, delta_units FROM spent WHERE study_id = ?", (study_id,)
-            ).fetchone()
-            spent_eps, spent_dlt = row if row is not None else (0, 0)
-            if spent_eps + eps > eps_cap or spent_dlt + dlt > dlt_cap:
-                raise ResourceExhausted(
-                    f"study {study_id!r}: spent (eps {_amount(spent_eps)}, delta {_amount(spent_dlt)}) + charge"
-                    f" ({_amount(eps)}, {_amount(dlt)}) exceeds the cap ({_amount(eps_cap)}, {_amount(dlt_cap)})"
-                )
-
         def add_spent(conn: sqlite3.Connection) -> None:
-            conn.execute(
+            """Add the charge to the study's running totals; over a cap, raise ``ResourceExhausted`` (the op
+            fails, so its transaction or savepoint is rolled back: nothing is recorded)."""
+            total_eps, total_dlt = conn.execute(
                 "INSERT INTO spent (study_id, epsilon_units, delta_units) VALUES (?, ?, ?)"
                 " ON CONFLICT (study_id) DO UPDATE SET"
                 " epsilon_units = epsilon_units + excluded.epsilon_units,"
-                " delta_units = delta_units + excluded.delta_units",
+                " delta_units = delta_units + excluded.delta_units"
+                " RETURNING epsilon_units, delta_units",
                 (study_id, eps, dlt),
-            )
+            ).fetchall()[0]
+            if total_eps > eps_cap or total_dlt > dlt_cap:
+                raise ResourceExhausted(
+                    f"study {study_id!r}: spent (eps {_amount(total_eps - eps)}, delta {_amount(total_dlt - dlt)})"
+                    f" + charge ({_amount(eps)}, {_amount(dlt)}) exceeds the cap ({_amount(eps_cap)},"
+                    f" {_amount(dlt_cap)})"
+                )
 
         def unanswered(conn: sqlite3.Connection, charge_id: int) -> Charged | Pending:
             """A charge without a stored result: ``Pending``; but one left so by an unclean stop under another
@@ -510,23 +508,26 @@ class Ledger:
             refused, over the cap)."""
             if charge_id not in self._suspect:
                 return Pending(charge_id)
-            fits(conn)
+            add_spent(conn)
             conn.execute(
                 "INSERT INTO recharges (charge_id, query_id, epsilon_units, delta_units, charged_ms)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (charge_id, query_id, eps, dlt, now_ms),
             )
-            add_spent(conn)
             self._audit(conn, audit, "recharged", None, now_ms)
             self._suspect.discard(charge_id)  # restored if the batch does not commit
             return Charged(charge_id)
 
         def op(conn: sqlite3.Connection) -> Charged | Pending | Answered:
-            seen = conn.execute(
-                "SELECT q.payload_sha256, c.charge_id, c.query_id, c.result FROM queries q"
-                " JOIN charges c ON c.charge_id = q.charge_id WHERE q.study_id = ? AND q.query_id = ?",
-                (study_id, query_id),
-            ).fetchone()
+            # This query id under the study (kind 0), and the same question asked under another id (kind 1).
+            found = conn.execute(
+                "SELECT 0, q.payload_sha256, c.charge_id, c.query_id, c.result FROM queries q"
+                " JOIN charges c ON c.charge_id = q.charge_id WHERE q.study_id = ?1 AND q.query_id = ?2"
+                " UNION ALL SELECT 1, NULL, charge_id, query_id, result FROM charges"
+                " WHERE study_id = ?1 AND canonical_sha256 = ?3",
+                (study_id, query_id, canonical_sha256),
+            ).fetchall()
+            seen = next((row[1:] for row in found if row[0] == 0), None)
             if seen is not None:
                 payload, charge_id, original, result = seen
                 if payload != payload_sha256:
@@ -537,10 +538,7 @@ class Ledger:
                 self._audit(conn, audit, "retry", answer.result, now_ms)
                 return answer
 
-            same = conn.execute(
-                "SELECT charge_id, query_id, result FROM charges WHERE study_id = ? AND canonical_sha256 = ?",
-                (study_id, canonical_sha256),
-            ).fetchone()
+            same = next((row[2:] for row in found if row[0] == 1), None)
             if same is not None:
                 charge_id, original, result = same
                 conn.execute(
@@ -553,7 +551,7 @@ class Ledger:
                 self._audit(conn, audit, "replay", bytes(result), now_ms)
                 return Answered(bytes(result), original, from_cache=True)
 
-            fits(conn)
+            add_spent(conn)
             cur = conn.execute(
                 "INSERT INTO charges (study_id, canonical_sha256, query_id, epsilon_units, delta_units, charged_ms)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -564,7 +562,6 @@ class Ledger:
             conn.execute(
                 "INSERT INTO queries VALUES (?, ?, ?, ?, ?)", (study_id, query_id, payload_sha256, charge_id, now_ms)
             )
-            add_spent(conn)
             self._audit(conn, audit, "charged", None, now_ms)
             return Charged(charge_id)
 
