@@ -55,10 +55,7 @@ def open_database(
             head = fh.read(len(SQLITE_HEADER))
         if head and head != SQLITE_HEADER:
             raise StoreError(f"{path}: not a genogate {what} (not an SQLite database)")
-    try:
-        conn = sqlite3.connect(str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as exc:
-        raise StoreError(f"{path}: cannot open the {what}: {exc}") from exc
+    conn = _connect(path, what, busy_timeout_s)
     try:
         _initialise(
             conn,
@@ -77,6 +74,15 @@ def open_database(
     return conn
 
 
+def _connect(path: Path, what: str, busy_timeout_s: float) -> sqlite3.Connection:
+    """A connection in autocommit mode (callers BEGIN themselves) that any thread may use under the caller's
+    own lock; ``StoreError`` naming the file if SQLite cannot open it."""
+    try:
+        return sqlite3.connect(str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot open the {what}: {exc}") from exc
+
+
 def reopen(
     path: Path, *, what: str, synchronous: str, busy_timeout_s: float = 10.0, foreign_keys: bool = True
 ) -> sqlite3.Connection:
@@ -85,10 +91,7 @@ def reopen(
     has to switch the setting first."""
     if synchronous not in ("FULL", "NORMAL"):
         raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
-    try:
-        conn = sqlite3.connect(str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as exc:
-        raise StoreError(f"{path}: cannot open the {what}: {exc}") from exc
+    conn = _connect(path, what, busy_timeout_s)
     try:
         conn.execute(f"PRAGMA synchronous={synchronous}")
         if foreign_keys:

@@ -136,13 +136,14 @@ class QueryService:
         self._root.con.execute("SET threads = 1")
         # The query path's rows from an in-memory copy of the calls when it fits memory_mb: a few
         # microseconds instead of a DuckDB statement (~0.5 ms of CPU, on a thread competing for the GIL).
-        self._memory = MemoryCalls.load(self._root, memory_mb << 20) if memory_mb > 0 else None
+        need = MemoryCalls.size(self._root)
+        self._memory = MemoryCalls.read(self._root) if need <= memory_mb << 20 else None  # 0: never
         if self._memory is not None:
             log.info("store rows served from memory", extra={"copy_mib": round(self._memory.nbytes / 2**20)})
         else:
             log.info(
                 "store rows served from DuckDB",
-                extra={"copy_would_take_mib": round(MemoryCalls.size(self._root) / 2**20), "memory_mb": memory_mb},
+                extra={"copy_would_take_mib": round(need / 2**20), "memory_mb": memory_mb},
             )
         self._ledger = ledger
         self._studies = studies

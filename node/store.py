@@ -305,8 +305,11 @@ class MemoryCalls:
     @classmethod
     def load(cls, store: Store, max_bytes: int) -> MemoryCalls | None:
         """The copy of ``store``'s calls, or None when it would take more than ``max_bytes``."""
-        if cls.size(store) > max_bytes:
-            return None
+        return cls.read(store) if cls.size(store) <= max_bytes else None
+
+    @classmethod
+    def read(cls, store: Store) -> MemoryCalls:
+        """The copy of ``store``'s calls, whatever it takes (``size`` says how much)."""
         top = int(scalar(store.con, "SELECT coalesce(max(vid) + 1, 0) FROM variants"))
         sparse = store.con.execute("SELECT vid, sid, cls FROM calls").fetchnumpy()
         if len(sparse["vid"]) and not bool((np.diff(sparse["vid"]) >= 0).all()):  # written in vid order, but
