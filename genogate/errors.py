@@ -28,6 +28,10 @@ class Reason(enum.IntEnum):
     INVALID_EPSILON = 5
     TOO_MANY_VARIANTS = 6
     INVALID_STUDY = 7
+    UNKNOWN_CONTIG = 8
+    NOT_COVERED = 9
+    UNKNOWN_TERM = 14
+    UNKNOWN_LABEL = 15
     # UNAUTHENTICATED
     UNAUTHENTICATED = 10
     BAD_SIGNATURE = 11
@@ -56,6 +60,7 @@ class Reason(enum.IntEnum):
     ALREADY_EXISTS = 51
     NOT_FOUND = 52
     FAILED_PRECONDITION = 53
+    WRONG_ASSEMBLY = 54
     # transport and server side
     DEADLINE_EXCEEDED = 60
     UNAVAILABLE = 61

@@ -115,6 +115,16 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """UNAVAILABLE: the server cannot write its durable state (disk full, or its files unwritable); a write
     that failed recorded nothing, so the same request may be retried once the operator has made room.
     """
+    ERROR_REASON_UNKNOWN_CONTIG: _ErrorReason.ValueType  # 8
+    """INVALID_ARGUMENT: a variant or region names a contig the node does not have (the message lists them)."""
+    ERROR_REASON_NOT_COVERED: _ErrorReason.ValueType  # 9
+    """INVALID_ARGUMENT: a variant or region lies outside the regions the node's data covers (exome, array)."""
+    ERROR_REASON_WRONG_ASSEMBLY: _ErrorReason.ValueType  # 54
+    """FAILED_PRECONDITION: the query or study is on another genome build (assembly) than the node's data."""
+    ERROR_REASON_UNKNOWN_TERM: _ErrorReason.ValueType  # 14
+    """INVALID_ARGUMENT: a phenotype term is not in the ontology the node validates against."""
+    ERROR_REASON_UNKNOWN_LABEL: _ErrorReason.ValueType  # 15
+    """INVALID_ARGUMENT: a categorical label (such as an ancestry group) that no site of the study has."""
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Stable, matchable error reasons. Mirrors `genogate.errors.Reason` one to one (same names without the
@@ -195,6 +205,16 @@ ERROR_REASON_STORAGE_FULL: ErrorReason.ValueType  # 63
 """UNAVAILABLE: the server cannot write its durable state (disk full, or its files unwritable); a write
 that failed recorded nothing, so the same request may be retried once the operator has made room.
 """
+ERROR_REASON_UNKNOWN_CONTIG: ErrorReason.ValueType  # 8
+"""INVALID_ARGUMENT: a variant or region names a contig the node does not have (the message lists them)."""
+ERROR_REASON_NOT_COVERED: ErrorReason.ValueType  # 9
+"""INVALID_ARGUMENT: a variant or region lies outside the regions the node's data covers (exome, array)."""
+ERROR_REASON_WRONG_ASSEMBLY: ErrorReason.ValueType  # 54
+"""FAILED_PRECONDITION: the query or study is on another genome build (assembly) than the node's data."""
+ERROR_REASON_UNKNOWN_TERM: ErrorReason.ValueType  # 14
+"""INVALID_ARGUMENT: a phenotype term is not in the ontology the node validates against."""
+ERROR_REASON_UNKNOWN_LABEL: ErrorReason.ValueType  # 15
+"""INVALID_ARGUMENT: a categorical label (such as an ancestry group) that no site of the study has."""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 class _QueryKind:
@@ -886,6 +906,7 @@ class GrantBody(_message.Message):
     REVOCATION_EPOCH_FIELD_NUMBER: _builtins.int
     PER_SITE_BREAKDOWN_FIELD_NUMBER: _builtins.int
     RESEARCHER_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
+    ASSEMBLY_FIELD_NUMBER: _builtins.int
     study_id: _builtins.str
     """The study's id, assigned by the coordinator."""
     researcher_key_fingerprint: _builtins.str
@@ -912,6 +933,10 @@ class GrantBody(_message.Message):
     """The researcher's raw 32-byte Ed25519 public key; its SHA-256 is `researcher_key_fingerprint`. Nodes
     verify query signatures with it, so the committee's signature vouches for the key itself.
     """
+    assembly: _builtins.str
+    """The genome build (assembly) of the study's coordinates: "GRCh37" or "GRCh38"; every site of the
+    study has data on this build. Empty in grants issued before assemblies were recorded (GRCh38).
+    """
     @_builtins.property
     def kinds(self) -> _containers.RepeatedScalarFieldContainer[Global___QueryKind.ValueType]:
         """The query kinds the study may ask."""
@@ -935,10 +960,11 @@ class GrantBody(_message.Message):
         revocation_epoch: _builtins.int = ...,
         per_site_breakdown: _builtins.bool = ...,
         researcher_public_key: _builtins.bytes = ...,
+        assembly: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epsilon_per_query_cap", b"epsilon_per_query_cap", "epsilon_total", b"epsilon_total", "kinds", b"kinds", "not_after_unix_ms", b"not_after_unix_ms", "not_before_unix_ms", b"not_before_unix_ms", "per_site_breakdown", b"per_site_breakdown", "purpose", b"purpose", "researcher_key_fingerprint", b"researcher_key_fingerprint", "researcher_public_key", b"researcher_public_key", "revocation_epoch", b"revocation_epoch", "sites", b"sites", "study_id", b"study_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assembly", b"assembly", "epsilon_per_query_cap", b"epsilon_per_query_cap", "epsilon_total", b"epsilon_total", "kinds", b"kinds", "not_after_unix_ms", b"not_after_unix_ms", "not_before_unix_ms", b"not_before_unix_ms", "per_site_breakdown", b"per_site_breakdown", "purpose", b"purpose", "researcher_key_fingerprint", b"researcher_key_fingerprint", "researcher_public_key", b"researcher_public_key", "revocation_epoch", b"revocation_epoch", "sites", b"sites", "study_id", b"study_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -987,6 +1013,7 @@ class QueryEnvelope(_message.Message):
     NONCE_FIELD_NUMBER: _builtins.int
     TIMESTAMP_UNIX_MS_FIELD_NUMBER: _builtins.int
     SITES_FIELD_NUMBER: _builtins.int
+    ASSEMBLY_FIELD_NUMBER: _builtins.int
     query_id: _builtins.str
     """Client-chosen unique id (for example a UUID). Retries reuse it and are idempotent; the same id with
     a different payload is refused with QUERY_ID_REUSED.
@@ -999,6 +1026,10 @@ class QueryEnvelope(_message.Message):
     """At least 16 random bytes, fresh per query id (replay protection)."""
     timestamp_unix_ms: _builtins.int
     """When the researcher signed; nodes accept only a short window around their clock."""
+    assembly: _builtins.str
+    """The genome build (assembly) the query's coordinates are on: "GRCh37" or "GRCh38". Empty means the
+    study's assembly. A node whose data is on another build refuses with WRONG_ASSEMBLY.
+    """
     @_builtins.property
     def query(self) -> Global___Query:
         """The question."""
@@ -1017,10 +1048,11 @@ class QueryEnvelope(_message.Message):
         nonce: _builtins.bytes = ...,
         timestamp_unix_ms: _builtins.int = ...,
         sites: _abc.Iterable[_builtins.str] | None = ...,
+        assembly: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["query", b"query"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epsilon", b"epsilon", "nonce", b"nonce", "query", b"query", "query_id", b"query_id", "sites", b"sites", "study_id", b"study_id", "timestamp_unix_ms", b"timestamp_unix_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assembly", b"assembly", "epsilon", b"epsilon", "nonce", b"nonce", "query", b"query", "query_id", b"query_id", "sites", b"sites", "study_id", b"study_id", "timestamp_unix_ms", b"timestamp_unix_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -104,6 +104,7 @@ class StudyProposal(_message.Message):
     RESEARCHER_KEY_FINGERPRINT_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     PER_SITE_BREAKDOWN_FIELD_NUMBER: _builtins.int
+    ASSEMBLY_FIELD_NUMBER: _builtins.int
     title: _builtins.str
     """Short human-readable title."""
     purpose: _builtins.str
@@ -120,6 +121,10 @@ class StudyProposal(_message.Message):
     """Free-text description of the research question."""
     per_site_breakdown: _builtins.bool
     """Whether the researcher asks to see each site's answer, not only the combination."""
+    assembly: _builtins.str
+    """The genome build (assembly) the study's queries use: "GRCh37" or "GRCh38". Empty: the build every
+    requested site has (the coordinator refuses a study whose sites differ in build).
+    """
     @_builtins.property
     def kinds(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.QueryKind.ValueType]:
         """Query kinds requested."""
@@ -141,10 +146,11 @@ class StudyProposal(_message.Message):
         researcher_key_fingerprint: _builtins.str = ...,
         description: _builtins.str = ...,
         per_site_breakdown: _builtins.bool = ...,
+        assembly: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "duration_days", b"duration_days", "epsilon_per_query_cap", b"epsilon_per_query_cap", "epsilon_total_per_site", b"epsilon_total_per_site", "kinds", b"kinds", "per_site_breakdown", b"per_site_breakdown", "purpose", b"purpose", "researcher_key_fingerprint", b"researcher_key_fingerprint", "sites", b"sites", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assembly", b"assembly", "description", b"description", "duration_days", b"duration_days", "epsilon_per_query_cap", b"epsilon_per_query_cap", "epsilon_total_per_site", b"epsilon_total_per_site", "kinds", b"kinds", "per_site_breakdown", b"per_site_breakdown", "purpose", b"purpose", "researcher_key_fingerprint", b"researcher_key_fingerprint", "sites", b"sites", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -262,6 +268,7 @@ class Study(_message.Message):
     GRANT_FIELD_NUMBER: _builtins.int
     CREATED_UNIX_MS_FIELD_NUMBER: _builtins.int
     UPDATED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    ASSEMBLY_FIELD_NUMBER: _builtins.int
     study_id: _builtins.str
     """Coordinator-assigned id."""
     proposal_sha256: _builtins.bytes
@@ -274,6 +281,8 @@ class Study(_message.Message):
     """When the proposal was received."""
     updated_unix_ms: _builtins.int
     """When the state last changed."""
+    assembly: _builtins.str
+    """The study's genome build (assembly), as the coordinator resolved it from the proposal and its sites."""
     @_builtins.property
     def proposal(self) -> Global___StudyProposal:
         """The proposal, decoded from `signed_proposal` for reading."""
@@ -303,10 +312,11 @@ class Study(_message.Message):
         grant: _common_pb2.StudyGrant | None = ...,
         created_unix_ms: _builtins.int = ...,
         updated_unix_ms: _builtins.int = ...,
+        assembly: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["grant", b"grant", "proposal", b"proposal", "signed_proposal", b"signed_proposal"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["approvals_required", b"approvals_required", "created_unix_ms", b"created_unix_ms", "grant", b"grant", "proposal", b"proposal", "proposal_sha256", b"proposal_sha256", "reviews", b"reviews", "signed_proposal", b"signed_proposal", "state", b"state", "study_id", b"study_id", "updated_unix_ms", b"updated_unix_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["approvals_required", b"approvals_required", "assembly", b"assembly", "created_unix_ms", b"created_unix_ms", "grant", b"grant", "proposal", b"proposal", "proposal_sha256", b"proposal_sha256", "reviews", b"reviews", "signed_proposal", b"signed_proposal", "state", b"state", "study_id", b"study_id", "updated_unix_ms", b"updated_unix_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -162,6 +162,10 @@ class GetNodeInfoResponse(_message.Message):
     EPSILON_PER_QUERY_CAP_FIELD_NUMBER: _builtins.int
     RECEIPT_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     RECEIPT_KEY_ID_FIELD_NUMBER: _builtins.int
+    CONTIGS_FIELD_NUMBER: _builtins.int
+    COVERED_REGIONS_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    ONTOLOGIES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The node's site name, as grants and envelopes name it."""
     genome_build: _builtins.str
@@ -188,6 +192,24 @@ class GetNodeInfoResponse(_message.Message):
     def accepted_purposes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Study purposes (DUO short codes or ids) the node's policy accepts."""
 
+    @_builtins.property
+    def contigs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Canonical names of the contigs the node's data has ("1".."22", "X", "Y", "MT", others as named)."""
+
+    @_builtins.property
+    def covered_regions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Regions the node's data covers (exome or array data), as "chrom:start-end"; empty means every
+        position of `contigs` is covered (genome data).
+        """
+
+    @_builtins.property
+    def labels(self) -> _containers.RepeatedCompositeFieldContainer[Global___LabelSet]:
+        """Each categorical attribute's labels at this node (for example ancestry: AFR, EUR)."""
+
+    @_builtins.property
+    def ontologies(self) -> _containers.RepeatedCompositeFieldContainer[Global___OntologyRelease]:
+        """The ontology releases the node's phenotype terms were validated against."""
+
     def __init__(
         self,
         *,
@@ -202,11 +224,69 @@ class GetNodeInfoResponse(_message.Message):
         epsilon_per_query_cap: _builtins.float = ...,
         receipt_public_key: _builtins.bytes = ...,
         receipt_key_id: _builtins.str = ...,
+        contigs: _abc.Iterable[_builtins.str] | None = ...,
+        covered_regions: _abc.Iterable[_builtins.str] | None = ...,
+        labels: _abc.Iterable[Global___LabelSet] | None = ...,
+        ontologies: _abc.Iterable[Global___OntologyRelease] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_purposes", b"accepted_purposes", "epsilon_per_query_cap", b"epsilon_per_query_cap", "epsilon_total_cap", b"epsilon_total_cap", "genome_build", b"genome_build", "kinds", b"kinds", "max_variants_per_query", b"max_variants_per_query", "min_reportable_count", b"min_reportable_count", "name", b"name", "receipt_key_id", b"receipt_key_id", "receipt_public_key", b"receipt_public_key", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_purposes", b"accepted_purposes", "contigs", b"contigs", "covered_regions", b"covered_regions", "epsilon_per_query_cap", b"epsilon_per_query_cap", "epsilon_total_cap", b"epsilon_total_cap", "genome_build", b"genome_build", "kinds", b"kinds", "labels", b"labels", "max_variants_per_query", b"max_variants_per_query", "min_reportable_count", b"min_reportable_count", "name", b"name", "ontologies", b"ontologies", "receipt_key_id", b"receipt_key_id", "receipt_public_key", b"receipt_public_key", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetNodeInfoResponse: _TypeAlias = GetNodeInfoResponse  # noqa: Y015
+
+@_typing.final
+class LabelSet(_message.Message):
+    """The labels one categorical attribute takes at a node."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTRIBUTE_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    attribute: _builtins.str
+    """The attribute, for example "ancestry"."""
+    @_builtins.property
+    def labels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Canonical (upper-case) labels, sorted."""
+
+    def __init__(
+        self,
+        *,
+        attribute: _builtins.str = ...,
+        labels: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attribute", b"attribute", "labels", b"labels"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LabelSet: _TypeAlias = LabelSet  # noqa: Y015
+
+@_typing.final
+class OntologyRelease(_message.Message):
+    """One ontology and its release."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    RELEASE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The ontology: "HPO", "ICD-10" or "MONDO"."""
+    release: _builtins.str
+    """Its release, for example "2025-11-24"."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        release: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "release", b"release"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OntologyRelease: _TypeAlias = OntologyRelease  # noqa: Y015
