@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 
 from opendp.mod import OpenDPException
 
 from genogate import duo
 from genogate.errors import GenogateError
+from genogate.genome import BUILDS
 from genogate.query import Kind
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
@@ -39,10 +40,30 @@ def epsilon_decimal(x: float) -> Decimal | None:
     return value if value <= MAX_EPSILON else None
 
 
-def proposal_problems(p: cpb.StudyProposal, registered_sites: Collection[str]) -> list[str]:
-    """Every reason the proposal cannot be accepted, human-readable; empty when none.
+def study_assembly(p: cpb.StudyProposal, builds: Mapping[str, str]) -> tuple[str, list[str]]:
+    """The genome build a study's queries use (the proposal's own, else the one its sites share) and the
+    problems with it: an unknown build, sites that differ in build, sites on another build than the proposal
+    names. ``builds`` maps registered site names to their builds."""
+    problems: list[str] = []
+    if p.assembly and p.assembly not in BUILDS:
+        problems.append(f"assembly {p.assembly[:20]!r} is not one of {', '.join(BUILDS)}")
+    on = {site: builds[site] for site in p.sites if site in builds}
+    distinct = sorted(set(on.values()))
+    if len(distinct) > 1:
+        listed = ", ".join(f"{site} {build}" for site, build in sorted(on.items()))
+        problems.append(f"the sites differ in genome build ({listed}): a study's sites must share one build")
+    elif p.assembly and distinct and distinct[0] != p.assembly:
+        problems.append(f"the study asks for {p.assembly} but its sites' data is on {distinct[0]}")
+    resolved = p.assembly or (distinct[0] if len(distinct) == 1 else "")
+    return resolved, problems
+
+
+def proposal_problems(p: cpb.StudyProposal, registered: Mapping[str, str]) -> list[str]:
+    """Every reason the proposal cannot be accepted, human-readable; empty when none. ``registered`` maps
+    each registered site to its genome build (liftover is out of scope: a study's sites share one build).
 
     The researcher key is not checked here (``CoordinatorState.propose`` authenticates it)."""
+    registered_sites = registered.keys()
     problems: list[str] = []
     if not p.title.strip():
         problems.append("the title is empty")
@@ -71,13 +92,21 @@ def proposal_problems(p: cpb.StudyProposal, registered_sites: Collection[str]) -
         problems.append(f"epsilon_per_query_cap {cap} exceeds epsilon_total_per_site {total}")
     if not 1 <= p.duration_days <= MAX_DURATION_DAYS:
         problems.append(f"duration_days must be 1 to {MAX_DURATION_DAYS}, got {p.duration_days}")
+    problems += study_assembly(p, registered)[1]
     return problems
 
 
 def grant_body(
-    p: cpb.StudyProposal, *, study_id: str, researcher_public_key: bytes, approved_ms: int, revocation_epoch: int
+    p: cpb.StudyProposal,
+    *,
+    study_id: str,
+    researcher_public_key: bytes,
+    approved_ms: int,
+    revocation_epoch: int,
+    assembly: str,
 ) -> pb.GrantBody:
-    """The terms an approval at ``approved_ms`` issues: in force from then for ``duration_days``."""
+    """The terms an approval at ``approved_ms`` issues: in force from then for ``duration_days``, on the
+    genome build ``assembly`` (``study_assembly``)."""
     return pb.GrantBody(
         study_id=study_id,
         researcher_key_fingerprint=p.researcher_key_fingerprint,
@@ -91,6 +120,7 @@ def grant_body(
         not_after_unix_ms=approved_ms + p.duration_days * DAY_MS,
         revocation_epoch=revocation_epoch,
         per_site_breakdown=p.per_site_breakdown,
+        assembly=assembly,
     )
 
 
@@ -149,12 +179,14 @@ def preview(
         )
         for site in proposal.sites
     ]
+    builds = {name: node.genome_build for name, node in nodes.items()}
     body = grant_body(
         proposal,
         study_id="",
         researcher_public_key=researcher_public_key,
         approved_ms=now,
         revocation_epoch=revocation_epoch,
+        assembly=study_assembly(proposal, builds)[0],
     )
-    problems = proposal_problems(proposal, nodes) + _budget_lines(proposal)
+    problems = proposal_problems(proposal, builds) + _budget_lines(proposal)
     return cpb.PreviewStudyResponse(grant_body=body, sites=sites, problems=problems)

@@ -35,6 +35,7 @@ from genogate.errors import (
     Reason,
     Unauthenticated,
 )
+from genogate.query import canonical
 from genogate.signing import verify
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
@@ -87,7 +88,8 @@ class FederatedQueries:
             raise InvalidArgument("undecodable query envelope") from None
         if not env.study_id or not env.query_id:
             raise InvalidArgument("the envelope names no study or query id", reason=Reason.INVALID_STUDY)
-        kind = query_from_pb(env.query).kind  # malformed queries stop here, before any site is asked
+        query = query_from_pb(env.query)  # malformed queries stop here, before any site is asked
+        kind = query.kind
         try:
             epsilon = Decimal(repr(env.epsilon))
         except InvalidOperation:
@@ -105,6 +107,13 @@ class FederatedQueries:
                 reason=Reason.BAD_SIGNATURE,
                 message="the query is not signed by the study's researcher",
             ) from None
+        if env.assembly and env.assembly != grant.assembly:
+            raise FailedPrecondition(
+                f"query {env.assembly}, study {grant.assembly}",
+                reason=Reason.WRONG_ASSEMBLY,
+                message=f"the query is on {env.assembly[:20]}; the study's sites are on {grant.assembly or 'no build'}",
+            )
+        canonical(query, grant.assembly or None)  # a RefSeq accession of another build stops here too
         targets = list(dict.fromkeys(env.sites)) or list(grant.sites)
         registered = {n.name: n for n in self.state.list_nodes()}
         granted = set(grant.sites)

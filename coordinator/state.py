@@ -42,7 +42,7 @@ from pathlib import Path
 
 from google.protobuf.message import DecodeError
 
-from coordinator.preview import grant_body, proposal_problems
+from coordinator.preview import grant_body, proposal_problems, study_assembly
 from genogate.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -53,6 +53,7 @@ from genogate.errors import (
     Reason,
     StoreError,
 )
+from genogate.genome import BUILDS
 from genogate.query import Kind
 from genogate.signing import Signer, key_id, verify
 from genogate.sqlitedb import open_database, statements, write_error
@@ -65,7 +66,6 @@ MAX_PROPOSAL_BYTES = 64 * 1024
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # used with fullmatch: "$" would allow "\n"
 _ENDPOINT_RE = re.compile(r"(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})")
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
-_BUILDS = ("GRCh37", "GRCh38")
 APPROVE, REJECT, REVOKE = cpb.REVIEW_DECISION_APPROVE, cpb.REVIEW_DECISION_REJECT, cpb.REVIEW_DECISION_REVOKE
 
 _SCHEMA = """
@@ -181,6 +181,11 @@ _REGISTRY = {  # table: (primary key, public message when the key is taken with 
 }
 
 
+def _builds(conn: sqlite3.Connection) -> dict[str, str]:
+    """Each registered site's genome build."""
+    return {str(n): str(b) for n, b in conn.execute("SELECT name, genome_build FROM nodes")}
+
+
 def _register(conn: sqlite3.Connection, table: str, row: tuple[object, ...], now: int) -> int:
     """Insert a registry row (key first, time last), or return the registered time of an identical one."""
     pk, message = _REGISTRY[table]
@@ -263,7 +268,7 @@ class CoordinatorState:
             (_NAME_RE.fullmatch(node.name), "name must be 1-64 of A-Z a-z 0-9 . _ - (not starting with . _ -)"),
             (port and 1 <= int(port.group(1)) <= 65535, "endpoint must be host:port"),
             (_SHA256_RE.fullmatch(node.cert_sha256), "cert_sha256 must be 64 lowercase hex digits"),
-            (node.genome_build in _BUILDS, f"genome_build must be one of {', '.join(_BUILDS)}"),
+            (node.genome_build in BUILDS, f"genome_build must be one of {', '.join(BUILDS)}"),
         )
         if problems := [msg for ok, msg in checks if not ok]:
             raise _invalid("; ".join(problems), "node registration")
@@ -332,7 +337,7 @@ class CoordinatorState:
                     f"researcher key {fp!r} is not registered", message="the researcher key is not registered"
                 )
             verify(bytes(row[0]), "genogate.v1.StudyProposal", payload, signed.researcher_signature)
-            if problems := proposal_problems(proposal, {r[0] for r in conn.execute("SELECT name FROM nodes")}):
+            if problems := proposal_problems(proposal, _builds(conn)):
                 raise _invalid("; ".join(problems))
             old = conn.execute("SELECT proposal_sha256 FROM studies WHERE study_id = ?", (study_id,)).fetchone()
             if old is None:
@@ -556,12 +561,16 @@ class CoordinatorState:
         if approvals < k:
             return
         proposal = cpb.StudyProposal.FromString(bytes(payload))
+        assembly, problems = study_assembly(proposal, _builds(conn))
+        if problems:  # a site was re-registered on another build since the proposal
+            raise _precondition(f"{study_id}: {'; '.join(problems)}", "; ".join(problems))
         body = grant_body(
             proposal,
             study_id=study_id,
             researcher_public_key=bytes(key),
             approved_ms=now,
             revocation_epoch=self._epoch(conn),
+            assembly=assembly,
         )
         grant = body.SerializeToString(deterministic=True)
         signature = self._signer.sign("genogate.v1.GrantBody", grant)
@@ -592,6 +601,9 @@ class CoordinatorState:
         )
         if g_payload is not None:
             study.grant.CopyFrom(pb.StudyGrant(payload=g_payload, committee_signature=g_sig, committee_key_id=g_key))
+            study.assembly = pb.GrantBody.FromString(bytes(g_payload)).assembly
+        else:
+            study.assembly = study_assembly(study.proposal, _builds(conn))[0]
         return study
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genogate.errors import DeadlineExceeded, GenogateError, InvalidArgument, LocalError, Unavailable, UsageError
+from genogate.genome import BUILDS
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
@@ -174,6 +175,13 @@ def _add_proposal_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--per-site-breakdown", action="store_true", help="ask to see each site's answer, not only the combination"
     )
+    p.add_argument(
+        "--assembly",
+        choices=BUILDS,
+        default="",
+        help="the genome build of the study's coordinates (default: the one its sites share; sites on different "
+        "builds cannot form one study)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -270,7 +278,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--endpoint", type=_endpoint, required=True, metavar="HOST:PORT", help="the node's gRPC address")
     c.add_argument("--cert", type=Path, required=True, metavar="PEM", help="the node's TLS certificate")
     c.add_argument(
-        "--build", choices=("GRCh37", "GRCh38"), default="GRCh38", help="reference build (default: %(default)s)"
+        "--build",
+        choices=BUILDS,
+        default="",
+        help="the genome build you expect; the build is read from the node itself (which must be running), and a "
+        "node on another build is refused",
     )
     command(nodes, "list", _nodes_list, "list registered nodes", "List the registered nodes.")
 
@@ -323,6 +335,12 @@ def _parser() -> argparse.ArgumentParser:
             c.add_argument("--max-af", type=float, metavar="F", help="count only variants with allele frequency <= F")
         c.add_argument(
             "--sites", type=_names, default=[], metavar="A,B", help="only these sites (default: the grant's)"
+        )
+        c.add_argument(
+            "--assembly",
+            choices=BUILDS,
+            default="",
+            help="the genome build of the variants and regions (default: the study's); a site on another build refuses",
         )
         c.add_argument(
             "--site-timeout",
@@ -425,6 +443,7 @@ def _proposal(args: argparse.Namespace, fingerprint: str) -> cpb.StudyProposal:
         researcher_key_fingerprint=fingerprint,
         description=args.description,
         per_site_breakdown=args.per_site_breakdown,
+        assembly=args.assembly,
     )
 
 
@@ -488,6 +507,23 @@ def _study_review(args: argparse.Namespace) -> int:
     return _emit(args, cpb.ReviewStudyResponse(study=s), lambda: table.study(s))
 
 
+def _node_build(args: argparse.Namespace, profile: Profile) -> str:
+    """The genome build a node serves, asked of the node itself (its store records it from the data)."""
+    from genogate.nodeclient import NodeClient
+
+    try:
+        with NodeClient(args.endpoint, profile.client_tls(), timeout_s=min(args.timeout, 10.0)) as node:
+            build = node.info().genome_build
+    except GenogateError as exc:
+        raise UsageError(
+            f"cannot ask the node at {args.endpoint} for its genome build ({exc.message}); start it first "
+            "(with a certificate that the node's CA trusts in your profile)"
+        ) from None
+    if args.build and args.build != build:
+        raise UsageError(f"the node at {args.endpoint} serves {build}, not --build {args.build}")
+    return build
+
+
 def _nodes_register(args: argparse.Namespace) -> int:
     from genogate import table
     from genogate.tls import fingerprint_sha256
@@ -499,8 +535,9 @@ def _nodes_register(args: argparse.Namespace) -> int:
         raise UsageError(f"--cert {args.cert}: cannot read ({exc.strerror or type(exc).__name__})") from None
     except ValueError:
         raise UsageError(f"--cert {args.cert}: not a PEM certificate") from None
-    node = cpb.NodeInfo(name=args.name, endpoint=args.endpoint, cert_sha256=cert_sha256, genome_build=args.build)
     profile = _profile(args)
+    build = _node_build(args, profile)
+    node = cpb.NodeInfo(name=args.name, endpoint=args.endpoint, cert_sha256=cert_sha256, genome_build=build)
     with _client(args, profile) as client:
         registered = client.register_node(node)
     return _emit(args, cpb.RegisterNodeResponse(node=registered), lambda: table.nodes([registered]))
@@ -539,6 +576,7 @@ def _query(args: argparse.Namespace) -> int:
         "epsilon": args.epsilon,
         "sites": args.sites,
         "site_timeout_ms": args.site_timeout,
+        "assembly": args.assembly,
     }
     try:
         if args.kind in ("allele-frequency", "case-control") and not args.variant and not getattr(args, "region", None):

@@ -481,9 +481,12 @@ class Client:
         sites: Sequence[str] = (),
         query_id: str | None = None,
         site_timeout_ms: int = 0,
+        assembly: str = "",
     ) -> QueryResult:
-        """Sign and run any query; every other query method comes here."""
-        env = envelope(query, study_id=study, epsilon=epsilon, query_id=query_id, sites=tuple(sites))
+        """Sign and run any query; every other query method comes here. ``assembly`` names the genome build
+        of the query's coordinates ("GRCh37" or "GRCh38"); empty means the study's, and a site whose data is on
+        another build refuses (``WRONG_ASSEMBLY``)."""
+        env = envelope(query, study_id=study, epsilon=epsilon, query_id=query_id, sites=tuple(sites), assembly=assembly)
         payload, signature = signed(env, self._signer)
         request = pb.SignedQuery(payload=payload, researcher_signature=signature)
         for attempt in range(1, self._attempts + 1):

@@ -223,6 +223,7 @@ def _start(fed: Federation) -> None:
 
 def _register(fed: Federation) -> None:
     from genogate.coordclient import CoordinatorClient
+    from genogate.nodeclient import NodeClient
     from genogate.signing import Signer
     from genogate.tls import fingerprint_sha256
     from genogate.wire.v1 import coordinator_pb2 as cpb
@@ -232,12 +233,14 @@ def _register(fed: Federation) -> None:
     with CoordinatorClient(fed.coordinator.address, _operator_tls(fed)) as c:
         for site in SITES:
             cert = (fed.root / site / "tls/node.pem").read_bytes()
+            with NodeClient(fed.nodes[site].address, _operator_tls(fed)) as node:
+                build = node.info().genome_build  # what the node's store recorded from its data
             c.register_node(
                 cpb.NodeInfo(
                     name=site,
                     endpoint=fed.nodes[site].address,
                     cert_sha256=fingerprint_sha256(cert),
-                    genome_build="GRCh38",
+                    genome_build=build,
                 )
             )
             print(f"   $ genogate nodes register --name {site} --endpoint {fed.nodes[site].address} ...")

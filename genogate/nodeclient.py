@@ -62,9 +62,16 @@ def signed(env: pb.QueryEnvelope, signer: Signer) -> tuple[bytes, bytes]:
 
 
 def envelope(
-    query: Query, *, study_id: str, epsilon: float, query_id: str | None = None, sites: tuple[str, ...] = ()
+    query: Query,
+    *,
+    study_id: str,
+    epsilon: float,
+    query_id: str | None = None,
+    sites: tuple[str, ...] = (),
+    assembly: str = "",
 ) -> pb.QueryEnvelope:
-    """A fresh query envelope (new nonce and timestamp; a new id unless one is given)."""
+    """A fresh query envelope (new nonce and timestamp; a new id unless one is given). ``assembly``: the
+    genome build the query's coordinates are on; empty means the study's."""
     return pb.QueryEnvelope(
         query_id=query_id or uuid.uuid4().hex,
         study_id=study_id,
@@ -73,6 +80,7 @@ def envelope(
         nonce=os.urandom(16),
         timestamp_unix_ms=int(time.time() * 1000),
         sites=list(sites),
+        assembly=assembly,
     )
 
 

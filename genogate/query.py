@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from genogate.errors import InvalidArgument, Reason
+from genogate.errors import FailedPrecondition, InvalidArgument, Reason
+from genogate.genome import BuildError, canonical_contig, minimal
 
 MAX_POS = 2**31 - 1
 _CHROM_RE = re.compile(r"^[A-Za-z0-9_.]{1,64}$")
@@ -318,23 +319,57 @@ class CarrierCount:
 Query = CohortCount | AlleleFrequency | GenotypeCounts | CaseControl | CarrierCount
 
 
-def canonical(q: Query) -> Query:
-    """The canonical form of a query: filters normalised, variant lists sorted and de-duplicated.
+def _build_error(exc: BuildError) -> FailedPrecondition:
+    return FailedPrecondition(str(exc), reason=Reason.WRONG_ASSEMBLY, message=f"wrong genome build: {exc}")
+
+
+def canonical_variant(v: Variant, build: str | None = None) -> Variant:
+    """The one spelling of ``v`` (``genogate.genome``): canonical contig name, upper-case minimal alleles.
+
+    With ``build``, a RefSeq accession of another build is refused (``WRONG_ASSEMBLY``)."""
+    try:
+        chrom = canonical_contig(v.chrom, build)
+    except BuildError as exc:
+        raise _build_error(exc) from None
+    pos, ref, alt = minimal(v.pos, v.ref, v.alt)
+    if chrom == v.chrom and (pos, ref, alt) == (v.pos, v.ref, v.alt):
+        return v
+    return Variant(chrom, pos, ref, alt)
+
+
+def canonical_region(r: Region, build: str | None = None) -> Region:
+    """``r`` on its canonical contig name."""
+    try:
+        chrom = canonical_contig(r.chrom, build)
+    except BuildError as exc:
+        raise _build_error(exc) from None
+    return r if chrom == r.chrom else Region(chrom, r.start, r.end)
+
+
+def canonical(q: Query, build: str | None = None) -> Query:
+    """The canonical form of a query: variants and regions in their one spelling (``canonical_variant``),
+    filters normalised, variant lists sorted and de-duplicated.
 
     Two queries with the same canonical form ask the same question; the node answers the second with the
-    first's stored release (averaging repeated noisy answers would otherwise defeat the noise).
+    first's stored release (averaging repeated noisy answers would otherwise defeat the noise). ``chr1`` and
+    ``1``, ``a`` and ``A``, ``GCA>GA`` and ``GC>G`` are one question.
     """
+
+    def variants(vs: tuple[Variant, ...]) -> tuple[Variant, ...]:
+        return tuple(sorted({canonical_variant(v, build) for v in vs}))
+
+    def region(r: Region | None) -> Region | None:
+        return canonical_region(r, build) if r is not None else None
+
     if isinstance(q, CohortCount):
         return CohortCount(normalise_filter(q.filter))
     if isinstance(q, AlleleFrequency):
-        return AlleleFrequency(tuple(sorted(set(q.variants))), q.region, normalise_filter(q.filter))
+        return AlleleFrequency(variants(q.variants), region(q.region), normalise_filter(q.filter))
     if isinstance(q, GenotypeCounts):
-        return GenotypeCounts(q.variant, normalise_filter(q.filter))
+        return GenotypeCounts(canonical_variant(q.variant, build), normalise_filter(q.filter))
     if isinstance(q, CaseControl):
-        return CaseControl(
-            tuple(sorted(set(q.variants))), normalise_filter(q.case_filter), normalise_filter(q.control_filter)
-        )
-    return CarrierCount(q.region, q.max_allele_frequency, normalise_filter(q.filter))
+        return CaseControl(variants(q.variants), normalise_filter(q.case_filter), normalise_filter(q.control_filter))
+    return CarrierCount(canonical_region(q.region, build), q.max_allele_frequency, normalise_filter(q.filter))
 
 
 def filters_of(q: Query) -> tuple[Filter, ...]:

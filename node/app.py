@@ -145,10 +145,14 @@ def create_server(
         noise=OpenDPNoise(),
         signer=signer,
         grants=grant_verifier(config),
+        build=config.node.genome_build,
     )
+    catalogue = service.catalogue
     info = npb.GetNodeInfoResponse(
         name=config.node.name,
-        genome_build=config.node.genome_build,
+        genome_build=catalogue.build,
+        contigs=catalogue.contigs,
+        covered_regions=[str(r) for r in catalogue.covered_regions()],
         kinds=[cast("pb.QueryKind.ValueType", k.value) for k in sorted(policy.allowed_kinds, key=lambda k: k.value)],
         max_variants_per_query=policy.max_variants_per_query,
         min_reportable_count=policy.min_reportable_count,

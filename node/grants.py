@@ -55,6 +55,7 @@ from genogate.errors import (
     Unauthenticated,
     Unavailable,
 )
+from genogate.genome import BUILDS
 from genogate.query import Kind
 from genogate.signing import key_id, verify
 from genogate.sqlitedb import open_database, write_error
@@ -341,6 +342,8 @@ def _parse_grant(payload: bytes) -> tuple[pb.GrantBody, Study]:
         raise _invalid_study(str(exc)) from None
     if not kinds:
         raise _invalid_study("the grant names no query kind")
+    if body.assembly not in BUILDS:
+        raise _invalid_study(f"the grant's assembly must be one of {', '.join(BUILDS)}")
     study = Study(
         study_id=body.study_id,
         purpose=purpose,
@@ -351,6 +354,7 @@ def _parse_grant(payload: bytes) -> tuple[pb.GrantBody, Study]:
         not_before=not_before,
         not_after=not_after,
         researchers=frozenset({body.researcher_key_fingerprint}),
+        assembly=body.assembly,
     )
     return body, study
 

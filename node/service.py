@@ -32,6 +32,7 @@ hand-offs cost more on this path than the counting itself). DuckDB is used throu
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import hashlib
 import logging
@@ -39,7 +40,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -51,7 +52,17 @@ from google.protobuf.message import DecodeError
 
 from genogate import duo, metrics
 from genogate.convert import canonical_bytes, query_from_pb, variant_to_pb
-from genogate.errors import GenogateError, InvalidArgument, PermissionDenied, Reason, ResourceExhausted
+from genogate.errors import (
+    ConfigError,
+    FailedPrecondition,
+    GenogateError,
+    InvalidArgument,
+    PermissionDenied,
+    Reason,
+    ResourceExhausted,
+    StoreError,
+)
+from genogate.genome import BUILDS, canonical_contig, contig_list, contig_sort_key
 from genogate.query import (
     AlleleFrequency,
     CarrierCount,
@@ -61,6 +72,7 @@ from genogate.query import (
     GenotypeCounts,
     Kind,
     Query,
+    Region,
     Variant,
     canonical,
     filters_of,
@@ -122,12 +134,17 @@ class QueryService:
         clock: Callable[[], float] = time.time,
         fetch_workers: int = 4,
         memory_mb: int = 0,
+        build: str = "",
+        covered_regions: Sequence[Region] | None = None,
     ):
         self.name = name
         self.policy = policy
         self._store_path = store_path
         self._root = Store.open(store_path)
         self._local = threading.local()
+        # The node's public catalogue, read once: its build, contigs and covered regions. Queries are checked
+        # against it before anything else is read (never answered as absent: refused, naming what exists).
+        self.catalogue = Catalogue.of(self._root, store_path, build, covered_regions)
         # Loaded once: participants' attributes (filters become numpy masks) and the variant index.
         self._cohorts = Cohorts(self._root)
         self._index = VariantIndex(self._root)
@@ -236,7 +253,8 @@ class QueryService:
                 reason=Reason.EPSILON_OVER_CAP,
                 message="the requested epsilon exceeds the per-query cap",
             )
-        query = canonical(query)
+        query = canonical(query, self.catalogue.assembly_of(env.assembly, study.assembly))
+        self.catalogue.check(query)
         variants = self._variants_of(query)
         self._rate_limit(study.study_id)
 
@@ -425,9 +443,9 @@ class QueryService:
                     reason=Reason.KIND_REFUSED,
                     message="this node does not publish its site list: name the variants",
                 )
-            rows = self._store().variants(q.region)
+            rows = self._store().variants(self.catalogue.stored(q.region))
             variants = [
-                Variant(str(rows.chrom[i]), int(rows.pos[i]), str(rows.ref[i]), str(rows.alt[i]))
+                Variant(canonical_contig(str(rows.chrom[i])), int(rows.pos[i]), str(rows.ref[i]), str(rows.alt[i]))
                 for i in range(len(rows))
             ]
         if len(variants) > self.policy.max_variants_per_query:
@@ -607,6 +625,122 @@ class QueryService:
             half = 2 * dp.halfwidth(p, 0.025)
             v.ci95_low, v.ci95_high = v.estimate - half, v.estimate + half
         return v
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """What a node publishes about its data and checks every query against before reading anything: the
+    genome build, the contigs that hold variants (canonical names) and, for exome or array data, the regions
+    the data covers. All of it is public (``GetNodeInfo``); none of it says who carries what."""
+
+    build: str
+    contigs: tuple[str, ...]
+    covered: tuple[Coverage, ...]  # every set must cover a position asked; () = all covered
+    _stored: Mapping[str, str]  # canonical contig name -> the store's spelling
+
+    @classmethod
+    def of(cls, store: Store, path: Path, build: str, covered: Sequence[Region] | None) -> Catalogue:
+        recorded = store.build
+        if build and recorded and build != recorded:
+            raise ConfigError(
+                f"{path}: the store's data is on {recorded} but the node's config says genome_build = {build!r}; "
+                "fix [node] genome_build (liftover is not supported)"
+            )
+        chosen = recorded or build
+        if not chosen:
+            raise StoreError(f"{path}: the store records no genome build; set [node] genome_build or re-ingest")
+        stored = {canonical_contig(c): c for c in store.contigs()}
+        sets = tuple(Coverage(r) for r in (store.covered_regions(), covered) if r is not None)
+        return cls(chosen, tuple(sorted(stored, key=contig_sort_key)), sets, stored)
+
+    def covered_regions(self) -> list[Region]:
+        """The covered regions as published: the only set, or empty when the data covers all its contigs
+        (with a store set and a config set both given, a position must be in both; both are published)."""
+        return [r for c in self.covered for r in c.regions]
+
+    def assembly_of(self, asked: str, study: str) -> str:
+        """The build a query's coordinates are on (its own, else its study's, else this node's), refused
+        unless it is this node's."""
+        if asked and asked not in BUILDS:
+            raise InvalidArgument(
+                f"assembly {asked!r}",
+                reason=Reason.WRONG_ASSEMBLY,
+                message=f"unknown assembly {asked[:20]!r}; assemblies are {', '.join(BUILDS)}",
+            )
+        if asked and study and asked != study:
+            raise FailedPrecondition(
+                f"query {asked}, study {study}",
+                reason=Reason.WRONG_ASSEMBLY,
+                message=f"the query is on {asked} but its study is on {study}",
+            )
+        wanted = asked or study or self.build
+        if wanted != self.build:
+            raise FailedPrecondition(
+                f"asked {wanted}, node {self.build}",
+                reason=Reason.WRONG_ASSEMBLY,
+                message=f"this site's data is on {self.build}, not {wanted} (liftover is not supported)",
+            )
+        return wanted
+
+    def check(self, q: Query) -> None:
+        """Refuse a canonical query naming a contig this node does not have, or a position its data does
+        not cover (``UNKNOWN_CONTIG``, ``NOT_COVERED``): never answered as an absent variant."""
+        spans: list[tuple[str, int, int]] = []
+        if isinstance(q, AlleleFrequency | CaseControl):
+            spans += [(v.chrom, v.pos, v.pos) for v in q.variants]
+        if isinstance(q, GenotypeCounts):
+            spans.append((q.variant.chrom, q.variant.pos, q.variant.pos))
+        region = q.region if isinstance(q, AlleleFrequency | CarrierCount) else None
+        if region is not None:
+            spans.append((region.chrom, region.start, region.end))
+        for chrom, start, end in spans:
+            if chrom not in self._stored:
+                raise InvalidArgument(
+                    chrom,
+                    reason=Reason.UNKNOWN_CONTIG,
+                    message=f"this site has no contig {chrom[:64]!r}; its contigs are {contig_list(self.contigs)}",
+                )
+            for coverage in self.covered:
+                if not coverage.holds(chrom, start, end):
+                    raise InvalidArgument(
+                        f"{chrom}:{start}-{end}",
+                        reason=Reason.NOT_COVERED,
+                        message=f"{chrom}:{start}-{end} is outside the regions this site's data covers "
+                        "(exome or array data: an uncovered position is unknown, not reference)",
+                    )
+
+    def stored(self, region: Region) -> Region:
+        """A canonical region as the store spells its contig."""
+        return Region(self._stored[region.chrom], region.start, region.end)
+
+
+class Coverage:
+    """Merged regions, looked up by binary search (an exome's ~200k intervals cost ~1 µs per position)."""
+
+    def __init__(self, regions: Sequence[Region]):
+        self.regions = tuple(regions)
+        by_chrom: dict[str, list[tuple[int, int]]] = {}
+        for r in regions:
+            by_chrom.setdefault(r.chrom, []).append((r.start, r.end))
+        self._starts: dict[str, list[int]] = {}
+        self._ends: dict[str, list[int]] = {}
+        for chrom, spans in by_chrom.items():
+            merged: list[list[int]] = []
+            for start, end in sorted(spans):
+                if merged and start <= merged[-1][1] + 1:
+                    merged[-1][1] = max(merged[-1][1], end)
+                else:
+                    merged.append([start, end])
+            self._starts[chrom] = [a for a, _ in merged]
+            self._ends[chrom] = [b for _, b in merged]
+
+    def holds(self, chrom: str, start: int, end: int) -> bool:
+        """Whether ``chrom:start-end`` lies wholly within one merged region."""
+        starts = self._starts.get(chrom)
+        if not starts:
+            return False
+        i = bisect.bisect_right(starts, start) - 1
+        return i >= 0 and end <= self._ends[chrom][i]
 
 
 @dataclass

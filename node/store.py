@@ -32,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from genogate.errors import StoreError
+from genogate.genome import canonical_contig, contig_sort_key
 from genogate.query import Region, Variant
 from node.records import HOM_REF, N_CLASSES
 
@@ -141,6 +142,20 @@ class Store:
 
     def set_meta(self, key: str, value: str) -> None:
         self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+
+    @property
+    def build(self) -> str | None:
+        """The genome build the store's data is on (recorded at ingest), None if it records none."""
+        return self.meta("genome_build")
+
+    def contigs(self) -> list[str]:
+        """The names of the contigs that hold at least one variant, in natural order."""
+        rows = self.con.execute("SELECT DISTINCT chrom FROM variants").fetchall()
+        return sorted((str(r[0]) for r in rows), key=contig_sort_key)
+
+    def covered_regions(self) -> list[Region] | None:
+        """The regions the data covers (exome, array), or None when it covers every position of its contigs."""
+        return None
 
     @property
     def n_samples(self) -> int:
@@ -346,8 +361,10 @@ class VariantIndex:
 
     def __init__(self, store: Store):
         d = store.con.execute("SELECT vid, chrom, pos, ref, alt FROM variants").fetchnumpy()
-        self._chrom = {c: i for i, c in enumerate(sorted(set(d["chrom"].tolist())))}
-        codes = np.array([self._chrom[c] for c in d["chrom"].tolist()], dtype=np.int64)
+        stored = sorted(set(d["chrom"].tolist()))
+        self._chrom = {canonical_contig(c): i for i, c in enumerate(stored)}  # looked up by canonical name
+        code_of = {c: i for i, c in enumerate(stored)}
+        codes = np.array([code_of[c] for c in d["chrom"].tolist()], dtype=np.int64)
         keys = (codes << 32) | d["pos"].astype(np.int64)
         digests = np.array(
             [_allele_digest(r, a) for r, a in zip(d["ref"].tolist(), d["alt"].tolist(), strict=True)], dtype=np.int64

@@ -12,6 +12,7 @@ trusted-studies TOML file that its data steward maintains::
     not_before = 2026-01-01T00:00:00Z   # optional
     not_after = 2027-12-31T00:00:00Z
     researchers = ["alice"]             # client-certificate common names allowed to query
+    assembly = "GRCh38"                 # optional: the build of the study's coordinates (default: the node's)
 
 A study here is the same value a verified grant will become: ``Study`` is what the service checks.
 """
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from genogate import duo
 from genogate.errors import ConfigError
+from genogate.genome import BUILDS
 from genogate.query import Kind
 
 
@@ -40,9 +42,20 @@ class Study:
     not_before: dt.datetime | None
     not_after: dt.datetime | None
     researchers: frozenset[str]
+    assembly: str = ""  # the genome build the study's coordinates are on; "" = the node's own (local studies)
 
 
-_FIELDS = {"id", "purpose", "kinds", "epsilon_total", "epsilon_per_query_cap", "not_before", "not_after", "researchers"}
+_FIELDS = {
+    "id",
+    "purpose",
+    "kinds",
+    "epsilon_total",
+    "epsilon_per_query_cap",
+    "not_before",
+    "not_after",
+    "researchers",
+    "assembly",
+}
 
 
 def load_studies(path: Path) -> dict[str, Study]:
@@ -98,6 +111,9 @@ def _study(raw: dict[str, object]) -> Study:
     researchers = raw["researchers"]
     if not isinstance(researchers, list) or not all(isinstance(r, str) and r for r in researchers):
         raise ValueError("researchers must be a list of client-certificate common names")
+    assembly = str(raw.get("assembly", ""))
+    if assembly and assembly not in BUILDS:
+        raise ValueError(f"assembly must be one of {', '.join(BUILDS)}")
     return Study(
         sid,
         purpose,
@@ -108,6 +124,7 @@ def _study(raw: dict[str, object]) -> Study:
         _time(raw.get("not_before")),
         _time(raw.get("not_after")),
         frozenset(researchers),
+        assembly,
     )
 
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from coordinator.preview import DAY_MS, grant_body, preview, proposal_problems
+from coordinator.preview import DAY_MS, grant_body, preview, proposal_problems, study_assembly
 from genogate.query import Kind
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
@@ -18,6 +18,7 @@ NODES = {
     name: cpb.NodeInfo(name=name, endpoint=f"{name}:7000", cert_sha256="ab" * 32, genome_build="GRCh38")
     for name in ("site-a", "site-b")
 }
+BUILDS = {name: n.genome_build for name, n in NODES.items()}
 
 
 def proposal(**overrides: object) -> cpb.StudyProposal:
@@ -43,8 +44,9 @@ def test_a_valid_proposal_previews_its_grant_noise_and_budget() -> None:
     p = proposal()
     out = preview(p, NODES, researcher_public_key=b"k" * 32, revocation_epoch=3, now_ms=NOW_MS)
     assert out.grant_body == grant_body(
-        p, study_id="", researcher_public_key=b"k" * 32, approved_ms=NOW_MS, revocation_epoch=3
+        p, study_id="", researcher_public_key=b"k" * 32, approved_ms=NOW_MS, revocation_epoch=3, assembly="GRCh38"
     )
+    assert out.grant_body.assembly == "GRCh38"  # the build every site has
     body = out.grant_body
     assert body.study_id == "" and body.not_before_unix_ms == NOW_MS
     assert body.not_after_unix_ms == NOW_MS + 90 * DAY_MS
@@ -97,5 +99,25 @@ def test_a_huge_but_allowed_cap_reports_no_noise_rather_than_minus_infinity() ->
 
 
 def test_proposal_problems_is_empty_for_a_valid_proposal() -> None:
-    assert proposal_problems(proposal(), NODES) == []
-    assert proposal_problems(proposal(epsilon_per_query_cap=10.0, duration_days=3650), NODES) == []
+    assert proposal_problems(proposal(), BUILDS) == []
+    assert proposal_problems(proposal(epsilon_per_query_cap=10.0, duration_days=3650), BUILDS) == []
+
+
+def test_a_study_has_one_genome_build() -> None:
+    """The proposal's assembly, else the one its sites share; sites on different builds, or a proposal on
+    another build than its sites, are problems (liftover is out of scope)."""
+    mixed = {"site-a": "GRCh37", "site-b": "GRCh38"}
+    assert study_assembly(proposal(), BUILDS) == ("GRCh38", [])
+    assert study_assembly(proposal(assembly="GRCh38"), BUILDS) == ("GRCh38", [])
+    assert study_assembly(proposal(sites=["site-a"]), mixed) == ("GRCh37", [])
+    _, problems = study_assembly(proposal(), mixed)
+    assert problems == [
+        "the sites differ in genome build (site-a GRCh37, site-b GRCh38): a study's sites must share one build"
+    ]
+    assert study_assembly(proposal(assembly="GRCh37"), BUILDS)[1] == [
+        "the study asks for GRCh37 but its sites' data is on GRCh38"
+    ]
+    assert "is not one of GRCh37, GRCh38" in study_assembly(proposal(assembly="hg19"), BUILDS)[1][0]
+    assert problems[0] in proposal_problems(proposal(), mixed)
+    out = preview(proposal(), {n: cpb.NodeInfo(name=n, genome_build=b) for n, b in mixed.items()}, now_ms=NOW_MS)
+    assert problems[0] in out.problems and out.grant_body.assembly == ""
