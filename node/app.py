@@ -146,6 +146,7 @@ def create_server(
         signer=signer,
         grants=grant_verifier(config),
         build=config.node.genome_build,
+        covered_bed=config.store.covered_regions,
     )
     catalogue = service.catalogue
     info = npb.GetNodeInfoResponse(

@@ -98,9 +98,13 @@ class NodeSettings:
             "check": check_name,
         }
     )
-    genome_build: Literal["GRCh37", "GRCh38"] = field(
-        default="GRCh38",
-        metadata={"help": "The reference genome build of the variants in the store; queries use the same build."},
+    genome_build: Literal["", "GRCh37", "GRCh38"] = field(
+        default="",
+        metadata={
+            "help": "The reference genome build of the store's data. Empty: the build ingest recorded from the data "
+            "(the VCF header or `ingest --build`); set, the node refuses to start unless the store agrees. Queries "
+            "on another build are refused (liftover is not supported)."
+        },
     )
 
 
@@ -133,6 +137,15 @@ class StoreSettings:
             "logged with its size): queries then read their rows from memory instead of running a DuckDB "
             "statement each. A larger store is read through DuckDB. 0: always through DuckDB.",
             "check": _at_least(0),
+        },
+    )
+    covered_regions: Path | None = field(
+        default=None,
+        metadata={
+            "help": "For exome or array data: a BED file of the regions the data covers (canonical or UCSC contig "
+            "names). A variant or region outside them is refused as not covered (NOT_COVERED) instead of being "
+            "counted as reference. Unset: the data covers every position of its contigs (genome data), unless "
+            "ingest recorded covered regions (`ingest --covered-regions`); with both, a position must be in both.",
         },
     )
 

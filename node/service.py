@@ -80,6 +80,7 @@ from genogate.query import (
 from genogate.signing import Signer
 from genogate.wire.v1 import common_pb2 as pb
 from node import dp
+from node.bed import read_bed
 from node.cohort import Cohorts
 from node.freq import allele_counts
 from node.grants import GrantVerifier
@@ -136,6 +137,7 @@ class QueryService:
         memory_mb: int = 0,
         build: str = "",
         covered_regions: Sequence[Region] | None = None,
+        covered_bed: Path | None = None,
     ):
         self.name = name
         self.policy = policy
@@ -144,7 +146,7 @@ class QueryService:
         self._local = threading.local()
         # The node's public catalogue, read once: its build, contigs and covered regions. Queries are checked
         # against it before anything else is read (never answered as absent: refused, naming what exists).
-        self.catalogue = Catalogue.of(self._root, store_path, build, covered_regions)
+        self.catalogue = Catalogue.of(self._root, store_path, build, covered_regions, covered_bed)
         # Loaded once: participants' attributes (filters become numpy masks) and the variant index.
         self._cohorts = Cohorts(self._root)
         self._index = VariantIndex(self._root)
@@ -639,7 +641,11 @@ class Catalogue:
     _stored: Mapping[str, str]  # canonical contig name -> the store's spelling
 
     @classmethod
-    def of(cls, store: Store, path: Path, build: str, covered: Sequence[Region] | None) -> Catalogue:
+    def of(
+        cls, store: Store, path: Path, build: str, covered: Sequence[Region] | None, bed: Path | None = None
+    ) -> Catalogue:
+        """The catalogue of ``store`` (at ``path``): its recorded build, which the configured ``build`` must
+        match; its contigs; the regions it covers (recorded at ingest), ``covered`` and the ``bed`` file's."""
         recorded = store.build
         if build and recorded and build != recorded:
             raise ConfigError(
@@ -650,7 +656,8 @@ class Catalogue:
         if not chosen:
             raise StoreError(f"{path}: the store records no genome build; set [node] genome_build or re-ingest")
         stored = {canonical_contig(c): c for c in store.contigs()}
-        sets = tuple(Coverage(r) for r in (store.covered_regions(), covered) if r is not None)
+        from_bed = read_bed(bed, chosen) if bed is not None else None
+        sets = tuple(Coverage(r) for r in (store.covered_regions(), covered, from_bed) if r is not None)
         return cls(chosen, tuple(sorted(stored, key=contig_sort_key)), sets, stored)
 
     def covered_regions(self) -> list[Region]:

@@ -94,15 +94,16 @@ def test_demo_up_stays_running_for_pasted_commands_until_ctrl_c(tmp_path: Path) 
         out = "".join(lines)
         assert "Press Ctrl-C" in out, out
         profile = re.search(r"export GENOGATE_PROFILE=(\S+)", out)
+        study = re.search(r"export STUDY=(\S+)", out)
         command = re.search(r"  genogate (query cohort-count [^\n]+)", out)
-        assert profile and command
+        assert profile and study and command
         # The printed command, pasted as printed (its quoting is the shell's): run it through a shell.
         pasted = subprocess.run(
             f"{sys.executable} -m genogate.cli {command.group(1)} --json",
             shell=True,
             capture_output=True,
             text=True,
-            env={**ENV, "GENOGATE_PROFILE": profile.group(1)},
+            env={**ENV, "GENOGATE_PROFILE": profile.group(1), "STUDY": study.group(1)},
             timeout=120,
             check=False,
         )
