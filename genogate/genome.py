@@ -74,8 +74,11 @@ _CHR_RE = re.compile(r"^chr", re.IGNORECASE)
 
 # Words in a ##reference line (or a ##contig's assembly=) that name a build.
 _BUILD_WORDS = (
-    ("GRCh38", re.compile(r"grch38|hg38|\bb38\b|GCA_000001405\.(1[5-9]|2\d)|hs38", re.IGNORECASE)),
-    ("GRCh37", re.compile(r"grch37|hg19|\bb37\b|hs37|human_g1k_v37|GCA_000001405\.([1-9]|1[0-4])\b", re.IGNORECASE)),
+    ("GRCh38", re.compile(r"grch38|hg38|\bb38\b|GCA_000001405\.(1[5-9]|2\d)|hs38|assembly38", re.IGNORECASE)),
+    (
+        "GRCh37",
+        re.compile(r"grch37|hg19|\bb37\b|hs37|human_g1k_v37|GCA_000001405\.([1-9]|1[0-4])\b|assembly19", re.IGNORECASE),
+    ),
     ("NCBI36", re.compile(r"ncbi36|hg18|\bb36\b|human_b36", re.IGNORECASE)),
 )
 
@@ -174,8 +177,16 @@ def contig_list(names: Iterable[str], limit: int = 30) -> str:
     return ", ".join(ordered[:limit]) + (f" and {more} more" if more > 0 else "")
 
 
-def contig_sort_key(name: str) -> tuple[int, str]:
+def contig_rank(name: str) -> int:
+    """Natural order of a canonical contig name: 1..22 (any number), X, Y, MT, then other contigs."""
     if name.isdigit():
-        return (int(name), "")
-    special = {"X": 1_000_001, "Y": 1_000_002, "MT": 1_000_004}
-    return (special.get(name, 2_000_000), name)
+        return int(name)
+    return _SPECIAL_RANK.get(name, 2_000_000)
+
+
+def contig_sort_key(name: str) -> tuple[int, str]:
+    """Sort key of a canonical contig name: ``contig_rank``, then the name (other contigs by name)."""
+    return (contig_rank(name), name)
+
+
+_SPECIAL_RANK = {"X": 1_000_001, "Y": 1_000_002, "MT": 1_000_004}
