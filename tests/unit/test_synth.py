@@ -326,3 +326,27 @@ def test_bcftools_counts_match_sitecalls(tmp_path: Path) -> None:
         ac = c[HET] + 2 * c[HOM_ALT] + c[HEMI_ALT]
         want.append(f"{sc.chrom}\t{sc.pos}\t{sc.ref}\t{sc.alt}\t{an}\t{ac}\n")
     assert got == "".join(want)
+
+
+def test_store_path_and_vcf_path_give_the_same_canonical_grch38_store(tmp_path: Path) -> None:
+    """``synth --store`` writes canonical names and the build directly; ingesting ``synth``'s VCF (whose header
+    states GRCh38) gives the very same variants and counts."""
+    from node import freq
+    from node.ingest import ingest
+    from node.store import Store
+    from node.synth_cli import synth_store
+
+    paths, summary = synth_store(tmp_path / "direct.duckdb", tmp_path / "direct", MIXED, progress=False)
+    assert (summary.build, summary.build_from) == ("GRCh38", "from the file header")
+    files = run(tmp_path / "vcf", MIXED)
+    ingest(tmp_path / "via_vcf.duckdb", [files["vcf"]], files["samples"])
+    rows = []
+    for name in ("direct.duckdb", "via_vcf.duckdb"):
+        store = Store.open(tmp_path / name)
+        try:
+            assert store.build == "GRCh38" and store.contigs() == ["21", "X"]
+            rows.append(list(freq.rows(store)))
+        finally:
+            store.close()
+    assert len(rows[0]) > 600 and rows[0] == rows[1]
+    assert all(v.split("-")[0] in ("21", "X") for v in planted(MIXED))
