@@ -61,8 +61,8 @@ def _parser() -> argparse.ArgumentParser:
         "--reference",
         type=Path,
         metavar="FASTA",
-        help="reference FASTA (plain, or bgzip with .fai and .gzi): check every REF against it and left-align "
-        "indels as 'bcftools norm -m- -f' does",
+        help="reference FASTA (uncompressed; a .fai index is written beside it if absent): check every REF "
+        "against it and left-align indels as 'bcftools norm -m- -f' does",
     )
     ing.add_argument(
         "--covered-regions",

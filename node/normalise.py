@@ -38,9 +38,9 @@ def show(value: str, limit: int = 20) -> str:
 class Reference:
     """A reference FASTA read through ``pyfaidx`` (indexed: it writes a ``.fai`` beside the file if absent).
 
-    A bgzip-compressed FASTA needs its ``.fai`` and ``.gzi`` (``samtools faidx``) and Biopython; a plain
-    gzip one cannot be read at random: decompress it. Contig names are matched canonically (``chr1`` in the
-    FASTA answers for ``1``).
+    A compressed FASTA is refused with a clear message: pyfaidx reads bgzip only through Biopython (not a
+    genogate dependency), and plain gzip cannot be read at random; decompress it (``bgzip -d``). Contig names
+    are matched canonically (``chr1`` in the FASTA answers for ``1``).
     """
 
     def __init__(self, path: Path, build: str):
@@ -49,6 +49,12 @@ class Reference:
         self.path = Path(path)
         if not self.path.is_file():
             raise IngestError(str(self.path), "no such file")
+        with open(self.path, "rb") as fh:
+            if fh.read(2) == b"\x1f\x8b":
+                raise IngestError(
+                    str(self.path),
+                    "the reference FASTA is compressed: decompress it (bgzip -d) and give the plain file",
+                )
         try:
             self._fasta = pyfaidx.Fasta(str(self.path), as_raw=True, sequence_always_upper=True)
         except Exception as exc:  # noqa: BLE001 - pyfaidx raises many kinds (index, gzip, format)

@@ -291,3 +291,15 @@ def test_store_contigs_are_in_natural_order(tmp_path: Path, sheet: Path) -> None
         assert [v[0] for v in variants(tmp_path / "s.duckdb")] == store.contigs()
     finally:
         store.close()
+
+
+def test_a_compressed_reference_is_refused_clearly(tmp_path: Path, sheet: Path) -> None:
+    fasta = tmp_path / "ref.fa"
+    fasta.write_text(">1\nGATTTTTTCAGCAGCAGTT\n")
+    subprocess.run(["bgzip", str(fasta)], check=True)
+    vcf = write(tmp_path / "a.vcf", [rec("1", 2, "A", "G")])
+    with pytest.raises(IngestError) as err:
+        ingest(tmp_path / "s.duckdb", [vcf], sheet, reference=tmp_path / "ref.fa.gz")
+    assert err.value.where == str(tmp_path / "ref.fa.gz")
+    assert "compressed: decompress it (bgzip -d)" in err.value.why
+    assert not (tmp_path / "s.duckdb").exists()
