@@ -7,7 +7,8 @@
   and indels are left-aligned as ``bcftools norm -m- -f`` does.
 * ``<NON_REF>`` and ``<*>`` (a gVCF's "any other allele", not a variant) and breakend ALTs (``G]2:321681]``,
   ``.A``) are dropped and counted; other symbolic alleles (``<DEL>``, ``<CN0>``, ``<INS:ME:ALU>``) are real
-  structural variants, kept as written.
+  structural variants, kept as written. Records on a contig no query can name (GRCh38's
+  ``HLA-A*01:01:01:01``) are dropped and counted too.
 * Any other allele with a character outside A, C, G, T, N (either case), and an ALT equal to its REF, is
   refused with the record's file and line.
 
@@ -26,6 +27,7 @@ from node.records import SiteCalls
 
 SKIP_NON_REF = "symbolic <NON_REF> or <*> ALT (a gVCF's 'any other allele', not a variant)"
 SKIP_BREAKEND = "breakend ALT (a structural rearrangement's adjacency; not served)"
+SKIP_CONTIG = "contig name that no query can spell (only letters, digits, '_' and '.', at most 64)"
 _BASES = "ACGTNacgtn"
 _SYMBOLIC_RE = re.compile(r"^<[A-Za-z0-9_:.]+>$")
 
@@ -120,6 +122,7 @@ class Normaliser:
         self._checked = ""  # origin of the last record whose REF was checked against the reference
 
     def contig(self, name: str, where: str) -> str:
+        """The canonical name ("" for a name no query can spell, such as GRCh38's ``HLA-A*01:01:01:01``)."""
         canon = self._contigs.get(name)
         if canon is None:
             try:
@@ -127,13 +130,16 @@ class Normaliser:
             except BuildError as exc:
                 raise IngestError(where, f"CHROM {exc}") from None
             if not canon or len(canon) > 64 or not all(c.isalnum() or c in "_." for c in canon):
-                raise IngestError(where, f"CHROM {show(name)} must be 1-64 letters, digits, '_' or '.'")
+                canon = ""
             self._contigs[name] = canon
         return canon
 
     def __call__(self, calls: SiteCalls) -> SiteCalls | None:
         where = calls.origin
         chrom = self.contig(calls.chrom, where)
+        if not chrom:
+            self.skipped[SKIP_CONTIG] += 1
+            return None
         pos, ref, alt = calls.pos, calls.ref, calls.alt
         if len(ref) == 1 and len(alt) == 1:  # SNVs: most records, no trimming possible
             ref, alt = ref.upper(), alt.upper()

@@ -17,7 +17,7 @@ from genogate.errors import IngestError, StoreError
 from genogate.genome import LENGTHS
 from genogate.query import Region
 from node.ingest import ingest
-from node.normalise import SKIP_BREAKEND, SKIP_NON_REF
+from node.normalise import SKIP_BREAKEND, SKIP_CONTIG, SKIP_NON_REF
 from node.store import Store
 from tests.integration.conftest import SAMPLES, run_node, sheet_text, vcf_text
 
@@ -92,11 +92,13 @@ def test_non_ref_and_breakend_alts_are_dropped_and_counted(tmp_path: Path, sheet
             rec("1", 300, "G", "G[13:123456["),
             rec("1", 400, "T", "]2:321681]T"),
             rec("1", 500, "A", ".A"),
+            rec("HLA-A*01:01:01:01", 10, "A", "G"),  # a GRCh38 alt contig no query can name
         ],
+        contigs=None,
     )
     summary = ingest(tmp_path / "s.duckdb", [vcf], sheet)
     assert variants(tmp_path / "s.duckdb") == [("1", 100, "A", "G")]
-    assert summary.skipped_records == {SKIP_NON_REF: 2, SKIP_BREAKEND: 3}
+    assert summary.skipped_records == {SKIP_NON_REF: 2, SKIP_BREAKEND: 3, SKIP_CONTIG: 1}
     text = "\n".join(summary.lines())
     assert "skipped      2 record(s): symbolic <NON_REF> or <*> ALT" in text
     store = Store.open(tmp_path / "s.duckdb")
