@@ -139,15 +139,18 @@ def infer_build(contigs: Mapping[str, int | None], reference: str | None = None)
                 evidence.setdefault(build, []).append(f"##reference {reference[:80]!r}")
                 break
     for name, length in contigs.items():
+        acc = _FROM_REFSEQ.get(name.upper())
+        if acc is not None and len(acc[1]) == 1:  # a RefSeq accession names its build, length or not
+            evidence.setdefault(next(iter(acc[1])), []).append(f"contig {name}")
         if length is None:
             continue
-        try:
-            canon = canonical_contig(name)
-        except BuildError:  # pragma: no cover - canonical_contig raises only with a build
-            continue
-        acc = _FROM_REFSEQ.get(name.upper())
-        if acc is not None and len(acc[1]) == 1:
-            evidence.setdefault(next(iter(acc[1])), []).append(f"contig {name}")
+        canon = canonical_contig(name)
+        if canon == "MT" and length != LENGTHS["GRCh37"]["MT"]:
+            # UCSC hg19's chrM is NC_001807 (16,571 bp), whose positions differ from the rCRS
+            raise BuildError(
+                f"contig {name} has length {length:,}: not the rCRS mitochondrion (16,569 bp) that GRCh37 and "
+                "GRCh38 call MT (hg19's chrM is NC_001807, 16,571 bp, with other positions)"
+            )
         if not is_primary(canon) or canon == "MT":
             continue  # MT is the same 16,569 bp rCRS in both builds
         matches = [b for b in BUILDS if LENGTHS[b][canon] == length]
