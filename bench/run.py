@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     ingest = _ingest(args.work, vcf, sheet)
     store = args.work / "ingest" / "store.duckdb"
     print("[3/5] 1 Mb region, phenotype cohort: genogate vs plink2 ...", flush=True)
-    region = _densest_window(store, "chr22")
+    region = _densest_window(store, "22")  # stores hold canonical contig names
     q = _region_question(args.work, store, sheet, args.work / "ingest" / "pg", region, args.repeats)
     print("[4/5] node query latency and throughput (real processes, mTLS, ledger, OpenDP) vs bare gRPC ...", flush=True)
     from bench.node_latency import run as node_latency
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.big_variants:
         print(f"[5/5] store {args.samples} x {args.big_variants} straight from the generator ...", flush=True)
         bstore, bsheet, build = _big_store(args.work, args.samples, args.big_variants, args.seed)
-        bregion = _densest_window(bstore, "chr1")
+        bregion = _densest_window(bstore, "1")
         big = (bstore, build, _region_question(args.work, bstore, bsheet, None, bregion, args.repeats))
     report = _report(args, vcf, synth_s, ingest, store, q, big) + _latency_report(args, latency)
     args.out.write_text(report)

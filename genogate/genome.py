@@ -74,8 +74,11 @@ _CHR_RE = re.compile(r"^chr", re.IGNORECASE)
 
 # Words in a ##reference line (or a ##contig's assembly=) that name a build.
 _BUILD_WORDS = (
-    ("GRCh38", re.compile(r"grch38|hg38|\bb38\b|GCA_000001405\.(1[5-9]|2\d)|hs38", re.IGNORECASE)),
-    ("GRCh37", re.compile(r"grch37|hg19|\bb37\b|hs37|human_g1k_v37|GCA_000001405\.([1-9]|1[0-4])\b", re.IGNORECASE)),
+    ("GRCh38", re.compile(r"grch38|hg38|\bb38\b|GCA_000001405\.(1[5-9]|2\d)|hs38|assembly38", re.IGNORECASE)),
+    (
+        "GRCh37",
+        re.compile(r"grch37|hg19|\bb37\b|hs37|human_g1k_v37|GCA_000001405\.([1-9]|1[0-4])\b|assembly19", re.IGNORECASE),
+    ),
     ("NCBI36", re.compile(r"ncbi36|hg18|\bb36\b|human_b36", re.IGNORECASE)),
 )
 
@@ -136,15 +139,18 @@ def infer_build(contigs: Mapping[str, int | None], reference: str | None = None)
                 evidence.setdefault(build, []).append(f"##reference {reference[:80]!r}")
                 break
     for name, length in contigs.items():
+        acc = _FROM_REFSEQ.get(name.upper())
+        if acc is not None and len(acc[1]) == 1:  # a RefSeq accession names its build, length or not
+            evidence.setdefault(next(iter(acc[1])), []).append(f"contig {name}")
         if length is None:
             continue
-        try:
-            canon = canonical_contig(name)
-        except BuildError:  # pragma: no cover - canonical_contig raises only with a build
-            continue
-        acc = _FROM_REFSEQ.get(name.upper())
-        if acc is not None and len(acc[1]) == 1:
-            evidence.setdefault(next(iter(acc[1])), []).append(f"contig {name}")
+        canon = canonical_contig(name)
+        if canon == "MT" and length != LENGTHS["GRCh37"]["MT"]:
+            # UCSC hg19's chrM is NC_001807 (16,571 bp), whose positions differ from the rCRS
+            raise BuildError(
+                f"contig {name} has length {length:,}: not the rCRS mitochondrion (16,569 bp) that GRCh37 and "
+                "GRCh38 call MT (hg19's chrM is NC_001807, 16,571 bp, with other positions)"
+            )
         if not is_primary(canon) or canon == "MT":
             continue  # MT is the same 16,569 bp rCRS in both builds
         matches = [b for b in BUILDS if LENGTHS[b][canon] == length]
@@ -174,8 +180,16 @@ def contig_list(names: Iterable[str], limit: int = 30) -> str:
     return ", ".join(ordered[:limit]) + (f" and {more} more" if more > 0 else "")
 
 
-def contig_sort_key(name: str) -> tuple[int, str]:
+def contig_rank(name: str) -> int:
+    """Natural order of a canonical contig name: 1..22 (any number), X, Y, MT, then other contigs."""
     if name.isdigit():
-        return (int(name), "")
-    special = {"X": 1_000_001, "Y": 1_000_002, "MT": 1_000_004}
-    return (special.get(name, 2_000_000), name)
+        return int(name)
+    return _SPECIAL_RANK.get(name, 2_000_000)
+
+
+def contig_sort_key(name: str) -> tuple[int, str]:
+    """Sort key of a canonical contig name: ``contig_rank``, then the name (other contigs by name)."""
+    return (contig_rank(name), name)
+
+
+_SPECIAL_RANK = {"X": 1_000_001, "Y": 1_000_002, "MT": 1_000_004}

@@ -51,6 +51,25 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="pseudonymisation key (default: pseudonym.key beside the store; created for a new store)",
     )
+    ing.add_argument(
+        "--build",
+        choices=("GRCh37", "GRCh38"),
+        help="the genome build of the files, when their headers state none (no ##reference naming it, no "
+        "##contig lengths); refused if a header or the store says otherwise",
+    )
+    ing.add_argument(
+        "--reference",
+        type=Path,
+        metavar="FASTA",
+        help="reference FASTA (uncompressed; a .fai index is written beside it if absent): check every REF "
+        "against it and left-align indels as 'bcftools norm -m- -f' does",
+    )
+    ing.add_argument(
+        "--covered-regions",
+        type=Path,
+        metavar="BED",
+        help="where the data was called (exome targets, array content), as BED; questions elsewhere are refused",
+    )
 
     fq = sub.add_parser(
         "freq",
@@ -171,7 +190,15 @@ def _parser() -> argparse.ArgumentParser:
 def _ingest(args: argparse.Namespace) -> int:
     from node.ingest import ingest
 
-    summary = ingest(args.store, args.vcf, args.samples, key_path=args.key)
+    summary = ingest(
+        args.store,
+        args.vcf,
+        args.samples,
+        key_path=args.key,
+        build=args.build,
+        reference=args.reference,
+        covered_regions=args.covered_regions,
+    )
     print("\n".join(summary.lines()))
     return 0
 
@@ -184,6 +211,8 @@ def _freq(args: argparse.Namespace) -> int:
     region = Region.parse(args.region) if args.region else None
     store = Store.open(args.store)
     try:
+        if region is not None:
+            region = freq.store_region(store, region)
         freq.write(sys.stdout, store, where, args.by, region, args.format)
     finally:
         store.close()

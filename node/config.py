@@ -365,6 +365,7 @@ def check_files(cfg: NodeConfig) -> None:
         "[keys] identity_key": cfg.keys.identity_key,
         "[keys] pseudonym_key": cfg.keys.pseudonym_key,
         **({"[studies] trusted_file": cfg.studies.trusted_file} if cfg.studies.local else {}),
+        **({"[store] covered_regions": cfg.store.covered_regions} if cfg.store.covered_regions is not None else {}),
     }
     missing = [f"{setting}: {path} does not exist" for setting, path in needed.items() if not path.is_file()]
     if missing:

@@ -16,6 +16,8 @@ from typing import IO, Literal
 import numpy as np
 import numpy.typing as npt
 
+from genogate.errors import UsageError
+from genogate.genome import BuildError, canonical_contig, contig_list
 from genogate.query import Everyone, Filter, Region
 from node.planner import compile_filter
 from node.store import Store
@@ -42,6 +44,28 @@ EVERYONE = Everyone()
 class Group:
     name: str | None
     mask: npt.NDArray[np.bool_]
+
+
+def store_region(store: Store, region: Region) -> Region:
+    """``region`` on the store's canonical contig name (``chr22`` on a store of ``22``); a ``UsageError``
+    when the store holds no variant on that contig, or the region lies wholly outside its covered regions."""
+    try:
+        chrom = canonical_contig(region.chrom, store.build)
+    except BuildError as exc:
+        raise UsageError(f"--region {region}: {exc}") from None
+    contigs = store.contigs()
+    if chrom not in contigs:
+        raise UsageError(
+            f"--region {region}: the store holds no variant on contig {chrom!r}; its contigs are "
+            f"{contig_list(contigs) or 'none (it holds no variants)'}"
+        )
+    region = Region(chrom, region.start, region.end)
+    covered = store.covered_regions()
+    if covered is not None and not any(
+        c.chrom == chrom and c.start <= region.end and region.start <= c.end for c in covered
+    ):
+        raise UsageError(f"--region {region}: outside the store's covered regions (its data says nothing there)")
+    return region
 
 
 def allele_counts(classes: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:

@@ -7,6 +7,11 @@ Guarantees:
   leaves the store exactly as it was.
 * **Idempotent.** Each input is identified by its SHA-256; an input already in the store is skipped, and
   ingesting the same files and sheet again changes nothing (the file is not even opened for writing).
+* **Canonical.** Every allele is stored in one spelling (``node.normalise``): canonical contig names, upper-case
+  minimal alleles (left-aligned with ``--reference``); gVCF ``<NON_REF>``/``<*>`` and breakend ALTs dropped and
+  counted; any other non-base allele refused with its line. Two records that become one variant are refused.
+* **One build.** The store records its genome build (``meta genome_build``): stated by the files' headers or
+  ``--build``, refused when they disagree with each other or with the store, and for NCBI36.
 * **Pseudonymous.** Sample ids are stored only as keyed-hash (HMAC-SHA256) pseudonyms; the key lives in
   the node's directory, never in the store. The store records the key's fingerprint so a wrong key is
   refused instead of silently producing different pseudonyms.
@@ -33,9 +38,13 @@ import duckdb
 import numpy as np
 
 from genogate.errors import IngestError, StoreError
+from genogate.genome import BuildError, canonical_contig, check_build, contig_rank
+from genogate.query import Region
+from node.bed import merge, read_bed
+from node.normalise import Normaliser, Reference
 from node.records import CLASS_NAMES, GenotypeSource
 from node.sheet import Participant, read_sheet
-from node.store import SCHEMA_VERSION, Store, contig_order, scalar
+from node.store import SCHEMA_VERSION, Store, scalar
 from node.vcf import VcfSource
 from node.writer import StoreWriter
 
@@ -51,8 +60,12 @@ class IngestSummary:
     withdrawn: int = 0
     sources_loaded: list[str] = field(default_factory=list)
     sources_skipped: list[str] = field(default_factory=list)
+    build: str = ""
+    build_from: str = ""
+    covered: str = ""
     sites: int = 0
     alleles: int = 0
+    normalised: int = 0
     class_totals: dict[str, int] = field(default_factory=dict)
     skipped_records: dict[str, int] = field(default_factory=dict)
     sheet_updated: bool = False
@@ -66,9 +79,13 @@ class IngestSummary:
             f"store        {self.store}",
             f"samples      {self.samples} ({self.withdrawn} withdrawn)",
             f"inputs       {len(self.sources_loaded)} loaded, {len(self.sources_skipped)} already in the store",
+            f"build        {self.build} ({self.build_from})",
             f"sites        {self.sites} loaded",
-            f"alleles      {self.alleles} (one row per ALT allele)",
+            f"alleles      {self.alleles} (one row per ALT allele; {self.normalised} trimmed, left-aligned "
+            "or upper-cased to their canonical form)",
         ]
+        if self.covered:
+            out.append(f"covered      {self.covered}")
         if self.class_totals:
             out.append("calls        " + ", ".join(f"{k.lower()} {v}" for k, v in self.class_totals.items()))
             out.append(f"no-calls     {self.class_totals.get('NO_CALL', 0)}")
@@ -160,8 +177,16 @@ def ingest(
     *,
     key_path: Path | None = None,
     progress_stream: IO[str] | None = None,
+    build: str | None = None,
+    reference: Path | None = None,
+    covered_regions: Path | None = None,
 ) -> IngestSummary:
-    """Ingest VCF/BCF files and a sample sheet into ``store`` (created if absent)."""
+    """Ingest VCF/BCF files and a sample sheet into ``store`` (created if absent).
+
+    ``build`` (GRCh37 or GRCh38) is needed only when neither the files' headers nor the store name one;
+    ``reference`` (a FASTA) checks REF and left-aligns indels; ``covered_regions`` (a BED file) records where
+    exome or array data was called.
+    """
     if not vcfs:
         raise IngestError("--vcf", "at least one VCF or BCF file is needed")
     paths = [Path(p) for p in vcfs]
@@ -185,6 +210,9 @@ def ingest(
             fingerprints=fingerprints,
             key_path=key_path,
             progress=Progress(sum(s.size for s in sources), progress_stream),
+            build=build,
+            reference=reference,
+            covered_regions=covered_regions,
         )
     finally:
         for s in sources:
@@ -199,9 +227,17 @@ def ingest_sources(
     fingerprints: Sequence[str],
     key_path: Path | None = None,
     progress: Progress | None = None,
+    build: str | None = None,
+    reference: Path | None = None,
+    covered_regions: Path | None = None,
 ) -> IngestSummary:
     """Ingest any genotype sources (VCF files, the synthetic generator) into ``store`` atomically."""
     t0 = time.monotonic()
+    if build is not None:
+        try:
+            check_build(build)
+        except BuildError as exc:
+            raise IngestError("--build", str(exc)) from None
     store = Path(store)
     _check_writable(store)
     participants = read_sheet(Path(sheet))
@@ -214,13 +250,21 @@ def ingest_sources(
             _remove_db(stale)
         key, created_key = load_key(key_path, create=not exists)
         try:
+            options = _Options(build, reference, covered_regions)
             return _ingest_locked(
-                store, exists, sources, Path(sheet), participants, sheet_sha, fingerprints, key, progress, t0
+                store, exists, sources, Path(sheet), participants, sheet_sha, fingerprints, key, progress, t0, options
             )
         except BaseException:
             if created_key:
                 key_path.unlink(missing_ok=True)
             raise
+
+
+@dataclass(frozen=True)
+class _Options:
+    build: str | None
+    reference: Path | None
+    covered_regions: Path | None
 
 
 def _ingest_locked(
@@ -234,6 +278,7 @@ def _ingest_locked(
     key: bytes,
     progress: Progress | None,
     t0: float,
+    options: _Options,
 ) -> IngestSummary:
     by_pseudonym = {pseudonym(key, p.sample_id): p for p in participants}
     sheet_ids = {p.sample_id for p in participants}
@@ -241,24 +286,32 @@ def _ingest_locked(
         _check_samples(src, sheet_ids)
     summary = IngestSummary(store=store, samples=len(participants), withdrawn=sum(p.withdrawn for p in participants))
 
+    store_build: str | None = None
+    stored_cover: list[Region] | None = None
     if exists:
         s = Store.open(store, read_only=True)
         try:
             known = {row[0] for row in s.con.execute("SELECT sha256 FROM sources").fetchall()}
             same_sheet = s.meta("sheet_sha256") == sheet_sha
             same_key = s.meta("key_fingerprint") == key_fingerprint(key)
+            store_build, stored_cover = s.build, s.covered_regions()
         finally:
             s.close()
         if not same_key:
             raise IngestError(str(store), "the pseudonymisation key does not match the one this store was built with")
         todo = [i for i, fp in enumerate(fingerprints) if fp not in known]
         summary.sources_skipped = [sources[i].name for i in range(len(sources)) if i not in todo]
-        if not todo and same_sheet:
+    else:
+        todo = list(range(len(sources)))
+    build, summary.build_from = _resolve_build(store, store_build, options.build, [sources[i] for i in todo])
+    summary.build = build
+    cover = _covered(store, exists, stored_cover, options.covered_regions, build, bool(todo))
+    if exists:
+        if not todo and same_sheet and cover == stored_cover:
             summary.seconds = time.monotonic() - t0
             return summary  # idempotent: nothing to do, the file is not touched
         target, tmp = store, None
     else:
-        todo = list(range(len(sources)))
         tmp = store.with_name(f".{store.name}.ingest-{os.getpid()}.tmp")
         _remove_db(tmp)
         target = tmp
@@ -285,6 +338,12 @@ def _ingest_locked(
             st.create_schema()
             st.set_meta("schema_version", SCHEMA_VERSION)
             st.set_meta("key_fingerprint", key_fingerprint(key))
+            st.set_meta("genome_build", build)
+        if cover != stored_cover:
+            st.set_covered_regions(cover or [])
+        if cover is not None:
+            bp = sum(r.end - r.start + 1 for r in cover)
+            summary.covered = f"{len(cover)} region(s), {bp:,} bp (from {options.covered_regions or 'the store'})"
         summary.sheet_updated = _write_samples(con, by_pseudonym, exists, sheet)
         st.set_meta("sheet_sha256", sheet_sha)
         sid_of = {row[0]: row[1] for row in con.execute("SELECT pseudonym, sid FROM samples").fetchall()}
@@ -292,6 +351,8 @@ def _ingest_locked(
         ordered = _order_sources([sources[i] for i in todo])
         first_vid = int(scalar(con, "SELECT coalesce(max(vid) + 1, 0) FROM variants"))
         writer = StoreWriter(con, n_samples, first_vid)
+        ref_fasta = Reference(options.reference, build) if options.reference is not None else None
+        normalise = Normaliser(build, ref_fasta)
         skipped: Counter[str] = Counter()
         done_bytes = 0
         for src in ordered:
@@ -299,7 +360,10 @@ def _ingest_locked(
             source_id = int(scalar(con, "SELECT coalesce(max(source_id) + 1, 0) FROM sources"))
             col2sid = np.array([sid_of[pseudonym(key, s)] for s in src.samples], dtype=np.int32)
             records_before = writer.stats.alleles
-            for n, calls in enumerate(src.records()):
+            for n, raw in enumerate(src.records()):
+                calls = normalise(raw)
+                if calls is None:
+                    continue
                 writer.add(calls, col2sid[calls.sids], source_id, _line_of(calls.origin))
                 if progress is not None and n % 256 == 0:
                     progress.update(done_bytes + _position(src, n), src.name)
@@ -319,6 +383,9 @@ def _ingest_locked(
             summary.sources_loaded.append(src.name)
         if progress is not None:
             progress.done()
+        if ref_fasta is not None:
+            ref_fasta.close()
+        skipped.update(normalise.skipped)
         _check_duplicates(con, first_vid)
         if not writer.in_order:
             _renumber(con, first_vid)
@@ -332,6 +399,7 @@ def _ingest_locked(
             name: int(v) for name, v in zip(CLASS_NAMES[1:], writer.stats.class_totals[1:], strict=True)
         }
         summary.skipped_records = dict(skipped)
+        summary.normalised = normalise.changed
     except BaseException:
         if exists:
             with contextlib.suppress(duckdb.Error):
@@ -442,9 +510,85 @@ def _order_sources(sources: list[GenotypeSource]) -> list[GenotypeSource]:
 
     def key(src: GenotypeSource) -> tuple[int, str, int]:
         first = src.first_key() if hasattr(src, "first_key") else None
-        return (contig_order(first[0]), first[0], first[1]) if first else (0, "", 0)
+        if not first:
+            return (0, "", 0)
+        try:
+            name = canonical_contig(first[0])
+        except BuildError:
+            name = first[0]
+        return (contig_rank(name), name, first[1])
 
     return sorted(sources, key=key)
+
+
+def _resolve_build(
+    store: Path, store_build: str | None, given: str | None, sources: Sequence[GenotypeSource]
+) -> tuple[str, str]:
+    """The build of this ingest and where it came from; every piece of evidence must agree."""
+    stated = [(src.name, b) for src in sources if (b := getattr(src, "header_build", None))]
+    for name, b in stated:
+        if b != stated[0][1]:
+            raise IngestError(
+                name, f"its header says {b} but {stated[0][0]}'s says {stated[0][1]}: a store holds one genome build"
+            )
+    header = stated[0][1] if stated else None
+    if given is not None and header is not None and given != header:
+        raise IngestError(stated[0][0], f"its header says {header}, not --build {given}")
+    claimed = given or header
+    if store_build is not None and claimed is not None and claimed != store_build:
+        where = stated[0][0] if header else "--build"
+        raise IngestError(
+            where,
+            f"the store {store.name} holds {store_build} data and this is {claimed}: a store holds one genome "
+            "build (liftover is out of scope)",
+        )
+    if claimed is None and store_build is None:
+        where = sources[0].name if sources else str(store)
+        raise IngestError(
+            where,
+            "the header names no genome build (no ##reference naming one, no ##contig length of a primary "
+            "chromosome): give --build GRCh37 or --build GRCh38",
+        )
+    build = claimed or store_build
+    assert build is not None
+    silent = len(sources) - len(stated)
+    if given is not None:
+        how = "--build" + (", as the file headers say" if stated else "")
+    elif header is not None:
+        how = "from the file header" + ("s" if len(stated) > 1 else "")
+        if silent:
+            how += f"; {silent} file(s) state none"
+    else:
+        how = "the store's" + (f"; {silent} file(s) state none" if silent else "")
+    return build, how
+
+
+def _covered(
+    store: Path, exists: bool, stored: list[Region] | None, bed: Path | None, build: str, loading: bool
+) -> list[Region] | None:
+    """The store's covered regions after this ingest (None: its data covers whole contigs).
+
+    A new store takes the BED file's regions; a later ingest adds its file's regions to them (files of one
+    store hold the same samples, so they split the genome between them). A store created without
+    ``--covered-regions`` holds whole-contig data, and cannot be narrowed later.
+    """
+    if bed is None:
+        if stored is not None and loading:
+            raise IngestError(
+                str(store),
+                "the store records covered regions (exome or array data): give --covered-regions for the new file(s)",
+            )
+        return stored
+    regions = read_bed(bed, build)
+    if stored is None:
+        if exists:
+            raise IngestError(
+                str(bed),
+                "the store was built without --covered-regions (its data covers whole contigs); coverage "
+                "cannot be narrowed later: build a new store",
+            )
+        return regions
+    return merge([(r.chrom, r.start, r.end) for r in (*stored, *regions)])
 
 
 def _check_duplicates(con: duckdb.DuckDBPyConnection, first_vid: int) -> None:

@@ -21,7 +21,6 @@ Threading: a ``Store`` owns one DuckDB connection; every thread must use its own
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +31,13 @@ import numpy as np
 import numpy.typing as npt
 
 from genogate.errors import StoreError
-from genogate.genome import canonical_contig, contig_sort_key
+from genogate.genome import contig_sort_key
 from genogate.query import Region, Variant
 from node.records import HOM_REF, N_CLASSES
 
-SCHEMA_VERSION = "1"
+# 2: contigs stored by their canonical names (genogate.genome), alleles upper-cased and minimal, the genome
+# build in meta ``genome_build``, and the ``covered`` table. Version 1 stores spelled variants as their VCFs did.
+SCHEMA_VERSION = "2"
 DENSE_DIVISOR = 24
 # Requested variants closer than this (in vid) are fetched with one range scan.
 _GAP = 4096
@@ -57,16 +58,8 @@ CREATE TABLE IF NOT EXISTS variants (
     n_hemi_alt INTEGER NOT NULL, n_no_call INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS calls (vid INTEGER NOT NULL, sid INTEGER NOT NULL, cls UTINYINT NOT NULL);
 CREATE TABLE IF NOT EXISTS dense (vid INTEGER NOT NULL, cls UTINYINT NOT NULL, bits BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS covered (chrom VARCHAR NOT NULL, start_pos INTEGER NOT NULL, end_pos INTEGER NOT NULL);
 """
-
-
-def contig_order(chrom: str) -> int:
-    """Natural chromosome order: 1..22 (or any number), X, Y, MT, then other contigs (by name)."""
-    name = re.sub(r"^chr", "", chrom, flags=re.IGNORECASE)
-    if name.isdigit():
-        return int(name)
-    special = {"X": 1_000_001, "Y": 1_000_002, "XY": 1_000_003, "M": 1_000_004, "MT": 1_000_004}
-    return special.get(name.upper(), 2_000_000)
 
 
 @dataclass(frozen=True)
@@ -95,6 +88,9 @@ class Store:
         self._n_samples: int | None = None
         self._has_dense: npt.NDArray[np.bool_] | None = None
         self._parsed: dict[str, duckdb.Statement] = {}
+        self._build: tuple[str | None] | None = None
+        self._contigs: list[str] | None = None
+        self._covered: tuple[list[Region] | None] | None = None
 
     @classmethod
     def open(cls, path: Path, *, read_only: bool = True) -> Store:
@@ -108,6 +104,13 @@ class Store:
         store = cls(con, path)
         if read_only:
             version = store.meta("schema_version")
+            if version == "1":
+                con.close()
+                raise StoreError(
+                    f"{path}: this store was built by an older genogate (schema version 1, which kept contig names "
+                    "and alleles as each VCF spelled them, and no genome build); re-ingest its VCFs into a new store: "
+                    "genogate-node ingest --store NEW_STORE --vcf FILE ... --samples SHEET [--build GRCh37|GRCh38]"
+                )
             if version != SCHEMA_VERSION:
                 con.close()
                 raise StoreError(f"{path}: not a genogate store (schema version {version!r})")
@@ -120,6 +123,7 @@ class Store:
         """A Store on a new cursor of the same database, for use by one other thread."""
         other = Store(self.con.cursor(), self.path)
         other._n_samples, other._has_dense = self._n_samples, self._has_dense
+        other._build, other._contigs, other._covered = self._build, self._contigs, self._covered
         return other
 
     def _run(self, sql: str, params: Sequence[object]) -> duckdb.DuckDBPyConnection:
@@ -145,17 +149,39 @@ class Store:
 
     @property
     def build(self) -> str | None:
-        """The genome build the store's data is on (recorded at ingest), None if it records none."""
-        return self.meta("genome_build")
+        """The genome build the store's positions are on (meta ``genome_build``: GRCh37 or GRCh38; cached)."""
+        if self._build is None:
+            self._build = (self.meta("genome_build"),)
+        return self._build[0]
 
     def contigs(self) -> list[str]:
-        """The names of the contigs that hold at least one variant, in natural order."""
-        rows = self.con.execute("SELECT DISTINCT chrom FROM variants").fetchall()
-        return sorted((str(r[0]) for r in rows), key=contig_sort_key)
+        """Canonical names of the contigs holding at least one variant, in natural order (cached)."""
+        if self._contigs is None:
+            names = [str(r[0]) for r in self.con.execute("SELECT DISTINCT chrom FROM variants").fetchall()]
+            self._contigs = sorted(names, key=contig_sort_key)
+        return list(self._contigs)
 
     def covered_regions(self) -> list[Region] | None:
-        """The regions the data covers (exome, array), or None when it covers every position of its contigs."""
-        return None
+        """Where the data was called (``ingest --covered-regions``): merged, sorted 1-based inclusive regions;
+        None when it covers every position of its contigs (whole-genome data). Cached."""
+        if self._covered is None:
+            try:
+                rows = self.con.execute("SELECT chrom, start_pos, end_pos FROM covered").fetchall()
+            except duckdb.CatalogException:
+                rows = []
+            regions = sorted(
+                (Region(str(c), int(a), int(b)) for c, a, b in rows),
+                key=lambda r: (contig_sort_key(r.chrom), r.start),
+            )
+            self._covered = (regions or None,)
+        return None if self._covered[0] is None else list(self._covered[0])
+
+    def set_covered_regions(self, regions: Sequence[Region]) -> None:
+        """Replace the covered regions (ingest, inside its transaction)."""
+        self.con.execute("DELETE FROM covered")
+        if regions:
+            self.con.executemany("INSERT INTO covered VALUES (?, ?, ?)", [[r.chrom, r.start, r.end] for r in regions])
+        self._covered = None
 
     @property
     def n_samples(self) -> int:
@@ -361,10 +387,8 @@ class VariantIndex:
 
     def __init__(self, store: Store):
         d = store.con.execute("SELECT vid, chrom, pos, ref, alt FROM variants").fetchnumpy()
-        stored = sorted(set(d["chrom"].tolist()))
-        self._chrom = {canonical_contig(c): i for i, c in enumerate(stored)}  # looked up by canonical name
-        code_of = {c: i for i, c in enumerate(stored)}
-        codes = np.array([code_of[c] for c in d["chrom"].tolist()], dtype=np.int64)
+        self._chrom = {c: i for i, c in enumerate(sorted(set(d["chrom"].tolist())))}
+        codes = np.array([self._chrom[c] for c in d["chrom"].tolist()], dtype=np.int64)
         keys = (codes << 32) | d["pos"].astype(np.int64)
         digests = np.array(
             [_allele_digest(r, a) for r, a in zip(d["ref"].tolist(), d["alt"].tolist(), strict=True)], dtype=np.int64

@@ -42,6 +42,7 @@ from typing import BinaryIO
 import numpy as np
 import numpy.typing as npt
 
+from genogate.genome import LENGTHS, canonical_contig
 from node.records import HEMI_ALT, HEMI_REF, HET, HOM_ALT, NO_CALL, SiteCalls
 
 I64 = npt.NDArray[np.int64]
@@ -49,13 +50,15 @@ F64 = npt.NDArray[np.float64]
 U8 = npt.NDArray[np.uint8]
 
 GRCH38_CHROMOSOMES: tuple[tuple[str, int], ...] = (
-    ("chr1", 248956422), ("chr2", 242193529), ("chr3", 198295559), ("chr4", 190214555),
-    ("chr5", 181538259), ("chr6", 170805979), ("chr7", 159345973), ("chr8", 145138636),
-    ("chr9", 138394717), ("chr10", 133797422), ("chr11", 135086622), ("chr12", 133275309),
-    ("chr13", 114364328), ("chr14", 107043718), ("chr15", 101991189), ("chr16", 90338345),
-    ("chr17", 83257441), ("chr18", 80373285), ("chr19", 58617616), ("chr20", 64444167),
-    ("chr21", 46709983), ("chr22", 50818468), ("chrX", 156040895),
+    ("1", 248956422), ("2", 242193529), ("3", 198295559), ("4", 190214555),
+    ("5", 181538259), ("6", 170805979), ("7", 159345973), ("8", 145138636),
+    ("9", 138394717), ("10", 133797422), ("11", 135086622), ("12", 133275309),
+    ("13", 114364328), ("14", 107043718), ("15", 101991189), ("16", 90338345),
+    ("17", 83257441), ("18", 80373285), ("19", 58617616), ("20", 64444167),
+    ("21", 46709983), ("22", 50818468), ("X", 156040895),
 )  # fmt: skip
+BUILD = "GRCh38"
+"""The synthetic cohort's genome build: its VCF's ##reference, and what ``SynthSource`` states to ingest."""
 GRCH38_PARS: tuple[tuple[int, int], ...] = ((10001, 2781479), (155701383, 156030895))
 """chrX pseudo-autosomal regions (1-based, inclusive): males are diploid inside, haploid outside."""
 DEFAULT_ANCESTRIES = (("AFR", 0.20), ("AMR", 0.15), ("EAS", 0.08), ("EUR", 0.45), ("SAS", 0.12))
@@ -152,7 +155,7 @@ def _spec_problems(spec: SynthSpec) -> list[str]:
         (all(WITHDRAWN not in c or c == WITHDRAWN for c, _ in spec.consents), "WITHDRAWN must stand alone"),
         (spec.birth_years[0] <= spec.birth_years[1], "birth_years must be (first, last)"),
         (
-            len({c for c, _ in spec.chromosomes}) == len(spec.chromosomes) > 0,
+            len({canonical_contig(c) for c, _ in spec.chromosomes}) == len(spec.chromosomes) > 0,
             "chromosome names must be unique",
         ),
         (all(n > 100 for _, n in spec.chromosomes), "chromosome lengths must be > 100"),
@@ -252,7 +255,10 @@ def _allocate(spec: SynthSpec) -> list[int]:
 def _planted_local(spec: SynthSpec) -> list[I64]:
     """Per chromosome, the indices of its planted records (chosen among all autosomal records)."""
     counts = _allocate(spec)
-    auto = [0 if name in ("chrX", "chrY", "chrM") else c for (name, _), c in zip(spec.chromosomes, counts, strict=True)]
+    auto = [
+        0 if canonical_contig(name) in ("X", "Y", "MT") else c
+        for (name, _), c in zip(spec.chromosomes, counts, strict=True)
+    ]
     k = min(spec.planted_count, sum(auto))
     chosen = np.random.default_rng([spec.seed, 3]).choice(sum(auto), size=k, replace=False)
     starts = np.cumsum(auto) - auto
@@ -261,7 +267,8 @@ def _planted_local(spec: SynthSpec) -> list[I64]:
 
 def _sites(spec: SynthSpec, ci: int, planted_idx: I64) -> _Sites:
     """Draw chromosome ``ci``'s records (deterministic in spec and ci, independent of the genotypes)."""
-    chrom, length = spec.chromosomes[ci]
+    name, length = spec.chromosomes[ci]
+    chrom = canonical_contig(name)  # records carry canonical names, as ingest stores them
     n = _allocate(spec)[ci]
     rng = np.random.default_rng([spec.seed, 1, ci])
     pos = np.sort(rng.choice(length - 4, size=n, replace=False)).astype(np.int64) + 1
@@ -397,7 +404,7 @@ def _in_par(pos: I64) -> npt.NDArray[np.bool_]:
 
 def _segments(sites: _Sites, diploid: _Layout, xhap: _Layout) -> Iterator[tuple[int, int, _Layout]]:
     """Runs of records sharing a layout: all of them, or chrX split at the PAR boundaries."""
-    if sites.chrom != "chrX" or not xhap.haploid:
+    if sites.chrom != "X" or not xhap.haploid:
         yield 0, len(sites.pos), diploid
         return
     nonpar = ~_in_par(sites.pos)
@@ -702,6 +709,11 @@ class SynthSource:
         return self._spec
 
     @property
+    def header_build(self) -> str:
+        """The build the cohort's positions are on (what a VCF header would state)."""
+        return BUILD
+
+    @property
     def cohort(self) -> Cohort:
         return self._cohort
 
@@ -782,8 +794,11 @@ def write_vcf(spec: SynthSpec, path: Path, *, level: int = 2, threads: int | Non
 
 def _vcf_header(spec: SynthSpec, ids: Sequence[str]) -> bytes:
     lines = ["##fileformat=VCFv4.2", '##FILTER=<ID=PASS,Description="All filters passed">',
-             "##source=genogate-synth"]  # fmt: skip
-    lines += [f"##contig=<ID={name},length={length}>" for name, length in spec.chromosomes]
+             "##source=genogate-synth", f"##reference={BUILD}"]  # fmt: skip
+    for name, length in spec.chromosomes:  # a length only where it is the build's (a spec may shorten one)
+        canon = canonical_contig(name)
+        same = LENGTHS[BUILD].get(canon) == length
+        lines.append(f"##contig=<ID={canon},length={length}>" if same else f"##contig=<ID={canon}>")
     lines.append('##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">')
     lines.append("\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT", *ids]))
     return ("\n".join(lines) + "\n").encode()

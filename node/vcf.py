@@ -25,11 +25,15 @@ import numpy as np
 import numpy.typing as npt
 
 from genogate.errors import IngestError
+from genogate.genome import BuildError, infer_build
 from node.records import HEMI_REF, NO_CALL, SiteCalls
 from node.vcftext import GtTextReader, first_format, is_bgzf, open_binary, stream_damaged
 
 _BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 _CONTIG_RE = re.compile(r"^##contig=<ID=([^,>]+)", re.MULTILINE)
+_CONTIG_LINE_RE = re.compile(r"^##contig=<(.*)>[ \t\r]*$", re.MULTILINE)
+_BUILD_LINE_RE = re.compile(r"^##(?:reference|assembly)=(.*)$", re.MULTILINE)
+_FIELD_RE = re.compile(r'(\w+)=("[^"]*"|[^,]*)')
 _GT_RE = re.compile(rb"^[/|]?(?:\.|\d+)(?:[/|](?:\.|\d+))*$")
 _SKIP_NO_ALT = "no ALT allele (reference-only site)"
 _SKIP_NO_GT = "no GT field"
@@ -73,6 +77,11 @@ class VcfSource:
         # htslib's header text is not the file's (it adds a FILTER=PASS line): count the file's own lines.
         self._header_lines = _count_header_lines(self.path) or len(raw_header.rstrip("\n").split("\n"))
         self._declared = set(_CONTIG_RE.findall(raw_header))
+        try:
+            self.header_build = header_build(raw_header)
+        except IngestError as exc:
+            self.close()
+            raise IngestError(self.name, exc.why) from None
         self.is_bcf = _is_bcf(self.path)
         self.records_read = 0
         self.skipped: Counter[str] = Counter()
@@ -241,6 +250,38 @@ class VcfSource:
         except (EOFError, OSError, zlib.error, gzip.BadGzipFile):
             return "the compressed file is truncated or corrupt"
         return "the file ends in the middle of a record (truncated)"
+
+
+def header_build(raw_header: str) -> str | None:
+    """The genome build a VCF header states (``##reference``, ``##assembly``, ``##contig`` lengths and
+    ``assembly=``), or None when it states none. A header that contradicts itself, or names NCBI36, is an
+    ``IngestError`` (its ``where`` is left for the caller to fill in)."""
+    contigs: dict[str, int | None] = {}
+    assemblies: set[str] = set()
+    for m in _CONTIG_LINE_RE.finditer(raw_header):
+        fields = {k: v.strip('"') for k, v in _FIELD_RE.findall(m.group(1))}
+        length = fields.get("length", "")
+        contigs[fields.get("ID", "")] = int(length) if length.isdigit() else None
+        if fields.get("assembly"):
+            assemblies.add(fields["assembly"])
+    reference = " ".join(_BUILD_LINE_RE.findall(raw_header)).strip() or None
+    try:
+        found = {infer_build(contigs, reference)} | {infer_build({}, a) for a in sorted(assemblies)}
+    except BuildError as exc:
+        raise IngestError("", f"the header's genome build is unclear: {exc}") from None
+    found.discard(None)
+    if len(found) > 1:
+        raise IngestError(
+            "", f"the header names more than one genome build ({', '.join(sorted(b for b in found if b))})"
+        )
+    build = found.pop() if found else None
+    if build == "NCBI36":
+        raise IngestError(
+            "",
+            "the header says the positions are on NCBI36 (hg18); genogate serves GRCh37 and GRCh38 only: "
+            "lift the file over to one of them first (liftover is not part of ingest)",
+        )
+    return build
 
 
 def _is_bcf(path: Path) -> bool:

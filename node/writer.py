@@ -13,8 +13,9 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 
+from genogate.genome import contig_rank
 from node.records import N_CLASSES, SiteCalls
-from node.store import DENSE_DIVISOR, contig_order
+from node.store import DENSE_DIVISOR
 
 _FLUSH_ROWS = 4_000_000
 _FLUSH_DENSE_BYTES = 256 << 20
@@ -49,7 +50,7 @@ class StoreWriter:
         """Append one ALT allele; ``sids`` are store sample ids (already mapped from file columns)."""
         vid = self.next_vid
         self.next_vid += 1
-        key = (contig_order(calls.chrom), calls.chrom, calls.pos)
+        key = (contig_rank(calls.chrom), calls.chrom, calls.pos)
         if self._last_key is not None and key < self._last_key:
             self.in_order = False
         self._last_key = key

@@ -65,9 +65,12 @@ def vcf_text(
     contigs: Sequence[str] | None = ("1", "2", "X"),
     fileformat: bool = True,
     chrom_line: bool = True,
+    reference: str | None = "GRCh37",
 ) -> str:
-    """A VCF: ``##fileformat``, one ``##contig`` line per contig, ``##FORMAT=GT``, ``#CHROM``, records."""
+    """A VCF: ``##fileformat``, ``##reference`` (naming the build), one ``##contig`` line per contig,
+    ``##FORMAT=GT``, ``#CHROM``, records."""
     lines = ["##fileformat=VCFv4.2"] if fileformat else []
+    lines += [f"##reference={reference}"] if reference else []
     lines += [f"##contig=<ID={c}>" for c in contigs or ()]
     lines.append(FORMAT_GT)
     if chrom_line:

@@ -36,7 +36,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> QueryService:
     d = tmp_path_factory.mktemp("cov")
     (d / "c.vcf").write_text(VCF)
     (d / "s.tsv").write_text(SHEET)
-    ingest(d / "store.duckdb", [d / "c.vcf"], d / "s.tsv")
+    ingest(d / "store.duckdb", [d / "c.vcf"], d / "s.tsv", build="GRCh37")
     s = study("HMB", epsilon_total=Decimal("10000"), epsilon_per_query_cap=Decimal("1"))
     return QueryService(
         name="site-a",

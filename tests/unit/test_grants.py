@@ -84,6 +84,7 @@ class World:
             "not_before_unix_ms": NOW_MS - DAY_MS,
             "not_after_unix_ms": NOW_MS + DAY_MS,
             "revocation_epoch": 3,
+            "assembly": "GRCh37",  # the build of the stores these tests query
         }
         fields.update(terms)
         return self.sign_grant(pb.GrantBody(**fields).SerializeToString(), by=by, key_id=key_id)

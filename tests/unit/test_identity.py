@@ -28,7 +28,7 @@ SPELLINGS = [
     Variant("1", 100, "A", "G"),
     Variant("chr1", 100, "A", "G"),
     Variant("CHR1", 100, "a", "g"),
-    Variant("NC_000001.11", 100, "A", "G"),  # GRCh38's RefSeq accession of chromosome 1
+    Variant("NC_000001.10", 100, "A", "G"),  # GRCh37's RefSeq accession of chromosome 1 (the store's build)
     Variant("1", 100, "AT", "GT"),  # not minimal: the common suffix is dropped
     Variant("1", 99, "CA", "CG"),  # not minimal: the common prefix is dropped, POS moves to 100
 ]
@@ -45,7 +45,7 @@ def make(store: Path, tmp_path: Path, *studies: object, **kw: object) -> QuerySe
         noise=ZeroNoise(),
         signer=Signer(Ed25519PrivateKey.generate()),
         clock=lambda: NOW,
-        build=str(kw.pop("build", "GRCh38")),
+        build=str(kw.pop("build", "")),
         **kw,  # type: ignore[arg-type]
     )
 
@@ -58,13 +58,13 @@ def refusal(fn: object) -> GenogateError:
 
 @pytest.mark.parametrize("spelling", SPELLINGS, ids=str)
 def test_every_spelling_is_the_same_canonical_question(spelling: Variant) -> None:
-    want = canonical_bytes(canonical(AlleleFrequency((SPELLINGS[0],)), "GRCh38"))
-    assert canonical_bytes(canonical(AlleleFrequency((spelling,)), "GRCh38")) == want
+    want = canonical_bytes(canonical(AlleleFrequency((SPELLINGS[0],)), "GRCh37"))
+    assert canonical_bytes(canonical(AlleleFrequency((spelling,)), "GRCh37")) == want
     assert canonical_variant_text(spelling) == "1-100-A-G"
 
 
 def canonical_variant_text(v: Variant) -> str:
-    return str(canonical(GenotypeCounts(v), "GRCh38").variant)  # type: ignore[union-attr]
+    return str(canonical(GenotypeCounts(v), "GRCh37").variant)  # type: ignore[union-attr]
 
 
 def test_every_spelling_gets_one_answer_and_one_charge(store: Path, tmp_path: Path) -> None:
@@ -82,8 +82,8 @@ def test_every_spelling_gets_one_answer_and_one_charge(store: Path, tmp_path: Pa
 
 def test_a_refseq_accession_of_another_build_is_refused(store: Path, tmp_path: Path) -> None:
     svc = make(store, tmp_path)
-    err = refusal(lambda: ask(svc, AlleleFrequency((Variant("NC_000001.10", 100, "A", "G"),))))
-    assert err.reason == Reason.WRONG_ASSEMBLY and "GRCh37" in err.message
+    err = refusal(lambda: ask(svc, AlleleFrequency((Variant("NC_000001.11", 100, "A", "G"),))))
+    assert err.reason == Reason.WRONG_ASSEMBLY and "GRCh38 accession, not GRCh37" in err.message
 
 
 def test_an_unknown_contig_is_refused_naming_the_contigs_and_charging_nothing(store: Path, tmp_path: Path) -> None:
@@ -116,19 +116,19 @@ def test_positions_outside_the_covered_regions_are_refused_not_counted(store: Pa
 
 
 @pytest.mark.parametrize(
-    ("asked", "study_build", "node_build"),
-    [("GRCh37", "", "GRCh38"), ("", "GRCh37", "GRCh38"), ("GRCh38", "GRCh37", "GRCh38"), ("hg19", "", "GRCh38")],
+    ("asked", "study_build"), [("GRCh38", ""), ("", "GRCh38"), ("GRCh37", "GRCh38"), ("hg19", "")]
 )
-def test_another_build_is_refused(store: Path, tmp_path: Path, asked: str, study_build: str, node_build: str) -> None:
-    svc = make(store, tmp_path, study(assembly=study_build), build=node_build)
+def test_another_build_is_refused(store: Path, tmp_path: Path, asked: str, study_build: str) -> None:
+    """The store is on GRCh37: a query or study on GRCh38 (or naming no known build) is refused."""
+    svc = make(store, tmp_path, study(assembly=study_build))
     err = refusal(lambda: ask(svc, GenotypeCounts(SPELLINGS[0]), assembly=asked))
     assert err.reason == Reason.WRONG_ASSEMBLY
     assert svc._ledger.budget("S1", Decimal(3), Decimal(1)).epsilon_spent == 0
 
 
 def test_the_query_names_its_build_and_the_node_answers_on_it(store: Path, tmp_path: Path) -> None:
-    svc = make(store, tmp_path, study(assembly="GRCh38"))
-    assert ask(svc, GenotypeCounts(SPELLINGS[0]), assembly="GRCh38").epsilon_charged == 0.5
+    svc = make(store, tmp_path, study(assembly="GRCh37"))
+    assert ask(svc, GenotypeCounts(SPELLINGS[0]), assembly="GRCh37").epsilon_charged == 0.5
     assert ask(svc, GenotypeCounts(SPELLINGS[1]), assembly="").from_cache  # the study's build: the same question
 
 
@@ -136,11 +136,11 @@ def test_a_node_refuses_to_start_when_its_config_and_store_disagree_on_the_build
     copy = tmp_path / "store.duckdb"
     shutil.copy(store, copy)
     with duckdb.connect(str(copy)) as con:
-        con.execute("INSERT OR REPLACE INTO meta VALUES ('genome_build', 'GRCh37')")
-    with pytest.raises(ConfigError, match="GRCh37 but the node's config says genome_build = 'GRCh38'"):
-        make(copy, tmp_path, build="GRCh38")
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('genome_build', 'GRCh38')")
+    with pytest.raises(ConfigError, match="GRCh38 but the node's config says genome_build = 'GRCh37'"):
+        make(copy, tmp_path, build="GRCh37")
     svc = make(copy, tmp_path, build="")  # no build configured: the store's
-    assert svc.catalogue.build == "GRCh37"
+    assert svc.catalogue.build == "GRCh38"
     svc.close()
 
 

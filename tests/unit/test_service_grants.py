@@ -24,7 +24,7 @@ from tests.unit.test_service import POLICY, SHEET, VCF, ZeroNoise
 def setup(tmp_path: Path) -> Iterator[tuple[World, QueryService, NonceStore]]:
     (tmp_path / "c.vcf").write_text(VCF)
     (tmp_path / "s.tsv").write_text(SHEET)
-    ingest(tmp_path / "store.duckdb", [tmp_path / "c.vcf"], tmp_path / "s.tsv")
+    ingest(tmp_path / "store.duckdb", [tmp_path / "c.vcf"], tmp_path / "s.tsv", build="GRCh37")
     world = World()
     cache = RevocationCache(world.trusted, STALENESS_MS, world.clock)
     cache.update(world.revocations())
