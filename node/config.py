@@ -320,6 +320,19 @@ class GrantsSettings:
 
 
 @dataclass(frozen=True)
+class OntologiesSettings:
+    mondo: Path | None = field(
+        default=None,
+        metadata={
+            "help": "The MONDO disease ontology as an OBO file (mondo.obo from the MONDO releases). With it, a "
+            "participant's DS-MONDO:x consent admits studies of any disease under x (is_a); without it, a "
+            "DS-MONDO:x consent admits only studies of exactly MONDO:x. DS-<ICD-10 code> consents always follow "
+            "the WHO ICD-10 hierarchy (DS-C50 admits DS-C50.9). Read once at start.",
+        },
+    )
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     node: NodeSettings = field(metadata={"help": "Who this node is."})
     server: ServerSettings = field(metadata={"help": "The gRPC server."})
@@ -335,6 +348,9 @@ class NodeConfig:
         metadata={"help": "Signed study grants: whom the node trusts, and replay protection."}
     )
     log: LogSettings = field(metadata={"help": "Logging."})
+    ontologies: OntologiesSettings = field(
+        metadata={"help": "Disease ontologies for disease-specific (DS-<disease>) consent."},
+    )
 
 
 def load_node_config(path: Path, env: Mapping[str, str] = os.environ) -> NodeConfig:
@@ -352,6 +368,7 @@ def check_files(cfg: NodeConfig) -> None:
         "[keys] identity_key": cfg.keys.identity_key,
         "[keys] pseudonym_key": cfg.keys.pseudonym_key,
         **({"[studies] trusted_file": cfg.studies.trusted_file} if cfg.studies.local else {}),
+        **({"[ontologies] mondo": cfg.ontologies.mondo} if cfg.ontologies.mondo is not None else {}),
     }
     missing = [f"{setting}: {path} does not exist" for setting, path in needed.items() if not path.is_file()]
     if missing:

@@ -33,6 +33,7 @@ import duckdb
 import numpy as np
 
 from genogate.errors import IngestError, StoreError
+from node import ontology
 from node.records import CLASS_NAMES, GenotypeSource
 from node.sheet import Participant, read_sheet
 from node.store import SCHEMA_VERSION, Store, contig_order, scalar
@@ -245,7 +246,10 @@ def _ingest_locked(
         s = Store.open(store, read_only=True)
         try:
             known = {row[0] for row in s.con.execute("SELECT sha256 FROM sources").fetchall()}
-            same_sheet = s.meta("sheet_sha256") == sheet_sha
+            # A store without the current ontology releases gets its vocabulary and closure (re)written.
+            same_sheet = s.meta("sheet_sha256") == sheet_sha and ontology.stored_releases(s.con) == (
+                ontology.load().releases
+            )
             same_key = s.meta("key_fingerprint") == key_fingerprint(key)
         finally:
             s.close()
@@ -286,6 +290,7 @@ def _ingest_locked(
             st.set_meta("schema_version", SCHEMA_VERSION)
             st.set_meta("key_fingerprint", key_fingerprint(key))
         summary.sheet_updated = _write_samples(con, by_pseudonym, exists, sheet)
+        ontology.write(con, {t for p in participants for t in p.phenotypes}, ontology.load())
         st.set_meta("sheet_sha256", sheet_sha)
         sid_of = {row[0]: row[1] for row in con.execute("SELECT pseudonym, sid FROM samples").fetchall()}
         n_samples = len(sid_of)
