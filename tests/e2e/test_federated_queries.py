@@ -28,7 +28,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from genogate.client import Client, QueryResult
 from genogate.coordclient import CoordinatorClient
-from genogate.nodeclient import ClientTLS
+from genogate.errors import InvalidArgument, Reason
+from genogate.nodeclient import ClientTLS, NodeClient
 from genogate.query import Variant
 from genogate.signing import Signer
 from genogate.tls import fingerprint_sha256, new_identity_key, write_secret
@@ -368,3 +369,28 @@ def test_a_stopped_site_is_reported_and_the_others_still_answer(fed: Fed) -> Non
     assert r.value("count").estimate == sum(
         s_body(r, s).result.cohort_count.count.estimate for s in ("site-a", "site-c")
     )
+
+
+def test_a_label_no_site_publishes_is_refused_before_fan_out(fed: Fed) -> None:
+    """``ancestry=ZZZ`` is refused by the coordinator from the sites' published labels (GetNodeInfo), before
+    any site spends anything; labels compare in any case, so ``eur`` and ``EUR`` are one question."""
+    for site, proc in fed.nodes.items():
+        with NodeClient(proc.address, fed.operator) as nc:
+            info = nc.info()
+        labels = {ls.attribute: list(ls.labels) for ls in info.labels}
+        assert labels == {"ancestry": ["AFR", "AMR", "EAS", "EUR", "SAS"], "sex": ["F", "M", "U"]}, site
+        assert {o.name: o.release for o in info.ontologies}["HPO"] == "2025-11-24"
+    with fed.coord() as c:
+        before = {s.site: s.budget.epsilon_spent for s in c.study_budget(fed.study.study_id)}
+    with fed.client() as gg:
+        with pytest.raises(InvalidArgument) as info:
+            gg.cohort_count(fed.study.study_id, where="sex=F or not ancestry in (EUR, zzz)", epsilon=EPS)
+        assert info.value.reason is Reason.UNKNOWN_LABEL
+        assert "ZZZ" in info.value.message and "AFR, AMR, EAS, EUR, SAS" in info.value.message
+        with fed.coord() as c:
+            assert {s.site: s.budget.epsilon_spent for s in c.study_budget(fed.study.study_id)} == before
+        lower = gg.cohort_count(fed.study.study_id, where="ancestry=eur and sex=F", epsilon=EPS)
+        upper = gg.cohort_count(fed.study.study_id, where="sex=F and ancestry=EUR", epsilon=EPS)
+    assert [s.status for s in lower.sites] == [s.status for s in upper.sites] == ["answered"] * 3
+    assert all(s.from_cache for s in upper.sites)  # the same canonical question at every site
+    assert upper.value("count").estimate == lower.value("count").estimate
