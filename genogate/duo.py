@@ -73,7 +73,7 @@ def normalise_code(text: str) -> str:
     if upper == "DS":
         raise ValueError("DS needs a disease, e.g. DS-C50 or DS-MONDO:0007254")
     raise ValueError(
-        f"unknown consent code {code!r}; use DUO codes such as GRU, HMB, DS-<disease>, NPU, "
+        f"unknown consent code {code!r}; use DUO codes such as GRU, HMB, DS-<disease>, CC, NPU, "
         f"NCU, IRB (or DUO:00000xx ids), or {WITHDRAWN}"
     )
 

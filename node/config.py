@@ -80,7 +80,7 @@ def check_purposes(codes: tuple[str, ...]) -> tuple[str, ...]:
             except ValueError as exc:
                 raise ValueError(str(exc)) from None
         if code != "DS" and code not in duo.PERMISSIONS and not code.startswith("DS-"):
-            raise ValueError(f"{text!r} is not a DUO permission; use GRU, HMB, DS, DS-<disease>, POA or NRES")
+            raise ValueError(f"{text!r} is not a DUO permission; use GRU, HMB, DS, DS-<disease>, POA, CC or NRES")
         if code not in out:
             out.append(code)
     return tuple(out)
@@ -197,7 +197,8 @@ class PolicySettings:
         default=("GRU", "HMB", "DS", "POA"),
         metadata={
             "help": "DUO permissions a study's purpose may have for this node to answer it: GRU, HMB, DS (any "
-            "disease-specific purpose), DS-<disease> (only that disease), POA, NRES.",
+            "disease-specific purpose), DS-<disease> (only that disease), POA, CC (clinical care use: not research, "
+            "so not accepted by default), NRES.",
             "check": check_purposes,
         },
     )
