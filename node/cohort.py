@@ -43,18 +43,29 @@ class Cohorts:
             [self._ancestry_code.get(canonical_label(r[3]), -1) if r[3] else -1 for r in rows], dtype=np.int32
         )
         self.terms = TermIndex.read(store.con)
-        # Participants under each term (annotated with it or a descendant): a bool mask where that is smaller
-        # than the participants' ids (more than a quarter of everyone), else the sorted ids.
+        # Participants under each term (annotated with it or a descendant), from the store's is-a closure: a
+        # bool mask for a term held by more than 1/16 of everyone (a copy is the cheapest mask; at most 16 x
+        # the closure's size in such masks), else the participants' ids (a scatter of a few microseconds).
         self._dense: dict[str, Mask] = {}
         self._sparse: dict[str, npt.NDArray[np.int32]] = {}
-        under = store.con.execute(
-            "SELECT c.ancestor, list(DISTINCT s.sid ORDER BY s.sid) FROM "
-            "(SELECT sid, unnest(phenotypes) AS term FROM samples) s JOIN term_closure c ON c.term = s.term "
-            "GROUP BY c.ancestor"
-        ).fetchall()
-        for ancestor, sids in under:
-            ids = np.array(sids, dtype=np.int32)
-            if 4 * len(ids) > n:
+        # Closure ancestors numbered in SQL, so the (ancestor, participant) pairs come back as two int arrays.
+        numbered = (
+            "WITH a AS (SELECT ancestor, (row_number() OVER (ORDER BY ancestor) - 1)::INTEGER AS k "
+            "FROM (SELECT DISTINCT ancestor FROM term_closure)) "
+        )
+        names = [r[0] for r in store.con.execute(numbered + "SELECT ancestor FROM a ORDER BY k").fetchall()]
+        pairs = store.con.execute(
+            numbered + "SELECT DISTINCT a.k, s.sid FROM (SELECT sid, unnest(phenotypes) AS term FROM samples) s "
+            "JOIN term_closure c ON c.term = s.term JOIN a ON a.ancestor = c.ancestor ORDER BY a.k, s.sid"
+        ).fetchnumpy()
+        bounds = np.searchsorted(pairs["k"], np.arange(len(names) + 1))
+        under = np.asarray(pairs["sid"], dtype=np.int32)
+        for i, ancestor in enumerate(names):
+            ids = under[bounds[i] : bounds[i + 1]]
+            k = len(ids)
+            if k == 0:
+                continue
+            if 16 * k > n:
                 dense = np.zeros(n, dtype=bool)
                 dense[ids] = True
                 self._dense[ancestor] = dense

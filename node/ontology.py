@@ -157,15 +157,15 @@ class TermIndex:
     @classmethod
     def read(cls, con: duckdb.DuckDBPyConnection) -> TermIndex:
         try:
-            rows = con.execute("SELECT term, primary_term FROM term_vocab").fetchall()
+            rows = con.execute("SELECT term, primary_term FROM term_vocab").fetchnumpy()
         except duckdb.CatalogException:
             raise StoreError(
                 "the store has no phenotype vocabulary (it predates ontology-aware phenotypes): ingest it again"
             ) from None
         releases = stored_releases(con)
-        if not rows or len(releases) != len(_META):
+        if not len(rows["term"]) or len(releases) != len(_META):
             raise StoreError("the store's phenotype vocabulary is incomplete: ingest it again")
-        return cls(dict(rows), releases)
+        return cls(dict(zip(rows["term"].tolist(), rows["primary_term"].tolist(), strict=True)), releases)
 
     def describe(self) -> str:
         return ", ".join(f"{name} {release}" for name, release in self.releases.items())
