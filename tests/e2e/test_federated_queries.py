@@ -356,21 +356,6 @@ def test_audit_logs_verify_reconcile_and_reveal_tampering(fed: Fed, tmp_path: Pa
     assert reordered.returncode == 1 and "position 2" in reordered.stdout
 
 
-def test_a_stopped_site_is_reported_and_the_others_still_answer(fed: Fed) -> None:
-    fed.nodes["site-b"].stop()
-    with fed.client() as gg:
-        r = gg.cohort_count(fed.study.study_id, where="ancestry=EAS", epsilon=EPS, site_timeout_ms=5000)
-    status = {s.site: s for s in r.sites}
-    assert status["site-b"].status in ("failed", "timed_out") and status["site-b"].reason in (
-        "UNAVAILABLE",
-        "DEADLINE_EXCEEDED",
-    )
-    assert status["site-a"].status == status["site-c"].status == "answered"
-    assert r.value("count").estimate == sum(
-        s_body(r, s).result.cohort_count.count.estimate for s in ("site-a", "site-c")
-    )
-
-
 def test_a_label_no_site_publishes_is_refused_before_fan_out(fed: Fed) -> None:
     """``ancestry=ZZZ`` is refused by the coordinator from the sites' published labels (GetNodeInfo), before
     any site spends anything; labels compare in any case, so ``eur`` and ``EUR`` are one question."""
@@ -394,3 +379,18 @@ def test_a_label_no_site_publishes_is_refused_before_fan_out(fed: Fed) -> None:
     assert [s.status for s in lower.sites] == [s.status for s in upper.sites] == ["answered"] * 3
     assert all(s.from_cache for s in upper.sites)  # the same canonical question at every site
     assert upper.value("count").estimate == lower.value("count").estimate
+
+
+def test_a_stopped_site_is_reported_and_the_others_still_answer(fed: Fed) -> None:
+    fed.nodes["site-b"].stop()
+    with fed.client() as gg:
+        r = gg.cohort_count(fed.study.study_id, where="ancestry=EAS", epsilon=EPS, site_timeout_ms=5000)
+    status = {s.site: s for s in r.sites}
+    assert status["site-b"].status in ("failed", "timed_out") and status["site-b"].reason in (
+        "UNAVAILABLE",
+        "DEADLINE_EXCEEDED",
+    )
+    assert status["site-a"].status == status["site-c"].status == "answered"
+    assert r.value("count").estimate == sum(
+        s_body(r, s).result.cohort_count.count.estimate for s in ("site-a", "site-c")
+    )

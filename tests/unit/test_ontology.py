@@ -158,3 +158,21 @@ def test_mondo_subsumption_with_the_operators_file(tmp_path: Path) -> None:
 def test_cc_is_a_duo_permission() -> None:
     assert duo.normalise_code("DUO:0000043") == duo.normalise_code("cc") == "CC"
     assert duo.parse_purpose("CC;IRB") == ("CC", frozenset({"IRB"}))
+
+
+def test_the_mondo_setting_resolves_against_the_config_file_and_must_exist(tmp_path: Path) -> None:
+    from node.config import check_files, load_node_config
+
+    text = (
+        '[node]\nname = "site-a"\n[tls]\nca_certs = "ca.pem"\ncert = "node.pem"\nkey = "node.key"\n'
+        '[keys]\nidentity_key = "identity.key"\npseudonym_key = "pseudonym.key"\n[ontologies]\nmondo = "mondo.obo"\n'
+    )
+    (tmp_path / "node.toml").write_text(text)
+    cfg = load_node_config(tmp_path / "node.toml", env={})
+    assert cfg.ontologies.mondo == tmp_path / "mondo.obo"
+    for name in ("ca.pem", "node.pem", "node.key", "identity.key", "pseudonym.key"):
+        (tmp_path / name).write_text("x")
+    with pytest.raises(ConfigError, match=r"\[ontologies\] mondo"):
+        check_files(cfg)
+    (tmp_path / "mondo.obo").write_text(MONDO_OBO)
+    check_files(cfg)
