@@ -12,6 +12,9 @@ own ledger and releases noisy values under its own policy.
 * **Retries cannot spend twice.** Only UNAVAILABLE and DEADLINE_EXCEEDED are retried, within the site's
   deadline, always with the same bytes (the same query id, nonce and signature), so a node that did answer
   the first time returns the stored release of that query id: no second charge, no fresh noise.
+* **Node info is cached.** ``infos`` fetches each site's GetNodeInfo (its published labels and ontologies)
+  over the same channels, kept for ``INFO_TTL_S``; a site that does not answer within ``INFO_TIMEOUT_S`` is
+  reported as ``None`` (remembered for ``INFO_RETRY_S``, so a down site does not slow every query).
 * **Releases are checked.** A release counts only if the node's Ed25519 signature verifies under the receipt
   key the node published, and it names this site, study and query id and the SHA-256 of exactly the payload
   sent. Anything else is that site's failure (``BAD_SIGNATURE``), never a value in the combination.
@@ -57,6 +60,9 @@ _REFUSALS = frozenset(
     }
 )
 _RELEASE_BODY = "genogate.v1.ReleaseBody"
+INFO_TTL_S = 30.0
+INFO_RETRY_S = 5.0
+INFO_TIMEOUT_S = 2.0
 T = TypeVar("T")
 
 
@@ -122,6 +128,8 @@ class FanOut:
         self._key = identity.key.read_bytes()
         self._identity = identity
         self._links: dict[str, _Link] = {}
+        # site -> (valid until, (endpoint, pin), its GetNodeInfo or None when it did not answer)
+        self._infos: dict[str, tuple[float, tuple[str, str], npb.GetNodeInfoResponse | None]] = {}
         self._opening: dict[str, asyncio.Lock] = {}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="coordinator-fanout", daemon=True)
@@ -140,6 +148,11 @@ class FanOut:
     ) -> list[tuple[SiteResult, pb.BudgetStatus | None]]:
         timeout = self._timeout_s(timeout_ms)
         return self._call(self._budgets(nodes, request, timeout), timeout)
+
+    def infos(self, nodes: Sequence[cpb.NodeInfo], *, timeout_ms: int = 0) -> list[npb.GetNodeInfoResponse | None]:
+        """Each node's GetNodeInfo (cached), ``None`` for a node that could not be asked; same order."""
+        timeout = min(self._timeout_s(timeout_ms), INFO_TIMEOUT_S)
+        return self._call(self._all_infos(nodes, timeout), timeout)
 
     def close(self) -> None:
         if self._closed:
@@ -170,6 +183,26 @@ class FanOut:
     async def _run(self, nodes: Sequence[cpb.NodeInfo], request: npb.QueryRequest, timeout: float) -> list[SiteResult]:
         sha = hashlib.sha256(request.signed_query.payload).digest()
         return list(await asyncio.gather(*(self._ask(node, request, sha, timeout) for node in nodes)))
+
+    async def _all_infos(self, nodes: Sequence[cpb.NodeInfo], timeout: float) -> list[npb.GetNodeInfoResponse | None]:
+        return list(await asyncio.gather(*(self._info(node, timeout) for node in nodes)))
+
+    async def _info(self, node: cpb.NodeInfo, timeout: float) -> npb.GetNodeInfoResponse | None:
+        now = time.monotonic()
+        where = (node.endpoint, node.cert_sha256)
+        cached = self._infos.get(node.name)
+        if cached is not None and cached[0] > now and cached[1] == where:
+            return cached[2]
+        info: npb.GetNodeInfoResponse | None = None
+        try:
+            link = await asyncio.wait_for(self._link(node), timeout=timeout)
+            info = await link.stub.GetNodeInfo(npb.GetNodeInfoRequest(), timeout=timeout)
+            if link.receipt_key is None:
+                link.receipt_key = bytes(info.receipt_public_key)
+        except (grpc.RpcError, GenogateError, TimeoutError):
+            info = None
+        self._infos[node.name] = (now + (INFO_TTL_S if info is not None else INFO_RETRY_S), where, info)
+        return info
 
     async def _budgets(
         self, nodes: Sequence[cpb.NodeInfo], request: npb.GetBudgetRequest, timeout: float

@@ -2,7 +2,8 @@
 
 The coordinator checks what it can before any site spends anything: the study is approved and in force,
 the envelope is well formed and signed by the researcher key the grant names, and the sites it targets are
-the grant's. Then every targeted site gets the same signed bytes with the committee's grant
+the grant's, and every ancestry label its filters name is published by at least one of those sites
+(``_check_labels``). Then every targeted site gets the same signed bytes with the committee's grant
 (``coordinator.fanout``), and the answers are combined (``coordinator.combine``). Nodes check all of this
 again and decide for themselves; the coordinator's checks only save them the work.
 
@@ -35,7 +36,8 @@ from genogate.errors import (
     Reason,
     Unauthenticated,
 )
-from genogate.query import canonical
+from genogate.ontology import canonical_label
+from genogate.query import AncestryIn, And, Filter, Not, Or, Query, canonical, filters_of
 from genogate.signing import verify
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
@@ -131,6 +133,7 @@ class FederatedQueries:
                 )
             else:
                 to_ask.append(registered[site])
+        self._check_labels(query, to_ask, request.site_timeout_ms)
         started = time.monotonic()
         asked = self.fanout.run(
             to_ask, npb.QueryRequest(signed_query=signed, grant=study.grant), timeout_ms=request.site_timeout_ms
@@ -168,6 +171,38 @@ class FederatedQueries:
             ],
         )
         return response
+
+    def _check_labels(self, query: Query, nodes: Sequence[cpb.NodeInfo], timeout_ms: int) -> None:
+        """Refuse (UNKNOWN_LABEL) a filter naming an ancestry label that no site of the study publishes.
+
+        Decided from the labels the sites publish in GetNodeInfo (cached), never from answers. A site that
+        cannot be asked does not block the check: the labels of the sites that answered decide, and the
+        message says which sites were not heard from (they would fail the query itself anyway). When no site
+        answers, nothing is refused here and each site's outcome is reported as usual. A label a site has but
+        that the study's consented cohort lacks is not refused: that would depend on the data.
+        """
+        wanted: set[str] = set()
+        for f in filters_of(query):
+            wanted |= _ancestry_labels(f)
+        if not wanted or not nodes:
+            return
+        infos = self.fanout.infos(nodes, timeout_ms=timeout_ms)
+        published = [
+            set(ls.labels) for info in infos if info is not None for ls in info.labels if ls.attribute == "ancestry"
+        ]
+        if not published:
+            return
+        known = set().union(*published)
+        missing = sorted(wanted - known)
+        if missing:
+            silent = [n.name for n, info in zip(nodes, infos, strict=True) if info is None]
+            note = f" (sites not heard from: {', '.join(silent)})" if silent else ""
+            raise InvalidArgument(
+                f"ancestry {', '.join(missing)}",
+                reason=Reason.UNKNOWN_LABEL,
+                message=f"ancestry {', '.join(missing)} is not a label at any site of the study; the labels are: "
+                f"{', '.join(sorted(known)) or '(none)'}{note}",
+            )
 
     def _record(
         self,
@@ -264,3 +299,14 @@ class FederatedQueries:
                 entry.budget.CopyFrom(budget)
             out[result.site] = entry
         return [out[site] for site in targets]
+
+
+def _ancestry_labels(f: Filter) -> set[str]:
+    """The canonical ancestry labels a filter names (under NOT too: a misspelt label is refused either way)."""
+    if isinstance(f, AncestryIn):
+        return {canonical_label(g) for g in f.groups}
+    if isinstance(f, Not):
+        return _ancestry_labels(f.item)
+    if isinstance(f, And | Or):
+        return set().union(*(_ancestry_labels(i) for i in f.items))
+    return set()

@@ -20,7 +20,7 @@ from coordinator.config import RolesSettings
 from coordinator.preview import preview
 from coordinator.queries import FederatedQueries
 from coordinator.state import CoordinatorState
-from genogate.errors import NotFound, PermissionDenied, Reason
+from genogate.errors import FailedPrecondition, NotFound, PermissionDenied, Reason, Unavailable
 from genogate.rpc import boundary, caller_common_name
 from genogate.wire.v1 import coordinator_pb2 as cpb
 from genogate.wire.v1 import coordinator_pb2_grpc
@@ -113,7 +113,30 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         self, request: cpb.RegisterNodeRequest, context: Any
     ) -> cpb.RegisterNodeResponse:
         self._operator(context)
-        return cpb.RegisterNodeResponse(node=self.state.register_node(request.node))
+        return cpb.RegisterNodeResponse(node=self.state.register_node(self._with_build(request.node)))
+
+    def _with_build(self, node: cpb.NodeInfo) -> cpb.NodeInfo:
+        """``node`` with the genome build the node itself serves (its store records it from the data), asked
+        over the pinned channel the fan-out uses. A declared build must agree; a node that cannot be asked is
+        registered only with a declared build, which the node still enforces on every query."""
+        info = self.queries.fanout.infos([node])[0]
+        out = cpb.NodeInfo()
+        out.CopyFrom(node)
+        if info is not None:
+            if node.genome_build and node.genome_build != info.genome_build:
+                raise FailedPrecondition(
+                    f"{node.name}: declared {node.genome_build}, serves {info.genome_build}",
+                    reason=Reason.WRONG_ASSEMBLY,
+                    message=f"the node serves {info.genome_build}, not the declared {node.genome_build[:20]}",
+                )
+            out.genome_build = info.genome_build
+        elif not node.genome_build:
+            raise Unavailable(
+                f"{node.name} at {node.endpoint}",
+                message=f"cannot reach the node at {node.endpoint[:100]} to read its genome build: start it (with "
+                "the certificate given), or declare the build",
+            )
+        return out
 
     @boundary
     def ListNodes(self, request: cpb.ListNodesRequest, context: Any) -> cpb.ListNodesResponse:  # noqa: N802

@@ -281,8 +281,8 @@ def _parser() -> argparse.ArgumentParser:
         "--build",
         choices=BUILDS,
         default="",
-        help="the genome build you expect; the build is read from the node itself (which must be running), and a "
-        "node on another build is refused",
+        help="the genome build you expect (optional): the coordinator reads the build from the node itself and "
+        "refuses a node on another build; needed only to register a node the coordinator cannot reach yet",
     )
     command(nodes, "list", _nodes_list, "list registered nodes", "List the registered nodes.")
 
@@ -507,23 +507,6 @@ def _study_review(args: argparse.Namespace) -> int:
     return _emit(args, cpb.ReviewStudyResponse(study=s), lambda: table.study(s))
 
 
-def _node_build(args: argparse.Namespace, profile: Profile) -> str:
-    """The genome build a node serves, asked of the node itself (its store records it from the data)."""
-    from genogate.nodeclient import NodeClient
-
-    try:
-        with NodeClient(args.endpoint, profile.client_tls(), timeout_s=min(args.timeout, 10.0)) as node:
-            build = node.info().genome_build
-    except GenogateError as exc:
-        raise UsageError(
-            f"cannot ask the node at {args.endpoint} for its genome build ({exc.message}); start it first "
-            "(with a certificate that the node's CA trusts in your profile)"
-        ) from None
-    if args.build and args.build != build:
-        raise UsageError(f"the node at {args.endpoint} serves {build}, not --build {args.build}")
-    return build
-
-
 def _nodes_register(args: argparse.Namespace) -> int:
     from genogate import table
     from genogate.tls import fingerprint_sha256
@@ -535,9 +518,8 @@ def _nodes_register(args: argparse.Namespace) -> int:
         raise UsageError(f"--cert {args.cert}: cannot read ({exc.strerror or type(exc).__name__})") from None
     except ValueError:
         raise UsageError(f"--cert {args.cert}: not a PEM certificate") from None
+    node = cpb.NodeInfo(name=args.name, endpoint=args.endpoint, cert_sha256=cert_sha256, genome_build=args.build)
     profile = _profile(args)
-    build = _node_build(args, profile)
-    node = cpb.NodeInfo(name=args.name, endpoint=args.endpoint, cert_sha256=cert_sha256, genome_build=build)
     with _client(args, profile) as client:
         registered = client.register_node(node)
     return _emit(args, cpb.RegisterNodeResponse(node=registered), lambda: table.nodes([registered]))

@@ -223,7 +223,6 @@ def _start(fed: Federation) -> None:
 
 def _register(fed: Federation) -> None:
     from genogate.coordclient import CoordinatorClient
-    from genogate.nodeclient import NodeClient
     from genogate.signing import Signer
     from genogate.tls import fingerprint_sha256
     from genogate.wire.v1 import coordinator_pb2 as cpb
@@ -233,14 +232,11 @@ def _register(fed: Federation) -> None:
     with CoordinatorClient(fed.coordinator.address, _operator_tls(fed)) as c:
         for site in SITES:
             cert = (fed.root / site / "tls/node.pem").read_bytes()
-            with NodeClient(fed.nodes[site].address, _operator_tls(fed)) as node:
-                build = node.info().genome_build  # what the node's store recorded from its data
-            c.register_node(
+            c.register_node(  # no build declared: the coordinator reads it from the node
                 cpb.NodeInfo(
                     name=site,
                     endpoint=fed.nodes[site].address,
                     cert_sha256=fingerprint_sha256(cert),
-                    genome_build=build,
                 )
             )
             print(f"   $ genogate nodes register --name {site} --endpoint {fed.nodes[site].address} ...")
@@ -299,8 +295,8 @@ def _stay_up(fed: Federation, truth: dict[str, object]) -> None:
         "",
         f"  export GENOGATE_PROFILE={shlex.quote(str(profile))}",
         f"  export STUDY={fed.study_id}          # the README's researcher examples use $STUDY",
-        f'  genogate query cohort-count --study "$STUDY" --where \'sex=F and phenotype={case}\' --epsilon 0.25',
-        f'  genogate query allele-frequency --study "$STUDY" --variant {v} --where \'ancestry=EUR\' --epsilon 0.25',
+        f"  genogate query cohort-count --study \"$STUDY\" --where 'sex=F and phenotype={case}' --epsilon 0.25",
+        f"  genogate query allele-frequency --study \"$STUDY\" --variant {v} --where 'ancestry=EUR' --epsilon 0.25",
         f'  genogate query genotype-counts --study "$STUDY" --variant {v} --epsilon 0.25',
         '  genogate budget --study "$STUDY"',
         "  genogate query cohort-count --help        # the filter syntax",

@@ -14,6 +14,7 @@ from typing import Literal
 
 from genogate.errors import FailedPrecondition, InvalidArgument, Reason
 from genogate.genome import BuildError, canonical_contig, minimal
+from genogate.ontology import canonical_label, canonical_term
 
 MAX_POS = 2**31 - 1
 _CHROM_RE = re.compile(r"^[A-Za-z0-9_.]{1,64}$")
@@ -140,6 +141,8 @@ class AgeRange:
 
 @dataclass(frozen=True, slots=True)
 class AncestryIn:
+    """Participants whose ancestry group is one of ``groups`` (case-insensitive: canonical upper case)."""
+
     groups: tuple[str, ...]
 
     def __post_init__(self) -> None:
@@ -152,13 +155,15 @@ class AncestryIn:
 
 @dataclass(frozen=True, slots=True)
 class PhenotypeHas:
-    """A phenotype term such as ``HP:0001250`` (HPO) or ``ICD10:C50``."""
+    """Participants annotated with a phenotype term such as ``HP:0001250`` (HPO) or ``ICD10:C50``, or with any
+    of its descendants (see ``genogate.ontology`` for the spellings)."""
 
     term: str
 
     def __post_init__(self) -> None:
         if not _TERM_RE.match(self.term):
             raise _bad_filter("a phenotype term is PREFIX:CODE, e.g. HP:0001250 or ICD10:C50")
+        canonical_term(self.term)  # refuses malformed HPO and ICD-10 ids (HP:1250) at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,12 +217,15 @@ def check_filter_size(f: Filter) -> None:
 
 def normalise_filter(f: Filter) -> Filter:
     """A canonical form: nested AND/OR flattened, operands de-duplicated and sorted, double NOT removed,
-    ancestry groups sorted. Equal canonical forms select the same participants."""
+    ancestry groups upper-cased and sorted, phenotype terms spelled canonically (``hp:0001250`` is
+    ``HP:0001250``). Equal canonical forms select the same participants."""
     if isinstance(f, Not):
         inner = normalise_filter(f.item)
         return inner.item if isinstance(inner, Not) else Not(inner)
     if isinstance(f, AncestryIn):
-        return AncestryIn(tuple(sorted(set(f.groups))))
+        return AncestryIn(tuple(sorted({canonical_label(g) for g in f.groups})))
+    if isinstance(f, PhenotypeHas):
+        return PhenotypeHas(canonical_term(f.term))
     if isinstance(f, And | Or):
         items: dict[str, Filter] = {}
         for item in (normalise_filter(i) for i in f.items):

@@ -19,7 +19,7 @@ from typing import cast
 
 import grpc
 
-from genogate import __version__
+from genogate import __version__, duo
 from genogate.errors import ConfigError
 from genogate.nodeclient import ClientTLS
 from genogate.server import build_server, serve_until_signalled
@@ -32,6 +32,7 @@ from node.config import NodeConfig
 from node.dp import OpenDPNoise
 from node.grants import GrantVerifier, NonceStore, RevocationCache
 from node.ledger import Ledger
+from node.ontology import read_mondo
 from node.service import Policy, QueryService
 from node.servicer import RPC_POLICY, NodeServicer
 from node.studies import Study, load_studies
@@ -135,6 +136,10 @@ def create_server(
 ) -> tuple[grpc.Server, int, QueryService]:
     signer = Signer.from_pem_file(config.keys.identity_key)
     policy = policy_of(config)
+    diseases, disease_releases = duo.ICD10_ONLY, {}
+    if config.ontologies.mondo is not None:
+        mondo, release = read_mondo(config.ontologies.mondo)
+        diseases, disease_releases = duo.Diseases(mondo), {"MONDO": release}
     service = QueryService(
         name=config.node.name,
         store_path=config.store.path,
@@ -147,6 +152,8 @@ def create_server(
         grants=grant_verifier(config),
         build=config.node.genome_build,
         covered_bed=config.store.covered_regions,
+        diseases=diseases,
+        disease_releases=disease_releases,
     )
     catalogue = service.catalogue
     info = npb.GetNodeInfoResponse(
@@ -163,6 +170,8 @@ def create_server(
         epsilon_per_query_cap=float(policy.epsilon_per_query_cap),
         receipt_public_key=signer.public_raw,
         receipt_key_id=signer.key_id,
+        labels=[npb.LabelSet(attribute=a, labels=labels) for a, labels in service.labels()],
+        ontologies=[npb.OntologyRelease(name=n, release=r) for n, r in sorted(service.ontologies().items())],
     )
     server, port = build_server(
         config.server,

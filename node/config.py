@@ -80,7 +80,7 @@ def check_purposes(codes: tuple[str, ...]) -> tuple[str, ...]:
             except ValueError as exc:
                 raise ValueError(str(exc)) from None
         if code != "DS" and code not in duo.PERMISSIONS and not code.startswith("DS-"):
-            raise ValueError(f"{text!r} is not a DUO permission; use GRU, HMB, DS, DS-<disease>, POA or NRES")
+            raise ValueError(f"{text!r} is not a DUO permission; use GRU, HMB, DS, DS-<disease>, POA, CC or NRES")
         if code not in out:
             out.append(code)
     return tuple(out)
@@ -210,7 +210,8 @@ class PolicySettings:
         default=("GRU", "HMB", "DS", "POA"),
         metadata={
             "help": "DUO permissions a study's purpose may have for this node to answer it: GRU, HMB, DS (any "
-            "disease-specific purpose), DS-<disease> (only that disease), POA, NRES.",
+            "disease-specific purpose), DS-<disease> (only that disease), POA, CC (clinical care use: not research, "
+            "so not accepted by default), NRES.",
             "check": check_purposes,
         },
     )
@@ -333,6 +334,19 @@ class GrantsSettings:
 
 
 @dataclass(frozen=True)
+class OntologiesSettings:
+    mondo: Path | None = field(
+        default=None,
+        metadata={
+            "help": "The MONDO disease ontology as an OBO file (mondo.obo from the MONDO releases). With it, a "
+            "participant's DS-MONDO:x consent admits studies of any disease under x (is_a); without it, a "
+            "DS-MONDO:x consent admits only studies of exactly MONDO:x. DS-<ICD-10 code> consents always follow "
+            "the WHO ICD-10 hierarchy (DS-C50 admits DS-C50.9). Read once at start.",
+        },
+    )
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     node: NodeSettings = field(metadata={"help": "Who this node is."})
     server: ServerSettings = field(metadata={"help": "The gRPC server."})
@@ -348,6 +362,9 @@ class NodeConfig:
         metadata={"help": "Signed study grants: whom the node trusts, and replay protection."}
     )
     log: LogSettings = field(metadata={"help": "Logging."})
+    ontologies: OntologiesSettings = field(
+        metadata={"help": "Disease ontologies for disease-specific (DS-<disease>) consent."},
+    )
 
 
 def load_node_config(path: Path, env: Mapping[str, str] = os.environ) -> NodeConfig:
@@ -366,6 +383,7 @@ def check_files(cfg: NodeConfig) -> None:
         "[keys] pseudonym_key": cfg.keys.pseudonym_key,
         **({"[studies] trusted_file": cfg.studies.trusted_file} if cfg.studies.local else {}),
         **({"[store] covered_regions": cfg.store.covered_regions} if cfg.store.covered_regions is not None else {}),
+        **({"[ontologies] mondo": cfg.ontologies.mondo} if cfg.ontologies.mondo is not None else {}),
     }
     missing = [f"{setting}: {path} does not exist" for setting, path in needed.items() if not path.is_file()]
     if missing:

@@ -19,6 +19,7 @@ import numpy.typing as npt
 from genogate.errors import UsageError
 from genogate.genome import BuildError, canonical_contig, contig_list
 from genogate.query import Everyone, Filter, Region
+from node.ontology import TermIndex
 from node.planner import compile_filter
 from node.store import Store
 
@@ -75,7 +76,9 @@ def allele_counts(classes: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64]
 
 
 def groups(store: Store, where: Filter, by: GroupBy | None, this_year: int | None = None) -> list[Group]:
-    """The cohort (``where``) split by a sample attribute; one unnamed group without ``by``."""
+    """The cohort (``where``) split by a sample attribute; one unnamed group without ``by``. A term outside
+    the store's vocabulary is refused (``InvalidArgument``, UNKNOWN_TERM), as a serving node refuses it."""
+    TermIndex.read(store.con).check(where)
     year = this_year or _dt.date.today().year
     sql, params = compile_filter(where, year)
     if by is None:

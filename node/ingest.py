@@ -40,6 +40,7 @@ import numpy as np
 from genogate.errors import IngestError, StoreError
 from genogate.genome import BuildError, canonical_contig, check_build, contig_rank
 from genogate.query import Region
+from node import ontology
 from node.bed import merge, read_bed
 from node.normalise import Normaliser, Reference
 from node.records import CLASS_NAMES, GenotypeSource
@@ -292,7 +293,10 @@ def _ingest_locked(
         s = Store.open(store, read_only=True)
         try:
             known = {row[0] for row in s.con.execute("SELECT sha256 FROM sources").fetchall()}
-            same_sheet = s.meta("sheet_sha256") == sheet_sha
+            # A store without the current ontology releases gets its vocabulary and closure (re)written.
+            same_sheet = s.meta("sheet_sha256") == sheet_sha and ontology.stored_releases(s.con) == (
+                ontology.load().releases
+            )
             same_key = s.meta("key_fingerprint") == key_fingerprint(key)
             store_build, stored_cover = s.build, s.covered_regions()
         finally:
@@ -345,6 +349,7 @@ def _ingest_locked(
             bp = sum(r.end - r.start + 1 for r in cover)
             summary.covered = f"{len(cover)} region(s), {bp:,} bp (from {options.covered_regions or 'the store'})"
         summary.sheet_updated = _write_samples(con, by_pseudonym, exists, sheet)
+        ontology.write(con, {t for p in participants for t in p.phenotypes}, ontology.load())
         st.set_meta("sheet_sha256", sheet_sha)
         sid_of = {row[0]: row[1] for row in con.execute("SELECT pseudonym, sid FROM samples").fetchall()}
         n_samples = len(sid_of)

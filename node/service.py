@@ -8,7 +8,8 @@ before it):
    and this node's policy accepts the kind and the study's purpose;
 3. caps: ε within the study's and the node's per-query caps; variant count within the node's limit;
    the study's request rate;
-4. reduce the query to its canonical form (``genogate.query.canonical``);
+4. reduce the query to its canonical form (``genogate.query.canonical``) and refuse phenotype terms outside
+   the store's vocabulary (UNKNOWN_TERM: decided from the ontologies, never from who is annotated);
 5. plan the noise (``node.dp.plan``: mechanism and scale from the kind's declared sensitivity);
 6. ``Ledger.begin``: a durable charge (or the stored answer of the same question, at no cost). Before it,
    for a new question only (retries and repeats are looked up first and never computed), the query's rows
@@ -138,6 +139,8 @@ class QueryService:
         build: str = "",
         covered_regions: Sequence[Region] | None = None,
         covered_bed: Path | None = None,
+        diseases: duo.Diseases = duo.ICD10_ONLY,
+        disease_releases: Mapping[str, str] | None = None,
     ):
         self.name = name
         self.policy = policy
@@ -171,12 +174,22 @@ class QueryService:
         self._grants = grants
         self.revocations = grants.revocations if grants is not None else None
         self._clock = clock
+        self._diseases = diseases  # the hierarchies DS-<disease> consents are matched in
+        self._disease_releases = dict(disease_releases or {})
         self._lock = threading.Lock()
         self._consent: dict[tuple[str, frozenset[str]], npt.NDArray[np.bool_]] = {}
         self._rates: dict[str, deque[float]] = {}
         # Reads of the store's rows, started as soon as a query's variants are known (see _query).
         self._fetch_pool = ThreadPoolExecutor(max_workers=fetch_workers, thread_name_prefix="node-fetch")
         self.n_samples = self._root.n_samples
+
+    def labels(self) -> list[tuple[str, tuple[str, ...]]]:
+        """The labels of each categorical attribute at this node (published in GetNodeInfo)."""
+        return [("ancestry", self._cohorts.ancestry_groups), ("sex", ("F", "M", "U"))]
+
+    def ontologies(self) -> dict[str, str]:
+        """The ontology releases the store's phenotype terms were validated against."""
+        return {**self._cohorts.terms.releases, **self._disease_releases}
 
     def close(self) -> None:
         self._fetch_pool.shutdown(wait=True, cancel_futures=True)
@@ -257,6 +270,8 @@ class QueryService:
             )
         query = canonical(query, self.catalogue.assembly_of(env.assembly, study.assembly))
         self.catalogue.check(query)
+        for f in filters_of(query):
+            self._cohorts.terms.check(f)
         variants = self._variants_of(query)
         self._rate_limit(study.study_id)
 
@@ -487,7 +502,7 @@ class QueryService:
         if mask is None:
             mask = np.zeros(self.n_samples, dtype=bool)
             for codes, members in self._cohorts.consent_groups:
-                if duo.admits(codes, study.purpose):
+                if duo.admits(codes, study.purpose, self._diseases):
                     mask |= members
             with self._lock:
                 self._consent[study.purpose] = mask

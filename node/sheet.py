@@ -2,6 +2,10 @@
 
 TSV with a header line. ``sample_id`` is required; the other columns are optional but, when present,
 validated strictly. Every problem names the file, the line and the reason.
+
+Ancestry labels are stored upper-case (``eur`` is ``EUR``). Phenotype terms are HPO ids or WHO ICD-10 codes
+(spellings in ``genogate.ontology``), validated against the releases ``node.ontology`` loads, and stored as the
+primary id they stand for (an obsolete HPO id as its replacement).
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genogate import duo
-from genogate.errors import IngestError
+from genogate.errors import GenogateError, IngestError
+from genogate.ontology import canonical_label, canonical_term
+from node import ontology
 
 COLUMNS = ("sample_id", "sex", "birth_year", "ancestry", "phenotypes", "consent")
 _SEX = {"m": "M", "male": "M", "f": "F", "female": "F", "u": "U", "unknown": "U", "": "U"}
@@ -63,6 +69,7 @@ def read_sheet(path: Path) -> list[Participant]:
     this_year = _dt.date.today().year
     seen: dict[str, int] = {}
     out: list[Participant] = []
+    lines_of: list[int] = []
     for lineno, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
@@ -72,12 +79,39 @@ def read_sheet(path: Path) -> list[Participant]:
             raise IngestError(where, f"expected {len(header)} tab-separated fields, found {len(fields)}")
         row = dict(zip(header, (f.strip() for f in fields), strict=True))
         out.append(_participant(row, where, this_year))
+        lines_of.append(lineno)
         sid = out[-1].sample_id
         if sid in seen:
             raise IngestError(where, f"sample id {sid!r} appears twice (first on line {seen[sid]})")
         seen[sid] = lineno
     if not out:
         raise IngestError(str(path), "the sample sheet has a header but no participants")
+    if any(p.phenotypes for p in out):
+        out = _resolve_terms(path, out, lines_of, ontology.load())
+    return out
+
+
+def _resolve_terms(
+    path: Path, participants: list[Participant], lines_of: list[int], onto: ontology.Ontologies
+) -> list[Participant]:
+    """Every phenotype term replaced by the primary id it stands for; an unknown term is refused naming the
+    file, the line, the term and the ontology releases."""
+    out = []
+    for p, lineno in zip(participants, lines_of, strict=True):
+        primaries = set()
+        for term in p.phenotypes:
+            primary = onto.vocabulary.get(term)
+            if primary is None:
+                prefix = term.partition(":")[0]
+                known = prefix in ("HP", "ICD10")
+                raise IngestError(
+                    f"{path}:{lineno}",
+                    f"phenotype term {term} is not in {onto.describe()}"
+                    if known
+                    else f"phenotype term {term}: phenotypes are HPO (HP:0001250) or WHO ICD-10 (ICD10:G40.9) terms",
+                )
+            primaries.add(primary)
+        out.append(Participant(p.sample_id, p.sex, p.birth_year, p.ancestry, tuple(sorted(primaries)), p.consent))
     return out
 
 
@@ -99,10 +133,19 @@ def _participant(row: dict[str, str], where: str, this_year: int) -> Participant
     ancestry = row.get("ancestry", "") or None
     if ancestry is not None and not _GROUP_RE.match(ancestry):
         raise IngestError(where, "ancestry must be 1-64 letters, digits, '_', '.' or '-'")
-    phenotypes = tuple(sorted({t.strip() for t in row.get("phenotypes", "").split(";") if t.strip()}))
-    for term in phenotypes:
+    if ancestry is not None:
+        ancestry = canonical_label(ancestry)  # labels compare case-insensitively: eur is EUR
+    terms = set()
+    for term in (t.strip() for t in row.get("phenotypes", "").split(";")):
+        if not term:
+            continue
         if not _TERM_RE.match(term):
             raise IngestError(where, f"phenotype term {term!r} is not PREFIX:CODE (e.g. HP:0001250, ICD10:C50)")
+        try:
+            terms.add(canonical_term(term))
+        except GenogateError as exc:
+            raise IngestError(where, exc.detail) from None
+    phenotypes = tuple(sorted(terms))
     try:
         consent = duo.normalise_codes(row.get("consent", "").split(";"))
     except ValueError as exc:

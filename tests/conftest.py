@@ -14,6 +14,10 @@ DATA = SHARED / "data"
 SUBSET = DATA / "1kg_subset_1126"
 CHRMT = DATA / "1kg_chrMT_2534"
 REFERENCE = DATA / "reference"
+# The subset's case/control status as phenotype terms: cases have seizures (HPO), controls had a general
+# medical examination (ICD-10 Z00.0); neither term is under the other.
+CASE_TERM = "HP:0001250"
+CONTROL_TERM = "ICD10:Z00.0"
 
 
 def require_shared() -> None:
@@ -31,7 +35,7 @@ def write_subset_sheet(path: Path) -> Path:
     with open(path, "w") as out:
         out.write("sample_id\tsex\tancestry\tphenotypes\tconsent\n")
         for r in rows:
-            status = "local:case" if r["status"] == "1" else "local:control"
+            status = CASE_TERM if r["status"] == "1" else CONTROL_TERM
             out.write(f"{r['sample.id']}\t{r['sex']}\t{r['super_pop']}\t{status}\tGRU\n")
     return path
 

@@ -43,7 +43,7 @@ def _documented(text: str) -> dict[tuple[str, str], tuple[str, str]]:
     for line in text.splitlines():
         if m := re.fullmatch(r"\[([a-z_]+)\]", line):
             section, comment = m.group(1), []
-        elif m := re.fullmatch(r"# ([a-z_]+) =", line):  # an optional setting, unset by default
+        elif m := re.fullmatch(r"# ([a-z_]+) =", line):  # an optional setting without a default, left unset
             out[(section, m.group(1))] = (" ".join(" ".join(comment).split()), "")
             comment = []
         elif line.startswith("# "):
@@ -79,8 +79,8 @@ def test_every_setting_is_documented_in_the_example() -> None:
         comment, value = documented[(s.section, s.key)]
         assert s.help in comment, f"[{s.section}] {s.key}: the example's comment is not its help text"
         if not s.required:
-            shown = "" if s.default is None else config.toml_value(s.default)
-            assert value == shown, f"[{s.section}] {s.key}: the example must show the default"
+            default = "" if s.default is None else config.toml_value(s.default)
+            assert value == default, f"[{s.section}] {s.key}: the example must show the default"
     extra = set(documented) - {(s.section, s.key) for s in config.describe(NodeConfig)}
     assert not extra, f"{EXAMPLE.name} documents settings that do not exist: {sorted(extra)}"
 

@@ -42,6 +42,7 @@ from node.synth import SynthSpec
 from node.synth_cli import synth_store
 from tests.nodes import client_tls, make_ca, make_coordinator, make_node
 from tests.processes import ROOT, Proc, start_coordinator, start_node
+from tests.terms import filler as distinct
 
 SITES = ("site-a", "site-b", "site-c")
 SPEC = SynthSpec(samples=1500, variants=1500, seed=3)
@@ -192,7 +193,7 @@ class Workload:
         while not self._stop.is_set():
             i += 1
             try:
-                r = client.cohort_count(study, where=f"sex=F or phenotype=local:r{n}q{i}", epsilon=EPS)
+                r = client.cohort_count(study, where=f"sex=F or {distinct(n * 100 + i)}", epsilon=EPS)
             except (Unavailable, DeadlineExceeded) as exc:
                 with self._lock:
                     if tolerate_unavailable:
@@ -344,7 +345,7 @@ def test_full_disk_answers_storage_full_and_recovers_and_unreadable_store_is_nam
                 pass
         seen = Counter()
         for i in range(60):
-            r = client.cohort_count(study, where=f"sex=M or phenotype=local:f{i}", epsilon=EPS)
+            r = client.cohort_count(study, where=f"sex=M or {distinct(500 + i)}", epsilon=EPS)
             status = {s.site: (s.status, s.reason) for s in r.sites}
             assert status["site-a"][0] == status["site-b"][0] == "answered"  # the others are unaffected
             seen[status["site-c"]] += 1
@@ -354,7 +355,7 @@ def test_full_disk_answers_storage_full_and_recovers_and_unreadable_store_is_nam
         log = (fed.root / "site-c.log").read_text()
         assert "cannot write the" in log and "disk may be full" in log and str(small) in log
         filler.unlink()  # the operator makes room: the same node answers again, its books intact
-        r = client.cohort_count(study, where="sex=M or phenotype=local:after", epsilon=EPS)
+        r = client.cohort_count(study, where=f"sex=M or {distinct(600)}", epsilon=EPS)
         assert {s.site: s.status for s in r.sites}["site-c"] == "answered"
         client.close()
         fed.stop()
@@ -412,7 +413,7 @@ def test_the_sdk_reports_each_sites_budget_as_typed_rows(fed: Fed) -> None:
     client, study = fed.researcher("bea", epsilon_total=1.0)
     with client:
         for i in range(2):
-            client.cohort_count(study, where=f"sex=F or phenotype=local:b{i}", epsilon=EPS)
+            client.cohort_count(study, where=f"sex=F or {distinct(700 + i)}", epsilon=EPS)
         fed.nodes["site-c"].stop()
         budget = client.budget(study)
     assert [s.site for s in budget.sites] == list(SITES)

@@ -28,7 +28,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from genogate.client import Client, QueryResult
 from genogate.coordclient import CoordinatorClient
-from genogate.nodeclient import ClientTLS
+from genogate.errors import InvalidArgument, Reason
+from genogate.nodeclient import ClientTLS, NodeClient
 from genogate.query import Variant
 from genogate.signing import Signer
 from genogate.tls import fingerprint_sha256, new_identity_key, write_secret
@@ -41,6 +42,7 @@ from tests.conftest import ROOT, SUBSET, require_shared, write_subset_sheet
 from tests.nodes import client_tls, make_ca, make_coordinator, make_node
 from tests.processes import Proc, start_coordinator, start_server
 from tests.stats import max_misses
+from tests.terms import filler
 
 SITES = ("site-a", "site-b", "site-c")
 FAULTY = "site-c"  # runs under tests.faulty_node; its faults are off until a test turns them on
@@ -197,7 +199,7 @@ def test_combined_estimates_are_unbiased_and_cover_the_pooled_truth(fed: Fed) ->
             anc = ancestries[i % len(ancestries)]
             truth = sum(1 for r in fed.sheet if r["ancestry"] == anc)
             # a clause no participant satisfies makes each query distinct without changing its truth
-            r = gg.cohort_count(fed.study.study_id, where=f"ancestry={anc} or phenotype=local:none{i}", epsilon=EPS)
+            r = gg.cohort_count(fed.study.study_id, where=f"ancestry={anc} or {filler(i)}", epsilon=EPS)
             assert [s.status for s in r.sites] == ["answered"] * 3, r
             c = r.value("count")
             assert math.isclose(c.estimate, sum(s_body(r, s).result.cohort_count.count.estimate for s in SITES))
@@ -352,6 +354,31 @@ def test_audit_logs_verify_reconcile_and_reveal_tampering(fed: Fed, tmp_path: Pa
         "UPDATE audit SET seq = 3 WHERE seq = -1;"
     )
     assert reordered.returncode == 1 and "position 2" in reordered.stdout
+
+
+def test_a_label_no_site_publishes_is_refused_before_fan_out(fed: Fed) -> None:
+    """``ancestry=ZZZ`` is refused by the coordinator from the sites' published labels (GetNodeInfo), before
+    any site spends anything; labels compare in any case, so ``eur`` and ``EUR`` are one question."""
+    for site, proc in fed.nodes.items():
+        with NodeClient(proc.address, fed.operator) as nc:
+            info = nc.info()
+        labels = {ls.attribute: list(ls.labels) for ls in info.labels}
+        assert labels == {"ancestry": ["AFR", "AMR", "EAS", "EUR", "SAS"], "sex": ["F", "M", "U"]}, site
+        assert {o.name: o.release for o in info.ontologies}["HPO"] == "2025-11-24"
+    with fed.coord() as c:
+        before = {s.site: s.budget.epsilon_spent for s in c.study_budget(fed.study.study_id)}
+    with fed.client() as gg:
+        with pytest.raises(InvalidArgument) as info:
+            gg.cohort_count(fed.study.study_id, where="sex=F or not ancestry in (EUR, zzz)", epsilon=EPS)
+        assert info.value.reason is Reason.UNKNOWN_LABEL
+        assert "ZZZ" in info.value.message and "AFR, AMR, EAS, EUR, SAS" in info.value.message
+        with fed.coord() as c:
+            assert {s.site: s.budget.epsilon_spent for s in c.study_budget(fed.study.study_id)} == before
+        lower = gg.cohort_count(fed.study.study_id, where="ancestry=eur and sex=F", epsilon=EPS)
+        upper = gg.cohort_count(fed.study.study_id, where="sex=F and ancestry=EUR", epsilon=EPS)
+    assert [s.status for s in lower.sites] == [s.status for s in upper.sites] == ["answered"] * 3
+    assert all(s.from_cache for s in upper.sites)  # the same canonical question at every site
+    assert upper.value("count").estimate == lower.value("count").estimate
 
 
 def test_a_stopped_site_is_reported_and_the_others_still_answer(fed: Fed) -> None:

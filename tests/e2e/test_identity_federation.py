@@ -172,9 +172,9 @@ def _register(fed: Fed, site: str, *extra: str) -> subprocess.CompletedProcess[s
 
 @pytest.fixture(scope="module")
 def registered(fed: Fed) -> dict[str, str]:
-    """Every site registered with `genogate nodes register`, which reads the build from the node itself."""
+    """Every site registered with `genogate nodes register`: the coordinator reads the build from the node."""
     refused = _register(fed, "site-c", "--build", "GRCh37")
-    assert refused.returncode != 0 and "serves GRCh38, not --build GRCh37" in refused.stderr
+    assert refused.returncode != 0 and "the node serves GRCh38, not the declared GRCh37" in refused.stderr
     builds = {}
     for site in fed.nodes:
         done = _register(fed, site)

@@ -18,6 +18,7 @@ from node.ledger import Ledger
 from tests.conftest import SUBSET, require_shared, write_subset_sheet
 from tests.nodes import client_tls, make_ca, make_node, study_toml
 from tests.processes import running_node, start_node
+from tests.terms import filler
 
 EPS = 0.01
 LOCAL = {"GENOGATE_NODE_STUDIES__LOCAL": "true"}  # these tests use the local trusted-studies file
@@ -57,7 +58,7 @@ def test_sigkill_mid_stream_loses_no_charge(node_setup: tuple[Path, object], tmp
         with NodeClient(proc.address, tls, timeout_s=5) as c:  # type: ignore[arg-type]
             i = 0
             while not stop.is_set():
-                env = envelope(CohortCount(parse_filter(f"phenotype=local:w{worker}q{i}")), study_id="S1", epsilon=EPS)
+                env = envelope(CohortCount(parse_filter(filler(worker * 2000 + i))), study_id="S1", epsilon=EPS)
                 payload = env.SerializeToString(deterministic=True)
                 try:
                     _, body = c.send(payload)

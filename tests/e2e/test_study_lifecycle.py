@@ -28,6 +28,7 @@ from node.ingest import ingest
 from tests.conftest import SUBSET, require_shared, write_subset_sheet
 from tests.nodes import client_tls, make_ca, make_coordinator, make_node
 from tests.processes import Proc, start_coordinator, start_node
+from tests.terms import filler
 
 SITES = ("site-a", "site-b")
 
@@ -264,9 +265,9 @@ def test_a_valid_grant_cannot_spend_past_its_budget_at_a_node(fed: Federation) -
     the node's own ledger: 2.0 at 0.5 per query is four distinct queries."""
     study = _approved(fed, _proposal(fed))
     for i in range(4):
-        _ask(fed, "site-b", study, CohortCount(parse_filter(f"phenotype=local:x{i}")), epsilon=0.5)
+        _ask(fed, "site-b", study, CohortCount(parse_filter(filler(i))), epsilon=0.5)
     with pytest.raises(ResourceExhausted) as info:
-        _ask(fed, "site-b", study, CohortCount(parse_filter("phenotype=local:x9")), epsilon=0.5)
+        _ask(fed, "site-b", study, CohortCount(parse_filter(filler(9))), epsilon=0.5)
     assert info.value.reason is Reason.BUDGET_EXHAUSTED
     assert _spent(fed, "site-b", study) == 2.0
 

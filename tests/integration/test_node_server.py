@@ -19,8 +19,9 @@ from genogate.wire.v1 import common_pb2 as pb
 from node.app import create_server
 from node.config import load_node_config
 from node.ingest import ingest
-from tests.conftest import REFERENCE, SUBSET, require_shared, write_subset_sheet
+from tests.conftest import CASE_TERM, CONTROL_TERM, REFERENCE, SUBSET, require_shared, write_subset_sheet
 from tests.nodes import client_tls, make_ca, make_node, study_toml
+from tests.terms import filler
 
 # Interval checks: a 95% interval misses with probability <= 0.05; "within 6 half-widths" of a discrete
 # Laplace draw fails with probability < 1e-9 per value, so over the < 100 values here < 1e-7 overall.
@@ -108,7 +109,7 @@ def test_every_query_kind_answers_near_the_truth(federation: dict[str, object]) 
     assert abs(total - 1126) < 6 * 6 * 10
     cc = ask(
         federation,
-        CaseControl(variants[:2], parse_filter("phenotype=local:case"), parse_filter("phenotype=local:control")),
+        CaseControl(variants[:2], parse_filter(f"phenotype={CASE_TERM}"), parse_filter(f"phenotype={CONTROL_TERM}")),
         eps=4.0,
     ).result.case_control
     assert len(cc.tables) == 2
@@ -164,9 +165,9 @@ def test_errors_carry_status_reason_and_a_clean_message(federation: dict[str, ob
 
 def test_budget_exactly_at_the_cap_then_refused(federation: dict[str, object]) -> None:
     for i in range(4):
-        ask(federation, CohortCount(parse_filter(f"phenotype=local:p{i}")), study="TIGHT", eps=0.25)
+        ask(federation, CohortCount(parse_filter(filler(i))), study="TIGHT", eps=0.25)
     with pytest.raises(ResourceExhausted) as info:
-        ask(federation, CohortCount(parse_filter("phenotype=local:p9")), study="TIGHT", eps=0.01)
+        ask(federation, CohortCount(parse_filter(filler(9))), study="TIGHT", eps=0.01)
     assert info.value.reason is Reason.BUDGET_EXHAUSTED
     with client(federation) as c:
         b = c.budget("TIGHT")
@@ -178,7 +179,7 @@ def test_200_concurrent_queries_never_overspend(federation: dict[str, object]) -
 
     def one(i: int) -> str:
         try:
-            ask(federation, CohortCount(parse_filter(f"age>={i % 150} or phenotype=local:r{i}")), study="RACE", eps=0.1)
+            ask(federation, CohortCount(parse_filter(f"age>={i % 150} or {filler(i)}")), study="RACE", eps=0.1)
             return "ok"
         except ResourceExhausted as exc:
             return exc.reason.name
@@ -206,8 +207,8 @@ def test_averaging_attack_gets_one_value_charged_once(federation: dict[str, obje
 
 def test_empty_and_large_cohorts_both_release_normally(federation: dict[str, object]) -> None:
     """No error, and the same shape of answer, whether the cohort is empty or holds everyone."""
-    empty = ask(federation, CohortCount(parse_filter("phenotype=HP:9999999"))).result.cohort_count.count
-    full = ask(federation, CohortCount(parse_filter("not phenotype=HP:9999999"))).result.cohort_count.count
+    empty = ask(federation, CohortCount(parse_filter(filler(1234)))).result.cohort_count.count
+    full = ask(federation, CohortCount(parse_filter(f"not {filler(1234)}"))).result.cohort_count.count
     assert empty.below_threshold or empty.estimate < 10 + WIDE * 10
     assert near(full, 1126)
     for v in (empty, full):

@@ -24,7 +24,7 @@ from node.ingest import ingest
 from node.normalise import Normaliser
 from node.store import Store
 from node.vcf import VcfSource
-from tests.conftest import CHRMT, REFERENCE, ROOT, SUBSET, require_shared, write_subset_sheet
+from tests.conftest import CASE_TERM, CHRMT, CONTROL_TERM, REFERENCE, ROOT, SUBSET, require_shared, write_subset_sheet
 
 Key = tuple[str, str, str, str]
 
@@ -86,7 +86,7 @@ def test_overall_ac_an_equal_bcftools(subset_store: Path) -> None:
     [
         ("ancestry", "superpop", {"AFR": "AFR", "AMR": "AMR", "EAS": "EAS", "EUR": "EUR", "SAS": "SAS"}),
         ("sex", "sex", {"F": "female", "M": "male"}),
-        ("phenotype", "status", {"local:case": "case", "local:control": "control"}),
+        ("phenotype", "status", {CASE_TERM: "case", CONTROL_TERM: "control"}),
     ],
 )
 def test_grouped_ac_an_equal_bcftools(subset_store: Path, by: str, table: str, groups: dict[str, str]) -> None:
@@ -123,8 +123,8 @@ def _expected_gcount(path: Path, filltags: Path) -> dict[Key, tuple[int, ...]]:
     ("where", "gcount"),
     [
         ("", "plink2.gcount"),
-        ("phenotype=local:case", "plink2_bystatus.case.gcount"),
-        ("phenotype=local:control", "plink2_bystatus.control.gcount"),
+        (f"phenotype={CASE_TERM}", "plink2_bystatus.case.gcount"),
+        (f"phenotype={CONTROL_TERM}", "plink2_bystatus.control.gcount"),
     ],
 )
 def test_genotype_classes_equal_plink2(subset_store: Path, where: str, gcount: str) -> None:

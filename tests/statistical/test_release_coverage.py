@@ -25,6 +25,7 @@ from node.dp import OpenDPNoise
 from node.ingest import ingest
 from node.ledger import Ledger
 from node.service import Caller, QueryService
+from tests.terms import filler
 from tests.unit.test_service import NOW, POLICY, SHEET, V100, VCF, study
 
 N = 600
@@ -63,9 +64,7 @@ def _covers(v: pb.NoisyValue, truth: int) -> bool:
 def test_cohort_count_intervals_cover(service: QueryService) -> None:
     # Distinct filters (so each draw is fresh) that all select the same 7 consented participants.
     hits = sum(
-        _covers(
-            _release(service, CohortCount(parse_filter(f"age>=0 or phenotype=local:c{i}"))).result.cohort_count.count, 7
-        )
+        _covers(_release(service, CohortCount(parse_filter(f"age>=0 or {filler(i)}"))).result.cohort_count.count, 7)
         for i in range(N)
     )
     assert hits / N >= 0.95 - T
@@ -74,7 +73,7 @@ def test_cohort_count_intervals_cover(service: QueryService) -> None:
 def test_allele_count_and_number_intervals_cover(service: QueryService) -> None:
     ac_hits = an_hits = 0
     for i in range(N):
-        q = AlleleFrequency((V100,), filter=parse_filter(f"age>=0 or phenotype=local:a{i}"))
+        q = AlleleFrequency((V100,), filter=parse_filter(f"age>=0 or {filler(i)}"))
         row = _release(service, q).result.allele_frequency.variants[0]
         ac_hits += _covers(row.allele_count, 3)
         an_hits += _covers(row.allele_number, 14)

@@ -115,9 +115,7 @@ def test_positions_outside_the_covered_regions_are_refused_not_counted(store: Pa
     assert svc.catalogue.covered_regions() == [Region("1", 50, 150)]
 
 
-@pytest.mark.parametrize(
-    ("asked", "study_build"), [("GRCh38", ""), ("", "GRCh38"), ("GRCh37", "GRCh38"), ("hg19", "")]
-)
+@pytest.mark.parametrize(("asked", "study_build"), [("GRCh38", ""), ("", "GRCh38"), ("GRCh37", "GRCh38"), ("hg19", "")])
 def test_another_build_is_refused(store: Path, tmp_path: Path, asked: str, study_build: str) -> None:
     """The store is on GRCh37: a query or study on GRCh38 (or naming no known build) is refused."""
     svc = make(store, tmp_path, study(assembly=study_build))

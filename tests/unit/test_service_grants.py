@@ -16,6 +16,7 @@ from node.grants import GrantVerifier, NonceStore, RevocationCache
 from node.ingest import ingest
 from node.ledger import Ledger
 from node.service import Caller, QueryService
+from tests.terms import filler_term
 from tests.unit.test_grants import SITE, STALENESS_MS, STUDY, WINDOW_MS, World
 from tests.unit.test_service import POLICY, SHEET, VCF, ZeroNoise
 
@@ -142,7 +143,9 @@ def test_a_coordinator_cannot_spend_past_the_grant_at_this_node(setup) -> None: 
     grant = world.grant()
     for i in range(40):
         q = pb.Query(
-            cohort_count=pb.CohortCountQuery(filter=pb.Filter(phenotype_has=pb.Filter.PhenotypeHas(term=f"local:t{i}")))
+            cohort_count=pb.CohortCountQuery(
+                filter=pb.Filter(phenotype_has=pb.Filter.PhenotypeHas(term=filler_term(i)))
+            )
         )
         send(svc, grant, world.query(query=q))
     with pytest.raises(ResourceExhausted) as info:
@@ -152,7 +155,7 @@ def test_a_coordinator_cannot_spend_past_the_grant_at_this_node(setup) -> None: 
             world.query(
                 query=pb.Query(
                     cohort_count=pb.CohortCountQuery(
-                        filter=pb.Filter(phenotype_has=pb.Filter.PhenotypeHas(term="local:last"))
+                        filter=pb.Filter(phenotype_has=pb.Filter.PhenotypeHas(term=filler_term(999)))
                     )
                 )
             ),
