@@ -96,7 +96,7 @@ def _with_suppressed(
         sites=len(values),
         threshold=max(int(v.threshold) for v in below),
         released=released,
-        not_computed=f"suppressed at {len(below)} of {len(values)} sites",
+        not_computed=f"suppressed at {len(below)} of {len(values)} site{'' if len(values) == 1 else 's'}",
     )
 
 

@@ -30,7 +30,7 @@ from genogate import table
 from genogate.coordclient import CoordinatorClient
 from genogate.errors import DeadlineExceeded, Reason, Unavailable
 from genogate.filter import parse_filter
-from genogate.nodeclient import ClientTLS, envelope, signed
+from genogate.nodeclient import ClientTLS, envelope, signed, site_values, variant_text
 from genogate.query import (
     EVERYONE,
     AlleleFrequency,
@@ -115,9 +115,7 @@ class Estimate:
 
     def note(self) -> str:
         """Why there is no estimate ("" when there is one), e.g. "suppressed at 2 of 3 sites"."""
-        if self.estimate is not None:
-            return ""
-        return self.not_computed if self.threshold is not None else f"not computed: {self.not_computed}"
+        return "" if self.estimate is not None else self.not_computed
 
 
 @dataclass(frozen=True)
@@ -316,37 +314,6 @@ def _num(x: float, quantity: str) -> str:
     return f"{x:,.1f}" if abs(x - round(x)) > 1e-9 else f"{round(x):,}"
 
 
-def _variant_text(v: pb.Variant) -> str:
-    return f"{v.chrom}-{v.pos}-{v.ref}-{v.alt}"
-
-
-def site_values(result: pb.QueryResult) -> list[tuple[str, str, pb.NoisyValue]]:
-    """(variant, quantity, value) of every number in one site's release, as ``QueryResult.values`` names them."""
-    which = result.WhichOneof("kind")
-    out: list[tuple[str, str, pb.NoisyValue]] = []
-    if which == "cohort_count":
-        out.append(("", "count", result.cohort_count.count))
-    elif which == "carrier_count":
-        out.append(("", "carriers", result.carrier_count.carriers))
-    elif which == "genotype_counts":
-        g = result.genotype_counts
-        out += [
-            (_variant_text(g.variant), name, getattr(g, name))
-            for name in ("hom_ref", "het", "hom_alt", "hemi_ref", "hemi_alt", "no_call")
-        ]
-    elif which == "allele_frequency":
-        for a in result.allele_frequency.variants:
-            out += [(_variant_text(a.variant), "allele_count", a.allele_count)]
-            out += [(_variant_text(a.variant), "allele_number", a.allele_number)]
-    elif which == "case_control":
-        for t in result.case_control.tables:
-            out += [
-                (_variant_text(t.variant), name, getattr(t, name))
-                for name in ("case_alt", "case_ref", "control_alt", "control_ref")
-            ]
-    return out
-
-
 def result_of(response: cpb.RunQueryResponse) -> QueryResult:
     """The typed result of a ``RunQueryResponse``."""
 
@@ -375,10 +342,10 @@ def result_of(response: cpb.RunQueryResponse) -> QueryResult:
     elif which == "genotype_counts":
         g = c.genotype_counts
         for name in ("hom_ref", "het", "hom_alt", "hemi_ref", "hemi_alt", "no_call"):
-            rows.append(Row(_variant_text(g.variant), name, Estimate.of(getattr(g, name))))
+            rows.append(Row(variant_text(g.variant), name, Estimate.of(getattr(g, name))))
     elif which == "allele_frequency":
         for a in c.allele_frequency.variants:
-            v = _variant_text(a.variant)
+            v = variant_text(a.variant)
             rows += [
                 Row(v, "allele_count", Estimate.of(a.allele_count)),
                 Row(v, "allele_number", Estimate.of(a.allele_number)),
@@ -386,7 +353,7 @@ def result_of(response: cpb.RunQueryResponse) -> QueryResult:
             ]
     elif which == "case_control":
         for t in c.case_control.tables:
-            v = _variant_text(t.variant)
+            v = variant_text(t.variant)
             rows += [
                 Row(v, name, Estimate.of(getattr(t, name)))
                 for name in ("case_alt", "case_ref", "control_alt", "control_ref")
