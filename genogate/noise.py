@@ -108,9 +108,14 @@ def positive_part_upper(sites: Iterable[Iterable[Component]], alpha: float) -> i
 
     Σ_i max(Z_i, 0) is the largest noise any subset of the sites can carry, so it bounds the noise of
     whichever sites happen to release a value (which sites do depends on the noise itself)."""
+    return _positive_part_upper(tuple(sorted(_key(site) for site in sites)), alpha)
+
+
+@functools.lru_cache(maxsize=1024)
+def _positive_part_upper(sites: tuple[tuple[Component, ...], ...], alpha: float) -> int:
     total = np.ones(1)
     for site in sites:
-        p = _sum_pmf(_key(site))
+        p = _sum_pmf(site)
         mid = len(p) // 2
         positive = np.concatenate(([p[: mid + 1].sum()], p[mid + 1 :]))  # P(max(Z, 0) = j), j = 0, 1, ...
         total = np.convolve(total, positive) if len(total) * len(positive) < 1 << 22 else _fft_convolve(total, positive)
