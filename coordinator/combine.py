@@ -4,21 +4,39 @@ Every combined count is the sum of the sites' noisy counts. Its 95% interval com
 distribution of the summed noise (``genogate.noise``: a convolution of the sites' declared discrete
 Laplace or Gaussian noise), so it covers the true pooled count at least 95% of the time.
 
-A site that reported a value only as "fewer than k" (its *noisy* value was below its minimum reportable
-count) still holds participants: its true count is between 0 and ``k - 1 + q``, where ``q`` bounds how far
-its noise could have pulled the value down. The estimate takes the middle of that range and the interval
-spans it; the miss probability is split evenly between the answered sum and each such site (a union
-bound), so the whole interval still covers at 95%.
+**Suppressed values.** A site whose *noisy* count ``Y_i = t_i + Z_i`` fell below its minimum reportable
+count ``k_i`` says only "fewer than k_i" (so ``Y_i <= k_i - 1``). A sum with such sites has no estimate
+(``estimate`` absent, ``not_computed`` says why): a midpoint would be a plausible wrong number. Its
+interval, with ``A`` the sites that released and ``S`` those that did not (which sites land where depends
+on the noise itself), is
+
+    [ΣA Y_i - w,  ΣA Y_i + ΣS (k_i - 1) + u],  the low end clamped at 0, where
+
+* the true total is ``T = Σ Y_i - Σ Z_i <= ΣA Y_i + ΣS (k_i - 1) - Σ Z_i``, so the high end holds when
+  ``-Σ Z_i <= u``: ``u`` is the 2.5% lower-tail quantile of the *whole* sum of noise (all sites);
+* ``T >= ΣA t_i = ΣA Y_i - ΣA Z_i`` (suppressed sites hold at least 0) and ``ΣA Z_i <= Σ max(Z_i, 0)``
+  whichever sites released, so the low end holds when ``Σ max(Z_i, 0) <= w``: ``w`` is the 97.5%
+  quantile of that sum of positive parts.
+
+Both events are fixed before the noise is drawn, so the interval covers whatever the true counts and
+whichever sites end up suppressed, with probability at least 95% by the union bound. (Across the two
+forms, the fully answered one and this one, the misses of the high end are one event, ``-Σ Z_i`` above the
+same quantile; exact enumeration of the noise over truths near k finds total coverage above 95%:
+tests/statistical/test_suppressed_coverage.py.) A released count's interval is unchanged, and the work
+above is done only for values with a suppressed site.
 
 * **Allele frequency** = ΣAC / ΣAN, clamped to [0, 1]. Its interval is [AC_low / AN_high, AC_high / AN_low]
   from 97.5% intervals of ΣAC and ΣAN (union bound again, valid although AC and AN share noise). A node's
-  AN is ALT + REF, two independent draws, and is combined as such.
+  AN is ALT + REF, two independent draws, and is combined as such. When a site suppressed AC or AN there
+  is no frequency estimate ("not computed: allele_count suppressed at 2 of 3 sites"); the interval, from
+  the bounds above, still covers (an absent variant gets [0, an upper bound]).
 * **Odds ratio** (allelic, case/control): Woolf's interval on the combined 2x2 table, its log standard
   error adding the noise variance of each cell to the sampling variance (delta method); a 0.5 continuity
   correction when a cell's estimate is zero or negative. This interval is about the population odds ratio,
-  so it is approximate, unlike the count intervals.
+  so it is approximate, unlike the count intervals. Not computed at all (every number 0, ``not_computed``
+  set) when a site suppressed any of the four cells.
 
-Estimates are unbiased sums of unbiased noisy values, except where a site reported "fewer than k".
+Estimates are unbiased sums of unbiased noisy values; where a site reported "fewer than k" there is none.
 """
 
 from __future__ import annotations
@@ -46,28 +64,39 @@ def _components(v: pb.NoisyValue, draws: int) -> list[noise.Component]:
 
 def combine(values: Sequence[pb.NoisyValue], *, draws: int = 1, alpha: float = ALPHA) -> pb.CombinedValue:
     """Σ of one value over the answering sites (``draws``: independent noise draws inside each value)."""
-    answered = [v for v in values if not v.below_threshold]
     below = [v for v in values if v.below_threshold]
-    parts = (1 if answered else 0) + len(below)
-    share = alpha / max(parts, 1)
-    estimate, low, high, variance = 0.0, 0.0, 0.0, 0.0
-    if answered:
-        comps = [c for v in answered for c in _components(v, draws)]
-        h = noise.two_sided(comps, share)
-        estimate = float(sum(v.estimate for v in answered))
-        low, high = estimate - h, estimate + h
-        variance = noise.stddev(comps) ** 2
-    for v in below:
-        top = max(0, int(v.threshold) - 1) + noise.lower_tail(_components(v, draws), share)
-        estimate += top / 2
-        high += top
-        variance += top * top / 12  # a spread over [0, top]
+    if below:
+        return _with_suppressed(values, below, draws, alpha)
+    comps = [c for v in values for c in _components(v, draws)]
+    h = noise.two_sided(comps, alpha)
+    estimate = float(sum(v.estimate for v in values))
     return pb.CombinedValue(
         estimate=estimate,
-        ci95_low=max(0.0, low),  # a count is never negative
-        ci95_high=max(0.0, high),
-        noise_stddev=math.sqrt(variance),
+        ci95_low=max(0.0, estimate - h),  # a count is never negative
+        ci95_high=max(0.0, estimate + h),
+        noise_stddev=noise.stddev(comps),
+        sites=len(values),
+        released=estimate,
+    )
+
+
+def _with_suppressed(
+    values: Sequence[pb.NoisyValue], below: Sequence[pb.NoisyValue], draws: int, alpha: float
+) -> pb.CombinedValue:
+    """A sum where some sites said only "fewer than k": no estimate, the interval of the module docstring."""
+    per_site = [_components(v, draws) for v in values]
+    u = noise.lower_tail([c for site in per_site for c in site], alpha / 2)
+    w = noise.positive_part_upper(per_site, alpha / 2)
+    released = float(sum(v.estimate for v in values if not v.below_threshold))
+    answered = len(values) - len(below)
+    return pb.CombinedValue(
+        ci95_low=max(0.0, released - w) if answered else 0.0,
+        ci95_high=max(0.0, released + sum(max(0, int(v.threshold) - 1) for v in below) + u),
         sites_below_threshold=len(below),
+        sites=len(values),
+        threshold=max(int(v.threshold) for v in below),
+        released=released,
+        not_computed=f"suppressed at {len(below)} of {len(values)} site{'' if len(values) == 1 else 's'}",
     )
 
 
@@ -76,18 +105,29 @@ def _frequency(
 ) -> pb.CombinedValue:
     """ΣAC / ΣAN with an interval from 97.5% intervals of each (``sum_ac``/``sum_an``: their 95% forms)."""
     wide_ac, wide_an = combine(ac, alpha=ALPHA / 2), combine(an, draws=2, alpha=ALPHA / 2)
-    a, n = sum_ac.estimate, sum_an.estimate
-    freq = min(1.0, max(0.0, a / n)) if n > 0 else 0.0
     lo = wide_ac.ci95_low / wide_an.ci95_high if wide_an.ci95_high > 0 else 0.0
     hi = wide_ac.ci95_high / wide_an.ci95_low if wide_an.ci95_low > 0 else 1.0
-    sd = math.sqrt((sum_ac.noise_stddev / n) ** 2 + (a * sum_an.noise_stddev / n**2) ** 2) if n > 0 else 0.0
-    return pb.CombinedValue(
-        estimate=freq,
+    out = pb.CombinedValue(
         ci95_low=min(1.0, max(0.0, lo)),
         ci95_high=min(1.0, max(0.0, hi)),
-        noise_stddev=sd,
         sites_below_threshold=max(sum_ac.sites_below_threshold, sum_an.sites_below_threshold),
+        sites=sum_ac.sites,
     )
+    missing = _suppressed_cells([("allele_count", sum_ac), ("allele_number", sum_an)])
+    if missing:
+        out.not_computed = missing
+        return out
+    a, n = sum_ac.estimate, sum_an.estimate
+    out.estimate = min(1.0, max(0.0, a / n)) if n > 0 else 0.0
+    out.noise_stddev = (
+        math.sqrt((sum_ac.noise_stddev / n) ** 2 + (a * sum_an.noise_stddev / n**2) ** 2) if n > 0 else 0.0
+    )
+    return out
+
+
+def _suppressed_cells(cells: Sequence[tuple[str, pb.CombinedValue]]) -> str:
+    """ "" when every cell has an estimate, else which are suppressed, e.g. "case_alt suppressed at 3 of 3 sites"."""
+    return "; ".join(f"{name} {c.not_computed}" for name, c in cells if not c.HasField("estimate"))
 
 
 def sum_of(values: Sequence[pb.NoisyValue], *, draws: int = 1) -> pb.CombinedValue:
@@ -96,7 +136,11 @@ def sum_of(values: Sequence[pb.NoisyValue], *, draws: int = 1) -> pb.CombinedVal
 
 
 def odds_ratio(a: pb.CombinedValue, b: pb.CombinedValue, c: pb.CombinedValue, d: pb.CombinedValue) -> pb.OddsRatio:
-    """Allelic odds ratio (a/b) / (c/d) of case alt a, case ref b, control alt c, control ref d."""
+    """Allelic odds ratio (a/b) / (c/d) of case alt a, case ref b, control alt c, control ref d; not computed
+    (``not_computed`` set, the numbers 0) when a cell has no estimate (a site suppressed it)."""
+    missing = _suppressed_cells(list(zip(_CELLS, (a, b, c, d), strict=True)))
+    if missing:
+        return pb.OddsRatio(not_computed=missing)
     cells = [a.estimate, b.estimate, c.estimate, d.estimate]
     if min(cells) <= 0:
         cells = [x + 0.5 for x in cells]

@@ -30,7 +30,7 @@ from genogate import table
 from genogate.coordclient import CoordinatorClient
 from genogate.errors import DeadlineExceeded, Reason, Unavailable
 from genogate.filter import parse_filter
-from genogate.nodeclient import ClientTLS, envelope, signed
+from genogate.nodeclient import ClientTLS, envelope, signed, site_values, variant_text
 from genogate.query import (
     EVERYONE,
     AlleleFrequency,
@@ -58,17 +58,64 @@ _STATUS = {
 
 @dataclass(frozen=True)
 class Estimate:
-    """One released number combined over the answering sites."""
+    """One released number combined over the answering sites.
 
-    estimate: float
+    ``estimate`` is None when there is no honest point value: ``suppressed`` (some site reported its count
+    only as "fewer than ``threshold``"), or a ratio of such a count (``not_computed`` says which). The 95%
+    interval is given either way and covers the true value (for an absent variant: ``[0, an upper
+    bound]``). ``released`` is the sum of the noisy values the sites did release (None if none did)."""
+
+    estimate: float | None
     ci95_low: float
     ci95_high: float
-    noise_stddev: float
+    noise_stddev: float | None
     sites_below_threshold: int = 0
+    sites: int = 0
+    threshold: int | None = None
+    released: float | None = None
+    not_computed: str = ""
+
+    @property
+    def suppressed(self) -> bool:
+        """Some site reported this value (or a count it is derived from) only as "fewer than k"."""
+        return self.sites_below_threshold > 0
 
     @classmethod
     def of(cls, v: pb.CombinedValue) -> Estimate:
-        return cls(v.estimate, v.ci95_low, v.ci95_high, v.noise_stddev, v.sites_below_threshold)
+        if v.HasField("estimate"):
+            return cls(v.estimate, v.ci95_low, v.ci95_high, v.noise_stddev, 0, v.sites, None, v.released)
+        some_released = v.threshold > 0 and v.sites_below_threshold < v.sites  # a count some sites released
+        return cls(
+            None,
+            v.ci95_low,
+            v.ci95_high,
+            None,
+            v.sites_below_threshold,
+            v.sites,
+            v.threshold or None,
+            v.released if some_released else None,
+            v.not_computed or "not computed",
+        )
+
+    @classmethod
+    def of_odds_ratio(cls, o: pb.OddsRatio) -> Estimate:
+        if o.not_computed:
+            return cls(None, math.nan, math.nan, None, not_computed=o.not_computed)
+        return cls(o.estimate, o.ci95_low, o.ci95_high, None)
+
+    def text(self, quantity: str = "") -> str:
+        """The estimate as table text: a number, ``< k`` when every site suppressed it, ``released + < k``
+        when some did, ``not computed`` for a ratio of a suppressed count."""
+        if self.estimate is not None:
+            return _num(self.estimate, quantity)
+        if self.threshold is None:
+            return "not computed"
+        bound = f"< {self.threshold}" + (" each" if self.sites_below_threshold > 1 else "")
+        return bound if self.released is None else f"{_num(self.released, quantity)} + {bound}"
+
+    def note(self) -> str:
+        """Why there is no estimate ("" when there is one), e.g. "suppressed at 2 of 3 sites"."""
+        return "" if self.estimate is not None else self.not_computed
 
 
 @dataclass(frozen=True)
@@ -118,32 +165,28 @@ class QueryResult:
         raise KeyError(f"no {quantity!r}{f' for {variant}' if variant else ''} in this result")
 
     def rows(self) -> list[dict[str, Any]]:
-        """One dict per released number (and per odds ratio), ready for a table or a DataFrame."""
-        out: list[dict[str, Any]] = [
-            {
-                "variant": r.variant,
-                "quantity": r.quantity,
-                "estimate": r.value.estimate,
-                "ci95_low": r.value.ci95_low,
-                "ci95_high": r.value.ci95_high,
-                "noise_stddev": r.value.noise_stddev,
-                "sites_below_threshold": r.value.sites_below_threshold,
-            }
-            for r in self.values
-        ]
-        for variant, o in self.odds_ratios.items():
-            out.append(
-                {
-                    "variant": variant,
-                    "quantity": "odds_ratio",
-                    "estimate": o.estimate,
-                    "ci95_low": o.ci95_low,
-                    "ci95_high": o.ci95_high,
-                    "noise_stddev": math.nan,
-                    "sites_below_threshold": 0,
-                }
-            )
+        """One dict per released number (and per odds ratio), ready for a table or a DataFrame. ``estimate``
+        is None where there is none (``suppressed``; ``note`` says why); the interval is always given."""
+        out = [self._row(r.variant, r.quantity, r.value) for r in self.values]
+        out += [self._row(variant, "odds_ratio", Estimate.of_odds_ratio(o)) for variant, o in self.odds_ratios.items()]
         return out
+
+    @staticmethod
+    def _row(variant: str, quantity: str, e: Estimate) -> dict[str, Any]:
+        return {
+            "variant": variant,
+            "quantity": quantity,
+            "estimate": e.estimate,
+            "ci95_low": e.ci95_low,
+            "ci95_high": e.ci95_high,
+            "noise_stddev": math.nan if e.noise_stddev is None else e.noise_stddev,
+            "suppressed": e.suppressed,
+            "threshold": e.threshold,
+            "sites_below_threshold": e.sites_below_threshold,
+            "sites": e.sites,
+            "released": e.released,
+            "note": e.note(),
+        }
 
     def by_site(self) -> list[dict[str, Any]]:
         """Each answering site's own noisy numbers (only when the study's grant allows a per-site breakdown:
@@ -201,17 +244,20 @@ class QueryResult:
         }
 
     def __str__(self) -> str:
+        rows = [(r.variant, r.quantity, r.value) for r in self.values]
+        rows += [(v, "odds_ratio", Estimate.of_odds_ratio(o)) for v, o in self.odds_ratios.items()]
         values = table.table(
-            ["variant", "quantity", "estimate", "95% interval", "noise sd"],
+            ["variant", "quantity", "estimate", "95% interval", "noise sd", "note"],
             [
                 [
-                    r["variant"] or "-",
-                    r["quantity"],
-                    _num(r["estimate"], r["quantity"]),
-                    f"[{_num(r['ci95_low'], r['quantity'])}, {_num(r['ci95_high'], r['quantity'])}]",
-                    "-" if math.isnan(r["noise_stddev"]) else _num(r["noise_stddev"], r["quantity"]),
+                    variant or "-",
+                    quantity,
+                    e.text(quantity),
+                    "-" if math.isnan(e.ci95_low) else f"[{_num(e.ci95_low, quantity)}, {_num(e.ci95_high, quantity)}]",
+                    "-" if e.noise_stddev is None else _num(e.noise_stddev, quantity),
+                    e.note() or "-",
                 ]
-                for r in self.rows()
+                for variant, quantity, e in rows
             ],
         )
         sites = table.table(
@@ -268,37 +314,6 @@ def _num(x: float, quantity: str) -> str:
     return f"{x:,.1f}" if abs(x - round(x)) > 1e-9 else f"{round(x):,}"
 
 
-def _variant_text(v: pb.Variant) -> str:
-    return f"{v.chrom}-{v.pos}-{v.ref}-{v.alt}"
-
-
-def site_values(result: pb.QueryResult) -> list[tuple[str, str, pb.NoisyValue]]:
-    """(variant, quantity, value) of every number in one site's release, as ``QueryResult.values`` names them."""
-    which = result.WhichOneof("kind")
-    out: list[tuple[str, str, pb.NoisyValue]] = []
-    if which == "cohort_count":
-        out.append(("", "count", result.cohort_count.count))
-    elif which == "carrier_count":
-        out.append(("", "carriers", result.carrier_count.carriers))
-    elif which == "genotype_counts":
-        g = result.genotype_counts
-        out += [
-            (_variant_text(g.variant), name, getattr(g, name))
-            for name in ("hom_ref", "het", "hom_alt", "hemi_ref", "hemi_alt", "no_call")
-        ]
-    elif which == "allele_frequency":
-        for a in result.allele_frequency.variants:
-            out += [(_variant_text(a.variant), "allele_count", a.allele_count)]
-            out += [(_variant_text(a.variant), "allele_number", a.allele_number)]
-    elif which == "case_control":
-        for t in result.case_control.tables:
-            out += [
-                (_variant_text(t.variant), name, getattr(t, name))
-                for name in ("case_alt", "case_ref", "control_alt", "control_ref")
-            ]
-    return out
-
-
 def result_of(response: cpb.RunQueryResponse) -> QueryResult:
     """The typed result of a ``RunQueryResponse``."""
 
@@ -327,10 +342,10 @@ def result_of(response: cpb.RunQueryResponse) -> QueryResult:
     elif which == "genotype_counts":
         g = c.genotype_counts
         for name in ("hom_ref", "het", "hom_alt", "hemi_ref", "hemi_alt", "no_call"):
-            rows.append(Row(_variant_text(g.variant), name, Estimate.of(getattr(g, name))))
+            rows.append(Row(variant_text(g.variant), name, Estimate.of(getattr(g, name))))
     elif which == "allele_frequency":
         for a in c.allele_frequency.variants:
-            v = _variant_text(a.variant)
+            v = variant_text(a.variant)
             rows += [
                 Row(v, "allele_count", Estimate.of(a.allele_count)),
                 Row(v, "allele_number", Estimate.of(a.allele_number)),
@@ -338,7 +353,7 @@ def result_of(response: cpb.RunQueryResponse) -> QueryResult:
             ]
     elif which == "case_control":
         for t in c.case_control.tables:
-            v = _variant_text(t.variant)
+            v = variant_text(t.variant)
             rows += [
                 Row(v, name, Estimate.of(getattr(t, name)))
                 for name in ("case_alt", "case_ref", "control_alt", "control_ref")

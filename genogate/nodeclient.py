@@ -1,8 +1,12 @@
 """A synchronous client of one node (mTLS), for operators' tools, tests and the coordinator.
 
-``query`` sends a query envelope and returns the verified ``ReleaseBody``: the release's Ed25519
+``send`` sends a query envelope and returns the verified ``ReleaseBody``: the release's Ed25519
 signature is checked against the node's receipt key (from ``GetNodeInfo``, or pinned by the caller).
 Failures raise the same ``GenogateError`` class and reason the node raised.
+
+A released ``NoisyValue`` that the node reported only as "fewer than k" carries ``below_threshold`` and
+zeros in its number fields; read a release through ``released`` (typed values whose ``estimate`` is None
+when suppressed) or print ``release_text`` (``< k``), never the raw zeros.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from genogate.convert import query_to_pb
 from genogate.query import Query
 from genogate.rpc import error_from_rpc
 from genogate.signing import Signer, verify
+from genogate.table import table
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import node_pb2 as npb
 from genogate.wire.v1 import node_pb2_grpc
@@ -82,6 +87,82 @@ def envelope(
         sites=list(sites),
         assembly=assembly,
     )
+
+
+@dataclass(frozen=True)
+class Released:
+    """One value a node released: ``estimate`` and its 95% interval, or, when ``suppressed`` (the node's
+    noisy count fell below its minimum reportable count), None and only "fewer than ``threshold``"."""
+
+    estimate: int | None
+    ci95_low: float | None
+    ci95_high: float | None
+    noise_stddev: float
+    suppressed: bool
+    threshold: int | None
+
+    @classmethod
+    def of(cls, v: pb.NoisyValue) -> Released:
+        if v.below_threshold:
+            return cls(None, None, None, v.noise_stddev, True, int(v.threshold))
+        return cls(int(v.estimate), v.ci95_low, v.ci95_high, v.noise_stddev, False, None)
+
+    def __str__(self) -> str:
+        if self.suppressed:
+            return f"< {self.threshold}"
+        return f"{self.estimate} [{self.ci95_low:g}, {self.ci95_high:g}]"
+
+
+def released(body: pb.ReleaseBody) -> list[tuple[str, str, Released]]:
+    """(variant, quantity, value) of every number a node released, suppressed ones as such."""
+    return [(variant, quantity, Released.of(v)) for variant, quantity, v in site_values(body.result)]
+
+
+def release_text(body: pb.ReleaseBody) -> str:
+    """A node's release as a table: ``< k`` for a suppressed value, never its zero fields."""
+    rows = [
+        (
+            variant or "-",
+            quantity,
+            f"< {v.threshold}" if v.suppressed else v.estimate,
+            "-" if v.suppressed else f"[{v.ci95_low:g}, {v.ci95_high:g}]",
+            "suppressed (fewer than k)" if v.suppressed else "-",
+        )
+        for variant, quantity, v in released(body)
+    ]
+    head = f"site {body.site}  query {body.query_id}  epsilon charged {body.epsilon_charged:g}"
+    return head + "\n" + table(("variant", "quantity", "estimate", "95% interval", "note"), rows)
+
+
+def variant_text(v: pb.Variant) -> str:
+    return f"{v.chrom}-{v.pos}-{v.ref}-{v.alt}"
+
+
+def site_values(result: pb.QueryResult) -> list[tuple[str, str, pb.NoisyValue]]:
+    """(variant, quantity, value) of every number in one site's release, as ``QueryResult.values`` names them."""
+    which = result.WhichOneof("kind")
+    out: list[tuple[str, str, pb.NoisyValue]] = []
+    if which == "cohort_count":
+        out.append(("", "count", result.cohort_count.count))
+    elif which == "carrier_count":
+        out.append(("", "carriers", result.carrier_count.carriers))
+    elif which == "genotype_counts":
+        g = result.genotype_counts
+        out += [
+            (variant_text(g.variant), name, getattr(g, name))
+            for name in ("hom_ref", "het", "hom_alt", "hemi_ref", "hemi_alt", "no_call")
+        ]
+    elif which == "allele_frequency":
+        for a in result.allele_frequency.variants:
+            out += [(variant_text(a.variant), "allele_count", a.allele_count)]
+            out += [(variant_text(a.variant), "allele_number", a.allele_number)]
+    elif which == "case_control":
+        for t in result.case_control.tables:
+            out += [
+                (variant_text(t.variant), name, getattr(t, name))
+                for name in ("case_alt", "case_ref", "control_alt", "control_ref")
+            ]
+    return out
 
 
 class NodeClient:

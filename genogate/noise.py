@@ -100,3 +100,32 @@ def stddev(components: Iterable[Component]) -> float:
         k = np.arange(len(p)) - len(p) // 2
         total += float((p * k * k).sum())
     return math.sqrt(total)
+
+
+def positive_part_upper(sites: Iterable[Iterable[Component]], alpha: float) -> int:
+    """The smallest integer w with P(Σ_i max(Z_i, 0) > w) <= alpha, where site i's noise Z_i is the sum of
+    its components and the sites are independent.
+
+    Σ_i max(Z_i, 0) is the largest noise any subset of the sites can carry, so it bounds the noise of
+    whichever sites happen to release a value (which sites do depends on the noise itself)."""
+    return _positive_part_upper(tuple(sorted(_key(site) for site in sites)), alpha)
+
+
+@functools.lru_cache(maxsize=1024)
+def _positive_part_upper(sites: tuple[tuple[Component, ...], ...], alpha: float) -> int:
+    total = np.ones(1)
+    for site in sites:
+        p = _sum_pmf(site)
+        mid = len(p) // 2
+        positive = np.concatenate(([p[: mid + 1].sum()], p[mid + 1 :]))  # P(max(Z, 0) = j), j = 0, 1, ...
+        total = np.convolve(total, positive) if len(total) * len(positive) < 1 << 22 else _fft_convolve(total, positive)
+    above = 1.0 - np.cumsum(total)  # above[w] = P(Σ > w)
+    return int(np.argmax(above <= alpha * (1 + 1e-12)))
+
+
+def _fft_convolve(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    size = len(a) + len(b) - 1
+    n = 1 << (size - 1).bit_length()
+    out = np.clip(np.fft.irfft(np.fft.rfft(a, n) * np.fft.rfft(b, n), n)[:size], 0.0, None)
+    normalised: npt.NDArray[np.float64] = out / out.sum()
+    return normalised

@@ -119,6 +119,7 @@ def test_demo_up_stays_running_for_pasted_commands_until_ctrl_c(tmp_path: Path) 
         pids = _pids(out)
         assert len(pids) == 4 and all(_alive(p) for p in pids)
         _check_status_and_metrics(demo)
+        _check_an_absent_variant_prints_fewer_than_k(out, profile.group(1))
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
     finally:
@@ -128,6 +129,44 @@ def test_demo_up_stays_running_for_pasted_commands_until_ctrl_c(tmp_path: Path) 
     assert proc.returncode == 0, rest
     assert "Stopped the coordinator and the three nodes." in rest
     assert not any(_alive(p) for p in pids)
+
+
+def _check_an_absent_variant_prints_fewer_than_k(out: str, profile: str) -> None:
+    """Genotype counts of a variant nobody carries (a planted site with another ALT), through the real
+    coordinator and three nodes (minimum reportable count 10): its het and hom-alt counts are truly 0 at
+    every site, so each site withholds them as "< 10" unless its noise (Laplace, scale ~1 at ε=1) reaches 10
+    (P < 3.3e-5 per site and value). The table must then print "< 10 each" and "suppressed at 3 of 3 sites",
+    and the JSON ``suppressed: true``, no estimate. False failure (neither class suppressed at all three
+    sites): below (3 * 3.3e-5)^2 = 1e-8."""
+    planted = re.search(r"genogate query genotype-counts --study (\S+) --variant (\S+)", out)
+    assert planted
+    study, variant = planted.groups()
+    chrom, pos, ref, alt = variant.split("-")
+    other = next(b for b in "ACGT" if b not in (ref, alt))
+    args = ["query", "genotype-counts", "--study", study, "--variant", f"{chrom}-{pos}-{ref}-{other}", "--epsilon", "1"]
+
+    def run(*extra: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "genogate.cli", *args, *extra],
+            capture_output=True,
+            text=True,
+            env={**ENV, "GENOGATE_PROFILE": profile},
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    table = run()
+    doc = json.loads(run("--json"))  # the same question again: every node returns its stored release
+    rows = {v["quantity"]: v for v in doc["values"]}
+    hidden = [q for q in ("het", "hom_alt") if rows[q]["sites_below_threshold"] == 3]
+    assert hidden, doc["values"]
+    for q in hidden:
+        assert rows[q]["suppressed"] is True and rows[q]["estimate"] is None and rows[q]["threshold"] == 10
+        line = next(line for line in table.splitlines() if f" {q} " in line and "suppressed at" in line)
+        assert "< 10 each" in line and "suppressed at 3 of 3 sites" in line, table
+    assert "34.5" not in table and "nan" not in table
 
 
 def _status(module: str, config: Path) -> dict[str, object]:

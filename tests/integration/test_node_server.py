@@ -13,7 +13,7 @@ import pytest
 
 from genogate.errors import GenogateError, PermissionDenied, Reason, ResourceExhausted
 from genogate.filter import parse_filter
-from genogate.nodeclient import ClientTLS, NodeClient, envelope
+from genogate.nodeclient import ClientTLS, NodeClient, envelope, release_text, released
 from genogate.query import AlleleFrequency, CarrierCount, CaseControl, CohortCount, GenotypeCounts, Region, Variant
 from genogate.wire.v1 import common_pb2 as pb
 from node.app import create_server
@@ -213,3 +213,22 @@ def test_empty_and_large_cohorts_both_release_normally(federation: dict[str, obj
     assert near(full, 1126)
     for v in (empty, full):
         assert v.mechanism == pb.NOISE_MECHANISM_DISCRETE_LAPLACE and v.noise_scale > 0 and v.threshold == 10
+
+
+def test_a_suppressed_value_reads_as_fewer_than_k_through_the_node_client(federation: dict[str, object]) -> None:
+    """Genotype counts of a variant nobody carries (22-16050075-A-T; the site holds A>G): its het, hom-alt
+    and hemi classes are truly 0, so each is withheld as "< 10" unless its noise (Laplace, scale 1 at ε=1)
+    reaches 10 (P < 3.3e-5 each); all four released happens with probability < 1e-17. The typed view and
+    the printed table say "< 10", never the raw message's zero fields."""
+    body = ask(federation, GenotypeCounts(Variant("22", 16050075, "A", "T")), eps=1.0)
+    values = {quantity: v for _, quantity, v in released(body)}
+    assert set(values) == {"hom_ref", "het", "hom_alt", "hemi_ref", "hemi_alt", "no_call"}
+    assert not values["hom_ref"].suppressed and values["hom_ref"].estimate is not None  # everyone (~1126)
+    hidden = [q for q, v in values.items() if v.suppressed]
+    assert hidden
+    text = release_text(body)
+    for q in hidden:
+        v = values[q]
+        assert (v.estimate, v.ci95_low, v.ci95_high, v.threshold, str(v)) == (None, None, None, 10, "< 10")
+        line = next(line for line in text.splitlines() if f" {q} " in line)
+        assert "< 10" in line and "suppressed" in line and " 0 " not in line

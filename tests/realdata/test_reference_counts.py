@@ -1,7 +1,8 @@
 """Exact counts from the store equal bcftools +fill-tags and plink2 --geno-counts on real 1000 Genomes data.
 
-Covers SNPs, indels, symbolic SVs, 516 split multi-allelic sites, chrX male half-calls (one allele each)
-and haploid chrMT, overall and per super-population, sex and case/control status.
+Covers SNPs, indels, symbolic SVs, 516 split multi-allelic sites (AC and AN here; their genotype classes in
+``test_multiallelic_classes.py``), chrX male half-calls (one allele each) and haploid chrMT, overall and per
+super-population, sex and case/control status.
 
 The store holds each split allele in its minimal form (``genogate.genome.minimal``, as ``bcftools norm -m-``
 trims), while the reference tables list the file's own spelling: their keys are trimmed the same way here.

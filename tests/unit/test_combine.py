@@ -74,15 +74,112 @@ def test_counts_sum_and_the_interval_is_the_sums_quantile() -> None:
     assert math.isclose(c.noise_stddev, noise.stddev([("discrete_laplace", 2.0)] * 2 + [("discrete_gaussian", 3.0)]))
 
 
-def test_a_site_below_threshold_widens_the_interval_upwards_and_counts_in_the_estimate() -> None:
+def test_a_partly_suppressed_sum_has_no_estimate_and_a_bounds_interval() -> None:
     k = 10
     values = [value(200, 2.0, k=k), value(3, 2.0, k=k)]  # the second says only "fewer than 10"
     c = combine(values)
-    q = noise.lower_tail([("discrete_laplace", 2.0)], 0.025)
-    h = noise.two_sided([("discrete_laplace", 2.0)], 0.025)
-    assert c.sites_below_threshold == 1
-    assert c.estimate == 200 + (k - 1 + q) / 2
-    assert (c.ci95_low, c.ci95_high) == (200 - h, 200 + h + k - 1 + q)
+    lap = ("discrete_laplace", 2.0)
+    u = noise.lower_tail([lap, lap], 0.025)  # the whole sum's noise, lower tail
+    w = noise.positive_part_upper([[lap], [lap]], 0.025)  # Σ max(Z_i, 0), upper tail
+    assert not c.HasField("estimate")  # no midpoint: a plausible wrong number
+    assert (c.sites_below_threshold, c.sites, c.threshold, c.released) == (1, 2, k, 200)
+    assert c.not_computed == "suppressed at 1 of 2 sites"
+    assert (c.ci95_low, c.ci95_high) == (200 - w, 200 + (k - 1) + u)
+    assert c.noise_stddev == 0
+
+
+def test_an_everywhere_suppressed_sum_is_zero_to_a_bound() -> None:
+    values = [value(1, 2.0, k=10), value(-4, 2.0, k=10), value(9, 3.0, k=20)]
+    c = combine(values)
+    u = noise.lower_tail([("discrete_laplace", 2.0)] * 2 + [("discrete_laplace", 3.0)], 0.025)
+    assert not c.HasField("estimate") and c.not_computed == "suppressed at 3 of 3 sites"
+    assert (c.ci95_low, c.ci95_high) == (0, 9 + 9 + 19 + u)
+    assert (c.threshold, c.released, c.sites) == (20, 0, 3)
+
+
+def test_a_fully_answered_sum_says_its_sites_and_is_released_as_is() -> None:
+    c = combine([value(200, 2.0, k=10), value(30, 2.0, k=10)])
+    assert c.HasField("estimate") and c.estimate == c.released == 230
+    assert (c.sites, c.sites_below_threshold, c.threshold, c.not_computed) == (2, 0, 0, "")
+
+
+def _brute_positive_part(sites: list[list[noise.Component]], alpha: float) -> int:
+    """Σ max(Z_i, 0) by enumerating every combination of the sites' noise (small supports only)."""
+    pmfs = [np.convolve(*[noise.pmf(c) for c in s]) if len(s) > 1 else noise.pmf(s[0]) for s in sites]
+    dist: dict[int, float] = {0: 1.0}
+    for p in pmfs:
+        mid = len(p) // 2
+        nxt: dict[int, float] = {}
+        for total, q in dist.items():
+            for i, pi in enumerate(p):
+                key = total + max(i - mid, 0)
+                nxt[key] = nxt.get(key, 0.0) + q * pi
+        dist = nxt
+    above = 1.0
+    for w in sorted(dist):
+        above -= dist[w]
+        if above <= alpha * (1 + 1e-12):
+            return w
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize(
+    "sites",
+    [
+        [[("discrete_laplace", 1.0)]],
+        [[("discrete_laplace", 2.0)], [("discrete_laplace", 2.0)]],
+        [[("discrete_laplace", 1.5), ("discrete_laplace", 1.5)], [("discrete_gaussian", 2.0)]],
+    ],
+)
+def test_positive_part_quantile_matches_enumeration(sites: list[list[noise.Component]]) -> None:
+    assert noise.positive_part_upper(sites, 0.025) == _brute_positive_part(sites, 0.025)
+    one = sites[0]
+    if len(sites) == 1 and len(one) == 1:  # one site: the positive part's tail is the noise's own tail
+        assert noise.positive_part_upper(sites, 0.025) == noise.lower_tail(one, 0.025)
+
+
+def _af_body(ac: int, an: int, k: int) -> pb.ReleaseBody:
+    row = pb.AlleleCounts(
+        variant=pb.Variant(chrom="1", pos=100, ref="A", alt="G"),
+        allele_count=value(ac, 2.0, k=k),
+        allele_number=value(an, 2.0, k=k),
+    )
+    return pb.ReleaseBody(result=pb.QueryResult(allele_frequency=pb.AlleleFrequencyResult(variants=[row])))
+
+
+def test_allele_frequency_is_not_computed_from_a_suppressed_count() -> None:
+    combined = combine_results([_af_body(3, 2000, 10), _af_body(-2, 1500, 10), _af_body(40, 900, 10)])
+    assert combined is not None
+    a = combined.allele_frequency.variants[0]
+    assert a.allele_number.HasField("estimate") and not a.allele_count.HasField("estimate")
+    af = a.allele_frequency
+    assert not af.HasField("estimate") and af.noise_stddev == 0
+    assert af.not_computed == "allele_count suppressed at 2 of 3 sites"
+    # the interval is the bounds one: [AC low / AN high, AC high / AN low] of the 97.5% forms
+    ac, an = a.allele_count, a.allele_number
+    assert 0 <= af.ci95_low <= ac.ci95_low / an.ci95_high and af.ci95_high >= ac.ci95_high / an.ci95_low
+    assert (af.sites_below_threshold, af.sites) == (2, 3)
+
+
+def test_odds_ratio_is_not_computed_from_a_suppressed_cell() -> None:
+    def table(case_alt: int) -> pb.ReleaseBody:
+        t = pb.CaseControlTable(
+            variant=pb.Variant(chrom="1", pos=100, ref="A", alt="G"),
+            case_alt=value(case_alt, 2.0, k=10),
+            case_ref=value(400, 2.0, k=10),
+            control_alt=value(60, 2.0, k=10),
+            control_ref=value(900, 2.0, k=10),
+        )
+        return pb.ReleaseBody(result=pb.QueryResult(case_control=pb.CaseControlResult(tables=[t])))
+
+    combined = combine_results([table(4), table(30)])
+    assert combined is not None
+    o = combined.case_control.tables[0].odds_ratio
+    assert o.not_computed == "case_alt suppressed at 1 of 2 sites"
+    assert (o.estimate, o.ci95_low, o.ci95_high, o.log_se) == (0, 0, 0, 0)
+    full = combine_results([table(34), table(30)])
+    assert full is not None and full.case_control.tables[0].odds_ratio.not_computed == ""
+    assert full.case_control.tables[0].odds_ratio.estimate > 0
 
 
 def test_allele_number_counts_two_independent_draws_per_site() -> None:

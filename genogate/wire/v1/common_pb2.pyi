@@ -1613,32 +1613,62 @@ class CombinedValue(_message.Message):
     CI95_HIGH_FIELD_NUMBER: _builtins.int
     NOISE_STDDEV_FIELD_NUMBER: _builtins.int
     SITES_BELOW_THRESHOLD_FIELD_NUMBER: _builtins.int
+    SITES_FIELD_NUMBER: _builtins.int
+    THRESHOLD_FIELD_NUMBER: _builtins.int
+    RELEASED_FIELD_NUMBER: _builtins.int
+    NOT_COMPUTED_FIELD_NUMBER: _builtins.int
     estimate: _builtins.float
-    """The combined estimate."""
+    """The combined estimate; absent when there is none (`not_computed` says why): a count some site
+    reported only as "fewer than k", or a ratio of such a count.
+    """
     ci95_low: _builtins.float
-    """Lower end of the 95% interval."""
+    """Lower end of the 95% interval (also given when there is no estimate: it still covers)."""
     ci95_high: _builtins.float
     """Upper end of the 95% interval."""
     noise_stddev: _builtins.float
-    """Standard deviation of the noise in `estimate` (for ratios, its delta-method approximation)."""
+    """Standard deviation of the noise in `estimate` (for ratios, its delta-method approximation); 0 when
+    there is no estimate.
+    """
     sites_below_threshold: _builtins.int
-    """Sites whose contribution was reported only as "fewer than k"; the coordinator accounts for them in
-    the estimate and widens the interval to match.
+    """Sites whose contribution was reported only as "fewer than k" (for a ratio: the most of either part).
+    The interval accounts for them; there is no estimate.
+    """
+    sites: _builtins.int
+    """Sites whose values were combined (the answering sites): "suppressed at `sites_below_threshold` of
+    `sites` sites".
+    """
+    threshold: _builtins.int
+    """Set when `sites_below_threshold` > 0 (counts only): the largest minimum reportable count among the
+    suppressed sites; each of them reported its noisy value only as "fewer than" it.
+    """
+    released: _builtins.float
+    """Sum of the noisy values the sites released (those not suppressed); equals `estimate` when no site
+    was suppressed.
+    """
+    not_computed: _builtins.str
+    """Why there is no `estimate`, empty when there is one: e.g. "suppressed at 2 of 3 sites" or
+    "allele_count suppressed at 2 of 3 sites".
     """
     def __init__(
         self,
         *,
-        estimate: _builtins.float = ...,
+        estimate: _builtins.float | None = ...,
         ci95_low: _builtins.float = ...,
         ci95_high: _builtins.float = ...,
         noise_stddev: _builtins.float = ...,
         sites_below_threshold: _builtins.int = ...,
+        sites: _builtins.int = ...,
+        threshold: _builtins.int = ...,
+        released: _builtins.float = ...,
+        not_computed: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_estimate", b"_estimate", "estimate", b"estimate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ci95_high", b"ci95_high", "ci95_low", b"ci95_low", "estimate", b"estimate", "noise_stddev", b"noise_stddev", "sites_below_threshold", b"sites_below_threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_estimate", b"_estimate", "ci95_high", b"ci95_high", "ci95_low", b"ci95_low", "estimate", b"estimate", "noise_stddev", b"noise_stddev", "not_computed", b"not_computed", "released", b"released", "sites", b"sites", "sites_below_threshold", b"sites_below_threshold", "threshold", b"threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__estimate: _TypeAlias = _typing.Literal["estimate"]  # noqa: Y015
+    _WhichOneofArgType__estimate: _TypeAlias = _typing.Literal["_estimate", b"_estimate"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__estimate) -> _WhichOneofReturnType__estimate | None: ...
 
 Global___CombinedValue: _TypeAlias = CombinedValue  # noqa: Y015
 
@@ -1802,6 +1832,7 @@ class OddsRatio(_message.Message):
     CI95_LOW_FIELD_NUMBER: _builtins.int
     CI95_HIGH_FIELD_NUMBER: _builtins.int
     LOG_SE_FIELD_NUMBER: _builtins.int
+    NOT_COMPUTED_FIELD_NUMBER: _builtins.int
     estimate: _builtins.float
     """The odds ratio (with a 0.5 continuity correction when a cell is zero or negative)."""
     ci95_low: _builtins.float
@@ -1810,6 +1841,10 @@ class OddsRatio(_message.Message):
     """Upper end of the 95% interval."""
     log_se: _builtins.float
     """Standard error of log(odds ratio) behind the interval."""
+    not_computed: _builtins.str
+    """Why there is no odds ratio (then every number above is 0), empty when there is one: a cell some site
+    reported only as "fewer than k", e.g. "case_alt suppressed at 3 of 3 sites".
+    """
     def __init__(
         self,
         *,
@@ -1817,10 +1852,11 @@ class OddsRatio(_message.Message):
         ci95_low: _builtins.float = ...,
         ci95_high: _builtins.float = ...,
         log_se: _builtins.float = ...,
+        not_computed: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ci95_high", b"ci95_high", "ci95_low", b"ci95_low", "estimate", b"estimate", "log_se", b"log_se"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ci95_high", b"ci95_high", "ci95_low", b"ci95_low", "estimate", b"estimate", "log_se", b"log_se", "not_computed", b"not_computed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
