@@ -28,7 +28,7 @@ from typing import Any
 
 from genogate import table
 from genogate.coordclient import CoordinatorClient
-from genogate.errors import DeadlineExceeded, Reason, Unavailable
+from genogate.errors import DeadlineExceeded, GenogateError, Reason, Unavailable
 from genogate.filter import parse_filter
 from genogate.nodeclient import ClientTLS, envelope, signed, site_values, variant_text
 from genogate.query import (
@@ -43,6 +43,8 @@ from genogate.query import (
     Query,
     Region,
     Variant,
+    canonical_region,
+    canonical_variant,
 )
 from genogate.signing import Signer
 from genogate.wire.v1 import common_pb2 as pb
@@ -152,13 +154,18 @@ class QueryResult:
     values: list[Row]
     odds_ratios: dict[str, pb.OddsRatio] = field(default_factory=dict)
     response: cpb.RunQueryResponse | None = field(default=None, repr=False)
+    spellings: dict[str, str] = field(default_factory=dict)
+    """Each variant as the caller typed it -> the canonical spelling the sites answer under, where they differ
+    (``chr5-117882594-T-A`` -> ``5-117882594-T-A``); ``value`` accepts either."""
 
     @property
     def answered(self) -> list[str]:
         return [s.site for s in self.sites if s.status == "answered"]
 
     def value(self, quantity: str, variant: str = "") -> Estimate:
-        """The estimate of one quantity (e.g. "count", "allele_frequency"), of one variant when per variant."""
+        """The estimate of one quantity (e.g. "count", "allele_frequency"), of one variant when per variant
+        (in any spelling: ``chr5-117882594-t-a`` finds ``5-117882594-T-A``)."""
+        variant = self.spellings.get(variant) or _canonical_text(variant)
         for r in self.values:
             if r.quantity == quantity and r.variant == variant:
                 return r.value
@@ -224,6 +231,7 @@ class QueryResult:
             "study_id": self.study_id,
             "kind": self.kind,
             "epsilon": self.epsilon,
+            "spellings": [{"typed": t, "canonical": c} for t, c in self.spellings.items()],
             "values": [
                 {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
                 for row in self.rows()
@@ -278,6 +286,11 @@ class QueryResult:
         if not self.values:
             values = "no site answered: nothing to combine"
         text = f"{head}\n\n{values}\n\nsites ({len(self.answered)} of {len(self.sites)} answered):\n{sites}"
+        if self.spellings:
+            typed = "\n".join(
+                f"  you typed {t}: the sites' canonical spelling is {c}" for t, c in self.spellings.items()
+            )
+            text = f"{head}\n{typed}" + text[len(head) :]
         per_site = self.by_site()
         if per_site:
             breakdown = table.table(
@@ -312,6 +325,36 @@ def _num(x: float, quantity: str) -> str:
     if quantity in ("allele_frequency", "odds_ratio"):
         return f"{x:.4g}"
     return f"{x:,.1f}" if abs(x - round(x)) > 1e-9 else f"{round(x):,}"
+
+
+def _spellings(q: Query) -> dict[str, str]:
+    """Typed -> canonical text of a query's variants and region, where they differ (``genogate.genome``)."""
+    typed: list[Variant | Region] = []
+    if isinstance(q, AlleleFrequency | CaseControl):
+        typed += q.variants
+    if isinstance(q, GenotypeCounts):
+        typed.append(q.variant)
+    if isinstance(q, AlleleFrequency | CarrierCount) and q.region is not None:
+        typed.append(q.region)
+    out = {}
+    for item in typed:
+        try:
+            canon = canonical_variant(item) if isinstance(item, Variant) else canonical_region(item)
+        except GenogateError:
+            continue  # a RefSeq accession of another build: the coordinator or node refused it
+        if str(canon) != str(item):
+            out[str(item)] = str(canon)
+    return out
+
+
+def _canonical_text(variant: str) -> str:
+    """``variant`` in its canonical spelling, or as given when it does not parse as one."""
+    if not variant:
+        return variant
+    try:
+        return str(canonical_variant(Variant.parse(variant)))
+    except GenogateError:
+        return variant
 
 
 def result_of(response: cpb.RunQueryResponse) -> QueryResult:
@@ -506,7 +549,9 @@ class Client:
         request = pb.SignedQuery(payload=payload, researcher_signature=signature)
         for attempt in range(1, self._attempts + 1):
             try:
-                return result_of(self._rpc.run_query(request, site_timeout_ms=site_timeout_ms))
+                result = result_of(self._rpc.run_query(request, site_timeout_ms=site_timeout_ms))
+                result.spellings = _spellings(query)
+                return result
             except (Unavailable, DeadlineExceeded):
                 if attempt == self._attempts:
                     raise

@@ -61,6 +61,7 @@ def test_the_readme_examples_run_against_the_demo(tmp_path: Path) -> None:
                 answer = json.loads(done.stdout)
                 assert [s["status"] for s in answer["sites"]] == ["answered"] * 3, command
                 assert {r["variant"] for r in answer["values"]} == {"5-117882594-T-A", "9-10707272-T-A"}
+                assert answer["spellings"] == [{"typed": "chr9-10707272-T-A", "canonical": "9-10707272-T-A"}]
             elif command.startswith("genogate query"):
                 assert "3 of 3 answered" in done.stdout, f"{command}\n{done.stdout}"
         proc.send_signal(signal.SIGINT)

@@ -208,3 +208,12 @@ def test_minimal_is_minimal_and_idempotent(pos: int, ref: str, alt: str, suffix:
     assert r[0] != a[0] or min(len(r), len(a)) == 1
     assert genome.minimal(p, r, a) == (p, r, a)
     assert genome.minimal(pos, ref + suffix, alt + suffix) == (p, r, a)
+
+
+def test_the_sdk_echoes_what_was_typed_beside_the_canonical_spelling() -> None:
+    from genogate.client import _canonical_text, _spellings
+
+    q = AlleleFrequency((Variant("chr5", 117882594, "t", "a"), Variant("9", 10707272, "T", "A")))
+    assert _spellings(q) == {"chr5-117882594-t-a": "5-117882594-T-A"}  # only what differs
+    assert _spellings(CarrierCount(Region("chrX", 1, 10))) == {"chrX:1-10": "X:1-10"}
+    assert _canonical_text("CHR1-99-CA-CG") == "1-100-A-G" and _canonical_text("not a variant") == "not a variant"
