@@ -337,8 +337,16 @@ class CoordinatorState:
                     f"researcher key {fp!r} is not registered", message="the researcher key is not registered"
                 )
             verify(bytes(row[0]), "genogate.v1.StudyProposal", payload, signed.researcher_signature)
-            if problems := proposal_problems(proposal, _builds(conn)):
-                raise _invalid("; ".join(problems))
+            builds = _builds(conn)
+            if problems := proposal_problems(proposal, builds):
+                # The researcher is told a genome-build conflict (the registered builds of the sites they named):
+                # without it a proposal across builds cannot be fixed. Other problems stay in the detail.
+                said = "; ".join(study_assembly(proposal, builds)[1])
+                raise InvalidArgument(
+                    "; ".join(problems),
+                    reason=Reason.INVALID_STUDY,
+                    message="the study proposal is invalid" + (f": {said}" if said else ""),
+                )
             old = conn.execute("SELECT proposal_sha256 FROM studies WHERE study_id = ?", (study_id,)).fetchone()
             if old is None:
                 conn.execute(
