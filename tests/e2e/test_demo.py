@@ -138,9 +138,10 @@ def _check_an_absent_variant_prints_fewer_than_k(out: str, profile: str) -> None
     (P < 3.3e-5 per site and value). The table must then print "< 10 each" and "suppressed at 3 of 3 sites",
     and the JSON ``suppressed: true``, no estimate. False failure (neither class suppressed at all three
     sites): below (3 * 3.3e-5)^2 = 1e-8."""
-    planted = re.search(r"genogate query genotype-counts --study (\S+) --variant (\S+)", out)
-    assert planted
-    study, variant = planted.groups()
+    planted = re.search(r"genogate query genotype-counts --study \S+ --variant (\S+)", out)
+    exported = re.search(r"export STUDY=(\S+)", out)
+    assert planted and exported
+    study, variant = exported.group(1), planted.group(1)
     chrom, pos, ref, alt = variant.split("-")
     other = next(b for b in "ACGT" if b not in (ref, alt))
     args = ["query", "genotype-counts", "--study", study, "--variant", f"{chrom}-{pos}-{ref}-{other}", "--epsilon", "1"]
