@@ -130,10 +130,6 @@ class Diseases:
         self._ancestors: dict[str, frozenset[str]] = {}
         self._lock = threading.Lock()
 
-    @property
-    def has_mondo(self) -> bool:
-        return self._mondo is not None
-
     def within(self, disease: str, scope: str) -> bool:
         if disease == scope:
             return True
