@@ -517,10 +517,7 @@ def _order_sources(sources: list[GenotypeSource]) -> list[GenotypeSource]:
         first = src.first_key() if hasattr(src, "first_key") else None
         if not first:
             return (0, "", 0)
-        try:
-            name = canonical_contig(first[0])
-        except BuildError:
-            name = first[0]
+        name = canonical_contig(first[0])  # without a build: never refuses (the records' pass does)
         return (contig_rank(name), name, first[1])
 
     return sorted(sources, key=key)

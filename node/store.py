@@ -11,6 +11,10 @@ Counting a cohort is then: sparse rows whose sample is in the cohort (a numpy ma
 ``popcount(bits & cohort_bits)`` for the dense rows; HOM_REF is the cohort size minus the other classes.
 Rows are written in variant order, so a region is a contiguous ``vid`` range that DuckDB's zone maps skip to.
 
+Variants are spelled canonically (``genogate.genome``: contigs ``1``..``22``, ``X``, ``Y``, ``MT``; upper-case
+minimal alleles), on the one genome build in meta ``genome_build``; ``covered`` holds where exome or array data
+was called (empty: whole contigs). ``Store.build``, ``contigs()`` and ``covered_regions()`` expose them.
+
 Samples are rows of ``samples`` keyed by ``sid`` (0..N-1, in pseudonym order): only keyed-hash pseudonyms
 are stored, never the institution's sample ids.
 
