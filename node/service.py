@@ -34,6 +34,7 @@ hand-offs cost more on this path than the counting itself). DuckDB is used throu
 from __future__ import annotations
 
 import bisect
+import functools
 import datetime as dt
 import hashlib
 import logging
@@ -63,7 +64,7 @@ from genogate.errors import (
     ResourceExhausted,
     StoreError,
 )
-from genogate.genome import BUILDS, canonical_contig, contig_list, contig_sort_key
+from genogate.genome import BUILDS, contig_list
 from genogate.query import (
     AlleleFrequency,
     CarrierCount,
@@ -460,11 +461,8 @@ class QueryService:
                     reason=Reason.KIND_REFUSED,
                     message="this node does not publish its site list: name the variants",
                 )
-            rows = self._store().variants(self.catalogue.stored(q.region))
-            variants = [
-                Variant(canonical_contig(str(rows.chrom[i])), int(rows.pos[i]), str(rows.ref[i]), str(rows.alt[i]))
-                for i in range(len(rows))
-            ]
+            rows = self._store().variants(q.region)
+            variants = [rows.variant(i) for i in range(len(rows))]
         if len(variants) > self.policy.max_variants_per_query:
             raise InvalidArgument(
                 f"{len(variants)} variants",
@@ -653,7 +651,10 @@ class Catalogue:
     build: str
     contigs: tuple[str, ...]
     covered: tuple[Coverage, ...]  # every set must cover a position asked; () = all covered
-    _stored: Mapping[str, str]  # canonical contig name -> the store's spelling
+
+    @functools.cached_property
+    def _contig_set(self) -> frozenset[str]:
+        return frozenset(self.contigs)
 
     @classmethod
     def of(
@@ -670,10 +671,9 @@ class Catalogue:
         chosen = recorded or build
         if not chosen:
             raise StoreError(f"{path}: the store records no genome build; set [node] genome_build or re-ingest")
-        stored = {canonical_contig(c): c for c in store.contigs()}
         from_bed = read_bed(bed, chosen) if bed is not None else None
         sets = tuple(Coverage(r) for r in (store.covered_regions(), covered, from_bed) if r is not None)
-        return cls(chosen, tuple(sorted(stored, key=contig_sort_key)), sets, stored)
+        return cls(chosen, tuple(store.contigs()), sets)  # the store spells contigs canonically
 
     def covered_regions(self) -> list[Region]:
         """The covered regions as published: the only set, or empty when the data covers all its contigs
@@ -716,7 +716,7 @@ class Catalogue:
         if region is not None:
             spans.append((region.chrom, region.start, region.end))
         for chrom, start, end in spans:
-            if chrom not in self._stored:
+            if chrom not in self._contig_set:
                 raise InvalidArgument(
                     chrom,
                     reason=Reason.UNKNOWN_CONTIG,
@@ -730,10 +730,6 @@ class Catalogue:
                         message=f"{chrom}:{start}-{end} is outside the regions this site's data covers "
                         "(exome or array data: an uncovered position is unknown, not reference)",
                     )
-
-    def stored(self, region: Region) -> Region:
-        """A canonical region as the store spells its contig."""
-        return Region(self._stored[region.chrom], region.start, region.end)
 
 
 class Coverage:
