@@ -19,11 +19,14 @@ on the noise itself), is
   quantile of that sum of positive parts.
 
 Both events are fixed before the noise is drawn, so the interval covers whatever the true counts and
-whichever sites end up suppressed, with probability at least 95% by the union bound. (Across the two
-forms, the fully answered one and this one, the misses of the high end are one event, ``-Σ Z_i`` above the
-same quantile; exact enumeration of the noise over truths near k finds total coverage above 95%:
-tests/statistical/test_suppressed_coverage.py.) A released count's interval is unchanged, and the work
-above is done only for values with a suppressed site.
+whichever sites end up suppressed, with probability at least 95% by the union bound. Which of the two
+forms (this one, or the released one when every site answers) a query gets depends on the noise too. Their
+high-end misses lie in one event (``u`` is at most the released form's half-width), but their low-end
+misses are two events of at most 2.5% each, so the union bound alone promises only 92.5% for the two forms
+together; exact enumeration of two and three sites' noise over truths around k measures at least 95.1%
+(the worst case is at large counts, where every site answers), in tests/statistical/
+test_suppressed_coverage.py. A released count's interval is unchanged, and the work above is done only for
+values with a suppressed site.
 
 * **Allele frequency** = ΣAC / ΣAN, clamped to [0, 1]. Its interval is [AC_low / AN_high, AC_high / AN_low]
   from 97.5% intervals of ΣAC and ΣAN (union bound again, valid although AC and AN share noise). A node's
