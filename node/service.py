@@ -34,8 +34,8 @@ hand-offs cost more on this path than the counting itself). DuckDB is used throu
 from __future__ import annotations
 
 import bisect
-import functools
 import datetime as dt
+import functools
 import hashlib
 import logging
 import re
