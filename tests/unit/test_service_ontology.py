@@ -51,7 +51,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("onto")
     (d / "c.vcf").write_text(VCF)
     (d / "s.tsv").write_text(SHEET)
-    ingest(d / "store.duckdb", [d / "c.vcf"], d / "s.tsv")
+    ingest(d / "store.duckdb", [d / "c.vcf"], d / "s.tsv", build="GRCh37")
     return d / "store.duckdb"
 
 
