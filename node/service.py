@@ -64,8 +64,9 @@ from genogate.errors import (
     ResourceExhausted,
     StoreError,
 )
-from genogate.genome import BUILDS, contig_list
+from genogate.genome import BUILDS, LENGTHS, contig_list
 from genogate.query import (
+    MAX_POS,
     AlleleFrequency,
     CarrierCount,
     CaseControl,
@@ -715,7 +716,15 @@ class Catalogue:
         region = q.region if isinstance(q, AlleleFrequency | CarrierCount) else None
         if region is not None:
             spans.append((region.chrom, region.start, region.end))
+        lengths = LENGTHS[self.build]
         for chrom, start, end in spans:
+            if start > lengths.get(chrom, MAX_POS):  # a primary chromosome ends where the build says
+                raise InvalidArgument(
+                    f"{chrom}:{start}",
+                    reason=Reason.INVALID_VARIANT if start == end else Reason.INVALID_REGION,
+                    message=f"position {start:,} is past the end of chromosome {chrom} on {self.build} "
+                    f"({lengths[chrom]:,} bp)",
+                )
             if chrom not in self._contig_set:
                 raise InvalidArgument(
                     chrom,

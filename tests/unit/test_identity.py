@@ -102,6 +102,18 @@ def test_an_unknown_contig_is_refused_naming_the_contigs_and_charging_nothing(st
     assert ask(svc, GenotypeCounts(Variant("23", 5000, "G", "A"))).result.genotype_counts.het.estimate == 1
 
 
+def test_a_position_past_the_end_of_a_chromosome_is_refused(store: Path, tmp_path: Path) -> None:
+    """GRCh37's chromosome 1 has 249,250,621 bp: a position past it (another build's coordinate, a typo) is
+    refused, not answered as an absent variant; a whole-chromosome region is fine."""
+    svc = make(store, tmp_path)
+    err = refusal(lambda: ask(svc, GenotypeCounts(Variant("1", 249_250_622, "A", "G"))))
+    assert err.reason == Reason.INVALID_VARIANT and "past the end of chromosome 1 on GRCh37" in err.message
+    err = refusal(lambda: ask(svc, AlleleFrequency(region=Region("1", 249_250_700, 249_250_800))))
+    assert err.reason == Reason.INVALID_REGION
+    assert ask(svc, GenotypeCounts(Variant("1", 249_250_621, "A", "G"))).epsilon_charged == 0.5
+    assert len(ask(svc, AlleleFrequency(region=Region.parse("chr1"))).result.allele_frequency.variants) == 3
+
+
 def test_positions_outside_the_covered_regions_are_refused_not_counted(store: Path, tmp_path: Path) -> None:
     svc = make(store, tmp_path, covered_regions=[Region("1", 50, 150)])
     assert ask(svc, GenotypeCounts(Variant("1", 100, "A", "G"))).epsilon_charged == 0.5
