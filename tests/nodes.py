@@ -80,3 +80,14 @@ def make_coordinator(
     for name, public_key in members:
         add_member(d / "coordinator.toml", name, public_key.hex(), env={})
     return d
+
+
+def write_profile(path: Path, name: str, coordinator: str, ca: Path, clients: Path, signing_key: Path) -> Path:
+    """A ``genogate`` profile for ``name``: its client certificate from ``client_tls`` (in ``clients``)."""
+    path.write_text(
+        "[profile]\n"
+        f'name = "{name}"\ncoordinator = "{coordinator}"\n'
+        f'ca_cert = "{ca / "ca.pem"}"\ncert = "{clients / f"{name}.pem"}"\n'
+        f'key = "{clients / f"{name}.key"}"\nsigning_key = "{signing_key}"\n'
+    )
+    return path

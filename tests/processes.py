@@ -3,6 +3,9 @@ health service, and always stop (terminate, wait, kill) in ``finally`` (``genoga
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,7 +13,7 @@ from pathlib import Path
 from genogate.launch import ROOT, Proc, serving, start_server
 from genogate.nodeclient import ClientTLS
 
-__all__ = ["ROOT", "Proc", "running_node", "serving", "start_coordinator", "start_node", "start_server"]
+__all__ = ["ROOT", "Proc", "demo_up", "running_node", "serving", "start_coordinator", "start_node", "start_server"]
 
 
 def start_node(
@@ -34,3 +37,28 @@ def running_node(config: Path, tls: ClientTLS, *, log: Path, env: dict[str, str]
         yield proc
     finally:
         proc.stop()
+
+
+def demo_up(
+    directory: Path, *args: str, env: dict[str, str], timeout: float = 300.0
+) -> tuple[subprocess.Popen[str], str]:
+    """Start ``genogate demo --up DIRECTORY`` and read its output until it says the federation is up ("Press
+    Ctrl-C"); returns the process (the caller stops it: SIGINT) and the output so far."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "genogate.cli", "demo", "--up", str(directory), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("Press Ctrl-C"):
+            break
+    return proc, "".join(lines)

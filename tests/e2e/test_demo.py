@@ -10,13 +10,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from genogate.launch import ROOT
+from tests.processes import demo_up
 
 SITES = ("hospital-a", "biobank-b", "clinic-c")
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -72,26 +72,9 @@ def test_demo_runs_the_federation_end_to_end_and_stops_it(tmp_path: Path) -> Non
 
 
 def test_demo_up_stays_running_for_pasted_commands_until_ctrl_c(tmp_path: Path) -> None:
+    proc, out = demo_up(tmp_path / "up", *SMALL, env=ENV)
     demo = tmp_path / "up"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "genogate.cli", "demo", "--up", str(demo), *SMALL],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=ENV,
-    )
-    lines: list[str] = []
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("Press Ctrl-C"):
-                break
-        out = "".join(lines)
         assert "Press Ctrl-C" in out, out
         profile = re.search(r"export GENOGATE_PROFILE=(\S+)", out)
         study = re.search(r"export STUDY=(\S+)", out)

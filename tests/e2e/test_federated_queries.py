@@ -39,7 +39,7 @@ from node.freq import allele_counts
 from node.ingest import ingest
 from node.store import Store, VariantIndex
 from tests.conftest import ROOT, SUBSET, require_shared, write_subset_sheet
-from tests.nodes import client_tls, make_ca, make_coordinator, make_node
+from tests.nodes import client_tls, make_ca, make_coordinator, make_node, write_profile
 from tests.processes import Proc, start_coordinator, start_server
 from tests.stats import max_misses
 from tests.terms import filler
@@ -159,12 +159,7 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
                 study = c.review(study, cpb.REVIEW_DECISION_APPROVE, "ok", member)
         assert study.state == cpb.STUDY_STATE_APPROVED
         profile = root / "alice.toml"
-        profile.write_text(
-            "[profile]\n"
-            f'name = "alice"\ncoordinator = "{coordinator.address}"\n'
-            f'ca_cert = "{ca / "ca.pem"}"\ncert = "{root / "clients" / "alice.pem"}"\n'
-            f'key = "{root / "clients" / "alice.key"}"\nsigning_key = "{root / "alice.key"}"\n'
-        )
+        write_profile(profile, "alice", coordinator.address, ca, root / "clients", root / "alice.key")
         yield Fed(root, coordinator, procs, operator, alice_tls, alice, study, profile, faults, sheet, truth)
     finally:
         for p in procs.values():

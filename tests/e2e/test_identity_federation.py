@@ -29,7 +29,7 @@ from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 from node.ingest import ingest
 from tests.conftest import ROOT, SUBSET, require_shared, write_subset_sheet
-from tests.nodes import client_tls, make_ca, make_coordinator, make_node
+from tests.nodes import client_tls, make_ca, make_coordinator, make_node, write_profile
 from tests.processes import Proc, start_coordinator, start_server
 
 VCF = SUBSET / "1KG_phase3_subset_chr22.vcf.gz"
@@ -134,12 +134,7 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
             procs[site] = start_server("node.cli", node.config, operator, log=root / f"{site}.log", env=env)
         alice = Signer.from_pem_file(_key(root / "alice.key"))
         profile = root / "operator.toml"
-        profile.write_text(
-            "[profile]\n"
-            f'name = "operator"\ncoordinator = "{coordinator.address}"\n'
-            f'ca_cert = "{ca / "ca.pem"}"\ncert = "{root / "clients" / "operator.pem"}"\n'
-            f'key = "{root / "clients" / "operator.key"}"\nsigning_key = "{root / "alice.key"}"\n'
-        )
+        write_profile(profile, "operator", coordinator.address, ca, root / "clients", root / "alice.key")
         with CoordinatorClient(coordinator.address, operator) as c:
             c.register_researcher("alice", "a university", alice.public_raw)
         yield Fed(

@@ -11,10 +11,10 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.conftest import ROOT
+from tests.processes import demo_up
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 
@@ -30,25 +30,8 @@ def readme_commands() -> list[str]:
 def test_the_readme_examples_run_against_the_demo(tmp_path: Path) -> None:
     commands = readme_commands()
     assert len(commands) >= 5 and any("chr9-" in c for c in commands)  # a UCSC spelling among them
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "genogate.cli", "demo", "--up", str(tmp_path / "demo")],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=ENV,
-    )
-    lines: list[str] = []
+    proc, out = demo_up(tmp_path / "demo", env=ENV)
     try:
-        assert proc.stdout is not None
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("Press Ctrl-C"):
-                break
-        out = "".join(lines)
         profile = re.search(r"export GENOGATE_PROFILE=(\S+)", out)
         study = re.search(r"export STUDY=(\S+)", out)
         assert profile and study, out
