@@ -25,9 +25,15 @@ def filler_term(i: int) -> str:
 
 
 def filler(i: int) -> str:
-    """``phenotype=T`` for one filler term, or two of them joined by ``and`` past the single terms."""
+    """``phenotype=T`` for one filler term; past the single terms, three terms joined by ``and``, one from each
+    third of the codes (the digits of ``i`` in base a third), so that every ``i`` below ~10^8 gives another
+    set of terms, hence another canonical question (``and`` operands are sorted and de-duplicated)."""
     codes = _codes()
     if i < len(codes):
         return f"phenotype={codes[i]}"
     i -= len(codes)
-    return f"(phenotype={codes[i % len(codes)]} and phenotype={codes[i // len(codes) + 1]})"
+    third = len(codes) // 3
+    if i >= third**3:
+        raise ValueError(f"filler({i + len(codes)}): at most {len(codes) + third**3} distinct fillers")
+    digits = (i % third, i // third % third, i // third**2)
+    return "(" + " and ".join(f"phenotype={codes[k * third + d]}" for k, d in enumerate(digits)) + ")"
