@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_DIR ?= demo
 
-.PHONY: all install test test-fast lint typecheck proto check-proto demo bench clean
+.PHONY: all install test test-fast lint typecheck proto check-proto hpo check-hpo demo bench clean
 
 all: test
 
@@ -20,7 +20,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 ## test: the whole suite (unit, contract, integration, real data, e2e, statistical)
-test: $(STAMP) check-proto lint typecheck
+test: $(STAMP) check-proto check-hpo lint typecheck
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
@@ -40,6 +40,14 @@ proto: $(STAMP)
 ## check-proto: fail when the committed generated code differs from a fresh regeneration
 check-proto: $(STAMP)
 	$(BIN)/python tools/protogen.py --check
+
+## hpo: rewrite node/data/hpo.json.gz (the HPO release hpo3 bundles, as ingest reads it) from the installed hpo3
+hpo: $(STAMP)
+	$(BIN)/python tools/hpo_snapshot.py
+
+## check-hpo: fail when the committed HPO snapshot differs from the installed hpo3
+check-hpo: $(STAMP)
+	$(BIN)/python tools/hpo_snapshot.py --check
 
 demo: $(STAMP)
 	$(BIN)/genogate demo --dir $(DEMO_DIR)

