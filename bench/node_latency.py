@@ -91,7 +91,19 @@ def _measure(call: Callable[[int], None], n: int, floor: Callable[[], None], thr
     )
 
 
-def run(store: Path, work: Path, n: int = 300) -> dict[str, Stats]:
+@dataclass(frozen=True)
+class Bench:
+    """A node directory over ``store`` with a local study, a CA, a client identity and the query variants."""
+
+    work: Path
+    ca: Path
+    node_dir: Path
+    tls: ClientTLS
+    variants: list[Variant]
+    env: dict[str, str]
+
+
+def setup(store: Path, work: Path) -> Bench:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     ca = work / "ca"
@@ -110,7 +122,6 @@ def run(store: Path, work: Path, n: int = 300) -> dict[str, Stats]:
     con = duckdb.connect(str(store), read_only=True)
     rows = con.execute("SELECT chrom, pos, ref, alt FROM variants ORDER BY vid LIMIT 20000").fetchall()
     con.close()
-    variants = [Variant(c, p, r, a) for c, p, r, a in rows]
     env = {
         "GENOGATE_NODE_STUDIES__LOCAL": "true",
         "GENOGATE_NODE_POLICY__EPSILON_PER_STUDY_CAP": "100000",
@@ -119,6 +130,12 @@ def run(store: Path, work: Path, n: int = 300) -> dict[str, Stats]:
         "GENOGATE_NODE_POLICY__DELTA_PER_STUDY_CAP": "0.01",
         "GENOGATE_NODE_LOG__LEVEL": "warning",
     }
+    return Bench(work, ca, node_dir, tls, [Variant(c, p, r, a) for c, p, r, a in rows], env)
+
+
+def run(store: Path, work: Path, n: int = 300) -> dict[str, Stats]:
+    b = setup(store, work)
+    ca, node_dir, tls, variants, env = b.ca, b.node_dir, b.tls, b.variants, b.env
     with _echo_server(ca, work, tls) as echo:
         out = _run_cases(node_dir, work, tls, env, variants, echo, n, "m")
         # The same node reading every query's rows through DuckDB, as it does when its store is too big for
