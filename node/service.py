@@ -8,8 +8,11 @@ before it):
    and this node's policy accepts the kind and the study's purpose;
 3. caps: ε within the study's and the node's per-query caps; variant count within the node's limit;
    the study's request rate;
-4. reduce the query to its canonical form (``genogate.query.canonical``) and refuse phenotype terms outside
-   the store's vocabulary (UNKNOWN_TERM: decided from the ontologies, never from who is annotated);
+4. reduce the query to its canonical form (``genogate.query.canonical``: one spelling per variant, on the
+   build the query or its study names, which must be this node's: WRONG_ASSEMBLY), then refuse what the node
+   cannot answer truthfully, from public information only: a contig it does not have (UNKNOWN_CONTIG), a
+   position its data does not cover (NOT_COVERED) or past a chromosome's end (``Catalogue``), a phenotype term
+   outside the store's vocabulary (UNKNOWN_TERM: decided from the ontologies, never from who is annotated);
 5. plan the noise (``node.dp.plan``: mechanism and scale from the kind's declared sensitivity);
 6. ``Ledger.begin``: a durable charge (or the stored answer of the same question, at no cost). Before it,
    for a new question only (retries and repeats are looked up first and never computed), the query's rows
