@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 
 from genogate.query import (
+    MAX_FILTER_DEPTH,
     AgeRange,
     AncestryIn,
     And,
@@ -55,6 +56,7 @@ class _Parser:
     def __init__(self, text: str) -> None:
         self.tokens = _tokenize(text)
         self.i = 0
+        self.depth = 0  # open "not"s and parentheses: bounded, so no input can exhaust the stack
 
     def peek(self) -> str | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -88,13 +90,19 @@ class _Parser:
         return items[0] if len(items) == 1 else And(tuple(items))
 
     def factor(self) -> Filter:
-        if self.keyword("not"):
-            return Not(self.factor())
-        if self.peek() == "(":
-            self.take("(")
-            inner = self.expr()
-            self.take(")")
-            return inner
+        if self.peek() is not None and (self.peek() == "(" or str(self.peek()).lower() == "not"):
+            self.depth += 1
+            if self.depth > MAX_FILTER_DEPTH:
+                raise _bad_filter(f"filters nest at most {MAX_FILTER_DEPTH} levels deep")
+            try:
+                if self.keyword("not"):
+                    return Not(self.factor())
+                self.take("(")
+                inner = self.expr()
+                self.take(")")
+                return inner
+            finally:
+                self.depth -= 1
         return self.test()
 
     def test(self) -> Filter:

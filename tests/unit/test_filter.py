@@ -103,3 +103,58 @@ def _flatten(f: Filter) -> Filter:
 @given(_filters)
 def test_format_then_parse_is_the_same_filter(f: Filter) -> None:
     assert _flatten(parse_filter(format_filter(f))) == _flatten(f)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["(" * 400 + "sex=F" + ")" * 400, "not " * 5000 + "sex=F", "(" * 17 + "sex=F" + ")" * 17, "(" * 100_000],
+)
+def test_deep_nesting_is_refused_not_a_crash(text: str) -> None:
+    """Nesting is bounded while parsing (it used to raise RecursionError at ~400 parentheses)."""
+    with pytest.raises(InvalidArgument) as info:
+        parse_filter(text)
+    assert info.value.reason == Reason.INVALID_FILTER
+
+
+_soup = st.lists(
+    st.sampled_from(
+        [
+            "(",
+            ")",
+            "not",
+            "and",
+            "or",
+            "sex",
+            "age",
+            "ancestry",
+            "phenotype",
+            "in",
+            "=",
+            "!=",
+            ">=",
+            "<",
+            ",",
+            "F",
+            "EUR",
+            "40",
+            "HP:0001250",
+            "hp:1250",
+            "ICD10:G40",
+            "x",
+            "-1",
+            "é",
+            "\x00",
+            "  ",
+        ]
+    ),  # fmt: skip
+    max_size=60,
+)
+
+
+@given(_soup)
+def test_any_token_soup_parses_or_is_refused_cleanly(tokens: list[str]) -> None:
+    """Fuzzing the parser: whatever the input, a filter or an INVALID_FILTER refusal, never another error."""
+    try:
+        parse_filter(" ".join(tokens))
+    except InvalidArgument as exc:
+        assert exc.reason == Reason.INVALID_FILTER
