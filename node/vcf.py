@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from genogate.errors import IngestError
 from genogate.genome import BuildError, infer_build
+from genogate.query import MAX_POS
 from node.records import HEMI_REF, NO_CALL, SiteCalls
 from node.vcftext import GtTextReader, first_format, is_bgzf, open_binary, stream_damaged
 
@@ -61,7 +62,11 @@ class VcfSource:
         except (OSError, Exception) as exc:  # cyvcf2 raises bare Exception for some header errors
             os.close(self._fd)
             raise IngestError(self.name, _header_problem(self.path, exc)) from None
-        self.samples: list[str] = list(self._vcf.samples)
+        try:
+            self.samples: list[str] = list(self._vcf.samples)
+        except UnicodeDecodeError:
+            self.close()
+            raise IngestError(self.name, "the sample names in the #CHROM line are not UTF-8 text") from None
         if not self.samples:
             self.close()
             raise IngestError(self.name, "the file has no sample columns (genotypes are needed)")
@@ -132,10 +137,15 @@ class VcfSource:
             except Exception:  # noqa: BLE001 - htslib failures surface as bare Exception
                 raise IngestError(self.where(self.records_read + 1), self._diagnose(self.records_read + 1)) from None
             self.records_read += 1
-            if rec.CHROM not in self._declared:
-                self._declared.add(rec.CHROM)
+            try:
+                chrom, pos, ref, alts = rec.CHROM, int(rec.POS), rec.REF, rec.ALT
+            except UnicodeDecodeError:
+                raise IngestError(self.where(self.records_read), "CHROM, REF or ALT is not UTF-8 text") from None
+            if not 1 <= pos <= MAX_POS:
+                raise IngestError(self.where(self.records_read), f"POS must be between 1 and {MAX_POS:,}")
+            if chrom not in self._declared:
+                self._declared.add(chrom)
                 self._check_line(self.records_read)
-            alts = rec.ALT
             if not alts:
                 self.skipped[_SKIP_NO_ALT] += 1
                 continue
@@ -152,7 +162,7 @@ class VcfSource:
             if ploidy > 2:
                 raise IngestError(where, f"ploidy {ploidy} is not supported (haploid and diploid calls only)")
             a1 = g[:, 1] if ploidy == 2 else np.full(n_samples, -2, dtype=g.dtype)
-            yield from self._split(rec.CHROM, int(rec.POS), rec.REF, alts, g[:, 0], a1, where)
+            yield from self._split(chrom, pos, ref, alts, g[:, 0], a1, where)
 
     def _text_records(self, reader: GtTextReader) -> Iterator[SiteCalls]:
         for rec in reader:

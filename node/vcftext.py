@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from genogate.errors import IngestError
+from genogate.query import MAX_POS
 
 I16 = npt.NDArray[np.int16]
 _TAB, _SLASH, _PIPE, _DOT = 9, ord("/"), ord("|"), ord(".")
@@ -136,10 +137,14 @@ class GtTextReader:
         chrom, pos, _id, ref, alt, _q, _f, _i, fmt, body = fields
         if not pos.isdigit():
             raise IngestError(where, f"POS {pos[:20].decode(errors='replace')!r} is not a whole number")
-        if int(pos) < 1:
-            raise IngestError(where, "POS must be at least 1")
+        if not 1 <= int(pos) <= MAX_POS:
+            raise IngestError(where, f"POS must be between 1 and {MAX_POS:,}")
         if not chrom or not ref:
             raise IngestError(where, "CHROM and REF must not be empty")
+        try:
+            chrom_text = chrom.decode()
+        except UnicodeDecodeError:
+            raise IngestError(where, "CHROM is not UTF-8 text") from None
         alts = [] if alt == b"." else alt.decode(errors="replace").split(",")
         a0: I16 | None
         a1: I16 | None
@@ -149,7 +154,7 @@ class GtTextReader:
             a0 = a1 = None
         else:
             a0, a1 = self._general(body, fmt, where)
-        return TextRecord(lineno, chrom.decode(), int(pos), ref.decode(errors="replace"), alts, a0, a1)
+        return TextRecord(lineno, chrom_text, int(pos), ref.decode(errors="replace"), alts, a0, a1)
 
     def _gt_only(self, body: bytes, where: str) -> tuple[I16, I16]:
         buf = np.frombuffer(body, dtype=np.uint8)

@@ -289,6 +289,34 @@ def non_numeric_pos(w: Workspace) -> Bad:
     return Bad([p], p, ("POS '3x0' is not a whole number",), line=line_of(text, 2))
 
 
+@kind()
+def pos_past_the_largest_position(w: Workspace) -> Bad:
+    p, text = w.vcf("pos.vcf", edited(NEW_RECORDS, 2, 1, str(2**31)))
+    return Bad([p], p, ("POS must be between 1 and 2,147,483,647",), line=line_of(text, 2))
+
+
+@kind()
+def pos_past_the_largest_position_in_a_rich_format(w: Workspace) -> Bad:
+    # FORMAT GT:DP: read by htslib (cyvcf2), not the GT-only text parser
+    records = [[*r[:8], "GT:DP", *(f"{gt}:7" for gt in r[9:])] for r in edited(NEW_RECORDS, 2, 1, str(2**31))]
+    p, text = w.vcf("pos.vcf", records)
+    return Bad([p], p, ("POS must be between 1 and 2,147,483,647",), line=line_of(text, 2))
+
+
+@kind()
+def chrom_not_utf8(w: Workspace) -> Bad:
+    text = vcf_text(edited(NEW_RECORDS, 1, 0, "chr\u00e92"))
+    p = w.data("chrom.vcf", text.encode("latin-1"))
+    return Bad([p], p, ("CHROM is not UTF-8 text",), line=line_of(text, 1))
+
+
+@kind()
+def sample_name_not_utf8(w: Workspace) -> Bad:
+    text = vcf_text(NEW_RECORDS).replace("\t" + SAMPLES[0] + "\t", "\t" + SAMPLES[0] + "\u00e9\t", 1)
+    p = w.data("samples.vcf", text.encode("latin-1"))
+    return Bad([p], p, ("the sample names in the #CHROM line are not UTF-8 text",))
+
+
 @kind(existing=True)
 def ploidy_3(w: Workspace) -> Bad:
     p, text = w.vcf("triploid.vcf", edited(NEW_RECORDS, 1, 11, "0/1/1"))
