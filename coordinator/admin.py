@@ -107,7 +107,7 @@ def init_coordinator(
     )
     config_text = render_toml(CoordinatorConfig, values, header=header)
 
-    batch = _Batch(dirs=[(directory, 0o755), (directory / "keys", 0o700), (directory / "tls", 0o755)])
+    batch = _Batch(dirs=[(directory, 0o700), (directory / "keys", 0o700), (directory / "tls", 0o700)])
     batch.add(directory / "keys" / "committee.key", signing_key, "Ed25519 committee signing key", secret=True)
     batch.add(directory / "tls" / "coordinator.key", tls_key, "TLS private key", secret=True)
     batch.add(directory / "tls" / "coordinator.csr", csr, f"certificate request (CN={name}; {', '.join(sans)})")

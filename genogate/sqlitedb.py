@@ -10,6 +10,7 @@ switches to WAL with ``synchronous=FULL`` and, for an empty file, creates the sc
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -78,9 +79,24 @@ def _connect(path: Path, what: str, busy_timeout_s: float) -> sqlite3.Connection
     """A connection in autocommit mode (callers BEGIN themselves) that any thread may use under the caller's
     own lock; ``StoreError`` naming the file if SQLite cannot open it."""
     try:
+        private(path)
         return sqlite3.connect(str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
         raise StoreError(f"{path}: cannot open the {what}: {exc}") from exc
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot open the {what}: {exc.strerror or exc}") from None
+
+
+def private(path: Path) -> None:
+    """Make ``path`` the owner's alone (0600), creating it empty if missing, before SQLite opens it: SQLite
+    gives its -wal and -shm files the database file's mode, so they are private too, whatever the umask.
+    (Ledgers, nonce stores and audit logs hold budgets, released values and who asked what.)"""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def reopen(

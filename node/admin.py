@@ -199,7 +199,7 @@ def init_node(
     )
     config_text = render_toml(NodeConfig, values, header=header)
 
-    batch = _Batch(dirs=[(directory, 0o755), (directory / "keys", 0o700), (directory / "tls", 0o755)])
+    batch = _Batch(dirs=[(directory, 0o700), (directory / "keys", 0o700), (directory / "tls", 0o700)])
     batch.add(directory / "keys" / "identity.key", tls.new_identity_key(), "Ed25519 identity key", secret=True)
     batch.add(directory / "tls" / "node.key", tls_key, "TLS private key", secret=True)
     batch.add(directory / "tls" / "node.csr", csr, f"certificate request (CN={name}; {', '.join(sans)})")

@@ -10,6 +10,7 @@ Expected problems print one line and exit with the error's code; a stack trace m
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -294,6 +295,9 @@ def _health(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Everything this process creates (store, ledger, nonces, audit log, DuckDB's and SQLite's side files,
+    # directories) is the operator's alone, whatever the shell's umask; public files are chmodded explicitly.
+    os.umask(0o077)
     args = _parser().parse_args(argv)
     handler = {
         "ingest": _ingest,

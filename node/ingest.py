@@ -415,6 +415,7 @@ def _ingest_locked(
         raise
     con.close()
     if tmp is not None:
+        os.chmod(tmp, 0o600)  # the store is the operator's alone, whatever the umask
         os.replace(tmp, store)
         _fsync_dir(store.parent)
     summary.changed = True
