@@ -45,6 +45,7 @@ def policy_of(config: NodeConfig) -> Policy:
     p = config.policy
     return Policy(
         epsilon_per_query_cap=p.epsilon_per_query_cap,
+        epsilon_per_query_min=p.epsilon_per_query_min,
         epsilon_per_study_cap=p.epsilon_per_study_cap,
         delta_per_query=p.delta_per_query,
         delta_per_study_cap=p.delta_per_study_cap,

@@ -171,6 +171,15 @@ class PolicySettings:
             "check": _positive_decimal,
         },
     )
+    epsilon_per_query_min: Decimal = field(
+        default=Decimal("0.001"),
+        metadata={
+            "help": "Smallest epsilon one query may ask for; smaller is refused before anything is charged. A tiny "
+            "epsilon buys no useful answer (the noise scale is 1/epsilon) but makes every combination of noise "
+            "distributions that large: a floor bounds the work and memory any one query can cause.",
+            "check": _positive_decimal,
+        },
+    )
     epsilon_per_study_cap: Decimal = field(
         default=Decimal("10.0"),
         metadata={

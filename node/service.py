@@ -117,6 +117,7 @@ class Policy:
     max_variants_per_query: int
     rate_limit_per_study_per_minute: int
     public_site_catalogue: bool
+    epsilon_per_query_min: Decimal = Decimal("0.001")
 
 
 @dataclass(frozen=True)
@@ -264,6 +265,13 @@ class QueryService:
                     message="the query is not addressed to this site",
                 )
         epsilon = _epsilon(env.epsilon)
+        if epsilon < self.policy.epsilon_per_query_min:  # decided from the request alone, before any charge
+            raise InvalidArgument(
+                f"epsilon {epsilon} < floor {self.policy.epsilon_per_query_min}",
+                reason=Reason.INVALID_EPSILON,
+                message=f"epsilon {epsilon:.3g} is below this site's floor of {self.policy.epsilon_per_query_min} "
+                "per query",
+            )
         query = query_from_pb(env.query)
         self._check_kind(study, query.kind)
         cap = min(study.epsilon_per_query_cap, self.policy.epsilon_per_query_cap)

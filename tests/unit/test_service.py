@@ -253,6 +253,8 @@ def _policy(**kw: object) -> Policy:
         ("epsilon over study cap", ResourceExhausted, Reason.EPSILON_OVER_CAP),
         ("epsilon zero", InvalidArgument, Reason.INVALID_EPSILON),
         ("epsilon nan", InvalidArgument, Reason.INVALID_EPSILON),
+        ("epsilon below the floor", InvalidArgument, Reason.INVALID_EPSILON),
+        ("epsilon 5e-324", InvalidArgument, Reason.INVALID_EPSILON),
         ("too many variants", InvalidArgument, Reason.TOO_MANY_VARIANTS),
         ("other site", PermissionDenied, Reason.GRANT_WRONG_SITE),
         ("region without public catalogue", PermissionDenied, Reason.KIND_REFUSED),
@@ -284,6 +286,10 @@ def test_refusals_charge_nothing(
             eps = 0.0
         case "epsilon nan":
             eps = float("nan")
+        case "epsilon below the floor":
+            eps = 0.000999
+        case "epsilon 5e-324":
+            eps = 5e-324
         case "too many variants":
             q = AlleleFrequency((V100, V200T, V200G, VX))
         case "other site":
@@ -298,6 +304,13 @@ def test_refusals_charge_nothing(
     assert info.value.reason is reason
     assert info.value.message and "HP:" not in info.value.message
     assert svc.budget_pb(s).epsilon_spent == 0.0
+
+
+def test_epsilon_at_the_floor_is_answered(store: Path, tmp_path: Path) -> None:
+    svc = make(store, tmp_path, policy=_policy(epsilon_per_query_min=Decimal("0.01")))
+    assert ask(svc, CohortCount(), eps=0.01).epsilon_charged == 0.01
+    with pytest.raises(InvalidArgument, match="below this site's floor of 0.01 per query"):
+        ask(svc, CohortCount(parse_filter("sex=F")), eps=0.0099)
 
 
 def test_budget_exactly_at_the_cap_and_one_past(store: Path, tmp_path: Path) -> None:
