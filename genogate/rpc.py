@@ -19,6 +19,7 @@ import grpc
 
 from genogate import metrics
 from genogate.errors import GenogateError, Internal, PermissionDenied, Reason, Unauthenticated, class_for_status
+from genogate.tls import sole_common_name
 
 REASON_KEY = "genogate-reason"
 log = logging.getLogger("genogate.rpc")
@@ -27,12 +28,25 @@ R = TypeVar("R")
 
 
 def caller_common_name(context: grpc.ServicerContext) -> str:
-    """The verified client certificate's common name (mTLS makes the transport refuse anyone else)."""
+    """The verified client certificate's common name (mTLS makes the transport refuse anyone else).
+
+    Read from the certificate itself, whose subject must hold exactly one, non-empty common name: gRPC's
+    ``x509_common_name`` reports one of several, so "CN=operator, CN=alice" could pass as either."""
     auth = context.auth_context()
-    names = auth.get("x509_common_name") or []
-    if not names:
-        raise Unauthenticated("no client certificate common name")
-    return names[0].decode() if isinstance(names[0], bytes) else str(names[0])
+    pems = auth.get("x509_pem_cert") or []
+    name = _sole_common_name(bytes(pems[0])) if pems else None
+    if name is None:
+        raise Unauthenticated(
+            "client certificate without exactly one common name",
+            message="the client certificate must name exactly one common name",
+        )
+    return name
+
+
+@functools.lru_cache(maxsize=256)
+def _sole_common_name(pem: bytes) -> str | None:
+    """``tls.sole_common_name``, parsed once per certificate (callers reuse theirs across calls)."""
+    return sole_common_name(pem)
 
 
 _SERVER_SIDE = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DATA_LOSS})

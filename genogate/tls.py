@@ -185,8 +185,10 @@ def issue(ca_key_pem: bytes, ca_cert_pem: bytes, csr_pem: bytes, *, server: bool
         sans = []
     if server and not sans:
         raise ValueError("a server certificate needs subject alternative names (DNS names or IP addresses)")
-    if not csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
-        raise ValueError("the certificate signing request has no common name")
+    names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if len(names) != 1 or not names[0].value:
+        # Authorization reads the one common name: a subject such as "CN=operator, CN=alice" must not exist.
+        raise ValueError("the certificate signing request must name exactly one, non-empty common name")
 
     not_before, not_after = _validity(days)
     not_after = min(not_after, ca_cert.not_valid_after_utc)
@@ -232,6 +234,20 @@ def issue(ca_key_pem: bytes, ca_cert_pem: bytes, csr_pem: bytes, *, server: bool
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+def sole_common_name(cert_pem: bytes) -> str | None:
+    """The subject's common name when it has exactly one, non-empty; else None (no CN, an empty one, or
+    several: a caller whose identity is ambiguous)."""
+    try:
+        attrs = _load_cert(cert_pem).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except ValueError:
+        return None
+    if len(attrs) != 1:
+        return None
+    value = attrs[0].value
+    text = value if isinstance(value, str) else value.decode(errors="replace")
+    return text or None
 
 
 def common_name(cert_pem: bytes) -> str:

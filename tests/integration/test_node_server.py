@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import concurrent.futures
 import csv
+import datetime as dt
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from genogate.errors import GenogateError, PermissionDenied, Reason, ResourceExhausted
 from genogate.filter import parse_filter
@@ -148,6 +154,51 @@ def test_refused_with_a_certificate_from_another_ca(federation: dict[str, object
         with pytest.raises(GenogateError) as info:
             c.info()
     assert info.value.reason is Reason.UNAVAILABLE
+
+
+def _forged_identity(ca: Path, out: Path, subject: x509.Name) -> ClientTLS:
+    """A client certificate the CA signed for ``subject`` directly (the dev CA itself refuses such CSRs)."""
+    ca_key = serialization.load_pem_private_key((ca / "ca.key").read_bytes(), password=None)
+    ca_cert = x509.load_pem_x509_certificate((ca / "ca.pem").read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "c.key").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    (out / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return ClientTLS.from_files(ca / "ca.pem", out / "c.key", out / "c.pem")
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "alice"), x509.NameAttribute(NameOID.COMMON_NAME, "bob")]),
+        x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "no common name")]),
+    ],
+    ids=["two common names", "no common name"],
+)
+def test_a_certificate_without_exactly_one_common_name_is_refused(
+    federation: dict[str, object], tmp_path: Path, subject: x509.Name
+) -> None:
+    """Authorization names the caller by the certificate's one common name: none or several is refused."""
+    tls = _forged_identity(federation["ca"], tmp_path, subject)  # type: ignore[arg-type]
+    with NodeClient(str(federation["address"]), tls, timeout_s=10) as c:
+        with pytest.raises(GenogateError) as info:
+            c.send(envelope(CohortCount(), study_id="S1", epsilon=1.0))
+    assert info.value.reason is Reason.UNAUTHENTICATED
+    assert info.value.message == "the client certificate must name exactly one common name"
 
 
 def test_errors_carry_status_reason_and_a_clean_message(federation: dict[str, object]) -> None:

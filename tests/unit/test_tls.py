@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.x509.oid import NameOID
 
 from genogate import tls
 
@@ -236,3 +237,15 @@ def test_write_file_leaves_nothing_on_failure(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         tls.write_file(tmp_path / "cert.pem", "not bytes")  # type: ignore[arg-type]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("cns", [["operator", "alice"], []], ids=["two common names", "none"])
+def test_the_dev_ca_signs_only_subjects_with_exactly_one_common_name(ca: tuple[bytes, bytes], cns: list[str]) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    names = [x509.NameAttribute(NameOID.COMMON_NAME, cn) for cn in cns] or [
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "no common name")
+    ]
+    subject = x509.Name(names)
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    with pytest.raises(ValueError, match="exactly one, non-empty common name"):
+        tls.issue(*ca, csr.public_bytes(serialization.Encoding.PEM), server=False, client=True, days=2)
