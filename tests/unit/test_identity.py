@@ -10,7 +10,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -18,10 +17,7 @@ from genogate import genome
 from genogate.convert import canonical_bytes
 from genogate.errors import ConfigError, GenogateError, Reason
 from genogate.query import AlleleFrequency, CarrierCount, GenotypeCounts, Region, Variant, canonical
-from genogate.signing import Signer
-from node.ledger import Ledger
-from node.service import QueryService
-from tests.unit.test_service import NOW, POLICY, ZeroNoise, ask, study
+from tests.unit.test_service import ask, make, study
 from tests.unit.test_service import store as store  # noqa: F401 - the module-scoped store fixture
 
 SPELLINGS = [
@@ -32,22 +28,6 @@ SPELLINGS = [
     Variant("1", 100, "AT", "GT"),  # not minimal: the common suffix is dropped
     Variant("1", 99, "CA", "CG"),  # not minimal: the common prefix is dropped, POS moves to 100
 ]
-
-
-def make(store: Path, tmp_path: Path, *studies: object, **kw: object) -> QueryService:
-    table = {s.study_id: s for s in (studies or (study(),))}  # type: ignore[attr-defined]
-    return QueryService(
-        name="site-a",
-        store_path=store,
-        ledger=Ledger(tmp_path / "ledger.sqlite"),
-        studies=lambda: table,
-        policy=POLICY,
-        noise=ZeroNoise(),
-        signer=Signer(Ed25519PrivateKey.generate()),
-        clock=lambda: NOW,
-        build=str(kw.pop("build", "")),
-        **kw,  # type: ignore[arg-type]
-    )
 
 
 def refusal(fn: object) -> GenogateError:

@@ -9,6 +9,7 @@ import hashlib
 import logging
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -123,7 +124,10 @@ def memory_mb(request: pytest.FixtureRequest) -> int:
     return int(request.param)
 
 
-def make(store: Path, tmp_path: Path, *studies: Study, policy: Policy = POLICY, memory_mb: int = 0) -> QueryService:
+def make(
+    store: Path, tmp_path: Path, *studies: Study, policy: Policy = POLICY, memory_mb: int = 0, **kw: Any
+) -> QueryService:
+    """A service on ``store`` with zero noise; ``kw`` are further ``QueryService`` arguments."""
     table = {s.study_id: s for s in (studies or (study(),))}
     svc = QueryService(
         name="site-a",
@@ -135,6 +139,7 @@ def make(store: Path, tmp_path: Path, *studies: Study, policy: Policy = POLICY, 
         signer=Signer(Ed25519PrivateKey.generate()),
         clock=lambda: NOW,
         memory_mb=memory_mb,
+        **kw,
     )
     assert (svc._memory is not None) == (memory_mb > 0)  # the tiny store always fits
     return svc
