@@ -98,7 +98,7 @@ class SiteResult:
             latency_ms=self.latency_ms,
         )
         if self.body is not None:
-            out.epsilon_charged, out.from_cache = self.body.epsilon_charged, self.body.from_cache
+            out.epsilon_charged, out.from_store = self.body.epsilon_charged, self.body.from_store
         if with_release and self.release is not None:
             out.release.CopyFrom(self.release)
         return out

@@ -129,7 +129,7 @@ class Site:
     reason: str  # e.g. BUDGET_EXHAUSTED; "" when answered
     message: str
     epsilon_charged: float
-    from_cache: bool
+    from_store: bool
     attempts: int
     latency_ms: int
     release: pb.ReleaseBody | None  # the node-signed release, when the grant allows a per-site breakdown
@@ -243,7 +243,7 @@ class QueryResult:
                     "reason": s.reason,
                     "message": s.message,
                     "epsilon_charged": s.epsilon_charged,
-                    "from_cache": s.from_cache,
+                    "from_store": s.from_store,
                     "attempts": s.attempts,
                     "latency_ms": s.latency_ms,
                 }
@@ -273,7 +273,7 @@ class QueryResult:
             [
                 [
                     s.site,
-                    s.status + (" (cached)" if s.from_cache else ""),
+                    s.status + (" (cached)" if s.from_store else ""),
                     s.reason or "-",
                     f"{s.epsilon_charged:g}",
                     s.attempts,
@@ -367,7 +367,7 @@ def result_of(response: cpb.RunQueryResponse) -> QueryResult:
             reason="" if o.status == pb.SITE_STATUS_ANSWERED else Reason(o.reason).name,
             message=o.message,
             epsilon_charged=o.epsilon_charged,
-            from_cache=o.from_cache,
+            from_store=o.from_store,
             attempts=o.attempts,
             latency_ms=o.latency_ms,
             release=pb.ReleaseBody.FromString(o.release.payload) if o.release.payload else None,

@@ -204,12 +204,12 @@ class Pending:
 
 @dataclass(frozen=True)
 class Answered:
-    """The stored result. ``original_query_id`` is the query id that paid for it; ``from_cache`` is True
+    """The stored result. ``original_query_id`` is the query id that paid for it; ``from_store`` is True
     when the asking query id did not (a zero-cost replay, or a retry of one: a retry gets its first answer)."""
 
     result: bytes
     original_query_id: str
-    from_cache: bool
+    from_store: bool
 
 
 @dataclass(frozen=True)
@@ -466,7 +466,7 @@ class Ledger:
            first call got, now (``Answered`` once a result is stored, else ``Pending``); another payload
            raises ``AlreadyExists`` (QUERY_ID_REUSED).
         2. The canonical query was already charged under the study by another query id: this query id is
-           recorded as a zero-cost replay of it; ``Answered(from_cache=True)`` or ``Pending``.
+           recorded as a zero-cost replay of it; ``Answered(from_store=True)`` or ``Pending``.
         3. Otherwise charge ε and δ (rounded up to 1e-12) if they fit under the caps (rounded down), else
            raise ``ResourceExhausted`` (BUDGET_EXHAUSTED) and record nothing. ``Charged`` is returned only
            once the charge is durable; it counts as spent whether or not ``complete()`` ever runs.
@@ -534,7 +534,7 @@ class Ledger:
                     raise AlreadyExists(f"query id {query_id!r} of study {study_id!r} was used for another payload")
                 if result is None:
                     return unanswered(conn, charge_id)
-                answer = Answered(bytes(result), original, from_cache=original != query_id)
+                answer = Answered(bytes(result), original, from_store=original != query_id)
                 self._audit(conn, audit, "retry", answer.result, now_ms)
                 return answer
 
@@ -549,7 +549,7 @@ class Ledger:
                     return unanswered(conn, charge_id)
                 conn.execute("UPDATE spent SET answered = answered + 1 WHERE study_id = ?", (study_id,))
                 self._audit(conn, audit, "replay", bytes(result), now_ms)
-                return Answered(bytes(result), original, from_cache=True)
+                return Answered(bytes(result), original, from_store=True)
 
             add_spent(conn)
             cur = conn.execute(

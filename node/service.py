@@ -321,9 +321,9 @@ class QueryService:
         if isinstance(begun, Answered):
             if isinstance(calls, Future):
                 calls.cancel()
-            result_bytes, from_cache, original = begun.result, begun.from_cache, begun.original_query_id
-            charged = (Decimal(0), Decimal(0)) if from_cache else (charge_eps, charge_delta)
-            outcome.decision = "replay" if from_cache else "retry"
+            result_bytes, from_store, original = begun.result, begun.from_store, begun.original_query_id
+            charged = (Decimal(0), Decimal(0)) if from_store else (charge_eps, charge_delta)
+            outcome.decision = "replay" if from_store else "retry"
         else:
             entry["charged"] = True
             # A Pending charge was made by an earlier call with this query id (or question): not charged again.
@@ -339,7 +339,7 @@ class QueryService:
             result_bytes = self._ledger.complete(
                 begun.charge_id, result.SerializeToString(deterministic=True), audit=entry
             )
-            from_cache, original, charged = False, "", (charge_eps, charge_delta)
+            from_store, original, charged = False, "", (charge_eps, charge_delta)
         body = pb.ReleaseBody(
             query_id=env.query_id,
             study_id=study.study_id,
@@ -348,8 +348,8 @@ class QueryService:
             result=pb.QueryResult.FromString(result_bytes),
             epsilon_charged=float(charged[0]),
             delta_charged=float(charged[1]),
-            from_cache=from_cache,
-            cached_query_id=original if from_cache else "",
+            from_store=from_store,
+            cached_query_id=original if from_store else "",
             budget_after=self.budget_pb(study),
             released_unix_ms=int(self._clock() * 1000),
         )

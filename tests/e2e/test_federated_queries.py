@@ -372,7 +372,7 @@ def test_a_label_no_site_publishes_is_refused_before_fan_out(fed: Fed) -> None:
         lower = gg.cohort_count(fed.study.study_id, where="ancestry=eur and sex=F", epsilon=EPS)
         upper = gg.cohort_count(fed.study.study_id, where="sex=F and ancestry=EUR", epsilon=EPS)
     assert [s.status for s in lower.sites] == [s.status for s in upper.sites] == ["answered"] * 3
-    assert all(s.from_cache for s in upper.sites)  # the same canonical question at every site
+    assert all(s.from_store for s in upper.sites)  # the same canonical question at every site
     assert upper.value("count").estimate == lower.value("count").estimate
 
 

@@ -200,7 +200,7 @@ def test_every_spelling_gets_one_answer_across_sites_of_both_spellings(fed: Fed,
         assert total > 1500  # both halves count the variant's allele number: neither answers "absent"
         for spelling in ("chr22-16050075-A-G", "CHR22-16050075-a-g", "NC_000022.10-16050075-A-G"):
             again = gg.allele_frequency(study.study_id, [spelling], epsilon=0.5)
-            assert all(s.status == "answered" and s.from_cache for s in again.sites), spelling
+            assert all(s.status == "answered" and s.from_store for s in again.sites), spelling
             assert again.values == first.values  # one canonical question, the stored releases
         with pytest.raises(GenogateError) as info:  # GRCh38's chr22: refused at the coordinator
             gg.allele_frequency(study.study_id, ["NC_000022.11-16050075-A-G"], epsilon=0.5)

@@ -148,14 +148,14 @@ def test_sigkill_mid_stream_loses_no_charge(tmp_path: Path, kill_after: int) -> 
         for qid, cid in printed.items():
             again = retry(led, qid)
             if qid in completed:
-                assert again == Answered(f"result of {qid}".encode(), qid, from_cache=False)
+                assert again == Answered(f"result of {qid}".encode(), qid, from_store=False)
             elif qid != held_qid:  # the kill came between begin() and complete(), or just after complete()
-                assert again in (Pending(cid), Answered(f"result of {qid}".encode(), qid, from_cache=False))
+                assert again in (Pending(cid), Answered(f"result of {qid}".encode(), qid, from_store=False))
         assert led.budget(STUDY, CAP, Decimal(0)).epsilon_spent == status.epsilon_spent  # retries are free
 
         # The interrupted query can be finished, and the file takes new charges.
         assert led.complete(held_cid, b"late") == b"late"
-        assert retry(led, held_qid) == Answered(b"late", held_qid, from_cache=False)
+        assert retry(led, held_qid) == Answered(b"late", held_qid, from_store=False)
         assert isinstance(retry(led, "after-the-crash"), Charged)
         led.check()
 

@@ -50,12 +50,12 @@ def canonical_variant_text(v: Variant) -> str:
 def test_every_spelling_gets_one_answer_and_one_charge(store: Path, tmp_path: Path) -> None:
     svc = make(store, tmp_path)
     first = ask(svc, AlleleFrequency((SPELLINGS[0],)))
-    assert first.epsilon_charged == 0.5 and not first.from_cache
+    assert first.epsilon_charged == 0.5 and not first.from_store
     row = first.result.allele_frequency.variants[0]
     assert (row.allele_count.estimate, row.allele_number.estimate) == (3, 14)
     for spelling in SPELLINGS[1:]:
         again = ask(svc, AlleleFrequency((spelling,)))
-        assert again.from_cache and again.result == first.result  # the stored release: no second draw
+        assert again.from_store and again.result == first.result  # the stored release: no second draw
         assert again.result.allele_frequency.variants[0].variant.chrom == "1"  # output names the canonical contig
     assert svc._ledger.budget("S1", Decimal(3), Decimal(1)).epsilon_spent == Decimal("0.5")
 
@@ -119,7 +119,7 @@ def test_another_build_is_refused(store: Path, tmp_path: Path, asked: str, study
 def test_the_query_names_its_build_and_the_node_answers_on_it(store: Path, tmp_path: Path) -> None:
     svc = make(store, tmp_path, study(assembly="GRCh37"))
     assert ask(svc, GenotypeCounts(SPELLINGS[0]), assembly="GRCh37").epsilon_charged == 0.5
-    assert ask(svc, GenotypeCounts(SPELLINGS[1]), assembly="").from_cache  # the study's build: the same question
+    assert ask(svc, GenotypeCounts(SPELLINGS[1]), assembly="").from_store  # the study's build: the same question
 
 
 def test_a_node_refuses_to_start_when_its_config_and_store_disagree_on_the_build(store: Path, tmp_path: Path) -> None:

@@ -206,8 +206,8 @@ def test_a_retry_with_the_same_id_and_payload_is_answered_and_charges_nothing(le
     assert isinstance(first, Charged)
     assert begin(ledger, "q1") == Pending(first.charge_id)  # retried before the result was stored
     ledger.complete(first.charge_id, b"released")
-    assert begin(ledger, "q1") == Answered(b"released", "q1", from_cache=False)
-    assert begin(ledger, "q1", cap="0.1") == Answered(b"released", "q1", from_cache=False)  # no budget needed
+    assert begin(ledger, "q1") == Answered(b"released", "q1", from_store=False)
+    assert begin(ledger, "q1", cap="0.1") == Answered(b"released", "q1", from_store=False)  # no budget needed
     assert spent(ledger) == Decimal("0.1")
     assert [e.query_id for e in ledger.history("study-1")] == ["q1"]
 
@@ -232,7 +232,7 @@ def test_query_ids_are_scoped_to_their_study(ledger: Ledger) -> None:
 def test_the_same_canonical_query_under_another_id_is_answered_from_the_store_at_no_cost(ledger: Ledger) -> None:
     charge(ledger, "q1", canonical="count women")
     replay = begin(ledger, "q2", canonical="count women", eps="0.7")
-    assert replay == Answered(b"result of q1", "q1", from_cache=True)
+    assert replay == Answered(b"result of q1", "q1", from_store=True)
     assert spent(ledger) == Decimal("0.1")
     entries = {e.query_id: e for e in ledger.history("study-1")}
     assert entries["q2"].epsilon_charged == 0 and entries["q2"].original_query_id == "q1"
@@ -247,7 +247,7 @@ def test_a_stored_answer_is_replayed_even_when_the_budget_is_spent(ledger: Ledge
     charge(ledger, "q1", canonical="c", eps="1")
     with pytest.raises(ResourceExhausted):
         begin(ledger, "q2", canonical="other")
-    assert begin(ledger, "q3", canonical="c") == Answered(b"result of q1", "q1", from_cache=True)
+    assert begin(ledger, "q3", canonical="c") == Answered(b"result of q1", "q1", from_store=True)
 
 
 def test_the_same_canonical_query_under_another_study_is_charged_again(ledger: Ledger) -> None:
@@ -270,7 +270,7 @@ def test_a_charge_without_a_result_is_pending_after_a_crash_and_still_spent(path
             assert spent(reopened) == Decimal("0.1")
             assert reopened.budget("study-1", Decimal(1), Decimal(0)).queries_answered == 0
             assert reopened.complete(first.charge_id, b"late") == b"late"
-            assert begin(reopened, "q2", canonical="c") == Answered(b"late", "q1", from_cache=True)
+            assert begin(reopened, "q2", canonical="c") == Answered(b"late", "q1", from_store=True)
             assert reopened.budget("study-1", Decimal(1), Decimal(0)).queries_answered == 2
             reopened.check()
     finally:
@@ -283,7 +283,7 @@ def test_the_first_completion_wins(ledger: Ledger) -> None:
     assert isinstance(first, Charged) and second == Pending(first.charge_id)
     assert ledger.complete(second.charge_id, b"draw A") == b"draw A"
     assert ledger.complete(first.charge_id, b"draw B") == b"draw A"  # draw B is discarded unreleased
-    assert begin(ledger, "q1", canonical="c") == Answered(b"draw A", "q1", from_cache=False)
+    assert begin(ledger, "q1", canonical="c") == Answered(b"draw A", "q1", from_store=False)
 
 
 def test_concurrent_identical_queries_release_one_value(ledger: Ledger) -> None:
@@ -385,7 +385,7 @@ def test_reopening_keeps_everything(path: Path) -> None:
     with Ledger(path) as led:
         charge(led, "q1", now_ms=5)
     with Ledger(path) as led:
-        assert begin(led, "q1") == Answered(b"result of q1", "q1", from_cache=False)
+        assert begin(led, "q1") == Answered(b"result of q1", "q1", from_store=False)
         assert led.history("study-1")[0].received_ms == 5
 
 
@@ -726,8 +726,8 @@ def test_an_unclean_stop_under_another_boot_charges_a_retry_again(path: Path) ->
             assert spent(after) == Decimal("0.3")
             assert begin(after, "q1", canonical="c") == Pending(first.charge_id)  # once: now this process's
             assert after.complete(first.charge_id, b"late") == b"late"
-            assert begin(after, "q1", canonical="c") == Answered(b"late", "q1", from_cache=False)
-            assert begin(after, "q2") == Answered(b"result of q2", "q2", from_cache=False)
+            assert begin(after, "q1", canonical="c") == Answered(b"late", "q1", from_store=False)
+            assert begin(after, "q2") == Answered(b"result of q2", "q2", from_store=False)
             assert spent(after) == Decimal("0.3")
             after.check()  # spent == charges + recharges
         con = sqlite3.connect(path)

@@ -336,7 +336,7 @@ def test_same_question_same_answer_at_no_cost(store: Path, tmp_path: Path) -> No
     again = ask(
         svc, AlleleFrequency((V200T, V100, V100), filter=parse_filter("ancestry in (AFR,EUR) and sex=F")), eps=0.2
     )
-    assert again.from_cache and again.cached_query_id == first.query_id and again.epsilon_charged == 0
+    assert again.from_store and again.cached_query_id == first.query_id and again.epsilon_charged == 0
     assert again.result == first.result and again.query_sha256 != first.query_sha256  # each binds its own request
     assert svc.budget_pb(study()).epsilon_spent == 1.0
 
@@ -346,7 +346,7 @@ def test_retry_is_idempotent_and_a_reused_id_is_refused(store: Path, tmp_path: P
     env = envelope(CohortCount(), study_id="S1", epsilon=0.5, query_id="q-1")
     r1 = pb.ReleaseBody.FromString(svc.query(Caller("alice"), env.SerializeToString()).payload)
     r2 = pb.ReleaseBody.FromString(svc.query(Caller("alice"), env.SerializeToString()).payload)
-    assert r1.result == r2.result and not r2.from_cache and r2.epsilon_charged == 0.5
+    assert r1.result == r2.result and not r2.from_store and r2.epsilon_charged == 0.5
     assert svc.budget_pb(study()).epsilon_spent == 0.5
     with pytest.raises(AlreadyExists) as info:
         ask(svc, CohortCount(parse_filter("sex=F")), query_id="q-1")

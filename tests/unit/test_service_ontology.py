@@ -92,7 +92,7 @@ def test_spellings_of_one_question_share_one_answer_at_no_new_cost(store: Path, 
     for a, b in [("phenotype=HP:0001250", "phenotype=hp:0001250"), ("ancestry=EUR", "ancestry=eur")]:
         first = ask(svc, CohortCount(parse_filter(a)))
         again = ask(svc, CohortCount(parse_filter(b)))
-        assert again.from_cache and again.cached_query_id == first.query_id and again.epsilon_charged == 0
+        assert again.from_store and again.cached_query_id == first.query_id and again.epsilon_charged == 0
         assert again.result == first.result
     assert svc.budget_pb(study("GRU")).epsilon_spent == 1.0
 

@@ -97,6 +97,14 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """RESOURCE_EXHAUSTED: the requested ε exceeds the grant's or the node's per-query cap."""
     ERROR_REASON_RATE_LIMITED: _ErrorReason.ValueType  # 42
     """RESOURCE_EXHAUSTED: too many requests; retry later."""
+    ERROR_REASON_RESEARCHER_BUDGET_EXHAUSTED: _ErrorReason.ValueType  # 43
+    """RESOURCE_EXHAUSTED: the researcher's ε across all their studies at this site, over the site's rolling
+    period, cannot cover the requested ε (the node's per-researcher cap).
+    """
+    ERROR_REASON_NODE_BUDGET_EXHAUSTED: _ErrorReason.ValueType  # 44
+    """RESOURCE_EXHAUSTED: the ε this site releases across all studies, over its rolling period, cannot cover
+    the requested ε (the node's overall cap).
+    """
     ERROR_REASON_QUERY_ID_REUSED: _ErrorReason.ValueType  # 50
     """ALREADY_EXISTS: the query id was already used with a different payload."""
     ERROR_REASON_ALREADY_EXISTS: _ErrorReason.ValueType  # 51
@@ -187,6 +195,14 @@ ERROR_REASON_EPSILON_OVER_CAP: ErrorReason.ValueType  # 41
 """RESOURCE_EXHAUSTED: the requested ε exceeds the grant's or the node's per-query cap."""
 ERROR_REASON_RATE_LIMITED: ErrorReason.ValueType  # 42
 """RESOURCE_EXHAUSTED: too many requests; retry later."""
+ERROR_REASON_RESEARCHER_BUDGET_EXHAUSTED: ErrorReason.ValueType  # 43
+"""RESOURCE_EXHAUSTED: the researcher's ε across all their studies at this site, over the site's rolling
+period, cannot cover the requested ε (the node's per-researcher cap).
+"""
+ERROR_REASON_NODE_BUDGET_EXHAUSTED: ErrorReason.ValueType  # 44
+"""RESOURCE_EXHAUSTED: the ε this site releases across all studies, over its rolling period, cannot cover
+the requested ε (the node's overall cap).
+"""
 ERROR_REASON_QUERY_ID_REUSED: ErrorReason.ValueType  # 50
 """ALREADY_EXISTS: the query id was already used with a different payload."""
 ERROR_REASON_ALREADY_EXISTS: ErrorReason.ValueType  # 51
@@ -907,6 +923,7 @@ class GrantBody(_message.Message):
     PER_SITE_BREAKDOWN_FIELD_NUMBER: _builtins.int
     RESEARCHER_PUBLIC_KEY_FIELD_NUMBER: _builtins.int
     ASSEMBLY_FIELD_NUMBER: _builtins.int
+    RISK_FIELD_NUMBER: _builtins.int
     study_id: _builtins.str
     """The study's id, assigned by the coordinator."""
     researcher_key_fingerprint: _builtins.str
@@ -945,6 +962,10 @@ class GrantBody(_message.Message):
     def sites(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The site (node) names the study may query."""
 
+    @_builtins.property
+    def risk(self) -> Global___MembershipRisk:
+        """What the study's budget allows a membership attacker, as the committee approved it."""
+
     def __init__(
         self,
         *,
@@ -961,14 +982,66 @@ class GrantBody(_message.Message):
         per_site_breakdown: _builtins.bool = ...,
         researcher_public_key: _builtins.bytes = ...,
         assembly: _builtins.str = ...,
+        risk: Global___MembershipRisk | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["risk", b"risk"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assembly", b"assembly", "epsilon_per_query_cap", b"epsilon_per_query_cap", "epsilon_total", b"epsilon_total", "kinds", b"kinds", "not_after_unix_ms", b"not_after_unix_ms", "not_before_unix_ms", b"not_before_unix_ms", "per_site_breakdown", b"per_site_breakdown", "purpose", b"purpose", "researcher_key_fingerprint", b"researcher_key_fingerprint", "researcher_public_key", b"researcher_public_key", "revocation_epoch", b"revocation_epoch", "sites", b"sites", "study_id", b"study_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assembly", b"assembly", "epsilon_per_query_cap", b"epsilon_per_query_cap", "epsilon_total", b"epsilon_total", "kinds", b"kinds", "not_after_unix_ms", b"not_after_unix_ms", "not_before_unix_ms", b"not_before_unix_ms", "per_site_breakdown", b"per_site_breakdown", "purpose", b"purpose", "researcher_key_fingerprint", b"researcher_key_fingerprint", "researcher_public_key", b"researcher_public_key", "revocation_epoch", b"revocation_epoch", "risk", b"risk", "sites", b"sites", "study_id", b"study_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GrantBody: _TypeAlias = GrantBody  # noqa: Y015
+
+@_typing.final
+class MembershipRisk(_message.Message):
+    """The bound (ε, δ)-differential privacy puts on any membership-inference attacker: at every false-positive
+    rate FPR, its true-positive rate TPR <= e^ε * FPR + δ (capped at 1), stated at FPR = 5%, beside the
+    power genogate's own attack suite measured at a comparable budget.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EPSILON_FIELD_NUMBER: _builtins.int
+    DELTA_FIELD_NUMBER: _builtins.int
+    FALSE_POSITIVE_RATE_FIELD_NUMBER: _builtins.int
+    TRUE_POSITIVE_RATE_BOUND_FIELD_NUMBER: _builtins.int
+    STATEMENT_FIELD_NUMBER: _builtins.int
+    MEASURED_TRUE_POSITIVE_RATE_FIELD_NUMBER: _builtins.int
+    MEASURED_ATTACK_FIELD_NUMBER: _builtins.int
+    epsilon: _builtins.float
+    """The total ε the bound is for (a study's budget at one site)."""
+    delta: _builtins.float
+    """The total δ the bound is for."""
+    false_positive_rate: _builtins.float
+    """The false-positive rate the bound is stated at (0.05)."""
+    true_positive_rate_bound: _builtins.float
+    """min(1, e^ε * false_positive_rate + δ)."""
+    statement: _builtins.str
+    """The bound in words, for the committee and the researcher."""
+    measured_true_positive_rate: _builtins.float
+    """The true-positive rate at `false_positive_rate` that the shipped attack suite measured (SECURITY.md);
+    negative when no measurement applies.
+    """
+    measured_attack: _builtins.str
+    """Which attack and budget `measured_true_positive_rate` is from."""
+    def __init__(
+        self,
+        *,
+        epsilon: _builtins.float = ...,
+        delta: _builtins.float = ...,
+        false_positive_rate: _builtins.float = ...,
+        true_positive_rate_bound: _builtins.float = ...,
+        statement: _builtins.str = ...,
+        measured_true_positive_rate: _builtins.float = ...,
+        measured_attack: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "epsilon", b"epsilon", "false_positive_rate", b"false_positive_rate", "measured_attack", b"measured_attack", "measured_true_positive_rate", b"measured_true_positive_rate", "statement", b"statement", "true_positive_rate_bound", b"true_positive_rate_bound"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MembershipRisk: _TypeAlias = MembershipRisk  # noqa: Y015
 
 @_typing.final
 class SignedQuery(_message.Message):
@@ -1414,6 +1487,10 @@ class BudgetStatus(_message.Message):
     EPSILON_SPENT_FIELD_NUMBER: _builtins.int
     EPSILON_REMAINING_FIELD_NUMBER: _builtins.int
     QUERIES_ANSWERED_FIELD_NUMBER: _builtins.int
+    RESEARCHER_EPSILON_CAP_FIELD_NUMBER: _builtins.int
+    RESEARCHER_EPSILON_SPENT_FIELD_NUMBER: _builtins.int
+    BUDGET_PERIOD_DAYS_FIELD_NUMBER: _builtins.int
+    CONSENT_EPOCH_FIELD_NUMBER: _builtins.int
     study_id: _builtins.str
     """The study."""
     site: _builtins.str
@@ -1426,6 +1503,16 @@ class BudgetStatus(_message.Message):
     """epsilon_cap - epsilon_spent."""
     queries_answered: _builtins.int
     """Queries answered under the study at this site, repeats served from cache included."""
+    researcher_epsilon_cap: _builtins.float
+    """The node's cap on ε per researcher across all their studies here, over `budget_period_days`."""
+    researcher_epsilon_spent: _builtins.float
+    """ε the study's researcher spent at this site across all their studies over the last
+    `budget_period_days` (the rolling window the caps apply to).
+    """
+    budget_period_days: _builtins.int
+    """The rolling period of the node-wide caps, in days."""
+    consent_epoch: _builtins.int
+    """The consent epoch the site answers in now (see `ReleaseBody.consent_epoch`)."""
     def __init__(
         self,
         *,
@@ -1435,10 +1522,14 @@ class BudgetStatus(_message.Message):
         epsilon_spent: _builtins.float = ...,
         epsilon_remaining: _builtins.float = ...,
         queries_answered: _builtins.int = ...,
+        researcher_epsilon_cap: _builtins.float = ...,
+        researcher_epsilon_spent: _builtins.float = ...,
+        budget_period_days: _builtins.int = ...,
+        consent_epoch: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["epsilon_cap", b"epsilon_cap", "epsilon_remaining", b"epsilon_remaining", "epsilon_spent", b"epsilon_spent", "queries_answered", b"queries_answered", "site", b"site", "study_id", b"study_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_period_days", b"budget_period_days", "consent_epoch", b"consent_epoch", "epsilon_cap", b"epsilon_cap", "epsilon_remaining", b"epsilon_remaining", "epsilon_spent", b"epsilon_spent", "queries_answered", b"queries_answered", "researcher_epsilon_cap", b"researcher_epsilon_cap", "researcher_epsilon_spent", b"researcher_epsilon_spent", "site", b"site", "study_id", b"study_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1489,10 +1580,13 @@ class ReleaseBody(_message.Message):
     RESULT_FIELD_NUMBER: _builtins.int
     EPSILON_CHARGED_FIELD_NUMBER: _builtins.int
     DELTA_CHARGED_FIELD_NUMBER: _builtins.int
-    FROM_CACHE_FIELD_NUMBER: _builtins.int
+    FROM_STORE_FIELD_NUMBER: _builtins.int
     CACHED_QUERY_ID_FIELD_NUMBER: _builtins.int
     BUDGET_AFTER_FIELD_NUMBER: _builtins.int
     RELEASED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    ORIGINAL_EPSILON_CHARGED_FIELD_NUMBER: _builtins.int
+    ORIGINAL_DELTA_CHARGED_FIELD_NUMBER: _builtins.int
+    CONSENT_EPOCH_FIELD_NUMBER: _builtins.int
     query_id: _builtins.str
     """The query id of this request."""
     study_id: _builtins.str
@@ -1502,17 +1596,28 @@ class ReleaseBody(_message.Message):
     query_sha256: _builtins.bytes
     """SHA-256 of the `SignedQuery.payload` answered: binds the release to the researcher's request."""
     epsilon_charged: _builtins.float
-    """ε charged for this request; 0 when `from_cache`."""
+    """ε charged by this request, now: 0 when `from_store` (and when it joined an identical question being
+    charged by another query id).
+    """
     delta_charged: _builtins.float
-    """δ charged for this request (0 for pure ε-DP mechanisms and when `from_cache`)."""
-    from_cache: _builtins.bool
-    """The same canonical query was answered before under this study: the stored noisy values are
-    returned again at no cost (asking again must not average the noise away).
+    """δ charged by this request, now (0 for pure ε-DP mechanisms and when `from_store`)."""
+    from_store: _builtins.bool
+    """The values are a stored release: the same canonical query was answered before under this study in
+    this consent epoch, and its stored noisy values are returned again at no cost (asking again must not
+    average the noise away). A retry of this request id after its first answer is not `from_store`.
     """
     cached_query_id: _builtins.str
-    """The query id whose release is repeated; set only when `from_cache`."""
+    """The query id whose release is repeated; set only when `from_store`."""
     released_unix_ms: _builtins.int
     """When the node released (its clock)."""
+    original_epsilon_charged: _builtins.float
+    """ε the release was originally charged (by the query id that paid for it), whatever this request paid."""
+    original_delta_charged: _builtins.float
+    """δ the release was originally charged."""
+    consent_epoch: _builtins.int
+    """The node's consent epoch the values were computed in: it changes with every consent or cohort change,
+    and a stored release answers only within its own epoch.
+    """
     @_builtins.property
     def result(self) -> Global___QueryResult:
         """The released values."""
@@ -1531,14 +1636,17 @@ class ReleaseBody(_message.Message):
         result: Global___QueryResult | None = ...,
         epsilon_charged: _builtins.float = ...,
         delta_charged: _builtins.float = ...,
-        from_cache: _builtins.bool = ...,
+        from_store: _builtins.bool = ...,
         cached_query_id: _builtins.str = ...,
         budget_after: Global___BudgetStatus | None = ...,
         released_unix_ms: _builtins.int = ...,
+        original_epsilon_charged: _builtins.float = ...,
+        original_delta_charged: _builtins.float = ...,
+        consent_epoch: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["budget_after", b"budget_after", "result", b"result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_after", b"budget_after", "cached_query_id", b"cached_query_id", "delta_charged", b"delta_charged", "epsilon_charged", b"epsilon_charged", "from_cache", b"from_cache", "query_id", b"query_id", "query_sha256", b"query_sha256", "released_unix_ms", b"released_unix_ms", "result", b"result", "site", b"site", "study_id", b"study_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_after", b"budget_after", "cached_query_id", b"cached_query_id", "consent_epoch", b"consent_epoch", "delta_charged", b"delta_charged", "epsilon_charged", b"epsilon_charged", "from_store", b"from_store", "original_delta_charged", b"original_delta_charged", "original_epsilon_charged", b"original_epsilon_charged", "query_id", b"query_id", "query_sha256", b"query_sha256", "released_unix_ms", b"released_unix_ms", "result", b"result", "site", b"site", "study_id", b"study_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1558,7 +1666,7 @@ class SiteOutcome(_message.Message):
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     LATENCY_MS_FIELD_NUMBER: _builtins.int
     EPSILON_CHARGED_FIELD_NUMBER: _builtins.int
-    FROM_CACHE_FIELD_NUMBER: _builtins.int
+    FROM_STORE_FIELD_NUMBER: _builtins.int
     site: _builtins.str
     """The site (node name)."""
     status: Global___SiteStatus.ValueType
@@ -1575,7 +1683,7 @@ class SiteOutcome(_message.Message):
     """ε this site charged the study for this query (from its signed release; 0 when answered from its
     same-question cache). Set when answered, whether or not the release itself is included.
     """
-    from_cache: _builtins.bool
+    from_store: _builtins.bool
     """The site answered from its stored release of the same question, at no cost."""
     @_builtins.property
     def release(self) -> Global___Release:
@@ -1592,11 +1700,11 @@ class SiteOutcome(_message.Message):
         attempts: _builtins.int = ...,
         latency_ms: _builtins.int = ...,
         epsilon_charged: _builtins.float = ...,
-        from_cache: _builtins.bool = ...,
+        from_store: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["release", b"release"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "epsilon_charged", b"epsilon_charged", "from_cache", b"from_cache", "latency_ms", b"latency_ms", "message", b"message", "reason", b"reason", "release", b"release", "site", b"site", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "epsilon_charged", b"epsilon_charged", "from_store", b"from_store", "latency_ms", b"latency_ms", "message", b"message", "reason", b"reason", "release", b"release", "site", b"site", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

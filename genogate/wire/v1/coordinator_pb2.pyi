@@ -473,6 +473,11 @@ class SitePreview(_message.Message):
     KINDS_REFUSED_FIELD_NUMBER: _builtins.int
     EPSILON_TOTAL_CAP_FIELD_NUMBER: _builtins.int
     COUNT_CI95_HALF_WIDTH_FIELD_NUMBER: _builtins.int
+    EPSILON_PER_RESEARCHER_CAP_FIELD_NUMBER: _builtins.int
+    RESEARCHER_EPSILON_COMMITTED_FIELD_NUMBER: _builtins.int
+    RESEARCHER_EPSILON_SPENT_FIELD_NUMBER: _builtins.int
+    BUDGET_PERIOD_DAYS_FIELD_NUMBER: _builtins.int
+    EPSILON_PER_QUERY_MIN_FIELD_NUMBER: _builtins.int
     site: _builtins.str
     """The site name from the proposal."""
     registered: _builtins.bool
@@ -485,6 +490,20 @@ class SitePreview(_message.Message):
     """The site's own cap on ε per study (the effective budget is the smaller of this and the proposal's)."""
     count_ci95_half_width: _builtins.float
     """Half-width of the 95% interval of one cohort count asked at the proposal's per-query cap."""
+    epsilon_per_researcher_cap: _builtins.float
+    """The site's cap on ε per researcher across all their studies there, over `budget_period_days`."""
+    researcher_epsilon_committed: _builtins.float
+    """ε the proposing researcher's approved, unexpired studies may already spend at the site (their grants'
+    budgets there, capped by the site's per-study cap).
+    """
+    researcher_epsilon_spent: _builtins.float
+    """ε the proposing researcher has spent at the site over its rolling period, as the site's ledger says
+    (negative when the site could not be asked).
+    """
+    budget_period_days: _builtins.int
+    """The rolling period of the site's caps, in days."""
+    epsilon_per_query_min: _builtins.float
+    """The site's floor on ε per query."""
     @_builtins.property
     def kinds_refused(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.QueryKind.ValueType]:
         """Requested kinds the site does not offer."""
@@ -499,10 +518,15 @@ class SitePreview(_message.Message):
         kinds_refused: _abc.Iterable[_common_pb2.QueryKind.ValueType] | None = ...,
         epsilon_total_cap: _builtins.float = ...,
         count_ci95_half_width: _builtins.float = ...,
+        epsilon_per_researcher_cap: _builtins.float = ...,
+        researcher_epsilon_committed: _builtins.float = ...,
+        researcher_epsilon_spent: _builtins.float = ...,
+        budget_period_days: _builtins.int = ...,
+        epsilon_per_query_min: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["count_ci95_half_width", b"count_ci95_half_width", "epsilon_total_cap", b"epsilon_total_cap", "kinds_refused", b"kinds_refused", "purpose_accepted", b"purpose_accepted", "reachable", b"reachable", "registered", b"registered", "site", b"site"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_period_days", b"budget_period_days", "count_ci95_half_width", b"count_ci95_half_width", "epsilon_per_query_min", b"epsilon_per_query_min", "epsilon_per_researcher_cap", b"epsilon_per_researcher_cap", "epsilon_total_cap", b"epsilon_total_cap", "kinds_refused", b"kinds_refused", "purpose_accepted", b"purpose_accepted", "reachable", b"reachable", "registered", b"registered", "researcher_epsilon_committed", b"researcher_epsilon_committed", "researcher_epsilon_spent", b"researcher_epsilon_spent", "site", b"site"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -629,6 +653,7 @@ class PreviewStudyResponse(_message.Message):
     GRANT_BODY_FIELD_NUMBER: _builtins.int
     SITES_FIELD_NUMBER: _builtins.int
     PROBLEMS_FIELD_NUMBER: _builtins.int
+    RISK_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def grant_body(self) -> _common_pb2.GrantBody:
         """The grant body an approval now would issue (study id empty)."""
@@ -641,16 +666,21 @@ class PreviewStudyResponse(_message.Message):
     def problems(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Human-readable problems that would block approval or use; empty when none."""
 
+    @_builtins.property
+    def risk(self) -> _common_pb2.MembershipRisk:
+        """What the proposed budget allows a membership attacker at one site."""
+
     def __init__(
         self,
         *,
         grant_body: _common_pb2.GrantBody | None = ...,
         sites: _abc.Iterable[Global___SitePreview] | None = ...,
         problems: _abc.Iterable[_builtins.str] | None = ...,
+        risk: _common_pb2.MembershipRisk | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["grant_body", b"grant_body"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["grant_body", b"grant_body", "risk", b"risk"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant_body", b"grant_body", "problems", b"problems", "sites", b"sites"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant_body", b"grant_body", "problems", b"problems", "risk", b"risk", "sites", b"sites"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

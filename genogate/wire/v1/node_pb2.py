@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from genogate.wire.v1 import common_pb2 as genogate_dot_wire_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgenogate/wire/v1/node.proto\x12\x0bgenogate.v1\x1a\x1dgenogate/wire/v1/common.proto\"f\n\x0cQueryRequest\x12.\n\x0csigned_query\x18\x01 \x01(\x0b\x32\x18.genogate.v1.SignedQuery\x12&\n\x05grant\x18\x02 \x01(\x0b\x32\x17.genogate.v1.StudyGrant\"6\n\rQueryResponse\x12%\n\x07release\x18\x01 \x01(\x0b\x32\x14.genogate.v1.Release\"L\n\x10GetBudgetRequest\x12\x10\n\x08study_id\x18\x01 \x01(\t\x12&\n\x05grant\x18\x02 \x01(\x0b\x32\x17.genogate.v1.StudyGrant\">\n\x11GetBudgetResponse\x12)\n\x06\x62udget\x18\x01 \x01(\x0b\x32\x19.genogate.v1.BudgetStatus\"\x14\n\x12GetNodeInfoRequest\"\xbb\x03\n\x13GetNodeInfoResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cgenome_build\x18\x02 \x01(\t\x12%\n\x05kinds\x18\x03 \x03(\x0e\x32\x16.genogate.v1.QueryKind\x12\x1e\n\x16max_variants_per_query\x18\x04 \x01(\r\x12\x1c\n\x14min_reportable_count\x18\x05 \x01(\r\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\x19\n\x11\x61\x63\x63\x65pted_purposes\x18\x07 \x03(\t\x12\x19\n\x11\x65psilon_total_cap\x18\x08 \x01(\x01\x12\x1d\n\x15\x65psilon_per_query_cap\x18\t \x01(\x01\x12\x1a\n\x12receipt_public_key\x18\n \x01(\x0c\x12\x16\n\x0ereceipt_key_id\x18\x0b \x01(\t\x12\x0f\n\x07\x63ontigs\x18\x0c \x03(\t\x12\x17\n\x0f\x63overed_regions\x18\r \x03(\t\x12%\n\x06labels\x18\x0e \x03(\x0b\x32\x15.genogate.v1.LabelSet\x12\x30\n\nontologies\x18\x0f \x03(\x0b\x32\x1c.genogate.v1.OntologyRelease\"-\n\x08LabelSet\x12\x11\n\tattribute\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\"0\n\x0fOntologyRelease\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07release\x18\x02 \x01(\t2\xeb\x01\n\x0bNodeService\x12>\n\x05Query\x12\x19.genogate.v1.QueryRequest\x1a\x1a.genogate.v1.QueryResponse\x12J\n\tGetBudget\x12\x1d.genogate.v1.GetBudgetRequest\x1a\x1e.genogate.v1.GetBudgetResponse\x12P\n\x0bGetNodeInfo\x12\x1f.genogate.v1.GetNodeInfoRequest\x1a .genogate.v1.GetNodeInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgenogate/wire/v1/node.proto\x12\x0bgenogate.v1\x1a\x1dgenogate/wire/v1/common.proto\"f\n\x0cQueryRequest\x12.\n\x0csigned_query\x18\x01 \x01(\x0b\x32\x18.genogate.v1.SignedQuery\x12&\n\x05grant\x18\x02 \x01(\x0b\x32\x17.genogate.v1.StudyGrant\"6\n\rQueryResponse\x12%\n\x07release\x18\x01 \x01(\x0b\x32\x14.genogate.v1.Release\"L\n\x10GetBudgetRequest\x12\x10\n\x08study_id\x18\x01 \x01(\t\x12&\n\x05grant\x18\x02 \x01(\x0b\x32\x17.genogate.v1.StudyGrant\">\n\x11GetBudgetResponse\x12)\n\x06\x62udget\x18\x01 \x01(\x0b\x32\x19.genogate.v1.BudgetStatus\"\x14\n\x12GetNodeInfoRequest\"\xb8\x04\n\x13GetNodeInfoResponse\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0cgenome_build\x18\x02 \x01(\t\x12%\n\x05kinds\x18\x03 \x03(\x0e\x32\x16.genogate.v1.QueryKind\x12\x1e\n\x16max_variants_per_query\x18\x04 \x01(\r\x12\x1c\n\x14min_reportable_count\x18\x05 \x01(\r\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\x19\n\x11\x61\x63\x63\x65pted_purposes\x18\x07 \x03(\t\x12\x19\n\x11\x65psilon_total_cap\x18\x08 \x01(\x01\x12\x1d\n\x15\x65psilon_per_query_cap\x18\t \x01(\x01\x12\x1a\n\x12receipt_public_key\x18\n \x01(\x0c\x12\x16\n\x0ereceipt_key_id\x18\x0b \x01(\t\x12\x0f\n\x07\x63ontigs\x18\x0c \x03(\t\x12\x17\n\x0f\x63overed_regions\x18\r \x03(\t\x12%\n\x06labels\x18\x0e \x03(\x0b\x32\x15.genogate.v1.LabelSet\x12\x30\n\nontologies\x18\x0f \x03(\x0b\x32\x1c.genogate.v1.OntologyRelease\x12\x1d\n\x15\x65psilon_per_query_min\x18\x10 \x01(\x01\x12\"\n\x1a\x65psilon_per_researcher_cap\x18\x11 \x01(\x01\x12\x1c\n\x14\x65psilon_per_node_cap\x18\x12 \x01(\x01\x12\x1a\n\x12\x62udget_period_days\x18\x13 \x01(\r\"-\n\x08LabelSet\x12\x11\n\tattribute\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\"0\n\x0fOntologyRelease\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07release\x18\x02 \x01(\t2\xeb\x01\n\x0bNodeService\x12>\n\x05Query\x12\x19.genogate.v1.QueryRequest\x1a\x1a.genogate.v1.QueryResponse\x12J\n\tGetBudget\x12\x1d.genogate.v1.GetBudgetRequest\x1a\x1e.genogate.v1.GetBudgetResponse\x12P\n\x0bGetNodeInfo\x12\x1f.genogate.v1.GetNodeInfoRequest\x1a .genogate.v1.GetNodeInfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,11 +43,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETNODEINFOREQUEST']._serialized_start=377
   _globals['_GETNODEINFOREQUEST']._serialized_end=397
   _globals['_GETNODEINFORESPONSE']._serialized_start=400
-  _globals['_GETNODEINFORESPONSE']._serialized_end=843
-  _globals['_LABELSET']._serialized_start=845
-  _globals['_LABELSET']._serialized_end=890
-  _globals['_ONTOLOGYRELEASE']._serialized_start=892
-  _globals['_ONTOLOGYRELEASE']._serialized_end=940
-  _globals['_NODESERVICE']._serialized_start=943
-  _globals['_NODESERVICE']._serialized_end=1178
+  _globals['_GETNODEINFORESPONSE']._serialized_end=968
+  _globals['_LABELSET']._serialized_start=970
+  _globals['_LABELSET']._serialized_end=1015
+  _globals['_ONTOLOGYRELEASE']._serialized_start=1017
+  _globals['_ONTOLOGYRELEASE']._serialized_end=1065
+  _globals['_NODESERVICE']._serialized_start=1068
+  _globals['_NODESERVICE']._serialized_end=1303
 # @@protoc_insertion_point(module_scope)

@@ -166,6 +166,10 @@ class GetNodeInfoResponse(_message.Message):
     COVERED_REGIONS_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     ONTOLOGIES_FIELD_NUMBER: _builtins.int
+    EPSILON_PER_QUERY_MIN_FIELD_NUMBER: _builtins.int
+    EPSILON_PER_RESEARCHER_CAP_FIELD_NUMBER: _builtins.int
+    EPSILON_PER_NODE_CAP_FIELD_NUMBER: _builtins.int
+    BUDGET_PERIOD_DAYS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The node's site name, as grants and envelopes name it."""
     genome_build: _builtins.str
@@ -184,6 +188,14 @@ class GetNodeInfoResponse(_message.Message):
     """Raw 32-byte Ed25519 public key that signs this node's releases."""
     receipt_key_id: _builtins.str
     """Fingerprint of `receipt_public_key` (equals `Release.node_key_id`)."""
+    epsilon_per_query_min: _builtins.float
+    """The node's floor on ε per query: smaller is refused before anything is charged."""
+    epsilon_per_researcher_cap: _builtins.float
+    """The node's cap on ε per researcher across all their studies here, over `budget_period_days`."""
+    epsilon_per_node_cap: _builtins.float
+    """The node's cap on ε across all studies and researchers, over `budget_period_days`."""
+    budget_period_days: _builtins.int
+    """The rolling period of the per-researcher and per-node caps, in days."""
     @_builtins.property
     def kinds(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.QueryKind.ValueType]:
         """Query kinds the node's policy offers."""
@@ -228,10 +240,14 @@ class GetNodeInfoResponse(_message.Message):
         covered_regions: _abc.Iterable[_builtins.str] | None = ...,
         labels: _abc.Iterable[Global___LabelSet] | None = ...,
         ontologies: _abc.Iterable[Global___OntologyRelease] | None = ...,
+        epsilon_per_query_min: _builtins.float = ...,
+        epsilon_per_researcher_cap: _builtins.float = ...,
+        epsilon_per_node_cap: _builtins.float = ...,
+        budget_period_days: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_purposes", b"accepted_purposes", "contigs", b"contigs", "covered_regions", b"covered_regions", "epsilon_per_query_cap", b"epsilon_per_query_cap", "epsilon_total_cap", b"epsilon_total_cap", "genome_build", b"genome_build", "kinds", b"kinds", "labels", b"labels", "max_variants_per_query", b"max_variants_per_query", "min_reportable_count", b"min_reportable_count", "name", b"name", "ontologies", b"ontologies", "receipt_key_id", b"receipt_key_id", "receipt_public_key", b"receipt_public_key", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_purposes", b"accepted_purposes", "budget_period_days", b"budget_period_days", "contigs", b"contigs", "covered_regions", b"covered_regions", "epsilon_per_node_cap", b"epsilon_per_node_cap", "epsilon_per_query_cap", b"epsilon_per_query_cap", "epsilon_per_query_min", b"epsilon_per_query_min", "epsilon_per_researcher_cap", b"epsilon_per_researcher_cap", "epsilon_total_cap", b"epsilon_total_cap", "genome_build", b"genome_build", "kinds", b"kinds", "labels", b"labels", "max_variants_per_query", b"max_variants_per_query", "min_reportable_count", b"min_reportable_count", "name", b"name", "ontologies", b"ontologies", "receipt_key_id", b"receipt_key_id", "receipt_public_key", b"receipt_public_key", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
