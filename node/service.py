@@ -14,19 +14,23 @@ before it):
    position its data does not cover (NOT_COVERED) or past a chromosome's end (``Catalogue``), a phenotype term
    outside the store's vocabulary (UNKNOWN_TERM: decided from the ontologies, never from who is annotated);
 5. plan the noise (``node.dp.plan``: mechanism and scale from the kind's declared sensitivity);
-6. ``Ledger.begin``: a durable charge (or the stored answer of the same question, at no cost). Before it,
-   for a new question only (retries and repeats are looked up first and never computed), the query's rows
-   are taken from the in-memory copy of the store's calls, or a fetch worker starts reading them through
-   DuckDB, and this thread builds the cohort masks (consented participants only); the exact counts are taken
-   once the charge is durable;
-7. once the charge is on disk: draw the noise (OpenDP), apply the minimum-reportable-count rule to the
-   *noisy* values, and store the result (first completion wins);
+6. ``Ledger.begin``: a durable charge (or the stored answer of the same question, at no cost; a retry or a
+   repeat is never computed). This is the last refusal (BUDGET_EXHAUSTED and the node-wide caps), and
+   nothing of the store has been touched before it (no variant lookup, no row read, no cohort mask) but
+   the list of sites in a region, which a node reads only when it declares that list public (step 3);
+7. once the charge is on disk: look the variants up and read their rows (from the in-memory copy of the
+   store's calls, or on a fetch worker through DuckDB while this thread builds the cohort masks, consented
+   participants only), with the same work per requested variant whether the store holds it or not (a
+   variant it lacks gets a stored neighbour's rows, read and not counted); count exactly, draw the noise
+   (OpenDP), apply the minimum-reportable-count rule to the *noisy* values, and store the result (first
+   completion wins);
 8. wrap the stored result in a signed release.
 
-No refusal, error message or branch depends on the true counts: every refusal is decided from the
-envelope, the study, the policy and the ledger, never from data (counting starts only once the charge is
-durable; rows read for a query the ledger then refuses are dropped uncounted), and thresholding looks at
-noisy values only. The work of counting does not depend on who is in the cohort (``Store.class_counts``).
+No refusal, error message, branch or the time either takes depends on the data: every refusal is decided
+from the envelope, the study, the policy and the ledger before the store is touched (the refused-query
+timing test in tests/statistical/test_refusal_timing.py holds held and absent variants indistinguishable),
+and thresholding looks at noisy values only. The work of counting does not depend on who is in the cohort
+(``Store.class_counts``).
 
 Threading: one instance serves every gRPC worker thread. A query runs on its gRPC thread, handing off at most
 one read to a small pool of fetch workers (when the store is read through DuckDB: thread wake-ups and GIL
@@ -283,44 +287,28 @@ class QueryService:
 
         canonical_sha = hashlib.sha256(canonical_bytes(query)).hexdigest()
         entry.update(study=study.study_id, query_id=env.query_id, kind=query.kind.label, canonical_sha256=canonical_sha)
-        # A new question's rows are taken now (from memory, or being read by a fetch worker while this thread
-        # plans the noise, builds the cohort masks and makes the charge durable); no noise is drawn until the
-        # charge is on disk, and a refusal drops the rows uncounted. A retry or a repeat of an answered question
-        # is looked up first, so it costs no computation.
-        calls: Calls | Future[Calls] | None = None
-        cohort: _Cohort | None = None
-        fresh = not self._ledger.seen(study.study_id, env.query_id, canonical_sha)
-        if fresh:
-            vids = self._vids(variants)
-            if len(vids) and not (isinstance(query, CarrierCount) and query.max_allele_frequency is None):
-                calls = self._read(vids)
-        try:
-            sens, plans = self._plans(query, len(variants) if variants is not None else None, epsilon)
-            charge_eps = sum((p.epsilon for p in plans), Decimal(0))
-            charge_delta = sum((p.delta for p in plans), Decimal(0))
-            payload_sha = hashlib.sha256(payload).digest()
-            entry.update(epsilon=str(charge_eps), delta=str(charge_delta))
-            if fresh:
-                cohort = self._masks(study, query)
-            begun = self._ledger.begin(
-                study_id=study.study_id,
-                query_id=env.query_id,
-                payload_sha256=payload_sha.hex(),
-                canonical_sha256=canonical_sha,
-                epsilon=charge_eps,
-                delta=charge_delta,
-                epsilon_cap=self._study_cap(study),
-                delta_cap=self.policy.delta_per_study_cap,
-                now_ms=int(self._clock() * 1000),
-                audit=entry,
-            )
-        except BaseException:
-            if isinstance(calls, Future):
-                calls.cancel()  # or, already running, it finishes and its rows are dropped unread
-            raise
+        # Every refusal is decided above and in ``Ledger.begin`` from the envelope, the study, the policy and
+        # the ledger: nothing of the store is touched (no index lookup, no read, no cohort mask) until the
+        # charge is durable, so a refusal takes the same work whether or not the node holds the variants or
+        # has the participants. A retry or a repeat of an answered question is answered from the ledger.
+        sens, plans = self._plans(query, len(variants) if variants is not None else None, epsilon)
+        charge_eps = sum((p.epsilon for p in plans), Decimal(0))
+        charge_delta = sum((p.delta for p in plans), Decimal(0))
+        payload_sha = hashlib.sha256(payload).digest()
+        entry.update(epsilon=str(charge_eps), delta=str(charge_delta))
+        begun = self._ledger.begin(
+            study_id=study.study_id,
+            query_id=env.query_id,
+            payload_sha256=payload_sha.hex(),
+            canonical_sha256=canonical_sha,
+            epsilon=charge_eps,
+            delta=charge_delta,
+            epsilon_cap=self._study_cap(study),
+            delta_cap=self.policy.delta_per_study_cap,
+            now_ms=int(self._clock() * 1000),
+            audit=entry,
+        )
         if isinstance(begun, Answered):
-            if isinstance(calls, Future):
-                calls.cancel()
             result_bytes, from_store, original = begun.result, begun.from_store, begun.original_query_id
             charged = (Decimal(0), Decimal(0)) if from_store else (charge_eps, charge_delta)
             outcome.decision = "replay" if from_store else "retry"
@@ -331,10 +319,7 @@ class QueryService:
                 outcome.decision, outcome.charged = "charged", charge_eps
             else:
                 outcome.decision = "retry"
-            if cohort is not None:
-                counts = self._exact(query, vids, cohort, calls)
-            else:  # charged by an earlier call that did not store a result: computed now
-                counts = self._exact(query, self._vids(variants), self._masks(study, query))
+            counts = self._exact(query, variants, study)
             result = self._release(query, variants, counts, sens, plans)
             result_bytes = self._ledger.complete(
                 begun.charge_id, result.SerializeToString(deterministic=True), audit=entry
@@ -522,9 +507,6 @@ class QueryService:
     def _fetch(self, vids: npt.NDArray[np.int32]) -> Calls:
         return self._memory.fetch(vids) if self._memory is not None else self._store().fetch(vids)
 
-    def _vids(self, variants: list[Variant] | None) -> npt.NDArray[np.int32]:
-        return self._index.lookup(variants) if variants else np.zeros(0, dtype=np.int32)
-
     def _masks(self, study: Study, q: Query) -> _Cohort:
         """The consented participants and the query's cohort masks (case/control: the arms, disjoint)."""
         consent = self._consented(study)
@@ -533,29 +515,50 @@ class QueryService:
             masks[1] = masks[1] & ~masks[0]  # a participant in both arms counts as a case only
         return _Cohort(consent, masks)
 
-    def _exact(
-        self, q: Query, vids: npt.NDArray[np.int32], cohort: _Cohort, calls: Calls | Future[Calls] | None = None
-    ) -> _Exact:
+    def _exact(self, q: Query, variants: list[Variant] | None, study: Study) -> _Exact:
         """The exact counts a query's first release is drawn from (no noise; never leaves this process
-        unless ``_release`` noises it after the charge). ``calls``: the query's rows, being read meanwhile."""
+        unless ``_release`` noises it after the charge, which is durable before this is called).
+
+        The work is the same per requested variant whether the store holds it or not: a variant it lacks is
+        looked up, and a stored neighbour's rows read, like a held one, and then counted as absent (zero
+        calls: every cohort member hom-ref). A DuckDB read runs on a fetch worker while this thread builds
+        the cohort masks."""
+        if variants:
+            vids, held = self._index.lookup_with_stand_ins(variants)
+        else:
+            vids, held = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=bool)
+        reads = len(vids) > 0 and not (isinstance(q, CarrierCount) and q.max_allele_frequency is None)
+        calls = self._read(vids) if reads else None
+        try:
+            cohort = self._masks(study, q)
+        except BaseException:
+            if isinstance(calls, Future):
+                calls.cancel()  # or, already running, it finishes and its rows are dropped unread
+            raise
         consent, masks = cohort.consent, cohort.masks
         if isinstance(q, CohortCount):
-            return _Exact(np.array([np.count_nonzero(masks[0])], dtype=np.int64), vids, masks[0])
+            return _Exact(np.array([np.count_nonzero(masks[0])], dtype=np.int64), vids, held, masks[0])
         if isinstance(q, CarrierCount) and q.max_allele_frequency is None:
-            return _Exact(np.array([self._store().carriers(vids, masks[0])], dtype=np.int64), vids, masks[0])
-        if isinstance(calls, Future):
-            rows = calls.result()
-        else:
-            rows = calls if calls is not None else self._fetch(vids)
+            n = self._store().carriers(vids, masks[0], held)
+            return _Exact(np.array([n], dtype=np.int64), vids, held, masks[0])
+        rows = calls.result() if isinstance(calls, Future) else calls
+        assert rows is not None
+
+        def count(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+            classes = Store.count(rows, mask)
+            classes[~held] = 0  # a stand-in's rows are read, never counted
+            classes[~held, HOM_REF] = np.count_nonzero(mask)
+            return classes
+
         if isinstance(q, GenotypeCounts):
-            counts = Store.count(rows, masks[0])[0].astype(np.int64)
+            counts = count(masks[0])[0].astype(np.int64)
         elif isinstance(q, AlleleFrequency):
-            counts = _alt_ref(Store.count(rows, masks[0]))
+            counts = _alt_ref(count(masks[0]))
         elif isinstance(q, CaseControl):  # one read of the rows, counted for both arms
-            counts = np.stack([_alt_ref(Store.count(rows, m)).reshape(-1, 2) for m in masks], axis=1).reshape(-1)
+            counts = np.stack([_alt_ref(count(m)).reshape(-1, 2) for m in masks], axis=1).reshape(-1)
         else:  # carrier count, stage 1: the AF over every consented participant
-            counts = _alt_ref(Store.count(rows, consent))
-        return _Exact(counts, vids, masks[0])
+            counts = _alt_ref(count(consent))
+        return _Exact(counts, vids, held, masks[0])
 
     def _release(
         self,
@@ -617,8 +620,10 @@ class QueryService:
             # Stage 2: only post-processing of the noisy AF picks the variants; their carriers get the rest.
             af_noisy = noisy.reshape(-1, 2)
             an = np.maximum(af_noisy.sum(axis=1), 1)
-            chosen = exact.vids[af_noisy[:, 0] / an <= q.max_allele_frequency]
-            carriers = np.array([self._store().carriers(chosen, exact.cohort)], dtype=np.int64)
+            chosen = af_noisy[:, 0] / an <= q.max_allele_frequency
+            # Every variant's rows are read again, the unchosen and the stand-ins uncounted: the same work
+            # whichever the noise chose and whichever the store holds.
+            carriers = np.array([self._store().carriers(exact.vids, exact.cohort, chosen & exact.held)], dtype=np.int64)
             noisy = self._draw(carriers, sens[-1], plans[-1])
         return pb.QueryResult(carrier_count=pb.CarrierCountResult(carriers=self._value(noisy[0], plans[-1])))
 
@@ -668,7 +673,8 @@ class _Exact:
     """Exact counts for a query's first release, and what a second stage needs (carrier counts)."""
 
     counts: npt.NDArray[np.int64]
-    vids: npt.NDArray[np.int32]
+    vids: npt.NDArray[np.int32]  # a stand-in's vid where the store lacks the variant
+    held: npt.NDArray[np.bool_]  # which vids are the requested variants themselves
     cohort: npt.NDArray[np.bool_]
 
 

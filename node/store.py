@@ -286,27 +286,29 @@ class Store:
             self._has_dense = flags
         return self._has_dense
 
-    def carriers(self, vids: npt.NDArray[np.int32], mask: npt.NDArray[np.bool_]) -> int:
-        """Cohort members carrying at least one ALT allele (HET, HOM_ALT or HEMI_ALT) of any of ``vids``."""
+    def carriers(
+        self, vids: npt.NDArray[np.int32], mask: npt.NDArray[np.bool_], counted: npt.NDArray[np.bool_] | None = None
+    ) -> int:
+        """Cohort members carrying at least one ALT allele (HET, HOM_ALT or HEMI_ALT) of any of ``vids``.
+        With ``counted``, the rows of every vid are read but only those of ``vids[counted]`` count (stand-ins
+        for variants the store lacks: ``VariantIndex.lookup_with_stand_ins``)."""
         carrying = np.zeros(self.n_samples, dtype=bool)
         valid = np.unique(vids[vids >= 0])
+        keep = np.unique(vids[(vids >= 0) & counted]) if counted is not None else valid
         for lo, hi in _ranges(valid):
             part = valid[lo:hi]
             rows = self._run(
                 "SELECT vid, sid FROM calls WHERE vid BETWEEN ? AND ? AND cls IN (1, 2, 4)",
                 [int(part[0]), int(part[-1])],
             ).fetchnumpy()
-            wanted = np.isin(rows["vid"], part)
+            wanted = np.isin(rows["vid"], part) & np.isin(rows["vid"], keep)
             carrying[rows["sid"][wanted]] = True
             dense = self._run(
                 "SELECT vid, bits FROM dense WHERE vid BETWEEN ? AND ? AND cls IN (1, 2, 4)",
                 [int(part[0]), int(part[-1])],
             ).fetchnumpy()
-            for vid, bits in zip(dense["vid"], dense["bits"], strict=True):
-                if vid in part:
-                    carrying |= np.unpackbits(np.frombuffer(bytes(bits), dtype=np.uint8), count=self.n_samples).astype(
-                        bool
-                    )
+            for bits in dense["bits"][np.isin(dense["vid"], part) & np.isin(dense["vid"], keep)]:
+                carrying |= np.unpackbits(np.frombuffer(bytes(bits), dtype=np.uint8), count=self.n_samples).astype(bool)
         return int((carrying & mask).sum())
 
     def iter_all_counts(
@@ -405,20 +407,29 @@ class VariantIndex:
 
     def lookup(self, variants: Sequence[Variant]) -> npt.NDArray[np.int32]:
         """The vid of each variant, -1 where the store does not hold it (callers zero-fill)."""
-        out = np.full(len(variants), -1, dtype=np.int32)
+        vids, held = self.lookup_with_stand_ins(variants)
+        return np.where(held, vids, -1).astype(np.int32)
+
+    def lookup_with_stand_ins(self, variants: Sequence[Variant]) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.bool_]]:
+        """The vid of each variant and whether the store holds it; a variant it does not hold gets a stand-in:
+        the vid of the stored variant next to it in (chromosome, position) order, whose rows the caller reads
+        and does not count. Every requested variant thus costs one digest, two binary searches and one
+        neighbouring row read, held or not, so the work of answering does not say which are held (-1 only
+        for an empty store)."""
+        vids = np.full(len(variants), -1, dtype=np.int32)
+        held = np.zeros(len(variants), dtype=bool)
+        last = len(self._vids) - 1
         for i, v in enumerate(variants):
-            code = self._chrom.get(v.chrom)
-            if code is None:
-                continue
-            key = (code << 32) | v.pos
+            digest = _allele_digest(v.ref, v.alt)
+            key = (self._chrom.get(v.chrom, len(self._chrom)) << 32) | v.pos
             lo = int(np.searchsorted(self._keys, key, side="left"))
             hi = int(np.searchsorted(self._keys, key, side="right"))
-            if lo == hi:
-                continue
-            hits = np.flatnonzero(self._digests[lo:hi] == _allele_digest(v.ref, v.alt))
+            hits = np.flatnonzero(self._digests[lo:hi] == digest)
             if len(hits):
-                out[i] = self._vids[lo + int(hits[0])]
-        return out
+                vids[i], held[i] = self._vids[lo + int(hits[0])], True
+            elif last >= 0:
+                vids[i] = self._vids[min(lo, last)]
+        return vids, held
 
 
 def _allele_digest(ref: str, alt: str) -> int:

@@ -141,3 +141,37 @@ def test_variant_index_agrees_with_sql_lookup() -> None:
     ]
     assert len(index) == 40
     assert index.lookup(wanted).tolist() == store.lookup(wanted).tolist()
+
+
+def test_carriers_count_only_the_counted_vids() -> None:
+    from node.records import HEMI_ALT, HET, HOM_ALT
+
+    store, dense = _build(2000, 40, seed=11)
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        mask = rng.random(2000) < 0.5
+        vids = rng.integers(-1, 40, size=12).astype(np.int32)
+        counted = rng.random(12) < 0.5
+        chosen = dense[vids[(vids >= 0) & counted]]
+        expected = (np.isin(chosen, (HET, HOM_ALT, HEMI_ALT)).any(axis=0) & mask).sum()
+        assert store.carriers(vids, mask, counted) == expected
+
+
+def test_stand_ins_are_stored_neighbours_and_marked_not_held() -> None:
+    """A variant the store lacks gets a stored neighbour's vid (read like a held one's, never counted)."""
+    from genogate.query import Variant
+    from node.store import VariantIndex
+
+    store, _ = _build(20, 40, seed=9)
+    index = VariantIndex(store)
+    wanted = [Variant("1", 100 + i, "A", alt) for i in range(-2, 45) for alt in ("G", "T")] + [
+        Variant("7", 101, "A", "G"),
+        Variant("MT", 10**9, "C", "CA"),
+    ]
+    vids, held = index.lookup_with_stand_ins(wanted)
+    assert held.tolist() == [v.alt == "G" and 0 <= v.pos - 100 < 40 and v.chrom == "1" for v in wanted]
+    assert vids[held].tolist() == index.lookup(wanted)[held].tolist()
+    assert ((vids >= 0) & (vids < 40)).all()  # every stand-in is a stored variant
+    for v, vid, h in zip(wanted, vids.tolist(), held.tolist(), strict=True):
+        if not h and v.chrom == "1":
+            assert abs(vid - min(max(v.pos - 100, 0), 39)) <= 1  # its neighbour in position order
