@@ -16,12 +16,17 @@ from pathlib import Path
 import bench.node_latency as nl
 
 
-def main(store: Path, work: Path, n: int = 300) -> None:
+def main(store: Path, work: Path, n: int = 300, path: str = "memory") -> None:
+    """``path``: "memory" (the node's in-memory copy of the calls) or "duckdb" (rows read through DuckDB)."""
     b = nl.setup(store, work)
     with nl._echo_server(b.ca, work, b.tls) as echo:
-        out = nl._run_cases(b.node_dir, work, b.tls, b.env, b.variants, echo, n, "m", cases=(nl.AF_1, nl.COHORT))
+        if path == "duckdb":
+            env = {**b.env, "GENOGATE_NODE_STORE__MEMORY_MB": "0"}
+            out = nl._run_cases(b.node_dir, work, b.tls, env, b.variants, echo, n, "d", cases=(nl.AF_1, nl.AF_1000))
+        else:
+            out = nl._run_cases(b.node_dir, work, b.tls, b.env, b.variants, echo, n, "m", cases=(nl.AF_1, nl.COHORT))
     print(json.dumps({k: vars(v) for k, v in out.items()}))
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    main(Path(sys.argv[1]), Path(sys.argv[2]), path=sys.argv[3] if len(sys.argv) > 3 else "memory")

@@ -64,6 +64,13 @@ GAUSSIAN: Final = "discrete_gaussian"
 _CI_ALPHA: Final = 0.05
 _NUDGES: Final = 200  # upward scale adjustments before giving up (a handful are ever needed)
 _REL_TOL: Final = 1e-9  # relative precision of the Gaussian sigma search
+MAX_SCALE: Final = 1e6
+"""Largest noise scale a plan may have. Noise that wide answers nothing (a count of every person alive would
+drown in it), and planning and drawing cost grows with it (the discrete Gaussian's interval sums its pmf: about
+0.7 s at 1e6, 7 s at 1e7), so a request that would need more is refused as INVALID_EPSILON before anything is
+charged: decided from epsilon, delta and the query's shape alone."""
+MAX_EPSILON: Final = Decimal(10**6)
+"""Largest epsilon ``plan`` accepts (the ledger's largest amount)."""
 _DG_EXACT_BELOW: Final = 4.0  # sigma below which the discrete Gaussian's stddev is summed from its pmf
 
 
@@ -241,7 +248,17 @@ def _nudge_up(mechanism: Mechanism, scale: float, sens: Sensitivity, epsilon: De
     raise Internal(f"no {mechanism} scale fits epsilon={epsilon}, delta={delta} for {sens}")
 
 
+def _too_noisy(epsilon: Decimal, sens: Sensitivity) -> InvalidArgument:
+    return InvalidArgument(
+        f"epsilon={epsilon} needs a noise scale above {MAX_SCALE:g} for {sens}",
+        reason=Reason.INVALID_EPSILON,
+        message=f"epsilon is too small for this query: its noise would exceed a scale of {MAX_SCALE:g}",
+    )
+
+
 def _laplace_plan(sens: Sensitivity, epsilon: Decimal) -> NoisePlan:
+    if Decimal(sens.l1) / epsilon > Decimal(MAX_SCALE):
+        raise _too_noisy(epsilon, sens)
     scale = _nudge_up(LAPLACE, float(Decimal(sens.l1) / epsilon), sens, epsilon, Decimal(0))
     return NoisePlan(
         LAPLACE, scale, discrete_laplace_stddev(scale), _accuracy(LAPLACE, scale, _CI_ALPHA), epsilon, Decimal(0)
@@ -269,6 +286,8 @@ def _gaussian_sigma(l2: float, epsilon: Decimal, delta: Decimal) -> float:
 
     log_inv_delta = -math.log(delta_f)
     rho = (math.sqrt(log_inv_delta + eps_f) - math.sqrt(log_inv_delta)) ** 2
+    if rho <= 0 or l2 / math.sqrt(2.0 * rho) > 4 * MAX_SCALE:  # already far too noisy (rho underflows at ~1e-15)
+        return math.inf
     hi = l2 / math.sqrt(2.0 * rho)
     for _ in range(64):
         if ok(hi):
@@ -286,16 +305,21 @@ def _gaussian_sigma(l2: float, epsilon: Decimal, delta: Decimal) -> float:
 
 
 def _gaussian_plan(sens: Sensitivity, epsilon: Decimal, delta: Decimal) -> NoisePlan:
-    sigma = _nudge_up(GAUSSIAN, _gaussian_sigma(sens.l2, epsilon, delta), sens, epsilon, delta)
+    sigma = _gaussian_sigma(sens.l2, epsilon, delta)
+    if sigma > MAX_SCALE:
+        raise _too_noisy(epsilon, sens)
+    sigma = _nudge_up(GAUSSIAN, sigma, sens, epsilon, delta)
     return NoisePlan(
         GAUSSIAN, sigma, discrete_gaussian_stddev(sigma), _accuracy(GAUSSIAN, sigma, _CI_ALPHA), epsilon, delta
     )
 
 
 def _check(epsilon: Decimal, delta: Decimal) -> None:
-    if not (epsilon.is_finite() and epsilon > 0 and 0 < float(epsilon) < math.inf):
+    if not (epsilon.is_finite() and 0 < epsilon <= MAX_EPSILON):
         raise InvalidArgument(
-            f"epsilon={epsilon}", reason=Reason.INVALID_EPSILON, message="epsilon must be a positive number"
+            f"epsilon={epsilon}",
+            reason=Reason.INVALID_EPSILON,
+            message=f"epsilon must be a positive number at most {MAX_EPSILON}",
         )
     if not (delta.is_finite() and 0 <= delta < 1):
         raise ValueError(f"delta must be in [0, 1), got {delta}")
@@ -303,11 +327,25 @@ def _check(epsilon: Decimal, delta: Decimal) -> None:
 
 @functools.lru_cache(maxsize=4096)
 def _plan(sens: Sensitivity, epsilon: Decimal, delta: Decimal) -> NoisePlan:
-    laplace = _laplace_plan(sens, epsilon)
-    if delta == 0 or sens.length == 1:
-        return laplace
-    gaussian = _gaussian_plan(sens, epsilon, delta)
-    return gaussian if gaussian.stddev < laplace.stddev else laplace
+    plans: list[NoisePlan] = []
+    refusal: InvalidArgument | None = None
+    for mechanism in (LAPLACE, GAUSSIAN):
+        try:
+            plans.append(_laplace_plan(sens, epsilon) if mechanism == LAPLACE else _gaussian_plan(sens, epsilon, delta))
+        except InvalidArgument as exc:  # this mechanism's noise would be too wide; the other may fit
+            refusal = exc
+        except dp.OpenDPException as exc:  # OpenDP cannot map this mechanism here (its conversion overflows)
+            refusal = InvalidArgument(
+                f"epsilon={epsilon}, delta={delta} for {sens}: {str(exc).strip()[:200]}",
+                reason=Reason.INVALID_EPSILON,
+                message="epsilon is outside the range the noise mechanisms support",
+            )
+        if delta == 0 or sens.length == 1:
+            break
+    if not plans:
+        assert refusal is not None
+        raise refusal
+    return min(plans, key=lambda p: p.stddev)
 
 
 def plan(sens: Sensitivity, epsilon: Decimal, delta: Decimal) -> NoisePlan:
@@ -316,7 +354,8 @@ def plan(sens: Sensitivity, epsilon: Decimal, delta: Decimal) -> NoisePlan:
     Discrete Laplace with b = l1 / epsilon by default (pure DP, delta charged 0). With ``delta > 0`` and a
     vector release, the discrete Gaussian with the smallest sigma that fits (epsilon, delta) is used iff its
     stddev is smaller. Scales are nudged up until OpenDP's own map fits. Cached per (sens, epsilon, delta).
-    Raises ``InvalidArgument`` (INVALID_EPSILON) for a non-positive epsilon."""
+    Raises ``InvalidArgument`` (INVALID_EPSILON) for an epsilon outside (0, ``MAX_EPSILON``] or one so small
+    that every mechanism's scale would exceed ``MAX_SCALE``."""
     _check(epsilon, delta)
     return _plan(sens, epsilon, delta)
 

@@ -61,6 +61,7 @@ from genogate import duo, metrics
 from genogate.convert import canonical_bytes, query_from_pb, variant_to_pb
 from genogate.errors import (
     GenogateError,
+    Internal,
     InvalidArgument,
     PermissionDenied,
     Reason,
@@ -222,7 +223,13 @@ class QueryService:
         }
         outcome = _Outcome()
         try:
-            release = self._query(caller, payload, grant, signature, entry, outcome)
+            try:
+                release = self._query(caller, payload, grant, signature, entry, outcome)
+            except GenogateError:
+                raise
+            except Exception as exc:  # a bug: still a typed error for the caller, and audited like any failure
+                log.exception("query failed unexpectedly", extra={"study": entry.get("study", "")})
+                raise Internal(f"{type(exc).__name__} answering a query") from exc
         except GenogateError as exc:
             entry["decision"] = "failed" if entry.get("charged") else "refused"
             entry["reason"] = exc.reason.name

@@ -16,6 +16,8 @@ import numpy as np
 import numpy.typing as npt
 import opendp.prelude as opendp
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from genogate.errors import InvalidArgument, Reason
 from genogate.query import Kind
@@ -311,3 +313,39 @@ def test_no_other_randomness_in_the_product() -> None:
     assert offenders == {}
     assert _noise_sources(ast.parse("import numpy as np\nx = np.random.default_rng(1)"))  # the check works
     assert _noise_sources(ast.parse("from random import choice"))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    eps=st.one_of(
+        st.floats(min_value=5e-324, max_value=1e308, allow_nan=False),
+        st.sampled_from([5e-324, 1e-300, 1e-15, 1e-7, 1e-6, 1.5e-6, 1e6, 1e6 + 1, 1e308]),
+    ),
+    k=st.sampled_from([1, 2, 1000]),
+    kind=st.sampled_from([Kind.COHORT_COUNT, Kind.ALLELE_FREQUENCY, Kind.GENOTYPE_COUNTS]),
+)
+def test_any_epsilon_is_planned_or_refused_as_invalid_epsilon(eps: float, k: int, kind: Kind) -> None:
+    """No epsilon crashes the planner (the audit: ZeroDivisionError at 1e-15, an OpenDP error at 5e-324):
+    it plans a scale within MAX_SCALE that OpenDP's own map fits, or refuses with INVALID_EPSILON."""
+    sens = dp.SENSITIVITY[kind](k if kind is not Kind.COHORT_COUNT else 1)
+    try:
+        p = dp.plan(sens, Decimal(repr(eps)), Decimal("1e-7"))
+    except InvalidArgument as exc:
+        assert exc.reason is Reason.INVALID_EPSILON
+        return
+    assert 0 < p.scale <= dp.MAX_SCALE * (1 + 1e-9)
+    charged_eps, charged_delta = dp.privacy_loss(p, sens)
+    assert charged_eps <= Decimal(repr(eps)) and charged_delta <= Decimal("1e-7")
+
+
+def test_tiny_epsilon_is_refused_before_any_expensive_work() -> None:
+    """Scales past MAX_SCALE are refused from the arithmetic alone (the audit's 1e-10 queries stalled a
+    node for 16.8 s); just above the limit still plans."""
+    sens = dp.SENSITIVITY[Kind.ALLELE_FREQUENCY](1000)
+    with pytest.raises(InvalidArgument) as refused:
+        dp.plan(sens, Decimal("1e-10"), Decimal("1e-7"))
+    assert refused.value.reason is Reason.INVALID_EPSILON and "too small" in refused.value.message
+    one = dp.SENSITIVITY[Kind.COHORT_COUNT](1)
+    assert dp.plan(one, Decimal(1) / Decimal(dp.MAX_SCALE), Decimal(0)).scale <= dp.MAX_SCALE * (1 + 1e-9)
+    with pytest.raises(InvalidArgument):
+        dp.plan(one, Decimal("0.99e-6"), Decimal(0))

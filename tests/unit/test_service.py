@@ -394,3 +394,43 @@ def test_every_outcome_is_audited_with_the_release_in_the_same_transaction(store
     assert all(e["study"] == "S1" for e in entries) and entries[0]["epsilon"] == "0.5"
     assert audit.check(rows, audit.keys(signer.public_raw)).ok
     svc.close()
+
+
+class BrokenNoise:
+    """A noise source that fails after the charge (a stand-in for any bug past the ledger)."""
+
+    def draw(self, exact: npt.NDArray[np.int64], p: dp.NoisePlan, sens: dp.Sensitivity) -> npt.NDArray[np.int64]:
+        raise ValueError("the noise source broke")
+
+
+def test_an_unexpected_failure_after_the_charge_is_internal_and_audited(store: Path, tmp_path: Path) -> None:
+    """No unhandled error path: a bug is an Internal error with a reason for the caller, and the audit log
+    records the failure together with the charge it made (the ledger keeps the charge: it may not be refunded)."""
+    import json
+
+    from genogate.errors import Internal
+
+    signer = Signer(Ed25519PrivateKey.generate())
+    svc = QueryService(
+        name="site-a",
+        store_path=store,
+        ledger=Ledger(tmp_path / "ledger.sqlite", audit_signer=signer),
+        studies=lambda: {"S1": study()},
+        policy=POLICY,
+        noise=BrokenNoise(),
+        signer=signer,
+        clock=lambda: NOW,
+    )
+    try:
+        with pytest.raises(Internal) as failed:
+            svc.query(
+                Caller("alice"),
+                envelope(CohortCount(parse_filter("sex=F")), study_id="S1", epsilon=0.5).SerializeToString(),
+            )
+        assert failed.value.reason is Reason.INTERNAL and "broke" not in failed.value.message
+        entries = [json.loads(r.entry) for r in svc._ledger.audit_rows()]  # type: ignore[attr-defined]
+        assert [e["decision"] for e in entries] == ["charged", "failed"]
+        assert entries[1]["reason"] == "INTERNAL" and entries[1]["epsilon"] == "0.5"
+        assert svc.budget_pb(study()).epsilon_spent == 0.5
+    finally:
+        svc.close()
