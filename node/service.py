@@ -253,6 +253,16 @@ class QueryService:
         entry: dict[str, object],
         outcome: _Outcome,
     ) -> pb.Release:
+        # Bounded work before authentication: an envelope larger than the biggest query this node answers
+        # could take is refused before it is decoded or its signature checked.
+        limit = envelope_size_limit(self.policy.max_variants_per_query)
+        if len(payload) > limit:
+            raise InvalidArgument(
+                f"envelope of {len(payload)} bytes > {limit}",
+                reason=Reason.TOO_MANY_VARIANTS,
+                message=f"the query is larger than this site answers (at most {self.policy.max_variants_per_query} "
+                "variants per query)",
+            )
         if grant is not None and grant.payload:
             verified = self._verifier().verify(grant, pb.SignedQuery(payload=payload, researcher_signature=signature))
             env, study = verified.envelope, verified.study
@@ -689,6 +699,17 @@ def _alt_ref(classes: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """Interleaved (ALT, REF) allele counts per variant from class counts: (a0, r0, a1, r1, ...)."""
     ac, an = allele_counts(classes)
     return np.stack([ac, an - ac], axis=1).reshape(-1).astype(np.int64)
+
+
+ENVELOPE_BYTES_PER_VARIANT = 1024
+"""Room per variant in a query envelope: a contig name, a position and two alleles of up to ~500 bases each."""
+ENVELOPE_BYTES_FIXED = 64 * 1024
+"""Room for everything else: ids, nonce, sites, a cohort filter."""
+
+
+def envelope_size_limit(max_variants: int) -> int:
+    """The largest serialized ``QueryEnvelope`` a node with this variant limit decodes."""
+    return ENVELOPE_BYTES_FIXED + max_variants * ENVELOPE_BYTES_PER_VARIANT
 
 
 def _decode_envelope(payload: bytes) -> pb.QueryEnvelope:

@@ -261,6 +261,7 @@ def _policy(**kw: object) -> Policy:
         ("epsilon below the floor", InvalidArgument, Reason.INVALID_EPSILON),
         ("epsilon 5e-324", InvalidArgument, Reason.INVALID_EPSILON),
         ("too many variants", InvalidArgument, Reason.TOO_MANY_VARIANTS),
+        ("envelope too large to decode", InvalidArgument, Reason.TOO_MANY_VARIANTS),
         ("other site", PermissionDenied, Reason.GRANT_WRONG_SITE),
         ("region without public catalogue", PermissionDenied, Reason.KIND_REFUSED),
         ("bad query id", InvalidArgument, Reason.INVALID_QUERY),
@@ -297,6 +298,8 @@ def test_refusals_charge_nothing(
             eps = 5e-324
         case "too many variants":
             q = AlleleFrequency((V100, V200T, V200G, VX))
+        case "envelope too large to decode":  # refused from its size, before decoding or any signature check
+            q = AlleleFrequency(tuple(Variant("1", 1000 + i, "A", "G") for i in range(20_000)))
         case "other site":
             kw = {"sites": ("site-b",)}
         case "region without public catalogue":
