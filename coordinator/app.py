@@ -84,7 +84,7 @@ def create_server(config: CoordinatorConfig) -> tuple[grpc.Server, int, Closer]:
     except BaseException:
         closer()
         raise
-    closer.state = state
+    closer.state, closer.queries = state, queries
     return server, port, closer
 
 
@@ -94,6 +94,7 @@ class Closer:
     def __init__(self) -> None:
         self._items: list[Any] = []
         self.state: CoordinatorState | None = None
+        self.queries: FederatedQueries | None = None
 
     def add(self, item: T, method: str) -> T:
         self._items.append(getattr(item, method))

@@ -40,6 +40,8 @@ from genogate.wire.v1 import coordinator_pb2 as cpb
 from node import dp
 
 MAX_DURATION_DAYS = 3650
+MIN_PLANNABLE = Decimal("1e-12")
+"""Smallest per-query ε the preview plans noise for (far below any site's floor)."""
 MAX_SITES = 256
 """Most sites one proposal or query may name."""
 SITE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -261,7 +263,12 @@ def grant_body(
 
 
 def _halfwidth(kind: Kind, epsilon: Decimal) -> float | None:
-    """95% half-width of one released count of ``kind`` (one variant) at ``epsilon``; None if unplannable."""
+    """95% half-width of one released count of ``kind`` (one variant) at ``epsilon``; None if unplannable.
+
+    Below ``MIN_PLANNABLE`` nothing is planned: no node answers there, and OpenDP takes 0.3-0.5 s to refuse
+    ε = 5e-324 (work any caller could ask of PreviewStudy, which needs no signature)."""
+    if epsilon < MIN_PLANNABLE:
+        return None
     try:
         hw = dp.plan(dp.SENSITIVITY[kind](1), epsilon, Decimal(0)).ci95_halfwidth
     except (GenogateError, ArithmeticError, ValueError, OpenDPException):
