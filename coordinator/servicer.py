@@ -94,19 +94,19 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         if not fingerprint:
             return {}
         registered = {n.name: n for n in self.state.list_nodes()}
-        through: dict[str, cpb.Study] = {}
+        wanted = {s for s in sites if s in registered}
+        through: dict[str, tuple[cpb.Study, list[cpb.NodeInfo]]] = {}  # study id -> the study, sites asked through it
         for study in self.state.list(cpb.STUDY_STATE_APPROVED, fingerprint):
             for site in pb.GrantBody.FromString(study.grant.payload).sites:
-                if site in sites and site in registered:
-                    through.setdefault(site, study)
+                if site in wanted:
+                    wanted.discard(site)
+                    through.setdefault(study.study_id, (study, []))[1].append(registered[site])
         out: dict[str, float] = {}
-        for site, study in through.items():
-            results = self.queries.fanout.budgets(
-                [registered[site]], npb.GetBudgetRequest(study_id=study.study_id, grant=study.grant)
-            )
-            for result, budget in results:
+        for study, nodes in through.values():  # one concurrent fan-out per study
+            request = npb.GetBudgetRequest(study_id=study.study_id, grant=study.grant)
+            for result, budget in self.queries.fanout.budgets(nodes, request, timeout_ms=2_000):
                 if budget is not None and result.status == pb.SITE_STATUS_ANSWERED:
-                    out[site] = budget.researcher_epsilon_spent
+                    out[result.site] = budget.researcher_epsilon_spent
         return out
 
     @boundary
