@@ -18,10 +18,11 @@ import grpc
 
 from coordinator.config import CoordinatorConfig, load_members
 from coordinator.fanout import ClientIdentity, FanOut
-from coordinator.queries import FederatedQueries
+from coordinator.queries import FederatedQueries, QueryLimits
 from coordinator.servicer import RPC_POLICY, CoordinatorServicer
 from coordinator.state import CoordinatorState
 from genogate.audit import AuditLog
+from genogate.rpc import max_request_bytes
 from genogate.server import build_server, serve_until_signalled
 from genogate.signing import Signer
 from genogate.wire.v1 import coordinator_pb2_grpc
@@ -67,13 +68,15 @@ def create_server(config: CoordinatorConfig) -> tuple[grpc.Server, int, Closer]:
             ),
             "close",
         )
-        queries = FederatedQueries(state, fanout, audit)
+        limits = QueryLimits(config.policy.epsilon_per_query_min, config.policy.max_variants_per_query)
+        queries = FederatedQueries(state, fanout, audit, limits=limits)
         server, port = build_server(
             config.server,
             config.tls,
             service_name=SERVICE_NAME,
             policy=RPC_POLICY,
             thread_prefix="coordinator-rpc",
+            max_receive_bytes=max_request_bytes(config.policy.max_variants_per_query),
             add_servicers=lambda srv: coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(
                 CoordinatorServicer(state, config.roles, queries), srv
             ),
@@ -81,7 +84,7 @@ def create_server(config: CoordinatorConfig) -> tuple[grpc.Server, int, Closer]:
     except BaseException:
         closer()
         raise
-    closer.state = state
+    closer.state, closer.queries = state, queries
     return server, port, closer
 
 
@@ -91,6 +94,7 @@ class Closer:
     def __init__(self) -> None:
         self._items: list[Any] = []
         self.state: CoordinatorState | None = None
+        self.queries: FederatedQueries | None = None
 
     def add(self, item: T, method: str) -> T:
         self._items.append(getattr(item, method))

@@ -12,6 +12,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 from genogate import config
@@ -148,6 +149,34 @@ class FanoutSettings:
     )
 
 
+def _positive_decimal(value: Decimal) -> Decimal:
+    if not value.is_finite() or value <= 0:
+        raise ValueError(f"must be a finite number greater than 0, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    epsilon_per_query_min: Decimal = field(
+        default=Decimal("0.001"),
+        metadata={
+            "help": "Smallest epsilon per query the coordinator fans out where a target site publishes no floor of "
+            "its own (a site's published floor applies where it has one). A smaller query is refused before any "
+            "site is asked, so a tiny epsilon cannot charge every site and return nothing useful.",
+            "check": _positive_decimal,
+        },
+    )
+    max_variants_per_query: int = field(
+        default=10_000,
+        metadata={
+            "help": "Most variants one query may name. It sets the largest query envelope the coordinator accepts "
+            "(256 bytes per variant plus 64 KiB), checked before the envelope is decoded or its signature "
+            "verified, and the server's largest accepted message (that plus 1 MiB).",
+            "check": between(1, 1_000_000),
+        },
+    )
+
+
 @dataclass(frozen=True)
 class AuditSettings:
     path: Path = field(
@@ -171,6 +200,7 @@ class CoordinatorConfig:
     roles: RolesSettings = field(metadata={"help": "Who may call what, by client-certificate common name."})
     state: StateSettings = field(metadata={"help": "Durable state."})
     fanout: FanoutSettings = field(metadata={"help": "Federated queries: how the coordinator asks the sites."})
+    policy: PolicySettings = field(metadata={"help": "Limits on the queries the coordinator fans out."})
     audit: AuditSettings = field(metadata={"help": "The tamper-evident audit log."})
     log: LogSettings = field(metadata={"help": "Logging."})
 

@@ -5,20 +5,34 @@ a proposal with any problem, and ``preview`` lists them for a researcher before 
 is the one statement of the terms an approval issues. ``preview`` adds, per site, the noise a researcher
 should expect at the per-query cap, and how many queries the budget buys.
 
+**Above the study** (issue 13, item 2): a site caps each researcher's ε across all their studies there
+(``GetNodeInfoResponse.epsilon_per_researcher_cap``). ``over_researcher_caps`` is the one statement of the
+rule the committee applies: the ε the researcher's approved, unexpired studies may already spend at a site
+(each grant's budget capped by the site's per-study cap: ``committed``) plus the new study's must not exceed
+the site's per-researcher cap. The preview lists a breach as a problem; ``CoordinatorState.review`` refuses
+an approval that would make one. A site that does not publish a cap (0) is not checked.
+
+**Risk in words** (item 3): ``study_risk`` states, for the study's total ε at its most exposed site, the bound
+on any membership attacker (``genogate.risk``); the preview and the grant carry it.
+
+A preview never fails on a value it is given: anything unusable is a problem in the list.
+
 Importing this module imports OpenDP (through ``node.dp``) for the interval half-widths.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Mapping
-from decimal import Decimal
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 from opendp.mod import OpenDPException
 
-from genogate import duo
-from genogate.errors import GenogateError
+from genogate import duo, risk
+from genogate.errors import GenogateError, InvalidArgument, Reason
 from genogate.genome import BUILDS
 from genogate.query import Kind
 from genogate.wire.v1 import common_pb2 as pb
@@ -26,10 +40,90 @@ from genogate.wire.v1 import coordinator_pb2 as cpb
 from node import dp
 
 MAX_DURATION_DAYS = 3650
+MIN_PLANNABLE = Decimal("1e-12")
+"""Smallest per-query ε the preview plans noise for (far below any site's floor)."""
+MAX_SITES = 256
+"""Most sites one proposal or query may name."""
+SITE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+"""A registered site's name (used with fullmatch): what a name must look like before it is looked up."""
+MAX_TEXT = 10_000
+"""Longest title or description, in characters."""
 MAX_EPSILON = Decimal(10**6)
 """Largest ε a proposal may name: node ledgers refuse larger caps (``node.ledger.MAX_AMOUNT``)."""
 DAY_MS = 86_400_000
 _PER_VARIANT = (Kind.ALLELE_FREQUENCY, Kind.CASE_CONTROL)
+
+
+@dataclass(frozen=True)
+class SiteCaps:
+    """What a site publishes about its budgets (GetNodeInfo); None where it does not say (0 on the wire)."""
+
+    per_study: Decimal | None = None
+    per_researcher: Decimal | None = None
+    period_days: int = 0
+    per_query_min: Decimal | None = None
+    reachable: bool = False
+
+
+def caps_of(info: object) -> SiteCaps:
+    """``SiteCaps`` from a ``GetNodeInfoResponse`` (None: the site could not be asked)."""
+    if info is None:
+        return SiteCaps()
+
+    def dec(x: float) -> Decimal | None:
+        return epsilon_decimal(x)
+
+    return SiteCaps(
+        per_study=dec(getattr(info, "epsilon_total_cap", 0.0)),
+        per_researcher=dec(getattr(info, "epsilon_per_researcher_cap", 0.0)),
+        period_days=int(getattr(info, "budget_period_days", 0)),
+        per_query_min=dec(getattr(info, "epsilon_per_query_min", 0.0)),
+        reachable=True,
+    )
+
+
+def study_epsilon_at(grant_total: Decimal, caps: SiteCaps | None) -> Decimal:
+    """What a study with budget ``grant_total`` may spend at a site: the smaller of it and the site's cap."""
+    if caps is None or caps.per_study is None:
+        return grant_total
+    return min(grant_total, caps.per_study)
+
+
+def over_researcher_caps(
+    proposed: Decimal, sites: list[str], committed: Mapping[str, Decimal], caps: Mapping[str, SiteCaps]
+) -> list[str]:
+    """One line per site where the researcher's committed ε plus this study's would exceed the site's
+    per-researcher cap, naming the site and the numbers; empty when none does (or no site says its cap)."""
+    out = []
+    for site in dict.fromkeys(sites):
+        c = caps.get(site)
+        if c is None or c.per_researcher is None:
+            continue
+        new = study_epsilon_at(proposed, c)
+        already = committed.get(site, Decimal(0))
+        if already + new > c.per_researcher:
+            period = f" over {c.period_days} days" if c.period_days else ""
+            out.append(
+                f"{site}: the researcher's approved studies there may spend ε {_fmt(already)} and this study "
+                f"{_fmt(new)}, {_fmt(already + new)} in all, over the site's cap of ε {_fmt(c.per_researcher)} "
+                f"per researcher{period}"
+            )
+    return out
+
+
+def _fmt(x: Decimal) -> str:
+    return f"{x.normalize():f}" if x == x.to_integral_value() or abs(x) >= Decimal("1e-6") else f"{x:.3g}"
+
+
+def study_risk(p: cpb.StudyProposal, caps: Mapping[str, SiteCaps] | None = None) -> pb.MembershipRisk | None:
+    """The membership bound for the study's total ε at its most exposed site (the proposal's total capped by
+    each site's per-study cap, where known); None when the proposal's ε is unusable."""
+    total = epsilon_decimal(p.epsilon_total_per_site)
+    if total is None:
+        return None
+    caps = caps or {}
+    worst = max((study_epsilon_at(total, caps.get(s)) for s in p.sites), default=total)
+    return risk.membership_risk(float(worst), risk.DEFAULT_DELTA)
 
 
 def epsilon_decimal(x: float) -> Decimal | None:
@@ -58,6 +152,33 @@ def study_assembly(p: cpb.StudyProposal, builds: Mapping[str, str]) -> tuple[str
     return resolved, problems
 
 
+def check_shape(p: cpb.StudyProposal) -> None:
+    """Refuse (``InvalidArgument``) a proposal that cannot even be previewed: an ε that is not a positive
+    finite number at most ``MAX_EPSILON`` (INVALID_EPSILON), a duration outside 1 to ``MAX_DURATION_DAYS``, no
+    site or more than ``MAX_SITES``, a site name that cannot be one, an over-long title (INVALID_STUDY)."""
+    for value, name in (
+        (p.epsilon_total_per_site, "epsilon_total_per_site"),
+        (p.epsilon_per_query_cap, "epsilon_per_query_cap"),
+    ):
+        if epsilon_decimal(value) is None:
+            raise InvalidArgument(
+                f"{name}={value!r}",
+                reason=Reason.INVALID_EPSILON,
+                message=f"{name} must be a positive finite number at most {MAX_EPSILON}",
+            )
+    problems = []
+    if not 1 <= p.duration_days <= MAX_DURATION_DAYS:
+        problems.append(f"duration_days must be 1 to {MAX_DURATION_DAYS}")
+    if not 1 <= len(p.sites) <= MAX_SITES:
+        problems.append(f"a study names 1 to {MAX_SITES} sites")
+    elif not all(SITE_NAME_RE.fullmatch(s) for s in p.sites):
+        problems.append("a site name is 1-64 of A-Z a-z 0-9 . _ - (not starting with . _ -)")
+    if len(p.title) > MAX_TEXT or len(p.description) > MAX_TEXT:
+        problems.append(f"title and description are at most {MAX_TEXT} characters")
+    if problems:
+        raise InvalidArgument("; ".join(problems), reason=Reason.INVALID_STUDY, message="; ".join(problems))
+
+
 def proposal_problems(p: cpb.StudyProposal, registered: Mapping[str, str]) -> list[str]:
     """Every reason the proposal cannot be accepted, human-readable; empty when none. ``registered`` maps
     each registered site to its genome build (liftover is out of scope: a study's sites share one build).
@@ -80,8 +201,19 @@ def proposal_problems(p: cpb.StudyProposal, registered: Mapping[str, str]) -> li
         problems.append("a query kind is requested twice")
     if not p.sites:
         problems.append("no sites requested")
-    if unknown := [s for s in p.sites if s not in registered_sites]:
-        problems.append(f"unknown sites: {', '.join(unknown)}")
+    if len(p.sites) > MAX_SITES:
+        problems.append(f"{len(p.sites)} sites requested; at most {MAX_SITES}")
+    elif unknown := [s for s in p.sites if s not in registered_sites]:
+        named = [s for s in unknown if SITE_NAME_RE.fullmatch(s)]
+        malformed = len(unknown) - len(named)
+        listed = ", ".join(named[:20]) + (f" and {len(named) - 20} more" if len(named) > 20 else "")
+        if named:
+            problems.append(f"unknown sites: {listed}")
+        if malformed:
+            problems.append(
+                f"{malformed} site name{'s are' if malformed > 1 else ' is'} not a site name "
+                "(1-64 of A-Z a-z 0-9 . _ -)"
+            )
     if len(set(p.sites)) != len(p.sites):
         problems.append("a site is requested twice")
     total, cap = epsilon_decimal(p.epsilon_total_per_site), epsilon_decimal(p.epsilon_per_query_cap)
@@ -104,10 +236,12 @@ def grant_body(
     approved_ms: int,
     revocation_epoch: int,
     assembly: str,
+    caps: Mapping[str, SiteCaps] | None = None,
 ) -> pb.GrantBody:
     """The terms an approval at ``approved_ms`` issues: in force from then for ``duration_days``, on the
-    genome build ``assembly`` (``study_assembly``)."""
-    return pb.GrantBody(
+    genome build ``assembly`` (``study_assembly``), with the membership bound of its budget (``study_risk``,
+    using the sites' per-study ``caps`` where known)."""
+    body = pb.GrantBody(
         study_id=study_id,
         researcher_key_fingerprint=p.researcher_key_fingerprint,
         researcher_public_key=researcher_public_key,
@@ -122,10 +256,19 @@ def grant_body(
         per_site_breakdown=p.per_site_breakdown,
         assembly=assembly,
     )
+    r = study_risk(p, caps)
+    if r is not None:
+        body.risk.CopyFrom(r)
+    return body
 
 
 def _halfwidth(kind: Kind, epsilon: Decimal) -> float | None:
-    """95% half-width of one released count of ``kind`` (one variant) at ``epsilon``; None if unplannable."""
+    """95% half-width of one released count of ``kind`` (one variant) at ``epsilon``; None if unplannable.
+
+    Below ``MIN_PLANNABLE`` nothing is planned: no node answers there, and OpenDP takes 0.3-0.5 s to refuse
+    ε = 5e-324 (work any caller could ask of PreviewStudy, which needs no signature)."""
+    if epsilon < MIN_PLANNABLE:
+        return None
     try:
         hw = dp.plan(dp.SENSITIVITY[kind](1), epsilon, Decimal(0)).ci95_halfwidth
     except (GenogateError, ArithmeticError, ValueError, OpenDPException):
@@ -139,11 +282,16 @@ def _budget_lines(p: cpb.StudyProposal) -> list[str]:
     total, cap = epsilon_decimal(p.epsilon_total_per_site), epsilon_decimal(p.epsilon_per_query_cap)
     if total is None or cap is None or cap > total:
         return []
-    n = int(total // cap)
+    try:
+        ratio = total / cap
+        n = int(total // cap) if ratio < 10**12 else None
+    except (ArithmeticError, InvalidOperation):  # DivisionImpossible at ratios past the context's precision
+        n = None
     lines: list[str] = []
     for kind in dict.fromkeys(Kind(k) for k in p.kinds if k in {kind.value for kind in Kind}):
         hw = _halfwidth(kind, cap)
-        what = f"{kind.label}: {n} {'query' if n == 1 else 'queries'}"
+        count = "more than 10^12 queries" if n is None else f"{n} {'query' if n == 1 else 'queries'}"
+        what = f"{kind.label}: {count}"
         what += f"{' of 1 variant' if kind in _PER_VARIANT else ''} at eps {cap}"
         lines.append(f"{what}, each count ±{hw:.3g} (95%)" if hw is not None else f"{what}: noise not plannable")
     return lines
@@ -156,6 +304,10 @@ def preview(
     researcher_public_key: bytes = b"",
     revocation_epoch: int = 0,
     now_ms: int | None = None,
+    caps: Mapping[str, SiteCaps] | None = None,
+    committed: Mapping[str, Decimal] | None = None,
+    spent: Mapping[str, float] | None = None,
+    epsilon_per_query_min: Decimal | None = None,
 ) -> cpb.PreviewStudyResponse:
     """A dry run of ``proposal`` against the registered ``nodes`` (by name).
 
@@ -164,21 +316,39 @@ def preview(
     ``problems`` lists every blocking problem first, then, for a valid budget, one line per requested kind
     saying how many queries fit at the cap and with what noise (so it is never empty for a valid proposal).
 
-    Per site, ``registered`` and the noise are computed here; ``epsilon_total_cap`` is the proposal's own
-    per-site total. ``reachable`` and ``purpose_accepted`` stay False and ``kinds_refused`` empty: only the
-    node can answer them, and the server fills them by asking each registered node."""
+    Per site, ``registered`` and the noise are computed here; ``caps`` (what each site published in
+    GetNodeInfo, ``reachable`` when it answered) give the site's caps and floor, else ``epsilon_total_cap``
+    is the proposal's own per-site total and the others 0 ("the site does not say"). ``committed`` is the
+    proposing researcher's committed ε per site (``CoordinatorState.committed``), ``spent`` what each site's
+    ledger says they spent over its period (negative: not known). ``epsilon_per_query_min`` is the
+    coordinator's floor, used where a site publishes none. ``purpose_accepted`` stays False and
+    ``kinds_refused`` empty."""
     now = int(time.time() * 1000) if now_ms is None else now_ms
+    caps, committed, spent = caps or {}, committed or {}, spent or {}
     cap = epsilon_decimal(proposal.epsilon_per_query_cap)
     halfwidth = (_halfwidth(Kind.COHORT_COUNT, cap) if cap is not None else None) or 0.0
-    sites = [
-        cpb.SitePreview(
+    sites = []
+    floor_problems = []
+    for site in proposal.sites:
+        c = caps.get(site, SiteCaps())
+        sp = cpb.SitePreview(
             site=site,
             registered=site in nodes,
-            epsilon_total_cap=proposal.epsilon_total_per_site,
+            reachable=c.reachable,
+            epsilon_total_cap=float(c.per_study) if c.per_study is not None else proposal.epsilon_total_per_site,
             count_ci95_half_width=halfwidth,
+            epsilon_per_researcher_cap=float(c.per_researcher or 0),
+            researcher_epsilon_committed=float(committed.get(site, Decimal(0))),
+            researcher_epsilon_spent=spent.get(site, -1.0),
+            budget_period_days=c.period_days,
+            epsilon_per_query_min=float(c.per_query_min or 0),
         )
-        for site in proposal.sites
-    ]
+        sites.append(sp)
+        floor = c.per_query_min or epsilon_per_query_min
+        if cap is not None and floor is not None and cap < floor:
+            floor_problems.append(
+                f"{site}: refuses queries below ε {_fmt(floor)}, and the per-query cap {_fmt(cap)} is below it"
+            )
     builds = {name: node.genome_build for name, node in nodes.items()}
     body = grant_body(
         proposal,
@@ -187,6 +357,12 @@ def preview(
         approved_ms=now,
         revocation_epoch=revocation_epoch,
         assembly=study_assembly(proposal, builds)[0],
+        caps=caps,
     )
-    problems = proposal_problems(proposal, builds) + _budget_lines(proposal)
-    return cpb.PreviewStudyResponse(grant_body=body, sites=sites, problems=problems)
+    total = epsilon_decimal(proposal.epsilon_total_per_site)
+    over = over_researcher_caps(total, list(proposal.sites), committed, caps) if total is not None else []
+    problems = proposal_problems(proposal, builds) + floor_problems + over + _budget_lines(proposal)
+    out = cpb.PreviewStudyResponse(grant_body=body, sites=sites, problems=problems)
+    if body.HasField("risk"):
+        out.risk.CopyFrom(body.risk)
+    return out

@@ -1,9 +1,18 @@
 """Federated queries at the coordinator: check the researcher's request, fan it out, combine, record.
 
-The coordinator checks what it can before any site spends anything: the study is approved and in force,
-the envelope is well formed and signed by the researcher key the grant names, and the sites it targets are
-the grant's, and every ancestry label its filters name is published by at least one of those sites
-(``_check_labels``). Then every targeted site gets the same signed bytes with the committee's grant
+The coordinator checks what it can before any site spends anything, cheapest and least trusting first:
+
+1. the signed envelope is at most ``max_envelope_bytes`` (from ``[policy] max_variants_per_query``), refused
+   before a byte of it is decoded (the server's gRPC limit refuses bigger requests before that);
+2. the study id is read from the envelope's top-level wire fields alone (``study_id_of``: at most
+   ``MAX_TOP_LEVEL_FIELDS`` of them, nothing nested is parsed), the study is approved and in force, and the
+   envelope's bytes are signed by the researcher key its grant names: only then is the envelope decoded;
+3. the query is well formed; every site it names is a registered site (at most ``MAX_SITES``, checked
+   against the registry before a name reaches a log field, a metric label or the state), and the grant's;
+4. its ε is at least every target site's floor (``epsilon_per_query_min`` in the site's GetNodeInfo, else
+   the coordinator's ``[policy] epsilon_per_query_min``), so a tiny ε cannot charge every site and return
+   nothing; every ancestry label its filters name is published by at least one of those sites
+   (``_check_labels``). Then every targeted site gets the same signed bytes with the committee's grant
 (``coordinator.fanout``), and the answers are combined (``coordinator.combine``). Nodes check all of this
 again and decide for themselves; the coordinator's checks only save them the work.
 
@@ -16,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from google.protobuf.json_format import MessageToDict
@@ -23,6 +33,7 @@ from google.protobuf.message import DecodeError
 
 from coordinator.combine import combine_results
 from coordinator.fanout import FanOut, SiteResult, refused
+from coordinator.preview import MAX_SITES, SITE_NAME_RE, caps_of
 from coordinator.state import CoordinatorState
 from genogate import metrics
 from genogate.audit import AuditLog, b64
@@ -38,6 +49,7 @@ from genogate.errors import (
 )
 from genogate.ontology import canonical_label
 from genogate.query import AncestryIn, And, Filter, Not, Or, Query, canonical, filters_of
+from genogate.rpc import max_envelope_bytes
 from genogate.signing import verify
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
@@ -57,8 +69,70 @@ _NOT_IN_FORCE = {
 }
 
 
+MAX_TOP_LEVEL_FIELDS = MAX_SITES + 16
+"""Most top-level wire fields an envelope may have (eight fields, ``sites`` repeated up to MAX_SITES)."""
+
+
 def status_label(status: int) -> str:
     return _STATUS_LABEL.get(int(status), "failed")
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if i >= len(data) or shift > 63:
+            raise ValueError("truncated or overlong varint")
+        b = data[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, i
+        shift += 7
+
+
+def study_id_of(payload: bytes) -> str:
+    """The ``study_id`` (field 2) of a serialized ``QueryEnvelope``, read from its top-level fields without
+    parsing anything nested (the last occurrence wins, as in protobuf). Raises ``InvalidArgument`` for
+    malformed wire data or more than ``MAX_TOP_LEVEL_FIELDS`` fields, so the work is bounded by that count."""
+    found = b""
+    i = fields = 0
+    try:
+        while i < len(payload):
+            fields += 1
+            if fields > MAX_TOP_LEVEL_FIELDS:
+                raise ValueError("too many fields")
+            key, i = _varint(payload, i)
+            number, wire_type = key >> 3, key & 7
+            if wire_type == 0:
+                _, i = _varint(payload, i)
+            elif wire_type == 1:
+                i += 8
+            elif wire_type == 5:
+                i += 4
+            elif wire_type == 2:
+                length, i = _varint(payload, i)
+                if number == 2:
+                    found = payload[i : i + length]
+                i += length
+            else:
+                raise ValueError(f"wire type {wire_type}")
+            if i > len(payload) or number == 0:
+                raise ValueError("truncated")
+        return found.decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument("undecodable query envelope", message="the query envelope is malformed") from None
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    """The coordinator's limits on what it fans out (``[policy]``)."""
+
+    epsilon_per_query_min: Decimal = Decimal("0.001")
+    max_variants_per_query: int = 10_000
+
+    @property
+    def max_envelope_bytes(self) -> int:
+        return max_envelope_bytes(self.max_variants_per_query)
 
 
 class FederatedQueries:
@@ -69,11 +143,15 @@ class FederatedQueries:
         audit: AuditLog,
         *,
         clock: Callable[[], float] = time.time,
+        limits: QueryLimits = QueryLimits(),  # noqa: B008 - frozen
     ):
         self.state = state
         self.fanout = fanout
         self.audit = audit
         self._clock = clock
+        self.limits = limits
+        self.decoded = 0
+        """Envelopes decoded so far (after their size and signature passed): what tests watch."""
 
     def _study(self, study_id: str) -> tuple[cpb.Study, pb.GrantBody]:
         study = self.state.get(study_id)
@@ -84,21 +162,16 @@ class FederatedQueries:
 
     def run(self, caller: str, request: cpb.RunQueryRequest) -> cpb.RunQueryResponse:
         signed = request.signed_query
-        try:
-            env = pb.QueryEnvelope.FromString(signed.payload)
-        except DecodeError:
-            raise InvalidArgument("undecodable query envelope") from None
-        if not env.study_id or not env.query_id:
-            raise InvalidArgument("the envelope names no study or query id", reason=Reason.INVALID_STUDY)
-        query = query_from_pb(env.query)  # malformed queries stop here, before any site is asked
-        kind = query.kind
-        try:
-            epsilon = Decimal(repr(env.epsilon))
-        except InvalidOperation:
-            epsilon = Decimal("NaN")
-        if not epsilon.is_finite() or epsilon <= 0:
-            raise InvalidArgument("epsilon", reason=Reason.INVALID_EPSILON, message="epsilon is invalid")
-        study, grant = self._study(env.study_id)
+        if len(signed.payload) > self.limits.max_envelope_bytes:
+            raise InvalidArgument(
+                f"envelope of {len(signed.payload)} bytes",
+                message=f"the query envelope is larger than the coordinator accepts ({self.limits.max_envelope_bytes} "
+                f"bytes, for {self.limits.max_variants_per_query} variants)",
+            )
+        study_id = study_id_of(signed.payload)
+        if not study_id:
+            raise InvalidArgument("the envelope names no study", reason=Reason.INVALID_STUDY)
+        study, grant = self._study(study_id)
         try:
             verify(
                 grant.researcher_public_key, "genogate.v1.QueryEnvelope", signed.payload, signed.researcher_signature
@@ -109,6 +182,21 @@ class FederatedQueries:
                 reason=Reason.BAD_SIGNATURE,
                 message="the query is not signed by the study's researcher",
             ) from None
+        self.decoded += 1
+        try:
+            env = pb.QueryEnvelope.FromString(signed.payload)
+        except DecodeError:
+            raise InvalidArgument("undecodable query envelope") from None
+        if env.study_id != study_id or not env.query_id:
+            raise InvalidArgument("the envelope names no query id", reason=Reason.INVALID_STUDY)
+        query = query_from_pb(env.query)  # malformed queries stop here, before any site is asked
+        kind = query.kind
+        try:
+            epsilon = Decimal(repr(env.epsilon))
+        except InvalidOperation:
+            epsilon = Decimal("NaN")
+        if not epsilon.is_finite() or epsilon <= 0:
+            raise InvalidArgument("epsilon", reason=Reason.INVALID_EPSILON, message="epsilon is invalid")
         if env.assembly and env.assembly != grant.assembly:
             raise FailedPrecondition(
                 f"query {env.assembly}, study {grant.assembly}",
@@ -116,8 +204,8 @@ class FederatedQueries:
                 message=f"the query is on {env.assembly[:20]}; the study's sites are on {grant.assembly or 'no build'}",
             )
         canonical(query, grant.assembly or None)  # a RefSeq accession of another build stops here too
-        targets = list(dict.fromkeys(env.sites)) or list(grant.sites)
         registered = {n.name: n for n in self.state.list_nodes()}
+        targets = self._targets(env, grant, registered)
         granted = set(grant.sites)
         results: dict[str, SiteResult] = {}
         to_ask = []
@@ -133,6 +221,7 @@ class FederatedQueries:
                 )
             else:
                 to_ask.append(registered[site])
+        self._check_floor(epsilon, to_ask, request.site_timeout_ms)
         self._check_labels(query, to_ask, request.site_timeout_ms)
         started = time.monotonic()
         asked = self.fanout.run(
@@ -155,6 +244,7 @@ class FederatedQueries:
         )
         if combined is not None:
             response.combined.CopyFrom(combined)
+        response.charge_note = charge_note(ordered)
         self._record(caller, signed.payload, env, kind.label, epsilon, grant, ordered, response)
         metrics.coordinator_query(
             kind.label,
@@ -171,6 +261,43 @@ class FederatedQueries:
             ],
         )
         return response
+
+    def _targets(self, env: pb.QueryEnvelope, grant: pb.GrantBody, registered: dict[str, cpb.NodeInfo]) -> list[str]:
+        """The sites the query targets (the envelope's, else the grant's). Every name the envelope gives must be
+        a registered site, at most ``MAX_SITES`` of them: anything else is refused here, naming none of them,
+        before a caller-chosen name reaches the state, a log field or a metric label."""
+        if not env.sites:
+            return list(dict.fromkeys(grant.sites))
+        names = list(dict.fromkeys(env.sites))
+        if len(names) > MAX_SITES:
+            raise InvalidArgument(f"{len(names)} sites", message=f"a query may name at most {MAX_SITES} sites")
+        unknown = sum(1 for s in names if s not in registered or not SITE_NAME_RE.fullmatch(s))
+        if unknown:
+            raise InvalidArgument(
+                f"{unknown} unregistered site names",
+                message=f"{unknown} of the {len(names)} site names the query gives {'is' if unknown == 1 else 'are'} "
+                "not a registered site",
+            )
+        return names
+
+    def _check_floor(self, epsilon: Decimal, nodes: Sequence[cpb.NodeInfo], timeout_ms: int) -> None:
+        """Refuse (INVALID_EPSILON) before any site is asked a query whose ε is below a target site's floor (as
+        the site publishes it; the coordinator's ``[policy] epsilon_per_query_min`` where it does not say)."""
+        if not nodes:
+            return
+        infos = self.fanout.infos(nodes, timeout_ms=timeout_ms)
+        below = []
+        for node, info in zip(nodes, infos, strict=True):
+            floor = caps_of(info).per_query_min or self.limits.epsilon_per_query_min
+            if epsilon < floor:
+                below.append(f"{node.name} {floor}")
+        if below:
+            raise InvalidArgument(
+                f"epsilon {epsilon} below {', '.join(below)}",
+                reason=Reason.INVALID_EPSILON,
+                message=f"epsilon {float(epsilon):.3g} is below the floor on ε per query of "
+                f"{', '.join(below)}; nothing was asked or charged",
+            )
 
     def _check_labels(self, query: Query, nodes: Sequence[cpb.NodeInfo], timeout_ms: int) -> None:
         """Refuse (UNKNOWN_LABEL) a filter naming an ancestry label that no site of the study publishes.
@@ -265,8 +392,8 @@ class FederatedQueries:
 
     def budgets(self, request: cpb.GetStudyBudgetRequest) -> list[cpb.SiteBudget]:
         study, grant = self._study(request.study_id)
-        targets = list(dict.fromkeys(request.sites)) or list(grant.sites)
         registered = {n.name: n for n in self.state.list_nodes()}
+        targets = self._targets(pb.QueryEnvelope(sites=request.sites), grant, registered)
         out: dict[str, cpb.SiteBudget] = {}
         to_ask = []
         for site in targets:
@@ -299,6 +426,29 @@ class FederatedQueries:
                 entry.budget.CopyFrom(budget)
             out[result.site] = entry
         return [out[site] for site in targets]
+
+
+def charge_note(ordered: Sequence[SiteResult]) -> str:
+    """What the query charged, said plainly: which sites charged what, which answered from a stored release
+    at no charge, which refused (a refusal charges nothing) and which did not answer (and may have charged:
+    resending the same signed query returns their answer at no further cost)."""
+    charged = [
+        f"{r.site} ε {r.body.epsilon_charged:g}" for r in ordered if r.body is not None and r.body.epsilon_charged > 0
+    ]
+    stored = [r.site for r in ordered if r.body is not None and r.body.epsilon_charged <= 0]
+    refusals = [f"{r.site} ({r.reason.name.lower()})" for r in ordered if r.status == pb.SITE_STATUS_REFUSED]
+    silent = [r.site for r in ordered if r.body is None and r.status != pb.SITE_STATUS_REFUSED]
+    parts = [f"charged: {', '.join(charged)}" if charged else "no site charged anything"]
+    if stored:
+        parts.append(f"answered from a stored release at no charge: {', '.join(stored)}")
+    if refusals:
+        parts.append(f"refused, charging nothing: {', '.join(refusals)}")
+    if silent:
+        parts.append(
+            f"no answer, may have charged (resend the same signed query to get its answer at no further cost): "
+            f"{', '.join(silent)}"
+        )
+    return "; ".join(parts)
 
 
 def _ancestry_labels(f: Filter) -> set[str]:

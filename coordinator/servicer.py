@@ -14,16 +14,21 @@ Threading model: gRPC's pool calls these methods concurrently; ``CoordinatorStat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from google.protobuf.message import DecodeError
+
 from coordinator.config import RolesSettings
-from coordinator.preview import preview
+from coordinator.preview import SiteCaps, caps_of, check_shape, preview
 from coordinator.queries import FederatedQueries
 from coordinator.state import CoordinatorState
-from genogate.errors import FailedPrecondition, NotFound, PermissionDenied, Reason, Unavailable
+from genogate.errors import FailedPrecondition, GenogateError, NotFound, PermissionDenied, Reason, Unavailable
 from genogate.rpc import boundary, caller_common_name
+from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 from genogate.wire.v1 import coordinator_pb2_grpc
+from genogate.wire.v1 import node_pb2 as npb
 
 _SERVICE = "/genogate.v1.CoordinatorService/"
 _ANY = "any client with a trusted certificate"
@@ -73,18 +78,61 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         caller_common_name(context)
         return cpb.ProposeStudyResponse(study=self.state.propose(request.proposal))
 
+    def _caps(self, sites: Sequence[str]) -> dict[str, SiteCaps]:
+        """What each registered site among ``sites`` publishes about its budgets (GetNodeInfo, cached by the
+        fan-out); unregistered names are never asked."""
+        registered = {n.name: n for n in self.state.list_nodes()}
+        nodes = [registered[s] for s in dict.fromkeys(sites) if s in registered]
+        if not nodes:
+            return {}
+        return {n.name: caps_of(info) for n, info in zip(nodes, self.queries.fanout.infos(nodes), strict=True)}
+
+    def _spent(self, fingerprint: str, sites: Sequence[str]) -> dict[str, float]:
+        """Per site, what its own ledger says the researcher spent there over its period, asked through one of
+        their approved studies that names the site (GetBudget's ``researcher_epsilon_spent``); -1 where no
+        such study exists or the site did not answer."""
+        if not fingerprint:
+            return {}
+        registered = {n.name: n for n in self.state.list_nodes()}
+        wanted = {s for s in sites if s in registered}
+        through: dict[str, tuple[cpb.Study, list[cpb.NodeInfo]]] = {}  # study id -> the study, sites asked through it
+        for study in self.state.list(cpb.STUDY_STATE_APPROVED, fingerprint):
+            for site in pb.GrantBody.FromString(study.grant.payload).sites:
+                if site in wanted:
+                    wanted.discard(site)
+                    through.setdefault(study.study_id, (study, []))[1].append(registered[site])
+        out: dict[str, float] = {}
+        for study, nodes in through.values():  # one concurrent fan-out per study
+            request = npb.GetBudgetRequest(study_id=study.study_id, grant=study.grant)
+            for result, budget in self.queries.fanout.budgets(nodes, request, timeout_ms=2_000):
+                if budget is not None and result.status == pb.SITE_STATUS_ANSWERED:
+                    out[result.site] = budget.researcher_epsilon_spent
+        return out
+
     @boundary
     def PreviewStudy(  # noqa: N802
         self, request: cpb.PreviewStudyRequest, context: Any
     ) -> cpb.PreviewStudyResponse:
         caller_common_name(context)
+        p = request.proposal
+        check_shape(p)  # extreme ε, durations, site lists: a typed refusal, never a crash
         try:
-            key = self.state.researcher_key(request.proposal.researcher_key_fingerprint)
+            key = self.state.researcher_key(p.researcher_key_fingerprint)
         except NotFound:
             key = b""  # previewing before registering is allowed; the grant body then names no key
         nodes = {n.name: n for n in self.state.list_nodes()}
-        # reachable / purpose_accepted / kinds_refused stay unset: asking each node belongs to the fan-out issue.
-        return preview(request.proposal, nodes, researcher_public_key=key, revocation_epoch=self.state.epoch())
+        caps = self._caps(p.sites)
+        fp = p.researcher_key_fingerprint if key else ""
+        return preview(
+            p,
+            nodes,
+            researcher_public_key=key,
+            revocation_epoch=self.state.epoch(),
+            caps=caps,
+            committed=self.state.committed(fp, caps) if fp else {},
+            spent=self._spent(fp, list(p.sites)),
+            epsilon_per_query_min=self.queries.limits.epsilon_per_query_min,
+        )
 
     @boundary
     def GetStudy(self, request: cpb.GetStudyRequest, context: Any) -> cpb.GetStudyResponse:  # noqa: N802
@@ -100,7 +148,17 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     @boundary
     def ReviewStudy(self, request: cpb.ReviewStudyRequest, context: Any) -> cpb.ReviewStudyResponse:  # noqa: N802
         caller_common_name(context)
-        return cpb.ReviewStudyResponse(study=self.state.review(request.review))
+        return cpb.ReviewStudyResponse(study=self.state.review(request.review, self._review_caps(request.review)))
+
+    def _review_caps(self, review: cpb.Review) -> dict[str, SiteCaps]:
+        """The budget caps of the reviewed study's sites, for an approval (the state checks the review itself)."""
+        try:
+            body = cpb.ReviewBody.FromString(review.payload)
+            if body.decision != cpb.REVIEW_DECISION_APPROVE:
+                return {}
+            return self._caps(list(self.state.get(body.study_id).proposal.sites))
+        except (DecodeError, GenogateError):
+            return {}  # the state refuses the review itself, with the right reason
 
     @boundary
     def RevokeStudy(self, request: cpb.RevokeStudyRequest, context: Any) -> cpb.RevokeStudyResponse:  # noqa: N802

@@ -42,7 +42,15 @@ from pathlib import Path
 
 from google.protobuf.message import DecodeError
 
-from coordinator.preview import grant_body, proposal_problems, study_assembly
+from coordinator.preview import (
+    SiteCaps,
+    epsilon_decimal,
+    grant_body,
+    over_researcher_caps,
+    proposal_problems,
+    study_assembly,
+    study_epsilon_at,
+)
 from genogate.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -359,9 +367,37 @@ class CoordinatorState:
                 raise _exists(f"study id {study_id} is taken by another proposal", "a study with this id exists")
             return self._study(conn, study_id)
 
-    def review(self, review: cpb.Review) -> cpb.Study:
+    def committed(self, fingerprint: str, caps: Mapping[str, SiteCaps] | None = None) -> dict[str, Decimal]:
+        """Per site, the ε the researcher's APPROVED (so unrevoked, unexpired) studies may spend there: the sum
+        of each grant's ``epsilon_total`` capped by the site's per-study cap in ``caps`` where known."""
+        with self._tx("reading committed budgets") as (conn, _):
+            return self._committed(conn, fingerprint, caps or {})
+
+    def _committed(
+        self, conn: sqlite3.Connection, fingerprint: str, caps: Mapping[str, SiteCaps]
+    ) -> dict[str, Decimal]:
+        out: dict[str, Decimal] = {}
+        rows = conn.execute(
+            "SELECT grant_payload FROM studies WHERE researcher_key_fingerprint = ? AND state = 'APPROVED'",
+            (fingerprint,),
+        )
+        for (payload,) in rows:
+            grant = pb.GrantBody.FromString(bytes(payload))
+            total = epsilon_decimal(grant.epsilon_total)
+            if total is None:
+                continue
+            for site in dict.fromkeys(grant.sites):
+                out[site] = out.get(site, Decimal(0)) + study_epsilon_at(total, caps.get(site))
+        return out
+
+    def review(self, review: cpb.Review, caps: Mapping[str, SiteCaps] | None = None) -> cpb.Study:
         """A committee member's APPROVE or REJECT of a PROPOSED study. One REJECT rejects; the k-th APPROVE
-        issues the committee-signed grant. Resending an identical, already recorded review returns the study."""
+        issues the committee-signed grant. Resending an identical, already recorded review returns the study.
+
+        ``caps``: what the study's sites publish about their budgets. An APPROVE is refused
+        (FAILED_PRECONDITION, naming the site and the numbers) when the researcher's committed ε at a site
+        plus this study's would exceed the site's per-researcher cap (``preview.over_researcher_caps``)."""
+        caps = caps or {}
         with self._tx("recording a review") as (conn, now):
             body, state = self._checked_review(conn, review, (APPROVE, REJECT))
             if self._recorded(conn, review, body):
@@ -377,11 +413,13 @@ class CoordinatorState:
                 )
             if state != "PROPOSED":
                 raise _precondition(f"study {body.study_id} is {state}, not PROPOSED")
+            if body.decision == APPROVE:
+                self._check_researcher_caps(conn, body.study_id, caps)
             self._insert_review(conn, review, body, now)
             if body.decision == REJECT:
                 self._set_state(conn, body.study_id, "REJECTED", now)
             else:
-                self._maybe_grant(conn, body.study_id, now)
+                self._maybe_grant(conn, body.study_id, now, caps)
             return self._study(conn, body.study_id)
 
     def revoke(self, review: cpb.Review) -> tuple[cpb.Study, int]:
@@ -557,7 +595,24 @@ class CoordinatorState:
             (body.study_id, review.reviewer_key_id, body.decision, review.payload, review.reviewer_signature, now),
         )
 
-    def _maybe_grant(self, conn: sqlite3.Connection, study_id: str, now: int) -> None:
+    def _check_researcher_caps(self, conn: sqlite3.Connection, study_id: str, caps: Mapping[str, SiteCaps]) -> None:
+        payload, fp = conn.execute(
+            "SELECT proposal, researcher_key_fingerprint FROM studies WHERE study_id = ?", (study_id,)
+        ).fetchone()
+        proposal = cpb.StudyProposal.FromString(bytes(payload))
+        total = epsilon_decimal(proposal.epsilon_total_per_site)
+        if total is None:
+            return
+        over = over_researcher_caps(total, list(proposal.sites), self._committed(conn, str(fp), caps), caps)
+        if over:
+            raise FailedPrecondition(
+                f"{study_id}: {'; '.join(over)}",
+                message="approving would exceed a site's cap on ε per researcher: " + "; ".join(over),
+            )
+
+    def _maybe_grant(
+        self, conn: sqlite3.Connection, study_id: str, now: int, caps: Mapping[str, SiteCaps] | None = None
+    ) -> None:
         """Issue the grant, valid from ``now``, once approvals reach the study's ``approvals_required``."""
         payload, k, key, approvals = conn.execute(
             "SELECT s.proposal, s.approvals_required, r.public_key,"
@@ -579,6 +634,7 @@ class CoordinatorState:
             approved_ms=now,
             revocation_epoch=self._epoch(conn),
             assembly=assembly,
+            caps=caps,
         )
         grant = body.SerializeToString(deterministic=True)
         signature = self._signer.sign("genogate.v1.GrantBody", grant)

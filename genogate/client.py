@@ -157,6 +157,8 @@ class QueryResult:
     spellings: dict[str, str] = field(default_factory=dict)
     """Each variant as the caller typed it -> the canonical spelling the sites answer under, where they differ
     (``chr5-117882594-T-A`` -> ``5-117882594-T-A``); ``value`` accepts either."""
+    charge_note: str = ""
+    """What the query charged, in words: which sites charged what, which refused and so charged nothing."""
 
     @property
     def answered(self) -> list[str]:
@@ -232,6 +234,7 @@ class QueryResult:
             "kind": self.kind,
             "epsilon": self.epsilon,
             "spellings": [{"typed": t, "canonical": c} for t, c in self.spellings.items()],
+            "charge_note": self.charge_note,
             "values": [
                 {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
                 for row in self.rows()
@@ -286,6 +289,8 @@ class QueryResult:
         if not self.values:
             values = "no site answered: nothing to combine"
         text = f"{head}\n\n{values}\n\nsites ({len(self.answered)} of {len(self.sites)} answered):\n{sites}"
+        if self.charge_note:
+            text += f"\n{self.charge_note}"
         if self.spellings:
             typed = "\n".join(
                 f"  you typed {t}: the sites' canonical spelling is {c}" for t, c in self.spellings.items()
@@ -411,6 +416,7 @@ def result_of(response: cpb.RunQueryResponse) -> QueryResult:
         values=rows,
         odds_ratios=odds,
         response=response,
+        charge_note=response.charge_note,
     )
 
 

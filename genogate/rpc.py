@@ -18,11 +18,37 @@ from typing import Any, TypeVar
 import grpc
 
 from genogate import metrics
-from genogate.errors import GenogateError, Internal, PermissionDenied, Reason, Unauthenticated, class_for_status
+from genogate.errors import (
+    GenogateError,
+    Internal,
+    InvalidArgument,
+    PermissionDenied,
+    Reason,
+    Unauthenticated,
+    class_for_status,
+)
 from genogate.tls import sole_common_name
 
 REASON_KEY = "genogate-reason"
 log = logging.getLogger("genogate.rpc")
+
+BYTES_PER_VARIANT = 256
+"""Room per variant in a signed query envelope: a variant takes 15-40 bytes, long indels more."""
+ENVELOPE_SLACK = 64 * 1024
+"""Room for everything else in an envelope (filters of at most 256 terms, ids, nonce, site names)."""
+REQUEST_SLACK = 1 << 20
+"""Room beside the envelope in a request: the grant (at most 64 KiB), signatures and framing."""
+
+
+def max_envelope_bytes(max_variants_per_query: int) -> int:
+    """The largest signed query envelope a server accepts: refused before it is decoded or verified."""
+    return max_variants_per_query * BYTES_PER_VARIANT + ENVELOPE_SLACK
+
+
+def max_request_bytes(max_variants_per_query: int) -> int:
+    """The largest request message a server receives (gRPC's own limit, below which nothing is read)."""
+    return max_envelope_bytes(max_variants_per_query) + REQUEST_SLACK
+
 
 R = TypeVar("R")
 
@@ -103,6 +129,11 @@ def error_from_rpc(exc: grpc.RpcError) -> GenogateError:
     cls = class_for_status(code)
     reason = Reason[reason_name] if reason_name in Reason.__members__ else cls.reason
     details = exc.details() if hasattr(exc, "details") else ""
+    if not reason_name and code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in (details or ""):
+        # gRPC's own message-size limit refused the request before any genogate code read it: not a budget.
+        big = InvalidArgument("", reason=Reason.INVALID_QUERY, message="the request is larger than the server accepts")
+        big.remote = True
+        return big
     err = cls("", reason=reason, message=details or cls.message)
     err.remote = True
     return err

@@ -37,20 +37,26 @@ def build_server(
     add_servicers: Callable[[grpc.Server], None],
     thread_prefix: str,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
+    max_receive_bytes: int | None = None,
 ) -> tuple[grpc.Server, int]:
     """A bound (not yet started) server requiring client certificates from ``tls.ca_certs``. The access policy
-    runs first; ``interceptors`` (metrics, test-only fault injection) run after it."""
+    runs first; ``interceptors`` (metrics, test-only fault injection) run after it.
+
+    Messages of up to ``[server] max_message_mb`` are sent; received ones are further limited to
+    ``max_receive_bytes`` (the largest legitimate request, ``genogate.rpc.max_request_bytes``): gRPC refuses a
+    bigger one (RESOURCE_EXHAUSTED) before any of it is decoded."""
     credentials = grpc.ssl_server_credentials(
         [(read_file(tls.key, "TLS key"), read_file(tls.cert, "TLS certificate"))],
         root_certificates=read_file(tls.ca_certs, "CA bundle"),
         require_client_auth=True,
     )
     limit = settings.max_message_mb * 2**20
+    receive = limit if max_receive_bytes is None else min(limit, max_receive_bytes)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix=thread_prefix),
         interceptors=[PolicyInterceptor(policy), *interceptors],
         options=[
-            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_receive_message_length", receive),
             ("grpc.max_send_message_length", limit),
             ("grpc.so_reuseport", 0),
         ],

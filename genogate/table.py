@@ -8,10 +8,12 @@ right-aligned. Cells are rendered by ``cell``: ``None`` as ``-``, booleans as ye
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
+from genogate import risk
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 
@@ -173,6 +175,11 @@ def study(s: cpb.Study, *, revocation_epoch: int | None = None) -> str:
                 ("grant valid from", when(body.not_before_unix_ms)),
                 ("grant valid to", when(body.not_after_unix_ms)),
             ]
+            if body.HasField("risk"):
+                pairs.append(("membership risk", body.risk.statement))
+    elif s.proposal.epsilon_total_per_site > 0 and math.isfinite(s.proposal.epsilon_total_per_site):
+        # Before approval: the bound for the proposal's own total (a site's cap can only make it smaller).
+        pairs.append(("membership risk", risk.membership_risk(s.proposal.epsilon_total_per_site).statement))
     if revocation_epoch is not None:
         pairs.append(("revocation epoch", revocation_epoch))
     out = [kv(pairs)]
@@ -217,11 +224,37 @@ def preview(response: cpb.PreviewStudyResponse) -> str:
                 kinds_text(s.kinds_refused),
                 s.epsilon_total_cap if s.epsilon_total_cap else None,
                 s.count_ci95_half_width if s.count_ci95_half_width else None,
+                s.epsilon_per_researcher_cap if s.epsilon_per_researcher_cap else None,
+                s.researcher_epsilon_committed,
+                s.researcher_epsilon_spent if s.researcher_epsilon_spent >= 0 else None,
+                s.budget_period_days or None,
+                s.epsilon_per_query_min if s.epsilon_per_query_min else None,
             )
             for s in response.sites
         ]
-        headers = ("SITE", "REGISTERED", "REACHABLE", "PURPOSE OK", "KINDS REFUSED", "EPSILON CAP", "COUNT CI95 +/-")
+        headers = (
+            "SITE",
+            "REGISTERED",
+            "REACHABLE",
+            "PURPOSE OK",
+            "KINDS REFUSED",
+            "EPSILON CAP",
+            "COUNT CI95 +/-",
+            "RESEARCHER CAP",
+            "COMMITTED",
+            "SPENT",
+            "PERIOD DAYS",
+            "EPSILON MIN",
+        )
         out += ["", table(headers, rows)]
+        out += [
+            "",
+            "RESEARCHER CAP: the site's cap on ε per researcher across all their studies there; COMMITTED: what the "
+            "researcher's approved studies may spend there; SPENT: what the site's ledger says they spent in its "
+            "period (- where unknown)",
+        ]
+    if response.HasField("risk"):
+        out += ["", f"membership risk: {response.risk.statement}"]
     if response.problems:
         out += ["", "problems:"] + [f"  - {p}" for p in response.problems]
     else:

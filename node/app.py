@@ -22,6 +22,7 @@ import grpc
 from genogate import __version__, duo
 from genogate.errors import ConfigError
 from genogate.nodeclient import ClientTLS
+from genogate.rpc import max_envelope_bytes, max_request_bytes
 from genogate.server import build_server, serve_until_signalled
 from genogate.signing import Signer, key_id
 from genogate.wire.v1 import common_pb2 as pb  # noqa: F401 - named in a cast
@@ -99,6 +100,7 @@ def grant_verifier(config: NodeConfig) -> GrantVerifier | None:
         timestamp_window_ms=window_ms,
         opted_in=frozenset(g.opted_in) if g.require_opt_in else None,
         refused=frozenset(g.refused),
+        max_payload_bytes=max_envelope_bytes(config.policy.max_variants_per_query),
     )
 
 
@@ -169,6 +171,7 @@ def create_server(
         accepted_purposes=sorted(policy.allowed_purposes),
         epsilon_total_cap=float(policy.epsilon_per_study_cap),
         epsilon_per_query_cap=float(policy.epsilon_per_query_cap),
+        epsilon_per_query_min=float(policy.epsilon_per_query_min),
         receipt_public_key=signer.public_raw,
         receipt_key_id=signer.key_id,
         labels=[npb.LabelSet(attribute=a, labels=labels) for a, labels in service.labels()],
@@ -181,6 +184,7 @@ def create_server(
         policy=RPC_POLICY,
         thread_prefix="node-rpc",
         interceptors=interceptors,
+        max_receive_bytes=max_request_bytes(policy.max_variants_per_query),
         add_servicers=lambda srv: node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(service, info), srv),
     )
     return server, port, service

@@ -5,6 +5,8 @@
 ``genogate.errors`` class with a stable reason, a fixed public message and specifics in ``detail`` only.
 Checks run cheapest and data-independent first (DESIGN.md, "Trust model"); none reads participant data:
 
+0. the grant is at most ``MAX_GRANT_BYTES`` and the signed envelope at most ``max_payload_bytes`` (from the
+   node's ``max_variants_per_query``), before either is decoded (INVALID_STUDY, INVALID_QUERY);
 1. the grant's committee key is trusted (UNTRUSTED_COMMITTEE), its signature verifies (BAD_SIGNATURE) and
    its body is complete and well formed (INVALID_STUDY);
 2. the researcher key in the grant matches its fingerprint (INVALID_STUDY);
@@ -14,7 +16,8 @@ Checks run cheapest and data-independent first (DESIGN.md, "Trust model"); none 
    (STUDY_REFUSED);
 6. the study is not revoked, according to a revocation list fresh enough and at least as new as the grant
    (GRANT_REVOKED, REVOCATION_UNCONFIRMED);
-7. the query is signed by the researcher key the grant carries (BAD_SIGNATURE);
+7. the query is signed by the researcher key the grant carries (BAD_SIGNATURE), checked over the raw bytes
+   before the envelope is decoded: nobody but the grant's researcher makes this node parse a query;
 8. the envelope is for the grant's study (GRANT_MISSING) and addressed to this site (GRANT_WRONG_SITE);
 9. its timestamp lies within the window around this node's clock (STALE_TIMESTAMP);
 10. its nonce is fresh (REPLAYED_NONCE), recorded durably only now, after every other check passed.
@@ -66,6 +69,8 @@ from node.studies import Study
 GRANT_BODY = "genogate.v1.GrantBody"
 QUERY_ENVELOPE = "genogate.v1.QueryEnvelope"
 REVOCATION_LIST = "genogate.v1.RevocationList"
+MAX_GRANT_BYTES = 64 * 1024
+"""A grant names a study, its sites and terms: far below this."""
 MIN_NONCE_BYTES = 16
 MAX_NONCE_BYTES = 256
 _MAX_STUDY_ID = 128
@@ -377,6 +382,7 @@ class GrantVerifier:
         opted_in: frozenset[str] | None,
         refused: frozenset[str],
         clock: Callable[[], float] = time.time,
+        max_payload_bytes: int | None = None,
     ) -> None:
         if not 0 < timestamp_window_ms <= nonces.window_ms:
             raise ConfigError("the timestamp window must be positive and no wider than the nonce store's window")
@@ -388,6 +394,7 @@ class GrantVerifier:
         self._opted_in = opted_in
         self._refused = refused
         self._clock = clock
+        self._max_payload = max_payload_bytes
 
     @property
     def revocations(self) -> RevocationCache:
@@ -399,6 +406,8 @@ class GrantVerifier:
     def verify_grant(self, grant: pb.StudyGrant) -> tuple[pb.GrantBody, Study]:
         """The grant's own checks (committee signature, key fingerprint, validity window, this site, the
         steward's rules, revocation): what a query and a budget request under it both need."""
+        if len(grant.payload) > MAX_GRANT_BYTES:
+            raise _invalid_study(f"grant of {len(grant.payload)} bytes; at most {MAX_GRANT_BYTES}")
         _verify_committee(
             self._trusted,
             grant.committee_key_id,
@@ -431,6 +440,11 @@ class GrantVerifier:
 
     def verify(self, grant: pb.StudyGrant, signed: pb.SignedQuery) -> VerifiedQuery:
         """Run every check in order; return the verified query or raise the first refusal."""
+        if self._max_payload is not None and len(signed.payload) > self._max_payload:
+            raise InvalidArgument(
+                f"envelope of {len(signed.payload)} bytes; at most {self._max_payload}",
+                message=f"the query envelope is larger than this node accepts ({self._max_payload} bytes)",
+            )
         body, study = self.verify_grant(grant)
         sid = body.study_id
         now_ms = _now_ms(self._clock)

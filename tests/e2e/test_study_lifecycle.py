@@ -80,6 +80,8 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
                 "GENOGATE_NODE_GRANTS__REVOCATION_MAX_STALENESS_SECONDS": "30",
                 "GENOGATE_NODE_POLICY__ALLOWED_PURPOSES": "GRU,HMB,DS",
             }
+            if site == "site-b":  # a site whose floor on ε per query is above the coordinator's (0.001)
+                env["GENOGATE_NODE_POLICY__EPSILON_PER_QUERY_MIN"] = "0.01"
             procs[site] = start_node(node.config, operator, log=root / f"{site}.log", env=env)
         federation = Federation(
             coordinator,
@@ -308,3 +310,140 @@ def test_the_cli_lists_and_shows_studies_from_the_real_coordinator(fed: Federati
     assert study.study_id in table
     missing = subprocess.run([*run, "study", "show", "S-nope"], env=env, capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1 and missing.stderr.startswith("genogate: error:")
+
+
+# Issue 13: the committee's view, the ε floor before fan-out, bounded work before authentication --------------
+
+
+def _peak_rss_kb(proc: Proc) -> int:
+    for line in Path(f"/proc/{proc.popen.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+def test_the_preview_shows_each_sites_floor_commitments_and_the_risk(fed: Federation) -> None:
+    from decimal import Decimal
+
+    _approved(fed, _proposal(fed))  # alice has at least one approved study at both sites
+    with fed.coord() as c:
+        approved = c.list_studies(cpb.STUDY_STATE_APPROVED, fed.alice.key_id)
+        preview = c.preview_study(_proposal(fed))
+    committed = {
+        site: float(
+            sum(
+                Decimal(repr(pb.GrantBody.FromString(s.grant.payload).epsilon_total))
+                for s in approved
+                if site in pb.GrantBody.FromString(s.grant.payload).sites
+            )
+        )
+        for site in SITES
+    }
+    by_site = {s.site: s for s in preview.sites}
+    for site in SITES:
+        s = by_site[site]
+        assert s.reachable and s.registered
+        assert s.researcher_epsilon_committed == committed[site] > 0
+        assert s.researcher_epsilon_spent >= 0  # the node's own figure, asked through one of alice's studies
+        assert s.epsilon_total_cap == 10.0  # the nodes' own per-study cap, not the proposal's 2
+    assert (by_site["site-a"].epsilon_per_query_min, by_site["site-b"].epsilon_per_query_min) == (0.001, 0.01)
+    assert preview.risk.epsilon == 2.0 and preview.risk == preview.grant_body.risk
+    assert "at most" in preview.risk.statement and preview.risk.measured_true_positive_rate == -1.0
+
+
+def test_a_query_below_a_sites_floor_is_refused_before_any_site_is_charged(fed: Federation) -> None:
+    """ε = 0.005 is above the coordinator's floor and site-a's, below site-b's (0.01): the query is refused
+    before fan-out, so site-a charges nothing either (a tiny ε must not charge every site and return nothing)."""
+    from genogate.client import Client
+    from genogate.errors import InvalidArgument
+
+    study = _approved(fed, _proposal(fed))
+    with Client(fed.coordinator.address, fed.alice_tls, fed.alice, timeout_s=60) as gg:
+        with pytest.raises(InvalidArgument) as info:
+            gg.cohort_count(study.study_id, where="sex=F", epsilon=0.005)
+        assert info.value.reason == Reason.INVALID_EPSILON
+        assert "site-b 0.01" in info.value.message and "nothing was asked or charged" in info.value.message
+        with pytest.raises(InvalidArgument):  # below the coordinator's own floor, to one site alone
+            gg.cohort_count(study.study_id, where="sex=F", epsilon=0.0005, sites=["site-a"])
+        assert [_spent(fed, site, study) for site in SITES] == [0.0, 0.0]
+        answered = gg.cohort_count(study.study_id, where="sex=F", epsilon=0.005, sites=["site-a"])
+        assert "charged: site-a ε 0.005" in answered.charge_note and "charged: site-a" in str(answered)
+    assert [_spent(fed, site, study) for site in SITES] == [0.005, 0.0]
+
+
+def test_a_million_variant_envelope_costs_the_coordinator_and_a_node_little(fed: Federation) -> None:
+    """A 1,000,000-variant envelope signed by a key that is not the study's (any certificate holder can send
+    one): refused, typed, and neither server's peak RSS grows by more than 100 MB (it took 4.75 s of CPU at
+    the coordinator, 13 s and +360 MB at a node before)."""
+    from genogate.errors import InvalidArgument
+
+    study = _approved(fed, _proposal(fed, kinds=(pb.QUERY_KIND_ALLELE_FREQUENCY,)))
+    env = envelope(CohortCount(parse_filter("sex=F")), study_id=study.study_id, epsilon=0.1)
+    env.query.Clear()
+    env.query.allele_frequency.variants.extend(
+        pb.Variant(chrom="22", pos=16_050_000 + i, ref="A", alt="G") for i in range(1_000_000)
+    )
+    payload, sig = signed(env, fed.bob)
+    assert len(payload) > 10 * 2**20
+    before = {"coordinator": _peak_rss_kb(fed.coordinator), "site-a": _peak_rss_kb(fed.nodes["site-a"])}
+    with fed.coord(fed.alice_tls) as c, pytest.raises(InvalidArgument) as info:
+        c.run_query(pb.SignedQuery(payload=payload, researcher_signature=sig))
+    assert info.value.reason == Reason.INVALID_QUERY  # not TOO_MANY_VARIANTS: nothing was decoded
+    with fed.node("site-a") as n, pytest.raises(InvalidArgument) as at_node:
+        n.send(payload, sig, study.grant)
+    assert at_node.value.reason == Reason.INVALID_QUERY
+    for name, proc in (("coordinator", fed.coordinator), ("site-a", fed.nodes["site-a"])):
+        assert _peak_rss_kb(proc) - before[name] < 100 * 1024, name
+    assert _spent(fed, "site-a", study) == 0.0
+
+
+def test_study_show_and_preview_print_the_risk_in_words(fed: Federation, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from genogate.tls import write_secret
+    from tests.processes import ROOT
+
+    study = _approved(fed, _proposal(fed))
+    for name, data in (("ca.pem", fed.alice_tls.ca), ("alice.pem", fed.alice_tls.cert)):
+        (tmp_path / name).write_bytes(data)
+    write_secret(tmp_path / "alice.key", fed.alice_tls.key)
+    (tmp_path / "profile.toml").write_text(
+        f'[profile]\nname = "alice"\ncoordinator = "{fed.coordinator.address}"\nca_cert = "ca.pem"\n'
+        'cert = "alice.pem"\nkey = "alice.key"\n'
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GENOGATE_PROFILE": str(tmp_path / "profile.toml")}
+    run = [sys.executable, "-m", "genogate.cli"]
+    shown = subprocess.run(
+        [*run, "study", "show", study.study_id], env=env, capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert "membership risk" in shown and "With ε = 2 and δ = 1e-05 spent at one site" in shown
+    preview = subprocess.run(
+        [
+            *run,
+            "study",
+            "preview",
+            "--title",
+            "t",
+            "--purpose",
+            "HMB",
+            "--kinds",
+            "cohort_count",
+            "--sites",
+            "site-a,site-b",
+            "--epsilon-total",
+            "0.1",
+            "--epsilon-cap",
+            "0.05",
+            "--days",
+            "30",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert "can flag at most 5.5% of members" in preview
+    assert "RESEARCHER CAP" in preview and "EPSILON MIN" in preview

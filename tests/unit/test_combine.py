@@ -242,3 +242,71 @@ def test_combined_intervals_cover_the_truth_across_sites_with_real_opendp_noise(
         misses += not (c.ci95_low <= sum(truths) <= c.ci95_high)
     bound = max_misses(n)
     assert misses <= bound, f"{misses} of {n} intervals missed the truth (bound {bound})"
+
+
+# Bounded work: beyond MAX_SUPPORT no distribution is built, and the bounds that replace it still cover.
+
+
+@pytest.mark.parametrize(
+    "comps",
+    [
+        [("discrete_laplace", 40.0)],
+        [("discrete_laplace", 30.0)] * 3,
+        [("discrete_gaussian", 50.0), ("discrete_laplace", 20.0)],
+    ],
+)
+def test_the_bounds_past_the_support_cap_are_never_narrower_than_the_exact_quantiles(
+    comps: list[noise.Component], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exact = (
+        noise.two_sided(comps, 0.05),
+        noise.lower_tail(comps, 0.025),
+        noise.positive_part_upper([[c] for c in comps], 0.025),
+    )
+    monkeypatch.setattr(noise, "MAX_SUPPORT", 100)  # every one of these is now too wide to build
+    assert not noise.exact(comps)
+    bounded = (
+        noise.two_sided(comps, 0.05),
+        noise.lower_tail(comps, 0.025),
+        noise.positive_part_upper([[c] for c in comps], 0.025),
+    )
+    for e, b in zip(exact, bounded, strict=True):
+        assert e <= b <= 4 * e  # sound (Chebyshev / Cantelli), and not absurdly wide
+    sd = math.sqrt(sum(noise.variance(c) for c in comps))
+    assert bounded[0] == math.ceil(sd / math.sqrt(0.05))
+    assert math.isclose(
+        noise.stddev(comps), sd, rel_tol=1e-9 if all(m == "discrete_laplace" for m, _ in comps) else 1e-2
+    )
+
+
+def test_the_discrete_laplace_variance_is_exact() -> None:
+    for b in (0.5, 2.0, 7.0):
+        p = noise.pmf(("discrete_laplace", b))
+        k = np.arange(len(p)) - len(p) // 2
+        assert math.isclose(float((p * k * k).sum()), noise.variance(("discrete_laplace", b)), rel_tol=1e-9)
+
+
+def test_a_tiny_epsilon_combines_without_building_its_support() -> None:
+    """ε = 1e-9 at three sites: scale 1e9, an exact support of 2.4e11 points (1.9 TB). The combination takes
+    the bound instead, and its interval is Chebyshev's."""
+    import tracemalloc
+
+    values = [value(100, 1e9), value(50, 1e9), value(7, 1e9)]
+    tracemalloc.start()
+    c = combine(values)
+    suppressed = combine([value(100, 1e9, k=10), value(3, 1e9, k=10)])
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 1 << 20
+    sd = math.sqrt(3 * noise.variance(("discrete_laplace", 1e9)))
+    assert c.estimate == 157 and c.ci95_high == 157 + math.ceil(sd / math.sqrt(0.05))
+    assert not suppressed.HasField("estimate") and suppressed.ci95_high > 1e9
+
+
+def test_the_cache_of_distributions_stays_within_its_byte_budget() -> None:
+    """40 distinct scales, 3.8 MB of distributions each (150 MB if all were kept), leave at most CACHE_BYTES."""
+    noise.CACHE.clear()
+    for i in range(40):
+        noise.two_sided([("discrete_laplace", 2000.0 + i)] * 2, 0.05)
+        assert noise.CACHE.nbytes <= noise.CACHE_BYTES
+    assert noise.CACHE.nbytes > noise.CACHE_BYTES // 4  # it does cache

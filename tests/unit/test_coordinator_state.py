@@ -554,3 +554,60 @@ def test_a_closed_state_refuses_calls(tmp_path: Path) -> None:
     state.close()
     with pytest.raises(StoreError):
         state.list_nodes()
+
+
+# Issue 13, item 2: the researcher's committed ε per site, and approvals refused over a site's cap.
+
+
+def test_committed_sums_the_researchers_approved_grants_capped_by_each_sites_per_study_cap(world: World) -> None:
+    w = world
+    from coordinator.preview import SiteCaps
+
+    approved(w, title="one", epsilon_total_per_site=4.0)
+    approved(w, title="two", sites=["site-b", "site-c"], epsilon_total_per_site=6.0)
+    w.state.propose(signed(proposal(w.researcher, title="pending", epsilon_total_per_site=9.0), w.researcher))
+    assert w.state.committed(w.researcher.key_id) == {
+        "site-a": Decimal("4.0"),
+        "site-b": Decimal("10.0"),
+        "site-c": Decimal("6.0"),
+    }
+    caps = {"site-b": SiteCaps(per_study=Decimal(5))}
+    assert w.state.committed(w.researcher.key_id, caps)["site-b"] == Decimal(9)  # 4 + min(6, 5)
+    assert w.state.committed("f" * 64) == {}
+
+
+def test_an_approval_over_a_sites_per_researcher_cap_is_refused_naming_the_site_and_numbers(world: World) -> None:
+    w = world
+    from coordinator.preview import SiteCaps
+
+    caps = {"site-a": SiteCaps(per_researcher=Decimal(20), period_days=30)}
+    approved(w, title="first", epsilon_total_per_site=10.0)
+    # 10 committed + 10 proposed = 20: exactly at the cap is allowed
+    second = w.state.propose(signed(proposal(w.researcher, title="second"), w.researcher))
+    w.state.review(review(w.members[0], second, cpb.REVIEW_DECISION_APPROVE), caps)
+    done = w.state.review(review(w.members[1], second, cpb.REVIEW_DECISION_APPROVE), caps)
+    assert done.state == cpb.STUDY_STATE_APPROVED
+    third = w.state.propose(signed(proposal(w.researcher, title="third", epsilon_total_per_site=0.5), w.researcher))
+    with pytest.raises(FailedPrecondition) as info:
+        w.state.review(review(w.members[0], third, cpb.REVIEW_DECISION_APPROVE), caps)
+    assert "site-a" in info.value.message and "20.5 in all" in info.value.message and "ε 20 per" in info.value.message
+    assert w.state.get(third.study_id).state == cpb.STUDY_STATE_PROPOSED and not w.state.get(third.study_id).reviews
+    # A rejection is never held back, and a site that publishes no cap checks nothing
+    assert w.state.review(review(w.members[1], third, cpb.REVIEW_DECISION_REJECT), caps).state == (
+        cpb.STUDY_STATE_REJECTED
+    )
+    fourth = w.state.propose(signed(proposal(w.researcher, title="fourth", epsilon_total_per_site=0.5), w.researcher))
+    w.state.review(review(w.members[0], fourth, cpb.REVIEW_DECISION_APPROVE), {})
+    assert w.state.review(review(w.members[1], fourth, cpb.REVIEW_DECISION_APPROVE)).state == cpb.STUDY_STATE_APPROVED
+
+
+def test_the_grant_carries_the_membership_risk_of_its_budget(world: World) -> None:
+    w = world
+    from coordinator.preview import SiteCaps
+    from genogate import risk
+
+    study = w.state.propose(signed(proposal(w.researcher, epsilon_total_per_site=10.0), w.researcher))
+    caps = {"site-a": SiteCaps(per_study=Decimal(2)), "site-b": SiteCaps(per_study=Decimal(4))}
+    w.state.review(review(w.members[0], study, cpb.REVIEW_DECISION_APPROVE), caps)
+    study = w.state.review(review(w.members[1], study, cpb.REVIEW_DECISION_APPROVE), caps)
+    assert pb.GrantBody.FromString(study.grant.payload).risk == risk.membership_risk(4.0)

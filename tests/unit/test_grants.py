@@ -643,3 +643,46 @@ def test_timestamp_window_must_fit_the_nonce_window(world: World, cache: Revocat
                 opted_in=None,
                 refused=frozenset(),
             )
+
+
+# Issue 13, item 6: size and signature before anything is decoded.
+
+
+def test_an_oversized_envelope_is_refused_before_the_grant_or_its_bytes_are_read(
+    world: World, cache: RevocationCache, nonces: NonceStore
+) -> None:
+    from node.grants import MAX_GRANT_BYTES
+
+    v = GrantVerifier(
+        site=SITE,
+        trusted_committee=world.trusted,
+        revocations=cache,
+        nonces=nonces,
+        timestamp_window_ms=WINDOW_MS,
+        opted_in=None,
+        refused=frozenset(),
+        clock=world.clock,
+        max_payload_bytes=4096,
+    )
+    big = pb.SignedQuery(payload=b"\xff" * 4097, researcher_signature=b"")  # not even an envelope
+    forged = pb.StudyGrant(payload=b"x", committee_signature=b"", committee_key_id="nobody")
+    exc = refused_with(InvalidArgument, Reason.INVALID_QUERY, lambda: v.verify(forged, big))
+    assert "at most 4096" in exc.detail
+    huge_grant = world.sign_grant(b"\x00" * (MAX_GRANT_BYTES + 1))
+    exc = refused_with(InvalidArgument, Reason.INVALID_STUDY, lambda: v.verify(huge_grant, world.query()))
+    assert f"at most {MAX_GRANT_BYTES}" in exc.detail  # refused by its size, not by decoding it
+    assert isinstance(v.verify(world.grant(), world.query()), VerifiedQuery)  # at the limit and under: as ever
+
+
+def test_an_undecodable_envelope_signed_by_another_key_is_refused_by_its_signature(
+    world: World, verifier: GrantVerifier
+) -> None:
+    """The researcher's signature over the raw bytes is checked before they are parsed: garbage signed by
+    anyone else is BAD_SIGNATURE (never an undecodable-envelope error, which would mean it was parsed)."""
+    garbage = b"\xff\xff\xff\xff"
+    signed = pb.SignedQuery(payload=garbage, researcher_signature=signer().sign("genogate.v1.QueryEnvelope", garbage))
+    refused_with(Unauthenticated, Reason.BAD_SIGNATURE, lambda: verifier.verify(world.grant(), signed))
+    by_researcher = pb.SignedQuery(
+        payload=garbage, researcher_signature=world.researcher.sign("genogate.v1.QueryEnvelope", garbage)
+    )
+    refused_with(InvalidArgument, Reason.INVALID_QUERY, lambda: verifier.verify(world.grant(), by_researcher))

@@ -121,3 +121,145 @@ def test_a_study_has_one_genome_build() -> None:
     assert problems[0] in proposal_problems(proposal(), mixed)
     out = preview(proposal(), {n: cpb.NodeInfo(name=n, genome_build=b) for n, b in mixed.items()}, now_ms=NOW_MS)
     assert problems[0] in out.problems and out.grant_body.assembly == ""
+
+
+# Issue 13: never a crash, the committee's view of cumulative ε, and risk in words.
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from coordinator.preview import (  # noqa: E402
+    MAX_SITES,
+    SiteCaps,
+    caps_of,
+    check_shape,
+    over_researcher_caps,
+)
+from genogate import risk  # noqa: E402
+from genogate.errors import InvalidArgument, Reason  # noqa: E402
+from genogate.wire.v1 import node_pb2 as npb  # noqa: E402
+
+EXTREME = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([5e-324, 1e-300, 1e-15, 1e308, -0.0, 0.0, 1e6, 1e6 + 1, 2.2250738585072014e-308]),
+)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    total=EXTREME,
+    cap=EXTREME,
+    days=st.integers(0, 2**32 - 1),
+    sites=st.lists(st.sampled_from(["site-a", "site-b", "", "x" * 100, "site-a"]), max_size=5),
+    kinds=st.lists(st.integers(0, 7), max_size=4),
+)
+def test_a_preview_never_fails_whatever_the_numbers(
+    total: float, cap: float, days: int, sites: list[str], kinds: list[int]
+) -> None:
+    """The function behind PreviewStudy answers problems for anything (358 of 10,000 such proposals raised
+    decimal.DivisionImpossible before); the server refuses what check_shape refuses, typed."""
+    p = proposal(epsilon_total_per_site=total, epsilon_per_query_cap=cap, duration_days=days, sites=sites, kinds=kinds)
+    out = preview(p, NODES, now_ms=NOW_MS)
+    assert len(out.sites) == len(sites)
+    try:
+        check_shape(p)
+    except InvalidArgument as exc:
+        assert exc.reason in (Reason.INVALID_STUDY, Reason.INVALID_EPSILON)
+    else:
+        assert out.HasField("risk") and 0 < out.risk.true_positive_rate_bound <= 1
+
+
+def test_the_division_that_crashed_is_a_budget_line() -> None:
+    out = preview(proposal(epsilon_total_per_site=1e6, epsilon_per_query_cap=5e-324, kinds=[1]), NODES, now_ms=NOW_MS)
+    assert any("more than 10^12 queries" in p for p in out.problems)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reason"),
+    [
+        ({"epsilon_total_per_site": float("nan")}, Reason.INVALID_EPSILON),
+        ({"epsilon_per_query_cap": 1e308}, Reason.INVALID_EPSILON),
+        ({"epsilon_per_query_cap": -1.0}, Reason.INVALID_EPSILON),
+        ({"duration_days": 2**32 - 1}, Reason.INVALID_STUDY),
+        ({"sites": []}, Reason.INVALID_STUDY),
+        ({"sites": [f"s{i}" for i in range(MAX_SITES + 1)]}, Reason.INVALID_STUDY),
+        ({"sites": ["x" * 10_000]}, Reason.INVALID_STUDY),
+        ({"title": "t" * 10_001}, Reason.INVALID_STUDY),
+    ],
+)
+def test_shapes_that_cannot_be_previewed_are_typed_refusals(overrides: dict[str, object], reason: Reason) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        check_shape(proposal(**overrides))
+    assert info.value.reason == reason
+    assert "x" * 100 not in info.value.message  # a caller's name is never echoed
+
+
+def test_caps_come_from_what_a_site_publishes_and_zero_means_it_does_not_say() -> None:
+    info = npb.GetNodeInfoResponse(
+        epsilon_total_cap=8.0, epsilon_per_researcher_cap=20.0, budget_period_days=365, epsilon_per_query_min=0.01
+    )
+    assert caps_of(info) == SiteCaps(Decimal("8.0"), Decimal("20.0"), 365, Decimal("0.01"), True)
+    assert caps_of(npb.GetNodeInfoResponse()) == SiteCaps(reachable=True)
+    assert caps_of(None) == SiteCaps()
+
+
+def test_committed_plus_proposed_over_a_sites_cap_is_named_with_its_numbers() -> None:
+    caps = {
+        "site-a": SiteCaps(per_study=Decimal(8), per_researcher=Decimal(20), period_days=365),
+        "site-b": SiteCaps(per_researcher=Decimal(30)),
+    }
+    # 10 proposed counts as 8 at site-a (its per-study cap): 12 + 8 = 20 is exactly at the cap
+    assert over_researcher_caps(Decimal(10), ["site-a", "site-b"], {"site-a": Decimal(12)}, caps) == []
+    over = over_researcher_caps(Decimal(10), ["site-a", "site-b"], {"site-a": Decimal("12.5")}, caps)
+    assert over == [
+        "site-a: the researcher's approved studies there may spend ε 12.5 and this study 8, 20.5 in all, over the "
+        "site's cap of ε 20 per researcher over 365 days"
+    ]
+    assert over_researcher_caps(Decimal(10), ["site-c"], {"site-c": Decimal(1000)}, caps) == []  # says no cap
+
+
+def test_the_preview_shows_each_sites_caps_committed_and_spent_and_the_risk() -> None:
+    caps = {
+        "site-a": SiteCaps(Decimal(8), Decimal(20), 365, Decimal("0.01"), True),
+        "site-b": SiteCaps(),
+    }
+    out = preview(
+        proposal(epsilon_total_per_site=10.0, epsilon_per_query_cap=0.005),
+        NODES,
+        now_ms=NOW_MS,
+        caps=caps,
+        committed={"site-a": Decimal(15)},
+        spent={"site-a": 3.5},
+        epsilon_per_query_min=Decimal("0.001"),
+    )
+    a, b = out.sites
+    assert (a.reachable, a.epsilon_total_cap, a.epsilon_per_researcher_cap) == (True, 8.0, 20.0)
+    assert (a.researcher_epsilon_committed, a.researcher_epsilon_spent, a.budget_period_days) == (15.0, 3.5, 365)
+    assert a.epsilon_per_query_min == 0.01
+    assert (b.reachable, b.epsilon_total_cap, b.epsilon_per_researcher_cap, b.researcher_epsilon_spent) == (
+        False,
+        10.0,
+        0.0,
+        -1.0,
+    )
+    assert "site-a: refuses queries below ε 0.01, and the per-query cap 0.005 is below it" in out.problems
+    assert any(p.startswith("site-a: the researcher's approved studies there may spend ε 15") for p in out.problems)
+    assert not any(p.startswith("site-b:") for p in out.problems)  # 0.005 is above the coordinator's floor
+    # The risk is for the most exposed site: site-b, which caps nothing, at the proposal's 10
+    assert out.risk == risk.membership_risk(10.0) == out.grant_body.risk
+
+
+def test_the_grant_carries_the_risk_of_the_budget_as_capped_by_its_sites() -> None:
+    p = proposal(epsilon_total_per_site=10.0)
+    caps = {"site-a": SiteCaps(per_study=Decimal(1)), "site-b": SiteCaps(per_study=Decimal("0.5"))}
+    body = grant_body(
+        p,
+        study_id="S-1",
+        researcher_public_key=b"k" * 32,
+        approved_ms=NOW_MS,
+        revocation_epoch=0,
+        assembly="GRCh38",
+        caps=caps,
+    )
+    assert body.risk == risk.membership_risk(1.0)
+    assert "ε = 1 " in body.risk.statement

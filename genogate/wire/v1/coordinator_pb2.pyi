@@ -1108,6 +1108,7 @@ class RunQueryResponse(_message.Message):
     EPSILON_FIELD_NUMBER: _builtins.int
     COMBINED_FIELD_NUMBER: _builtins.int
     SITES_FIELD_NUMBER: _builtins.int
+    CHARGE_NOTE_FIELD_NUMBER: _builtins.int
     query_id: _builtins.str
     """The envelope's query id."""
     study_id: _builtins.str
@@ -1116,6 +1117,10 @@ class RunQueryResponse(_message.Message):
     """The query's kind."""
     epsilon: _builtins.float
     """ε requested at each site."""
+    charge_note: _builtins.str
+    """What the query charged, in words: which sites charged what, which answered from a stored release, which
+    refused (charging nothing) and which did not answer (and may have charged).
+    """
     @_builtins.property
     def combined(self) -> _common_pb2.CombinedResult:
         """The combination over the answering sites; unset when no site answered."""
@@ -1133,10 +1138,11 @@ class RunQueryResponse(_message.Message):
         epsilon: _builtins.float = ...,
         combined: _common_pb2.CombinedResult | None = ...,
         sites: _abc.Iterable[_common_pb2.SiteOutcome] | None = ...,
+        charge_note: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["combined", b"combined"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["combined", b"combined", "epsilon", b"epsilon", "kind", b"kind", "query_id", b"query_id", "sites", b"sites", "study_id", b"study_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["charge_note", b"charge_note", "combined", b"combined", "epsilon", b"epsilon", "kind", b"kind", "query_id", b"query_id", "sites", b"sites", "study_id", b"study_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
