@@ -111,6 +111,9 @@ class Policy:
     rate_limit_per_study_per_minute: int
     public_site_catalogue: bool
     epsilon_per_query_min: Decimal = Decimal("0.001")
+    epsilon_per_researcher_cap: Decimal = Decimal("8")
+    epsilon_per_node_cap: Decimal = Decimal("100")
+    budget_period_days: int = 365
 
 
 @dataclass(frozen=True)
@@ -140,8 +143,12 @@ class QueryService:
         covered_bed: Path | None = None,
         diseases: duo.Diseases = duo.ICD10_ONLY,
         disease_releases: Mapping[str, str] | None = None,
+        coordinator_common_name: str = "",
     ):
         self.name = name
+        # The coordinator's certificate common name: the only caller given a site's own value under a grant
+        # without the per-site breakdown, and the only one given a budget under a grant ("" = nobody).
+        self.coordinator_common_name = coordinator_common_name
         self.policy = policy
         self._store_path = store_path
         self._root = Store.open(store_path)
@@ -181,6 +188,9 @@ class QueryService:
         # Reads of the store's rows, started as soon as a query's variants are known (see _query).
         self._fetch_pool = ThreadPoolExecutor(max_workers=fetch_workers, thread_name_prefix="node-fetch")
         self.n_samples = self._root.n_samples
+        # The consent epoch of the store's cohort: stored answers of earlier epochs answer no new query id.
+        self.epoch = ledger.register_epoch(self._root.cohort_sha256(), now_ms=int(clock() * 1000))
+        log.info("consent epoch", extra={"epoch": self.epoch})
 
     def labels(self) -> list[tuple[str, tuple[str, ...]]]:
         """The labels of each categorical attribute at this node (published in GetNodeInfo)."""
@@ -243,14 +253,21 @@ class QueryService:
         outcome: _Outcome,
     ) -> pb.Release:
         if grant is not None and grant.payload:
-            verified = self._verifier().verify(grant, pb.SignedQuery(payload=payload, researcher_signature=signature))
+            verified = self._verifier().verify(
+                grant,
+                pb.SignedQuery(payload=payload, researcher_signature=signature),
+                caller=caller.common_name,
+                coordinator_common_name=self.coordinator_common_name,
+            )
             env, study = verified.envelope, verified.study
+            researcher = verified.grant.researcher_key_fingerprint
             _check_envelope(env)
             self._check_purpose(study)
         else:
             env = _decode_envelope(payload)
             entry.update(study=env.study_id, query_id=env.query_id)
             study = self._authorise(caller, env.study_id)
+            researcher = _local_researcher(caller)
             if env.sites and self.name not in env.sites:
                 raise PermissionDenied(
                     "envelope does not name this site",
@@ -289,7 +306,7 @@ class QueryService:
         # is looked up first, so it costs no computation.
         calls: Calls | Future[Calls] | None = None
         cohort: _Cohort | None = None
-        fresh = not self._ledger.seen(study.study_id, env.query_id, canonical_sha)
+        fresh = not self._ledger.seen(study.study_id, env.query_id, canonical_sha, self.epoch)
         if fresh:
             vids = self._vids(variants)
             if len(vids) and not (isinstance(query, CarrierCount) and query.max_allele_frequency is None):
@@ -312,17 +329,25 @@ class QueryService:
                 epsilon_cap=self._study_cap(study),
                 delta_cap=self.policy.delta_per_study_cap,
                 now_ms=int(self._clock() * 1000),
+                researcher=researcher,
+                caller=caller.common_name,
+                epoch=self.epoch,
+                researcher_cap=self.policy.epsilon_per_researcher_cap,
+                node_cap=self.policy.epsilon_per_node_cap,
+                period_days=self.policy.budget_period_days,
                 audit=entry,
             )
         except BaseException:
             if isinstance(calls, Future):
                 calls.cancel()  # or, already running, it finishes and its rows are dropped unread
             raise
+        # What this request paid now: its charge if it made one (or paid a suspect one again), else nothing:
+        # a retry, a repeat of a stored release, or a query joining an identical one being charged.
+        charged = (charge_eps, charge_delta) if isinstance(begun, Charged) else (Decimal(0), Decimal(0))
         if isinstance(begun, Answered):
             if isinstance(calls, Future):
                 calls.cancel()
-            result_bytes, from_store, original = begun.result, begun.from_store, begun.original_query_id
-            charged = (Decimal(0), Decimal(0)) if from_store else (charge_eps, charge_delta)
+            result_bytes, from_store = begun.result, begun.from_store
             outcome.decision = "replay" if from_store else "retry"
         else:
             entry["charged"] = True
@@ -339,7 +364,9 @@ class QueryService:
             result_bytes = self._ledger.complete(
                 begun.charge_id, result.SerializeToString(deterministic=True), audit=entry
             )
-            from_store, original, charged = False, "", (charge_eps, charge_delta)
+            # Joining another query id's charge: the values are that query id's release (first completion wins).
+            from_store = begun.original_query_id not in ("", env.query_id)
+        original = begun.original_query_id
         body = pb.ReleaseBody(
             query_id=env.query_id,
             study_id=study.study_id,
@@ -350,8 +377,11 @@ class QueryService:
             delta_charged=float(charged[1]),
             from_store=from_store,
             cached_query_id=original if from_store else "",
-            budget_after=self.budget_pb(study),
+            budget_after=self.budget_pb(study, researcher),
             released_unix_ms=int(self._clock() * 1000),
+            original_epsilon_charged=float(begun.original_epsilon),
+            original_delta_charged=float(begun.original_delta),
+            consent_epoch=begun.epoch,
         )
         payload_out = body.SerializeToString(deterministic=True)
         return pb.Release(
@@ -361,12 +391,30 @@ class QueryService:
         )
 
     def budget(self, caller: Caller, study_id: str, grant: pb.StudyGrant | None = None) -> pb.BudgetStatus:
+        """A study's budget here, for the study's researcher and the coordinator only.
+
+        Under a grant only the coordinator is answered: the grant names the researcher by a signing key, not
+        by a certificate, so no certificate proves that its holder is the study's researcher (who reads the
+        budget through the coordinator, or in each release's ``budget_after``). For a local study: one of its
+        researchers (by certificate common name) or the coordinator."""
+        coordinator = bool(self.coordinator_common_name) and caller.common_name == self.coordinator_common_name
         if grant is not None and grant.payload:
-            _, study = self._verifier().verify_grant(grant)
+            if not coordinator:
+                raise _not_coordinator(caller, self.coordinator_common_name, "budgets under a grant")
+            body, study = self._verifier().verify_grant(grant)
             if study.study_id != study_id:
                 raise PermissionDenied(study_id, reason=Reason.GRANT_MISSING, message="the grant is for another study")
-            return self.budget_pb(study)
-        return self.budget_pb(self._authorise(caller, study_id))
+            return self.budget_pb(study, body.researcher_key_fingerprint)
+        if coordinator:
+            local = self._studies().get(study_id)
+            if local is None:
+                raise PermissionDenied(
+                    f"unknown study {study_id!r}",
+                    reason=Reason.GRANT_MISSING,
+                    message="this node holds no grant for the study",
+                )
+            return self.budget_pb(local, "")
+        return self.budget_pb(self._authorise(caller, study_id), _local_researcher(caller))
 
     def _verifier(self) -> GrantVerifier:
         if self._grants is None:
@@ -377,8 +425,18 @@ class QueryService:
             )
         return self._grants
 
-    def budget_pb(self, study: Study) -> pb.BudgetStatus:
-        b = self._ledger.budget(study.study_id, self._study_cap(study), self.policy.delta_per_study_cap)
+    def budget_pb(self, study: Study, researcher: str = "") -> pb.BudgetStatus:
+        """The study's budget here, with ``researcher``'s spending across all their studies in the window
+        ("" when the researcher is not known: the coordinator asking about a local study)."""
+        p = self.policy
+        b = self._ledger.budget(
+            study.study_id,
+            self._study_cap(study),
+            p.delta_per_study_cap,
+            researcher=researcher,
+            now_ms=int(self._clock() * 1000),
+            period_days=p.budget_period_days,
+        )
         return pb.BudgetStatus(
             study_id=study.study_id,
             site=self.name,
@@ -386,6 +444,10 @@ class QueryService:
             epsilon_spent=float(b.epsilon_spent),
             epsilon_remaining=float(b.epsilon_remaining),
             queries_answered=b.queries_answered,
+            researcher_epsilon_cap=float(p.epsilon_per_researcher_cap),
+            researcher_epsilon_spent=float(b.researcher_epsilon_spent),
+            budget_period_days=p.budget_period_days,
+            consent_epoch=self.epoch,
         )
 
     # Checks -----------------------------------------------------------------------------------------------
@@ -676,6 +738,25 @@ def _alt_ref(classes: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """Interleaved (ALT, REF) allele counts per variant from class counts: (a0, r0, a1, r1, ...)."""
     ac, an = allele_counts(classes)
     return np.stack([ac, an - ac], axis=1).reshape(-1).astype(np.int64)
+
+
+def _local_researcher(caller: Caller) -> str:
+    """The researcher a local study's charge is attributed to: the caller's certificate common name, in a
+    namespace apart from grants' key fingerprints."""
+    return "cn:" + caller.common_name
+
+
+def _not_coordinator(caller: Caller, coordinator: str, what: str) -> PermissionDenied:
+    if not coordinator:
+        return PermissionDenied(
+            f"{what}: [grants] coordinator_common_name is not set",
+            message="this node answers this only to the coordinator, and its operator has not named the "
+            "coordinator: set [grants] coordinator_common_name",
+        )
+    return PermissionDenied(
+        f"{what}: caller {caller.common_name!r} is not the coordinator {coordinator!r}",
+        message="this node answers this only to the federation's coordinator",
+    )
 
 
 def _decode_envelope(payload: bytes) -> pb.QueryEnvelope:
