@@ -193,7 +193,13 @@ def _start(fed: Federation) -> None:
         _write_profile(fed, who, fed.coordinator.address)
     # Each node trusts the committee's grants and fetches revocations from the coordinator just started.
     committee = Signer.from_pem_file(coord / "keys/committee.key").public_raw.hex()
-    node_settings = {"grants.committee_keys": [committee], "grants.coordinator": fed.coordinator.address, **METRICS}
+    # The coordinator's certificate name: the only caller a node answers under grants without the breakdown.
+    node_settings = {
+        "grants.committee_keys": [committee],
+        "grants.coordinator": fed.coordinator.address,
+        "grants.coordinator_common_name": "coordinator",
+        **METRICS,
+    }
     for site in SITES:
         set_values(fed.root / site / "node.toml", node_settings)
     starting: dict[str, Proc | BaseException] = {}
