@@ -29,7 +29,7 @@ from genogate.settings import (
 from genogate.settings import (
     non_negative_float as _non_negative_float,
 )
-from node.ledger import MAX_PERIOD_DAYS
+from node.ledger import MAX_AMOUNT, MAX_PERIOD_DAYS
 
 ENV_PREFIX = "GENOGATE_NODE_"
 
@@ -49,6 +49,13 @@ def check_name(name: str) -> str:
 def _positive_decimal(value: Decimal) -> Decimal:
     if value <= 0:
         raise ValueError(f"must be greater than 0, got {value}")
+    return value
+
+
+def _cap(value: Decimal) -> Decimal:
+    """A cap on total ε: positive and no larger than the ledger can hold."""
+    if not 0 < value <= MAX_AMOUNT:
+        raise ValueError(f"must be greater than 0 and at most {MAX_AMOUNT}, got {value}")
     return value
 
 
@@ -194,7 +201,7 @@ class PolicySettings:
             "smaller of this and its grant. 4 rather than 10: a single-target differencing attack ('everyone' vs "
             "'everyone not of the target's sex, age and ancestry') reached AUC 0.72 at 10 and 0.64 at 4 "
             "(SECURITY.md).",
-            "check": _positive_decimal,
+            "check": _cap,
         },
     )
     epsilon_per_researcher_cap: Decimal = field(
@@ -203,7 +210,7 @@ class PolicySettings:
             "help": "Largest total epsilon one researcher (a grant's researcher key, or a local study's certificate "
             "name) may spend at this node across all their studies within budget_period_days: spreading a question "
             "over many studies buys no more than this (default: twice the per-study cap; SECURITY.md).",
-            "check": _positive_decimal,
+            "check": _cap,
         },
     )
     epsilon_per_node_cap: Decimal = field(
@@ -211,7 +218,7 @@ class PolicySettings:
         metadata={
             "help": "Largest total epsilon this node spends across all researchers and studies within "
             "budget_period_days (the privacy loss any one participant here can suffer in that period).",
-            "check": _positive_decimal,
+            "check": _cap,
         },
     )
     budget_period_days: int = field(

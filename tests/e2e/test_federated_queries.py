@@ -124,6 +124,8 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
                 "GENOGATE_NODE_GRANTS__REVOCATION_REFRESH_SECONDS": "1",
                 "GENOGATE_NODE_POLICY__MIN_REPORTABLE_COUNT": "0",
                 "GENOGATE_NODE_POLICY__EPSILON_PER_STUDY_CAP": "1000",
+                "GENOGATE_NODE_POLICY__EPSILON_PER_RESEARCHER_CAP": "1000",
+                "GENOGATE_NODE_POLICY__EPSILON_PER_NODE_CAP": "100000",
                 "GENOGATE_NODE_POLICY__RATE_LIMIT_PER_STUDY_PER_MINUTE": "100000",
                 "GENOGATE_TEST_FAULTS": str(faults),
             }
