@@ -258,7 +258,7 @@ def _study(fed: Federation) -> None:
         RESEARCHER,
         ["study", "propose", "--title", "Epilepsy variants across three sites", "--purpose", "HMB"]
         + ["--kinds", "cohort_count,allele_frequency,genotype_counts,case_control,carrier_count"]
-        + ["--sites", ",".join(SITES), "--epsilon-total", "10", "--epsilon-cap", "1", "--days", "30"]
+        + ["--sites", ",".join(SITES), "--epsilon-total", "4", "--epsilon-cap", "1", "--days", "30"]
         + ["--per-site-breakdown", "--json"],
         show=False,
     )
