@@ -28,6 +28,14 @@ envelope, the study, the policy and the ledger, never from data (counting starts
 durable; rows read for a query the ledger then refuses are dropped uncounted), and thresholding looks at
 noisy values only. The work of counting does not depend on who is in the cohort (``Store.class_counts``).
 
+Budgets, epochs, callers (``node.ledger``): a charge is attributed to the researcher (a grant's researcher key
+fingerprint, or ``cn:<common name>`` for a local study) and checked, in the charging transaction, against the
+study's cap, the researcher's cap across studies and the node's cap over the policy's rolling period. The
+service registers its store's cohort fingerprint as a consent epoch when it starts; the same question is
+answered from the store only within the epoch. A query id is answered again only to the certificate that
+first sent it. A release states what this request paid now (0 for a retry, a stored release, or a query
+that joined an identical one being charged), the original charge and the epoch of its values.
+
 Threading: one instance serves every gRPC worker thread. A query runs on its gRPC thread, handing off at most
 one read to a small pool of fetch workers (when the store is read through DuckDB: thread wake-ups and GIL
 hand-offs cost more on this path than the counting itself). DuckDB is used through one cursor per thread
