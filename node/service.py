@@ -91,7 +91,7 @@ from node.catalogue import Catalogue
 from node.cohort import Cohorts
 from node.freq import allele_counts
 from node.grants import GrantVerifier
-from node.ledger import Answered, Charged, Ledger
+from node.ledger import Answered, Charged, Ledger, Pending
 from node.records import HEMI_ALT, HEMI_REF, HET, HOM_ALT, HOM_REF
 from node.store import Calls, MemoryCalls, Store, VariantIndex
 from node.studies import Study
@@ -372,8 +372,9 @@ class QueryService:
             result_bytes = self._ledger.complete(
                 begun.charge_id, result.SerializeToString(deterministic=True), audit=entry
             )
-            # Joining another query id's charge: the values are that query id's release (first completion wins).
-            from_store = begun.original_query_id not in ("", env.query_id)
+            # Joining another query id's pending charge (paying nothing): the values are that query id's release
+            # (first completion wins). A recharge (``Charged``) is paid by this request: not a stored release.
+            from_store = isinstance(begun, Pending) and begun.original_query_id != env.query_id
         original = begun.original_query_id
         body = pb.ReleaseBody(
             query_id=env.query_id,
