@@ -282,6 +282,7 @@ class QueryService:
                     reason=Reason.GRANT_WRONG_SITE,
                     message="the query is not addressed to this site",
                 )
+        entry.update(researcher=researcher, consent_epoch=self.epoch)  # whom the node-wide caps charge
         epsilon = _epsilon(env.epsilon)
         if epsilon < self.policy.epsilon_per_query_min:  # decided from the request alone, before any charge
             raise InvalidArgument(

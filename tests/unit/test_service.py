@@ -413,6 +413,7 @@ def test_every_outcome_is_audited_with_the_release_in_the_same_transaction(store
     assert entries[1]["result_sha256"] == hashlib.sha256(first.result.SerializeToString(deterministic=True)).hexdigest()
     assert entries[3]["caller"] == "mallory" and entries[3]["reason"] == "RESEARCHER_MISMATCH"
     assert all(e["study"] == "S1" for e in entries) and entries[0]["epsilon"] == "0.5"
+    assert entries[0]["researcher"] == "cn:alice" and entries[0]["consent_epoch"] == 1
     assert audit.check(rows, audit.keys(signer.public_raw)).ok
     svc.close()
 
