@@ -88,6 +88,18 @@ class SiteResult:
     attempts: int = 0
     latency_ms: int = 0
 
+    @property
+    def epsilon_charged(self) -> float:
+        """ε this fan-out cost the site: what the answering attempt paid, or, when that attempt was a retry of
+        this query id whose earlier attempt of this fan-out made the charge (its answer lost on the way), that
+        original charge. A stored release (``from_store``) cost nothing."""
+        body = self.body
+        if body is None:
+            return 0.0
+        if self.attempts > 1 and not body.from_store and body.epsilon_charged == 0:
+            return body.original_epsilon_charged
+        return body.epsilon_charged
+
     def to_pb(self, *, with_release: bool) -> pb.SiteOutcome:
         out = pb.SiteOutcome(
             site=self.site,
@@ -98,7 +110,7 @@ class SiteResult:
             latency_ms=self.latency_ms,
         )
         if self.body is not None:
-            out.epsilon_charged, out.from_store = self.body.epsilon_charged, self.body.from_store
+            out.epsilon_charged, out.from_store = self.epsilon_charged, self.body.from_store
         if with_release and self.release is not None:
             out.release.CopyFrom(self.release)
         return out

@@ -255,7 +255,7 @@ class FederatedQueries:
                     status_label(r.status),
                     r.reason.name if r.reason != Reason.UNSPECIFIED else "",
                     r.latency_ms / 1000,
-                    r.body.epsilon_charged if r.body is not None else 0.0,
+                    r.epsilon_charged,
                 )
                 for r in ordered
             ],

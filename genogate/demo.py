@@ -193,7 +193,13 @@ def _start(fed: Federation) -> None:
         _write_profile(fed, who, fed.coordinator.address)
     # Each node trusts the committee's grants and fetches revocations from the coordinator just started.
     committee = Signer.from_pem_file(coord / "keys/committee.key").public_raw.hex()
-    node_settings = {"grants.committee_keys": [committee], "grants.coordinator": fed.coordinator.address, **METRICS}
+    # The coordinator's certificate name: the only caller a node answers under grants without the breakdown.
+    node_settings = {
+        "grants.committee_keys": [committee],
+        "grants.coordinator": fed.coordinator.address,
+        "grants.coordinator_common_name": "coordinator",
+        **METRICS,
+    }
     for site in SITES:
         set_values(fed.root / site / "node.toml", node_settings)
     starting: dict[str, Proc | BaseException] = {}
@@ -252,7 +258,7 @@ def _study(fed: Federation) -> None:
         RESEARCHER,
         ["study", "propose", "--title", "Epilepsy variants across three sites", "--purpose", "HMB"]
         + ["--kinds", "cohort_count,allele_frequency,genotype_counts,case_control,carrier_count"]
-        + ["--sites", ",".join(SITES), "--epsilon-total", "10", "--epsilon-cap", "1", "--days", "30"]
+        + ["--sites", ",".join(SITES), "--epsilon-total", "4", "--epsilon-cap", "1", "--days", "30"]
         + ["--per-site-breakdown", "--json"],
         show=False,
     )

@@ -150,10 +150,12 @@ def init_node(
     *,
     committee_keys: tuple[str, ...] = (),
     coordinator: str = "",
+    coordinator_common_name: str = "",
     metrics_listen: str = "",
 ) -> Report:
     """Create a node directory: config, identity key, TLS key and CSR, pseudonymisation key, studies file.
-    ``committee_keys`` (hex), ``coordinator`` and ``metrics_listen`` go into the config when given.
+    ``committee_keys`` (hex), ``coordinator``, ``coordinator_common_name`` and ``metrics_listen`` go into the
+    config when given.
 
     Refuses a directory that already holds a ``node.toml`` (or any of the files it would write)."""
     _usage(check_name, name, "--name")
@@ -189,6 +191,8 @@ def init_node(
         values["grants.committee_keys"] = committee_keys
     if coordinator:
         values["grants.coordinator"] = coordinator
+    if coordinator_common_name:
+        values["grants.coordinator_common_name"] = coordinator_common_name
     if metrics_listen:
         values["server.metrics_listen"] = metrics_listen
     today = dt.datetime.now(dt.UTC).date().isoformat()

@@ -56,6 +56,9 @@ def policy_of(config: NodeConfig) -> Policy:
         max_variants_per_query=p.max_variants_per_query,
         rate_limit_per_study_per_minute=p.rate_limit_per_study_per_minute,
         public_site_catalogue=p.public_site_catalogue,
+        epsilon_per_researcher_cap=p.epsilon_per_researcher_cap,
+        epsilon_per_node_cap=p.epsilon_per_node_cap,
+        budget_period_days=p.budget_period_days,
     )
 
 
@@ -157,6 +160,7 @@ def create_server(
         covered_bed=config.store.covered_regions,
         diseases=diseases,
         disease_releases=disease_releases,
+        coordinator_common_name=config.grants.coordinator_common_name,
     )
     catalogue = service.catalogue
     info = npb.GetNodeInfoResponse(

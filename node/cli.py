@@ -146,6 +146,13 @@ def _parser() -> argparse.ArgumentParser:
         "--coordinator", default="", metavar="HOST:PORT", help="the coordinator to fetch revocation lists from"
     )
     ini.add_argument(
+        "--coordinator-name",
+        default="",
+        metavar="CN",
+        help="the common name of the coordinator's client certificate ([grants] coordinator_common_name): the "
+        "only caller answered under grants without the per-site breakdown",
+    )
+    ini.add_argument(
         "--metrics-listen", default="", metavar="HOST:PORT", help="serve Prometheus metrics here (default: off)"
     )
 
@@ -250,6 +257,7 @@ def _init(args: argparse.Namespace) -> int:
         args.listen,
         committee_keys=tuple(args.committee_key),
         coordinator=args.coordinator,
+        coordinator_common_name=args.coordinator_name,
         metrics_listen=args.metrics_listen,
     )
     print("\n".join(report.lines()))

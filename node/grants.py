@@ -20,10 +20,14 @@ Checks run cheapest and data-independent first (DESIGN.md, "Trust model"); none 
    before the envelope is decoded: nobody but the grant's researcher makes this node parse a query;
 8. the envelope is for the grant's study (GRANT_MISSING) and addressed to this site (GRANT_WRONG_SITE);
 9. its timestamp lies within the window around this node's clock (STALE_TIMESTAMP);
-10. its nonce is fresh (REPLAYED_NONCE), recorded durably only now, after every other check passed.
+10. the caller may receive this site's own value: the grant allows the per-site breakdown, or the caller's
+    certificate is the coordinator's (NOT_AUTHORIZED);
+11. its nonce is fresh (REPLAYED_NONCE), recorded durably only now with the caller's common name, after
+    every other check passed.
 
-The same signed envelope sent again (the coordinator retrying after UNAVAILABLE) passes step 10: the ledger
-then returns the stored answer for its query id. The same nonce under any other payload is a replay.
+The same signed envelope sent again by the caller that first sent it (the coordinator retrying after
+UNAVAILABLE) passes step 11: the ledger then returns the stored answer for its query id. The same nonce
+under any other payload, or from any other caller, is a replay.
 
 Threading: a ``GrantVerifier`` holds no mutable state of its own. ``RevocationCache`` swaps an immutable
 snapshot under a lock. ``NonceStore`` owns one ``sqlite3`` connection guarded by a lock held for each whole
@@ -218,14 +222,17 @@ class RevocationCache:
 # Nonces -------------------------------------------------------------------------------------------------
 
 _APPLICATION_ID = 0x47474E43  # "GGNC": a genogate nonce store
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+# caller: the certificate common name that first sent the nonce ('' for nonces recorded by version 1, which
+# no caller matches: a retry of such a query, within minutes of the upgrade, is refused).
 _SCHEMA = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT",
     "CREATE TABLE nonces (nonce BLOB PRIMARY KEY, payload_sha256 TEXT NOT NULL,"
-    " timestamp_ms INTEGER NOT NULL, seen_ms INTEGER NOT NULL) STRICT, WITHOUT ROWID",
+    " timestamp_ms INTEGER NOT NULL, seen_ms INTEGER NOT NULL, caller TEXT NOT NULL DEFAULT '') STRICT, WITHOUT ROWID",
     "CREATE INDEX nonces_by_time ON nonces (timestamp_ms)",
     "INSERT INTO meta VALUES ('pruned_before_ms', 0)",
 )
+_MIGRATIONS = {1: ["ALTER TABLE nonces ADD COLUMN caller TEXT NOT NULL DEFAULT ''"]}
 
 
 class NonceStore:
@@ -251,6 +258,7 @@ class NonceStore:
             schema=_SCHEMA,
             busy_timeout_s=busy_timeout_s,
             foreign_keys=False,
+            migrations=_MIGRATIONS,
         )
 
     @contextlib.contextmanager
@@ -271,9 +279,12 @@ class NonceStore:
             except sqlite3.Error as exc:
                 raise write_error(exc, "nonce store", "recording a nonce", self.path) from exc
 
-    def check_and_record(self, nonce: bytes, payload_sha256: str, timestamp_ms: int, now_ms: int) -> None:
-        """Record a nonce on first sight; accept it again only with the same payload hash (a retry of the
-        same signed envelope); refuse it with any other payload (REPLAYED_NONCE)."""
+    def check_and_record(self, nonce: bytes, payload_sha256: str, timestamp_ms: int, now_ms: int, caller: str) -> None:
+        """Record a nonce and its ``caller`` (certificate common name) on first sight; accept it again only
+        with the same payload hash from the same caller (a retry of the same signed envelope by whoever sent
+        it); refuse it with any other payload or from any other caller (REPLAYED_NONCE)."""
+        if not caller:
+            raise ValueError("caller must be the certificate common name of the sender")
         if not MIN_NONCE_BYTES <= len(nonce) <= MAX_NONCE_BYTES:
             raise InvalidArgument(
                 f"nonce of {len(nonce)} bytes",
@@ -289,8 +300,14 @@ class NonceStore:
                     reason=Reason.STALE_TIMESTAMP,
                     message="the query timestamp is outside the accepted window",
                 )
-            row = conn.execute("SELECT payload_sha256 FROM nonces WHERE nonce = ?", (nonce,)).fetchone()
+            row = conn.execute("SELECT payload_sha256, caller FROM nonces WHERE nonce = ?", (nonce,)).fetchone()
             if row is not None:
+                if row[1] != caller:
+                    raise Unauthenticated(
+                        f"nonce {nonce.hex()} was first sent by {row[1]!r}, now by {caller!r}",
+                        reason=Reason.REPLAYED_NONCE,
+                        message="the query nonce was already used",
+                    )
                 if row[0] != payload_sha256:
                     raise Unauthenticated(
                         f"nonce {nonce.hex()} was used for another payload",
@@ -298,7 +315,9 @@ class NonceStore:
                         message="the query nonce was already used",
                     )
                 return  # an idempotent retry: nothing new to record
-            conn.execute("INSERT INTO nonces VALUES (?, ?, ?, ?)", (nonce, payload_sha256, timestamp_ms, now_ms))
+            conn.execute(
+                "INSERT INTO nonces VALUES (?, ?, ?, ?, ?)", (nonce, payload_sha256, timestamp_ms, now_ms, caller)
+            )
             cutoff = now_ms - 2 * self.window_ms
             if cutoff - pruned_before >= max(1, self.window_ms // 4):  # prune in batches, not every query
                 conn.execute("DELETE FROM nonces WHERE timestamp_ms < ?", (cutoff,))
@@ -438,8 +457,12 @@ class GrantVerifier:
 
         return body, study
 
-    def verify(self, grant: pb.StudyGrant, signed: pb.SignedQuery) -> VerifiedQuery:
-        """Run every check in order; return the verified query or raise the first refusal."""
+    def verify(
+        self, grant: pb.StudyGrant, signed: pb.SignedQuery, *, caller: str, coordinator_common_name: str
+    ) -> VerifiedQuery:
+        """Run every check in order; return the verified query or raise the first refusal. ``caller`` is the
+        common name of the sender's certificate; ``coordinator_common_name`` the coordinator's ("": not
+        configured, so nobody may receive a site's own value under a grant without the breakdown)."""
         if self._max_payload is not None and len(signed.payload) > self._max_payload:
             raise InvalidArgument(
                 f"envelope of {len(signed.payload)} bytes; at most {self._max_payload}",
@@ -471,7 +494,22 @@ class GrantVerifier:
                 reason=Reason.STALE_TIMESTAMP,
                 message="the query timestamp is outside the accepted window",
             )
+        if not body.per_site_breakdown and not (coordinator_common_name and caller == coordinator_common_name):
+            why = (
+                "[grants] coordinator_common_name is not set"
+                if not coordinator_common_name
+                else f"caller {caller!r} is not the coordinator {coordinator_common_name!r}"
+            )
+            raise PermissionDenied(
+                f"study {sid!r} grants no per-site breakdown: {why}",
+                message="the grant does not allow a per-site answer: only the coordinator may ask this site"
+                + (
+                    ""
+                    if coordinator_common_name
+                    else " (this node's operator must set [grants] coordinator_common_name)"
+                ),
+            )
         self._nonces.check_and_record(
-            env.nonce, hashlib.sha256(signed.payload).hexdigest(), env.timestamp_unix_ms, now_ms
+            env.nonce, hashlib.sha256(signed.payload).hexdigest(), env.timestamp_unix_ms, now_ms, caller
         )
         return VerifiedQuery(study=study, envelope=env, payload=signed.payload, grant=body)

@@ -45,7 +45,7 @@ from node.bed import merge, read_bed
 from node.normalise import Normaliser, Reference
 from node.records import CLASS_NAMES, GenotypeSource
 from node.sheet import Participant, read_sheet
-from node.store import SCHEMA_VERSION, Store, scalar
+from node.store import SCHEMA_VERSION, Store, cohort_sha256, scalar
 from node.vcf import VcfSource
 from node.writer import StoreWriter
 
@@ -349,6 +349,9 @@ def _ingest_locked(
             bp = sum(r.end - r.start + 1 for r in cover)
             summary.covered = f"{len(cover)} region(s), {bp:,} bp (from {options.covered_regions or 'the store'})"
         summary.sheet_updated = _write_samples(con, by_pseudonym, exists, sheet)
+        # The cohort fingerprint: a node starting on a store whose participants or consent changed starts
+        # a new consent epoch, so no answer stored before the change is served after it.
+        st.set_meta("cohort_sha256", cohort_sha256(con))
         ontology.write(con, {t for p in participants for t in p.phenotypes}, ontology.load())
         st.set_meta("sheet_sha256", sheet_sha)
         sid_of = {row[0]: row[1] for row in con.execute("SELECT pseudonym, sid FROM samples").fetchall()}

@@ -32,6 +32,14 @@ timing test in tests/statistical/test_refusal_timing.py holds held and absent va
 and thresholding looks at noisy values only. The work of counting does not depend on who is in the cohort
 (``Store.class_counts``).
 
+Budgets, epochs, callers (``node.ledger``): a charge is attributed to the researcher (a grant's researcher key
+fingerprint, or ``cn:<common name>`` for a local study) and checked, in the charging transaction, against the
+study's cap, the researcher's cap across studies and the node's cap over the policy's rolling period. The
+service registers its store's cohort fingerprint as a consent epoch when it starts; the same question is
+answered from the store only within the epoch. A query id is answered again only to the certificate that
+first sent it. A release states what this request paid now (0 for a retry, a stored release, or a query
+that joined an identical one being charged), the original charge and the epoch of its values.
+
 Threading: one instance serves every gRPC worker thread. A query runs on its gRPC thread, handing off at most
 one read to a small pool of fetch workers (when the store is read through DuckDB: thread wake-ups and GIL
 hand-offs cost more on this path than the counting itself). DuckDB is used through one cursor per thread
@@ -88,7 +96,7 @@ from node.catalogue import Catalogue
 from node.cohort import Cohorts
 from node.freq import allele_counts
 from node.grants import GrantVerifier
-from node.ledger import Answered, Charged, Ledger
+from node.ledger import Answered, Charged, Ledger, Pending
 from node.records import HEMI_ALT, HEMI_REF, HET, HOM_ALT, HOM_REF
 from node.store import Calls, MemoryCalls, Store, VariantIndex
 from node.studies import Study
@@ -116,6 +124,9 @@ class Policy:
     rate_limit_per_study_per_minute: int
     public_site_catalogue: bool
     epsilon_per_query_min: Decimal = Decimal("0.001")
+    epsilon_per_researcher_cap: Decimal = Decimal("8")
+    epsilon_per_node_cap: Decimal = Decimal("100")
+    budget_period_days: int = 365
 
 
 @dataclass(frozen=True)
@@ -145,8 +156,12 @@ class QueryService:
         covered_bed: Path | None = None,
         diseases: duo.Diseases = duo.ICD10_ONLY,
         disease_releases: Mapping[str, str] | None = None,
+        coordinator_common_name: str = "",
     ):
         self.name = name
+        # The coordinator's certificate common name: the only caller given a site's own value under a grant
+        # without the per-site breakdown, and the only one given a budget under a grant ("" = nobody).
+        self.coordinator_common_name = coordinator_common_name
         self.policy = policy
         self._store_path = store_path
         self._root = Store.open(store_path)
@@ -186,6 +201,9 @@ class QueryService:
         # Reads of the store's rows, started as soon as a query's variants are known (see _query).
         self._fetch_pool = ThreadPoolExecutor(max_workers=fetch_workers, thread_name_prefix="node-fetch")
         self.n_samples = self._root.n_samples
+        # The consent epoch of the store's cohort: stored answers of earlier epochs answer no new query id.
+        self.epoch = ledger.register_epoch(self._root.cohort_sha256(), now_ms=int(clock() * 1000))
+        log.info("consent epoch", extra={"epoch": self.epoch})
 
     def labels(self) -> list[tuple[str, tuple[str, ...]]]:
         """The labels of each categorical attribute at this node (published in GetNodeInfo)."""
@@ -264,20 +282,28 @@ class QueryService:
                 "variants per query)",
             )
         if grant is not None and grant.payload:
-            verified = self._verifier().verify(grant, pb.SignedQuery(payload=payload, researcher_signature=signature))
+            verified = self._verifier().verify(
+                grant,
+                pb.SignedQuery(payload=payload, researcher_signature=signature),
+                caller=caller.common_name,
+                coordinator_common_name=self.coordinator_common_name,
+            )
             env, study = verified.envelope, verified.study
+            researcher = verified.grant.researcher_key_fingerprint
             _check_envelope(env)
             self._check_purpose(study)
         else:
             env = _decode_envelope(payload)
             entry.update(study=env.study_id, query_id=env.query_id)
             study = self._authorise(caller, env.study_id)
+            researcher = _local_researcher(caller)
             if env.sites and self.name not in env.sites:
                 raise PermissionDenied(
                     "envelope does not name this site",
                     reason=Reason.GRANT_WRONG_SITE,
                     message="the query is not addressed to this site",
                 )
+        entry.update(researcher=researcher, consent_epoch=self.epoch)  # whom the node-wide caps charge
         epsilon = _epsilon(env.epsilon)
         if epsilon < self.policy.epsilon_per_query_min:  # decided from the request alone, before any charge
             raise InvalidArgument(
@@ -323,11 +349,19 @@ class QueryService:
             epsilon_cap=self._study_cap(study),
             delta_cap=self.policy.delta_per_study_cap,
             now_ms=int(self._clock() * 1000),
+            researcher=researcher,
+            caller=caller.common_name,
+            epoch=self.epoch,
+            researcher_cap=self.policy.epsilon_per_researcher_cap,
+            node_cap=self.policy.epsilon_per_node_cap,
+            period_days=self.policy.budget_period_days,
             audit=entry,
         )
+        # What this request paid now: its charge if it made one (or paid a suspect one again), else nothing:
+        # a retry, a repeat of a stored release, or a query joining an identical one being charged.
+        charged = (charge_eps, charge_delta) if isinstance(begun, Charged) else (Decimal(0), Decimal(0))
         if isinstance(begun, Answered):
-            result_bytes, from_store, original = begun.result, begun.from_store, begun.original_query_id
-            charged = (Decimal(0), Decimal(0)) if from_store else (charge_eps, charge_delta)
+            result_bytes, from_store = begun.result, begun.from_store
             outcome.decision = "replay" if from_store else "retry"
         else:
             entry["charged"] = True
@@ -341,7 +375,10 @@ class QueryService:
             result_bytes = self._ledger.complete(
                 begun.charge_id, result.SerializeToString(deterministic=True), audit=entry
             )
-            from_store, original, charged = False, "", (charge_eps, charge_delta)
+            # Joining another query id's pending charge (paying nothing): the values are that query id's release
+            # (first completion wins). A recharge (``Charged``) is paid by this request: not a stored release.
+            from_store = isinstance(begun, Pending) and begun.original_query_id != env.query_id
+        original = begun.original_query_id
         body = pb.ReleaseBody(
             query_id=env.query_id,
             study_id=study.study_id,
@@ -352,8 +389,11 @@ class QueryService:
             delta_charged=float(charged[1]),
             from_store=from_store,
             cached_query_id=original if from_store else "",
-            budget_after=self.budget_pb(study),
+            budget_after=self.budget_pb(study, researcher),
             released_unix_ms=int(self._clock() * 1000),
+            original_epsilon_charged=float(begun.original_epsilon),
+            original_delta_charged=float(begun.original_delta),
+            consent_epoch=begun.epoch,
         )
         payload_out = body.SerializeToString(deterministic=True)
         return pb.Release(
@@ -363,12 +403,30 @@ class QueryService:
         )
 
     def budget(self, caller: Caller, study_id: str, grant: pb.StudyGrant | None = None) -> pb.BudgetStatus:
+        """A study's budget here, for the study's researcher and the coordinator only.
+
+        Under a grant only the coordinator is answered: the grant names the researcher by a signing key, not
+        by a certificate, so no certificate proves that its holder is the study's researcher (who reads the
+        budget through the coordinator, or in each release's ``budget_after``). For a local study: one of its
+        researchers (by certificate common name) or the coordinator."""
+        coordinator = bool(self.coordinator_common_name) and caller.common_name == self.coordinator_common_name
         if grant is not None and grant.payload:
-            _, study = self._verifier().verify_grant(grant)
+            if not coordinator:
+                raise _not_coordinator(caller, self.coordinator_common_name, "budgets under a grant")
+            body, study = self._verifier().verify_grant(grant)
             if study.study_id != study_id:
                 raise PermissionDenied(study_id, reason=Reason.GRANT_MISSING, message="the grant is for another study")
-            return self.budget_pb(study)
-        return self.budget_pb(self._authorise(caller, study_id))
+            return self.budget_pb(study, body.researcher_key_fingerprint)
+        if coordinator:
+            local = self._studies().get(study_id)
+            if local is None:
+                raise PermissionDenied(
+                    f"unknown study {study_id!r}",
+                    reason=Reason.GRANT_MISSING,
+                    message="this node holds no grant for the study",
+                )
+            return self.budget_pb(local, "")
+        return self.budget_pb(self._authorise(caller, study_id), _local_researcher(caller))
 
     def _verifier(self) -> GrantVerifier:
         if self._grants is None:
@@ -379,8 +437,18 @@ class QueryService:
             )
         return self._grants
 
-    def budget_pb(self, study: Study) -> pb.BudgetStatus:
-        b = self._ledger.budget(study.study_id, self._study_cap(study), self.policy.delta_per_study_cap)
+    def budget_pb(self, study: Study, researcher: str = "") -> pb.BudgetStatus:
+        """The study's budget here, with ``researcher``'s spending across all their studies in the window
+        ("" when the researcher is not known: the coordinator asking about a local study)."""
+        p = self.policy
+        b = self._ledger.budget(
+            study.study_id,
+            self._study_cap(study),
+            p.delta_per_study_cap,
+            researcher=researcher,
+            now_ms=int(self._clock() * 1000),
+            period_days=p.budget_period_days,
+        )
         return pb.BudgetStatus(
             study_id=study.study_id,
             site=self.name,
@@ -388,6 +456,10 @@ class QueryService:
             epsilon_spent=float(b.epsilon_spent),
             epsilon_remaining=float(b.epsilon_remaining),
             queries_answered=b.queries_answered,
+            researcher_epsilon_cap=float(p.epsilon_per_researcher_cap),
+            researcher_epsilon_spent=float(b.researcher_epsilon_spent),
+            budget_period_days=p.budget_period_days,
+            consent_epoch=self.epoch,
         )
 
     # Checks -----------------------------------------------------------------------------------------------
@@ -710,6 +782,25 @@ ENVELOPE_BYTES_FIXED = 64 * 1024
 def envelope_size_limit(max_variants: int) -> int:
     """The largest serialized ``QueryEnvelope`` a node with this variant limit decodes."""
     return ENVELOPE_BYTES_FIXED + max_variants * ENVELOPE_BYTES_PER_VARIANT
+
+
+def _local_researcher(caller: Caller) -> str:
+    """The researcher a local study's charge is attributed to: the caller's certificate common name, in a
+    namespace apart from grants' key fingerprints."""
+    return "cn:" + caller.common_name
+
+
+def _not_coordinator(caller: Caller, coordinator: str, what: str) -> PermissionDenied:
+    if not coordinator:
+        return PermissionDenied(
+            f"{what}: [grants] coordinator_common_name is not set",
+            message="this node answers this only to the coordinator, and its operator has not named the "
+            "coordinator: set [grants] coordinator_common_name",
+        )
+    return PermissionDenied(
+        f"{what}: caller {caller.common_name!r} is not the coordinator {coordinator!r}",
+        message="this node answers this only to the federation's coordinator",
+    )
 
 
 def _decode_envelope(payload: bytes) -> pb.QueryEnvelope:

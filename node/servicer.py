@@ -16,7 +16,8 @@ from node.service import Caller, QueryService
 
 RPC_POLICY = {
     "/genogate.v1.NodeService/Query": "a signed grant + the researcher's signature, or a local study's researcher",
-    "/genogate.v1.NodeService/GetBudget": "a researcher of the study",
+    "/genogate.v1.NodeService/GetBudget": "the coordinator ([grants] coordinator_common_name), or a researcher of "
+    "a local study",
     "/genogate.v1.NodeService/GetNodeInfo": "any client with a trusted certificate",
     "/grpc.health.v1.Health/Check": "any client with a trusted certificate (readiness probes)",
     "/grpc.health.v1.Health/Watch": "any client with a trusted certificate",
@@ -28,7 +29,16 @@ RPC_POLICY = {
 class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     def __init__(self, service: QueryService, info: npb.GetNodeInfoResponse):
         self.service = service
-        self.info = info
+        # The node's limits as its service enforces them (the caps above the study among them).
+        p = service.policy
+        self.info = npb.GetNodeInfoResponse()
+        self.info.CopyFrom(info)
+        self.info.epsilon_total_cap = float(p.epsilon_per_study_cap)
+        self.info.epsilon_per_query_cap = float(p.epsilon_per_query_cap)
+        self.info.epsilon_per_query_min = float(p.epsilon_per_query_min)
+        self.info.epsilon_per_researcher_cap = float(p.epsilon_per_researcher_cap)
+        self.info.epsilon_per_node_cap = float(p.epsilon_per_node_cap)
+        self.info.budget_period_days = p.budget_period_days
 
     @boundary
     def Query(self, request: npb.QueryRequest, context: Any) -> npb.QueryResponse:  # noqa: N802 - gRPC name

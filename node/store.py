@@ -25,6 +25,7 @@ Threading: a ``Store`` owns one DuckDB connection; every thread must use its own
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,19 @@ CREATE TABLE IF NOT EXISTS calls (vid INTEGER NOT NULL, sid INTEGER NOT NULL, cl
 CREATE TABLE IF NOT EXISTS dense (vid INTEGER NOT NULL, cls UTINYINT NOT NULL, bits BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS covered (chrom VARCHAR NOT NULL, start_pos INTEGER NOT NULL, end_pos INTEGER NOT NULL);
 """
+
+
+def cohort_sha256(con: duckdb.DuckDBPyConnection) -> str:
+    """SHA-256 over the canonical participants table: one JSON line per participant in pseudonym order
+    (pseudonym, sex, birth year, ancestry, sorted phenotype terms, sorted consent codes)."""
+    digest = hashlib.sha256(b"genogate cohort v1\n")
+    rows = con.execute(
+        "SELECT pseudonym, sex, birth_year, ancestry, phenotypes, consent FROM samples ORDER BY pseudonym"
+    ).fetchall()
+    for pseudonym, sex, year, ancestry, phenotypes, consent in rows:
+        line = [pseudonym, sex, year, ancestry, sorted(phenotypes), sorted(consent)]
+        digest.update(json.dumps(line, separators=(",", ":")).encode() + b"\n")
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -150,6 +164,12 @@ class Store:
 
     def set_meta(self, key: str, value: str) -> None:
         self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+
+    def cohort_sha256(self) -> str:
+        """The cohort fingerprint (meta ``cohort_sha256``, recorded by ingest; computed here for a store
+        written before ingest recorded it). Any change of a participant's attributes or consent changes it,
+        and with it the node's consent epoch (``node.ledger``)."""
+        return self.meta("cohort_sha256") or cohort_sha256(self.con)
 
     @property
     def build(self) -> str | None:

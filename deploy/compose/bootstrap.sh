@@ -70,7 +70,8 @@ for site in $SITES; do
   i=$((i + 1))
   echo "bootstrap: node $site (participants $i/$n of a synthetic cohort of $SAMPLES x $VARIANTS)"
   genogate-node init --dir "$ROOT/$site" --name "$site" --listen 0.0.0.0:50051 \
-    --committee-key "$committee" --coordinator coordinator:50051 --metrics-listen 0.0.0.0:9464 >/dev/null
+    --committee-key "$committee" --coordinator coordinator:50051 --coordinator-name coordinator \
+    --metrics-listen 0.0.0.0:9464 >/dev/null
   # Server for the coordinator; client to fetch the revocation list and for its own health probe.
   genogate-node dev-ca issue --ca "$ROOT/ca" --csr "$ROOT/$site/tls/node.csr" --out "$ROOT/$site/tls/node.pem" \
     --server --client >/dev/null

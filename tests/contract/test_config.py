@@ -205,6 +205,26 @@ def test_cross_setting_limits(tmp_path: Path) -> None:
     assert load_node_config(_write(tmp_path, text), env={}).policy.epsilon_per_study_cap == Decimal("0.1")
 
 
+def test_the_caps_nest_study_within_researcher_within_node(tmp_path: Path) -> None:
+    policy = load_node_config(_write(tmp_path, MINIMAL), env={}).policy
+    assert (policy.epsilon_per_study_cap, policy.epsilon_per_researcher_cap, policy.epsilon_per_node_cap) == (
+        Decimal(4),
+        Decimal(8),
+        Decimal(100),
+    )
+    assert policy.budget_period_days == 365
+    text = MINIMAL + '[policy]\nepsilon_per_study_cap = "9"\nepsilon_per_node_cap = "7"\n'
+    with pytest.raises(ConfigError) as err:
+        load_node_config(_write(tmp_path, text), env={})
+    assert "epsilon_per_study_cap must not exceed epsilon_per_researcher_cap" in str(err.value)
+    assert "epsilon_per_researcher_cap must not exceed epsilon_per_node_cap" in str(err.value)
+    text = (
+        MINIMAL
+        + '[policy]\nepsilon_per_study_cap = "5"\nepsilon_per_researcher_cap = "5"\nepsilon_per_node_cap = "5"\n'
+    )
+    assert load_node_config(_write(tmp_path, text), env={}).policy.epsilon_per_node_cap == Decimal(5)  # equal: fine
+
+
 @pytest.mark.parametrize(
     ("setting", "value", "problem"),
     [
@@ -214,6 +234,8 @@ def test_cross_setting_limits(tmp_path: Path) -> None:
         ("[policy]\ndelta_per_query", '"1"', "greater than 0 and less than 1"),
         ("[policy]\nepsilon_per_study_cap", '"NaN"', "expected a finite decimal"),
         ("[policy]\npublic_site_catalogue", '"no"', "expected true or false"),
+        ("[policy]\nbudget_period_days", "0", "must be 1 to 3660 days"),
+        ("[policy]\nbudget_period_days", "3661", "must be 1 to 3660 days"),
         ("[policy]\nallowed_kinds", '"cohort_count"', "expected a list"),
         ("[log]\nformat", '"xml"', 'expected one of "json", "text"'),
     ],

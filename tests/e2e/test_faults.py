@@ -144,8 +144,11 @@ def _build(root: Path, *, node_parent: dict[str, Path] | None = None) -> Fed:
             "GENOGATE_NODE_SERVER__LISTEN": f"127.0.0.1:{_free_port()}",
             "GENOGATE_NODE_GRANTS__COMMITTEE_KEYS": committee_key,
             "GENOGATE_NODE_GRANTS__COORDINATOR": coord_env["GENOGATE_COORDINATOR_SERVER__LISTEN"],
+            "GENOGATE_NODE_GRANTS__COORDINATOR_COMMON_NAME": "coord",  # make_coordinator's name
             "GENOGATE_NODE_POLICY__MIN_REPORTABLE_COUNT": "0",
             "GENOGATE_NODE_POLICY__EPSILON_PER_STUDY_CAP": "1000",
+            "GENOGATE_NODE_POLICY__EPSILON_PER_RESEARCHER_CAP": "1000",
+            "GENOGATE_NODE_POLICY__EPSILON_PER_NODE_CAP": "100000",
             "GENOGATE_NODE_POLICY__RATE_LIMIT_PER_STUDY_PER_MINUTE": "100000",
         }
     fed.start_coordinator()

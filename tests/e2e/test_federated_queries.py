@@ -121,9 +121,12 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
             env = {
                 "GENOGATE_NODE_GRANTS__COMMITTEE_KEYS": committee_key.public_raw.hex(),
                 "GENOGATE_NODE_GRANTS__COORDINATOR": coordinator.address,
+                "GENOGATE_NODE_GRANTS__COORDINATOR_COMMON_NAME": "coord",  # make_coordinator's name
                 "GENOGATE_NODE_GRANTS__REVOCATION_REFRESH_SECONDS": "1",
                 "GENOGATE_NODE_POLICY__MIN_REPORTABLE_COUNT": "0",
                 "GENOGATE_NODE_POLICY__EPSILON_PER_STUDY_CAP": "1000",
+                "GENOGATE_NODE_POLICY__EPSILON_PER_RESEARCHER_CAP": "1000",
+                "GENOGATE_NODE_POLICY__EPSILON_PER_NODE_CAP": "100000",
                 "GENOGATE_NODE_POLICY__RATE_LIMIT_PER_STUDY_PER_MINUTE": "100000",
                 "GENOGATE_TEST_FAULTS": str(faults),
             }

@@ -128,6 +128,7 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
             env = {
                 "GENOGATE_NODE_GRANTS__COMMITTEE_KEYS": committee_key.public_raw.hex(),
                 "GENOGATE_NODE_GRANTS__COORDINATOR": coordinator.address,
+                "GENOGATE_NODE_GRANTS__COORDINATOR_COMMON_NAME": "coord",  # make_coordinator's name
                 "GENOGATE_NODE_GRANTS__REVOCATION_REFRESH_SECONDS": "1",
                 "GENOGATE_NODE_POLICY__MIN_REPORTABLE_COUNT": "0",
             }

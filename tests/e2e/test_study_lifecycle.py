@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from genogate.coordclient import CoordinatorClient
-from genogate.errors import PermissionDenied, Reason, ResourceExhausted, Unauthenticated
+from genogate.errors import GenogateError, PermissionDenied, Reason, ResourceExhausted, Unauthenticated
 from genogate.filter import parse_filter
 from genogate.nodeclient import ClientTLS, NodeClient, envelope, signed
 from genogate.query import CohortCount, GenotypeCounts, Variant
@@ -43,12 +43,13 @@ class Federation:
     bob: Signer
     committee: list[Signer]
     committee_key: Signer  # the coordinator's grant-signing key, read from its directory (to forge test grants)
+    coord_tls: ClientTLS  # a certificate of the coordinator's common name ("coord"), as the coordinator calls nodes
 
     def coord(self, tls: ClientTLS | None = None) -> CoordinatorClient:
         return CoordinatorClient(self.coordinator.address, tls or self.operator)
 
-    def node(self, site: str) -> NodeClient:
-        return NodeClient(self.nodes[site].address, self.alice_tls, timeout_s=10)
+    def node(self, site: str, tls: ClientTLS | None = None) -> NodeClient:
+        return NodeClient(self.nodes[site].address, tls or self.alice_tls, timeout_s=10)
 
 
 def _signer() -> Signer:
@@ -79,6 +80,7 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
                 "GENOGATE_NODE_GRANTS__REVOCATION_REFRESH_SECONDS": "0.2",
                 "GENOGATE_NODE_GRANTS__REVOCATION_MAX_STALENESS_SECONDS": "30",
                 "GENOGATE_NODE_POLICY__ALLOWED_PURPOSES": "GRU,HMB,DS",
+                "GENOGATE_NODE_GRANTS__COORDINATOR_COMMON_NAME": "coord",
             }
             if site == "site-b":  # a site whose floor on ε per query is above the coordinator's (0.001)
                 env["GENOGATE_NODE_POLICY__EPSILON_PER_QUERY_MIN"] = "0.01"
@@ -92,6 +94,7 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
             _signer(),
             committee,
             committee_key,
+            client_tls(ca, "coord", root / "clients"),
         )
         with federation.coord() as c:  # the operator registers the sites and the researchers
             for site in SITES:
@@ -119,7 +122,9 @@ def _proposal(
     purpose: str = "HMB",
     sites: tuple[str, ...] = SITES,
     kinds: tuple[int, ...] = (pb.QUERY_KIND_COHORT_COUNT,),
+    per_site_breakdown: bool = True,
 ) -> cpb.StudyProposal:
+    """A proposal; with the per-site breakdown by default, so that the researcher may query each node directly."""
     return cpb.StudyProposal(
         title=f"study {purpose} {sites} {time.monotonic_ns()}",
         purpose=purpose,
@@ -129,6 +134,7 @@ def _proposal(
         epsilon_per_query_cap=0.5,
         duration_days=30,
         researcher_key_fingerprint=fed.alice.key_id,
+        per_site_breakdown=per_site_breakdown,
     )
 
 
@@ -163,8 +169,27 @@ def _ask(
 
 
 def _spent(fed: Federation, site: str, study: cpb.Study) -> float:
-    with fed.node(site) as n:
+    with fed.node(site, fed.coord_tls) as n:  # under a grant, a node gives budgets to the coordinator only
         return n.budget(study.study_id, study.grant).epsilon_spent
+
+
+def test_without_the_breakdown_a_node_answers_the_coordinators_certificate_only(fed: Federation) -> None:
+    """Real mTLS certificates of two names, the same signed bytes: the researcher's own certificate is refused
+    (it could read the site's own value), the coordinator's is answered; budgets go to the coordinator only."""
+    study = _approved(fed, _proposal(fed, per_site_breakdown=False))
+    site = SITES[0]
+    env = envelope(CohortCount(parse_filter("sex=M")), study_id=study.study_id, epsilon=0.25)
+    payload, sig = signed(env, fed.alice)
+    with fed.node(site) as n, pytest.raises(GenogateError) as refused:
+        n.send(payload, sig, study.grant)
+    assert refused.value.reason is Reason.NOT_AUTHORIZED
+    assert _spent(fed, site, study) == 0.0
+    with fed.node(site, fed.coord_tls) as n:
+        _, body = n.send(payload, sig, study.grant)
+    assert body.epsilon_charged == 0.25 and _spent(fed, site, study) == 0.25
+    with fed.node(site) as n, pytest.raises(GenogateError) as budget:
+        n.budget(study.study_id, study.grant)
+    assert budget.value.reason is Reason.NOT_AUTHORIZED
 
 
 def test_full_lifecycle_propose_preview_approve_query_revoke(fed: Federation) -> None:

@@ -47,7 +47,7 @@ led = Ledger(path)
 def begin(qid):
     r = led.begin(study_id="study-durable", query_id=qid, payload_sha256=sha("payload " + qid),
                   canonical_sha256=sha("canonical " + qid), epsilon=Decimal("0.001"), delta=Decimal(0),
-                  epsilon_cap=Decimal(1000), delta_cap=Decimal(0), now_ms=1)
+                  epsilon_cap=Decimal(1000), delta_cap=Decimal(0), now_ms=1, researcher="alice")
     assert isinstance(r, Charged), r
     return r.charge_id
 
@@ -78,6 +78,7 @@ def retry(led: Ledger, qid: str) -> Charged | Pending | Answered:
         epsilon_cap=CAP,
         delta_cap=Decimal(0),
         now_ms=2,
+        researcher="alice",
     )
 
 

@@ -46,6 +46,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, o
         + study_toml("TIGHT", epsilon_total="1.0", cap="0.25")
         + study_toml("RACE", epsilon_total="5.0", cap="0.1")
         + study_toml("POA-1", purpose="POA")
+        + study_toml("SHARED", researchers=("alice", "bob"))
     )
     config = load_node_config(
         node.config,
@@ -54,9 +55,12 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, o
             "GENOGATE_NODE_POLICY__PUBLIC_SITE_CATALOGUE": "true",
             "GENOGATE_NODE_POLICY__EPSILON_PER_QUERY_CAP": "5",
             "GENOGATE_NODE_POLICY__EPSILON_PER_STUDY_CAP": "1000",
+            "GENOGATE_NODE_POLICY__EPSILON_PER_RESEARCHER_CAP": "1000",
+            "GENOGATE_NODE_POLICY__EPSILON_PER_NODE_CAP": "100000",
             "GENOGATE_NODE_POLICY__ALLOWED_PURPOSES": "GRU,HMB,DS",
             "GENOGATE_NODE_POLICY__RATE_LIMIT_PER_STUDY_PER_MINUTE": "100000",
             "GENOGATE_NODE_SERVER__MAX_WORKERS": "16",
+            "GENOGATE_NODE_GRANTS__COORDINATOR_COMMON_NAME": "coord",
         },
     )
     server, port, service = create_server(config)
@@ -69,6 +73,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, o
             "ca": ca,
             "alice": client_tls(ca, "alice", root / "clients"),
             "bob": client_tls(ca, "bob", root / "clients"),
+            "coord": client_tls(ca, "coord", root / "clients"),
             "eve": client_tls(other_ca, "eve", root / "eve"),
         }
     finally:
@@ -283,3 +288,44 @@ def test_a_suppressed_value_reads_as_fewer_than_k_through_the_node_client(federa
         assert (v.estimate, v.ci95_low, v.ci95_high, v.threshold, str(v)) == (None, None, None, 10, "< 10")
         line = next(line for line in text.splitlines() if f" {q} " in line)
         assert "< 10" in line and "suppressed" in line and " 0 " not in line
+
+
+def test_get_budget_answers_the_studys_researcher_and_the_coordinator_only(federation: dict[str, object]) -> None:
+    """Real certificates of three common names: the study's researcher and the node's configured
+    coordinator are answered; another certificate of the same CA is not."""
+    ask(federation, CohortCount(parse_filter(filler(21))), study="S1", eps=0.5)
+    with client(federation, "alice") as c:
+        mine = c.budget("S1")
+    assert mine.epsilon_spent >= 0.5 and mine.researcher_epsilon_spent >= mine.epsilon_spent
+    assert (mine.researcher_epsilon_cap, mine.budget_period_days, mine.consent_epoch) == (1000.0, 365, 1)
+    with client(federation, "coord") as c:
+        assert c.budget("S1").epsilon_spent == mine.epsilon_spent
+    with client(federation, "bob") as c, pytest.raises(PermissionDenied) as info:
+        c.budget("S1")
+    assert info.value.reason is Reason.RESEARCHER_MISMATCH
+
+
+def test_the_same_bytes_from_another_certificate_are_a_replay(federation: dict[str, object]) -> None:
+    env = envelope(CohortCount(parse_filter(filler(22))), study_id="SHARED", epsilon=0.5)
+    with client(federation, "alice") as c:
+        _, first = c.send(env)
+    with client(federation, "bob") as c, pytest.raises(GenogateError) as info:
+        c.send(env)  # bob is a researcher of the study too, but did not send these bytes
+    assert info.value.reason is Reason.REPLAYED_NONCE
+    with client(federation, "alice") as c:
+        _, again = c.send(env)  # alice's own retry: her first answer, nothing charged now
+        budget = c.budget("SHARED")
+    assert again.result == first.result and not again.from_store
+    assert (first.epsilon_charged, again.epsilon_charged, again.original_epsilon_charged) == (0.5, 0.0, 0.5)
+    assert budget.epsilon_spent == 0.5 and again.consent_epoch == first.consent_epoch == 1
+
+
+def test_node_info_states_the_caps_above_the_study(federation: dict[str, object]) -> None:
+    with client(federation, "bob") as c:
+        info = c.info()
+    assert (info.epsilon_total_cap, info.epsilon_per_researcher_cap, info.epsilon_per_node_cap) == (
+        1000.0,
+        1000.0,
+        100000.0,
+    )
+    assert info.budget_period_days == 365 and info.epsilon_per_query_min == 0.001

@@ -44,7 +44,12 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> QueryService:
         store_path=d / "store.duckdb",
         ledger=Ledger(d / "ledger.sqlite"),
         studies=lambda: {"S1": s},
-        policy=replace(POLICY, epsilon_per_study_cap=Decimal("10000")),
+        policy=replace(
+            POLICY,
+            epsilon_per_study_cap=Decimal("10000"),
+            epsilon_per_researcher_cap=Decimal("10000"),
+            epsilon_per_node_cap=Decimal("10000"),
+        ),
         noise=OpenDPNoise(),
         signer=Signer(Ed25519PrivateKey.generate()),
         clock=lambda: NOW,

@@ -59,6 +59,10 @@ def signer() -> Signer:
     return Signer(Ed25519PrivateKey.generate())
 
 
+# The caller of ``verify`` in most tests: the coordinator, as the node is told (grants here grant no breakdown).
+AS_COORDINATOR: dict[str, str] = {"caller": "coordinator", "coordinator_common_name": "coordinator"}
+
+
 @dataclass
 class World:
     committee: Signer = field(default_factory=signer)
@@ -196,7 +200,7 @@ def refused_with(
 
 def test_a_valid_query_yields_the_study_of_the_grant(world: World, verifier: GrantVerifier) -> None:
     signed = world.query()
-    got = verifier.verify(world.grant(), signed)
+    got = verifier.verify(world.grant(), signed, **AS_COORDINATOR)
     assert isinstance(got, VerifiedQuery)
     assert got.payload == signed.payload
     assert got.envelope.query_id == "q-1" and got.envelope.study_id == STUDY
@@ -215,12 +219,12 @@ def test_a_valid_query_yields_the_study_of_the_grant(world: World, verifier: Gra
 
 
 def test_an_envelope_naming_this_site_is_accepted(world: World, verifier: GrantVerifier) -> None:
-    verifier.verify(world.grant(), world.query(sites=["site-b", SITE]))
+    verifier.verify(world.grant(), world.query(sites=["site-b", SITE]), **AS_COORDINATOR)
 
 
 def test_a_study_the_steward_opted_into_is_accepted(world: World, cache: RevocationCache, nonces: NonceStore) -> None:
     v = make_verifier(world, cache, nonces, opted_in=frozenset({STUDY}))
-    v.verify(world.grant(), world.query())
+    v.verify(world.grant(), world.query(), **AS_COORDINATOR)
 
 
 # The grant ----------------------------------------------------------------------------------------------
@@ -228,13 +232,15 @@ def test_a_study_the_steward_opted_into_is_accepted(world: World, cache: Revocat
 
 def test_untrusted_committee_key(world: World, verifier: GrantVerifier) -> None:
     grant = world.grant(by=signer())
-    refused_with(PermissionDenied, Reason.UNTRUSTED_COMMITTEE, lambda: verifier.verify(grant, world.query()))
+    refused_with(
+        PermissionDenied, Reason.UNTRUSTED_COMMITTEE, lambda: verifier.verify(grant, world.query(), **AS_COORDINATOR)
+    )
 
 
 def test_forged_grant_signature(world: World, verifier: GrantVerifier) -> None:
     # Signed by another key that claims the trusted committee's key id.
     grant = world.grant(by=signer(), key_id=world.committee.key_id)
-    refused_with(Unauthenticated, Reason.BAD_SIGNATURE, lambda: verifier.verify(grant, world.query()))
+    refused_with(Unauthenticated, Reason.BAD_SIGNATURE, lambda: verifier.verify(grant, world.query(), **AS_COORDINATOR))
 
 
 def test_grant_terms_changed_after_signing(world: World, verifier: GrantVerifier) -> None:
@@ -242,18 +248,18 @@ def test_grant_terms_changed_after_signing(world: World, verifier: GrantVerifier
     body = pb.GrantBody.FromString(grant.payload)
     body.epsilon_total = 400.0
     grant.payload = body.SerializeToString()
-    refused_with(Unauthenticated, Reason.BAD_SIGNATURE, lambda: verifier.verify(grant, world.query()))
+    refused_with(Unauthenticated, Reason.BAD_SIGNATURE, lambda: verifier.verify(grant, world.query(), **AS_COORDINATOR))
 
 
 def test_grant_body_signed_as_another_kind_of_message(world: World, verifier: GrantVerifier) -> None:
     grant = world.grant()
     grant.committee_signature = world.committee.sign("genogate.v1.RevocationList", grant.payload)
-    refused_with(Unauthenticated, Reason.BAD_SIGNATURE, lambda: verifier.verify(grant, world.query()))
+    refused_with(Unauthenticated, Reason.BAD_SIGNATURE, lambda: verifier.verify(grant, world.query(), **AS_COORDINATOR))
 
 
 def test_researcher_key_not_matching_its_fingerprint(world: World, verifier: GrantVerifier) -> None:
     grant = world.grant(researcher_public_key=signer().public_raw)
-    refused_with(InvalidArgument, Reason.INVALID_STUDY, lambda: verifier.verify(grant, world.query()))
+    refused_with(InvalidArgument, Reason.INVALID_STUDY, lambda: verifier.verify(grant, world.query(), **AS_COORDINATOR))
 
 
 @pytest.mark.parametrize(
@@ -283,36 +289,50 @@ def test_researcher_key_not_matching_its_fingerprint(world: World, verifier: Gra
     ids=lambda t: repr(t)[:40],
 )
 def test_malformed_grant_terms(world: World, verifier: GrantVerifier, terms: dict[str, Any]) -> None:
-    refused_with(InvalidArgument, Reason.INVALID_STUDY, lambda: verifier.verify(world.grant(**terms), world.query()))
+    refused_with(
+        InvalidArgument,
+        Reason.INVALID_STUDY,
+        lambda: verifier.verify(world.grant(**terms), world.query(), **AS_COORDINATOR),
+    )
 
 
 def test_undecodable_grant_body(world: World, verifier: GrantVerifier) -> None:
     grant = world.sign_grant(b"\xff\xff\xff")
-    refused_with(InvalidArgument, Reason.INVALID_STUDY, lambda: verifier.verify(grant, world.query()))
+    refused_with(InvalidArgument, Reason.INVALID_STUDY, lambda: verifier.verify(grant, world.query(), **AS_COORDINATOR))
 
 
 def test_grant_validity_window_edges(world: World, verifier: GrantVerifier) -> None:
     grant = world.grant(not_before_unix_ms=NOW_MS, not_after_unix_ms=NOW_MS + 1)
-    verifier.verify(grant, world.query())  # not_before is inclusive
+    verifier.verify(grant, world.query(), **AS_COORDINATOR)  # not_before is inclusive
     world.clock.ms = NOW_MS - 1
-    refused_with(PermissionDenied, Reason.GRANT_NOT_YET_VALID, lambda: verifier.verify(grant, world.query()))
+    refused_with(
+        PermissionDenied, Reason.GRANT_NOT_YET_VALID, lambda: verifier.verify(grant, world.query(), **AS_COORDINATOR)
+    )
     world.clock.ms = NOW_MS + 1
-    refused_with(PermissionDenied, Reason.GRANT_EXPIRED, lambda: verifier.verify(grant, world.query()))
+    refused_with(
+        PermissionDenied, Reason.GRANT_EXPIRED, lambda: verifier.verify(grant, world.query(), **AS_COORDINATOR)
+    )
 
 
 def test_expired_grant(world: World, verifier: GrantVerifier) -> None:
     grant = world.grant(not_before_unix_ms=NOW_MS - 2 * DAY_MS, not_after_unix_ms=NOW_MS - DAY_MS)
-    refused_with(PermissionDenied, Reason.GRANT_EXPIRED, lambda: verifier.verify(grant, world.query()))
+    refused_with(
+        PermissionDenied, Reason.GRANT_EXPIRED, lambda: verifier.verify(grant, world.query(), **AS_COORDINATOR)
+    )
 
 
 def test_grant_not_yet_valid(world: World, verifier: GrantVerifier) -> None:
     grant = world.grant(not_before_unix_ms=NOW_MS + DAY_MS, not_after_unix_ms=NOW_MS + 2 * DAY_MS)
-    refused_with(PermissionDenied, Reason.GRANT_NOT_YET_VALID, lambda: verifier.verify(grant, world.query()))
+    refused_with(
+        PermissionDenied, Reason.GRANT_NOT_YET_VALID, lambda: verifier.verify(grant, world.query(), **AS_COORDINATOR)
+    )
 
 
 def test_grant_for_other_sites(world: World, verifier: GrantVerifier) -> None:
     grant = world.grant(sites=["site-b", "site-c"])
-    refused_with(PermissionDenied, Reason.GRANT_WRONG_SITE, lambda: verifier.verify(grant, world.query()))
+    refused_with(
+        PermissionDenied, Reason.GRANT_WRONG_SITE, lambda: verifier.verify(grant, world.query(), **AS_COORDINATOR)
+    )
 
 
 # The node's own steward ----------------------------------------------------------------------------------
@@ -320,12 +340,16 @@ def test_grant_for_other_sites(world: World, verifier: GrantVerifier) -> None:
 
 def test_study_refused_by_the_steward(world: World, cache: RevocationCache, nonces: NonceStore) -> None:
     v = make_verifier(world, cache, nonces, refused=frozenset({STUDY}), opted_in=frozenset({STUDY}))
-    refused_with(PermissionDenied, Reason.STUDY_REFUSED, lambda: v.verify(world.grant(), world.query()))
+    refused_with(
+        PermissionDenied, Reason.STUDY_REFUSED, lambda: v.verify(world.grant(), world.query(), **AS_COORDINATOR)
+    )
 
 
 def test_study_not_opted_in(world: World, cache: RevocationCache, nonces: NonceStore) -> None:
     v = make_verifier(world, cache, nonces, opted_in=frozenset({"S-other"}))
-    refused_with(PermissionDenied, Reason.STUDY_REFUSED, lambda: v.verify(world.grant(), world.query()))
+    refused_with(
+        PermissionDenied, Reason.STUDY_REFUSED, lambda: v.verify(world.grant(), world.query(), **AS_COORDINATOR)
+    )
 
 
 # Revocations --------------------------------------------------------------------------------------------
@@ -333,7 +357,9 @@ def test_study_not_opted_in(world: World, cache: RevocationCache, nonces: NonceS
 
 def test_revoked_study(world: World, cache: RevocationCache, verifier: GrantVerifier) -> None:
     cache.update(world.revocations(revoked=(STUDY, "S-x"), epoch=4))
-    refused_with(PermissionDenied, Reason.GRANT_REVOKED, lambda: verifier.verify(world.grant(), world.query()))
+    refused_with(
+        PermissionDenied, Reason.GRANT_REVOKED, lambda: verifier.verify(world.grant(), world.query(), **AS_COORDINATOR)
+    )
 
 
 def test_revocation_is_final_even_on_a_stale_list(world: World, cache: RevocationCache) -> None:
@@ -346,15 +372,21 @@ def test_revocation_list_never_fetched(world: World, nonces: NonceStore) -> None
     empty = RevocationCache(world.trusted, STALENESS_MS, world.clock)
     assert empty.epoch is None
     v = make_verifier(world, empty, nonces)
-    refused_with(PermissionDenied, Reason.REVOCATION_UNCONFIRMED, lambda: v.verify(world.grant(), world.query()))
+    refused_with(
+        PermissionDenied,
+        Reason.REVOCATION_UNCONFIRMED,
+        lambda: v.verify(world.grant(), world.query(), **AS_COORDINATOR),
+    )
 
 
 def test_revocation_list_stale_by_fetch_time(world: World, cache: RevocationCache, verifier: GrantVerifier) -> None:
     world.clock.ms += STALENESS_MS  # exactly at the limit: still fresh
     grant = world.grant()
-    verifier.verify(grant, world.query())
+    verifier.verify(grant, world.query(), **AS_COORDINATOR)
     world.clock.ms += 1
-    refused_with(PermissionDenied, Reason.REVOCATION_UNCONFIRMED, lambda: verifier.verify(grant, world.query()))
+    refused_with(
+        PermissionDenied, Reason.REVOCATION_UNCONFIRMED, lambda: verifier.verify(grant, world.query(), **AS_COORDINATOR)
+    )
 
 
 def test_revocation_list_stale_by_signing_time(world: World, nonces: NonceStore) -> None:
@@ -362,23 +394,29 @@ def test_revocation_list_stale_by_signing_time(world: World, nonces: NonceStore)
     cache = RevocationCache(world.trusted, STALENESS_MS, world.clock)
     cache.update(world.revocations(issued_ms=NOW_MS - STALENESS_MS - 1))
     v = make_verifier(world, cache, nonces)
-    refused_with(PermissionDenied, Reason.REVOCATION_UNCONFIRMED, lambda: v.verify(world.grant(), world.query()))
+    refused_with(
+        PermissionDenied,
+        Reason.REVOCATION_UNCONFIRMED,
+        lambda: v.verify(world.grant(), world.query(), **AS_COORDINATOR),
+    )
 
 
 def test_revocation_list_older_than_the_grant(world: World, verifier: GrantVerifier) -> None:
     grant = world.grant(revocation_epoch=4)  # the list held is epoch 3
-    refused_with(PermissionDenied, Reason.REVOCATION_UNCONFIRMED, lambda: verifier.verify(grant, world.query()))
+    refused_with(
+        PermissionDenied, Reason.REVOCATION_UNCONFIRMED, lambda: verifier.verify(grant, world.query(), **AS_COORDINATOR)
+    )
 
 
 def test_refresh_adopts_a_newer_list(world: World, cache: RevocationCache, verifier: GrantVerifier) -> None:
     world.clock.ms += 1000
     assert cache.refresh(lambda: world.revocations(epoch=4))
     assert cache.epoch == 4 and cache.last_error is None
-    verifier.verify(world.grant(revocation_epoch=4), world.query())
+    verifier.verify(world.grant(revocation_epoch=4), world.query(), **AS_COORDINATOR)
     # The same list again (an unchanged epoch, re-signed later) is accepted and renews freshness.
     world.clock.ms += STALENESS_MS
     assert cache.refresh(lambda: world.revocations(epoch=4))
-    verifier.verify(world.grant(revocation_epoch=4), world.query())
+    verifier.verify(world.grant(revocation_epoch=4), world.query(), **AS_COORDINATOR)
 
 
 def test_revocation_list_rollback_refused(world: World, cache: RevocationCache) -> None:
@@ -430,7 +468,9 @@ def test_refresh_keeps_the_old_list_when_the_fetch_fails(world: World, cache: Re
 
 def test_query_signed_by_another_researcher(world: World, verifier: GrantVerifier) -> None:
     refused_with(
-        Unauthenticated, Reason.BAD_SIGNATURE, lambda: verifier.verify(world.grant(), world.query(by=signer()))
+        Unauthenticated,
+        Reason.BAD_SIGNATURE,
+        lambda: verifier.verify(world.grant(), world.query(by=signer()), **AS_COORDINATOR),
     )
 
 
@@ -439,14 +479,16 @@ def test_payload_tampered_after_signing(world: World, verifier: GrantVerifier) -
     env = pb.QueryEnvelope.FromString(signed.payload)
     env.epsilon = 5.0
     signed.payload = env.SerializeToString()
-    refused_with(Unauthenticated, Reason.BAD_SIGNATURE, lambda: verifier.verify(world.grant(), signed))
+    refused_with(
+        Unauthenticated, Reason.BAD_SIGNATURE, lambda: verifier.verify(world.grant(), signed, **AS_COORDINATOR)
+    )
 
 
 def test_envelope_for_another_study(world: World, verifier: GrantVerifier) -> None:
     exc = refused_with(
         PermissionDenied,
         Reason.GRANT_MISSING,
-        lambda: verifier.verify(world.grant(), world.query(study_id="S-other")),
+        lambda: verifier.verify(world.grant(), world.query(study_id="S-other"), **AS_COORDINATOR),
         message="the grant is for another study",
     )
     assert "S-other" not in exc.message
@@ -454,7 +496,9 @@ def test_envelope_for_another_study(world: World, verifier: GrantVerifier) -> No
 
 def test_envelope_naming_other_sites(world: World, verifier: GrantVerifier) -> None:
     refused_with(
-        PermissionDenied, Reason.GRANT_WRONG_SITE, lambda: verifier.verify(world.grant(), world.query(sites=["site-b"]))
+        PermissionDenied,
+        Reason.GRANT_WRONG_SITE,
+        lambda: verifier.verify(world.grant(), world.query(sites=["site-b"]), **AS_COORDINATOR),
     )
 
 
@@ -463,23 +507,29 @@ def test_undecodable_envelope(world: World, verifier: GrantVerifier) -> None:
     signed = pb.SignedQuery(
         payload=payload, researcher_signature=world.researcher.sign("genogate.v1.QueryEnvelope", payload)
     )
-    refused_with(InvalidArgument, Reason.INVALID_QUERY, lambda: verifier.verify(world.grant(), signed))
+    refused_with(
+        InvalidArgument, Reason.INVALID_QUERY, lambda: verifier.verify(world.grant(), signed, **AS_COORDINATOR)
+    )
 
 
 @pytest.mark.parametrize("offset_ms", [-WINDOW_MS - 1, WINDOW_MS + 1, -10 * DAY_MS])
 def test_stale_or_future_timestamp(world: World, verifier: GrantVerifier, offset_ms: int) -> None:
     signed = world.query(timestamp_unix_ms=NOW_MS + offset_ms)
-    refused_with(Unauthenticated, Reason.STALE_TIMESTAMP, lambda: verifier.verify(world.grant(), signed))
+    refused_with(
+        Unauthenticated, Reason.STALE_TIMESTAMP, lambda: verifier.verify(world.grant(), signed, **AS_COORDINATOR)
+    )
 
 
 @pytest.mark.parametrize("offset_ms", [-WINDOW_MS, WINDOW_MS])
 def test_timestamp_at_the_window_edge_accepted(world: World, verifier: GrantVerifier, offset_ms: int) -> None:
-    verifier.verify(world.grant(), world.query(timestamp_unix_ms=NOW_MS + offset_ms))
+    verifier.verify(world.grant(), world.query(timestamp_unix_ms=NOW_MS + offset_ms), **AS_COORDINATOR)
 
 
 def test_short_nonce(world: World, verifier: GrantVerifier) -> None:
     signed = world.query(nonce=b"\x01" * 15)
-    refused_with(InvalidArgument, Reason.INVALID_QUERY, lambda: verifier.verify(world.grant(), signed))
+    refused_with(
+        InvalidArgument, Reason.INVALID_QUERY, lambda: verifier.verify(world.grant(), signed, **AS_COORDINATOR)
+    )
 
 
 # Nonces -------------------------------------------------------------------------------------------------
@@ -487,16 +537,16 @@ def test_short_nonce(world: World, verifier: GrantVerifier) -> None:
 
 def test_replayed_nonce_with_another_payload(world: World, verifier: GrantVerifier) -> None:
     grant, nonce = world.grant(), b"n" * 16
-    verifier.verify(grant, world.query(nonce=nonce))
+    verifier.verify(grant, world.query(nonce=nonce), **AS_COORDINATOR)
     replay = world.query(nonce=nonce)  # another query id, same nonce
-    refused_with(Unauthenticated, Reason.REPLAYED_NONCE, lambda: verifier.verify(grant, replay))
+    refused_with(Unauthenticated, Reason.REPLAYED_NONCE, lambda: verifier.verify(grant, replay, **AS_COORDINATOR))
 
 
 def test_the_same_signed_envelope_again_is_an_idempotent_retry(world: World, verifier: GrantVerifier) -> None:
     grant, signed = world.grant(), world.query()
-    first = verifier.verify(grant, signed)
+    first = verifier.verify(grant, signed, **AS_COORDINATOR)
     world.clock.ms += 5_000
-    again = verifier.verify(grant, signed)
+    again = verifier.verify(grant, signed, **AS_COORDINATOR)
     assert again.payload == first.payload and again.study == first.study
 
 
@@ -505,13 +555,15 @@ def test_nonces_survive_reopening_the_store(world: World, cache: RevocationCache
     grant, nonce = world.grant(), b"r" * 16
     store = NonceStore(path, WINDOW_MS)
     try:
-        make_verifier(world, cache, store).verify(grant, world.query(nonce=nonce))
+        make_verifier(world, cache, store).verify(grant, world.query(nonce=nonce), **AS_COORDINATOR)
     finally:
         store.close()
     store = NonceStore(path, WINDOW_MS)
     try:
         v = make_verifier(world, cache, store)
-        refused_with(Unauthenticated, Reason.REPLAYED_NONCE, lambda: v.verify(grant, world.query(nonce=nonce)))
+        refused_with(
+            Unauthenticated, Reason.REPLAYED_NONCE, lambda: v.verify(grant, world.query(nonce=nonce), **AS_COORDINATOR)
+        )
         assert len(store) == 1
     finally:
         store.close()
@@ -534,33 +586,41 @@ def test_a_failing_check_records_no_nonce(
     nonce = b"f" * 16
     grant, query_fields = FAILURES[failure](world)
     with pytest.raises(GenogateError):
-        verifier.verify(grant, world.query(nonce=nonce, **query_fields))
+        verifier.verify(grant, world.query(nonce=nonce, **query_fields), **AS_COORDINATOR)
     assert len(nonces) == 0
-    verifier.verify(world.grant(), world.query(nonce=nonce))  # the nonce is still fresh
+    verifier.verify(world.grant(), world.query(nonce=nonce), **AS_COORDINATOR)  # the nonce is still fresh
     assert len(nonces) == 1
 
 
 def test_nonce_store_prunes_and_refuses_anything_before_its_horizon(nonces: NonceStore) -> None:
     sha = hashlib.sha256(b"p").hexdigest()
-    nonces.check_and_record(b"a" * 16, sha, NOW_MS, NOW_MS)
-    nonces.check_and_record(b"b" * 16, sha, NOW_MS + 3 * WINDOW_MS, NOW_MS + 3 * WINDOW_MS)
+    nonces.check_and_record(b"a" * 16, sha, NOW_MS, NOW_MS, "coordinator")
+    nonces.check_and_record(b"b" * 16, sha, NOW_MS + 3 * WINDOW_MS, NOW_MS + 3 * WINDOW_MS, "coordinator")
     assert len(nonces) == 1  # "a" was more than 2 windows old
     # A clock stepped back cannot readmit the pruned nonce: its timestamp precedes the horizon.
     refused_with(
-        Unauthenticated, Reason.STALE_TIMESTAMP, lambda: nonces.check_and_record(b"a" * 16, "0" * 64, NOW_MS, NOW_MS)
+        Unauthenticated,
+        Reason.STALE_TIMESTAMP,
+        lambda: nonces.check_and_record(b"a" * 16, "0" * 64, NOW_MS, NOW_MS, "coordinator"),
     )
 
 
 def test_nonce_store_idempotent_retry_and_replay(nonces: NonceStore) -> None:
     one, two = hashlib.sha256(b"1").hexdigest(), hashlib.sha256(b"2").hexdigest()
-    nonces.check_and_record(b"x" * 16, one, NOW_MS, NOW_MS)
-    nonces.check_and_record(b"x" * 16, one, NOW_MS, NOW_MS + 1)
+    nonces.check_and_record(b"x" * 16, one, NOW_MS, NOW_MS, "coordinator")
+    nonces.check_and_record(b"x" * 16, one, NOW_MS, NOW_MS + 1, "coordinator")
     refused_with(
-        Unauthenticated, Reason.REPLAYED_NONCE, lambda: nonces.check_and_record(b"x" * 16, two, NOW_MS, NOW_MS)
+        Unauthenticated,
+        Reason.REPLAYED_NONCE,
+        lambda: nonces.check_and_record(b"x" * 16, two, NOW_MS, NOW_MS, "coordinator"),
     )
-    refused_with(InvalidArgument, Reason.INVALID_QUERY, lambda: nonces.check_and_record(b"", one, NOW_MS, NOW_MS))
     refused_with(
-        InvalidArgument, Reason.INVALID_QUERY, lambda: nonces.check_and_record(b"x" * 257, one, NOW_MS, NOW_MS)
+        InvalidArgument, Reason.INVALID_QUERY, lambda: nonces.check_and_record(b"", one, NOW_MS, NOW_MS, "coordinator")
+    )
+    refused_with(
+        InvalidArgument,
+        Reason.INVALID_QUERY,
+        lambda: nonces.check_and_record(b"x" * 257, one, NOW_MS, NOW_MS, "coordinator"),
     )
     assert len(nonces) == 1
 
@@ -575,7 +635,9 @@ def test_one_nonce_is_accepted_once_under_concurrency(nonces: NonceStore, tmp_pa
         store = nonces if i % 2 else second
         start.wait()
         try:
-            store.check_and_record(b"c" * 16, hashlib.sha256(str(i).encode()).hexdigest(), NOW_MS, NOW_MS)
+            store.check_and_record(
+                b"c" * 16, hashlib.sha256(str(i).encode()).hexdigest(), NOW_MS, NOW_MS, "coordinator"
+            )
             outcomes.append("accepted")
         except Unauthenticated as exc:
             outcomes.append(exc.reason.name)
@@ -609,7 +671,7 @@ def test_closed_nonce_store_refuses(tmp_path: Path) -> None:
     store.close()
     store.close()
     with pytest.raises(StoreError):
-        store.check_and_record(b"x" * 16, "0" * 64, NOW_MS, NOW_MS)
+        store.check_and_record(b"x" * 16, "0" * 64, NOW_MS, NOW_MS, "coordinator")
 
 
 # Configuration ------------------------------------------------------------------------------------------
@@ -646,6 +708,7 @@ def test_timestamp_window_must_fit_the_nonce_window(world: World, cache: Revocat
 
 
 # Issue 13, item 6: size and signature before anything is decoded.
+AS_COORDINATOR = {"caller": "coordinator", "coordinator_common_name": "coordinator"}
 
 
 def test_an_oversized_envelope_is_refused_before_the_grant_or_its_bytes_are_read(
@@ -666,12 +729,16 @@ def test_an_oversized_envelope_is_refused_before_the_grant_or_its_bytes_are_read
     )
     big = pb.SignedQuery(payload=b"\xff" * 4097, researcher_signature=b"")  # not even an envelope
     forged = pb.StudyGrant(payload=b"x", committee_signature=b"", committee_key_id="nobody")
-    exc = refused_with(InvalidArgument, Reason.INVALID_QUERY, lambda: v.verify(forged, big))
+    exc = refused_with(InvalidArgument, Reason.INVALID_QUERY, lambda: v.verify(forged, big, **AS_COORDINATOR))
     assert "at most 4096" in exc.detail
     huge_grant = world.sign_grant(b"\x00" * (MAX_GRANT_BYTES + 1))
-    exc = refused_with(InvalidArgument, Reason.INVALID_STUDY, lambda: v.verify(huge_grant, world.query()))
+    exc = refused_with(
+        InvalidArgument, Reason.INVALID_STUDY, lambda: v.verify(huge_grant, world.query(), **AS_COORDINATOR)
+    )
     assert f"at most {MAX_GRANT_BYTES}" in exc.detail  # refused by its size, not by decoding it
-    assert isinstance(v.verify(world.grant(), world.query()), VerifiedQuery)  # at the limit and under: as ever
+    assert isinstance(
+        v.verify(world.grant(), world.query(), **AS_COORDINATOR), VerifiedQuery
+    )  # at the limit and under: as ever
 
 
 def test_an_undecodable_envelope_signed_by_another_key_is_refused_by_its_signature(
@@ -681,8 +748,84 @@ def test_an_undecodable_envelope_signed_by_another_key_is_refused_by_its_signatu
     anyone else is BAD_SIGNATURE (never an undecodable-envelope error, which would mean it was parsed)."""
     garbage = b"\xff\xff\xff\xff"
     signed = pb.SignedQuery(payload=garbage, researcher_signature=signer().sign("genogate.v1.QueryEnvelope", garbage))
-    refused_with(Unauthenticated, Reason.BAD_SIGNATURE, lambda: verifier.verify(world.grant(), signed))
+    refused_with(
+        Unauthenticated, Reason.BAD_SIGNATURE, lambda: verifier.verify(world.grant(), signed, **AS_COORDINATOR)
+    )
     by_researcher = pb.SignedQuery(
         payload=garbage, researcher_signature=world.researcher.sign("genogate.v1.QueryEnvelope", garbage)
     )
-    refused_with(InvalidArgument, Reason.INVALID_QUERY, lambda: verifier.verify(world.grant(), by_researcher))
+    refused_with(
+        InvalidArgument, Reason.INVALID_QUERY, lambda: verifier.verify(world.grant(), by_researcher, **AS_COORDINATOR)
+    )
+
+
+def test_a_nonce_is_accepted_again_only_from_its_first_caller(nonces: NonceStore) -> None:
+    one = hashlib.sha256(b"1").hexdigest()
+    nonces.check_and_record(b"y" * 16, one, NOW_MS, NOW_MS, "coordinator")
+    refused_with(
+        Unauthenticated, Reason.REPLAYED_NONCE, lambda: nonces.check_and_record(b"y" * 16, one, NOW_MS, NOW_MS, "eve")
+    )
+    nonces.check_and_record(b"y" * 16, one, NOW_MS, NOW_MS + 1, "coordinator")  # the sender's own retry
+    assert len(nonces) == 1
+
+
+def test_the_same_signed_bytes_from_another_caller_are_a_replay(world: World, verifier: GrantVerifier) -> None:
+    grant, signed = world.grant(per_site_breakdown=True), world.query()
+    verifier.verify(grant, signed, caller="alice-laptop", coordinator_common_name="coordinator")
+    refused_with(
+        Unauthenticated,
+        Reason.REPLAYED_NONCE,
+        lambda: verifier.verify(grant, signed, caller="coordinator", coordinator_common_name="coordinator"),
+    )
+    verifier.verify(grant, signed, caller="alice-laptop", coordinator_common_name="coordinator")
+
+
+@pytest.mark.parametrize("coordinator", ["coordinator", ""])
+def test_without_the_breakdown_only_the_coordinator_is_answered_and_no_nonce_is_spent(
+    world: World, verifier: GrantVerifier, nonces: NonceStore, coordinator: str
+) -> None:
+    grant, signed = world.grant(per_site_breakdown=False), world.query()
+    err = refused_with(
+        PermissionDenied,
+        Reason.NOT_AUTHORIZED,
+        lambda: verifier.verify(grant, signed, caller="alice", coordinator_common_name=coordinator),
+    )
+    assert ("coordinator_common_name" in err.message) == (coordinator == "")
+    assert len(nonces) == 0  # refused before the nonce is recorded: the coordinator may still forward it
+    if coordinator:
+        verifier.verify(grant, signed, caller=coordinator, coordinator_common_name=coordinator)
+        assert len(nonces) == 1
+    # With the breakdown granted, the researcher may ask the site directly.
+    verifier.verify(world.grant(per_site_breakdown=True), world.query(), caller="alice", coordinator_common_name="")
+
+
+def test_a_version_1_nonce_store_is_upgraded_and_its_nonces_belong_to_no_caller(tmp_path: Path) -> None:
+    path, one = tmp_path / "nonces.sqlite", hashlib.sha256(b"1").hexdigest()
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    for statement in (  # what version 1 wrote
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT",
+        "CREATE TABLE nonces (nonce BLOB PRIMARY KEY, payload_sha256 TEXT NOT NULL,"
+        " timestamp_ms INTEGER NOT NULL, seen_ms INTEGER NOT NULL) STRICT, WITHOUT ROWID",
+        "CREATE INDEX nonces_by_time ON nonces (timestamp_ms)",
+        "INSERT INTO meta VALUES ('pruned_before_ms', 0)",
+        f"INSERT INTO nonces VALUES (x'{'7a' * 16}', '{one}', {NOW_MS}, {NOW_MS})",
+        f"PRAGMA application_id = {0x47474E43}",
+        "PRAGMA user_version = 1",
+    ):
+        con.execute(statement)
+    con.close()
+    store = NonceStore(path, WINDOW_MS)
+    try:
+        assert len(store) == 1
+        refused_with(
+            Unauthenticated,
+            Reason.REPLAYED_NONCE,
+            lambda: store.check_and_record(b"z" * 16, one, NOW_MS, NOW_MS, "coordinator"),
+        )
+        store.check_and_record(b"w" * 16, one, NOW_MS, NOW_MS, "coordinator")
+    finally:
+        store.close()
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+    con.close()

@@ -11,12 +11,16 @@ import json
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from genogate.errors import (
     AlreadyExists,
@@ -25,9 +29,10 @@ from genogate.errors import (
     Reason,
     ResourceExhausted,
     StoreError,
+    Unauthenticated,
     Unavailable,
 )
-from node.ledger import Answered, Charged, Ledger, Pending
+from node.ledger import MAX_PERIOD_DAYS, Answered, Charged, Ledger, Pending
 
 UNIT = Decimal("1e-12")
 
@@ -48,8 +53,13 @@ def begin(
     cap: Decimal | str = "1",
     dcap: Decimal | str = "0",
     now_ms: int = 1_700_000_000_000,
+    **kw: Any,
 ) -> Charged | Pending | Answered:
-    """``ledger.begin`` with defaults: payload and canonical query derived from the query id."""
+    """``ledger.begin`` with defaults: payload and canonical query derived from the query id, researcher
+    ``alice`` with no node-wide caps, caller ``coordinator``, epoch 0; ``kw`` are further arguments."""
+    kw.setdefault("researcher", "alice")
+    kw.setdefault("caller", "coordinator")
+    kw.setdefault("epoch", 0)
     return ledger.begin(
         study_id=study,
         query_id=qid,
@@ -60,6 +70,7 @@ def begin(
         epsilon_cap=Decimal(cap),
         delta_cap=Decimal(dcap),
         now_ms=now_ms,
+        **kw,
     )
 
 
@@ -182,6 +193,7 @@ def test_a_float_is_refused(ledger: Ledger) -> None:
             epsilon_cap=Decimal(1),
             delta_cap=Decimal(0),
             now_ms=1,
+            researcher="alice",
         )
 
 
@@ -364,6 +376,7 @@ def test_malformed_hashes_are_refused(ledger: Ledger) -> None:
             epsilon_cap=Decimal(1),
             delta_cap=Decimal(0),
             now_ms=1,
+            researcher="alice",
         )
 
 
@@ -419,10 +432,7 @@ def test_a_ledger_of_another_schema_version_is_refused(path: Path) -> None:
 
 def test_a_version_1_ledger_is_upgraded_in_place_keeping_every_charge(path: Path) -> None:
     """Version 1 had no answered count (it was counted on every read); opening one adds and fills it."""
-    with Ledger(path) as ledger:
-        charge(ledger, "q1", canonical="c")
-        assert isinstance(begin(ledger, "q2", canonical="c"), Answered)
-        assert isinstance(begin(ledger, "q3", canonical="pending"), Charged)
+    write_v3(path)
     con = sqlite3.connect(path)  # take the file back to what version 1 wrote
     con.executescript(
         "DROP TRIGGER spent_grows; DROP INDEX queries_by_charge; ALTER TABLE spent DROP COLUMN answered;"
@@ -438,7 +448,7 @@ def test_a_version_1_ledger_is_upgraded_in_place_keeping_every_charge(path: Path
         charge(upgraded, "q4")
         assert upgraded.budget("study-1", Decimal(1), Decimal(0)).queries_answered == 3
     con = sqlite3.connect(path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 3  # through version 2, with recharges
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 4  # through versions 2 and 3
     with pytest.raises(sqlite3.IntegrityError, match="never decreases"):
         con.execute("UPDATE spent SET answered = 0")
     con.close()
@@ -622,7 +632,8 @@ with Ledger(path, busy_timeout_s=60) as led:
         try:
             qid = f"{name}-{i}"
             r = led.begin(study_id="study-1", query_id=qid, payload_sha256=sha(qid), canonical_sha256=sha(qid),
-                          epsilon=Decimal("0.01"), delta=Decimal(0), epsilon_cap=cap, delta_cap=Decimal(0), now_ms=1)
+                          epsilon=Decimal("0.01"), delta=Decimal(0), epsilon_cap=cap, delta_cap=Decimal(0), now_ms=1,
+                          researcher="alice")
         except ResourceExhausted:
             refused += 1
             continue
@@ -763,3 +774,396 @@ def test_a_recharge_over_the_cap_is_refused_and_records_nothing(path: Path) -> N
         after.check()
         assert begin(after, "q1", cap="0.2") == Charged(first.charge_id)  # still owed a recharge
     crashed.close()
+
+
+# Version 3 files -----------------------------------------------------------------------------------------
+
+# The schema version 3 wrote (frozen here: the migration must take exactly such a file to version 4).
+V3_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+CREATE TABLE charges (
+    charge_id INTEGER PRIMARY KEY AUTOINCREMENT, study_id TEXT NOT NULL, canonical_sha256 TEXT NOT NULL,
+    query_id TEXT NOT NULL, epsilon_units INTEGER NOT NULL CHECK (epsilon_units >= 0),
+    delta_units INTEGER NOT NULL CHECK (delta_units >= 0), charged_ms INTEGER NOT NULL, result BLOB,
+    completed_ms INTEGER, UNIQUE (study_id, canonical_sha256)
+) STRICT;
+CREATE TABLE queries (
+    study_id TEXT NOT NULL, query_id TEXT NOT NULL, payload_sha256 TEXT NOT NULL,
+    charge_id INTEGER NOT NULL REFERENCES charges (charge_id), received_ms INTEGER NOT NULL,
+    PRIMARY KEY (study_id, query_id)
+) STRICT;
+CREATE TABLE spent (
+    study_id TEXT PRIMARY KEY, epsilon_units INTEGER NOT NULL CHECK (epsilon_units >= 0),
+    delta_units INTEGER NOT NULL CHECK (delta_units >= 0),
+    answered INTEGER NOT NULL DEFAULT 0 CHECK (answered >= 0)
+) STRICT;
+CREATE INDEX queries_by_charge ON queries (charge_id);
+CREATE TABLE recharges (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, charge_id INTEGER NOT NULL REFERENCES charges (charge_id),
+    query_id TEXT NOT NULL, epsilon_units INTEGER NOT NULL CHECK (epsilon_units >= 0),
+    delta_units INTEGER NOT NULL CHECK (delta_units >= 0), charged_ms INTEGER NOT NULL
+) STRICT;
+CREATE TRIGGER recharges_keep BEFORE DELETE ON recharges BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+CREATE TRIGGER recharges_fixed BEFORE UPDATE ON recharges BEGIN SELECT RAISE(ABORT, 'a charge never changes'); END;
+{AUDIT}
+CREATE TRIGGER charges_keep BEFORE DELETE ON charges BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+CREATE TRIGGER charges_fixed BEFORE UPDATE OF
+    charge_id, study_id, canonical_sha256, query_id, epsilon_units, delta_units, charged_ms ON charges
+    BEGIN SELECT RAISE(ABORT, 'a charge never changes'); END;
+CREATE TRIGGER charges_result_once BEFORE UPDATE OF result, completed_ms ON charges
+    WHEN OLD.result IS NOT NULL BEGIN SELECT RAISE(ABORT, 'a stored result is never replaced'); END;
+CREATE TRIGGER queries_keep BEFORE DELETE ON queries BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+CREATE TRIGGER queries_fixed BEFORE UPDATE ON queries BEGIN SELECT RAISE(ABORT, 'a recorded query never changes'); END;
+CREATE TRIGGER spent_keep BEFORE DELETE ON spent BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
+CREATE TRIGGER spent_grows BEFORE UPDATE ON spent
+    WHEN NEW.study_id IS NOT OLD.study_id OR NEW.epsilon_units < OLD.epsilon_units
+      OR NEW.delta_units < OLD.delta_units OR NEW.answered < OLD.answered
+    BEGIN SELECT RAISE(ABORT, 'spent budget never decreases'); END;
+"""
+T0 = 1_700_000_000_000  # the test helpers' default clock
+DAY = 86_400_000
+TENTH = 10**11  # 0.1 in ledger units
+
+
+def write_v3(path: Path, *, recharge: bool = False) -> None:
+    """A ledger file as version 3 left it: study-1 with q1 charged and answered, q2 a replay of it, q3 charged
+    and pending; study-2 with r1 (0.5, two days earlier); with ``recharge``, q3 paid again a day later."""
+    from genogate import audit
+    from genogate.sqlitedb import statements
+
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("BEGIN")
+    for statement in statements(V3_SCHEMA.replace("{AUDIT}", audit.SCHEMA.strip())):
+        con.execute(statement)
+    con.execute("INSERT INTO meta VALUES ('unit', '1e-12')")
+    con.executemany(
+        "INSERT INTO charges VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)",
+        [
+            (1, "study-1", sha("c"), "q1", TENTH, T0, b"result of q1", T0),
+            (2, "study-1", sha("pending"), "q3", TENTH, T0, None, None),
+            (3, "study-2", sha("c"), "r1", 5 * TENTH, T0 - 2 * DAY, b"result of r1", T0 - 2 * DAY),
+        ],
+    )
+    con.executemany(
+        "INSERT INTO queries VALUES (?, ?, ?, ?, ?)",
+        [
+            ("study-1", "q1", sha("payload q1"), 1, T0),
+            ("study-1", "q2", sha("payload q2"), 1, T0),
+            ("study-1", "q3", sha("payload q3"), 2, T0),
+            ("study-2", "r1", sha("payload r1"), 3, T0 - 2 * DAY),
+        ],
+    )
+    extra = TENTH if recharge else 0
+    con.executemany(
+        "INSERT INTO spent VALUES (?, ?, 0, ?)", [("study-1", 2 * TENTH + extra, 2), ("study-2", 5 * TENTH, 1)]
+    )
+    if recharge:
+        con.execute(
+            "INSERT INTO recharges (charge_id, query_id, epsilon_units, delta_units, charged_ms)"
+            " VALUES (2, 'q3', ?, 0, ?)",
+            (TENTH, T0 + DAY),
+        )
+    con.execute("COMMIT")
+    con.execute(f"PRAGMA application_id = {0x47474C44}")
+    con.execute("PRAGMA user_version = 3")
+    con.close()
+
+
+def test_a_version_3_ledger_is_upgraded_keeping_every_charge_for_the_node_cap_and_no_stored_answer(path: Path) -> None:
+    write_v3(path, recharge=True)
+    with Ledger(path) as led:
+        led.check()  # per-day totals rebuilt from the charges and the recharge
+        assert spent(led) == Decimal("0.3") and spent(led, "study-2") == Decimal("0.5")
+        entries = {e.query_id: e for e in led.history("study-1")}
+        assert {(e.charge_id, e.researcher, e.epoch, e.caller) for e in entries.values()} == {
+            (1, "", 0, ""),
+            (2, "", 0, ""),
+        }
+        # The old charges count toward the node's cap (0.8 in the window) but toward no researcher's.
+        now = T0 + DAY
+        with pytest.raises(ResourceExhausted) as err:
+            begin(led, "n1", eps="0.3", node_cap=Decimal("1"), now_ms=now)
+        assert err.value.reason is Reason.NODE_BUDGET_EXHAUSTED
+        charge(led, "n2", eps="0.1", node_cap=Decimal("1"), researcher_cap=Decimal("0.1"), now_ms=now, cap="2")
+        # An old query id keeps its first answer for its (unknown, '') caller only.
+        assert begin(led, "q1", caller="") == Answered(b"result of q1", "q1", from_store=False)
+        with pytest.raises(Unauthenticated) as replay:
+            begin(led, "q1", caller="coordinator")
+        assert replay.value.reason is Reason.REPLAYED_NONCE
+        # A repeat of an old question under a new id, in a registered epoch, is a new charge: no stored
+        # answer of unknown epoch is served again.
+        epoch = led.register_epoch(sha("cohort"), now_ms=now)
+        assert epoch == 1
+        again = begin(led, "q9", canonical="c", epoch=epoch, now_ms=now, cap="2")
+        assert isinstance(again, Charged) and again.charge_id == 5  # ids go on from the old ones
+        led.check()
+    con = sqlite3.connect(path)
+    try:
+        assert con.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert con.execute("PRAGMA foreign_key_check").fetchall() == []
+        with pytest.raises(sqlite3.IntegrityError):
+            con.execute("UPDATE charges SET epoch = 3")
+    finally:
+        con.close()
+
+
+# Budgets above the study ---------------------------------------------------------------------------------
+
+
+def test_a_researcher_cap_counts_every_study_exactly_at_the_limit(ledger: Ledger) -> None:
+    caps = {"researcher_cap": Decimal(1), "cap": "10"}
+    charge(ledger, "a1", study="a", eps="0.4", **caps)
+    charge(ledger, "b1", study="b", eps=Decimal("0.6") - UNIT, **caps)
+    charge(ledger, "c1", study="c", eps=UNIT, **caps)  # exactly at the cap
+    before = ledger.history("d")
+    with pytest.raises(ResourceExhausted) as err:
+        begin(ledger, "d1", study="d", eps=UNIT, **caps)
+    assert err.value.reason is Reason.RESEARCHER_BUDGET_EXHAUSTED
+    assert err.value.message == (
+        "the researcher's privacy budget at this site across all their studies over the last 365 days is exhausted"
+    )
+    assert ledger.history("d") == before == [] and spent(ledger, "d") == 0
+    charge(ledger, "d1", study="d", eps="1", researcher="bob", **caps)  # another researcher: their own cap
+    status = ledger.budget("a", Decimal(10), Decimal(0), researcher="alice", now_ms=T0)
+    assert status.researcher_epsilon_spent == Decimal(1) and status.epsilon_spent == Decimal("0.4")
+    assert ledger.budget("a", Decimal(10), Decimal(0), researcher="bob", now_ms=T0).researcher_epsilon_spent == 1
+    ledger.check()
+
+
+def test_a_node_cap_counts_everyone_and_says_nothing_of_their_spending(ledger: Ledger) -> None:
+    caps = {"node_cap": Decimal("1"), "cap": "10"}
+    charge(ledger, "a1", study="a", eps="0.7", researcher="alice", **caps)
+    charge(ledger, "b1", study="b", eps="0.3", researcher="bob", **caps)
+    with pytest.raises(ResourceExhausted) as err:
+        begin(ledger, "c1", study="c", eps=UNIT, researcher="carol", **caps)
+    assert err.value.reason is Reason.NODE_BUDGET_EXHAUSTED
+    assert err.value.message == "this site's privacy budget across all researchers over the last 365 days is exhausted"
+    assert "0.7" not in err.value.message and "alice" not in err.value.message
+    ledger.check()
+
+
+def test_the_study_cap_is_reported_before_the_node_wide_ones(ledger: Ledger) -> None:
+    with pytest.raises(ResourceExhausted) as err:
+        begin(ledger, "q", eps="2", cap="1", researcher_cap=Decimal(1), node_cap=Decimal(1))
+    assert err.value.reason is Reason.BUDGET_EXHAUSTED
+
+
+@pytest.mark.parametrize("period", [1, 2, 30])
+def test_a_charge_leaves_the_rolling_window_after_the_period_never_before(ledger: Ledger, period: int) -> None:
+    caps = {"researcher_cap": Decimal(1), "period_days": period, "cap": "10"}
+    t = T0 + 12_345  # not on a day boundary
+    charge(ledger, "q0", study="s0", eps="1", now_ms=t, **caps)
+    for i, later in enumerate([1, DAY, period * DAY - 1, period * DAY]):  # within the period: still counted
+        with pytest.raises(ResourceExhausted) as err:
+            begin(ledger, f"early{i}", study="s1", eps=UNIT, now_ms=t + later, **caps)
+        assert err.value.reason is Reason.RESEARCHER_BUDGET_EXHAUSTED
+    # By whole UTC days, the charge counts until the end of its day + period: released a day later at most.
+    charge(ledger, "late", study="s1", eps="1", now_ms=t + (period + 1) * DAY, **caps)
+    status = ledger.budget(
+        "s1", Decimal(10), Decimal(0), researcher="alice", now_ms=t + (period + 1) * DAY, period_days=period
+    )
+    assert status.researcher_epsilon_spent == Decimal(1)
+    ledger.check()
+
+
+def test_a_clock_stepped_back_still_counts_later_charges(ledger: Ledger) -> None:
+    charge(ledger, "q0", eps="1", now_ms=T0 + 5 * DAY, researcher_cap=Decimal(1))
+    with pytest.raises(ResourceExhausted):
+        begin(ledger, "q1", study="s2", eps=UNIT, now_ms=T0, researcher_cap=Decimal(1))
+
+
+@pytest.mark.parametrize("period", [0, -1, MAX_PERIOD_DAYS + 1])
+def test_a_period_out_of_range_is_refused(ledger: Ledger, period: int) -> None:
+    with pytest.raises(InvalidArgument):
+        begin(ledger, "q", period_days=period)
+
+
+def test_a_recharge_is_paid_by_the_researcher_asking_now_and_within_their_cap(path: Path) -> None:
+    crashed = Ledger(path, boot=lambda: "boot-A")
+    first = begin(crashed, "q1", eps="0.5", researcher_cap=Decimal(1))
+    assert isinstance(first, Charged)
+    with Ledger(path, boot=lambda: "boot-B") as after:
+        charge(after, "q2", study="s2", eps="0.5", researcher_cap=Decimal(1))  # alice: 1.0 spent
+        with pytest.raises(ResourceExhausted) as err:
+            begin(after, "q1", eps="0.5", researcher_cap=Decimal(1))
+        assert err.value.reason is Reason.RESEARCHER_BUDGET_EXHAUSTED
+        assert begin(after, "q1", eps="0.5", researcher_cap=Decimal("1.5")) == Charged(first.charge_id)
+        assert after.budget(
+            "x", Decimal(1), Decimal(0), researcher="alice", now_ms=T0
+        ).researcher_epsilon_spent == Decimal("1.5")
+        after.check()
+    crashed.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["alice", "bob", "carol"]),
+            st.integers(0, 5),  # study
+            st.integers(0, 60),  # ε in hundredths
+            st.integers(0, 3 * DAY),  # time since the previous step
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    period=st.integers(1, 4),
+)
+def test_no_sequence_of_charges_lets_anyone_exceed_a_cap_in_any_window(
+    steps: list[tuple[str, int, int, int]], period: int
+) -> None:
+    """Whatever researchers, studies, amounts and times: in every window of ``period`` days ending at a
+    charge, no researcher's charges exceed the researcher cap and nobody's together exceed the node cap;
+    refusals record nothing, and the ledger's check holds."""
+    r_cap, n_cap = Decimal("1"), Decimal("2")
+    made: list[tuple[str, int, Decimal]] = []
+    with tempfile.TemporaryDirectory() as d, Ledger(Path(d) / "ledger.sqlite") as led:
+        now = T0
+        for i, (who, study_no, hundredths, gap) in enumerate(steps):
+            now += gap
+            eps = Decimal(hundredths) / 100
+            try:
+                charge(
+                    led,
+                    f"q{i}",
+                    study=f"s{study_no}",
+                    eps=eps,
+                    cap="100",
+                    now_ms=now,
+                    researcher=who,
+                    researcher_cap=r_cap,
+                    node_cap=n_cap,
+                    period_days=period,
+                )
+                made.append((who, now, eps))
+            except ResourceExhausted as exc:
+                assert exc.reason in (Reason.RESEARCHER_BUDGET_EXHAUSTED, Reason.NODE_BUDGET_EXHAUSTED)
+        for _, end, _ in made:
+            window = [(w, e) for w, t, e in made if end - period * DAY < t <= end]
+            assert sum((e for _, e in window), Decimal(0)) <= n_cap
+            for who in ("alice", "bob", "carol"):
+                assert sum((e for w, e in window if w == who), Decimal(0)) <= r_cap
+        assert sum(len(led.history(f"s{k}")) for k in range(6)) == len(made)
+        led.check()
+
+
+# Consent epochs ------------------------------------------------------------------------------------------
+
+
+def test_epochs_follow_the_cohort_and_never_return(ledger: Ledger) -> None:
+    assert ledger.register_epoch(sha("cohort A"), now_ms=1) == 1
+    assert ledger.register_epoch(sha("cohort A"), now_ms=2) == 1  # a restart on the same cohort
+    assert ledger.register_epoch(sha("cohort B"), now_ms=3) == 2  # a withdrawal
+    assert ledger.register_epoch(sha("cohort A"), now_ms=4) == 3  # reverted: a new epoch, not epoch 1 again
+    assert ledger.register_epoch(sha("cohort A"), now_ms=5) == 3
+    ledger.check()
+    with pytest.raises(InvalidArgument):
+        ledger.register_epoch("not a hash", now_ms=6)
+
+
+def test_a_stored_release_answers_repeats_only_within_its_epoch(ledger: Ledger) -> None:
+    e1 = ledger.register_epoch(sha("before"), now_ms=T0)
+    first = begin(ledger, "q1", canonical="c", epoch=e1)
+    assert isinstance(first, Charged) and first.epoch == e1
+    ledger.complete(first.charge_id, b"epoch 1 answer")
+    assert ledger.seen("study-1", "q9", sha("c"), e1)
+    e2 = ledger.register_epoch(sha("after a withdrawal"), now_ms=T0)
+    assert not ledger.seen("study-1", "q9", sha("c"), e2)
+    # The same question under a new id in the new epoch: a new charge.
+    second = begin(ledger, "q2", canonical="c", epoch=e2)
+    assert isinstance(second, Charged) and second.charge_id != first.charge_id and second.epoch == e2
+    ledger.complete(second.charge_id, b"epoch 2 answer")
+    # A third time: the new epoch's stored release, at no cost.
+    third = begin(ledger, "q3", canonical="c", epoch=e2)
+    assert third == Answered(b"epoch 2 answer", "q2", from_store=True) and third.epoch == e2
+    # A retry of the first query id keeps its first answer, which says its epoch.
+    retry = begin(ledger, "q1", canonical="c", epoch=e2)
+    assert retry == Answered(b"epoch 1 answer", "q1", from_store=False) and retry.epoch == e1
+    assert spent(ledger) == Decimal("0.2")
+    ledger.check()
+
+
+def test_a_charge_in_an_unregistered_epoch_fails_the_check(ledger: Ledger) -> None:
+    charge(ledger, "q1", epoch=7)
+    with pytest.raises(StoreError, match="epoch 7, which was never registered"):
+        ledger.check()
+
+
+# Callers and what each outcome says about its charge -----------------------------------------------------
+
+
+def test_a_query_id_is_answered_again_only_to_its_first_caller(ledger: Ledger) -> None:
+    charge(ledger, "q1", caller="coordinator")
+    pending = begin(ledger, "q2", caller="coordinator")
+    for qid in ("q1", "q2"):
+        before = ledger.history("study-1")
+        with pytest.raises(Unauthenticated) as err:
+            begin(ledger, qid, caller="mallory")
+        assert err.value.reason is Reason.REPLAYED_NONCE
+        assert err.value.message == "the query was already sent by another caller"
+        assert ledger.history("study-1") == before
+    assert begin(ledger, "q1", caller="coordinator") == Answered(b"result of q1", "q1", from_store=False)
+    assert isinstance(pending, Charged) and begin(ledger, "q2", caller="coordinator") == Pending(pending.charge_id)
+    # A new query id for the same question is not a replay: any caller the service let through may ask it.
+    assert begin(ledger, "q3", canonical="canonical q1", caller="mallory") == Answered(
+        b"result of q1", "q1", from_store=True
+    )
+
+
+def test_every_outcome_names_the_original_charge(ledger: Ledger) -> None:
+    first = begin(ledger, "q1", canonical="c", eps="0.3", delta="1e-7", dcap="1")
+    assert isinstance(first, Charged)
+    assert (first.original_epsilon, first.original_delta, first.original_query_id) == (
+        Decimal("0.3"),
+        Decimal("1e-7"),
+        "q1",
+    )
+    joined = begin(ledger, "q2", canonical="c", eps="0.9", dcap="1")  # joins the charge being computed: pays 0
+    assert isinstance(joined, Pending)
+    assert (joined.original_epsilon, joined.original_query_id) == (Decimal("0.3"), "q1")
+    ledger.complete(first.charge_id, b"r")
+    later = begin(ledger, "q3", canonical="c", eps="0.5", dcap="1")
+    assert isinstance(later, Answered) and (later.original_epsilon, later.original_delta) == (
+        Decimal("0.3"),
+        Decimal("1e-7"),
+    )
+    assert spent(ledger) == Decimal("0.3")
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "DELETE FROM researcher_days",
+        "UPDATE researcher_days SET epsilon_units = 0",
+        "DELETE FROM node_days",
+        "UPDATE node_days SET epsilon_units = 0",
+        "DELETE FROM epochs",
+        "UPDATE epochs SET cohort_sha256 = 'x'",
+        "UPDATE charges SET researcher = 'someone else'",
+        "UPDATE charges SET epoch = 2",
+    ],
+)
+def test_the_schema_refuses_giving_node_wide_budget_back(path: Path, statement: str) -> None:
+    with Ledger(path) as led:
+        led.register_epoch(sha("cohort"), now_ms=1)
+        charge(led, "q1", epoch=1)
+    con = sqlite3.connect(path)
+    try:
+        with pytest.raises(sqlite3.IntegrityError):
+            con.execute(statement)
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize(("table", "match"), [("researcher_days", "researcher 'alice' day"), ("node_days", "node day")])
+def test_check_reports_a_day_total_that_disagrees_with_the_charges(path: Path, table: str, match: str) -> None:
+    with Ledger(path) as led:
+        charge(led, "q1")
+        led.check()
+    con = sqlite3.connect(path)
+    con.execute(f"UPDATE {table} SET epsilon_units = epsilon_units + 1")
+    con.commit()
+    con.close()
+    with Ledger(path) as led, pytest.raises(StoreError, match=match):
+        led.check()

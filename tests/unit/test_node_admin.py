@@ -213,9 +213,11 @@ def test_init_writes_the_grants_and_metrics_settings_it_is_given(tmp_path: Path)
     cli(
         "init", "--dir", tmp_path / "n", "--name", "site-a", "--listen", "0.0.0.0:50051",
         "--committee-key", key, "--coordinator", "coord.example.org:50051", "--metrics-listen", "127.0.0.1:9464",
+        "--coordinator-name", "coordinator",
     )  # fmt: skip
     cfg = load_node_config(tmp_path / "n" / "node.toml", env={})
     assert cfg.grants.committee_keys == (key,) and cfg.grants.coordinator == "coord.example.org:50051"
+    assert cfg.grants.coordinator_common_name == "coordinator"
     assert cfg.server.metrics_listen == "127.0.0.1:9464" and cfg.server.listen == "0.0.0.0:50051"
     bad = cli("init", "--dir", tmp_path / "m", "--name", "site-b", "--committee-key", "abc", ok=False)
     assert bad.returncode == 2 and "--committee-key" in bad.stderr and "64 hex digits" in bad.stderr

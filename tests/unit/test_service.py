@@ -16,7 +16,16 @@ import numpy.typing as npt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from genogate.errors import AlreadyExists, GenogateError, InvalidArgument, PermissionDenied, Reason, ResourceExhausted
+from genogate.convert import canonical_bytes
+from genogate.errors import (
+    AlreadyExists,
+    GenogateError,
+    InvalidArgument,
+    PermissionDenied,
+    Reason,
+    ResourceExhausted,
+    Unauthenticated,
+)
 from genogate.filter import parse_filter
 from genogate.nodeclient import envelope
 from genogate.query import (
@@ -28,12 +37,13 @@ from genogate.query import (
     Kind,
     Region,
     Variant,
+    canonical,
 )
 from genogate.signing import Signer, verify
 from genogate.wire.v1 import common_pb2 as pb
 from node import dp
 from node.ingest import ingest
-from node.ledger import Ledger
+from node.ledger import Charged, Ledger
 from node.service import Caller, Policy, QueryService
 from node.studies import Study
 
@@ -98,6 +108,9 @@ def study(purpose: str = "HMB", **kw: object) -> Study:
 POLICY = Policy(
     epsilon_per_query_cap=Decimal("2"),
     epsilon_per_study_cap=Decimal("10"),
+    # The caps above the study are tested on their own (test_a_researcher_cap_spans_studies...): high here.
+    epsilon_per_researcher_cap=Decimal("1000"),
+    epsilon_per_node_cap=Decimal("1000"),
     delta_per_query=Decimal("1e-7"),
     delta_per_study_cap=Decimal("1e-5"),
     min_reportable_count=0,
@@ -340,17 +353,25 @@ def test_same_question_same_answer_at_no_cost(store: Path, tmp_path: Path) -> No
         svc, AlleleFrequency((V200T, V100, V100), filter=parse_filter("ancestry in (AFR,EUR) and sex=F")), eps=0.2
     )
     assert again.from_store and again.cached_query_id == first.query_id and again.epsilon_charged == 0
+    assert again.original_epsilon_charged == 1.0 and again.consent_epoch == first.consent_epoch == 1
     assert again.result == first.result and again.query_sha256 != first.query_sha256  # each binds its own request
     assert svc.budget_pb(study()).epsilon_spent == 1.0
 
 
 def test_retry_is_idempotent_and_a_reused_id_is_refused(store: Path, tmp_path: Path) -> None:
-    svc = make(store, tmp_path)
+    svc = make(store, tmp_path, study(researchers=frozenset({"alice", "bob"})))
     env = envelope(CohortCount(), study_id="S1", epsilon=0.5, query_id="q-1")
     r1 = pb.ReleaseBody.FromString(svc.query(Caller("alice"), env.SerializeToString()).payload)
     r2 = pb.ReleaseBody.FromString(svc.query(Caller("alice"), env.SerializeToString()).payload)
-    assert r1.result == r2.result and not r2.from_store and r2.epsilon_charged == 0.5
+    # The retry's receipt says what it paid now (nothing) and what the answer was charged when first made.
+    assert r1.result == r2.result and not r2.from_store and r2.epsilon_charged == 0
+    assert (r1.epsilon_charged, r1.original_epsilon_charged, r2.original_epsilon_charged) == (0.5, 0.5, 0.5)
+    assert r1.consent_epoch == r2.consent_epoch == svc.epoch == 1
     assert svc.budget_pb(study()).epsilon_spent == 0.5
+    # The same bytes from another researcher of the study are a replay, refused before anything is read.
+    with pytest.raises(Unauthenticated) as replay:
+        svc.query(Caller("bob"), env.SerializeToString())
+    assert replay.value.reason is Reason.REPLAYED_NONCE
     with pytest.raises(AlreadyExists) as info:
         ask(svc, CohortCount(parse_filter("sex=F")), query_id="q-1")
     assert info.value.reason is Reason.QUERY_ID_REUSED
@@ -395,6 +416,7 @@ def test_every_outcome_is_audited_with_the_release_in_the_same_transaction(store
     assert entries[1]["result_sha256"] == hashlib.sha256(first.result.SerializeToString(deterministic=True)).hexdigest()
     assert entries[3]["caller"] == "mallory" and entries[3]["reason"] == "RESEARCHER_MISMATCH"
     assert all(e["study"] == "S1" for e in entries) and entries[0]["epsilon"] == "0.5"
+    assert entries[0]["researcher"] == "cn:alice" and entries[0]["consent_epoch"] == 1
     assert audit.check(rows, audit.keys(signer.public_raw)).ok
     svc.close()
 
@@ -437,3 +459,71 @@ def test_an_unexpected_failure_after_the_charge_is_internal_and_audited(store: P
         assert svc.budget_pb(study()).epsilon_spent == 0.5
     finally:
         svc.close()
+
+
+def test_a_researcher_cap_spans_studies_and_each_receipt_says_the_researchers_spending(
+    store: Path, tmp_path: Path
+) -> None:
+    studies = [study(study_id=f"S{i}", researchers=frozenset({"alice", "bob"})) for i in (1, 2, 3)]
+    policy = _policy(epsilon_per_researcher_cap=Decimal("1.5"), epsilon_per_node_cap=Decimal("2.5"))
+    svc = make(store, tmp_path, *studies, policy=policy)
+    a = ask(svc, CohortCount(), eps=1.0, study_id="S1")
+    b = ask(svc, CohortCount(), eps=0.5, study_id="S2")  # a new study, the same researcher: exactly at the cap
+    assert (a.budget_after.researcher_epsilon_spent, b.budget_after.researcher_epsilon_spent) == (1.0, 1.5)
+    assert b.budget_after.researcher_epsilon_cap == 1.5 and b.budget_after.budget_period_days == 365
+    assert b.budget_after.consent_epoch == svc.epoch
+    with pytest.raises(ResourceExhausted) as err:
+        ask(svc, CohortCount(), eps=0.1, study_id="S3")
+    assert err.value.reason is Reason.RESEARCHER_BUDGET_EXHAUSTED and "365 days" in err.value.message
+    assert svc.budget_pb(studies[2]).epsilon_spent == 0
+    # Another researcher has their own cap, but the node's is shared: 2.5 in all.
+    ask(svc, CohortCount(), eps=1.0, study_id="S3", who="bob")
+    with pytest.raises(ResourceExhausted) as node:
+        ask(svc, CohortCount(parse_filter("sex=F")), eps=0.5, study_id="S3", who="bob")
+    assert node.value.reason is Reason.NODE_BUDGET_EXHAUSTED
+    assert svc.budget(Caller("bob"), "S3").researcher_epsilon_spent == 1.0
+    # A stored answer is still served at no cost once the caps are reached.
+    assert ask(svc, CohortCount(), eps=0.1, study_id="S1", who="bob").from_store
+
+
+def test_a_query_joining_an_identical_charge_claims_no_epsilon(store: Path, tmp_path: Path) -> None:
+    """Two query ids, one question, the first not yet answered (its charge is pending): the second joins
+    it and its receipt claims nothing charged now, the first query id's charge as the original."""
+    svc = make(store, tmp_path)
+    q = CohortCount(parse_filter("sex=F"))
+    first = envelope(q, study_id="S1", epsilon=0.5, query_id="q-first")
+    charge_sha = hashlib.sha256(canonical_bytes(canonical(q))).hexdigest()
+    begun = svc._ledger.begin(  # what the first query's thread has done when the second arrives
+        study_id="S1",
+        query_id="q-first",
+        payload_sha256=hashlib.sha256(first.SerializeToString()).hexdigest(),
+        canonical_sha256=charge_sha,
+        epsilon=Decimal("0.5"),
+        delta=Decimal(0),
+        epsilon_cap=Decimal(3),
+        delta_cap=Decimal(1),
+        now_ms=int(NOW * 1000),
+        researcher="cn:alice",
+        caller="alice",
+        epoch=svc.epoch,
+    )
+    assert isinstance(begun, Charged)
+    second = ask(svc, q, eps=0.5, query_id="q-second")
+    assert second.epsilon_charged == 0 and second.original_epsilon_charged == 0.5
+    assert second.from_store and second.cached_query_id == "q-first"
+    retried = pb.ReleaseBody.FromString(svc.query(Caller("alice"), first.SerializeToString()).payload)
+    assert retried.result == second.result and retried.epsilon_charged == 0 and not retried.from_store
+    assert svc.budget_pb(study()).epsilon_spent == 0.5
+
+
+def test_get_budget_answers_the_studys_researchers_and_the_coordinator_only(store: Path, tmp_path: Path) -> None:
+    svc = make(store, tmp_path, coordinator_common_name="coord")
+    ask(svc, CohortCount(), eps=0.5)
+    assert svc.budget(Caller("alice"), "S1").epsilon_spent == 0.5
+    assert svc.budget(Caller("alice"), "S1").researcher_epsilon_spent == 0.5
+    assert svc.budget(Caller("coord"), "S1").epsilon_spent == 0.5
+    with pytest.raises(PermissionDenied) as err:
+        svc.budget(Caller("mallory"), "S1")
+    assert err.value.reason is Reason.RESEARCHER_MISMATCH
+    with pytest.raises(PermissionDenied):
+        svc.budget(Caller("coord"), "S-unknown")

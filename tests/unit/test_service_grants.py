@@ -50,6 +50,7 @@ def setup(tmp_path: Path) -> Iterator[tuple[World, QueryService, NonceStore]]:
         signer=world.committee,
         grants=verifier,
         clock=world.clock,
+        coordinator_common_name="coordinator",
     )
     yield world, svc, nonces
     nonces.close()
@@ -162,3 +163,37 @@ def test_a_coordinator_cannot_spend_past_the_grant_at_this_node(setup) -> None: 
         )
     assert info.value.reason is Reason.BUDGET_EXHAUSTED
     assert Decimal(repr(spent(svc, world))) == Decimal("4.0")
+
+
+def test_without_the_breakdown_the_node_answers_only_the_coordinator_and_charges_nothing_else(setup) -> None:  # type: ignore[no-untyped-def]
+    world, svc, nonces = setup
+    grant, signed = world.grant(per_site_breakdown=False), world.query()
+    with pytest.raises(PermissionDenied) as info:
+        svc.query(Caller("alice"), signed.payload, grant=grant, signature=signed.researcher_signature)
+    assert info.value.reason is Reason.NOT_AUTHORIZED and len(nonces) == 0 and spent(svc, world) == 0.0
+    body = send(svc, grant, signed)  # the coordinator forwarding the same bytes is answered
+    assert body.epsilon_charged == 0.1 and spent(svc, world) == 0.1
+    # The coordinator's bytes replayed by anyone else: refused too (the breakdown check comes first).
+    with pytest.raises(PermissionDenied):
+        svc.query(Caller("alice"), signed.payload, grant=grant, signature=signed.researcher_signature)
+    open_grant = world.grant(per_site_breakdown=True)
+    replayed = world.query()
+    send(svc, open_grant, replayed)
+    with pytest.raises(Unauthenticated) as replay:
+        svc.query(Caller("alice"), replayed.payload, grant=open_grant, signature=replayed.researcher_signature)
+    assert replay.value.reason is Reason.REPLAYED_NONCE and spent(svc, world) == 0.1  # the same question: stored
+
+
+def test_a_budget_under_a_grant_is_given_to_the_coordinator_only(setup) -> None:  # type: ignore[no-untyped-def]
+    world, svc, _ = setup
+    send(svc, world.grant(), world.query())
+    b = svc.budget(Caller("coordinator"), STUDY, world.grant())
+    assert (b.epsilon_spent, b.researcher_epsilon_spent, b.consent_epoch) == (0.1, 0.1, svc.epoch)
+    for caller in ("alice", "site-b", ""):
+        with pytest.raises(PermissionDenied) as info:
+            svc.budget(Caller(caller), STUDY, world.grant())
+        assert info.value.reason is Reason.NOT_AUTHORIZED
+    svc.coordinator_common_name = ""  # not configured: nobody
+    with pytest.raises(PermissionDenied) as unset:
+        svc.budget(Caller("coordinator"), STUDY, world.grant())
+    assert "coordinator_common_name" in unset.value.message
