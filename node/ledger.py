@@ -613,6 +613,7 @@ class Ledger:
         node_cap: Decimal = MAX_AMOUNT,
         period_days: int = 365,
         audit: Mapping[str, Any] | None = None,
+        on_charge: Callable[[], None] | None = None,
     ) -> Charged | Pending | Answered:
         """Charge a query, or find what it was already charged or answered as, in one write transaction.
 
@@ -633,6 +634,11 @@ class Ledger:
         ``Pending`` becomes a new charge of the same charge id (``Charged``, recorded in ``recharges``; or
         ``ResourceExhausted`` over a cap) when the charge was left without a result by an unclean stop under
         another boot: its draw may have been released and its result lost with the machine's page cache.
+
+        ``on_charge`` is called once a new charge has been decided (every cap passed), before the commit that
+        makes it durable returns: a caller may start work the charge pays for (reading rows, never drawing
+        noise) while the commit syncs. It is never called for a refusal, a retry or a repeat; it must be quick
+        and must not raise. If the commit then fails, ``begin`` raises and the caller drops that work.
         """
         _check_id(study_id, "study id", Reason.INVALID_STUDY)
         _check_id(query_id, "query id", Reason.INVALID_QUERY)
@@ -772,6 +778,8 @@ class Ledger:
                 (study_id, query_id, payload_sha256, charge_id, now_ms, caller),
             )
             self._audit(conn, audit, "charged", None, now_ms)
+            if on_charge is not None:
+                on_charge()
             return Charged(charge_id, epoch, _amount(eps), _amount(dlt), query_id)
 
         return self._write(op, "charging")

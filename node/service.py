@@ -18,12 +18,13 @@ before it):
    repeat is never computed). This is the last refusal (BUDGET_EXHAUSTED and the node-wide caps), and
    nothing of the store has been touched before it (no variant lookup, no row read, no cohort mask) but
    the list of sites in a region, which a node reads only when it declares that list public (step 3);
-7. once the charge is on disk: look the variants up and read their rows (from the in-memory copy of the
-   store's calls, or on a fetch worker through DuckDB while this thread builds the cohort masks, consented
-   participants only), with the same work per requested variant whether the store holds it or not (a
-   variant it lacks gets a stored neighbour's rows, read and not counted); count exactly, draw the noise
-   (OpenDP), apply the minimum-reportable-count rule to the *noisy* values, and store the result (first
-   completion wins);
+7. look the variants up and read their rows, with the same work per requested variant whether the store
+   holds it or not (a variant it lacks gets a stored neighbour's rows, read and not counted): from the
+   in-memory copy of the store's calls once the charge is on disk, or through DuckDB on a fetch worker that
+   starts as soon as the ledger has decided to charge (``begin(on_charge=...)``, while the commit syncs);
+   build the cohort masks (consented participants only); once the charge is durable, count exactly, draw
+   the noise (OpenDP), apply the minimum-reportable-count rule to the *noisy* values, and store the result
+   (first completion wins);
 8. wrap the stored result in a signed release.
 
 No refusal, error message, branch or the time either takes depends on the data: every refusal is decided
@@ -339,24 +340,33 @@ class QueryService:
         charge_delta = sum((p.delta for p in plans), Decimal(0))
         payload_sha = hashlib.sha256(payload).digest()
         entry.update(epsilon=str(charge_eps), delta=str(charge_delta))
-        begun = self._ledger.begin(
-            study_id=study.study_id,
-            query_id=env.query_id,
-            payload_sha256=payload_sha.hex(),
-            canonical_sha256=canonical_sha,
-            epsilon=charge_eps,
-            delta=charge_delta,
-            epsilon_cap=self._study_cap(study),
-            delta_cap=self.policy.delta_per_study_cap,
-            now_ms=int(self._clock() * 1000),
-            researcher=researcher,
-            caller=caller.common_name,
-            epoch=self.epoch,
-            researcher_cap=self.policy.epsilon_per_researcher_cap,
-            node_cap=self.policy.epsilon_per_node_cap,
-            period_days=self.policy.budget_period_days,
-            audit=entry,
-        )
+        # Reading through DuckDB starts as soon as the ledger has decided to charge, on a fetch worker, while
+        # the charge's commit syncs; a refusal never starts it, and a failed commit drops it unread.
+        prefetch: list[Future[_Rows | None]] = []
+        try:
+            begun = self._ledger.begin(
+                study_id=study.study_id,
+                query_id=env.query_id,
+                payload_sha256=payload_sha.hex(),
+                canonical_sha256=canonical_sha,
+                epsilon=charge_eps,
+                delta=charge_delta,
+                epsilon_cap=self._study_cap(study),
+                delta_cap=self.policy.delta_per_study_cap,
+                now_ms=int(self._clock() * 1000),
+                researcher=researcher,
+                caller=caller.common_name,
+                epoch=self.epoch,
+                researcher_cap=self.policy.epsilon_per_researcher_cap,
+                node_cap=self.policy.epsilon_per_node_cap,
+                period_days=self.policy.budget_period_days,
+                audit=entry,
+                on_charge=lambda: prefetch.append(self._prefetch(query, variants)),
+            )
+        except BaseException:
+            for started in prefetch:
+                started.cancel()  # or, already running, it finishes and its rows are dropped unread
+            raise
         # What this request paid now: its charge if it made one (or paid a suspect one again), else nothing:
         # a retry, a repeat of a stored release, or a query joining an identical one being charged.
         charged = (charge_eps, charge_delta) if isinstance(begun, Charged) else (Decimal(0), Decimal(0))
@@ -370,7 +380,7 @@ class QueryService:
                 outcome.decision, outcome.charged = "charged", charge_eps
             else:
                 outcome.decision = "retry"
-            counts = self._exact(query, variants, study)
+            counts = self._exact(query, variants, study, prefetch[0] if prefetch else None)
             result = self._release(query, variants, counts, sens, plans)
             result_bytes = self._ledger.complete(
                 begun.charge_id, result.SerializeToString(deterministic=True), audit=entry
@@ -589,10 +599,6 @@ class QueryService:
         year = dt.datetime.fromtimestamp(self._clock(), tz=dt.UTC).year
         return self._cohorts.mask(f, year) & consent
 
-    def _read(self, vids: npt.NDArray[np.int32]) -> Calls | Future[Calls]:
-        """The rows of ``vids``: at once from the in-memory copy, else a read started on a fetch worker."""
-        return self._memory.fetch(vids) if self._memory is not None else self._fetch_pool.submit(self._fetch, vids)
-
     def _fetch(self, vids: npt.NDArray[np.int32]) -> Calls:
         return self._memory.fetch(vids) if self._memory is not None else self._store().fetch(vids)
 
@@ -604,33 +610,56 @@ class QueryService:
             masks[1] = masks[1] & ~masks[0]  # a participant in both arms counts as a case only
         return _Cohort(consent, masks)
 
-    def _exact(self, q: Query, variants: list[Variant] | None, study: Study) -> _Exact:
+    def _prefetch(self, q: Query, variants: list[Variant] | None) -> Future[_Rows | None]:
+        """``_lookup_and_read`` of a charged query on a fetch worker, when rows come from DuckDB (the in-memory
+        copy answers in microseconds: a completed future)."""
+        if self._memory is None and self._reads(q, variants):
+            return self._fetch_pool.submit(self._lookup_and_read, q, variants)
+        done: Future[_Rows | None] = Future()
+        done.set_result(None)  # taken by ``_exact`` on the query's own thread
+        return done
+
+    @staticmethod
+    def _reads(q: Query, variants: list[Variant] | None) -> bool:
+        """Whether a query's counts need its variants' rows (a carrier count without a frequency cut reads its
+        carriers through DuckDB instead)."""
+        return bool(variants) and not (isinstance(q, CarrierCount) and q.max_allele_frequency is None)
+
+    def _lookup_and_read(self, q: Query, variants: list[Variant] | None) -> _Rows:
+        """The query's vids (stand-ins for variants the store lacks, ``held`` saying which are real) and, when
+        its counts need them, their rows: the same work per requested variant whether held or not."""
+        if not variants:
+            return _Rows(np.zeros(0, dtype=np.int32), np.zeros(0, dtype=bool), None)
+        vids, held = self._index.lookup_with_stand_ins(variants)
+        return _Rows(vids, held, self._fetch(vids) if self._reads(q, variants) else None)
+
+    def _exact(
+        self, q: Query, variants: list[Variant] | None, study: Study, prefetch: Future[_Rows | None] | None = None
+    ) -> _Exact:
         """The exact counts a query's first release is drawn from (no noise; never leaves this process
         unless ``_release`` noises it after the charge, which is durable before this is called).
 
         The work is the same per requested variant whether the store holds it or not: a variant it lacks is
         looked up, and a stored neighbour's rows read, like a held one, and then counted as absent (zero
-        calls: every cohort member hom-ref). A DuckDB read runs on a fetch worker while this thread builds
-        the cohort masks."""
-        if variants:
-            vids, held = self._index.lookup_with_stand_ins(variants)
-        else:
-            vids, held = np.zeros(0, dtype=np.int32), np.zeros(0, dtype=bool)
-        reads = len(vids) > 0 and not (isinstance(q, CarrierCount) and q.max_allele_frequency is None)
-        calls = self._read(vids) if reads else None
+        calls: every cohort member hom-ref). A DuckDB read runs on a fetch worker (``prefetch``, started when
+        the ledger decided to charge) while this thread builds the cohort masks."""
+        if prefetch is None:
+            prefetch = self._prefetch(q, variants)
         try:
             cohort = self._masks(study, q)
         except BaseException:
-            if isinstance(calls, Future):
-                calls.cancel()  # or, already running, it finishes and its rows are dropped unread
+            prefetch.cancel()  # or, already running, it finishes and its rows are dropped unread
             raise
+        got = prefetch.result()
+        if got is None:  # rows from memory, or none needed: taken on this thread
+            got = self._lookup_and_read(q, variants)
+        vids, held, rows = got.vids, got.held, got.calls
         consent, masks = cohort.consent, cohort.masks
         if isinstance(q, CohortCount):
             return _Exact(np.array([np.count_nonzero(masks[0])], dtype=np.int64), vids, held, masks[0])
         if isinstance(q, CarrierCount) and q.max_allele_frequency is None:
             n = self._store().carriers(vids, masks[0], held)
             return _Exact(np.array([n], dtype=np.int64), vids, held, masks[0])
-        rows = calls.result() if isinstance(calls, Future) else calls
         assert rows is not None
 
         def count(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
@@ -755,6 +784,15 @@ class _Cohort:
 
     consent: npt.NDArray[np.bool_]
     masks: list[npt.NDArray[np.bool_]]
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """A charged query's vids, which of them the store holds, and their rows (None when not needed)."""
+
+    vids: npt.NDArray[np.int32]
+    held: npt.NDArray[np.bool_]
+    calls: Calls | None
 
 
 @dataclass(frozen=True)
