@@ -94,7 +94,7 @@ def run(
                     "n_pos": curve.n_pos,
                     "n_neg": curve.n_neg,
                     "refused_trials": refused,
-                    "roc": {"fpr": curve.fpr.tolist(), "tpr": curve.tpr.tolist()},
+                    "roc": curve.as_json(),
                 }
             )
     out[-1]["refusals"] = dict(reasons)

@@ -148,7 +148,7 @@ def run(lab: Lab, site: str, store: Path, cohort: Cohort, *, targets: int, seed:
                     "tpr_at_5pct_fpr": curve.tpr_at(0.05),
                     "n_pos": curve.n_pos,
                     "n_neg": curve.n_neg,
-                    "roc": {"fpr": curve.fpr.tolist(), "tpr": curve.tpr.tolist()},
+                    "roc": curve.as_json(),
                 }
             )
     return out

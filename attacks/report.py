@@ -74,7 +74,7 @@ def plots(results: list[dict[str, Any]], out: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6.4, 5.4), dpi=110)
         ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls=":", label="chance")
         for r in rows:
-            label = f"{r.get('statistic', '')}: {r['setting']}" if attack == "membership" else r["setting"]
+            label = r["setting"] if attack == "differencing" else f"{r.get('statistic', '')}: {r['setting']}"
             ax.plot(r["roc"]["fpr"], r["roc"]["tpr"], lw=1.3, label=f"{label} (AUC {r['auc']:.2f})")
         if attack == "differencing":
             for r in rows:

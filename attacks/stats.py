@@ -28,6 +28,12 @@ class Roc:
         """Area under the curve: P(score of a positive > score of a negative) + P(tie) / 2 (Mann-Whitney)."""
         return float(np.sum(np.diff(self.fpr) * (self.tpr[1:] + self.tpr[:-1]) / 2.0))
 
+    def as_json(self, max_points: int = 400) -> dict[str, list[float]]:
+        """The vertices, rounded to 4 digits and thinned to about ``max_points`` (for plots and the JSON)."""
+        step = max(1, len(self.fpr) // max_points)
+        keep = np.unique(np.concatenate([np.arange(0, len(self.fpr), step), [len(self.fpr) - 1]]))
+        return {"fpr": np.round(self.fpr[keep], 4).tolist(), "tpr": np.round(self.tpr[keep], 4).tolist()}
+
     def tpr_at(self, fpr: float) -> float:
         """The true-positive rate of the (randomised) test whose false-positive rate is exactly ``fpr``."""
         x, y = self.fpr, self.tpr
