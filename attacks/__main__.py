@@ -52,10 +52,12 @@ class Sizes:
     federated_width: int
     synth_samples: int
     synth_variants: int
+    timing_synth_samples: int
+    timing_synth_variants: int
 
 
-FULL = Sizes(250, 250, 1000, 100, 1000, 600, 4, 500, 400, 10, 100, 3000, 4000)
-QUICK = Sizes(20, 15, 40, 4, 100, 40, 1, 100, 20, 1, 30, 600, 600)
+FULL = Sizes(250, 250, 1000, 100, 1000, 600, 4, 500, 400, 10, 100, 3000, 4000, 20000, 20000)
+QUICK = Sizes(20, 15, 40, 4, 100, 40, 1, 100, 20, 1, 30, 600, 600, 600, 2000)
 
 
 def _commit() -> str:
@@ -71,7 +73,8 @@ def _commit() -> str:
     return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
-def run(which: tuple[str, ...], sizes: Sizes, seed: int, work: Path) -> list[dict[str, Any]]:
+def run(which: tuple[str, ...], sizes: Sizes, seed: int, work: Path, seconds: dict[str, float]) -> list[dict[str, Any]]:
+    """Run the attacks in ``which``; ``seconds`` gets each one's wall time."""
     results: list[dict[str, Any]] = []
     cohort = data.load(seed)
     store = data.member_store(cohort, work / "data")
@@ -80,29 +83,46 @@ def run(which: tuple[str, ...], sizes: Sizes, seed: int, work: Path) -> list[dic
             the_lab.add_node("kg", store, build="GRCh37", env=lab_policy())
         if "membership" in which:
             print("membership inference ...", flush=True)
+            t = time.monotonic()
             results += membership.run(the_lab, "kg", store, cohort, targets=sizes.membership_targets, seed=seed)
+            seconds["membership"] = time.monotonic() - t
         if "differencing" in which:
             print("differencing ...", flush=True)
+            t = time.monotonic()
             results += differencing.run(the_lab, "kg", cohort, targets=sizes.differencing_targets, seed=seed)
+            seconds["differencing"] = time.monotonic() - t
         if "timing" in which:
             print("refused-query timing ...", flush=True)
+            t = time.monotonic()
             the_lab.add_node("kg-memory", store, build="GRCh37", env=lab_policy())
-            the_lab.add_node(
-                "kg-duckdb", store, build="GRCh37", env={**lab_policy(), "GENOGATE_NODE_STORE__MEMORY_MB": "0"}
-            )
-            results += timing.run(
-                the_lab,
-                {"in-memory path": "kg-memory", "DuckDB path": "kg-duckdb"},
-                store,
-                n_single=sizes.timing_single,
-                n_batch=sizes.timing_batch,
-                batch=sizes.timing_batch_width,
-                seed=seed,
-            )
+            duck = {**lab_policy(), "GENOGATE_NODE_STORE__MEMORY_MB": "0"}
+            the_lab.add_node("kg-duckdb", store, build="GRCh37", env=duck)
+
+            def probe(sites: dict[str, str], st: Path, data_text: str) -> list[dict[str, Any]]:
+                return timing.run(
+                    the_lab,
+                    sites,
+                    st,
+                    n_single=sizes.timing_single,
+                    n_batch=sizes.timing_batch,
+                    batch=sizes.timing_batch_width,
+                    seed=seed,
+                    data=data_text,
+                )
+
+            results += probe({"in-memory path": "kg-memory", "DuckDB path": "kg-duckdb"}, store, "1000 Genomes store")
             the_lab.stop_node("kg-memory")
             the_lab.stop_node("kg-duckdb")
+            # A bigger synthetic store read through DuckDB, as a node reads a store too big for memory.
+            n, m = sizes.timing_synth_samples, sizes.timing_synth_variants
+            big = _synthetic(work / "synth-big", n, m, seed, parts=1)[0]
+            the_lab.add_node("synth-duckdb", big, build="GRCh38", env=duck)
+            results += probe({"DuckDB path, synthetic": "synth-duckdb"}, big, f"synthetic store, {n:,} x {m:,}")
+            the_lab.stop_node("synth-duckdb")
+            seconds["timing"] = time.monotonic() - t
         if "coverage" in which:
             print("interval coverage ...", flush=True)
+            t = time.monotonic()
             results += coverage.node_releases(
                 the_lab,
                 "kg",
@@ -112,25 +132,27 @@ def run(which: tuple[str, ...], sizes: Sizes, seed: int, work: Path) -> list[dic
                 width=sizes.coverage_width,
                 seed=seed,
             )
-            stores = _synthetic(work / "synth", sizes, seed)
+            stores = _synthetic(work / "synth", sizes.synth_samples, sizes.synth_variants, seed, parts=3)
             sites = [f"synth-{i}" for i in range(len(stores))]
             for site, s in zip(sites, stores, strict=True):
                 the_lab.add_node(site, s, build="GRCh38", env=lab_policy())
             for n, width in ((sizes.federated_singles, 1), (sizes.federated_vectors, sizes.federated_width)):
                 results.append(coverage.federated(the_lab, sites, stores, queries=n, width=width, seed=seed + width))
+            seconds["coverage"] = time.monotonic() - t
     return results
 
 
-def _synthetic(work: Path, sizes: Sizes, seed: int) -> list[Path]:
+def _synthetic(work: Path, samples: int, variants: int, seed: int, *, parts: int) -> list[Path]:
+    """A synthetic cohort (``node.synth``) split into ``parts`` stores."""
     from node.synth import SynthSpec
     from node.synth_cli import synth_store
 
-    spec = SynthSpec(samples=sizes.synth_samples, variants=sizes.synth_variants, seed=seed)
+    spec = SynthSpec(samples=samples, variants=variants, seed=seed)
     stores = []
-    for i in range(3):
+    for i in range(parts):
         s = work / f"site{i}.duckdb"
         s.unlink(missing_ok=True)
-        synth_store(s, work / f"site{i}", spec, (i, 3), progress=False)
+        synth_store(s, work / f"site{i}", spec, (i, parts), progress=False)
         stores.append(s)
     return stores
 
@@ -157,12 +179,15 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    results = run(which, QUICK if args.quick else FULL, args.seed, out / "work")
+    seconds: dict[str, float] = {}
+    results = run(which, QUICK if args.quick else FULL, args.seed, out / "work", seconds)
     publish = not (args.quick or args.no_publish)
     previous = args.docs / "results.json"
     if publish and args.only and previous.is_file():  # keep the published results of attacks not rerun
-        kept = [r for r in json.loads(previous.read_text())["results"] if r["attack"] not in which]
+        before = json.loads(previous.read_text())
+        kept = [r for r in before["results"] if r["attack"] not in which]
         results = kept + results
+        seconds = {**{k: v for k, v in before.get("seconds_by_attack", {}).items() if k not in which}, **seconds}
     results.sort(key=lambda r: ATTACKS.index(r["attack"]))
     doc = {
         "commit": _commit(),
@@ -170,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         "mode": "quick" if args.quick else "full",
         "seed": args.seed,
         "seconds": time.monotonic() - t0,
+        "seconds_by_attack": seconds,
         "policy": {k: str(shipped(k)) for k in POLICY if shipped(k) is not None},
         "results": results,
     }

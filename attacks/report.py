@@ -106,7 +106,9 @@ def tables(doc: dict[str, Any], images: dict[str, str]) -> str:
     results = doc["results"]
     lines = [
         f"Measured by `make attacks` at commit `{doc['commit']}` on {doc['date']} ({doc['mode']} run, seed "
-        f"{doc['seed']}, {doc['seconds']:.0f} s on this machine). Shipped policy at that commit: "
+        f"{doc['seed']}; "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in doc.get("seconds_by_attack", {}).items())
+        + " on a shared 2-core machine). Shipped policy at that commit: "
         + ", ".join(f"{k} {v}" for k, v in doc["policy"].items())
         + ".",
         "",

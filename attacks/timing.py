@@ -64,7 +64,15 @@ def _time(lab: Lab, site: str, study: object, query: object, reasons: Counter[st
 
 
 def run(
-    lab: Lab, sites: dict[str, str], store: Path, *, n_single: int, n_batch: int, batch: int, seed: int
+    lab: Lab,
+    sites: dict[str, str],
+    store: Path,
+    *,
+    n_single: int,
+    n_batch: int,
+    batch: int,
+    seed: int,
+    data: str = "1000 Genomes subset store",
 ) -> list[dict[str, object]]:
     """``sites``: path name -> node name (each serving a copy of ``store``)."""
     n_held = max(n_single, batch)
@@ -108,7 +116,7 @@ def run(
                         "attack": "timing",
                         "statistic": statistic,
                         "setting": f"{path}, {shape}",
-                        "data": "1000 Genomes subset store; held vs absent variants",
+                        "data": f"{data}; held vs absent variants",
                         "epsilon": 0.0,
                         "auc": curve.auc,
                         "tpr_at_5pct_fpr": curve.tpr_at(0.05),

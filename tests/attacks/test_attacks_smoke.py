@@ -76,6 +76,7 @@ def test_every_attack_runs_on_a_small_sample(tmp_path: Path) -> None:
 
     timing = [r for r in rows if r["attack"] == "timing"]
     assert {r["setting"].split(",")[0] for r in timing} == {"in-memory path", "DuckDB path"}
+    assert any(r["data"].startswith("synthetic") for r in timing) and len(timing) == 12  # 3 nodes, 2 shapes, 2 stats
     for r in timing:
         assert set(r["refusals"]) <= BUDGET_REASONS, r["refusals"]  # every probe refused, none answered
         assert r["median_ms_held"] > 0 and r["median_ms_absent"] > 0
