@@ -73,9 +73,21 @@ def plots(results: list[dict[str, Any]], out: Path) -> list[Path]:
             continue
         fig, ax = plt.subplots(figsize=(6.4, 5.4), dpi=110)
         ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls=":", label="chance")
+        # One colour per setting (or per statistic), one line style per statistic (or per setting).
+        colour_key = "statistic" if attack == "membership" else "setting"
+        style_key = "setting" if attack == "membership" else "statistic"
+        colours = {k: f"C{i % 10}" for i, k in enumerate(dict.fromkeys(r[colour_key] for r in rows))}
+        styles = {k: ("-", "--", ":", "-.")[i % 4] for i, k in enumerate(dict.fromkeys(r[style_key] for r in rows))}
         for r in rows:
             label = r["setting"] if attack == "differencing" else f"{r.get('statistic', '')}: {r['setting']}"
-            ax.plot(r["roc"]["fpr"], r["roc"]["tpr"], lw=1.3, label=f"{label} (AUC {r['auc']:.2f})")
+            ax.plot(
+                r["roc"]["fpr"],
+                r["roc"]["tpr"],
+                lw=1.3,
+                color=colours[r[colour_key]],
+                ls=styles[r[style_key]],
+                label=f"{label} (AUC {r['auc']:.2f})",
+            )
         if attack == "differencing":
             for r in rows:
                 eps = float(r["epsilon"])
