@@ -76,7 +76,7 @@ def node_releases(
     lab: Lab, site: str, store: Path, *, singles: int, vectors: int, width: int, seed: int
 ) -> list[dict[str, object]]:
     eps = float(shipped("epsilon_per_query_cap"))  # type: ignore[arg-type]
-    study = lab.study([site], epsilon_total=1e5, epsilon_cap=eps, title="coverage at a node")
+    study = lab.study([site], epsilon_total=1e4, epsilon_cap=eps, title="coverage at a node")
     variants = store_variants(store, max(singles, vectors * width), seed)
     ac, an = exact([store], variants)
     truth = {str(v): (int(a), int(n)) for v, a, n in zip(variants, ac, an, strict=True)}
@@ -116,7 +116,7 @@ def federated(
     lab: Lab, sites: list[str], stores: list[Path], *, queries: int, width: int, seed: int
 ) -> dict[str, object]:
     eps = float(shipped("epsilon_per_query_cap"))  # type: ignore[arg-type]
-    study = lab.study(sites, epsilon_total=1e5, epsilon_cap=eps, title="coverage, federated")
+    study = lab.study(sites, epsilon_total=1e4, epsilon_cap=eps, title="coverage, federated")
     variants = store_variants(stores[0], queries * width, seed + 7)
     ac, an = exact(stores, variants)
     truth = {

@@ -44,7 +44,7 @@ def run(
     t_in = rng.choice(cohort.members, size=targets, replace=False)
     t_out = rng.choice(cohort.non_members, size=targets, replace=False)
     cap = float(shipped("epsilon_per_query_cap"))  # type: ignore[arg-type]
-    study = lab.study([site], epsilon_total=1e5, epsilon_cap=cap, title="differencing trials")
+    study = lab.study([site], epsilon_total=5e4, epsilon_cap=cap, title="differencing trials")
     members = cohort.members
     cells = Counter(_cell(cohort, int(i)) for i in members)
     fillers = count()

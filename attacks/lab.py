@@ -43,7 +43,9 @@ ALL_KINDS = (
     pb.QUERY_KIND_CASE_CONTROL,
 )
 POLICY_FIELDS = {f.name: f for f in dataclasses.fields(PolicySettings)}
-LAB_CAP = "100000"  # ε: high enough that no trial of an experiment is refused by a cap above its study
+# ε: the ledger's largest amount, far above the sum of every lab study's budget at one node (at most ~6e4), so
+# neither a node nor the coordinator's review of a proposal against a site's caps refuses an experiment's trial.
+LAB_CAP = "1000000"
 
 
 def shipped(setting: str) -> object:

@@ -9,6 +9,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from attacks.stats import clopper_pearson
+
 BEGIN, END = "<!-- attacks:begin -->", "<!-- attacks:end -->"
 COMMAND = {
     "membership": 'make attacks ATTACKS_ARGS="--only membership"',
@@ -46,6 +48,8 @@ def differencing_points(results: list[dict[str, Any]]) -> dict[str, Any]:
             {
                 "epsilon": r["epsilon"],
                 "tpr_at_5pct_fpr": r["tpr_at_5pct_fpr"],
+                # Binomial over the positives at the 5%-FPR threshold (the threshold's own spread not included).
+                "tpr_ci95": list(clopper_pearson(round(r["tpr_at_5pct_fpr"] * r["n_pos"]), r["n_pos"])),
                 "auc": r["auc"],
                 "bound_tpr_at_5pct_fpr": r["bound_tpr_at_5pct_fpr"],
                 "n_pos": r["n_pos"],
