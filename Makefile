@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_DIR ?= demo
 
-.PHONY: all install test test-fast lint typecheck proto check-proto hpo check-hpo demo bench clean
+.PHONY: all install test test-fast lint typecheck proto check-proto hpo check-hpo demo bench attacks clean
 
 all: test
 
@@ -19,6 +19,12 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
+# The attacks also need matplotlib (the optional ``attacks`` extra), kept out of the node's and SDK's dependencies.
+ATTACKS_STAMP := $(VENV)/.installed-attacks
+$(ATTACKS_STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,attacks]'
+	touch $(ATTACKS_STAMP)
+
 ## test: the whole suite (unit, contract, integration, real data, e2e, statistical)
 test: $(STAMP) check-proto check-hpo lint typecheck
 	$(BIN)/python -m pytest -q
@@ -27,11 +33,11 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m 'not slow'
 
 lint: $(STAMP)
-	$(BIN)/ruff check genogate node coordinator tests bench tools
-	$(BIN)/ruff format --check genogate node coordinator tests bench tools
+	$(BIN)/ruff check genogate node coordinator tests bench tools attacks
+	$(BIN)/ruff format --check genogate node coordinator tests bench tools attacks
 
 typecheck: $(STAMP)
-	$(BIN)/mypy genogate node coordinator
+	$(BIN)/mypy genogate node coordinator attacks
 
 ## proto: regenerate genogate/wire/v1 from proto/genogate/v1 (pinned grpcio-tools + mypy-protobuf)
 proto: $(STAMP)
@@ -55,5 +61,11 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
+## attacks: the attacks on the real data and synthetic cohorts through real nodes; writes attacks/out/ and, for a full
+## run, docs/security/ and the tables in SECURITY.md (ATTACKS_ARGS="--quick" for a small sample; "--only timing")
+ATTACKS_ARGS ?=
+attacks: $(ATTACKS_STAMP)
+	nice -n 10 $(BIN)/python -m attacks $(ATTACKS_ARGS)
+
 clean:
-	rm -rf $(VENV) build *.egg-info $(DEMO_DIR) bench/work
+	rm -rf $(VENV) build *.egg-info $(DEMO_DIR) bench/work attacks/out
