@@ -81,6 +81,9 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
                 "GENOGATE_NODE_GRANTS__REVOCATION_MAX_STALENESS_SECONDS": "30",
                 "GENOGATE_NODE_POLICY__ALLOWED_PURPOSES": "GRU,HMB,DS",
                 "GENOGATE_NODE_GRANTS__COORDINATOR_COMMON_NAME": "coord",
+                # This module approves many studies for one researcher: room above the default caps.
+                "GENOGATE_NODE_POLICY__EPSILON_PER_RESEARCHER_CAP": "1000",
+                "GENOGATE_NODE_POLICY__EPSILON_PER_NODE_CAP": "100000",
             }
             if site == "site-b":  # a site whose floor on ε per query is above the coordinator's (0.001)
                 env["GENOGATE_NODE_POLICY__EPSILON_PER_QUERY_MIN"] = "0.01"
@@ -370,7 +373,7 @@ def test_the_preview_shows_each_sites_floor_commitments_and_the_risk(fed: Federa
         assert s.reachable and s.registered
         assert s.researcher_epsilon_committed == committed[site] > 0
         assert s.researcher_epsilon_spent >= 0  # the node's own figure, asked through one of alice's studies
-        assert s.epsilon_total_cap == 10.0  # the nodes' own per-study cap, not the proposal's 2
+        assert s.epsilon_total_cap == 4.0  # the nodes' own per-study cap (the default), not the proposal's 2
     assert (by_site["site-a"].epsilon_per_query_min, by_site["site-b"].epsilon_per_query_min) == (0.001, 0.01)
     assert preview.risk.epsilon == 2.0 and preview.risk == preview.grant_body.risk
     assert "at most" in preview.risk.statement and preview.risk.measured_true_positive_rate == -1.0
