@@ -83,9 +83,12 @@ def test_the_statement_is_accurate_at_small_and_large_budgets() -> None:
     assert "does not protect membership" in large.statement
     mid = risk.membership_risk(4.0)
     assert "at most 98% of members" in mid.statement and "does not protect membership" in mid.statement
-    for r in (small, mid, large):
-        assert r.measured_true_positive_rate == -1.0 and "not measured" in r.statement
-        assert risk.risk_text(r).endswith("not measured")
+    for r in (small, mid, large):  # beside the bound, the attack suite's point at the nearest budget
+        point = risk.measured_point(r.epsilon)
+        assert point is not None and r.measured_true_positive_rate == point.true_positive_rate
+        assert point.epsilon >= r.epsilon or point.epsilon == max(m.epsilon for m in risk.MEASURED)
+        assert "Measured:" in r.statement and f"ε = {point.epsilon:g}" in r.measured_attack
+        assert "; measured " in risk.risk_text(r)
 
 
 @pytest.mark.parametrize("eps", [0.0, -1.0, math.nan, math.inf])
@@ -104,4 +107,15 @@ def test_a_measured_point_is_taken_at_the_nearest_budget_at_least_as_large() -> 
     assert risk.measured_point(4.0, table) == table[1]
     assert risk.measured_point(50.0, table) == table[2]  # none as large: the nearest
     assert risk.measured_point(1.0, ()) is None
-    assert risk.MEASURED == ()  # filled from `make attacks` results, never guessed
+
+
+def test_the_measured_points_are_the_attack_suites_published_results() -> None:
+    """``MEASURED`` is what `make attacks` last published (docs/security/differencing.json), never guessed."""
+    import json
+    from pathlib import Path
+
+    published = json.loads((Path(__file__).parents[2] / "docs" / "security" / "differencing.json").read_text())
+    assert [(m.epsilon, m.true_positive_rate) for m in risk.MEASURED] == [
+        (p["epsilon"], round(p["tpr_at_5pct_fpr"], 3)) for p in published["points"]
+    ]
+    assert all(m.true_positive_rate <= risk.tpr_bound(m.epsilon, 0) + 0.05 for m in risk.MEASURED)
