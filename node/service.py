@@ -274,7 +274,8 @@ class QueryService:
                 reason=Reason.EPSILON_OVER_CAP,
                 message="the requested epsilon exceeds the per-query cap",
             )
-        query = canonical(query, self.catalogue.assembly_of(env.assembly, study.assembly))
+        year = dt.datetime.fromtimestamp(self._clock(), tz=dt.UTC).year  # ages fold at the oldest possible one
+        query = canonical(query, self.catalogue.assembly_of(env.assembly, study.assembly), year)
         self.catalogue.check(query)
         for f in filters_of(query):
             self._cohorts.terms.check(f)
