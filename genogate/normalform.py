@@ -118,7 +118,8 @@ class _Lit:
 class _Op:
     conj: bool  # AND (else OR)
     items: tuple[_Lit | _Op, ...]
-    key: str  # the written-back filter's repr: sorts, de-duplicates
+    written: Filter  # the filter it is written back as
+    key: str  # its repr: sorts, de-duplicates
 
 
 _Node = _Const | _Lit | _Op
@@ -129,6 +130,7 @@ class _Form:
 
     def __init__(self, this_year: int | None) -> None:
         self.top = _UNBOUNDED if this_year is None else min(_UNBOUNDED, this_year + 1 - MIN_BIRTH_YEAR)
+        self._written: dict[_Lit, tuple[Filter, str]] = {}  # each literal written (and its repr) once
 
     # Ages -------------------------------------------------------------------------------------------------
 
@@ -258,15 +260,30 @@ class _Form:
     # Writing back -----------------------------------------------------------------------------------------
 
     def write(self, n: _Lit | _Op) -> Filter:
-        if isinstance(n, _Op):
-            items: list[Filter] = []
-            for item in n.items:
-                f = self.write(item)
-                if isinstance(f, And) and n.conj or isinstance(f, Or) and not n.conj:
-                    items.extend(f.items)
-                else:
-                    items.append(f)
-            return And(tuple(items)) if n.conj else Or(tuple(items))
+        return n.written if isinstance(n, _Op) else self.written(n)[0]
+
+    def key(self, n: _Lit | _Op) -> tuple[bool, str]:
+        return (True, n.key) if isinstance(n, _Op) else (False, self.written(n)[1])
+
+    def op(self, conj: bool, items: tuple[_Lit | _Op, ...]) -> _Op:
+        parts: list[Filter] = []
+        for item in items:
+            f = self.write(item)
+            if isinstance(f, And) and conj or isinstance(f, Or) and not conj:
+                parts.extend(f.items)
+            else:
+                parts.append(f)
+        written = And(tuple(parts)) if conj else Or(tuple(parts))
+        return _Op(conj, items, written, repr(written))
+
+    def written(self, n: _Lit) -> tuple[Filter, str]:
+        out = self._written.get(n)
+        if out is None:
+            f = self._write(n)
+            out = self._written[n] = (f, repr(f))
+        return out
+
+    def _write(self, n: _Lit) -> Filter:
         v = n.value
         if n.attr == "sex":
             assert isinstance(v, frozenset)
@@ -370,9 +387,8 @@ class _Form:
             return _Const(conj)
         if len(items) == 1:
             return items[0]
-        items.sort(key=lambda n: (isinstance(n, _Op), repr(self.write(n)) if isinstance(n, _Lit) else n.key))
-        node = _Op(conj, tuple(items), "")
-        return _Op(conj, node.items, repr(self.write(node)))
+        items.sort(key=self.key)
+        return self.op(conj, tuple(items))
 
 
 def normal_form(f: Filter, this_year: int | None = None) -> Filter:
