@@ -48,8 +48,12 @@ as before.
 
 **Bounded work.** The input is bounded by ``check_filter_size`` (depth 16, 256 terms); each step is linear
 or quadratic in the operands of one AND or OR, and value sets never hold more pieces than the atoms that made
-them. The written-back form is checked against ``MAX_CANONICAL_NODES`` and refused rather than returned
-larger (no filter within the input limits reaches it: a test measures the largest ratio).
+them (one more). Written back, a value set takes at most three nodes per atom that made it (a lone ``age<=200``
+folded is ``age<=0 or age>=1``); AND and OR nodes only disappear, and a written value set is at most four
+levels deep, so the form stays within 3 x 256 nodes and 16 + 4 levels. It is checked against
+``MAX_CANONICAL_NODES`` and ``MAX_CANONICAL_DEPTH`` anyway and refused rather than returned larger.
+Measured: 241 terms in 2-50 ms on a shared 2-core VM (``tests/unit/test_normalform.py``), ~0.1 ms for a
+typical filter.
 """
 
 from __future__ import annotations
