@@ -133,7 +133,8 @@ class _Form:
     """One canonicalisation: ``top`` is the oldest age any stored birth year can have."""
 
     def __init__(self, this_year: int | None) -> None:
-        self.top = _UNBOUNDED if this_year is None else min(_UNBOUNDED, this_year + 1 - MIN_BIRTH_YEAR)
+        folds = this_year is not None and MIN_BIRTH_YEAR <= this_year < _UNBOUNDED  # else a clock not to trust
+        self.top = this_year + 1 - MIN_BIRTH_YEAR if folds and this_year is not None else _UNBOUNDED
         self._written: dict[_Lit, tuple[Filter, str]] = {}  # each literal written (and its repr) once
 
     # Ages -------------------------------------------------------------------------------------------------
