@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -315,3 +317,42 @@ def test_a_repeat_phrased_differently_is_answered_from_the_node_store_at_no_cost
         ask(svc, CohortCount(parse_filter("age>=40 and age<30")), eps=0.25)
     assert info.value.reason == Reason.INVALID_FILTER
     assert svc.budget_pb(study()).epsilon_spent == 1.0
+
+
+_DETERMINISM = """
+import hashlib, random, sys
+from genogate.convert import canonical_bytes
+from genogate.errors import InvalidArgument
+from genogate.filter import parse_filter
+from genogate.query import CohortCount, canonical
+atoms = ["sex=F", "sex!=M", "age>=40", "age<30", "not age<=200", "ancestry in (eur,AFR,EAS)", "ancestry!=ZZZ",
+         "phenotype=hp:0001250", "phenotype!=ICD10:C50", "age=0"]
+rng, out = random.Random(5), hashlib.sha256()
+def text(depth):
+    if depth == 0 or rng.random() < 0.3:
+        return rng.choice(atoms)
+    op, n = rng.choice([" and ", " or "]), rng.randint(2, 4)
+    return ("not " if rng.random() < 0.3 else "") + "(" + op.join(text(depth - 1) for _ in range(n)) + ")"
+for _ in range(300):
+    try:
+        out.update(canonical_bytes(canonical(CohortCount(parse_filter(text(4))), this_year=2026)))
+    except InvalidArgument:
+        out.update(b"nobody")
+print(out.hexdigest())
+"""
+
+
+def test_the_canonical_bytes_are_the_same_in_every_process() -> None:
+    """The ledger's same-question key must survive a restart: no set or dict order (string hashing is
+    randomised per process) reaches the canonical bytes."""
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", _DETERMINISM],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(digests) == 1 and len(next(iter(digests)).strip()) == 64
