@@ -128,6 +128,7 @@ def _sql(store: Store, f: Filter, year: int) -> np.ndarray:  # type: ignore[type
 EXAMPLES = int(os.environ.get("GENOGATE_FUZZ_EXAMPLES", "400"))
 
 
+@pytest.mark.timeout(300 + EXAMPLES // 5)  # ~75 ms an example on a busy 2-core VM
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(filters, st.sampled_from(YEARS))
 def test_the_canonical_form_selects_exactly_the_same_rows(
