@@ -14,7 +14,7 @@ from typing import Literal
 
 from genogate.errors import FailedPrecondition, InvalidArgument, Reason
 from genogate.genome import BuildError, canonical_contig, minimal
-from genogate.ontology import canonical_label, canonical_term
+from genogate.ontology import canonical_term
 
 MAX_POS = 2**31 - 1
 _CHROM_RE = re.compile(r"^[A-Za-z0-9_.]{1,64}$")
@@ -215,26 +215,14 @@ def check_filter_size(f: Filter) -> None:
     walk(f, 0)
 
 
-def normalise_filter(f: Filter) -> Filter:
-    """A canonical form: nested AND/OR flattened, operands de-duplicated and sorted, double NOT removed,
-    ancestry groups upper-cased and sorted, phenotype terms spelled canonically (``hp:0001250`` is
-    ``HP:0001250``). Equal canonical forms select the same participants."""
-    if isinstance(f, Not):
-        inner = normalise_filter(f.item)
-        return inner.item if isinstance(inner, Not) else Not(inner)
-    if isinstance(f, AncestryIn):
-        return AncestryIn(tuple(sorted({canonical_label(g) for g in f.groups})))
-    if isinstance(f, PhenotypeHas):
-        return PhenotypeHas(canonical_term(f.term))
-    if isinstance(f, And | Or):
-        items: dict[str, Filter] = {}
-        for item in (normalise_filter(i) for i in f.items):
-            for part in item.items if isinstance(item, And | Or) and type(item) is type(f) else (item,):
-                items.setdefault(repr(part), part)
-        if len(items) == 1:
-            return next(iter(items.values()))
-        return type(f)(tuple(items[k] for k in sorted(items)))
-    return f
+def normalise_filter(f: Filter, this_year: int | None = None) -> Filter:
+    """The canonical form of a filter (``genogate.normalform``): equivalent phrasings for every possible
+    participant row (never for the rows a store happens to hold) become one filter. ``Everyone`` for a filter
+    true of every row; INVALID_FILTER for one true of none. ``this_year`` (the node's) folds age bounds past
+    any age a stored birth year can reach."""
+    from genogate.normalform import normal_form  # it builds on this module's types
+
+    return normal_form(f, this_year)
 
 
 class Kind(enum.Enum):
@@ -354,14 +342,19 @@ def canonical_region(r: Region, build: str | None = None) -> Region:
     return r if chrom == r.chrom else Region(chrom, r.start, r.end)
 
 
-def canonical(q: Query, build: str | None = None) -> Query:
+def canonical(q: Query, build: str | None = None, this_year: int | None = None) -> Query:
     """The canonical form of a query: variants and regions in their one spelling (``canonical_variant``),
-    filters normalised, variant lists sorted and de-duplicated.
+    filters in their canonical form (``normalise_filter``, with the node's ``this_year``), variant lists
+    sorted and de-duplicated. A filter that selects nobody whatever the data is refused (INVALID_FILTER).
 
     Two queries with the same canonical form ask the same question; the node answers the second with the
     first's stored release (averaging repeated noisy answers would otherwise defeat the noise). ``chr1`` and
-    ``1``, ``a`` and ``A``, ``GCA>GA`` and ``GC>G`` are one question.
+    ``1``, ``a`` and ``A``, ``GCA>GA`` and ``GC>G`` are one question; so are ``not (sex=M or sex=U)`` and
+    ``sex=F``, or (in 2026) ``age>=40 and age<=200`` and ``age>=40``.
     """
+
+    def normalise(f: Filter) -> Filter:
+        return normalise_filter(f, this_year)
 
     def variants(vs: tuple[Variant, ...]) -> tuple[Variant, ...]:
         return tuple(sorted({canonical_variant(v, build) for v in vs}))
@@ -370,14 +363,14 @@ def canonical(q: Query, build: str | None = None) -> Query:
         return canonical_region(r, build) if r is not None else None
 
     if isinstance(q, CohortCount):
-        return CohortCount(normalise_filter(q.filter))
+        return CohortCount(normalise(q.filter))
     if isinstance(q, AlleleFrequency):
-        return AlleleFrequency(variants(q.variants), region(q.region), normalise_filter(q.filter))
+        return AlleleFrequency(variants(q.variants), region(q.region), normalise(q.filter))
     if isinstance(q, GenotypeCounts):
-        return GenotypeCounts(canonical_variant(q.variant, build), normalise_filter(q.filter))
+        return GenotypeCounts(canonical_variant(q.variant, build), normalise(q.filter))
     if isinstance(q, CaseControl):
-        return CaseControl(variants(q.variants), normalise_filter(q.case_filter), normalise_filter(q.control_filter))
-    return CarrierCount(canonical_region(q.region, build), q.max_allele_frequency, normalise_filter(q.filter))
+        return CaseControl(variants(q.variants), normalise(q.case_filter), normalise(q.control_filter))
+    return CarrierCount(canonical_region(q.region, build), q.max_allele_frequency, normalise(q.filter))
 
 
 def filters_of(q: Query) -> tuple[Filter, ...]:

@@ -9,7 +9,9 @@ before it):
 3. caps: ε within the study's and the node's per-query caps; variant count within the node's limit;
    the study's request rate;
 4. reduce the query to its canonical form (``genogate.query.canonical``: one spelling per variant, on the
-   build the query or its study names, which must be this node's: WRONG_ASSEMBLY), then refuse what the node
+   build the query or its study names, which must be this node's: WRONG_ASSEMBLY; filters in their canonical
+   form, ``genogate.normalform``, ages folded with this node's year; a filter that selects nobody whatever the
+   data is INVALID_FILTER), then refuse what the node
    cannot answer truthfully, from public information only: a contig it does not have (UNKNOWN_CONTIG), a
    position its data does not cover (NOT_COVERED) or past a chromosome's end (``Catalogue``), a phenotype term
    outside the store's vocabulary (UNKNOWN_TERM: decided from the ontologies, never from who is annotated);
@@ -322,7 +324,8 @@ class QueryService:
                 reason=Reason.EPSILON_OVER_CAP,
                 message="the requested epsilon exceeds the per-query cap",
             )
-        query = canonical(query, self.catalogue.assembly_of(env.assembly, study.assembly))
+        year = dt.datetime.fromtimestamp(self._clock(), tz=dt.UTC).year  # ages fold at the oldest possible one
+        query = canonical(query, self.catalogue.assembly_of(env.assembly, study.assembly), year)
         self.catalogue.check(query)
         for f in filters_of(query):
             self._cohorts.terms.check(f)

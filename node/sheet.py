@@ -17,6 +17,7 @@ from pathlib import Path
 
 from genogate import duo
 from genogate.errors import GenogateError, IngestError
+from genogate.normalform import MIN_BIRTH_YEAR  # the age fold of the canonical filter relies on it
 from genogate.ontology import canonical_label, canonical_term
 from node import ontology
 
@@ -25,7 +26,6 @@ _SEX = {"m": "M", "male": "M", "f": "F", "female": "F", "u": "U", "unknown": "U"
 _ID_RE = re.compile(r"^[^\s]{1,128}$")
 _GROUP_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _TERM_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*:[A-Za-z0-9_.\-]+$")
-MIN_BIRTH_YEAR = 1850
 
 
 @dataclass(frozen=True, slots=True)
