@@ -21,9 +21,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not ran:
         return
     mode = "long" if LONG else "sample"
-    terminalreporter.write_line(
-        f"fuzz cases ({mode}): " + ", ".join(f"{surface}={n}" for surface, n in ran.items())
-    )
+    terminalreporter.write_line(f"fuzz cases ({mode}): " + ", ".join(f"{surface}={n}" for surface, n in ran.items()))
     target = os.environ.get("GENOGATE_FUZZ_SUMMARY")
     if target:
         Path(target).parent.mkdir(parents=True, exist_ok=True)

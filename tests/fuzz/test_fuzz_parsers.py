@@ -25,9 +25,9 @@ _nested = st.tuples(
     st.sampled_from(["sex=F", "age>=40", "", "ancestry in (EUR"]),
     st.booleans(),
 ).map(lambda t: t[0] * t[1] + t[2] + (")" * t[1] if t[3] else ""))
-_huge = st.tuples(st.sampled_from(["sex=F or ", "ancestry in (EUR", ",AFR", "age>=1 and ", "x" * 1000]), st.integers(1, 40_000)).map(
-    lambda t: t[0] * t[1] + "sex=M"
-)
+_huge = st.tuples(
+    st.sampled_from(["sex=F or ", "ancestry in (EUR", ",AFR", "age>=1 and ", "x" * 1000]), st.integers(1, 40_000)
+).map(lambda t: t[0] * t[1] + "sex=M")
 _filter_text = st.one_of(_soup, _nested, _huge, st.text(max_size=300), st.text(alphabet="()notandsexF= ", max_size=400))
 
 
@@ -49,15 +49,21 @@ def test_filter_text_parses_or_is_refused_as_invalid_filter(text: str) -> None:
 
 _pos_text = st.one_of(
     st.integers(-(2**70), 2**70).map(str),
-    st.sampled_from(["0", "00001", str(MAX_POS), str(MAX_POS + 1), "9" * 5000, "²", "٣", "１", "1e9", "0x10", "", " 1"]),
+    st.sampled_from(
+        ["0", "00001", str(MAX_POS), str(MAX_POS + 1), "9" * 5000, "²", "٣", "１", "1e9", "0x10", "", " 1"]
+    ),
     st.text(max_size=12),
 )
 _chrom_text = st.one_of(
-    st.sampled_from(["1", "chr1", "CHR1", "chrX", "x", "MT", "chrM", "M", "23", "NC_000001.10", "NC_000001.11", "nc_000023.11"]),
+    st.sampled_from(
+        ["1", "chr1", "CHR1", "chrX", "x", "MT", "chrM", "M", "23", "NC_000001.10", "NC_000001.11", "nc_000023.11"]
+    ),
     st.sampled_from(["chr", "", "chrchr1", "1" * 65, "chr1\x00", "ｃｈｒ１", "chr_1", "HLA-A*01:01", "GL000192.1"]),
     st.text(max_size=70),
 )
-_allele_text = st.one_of(st.sampled_from(["A", "G", "AT", "N", "*", "<DEL>", "a", "", "AAAA" * 300]), st.text(max_size=8))
+_allele_text = st.one_of(
+    st.sampled_from(["A", "G", "AT", "N", "*", "<DEL>", "a", "", "AAAA" * 300]), st.text(max_size=8)
+)
 _variant_text = st.one_of(
     st.tuples(_chrom_text, _pos_text, _allele_text, _allele_text, st.sampled_from("-:")).map(
         lambda t: t[4].join(t[:4])
@@ -82,7 +88,9 @@ def _canonical_ok(call: object) -> None:
 
 @fuzz(500, deadline_s=10)
 @given(_variant_text, _region_text, st.sampled_from([None, *BUILDS]))
-def test_variant_and_region_text_parse_or_are_refused_with_their_reason(vtext: str, rtext: str, build: str | None) -> None:
+def test_variant_and_region_text_parse_or_are_refused_with_their_reason(
+    vtext: str, rtext: str, build: str | None
+) -> None:
     record("variant-region")
     try:
         v = Variant.parse(vtext)
