@@ -156,15 +156,16 @@ COORD_METHODS = {
 HEALTH = "/grpc.health.v1.Health/Check"
 
 
-def call(channel: grpc.Channel, method: str, raw: bytes) -> tuple[grpc.StatusCode, str]:
-    """Send ``raw`` as the request of ``method``; the status and the genogate reason ("" if none)."""
+def call(channel: grpc.Channel, method: str, raw: bytes) -> tuple[grpc.StatusCode, str, bytes]:
+    """Send ``raw`` as the request of ``method``; the status, the genogate reason ("" if none) and the
+    response's bytes (empty unless OK)."""
     stub = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
     try:
-        stub(raw, timeout=120)
+        response = stub(raw, timeout=120)
     except grpc.RpcError as exc:
         reason = dict(exc.trailing_metadata() or ()).get(REASON_KEY, "")
-        return exc.code(), reason if isinstance(reason, str) else reason.decode()
-    return grpc.StatusCode.OK, ""
+        return exc.code(), reason if isinstance(reason, str) else reason.decode(), b""
+    return grpc.StatusCode.OK, "", bytes(response)
 
 
 def check(code: grpc.StatusCode, reason: str, size: int) -> None:
@@ -236,7 +237,8 @@ def _raw_request(fed: Fed, message: type, how: tuple[str, bytes, list]) -> bytes
 def test_node_rpcs_with_raw_bytes(fed: Fed, method: str, how: tuple[str, bytes, list]) -> None:  # type: ignore[type-arg]
     record("rpc-node")
     raw = _raw_request(fed, NODE_METHODS.get(method, npb.GetNodeInfoRequest), how)
-    check(*call(fed.node_channel, method, raw), len(raw))
+    code, reason, _ = call(fed.node_channel, method, raw)
+    check(code, reason, len(raw))
 
 
 @fuzz(200, deadline_s=60)
@@ -244,7 +246,8 @@ def test_node_rpcs_with_raw_bytes(fed: Fed, method: str, how: tuple[str, bytes, 
 def test_coordinator_rpcs_with_raw_bytes(fed: Fed, method: str, how: tuple[str, bytes, list]) -> None:  # type: ignore[type-arg]
     record("rpc-coordinator")
     raw = _raw_request(fed, COORD_METHODS.get(method, cpb.ListNodesRequest), how)
-    check(*call(fed.coord_channel, method, raw), len(raw))
+    code, reason, _ = call(fed.coord_channel, method, raw)
+    check(code, reason, len(raw))
 
 
 # Extreme values ---------------------------------------------------------------------------------------------
@@ -358,7 +361,11 @@ def test_node_query_with_extreme_values(fed: Fed, data: st.DataObject) -> None:
             payload=payload, researcher_signature=fed.alice.sign("genogate.v1.QueryEnvelope", payload)
         )
     ).SerializeToString()
-    check(*call(fed.node_channel, "/genogate.v1.NodeService/Query", raw), len(raw))
+    code, reason, response = call(fed.node_channel, "/genogate.v1.NodeService/Query", raw)
+    check(code, reason, len(raw))
+    if code is grpc.StatusCode.OK:  # no release without a charge (or the stored release it repeats)
+        body = pb.ReleaseBody.FromString(npb.QueryResponse.FromString(response).release.payload)
+        assert body.epsilon_charged > 0 or body.from_store, body
 
 
 @fuzz(60, deadline_s=120)
@@ -407,7 +414,12 @@ def test_coordinator_with_extreme_values(fed: Fed, data: st.DataObject) -> None:
                 sites=data.draw(st.lists(_text, max_size=3)),
             ).SerializeToString(),
         )
-    check(*call(fed.coord_channel, f"/genogate.v1.CoordinatorService/{method}", raw), len(raw))
+    code, reason, response = call(fed.coord_channel, f"/genogate.v1.CoordinatorService/{method}", raw)
+    check(code, reason, len(raw))
+    if code is grpc.StatusCode.OK and method == "RunQuery":  # no site's answer without its charge
+        for site in cpb.RunQueryResponse.FromString(response).sites:
+            if site.status == pb.SITE_STATUS_ANSWERED:
+                assert site.epsilon_charged > 0 or site.from_store, site
 
 
 def test_a_million_variants_are_refused_with_a_reason(fed: Fed) -> None:
@@ -424,7 +436,7 @@ def test_a_million_variants_are_refused_with_a_reason(fed: Fed) -> None:
         )
         payload = env.SerializeToString()
         raw = npb.QueryRequest(signed_query=pb.SignedQuery(payload=payload)).SerializeToString()
-        code, reason = call(fed.node_channel, "/genogate.v1.NodeService/Query", raw)
+        code, reason, _ = call(fed.node_channel, "/genogate.v1.NodeService/Query", raw)
         check(code, reason, len(raw))
         assert code is not grpc.StatusCode.OK
 
@@ -438,7 +450,7 @@ def test_an_undecodable_message_logs_one_line_without_a_traceback(fed: Fed) -> N
         (fed.coordinator, fed.coord_channel, "/genogate.v1.CoordinatorService/RunQuery"),
     ):
         before = proc.log.read_bytes()
-        code, reason = call(channel, method, b"\xff\xff\xff")
+        code, reason, _ = call(channel, method, b"\xff\xff\xff")
         assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_QUERY")
         time.sleep(0.2)  # the log line is written before the status is sent; let the file catch up
         new = [json.loads(line) for line in proc.log.read_bytes()[len(before) :].splitlines() if line.strip()]
