@@ -22,7 +22,10 @@ from hypothesis import strategies as st
 from genogate.errors import IngestError
 from node.ingest import ingest
 from tests.fuzz.cases import fuzz, record
-from tests.integration.conftest import BASE_RECORDS, bgzf, many_records, sheet_text, vcf_text
+from tests.integration.conftest import BASE_RECORDS, FORMAT_GT, bgzf, many_records, sheet_text, vcf_text
+from tests.integration.conftest import ingest as run_ingest
+
+FORMAT_DP = '##FORMAT=<ID=DP,Number=1,Type=Integer,Description="Read depth">'
 
 
 @dataclass
@@ -150,3 +153,24 @@ def test_a_damaged_sample_sheet_ingests_or_fails_naming_it_with_no_partial_store
     for d in damages:
         sheet = _apply(sheet, d)
     _case(bench, bench.vcf, sheet, "plain", existing, "sheet")
+
+
+def test_a_record_on_an_undeclared_contig_with_a_bad_pos_is_refused_not_a_crash(tmp_path: Path) -> None:
+    """Found by the fuzzer above: the first record on a contig the header does not declare, with an
+    unparsable POS and too few columns, made htslib hand cyvcf2 a half-parsed record whose REF crashed the
+    process (SIGSEGV). Run as the real command in its own process, so that a regression fails this test
+    instead of killing the test run."""
+    records = [[*r[:8], "GT:DP", *(f"{gt}:7" for gt in r[9:])] for r in many_records("2", 3)]  # htslib's path
+    lines = vcf_text(records).replace(FORMAT_GT, FORMAT_GT + "\n" + FORMAT_DP).splitlines()
+    lines.insert(-1, "2\x081320\t.\tA\tG\t.\tPASS\t.\tGT\t1|0\t./.\t0/1\t0/0")  # a tab became a backspace
+    for name, data in (("in.vcf", "\n".join(lines).encode() + b"\n"), ("in.vcf.gz", b"")):
+        vcf = tmp_path / name
+        vcf.write_bytes(data or gzip.compress((tmp_path / "in.vcf").read_bytes()))
+        (tmp_path / "sheet.tsv").write_text(sheet_text())
+        res = run_ingest(tmp_path / f"{name}.duckdb", [vcf], tmp_path / "sheet.tsv", cwd=tmp_path)
+        assert res.returncode == 4, res.stderr
+        assert (
+            res.stderr.splitlines()[-1]
+            == f"genogate-node: error: {vcf}:{len(lines) - 1}: POS '.' is not a whole number"
+        )
+        assert not (tmp_path / f"{name}.duckdb").exists()
