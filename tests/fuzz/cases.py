@@ -6,9 +6,11 @@ totals at the end of the run and, when ``GENOGATE_FUZZ_SUMMARY`` names a file, w
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections import Counter
+from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 
@@ -26,6 +28,17 @@ def record(surface: str) -> None:
         raise AssertionError(f"unknown fuzz surface {surface!r}")
     with _lock:
         _counts[surface] += 1
+        if sum(_counts.values()) % 500 == 0:  # a long run stopped early still leaves its counts
+            write_summary()
+
+
+def write_summary() -> None:
+    """The counts so far, as JSON, to ``GENOGATE_FUZZ_SUMMARY`` when it names a file."""
+    target = os.environ.get("GENOGATE_FUZZ_SUMMARY")
+    if target:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        ran = {s: _counts[s] for s in SURFACES if _counts[s]}
+        Path(target).write_text(json.dumps({"mode": "long" if LONG else "sample", "cases": ran}, indent=2) + "\n")
 
 
 def counts() -> dict[str, int]:

@@ -7,13 +7,9 @@
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
 import pytest
 
-from tests.fuzz.cases import LONG, counts
+from tests.fuzz.cases import LONG, counts, write_summary
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -22,7 +18,4 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         return
     mode = "long" if LONG else "sample"
     terminalreporter.write_line(f"fuzz cases ({mode}): " + ", ".join(f"{surface}={n}" for surface, n in ran.items()))
-    target = os.environ.get("GENOGATE_FUZZ_SUMMARY")
-    if target:
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-        Path(target).write_text(json.dumps({"mode": mode, "cases": ran}, indent=2) + "\n")
+    write_summary()
