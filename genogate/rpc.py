@@ -1,10 +1,10 @@
 """The RPC boundary both services share: one error wrapper for servers, one mapper for clients, and the
 per-RPC access policy.
 
-Server side, ``boundary`` turns a ``GenogateError`` into its gRPC status with the fixed public message and
-the stable reason in the trailing metadata key ``genogate-reason``; anything else becomes INTERNAL with a
-generic message (the traceback goes to the log only). Client side, ``error_from_rpc`` rebuilds the same
-error class and reason from the status.
+Server side, ``boundary`` turns a ``GenogateError`` into its gRPC status with the fixed public message (cut
+to ``MAX_MESSAGE_BYTES``) and the stable reason in the trailing metadata key ``genogate-reason``; anything
+else becomes INTERNAL with a generic message (the traceback goes to the log only). Client side,
+``error_from_rpc`` rebuilds the same error class and reason from the status.
 
 Requests are decoded here too, not by gRPC: ``PolicyInterceptor`` hands every handler the raw bytes and
 decodes them itself, so that bytes that are not a valid message are INVALID_ARGUMENT (``INVALID_QUERY``) with
@@ -74,7 +74,7 @@ def boundary(method: Callable[..., R]) -> Callable[..., R]:
                 # The operator needs the detail (which file, what failed); the caller gets the fixed message.
                 log.error("%s failed on this server", method.__name__, extra={"reason": reason, "detail": str(exc)})
             context.set_trailing_metadata(((REASON_KEY, exc.reason.name),))
-            context.abort(exc.code, exc.message)
+            context.abort(exc.code, public_message(exc.message))
         except Exception:  # noqa: BLE001 - the boundary must answer; the traceback goes to the log
             outcome, reason = "internal", Reason.INTERNAL.name
             log.exception("unexpected error in %s", method.__name__)
@@ -96,6 +96,20 @@ def boundary(method: Callable[..., R]) -> Callable[..., R]:
         raise AssertionError("unreachable")  # context.abort raises
 
     return wrapper
+
+
+MAX_MESSAGE_BYTES = 1000
+"""The most UTF-8 bytes of a status message sent. gRPC carries the message percent-encoded in a header and
+drops the whole response (RESOURCE_EXHAUSTED, no reason) past its 16 KiB metadata limit; a message that
+names what the caller sent (labels, terms) could otherwise grow with the request."""
+
+
+def public_message(message: str) -> str:
+    """``message``, cut to ``MAX_MESSAGE_BYTES`` of UTF-8 (at a character boundary) and marked as cut."""
+    raw = message.encode()
+    if len(raw) <= MAX_MESSAGE_BYTES:
+        return message
+    return raw[: MAX_MESSAGE_BYTES - 4].decode(errors="ignore") + " ..."
 
 
 def error_from_rpc(exc: grpc.RpcError) -> GenogateError:

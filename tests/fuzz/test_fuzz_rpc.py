@@ -31,7 +31,7 @@ from genogate.coordclient import CoordinatorClient
 from genogate.errors import Reason
 from genogate.nodeclient import ClientTLS, NodeClient, envelope
 from genogate.query import CohortCount
-from genogate.rpc import REASON_KEY
+from genogate.rpc import MAX_MESSAGE_BYTES, REASON_KEY
 from genogate.signing import Signer
 from genogate.tls import fingerprint_sha256, new_identity_key, write_secret
 from genogate.wire.v1 import common_pb2 as pb
@@ -460,6 +460,28 @@ def test_operator_and_committee_rpcs_with_extreme_values(
         method, raw = "ReviewStudy", cpb.ReviewStudyRequest(review=review).SerializeToString()
     code, reason, _ = call(fed.operator_channel, f"/genogate.v1.CoordinatorService/{method}", raw)
     check(code, reason, len(raw))
+
+
+def test_a_refusal_naming_100000_unknown_labels_keeps_its_reason(fed: Fed) -> None:
+    """Found by the long run: the coordinator's UNKNOWN_LABEL message lists every label asked for, and at
+    100,000 of them (789 kB) gRPC dropped the response past its metadata limit (RESOURCE_EXHAUSTED, no
+    reason). Status messages are now cut at the boundary (``genogate.rpc.MAX_MESSAGE_BYTES``)."""
+    query = _ld(_field(pb.Query, "cohort_count"), _ld(_field(pb.CohortCountQuery, "filter"), _deep_filter(0, 100_000)))
+    env = pb.QueryEnvelope(
+        query_id=os.urandom(8).hex(),
+        study_id=fed.study.study_id,
+        epsilon=1.0,
+        nonce=os.urandom(16),
+        timestamp_unix_ms=int(time.time() * 1000),
+    )
+    payload = env.SerializeToString() + _ld(_field(pb.QueryEnvelope, "query"), query)
+    signed = pb.SignedQuery(payload=payload, researcher_signature=fed.alice.sign("genogate.v1.QueryEnvelope", payload))
+    stub = fed.coord_channel.unary_unary("/genogate.v1.CoordinatorService/RunQuery")
+    with pytest.raises(grpc.RpcError) as info:
+        stub(cpb.RunQueryRequest(signed_query=signed).SerializeToString(), timeout=120)
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert dict(info.value.trailing_metadata() or ())[REASON_KEY] == "UNKNOWN_LABEL"
+    assert len((info.value.details() or "").encode()) <= MAX_MESSAGE_BYTES
 
 
 def test_a_million_variants_are_refused_with_a_reason(fed: Fed) -> None:
