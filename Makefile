@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_DIR ?= demo
 
-.PHONY: all install test test-fast lint typecheck proto check-proto hpo check-hpo demo bench attacks clean
+.PHONY: all install test test-fast fuzz lint typecheck proto check-proto hpo check-hpo lock check-lock demo bench attacks clean
 
 all: test
 
@@ -13,24 +13,40 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# Every dependency (and the build backend) from the hashed lock; then genogate itself, without resolving again.
+$(STAMP): $(BIN)/python pyproject.toml requirements.lock
+	$(BIN)/python tools/lock.py --check
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 install: $(STAMP)
 
 # The attacks also need matplotlib (the optional ``attacks`` extra), kept out of the node's and SDK's dependencies.
 ATTACKS_STAMP := $(VENV)/.installed-attacks
-$(ATTACKS_STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev,attacks]'
+$(ATTACKS_STAMP): $(STAMP) requirements-attacks.lock
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-attacks.lock
 	touch $(ATTACKS_STAMP)
 
 ## test: the whole suite (unit, contract, integration, real data, e2e, statistical)
-test: $(STAMP) check-proto check-hpo lint typecheck
+test: $(STAMP) check-lock check-proto check-hpo lint typecheck
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m 'not slow'
+
+## fuzz: the long fuzz run (>= 10,000 cases per surface; `make test` runs a sample); case counts in build/
+fuzz: $(STAMP)
+	GENOGATE_FUZZ=long GENOGATE_FUZZ_SUMMARY=build/fuzz-cases.json nice -n 10 \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider --timeout=0 tests/fuzz
+
+## lock: regenerate requirements.lock (hashes) from pyproject.toml's dependencies (needs the package index)
+lock: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python tools/lock.py
+
+## check-lock: fail when pyproject.toml's dependencies changed without `make lock`
+check-lock:
+	$(PYTHON) tools/lock.py --check
 
 lint: $(STAMP)
 	$(BIN)/ruff check genogate node coordinator tests bench tools attacks

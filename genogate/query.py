@@ -55,8 +55,10 @@ class Variant:
         if len(parts) != 4:
             raise _bad_variant(f"{text!r} is not CHROM-POS-REF-ALT")
         chrom, pos, ref, alt = parts
-        if not pos.isdigit():
+        if not (pos.isascii() and pos.isdigit()):
             raise _bad_variant(f"{text!r}: position is not a whole number")
+        if len(pos.lstrip("0")) > len(str(MAX_POS)):  # int() of thousands of digits is refused, or slow
+            raise _bad_variant(f"position must be between 1 and {MAX_POS}")
         return cls(chrom, int(pos), ref.upper(), alt if alt.startswith("<") else alt.upper())
 
     def __str__(self) -> str:
@@ -93,7 +95,12 @@ class Region:
         chrom, start, end = m.groups()
         if start is None:
             return cls(chrom, 1, MAX_POS)
-        return cls(chrom, int(start.replace(",", "")), int(end.replace(",", "")))
+        start, end = start.replace(",", "").lstrip("0") or "0", end.replace(",", "").lstrip("0") or "0"
+        if max(len(start), len(end)) > len(str(MAX_POS)):  # int() of thousands of digits is refused, or slow
+            raise InvalidArgument(
+                f"region bound past {MAX_POS}", reason=Reason.INVALID_REGION, message="the region is malformed"
+            )
+        return cls(chrom, int(start), int(end))
 
     def __str__(self) -> str:
         return f"{self.chrom}:{self.start}-{self.end}"

@@ -1,10 +1,15 @@
 """The RPC boundary both services share: one error wrapper for servers, one mapper for clients, and the
 per-RPC access policy.
 
-Server side, ``boundary`` turns a ``GenogateError`` into its gRPC status with the fixed public message and
-the stable reason in the trailing metadata key ``genogate-reason``; anything else becomes INTERNAL with a
-generic message (the traceback goes to the log only). Client side, ``error_from_rpc`` rebuilds the same
-error class and reason from the status.
+Server side, ``boundary`` turns a ``GenogateError`` into its gRPC status with the fixed public message (cut
+to ``MAX_MESSAGE_BYTES``) and the stable reason in the trailing metadata key ``genogate-reason``; anything
+else becomes INTERNAL with a generic message (the traceback goes to the log only). Client side,
+``error_from_rpc`` rebuilds the same error class and reason from the status.
+
+Requests are decoded here too, not by gRPC: ``PolicyInterceptor`` hands every handler the raw bytes and
+decodes them itself, so that bytes that are not a valid message are INVALID_ARGUMENT (``INVALID_QUERY``) with
+one warning line and no traceback (gRPC's own decoder logs an ERROR traceback per message and answers
+INTERNAL without a reason).
 """
 
 from __future__ import annotations
@@ -95,7 +100,7 @@ def boundary(method: Callable[..., R]) -> Callable[..., R]:
                 # The operator needs the detail (which file, what failed); the caller gets the fixed message.
                 log.error("%s failed on this server", method.__name__, extra={"reason": reason, "detail": str(exc)})
             context.set_trailing_metadata(((REASON_KEY, exc.reason.name),))
-            context.abort(exc.code, exc.message)
+            context.abort(exc.code, public_message(exc.message))
         except Exception:  # noqa: BLE001 - the boundary must answer; the traceback goes to the log
             outcome, reason = "internal", Reason.INTERNAL.name
             log.exception("unexpected error in %s", method.__name__)
@@ -117,6 +122,20 @@ def boundary(method: Callable[..., R]) -> Callable[..., R]:
         raise AssertionError("unreachable")  # context.abort raises
 
     return wrapper
+
+
+MAX_MESSAGE_BYTES = 1000
+"""The most UTF-8 bytes of a status message sent. gRPC carries the message percent-encoded in a header and
+drops the whole response (RESOURCE_EXHAUSTED, no reason) past its 16 KiB metadata limit; a message that
+names what the caller sent (labels, terms) could otherwise grow with the request."""
+
+
+def public_message(message: str) -> str:
+    """``message``, cut to ``MAX_MESSAGE_BYTES`` of UTF-8 (at a character boundary) and marked as cut."""
+    raw = message.encode()
+    if len(raw) <= MAX_MESSAGE_BYTES:
+        return message
+    return raw[: MAX_MESSAGE_BYTES - 4].decode(errors="ignore") + " ..."
 
 
 def error_from_rpc(exc: grpc.RpcError) -> GenogateError:
@@ -148,7 +167,59 @@ class PolicyInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
     def intercept_service(self, continuation: Any, handler_call_details: grpc.HandlerCallDetails) -> Any:
         if handler_call_details.method not in self.policy:
             return _deny(handler_call_details.method)
-        return continuation(handler_call_details)
+        return _decoding(handler_call_details.method, continuation(handler_call_details))
+
+
+UNDECODABLE = "the request could not be decoded"
+
+
+def _undecodable(method: str, size: int, context: grpc.ServicerContext) -> None:
+    """One line for the operator (which RPC, how many bytes; never the bytes), a reasoned status for the caller."""
+    log.warning("undecodable request", extra={"rpc": method, "bytes": size, "reason": Reason.INVALID_QUERY.name})
+    service, _, rpc = method.rpartition("/")
+    label = f"{service.rsplit('.', 1)[-1].removesuffix('Service')}.{rpc}"  # as ``boundary`` names it: Node.Query
+    metrics.RPCS.labels(label, "invalid_argument", Reason.INVALID_QUERY.name).inc()
+    context.set_trailing_metadata(((REASON_KEY, Reason.INVALID_QUERY.name),))
+    context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNDECODABLE)
+
+
+def _decoding(method: str, handler: Any) -> Any:
+    """``handler`` taking raw bytes and decoding them with its own deserializer (see the module docstring)."""
+    decode = getattr(handler, "request_deserializer", None)
+    if handler is None or decode is None:
+        return handler
+
+    def one(raw: bytes, context: grpc.ServicerContext) -> Any:
+        try:
+            return decode(raw)
+        except Exception:  # noqa: BLE001 - protobuf raises DecodeError, and RuntimeWarning-like others on junk
+            _undecodable(method, len(raw), context)
+        raise AssertionError("unreachable")  # context.abort raises
+
+    def many(raws: Any, context: grpc.ServicerContext) -> Any:
+        for raw in raws:
+            yield one(raw, context)
+
+    serialize = handler.response_serializer
+    if handler.unary_unary is not None:
+        inner_uu = handler.unary_unary
+        return grpc.unary_unary_rpc_method_handler(
+            lambda raw, ctx: inner_uu(one(raw, ctx), ctx), response_serializer=serialize
+        )
+    if handler.unary_stream is not None:
+        inner_us = handler.unary_stream
+        return grpc.unary_stream_rpc_method_handler(
+            lambda raw, ctx: inner_us(one(raw, ctx), ctx), response_serializer=serialize
+        )
+    if handler.stream_unary is not None:
+        inner_su = handler.stream_unary
+        return grpc.stream_unary_rpc_method_handler(
+            lambda raws, ctx: inner_su(many(raws, ctx), ctx), response_serializer=serialize
+        )
+    inner_ss = handler.stream_stream
+    return grpc.stream_stream_rpc_method_handler(
+        lambda raws, ctx: inner_ss(many(raws, ctx), ctx), response_serializer=serialize
+    )
 
 
 def _deny(method: str) -> grpc.RpcMethodHandler:

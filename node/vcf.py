@@ -138,14 +138,15 @@ class VcfSource:
                 raise IngestError(self.where(self.records_read + 1), self._diagnose(self.records_read + 1)) from None
             self.records_read += 1
             try:
-                chrom, pos, ref, alts = rec.CHROM, int(rec.POS), rec.REF, rec.ALT
+                chrom = rec.CHROM
+                if chrom not in self._declared:  # checked before any other field is read: see _check_line
+                    self._check_line(self.records_read)
+                    self._declared.add(chrom)
+                pos, ref, alts = int(rec.POS), rec.REF, rec.ALT
             except UnicodeDecodeError:
                 raise IngestError(self.where(self.records_read), "CHROM, REF or ALT is not UTF-8 text") from None
             if not 1 <= pos <= MAX_POS:
                 raise IngestError(self.where(self.records_read), f"POS must be between 1 and {MAX_POS:,}")
-            if chrom not in self._declared:
-                self._declared.add(chrom)
-                self._check_line(self.records_read)
             if not alts:
                 self.skipped[_SKIP_NO_ALT] += 1
                 continue
@@ -213,8 +214,10 @@ class VcfSource:
         """Check the text of the first record on a contig the header does not declare.
 
         htslib masks a GT it cannot parse in such a record behind the undefined-contig warning, cyvcf2 hands
-        the half-parsed record over, and reading its genotypes crashes the process. These records (one per
-        undeclared contig) are read again here, advancing one reader through the file.
+        the half-parsed record over, and reading its genotypes crashes the process; so does reading REF or
+        ALT of one whose POS did not parse or whose columns do not match the samples (found by fuzzing). These
+        records (one per undeclared contig) are read again here, before any field but CHROM is touched,
+        advancing one reader through the file.
         """
         if self.is_bcf:
             return
@@ -231,7 +234,8 @@ class VcfSource:
                 self._text_line += 1
         except (EOFError, OSError, zlib.error, gzip.BadGzipFile):
             return  # htslib reports the damage itself when it gets there
-        problem = _gt_problem(line.rstrip(b"\r\n").split(b"\t"))
+        fields = line.rstrip(b"\r\n").split(b"\t")
+        problem = _shape_problem(fields, len(self.samples), sites_only=True) or _gt_problem(fields)
         if problem:
             raise IngestError(self.where(record_no), problem)
 
@@ -346,15 +350,24 @@ def _header_problem(path: Path, exc: BaseException) -> str:
     return f"htslib could not read the header ({str(exc).strip() or type(exc).__name__})"
 
 
-def _line_problem(line: bytes, n_samples: int) -> str | None:
-    """What is wrong with a data line, or None if nothing is found."""
-    fields = line.split(b"\t")
+def _shape_problem(fields: list[bytes], n_samples: int, *, sites_only: bool = False) -> str | None:
+    """Too few columns, a POS that is not a number, or columns that do not match the samples (8 columns, no
+    FORMAT, pass when ``sites_only``)."""
     if len(fields) < 8:
         return f"a data line needs at least 8 tab-separated columns, found {len(fields)}"
     if not fields[1].isdigit():
         return f"POS {fields[1][:20].decode(errors='replace')!r} is not a whole number"
-    if len(fields) != 9 + n_samples:
+    if len(fields) != 9 + n_samples and not (sites_only and len(fields) == 8):
         return f"expected {9 + n_samples} columns (9 + {n_samples} samples), found {len(fields)}"
+    return None
+
+
+def _line_problem(line: bytes, n_samples: int) -> str | None:
+    """What is wrong with a data line, or None if nothing is found."""
+    fields = line.split(b"\t")
+    shape = _shape_problem(fields, n_samples)
+    if shape:
+        return shape
     if b"GT" not in fields[8].split(b":"):
         return "FORMAT has no GT field"
     return _gt_problem(fields)

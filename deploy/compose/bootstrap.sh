@@ -8,7 +8,8 @@
 #
 # Idempotent: does nothing when the coordinator already exists. Runs in the node image as root (fresh
 # volumes are root-owned) and hands every file to the service user (uid 10001) at the end.
-# GENOGATE_BOOTSTRAP_ROOT (default /srv/federation) holds ca/, coordinator/, site-*/ and people/.
+# GENOGATE_BOOTSTRAP_ROOT (default /srv/federation) holds ca/, coordinator/, site-*/, people/ (everyone's
+# identities, for the operator's registration) and researcher/ (alice's alone, for the researcher container).
 set -eu
 
 ROOT=${GENOGATE_BOOTSTRAP_ROOT:-/srv/federation}
@@ -62,6 +63,13 @@ key = "$who.key"
 $signing
 PROFILE
   done
+done
+
+# The researcher's own files only, for the researcher container (it must never see the committee members' or
+# the operator's keys): a volume of its own, mounted there instead of people/.
+mkdir -p "$ROOT/researcher"
+for f in ca.pem alice.pem alice.key alice.ed25519 alice.internal.toml alice.host.toml; do
+  cp "$ROOT/people/$f" "$ROOT/researcher/$f"
 done
 
 i=0

@@ -74,6 +74,16 @@ def test_images_run_the_tested_commands_unprivileged_with_grpc_health_checks() -
         assert (ROOT / source).exists(), source  # everything the image copies is in the checkout
 
 
+def test_the_image_installs_only_hashed_locked_dependencies() -> None:
+    text = (DEPLOY / "docker" / "Dockerfile").read_text().replace("\\\n", " ")
+    installs = [c.strip() for c in re.findall(r"pip install ([^&\n]+)", text)]
+    assert installs == ["--require-hashes -r requirements-runtime.lock", "--no-deps --no-build-isolation ."]
+    lock = (ROOT / "requirements-runtime.lock").read_text()
+    pins = re.findall(r"^([a-z0-9_.-]+)==\S+ \\$", lock, re.MULTILINE)
+    assert pins and len(re.findall(r"^([a-z0-9_.-]+)==", lock, re.MULTILINE)) == len(pins)
+    assert lock.count("--hash=sha256:") >= len(pins)  # every pin carries its hashes
+
+
 def _compose() -> dict[str, Any]:
     doc: dict[str, Any] = yaml.safe_load((DEPLOY / "compose" / "compose.yaml").read_text())
     return doc
@@ -98,6 +108,11 @@ def test_compose_isolates_nodes_and_runs_servers_read_only_as_the_service_user()
         assert services[name]["volumes"] == [f"{name}:/srv/node"]
     assert set(services["coordinator"]["networks"]) == {"edge", "federation"}
     assert services["coordinator"]["ports"] == ["127.0.0.1:50051:50051"]
+    # The researcher container holds the researcher's own keys and nothing of the committee's or operator's.
+    researcher = services["researcher"]
+    assert researcher["volumes"] == ["researcher:/srv/federation/researcher:ro"]
+    assert researcher["entrypoint"][-1].startswith("/srv/federation/researcher/")
+    assert "researcher:/srv/federation/researcher" in services["bootstrap"]["volumes"]
     for name in ("bootstrap", "register"):
         script = services[name]["entrypoint"][-1]
         assert (
@@ -130,6 +145,14 @@ def bootstrapped(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert again.returncode == 0 and "nothing to do" in again.stdout  # idempotent
     return root
+
+
+def test_the_researcher_volume_holds_only_the_researchers_files(bootstrapped: Path) -> None:
+    held = sorted(p.name for p in (bootstrapped / "researcher").iterdir())
+    assert held == sorted(
+        ["ca.pem", "alice.pem", "alice.key", "alice.ed25519", "alice.internal.toml", "alice.host.toml"]
+    )
+    assert not any(n.startswith(("member", "operator")) for n in held)
 
 
 def test_bootstrap_makes_a_federation_whose_configs_load_and_servers_start(bootstrapped: Path) -> None:
