@@ -31,7 +31,7 @@ from genogate.coordclient import CoordinatorClient
 from genogate.errors import Reason
 from genogate.nodeclient import ClientTLS, NodeClient, envelope
 from genogate.query import CohortCount
-from genogate.rpc import MAX_MESSAGE_BYTES, REASON_KEY
+from genogate.rpc import MAX_MESSAGE_BYTES, REASON_KEY, error_from_rpc
 from genogate.signing import Signer
 from genogate.tls import fingerprint_sha256, new_identity_key, write_secret
 from genogate.wire.v1 import common_pb2 as pb
@@ -97,6 +97,8 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
             "GENOGATE_NODE_STUDIES__LOCAL": "true",
             "GENOGATE_NODE_POLICY__MIN_REPORTABLE_COUNT": "0",
             "GENOGATE_NODE_POLICY__EPSILON_PER_STUDY_CAP": "100000",
+            "GENOGATE_NODE_POLICY__EPSILON_PER_RESEARCHER_CAP": "100000",
+            "GENOGATE_NODE_POLICY__EPSILON_PER_NODE_CAP": "100000",
             "GENOGATE_NODE_POLICY__EPSILON_PER_QUERY_CAP": "1000",
             "GENOGATE_NODE_POLICY__RATE_LIMIT_PER_STUDY_PER_MINUTE": "10000000",
             "GENOGATE_NODE_SERVER__MAX_MESSAGE_MB": str(MAX_MESSAGE_MB),
@@ -170,6 +172,11 @@ def call(channel: grpc.Channel, method: str, raw: bytes) -> tuple[grpc.StatusCod
         response = stub(raw, timeout=120)
     except grpc.RpcError as exc:
         reason = dict(exc.trailing_metadata() or ()).get(REASON_KEY, "")
+        too_big = exc.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in (exc.details() or "")
+        if not reason and too_big:
+            # gRPC's own size limit (the largest legitimate request) refused it unread: the SDK reads that as
+            # INVALID_QUERY (genogate.rpc.error_from_rpc), and so does this check.
+            reason = error_from_rpc(exc).reason.name
         return exc.code(), reason if isinstance(reason, str) else reason.decode(), b""
     return grpc.StatusCode.OK, "", bytes(response)
 
@@ -380,9 +387,9 @@ def test_coordinator_with_extreme_values(fed: Fed, data: st.DataObject) -> None:
     record("rpc-coordinator")
     which = data.draw(st.sampled_from(["run", "preview", "propose", "budget"]))
     if which == "run":
-        # fixed on branch h-coord: a coordinator building the noise support for tiny ε (issue 13, item 5);
-        # until that merges the coordinator is sent no finite ε below the node's floor (1e-3).
-        payload = data.draw(_envelope(fed.study.study_id, _epsilon.map(lambda e: 1e-3 if 0 < e < 1e-3 else e)))
+        # Any ε, tiny ones included: the coordinator refuses below the sites' floors before fan-out and bounds
+        # the noise support it builds (issue 13, item 5).
+        payload = data.draw(_envelope(fed.study.study_id, _epsilon))
         signed = pb.SignedQuery(
             payload=payload, researcher_signature=fed.alice.sign("genogate.v1.QueryEnvelope", payload)
         )
@@ -393,13 +400,11 @@ def test_coordinator_with_extreme_values(fed: Fed, data: st.DataObject) -> None:
             ).SerializeToString(),
         )
     elif which in ("preview", "propose"):
-        # fixed on branch h-coord: PreviewStudy's decimal.DivisionImpossible for extreme ε (issue 13, item 6);
-        # until that merges, proposals carry no finite positive ε outside [1e-3, 1e6].
-        sane = _epsilon.map(lambda e: e if not math.isfinite(e) or e <= 0 or 1e-3 <= e <= 1e6 else 1.0)
+        # Any ε (PreviewStudy once raised decimal.DivisionImpossible for extreme ones: issue 13, item 6).
         proposal = _proposal(
             fed.alice,
-            data.draw(sane),
-            data.draw(sane),
+            data.draw(_epsilon),
+            data.draw(_epsilon),
             duration_days=data.draw(st.sampled_from([0, 1, 30, 2**32 - 1])),
             sites=data.draw(st.lists(_text, max_size=3)),
             purpose=data.draw(st.sampled_from(["HMB", "", "GRU;NPU", "x" * 10_000])),
