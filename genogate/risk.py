@@ -40,11 +40,11 @@ class Measured:
 
 ATTACK = "single-target differencing (make attacks, SECURITY.md)"
 MEASURED: tuple[Measured, ...] = (
-    Measured(1, 0.056, ATTACK),
-    Measured(2, 0.081, ATTACK),
-    Measured(4, 0.184, ATTACK),
-    Measured(8, 0.278, ATTACK),
-    Measured(10, 0.275, ATTACK),
+    Measured(1, 0.071, ATTACK),
+    Measured(2, 0.163, ATTACK),
+    Measured(4, 0.196, ATTACK),
+    Measured(8, 0.244, ATTACK),
+    Measured(10, 0.379, ATTACK),
 )
 """Points measured by ``make attacks`` at ``FALSE_POSITIVE_RATE``: the single-target differencing attack on the
 1000 Genomes subset through real nodes, one study's whole budget spent on one target (SECURITY.md; its
