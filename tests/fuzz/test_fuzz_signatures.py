@@ -106,7 +106,7 @@ def test_a_grant_and_query_are_accepted_only_byte_identical(
         g.SerializeToString() == grant.SerializeToString() and q.SerializeToString() == query.SerializeToString()
     )
     try:
-        verified = bench.verifier.verify(g, q)
+        verified = bench.verifier.verify(g, q, caller="coordinator", coordinator_common_name="coordinator")
     except GenogateError as exc:
         assert not identical, f"the genuine grant and query were refused: {exc!r}"
         assert exc.reason not in (Reason.INTERNAL, Reason.UNSPECIFIED)
