@@ -303,16 +303,14 @@ def test_a_valid_grant_cannot_spend_past_its_budget_at_a_node(fed: Federation) -
     assert _spent(fed, "site-b", study) == 2.0
 
 
-def test_the_cli_lists_and_shows_studies_from_the_real_coordinator(fed: Federation, tmp_path: Path) -> None:
-    import json
+def _alice_cli(fed: Federation, tmp_path: Path) -> tuple[list[str], dict[str, str]]:
+    """The researcher CLI's command and environment, with a profile of alice's certificate in ``tmp_path``."""
     import os
-    import subprocess
     import sys
 
     from genogate.tls import write_secret
     from tests.processes import ROOT
 
-    study = _approved(fed, _proposal(fed))
     for name, data in (("ca.pem", fed.alice_tls.ca), ("alice.pem", fed.alice_tls.cert)):
         (tmp_path / name).write_bytes(data)
     write_secret(tmp_path / "alice.key", fed.alice_tls.key)
@@ -321,7 +319,15 @@ def test_the_cli_lists_and_shows_studies_from_the_real_coordinator(fed: Federati
         'cert = "alice.pem"\nkey = "alice.key"\n'
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GENOGATE_PROFILE": str(tmp_path / "profile.toml")}
-    run = [sys.executable, "-m", "genogate.cli"]
+    return [sys.executable, "-m", "genogate.cli"], env
+
+
+def test_the_cli_lists_and_shows_studies_from_the_real_coordinator(fed: Federation, tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    study = _approved(fed, _proposal(fed))
+    run, env = _alice_cli(fed, tmp_path)
     shown = json.loads(
         subprocess.run(
             [*run, "study", "show", study.study_id, "--json"],
@@ -429,23 +435,10 @@ def test_a_million_variant_envelope_costs_the_coordinator_and_a_node_little(fed:
 
 
 def test_study_show_and_preview_print_the_risk_in_words(fed: Federation, tmp_path: Path) -> None:
-    import os
     import subprocess
-    import sys
-
-    from genogate.tls import write_secret
-    from tests.processes import ROOT
 
     study = _approved(fed, _proposal(fed))
-    for name, data in (("ca.pem", fed.alice_tls.ca), ("alice.pem", fed.alice_tls.cert)):
-        (tmp_path / name).write_bytes(data)
-    write_secret(tmp_path / "alice.key", fed.alice_tls.key)
-    (tmp_path / "profile.toml").write_text(
-        f'[profile]\nname = "alice"\ncoordinator = "{fed.coordinator.address}"\nca_cert = "ca.pem"\n'
-        'cert = "alice.pem"\nkey = "alice.key"\n'
-    )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "GENOGATE_PROFILE": str(tmp_path / "profile.toml")}
-    run = [sys.executable, "-m", "genogate.cli"]
+    run, env = _alice_cli(fed, tmp_path)
     shown = subprocess.run(
         [*run, "study", "show", study.study_id], env=env, capture_output=True, text=True, check=True, timeout=60
     ).stdout
