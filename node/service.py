@@ -92,6 +92,7 @@ from genogate.query import (
     canonical,
     filters_of,
 )
+from genogate.rpc import max_envelope_bytes
 from genogate.signing import Signer
 from genogate.wire.v1 import common_pb2 as pb
 from node import dp
@@ -276,7 +277,7 @@ class QueryService:
     ) -> pb.Release:
         # Bounded work before authentication: an envelope larger than the biggest query this node answers
         # could take is refused before it is decoded or its signature checked.
-        limit = envelope_size_limit(self.policy.max_variants_per_query)
+        limit = max_envelope_bytes(self.policy.max_variants_per_query)
         if len(payload) > limit:
             raise InvalidArgument(
                 f"envelope of {len(payload)} bytes > {limit}",
@@ -345,7 +346,7 @@ class QueryService:
         entry.update(epsilon=str(charge_eps), delta=str(charge_delta))
         # Reading through DuckDB starts as soon as the ledger has decided to charge, on a fetch worker, while
         # the charge's commit syncs; a refusal never starts it, and a failed commit drops it unread.
-        prefetch: list[Future[_Rows | None]] = []
+        prefetch: list[Future[_Rows] | None] = []
         try:
             begun = self._ledger.begin(
                 study_id=study.study_id,
@@ -368,7 +369,8 @@ class QueryService:
             )
         except BaseException:
             for started in prefetch:
-                started.cancel()  # or, already running, it finishes and its rows are dropped unread
+                if started is not None:
+                    started.cancel()  # or, already running, it finishes and its rows are dropped unread
             raise
         # What this request paid now: its charge if it made one (or paid a suspect one again), else nothing:
         # a retry, a repeat of a stored release, or a query joining an identical one being charged.
@@ -383,7 +385,8 @@ class QueryService:
                 outcome.decision, outcome.charged = "charged", charge_eps
             else:
                 outcome.decision = "retry"
-            counts = self._exact(query, variants, study, prefetch[0] if prefetch else None)
+            # Charged by this call: its read started with the charge; a Pending charge's read starts now.
+            counts = self._exact(query, variants, study, prefetch[0] if prefetch else self._prefetch(query, variants))
             result = self._release(query, variants, counts, sens, plans)
             result_bytes = self._ledger.complete(
                 begun.charge_id, result.SerializeToString(deterministic=True), audit=entry
@@ -613,14 +616,12 @@ class QueryService:
             masks[1] = masks[1] & ~masks[0]  # a participant in both arms counts as a case only
         return _Cohort(consent, masks)
 
-    def _prefetch(self, q: Query, variants: list[Variant] | None) -> Future[_Rows | None]:
-        """``_lookup_and_read`` of a charged query on a fetch worker, when rows come from DuckDB (the in-memory
-        copy answers in microseconds: a completed future)."""
+    def _prefetch(self, q: Query, variants: list[Variant] | None) -> Future[_Rows] | None:
+        """``_lookup_and_read`` of a charged query started on a fetch worker, when rows come from DuckDB; None
+        when ``_exact`` takes them on the query's own thread (the in-memory copy answers in microseconds)."""
         if self._memory is None and self._reads(q, variants):
             return self._fetch_pool.submit(self._lookup_and_read, q, variants)
-        done: Future[_Rows | None] = Future()
-        done.set_result(None)  # taken by ``_exact`` on the query's own thread
-        return done
+        return None
 
     @staticmethod
     def _reads(q: Query, variants: list[Variant] | None) -> bool:
@@ -636,9 +637,7 @@ class QueryService:
         vids, held = self._index.lookup_with_stand_ins(variants)
         return _Rows(vids, held, self._fetch(vids) if self._reads(q, variants) else None)
 
-    def _exact(
-        self, q: Query, variants: list[Variant] | None, study: Study, prefetch: Future[_Rows | None] | None = None
-    ) -> _Exact:
+    def _exact(self, q: Query, variants: list[Variant] | None, study: Study, prefetch: Future[_Rows] | None) -> _Exact:
         """The exact counts a query's first release is drawn from (no noise; never leaves this process
         unless ``_release`` noises it after the charge, which is durable before this is called).
 
@@ -646,16 +645,13 @@ class QueryService:
         looked up, and a stored neighbour's rows read, like a held one, and then counted as absent (zero
         calls: every cohort member hom-ref). A DuckDB read runs on a fetch worker (``prefetch``, started when
         the ledger decided to charge) while this thread builds the cohort masks."""
-        if prefetch is None:
-            prefetch = self._prefetch(q, variants)
         try:
             cohort = self._masks(study, q)
         except BaseException:
-            prefetch.cancel()  # or, already running, it finishes and its rows are dropped unread
+            if prefetch is not None:
+                prefetch.cancel()  # or, already running, it finishes and its rows are dropped unread
             raise
-        got = prefetch.result()
-        if got is None:  # rows from memory, or none needed: taken on this thread
-            got = self._lookup_and_read(q, variants)
+        got = prefetch.result() if prefetch is not None else self._lookup_and_read(q, variants)
         vids, held, rows = got.vids, got.held, got.calls
         consent, masks = cohort.consent, cohort.masks
         if isinstance(q, CohortCount):
@@ -812,17 +808,6 @@ def _alt_ref(classes: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """Interleaved (ALT, REF) allele counts per variant from class counts: (a0, r0, a1, r1, ...)."""
     ac, an = allele_counts(classes)
     return np.stack([ac, an - ac], axis=1).reshape(-1).astype(np.int64)
-
-
-ENVELOPE_BYTES_PER_VARIANT = 1024
-"""Room per variant in a query envelope: a contig name, a position and two alleles of up to ~500 bases each."""
-ENVELOPE_BYTES_FIXED = 64 * 1024
-"""Room for everything else: ids, nonce, sites, a cohort filter."""
-
-
-def envelope_size_limit(max_variants: int) -> int:
-    """The largest serialized ``QueryEnvelope`` a node with this variant limit decodes."""
-    return ENVELOPE_BYTES_FIXED + max_variants * ENVELOPE_BYTES_PER_VARIANT
 
 
 def _local_researcher(caller: Caller) -> str:
