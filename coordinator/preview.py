@@ -17,7 +17,7 @@ on any membership attacker (``genogate.risk``); the preview and the grant carry 
 
 A preview never fails on a value it is given: anything unusable is a problem in the list.
 
-Importing this module imports OpenDP (through ``node.dp``) for the interval half-widths.
+Importing this module imports OpenDP (through ``genogate.privacy``) for the interval half-widths.
 """
 
 from __future__ import annotations
@@ -31,13 +31,12 @@ from decimal import Decimal, InvalidOperation
 
 from opendp.mod import OpenDPException
 
-from genogate import duo, risk
+from genogate import duo, privacy, risk
 from genogate.errors import GenogateError, InvalidArgument, Reason
 from genogate.genome import BUILDS
 from genogate.query import Kind
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
-from node import dp
 
 MAX_DURATION_DAYS = 3650
 MIN_PLANNABLE = Decimal("1e-12")
@@ -270,7 +269,7 @@ def _halfwidth(kind: Kind, epsilon: Decimal) -> float | None:
     if epsilon < MIN_PLANNABLE:
         return None
     try:
-        hw = dp.plan(dp.SENSITIVITY[kind](1), epsilon, Decimal(0)).ci95_halfwidth
+        hw = privacy.plan(privacy.SENSITIVITY[kind](1), epsilon, Decimal(0)).ci95_halfwidth
     except (GenogateError, ArithmeticError, ValueError, OpenDPException):
         return None
     # At a huge epsilon the scale is tiny and OpenDP's accuracy helper answers -inf: the noise is nil.

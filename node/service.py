@@ -15,7 +15,7 @@ before it):
    cannot answer truthfully, from public information only: a contig it does not have (UNKNOWN_CONTIG), a
    position its data does not cover (NOT_COVERED) or past a chromosome's end (``Catalogue``), a phenotype term
    outside the store's vocabulary (UNKNOWN_TERM: decided from the ontologies, never from who is annotated);
-5. plan the noise (``node.dp.plan``: mechanism and scale from the kind's declared sensitivity);
+5. plan the noise (``genogate.privacy.plan``: mechanism and scale from the kind's declared sensitivity);
 6. ``Ledger.begin``: a durable charge (or the stored answer of the same question, at no cost; a retry or a
    repeat is never computed). This is the last refusal (BUDGET_EXHAUSTED and the node-wide caps), and
    nothing of the store has been touched before it (no variant lookup, no row read, no cohort mask) but
@@ -68,7 +68,7 @@ import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import DecodeError
 
-from genogate import duo, metrics
+from genogate import duo, metrics, privacy
 from genogate.convert import canonical_bytes, query_from_pb, variant_to_pb
 from genogate.errors import (
     GenogateError,
@@ -568,18 +568,20 @@ class QueryService:
 
     # Noise plans ------------------------------------------------------------------------------------------
 
-    def _plans(self, q: Query, k: int | None, epsilon: Decimal) -> tuple[list[dp.Sensitivity], list[dp.NoisePlan]]:
+    def _plans(
+        self, q: Query, k: int | None, epsilon: Decimal
+    ) -> tuple[list[privacy.Sensitivity], list[privacy.NoisePlan]]:
         """The releases a query makes: one, or two for a carrier count with an allele-frequency cut-off
         (a noisy AF of the region over every consented participant picks the qualifying variants; the
         count of carriers follows; each gets half the ε)."""
         delta = self.policy.delta_per_query
         if isinstance(q, CarrierCount) and q.max_allele_frequency is not None:
             half = epsilon / 2
-            s_af = dp.SENSITIVITY[Kind.ALLELE_FREQUENCY](max(k or 0, 1))
-            s_cc = dp.SENSITIVITY[Kind.CARRIER_COUNT](1)
-            return [s_af, s_cc], [dp.plan(s_af, half, delta), dp.plan(s_cc, half, Decimal(0))]
-        sens = dp.SENSITIVITY[q.kind](max(k or 1, 1))
-        return [sens], [dp.plan(sens, epsilon, delta if sens.length > 1 else Decimal(0))]
+            s_af = privacy.SENSITIVITY[Kind.ALLELE_FREQUENCY](max(k or 0, 1))
+            s_cc = privacy.SENSITIVITY[Kind.CARRIER_COUNT](1)
+            return [s_af, s_cc], [privacy.plan(s_af, half, delta), privacy.plan(s_cc, half, Decimal(0))]
+        sens = privacy.SENSITIVITY[q.kind](max(k or 1, 1))
+        return [sens], [privacy.plan(sens, epsilon, delta if sens.length > 1 else Decimal(0))]
 
     # Computing --------------------------------------------------------------------------------------------
 
@@ -682,8 +684,8 @@ class QueryService:
         q: Query,
         variants: list[Variant] | None,
         exact: _Exact,
-        sens: list[dp.Sensitivity],
-        plans: list[dp.NoisePlan],
+        sens: list[privacy.Sensitivity],
+        plans: list[privacy.NoisePlan],
     ) -> pb.QueryResult:
         """Noise the exact counts (the charge is durable by now) and shape the result."""
         noisy = self._draw(exact.counts, sens[0], plans[0])
@@ -744,10 +746,12 @@ class QueryService:
             noisy = self._draw(carriers, sens[-1], plans[-1])
         return pb.QueryResult(carrier_count=pb.CarrierCountResult(carriers=self._value(noisy[0], plans[-1])))
 
-    def _draw(self, exact: npt.NDArray[np.int64], sens: dp.Sensitivity, p: dp.NoisePlan) -> npt.NDArray[np.int64]:
+    def _draw(
+        self, exact: npt.NDArray[np.int64], sens: privacy.Sensitivity, p: privacy.NoisePlan
+    ) -> npt.NDArray[np.int64]:
         return self._noise.draw(exact.astype(np.int64), p, sens)
 
-    def _value(self, noisy: int | np.integer, p: dp.NoisePlan) -> pb.NoisyValue:
+    def _value(self, noisy: int | np.integer, p: privacy.NoisePlan) -> pb.NoisyValue:
         """One noisy count with its 95% interval, or "fewer than k" when the *noisy* value is below k."""
         k = self.policy.min_reportable_count
         base = pb.NoisyValue(noise_scale=p.scale, noise_stddev=p.stddev, mechanism=_MECHANISM[p.mechanism], threshold=k)
@@ -758,13 +762,13 @@ class QueryService:
         base.ci95_low, base.ci95_high = int(noisy) - p.ci95_halfwidth, int(noisy) + p.ci95_halfwidth
         return base
 
-    def _sum_value(self, a: int | np.integer, b: int | np.integer, p: dp.NoisePlan) -> pb.NoisyValue:
+    def _sum_value(self, a: int | np.integer, b: int | np.integer, p: privacy.NoisePlan) -> pb.NoisyValue:
         """The sum of two independently noised counts (AN = alt + ref): the interval is the union bound of
         two 97.5% intervals, so it covers the true sum at least 95% of the time."""
         v = self._value(int(a) + int(b), p)
         v.noise_stddev = p.stddev * 2**0.5
         if not v.below_threshold:
-            half = 2 * dp.halfwidth(p, 0.025)
+            half = 2 * privacy.halfwidth(p, 0.025)
             v.ci95_low, v.ci95_high = v.estimate - half, v.estimate + half
         return v
 

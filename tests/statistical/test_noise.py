@@ -21,6 +21,7 @@ import numpy.typing as npt
 import opendp.prelude as opendp
 import pytest
 
+from genogate import privacy
 from genogate.query import Kind
 from node import dp
 
@@ -35,7 +36,7 @@ FloatArray = npt.NDArray[np.float64]
 class Pmf:
     """The pmf of a plan's noise on the integers in [-c, c]; what lies beyond weighs < 1e-25 (asserted)."""
 
-    def __init__(self, p: dp.NoisePlan) -> None:
+    def __init__(self, p: privacy.NoisePlan) -> None:
         b = p.scale
         if p.mechanism == "discrete_laplace":
             c = math.ceil(60 * b) + 60
@@ -142,7 +143,7 @@ def _chernoff_mean(y: FloatArray, w: FloatArray, n: int, alpha: float, sign: int
     return exponent(hi)[1]
 
 
-def check_stddev(noise: IntArray, p: dp.NoisePlan, pmf: Pmf, alpha: float) -> None:
+def check_stddev(noise: IntArray, p: privacy.NoisePlan, pmf: Pmf, alpha: float) -> None:
     """Y = min(X^2, c^2) is bounded, so Cramer-Chernoff applies to its mean on both sides at alpha/2 each:
     false failure <= alpha. c is large enough that E Y = stddev^2 to 1e-9 and, almost surely, Y = X^2 for
     every draw. The tolerance is derived from the exact pmf, and asserted to be tight (the test has power)."""
@@ -164,7 +165,7 @@ def check_stddev(noise: IntArray, p: dp.NoisePlan, pmf: Pmf, alpha: float) -> No
     )
 
 
-def check_coverage(noise: IntArray, p: dp.NoisePlan, pmf: Pmf, alpha: float) -> None:
+def check_coverage(noise: IntArray, p: privacy.NoisePlan, pmf: Pmf, alpha: float) -> None:
     """The released interval [noisy - h, noisy + h] misses the true value iff |noise| > h. Exactly (from the
     pmf) that happens at most 5% of the time; empirically, misses ~ Binomial(n, <= 0.05), and the test fails
     if they reach the Chernoff bound at alpha: false failure <= alpha."""
@@ -174,7 +175,7 @@ def check_coverage(noise: IntArray, p: dp.NoisePlan, pmf: Pmf, alpha: float) -> 
     assert misses < binomial_upper(len(noise), 0.05, alpha), f"{misses} of {len(noise)} intervals missed"
 
 
-def run_checks(noise: IntArray, p: dp.NoisePlan) -> None:
+def run_checks(noise: IntArray, p: privacy.NoisePlan) -> None:
     """Three checks at ALPHA / 3 each: this call fails by chance with probability <= ALPHA = 1e-7."""
     pmf = Pmf(p)
     check_distribution(noise, pmf, ALPHA / 3)
@@ -182,7 +183,7 @@ def run_checks(noise: IntArray, p: dp.NoisePlan) -> None:
     check_coverage(noise, p, pmf, ALPHA / 3)
 
 
-def draws(p: dp.NoisePlan, sens: dp.Sensitivity, calls: int) -> IntArray:
+def draws(p: privacy.NoisePlan, sens: privacy.Sensitivity, calls: int) -> IntArray:
     """Noise of ``calls`` production draws on a fixed, non-trivial exact vector."""
     exact = (np.arange(sens.length, dtype=np.int64) * 37) % 5000 + 1000
     noise = dp.OpenDPNoise()
@@ -202,8 +203,8 @@ def test_the_bounds_are_sound() -> None:
 
 def test_discrete_laplace_scalar() -> None:
     """20,000 production cohort counts at b = 2 (epsilon 0.5). False failure <= 1e-7."""
-    sens = dp.SENSITIVITY[Kind.COHORT_COUNT](1)
-    p = dp.plan(sens, Decimal("0.5"), Decimal(0))
+    sens = privacy.SENSITIVITY[Kind.COHORT_COUNT](1)
+    p = privacy.plan(sens, Decimal("0.5"), Decimal(0))
     assert (p.mechanism, p.scale) == ("discrete_laplace", 2.0)
     run_checks(draws(p, sens, 20_000), p)
 
@@ -211,8 +212,8 @@ def test_discrete_laplace_scalar() -> None:
 def test_discrete_laplace_vector() -> None:
     """50 production allele-frequency releases over 1,000 variants (2,000 values each, b = 2,000 at
     epsilon 1, delta 0): 100,000 draws. False failure <= 1e-7."""
-    sens = dp.SENSITIVITY[Kind.ALLELE_FREQUENCY](1000)
-    p = dp.plan(sens, Decimal(1), Decimal(0))
+    sens = privacy.SENSITIVITY[Kind.ALLELE_FREQUENCY](1000)
+    p = privacy.plan(sens, Decimal(1), Decimal(0))
     assert p.mechanism == "discrete_laplace"
     run_checks(draws(p, sens, 50), p)
 
@@ -221,12 +222,12 @@ def test_discrete_gaussian_small_sigma() -> None:
     """sigma = 0.8, where the discrete Gaussian's stddev (summed from its pmf) is ~4e-5 below sigma:
     40 draws of 500-vectors, 20,000 values. False failure <= 1e-7."""
     # A hand-made plan: only the sampler is under test here, so its charge fields are irrelevant.
-    sens = dp.Sensitivity(l1=2, l2=2.0, length=500)
+    sens = privacy.Sensitivity(l1=2, l2=2.0, length=500)
     sigma = 0.8
-    p = dp.NoisePlan(
+    p = privacy.NoisePlan(
         "discrete_gaussian",
         sigma,
-        dp.discrete_gaussian_stddev(sigma),
+        privacy.discrete_gaussian_stddev(sigma),
         float(opendp.discrete_gaussian_scale_to_accuracy(sigma, 0.05)),
         Decimal(1),
         Decimal("1e-6"),
@@ -238,7 +239,7 @@ def test_discrete_gaussian_small_sigma() -> None:
 def test_discrete_gaussian_vector() -> None:
     """50 production case/control releases over 500 variants (2,000 values each) at epsilon 1, delta 1e-6
     (sigma ~ 200): 100,000 draws. False failure <= 1e-7."""
-    sens = dp.SENSITIVITY[Kind.CASE_CONTROL](500)
-    p = dp.plan(sens, Decimal(1), Decimal("1e-6"))
+    sens = privacy.SENSITIVITY[Kind.CASE_CONTROL](500)
+    p = privacy.plan(sens, Decimal(1), Decimal("1e-6"))
     assert p.mechanism == "discrete_gaussian"
     run_checks(draws(p, sens, 50), p)

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from coordinator.combine import combine
-from genogate import noise
+from genogate import noise, privacy
 from genogate.wire.v1 import common_pb2 as pb
 from node import dp
 from tests.stats import max_misses
@@ -109,14 +109,14 @@ def test_exact_coverage_at_every_truth_near_the_threshold(comp: noise.Component,
     assert worst_own <= 0.05 + 1e-9, f"the bounds form alone misses with probability {worst_own}"
 
 
-def _draws(truth: int, plan: dp.NoisePlan, n: int) -> list[int]:
+def _draws(truth: int, plan: privacy.NoisePlan, n: int) -> list[int]:
     """n independent noisy values of ``truth`` from OpenDP, as a node draws them."""
-    sens = dp.Sensitivity(l1=1, l2=1.0, length=n)
+    sens = privacy.Sensitivity(l1=1, l2=1.0, length=n)
     return [int(x) for x in dp.OpenDPNoise().draw(np.full(n, truth, dtype=np.int64), plan, sens)]
 
 
-_LAPLACE_1 = dp.plan(dp.SENSITIVITY[dp.Kind.COHORT_COUNT](1), Decimal("1"), Decimal(0))  # scale 1
-_LAPLACE_05 = dp.plan(dp.SENSITIVITY[dp.Kind.COHORT_COUNT](1), Decimal("0.5"), Decimal(0))  # scale 2
+_LAPLACE_1 = privacy.plan(privacy.SENSITIVITY[privacy.Kind.COHORT_COUNT](1), Decimal("1"), Decimal(0))  # scale 1
+_LAPLACE_05 = privacy.plan(privacy.SENSITIVITY[privacy.Kind.COHORT_COUNT](1), Decimal("0.5"), Decimal(0))  # scale 2
 _GAUSSIAN = replace(_LAPLACE_1, mechanism="discrete_gaussian", scale=3.0)
 
 
@@ -129,7 +129,9 @@ _GAUSSIAN = replace(_LAPLACE_1, mechanism="discrete_gaussian", scale=3.0)
         ((8, 25), (_GAUSSIAN, _GAUSSIAN), 10),
     ],
 )
-def test_simulated_coverage_with_opendp_noise(truths: tuple[int, ...], plans: tuple[dp.NoisePlan, ...], k: int) -> None:
+def test_simulated_coverage_with_opendp_noise(
+    truths: tuple[int, ...], plans: tuple[privacy.NoisePlan, ...], k: int
+) -> None:
     n = 4000
     draws = [_draws(t, p, n) for t, p in zip(truths, plans, strict=True)]
     misses = partial = 0

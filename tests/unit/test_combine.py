@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from coordinator.combine import combine, combine_results, odds_ratio
-from genogate import noise
+from genogate import noise, privacy
 from genogate.wire.v1 import common_pb2 as pb
 from node import dp
 from tests.stats import max_misses
@@ -62,7 +62,7 @@ def test_one_laplace_quantile_is_the_closed_form() -> None:
     h = noise.two_sided([("discrete_laplace", b)], 0.05)
     mass = lambda t: 1 - 2 * math.exp(-(t + 1) / b) / (1 + math.exp(-1 / b))  # noqa: E731
     assert mass(h) >= 0.95 > mass(h - 1)
-    assert math.isclose(noise.stddev([("discrete_laplace", b)]), dp.discrete_laplace_stddev(b), rel_tol=1e-9)
+    assert math.isclose(noise.stddev([("discrete_laplace", b)]), privacy.discrete_laplace_stddev(b), rel_tol=1e-9)
 
 
 def test_counts_sum_and_the_interval_is_the_sums_quantile() -> None:
@@ -221,8 +221,8 @@ def test_results_of_different_variants_are_not_combined() -> None:
     assert combine_results([]) is None
 
 
-def _release(truth: int, plan: dp.NoisePlan, k: int) -> pb.NoisyValue:
-    sens = dp.SENSITIVITY[dp.Kind.COHORT_COUNT](1)
+def _release(truth: int, plan: privacy.NoisePlan, k: int) -> pb.NoisyValue:
+    sens = privacy.SENSITIVITY[privacy.Kind.COHORT_COUNT](1)
     noisy = int(dp.OpenDPNoise().draw(np.array([truth], dtype=np.int64), plan, sens)[0])
     mechanism = LAP if plan.mechanism == "discrete_laplace" else GAU
     return value(noisy, plan.scale, mechanism=mechanism, k=k)
@@ -233,8 +233,8 @@ def test_combined_intervals_cover_the_truth_across_sites_with_real_opendp_noise(
     falls below the minimum reportable count of 5. Over 3,000 combinations at least 95% of intervals
     must cover the true total. False-failure rate: the binomial tail of more than the bound's misses at
     exactly 95% coverage is below 1e-7 (the intervals are conservative, so the real rate is lower)."""
-    sens = dp.SENSITIVITY[dp.Kind.COHORT_COUNT](1)
-    plans = [dp.plan(sens, Decimal(e), Decimal(0)) for e in ("0.5", "1", "0.3")]
+    sens = privacy.SENSITIVITY[privacy.Kind.COHORT_COUNT](1)
+    plans = [privacy.plan(sens, Decimal(e), Decimal(0)) for e in ("0.5", "1", "0.3")]
     truths, k, n = [40, 120, 3], 5, 3000
     misses = 0
     for _ in range(n):

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from genogate import privacy
 from genogate.errors import InvalidArgument, Reason
 from genogate.query import Kind
 from node import dp
@@ -32,7 +33,9 @@ SIZES = [1, 10, 1000]
 class ZeroNoise:
     """A test double for ``dp.Noise`` (exact answers in other modules' unit tests); never in the product."""
 
-    def draw(self, exact: npt.NDArray[np.int64], p: dp.NoisePlan, sens: dp.Sensitivity) -> npt.NDArray[np.int64]:
+    def draw(
+        self, exact: npt.NDArray[np.int64], p: privacy.NoisePlan, sens: privacy.Sensitivity
+    ) -> npt.NDArray[np.int64]:
         return exact.astype(np.int64).copy()
 
 
@@ -40,15 +43,15 @@ class ZeroNoise:
 
 
 def test_table_covers_every_kind() -> None:
-    assert set(dp.SENSITIVITY) == set(Kind)
+    assert set(privacy.SENSITIVITY) == set(Kind)
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 10, 1000])
 def test_declared_sensitivities(k: int) -> None:
-    s = dp.SENSITIVITY
-    assert s[Kind.COHORT_COUNT](k) == dp.Sensitivity(1, 1.0, 1)
-    assert s[Kind.CARRIER_COUNT](k) == dp.Sensitivity(1, 1.0, 1)
-    assert s[Kind.GENOTYPE_COUNTS](k) == dp.Sensitivity(1, 1.0, 6)
+    s = privacy.SENSITIVITY
+    assert s[Kind.COHORT_COUNT](k) == privacy.Sensitivity(1, 1.0, 1)
+    assert s[Kind.CARRIER_COUNT](k) == privacy.Sensitivity(1, 1.0, 1)
+    assert s[Kind.GENOTYPE_COUNTS](k) == privacy.Sensitivity(1, 1.0, 6)
     af, cc = s[Kind.ALLELE_FREQUENCY](k), s[Kind.CASE_CONTROL](k)
     assert (af.l1, af.length) == (2 * k, 2 * k)
     assert (cc.l1, cc.length) == (2 * k, 4 * k)
@@ -57,7 +60,7 @@ def test_declared_sensitivities(k: int) -> None:
 
 def test_l2_is_the_smallest_float_not_below_2_sqrt_k() -> None:
     for k in range(1, 3000):
-        l2 = dp.SENSITIVITY[Kind.ALLELE_FREQUENCY](k).l2
+        l2 = privacy.SENSITIVITY[Kind.ALLELE_FREQUENCY](k).l2
         assert Fraction(l2) ** 2 >= 4 * k
         assert Fraction(math.nextafter(l2, 0)) ** 2 < 4 * k
 
@@ -65,7 +68,7 @@ def test_l2_is_the_smallest_float_not_below_2_sqrt_k() -> None:
 def test_sensitivity_needs_a_variant() -> None:
     for kind in (Kind.ALLELE_FREQUENCY, Kind.CASE_CONTROL):
         with pytest.raises(ValueError):
-            dp.SENSITIVITY[kind](0)
+            privacy.SENSITIVITY[kind](0)
 
 
 # What one participant can contribute per variant: (alt, ref) for 0/0, 0/1, 1/1, hemizygous 0 and 1, no-call.
@@ -76,8 +79,8 @@ _PAIRS = [(0, 2), (1, 1), (2, 0), (0, 1), (1, 0), (0, 0)]
 def test_sensitivity_bounds_every_participant(k: int) -> None:
     """Brute force: adding any one participant moves the released vector by at most the declared L1 / L2,
     and the bound is attained (it is the sensitivity, not just a bound)."""
-    af = dp.SENSITIVITY[Kind.ALLELE_FREQUENCY](k)
-    cc = dp.SENSITIVITY[Kind.CASE_CONTROL](k)
+    af = privacy.SENSITIVITY[Kind.ALLELE_FREQUENCY](k)
+    cc = privacy.SENSITIVITY[Kind.CASE_CONTROL](k)
     af_moves = [np.array([x for pair in combo for x in pair]) for combo in itertools.product(_PAIRS, repeat=k)]
     cc_moves = [
         np.concatenate([np.concatenate([m.reshape(-1, 2), np.zeros((k, 2), dtype=int)], axis=1).ravel()])
@@ -87,7 +90,7 @@ def test_sensitivity_bounds_every_participant(k: int) -> None:
         assert all(len(m) == sens.length for m in moves)
         assert max(int(np.abs(m).sum()) for m in moves) == sens.l1
         assert max(Fraction(int((m**2).sum())) for m in moves) == 4 * k <= Fraction(sens.l2) ** 2
-    g = dp.SENSITIVITY[Kind.GENOTYPE_COUNTS](k)
+    g = privacy.SENSITIVITY[Kind.GENOTYPE_COUNTS](k)
     one_hot = np.eye(g.length, dtype=int)
     assert max(int(r.sum()) for r in one_hot) == g.l1 and max(float(np.sqrt((r**2).sum())) for r in one_hot) == g.l2
 
@@ -101,11 +104,11 @@ def _cases() -> list[tuple[Kind, int, Decimal, Decimal]]:
 
 @pytest.mark.parametrize(("kind", "k", "epsilon", "delta"), _cases())
 def test_privacy_loss_is_at_most_the_charge(kind: Kind, k: int, epsilon: Decimal, delta: Decimal) -> None:
-    sens = dp.SENSITIVITY[kind](k)
-    p = dp.plan(sens, epsilon, delta)
+    sens = privacy.SENSITIVITY[kind](k)
+    p = privacy.plan(sens, epsilon, delta)
     assert p.epsilon == epsilon
     assert p.delta == (delta if p.mechanism == "discrete_gaussian" else 0)
-    eps, d = dp.privacy_loss(p, sens)
+    eps, d = privacy.privacy_loss(p, sens)
     assert isinstance(eps, Decimal) and isinstance(d, Decimal)
     assert eps <= p.epsilon and d <= p.delta
     # ... and not wastefully below it: the Laplace scale is off by float rounding only, the Gaussian search
@@ -117,38 +120,38 @@ def test_privacy_loss_is_at_most_the_charge(kind: Kind, k: int, epsilon: Decimal
 @pytest.mark.parametrize(("kind", "k"), [(Kind.COHORT_COUNT, 1), (Kind.ALLELE_FREQUENCY, 10)])
 @pytest.mark.parametrize("epsilon", EPSILONS)
 def test_laplace_scale_is_minimal(kind: Kind, k: int, epsilon: Decimal) -> None:
-    sens = dp.SENSITIVITY[kind](k)
-    p = dp.plan(sens, epsilon, Decimal(0))
+    sens = privacy.SENSITIVITY[kind](k)
+    p = privacy.plan(sens, epsilon, Decimal(0))
     smaller = dataclasses.replace(p, scale=p.scale * (1 - 1e-12))
-    assert dp.privacy_loss(smaller, sens)[0] > epsilon
+    assert privacy.privacy_loss(smaller, sens)[0] > epsilon
 
 
 @pytest.mark.parametrize("epsilon", [Decimal("0.5"), Decimal("1"), Decimal("3")])
 def test_gaussian_sigma_is_minimal(epsilon: Decimal) -> None:
-    sens = dp.SENSITIVITY[Kind.ALLELE_FREQUENCY](1000)
-    p = dp.plan(sens, epsilon, Decimal("1e-6"))
+    sens = privacy.SENSITIVITY[Kind.ALLELE_FREQUENCY](1000)
+    p = privacy.plan(sens, epsilon, Decimal("1e-6"))
     assert p.mechanism == "discrete_gaussian"
     smaller = dataclasses.replace(p, scale=p.scale * (1 - 1e-6))
-    assert dp.privacy_loss(smaller, sens)[0] > epsilon
+    assert privacy.privacy_loss(smaller, sens)[0] > epsilon
 
 
 def test_naive_scale_would_overcharge() -> None:
     """Why plans nudge: b = 1/0.01 = 100.0 maps to float(0.01), which is above Decimal("0.01")."""
-    sens = dp.SENSITIVITY[Kind.COHORT_COUNT](1)
-    naive = dp.NoisePlan("discrete_laplace", 100.0, 0.0, 0.0, Decimal("0.01"), Decimal(0))
-    assert dp.privacy_loss(naive, sens)[0] > Decimal("0.01")
-    p = dp.plan(sens, Decimal("0.01"), Decimal(0))
-    assert p.scale > 100.0 and dp.privacy_loss(p, sens)[0] <= Decimal("0.01")
+    sens = privacy.SENSITIVITY[Kind.COHORT_COUNT](1)
+    naive = privacy.NoisePlan("discrete_laplace", 100.0, 0.0, 0.0, Decimal("0.01"), Decimal(0))
+    assert privacy.privacy_loss(naive, sens)[0] > Decimal("0.01")
+    p = privacy.plan(sens, Decimal("0.01"), Decimal(0))
+    assert p.scale > 100.0 and privacy.privacy_loss(p, sens)[0] <= Decimal("0.01")
 
 
 def test_gaussian_delta_is_never_rounded_up() -> None:
     """float(1e-8) > Decimal("1e-8"): the delta handed to OpenDP is the float just below."""
     delta = Decimal("1e-8")
     assert Decimal(float(delta)) > delta
-    sens = dp.SENSITIVITY[Kind.CASE_CONTROL](1000)
-    p = dp.plan(sens, Decimal(1), delta)
+    sens = privacy.SENSITIVITY[Kind.CASE_CONTROL](1000)
+    p = privacy.plan(sens, Decimal(1), delta)
     assert p.mechanism == "discrete_gaussian" and p.delta == delta
-    eps, d = dp.privacy_loss(p, sens)
+    eps, d = privacy.privacy_loss(p, sens)
     assert eps <= 1 and d <= delta
 
 
@@ -158,9 +161,9 @@ def test_gaussian_delta_is_never_rounded_up() -> None:
 @pytest.mark.parametrize("epsilon", EPSILONS)
 @pytest.mark.parametrize("kind", [Kind.ALLELE_FREQUENCY, Kind.CASE_CONTROL])
 def test_gaussian_for_many_variants_with_delta(kind: Kind, epsilon: Decimal) -> None:
-    sens = dp.SENSITIVITY[kind](1000)
-    g = dp.plan(sens, epsilon, Decimal("1e-6"))
-    lap = dp.plan(sens, epsilon, Decimal(0))
+    sens = privacy.SENSITIVITY[kind](1000)
+    g = privacy.plan(sens, epsilon, Decimal("1e-6"))
+    lap = privacy.plan(sens, epsilon, Decimal(0))
     assert g.mechanism == "discrete_gaussian" and lap.mechanism == "discrete_laplace"
     assert g.stddev < lap.stddev / 5  # sqrt(k) against k: far less noise
 
@@ -168,32 +171,32 @@ def test_gaussian_for_many_variants_with_delta(kind: Kind, epsilon: Decimal) -> 
 @pytest.mark.parametrize("kind", list(Kind))
 @pytest.mark.parametrize("epsilon", EPSILONS)
 def test_laplace_for_one_variant_or_no_delta(kind: Kind, epsilon: Decimal) -> None:
-    assert dp.plan(dp.SENSITIVITY[kind](1), epsilon, Decimal("1e-6")).mechanism == "discrete_laplace"
+    assert privacy.plan(privacy.SENSITIVITY[kind](1), epsilon, Decimal("1e-6")).mechanism == "discrete_laplace"
     for k in SIZES:
-        assert dp.plan(dp.SENSITIVITY[kind](k), epsilon, Decimal(0)).mechanism == "discrete_laplace"
+        assert privacy.plan(privacy.SENSITIVITY[kind](k), epsilon, Decimal(0)).mechanism == "discrete_laplace"
 
 
 def test_scalars_never_get_gaussian() -> None:
-    sens = dp.Sensitivity(l1=100, l2=1.0, length=1)  # Gaussian would win on stddev, but a scalar is Laplace
-    assert dp.plan(sens, Decimal(1), Decimal("1e-3")).mechanism == "discrete_laplace"
+    sens = privacy.Sensitivity(l1=100, l2=1.0, length=1)  # Gaussian would win on stddev, but a scalar is Laplace
+    assert privacy.plan(sens, Decimal(1), Decimal("1e-3")).mechanism == "discrete_laplace"
 
 
 def test_plan_is_cached() -> None:
-    sens = dp.SENSITIVITY[Kind.ALLELE_FREQUENCY](77)
-    assert dp.plan(sens, Decimal("0.7"), Decimal("1e-7")) is dp.plan(sens, Decimal("0.70"), Decimal("1e-7"))
+    sens = privacy.SENSITIVITY[Kind.ALLELE_FREQUENCY](77)
+    assert privacy.plan(sens, Decimal("0.7"), Decimal("1e-7")) is privacy.plan(sens, Decimal("0.70"), Decimal("1e-7"))
 
 
 @pytest.mark.parametrize("epsilon", ["0", "-1", "NaN", "Infinity", "1e-400", "1e400"])
 def test_bad_epsilon_is_invalid_argument(epsilon: str) -> None:
     with pytest.raises(InvalidArgument) as e:
-        dp.plan(dp.SENSITIVITY[Kind.COHORT_COUNT](1), Decimal(epsilon), Decimal(0))
+        privacy.plan(privacy.SENSITIVITY[Kind.COHORT_COUNT](1), Decimal(epsilon), Decimal(0))
     assert e.value.reason == Reason.INVALID_EPSILON
 
 
 @pytest.mark.parametrize("delta", ["-1e-9", "1", "NaN"])
 def test_bad_delta_is_refused(delta: str) -> None:
     with pytest.raises(ValueError):
-        dp.plan(dp.SENSITIVITY[Kind.CASE_CONTROL](3), Decimal(1), Decimal(delta))
+        privacy.plan(privacy.SENSITIVITY[Kind.CASE_CONTROL](3), Decimal(1), Decimal(delta))
 
 
 # Standard deviations and intervals -------------------------------------------------------------------------
@@ -209,8 +212,8 @@ def _pmf(mechanism: str, scale: float) -> tuple[npt.NDArray[np.float64], npt.NDA
 @pytest.mark.parametrize("scale", [0.3, 0.7, 1.0, 2.0, 3.99, 4.0, 10.0, 123.4])
 def test_stddev_formulas_match_the_pmf(scale: float) -> None:
     for mechanism, f in (
-        ("discrete_laplace", dp.discrete_laplace_stddev),
-        ("discrete_gaussian", dp.discrete_gaussian_stddev),
+        ("discrete_laplace", privacy.discrete_laplace_stddev),
+        ("discrete_gaussian", privacy.discrete_gaussian_stddev),
     ):
         k, p = _pmf(mechanism, scale)
         assert f(scale) == pytest.approx(math.sqrt(math.fsum(p * k**2)), rel=1e-10)
@@ -220,10 +223,10 @@ def test_stddev_formulas_match_the_pmf(scale: float) -> None:
 @pytest.mark.parametrize("epsilon", EPSILONS)
 def test_ci95_covers_95_percent_exactly(kind: Kind, k: int, delta: float, epsilon: Decimal) -> None:
     """Computed from the pmf: P(|noise| > h) <= P(|noise| >= h) <= 5% for the released half-width h."""
-    sens = dp.SENSITIVITY[kind](k)
-    p = dp.plan(sens, epsilon, Decimal(delta))
-    assert p.ci95_halfwidth == dp.halfwidth(p, 0.05)
-    assert dp.halfwidth(p, 0.025) > p.ci95_halfwidth
+    sens = privacy.SENSITIVITY[kind](k)
+    p = privacy.plan(sens, epsilon, Decimal(delta))
+    assert p.ci95_halfwidth == privacy.halfwidth(p, 0.05)
+    assert privacy.halfwidth(p, 0.025) > p.ci95_halfwidth
     if p.scale < 5000:  # the pmf array stays small
         values, pmf = _pmf(p.mechanism, p.scale)
         assert math.fsum(pmf[np.abs(values) >= p.ci95_halfwidth]) <= 0.05
@@ -234,26 +237,26 @@ def test_ci95_covers_95_percent_exactly(kind: Kind, k: int, delta: float, epsilo
 
 @pytest.mark.parametrize(("kind", "k"), [(kind, k) for kind in Kind for k in (1, 10)])
 def test_opendp_draw_shape(kind: Kind, k: int) -> None:
-    sens = dp.SENSITIVITY[kind](k)
-    p = dp.plan(sens, Decimal(1), Decimal("1e-6"))
+    sens = privacy.SENSITIVITY[kind](k)
+    p = privacy.plan(sens, Decimal(1), Decimal("1e-6"))
     exact = np.arange(sens.length, dtype=np.int64) * 10
     noisy = dp.OpenDPNoise().draw(exact, p, sens)
     assert noisy.dtype == np.int64 and noisy.shape == (sens.length,)
 
 
 def test_opendp_draw_refuses_a_wrong_length() -> None:
-    sens = dp.SENSITIVITY[Kind.GENOTYPE_COUNTS](1)
-    p = dp.plan(sens, Decimal(1), Decimal(0))
+    sens = privacy.SENSITIVITY[Kind.GENOTYPE_COUNTS](1)
+    p = privacy.plan(sens, Decimal(1), Decimal(0))
     with pytest.raises(ValueError):
         dp.OpenDPNoise().draw(np.zeros(5, dtype=np.int64), p, sens)
 
 
 @pytest.mark.parametrize("delta", [Decimal(0), Decimal("1e-6")])
 def test_production_draw_uses_the_planned_opendp_measurement(monkeypatch: pytest.MonkeyPatch, delta: Decimal) -> None:
-    sens = dp.SENSITIVITY[Kind.ALLELE_FREQUENCY](1000)
-    p = dp.plan(sens, Decimal(1), delta)
-    m = dp.measurement(p, sens)
-    assert isinstance(m, opendp.Measurement) and m is dp.measurement(p, sens)
+    sens = privacy.SENSITIVITY[Kind.ALLELE_FREQUENCY](1000)
+    p = privacy.plan(sens, Decimal(1), delta)
+    m = privacy.measurement(p, sens)
+    assert isinstance(m, opendp.Measurement) and m is privacy.measurement(p, sens)
     assert m.input_domain == opendp.vector_domain(opendp.atom_domain(T="i64"), size=sens.length)
     if delta:
         assert m.output_measure == opendp.zero_concentrated_divergence()
@@ -262,9 +265,9 @@ def test_production_draw_uses_the_planned_opendp_measurement(monkeypatch: pytest
         assert m.output_measure == opendp.max_divergence()
         assert m.input_metric == opendp.l1_distance(T="i64")
 
-    calls: list[tuple[dp.NoisePlan, dp.Sensitivity]] = []
+    calls: list[tuple[privacy.NoisePlan, privacy.Sensitivity]] = []
 
-    def spy(p_: dp.NoisePlan, s_: dp.Sensitivity) -> opendp.Measurement:
+    def spy(p_: privacy.NoisePlan, s_: privacy.Sensitivity) -> opendp.Measurement:
         calls.append((p_, s_))
         return m
 
@@ -277,9 +280,9 @@ def test_production_draw_uses_the_planned_opendp_measurement(monkeypatch: pytest
 
 def test_zero_noise_satisfies_the_protocol() -> None:
     noise: dp.Noise = ZeroNoise()
-    sens = dp.SENSITIVITY[Kind.GENOTYPE_COUNTS](1)
+    sens = privacy.SENSITIVITY[Kind.GENOTYPE_COUNTS](1)
     exact = np.array([5, 4, 3, 2, 1, 0], dtype=np.int64)
-    assert np.array_equal(noise.draw(exact, dp.plan(sens, Decimal(1), Decimal(0)), sens), exact)
+    assert np.array_equal(noise.draw(exact, privacy.plan(sens, Decimal(1), Decimal(0)), sens), exact)
 
 
 _BANNED_MODULES = {"random", "numpy.random"}
@@ -303,7 +306,9 @@ def _noise_sources(tree: ast.AST) -> list[str]:
 
 def test_no_other_randomness_in_the_product() -> None:
     """Only OpenDP draws noise; node/synth.py alone may use a seeded PRNG (to make synthetic *data*)."""
-    files = [f for pkg in ("node", "genogate", "coordinator") for f in sorted((ROOT / pkg).rglob("*.py"))]
+    files = [
+        f for pkg in ("node", "genogate", "genogate_demo", "coordinator") for f in sorted((ROOT / pkg).rglob("*.py"))
+    ]
     assert any(f.name == "dp.py" for f in files)
     offenders = {
         str(f.relative_to(ROOT)): hits
@@ -327,25 +332,27 @@ def test_no_other_randomness_in_the_product() -> None:
 def test_any_epsilon_is_planned_or_refused_as_invalid_epsilon(eps: float, k: int, kind: Kind) -> None:
     """No epsilon crashes the planner (the audit: ZeroDivisionError at 1e-15, an OpenDP error at 5e-324):
     it plans a scale within MAX_SCALE that OpenDP's own map fits, or refuses with INVALID_EPSILON."""
-    sens = dp.SENSITIVITY[kind](k if kind is not Kind.COHORT_COUNT else 1)
+    sens = privacy.SENSITIVITY[kind](k if kind is not Kind.COHORT_COUNT else 1)
     try:
-        p = dp.plan(sens, Decimal(repr(eps)), Decimal("1e-7"))
+        p = privacy.plan(sens, Decimal(repr(eps)), Decimal("1e-7"))
     except InvalidArgument as exc:
         assert exc.reason is Reason.INVALID_EPSILON
         return
-    assert 0 < p.scale <= dp.MAX_SCALE * (1 + 1e-9)
-    charged_eps, charged_delta = dp.privacy_loss(p, sens)
+    assert 0 < p.scale <= privacy.MAX_SCALE * (1 + 1e-9)
+    charged_eps, charged_delta = privacy.privacy_loss(p, sens)
     assert charged_eps <= Decimal(repr(eps)) and charged_delta <= Decimal("1e-7")
 
 
 def test_tiny_epsilon_is_refused_before_any_expensive_work() -> None:
     """Scales past MAX_SCALE are refused from the arithmetic alone (the audit's 1e-10 queries stalled a
     node for 16.8 s); just above the limit still plans."""
-    sens = dp.SENSITIVITY[Kind.ALLELE_FREQUENCY](1000)
+    sens = privacy.SENSITIVITY[Kind.ALLELE_FREQUENCY](1000)
     with pytest.raises(InvalidArgument) as refused:
-        dp.plan(sens, Decimal("1e-10"), Decimal("1e-7"))
+        privacy.plan(sens, Decimal("1e-10"), Decimal("1e-7"))
     assert refused.value.reason is Reason.INVALID_EPSILON and "too small" in refused.value.message
-    one = dp.SENSITIVITY[Kind.COHORT_COUNT](1)
-    assert dp.plan(one, Decimal(1) / Decimal(dp.MAX_SCALE), Decimal(0)).scale <= dp.MAX_SCALE * (1 + 1e-9)
+    one = privacy.SENSITIVITY[Kind.COHORT_COUNT](1)
+    assert privacy.plan(one, Decimal(1) / Decimal(privacy.MAX_SCALE), Decimal(0)).scale <= privacy.MAX_SCALE * (
+        1 + 1e-9
+    )
     with pytest.raises(InvalidArgument):
-        dp.plan(one, Decimal("0.99e-6"), Decimal(0))
+        privacy.plan(one, Decimal("0.99e-6"), Decimal(0))

@@ -1,5 +1,5 @@
 """The proposal dry run (``coordinator.preview``): the grant body an approval would issue, per-site noise at
-the per-query cap from ``node.dp``, and human-readable problems and budget lines. Nothing is recorded."""
+the per-query cap from ``genogate.privacy``, and human-readable problems and budget lines. Nothing is recorded."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from decimal import Decimal
 import pytest
 
 from coordinator.preview import DAY_MS, grant_body, preview, proposal_problems, study_assembly
+from genogate import privacy
 from genogate.query import Kind
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
-from node import dp
 
 NOW_MS = 1_767_225_600_000
 NODES = {
@@ -37,7 +37,7 @@ def proposal(**overrides: object) -> cpb.StudyProposal:
 
 
 def count_halfwidth(cap: str) -> float:
-    return dp.plan(dp.SENSITIVITY[Kind.COHORT_COUNT](1), Decimal(cap), Decimal(0)).ci95_halfwidth
+    return privacy.plan(privacy.SENSITIVITY[Kind.COHORT_COUNT](1), Decimal(cap), Decimal(0)).ci95_halfwidth
 
 
 def test_a_valid_proposal_previews_its_grant_noise_and_budget() -> None:
@@ -58,7 +58,7 @@ def test_a_valid_proposal_previews_its_grant_noise_and_budget() -> None:
         assert site.epsilon_total_cap == 10.0
         assert site.count_ci95_half_width == count_halfwidth("0.5") > 0
 
-    af = dp.plan(dp.SENSITIVITY[Kind.ALLELE_FREQUENCY](1), Decimal("0.5"), Decimal(0)).ci95_halfwidth
+    af = privacy.plan(privacy.SENSITIVITY[Kind.ALLELE_FREQUENCY](1), Decimal("0.5"), Decimal(0)).ci95_halfwidth
     assert list(out.problems) == [
         f"allele_frequency: 20 queries of 1 variant at eps 0.5, each count ±{af:.3g} (95%)",
         f"cohort_count: 20 queries at eps 0.5, each count ±{count_halfwidth('0.5'):.3g} (95%)",

@@ -16,6 +16,7 @@ import numpy.typing as npt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from genogate import privacy
 from genogate.convert import canonical_bytes
 from genogate.errors import (
     AlreadyExists,
@@ -41,7 +42,6 @@ from genogate.query import (
 )
 from genogate.signing import Signer, verify
 from genogate.wire.v1 import common_pb2 as pb
-from node import dp
 from node.ingest import ingest
 from node.ledger import Charged, Ledger
 from node.service import Caller, Policy, QueryService
@@ -82,7 +82,9 @@ V100, V200T, V200G, VX = (
 class ZeroNoise:
     """Test double for ``dp.Noise``: releases the exact values (never available in the product)."""
 
-    def draw(self, exact: npt.NDArray[np.int64], p: dp.NoisePlan, sens: dp.Sensitivity) -> npt.NDArray[np.int64]:
+    def draw(
+        self, exact: npt.NDArray[np.int64], p: privacy.NoisePlan, sens: privacy.Sensitivity
+    ) -> npt.NDArray[np.int64]:
         assert len(exact) == sens.length
         return exact.copy()
 
@@ -246,7 +248,7 @@ def test_small_counts_are_reported_as_fewer_than_k(store: Path, tmp_path: Path) 
 def test_release_carries_noise_metadata(store: Path, tmp_path: Path) -> None:
     svc = make(store, tmp_path)
     value = ask(svc, CohortCount(), eps=0.5).result.cohort_count.count
-    p = dp.plan(dp.SENSITIVITY[Kind.COHORT_COUNT](1), Decimal("0.5"), Decimal(0))
+    p = privacy.plan(privacy.SENSITIVITY[Kind.COHORT_COUNT](1), Decimal("0.5"), Decimal(0))
     assert value.mechanism == pb.NOISE_MECHANISM_DISCRETE_LAPLACE
     assert value.noise_scale == p.scale and value.noise_stddev == p.stddev
     assert value.ci95_high - value.estimate == pytest.approx(p.ci95_halfwidth)
@@ -424,7 +426,9 @@ def test_every_outcome_is_audited_with_the_release_in_the_same_transaction(store
 class BrokenNoise:
     """A noise source that fails after the charge (a stand-in for any bug past the ledger)."""
 
-    def draw(self, exact: npt.NDArray[np.int64], p: dp.NoisePlan, sens: dp.Sensitivity) -> npt.NDArray[np.int64]:
+    def draw(
+        self, exact: npt.NDArray[np.int64], p: privacy.NoisePlan, sens: privacy.Sensitivity
+    ) -> npt.NDArray[np.int64]:
         raise ValueError("the noise source broke")
 
 
