@@ -1,7 +1,7 @@
 """Setting up a coordinator: ``init`` (a coordinator directory with its keys, CSR and config) and
 ``committee add`` (a member appended to the committee members file).
 
-``init`` writes all of its files or none, each atomically, and never overwrites (the node's ``_Batch``).
+``init`` writes all of its files or none, each atomically, and never overwrites (``genogate.files.FileBatch``).
 ``add_member`` rewrites the members file atomically (readers see the old file or the new one, never a
 partial one). Private keys get mode 0600 and are never printed; public keys and fingerprints are.
 """
@@ -29,12 +29,9 @@ from coordinator.config import (
 from genogate import tls
 from genogate.config import render_toml
 from genogate.errors import ConfigError, LocalError, UsageError
-from genogate.settings import check_listen
+from genogate.files import FileBatch, Report
+from genogate.settings import check_listen, check_name
 from genogate.signing import Signer, key_id
-
-# The node's all-or-nothing file batch and report; shared rather than copied (both are setup steps alike).
-from node.admin import Report, _Batch
-from node.config import check_name
 
 COORDINATOR_TOML = "coordinator.toml"
 MEMBERS_TOML = "committee.toml"
@@ -107,7 +104,7 @@ def init_coordinator(
     )
     config_text = render_toml(CoordinatorConfig, values, header=header)
 
-    batch = _Batch(dirs=[(directory, 0o700), (directory / "keys", 0o700), (directory / "tls", 0o700)])
+    batch = FileBatch(dirs=[(directory, 0o700), (directory / "keys", 0o700), (directory / "tls", 0o700)])
     batch.add(directory / "keys" / "committee.key", signing_key, "Ed25519 committee signing key", secret=True)
     batch.add(directory / "tls" / "coordinator.key", tls_key, "TLS private key", secret=True)
     batch.add(directory / "tls" / "coordinator.csr", csr, f"certificate request (CN={name}; {', '.join(sans)})")

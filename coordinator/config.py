@@ -17,8 +17,7 @@ from pathlib import Path
 
 from genogate import config
 from genogate.errors import ConfigError
-from genogate.settings import LogSettings, ServerSettings, TlsSettings, at_least, between
-from node.config import check_name
+from genogate.settings import LogSettings, ServerSettings, TlsSettings, at_least, between, check_name
 
 ENV_PREFIX = "GENOGATE_COORDINATOR_"
 _HEX_KEY_RE = re.compile(r"[0-9a-f]{64}")

@@ -3,11 +3,22 @@ and logging), declared once so both document and validate them alike."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from genogate import config
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+"""A node's or coordinator's name (also a directory and certificate name): 1-64 letters, digits, ``_ . -``."""
+
+
+def check_name(name: str) -> str:
+    """A name as ``NAME_RE``, and neither ``.`` nor ``..``."""
+    if not NAME_RE.match(name) or name in (".", ".."):
+        raise ValueError("a node name is 1-64 letters, digits, '_', '.' or '-'")
+    return name
 
 
 def check_listen(address: str) -> str:

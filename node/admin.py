@@ -11,18 +11,17 @@ certificates from their institution's CA.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from genogate import tls
 from genogate.config import read_file, render_toml
 from genogate.errors import LocalError, UsageError
-from genogate.settings import check_listen
-from node.config import NAME_RE, NodeConfig, check_name
+from genogate.files import FileBatch, Report
+from genogate.settings import NAME_RE, check_listen, check_name
+from node.config import NodeConfig
 
 NODE_TOML = "node.toml"
 CA_KEY = "ca.key"
@@ -43,75 +42,6 @@ STUDIES_TEMPLATE = """\
 # not_after = 2027-12-31T00:00:00Z
 # researchers = ["alice"]             # client-certificate common names allowed to query
 """
-
-
-@dataclass
-class Report:
-    """What a command did, for printing: created files, then notes."""
-
-    created: list[tuple[Path, str]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def lines(self) -> list[str]:
-        width = max((len(str(p)) for p, _ in self.created), default=0)
-        out = ["created:"] if self.created else []
-        out += [f"  {str(p):<{width}}  {what}" for p, what in self.created]
-        return out + self.notes
-
-
-@dataclass
-class _Batch:
-    """Files to write together: all of them, or (after a failure) none."""
-
-    files: list[tuple[Path, bytes, int, str]] = field(default_factory=list)
-    dirs: list[tuple[Path, int]] = field(default_factory=list)
-
-    def add(self, path: Path, data: bytes, what: str, *, secret: bool = False) -> None:
-        self.files.append((path, data, 0o600 if secret else 0o644, what))
-
-    def commit(self, report: Report) -> None:
-        existing = [str(p) for p, *_ in self.files if p.exists() or p.is_symlink()]
-        if existing:
-            raise LocalError(f"refusing to overwrite existing files: {', '.join(existing)}")
-        made_dirs: list[Path] = []
-        written: list[Path] = []
-        try:
-            for directory, mode in self.dirs:
-                made_dirs.extend(_mkdirs(directory, mode))
-            for path, data, mode, what in self.files:
-                tls.write_file(path, data, mode=mode)
-                written.append(path)
-                report.created.append((path, what))
-        except BaseException as exc:
-            for path in reversed(written):
-                path.unlink(missing_ok=True)
-            for directory in reversed(made_dirs):
-                try:
-                    directory.rmdir()
-                except OSError:
-                    pass
-            if isinstance(exc, FileExistsError):
-                raise LocalError(str(exc)) from None
-            if isinstance(exc, OSError):
-                raise LocalError(f"{exc.filename or ''}: cannot write ({exc.strerror}); nothing was created") from None
-            raise
-
-
-def _mkdirs(directory: Path, mode: int) -> list[Path]:
-    """Create ``directory`` and missing parents; returns those created, outermost first."""
-    missing = []
-    probe = directory
-    while not probe.exists():
-        missing.append(probe)
-        probe = probe.parent
-    if not probe.is_dir():
-        raise LocalError(f"{probe} is not a directory")
-    made = []
-    for d in reversed(missing):
-        os.mkdir(d, mode)
-        os.chmod(d, mode)  # exactly ``mode``, whatever the umask
-        made.append(d)
-    return made
 
 
 @contextmanager
@@ -203,7 +133,7 @@ def init_node(
     )
     config_text = render_toml(NodeConfig, values, header=header)
 
-    batch = _Batch(dirs=[(directory, 0o700), (directory / "keys", 0o700), (directory / "tls", 0o700)])
+    batch = FileBatch(dirs=[(directory, 0o700), (directory / "keys", 0o700), (directory / "tls", 0o700)])
     batch.add(directory / "keys" / "identity.key", tls.new_identity_key(), "Ed25519 identity key", secret=True)
     batch.add(directory / "tls" / "node.key", tls_key, "TLS private key", secret=True)
     batch.add(directory / "tls" / "node.csr", csr, f"certificate request (CN={name}; {', '.join(sans)})")
@@ -241,7 +171,7 @@ def dev_ca_init(directory: Path, name: str = "genogate dev CA", days: int = 3650
     """Create a development CA in ``directory``: ``ca.key`` (0600) and ``ca.pem``."""
     with _about("--name"):
         key_pem, cert_pem = tls.new_ca(name, days)
-    batch = _Batch(dirs=[(directory, 0o700)])
+    batch = FileBatch(dirs=[(directory, 0o700)])
     batch.add(directory / CA_KEY, key_pem, "CA private key (development only)", secret=True)
     batch.add(directory / CA_CERT, cert_pem, "CA certificate")
     report = Report()
@@ -265,7 +195,7 @@ def dev_ca_issue(ca_dir: Path, csr_path: Path, out: Path, *, server: bool, clien
     with _about(csr_path):
         cert = tls.issue(ca_key, ca_cert, csr, server=server, client=client, days=days)
     usage = " and ".join(u for u, wanted in (("server", server), ("client", client)) if wanted)
-    batch = _Batch()
+    batch = FileBatch()
     batch.add(out, cert, f"{usage} certificate for CN={tls.common_name(cert)}")
     report = Report()
     batch.commit(report)
@@ -282,7 +212,7 @@ def dev_ca_client(ca_dir: Path, name: str, out_dir: Path, days: int = 365) -> Re
     with _about(ca_dir):
         # The name goes in the subject alternative names too: strict (webpki-style) verifiers require one.
         cert = tls.issue(ca_key, ca_cert, tls.new_csr(key, name, [name]), server=False, client=True, days=days)
-    batch = _Batch(dirs=[(out_dir, 0o755)])
+    batch = FileBatch(dirs=[(out_dir, 0o755)])
     batch.add(out_dir / f"{name}.key", key, "client private key", secret=True)
     batch.add(out_dir / f"{name}.pem", cert, f"client certificate for CN={name}")
     ca_copy = out_dir / CA_CERT

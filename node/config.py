@@ -8,7 +8,6 @@ complete. Environment variables ``GENOGATE_NODE_<SECTION>__<KEY>`` override the 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -22,6 +21,7 @@ from genogate.settings import (
     LogSettings,
     ServerSettings,
     TlsSettings,
+    check_name,
 )
 from genogate.settings import (
     at_least as _at_least,
@@ -33,17 +33,10 @@ from node.ledger import MAX_AMOUNT, MAX_PERIOD_DAYS
 
 ENV_PREFIX = "GENOGATE_NODE_"
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 ALL_KINDS = tuple(k.label for k in Kind)
 
 
 # Checks (each returns the value, normalised, or raises ValueError) ----------------------------------------
-
-
-def check_name(name: str) -> str:
-    if not NAME_RE.match(name) or name in (".", ".."):
-        raise ValueError("a node name is 1-64 letters, digits, '_', '.' or '-'")
-    return name
 
 
 def _positive_decimal(value: Decimal) -> Decimal:
