@@ -49,11 +49,11 @@ check-lock:
 	$(PYTHON) tools/lock.py --check
 
 lint: $(STAMP)
-	$(BIN)/ruff check genogate node coordinator tests bench tools attacks
-	$(BIN)/ruff format --check genogate node coordinator tests bench tools attacks
+	$(BIN)/ruff check genogate genogate_demo node coordinator tests bench tools attacks
+	$(BIN)/ruff format --check genogate genogate_demo node coordinator tests bench tools attacks
 
 typecheck: $(STAMP)
-	$(BIN)/mypy genogate node coordinator attacks
+	$(BIN)/mypy genogate genogate_demo node coordinator attacks
 
 ## proto: regenerate genogate/wire/v1 from proto/genogate/v1 (pinned grpcio-tools + mypy-protobuf)
 proto: $(STAMP)
@@ -72,7 +72,7 @@ check-hpo: $(STAMP)
 	$(BIN)/python tools/hpo_snapshot.py --check
 
 demo: $(STAMP)
-	$(BIN)/genogate demo --dir $(DEMO_DIR)
+	$(BIN)/genogate-demo --dir $(DEMO_DIR)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

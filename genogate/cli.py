@@ -359,17 +359,6 @@ def _parser() -> argparse.ArgumentParser:
     c.set_defaults(handler=_budget)
     c.add_argument("--study", required=True, metavar="ID")
     c.add_argument("--sites", type=_names, default=[], metavar="A,B", help="only these sites")
-
-    from genogate import demo
-
-    c = sub.add_parser(
-        "demo",
-        help="run a whole federation on this machine: three nodes, a coordinator, a study, real queries",
-        description=demo.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    demo.add_arguments(c)
-    c.set_defaults(handler=demo.run)
     return p
 
 

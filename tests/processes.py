@@ -42,10 +42,10 @@ def running_node(config: Path, tls: ClientTLS, *, log: Path, env: dict[str, str]
 def demo_up(
     directory: Path, *args: str, env: dict[str, str], timeout: float = 300.0
 ) -> tuple[subprocess.Popen[str], str]:
-    """Start ``genogate demo --up DIRECTORY`` and read its output until it says the federation is up ("Press
+    """Start ``genogate-demo --up DIRECTORY`` and read its output until it says the federation is up ("Press
     Ctrl-C"); returns the process (the caller stops it: SIGINT) and the output so far."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "genogate.cli", "demo", "--up", str(directory), *args],
+        [sys.executable, "-m", "genogate_demo", "--up", str(directory), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -1,4 +1,4 @@
-"""The newcomer's path: ``genogate demo`` sets up a whole federation (CA, coordinator, three nodes, a study
+"""The newcomer's path: ``genogate-demo`` sets up a whole federation (CA, coordinator, three nodes, a study
 approved by two committee members), asks real questions through it and stops it; ``--up`` leaves it
 running for a person's own questions until Ctrl-C. Small sizes here; ``make demo`` uses the defaults."""
 
@@ -38,7 +38,7 @@ def _pids(out: str) -> list[int]:
 def test_demo_runs_the_federation_end_to_end_and_stops_it(tmp_path: Path) -> None:
     demo = tmp_path / "demo"
     out = subprocess.run(
-        [sys.executable, "-m", "genogate.cli", "demo", "--dir", str(demo), *SMALL],
+        [sys.executable, "-m", "genogate_demo", "--dir", str(demo), *SMALL],
         capture_output=True,
         text=True,
         timeout=300,

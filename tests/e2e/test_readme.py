@@ -1,4 +1,4 @@
-"""The README's researcher examples run as written against the demo federation (``genogate demo --up``):
+"""The README's researcher examples run as written against the demo federation (``genogate-demo --up``):
 every ``genogate query`` / ``genogate budget`` line of its "Asking every site at once" block, through a
 shell, with the ``STUDY`` and ``GENOGATE_PROFILE`` the demo prints. A README example that the demo cannot
 answer (an unknown contig, a variant spelled another way than the demo's stores) fails here."""

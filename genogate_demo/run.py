@@ -1,4 +1,4 @@
-"""``genogate demo``: a whole federation on this machine, set up and questioned the way people would.
+"""``genogate-demo``: a whole federation on this machine, set up and questioned the way people would.
 
 1. create a development CA, the coordinator (operator ``operator``, committee ``member-1``/``member-2``,
    two approvals per study) and three nodes, each with its own keys and a CA-signed certificate;
@@ -31,9 +31,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from genogate.errors import GenogateError, LocalError
 from genogate.launch import Proc, start_server
 from genogate.nodeclient import ClientTLS
 
+PROG = "genogate-demo"
 SITES = ("hospital-a", "biobank-b", "clinic-c")
 MEMBERS = ("member-1", "member-2")
 RESEARCHER = "alice"
@@ -349,7 +351,7 @@ def _genogate(fed: Federation, who: str, argv: list[str], *, show: bool = True, 
         lines = [line for line in out.rstrip("\n").splitlines() if not keep or line.startswith(keep)]
         print("\n".join(f"   {line}" if line else "" for line in lines), flush=True)
     if code != 0:
-        raise SystemExit(f"genogate demo: 'genogate {' '.join(argv)}' failed with exit code {code}")
+        raise SystemExit(f"genogate-demo: 'genogate {' '.join(argv)}' failed with exit code {code}")
     return out
 
 
@@ -360,11 +362,20 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def main(argv: list[str] | None = None, prog: str = "genogate demo") -> int:
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
+    """The ``genogate-demo`` command. Expected problems print one line ``genogate-demo: error: ...`` and exit
+    with the error's code (as ``genogate`` does); a stack trace means a bug."""
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
-    return run(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    args = p.parse_args(argv)
+    try:
+        return run(args)
+    except LocalError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except GenogateError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
