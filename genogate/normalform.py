@@ -61,8 +61,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union, cast
 
-from genogate.ontology import canonical_label, canonical_term
-from genogate.query import (
+from genogate.filter import (
     MAX_FILTER_DEPTH,
     MAX_FILTER_NODES,
     AgeRange,
@@ -74,9 +73,10 @@ from genogate.query import (
     Or,
     PhenotypeHas,
     SexIs,
-    _bad_filter,
+    bad_filter,
     check_filter_size,
 )
+from genogate.ontology import canonical_label, canonical_term
 
 MIN_BIRTH_YEAR = 1850  # the earliest birth year a store holds (node.sheet refuses earlier ones)
 MAX_CANONICAL_NODES = 4 * MAX_FILTER_NODES
@@ -406,11 +406,11 @@ def normal_form(f: Filter, this_year: int | None = None) -> Filter:
     if isinstance(node, _Const):
         if node.value:
             return Everyone()
-        raise _bad_filter("the cohort filter contradicts itself: it selects nobody whatever the data")
+        raise bad_filter("the cohort filter contradicts itself: it selects nobody whatever the data")
     out = form.write(node)
     nodes, depth = _size(out)
     if nodes > MAX_CANONICAL_NODES or depth > MAX_CANONICAL_DEPTH:
-        raise _bad_filter("the cohort filter is too complex to reduce to its canonical form")
+        raise bad_filter("the cohort filter is too complex to reduce to its canonical form")
     return out
 
 

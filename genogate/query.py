@@ -2,25 +2,37 @@
 dataclasses. Only ``genogate.convert`` maps them to and from wire messages; the planner, DP and ledger
 code see these types only.
 
-Filters are structured values, never SQL text: they compile to parameterised SQL at the node.
+The cohort filter types are ``genogate.filter``'s (re-exported here, as part of the query model); their
+canonical form is ``genogate.normalform``'s. Filters are structured values, never SQL text: they compile to
+parameterised SQL at the node.
 """
 
 from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 from genogate.errors import FailedPrecondition, InvalidArgument, Reason
+from genogate.filter import MAX_FILTER_DEPTH as MAX_FILTER_DEPTH
+from genogate.filter import MAX_FILTER_NODES as MAX_FILTER_NODES
+from genogate.filter import AgeRange as AgeRange
+from genogate.filter import AncestryIn as AncestryIn
+from genogate.filter import And as And
+from genogate.filter import Everyone as Everyone
+from genogate.filter import Filter as Filter
+from genogate.filter import Not as Not
+from genogate.filter import Or as Or
+from genogate.filter import PhenotypeHas as PhenotypeHas
+from genogate.filter import Sex as Sex
+from genogate.filter import SexIs as SexIs
+from genogate.filter import check_filter_size as check_filter_size
 from genogate.genome import BuildError, canonical_contig, minimal
-from genogate.ontology import canonical_term
+from genogate.normalform import normal_form
 
 MAX_POS = 2**31 - 1
 _CHROM_RE = re.compile(r"^[A-Za-z0-9_.]{1,64}$")
 _ALLELE_RE = re.compile(r"^(?:[ACGTNacgtn]+|\*|<[A-Za-z0-9_:.]+>)$")
-_TERM_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*:[A-Za-z0-9_.\-]+$")
-_GROUP_RE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 
 def _bad_variant(detail: str) -> InvalidArgument:
@@ -106,129 +118,11 @@ class Region:
         return f"{self.chrom}:{self.start}-{self.end}"
 
 
-# Cohort filters -------------------------------------------------------------------------------------------
-
-Sex = Literal["F", "M", "U"]
-
-
-def _bad_filter(detail: str) -> InvalidArgument:
-    return InvalidArgument(detail, reason=Reason.INVALID_FILTER, message="the cohort filter is malformed")
-
-
-@dataclass(frozen=True, slots=True)
-class Everyone:
-    """No restriction (consent still applies)."""
-
-
-@dataclass(frozen=True, slots=True)
-class SexIs:
-    sex: Sex
-
-    def __post_init__(self) -> None:
-        if self.sex not in ("F", "M", "U"):
-            raise _bad_filter("sex must be F, M or U")
-
-
-@dataclass(frozen=True, slots=True)
-class AgeRange:
-    """Age in whole years (this year minus birth year), inclusive bounds; ``None`` is unbounded."""
-
-    min_years: int | None = None
-    max_years: int | None = None
-
-    def __post_init__(self) -> None:
-        for v in (self.min_years, self.max_years):
-            if v is not None and not 0 <= v <= 200:
-                raise _bad_filter("age bounds must be between 0 and 200 years")
-        if self.min_years is None and self.max_years is None:
-            raise _bad_filter("an age range needs a lower or an upper bound")
-        if self.min_years is not None and self.max_years is not None and self.min_years > self.max_years:
-            raise _bad_filter("the lower age bound exceeds the upper one")
-
-
-@dataclass(frozen=True, slots=True)
-class AncestryIn:
-    """Participants whose ancestry group is one of ``groups`` (case-insensitive: canonical upper case)."""
-
-    groups: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        if not self.groups:
-            raise _bad_filter("an ancestry filter needs at least one group")
-        for g in self.groups:
-            if not _GROUP_RE.match(g):
-                raise _bad_filter("ancestry groups are 1-64 letters, digits, '_', '.' or '-'")
-
-
-@dataclass(frozen=True, slots=True)
-class PhenotypeHas:
-    """Participants annotated with a phenotype term such as ``HP:0001250`` (HPO) or ``ICD10:C50``, or with any
-    of its descendants (see ``genogate.ontology`` for the spellings)."""
-
-    term: str
-
-    def __post_init__(self) -> None:
-        if not _TERM_RE.match(self.term):
-            raise _bad_filter("a phenotype term is PREFIX:CODE, e.g. HP:0001250 or ICD10:C50")
-        canonical_term(self.term)  # refuses malformed HPO and ICD-10 ids (HP:1250) at once
-
-
-@dataclass(frozen=True, slots=True)
-class And:
-    items: tuple[Filter, ...] = field(default=())
-
-    def __post_init__(self) -> None:
-        if len(self.items) < 2:
-            raise _bad_filter("AND needs at least two operands")
-
-
-@dataclass(frozen=True, slots=True)
-class Or:
-    items: tuple[Filter, ...] = field(default=())
-
-    def __post_init__(self) -> None:
-        if len(self.items) < 2:
-            raise _bad_filter("OR needs at least two operands")
-
-
-@dataclass(frozen=True, slots=True)
-class Not:
-    item: Filter
-
-
-Filter = Everyone | SexIs | AgeRange | AncestryIn | PhenotypeHas | And | Or | Not
-
-MAX_FILTER_DEPTH = 16
-MAX_FILTER_NODES = 256
-
-
-def check_filter_size(f: Filter) -> None:
-    """Refuse filters too deep or too large to compile (protects the node's planner)."""
-    count = 0
-
-    def walk(node: Filter, depth: int) -> None:
-        nonlocal count
-        count += 1
-        if depth > MAX_FILTER_DEPTH:
-            raise _bad_filter(f"filters nest at most {MAX_FILTER_DEPTH} levels deep")
-        if count > MAX_FILTER_NODES:
-            raise _bad_filter(f"filters have at most {MAX_FILTER_NODES} terms")
-        if isinstance(node, And | Or):
-            for item in node.items:
-                walk(item, depth + 1)
-        elif isinstance(node, Not):
-            walk(node.item, depth + 1)
-
-    walk(f, 0)
-
-
 def normalise_filter(f: Filter, this_year: int | None = None) -> Filter:
     """The canonical form of a filter (``genogate.normalform``): equivalent phrasings for every possible
     participant row (never for the rows a store happens to hold) become one filter. ``Everyone`` for a filter
     true of every row; INVALID_FILTER for one true of none. ``this_year`` (the node's) folds age bounds past
     any age a stored birth year can reach."""
-    from genogate.normalform import normal_form  # it builds on this module's types
-
     return normal_form(f, this_year)
 
 
