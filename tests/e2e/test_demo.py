@@ -211,3 +211,16 @@ def _check_status_and_metrics(demo: Path) -> None:
     for site in SITES:
         assert m[f'genogate_coordinator_site_results_total{{reason="",site="{site}",status="answered"}}'] == 4
     assert m['genogate_coordinator_queries_total{kind="cohort_count",outcome="answered"}'] == 2
+
+
+def test_the_demo_is_its_own_command() -> None:
+    """``genogate-demo`` (the console script ``make demo`` runs) is installed beside ``genogate``; the
+    researcher's ``genogate`` has no ``demo`` command (the shared package does not import the demo)."""
+    script = Path(sys.executable).parent / "genogate-demo"
+    out = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60, env=ENV, check=True)
+    assert out.stdout.startswith("usage: genogate-demo ")
+    assert "a whole federation on this machine" in out.stdout and "--up DIR" in out.stdout
+    cli = subprocess.run(
+        [sys.executable, "-m", "genogate.cli", "demo", "--help"], capture_output=True, text=True, timeout=60, env=ENV
+    )
+    assert cli.returncode == 2 and "invalid choice: 'demo'" in cli.stderr
