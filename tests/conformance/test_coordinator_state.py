@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import inspect
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
@@ -528,3 +529,37 @@ def test_the_grant_carries_the_membership_risk_of_its_budget(world: World) -> No
     w.state.review(review(w.members[0], study, cpb.REVIEW_DECISION_APPROVE), caps)
     study = w.state.review(review(w.members[1], study, cpb.REVIEW_DECISION_APPROVE), caps)
     assert pb.GrantBody.FromString(study.grant.payload).risk == risk.membership_risk(4.0)
+
+
+# Lookups of what does not exist, and calls from many threads ----------------------------------------------------
+
+
+def test_unknown_keys_and_studies_are_not_found(world: World) -> None:
+    w = world
+    with pytest.raises(NotFound) as exc:
+        w.state.researcher_key("f" * 64)
+    refused(NotFound, Reason.NOT_FOUND, exc)
+    with pytest.raises(NotFound):
+        w.state.history("S-000000000000")
+    assert w.state.epoch() == 0 and w.state.list(researcher="f" * 64) == []
+
+
+def test_concurrent_calls_are_each_all_or_nothing_and_revocations_get_distinct_epochs(world: World) -> None:
+    w = world
+    n = 6
+
+    def approve_and_revoke(i: int) -> tuple[str, int]:
+        study = approved(w, title=f"study {i}")
+        revoked, epoch = w.state.revoke(review(w.members[2], study, cpb.REVIEW_DECISION_REVOKE))
+        return revoked.study_id, epoch
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        done = list(pool.map(approve_and_revoke, range(n)))
+    assert sorted(epoch for _, epoch in done) == list(range(1, n + 1))
+    assert w.state.epoch() == n
+    studies = w.state.list()
+    assert sorted(s.study_id for s in studies) == sorted(sid for sid, _ in done)
+    assert all(s.state == StudyState.REVOKED and len(s.reviews) == 3 for s in studies)
+    assert sorted(cpb.RevocationList.FromString(w.state.revocations().payload).revoked_study_ids) == sorted(
+        sid for sid, _ in done
+    )
