@@ -6,7 +6,7 @@ ready file, and stops gracefully on SIGTERM or SIGINT (in-flight calls finish wi
 ``server.grace_seconds``; each state change is one transaction, so a cut call changed all or nothing).
 
 Threading model: gRPC's thread pool (``server.max_workers``) runs the servicer; ``CoordinatorState`` is
-shared by all threads and serialises its own calls (see ``coordinator.state``).
+shared by all threads and serialises its own calls (see ``coordinator.state.sqlite``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from coordinator.config import CoordinatorConfig, load_members
 from coordinator.fanout import ClientIdentity, FanOut
 from coordinator.queries import FederatedQueries, QueryLimits
 from coordinator.servicer import RPC_POLICY, CoordinatorServicer
-from coordinator.state import CoordinatorState
+from coordinator.state import CoordinatorState, SqliteCoordinatorState
 from genogate.audit import AuditLog
 from genogate.rpc import max_request_bytes
 from genogate.server import build_server, serve_until_signalled
@@ -38,7 +38,7 @@ def open_state(config: CoordinatorConfig) -> CoordinatorState:
     append-only)."""
     signer = Signer.from_pem_file(config.committee.signing_key)
     members = load_members(config.committee.members_file)
-    state = CoordinatorState(config.state.path, signer, config.committee.approvals_required)
+    state = SqliteCoordinatorState(config.state.path, signer, config.committee.approvals_required)
     try:
         for member in members:
             state.add_committee_member(member.name, member.public_key)

@@ -42,8 +42,8 @@ from coordinator.config import FanoutSettings
 from genogate.errors import GenogateError, Reason, Unauthenticated
 from genogate.rpc import error_from_rpc
 from genogate.signing import verify
+from genogate.studies import NodeInfo
 from genogate.wire.v1 import common_pb2 as pb
-from genogate.wire.v1 import coordinator_pb2 as cpb
 from genogate.wire.v1 import node_pb2 as npb
 from genogate.wire.v1 import node_pb2_grpc
 
@@ -124,7 +124,7 @@ def refused(site: str, error: GenogateError) -> SiteResult:
 class _Link:
     """One node: its channel, stub and receipt key, opened on the fan-out loop."""
 
-    def __init__(self, node: cpb.NodeInfo, channel: grpc.aio.Channel):
+    def __init__(self, node: NodeInfo, channel: grpc.aio.Channel):
         self.node = node
         self.channel = channel
         self.stub = node_pb2_grpc.NodeServiceStub(channel)
@@ -150,18 +150,18 @@ class FanOut:
 
     # Public, called from any thread -------------------------------------------------------------------------
 
-    def run(self, nodes: Sequence[cpb.NodeInfo], request: npb.QueryRequest, *, timeout_ms: int = 0) -> list[SiteResult]:
+    def run(self, nodes: Sequence[NodeInfo], request: npb.QueryRequest, *, timeout_ms: int = 0) -> list[SiteResult]:
         """Ask every node (in order) and return one result per node, in the same order."""
         timeout = self._timeout_s(timeout_ms)
         return self._call(self._run(nodes, request, timeout), timeout)
 
     def budgets(
-        self, nodes: Sequence[cpb.NodeInfo], request: npb.GetBudgetRequest, *, timeout_ms: int = 0
+        self, nodes: Sequence[NodeInfo], request: npb.GetBudgetRequest, *, timeout_ms: int = 0
     ) -> list[tuple[SiteResult, pb.BudgetStatus | None]]:
         timeout = self._timeout_s(timeout_ms)
         return self._call(self._budgets(nodes, request, timeout), timeout)
 
-    def infos(self, nodes: Sequence[cpb.NodeInfo], *, timeout_ms: int = 0) -> list[npb.GetNodeInfoResponse | None]:
+    def infos(self, nodes: Sequence[NodeInfo], *, timeout_ms: int = 0) -> list[npb.GetNodeInfoResponse | None]:
         """Each node's GetNodeInfo (cached), ``None`` for a node that could not be asked; same order."""
         timeout = min(self._timeout_s(timeout_ms), INFO_TIMEOUT_S)
         return self._call(self._all_infos(nodes, timeout), timeout)
@@ -192,14 +192,14 @@ class FanOut:
         # Every site's task is bounded by its own deadline; the margin covers scheduling only.
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=timeout_s + 30)
 
-    async def _run(self, nodes: Sequence[cpb.NodeInfo], request: npb.QueryRequest, timeout: float) -> list[SiteResult]:
+    async def _run(self, nodes: Sequence[NodeInfo], request: npb.QueryRequest, timeout: float) -> list[SiteResult]:
         sha = hashlib.sha256(request.signed_query.payload).digest()
         return list(await asyncio.gather(*(self._ask(node, request, sha, timeout) for node in nodes)))
 
-    async def _all_infos(self, nodes: Sequence[cpb.NodeInfo], timeout: float) -> list[npb.GetNodeInfoResponse | None]:
+    async def _all_infos(self, nodes: Sequence[NodeInfo], timeout: float) -> list[npb.GetNodeInfoResponse | None]:
         return list(await asyncio.gather(*(self._info(node, timeout) for node in nodes)))
 
-    async def _info(self, node: cpb.NodeInfo, timeout: float) -> npb.GetNodeInfoResponse | None:
+    async def _info(self, node: NodeInfo, timeout: float) -> npb.GetNodeInfoResponse | None:
         now = time.monotonic()
         where = (node.endpoint, node.cert_sha256)
         cached = self._infos.get(node.name)
@@ -217,9 +217,9 @@ class FanOut:
         return info
 
     async def _budgets(
-        self, nodes: Sequence[cpb.NodeInfo], request: npb.GetBudgetRequest, timeout: float
+        self, nodes: Sequence[NodeInfo], request: npb.GetBudgetRequest, timeout: float
     ) -> list[tuple[SiteResult, pb.BudgetStatus | None]]:
-        async def one(node: cpb.NodeInfo) -> tuple[SiteResult, pb.BudgetStatus | None]:
+        async def one(node: NodeInfo) -> tuple[SiteResult, pb.BudgetStatus | None]:
             result = SiteResult(node.name, pb.SITE_STATUS_UNSPECIFIED)
             response = await self._attempts(
                 node, result, timeout, lambda link, left: link.stub.GetBudget(request, timeout=left)
@@ -231,9 +231,7 @@ class FanOut:
 
         return list(await asyncio.gather(*(one(node) for node in nodes)))
 
-    async def _ask(
-        self, node: cpb.NodeInfo, request: npb.QueryRequest, payload_sha: bytes, timeout: float
-    ) -> SiteResult:
+    async def _ask(self, node: NodeInfo, request: npb.QueryRequest, payload_sha: bytes, timeout: float) -> SiteResult:
         result = SiteResult(node.name, pb.SITE_STATUS_UNSPECIFIED)
         response = await self._attempts(
             node, result, timeout, lambda link, left: link.stub.Query(request, timeout=left)
@@ -267,7 +265,7 @@ class FanOut:
         result.status, result.release, result.body = pb.SITE_STATUS_ANSWERED, release, body
         return result
 
-    async def _attempts(self, node: cpb.NodeInfo, result: SiteResult, timeout: float, call: Any) -> Any:
+    async def _attempts(self, node: NodeInfo, result: SiteResult, timeout: float, call: Any) -> Any:
         """Call until an answer, a non-retryable error, or the deadline; fills ``result`` on failure."""
         t0 = time.monotonic()
         deadline = t0 + timeout
@@ -302,11 +300,11 @@ class FanOut:
         finally:
             result.latency_ms = int((time.monotonic() - t0) * 1000)
 
-    async def _link(self, node: cpb.NodeInfo) -> _Link:
+    async def _link(self, node: NodeInfo) -> _Link:
         async with self._opening.setdefault(node.name, asyncio.Lock()):  # one channel per node, even when racing
             return await self._open(node)
 
-    async def _open(self, node: cpb.NodeInfo) -> _Link:
+    async def _open(self, node: NodeInfo) -> _Link:
         link = self._links.get(node.name)
         if link is not None and (link.node.endpoint, link.node.cert_sha256) == (node.endpoint, node.cert_sha256):
             return link
@@ -330,7 +328,7 @@ class FanOut:
         link = self._links[node.name] = _Link(node, channel)
         return link
 
-    async def _check_pin(self, node: cpb.NodeInfo) -> None:
+    async def _check_pin(self, node: NodeInfo) -> None:
         """The node's certificate must be the one registered (its SHA-256), and valid for the node's name."""
         host, _, port = node.endpoint.rpartition(":")
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=self._ca.decode())

@@ -35,6 +35,7 @@ from genogate import duo, privacy, risk
 from genogate.errors import GenogateError, InvalidArgument, Reason
 from genogate.genome import BUILDS
 from genogate.query import Kind
+from genogate.studies import NodeInfo
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 
@@ -298,7 +299,7 @@ def _budget_lines(p: cpb.StudyProposal) -> list[str]:
 
 def preview(
     proposal: cpb.StudyProposal,
-    nodes: Mapping[str, cpb.NodeInfo],
+    nodes: Mapping[str, NodeInfo],
     *,
     researcher_public_key: bytes = b"",
     revocation_epoch: int = 0,

@@ -37,7 +37,7 @@ from coordinator.preview import MAX_SITES, SITE_NAME_RE, caps_of
 from coordinator.state import CoordinatorState
 from genogate import metrics
 from genogate.audit import AuditLog, b64
-from genogate.convert import query_from_pb
+from genogate.convert import grant_to_pb, query_from_pb
 from genogate.errors import (
     FailedPrecondition,
     GenogateError,
@@ -51,6 +51,7 @@ from genogate.ontology import canonical_label
 from genogate.query import AncestryIn, And, Filter, Not, Or, Query, canonical, filters_of
 from genogate.rpc import max_envelope_bytes
 from genogate.signing import verify
+from genogate.studies import NodeInfo, StudyState
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 from genogate.wire.v1 import node_pb2 as npb
@@ -62,10 +63,10 @@ _STATUS_LABEL: dict[int, str] = {
     pb.SITE_STATUS_FAILED: "failed",
 }
 _NOT_IN_FORCE = {
-    cpb.STUDY_STATE_PROPOSED: (Reason.GRANT_MISSING, "the study is not approved"),
-    cpb.STUDY_STATE_REJECTED: (Reason.GRANT_MISSING, "the study was rejected"),
-    cpb.STUDY_STATE_REVOKED: (Reason.GRANT_REVOKED, "the study grant has been revoked"),
-    cpb.STUDY_STATE_EXPIRED: (Reason.GRANT_EXPIRED, "the study grant has expired"),
+    StudyState.PROPOSED: (Reason.GRANT_MISSING, "the study is not approved"),
+    StudyState.REJECTED: (Reason.GRANT_MISSING, "the study was rejected"),
+    StudyState.REVOKED: (Reason.GRANT_REVOKED, "the study grant has been revoked"),
+    StudyState.EXPIRED: (Reason.GRANT_EXPIRED, "the study grant has expired"),
 }
 
 
@@ -153,12 +154,13 @@ class FederatedQueries:
         self.decoded = 0
         """Envelopes decoded so far (after their size and signature passed): what tests watch."""
 
-    def _study(self, study_id: str) -> tuple[cpb.Study, pb.GrantBody]:
+    def _study(self, study_id: str) -> tuple[pb.StudyGrant, pb.GrantBody]:
+        """The study's signed grant (as forwarded to nodes) and its body, if the study is in force."""
         study = self.state.get(study_id)
-        if study.state != cpb.STUDY_STATE_APPROVED:
+        if study.state != StudyState.APPROVED or study.grant is None:
             reason, message = _NOT_IN_FORCE.get(study.state, (Reason.GRANT_MISSING, "the study has no grant"))
             raise PermissionDenied(study_id, reason=reason, message=message)
-        return study, pb.GrantBody.FromString(study.grant.payload)
+        return grant_to_pb(study.grant), pb.GrantBody.FromString(study.grant.payload)
 
     def run(self, caller: str, request: cpb.RunQueryRequest) -> cpb.RunQueryResponse:
         signed = request.signed_query
@@ -171,7 +173,7 @@ class FederatedQueries:
         study_id = study_id_of(signed.payload)
         if not study_id:
             raise InvalidArgument("the envelope names no study", reason=Reason.INVALID_STUDY)
-        study, grant = self._study(study_id)
+        signed_grant, grant = self._study(study_id)
         try:
             verify(
                 grant.researcher_public_key, "genogate.v1.QueryEnvelope", signed.payload, signed.researcher_signature
@@ -225,7 +227,7 @@ class FederatedQueries:
         self._check_labels(query, to_ask, request.site_timeout_ms)
         started = time.monotonic()
         asked = self.fanout.run(
-            to_ask, npb.QueryRequest(signed_query=signed, grant=study.grant), timeout_ms=request.site_timeout_ms
+            to_ask, npb.QueryRequest(signed_query=signed, grant=signed_grant), timeout_ms=request.site_timeout_ms
         )
         for r in asked:
             results[r.site] = r
@@ -262,7 +264,7 @@ class FederatedQueries:
         )
         return response
 
-    def _targets(self, env: pb.QueryEnvelope, grant: pb.GrantBody, registered: dict[str, cpb.NodeInfo]) -> list[str]:
+    def _targets(self, env: pb.QueryEnvelope, grant: pb.GrantBody, registered: dict[str, NodeInfo]) -> list[str]:
         """The sites the query targets (the envelope's, else the grant's). Every name the envelope gives must be
         a registered site, at most ``MAX_SITES`` of them: anything else is refused here, naming none of them,
         before a caller-chosen name reaches the state, a log field or a metric label."""
@@ -280,7 +282,7 @@ class FederatedQueries:
             )
         return names
 
-    def _check_floor(self, epsilon: Decimal, nodes: Sequence[cpb.NodeInfo], timeout_ms: int) -> None:
+    def _check_floor(self, epsilon: Decimal, nodes: Sequence[NodeInfo], timeout_ms: int) -> None:
         """Refuse (INVALID_EPSILON) before any site is asked a query whose ε is below a target site's floor (as
         the site publishes it; the coordinator's ``[policy] epsilon_per_query_min`` where it does not say)."""
         if not nodes:
@@ -299,7 +301,7 @@ class FederatedQueries:
                 f"{', '.join(below)}; nothing was asked or charged",
             )
 
-    def _check_labels(self, query: Query, nodes: Sequence[cpb.NodeInfo], timeout_ms: int) -> None:
+    def _check_labels(self, query: Query, nodes: Sequence[NodeInfo], timeout_ms: int) -> None:
         """Refuse (UNKNOWN_LABEL) a filter naming an ancestry label that no site of the study publishes.
 
         Decided from the labels the sites publish in GetNodeInfo (cached), never from answers. A site that
@@ -391,7 +393,7 @@ class FederatedQueries:
         )
 
     def budgets(self, request: cpb.GetStudyBudgetRequest) -> list[cpb.SiteBudget]:
-        study, grant = self._study(request.study_id)
+        signed_grant, grant = self._study(request.study_id)
         registered = {n.name: n for n in self.state.list_nodes()}
         targets = self._targets(pb.QueryEnvelope(sites=request.sites), grant, registered)
         out: dict[str, cpb.SiteBudget] = {}
@@ -414,7 +416,7 @@ class FederatedQueries:
             else:
                 to_ask.append(registered[site])
         for result, budget in self.fanout.budgets(
-            to_ask, npb.GetBudgetRequest(study_id=request.study_id, grant=study.grant)
+            to_ask, npb.GetBudgetRequest(study_id=request.study_id, grant=signed_grant)
         ):
             entry = cpb.SiteBudget(
                 site=result.site,

@@ -1,5 +1,8 @@
 """gRPC servicer of ``genogate.v1.CoordinatorService``: wire in, ``CoordinatorState`` out.
 
+The state speaks the domain types of ``genogate.studies``; this servicer converts requests and responses
+(``genogate.convert``), so the coordinator's wire types stop here.
+
 ``RPC_POLICY`` lists every RPC the coordinator serves and who may call it; the server refuses any RPC it
 does not list (a contract test checks that it covers the whole service). Every caller has already passed
 mTLS with a certificate from a CA the coordinator trusts.
@@ -14,6 +17,7 @@ Threading model: gRPC's pool calls these methods concurrently; ``CoordinatorStat
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,8 +27,20 @@ from coordinator.config import RolesSettings
 from coordinator.preview import SiteCaps, caps_of, check_shape, preview
 from coordinator.queries import FederatedQueries
 from coordinator.state import CoordinatorState
+from genogate.convert import (
+    grant_to_pb,
+    node_from_pb,
+    node_to_pb,
+    researcher_to_pb,
+    review_from_pb,
+    revocations_to_pb,
+    signed_proposal_from_pb,
+    study_state_from_pb,
+    study_to_pb,
+)
 from genogate.errors import FailedPrecondition, GenogateError, NotFound, PermissionDenied, Reason, Unavailable
 from genogate.rpc import boundary, caller_common_name
+from genogate.studies import NodeInfo, StudyGrant, StudyState
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 from genogate.wire.v1 import coordinator_pb2_grpc
@@ -76,7 +92,9 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         self, request: cpb.ProposeStudyRequest, context: Any
     ) -> cpb.ProposeStudyResponse:
         caller_common_name(context)
-        return cpb.ProposeStudyResponse(study=self.state.propose(request.proposal))
+        return cpb.ProposeStudyResponse(
+            study=study_to_pb(self.state.propose(signed_proposal_from_pb(request.proposal)))
+        )
 
     def _caps(self, sites: Sequence[str]) -> dict[str, SiteCaps]:
         """What each registered site among ``sites`` publishes about its budgets (GetNodeInfo, cached by the
@@ -95,15 +113,17 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
             return {}
         registered = {n.name: n for n in self.state.list_nodes()}
         wanted = {s for s in sites if s in registered}
-        through: dict[str, tuple[cpb.Study, list[cpb.NodeInfo]]] = {}  # study id -> the study, sites asked through it
-        for study in self.state.list(cpb.STUDY_STATE_APPROVED, fingerprint):
+        through: dict[str, tuple[StudyGrant, list[NodeInfo]]] = {}  # study id -> its grant, sites asked through it
+        for study in self.state.list(StudyState.APPROVED, fingerprint):
+            if study.grant is None:  # an APPROVED study has its grant
+                continue
             for site in pb.GrantBody.FromString(study.grant.payload).sites:
                 if site in wanted:
                     wanted.discard(site)
-                    through.setdefault(study.study_id, (study, []))[1].append(registered[site])
+                    through.setdefault(study.study_id, (study.grant, []))[1].append(registered[site])
         out: dict[str, float] = {}
-        for study, nodes in through.values():  # one concurrent fan-out per study
-            request = npb.GetBudgetRequest(study_id=study.study_id, grant=study.grant)
+        for study_id, (grant, nodes) in through.items():  # one concurrent fan-out per study
+            request = npb.GetBudgetRequest(study_id=study_id, grant=grant_to_pb(grant))
             for result, budget in self.queries.fanout.budgets(nodes, request, timeout_ms=2_000):
                 if budget is not None and result.status == pb.SITE_STATUS_ANSWERED:
                     out[result.site] = budget.researcher_epsilon_spent
@@ -137,18 +157,19 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     @boundary
     def GetStudy(self, request: cpb.GetStudyRequest, context: Any) -> cpb.GetStudyResponse:  # noqa: N802
         caller_common_name(context)
-        return cpb.GetStudyResponse(study=self.state.get(request.study_id))
+        return cpb.GetStudyResponse(study=study_to_pb(self.state.get(request.study_id)))
 
     @boundary
     def ListStudies(self, request: cpb.ListStudiesRequest, context: Any) -> cpb.ListStudiesResponse:  # noqa: N802
         caller_common_name(context)
-        studies = self.state.list(int(request.state) or None, request.researcher_key_fingerprint or None)
-        return cpb.ListStudiesResponse(studies=studies)
+        studies = self.state.list(study_state_from_pb(int(request.state)), request.researcher_key_fingerprint or None)
+        return cpb.ListStudiesResponse(studies=[study_to_pb(s) for s in studies])
 
     @boundary
     def ReviewStudy(self, request: cpb.ReviewStudyRequest, context: Any) -> cpb.ReviewStudyResponse:  # noqa: N802
         caller_common_name(context)
-        return cpb.ReviewStudyResponse(study=self.state.review(request.review, self._review_caps(request.review)))
+        review = review_from_pb(request.review)
+        return cpb.ReviewStudyResponse(study=study_to_pb(self.state.review(review, self._review_caps(request.review))))
 
     def _review_caps(self, review: cpb.Review) -> dict[str, SiteCaps]:
         """The budget caps of the reviewed study's sites, for an approval (the state checks the review itself)."""
@@ -163,23 +184,22 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     @boundary
     def RevokeStudy(self, request: cpb.RevokeStudyRequest, context: Any) -> cpb.RevokeStudyResponse:  # noqa: N802
         caller_common_name(context)
-        study, epoch = self.state.revoke(request.review)
-        return cpb.RevokeStudyResponse(study=study, revocation_epoch=epoch)
+        study, epoch = self.state.revoke(review_from_pb(request.review))
+        return cpb.RevokeStudyResponse(study=study_to_pb(study), revocation_epoch=epoch)
 
     @boundary
     def RegisterNode(  # noqa: N802
         self, request: cpb.RegisterNodeRequest, context: Any
     ) -> cpb.RegisterNodeResponse:
         self._operator(context)
-        return cpb.RegisterNodeResponse(node=self.state.register_node(self._with_build(request.node)))
+        node = self.state.register_node(self._with_build(node_from_pb(request.node)))
+        return cpb.RegisterNodeResponse(node=node_to_pb(node))
 
-    def _with_build(self, node: cpb.NodeInfo) -> cpb.NodeInfo:
+    def _with_build(self, node: NodeInfo) -> NodeInfo:
         """``node`` with the genome build the node itself serves (its store records it from the data), asked
         over the pinned channel the fan-out uses. A declared build must agree; a node that cannot be asked is
         registered only with a declared build, which the node still enforces on every query."""
         info = self.queries.fanout.infos([node])[0]
-        out = cpb.NodeInfo()
-        out.CopyFrom(node)
         if info is not None:
             if node.genome_build and node.genome_build != info.genome_build:
                 raise FailedPrecondition(
@@ -187,19 +207,19 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
                     reason=Reason.WRONG_ASSEMBLY,
                     message=f"the node serves {info.genome_build}, not the declared {node.genome_build[:20]}",
                 )
-            out.genome_build = info.genome_build
-        elif not node.genome_build:
+            return dataclasses.replace(node, genome_build=info.genome_build)
+        if not node.genome_build:
             raise Unavailable(
                 f"{node.name} at {node.endpoint}",
                 message=f"cannot reach the node at {node.endpoint[:100]} to read its genome build: start it (with "
                 "the certificate given), or declare the build",
             )
-        return out
+        return node
 
     @boundary
     def ListNodes(self, request: cpb.ListNodesRequest, context: Any) -> cpb.ListNodesResponse:  # noqa: N802
         caller_common_name(context)
-        return cpb.ListNodesResponse(nodes=self.state.list_nodes())
+        return cpb.ListNodesResponse(nodes=[node_to_pb(n) for n in self.state.list_nodes()])
 
     @boundary
     def RegisterResearcher(  # noqa: N802
@@ -207,7 +227,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     ) -> cpb.RegisterResearcherResponse:
         self._operator(context)
         researcher = self.state.register_researcher(request.name, request.affiliation, request.public_key)
-        return cpb.RegisterResearcherResponse(researcher=researcher)
+        return cpb.RegisterResearcherResponse(researcher=researcher_to_pb(researcher))
 
     @boundary
     def GetRevocations(  # noqa: N802
@@ -216,7 +236,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         caller = caller_common_name(context)
         if self.roles.nodes and caller not in self.roles.nodes:
             raise _not_allowed(caller, "a node")
-        return cpb.GetRevocationsResponse(revocations=self.state.revocations())
+        return cpb.GetRevocationsResponse(revocations=revocations_to_pb(self.state.revocations()))
 
     @boundary
     def RunQuery(self, request: cpb.RunQueryRequest, context: Any) -> cpb.RunQueryResponse:  # noqa: N802

@@ -1,4 +1,5 @@
-"""The only place wire messages (``genogate.wire.v1``) and domain values (``genogate.query``) meet.
+"""The only place wire messages (``genogate.wire.v1``) and domain values (``genogate.query``,
+``genogate.studies``) meet.
 
 Decoding validates: a malformed message raises ``InvalidArgument`` with a matchable reason, never a
 protobuf or Python error.
@@ -29,7 +30,19 @@ from genogate.query import (
     Variant,
     check_filter_size,
 )
+from genogate.studies import (
+    NodeInfo,
+    Researcher,
+    Review,
+    SignedProposal,
+    SignedRevocationList,
+    Study,
+    StudyGrant,
+    StudyProposal,
+    StudyState,
+)
 from genogate.wire.v1 import common_pb2 as pb
+from genogate.wire.v1 import coordinator_pb2 as cpb
 
 _SEX_TO_PB = {"F": pb.SEX_FEMALE, "M": pb.SEX_MALE, "U": pb.SEX_UNKNOWN}
 _SEX_FROM_PB = {v: k for k, v in _SEX_TO_PB.items()}
@@ -195,3 +208,154 @@ def kind_from_pb(value: int) -> Kind:
 def canonical_bytes(q: Query) -> bytes:
     """Deterministic bytes of a query (callers canonicalise first); hashed for the same-answer cache."""
     return query_to_pb(q).SerializeToString(deterministic=True)
+
+
+# Studies and the registry (genogate.studies) --------------------------------------------------------------
+# Signed things cross as the exact bytes signed; a study's wire ``proposal`` is decoded from its signed
+# payload, so what a client reads is exactly what the researcher signed (unknown fields included).
+
+
+def study_state_from_pb(value: int) -> StudyState | None:
+    """A list filter's state: None for UNSPECIFIED (any state); an unknown value is refused."""
+    if not value:
+        return None
+    try:
+        return StudyState(value)
+    except ValueError:
+        raise InvalidArgument(
+            f"unknown study state {value}", reason=Reason.INVALID_STUDY, message="the study filter is invalid"
+        ) from None
+
+
+def proposal_from_pb(m: cpb.StudyProposal) -> StudyProposal:
+    return StudyProposal(
+        title=m.title,
+        purpose=m.purpose,
+        kinds=tuple(kind_from_pb(k) for k in m.kinds),
+        sites=tuple(m.sites),
+        epsilon_total_per_site=m.epsilon_total_per_site,
+        epsilon_per_query_cap=m.epsilon_per_query_cap,
+        duration_days=m.duration_days,
+        researcher_key_fingerprint=m.researcher_key_fingerprint,
+        description=m.description,
+        per_site_breakdown=m.per_site_breakdown,
+        assembly=m.assembly,
+    )
+
+
+def proposal_to_pb(p: StudyProposal) -> cpb.StudyProposal:
+    return cpb.StudyProposal(
+        title=p.title,
+        purpose=p.purpose,
+        kinds=[kind_to_pb(k) for k in p.kinds],  # type: ignore[misc]
+        sites=p.sites,
+        epsilon_total_per_site=p.epsilon_total_per_site,
+        epsilon_per_query_cap=p.epsilon_per_query_cap,
+        duration_days=p.duration_days,
+        researcher_key_fingerprint=p.researcher_key_fingerprint,
+        description=p.description,
+        per_site_breakdown=p.per_site_breakdown,
+        assembly=p.assembly,
+    )
+
+
+def signed_proposal_from_pb(m: cpb.SignedProposal) -> SignedProposal:
+    return SignedProposal(m.payload, m.researcher_signature)
+
+
+def signed_proposal_to_pb(s: SignedProposal) -> cpb.SignedProposal:
+    return cpb.SignedProposal(payload=s.payload, researcher_signature=s.researcher_signature)
+
+
+def review_from_pb(m: cpb.Review) -> Review:
+    return Review(m.payload, m.reviewer_signature, m.reviewer_key_id)
+
+
+def review_to_pb(r: Review) -> cpb.Review:
+    return cpb.Review(payload=r.payload, reviewer_signature=r.reviewer_signature, reviewer_key_id=r.reviewer_key_id)
+
+
+def grant_from_pb(m: pb.StudyGrant) -> StudyGrant:
+    return StudyGrant(m.payload, m.committee_signature, m.committee_key_id)
+
+
+def grant_to_pb(g: StudyGrant) -> pb.StudyGrant:
+    return pb.StudyGrant(
+        payload=g.payload, committee_signature=g.committee_signature, committee_key_id=g.committee_key_id
+    )
+
+
+def revocations_from_pb(m: cpb.SignedRevocationList) -> SignedRevocationList:
+    return SignedRevocationList(m.payload, m.committee_signature, m.committee_key_id)
+
+
+def revocations_to_pb(r: SignedRevocationList) -> cpb.SignedRevocationList:
+    return cpb.SignedRevocationList(
+        payload=r.payload, committee_signature=r.committee_signature, committee_key_id=r.committee_key_id
+    )
+
+
+def study_to_pb(s: Study) -> cpb.Study:
+    out = cpb.Study(
+        study_id=s.study_id,
+        proposal=cpb.StudyProposal.FromString(s.signed_proposal.payload),
+        signed_proposal=signed_proposal_to_pb(s.signed_proposal),
+        proposal_sha256=s.proposal_sha256,
+        state=s.state.value,  # type: ignore[arg-type]
+        reviews=[review_to_pb(r) for r in s.reviews],
+        approvals_required=s.approvals_required,
+        created_unix_ms=s.created_unix_ms,
+        updated_unix_ms=s.updated_unix_ms,
+        assembly=s.assembly,
+    )
+    if s.grant is not None:
+        out.grant.CopyFrom(grant_to_pb(s.grant))
+    return out
+
+
+def study_from_pb(m: cpb.Study) -> Study:
+    try:
+        state = StudyState(m.state)
+    except ValueError:
+        raise InvalidArgument(f"unknown study state {m.state}") from None
+    return Study(
+        study_id=m.study_id,
+        proposal=proposal_from_pb(m.proposal),
+        signed_proposal=signed_proposal_from_pb(m.signed_proposal),
+        proposal_sha256=m.proposal_sha256,
+        state=state,
+        reviews=tuple(review_from_pb(r) for r in m.reviews),
+        approvals_required=m.approvals_required,
+        grant=grant_from_pb(m.grant) if m.HasField("grant") else None,
+        created_unix_ms=m.created_unix_ms,
+        updated_unix_ms=m.updated_unix_ms,
+        assembly=m.assembly,
+    )
+
+
+def node_from_pb(m: cpb.NodeInfo) -> NodeInfo:
+    return NodeInfo(m.name, m.endpoint, m.cert_sha256, m.genome_build, m.registered_unix_ms)
+
+
+def node_to_pb(n: NodeInfo) -> cpb.NodeInfo:
+    return cpb.NodeInfo(
+        name=n.name,
+        endpoint=n.endpoint,
+        cert_sha256=n.cert_sha256,
+        genome_build=n.genome_build,
+        registered_unix_ms=n.registered_unix_ms,
+    )
+
+
+def researcher_from_pb(m: cpb.Researcher) -> Researcher:
+    return Researcher(m.name, m.affiliation, m.public_key, m.key_fingerprint, m.registered_unix_ms)
+
+
+def researcher_to_pb(r: Researcher) -> cpb.Researcher:
+    return cpb.Researcher(
+        name=r.name,
+        affiliation=r.affiliation,
+        public_key=r.public_key,
+        key_fingerprint=r.key_fingerprint,
+        registered_unix_ms=r.registered_unix_ms,
+    )

@@ -1,5 +1,6 @@
-"""The coordinator's durable state: the registry (nodes, researchers, committee reviewers), studies and their
-lifecycle, grants, revocations and query history, in one SQLite file.
+"""``SqliteCoordinatorState``: the coordinator's durable state (``coordinator.state.CoordinatorState``) in one
+SQLite file: the registry (nodes, researchers, committee reviewers), studies and their lifecycle, grants,
+revocations and query history.
 
 Lifecycle (a trigger refuses every other transition)::
 
@@ -10,14 +11,16 @@ Trust: a proposal counts only when signed by the registered researcher key it na
 signed by a committee member's key (k of n approvals issue the grant, one rejection rejects). Grants and
 revocation lists are signed by the committee signer given to the constructor. Reviews sign the SHA-256 of
 the exact proposal bytes, so a review can never approve anything but what the researcher signed. Signed
-things are kept as the exact bytes received, so this module speaks the wire types. Resending an identical
-signed proposal or review changes nothing and returns the current study (safe client retries).
+things are kept as the exact bytes received; callers pass and get the domain types of ``genogate.studies``
+and ``coordinator.model``, and the wire types appear here only to parse and build what is signed.
+Resending an identical signed proposal or review changes nothing and returns the current study (safe
+client retries).
 
 Durability: WAL with ``synchronous=FULL``; every operation is one ``BEGIN IMMEDIATE`` transaction. Reviews,
 revocations, the revocation epoch, studies' signed proposals and grants, and query history are append-only
 or write-once, enforced by triggers. Expiry is derived from the clock at every operation and stored then.
 
-Threading model: a ``CoordinatorState`` is shared by all threads of a process. It owns one ``sqlite3``
+Threading model: a ``SqliteCoordinatorState`` is shared by all threads of a process. It owns one ``sqlite3``
 connection (``check_same_thread=False``) guarded by one ``threading.Lock`` held for the whole of each
 transaction, so calls run one at a time (reads too: each may store an expiry). Across processes SQLite's
 write lock serialises ``BEGIN IMMEDIATE``; a caller that cannot get it within ``busy_timeout_s`` gets
@@ -36,12 +39,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
 from google.protobuf.message import DecodeError
 
+from coordinator.model import CommitteeMember, QueryRecord
 from coordinator.preview import (
     SiteCaps,
     epsilon_decimal,
@@ -51,6 +54,7 @@ from coordinator.preview import (
     study_assembly,
     study_epsilon_at,
 )
+from genogate.convert import proposal_from_pb
 from genogate.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -65,6 +69,16 @@ from genogate.genome import BUILDS
 from genogate.query import Kind
 from genogate.signing import Signer, key_id, verify
 from genogate.sqlitedb import open_database, statements, write_error
+from genogate.studies import (
+    NodeInfo,
+    Researcher,
+    Review,
+    SignedProposal,
+    SignedRevocationList,
+    Study,
+    StudyGrant,
+    StudyState,
+)
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 
@@ -133,33 +147,11 @@ CREATE TRIGGER studies_transition BEFORE UPDATE OF state ON studies WHEN NOT (NE
     f"CREATE TRIGGER {t}_fixed BEFORE UPDATE ON {t} BEGIN SELECT RAISE(ABORT, '{t}: append-only'); END;\n"
     for t in ("reviews", "revocations", "queries")
 )
+_STATES = frozenset(s.value for s in StudyState)
 _STUDY_COLS = (
     "study_id, proposal, researcher_signature, proposal_sha256, state, approvals_required,"
     " grant_payload, grant_signature, grant_key_id, created_ms, updated_ms"
 )
-
-
-@dataclass(frozen=True)
-class CommitteeMember:
-    """A reviewer of the access committee (one of the n keys whose k approvals issue a grant)."""
-
-    name: str
-    public_key: bytes
-    key_id: str
-    added_ms: int
-
-
-@dataclass(frozen=True)
-class QueryRecord:
-    """One federated query run as the coordinator recorded it; ``outcomes`` maps site name to outcome."""
-
-    query_id: str
-    study_id: str
-    kind: Kind
-    epsilon: Decimal
-    sites: tuple[str, ...]
-    outcomes: Mapping[str, str]
-    created_ms: int
 
 
 def _invalid(detail: str, what: str = "study proposal") -> InvalidArgument:
@@ -206,7 +198,7 @@ def _register(conn: sqlite3.Connection, table: str, row: tuple[object, ...], now
     return int(old[-1])
 
 
-class CoordinatorState:
+class SqliteCoordinatorState:
     """The coordinator's state in one SQLite file (see the module docstring for guarantees and threading).
 
     ``approvals_required`` (k) applies to studies proposed from now on; each study keeps the k it was
@@ -268,7 +260,7 @@ class CoordinatorState:
 
     # Registry ------------------------------------------------------------------------------------------------
 
-    def register_node(self, node: cpb.NodeInfo) -> cpb.NodeInfo:
+    def register_node(self, node: NodeInfo) -> NodeInfo:
         """Register a node (``registered_unix_ms`` ignored). The same details again return the entry; other
         details under a registered name are refused (ALREADY_EXISTS)."""
         port = _ENDPOINT_RE.fullmatch(node.endpoint)
@@ -283,30 +275,22 @@ class CoordinatorState:
         row = (node.name, node.endpoint, node.cert_sha256, node.genome_build)
         with self._tx("registering a node") as (conn, now):
             ms = _register(conn, "nodes", row, now)
-        out = cpb.NodeInfo()
-        out.CopyFrom(node)
-        out.registered_unix_ms = ms
-        return out
+        return dataclasses.replace(node, registered_unix_ms=ms)
 
-    def list_nodes(self) -> builtins.list[cpb.NodeInfo]:
+    def list_nodes(self) -> builtins.list[NodeInfo]:
         """Registered nodes, by name."""
         with self._tx("listing nodes") as (conn, _):
             rows = conn.execute("SELECT * FROM nodes ORDER BY name").fetchall()
-        return [
-            cpb.NodeInfo(name=n, endpoint=e, cert_sha256=c, genome_build=b, registered_unix_ms=ms)
-            for n, e, c, b, ms in rows
-        ]
+        return [NodeInfo(n, e, c, b, ms) for n, e, c, b, ms in rows]
 
-    def register_researcher(self, name: str, affiliation: str, public_key: bytes) -> cpb.Researcher:
+    def register_researcher(self, name: str, affiliation: str, public_key: bytes) -> Researcher:
         """Register a researcher's raw Ed25519 key; the same details again return the existing entry."""
         if not name.strip() or len(name) > 200 or len(affiliation) > 200 or len(public_key) != 32:
             raise _invalid("need a name, an affiliation of at most 200 characters and a 32-byte key", "registration")
         fp, key = key_id(bytes(public_key)), bytes(public_key)
         with self._tx("registering a researcher") as (conn, now):
             ms = _register(conn, "researchers", (fp, name, affiliation, key), now)
-        return cpb.Researcher(
-            name=name, affiliation=affiliation, public_key=key, key_fingerprint=fp, registered_unix_ms=ms
-        )
+        return Researcher(name, affiliation, key, fp, ms)
 
     def add_committee_member(self, name: str, public_key: bytes) -> CommitteeMember:
         """Add a reviewer key to the committee; the same details again return the existing member."""
@@ -325,7 +309,7 @@ class CoordinatorState:
 
     # Studies -------------------------------------------------------------------------------------------------
 
-    def propose(self, signed: cpb.SignedProposal) -> cpb.Study:
+    def propose(self, signed: SignedProposal) -> Study:
         """Record a researcher-signed proposal as a PROPOSED study with id ``S-`` + 12 hex digits of the
         payload's SHA-256. The same payload again returns that study, in whatever state it is now."""
         payload = signed.payload
@@ -390,7 +374,7 @@ class CoordinatorState:
                 out[site] = out.get(site, Decimal(0)) + study_epsilon_at(total, caps.get(site))
         return out
 
-    def review(self, review: cpb.Review, caps: Mapping[str, SiteCaps] | None = None) -> cpb.Study:
+    def review(self, review: Review, caps: Mapping[str, SiteCaps] | None = None) -> Study:
         """A committee member's APPROVE or REJECT of a PROPOSED study. One REJECT rejects; the k-th APPROVE
         issues the committee-signed grant. Resending an identical, already recorded review returns the study.
 
@@ -422,7 +406,7 @@ class CoordinatorState:
                 self._maybe_grant(conn, body.study_id, now, caps)
             return self._study(conn, body.study_id)
 
-    def revoke(self, review: cpb.Review) -> tuple[cpb.Study, int]:
+    def revoke(self, review: Review) -> tuple[Study, int]:
         """A committee member's REVOKE of an APPROVED study: state REVOKED, the revocation epoch advances.
         Returns the study and the epoch that includes this revocation (an identical resend returns the same)."""
         with self._tx("revoking a study") as (conn, now):
@@ -437,7 +421,7 @@ class CoordinatorState:
             epoch = conn.execute("SELECT epoch FROM revocations WHERE study_id = ?", (body.study_id,)).fetchone()
             return self._study(conn, body.study_id), int(epoch[0])
 
-    def revocations(self) -> cpb.SignedRevocationList:
+    def revocations(self) -> SignedRevocationList:
         """Every revoked study id (sorted) and the current epoch, signed now by the committee signer."""
         with self._tx("reading revocations") as (conn, now):
             ids = [r[0] for r in conn.execute("SELECT study_id FROM revocations ORDER BY study_id")]
@@ -445,9 +429,7 @@ class CoordinatorState:
         body = cpb.RevocationList(revoked_study_ids=ids, epoch=epoch, issued_unix_ms=now)
         payload = body.SerializeToString(deterministic=True)
         signature = self._signer.sign("genogate.v1.RevocationList", payload)
-        return cpb.SignedRevocationList(
-            payload=payload, committee_signature=signature, committee_key_id=self._signer.key_id
-        )
+        return SignedRevocationList(payload, signature, self._signer.key_id)
 
     def epoch(self) -> int:
         """The current revocation epoch (the number of revocations so far)."""
@@ -462,20 +444,20 @@ class CoordinatorState:
                 raise NotFound(f"no researcher key {fingerprint!r}", message="the researcher key is not registered")
             return bytes(found[0])
 
-    def get(self, study_id: str) -> cpb.Study:
+    def get(self, study_id: str) -> Study:
         """One study (``NotFound`` if unknown); EXPIRED once its grant's ``not_after_unix_ms`` has passed."""
         with self._tx("reading a study") as (conn, _):
             return self._study(conn, study_id)
 
-    def list(self, state: int | None = None, researcher: str | None = None) -> builtins.list[cpb.Study]:
-        """Studies, newest first, filtered by ``state`` (a ``StudyState``; UNSPECIFIED or None: any) and
-        ``researcher`` (a key fingerprint; empty or None: any)."""
+    def list(self, state: StudyState | None = None, researcher: str | None = None) -> builtins.list[Study]:
+        """Studies, newest first, filtered by ``state`` (None or 0: any) and ``researcher`` (a key fingerprint;
+        empty or None: any)."""
         clauses, params = ["1"], []
         if state:
-            if state not in cpb.StudyState.values():
+            if state not in _STATES:
                 raise _invalid(f"unknown study state {state}", "study filter")
             clauses.append("state = ?")
-            params.append(cpb.StudyState.Name(cpb.StudyState.ValueType(state)).removeprefix("STUDY_STATE_"))
+            params.append(StudyState(state).name)
         if researcher:
             clauses.append("researcher_key_fingerprint = ?")
             params.append(researcher)
@@ -552,7 +534,7 @@ class CoordinatorState:
         conn.execute("UPDATE studies SET state = ?, updated_ms = ? WHERE study_id = ?", (state, now, study_id))
 
     def _checked_review(
-        self, conn: sqlite3.Connection, review: cpb.Review, decisions: tuple[int, ...]
+        self, conn: sqlite3.Connection, review: Review, decisions: tuple[int, ...]
     ) -> tuple[cpb.ReviewBody, str]:
         """Authenticate a review (committee key, then signature), parse it and match it to its study; return
         the body and the study's current state."""
@@ -580,7 +562,7 @@ class CoordinatorState:
             )
         return body, state
 
-    def _recorded(self, conn: sqlite3.Connection, review: cpb.Review, body: cpb.ReviewBody) -> bool:
+    def _recorded(self, conn: sqlite3.Connection, review: Review, body: cpb.ReviewBody) -> bool:
         """Whether exactly this signed review is already recorded (a resend)."""
         row = conn.execute(
             "SELECT 1 FROM reviews WHERE study_id = ? AND reviewer_key_id = ? AND payload = ? AND signature = ?",
@@ -588,7 +570,7 @@ class CoordinatorState:
         )
         return row.fetchone() is not None
 
-    def _insert_review(self, conn: sqlite3.Connection, review: cpb.Review, body: cpb.ReviewBody, now: int) -> None:
+    def _insert_review(self, conn: sqlite3.Connection, review: Review, body: cpb.ReviewBody, now: int) -> None:
         conn.execute(
             "INSERT INTO reviews (study_id, reviewer_key_id, decision, payload, signature, received_ms)"
             " VALUES (?, ?, ?, ?, ?, ?)",
@@ -644,7 +626,7 @@ class CoordinatorState:
             (grant, signature, self._signer.key_id, body.not_after_unix_ms, now, study_id),
         )
 
-    def _study(self, conn: sqlite3.Connection, study_id: str) -> cpb.Study:
+    def _study(self, conn: sqlite3.Connection, study_id: str) -> Study:
         row = conn.execute(f"SELECT {_STUDY_COLS} FROM studies WHERE study_id = ?", (study_id,)).fetchone()
         if row is None:
             raise _not_found(study_id)
@@ -652,23 +634,25 @@ class CoordinatorState:
         reviews = conn.execute(
             "SELECT payload, signature, reviewer_key_id FROM reviews WHERE study_id = ? ORDER BY seq", (sid,)
         )
-        study = cpb.Study(
+        proposal = cpb.StudyProposal.FromString(bytes(payload))
+        if g_payload is not None:
+            grant: StudyGrant | None = StudyGrant(bytes(g_payload), bytes(g_sig), str(g_key))
+            assembly = pb.GrantBody.FromString(bytes(g_payload)).assembly
+        else:
+            grant, assembly = None, study_assembly(proposal, _builds(conn))[0]
+        return Study(
             study_id=sid,
-            proposal=cpb.StudyProposal.FromString(bytes(payload)),
-            signed_proposal=cpb.SignedProposal(payload=bytes(payload), researcher_signature=bytes(sig)),
+            proposal=proposal_from_pb(proposal),
+            signed_proposal=SignedProposal(bytes(payload), bytes(sig)),
             proposal_sha256=bytes(sha),
-            state=cpb.StudyState.Value("STUDY_STATE_" + state),
-            reviews=[cpb.Review(payload=p, reviewer_signature=s, reviewer_key_id=r) for p, s, r in reviews],
+            state=StudyState[state],
+            reviews=tuple(Review(bytes(p), bytes(s), r) for p, s, r in reviews),
             approvals_required=k,
+            grant=grant,
             created_unix_ms=created,
             updated_unix_ms=updated,
+            assembly=assembly,
         )
-        if g_payload is not None:
-            study.grant.CopyFrom(pb.StudyGrant(payload=g_payload, committee_signature=g_sig, committee_key_id=g_key))
-            study.assembly = pb.GrantBody.FromString(bytes(g_payload)).assembly
-        else:
-            study.assembly = study_assembly(study.proposal, _builds(conn))[0]
-        return study
 
     def close(self) -> None:
         """Close the connection (idempotent; waits for a running call). Later calls raise ``StoreError``."""
@@ -677,7 +661,7 @@ class CoordinatorState:
                 self._conn.close()
                 self._conn = None
 
-    def __enter__(self) -> CoordinatorState:
+    def __enter__(self) -> SqliteCoordinatorState:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,28 +1,30 @@
-"""The coordinator's durable state (``coordinator.state``): registry, the study lifecycle with k-of-n signed
-reviews, committee-signed grants and revocation lists, expiry from an injected clock, every refusal with
-its reason, persistence across reopening, and append-only history. Real Ed25519 keys, SQLite files in
-``tmp_path``; every state is closed by the fixture or test that opens it.
+"""The coordinator-state conformance suite: what any ``CoordinatorState`` implementation must do, run against
+every implementation in ``IMPLEMENTATIONS`` (today SQLite on a real file; a PostgreSQL one is one more entry).
+
+Covered: the registry, the study lifecycle with k-of-n signed reviews, committee-signed grants and revocation
+lists, expiry from an injected clock, every refusal with its reason, committed budgets and per-researcher caps,
+persistence across reopening, query history, closing, and that every implementation provides every method of
+the protocol. Real Ed25519 keys; every state is closed by the fixture or test that opens it. What is specific
+to the SQLite file (its triggers, a foreign file) is in ``tests/unit/test_coordinator_sqlite.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import hashlib
-import sqlite3
-from collections.abc import Iterator
-from dataclasses import dataclass
+import inspect
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator.preview import DAY_MS
-from coordinator.state import CoordinatorState
+from coordinator.state import CoordinatorState, SqliteCoordinatorState
 from genogate.errors import (
     AlreadyExists,
     FailedPrecondition,
-    GenogateError,
     InvalidArgument,
     NotFound,
     PermissionDenied,
@@ -32,127 +34,70 @@ from genogate.errors import (
 )
 from genogate.query import Kind
 from genogate.signing import Signer, verify
+from genogate.studies import NodeInfo, SignedProposal, StudyState
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
-
-T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
-T0_MS = int(T0 * 1000)
-SITES = ("site-a", "site-b", "site-c")
-CERT = "ab" * 32
-
-
-class Clock:
-    def __init__(self, t: float = T0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def at_ms(self, ms: int) -> None:
-        self.t = ms / 1000
+from tests.coordstate import (
+    CERT,
+    SITES,
+    T0_MS,
+    Opener,
+    World,
+    approved,
+    new_signer,
+    open_world,
+    proposal,
+    refused,
+    review,
+    signed,
+)
 
 
-def new_signer() -> Signer:
-    return Signer(Ed25519PrivateKey.generate())
+def _sqlite(where: Path, signer: Signer, k: int, clock: Callable[[], float]) -> CoordinatorState:
+    return SqliteCoordinatorState(where / "coordinator.sqlite", signer, k, clock)
 
 
-@dataclass
-class World:
-    path: Path
-    state: CoordinatorState
-    clock: Clock
-    committee_signer: Signer
-    researcher: Signer
-    members: list[Signer]
+IMPLEMENTATIONS: dict[str, tuple[type, Opener]] = {
+    # name: (class, open the state kept at ``where`` (a fresh directory per test; the same one reopens it))
+    "sqlite": (SqliteCoordinatorState, _sqlite),
+}
 
-    def reopen(self) -> CoordinatorState:
-        self.state.close()
-        self.state = CoordinatorState(self.path, self.committee_signer, 2, self.clock)
-        return self.state
+
+@pytest.fixture(params=sorted(IMPLEMENTATIONS))
+def opener(request: pytest.FixtureRequest) -> Opener:
+    return IMPLEMENTATIONS[request.param][1]
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    clock = Clock()
-    committee_signer = new_signer()
-    state = CoordinatorState(tmp_path / "coordinator.sqlite", committee_signer, 2, clock)
-    w = World(tmp_path / "coordinator.sqlite", state, clock, committee_signer, new_signer(), [])
-    try:
-        for site in SITES:
-            state.register_node(
-                cpb.NodeInfo(name=site, endpoint=f"{site}.example.org:7000", cert_sha256=CERT, genome_build="GRCh38")
-            )
-        state.register_researcher("Alice", "Example University", w.researcher.public_raw)
-        for name in ("Rev One", "Rev Two", "Rev Three"):
-            member = new_signer()
-            state.add_committee_member(name, member.public_raw)
-            w.members.append(member)
+def world(tmp_path: Path, opener: Opener) -> Iterator[World]:
+    with open_world(tmp_path, opener) as w:
         yield w
-    finally:
-        w.state.close()
 
 
-def proposal(researcher: Signer, **overrides: object) -> cpb.StudyProposal:
-    fields: dict[str, object] = {
-        "title": "BRCA2 carriers in breast cancer",
-        "purpose": "DS-C50;NPU",
-        "kinds": [pb.QUERY_KIND_ALLELE_FREQUENCY, pb.QUERY_KIND_COHORT_COUNT],
-        "sites": ["site-a", "site-b"],
-        "epsilon_total_per_site": 10.0,
-        "epsilon_per_query_cap": 0.5,
-        "duration_days": 30,
-        "researcher_key_fingerprint": researcher.key_id,
-        "description": "allele frequencies of BRCA2 variants",
-        "per_site_breakdown": True,
-    }
-    fields.update(overrides)
-    return cpb.StudyProposal(**fields)  # type: ignore[arg-type]
+# The interface ------------------------------------------------------------------------------------------------
 
 
-def signed(p: cpb.StudyProposal, signer: Signer) -> cpb.SignedProposal:
-    payload = p.SerializeToString(deterministic=True)
-    return cpb.SignedProposal(payload=payload, researcher_signature=signer.sign("genogate.v1.StudyProposal", payload))
+def _protocol_methods() -> dict[str, inspect.Signature]:
+    names = [n for n, v in vars(CoordinatorState).items() if callable(v) and not n.startswith("_")]
+    return {n: inspect.signature(getattr(CoordinatorState, n)) for n in names}
 
 
-def review(
-    member: Signer,
-    study: cpb.Study,
-    decision: cpb.ReviewDecision.ValueType,
-    *,
-    comment: str = "ok",
-    sha: bytes | None = None,
-    signer: Signer | None = None,
-) -> cpb.Review:
-    body = cpb.ReviewBody(
-        study_id=study.study_id,
-        proposal_sha256=study.proposal_sha256 if sha is None else sha,
-        decision=decision,
-        comment=comment,
-        reviewed_unix_ms=T0_MS,
-    )
-    payload = body.SerializeToString(deterministic=True)
-    sig = (signer or member).sign("genogate.v1.ReviewBody", payload)
-    return cpb.Review(payload=payload, reviewer_signature=sig, reviewer_key_id=member.key_id)
+@pytest.mark.parametrize("name", sorted(IMPLEMENTATIONS))
+def test_every_implementation_implements_every_protocol_method(name: str) -> None:
+    cls = IMPLEMENTATIONS[name][0]
+    methods = _protocol_methods()
+    assert {"propose", "review", "revoke", "get", "list", "register_node", "record_query", "history"} <= set(methods)
+    for method, expected in methods.items():
+        impl = getattr(cls, method, None)
+        assert callable(impl), f"{cls.__name__} lacks {method}"
+        got = inspect.signature(impl)
+        assert list(got.parameters) == list(expected.parameters), f"{cls.__name__}.{method}{got} != {expected}"
+        for p, q in zip(got.parameters.values(), expected.parameters.values(), strict=True):
+            assert (p.kind, p.default) == (q.kind, q.default), f"{cls.__name__}.{method}: parameter {p.name}"
 
 
-def approved(w: World, **overrides: object) -> cpb.Study:
-    study = w.state.propose(signed(proposal(w.researcher, **overrides), w.researcher))
-    w.state.review(review(w.members[0], study, cpb.REVIEW_DECISION_APPROVE))
-    return w.state.review(review(w.members[1], study, cpb.REVIEW_DECISION_APPROVE))
-
-
-@contextlib.contextmanager
-def raw(path: Path) -> Iterator[sqlite3.Connection]:
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
-def refused(exc_type: type[GenogateError], reason: Reason, exc: pytest.ExceptionInfo[GenogateError]) -> None:
-    assert type(exc.value) is exc_type
-    assert exc.value.reason == reason
+def test_an_opened_state_is_a_coordinator_state(world: World) -> None:
+    assert isinstance(world.state, CoordinatorState)
 
 
 # Lifecycle ----------------------------------------------------------------------------------------------------
@@ -162,19 +107,19 @@ def test_two_of_three_approvals_issue_a_verifiable_deterministic_grant(world: Wo
     w = world
     s = signed(proposal(w.researcher), w.researcher)
     study = w.state.propose(s)
-    assert study.state == cpb.STUDY_STATE_PROPOSED
+    assert study.state == StudyState.PROPOSED
     assert study.study_id == "S-" + hashlib.sha256(s.payload).hexdigest()[:12]
     assert study.proposal_sha256 == hashlib.sha256(s.payload).digest()
-    assert study.signed_proposal == s and study.approvals_required == 2 and not study.HasField("grant")
+    assert study.signed_proposal == s and study.approvals_required == 2 and study.grant is None
     assert study.created_unix_ms == T0_MS
 
     w.clock.t += 60
     once = w.state.review(review(w.members[0], study, cpb.REVIEW_DECISION_APPROVE))
-    assert once.state == cpb.STUDY_STATE_PROPOSED and len(once.reviews) == 1 and not once.HasField("grant")
+    assert once.state == StudyState.PROPOSED and len(once.reviews) == 1 and once.grant is None
     w.clock.t += 60
     twice = w.state.review(review(w.members[1], study, cpb.REVIEW_DECISION_APPROVE))
     approved_ms = T0_MS + 120_000
-    assert twice.state == cpb.STUDY_STATE_APPROVED and twice.updated_unix_ms == approved_ms
+    assert twice.state == StudyState.APPROVED and twice.updated_unix_ms == approved_ms
     assert [r.reviewer_key_id for r in twice.reviews] == [w.members[0].key_id, w.members[1].key_id]
 
     grant = twice.grant
@@ -212,7 +157,7 @@ def test_one_rejection_rejects(world: World) -> None:
     study = w.state.propose(signed(proposal(w.researcher), w.researcher))
     w.state.review(review(w.members[0], study, cpb.REVIEW_DECISION_APPROVE))
     rejected = w.state.review(review(w.members[1], study, cpb.REVIEW_DECISION_REJECT, comment="no IRB"))
-    assert rejected.state == cpb.STUDY_STATE_REJECTED and not rejected.HasField("grant")
+    assert rejected.state == StudyState.REJECTED and rejected.grant is None
     assert cpb.ReviewBody.FromString(rejected.reviews[-1].payload).comment == "no IRB"
     with pytest.raises(FailedPrecondition):
         w.state.review(review(w.members[2], study, cpb.REVIEW_DECISION_APPROVE))
@@ -229,8 +174,8 @@ def test_revocation_advances_the_epoch_and_the_signed_list_names_the_study(world
 
     revocation = review(w.members[2], study, cpb.REVIEW_DECISION_REVOKE, comment="consent withdrawn")
     revoked, epoch = w.state.revoke(revocation)
-    assert revoked.state == cpb.STUDY_STATE_REVOKED and epoch == 1
-    assert revoked.HasField("grant") and len(revoked.reviews) == 3
+    assert revoked.state == StudyState.REVOKED and epoch == 1
+    assert revoked.grant is not None and len(revoked.reviews) == 3
     assert w.state.revoke(revocation) == (revoked, 1)  # an identical resend changes nothing
 
     signed_list = w.state.revocations()
@@ -262,16 +207,16 @@ def test_expiry_is_derived_from_the_clock_and_stored(world: World) -> None:
     study = approved(w, duration_days=1)
     not_after = pb.GrantBody.FromString(study.grant.payload).not_after_unix_ms
     w.clock.at_ms(not_after - 1)
-    assert w.state.get(study.study_id).state == cpb.STUDY_STATE_APPROVED
+    assert w.state.get(study.study_id).state == StudyState.APPROVED
     w.clock.at_ms(not_after)
     expired = w.state.get(study.study_id)
-    assert expired.state == cpb.STUDY_STATE_EXPIRED and expired.updated_unix_ms == not_after
-    assert [s.study_id for s in w.state.list(state=cpb.STUDY_STATE_EXPIRED)] == [study.study_id]
-    assert w.state.list(state=cpb.STUDY_STATE_APPROVED) == []
+    assert expired.state == StudyState.EXPIRED and expired.updated_unix_ms == not_after
+    assert [s.study_id for s in w.state.list(state=StudyState.EXPIRED)] == [study.study_id]
+    assert w.state.list(state=StudyState.APPROVED) == []
     with pytest.raises(FailedPrecondition):
         w.state.revoke(review(w.members[2], study, cpb.REVIEW_DECISION_REVOKE))
     w.clock.at_ms(not_after - 1)  # stored: a clock that steps back does not revive the grant
-    assert w.reopen().get(study.study_id).state == cpb.STUDY_STATE_EXPIRED
+    assert w.reopen().get(study.study_id).state == StudyState.EXPIRED
 
 
 def test_list_filters_by_state_and_researcher_newest_first(world: World) -> None:
@@ -285,10 +230,8 @@ def test_list_filters_by_state_and_researcher_newest_first(world: World) -> None
     c = approved(w, title="c")
     assert [s.study_id for s in w.state.list()] == [c.study_id, b.study_id, a.study_id]
     assert [s.study_id for s in w.state.list(researcher=other.key_id)] == [b.study_id]
-    assert [s.study_id for s in w.state.list(state=cpb.STUDY_STATE_PROPOSED, researcher=w.researcher.key_id)] == [
-        a.study_id
-    ]
-    assert len(w.state.list(state=cpb.STUDY_STATE_UNSPECIFIED)) == 3
+    assert [s.study_id for s in w.state.list(state=StudyState.PROPOSED, researcher=w.researcher.key_id)] == [a.study_id]
+    assert len(w.state.list(state=None)) == 3
     with pytest.raises(InvalidArgument):
         w.state.list(state=42)
 
@@ -353,12 +296,12 @@ def test_proposal_edges_that_are_accepted(world: World) -> None:
     study = world.state.propose(
         signed(proposal(world.researcher, epsilon_per_query_cap=10.0, duration_days=3650), world.researcher)
     )
-    assert study.state == cpb.STUDY_STATE_PROPOSED  # cap == total and the longest duration are allowed
+    assert study.state == StudyState.PROPOSED  # cap == total and the longest duration are allowed
 
 
 def test_a_payload_that_is_not_a_proposal_is_refused(world: World) -> None:
     with pytest.raises(InvalidArgument) as exc:
-        world.state.propose(cpb.SignedProposal(payload=b"\xff\xff\xff", researcher_signature=b"x" * 64))
+        world.state.propose(SignedProposal(payload=b"\xff\xff\xff", researcher_signature=b"x" * 64))
     refused(InvalidArgument, Reason.INVALID_STUDY, exc)
 
 
@@ -377,7 +320,7 @@ def test_a_forged_review_signature_is_refused(world: World) -> None:
     with pytest.raises(Unauthenticated) as exc:
         world.state.review(forged)
     refused(Unauthenticated, Reason.BAD_SIGNATURE, exc)
-    assert world.state.get(study.study_id).reviews == []
+    assert world.state.get(study.study_id).reviews == ()
 
 
 def test_a_review_of_another_proposal_version_is_refused(world: World) -> None:
@@ -398,7 +341,7 @@ def test_one_vote_per_member(world: World) -> None:
         with pytest.raises(AlreadyExists) as exc:
             w.state.review(review(w.members[0], study, decision, comment=comment))
         refused(AlreadyExists, Reason.ALREADY_EXISTS, exc)
-    assert w.state.get(study.study_id).state == cpb.STUDY_STATE_PROPOSED
+    assert w.state.get(study.study_id).state == StudyState.PROPOSED
 
 
 def test_decisions_belong_to_their_operation_and_studies_must_exist(world: World) -> None:
@@ -411,7 +354,7 @@ def test_decisions_belong_to_their_operation_and_studies_must_exist(world: World
         w.state.review(review(w.members[0], study, cpb.REVIEW_DECISION_UNSPECIFIED))
     with pytest.raises(InvalidArgument):
         w.state.revoke(review(w.members[0], study, cpb.REVIEW_DECISION_APPROVE))
-    ghost = cpb.Study(study_id="S-000000000000", proposal_sha256=study.proposal_sha256)
+    ghost = dataclasses.replace(study, study_id="S-000000000000")
     with pytest.raises(NotFound) as nf:
         w.state.review(review(w.members[0], ghost, cpb.REVIEW_DECISION_APPROVE))
     refused(NotFound, Reason.NOT_FOUND, nf)
@@ -432,9 +375,9 @@ def test_revoking_a_study_that_is_not_approved_is_refused(world: World) -> None:
 
 def test_registry_is_idempotent_and_refuses_conflicts(world: World) -> None:
     s = world.state
-    node = cpb.NodeInfo(name="site-a", endpoint="site-a.example.org:7000", cert_sha256=CERT, genome_build="GRCh38")
+    node = NodeInfo(name="site-a", endpoint="site-a.example.org:7000", cert_sha256=CERT, genome_build="GRCh38")
     assert s.register_node(node).registered_unix_ms == T0_MS
-    moved = cpb.NodeInfo(name="site-a", endpoint="elsewhere:7000", cert_sha256=CERT, genome_build="GRCh38")
+    moved = NodeInfo(name="site-a", endpoint="elsewhere:7000", cert_sha256=CERT, genome_build="GRCh38")
     with pytest.raises(AlreadyExists) as exc:
         s.register_node(moved)
     refused(AlreadyExists, Reason.ALREADY_EXISTS, exc)
@@ -450,17 +393,17 @@ def test_registry_is_idempotent_and_refuses_conflicts(world: World) -> None:
 @pytest.mark.parametrize(
     "node",
     [
-        cpb.NodeInfo(name="", endpoint="h:1", cert_sha256=CERT, genome_build="GRCh38"),
-        cpb.NodeInfo(name="a b", endpoint="h:1", cert_sha256=CERT, genome_build="GRCh38"),
-        cpb.NodeInfo(name="n\n", endpoint="h:1", cert_sha256=CERT, genome_build="GRCh38"),
-        cpb.NodeInfo(name="n", endpoint="h:1\n", cert_sha256=CERT, genome_build="GRCh38"),
-        cpb.NodeInfo(name="n", endpoint="no-port", cert_sha256=CERT, genome_build="GRCh38"),
-        cpb.NodeInfo(name="n", endpoint="h:70000", cert_sha256=CERT, genome_build="GRCh38"),
-        cpb.NodeInfo(name="n", endpoint="h:1", cert_sha256="AB" * 32, genome_build="GRCh38"),
-        cpb.NodeInfo(name="n", endpoint="h:1", cert_sha256=CERT, genome_build="hg19"),
+        NodeInfo(name="", endpoint="h:1", cert_sha256=CERT, genome_build="GRCh38"),
+        NodeInfo(name="a b", endpoint="h:1", cert_sha256=CERT, genome_build="GRCh38"),
+        NodeInfo(name="n\n", endpoint="h:1", cert_sha256=CERT, genome_build="GRCh38"),
+        NodeInfo(name="n", endpoint="h:1\n", cert_sha256=CERT, genome_build="GRCh38"),
+        NodeInfo(name="n", endpoint="no-port", cert_sha256=CERT, genome_build="GRCh38"),
+        NodeInfo(name="n", endpoint="h:70000", cert_sha256=CERT, genome_build="GRCh38"),
+        NodeInfo(name="n", endpoint="h:1", cert_sha256="AB" * 32, genome_build="GRCh38"),
+        NodeInfo(name="n", endpoint="h:1", cert_sha256=CERT, genome_build="hg19"),
     ],
 )
-def test_bad_node_registrations_are_refused(world: World, node: cpb.NodeInfo) -> None:
+def test_bad_node_registrations_are_refused(world: World, node: NodeInfo) -> None:
     with pytest.raises(InvalidArgument) as exc:
         world.state.register_node(node)
     refused(InvalidArgument, Reason.INVALID_STUDY, exc)
@@ -472,10 +415,10 @@ def test_bad_keys_are_refused(world: World) -> None:
     with pytest.raises(InvalidArgument):
         world.state.add_committee_member("Eve", b"\x01" * 33)
     with pytest.raises(ValueError):
-        CoordinatorState(world.path, world.committee_signer, 0)
+        world.opener(world.where, world.committee_signer, 0, world.clock)
 
 
-# Persistence and append-only history ---------------------------------------------------------------------------
+# Persistence and history ---------------------------------------------------------------------------
 
 
 def test_state_survives_reopening(world: World) -> None:
@@ -495,7 +438,7 @@ def test_state_survives_reopening(world: World) -> None:
     assert s.epoch() == 1
 
 
-def test_history_is_recorded_exactly_and_append_only(world: World) -> None:
+def test_history_is_recorded_exactly_and_kept(world: World) -> None:
     w = world
     study = approved(w)
     w.clock.t += 1
@@ -522,34 +465,11 @@ def test_history_is_recorded_exactly_and_append_only(world: World) -> None:
     assert exc.value.reason == Reason.INVALID_EPSILON
     w.state.revoke(review(w.members[2], study, cpb.REVIEW_DECISION_REVOKE))
 
-    with raw(w.path) as conn:
-        for statement in (
-            "UPDATE queries SET epsilon = '0'",
-            "DELETE FROM queries",
-            "UPDATE reviews SET decision = 2",
-            "DELETE FROM reviews",
-            "DELETE FROM revocations",
-            "UPDATE revocations SET epoch = 0",
-            "UPDATE epoch SET value = 0",
-            "DELETE FROM studies",
-            "UPDATE studies SET state = 'APPROVED'",  # REVOKED -> APPROVED is not a transition
-            "UPDATE studies SET proposal = x'00'",
-        ):
-            with pytest.raises(sqlite3.IntegrityError):
-                conn.execute(statement)
     assert w.state.history(study.study_id) == history
 
 
-def test_a_foreign_database_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "other.sqlite"
-    with raw(path) as conn:
-        conn.execute("CREATE TABLE t (x)")
-    with pytest.raises(StoreError):
-        CoordinatorState(path, new_signer(), 2)
-
-
-def test_a_closed_state_refuses_calls(tmp_path: Path) -> None:
-    state = CoordinatorState(tmp_path / "c.sqlite", new_signer(), 1)
+def test_a_closed_state_refuses_calls(world: World) -> None:
+    state = world.state
     state.close()
     state.close()
     with pytest.raises(StoreError):
@@ -586,19 +506,17 @@ def test_an_approval_over_a_sites_per_researcher_cap_is_refused_naming_the_site_
     second = w.state.propose(signed(proposal(w.researcher, title="second"), w.researcher))
     w.state.review(review(w.members[0], second, cpb.REVIEW_DECISION_APPROVE), caps)
     done = w.state.review(review(w.members[1], second, cpb.REVIEW_DECISION_APPROVE), caps)
-    assert done.state == cpb.STUDY_STATE_APPROVED
+    assert done.state == StudyState.APPROVED
     third = w.state.propose(signed(proposal(w.researcher, title="third", epsilon_total_per_site=0.5), w.researcher))
     with pytest.raises(FailedPrecondition) as info:
         w.state.review(review(w.members[0], third, cpb.REVIEW_DECISION_APPROVE), caps)
     assert "site-a" in info.value.message and "20.5 in all" in info.value.message and "ε 20 per" in info.value.message
-    assert w.state.get(third.study_id).state == cpb.STUDY_STATE_PROPOSED and not w.state.get(third.study_id).reviews
+    assert w.state.get(third.study_id).state == StudyState.PROPOSED and not w.state.get(third.study_id).reviews
     # A rejection is never held back, and a site that publishes no cap checks nothing
-    assert w.state.review(review(w.members[1], third, cpb.REVIEW_DECISION_REJECT), caps).state == (
-        cpb.STUDY_STATE_REJECTED
-    )
+    assert w.state.review(review(w.members[1], third, cpb.REVIEW_DECISION_REJECT), caps).state == (StudyState.REJECTED)
     fourth = w.state.propose(signed(proposal(w.researcher, title="fourth", epsilon_total_per_site=0.5), w.researcher))
     w.state.review(review(w.members[0], fourth, cpb.REVIEW_DECISION_APPROVE), {})
-    assert w.state.review(review(w.members[1], fourth, cpb.REVIEW_DECISION_APPROVE)).state == cpb.STUDY_STATE_APPROVED
+    assert w.state.review(review(w.members[1], fourth, cpb.REVIEW_DECISION_APPROVE)).state == StudyState.APPROVED
 
 
 def test_the_grant_carries_the_membership_risk_of_its_budget(world: World) -> None:
@@ -611,3 +529,37 @@ def test_the_grant_carries_the_membership_risk_of_its_budget(world: World) -> No
     w.state.review(review(w.members[0], study, cpb.REVIEW_DECISION_APPROVE), caps)
     study = w.state.review(review(w.members[1], study, cpb.REVIEW_DECISION_APPROVE), caps)
     assert pb.GrantBody.FromString(study.grant.payload).risk == risk.membership_risk(4.0)
+
+
+# Lookups of what does not exist, and calls from many threads ----------------------------------------------------
+
+
+def test_unknown_keys_and_studies_are_not_found(world: World) -> None:
+    w = world
+    with pytest.raises(NotFound) as exc:
+        w.state.researcher_key("f" * 64)
+    refused(NotFound, Reason.NOT_FOUND, exc)
+    with pytest.raises(NotFound):
+        w.state.history("S-000000000000")
+    assert w.state.epoch() == 0 and w.state.list(researcher="f" * 64) == []
+
+
+def test_concurrent_calls_are_each_all_or_nothing_and_revocations_get_distinct_epochs(world: World) -> None:
+    w = world
+    n = 6
+
+    def approve_and_revoke(i: int) -> tuple[str, int]:
+        study = approved(w, title=f"study {i}")
+        revoked, epoch = w.state.revoke(review(w.members[2], study, cpb.REVIEW_DECISION_REVOKE))
+        return revoked.study_id, epoch
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        done = list(pool.map(approve_and_revoke, range(n)))
+    assert sorted(epoch for _, epoch in done) == list(range(1, n + 1))
+    assert w.state.epoch() == n
+    studies = w.state.list()
+    assert sorted(s.study_id for s in studies) == sorted(sid for sid, _ in done)
+    assert all(s.state == StudyState.REVOKED and len(s.reviews) == 3 for s in studies)
+    assert sorted(cpb.RevocationList.FromString(w.state.revocations().payload).revoked_study_ids) == sorted(
+        sid for sid, _ in done
+    )

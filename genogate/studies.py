@@ -1,0 +1,121 @@
+"""Studies and the registry as plain values: what the coordinator holds and what a researcher reads back.
+
+A study's lifecycle state, its proposal (decoded for reading), and the registered nodes and researchers are
+frozen dataclasses. What is *signed* stays the exact bytes that were signed (a proposal's payload, each
+review, the committee's grant and revocation list), because a signature covers bytes, not values: the
+``Signed*`` types and ``Review`` / ``StudyGrant`` below hold those bytes and the signature beside them.
+``genogate.convert`` turns these into wire messages and back; nothing here imports the wire types.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from genogate.query import Kind
+
+
+class StudyState(enum.IntEnum):
+    """Lifecycle state of a study; values are the ``genogate.v1.StudyState`` numbers.
+
+    PROPOSED --k approvals--> APPROVED --revoke--> REVOKED; PROPOSED --one reject--> REJECTED;
+    APPROVED --the grant's not_after passes--> EXPIRED."""
+
+    PROPOSED = 1
+    APPROVED = 2
+    REJECTED = 3
+    REVOKED = 4
+    EXPIRED = 5
+
+
+@dataclass(frozen=True)
+class StudyProposal:
+    """What a researcher asks the committee to approve (decoded from the signed payload, for reading)."""
+
+    title: str
+    purpose: str
+    kinds: tuple[Kind, ...]
+    sites: tuple[str, ...]
+    epsilon_total_per_site: float
+    epsilon_per_query_cap: float
+    duration_days: int
+    researcher_key_fingerprint: str
+    description: str = ""
+    per_site_breakdown: bool = False
+    assembly: str = ""
+
+
+@dataclass(frozen=True)
+class SignedProposal:
+    """A serialized ``StudyProposal`` exactly as the researcher signed it, and the signature."""
+
+    payload: bytes
+    researcher_signature: bytes
+
+
+@dataclass(frozen=True)
+class Review:
+    """A committee member's signed decision: a serialized ``ReviewBody``, its signature and the signing key."""
+
+    payload: bytes
+    reviewer_signature: bytes
+    reviewer_key_id: str
+
+
+@dataclass(frozen=True)
+class StudyGrant:
+    """The committee-signed grant: a serialized ``GrantBody``, its signature and the committee key's id."""
+
+    payload: bytes
+    committee_signature: bytes
+    committee_key_id: str
+
+
+@dataclass(frozen=True)
+class SignedRevocationList:
+    """A serialized ``RevocationList`` (every revoked study and the epoch), signed by the committee."""
+
+    payload: bytes
+    committee_signature: bytes
+    committee_key_id: str
+
+
+@dataclass(frozen=True)
+class Study:
+    """A study as the coordinator holds it. ``grant`` is set once approved; ``reviews`` oldest first,
+    revocations included; ``assembly`` is the genome build resolved from the proposal and its sites."""
+
+    study_id: str
+    proposal: StudyProposal
+    signed_proposal: SignedProposal
+    proposal_sha256: bytes
+    state: StudyState
+    reviews: tuple[Review, ...]
+    approvals_required: int
+    grant: StudyGrant | None
+    created_unix_ms: int
+    updated_unix_ms: int
+    assembly: str
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """A registered node: its site name, ``host:port`` endpoint, the SHA-256 (lowercase hex) of its TLS
+    certificate, the genome build it serves, and when it was registered (0 before registration)."""
+
+    name: str
+    endpoint: str
+    cert_sha256: str
+    genome_build: str
+    registered_unix_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Researcher:
+    """A registered researcher: display name, institution, raw Ed25519 public key and its fingerprint."""
+
+    name: str
+    affiliation: str
+    public_key: bytes
+    key_fingerprint: str
+    registered_unix_ms: int
