@@ -36,7 +36,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from functools import cached_property
 
 from google.protobuf.message import DecodeError
 
@@ -139,15 +138,26 @@ class OpenedEnvelope:
         if not self.envelope.study_id:
             raise InvalidArgument("study_id is empty", reason=Reason.INVALID_STUDY, message="the study id is malformed")
 
-    @cached_property
+    # Parsed on first use and kept in the instance (``functools.cached_property`` would take one lock shared by
+    # every instance in Python 3.11, held while parsing: every gRPC thread would queue on it).
+
+    @property
     def epsilon(self) -> Decimal:
         """ε exactly (``wire_epsilon``)."""
-        return wire_epsilon(self.envelope.epsilon)
+        eps: Decimal | None = self.__dict__.get("_epsilon")
+        if eps is None:
+            eps = wire_epsilon(self.envelope.epsilon)
+            object.__setattr__(self, "_epsilon", eps)
+        return eps
 
-    @cached_property
+    @property
     def query(self) -> Query:
         """The domain query (``query_from_pb``: INVALID_QUERY when malformed)."""
-        return query_from_pb(self.envelope.query)
+        query: Query | None = self.__dict__.get("_query")
+        if query is None:
+            query = query_from_pb(self.envelope.query)
+            object.__setattr__(self, "_query", query)
+        return query
 
     def check(self) -> OpenedEnvelope:
         """Every check of the envelope itself, in the node's order: ids, ε, the query. Returns itself."""
