@@ -15,8 +15,8 @@ The coordinator checks what it can before any site spends anything, cheapest and
    nothing; every ancestry label its filters name is published by at least one of those sites
    (``_check_labels``). Then every targeted site gets the same signed bytes with the committee's grant
 (``coordinator.fanout``, which is handed the opened envelope and sends its bytes unchanged), and the answers
-are combined (``coordinator.combine``). Nodes check all of this
-again and decide for themselves; the coordinator's checks only save them the work.
+are combined (``coordinator.combine``). Nodes check all of this again and decide for themselves; the
+coordinator's checks only save them the work.
 
 Every run is appended to the coordinator's audit log (who asked, the study, the request's hash, each site's
 outcome with the node-signed receipt of each release, the combination) and to the study's history.
