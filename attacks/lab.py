@@ -23,10 +23,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from genogate import envelope
 from genogate.client import Client
 from genogate.coordclient import CoordinatorClient
 from genogate.errors import GenogateError, Reason
-from genogate.nodeclient import ClientTLS, NodeClient, envelope, signed
+from genogate.nodeclient import ClientTLS, NodeClient
 from genogate.query import Query
 from genogate.signing import Signer
 from genogate.tls import fingerprint_sha256, new_identity_key, write_secret
@@ -139,7 +140,9 @@ class Lab:
         not yet fetched a revocation list newer than the grant refuses it for a moment: waited out here."""
         deadline = time.monotonic() + 30
         while True:
-            payload, signature = signed(envelope(query, study_id=study.study_id, epsilon=epsilon), self.researcher)
+            payload, signature = envelope.sign(
+                envelope.build(query, study_id=study.study_id, epsilon=epsilon), self.researcher
+            )
             try:
                 return self.node(site).send(payload, signature, grant=study.grant)[1]
             except GenogateError as exc:

@@ -24,8 +24,9 @@ from pathlib import Path
 import duckdb
 import grpc
 
+from genogate import envelope
 from genogate.filter import parse_filter
-from genogate.nodeclient import ClientTLS, NodeClient, envelope
+from genogate.nodeclient import ClientTLS, NodeClient
 from genogate.query import AlleleFrequency, CohortCount, Variant
 from node.admin import dev_ca_client, dev_ca_init, dev_ca_issue, init_node
 from tests.processes import start_node
@@ -167,7 +168,7 @@ def _run_cases(
         calls: dict[str, Callable[[int], None]] = {
             AF_1: lambda i: (
                 client.send(
-                    envelope(
+                    envelope.build(
                         AlleleFrequency(
                             (variants[i % len(variants)],), filter=parse_filter(f"age>=0 or {filler(_TAGS[tag] + i)}")
                         ),
@@ -179,7 +180,7 @@ def _run_cases(
             ),
             AF_1000: lambda i: (
                 client.send(
-                    envelope(
+                    envelope.build(
                         AlleleFrequency(
                             tuple(variants[(i * 7) % 19000 : (i * 7) % 19000 + 1000]),
                             filter=parse_filter(f"age>={i % 90} or {filler(_TAGS[tag] + i)}"),
@@ -192,7 +193,7 @@ def _run_cases(
             ),
             COHORT: lambda i: (
                 client.send(
-                    envelope(
+                    envelope.build(
                         CohortCount(parse_filter(f"age>={i % 90} or {filler(_TAGS[tag] + i)}")),
                         study_id="B",
                         epsilon=0.001,

@@ -2,7 +2,8 @@
 
 The coordinator relays; it never decides on a node's behalf. For each site it sends the researcher's
 envelope byte for byte with the study's committee-signed grant, and each node verifies both, charges its
-own ledger and releases noisy values under its own policy.
+own ledger and releases noisy values under its own policy. ``run`` is handed the envelope the coordinator
+opened once (``genogate.envelope.OpenedEnvelope``) and never decodes it again, for any site.
 
 * **Concurrent, isolated.** One ``grpc.aio`` channel per node, kept open across queries (mutual TLS with the
   coordinator's certificate, the node's name checked against its certificate, the certificate's SHA-256
@@ -39,6 +40,7 @@ import grpc
 import grpc.aio
 
 from coordinator.config import FanoutSettings
+from genogate.envelope import OpenedEnvelope
 from genogate.errors import GenogateError, Reason, Unauthenticated
 from genogate.rpc import error_from_rpc
 from genogate.signing import verify
@@ -150,10 +152,13 @@ class FanOut:
 
     # Public, called from any thread -------------------------------------------------------------------------
 
-    def run(self, nodes: Sequence[NodeInfo], request: npb.QueryRequest, *, timeout_ms: int = 0) -> list[SiteResult]:
-        """Ask every node (in order) and return one result per node, in the same order."""
+    def run(
+        self, nodes: Sequence[NodeInfo], opened: OpenedEnvelope, grant: pb.StudyGrant, *, timeout_ms: int = 0
+    ) -> list[SiteResult]:
+        """Ask every node (in order) the query ``opened`` (its signed bytes as they came, with ``grant``) and
+        return one result per node, in the same order. Nothing here decodes the envelope again."""
         timeout = self._timeout_s(timeout_ms)
-        return self._call(self._run(nodes, request, timeout), timeout)
+        return self._call(self._run(nodes, opened, grant, timeout), timeout)
 
     def budgets(
         self, nodes: Sequence[NodeInfo], request: npb.GetBudgetRequest, *, timeout_ms: int = 0
@@ -192,9 +197,14 @@ class FanOut:
         # Every site's task is bounded by its own deadline; the margin covers scheduling only.
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=timeout_s + 30)
 
-    async def _run(self, nodes: Sequence[NodeInfo], request: npb.QueryRequest, timeout: float) -> list[SiteResult]:
-        sha = hashlib.sha256(request.signed_query.payload).digest()
-        return list(await asyncio.gather(*(self._ask(node, request, sha, timeout) for node in nodes)))
+    async def _run(
+        self, nodes: Sequence[NodeInfo], opened: OpenedEnvelope, grant: pb.StudyGrant, timeout: float
+    ) -> list[SiteResult]:
+        request = npb.QueryRequest(
+            signed_query=pb.SignedQuery(payload=opened.payload, researcher_signature=opened.signature), grant=grant
+        )
+        expected = (opened.study_id, opened.query_id, hashlib.sha256(opened.payload).digest())
+        return list(await asyncio.gather(*(self._ask(node, request, expected, timeout) for node in nodes)))
 
     async def _all_infos(self, nodes: Sequence[NodeInfo], timeout: float) -> list[npb.GetNodeInfoResponse | None]:
         return list(await asyncio.gather(*(self._info(node, timeout) for node in nodes)))
@@ -231,7 +241,10 @@ class FanOut:
 
         return list(await asyncio.gather(*(one(node) for node in nodes)))
 
-    async def _ask(self, node: NodeInfo, request: npb.QueryRequest, payload_sha: bytes, timeout: float) -> SiteResult:
+    async def _ask(
+        self, node: NodeInfo, request: npb.QueryRequest, expected: tuple[str, str, bytes], timeout: float
+    ) -> SiteResult:
+        """One site's answer; ``expected``: the study id, query id and payload SHA-256 its release must name."""
         result = SiteResult(node.name, pb.SITE_STATUS_UNSPECIFIED)
         response = await self._attempts(
             node, result, timeout, lambda link, left: link.stub.Query(request, timeout=left)
@@ -246,13 +259,7 @@ class FanOut:
             release = response.release
             verify(link.receipt_key, _RELEASE_BODY, release.payload, release.node_signature)
             body = pb.ReleaseBody.FromString(release.payload)
-            env = pb.QueryEnvelope.FromString(request.signed_query.payload)
-            if (body.site, body.study_id, body.query_id, body.query_sha256) != (
-                node.name,
-                env.study_id,
-                env.query_id,
-                payload_sha,
-            ):
+            if (body.study_id, body.query_id, body.query_sha256) != expected or body.site != node.name:
                 raise Unauthenticated(
                     "the release does not answer this query at this site", reason=Reason.BAD_SIGNATURE
                 )

@@ -32,6 +32,7 @@ from decimal import Decimal, InvalidOperation
 from opendp.mod import OpenDPException
 
 from genogate import duo, privacy, risk
+from genogate.envelope import exact_decimal
 from genogate.errors import GenogateError, InvalidArgument, Reason
 from genogate.genome import BUILDS
 from genogate.query import Kind
@@ -127,11 +128,10 @@ def study_risk(p: cpb.StudyProposal, caps: Mapping[str, SiteCaps] | None = None)
 
 
 def epsilon_decimal(x: float) -> Decimal | None:
-    """A wire ε read exactly (``Decimal(repr(x))``); None unless positive, finite and at most MAX_EPSILON."""
-    if not math.isfinite(x) or x <= 0:
-        return None
-    value = Decimal(repr(x))
-    return value if value <= MAX_EPSILON else None
+    """A wire ε read exactly (``genogate.envelope.exact_decimal``); None unless positive, finite and at most
+    MAX_EPSILON."""
+    value = exact_decimal(x)
+    return value if value is not None and value <= MAX_EPSILON else None
 
 
 def study_assembly(p: cpb.StudyProposal, builds: Mapping[str, str]) -> tuple[str, list[str]]:

@@ -6,15 +6,17 @@ The coordinator checks what it can before any site spends anything, cheapest and
    before a byte of it is decoded (the server's gRPC limit refuses bigger requests before that);
 2. the study id is read from the envelope's top-level wire fields alone (``study_id_of``: at most
    ``MAX_TOP_LEVEL_FIELDS`` of them, nothing nested is parsed), the study is approved and in force, and the
-   envelope's bytes are signed by the researcher key its grant names: only then is the envelope decoded;
+   envelope's bytes are signed by the researcher key its grant names: only then is the envelope decoded, once
+   (``genogate.envelope``): every later check and the fan-out read the opened envelope;
 3. the query is well formed; every site it names is a registered site (at most ``MAX_SITES``, checked
    against the registry before a name reaches a log field, a metric label or the state), and the grant's;
 4. its ε is at least every target site's floor (``epsilon_per_query_min`` in the site's GetNodeInfo, else
    the coordinator's ``[policy] epsilon_per_query_min``), so a tiny ε cannot charge every site and return
    nothing; every ancestry label its filters name is published by at least one of those sites
    (``_check_labels``). Then every targeted site gets the same signed bytes with the committee's grant
-(``coordinator.fanout``), and the answers are combined (``coordinator.combine``). Nodes check all of this
-again and decide for themselves; the coordinator's checks only save them the work.
+(``coordinator.fanout``, which is handed the opened envelope and sends its bytes unchanged), and the answers
+are combined (``coordinator.combine``). Nodes check all of this again and decide for themselves; the
+coordinator's checks only save them the work.
 
 Every run is appended to the coordinator's audit log (who asked, the study, the request's hash, each site's
 outcome with the node-signed receipt of each release, the combination) and to the study's history.
@@ -26,10 +28,9 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from google.protobuf.json_format import MessageToDict
-from google.protobuf.message import DecodeError
 
 from coordinator.combine import combine_results
 from coordinator.fanout import FanOut, SiteResult, refused
@@ -37,7 +38,8 @@ from coordinator.preview import MAX_SITES, SITE_NAME_RE, caps_of
 from coordinator.state import CoordinatorState
 from genogate import metrics
 from genogate.audit import AuditLog, b64
-from genogate.convert import grant_to_pb, query_from_pb
+from genogate.convert import grant_to_pb
+from genogate.envelope import receive
 from genogate.errors import (
     FailedPrecondition,
     GenogateError,
@@ -50,7 +52,6 @@ from genogate.errors import (
 from genogate.ontology import canonical_label
 from genogate.query import AncestryIn, And, Filter, Not, Or, Query, canonical, filters_of
 from genogate.rpc import max_envelope_bytes
-from genogate.signing import verify
 from genogate.studies import NodeInfo, StudyState
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
@@ -162,43 +163,44 @@ class FederatedQueries:
             raise PermissionDenied(study_id, reason=reason, message=message)
         return grant_to_pb(study.grant), pb.GrantBody.FromString(study.grant.payload)
 
+    def _too_large(self, size: int) -> InvalidArgument:
+        return InvalidArgument(
+            f"envelope of {size} bytes",
+            message=f"the query envelope is larger than the coordinator accepts ({self.limits.max_envelope_bytes} "
+            f"bytes, for {self.limits.max_variants_per_query} variants)",
+        )
+
     def run(self, caller: str, request: cpb.RunQueryRequest) -> cpb.RunQueryResponse:
         signed = request.signed_query
-        if len(signed.payload) > self.limits.max_envelope_bytes:
-            raise InvalidArgument(
-                f"envelope of {len(signed.payload)} bytes",
-                message=f"the query envelope is larger than the coordinator accepts ({self.limits.max_envelope_bytes} "
-                f"bytes, for {self.limits.max_variants_per_query} variants)",
-            )
-        study_id = study_id_of(signed.payload)
+        received = receive(
+            signed.payload,
+            signed.researcher_signature,
+            max_bytes=self.limits.max_envelope_bytes,
+            too_large=self._too_large,
+        )
+        study_id = study_id_of(received.payload)
         if not study_id:
             raise InvalidArgument("the envelope names no study", reason=Reason.INVALID_STUDY)
         signed_grant, grant = self._study(study_id)
+        # The one decode of this envelope in the coordinator: what follows, the fan-out included, reads it.
         try:
-            verify(
-                grant.researcher_public_key, "genogate.v1.QueryEnvelope", signed.payload, signed.researcher_signature
-            )
-        except GenogateError:
+            opened = received.open(grant.researcher_public_key)
+        except Unauthenticated:
             raise Unauthenticated(
                 "researcher signature",
                 reason=Reason.BAD_SIGNATURE,
                 message="the query is not signed by the study's researcher",
             ) from None
+        except GenogateError:
+            self.decoded += 1  # signed by the researcher, but not an envelope
+            raise
         self.decoded += 1
-        try:
-            env = pb.QueryEnvelope.FromString(signed.payload)
-        except DecodeError:
-            raise InvalidArgument("undecodable query envelope") from None
+        env = opened.envelope
         if env.study_id != study_id or not env.query_id:
             raise InvalidArgument("the envelope names no query id", reason=Reason.INVALID_STUDY)
-        query = query_from_pb(env.query)  # malformed queries stop here, before any site is asked
+        query = opened.query  # malformed queries stop here, before any site is asked
         kind = query.kind
-        try:
-            epsilon = Decimal(repr(env.epsilon))
-        except InvalidOperation:
-            epsilon = Decimal("NaN")
-        if not epsilon.is_finite() or epsilon <= 0:
-            raise InvalidArgument("epsilon", reason=Reason.INVALID_EPSILON, message="epsilon is invalid")
+        epsilon = opened.epsilon
         if env.assembly and env.assembly != grant.assembly:
             raise FailedPrecondition(
                 f"query {env.assembly}, study {grant.assembly}",
@@ -226,9 +228,7 @@ class FederatedQueries:
         self._check_floor(epsilon, to_ask, request.site_timeout_ms)
         self._check_labels(query, to_ask, request.site_timeout_ms)
         started = time.monotonic()
-        asked = self.fanout.run(
-            to_ask, npb.QueryRequest(signed_query=signed, grant=signed_grant), timeout_ms=request.site_timeout_ms
-        )
+        asked = self.fanout.run(to_ask, opened, signed_grant, timeout_ms=request.site_timeout_ms)
         for r in asked:
             results[r.site] = r
         ordered = [results[site] for site in targets]
@@ -247,7 +247,7 @@ class FederatedQueries:
         if combined is not None:
             response.combined.CopyFrom(combined)
         response.charge_note = charge_note(ordered)
-        self._record(caller, signed.payload, env, kind.label, epsilon, grant, ordered, response)
+        self._record(caller, opened.payload, env, kind.label, epsilon, grant, ordered, response)
         metrics.coordinator_query(
             kind.label,
             time.monotonic() - started,

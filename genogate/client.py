@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genogate import table
+from genogate import envelope, table
 from genogate.coordclient import CoordinatorClient
 from genogate.errors import DeadlineExceeded, GenogateError, Reason, Unavailable
 from genogate.filter import parse_filter
-from genogate.nodeclient import ClientTLS, envelope, signed, site_values, variant_text
+from genogate.nodeclient import ClientTLS, site_values, variant_text
 from genogate.query import (
     EVERYONE,
     AlleleFrequency,
@@ -550,9 +550,10 @@ class Client:
         """Sign and run any query; every other query method comes here. ``assembly`` names the genome build
         of the query's coordinates ("GRCh37" or "GRCh38"); empty means the study's, and a site whose data is on
         another build refuses (``WRONG_ASSEMBLY``)."""
-        env = envelope(query, study_id=study, epsilon=epsilon, query_id=query_id, sites=tuple(sites), assembly=assembly)
-        payload, signature = signed(env, self._signer)
-        request = pb.SignedQuery(payload=payload, researcher_signature=signature)
+        env = envelope.build(
+            query, study_id=study, epsilon=epsilon, query_id=query_id, sites=tuple(sites), assembly=assembly
+        )
+        request = envelope.signed_query(env, self._signer)
         for attempt in range(1, self._attempts + 1):
             try:
                 result = result_of(self._rpc.run_query(request, site_timeout_ms=site_timeout_ms))

@@ -7,13 +7,13 @@ Failures raise the same ``GenogateError`` class and reason the node raised.
 A released ``NoisyValue`` that the node reported only as "fewer than k" carries ``below_threshold`` and
 zeros in its number fields; read a release through ``released`` (typed values whose ``estimate`` is None
 when suppressed) or print ``release_text`` (``< k``), never the raw zeros.
+
+``envelope`` and ``signed`` are ``genogate.envelope.build`` and ``genogate.envelope.sign``, kept here for the
+tools and tests that import them from this module.
 """
 
 from __future__ import annotations
 
-import os
-import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 import grpc
 
 from genogate.config import read_file
-from genogate.convert import query_to_pb
-from genogate.query import Query
+from genogate.envelope import build as envelope  # noqa: F401 - re-exported for tools and tests
+from genogate.envelope import sign as signed  # noqa: F401 - re-exported for tools and tests
 from genogate.rpc import error_from_rpc
-from genogate.signing import Signer, verify
+from genogate.signing import verify
 from genogate.table import table
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import node_pb2 as npb
@@ -58,35 +58,6 @@ class ClientTLS:
         return grpc.ssl_channel_credentials(
             root_certificates=self.ca, private_key=self.key, certificate_chain=self.cert
         )
-
-
-def signed(env: pb.QueryEnvelope, signer: Signer) -> tuple[bytes, bytes]:
-    """The exact bytes of an envelope and the researcher's signature over them."""
-    payload = env.SerializeToString(deterministic=True)
-    return payload, signer.sign("genogate.v1.QueryEnvelope", payload)
-
-
-def envelope(
-    query: Query,
-    *,
-    study_id: str,
-    epsilon: float,
-    query_id: str | None = None,
-    sites: tuple[str, ...] = (),
-    assembly: str = "",
-) -> pb.QueryEnvelope:
-    """A fresh query envelope (new nonce and timestamp; a new id unless one is given). ``assembly``: the
-    genome build the query's coordinates are on; empty means the study's."""
-    return pb.QueryEnvelope(
-        query_id=query_id or uuid.uuid4().hex,
-        study_id=study_id,
-        query=query_to_pb(query),
-        epsilon=epsilon,
-        nonce=os.urandom(16),
-        timestamp_unix_ms=int(time.time() * 1000),
-        sites=list(sites),
-        assembly=assembly,
-    )
 
 
 @dataclass(frozen=True)

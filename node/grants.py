@@ -1,8 +1,9 @@
 """Everything a node verifies itself before it answers a query under a committee-signed study grant.
 
 ``GrantVerifier.verify`` turns a ``StudyGrant`` and a researcher's ``SignedQuery`` into a ``VerifiedQuery``
-(the ``Study`` the service checks, the parsed envelope and the exact signed bytes) or raises a
-``genogate.errors`` class with a stable reason, a fixed public message and specifics in ``detail`` only.
+(the ``Study`` the service checks and the envelope opened once, ``genogate.envelope.OpenedEnvelope``, with the
+exact signed bytes) or raises a ``genogate.errors`` class with a stable reason, a fixed public message and
+specifics in ``detail`` only. ``GrantVerifier.open`` does the same for bytes the service has size-checked.
 Checks run cheapest and data-independent first (DESIGN.md, "Trust model"); none reads participant data:
 
 0. the grant is at most ``MAX_GRANT_BYTES`` and the signed envelope at most ``max_payload_bytes`` (from the
@@ -17,7 +18,9 @@ Checks run cheapest and data-independent first (DESIGN.md, "Trust model"); none 
 6. the study is not revoked, according to a revocation list fresh enough and at least as new as the grant
    (GRANT_REVOKED, REVOCATION_UNCONFIRMED);
 7. the query is signed by the researcher key the grant carries (BAD_SIGNATURE), checked over the raw bytes
-   before the envelope is decoded: nobody but the grant's researcher makes this node parse a query;
+   before the envelope is decoded (``genogate.envelope.Received.open``: the node's one decode of it; the
+   service reads the opened envelope, never the bytes again): nobody but the grant's researcher makes this
+   node parse a query;
 8. the envelope is for the grant's study (GRANT_MISSING) and addressed to this site (GRANT_WRONG_SITE);
 9. its timestamp lies within the window around this node's clock (STALE_TIMESTAMP);
 10. the caller may receive this site's own value: the grant allows the per-site breakdown, or the caller's
@@ -45,12 +48,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 
 from google.protobuf.message import DecodeError
 
 from genogate import duo
+from genogate.envelope import BODY_NAME, OpenedEnvelope, Received, exact_decimal, receive
 from genogate.errors import (
     ConfigError,
     FailedPrecondition,
@@ -71,7 +74,7 @@ from genogate.wire.v1 import coordinator_pb2 as cpb
 from node.studies import Study
 
 GRANT_BODY = "genogate.v1.GrantBody"
-QUERY_ENVELOPE = "genogate.v1.QueryEnvelope"
+QUERY_ENVELOPE = BODY_NAME
 REVOCATION_LIST = "genogate.v1.RevocationList"
 MAX_GRANT_BYTES = 64 * 1024
 """A grant names a study, its sites and terms: far below this."""
@@ -86,10 +89,18 @@ class VerifiedQuery:
     """A query that passed every grant, signature and freshness check (the nonce is recorded)."""
 
     study: Study
-    envelope: pb.QueryEnvelope
-    payload: bytes
-    """The exact signed bytes; the ledger hashes them to recognise an idempotent retry."""
+    opened: OpenedEnvelope
+    """The envelope, decoded once, with the exact signed bytes (the ledger hashes them to recognise an
+    idempotent retry)."""
     grant: pb.GrantBody
+
+    @property
+    def envelope(self) -> pb.QueryEnvelope:
+        return self.opened.envelope
+
+    @property
+    def payload(self) -> bytes:
+        return self.opened.payload
 
 
 def _invalid_study(detail: str) -> InvalidArgument:
@@ -353,9 +364,12 @@ def _parse_grant(payload: bytes) -> tuple[pb.GrantBody, Study]:
         raise _invalid_study("the grant needs a raw 32-byte researcher key and its fingerprint")
     if not body.sites or not all(body.sites):
         raise _invalid_study("the grant names no site, or an empty one")
-    for name, value in (("epsilon_total", body.epsilon_total), ("epsilon_per_query_cap", body.epsilon_per_query_cap)):
-        if not (math.isfinite(value) and value > 0):
-            raise _invalid_study(f"{name} must be a positive finite number")
+    epsilon_total = exact_decimal(body.epsilon_total)
+    if epsilon_total is None:
+        raise _invalid_study("epsilon_total must be a positive finite number")
+    epsilon_per_query_cap = exact_decimal(body.epsilon_per_query_cap)
+    if epsilon_per_query_cap is None:
+        raise _invalid_study("epsilon_per_query_cap must be a positive finite number")
     if body.not_after_unix_ms <= max(body.not_before_unix_ms, 0):
         raise _invalid_study("not_after must be set and later than not_before")
     try:
@@ -373,8 +387,8 @@ def _parse_grant(payload: bytes) -> tuple[pb.GrantBody, Study]:
         purpose=purpose,
         purpose_text=body.purpose,
         kinds=kinds,
-        epsilon_total=Decimal(repr(body.epsilon_total)),
-        epsilon_per_query_cap=Decimal(repr(body.epsilon_per_query_cap)),
+        epsilon_total=epsilon_total,
+        epsilon_per_query_cap=epsilon_per_query_cap,
         not_before=not_before,
         not_after=not_after,
         researchers=frozenset({body.researcher_key_fingerprint}),
@@ -463,23 +477,32 @@ class GrantVerifier:
         """Run every check in order; return the verified query or raise the first refusal. ``caller`` is the
         common name of the sender's certificate; ``coordinator_common_name`` the coordinator's ("": not
         configured, so nobody may receive a site's own value under a grant without the breakdown)."""
-        if self._max_payload is not None and len(signed.payload) > self._max_payload:
-            raise InvalidArgument(
-                f"envelope of {len(signed.payload)} bytes; at most {self._max_payload}",
-                message=f"the query envelope is larger than this node accepts ({self._max_payload} bytes)",
-            )
+        received = receive(
+            signed.payload, signed.researcher_signature, max_bytes=self._max_payload, too_large=self._too_large
+        )
+        return self.open(grant, received, caller=caller, coordinator_common_name=coordinator_common_name)
+
+    def _too_large(self, size: int) -> InvalidArgument:
+        return InvalidArgument(
+            f"envelope of {size} bytes; at most {self._max_payload}",
+            message=f"the query envelope is larger than this node accepts ({self._max_payload} bytes)",
+        )
+
+    def open(
+        self, grant: pb.StudyGrant, received: Received, *, caller: str, coordinator_common_name: str
+    ) -> VerifiedQuery:
+        """``verify`` for envelope bytes whose size the caller already checked (``genogate.envelope.receive``): the
+        grant, then the researcher's signature and the one decode (``Received.open``), then the opened
+        envelope's checks (steps 1-11 of the module docstring)."""
         body, study = self.verify_grant(grant)
         sid = body.study_id
         now_ms = _now_ms(self._clock)
         try:
-            verify(body.researcher_public_key, QUERY_ENVELOPE, signed.payload, signed.researcher_signature)
+            opened = received.open(body.researcher_public_key)
         except Unauthenticated as exc:
             exc.detail = f"study {sid!r}: the query is not signed by the grant's researcher key"
             raise
-        try:
-            env = pb.QueryEnvelope.FromString(signed.payload)
-        except DecodeError:
-            raise InvalidArgument("undecodable QueryEnvelope") from None
+        env = opened.envelope
         if env.study_id != sid:
             raise PermissionDenied(
                 f"envelope for study {env.study_id[:_MAX_STUDY_ID]!r} under a grant for {sid!r}",
@@ -510,6 +533,6 @@ class GrantVerifier:
                 ),
             )
         self._nonces.check_and_record(
-            env.nonce, hashlib.sha256(signed.payload).hexdigest(), env.timestamp_unix_ms, now_ms, caller
+            env.nonce, hashlib.sha256(opened.payload).hexdigest(), env.timestamp_unix_ms, now_ms, caller
         )
-        return VerifiedQuery(study=study, envelope=env, payload=signed.payload, grant=body)
+        return VerifiedQuery(study=study, opened=opened, grant=body)

@@ -54,22 +54,21 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from google.protobuf.message import DecodeError
 
 from genogate import duo, metrics, privacy
-from genogate.convert import canonical_bytes, query_from_pb, variant_to_pb
+from genogate.convert import canonical_bytes, variant_to_pb
+from genogate.envelope import receive
 from genogate.errors import (
     GenogateError,
     Internal,
@@ -106,7 +105,6 @@ from node.store import Calls, MemoryCalls, Store, VariantIndex
 from node.studies import Study
 
 log = logging.getLogger("genogate.node")
-_QUERY_ID_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 _MECHANISM = {
     "discrete_laplace": pb.NOISE_MECHANISM_DISCRETE_LAPLACE,
     "discrete_gaussian": pb.NOISE_MECHANISM_DISCRETE_GAUSSIAN,
@@ -266,6 +264,14 @@ class QueryService:
         metrics.node_query(str(entry["kind"]), outcome.decision, str(entry["study"]), outcome.charged)
         return release
 
+    def _too_large(self, size: int) -> InvalidArgument:
+        return InvalidArgument(
+            f"envelope of {size} bytes > {max_envelope_bytes(self.policy.max_variants_per_query)}",
+            reason=Reason.TOO_MANY_VARIANTS,
+            message=f"the query is larger than this site answers (at most {self.policy.max_variants_per_query} "
+            "variants per query)",
+        )
+
     def _query(
         self,
         caller: Caller,
@@ -276,28 +282,27 @@ class QueryService:
         outcome: _Outcome,
     ) -> pb.Release:
         # Bounded work before authentication: an envelope larger than the biggest query this node answers
-        # could take is refused before it is decoded or its signature checked.
-        limit = max_envelope_bytes(self.policy.max_variants_per_query)
-        if len(payload) > limit:
-            raise InvalidArgument(
-                f"envelope of {len(payload)} bytes > {limit}",
-                reason=Reason.TOO_MANY_VARIANTS,
-                message=f"the query is larger than this site answers (at most {self.policy.max_variants_per_query} "
-                "variants per query)",
-            )
+        # could take is refused before it is decoded or its signature checked. It is decoded once
+        # (``genogate.envelope``); everything below reads the opened envelope.
+        received = receive(
+            payload,
+            signature,
+            max_bytes=max_envelope_bytes(self.policy.max_variants_per_query),
+            too_large=self._too_large,
+        )
         if grant is not None and grant.payload:
-            verified = self._verifier().verify(
-                grant,
-                pb.SignedQuery(payload=payload, researcher_signature=signature),
-                caller=caller.common_name,
-                coordinator_common_name=self.coordinator_common_name,
+            verified = self._verifier().open(
+                grant, received, caller=caller.common_name, coordinator_common_name=self.coordinator_common_name
             )
-            env, study = verified.envelope, verified.study
+            opened, study = verified.opened, verified.study
+            env = opened.envelope
             researcher = verified.grant.researcher_key_fingerprint
-            _check_envelope(env)
+            opened.check_ids()
             self._check_purpose(study)
         else:
-            env = _decode_envelope(payload)
+            opened = received.open_unsigned()
+            env = opened.envelope
+            opened.check_ids()
             entry.update(study=env.study_id, query_id=env.query_id)
             study = self._authorise(caller, env.study_id)
             researcher = _local_researcher(caller)
@@ -308,7 +313,7 @@ class QueryService:
                     message="the query is not addressed to this site",
                 )
         entry.update(researcher=researcher, consent_epoch=self.epoch)  # whom the node-wide caps charge
-        epsilon = _epsilon(env.epsilon)
+        epsilon = opened.epsilon
         if epsilon < self.policy.epsilon_per_query_min:  # decided from the request alone, before any charge
             raise InvalidArgument(
                 f"epsilon {epsilon} < floor {self.policy.epsilon_per_query_min}",
@@ -316,7 +321,7 @@ class QueryService:
                 message=f"epsilon {epsilon:.3g} is below this site's floor of {self.policy.epsilon_per_query_min} "
                 "per query",
             )
-        query = query_from_pb(env.query)
+        query = opened.query
         self._check_kind(study, query.kind)
         cap = min(study.epsilon_per_query_cap, self.policy.epsilon_per_query_cap)
         if epsilon > cap:
@@ -831,31 +836,3 @@ def _not_coordinator(caller: Caller, coordinator: str, what: str) -> PermissionD
         f"{what}: caller {caller.common_name!r} is not the coordinator {coordinator!r}",
         message="this node answers this only to the federation's coordinator",
     )
-
-
-def _decode_envelope(payload: bytes) -> pb.QueryEnvelope:
-    try:
-        env = pb.QueryEnvelope.FromString(payload)
-    except DecodeError:
-        raise InvalidArgument("undecodable envelope") from None
-    _check_envelope(env)
-    return env
-
-
-def _check_envelope(env: pb.QueryEnvelope) -> None:
-    if not _QUERY_ID_RE.match(env.query_id):
-        raise InvalidArgument("query_id must be 1-128 characters of A-Z a-z 0-9 _ . : -")
-    if not env.study_id:
-        raise InvalidArgument("study_id is empty", reason=Reason.INVALID_STUDY, message="the study id is malformed")
-
-
-def _epsilon(value: float) -> Decimal:
-    try:
-        eps = Decimal(repr(value))
-    except InvalidOperation:
-        eps = Decimal("NaN")
-    if not eps.is_finite() or eps <= 0:
-        raise InvalidArgument(
-            "epsilon must be a positive finite number", reason=Reason.INVALID_EPSILON, message="epsilon is invalid"
-        )
-    return eps

@@ -1,4 +1,5 @@
-"""Fuzzing signature and grant verification (``genogate.signing.verify``, ``node.grants.GrantVerifier``):
+"""Fuzzing signature and grant verification (``genogate.signing.verify``, ``genogate.envelope.open_envelope``,
+``node.grants.GrantVerifier``):
 mutated bytes (bit flips, truncation, extension, replacement, megabytes), wrong keys, swapped or empty
 signatures, wrong key ids. A grant and a signed query are accepted only when byte-identical to what the
 committee and the researcher signed; everything else is a typed refusal (never INTERNAL, never another
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
+from genogate.envelope import open_envelope
 from genogate.errors import GenogateError, Reason, Unauthenticated
 from genogate.signing import Signer, verify
 from genogate.wire.v1 import common_pb2 as pb
@@ -146,3 +148,45 @@ def test_verify_accepts_only_the_genuine_signature(key: str, payload: bytes, mut
         and parts["signature"] == original["signature"]
         and body_text == body
     )
+
+
+@fuzz(300, deadline_s=20)
+@given(
+    st.lists(st.tuples(st.sampled_from(_QUERY_FIELDS + ("key",)), _mutation), max_size=3),
+    st.sampled_from(["researcher", "other", "committee"]),
+)
+def test_an_envelope_opens_only_byte_identical_and_signed_by_the_key(
+    bench: Bench, mutations: list[tuple[str, tuple[str, object, object]]], signer: str
+) -> None:
+    """``genogate.envelope.open_envelope`` (size, signature, one decode): a mutated payload, signature or key
+    is refused, as BAD_SIGNATURE or (past the size limit) INVALID_QUERY, never decoded or accepted."""
+    record("signature")
+    world = bench.world
+    query = world.query()
+    parts = {
+        "payload": query.payload,
+        "researcher_signature": query.researcher_signature,
+        "key": world.researcher.public_raw,
+    }
+    if signer == "other":
+        parts["researcher_signature"] = OTHER.sign("genogate.v1.QueryEnvelope", query.payload)
+    elif signer == "committee":
+        parts["researcher_signature"] = world.committee.sign("genogate.v1.QueryEnvelope", query.payload)
+    for name, mutation in mutations:
+        parts[name] = _mutate(parts[name], mutation)
+    genuine = (
+        signer == "researcher"
+        and parts["payload"] == query.payload
+        and parts["researcher_signature"] == query.researcher_signature
+        and parts["key"] == world.researcher.public_raw
+    )
+    limit = 2**16
+    try:
+        opened = open_envelope(parts["payload"], parts["researcher_signature"], parts["key"], max_bytes=limit)
+    except GenogateError as exc:
+        assert not genuine, f"the genuine envelope was refused: {exc!r}"
+        expected = Reason.INVALID_QUERY if len(parts["payload"]) > limit else Reason.BAD_SIGNATURE
+        assert exc.reason is expected
+        return
+    assert genuine, "a mutated envelope, signature or key was accepted"
+    assert opened.payload == query.payload and opened.check().query_id
