@@ -6,10 +6,15 @@ coordinator's state): one way, so all of them refuse foreign files alike and are
 switches to WAL with ``synchronous=FULL`` and, for an empty file, creates the schema under the write lock
 (so two processes opening a new file at once cannot both create it). The connection is shared by threads
 (``check_same_thread=False``): callers serialise their transactions with their own lock.
+
+``transaction`` is the one BEGIN/COMMIT/ROLLBACK wrapper all of them use: under the caller's lock, a closed
+connection refused, rolled back on any exception, SQLite's errors mapped by ``write_error`` (or the caller's
+own mapping).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -132,6 +137,9 @@ def _initialise(
     def upgradable(version: int) -> bool:
         return all(v in migrations for v in range(version, schema_version)) and version < schema_version
 
+    def cannot_open(exc: sqlite3.Error) -> GenogateError:
+        return StoreError(f"{path}: cannot open the {what}: {exc}")
+
     def is_new() -> bool:
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -151,8 +159,7 @@ def _initialise(
         conn.execute("PRAGMA synchronous=FULL")
         if foreign_keys:
             conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(lambda: conn, None, what=what, doing="opening", path=path, error=cannot_open):
             if is_new():  # again under the write lock: another process may have created it meanwhile
                 for statement in schema:
                     conn.execute(statement)
@@ -165,12 +172,8 @@ def _initialise(
                     for statement in migrations[v]:
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={schema_version}")
-            conn.execute("COMMIT")
-        finally:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
     except sqlite3.Error as exc:
-        raise StoreError(f"{path}: cannot open the {what}: {exc}") from exc
+        raise cannot_open(exc) from exc
 
 
 def read_only(path: Path, what: str, sql: str, params: Iterable[object] = (), *, missing: str = "") -> list[Any]:
@@ -211,3 +214,40 @@ def write_error(exc: sqlite3.Error, what: str, doing: str, path: Path) -> Genoga
             "try again later",
         )
     return StoreError(f"{path}: {what} error while {doing}: {exc}")
+
+
+@contextlib.contextmanager
+def transaction(
+    connection: Callable[[], sqlite3.Connection | None],
+    lock: contextlib.AbstractContextManager[object] | None,
+    *,
+    what: str,
+    doing: str,
+    path: Path,
+    immediate: bool = True,
+    error: Callable[[sqlite3.Error], GenogateError] | None = None,
+) -> Iterator[sqlite3.Connection]:
+    """One transaction on the ``what`` at ``path``: under ``lock`` (``None``: the caller holds its lock),
+    ``BEGIN IMMEDIATE`` (``immediate=False``: a deferred ``BEGIN``, for reads), the body, ``COMMIT``.
+
+    ``connection`` is read under the lock; ``None`` (the caller has closed it) raises ``StoreError``. Any
+    exception from BEGIN, the body or COMMIT rolls back what is still open (a failing ROLLBACK is ignored:
+    the original error is the one to report) and propagates, an ``sqlite3.Error`` mapped to
+    ``write_error(exc, what, doing, path)`` or, given, ``error(exc)``. A caller sees what the body returns
+    only after COMMIT succeeded."""
+    with lock if lock is not None else contextlib.nullcontext():
+        conn = connection()
+        if conn is None:
+            raise StoreError(f"{path}: the {what} is closed")
+        try:
+            conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # (SQLite may have rolled back already, e.g. on a full disk)
+                    with contextlib.suppress(sqlite3.Error):  # the original error is the one to report
+                        conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise (write_error(exc, what, doing, path) if error is None else error(exc)) from exc

@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from genogate.errors import GenogateError, LocalError
+from genogate.cliutil import run
 from genogate.filter import parse_filter
 from genogate.query import Region
 
@@ -318,19 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         "status": _status,
         "health": _health,
     }[args.command]
-    try:
-        return handler(args)
-    except LocalError as exc:
-        print(f"genogate-node: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except GenogateError as exc:  # e.g. a malformed --where or --region
-        print(f"genogate-node: error: {exc}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        return 0
-    except KeyboardInterrupt:
-        print("genogate-node: interrupted; nothing was changed", file=sys.stderr)
-        return 130
+    # A GenogateError outside LocalError (e.g. a malformed --where or --region) exits 2.
+    return run("genogate-node", lambda: handler(args), error_exit=2, interrupted="interrupted; nothing was changed")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,94 @@
+"""``genogate.sqlitedb.transaction``: the one BEGIN/COMMIT/ROLLBACK wrapper of the ledger, the nonce store, the
+audit log and the coordinator's state, on real SQLite files."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from genogate.errors import Reason, StoreError, Unavailable
+from genogate.sqlitedb import open_database, reopen, transaction
+
+SCHEMA = ["CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)"]
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    return open_database(path, what="test file", application_id=0x47475454, schema_version=1, schema=SCHEMA)
+
+
+def _rows(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+    return conn.execute("SELECT k, v FROM t ORDER BY k").fetchall()
+
+
+def test_commits_the_body_under_the_lock(tmp_path: Path) -> None:
+    conn = _open(tmp_path / "f.db")
+    lock = threading.Lock()
+    with transaction(lambda: conn, lock, what="test file", doing="writing", path=tmp_path) as tx:
+        assert tx is conn and lock.locked() and conn.in_transaction
+        tx.execute("INSERT INTO t VALUES (1, 'a')")
+    assert not lock.locked() and not conn.in_transaction
+    other = reopen(tmp_path / "f.db", what="test file", synchronous="FULL")
+    assert _rows(other) == [(1, "a")]  # committed: another connection sees it
+
+
+def test_any_exception_rolls_back_and_propagates_unchanged(tmp_path: Path) -> None:
+    conn = _open(tmp_path / "f.db")
+    lock = threading.Lock()
+    with (
+        pytest.raises(KeyError, match="boom"),
+        transaction(lambda: conn, lock, what="test file", doing="writing", path=tmp_path) as tx,
+    ):
+        tx.execute("INSERT INTO t VALUES (1, 'a')")
+        raise KeyError("boom")
+    assert not conn.in_transaction and not lock.locked()
+    assert _rows(conn) == []
+
+
+def test_sqlite_errors_are_mapped_by_write_error_and_roll_back(tmp_path: Path) -> None:
+    conn = _open(tmp_path / "f.db")
+    with pytest.raises(StoreError, match="test file error while writing") as info:
+        with transaction(lambda: conn, None, what="test file", doing="writing", path=tmp_path) as tx:
+            tx.execute("INSERT INTO t VALUES (1, 'a')")
+            tx.execute("INSERT INTO t VALUES (1, 'b')")  # primary key taken
+    assert isinstance(info.value.__cause__, sqlite3.IntegrityError)
+    assert not conn.in_transaction and _rows(conn) == []
+
+
+def test_a_caller_may_map_sqlite_errors_its_own_way(tmp_path: Path) -> None:
+    conn = _open(tmp_path / "f.db")
+    with pytest.raises(StoreError, match=r"^mine: ") as info:
+        with transaction(
+            lambda: conn,
+            None,
+            what="test file",
+            doing="writing",
+            path=tmp_path,
+            error=lambda e: StoreError(f"mine: {e}"),
+        ) as tx:
+            tx.execute("INSERT INTO no_such_table VALUES (1)")
+    assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+    assert not conn.in_transaction
+
+
+def test_a_closed_connection_is_refused_with_the_file_named(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=r"f\.db: the test file is closed"):
+        with transaction(lambda: None, threading.Lock(), what="test file", doing="writing", path=tmp_path / "f.db"):
+            pytest.fail("the body must not run")
+
+
+def test_immediate_takes_the_write_lock_at_begin_and_a_busy_file_is_retryable(tmp_path: Path) -> None:
+    first = _open(tmp_path / "f.db")
+    second = reopen(tmp_path / "f.db", what="test file", synchronous="FULL", busy_timeout_s=0.05)
+    with transaction(lambda: first, None, what="test file", doing="reading", path=tmp_path, immediate=False):
+        # a deferred BEGIN holds no lock: the other connection can still write
+        with transaction(lambda: second, None, what="test file", doing="writing", path=tmp_path) as tx:
+            tx.execute("INSERT INTO t VALUES (1, 'a')")
+    with transaction(lambda: first, None, what="test file", doing="writing", path=tmp_path):
+        with pytest.raises(Unavailable, match="test file busy while writing") as info:
+            with transaction(lambda: second, None, what="test file", doing="writing", path=tmp_path):
+                pytest.fail("BEGIN IMMEDIATE must wait for the write lock")
+        assert info.value.reason == Reason.UNAVAILABLE
+    assert not second.in_transaction and _rows(second) == [(1, "a")]
