@@ -1,8 +1,10 @@
 """``genogate-coordinator``: the access committee operator's command line.
 
-Commands: ``init`` (a coordinator's directory, keys and config), ``serve`` (the gRPC service) and
-``committee add`` (a member appended to the committee members file). Expected problems print one line and
-exit with the error's code; a stack trace means a bug.
+Commands: ``init`` (a coordinator's directory, keys and config), ``serve`` (the gRPC service), ``committee
+add`` (a member appended to the committee members file), ``audit verify|export|reconcile`` (its audit log,
+and its receipts matched against a node's exported log), ``status`` (the server, registry and files at a
+glance) and ``health`` (the running server's health service). Expected problems print one line and exit with
+the error's code (``genogate.cliutil``); a stack trace means a bug.
 """
 
 from __future__ import annotations

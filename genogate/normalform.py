@@ -33,7 +33,7 @@ finite set of labels, or all labels but a finite set plus "unknown"; has / has n
 absorbed: a value set that is everything makes an OR everyone and drops out of an AND; an empty one makes
 an AND nobody and drops out of an OR. Nested ANDs and ORs are flattened, duplicates removed, an operand
 implied by another (``a or (a and b)``: ``a``) absorbed, and operands sorted. Each value set is then written
-back in one fixed way with the existing atoms (``_age_filter`` and friends), so the result is an ordinary
+back in one fixed way with the existing atoms (``_Form.write``), so the result is an ordinary
 filter the wire, the planner and the evaluator already understand, and canonicalising it again gives it
 back unchanged (idempotent).
 

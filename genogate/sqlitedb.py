@@ -1,5 +1,5 @@
 """Opening the small durable SQLite files genogate keeps (a node's ledger and nonce store, the
-coordinator's state): one way, so all of them refuse foreign files alike and are equally durable.
+coordinator's state and audit log): one way, so all of them refuse foreign files alike and are equally durable.
 
 ``open_database`` refuses, without writing a byte to it, a file that is not this kind of genogate file
 (not a regular file, not SQLite, another application's database, another schema version); otherwise it

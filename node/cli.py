@@ -3,8 +3,9 @@
 Commands: ``init`` (a node's directory, keys and config), ``dev-ca`` (a development CA), ``ingest``
 (VCF/BCF + sample sheet into the store), ``freq`` (exact counts, offline, for the operator's own checks),
 ``serve`` (the gRPC query service), ``synth`` (a synthetic cohort for demos, tests and benchmarks),
-``audit verify|export`` (the tamper-evident log of every query).
-Expected problems print one line and exit with the error's code; a stack trace means a bug.
+``audit verify|export`` (the tamper-evident log of every query), ``status`` (the server and its files at a
+glance) and ``health`` (the running server's health service). Expected problems print one line and exit
+with the error's code (``genogate.cliutil``); a stack trace means a bug.
 """
 
 from __future__ import annotations
