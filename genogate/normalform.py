@@ -1,9 +1,10 @@
 """The canonical form of a cohort filter, computed from the filter alone (and the year), never from data.
 
 Two phrasings with the same canonical form are one question: the node answers the second with the first's
-stored release at no cost (``genogate.query.canonical``). So the form may merge two filters only where they
-select the same participants for **every** row a store can hold, never because of who happens to be in it:
-two filters equal only by coincidence of the data must stay different, or the free stored answer would leak.
+stored release at no cost, within one consent epoch (``genogate.query.canonical``). So the form may merge two
+filters only where they select the same participants for **every** row a store can hold, never because of who
+happens to be in it: two filters equal only by coincidence of the data must stay different, or the free stored
+answer would leak.
 
 **The semantics it preserves** are the evaluator's (``node.cohort.Cohorts.mask``, ``node.planner``): every
 atom is definite (true or false) for every participant, and ``NOT f`` is exactly the complement of ``f``.
