@@ -19,6 +19,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from genogate.errors import GenogateError, Reason, StoreError, Unavailable
@@ -216,7 +217,6 @@ def write_error(exc: sqlite3.Error, what: str, doing: str, path: Path) -> Genoga
     return StoreError(f"{path}: {what} error while {doing}: {exc}")
 
 
-@contextlib.contextmanager
 def transaction(
     connection: Callable[[], sqlite3.Connection | None],
     lock: contextlib.AbstractContextManager[object] | None,
@@ -226,28 +226,90 @@ def transaction(
     path: Path,
     immediate: bool = True,
     error: Callable[[sqlite3.Error], GenogateError] | None = None,
-) -> Iterator[sqlite3.Connection]:
-    """One transaction on the ``what`` at ``path``: under ``lock`` (``None``: the caller holds its lock),
-    ``BEGIN IMMEDIATE`` (``immediate=False``: a deferred ``BEGIN``, for reads), the body, ``COMMIT``.
+) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+    """One transaction on the ``what`` at ``path``, as a context manager that yields the connection: under
+    ``lock`` (``None``: the caller holds its lock), ``BEGIN IMMEDIATE`` (``immediate=False``: a deferred
+    ``BEGIN``, for reads), the body, ``COMMIT``.
 
     ``connection`` is read under the lock; ``None`` (the caller has closed it) raises ``StoreError``. Any
     exception from BEGIN, the body or COMMIT rolls back what is still open (a failing ROLLBACK is ignored:
     the original error is the one to report) and propagates, an ``sqlite3.Error`` mapped to
     ``write_error(exc, what, doing, path)`` or, given, ``error(exc)``. A caller sees what the body returns
     only after COMMIT succeeded."""
-    with lock if lock is not None else contextlib.nullcontext():
-        conn = connection()
-        if conn is None:
-            raise StoreError(f"{path}: the {what} is closed")
+    return _Transaction(connection, lock, what, doing, path, "BEGIN IMMEDIATE" if immediate else "BEGIN", error)
+
+
+class _Transaction:
+    """``transaction``'s context manager (a class, not a generator: it runs twice per query on the ledger)."""
+
+    __slots__ = ("_connection", "_lock", "_what", "_doing", "_path", "_begin", "_error", "_conn")
+
+    def __init__(
+        self,
+        connection: Callable[[], sqlite3.Connection | None],
+        lock: contextlib.AbstractContextManager[object] | None,
+        what: str,
+        doing: str,
+        path: Path,
+        begin: str,
+        error: Callable[[sqlite3.Error], GenogateError] | None,
+    ) -> None:
+        self._connection = connection
+        self._lock = lock
+        self._what = what
+        self._doing = doing
+        self._path = path
+        self._begin = begin
+        self._error = error
+        self._conn: sqlite3.Connection | None = None
+
+    def _mapped(self, exc: sqlite3.Error) -> GenogateError:
+        return write_error(exc, self._what, self._doing, self._path) if self._error is None else self._error(exc)
+
+    def __enter__(self) -> sqlite3.Connection:
+        if self._lock is not None:
+            self._lock.__enter__()
         try:
-            conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            conn = self._connection()
+            if conn is None:
+                raise StoreError(f"{self._path}: the {self._what} is closed")
             try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:  # (SQLite may have rolled back already, e.g. on a full disk)
-                    with contextlib.suppress(sqlite3.Error):  # the original error is the one to report
-                        conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise (write_error(exc, what, doing, path) if error is None else error(exc)) from exc
+                conn.execute(self._begin)
+            except sqlite3.Error as exc:
+                raise self._mapped(exc) from exc
+        except BaseException:
+            if self._lock is not None:
+                self._lock.__exit__(None, None, None)
+            raise
+        self._conn = conn
+        return conn
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        conn = self._conn
+        assert conn is not None
+        try:
+            if exc is None:
+                try:
+                    conn.execute("COMMIT")
+                    return
+                except BaseException as failed:
+                    exc = failed
+                    _rollback(conn)
+                    if isinstance(exc, sqlite3.Error):
+                        raise self._mapped(exc) from exc
+                    raise
+            _rollback(conn)
+            if isinstance(exc, sqlite3.Error):
+                raise self._mapped(exc) from exc
+        finally:
+            self._conn = None
+            if self._lock is not None:
+                self._lock.__exit__(None, None, None)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back what is still open (SQLite may have rolled back already, e.g. on a full disk); a failing
+    ROLLBACK is ignored: the original error is the one to report."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")

@@ -12,7 +12,10 @@ import pytest
 from genogate.errors import Reason, StoreError, Unavailable
 from genogate.sqlitedb import open_database, reopen, transaction
 
-SCHEMA = ["CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)"]
+SCHEMA = [
+    "CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)",
+    "CREATE TABLE child (k INTEGER REFERENCES t (k) DEFERRABLE INITIALLY DEFERRED)",  # checked at COMMIT
+]
 
 
 def _open(path: Path) -> sqlite3.Connection:
@@ -92,3 +95,35 @@ def test_immediate_takes_the_write_lock_at_begin_and_a_busy_file_is_retryable(tm
                 pytest.fail("BEGIN IMMEDIATE must wait for the write lock")
         assert info.value.reason == Reason.UNAVAILABLE
     assert not second.in_transaction and _rows(second) == [(1, "a")]
+
+
+def test_a_failing_commit_rolls_back_releases_the_lock_and_is_mapped(tmp_path: Path) -> None:
+    conn = _open(tmp_path / "f.db")
+    lock = threading.Lock()
+    with pytest.raises(StoreError, match="test file error while writing") as info:
+        with transaction(lambda: conn, lock, what="test file", doing="writing", path=tmp_path) as tx:
+            tx.execute("INSERT INTO t VALUES (1, 'a')")
+            tx.execute("INSERT INTO child VALUES (2)")  # no parent: the deferred foreign key fails the COMMIT
+    assert isinstance(info.value.__cause__, sqlite3.IntegrityError)
+    assert not conn.in_transaction and not lock.locked()
+    assert _rows(conn) == []
+
+
+def test_the_lock_is_released_whatever_happens(tmp_path: Path) -> None:
+    conn = _open(tmp_path / "f.db")
+    second = reopen(tmp_path / "f.db", what="test file", synchronous="FULL", busy_timeout_s=0.01)
+    lock = threading.Lock()
+    with pytest.raises(KeyboardInterrupt), transaction(lambda: conn, lock, what="t", doing="d", path=tmp_path):
+        raise KeyboardInterrupt
+    assert not lock.locked() and not conn.in_transaction
+    with transaction(lambda: conn, None, what="t", doing="writing", path=tmp_path):
+        with pytest.raises(Unavailable):  # BEGIN fails
+            with transaction(lambda: second, lock, what="t", doing="writing", path=tmp_path):
+                pytest.fail("BEGIN IMMEDIATE must wait for the write lock")
+        assert not lock.locked()
+    with (
+        pytest.raises(StoreError, match="is closed"),
+        transaction(lambda: None, lock, what="t", doing="d", path=tmp_path),
+    ):
+        pytest.fail("the body must not run")
+    assert not lock.locked()
