@@ -3,6 +3,7 @@ audit log and the coordinator's state, on real SQLite files."""
 
 from __future__ import annotations
 
+import ast
 import sqlite3
 import threading
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from genogate.errors import Reason, StoreError, Unavailable
 from genogate.sqlitedb import open_database, reopen, transaction
 
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = [
     "CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)",
     "CREATE TABLE child (k INTEGER REFERENCES t (k) DEFERRABLE INITIALLY DEFERRED)",  # checked at COMMIT
@@ -127,3 +129,30 @@ def test_the_lock_is_released_whatever_happens(tmp_path: Path) -> None:
     ):
         pytest.fail("the body must not run")
     assert not lock.locked()
+
+
+def test_no_module_but_sqlitedb_begins_commits_or_rolls_back_an_sqlite_transaction() -> None:
+    """The wrapper exists once: any other SQLite code that runs BEGIN, COMMIT or ROLLBACK itself (a
+    savepoint's ``ROLLBACK TO`` aside) is a second copy of it."""
+    found, scanned = [], 0
+    for path in sorted(p for d in ("genogate", "node", "coordinator") for p in (ROOT / d).rglob("*.py")):
+        if path == ROOT / "genogate" / "sqlitedb.py" or "wire" in path.parts:
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        if not any(isinstance(n, ast.Import) and any(a.name == "sqlite3" for a in n.names) for n in ast.walk(tree)):
+            continue  # (DuckDB's transactions, in ingest, are another matter)
+        scanned += 1
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "execute"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
+                word = node.args[0].value.strip().upper()
+                if word.startswith(("BEGIN", "COMMIT", "ROLLBACK", "END")) and not word.startswith("ROLLBACK TO"):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.args[0].value}")
+    assert found == []
+    assert scanned >= 4  # the ledger, the nonce store, the audit log, the coordinator's state at least
