@@ -4,8 +4,8 @@
 ``run`` calls a command's handler and returns its exit code; a ``LocalError`` prints ``PROG: error: ...`` and
 exits with its own ``exit_code``; any other ``GenogateError`` prints the same line (plus the caller's
 ``where`` suffix, e.g. which server refused) and exits with ``error_exit``; a closed stdout (``| head``) is a
-clean exit 0; Ctrl-C prints ``PROG: <interrupted>`` and exits 130. Anything else propagates: a stack trace
-means a bug.
+clean exit 0; Ctrl-C prints ``PROG: interrupted`` (or the caller's ``interrupted`` wording) and exits 130.
+Anything else propagates: a stack trace means a bug.
 """
 
 from __future__ import annotations
