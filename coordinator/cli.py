@@ -1,18 +1,19 @@
 """``genogate-coordinator``: the access committee operator's command line.
 
-Commands: ``init`` (a coordinator's directory, keys and config), ``serve`` (the gRPC service) and
-``committee add`` (a member appended to the committee members file). Expected problems print one line and
-exit with the error's code; a stack trace means a bug.
+Commands: ``init`` (a coordinator's directory, keys and config), ``serve`` (the gRPC service), ``committee
+add`` (a member appended to the committee members file), ``audit verify|export|reconcile`` (its audit log,
+and its receipts matched against a node's exported log), ``status`` (the server, registry and files at a
+glance) and ``health`` (the running server's health service). Expected problems print one line and exit with
+the error's code (``genogate.cliutil``); a stack trace means a bug.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
-from genogate.errors import GenogateError, LocalError
+from genogate.cliutil import run
 
 PROG = "genogate-coordinator"
 
@@ -191,19 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         "status": _status,
         "health": _health,
     }[args.command]
-    try:
-        return handler(args)
-    except LocalError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except GenogateError as exc:  # e.g. the state file refused at start
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        return 0
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+    # A GenogateError outside LocalError (e.g. the state file refused at start) exits 2.
+    return run(PROG, lambda: handler(args), error_exit=2)
 
 
 if __name__ == "__main__":

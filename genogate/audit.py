@@ -33,7 +33,7 @@ from typing import Any
 
 from genogate.errors import GenogateError, StoreError
 from genogate.signing import Signer, key_id, verify
-from genogate.sqlitedb import read_only
+from genogate.sqlitedb import read_only, transaction
 
 DOMAIN = "genogate.v1.AuditEntry"
 _GENESIS = bytes(32)
@@ -262,20 +262,15 @@ class AuditLog:
 
     def append(self, entry: Mapping[str, Any], *, now_ms: int | None = None) -> int:
         at = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-        with self._lock:
-            conn = self._conn
-            if conn is None:
-                raise StoreError(f"{self.path}: the audit log is closed")
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    seq = append(conn, self._signer, entry, at)
-                    conn.execute("COMMIT")
-                finally:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-            except sqlite3.Error as exc:
-                raise StoreError(f"{self.path}: cannot write the audit log: {exc}") from exc
+        with transaction(
+            lambda: self._conn,
+            self._lock,
+            what="audit log",
+            doing="appending",
+            path=self.path,
+            error=lambda exc: StoreError(f"{self.path}: cannot write the audit log: {exc}"),
+        ) as conn:
+            seq = append(conn, self._signer, entry, at)
         return seq
 
     def rows(self) -> list[Row]:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from genogate.errors import DeadlineExceeded, GenogateError, InvalidArgument, LocalError, Unavailable, UsageError
+from genogate.cliutil import run
+from genogate.errors import DeadlineExceeded, GenogateError, InvalidArgument, Unavailable, UsageError
 from genogate.genome import BUILDS
 
 if TYPE_CHECKING:
@@ -597,22 +597,13 @@ def _budget(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
-    try:
-        return handler(args)
-    except LocalError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except GenogateError as exc:
-        where = ""
+
+    def where(exc: GenogateError) -> str:
         if isinstance(exc, Unavailable | DeadlineExceeded):
-            where = f" (coordinator {getattr(args, 'coordinator', '?')})"
-        print(f"{PROG}: error: {exc}{where}", file=sys.stderr)
-        return 1
-    except BrokenPipeError:
-        return 0
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+            return f" (coordinator {getattr(args, 'coordinator', '?')})"
+        return ""
+
+    return run(PROG, lambda: handler(args), error_exit=1, where=where)
 
 
 if __name__ == "__main__":

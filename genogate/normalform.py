@@ -1,9 +1,10 @@
 """The canonical form of a cohort filter, computed from the filter alone (and the year), never from data.
 
 Two phrasings with the same canonical form are one question: the node answers the second with the first's
-stored release at no cost (``genogate.query.canonical``). So the form may merge two filters only where they
-select the same participants for **every** row a store can hold, never because of who happens to be in it:
-two filters equal only by coincidence of the data must stay different, or the free stored answer would leak.
+stored release at no cost, within one consent epoch (``genogate.query.canonical``). So the form may merge two
+filters only where they select the same participants for **every** row a store can hold, never because of who
+happens to be in it: two filters equal only by coincidence of the data must stay different, or the free stored
+answer would leak.
 
 **The semantics it preserves** are the evaluator's (``node.cohort.Cohorts.mask``, ``node.planner``): every
 atom is definite (true or false) for every participant, and ``NOT f`` is exactly the complement of ``f``.
@@ -33,7 +34,7 @@ finite set of labels, or all labels but a finite set plus "unknown"; has / has n
 absorbed: a value set that is everything makes an OR everyone and drops out of an AND; an empty one makes
 an AND nobody and drops out of an OR. Nested ANDs and ORs are flattened, duplicates removed, an operand
 implied by another (``a or (a and b)``: ``a``) absorbed, and operands sorted. Each value set is then written
-back in one fixed way with the existing atoms (``_age_filter`` and friends), so the result is an ordinary
+back in one fixed way with the existing atoms (``_Form.write``), so the result is an ordinary
 filter the wire, the planner and the evaluator already understand, and canonicalising it again gives it
 back unchanged (idempotent).
 

@@ -249,9 +249,10 @@ def canonical(q: Query, build: str | None = None, this_year: int | None = None) 
     sorted and de-duplicated. A filter that selects nobody whatever the data is refused (INVALID_FILTER).
 
     Two queries with the same canonical form ask the same question; the node answers the second with the
-    first's stored release (averaging repeated noisy answers would otherwise defeat the noise). ``chr1`` and
-    ``1``, ``a`` and ``A``, ``GCA>GA`` and ``GC>G`` are one question; so are ``not (sex=M or sex=U)`` and
-    ``sex=F``, or (in 2026) ``age>=40 and age<=200`` and ``age>=40``.
+    first's stored release while its consent epoch lasts (``node.ledger``; averaging repeated noisy answers
+    would otherwise defeat the noise). ``chr1`` and ``1``, ``a`` and ``A``, ``GCA>GA`` and ``GC>G`` are one
+    question; so are ``not (sex=M or sex=U)`` and ``sex=F``, or (in 2026) ``age>=40 and age<=200`` and
+    ``age>=40``.
     """
 
     def normalise(f: Filter) -> Filter:

@@ -1,19 +1,25 @@
 """Opening the small durable SQLite files genogate keeps (a node's ledger and nonce store, the
-coordinator's state): one way, so all of them refuse foreign files alike and are equally durable.
+coordinator's state and audit log): one way, so all of them refuse foreign files alike and are equally durable.
 
 ``open_database`` refuses, without writing a byte to it, a file that is not this kind of genogate file
 (not a regular file, not SQLite, another application's database, another schema version); otherwise it
 switches to WAL with ``synchronous=FULL`` and, for an empty file, creates the schema under the write lock
 (so two processes opening a new file at once cannot both create it). The connection is shared by threads
 (``check_same_thread=False``): callers serialise their transactions with their own lock.
+
+``transaction`` is the one BEGIN/COMMIT/ROLLBACK wrapper all of them use: under the caller's lock, a closed
+connection refused, rolled back on any exception, SQLite's errors mapped by ``write_error`` (or the caller's
+own mapping).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from genogate.errors import GenogateError, Reason, StoreError, Unavailable
@@ -132,6 +138,9 @@ def _initialise(
     def upgradable(version: int) -> bool:
         return all(v in migrations for v in range(version, schema_version)) and version < schema_version
 
+    def cannot_open(exc: sqlite3.Error) -> GenogateError:
+        return StoreError(f"{path}: cannot open the {what}: {exc}")
+
     def is_new() -> bool:
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -151,8 +160,7 @@ def _initialise(
         conn.execute("PRAGMA synchronous=FULL")
         if foreign_keys:
             conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(lambda: conn, None, what=what, doing="opening", path=path, error=cannot_open):
             if is_new():  # again under the write lock: another process may have created it meanwhile
                 for statement in schema:
                     conn.execute(statement)
@@ -165,12 +173,8 @@ def _initialise(
                     for statement in migrations[v]:
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={schema_version}")
-            conn.execute("COMMIT")
-        finally:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
     except sqlite3.Error as exc:
-        raise StoreError(f"{path}: cannot open the {what}: {exc}") from exc
+        raise cannot_open(exc) from exc
 
 
 def read_only(path: Path, what: str, sql: str, params: Iterable[object] = (), *, missing: str = "") -> list[Any]:
@@ -211,3 +215,101 @@ def write_error(exc: sqlite3.Error, what: str, doing: str, path: Path) -> Genoga
             "try again later",
         )
     return StoreError(f"{path}: {what} error while {doing}: {exc}")
+
+
+def transaction(
+    connection: Callable[[], sqlite3.Connection | None],
+    lock: contextlib.AbstractContextManager[object] | None,
+    *,
+    what: str,
+    doing: str,
+    path: Path,
+    immediate: bool = True,
+    error: Callable[[sqlite3.Error], GenogateError] | None = None,
+) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+    """One transaction on the ``what`` at ``path``, as a context manager that yields the connection: under
+    ``lock`` (``None``: the caller holds its lock), ``BEGIN IMMEDIATE`` (``immediate=False``: a deferred
+    ``BEGIN``, for reads), the body, ``COMMIT``.
+
+    ``connection`` is read under the lock; ``None`` (the caller has closed it) raises ``StoreError``. Any
+    exception from BEGIN, the body or COMMIT rolls back what is still open (a failing ROLLBACK is ignored:
+    the original error is the one to report) and propagates, an ``sqlite3.Error`` mapped to
+    ``write_error(exc, what, doing, path)`` or, given, ``error(exc)``. A caller sees what the body returns
+    only after COMMIT succeeded."""
+    return _Transaction(connection, lock, what, doing, path, "BEGIN IMMEDIATE" if immediate else "BEGIN", error)
+
+
+class _Transaction:
+    """``transaction``'s context manager (a class, not a generator: it runs twice per query on the ledger)."""
+
+    __slots__ = ("_connection", "_lock", "_what", "_doing", "_path", "_begin", "_error", "_conn")
+
+    def __init__(
+        self,
+        connection: Callable[[], sqlite3.Connection | None],
+        lock: contextlib.AbstractContextManager[object] | None,
+        what: str,
+        doing: str,
+        path: Path,
+        begin: str,
+        error: Callable[[sqlite3.Error], GenogateError] | None,
+    ) -> None:
+        self._connection = connection
+        self._lock = lock
+        self._what = what
+        self._doing = doing
+        self._path = path
+        self._begin = begin
+        self._error = error
+        self._conn: sqlite3.Connection | None = None
+
+    def _mapped(self, exc: sqlite3.Error) -> GenogateError:
+        return write_error(exc, self._what, self._doing, self._path) if self._error is None else self._error(exc)
+
+    def __enter__(self) -> sqlite3.Connection:
+        if self._lock is not None:
+            self._lock.__enter__()
+        try:
+            conn = self._connection()
+            if conn is None:
+                raise StoreError(f"{self._path}: the {self._what} is closed")
+            try:
+                conn.execute(self._begin)
+            except sqlite3.Error as exc:
+                raise self._mapped(exc) from exc
+        except BaseException:
+            if self._lock is not None:
+                self._lock.__exit__(None, None, None)
+            raise
+        self._conn = conn
+        return conn
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        conn = self._conn
+        assert conn is not None
+        try:
+            if exc is None:
+                try:
+                    conn.execute("COMMIT")
+                    return
+                except BaseException as failed:
+                    exc = failed
+                    _rollback(conn)
+                    if isinstance(exc, sqlite3.Error):
+                        raise self._mapped(exc) from exc
+                    raise
+            _rollback(conn)
+            if isinstance(exc, sqlite3.Error):
+                raise self._mapped(exc) from exc
+        finally:
+            self._conn = None
+            if self._lock is not None:
+                self._lock.__exit__(None, None, None)
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back what is still open (SQLite may have rolled back already, e.g. on a full disk); a failing
+    ROLLBACK is ignored: the original error is the one to report."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")

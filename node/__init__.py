@@ -1,1 +1,2 @@
-"""The genogate node: ingest, genotype store, exact counts for the operator, and (later) the DP query service."""
+"""The genogate node: ingest, genotype store, exact counts for the operator, and the DP query service (grant
+verification, budget ledger, noise, signed releases) behind its gRPC server."""

@@ -3,8 +3,9 @@
 Commands: ``init`` (a node's directory, keys and config), ``dev-ca`` (a development CA), ``ingest``
 (VCF/BCF + sample sheet into the store), ``freq`` (exact counts, offline, for the operator's own checks),
 ``serve`` (the gRPC query service), ``synth`` (a synthetic cohort for demos, tests and benchmarks),
-``audit verify|export`` (the tamper-evident log of every query).
-Expected problems print one line and exit with the error's code; a stack trace means a bug.
+``audit verify|export`` (the tamper-evident log of every query), ``status`` (the server and its files at a
+glance) and ``health`` (the running server's health service). Expected problems print one line and exit
+with the error's code (``genogate.cliutil``); a stack trace means a bug.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from genogate.errors import GenogateError, LocalError
+from genogate.cliutil import run
 from genogate.filter import parse_filter
 from genogate.query import Region
 
@@ -318,19 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         "status": _status,
         "health": _health,
     }[args.command]
-    try:
-        return handler(args)
-    except LocalError as exc:
-        print(f"genogate-node: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except GenogateError as exc:  # e.g. a malformed --where or --region
-        print(f"genogate-node: error: {exc}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        return 0
-    except KeyboardInterrupt:
-        print("genogate-node: interrupted; nothing was changed", file=sys.stderr)
-        return 130
+    # A GenogateError outside LocalError (e.g. a malformed --where or --region) exits 2.
+    return run("genogate-node", lambda: handler(args), error_exit=2, interrupted="interrupted; nothing was changed")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ import math
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,14 +61,13 @@ from genogate.errors import (
     InvalidArgument,
     PermissionDenied,
     Reason,
-    StoreError,
     Unauthenticated,
     Unavailable,
 )
 from genogate.genome import BUILDS
 from genogate.query import Kind
 from genogate.signing import key_id, verify
-from genogate.sqlitedb import open_database, write_error
+from genogate.sqlitedb import open_database, transaction
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 from node.studies import Study
@@ -272,23 +271,10 @@ class NonceStore:
             migrations=_MIGRATIONS,
         )
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            conn = self._conn
-            if conn is None:
-                raise StoreError(f"{self.path}: the nonce store is closed")
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                    conn.execute("COMMIT")
-                finally:
-                    if conn.in_transaction:
-                        with contextlib.suppress(sqlite3.Error):
-                            conn.execute("ROLLBACK")
-            except sqlite3.Error as exc:
-                raise write_error(exc, "nonce store", "recording a nonce", self.path) from exc
+    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(
+            lambda: self._conn, self._lock, what="nonce store", doing="recording a nonce", path=self.path
+        )
 
     def check_and_record(self, nonce: bytes, payload_sha256: str, timestamp_ms: int, now_ms: int, caller: str) -> None:
         """Record a nonce and its ``caller`` (certificate common name) on first sight; accept it again only

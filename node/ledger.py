@@ -70,7 +70,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -88,7 +88,7 @@ from genogate.errors import (
     Unauthenticated,
 )
 from genogate.signing import Signer
-from genogate.sqlitedb import open_database, read_only, reopen, statements, write_error
+from genogate.sqlitedb import open_database, read_only, reopen, statements, transaction, write_error
 
 UNIT_EXPONENT = 12
 """Amounts are stored as integers in units of 10**-UNIT_EXPONENT."""
@@ -435,6 +435,11 @@ def _db_error(exc: sqlite3.Error, doing: str, path: Path) -> GenogateError:
     return write_error(exc, "ledger", doing, path)
 
 
+class _Undone(Exception):
+    """Raised out of a batch of one whose op failed: its transaction rolls back, the op's caller gets the
+    op's own error."""
+
+
 class Ledger:
     """The budget ledger in one SQLite file (see the module docstring for guarantees and threading)."""
 
@@ -478,7 +483,7 @@ class Ledger:
                 self._conn.close()
                 raise
         self._suspect: set[int] = set()  # charges without a result whose release a machine crash may have lost
-        with self._transaction("BEGIN IMMEDIATE", "opening") as conn:
+        with self._transaction("opening") as conn:
             meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('boot_id', 'open')").fetchall())
             if meta.get("open") == "1" and meta.get("boot_id") and meta.get("boot_id") != self._boot:
                 self._suspect = {c for (c,) in conn.execute("SELECT charge_id FROM charges WHERE result IS NULL")}
@@ -489,30 +494,17 @@ class Ledger:
 
     # Transactions ----------------------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _transaction(self, begin: str, doing: str) -> Iterator[sqlite3.Connection]:
-        """Run the body in one transaction under the in-process lock; commit on success, else roll back.
+    def _transaction(
+        self, doing: str, *, immediate: bool = True
+    ) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """Run the body in one transaction under the in-process lock; commit on success, else roll back
+        (``genogate.sqlitedb.transaction``; ``immediate=False`` for reads).
 
         A value the body returns is only seen by the caller if COMMIT succeeded (a failing COMMIT raises
         instead), so ``Charged`` is never returned for a charge that is not durable."""
-        with self._lock:
-            conn = self._conn
-            if conn is None:
-                raise StoreError(f"{self.path}: the ledger is closed")
-            try:
-                conn.execute(begin)
-            except sqlite3.Error as exc:
-                raise _db_error(exc, doing, self.path) from exc
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                if conn.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):  # the original error is the one to report
-                        conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise _db_error(exc, doing, self.path) from exc
-                raise
+        return transaction(
+            lambda: self._conn, self._lock, what="ledger", doing=doing, path=self.path, immediate=immediate
+        )
 
     def _write(self, op: Callable[[sqlite3.Connection], T], doing: str, *, durable: bool = True) -> T:
         """Run ``op`` in a write transaction and return its value once that transaction is durable (synced;
@@ -534,26 +526,17 @@ class Ledger:
 
     def _run_batch(self, batch: list[_Ticket[Any]], doing: str) -> None:
         """One write transaction for ``batch`` (under ``self._lock``); every ticket ends finished."""
-        conn = self._conn if self._lazy is None or any(t.durable for t in batch) else self._lazy
+        db = self._conn if self._lazy is None or any(t.durable for t in batch) else self._lazy
         suspect = set(self._suspect)  # ops may settle suspect charges: undone if the batch fails
         try:
-            if conn is None:
-                raise StoreError(f"{self.path}: the ledger is closed")
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise _db_error(exc, doing, self.path) from exc
-            try:
+            with transaction(lambda: db, None, what="ledger", doing=doing, path=self.path) as conn:
                 if len(batch) == 1:  # alone in its transaction: rolling that back undoes exactly this op
                     t = batch[0]
                     try:
                         t.value = t.op(conn)
                     except Exception as exc:  # noqa: BLE001 - it is the op's caller's error, raised there
-                        if conn.in_transaction:  # (SQLite may have rolled back already, e.g. on a full disk)
-                            with contextlib.suppress(sqlite3.Error):
-                                conn.execute("ROLLBACK")
                         t.error = _db_error(exc, doing, self.path) if isinstance(exc, sqlite3.Error) else exc
-                        return
+                        raise _Undone from None  # (the transaction rolls back; the batch did not fail)
                 for i, t in enumerate(batch if len(batch) > 1 else ()):
                     conn.execute(f"SAVEPOINT op{i}")
                     try:
@@ -562,14 +545,8 @@ class Ledger:
                         conn.execute(f"ROLLBACK TO op{i}")
                         t.error = _db_error(exc, doing, self.path) if isinstance(exc, sqlite3.Error) else exc
                     conn.execute(f"RELEASE op{i}")
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                if conn.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):  # the original error is the one to report
-                        conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise _db_error(exc, doing, self.path) from exc
-                raise
+        except _Undone:
+            pass
         except BaseException as exc:  # noqa: BLE001 - nothing in the batch happened: each caller gets it
             self._suspect = suspect
             for t in batch:
@@ -846,7 +823,7 @@ class Ledger:
 
     def audit_rows(self) -> list[audit.Row]:
         """The audit log, oldest first."""
-        with self._transaction("BEGIN", "reading the audit log") as conn:
+        with self._transaction("reading the audit log", immediate=False) as conn:
             return audit.rows(conn)
 
     def seen(self, study_id: str, query_id: str, canonical_sha256: str, epoch: int = 0) -> bool:
@@ -911,7 +888,7 @@ class Ledger:
 
     def history(self, study_id: str) -> list[LedgerEntry]:
         """Every query id recorded under the study, in the order received (for operators and audits)."""
-        with self._transaction("BEGIN", "reading history") as conn:
+        with self._transaction("reading history", immediate=False) as conn:
             rows = conn.execute(
                 "SELECT q.query_id, q.payload_sha256, c.canonical_sha256, c.charge_id, c.query_id,"
                 " c.epsilon_units, c.delta_units, q.received_ms, c.result IS NOT NULL, c.researcher, c.epoch, q.caller"
@@ -946,7 +923,7 @@ class Ledger:
         node's per-day totals equal the sums of their charges and recharges of that day; every charge
         belongs to epoch 0 (before version 4) or a registered epoch, and epochs are numbered 1, 2, ... with
         no gap."""
-        with self._transaction("BEGIN", "checking") as conn:
+        with self._transaction("checking", immediate=False) as conn:
             problems = [r[0] for r in conn.execute("PRAGMA integrity_check").fetchall() if r[0] != "ok"]
             problems += [
                 f"study {s!r}: total ({e}, {d}) != sum of charges and recharges ({se}, {sd})"
@@ -1026,13 +1003,11 @@ class Ledger:
                     self._lazy.close()
                 self._lazy = None
             if self._conn is not None:
-                with contextlib.suppress(sqlite3.Error):  # cannot note it (disk full): the next open is careful
-                    self._conn.execute("BEGIN IMMEDIATE")
-                    self._conn.execute("UPDATE meta SET value = '0' WHERE key = 'open'")
-                    self._conn.execute("COMMIT")
-                if self._conn.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        self._conn.execute("ROLLBACK")
+                with (
+                    contextlib.suppress(GenogateError),  # cannot note it (disk full): the next open is careful
+                    transaction(lambda: self._conn, None, what="ledger", doing="closing", path=self.path) as conn,
+                ):
+                    conn.execute("UPDATE meta SET value = '0' WHERE key = 'open'")
                 self._conn.close()
                 self._conn = None
 

@@ -4,10 +4,11 @@ Order of work for one query (each step may refuse; nothing is charged until step
 before it):
 
 1. decode and validate the envelope (query id, ε, the query itself);
-2. authorise: the study is known and in force, names this kind, the caller is one of its researchers,
-   and this node's policy accepts the kind and the study's purpose;
-3. caps: ε within the study's and the node's per-query caps; variant count within the node's limit;
-   the study's request rate;
+2. authorise: the study's committee-signed grant verifies (``node.grants``: signatures, validity, site,
+   revocation, nonce) or, for a local study, it is known and in force and the caller is one of its
+   researchers; the study names this kind, and this node's policy accepts the kind and the study's purpose;
+3. caps: ε at least the node's floor and within the study's and the node's per-query caps; variant count
+   within the node's limit; the study's request rate;
 4. reduce the query to its canonical form (``genogate.query.canonical``: one spelling per variant, on the
    build the query or its study names, which must be this node's: WRONG_ASSEMBLY; filters in their canonical
    form, ``genogate.normalform``, ages folded with this node's year; a filter that selects nobody whatever the

@@ -1,7 +1,10 @@
-"""Studies a node will answer for, and the checks every query must pass before it is computed.
+"""Studies a node will answer for: the ``Study`` value the service checks every query against, and the local
+trusted-studies file.
 
-Until signed grants arrive (the coordinator issue), a node reads its studies from a local
-trusted-studies TOML file that its data steward maintains::
+A study normally reaches a node as a committee-signed grant, which ``node.grants.GrantVerifier`` turns into a
+``Study``. With ``[studies] local = true`` a node also answers for local studies, approved by its own data
+steward in a trusted-studies TOML file (``[studies] trusted_file``), whose researchers are authenticated by
+their certificate common name only::
 
     [[study]]
     id = "S-2026-001"
@@ -14,7 +17,8 @@ trusted-studies TOML file that its data steward maintains::
     researchers = ["alice"]             # client-certificate common names allowed to query
     assembly = "GRCh38"                 # optional: the build of the study's coordinates (default: the node's)
 
-A study here is the same value a verified grant will become: ``Study`` is what the service checks.
+A local study is the same value a verified grant becomes; the budgets above the study (the researcher's and
+the node's caps, ``node.ledger``) apply to both alike.
 """
 
 from __future__ import annotations

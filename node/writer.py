@@ -1,7 +1,7 @@
 """Writes split, sample-mapped calls into a store inside the ingest transaction.
 
 Buffers sparse rows and dense bitsets and appends them in large batches (DuckDB scans the numpy
-buffers directly). Variant ids are given in arrival order; ``Ingest`` renumbers at the end when the
+buffers directly). Variant ids are given in arrival order; ingest renumbers them at the end when the
 input was not in genomic order.
 """
 

@@ -58,17 +58,15 @@ from genogate.convert import proposal_from_pb
 from genogate.errors import (
     AlreadyExists,
     FailedPrecondition,
-    GenogateError,
     InvalidArgument,
     NotFound,
     PermissionDenied,
     Reason,
-    StoreError,
 )
 from genogate.genome import BUILDS
 from genogate.query import Kind
 from genogate.signing import Signer, key_id, verify
-from genogate.sqlitedb import open_database, statements, write_error
+from genogate.sqlitedb import open_database, statements, transaction
 from genogate.studies import (
     NodeInfo,
     Researcher,
@@ -170,10 +168,6 @@ def _not_found(study_id: str) -> NotFound:
     return NotFound(f"no study {study_id!r}", message="the study does not exist")
 
 
-def _db_error(exc: sqlite3.Error, doing: str, path: Path) -> GenogateError:
-    return write_error(exc, "coordinator state", doing, path)
-
-
 _REGISTRY = {  # table: (primary key, public message when the key is taken with other details)
     "nodes": ("name", "a node of this name is already registered"),
     "researchers": ("key_fingerprint", "this researcher key is already registered"),
@@ -233,30 +227,14 @@ class SqliteCoordinatorState:
     def _tx(self, doing: str) -> Iterator[tuple[sqlite3.Connection, int]]:
         """One write transaction under the lock, with the current time in ms; grants whose ``not_after`` has
         passed are marked EXPIRED first, so every operation sees the derived state (and stores it)."""
-        with self._lock:
-            conn = self._conn
-            if conn is None:
-                raise StoreError(f"{self.path}: the coordinator state is closed")
+        with transaction(lambda: self._conn, self._lock, what="coordinator state", doing=doing, path=self.path) as conn:
             now = int(self._clock() * 1000)
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise _db_error(exc, doing, self.path) from exc
-            try:
-                conn.execute(
-                    "UPDATE studies SET state = 'EXPIRED', updated_ms = not_after_ms"
-                    " WHERE state = 'APPROVED' AND not_after_ms <= ?",
-                    (now,),
-                )
-                yield conn, now
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                if conn.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):  # the original error is the one to report
-                        conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise _db_error(exc, doing, self.path) from exc
-                raise
+            conn.execute(
+                "UPDATE studies SET state = 'EXPIRED', updated_ms = not_after_ms"
+                " WHERE state = 'APPROVED' AND not_after_ms <= ?",
+                (now,),
+            )
+            yield conn, now
 
     # Registry ------------------------------------------------------------------------------------------------
 
