@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from genogate.errors import GenogateError, LocalError
+from genogate import cliutil
 from genogate.launch import Proc, start_server
 from genogate.nodeclient import ClientTLS
 
@@ -368,14 +368,4 @@ def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     args = p.parse_args(argv)
-    try:
-        return run(args)
-    except LocalError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except GenogateError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+    return cliutil.run(prog, lambda: run(args), error_exit=1)
