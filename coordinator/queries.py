@@ -37,7 +37,6 @@ from coordinator.preview import MAX_SITES, SITE_NAME_RE, caps_of
 from coordinator.state import CoordinatorState
 from genogate import metrics
 from genogate.audit import AuditLog, b64
-from genogate.convert import query_from_pb
 from genogate.errors import (
     FailedPrecondition,
     GenogateError,
@@ -47,8 +46,9 @@ from genogate.errors import (
     Reason,
     Unauthenticated,
 )
+from genogate.kinds import canonical, filters_of, query_from_pb
 from genogate.ontology import canonical_label
-from genogate.query import AncestryIn, And, Filter, Not, Or, Query, canonical, filters_of
+from genogate.query import AncestryIn, And, Filter, Not, Or, Query
 from genogate.rpc import max_envelope_bytes
 from genogate.signing import verify
 from genogate.wire.v1 import common_pb2 as pb

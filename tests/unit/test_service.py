@@ -16,7 +16,6 @@ import numpy.typing as npt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from genogate.convert import canonical_bytes
 from genogate.errors import (
     AlreadyExists,
     GenogateError,
@@ -27,6 +26,7 @@ from genogate.errors import (
     Unauthenticated,
 )
 from genogate.filter import parse_filter
+from genogate.kinds import canonical, canonical_bytes
 from genogate.nodeclient import envelope
 from genogate.query import (
     AlleleFrequency,
@@ -37,7 +37,6 @@ from genogate.query import (
     Kind,
     Region,
     Variant,
-    canonical,
 )
 from genogate.signing import Signer, verify
 from genogate.wire.v1 import common_pb2 as pb
