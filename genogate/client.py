@@ -29,7 +29,7 @@ from typing import Any
 from genogate import table
 from genogate.coordclient import CoordinatorClient
 from genogate.errors import DeadlineExceeded, GenogateError, Reason, Unavailable
-from genogate.kinds import for_pb, kind_of
+from genogate.kinds import KINDS, for_pb, kind_of
 from genogate.kinds.base import as_filter, as_region, as_variants
 from genogate.nodeclient import ClientTLS, envelope, signed, site_values
 from genogate.query import (
@@ -326,8 +326,11 @@ def _dataframe(rows: list[dict[str, Any]]) -> Any:
     return pd.DataFrame(rows)
 
 
+_RATIOS = frozenset(q for kind in KINDS.values() for q in kind.ratios)
+
+
 def _num(x: float, quantity: str) -> str:
-    if quantity in ("allele_frequency", "odds_ratio"):
+    if quantity in _RATIOS:
         return f"{x:.4g}"
     return f"{x:,.1f}" if abs(x - round(x)) > 1e-9 else f"{round(x):,}"
 

@@ -40,6 +40,7 @@ class AlleleFrequencyKind(QueryKind):
     help = "allele counts and frequency of variants in a cohort"
     per_variant = True
     uses_variants = True
+    ratios = frozenset({"allele_frequency"})
 
     def to_pb(self, q: Query) -> pb.Query:
         assert isinstance(q, AlleleFrequency)

@@ -118,6 +118,8 @@ class QueryKind(abc.ABC):
     """Whether one query's cost covers one variant (the study preview says "of 1 variant")."""
     uses_variants: bool
     """Whether the query releases values per variant (named, or a region's)."""
+    ratios: frozenset[str] = frozenset()
+    """The quantities of its combined rows that are ratios, not counts (printed with 4 significant digits)."""
 
     @property
     def name(self) -> str:

@@ -39,6 +39,7 @@ class CaseControlKind(QueryKind):
     help = "case/control allele tables and odds ratios"
     per_variant = True
     uses_variants = True
+    ratios = frozenset({"odds_ratio"})
 
     def to_pb(self, q: Query) -> pb.Query:
         assert isinstance(q, CaseControl)
