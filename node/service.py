@@ -8,14 +8,15 @@ before it):
    and this node's policy accepts the kind and the study's purpose;
 3. caps: ε within the study's and the node's per-query caps; variant count within the node's limit;
    the study's request rate;
-4. reduce the query to its canonical form (``genogate.query.canonical``: one spelling per variant, on the
+4. reduce the query to its canonical form (``genogate.kinds.canonical``: one spelling per variant, on the
    build the query or its study names, which must be this node's: WRONG_ASSEMBLY; filters in their canonical
    form, ``genogate.normalform``, ages folded with this node's year; a filter that selects nobody whatever the
    data is INVALID_FILTER), then refuse what the node
    cannot answer truthfully, from public information only: a contig it does not have (UNKNOWN_CONTIG), a
    position its data does not cover (NOT_COVERED) or past a chromosome's end (``Catalogue``), a phenotype term
    outside the store's vocabulary (UNKNOWN_TERM: decided from the ontologies, never from who is annotated);
-5. plan the noise (``node.dp.plan``: mechanism and scale from the kind's declared sensitivity);
+5. plan the noise (``QueryKind.plans`` with ``node.dp.plan``: mechanism and scale from the kind's declared
+   sensitivity);
 6. ``Ledger.begin``: a durable charge (or the stored answer of the same question, at no cost; a retry or a
    repeat is never computed). This is the last refusal (BUDGET_EXHAUSTED and the node-wide caps), and
    nothing of the store has been touched before it (no variant lookup, no row read, no cohort mask) but
@@ -28,6 +29,10 @@ before it):
    the noise (OpenDP), apply the minimum-reportable-count rule to the *noisy* values, and store the result
    (first completion wins);
 8. wrap the stored result in a signed release.
+
+What differs between query kinds is the kind's (``genogate.kinds``, looked up once per step): its variants
+and region, filters and cohort arms, noise plans, exact counts over this node's data (``node.counting``, the
+one adapter between kinds and the store) and the shape of its noisy release. This module stays generic.
 
 No refusal, error message, branch or the time either takes depends on the data: every refusal is decided
 from the envelope, the study, the policy and the ledger before the store is touched (the refused-query
