@@ -229,3 +229,52 @@ def test_no_per_kind_branch_outside_the_kind_modules() -> None:
                 continue
             found += [f"{rel}: {m.group(0)}" for m in _BRANCH.finditer(path.read_text())]
     assert found == []
+
+
+# Every kind through the real parts: a node's release (exact counts, zero noise injected as in
+# tests/unit/test_service.py), the coordinator's combination of two sites, and the researcher's rows.
+
+NODE_EXAMPLES: dict[Kind, Query] = {
+    Kind.COHORT_COUNT: CohortCount(SexIs("F")),
+    Kind.ALLELE_FREQUENCY: AlleleFrequency((Variant("1", 100, "A", "G"), Variant("1", 200, "C", "T"))),
+    Kind.GENOTYPE_COUNTS: GenotypeCounts(Variant("1", 100, "A", "G")),
+    Kind.CASE_CONTROL: CaseControl((Variant("1", 100, "A", "G"),), SexIs("F"), SexIs("M")),
+    Kind.CARRIER_COUNT: CarrierCount(Region("1", 1, 1000), 0.2),
+}
+
+
+@pytest.fixture(scope="module")
+def service_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from node.ingest import ingest
+    from tests.unit.test_service import SHEET, VCF
+
+    d = tmp_path_factory.mktemp("kinds")
+    (d / "c.vcf").write_text(VCF)
+    (d / "s.tsv").write_text(SHEET)
+    ingest(d / "store.duckdb", [d / "c.vcf"], d / "s.tsv", build="GRCh37")
+    return d / "store.duckdb"
+
+
+@pytest.mark.parametrize("kind", list(Kind), ids=lambda k: k.label)
+def test_each_kind_from_node_release_to_combined_rows(kind: Kind, service_store: Path, tmp_path: Path) -> None:
+    from coordinator.combine import combine_results
+    from tests.unit.test_service import ask, make
+
+    module = KINDS[kind]
+    svc = make(service_store, tmp_path, memory_mb=16)
+    try:
+        body = ask(svc, NODE_EXAMPLES[kind])
+    finally:
+        svc.close()
+    assert for_pb(body.result) is module
+    site = module.site_rows(body.result)
+    assert site and all(v.estimate >= 0 for _, _, v in site)
+    combined = combine_results([body, body])
+    assert combined is not None and for_pb(combined) is module
+    rows, odds = module.combined_rows(combined)
+    by_name = {(variant, quantity): value for variant, quantity, value in rows}
+    # Every number a site released is combined, as the sum over the two sites; the rest are ratios.
+    for variant, quantity, value in site:
+        assert by_name[variant, quantity].estimate == 2 * value.estimate, (variant, quantity)
+    assert {q for _, q in by_name} - {q for _, q, _ in site} <= module.ratios
+    assert bool(odds) == ("odds_ratio" in module.ratios)
