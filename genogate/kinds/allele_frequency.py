@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from genogate.convert import filter_from_pb, filter_to_pb, region_from_pb, region_to_pb, variant_from_pb, variant_to_pb
 from genogate.errors import UsageError
 from genogate.kinds.base import (
     CombinedRow,
-    Counts,
     Maths,
     NodeData,
     QueryKind,
@@ -31,6 +31,9 @@ from genogate.kinds.base import (
 from genogate.query import AlleleFrequency, Kind, Query, Region, Variant, canonical_region, canonical_variant
 from genogate.query import normalise_filter as _normalise
 from genogate.wire.v1 import common_pb2 as pb
+
+if TYPE_CHECKING:
+    from genogate.kinds.base import Counts
 
 
 class AlleleFrequencyKind(QueryKind):

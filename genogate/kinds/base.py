@@ -20,22 +20,24 @@ import abc
 import argparse
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import Protocol
-
-import numpy as np
-import numpy.typing as npt
+from typing import TYPE_CHECKING, Protocol
 
 from genogate.filter import parse_filter
 from genogate.query import EVERYONE, Filter, Kind, Query, Region, Variant
 from genogate.wire.v1 import common_pb2 as pb
-from node import dp as privacy  # noise planning: moves to genogate.privacy (issue 14); the one use of node here
 
-Sensitivity = privacy.Sensitivity
-NoisePlan = privacy.NoisePlan
-SENSITIVITY = privacy.SENSITIVITY
-plan = privacy.plan
-Mask = npt.NDArray[np.bool_]
-Counts = npt.NDArray[np.int64]
+# numpy and the noise planning (OpenDP) are imported where used, not here: the CLI builds its parser from the
+# kinds, and a command that asks nothing should not load them (a third of a second per command).
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from node.dp import NoisePlan as NoisePlan  # genogate.privacy after issue 14's layering
+    from node.dp import Sensitivity as Sensitivity
+
+    Mask = npt.NDArray[np.bool_]
+    Counts = npt.NDArray[np.int64]
+
 SiteRow = tuple[str, str, pb.NoisyValue]
 CombinedRow = tuple[str, str, pb.CombinedValue]
 
@@ -159,7 +161,7 @@ class QueryKind(abc.ABC):
 
     def sensitivity(self, k: int) -> Sensitivity:
         """The declared sensitivity of one release of ``k`` variants (``genogate.privacy``)."""
-        return SENSITIVITY[self.kind](k)
+        return sensitivity_of(self.kind, k)
 
     def plans(
         self, q: Query, k: int | None, epsilon: Decimal, delta: Decimal
@@ -207,6 +209,27 @@ class QueryKind(abc.ABC):
 
 
 # Helpers the kinds share -------------------------------------------------------------------------------
+
+
+def sensitivity_of(kind: Kind, k: int) -> Sensitivity:
+    """The declared sensitivity of one release of ``kind`` over ``k`` variants."""
+    from node.dp import SENSITIVITY  # genogate.privacy after issue 14's layering
+
+    return SENSITIVITY[kind](k)
+
+
+def plan(sens: Sensitivity, epsilon: Decimal, delta: Decimal) -> NoisePlan:
+    """The noise of one release (mechanism, scale, interval) spending exactly ``epsilon`` and ``delta``."""
+    from node import dp  # genogate.privacy after issue 14's layering
+
+    return dp.plan(sens, epsilon, delta)
+
+
+def counts(values: Sequence[int]) -> Counts:
+    """An exact vector from plain counts."""
+    import numpy as np
+
+    return np.array(values, dtype=np.int64)
 
 
 def add_where(parser: argparse.ArgumentParser) -> None:
@@ -260,6 +283,8 @@ def as_region(region: str | Region) -> Region:
 
 def alt_ref(classes: Counts) -> Counts:
     """Interleaved (ALT, REF) allele counts per variant from class counts: (a0, r0, a1, r1, ...)."""
+    import numpy as np
+
     ac = 2 * classes[:, HOM_ALT] + classes[:, HET] + classes[:, HEMI_ALT]
     an = 2 * (classes[:, HOM_REF] + classes[:, HET] + classes[:, HOM_ALT]) + classes[:, HEMI_REF] + classes[:, HEMI_ALT]
     return np.stack([ac, an - ac], axis=1).reshape(-1).astype(np.int64)

@@ -9,31 +9,31 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from decimal import Decimal
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from genogate.convert import filter_from_pb, filter_to_pb, region_from_pb, region_to_pb
 from genogate.errors import InvalidArgument, Reason
 from genogate.kinds.base import (
-    SENSITIVITY,
     CombinedRow,
-    Counts,
     Maths,
     NodeData,
-    NoisePlan,
     QueryKind,
     Release,
-    Sensitivity,
     SiteRow,
     add_region,
     add_where,
     alt_ref,
     as_filter,
     as_region,
+    counts,
     plan,
+    sensitivity_of,
 )
 from genogate.query import CarrierCount, Kind, Query, Region, Variant, canonical_region, normalise_filter
 from genogate.wire.v1 import common_pb2 as pb
+
+if TYPE_CHECKING:
+    from genogate.kinds.base import Counts, NoisePlan, Sensitivity
 
 
 class CarrierCountKind(QueryKind):
@@ -87,14 +87,14 @@ class CarrierCountKind(QueryKind):
         if q.max_allele_frequency is None:
             return super().plans(q, k, epsilon, delta)
         half = epsilon / 2
-        s_af = SENSITIVITY[Kind.ALLELE_FREQUENCY](max(k or 0, 1))
+        s_af = sensitivity_of(Kind.ALLELE_FREQUENCY, max(k or 0, 1))
         s_cc = self.sensitivity(1)
         return [s_af, s_cc], [plan(s_af, half, delta), plan(s_cc, half, Decimal(0))]
 
     def exact(self, q: Query, data: NodeData) -> Counts:
         assert isinstance(q, CarrierCount)
         if q.max_allele_frequency is None:
-            return np.array([data.carriers(data.masks[0])], dtype=np.int64)
+            return counts([data.carriers(data.masks[0])])
         return alt_ref(data.classes(data.consent))  # stage 1: the AF over every consented participant
 
     def release(
@@ -106,12 +106,12 @@ class CarrierCountKind(QueryKind):
         if q.max_allele_frequency is not None:
             # Stage 2: only post-processing of the noisy AF picks the variants; their carriers get the rest.
             af_noisy = noisy.reshape(-1, 2)
-            an = np.maximum(af_noisy.sum(axis=1), 1)
+            an = af_noisy.sum(axis=1).clip(min=1)
             chosen = af_noisy[:, 0] / an <= q.max_allele_frequency
             # Every variant's rows are read again, the unchosen and the stand-ins uncounted: the same work
             # whichever the noise chose and whichever the store holds.
             stage = 1
-            noisy = out.draw(np.array([data.carriers(data.masks[0], chosen)], dtype=np.int64), stage)
+            noisy = out.draw(counts([data.carriers(data.masks[0], chosen)]), stage)
         return pb.QueryResult(carrier_count=pb.CarrierCountResult(carriers=out.value(noisy[0], stage)))
 
     def combine(self, results: Sequence[pb.QueryResult], maths: Maths) -> pb.CombinedResult:

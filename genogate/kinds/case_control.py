@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from genogate.convert import filter_from_pb, filter_to_pb, variant_from_pb, variant_to_pb
 from genogate.errors import UsageError
 from genogate.kinds.base import (
     CombinedRow,
-    Counts,
-    Mask,
     Maths,
     NodeData,
     QueryKind,
@@ -28,6 +25,9 @@ from genogate.kinds.base import (
 )
 from genogate.query import CaseControl, Filter, Kind, Query, Variant, canonical_variant, normalise_filter
 from genogate.wire.v1 import common_pb2 as pb
+
+if TYPE_CHECKING:
+    from genogate.kinds.base import Counts, Mask
 
 CELLS = ("case_alt", "case_ref", "control_alt", "control_ref")
 
@@ -79,6 +79,8 @@ class CaseControlKind(QueryKind):
         return [masks[0], masks[1] & ~masks[0]]  # a participant in both arms counts as a case only
 
     def exact(self, q: Query, data: NodeData) -> Counts:
+        import numpy as np
+
         # one read of the rows, counted for both arms: (case alt, case ref, control alt, control ref) per variant
         return np.stack([alt_ref(data.classes(m)).reshape(-1, 2) for m in data.masks], axis=1).reshape(-1)
 

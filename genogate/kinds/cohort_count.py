@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from genogate.convert import filter_from_pb, filter_to_pb
-from genogate.kinds.base import CombinedRow, Counts, Maths, NodeData, QueryKind, Release, SiteRow, add_where, as_filter
+from genogate.kinds.base import (
+    CombinedRow,
+    Maths,
+    NodeData,
+    QueryKind,
+    Release,
+    SiteRow,
+    add_where,
+    as_filter,
+    counts,
+)
 from genogate.query import CohortCount, Kind, Query, Variant, normalise_filter
 from genogate.wire.v1 import common_pb2 as pb
+
+if TYPE_CHECKING:
+    from genogate.kinds.base import Counts
 
 
 class CohortCountKind(QueryKind):
@@ -36,7 +48,7 @@ class CohortCountKind(QueryKind):
         return ()
 
     def exact(self, q: Query, data: NodeData) -> Counts:
-        return np.array([data.size(data.masks[0])], dtype=np.int64)
+        return counts([data.size(data.masks[0])])
 
     def release(
         self, q: Query, variants: Sequence[Variant] | None, exact: Counts, data: NodeData, out: Release

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from genogate.convert import filter_from_pb, filter_to_pb, variant_from_pb, variant_to_pb
 from genogate.errors import InvalidArgument, Reason
@@ -18,7 +17,6 @@ from genogate.kinds.base import (
     HOM_REF,
     NO_CALL,
     CombinedRow,
-    Counts,
     Maths,
     NodeData,
     QueryKind,
@@ -30,6 +28,9 @@ from genogate.kinds.base import (
 )
 from genogate.query import GenotypeCounts, Kind, Query, Variant, canonical_variant, normalise_filter
 from genogate.wire.v1 import common_pb2 as pb
+
+if TYPE_CHECKING:
+    from genogate.kinds.base import Counts
 
 
 class GenotypeCountsKind(QueryKind):
@@ -65,7 +66,7 @@ class GenotypeCountsKind(QueryKind):
         return (q.variant,)
 
     def exact(self, q: Query, data: NodeData) -> Counts:
-        counts: Counts = data.classes(data.masks[0])[0].astype(np.int64)
+        counts: Counts = data.classes(data.masks[0])[0].astype("int64")
         return counts
 
     def release(
