@@ -48,6 +48,7 @@ import math
 from collections.abc import Sequence
 
 from genogate import noise
+from genogate.kinds import for_pb
 from genogate.wire.v1 import common_pb2 as pb
 
 ALPHA = 0.05
@@ -159,77 +160,29 @@ def odds_ratio(a: pb.CombinedValue, b: pb.CombinedValue, c: pb.CombinedValue, d:
     )
 
 
+class _Maths:
+    """The combination maths each kind's ``combine`` is given (``genogate.kinds.base.Maths``)."""
+
+    sum_of = staticmethod(sum_of)
+    frequency = staticmethod(_frequency)
+    odds_ratio = staticmethod(odds_ratio)
+
+
+_MATHS = _Maths()
+
+
 def combine_results(bodies: Sequence[pb.ReleaseBody]) -> pb.CombinedResult | None:
-    """The combination of the answering sites' results (all of one kind); None when none answered."""
+    """The combination of the answering sites' results (all of one kind, ``genogate.kinds``); None when none
+    answered."""
     results = [b.result for b in bodies]
     if not results:
         return None
-    kind = results[0].WhichOneof("kind")
-    if any(r.WhichOneof("kind") != kind for r in results):
+    kind = for_pb(results[0])
+    if any(r.WhichOneof("kind") != results[0].WhichOneof("kind") for r in results):
         raise ValueError("sites answered with different result kinds")
-    if kind == "cohort_count":
-        return pb.CombinedResult(
-            cohort_count=pb.CombinedCohortCount(count=sum_of([r.cohort_count.count for r in results]))
-        )
-    if kind == "carrier_count":
-        return pb.CombinedResult(
-            carrier_count=pb.CombinedCarrierCount(carriers=sum_of([r.carrier_count.carriers for r in results]))
-        )
-    if kind == "genotype_counts":
-        g = [r.genotype_counts for r in results]
-
-        def field(name: str) -> pb.CombinedValue:
-            return sum_of([getattr(x, name) for x in g])
-
-        return pb.CombinedResult(
-            genotype_counts=pb.CombinedGenotypeCounts(
-                variant=g[0].variant,
-                hom_ref=field("hom_ref"),
-                het=field("het"),
-                hom_alt=field("hom_alt"),
-                hemi_ref=field("hemi_ref"),
-                hemi_alt=field("hemi_alt"),
-                no_call=field("no_call"),
-            )
-        )
-    if kind == "allele_frequency":
-        per_site = [list(r.allele_frequency.variants) for r in results]
-        _same_variants([[x.variant for x in site] for site in per_site])
-        out = pb.CombinedAlleleFrequency()
-        for i, first in enumerate(per_site[0]):
-            ac = [site[i].allele_count for site in per_site]
-            an = [site[i].allele_number for site in per_site]
-            sum_ac, sum_an = sum_of(ac), sum_of(an, draws=2)
-            out.variants.add(
-                variant=first.variant,
-                allele_count=sum_ac,
-                allele_number=sum_an,
-                allele_frequency=_frequency(ac, an, sum_ac, sum_an),
-            )
-        return pb.CombinedResult(allele_frequency=out)
-    if kind == "case_control":
-        tables = [list(r.case_control.tables) for r in results]
-        _same_variants([[x.variant for x in site] for site in tables])
-        cc = pb.CombinedCaseControl()
-        for i, table in enumerate(tables[0]):
-            cells = [sum_of([getattr(site[i], f) for site in tables]) for f in _CELLS]
-            cc.tables.add(
-                variant=table.variant,
-                case_alt=cells[0],
-                case_ref=cells[1],
-                control_alt=cells[2],
-                control_ref=cells[3],
-                odds_ratio=odds_ratio(*cells),
-            )
-        return pb.CombinedResult(case_control=cc)
-    raise ValueError(f"no result kind to combine ({kind!r})")
+    if kind is None:
+        raise ValueError("no result kind to combine (None)")
+    return kind.combine(results, _MATHS)
 
 
 _CELLS = ("case_alt", "case_ref", "control_alt", "control_ref")
-
-
-def _same_variants(per_site: Sequence[Sequence[pb.Variant]]) -> None:
-    first = [v.SerializeToString(deterministic=True) for v in per_site[0]]
-    for site in per_site[1:]:
-        if [v.SerializeToString(deterministic=True) for v in site] != first:
-            raise ValueError("sites answered for different variants")

@@ -35,6 +35,7 @@ from genogate import duo, privacy, risk
 from genogate.envelope import exact_decimal
 from genogate.errors import GenogateError, InvalidArgument, Reason
 from genogate.genome import BUILDS
+from genogate.kinds import KINDS
 from genogate.query import Kind
 from genogate.studies import NodeInfo
 from genogate.wire.v1 import common_pb2 as pb
@@ -52,7 +53,6 @@ MAX_TEXT = 10_000
 MAX_EPSILON = Decimal(10**6)
 """Largest ε a proposal may name: node ledgers refuse larger caps (``node.ledger.MAX_AMOUNT``)."""
 DAY_MS = 86_400_000
-_PER_VARIANT = (Kind.ALLELE_FREQUENCY, Kind.CASE_CONTROL)
 
 
 @dataclass(frozen=True)
@@ -270,7 +270,7 @@ def _halfwidth(kind: Kind, epsilon: Decimal) -> float | None:
     if epsilon < MIN_PLANNABLE:
         return None
     try:
-        hw = privacy.plan(privacy.SENSITIVITY[kind](1), epsilon, Decimal(0)).ci95_halfwidth
+        hw = privacy.plan(KINDS[kind].sensitivity(1), epsilon, Decimal(0)).ci95_halfwidth
     except (GenogateError, ArithmeticError, ValueError, OpenDPException):
         return None
     # At a huge epsilon the scale is tiny and OpenDP's accuracy helper answers -inf: the noise is nil.
@@ -292,7 +292,7 @@ def _budget_lines(p: cpb.StudyProposal) -> list[str]:
         hw = _halfwidth(kind, cap)
         count = "more than 10^12 queries" if n is None else f"{n} {'query' if n == 1 else 'queries'}"
         what = f"{kind.label}: {count}"
-        what += f"{' of 1 variant' if kind in _PER_VARIANT else ''} at eps {cap}"
+        what += f"{' of 1 variant' if KINDS[kind].per_variant else ''} at eps {cap}"
         lines.append(f"{what}, each count ±{hw:.3g} (95%)" if hw is not None else f"{what}: noise not plannable")
     return lines
 

@@ -49,8 +49,9 @@ from genogate.errors import (
     Reason,
     Unauthenticated,
 )
+from genogate.kinds import canonical, filters_of
 from genogate.ontology import canonical_label
-from genogate.query import AncestryIn, And, Filter, Not, Or, Query, canonical, filters_of
+from genogate.query import AncestryIn, And, Filter, Not, Or, Query
 from genogate.rpc import max_envelope_bytes
 from genogate.studies import NodeInfo, StudyState
 from genogate.wire.v1 import common_pb2 as pb

@@ -61,15 +61,6 @@ filters (--where, --cases, --controls; keywords are case-insensitive):
     --where "sex=F and ancestry in (EUR,AFR) and phenotype=HP:0001250"
     --where "age>=40 and not (phenotype=ICD10:C50 or phenotype=ICD10:C61)"
 """
-QUERY_COMMANDS = (
-    ("cohort-count", "count the participants matching a filter", ("where",)),
-    ("allele-frequency", "allele counts and frequency of variants in a cohort", ("where", "variants", "region")),
-    ("genotype-counts", "genotype-class counts of one variant in a cohort", ("where", "variant")),
-    ("case-control", "case/control allele tables and odds ratios", ("variants",)),
-    ("carrier-count", "count the carriers of any ALT allele in a region", ("where", "region")),
-)
-
-
 # Argument types (argparse reports their errors with the usage and exit code 2) -----------------------------
 
 
@@ -185,6 +176,8 @@ def _add_proposal_args(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from genogate.kinds import KINDS  # each kind's sub-command and arguments
+
     leaf = _common(suppress=True)
     p = argparse.ArgumentParser(
         prog=PROG,
@@ -300,7 +293,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--public-key", type=_public_key, required=True, metavar="HEX", help="raw public key, 64 hex digits")
 
     queries = group("query", "ask a federated question of every site of a study (researchers)")
-    for name, help_text, extra in QUERY_COMMANDS:
+    for kind in KINDS.values():
+        name, help_text = kind.command, kind.help
         c = command(queries, name, _query, help_text, help_text[0].upper() + help_text[1:] + ". " + QUERY_NOTE)
         c.formatter_class = argparse.RawDescriptionHelpFormatter
         c.epilog = FILTER_HELP
@@ -309,30 +303,7 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument(
             "--epsilon", type=_positive_float, required=True, metavar="E", help="epsilon to spend at each site"
         )
-        if "where" in extra:
-            c.add_argument("--where", default="", metavar="FILTER", help="cohort filter (default: everyone; see below)")
-        if "variants" in extra:
-            c.add_argument(
-                "--variant",
-                action="append",
-                default=[],
-                metavar="CHROM-POS-REF-ALT",
-                help="a variant, e.g. 1-55516888-G-A; repeat for several",
-            )
-        if "variant" in extra:
-            c.add_argument("--variant", required=True, metavar="CHROM-POS-REF-ALT", help="the variant")
-        if "region" in extra:
-            c.add_argument(
-                "--region",
-                required=name == "carrier-count",
-                metavar="CHROM:START-END",
-                help="every variant of the region (the sites must publish their site lists)",
-            )
-        if name == "case-control":
-            c.add_argument("--cases", required=True, metavar="FILTER", help="who the cases are")
-            c.add_argument("--controls", required=True, metavar="FILTER", help="who the controls are")
-        if name == "carrier-count":
-            c.add_argument("--max-af", type=float, metavar="F", help="count only variants with allele frequency <= F")
+        kind.add_arguments(c)
         c.add_argument(
             "--sites", type=_names, default=[], metavar="A,B", help="only these sites (default: the grant's)"
         )
@@ -539,6 +510,7 @@ def _researchers_register(args: argparse.Namespace) -> int:
 
 def _query(args: argparse.Namespace) -> int:
     from genogate.client import Client
+    from genogate.kinds import for_command
 
     profile = _profile(args)
     client = Client(profile.coordinator, profile.client_tls(), profile.signer(), timeout_s=args.timeout)
@@ -550,29 +522,8 @@ def _query(args: argparse.Namespace) -> int:
         "assembly": args.assembly,
     }
     try:
-        if args.kind in ("allele-frequency", "case-control") and not args.variant and not getattr(args, "region", None):
-            raise UsageError(
-                f"{args.kind}: give --variant (one or more)" + (" or --region" if args.kind != "case-control" else "")
-            )
-        if args.kind == "allele-frequency" and args.variant and args.region:
-            raise UsageError("allele-frequency: give --variant or --region, not both")
         with client:
-            if args.kind == "cohort-count":
-                result = client.cohort_count(args.study, where=args.where, **common)
-            elif args.kind == "allele-frequency":
-                result = client.allele_frequency(
-                    args.study, args.variant, region=args.region, where=args.where, **common
-                )
-            elif args.kind == "genotype-counts":
-                result = client.genotype_counts(args.study, args.variant, where=args.where, **common)
-            elif args.kind == "case-control":
-                result = client.case_control(
-                    args.study, args.variant, cases=args.cases, controls=args.controls, **common
-                )
-            else:
-                result = client.carrier_count(
-                    args.study, args.region, max_allele_frequency=args.max_af, where=args.where, **common
-                )
+            result = client.run(args.study, for_command(args.kind).from_args(args), **common)
     except InvalidArgument as exc:
         if exc.remote:  # the coordinator or a node refused it: not a usage error
             raise

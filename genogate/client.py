@@ -29,10 +29,10 @@ from typing import Any
 from genogate import envelope, table
 from genogate.coordclient import CoordinatorClient
 from genogate.errors import DeadlineExceeded, GenogateError, Reason, Unavailable
-from genogate.filter import parse_filter
-from genogate.nodeclient import ClientTLS, site_values, variant_text
+from genogate.kinds import KINDS, for_pb, kind_of
+from genogate.kinds.base import as_filter, as_region, as_variants
+from genogate.nodeclient import ClientTLS, site_values
 from genogate.query import (
-    EVERYONE,
     AlleleFrequency,
     CarrierCount,
     CaseControl,
@@ -326,21 +326,20 @@ def _dataframe(rows: list[dict[str, Any]]) -> Any:
     return pd.DataFrame(rows)
 
 
+_RATIOS = frozenset(q for kind in KINDS.values() for q in kind.ratios)
+
+
 def _num(x: float, quantity: str) -> str:
-    if quantity in ("allele_frequency", "odds_ratio"):
+    if quantity in _RATIOS:
         return f"{x:.4g}"
     return f"{x:,.1f}" if abs(x - round(x)) > 1e-9 else f"{round(x):,}"
 
 
 def _spellings(q: Query) -> dict[str, str]:
     """Typed -> canonical text of a query's variants and region, where they differ (``genogate.genome``)."""
-    typed: list[Variant | Region] = []
-    if isinstance(q, AlleleFrequency | CaseControl):
-        typed += q.variants
-    if isinstance(q, GenotypeCounts):
-        typed.append(q.variant)
-    if isinstance(q, AlleleFrequency | CarrierCount) and q.region is not None:
-        typed.append(q.region)
+    kind = kind_of(q)
+    region = kind.region(q)
+    typed: list[Variant | Region] = [*kind.variants(q), *([region] if region is not None else [])]
     out = {}
     for item in typed:
         try:
@@ -381,32 +380,10 @@ def result_of(response: cpb.RunQueryResponse) -> QueryResult:
     ]
     rows: list[Row] = []
     odds: dict[str, pb.OddsRatio] = {}
-    c = response.combined
-    which = c.WhichOneof("kind") if response.HasField("combined") else None
-    if which == "cohort_count":
-        rows.append(Row("", "count", Estimate.of(c.cohort_count.count)))
-    elif which == "carrier_count":
-        rows.append(Row("", "carriers", Estimate.of(c.carrier_count.carriers)))
-    elif which == "genotype_counts":
-        g = c.genotype_counts
-        for name in ("hom_ref", "het", "hom_alt", "hemi_ref", "hemi_alt", "no_call"):
-            rows.append(Row(variant_text(g.variant), name, Estimate.of(getattr(g, name))))
-    elif which == "allele_frequency":
-        for a in c.allele_frequency.variants:
-            v = variant_text(a.variant)
-            rows += [
-                Row(v, "allele_count", Estimate.of(a.allele_count)),
-                Row(v, "allele_number", Estimate.of(a.allele_number)),
-                Row(v, "allele_frequency", Estimate.of(a.allele_frequency)),
-            ]
-    elif which == "case_control":
-        for t in c.case_control.tables:
-            v = variant_text(t.variant)
-            rows += [
-                Row(v, name, Estimate.of(getattr(t, name)))
-                for name in ("case_alt", "case_ref", "control_alt", "control_ref")
-            ]
-            odds[v] = t.odds_ratio
+    kind = for_pb(response.combined) if response.HasField("combined") else None
+    if kind is not None:
+        combined, odds = kind.combined_rows(response.combined)
+        rows += [Row(variant, quantity, Estimate.of(v)) for variant, quantity, v in combined]
     return QueryResult(
         query_id=response.query_id,
         study_id=response.study_id,
@@ -418,20 +395,6 @@ def result_of(response: cpb.RunQueryResponse) -> QueryResult:
         response=response,
         charge_note=response.charge_note,
     )
-
-
-def _filter(where: str | Filter | None) -> Filter:
-    if where is None or where == "":
-        return EVERYONE
-    return parse_filter(where) if isinstance(where, str) else where
-
-
-def _variants(variants: Iterable[str | Variant]) -> tuple[Variant, ...]:
-    return tuple(v if isinstance(v, Variant) else Variant.parse(v) for v in variants)
-
-
-def _region(region: str | Region) -> Region:
-    return region if isinstance(region, Region) else Region.parse(region)
 
 
 @dataclass(frozen=True)
@@ -566,7 +529,7 @@ class Client:
         raise AssertionError("unreachable")
 
     def cohort_count(self, study: str, *, where: str | Filter | None = None, epsilon: float, **kw: Any) -> QueryResult:
-        return self.run(study, CohortCount(_filter(where)), epsilon=epsilon, **kw)
+        return self.run(study, CohortCount(as_filter(where)), epsilon=epsilon, **kw)
 
     def allele_frequency(
         self,
@@ -579,14 +542,14 @@ class Client:
         **kw: Any,
     ) -> QueryResult:
         q = AlleleFrequency(
-            _variants(variants), region=_region(region) if region is not None else None, filter=_filter(where)
+            as_variants(variants), region=as_region(region) if region is not None else None, filter=as_filter(where)
         )
         return self.run(study, q, epsilon=epsilon, **kw)
 
     def genotype_counts(
         self, study: str, variant: str | Variant, *, where: str | Filter | None = None, epsilon: float, **kw: Any
     ) -> QueryResult:
-        return self.run(study, GenotypeCounts(_variants([variant])[0], _filter(where)), epsilon=epsilon, **kw)
+        return self.run(study, GenotypeCounts(as_variants([variant])[0], as_filter(where)), epsilon=epsilon, **kw)
 
     def case_control(
         self,
@@ -598,7 +561,7 @@ class Client:
         epsilon: float,
         **kw: Any,
     ) -> QueryResult:
-        q = CaseControl(_variants(variants), _filter(cases), _filter(controls))
+        q = CaseControl(as_variants(variants), as_filter(cases), as_filter(controls))
         return self.run(study, q, epsilon=epsilon, **kw)
 
     def carrier_count(
@@ -611,7 +574,7 @@ class Client:
         epsilon: float,
         **kw: Any,
     ) -> QueryResult:
-        q = CarrierCount(_region(region), max_allele_frequency=max_allele_frequency, filter=_filter(where))
+        q = CarrierCount(as_region(region), max_allele_frequency=max_allele_frequency, filter=as_filter(where))
         return self.run(study, q, epsilon=epsilon, **kw)
 
     # Budgets ------------------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The only place wire messages (``genogate.wire.v1``) and domain values (``genogate.query``,
-``genogate.studies``) meet.
+``genogate.studies``) meet: variants, regions, filters, kinds and studies here, each kind's query in its
+module (``genogate.kinds``), on these.
 
 Decoding validates: a malformed message raises ``InvalidArgument`` with a matchable reason, never a
 protobuf or Python error.
@@ -11,20 +12,14 @@ from genogate.errors import InvalidArgument, Reason
 from genogate.query import (
     MAX_POS,
     AgeRange,
-    AlleleFrequency,
     AncestryIn,
     And,
-    CarrierCount,
-    CaseControl,
-    CohortCount,
     Everyone,
     Filter,
-    GenotypeCounts,
     Kind,
     Not,
     Or,
     PhenotypeHas,
-    Query,
     Region,
     SexIs,
     Variant,
@@ -128,70 +123,7 @@ def _filter_from_pb(m: pb.Filter, depth: int) -> Filter:
     return Not(_filter_from_pb(m.negation.item, depth + 1))
 
 
-# Queries --------------------------------------------------------------------------------------------------
-
-
-def query_to_pb(q: Query) -> pb.Query:
-    if isinstance(q, CohortCount):
-        return pb.Query(cohort_count=pb.CohortCountQuery(filter=filter_to_pb(q.filter)))
-    if isinstance(q, AlleleFrequency):
-        af = pb.AlleleFrequencyQuery(variants=[variant_to_pb(v) for v in q.variants], filter=filter_to_pb(q.filter))
-        if q.region is not None:
-            af.region.CopyFrom(region_to_pb(q.region))
-        return pb.Query(allele_frequency=af)
-    if isinstance(q, GenotypeCounts):
-        return pb.Query(
-            genotype_counts=pb.GenotypeCountsQuery(variant=variant_to_pb(q.variant), filter=filter_to_pb(q.filter))
-        )
-    if isinstance(q, CaseControl):
-        return pb.Query(
-            case_control=pb.CaseControlQuery(
-                variants=[variant_to_pb(v) for v in q.variants],
-                case_filter=filter_to_pb(q.case_filter),
-                control_filter=filter_to_pb(q.control_filter),
-            )
-        )
-    cc = pb.CarrierCountQuery(region=region_to_pb(q.region), filter=filter_to_pb(q.filter))
-    if q.max_allele_frequency is not None:
-        cc.max_allele_frequency = q.max_allele_frequency
-    return pb.Query(carrier_count=cc)
-
-
-def query_from_pb(m: pb.Query) -> Query:
-    which = m.WhichOneof("kind")
-    if which is None:
-        raise InvalidArgument("the query names no kind")
-    if which == "cohort_count":
-        return CohortCount(filter_from_pb(m.cohort_count.filter))
-    if which == "allele_frequency":
-        a = m.allele_frequency
-        region = region_from_pb(a.region) if a.HasField("region") else None
-        return AlleleFrequency(tuple(variant_from_pb(v) for v in a.variants), region, filter_from_pb(a.filter))
-    if which == "genotype_counts":
-        g = m.genotype_counts
-        if not g.HasField("variant"):
-            raise InvalidArgument(
-                "a genotype-counts query needs a variant",
-                reason=Reason.INVALID_VARIANT,
-                message="a variant is malformed",
-            )
-        return GenotypeCounts(variant_from_pb(g.variant), filter_from_pb(g.filter))
-    if which == "case_control":
-        c = m.case_control
-        return CaseControl(
-            tuple(variant_from_pb(v) for v in c.variants),
-            filter_from_pb(c.case_filter),
-            filter_from_pb(c.control_filter),
-        )
-    cc = m.carrier_count
-    if cc.WhichOneof("target") != "region":
-        raise InvalidArgument(
-            "carrier counts take a region (this node resolves no gene symbols)",
-            reason=Reason.INVALID_REGION,
-            message="the region is malformed",
-        )
-    maf = cc.max_allele_frequency if cc.HasField("max_allele_frequency") else None
-    return CarrierCount(region_from_pb(cc.region), maf, filter_from_pb(cc.filter))
+# Query kinds (each kind's query: ``genogate.kinds``) ----------------------------------------------
 
 
 def kind_to_pb(k: Kind) -> int:
@@ -203,11 +135,6 @@ def kind_from_pb(value: int) -> Kind:
         return Kind(value)
     except ValueError:
         raise InvalidArgument("unknown query kind") from None
-
-
-def canonical_bytes(q: Query) -> bytes:
-    """Deterministic bytes of a query (callers canonicalise first); hashed for the same-answer cache."""
-    return query_to_pb(q).SerializeToString(deterministic=True)
 
 
 # Studies and the registry (genogate.studies) --------------------------------------------------------------

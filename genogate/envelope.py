@@ -39,7 +39,7 @@ from decimal import Decimal
 
 from google.protobuf.message import DecodeError
 
-from genogate.convert import query_from_pb, query_to_pb
+from genogate.kinds import query_from_pb, query_to_pb
 from genogate.errors import GenogateError, InvalidArgument, Reason
 from genogate.query import Query
 from genogate.signing import Signer, verify

@@ -23,6 +23,7 @@ import grpc
 from genogate.config import read_file
 from genogate.envelope import build as envelope  # noqa: F401 - re-exported for tools and tests
 from genogate.envelope import sign as signed  # noqa: F401 - re-exported for tools and tests
+from genogate.kinds import for_pb
 from genogate.rpc import error_from_rpc
 from genogate.signing import verify
 from genogate.table import table
@@ -105,35 +106,10 @@ def release_text(body: pb.ReleaseBody) -> str:
     return head + "\n" + table(("variant", "quantity", "estimate", "95% interval", "note"), rows)
 
 
-def variant_text(v: pb.Variant) -> str:
-    return f"{v.chrom}-{v.pos}-{v.ref}-{v.alt}"
-
-
 def site_values(result: pb.QueryResult) -> list[tuple[str, str, pb.NoisyValue]]:
     """(variant, quantity, value) of every number in one site's release, as ``QueryResult.values`` names them."""
-    which = result.WhichOneof("kind")
-    out: list[tuple[str, str, pb.NoisyValue]] = []
-    if which == "cohort_count":
-        out.append(("", "count", result.cohort_count.count))
-    elif which == "carrier_count":
-        out.append(("", "carriers", result.carrier_count.carriers))
-    elif which == "genotype_counts":
-        g = result.genotype_counts
-        out += [
-            (variant_text(g.variant), name, getattr(g, name))
-            for name in ("hom_ref", "het", "hom_alt", "hemi_ref", "hemi_alt", "no_call")
-        ]
-    elif which == "allele_frequency":
-        for a in result.allele_frequency.variants:
-            out += [(variant_text(a.variant), "allele_count", a.allele_count)]
-            out += [(variant_text(a.variant), "allele_number", a.allele_number)]
-    elif which == "case_control":
-        for t in result.case_control.tables:
-            out += [
-                (variant_text(t.variant), name, getattr(t, name))
-                for name in ("case_alt", "case_ref", "control_alt", "control_ref")
-            ]
-    return out
+    kind = for_pb(result)
+    return kind.site_rows(result) if kind is not None else []
 
 
 class NodeClient:

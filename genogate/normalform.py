@@ -1,7 +1,7 @@
 """The canonical form of a cohort filter, computed from the filter alone (and the year), never from data.
 
 Two phrasings with the same canonical form are one question: the node answers the second with the first's
-stored release at no cost, within one consent epoch (``genogate.query.canonical``). So the form may merge two
+stored release at no cost, within one consent epoch (``genogate.kinds.canonical``). So the form may merge two
 filters only where they select the same participants for **every** row a store can hold, never because of who
 happens to be in it: two filters equal only by coincidence of the data must stay different, or the free stored
 answer would leak.

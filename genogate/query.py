@@ -1,6 +1,8 @@
-"""The query model both sides share: variants, regions and cohort filters as frozen, self-validating
-dataclasses. Only ``genogate.convert`` maps them to and from wire messages; the planner, DP and ledger
-code see these types only.
+"""The query model both sides share: variants, regions, cohort filters and the query of each kind as frozen,
+self-validating dataclasses. ``genogate.convert`` maps variants, regions and filters to and from wire
+messages, and each kind's module (``genogate.kinds``) its query; the planner, DP and ledger code see these
+types only. What differs between kinds (wire form, canonical form, computation, combination) is in
+``genogate.kinds``, not here.
 
 The cohort filter types are ``genogate.filter``'s (re-exported here, as part of the query model); their
 canonical form is ``genogate.normalform``'s. Filters are structured values, never SQL text: they compile to
@@ -241,41 +243,3 @@ def canonical_region(r: Region, build: str | None = None) -> Region:
     except BuildError as exc:
         raise _build_error(exc) from None
     return r if chrom == r.chrom else Region(chrom, r.start, r.end)
-
-
-def canonical(q: Query, build: str | None = None, this_year: int | None = None) -> Query:
-    """The canonical form of a query: variants and regions in their one spelling (``canonical_variant``),
-    filters in their canonical form (``normalise_filter``, with the node's ``this_year``), variant lists
-    sorted and de-duplicated. A filter that selects nobody whatever the data is refused (INVALID_FILTER).
-
-    Two queries with the same canonical form ask the same question; the node answers the second with the
-    first's stored release while its consent epoch lasts (``node.ledger``; averaging repeated noisy answers
-    would otherwise defeat the noise). ``chr1`` and ``1``, ``a`` and ``A``, ``GCA>GA`` and ``GC>G`` are one
-    question; so are ``not (sex=M or sex=U)`` and ``sex=F``, or (in 2026) ``age>=40 and age<=200`` and
-    ``age>=40``.
-    """
-
-    def normalise(f: Filter) -> Filter:
-        return normalise_filter(f, this_year)
-
-    def variants(vs: tuple[Variant, ...]) -> tuple[Variant, ...]:
-        return tuple(sorted({canonical_variant(v, build) for v in vs}))
-
-    def region(r: Region | None) -> Region | None:
-        return canonical_region(r, build) if r is not None else None
-
-    if isinstance(q, CohortCount):
-        return CohortCount(normalise(q.filter))
-    if isinstance(q, AlleleFrequency):
-        return AlleleFrequency(variants(q.variants), region(q.region), normalise(q.filter))
-    if isinstance(q, GenotypeCounts):
-        return GenotypeCounts(canonical_variant(q.variant, build), normalise(q.filter))
-    if isinstance(q, CaseControl):
-        return CaseControl(variants(q.variants), normalise(q.case_filter), normalise(q.control_filter))
-    return CarrierCount(canonical_region(q.region, build), q.max_allele_frequency, normalise(q.filter))
-
-
-def filters_of(q: Query) -> tuple[Filter, ...]:
-    if isinstance(q, CaseControl):
-        return (q.case_filter, q.control_filter)
-    return (q.filter,)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from genogate.errors import ConfigError, FailedPrecondition, InvalidArgument, Reason, StoreError
 from genogate.genome import BUILDS, LENGTHS, contig_list
-from genogate.query import MAX_POS, AlleleFrequency, CarrierCount, CaseControl, GenotypeCounts, Query, Region
+from genogate.kinds import KINDS
+from genogate.query import MAX_POS, Query, Region
 from node.bed import merge, read_bed
 from node.store import Store
 
@@ -87,12 +88,9 @@ class Catalogue:
     def check(self, q: Query) -> None:
         """Refuse a canonical query naming a contig this node does not have, or a position its data does
         not cover (``UNKNOWN_CONTIG``, ``NOT_COVERED``): never answered as an absent variant."""
-        spans: list[tuple[str, int, int]] = []
-        if isinstance(q, AlleleFrequency | CaseControl):
-            spans += [(v.chrom, v.pos, v.pos) for v in q.variants]
-        if isinstance(q, GenotypeCounts):
-            spans.append((q.variant.chrom, q.variant.pos, q.variant.pos))
-        region = q.region if isinstance(q, AlleleFrequency | CarrierCount) else None
+        kind = KINDS[q.kind]
+        spans = [(v.chrom, v.pos, v.pos) for v in kind.variants(q)]
+        region = kind.region(q)
         if region is not None:
             spans.append((region.chrom, region.start, region.end))
         lengths = LENGTHS[self.build]

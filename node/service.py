@@ -9,14 +9,15 @@ before it):
    researchers; the study names this kind, and this node's policy accepts the kind and the study's purpose;
 3. caps: ε at least the node's floor and within the study's and the node's per-query caps; variant count
    within the node's limit; the study's request rate;
-4. reduce the query to its canonical form (``genogate.query.canonical``: one spelling per variant, on the
+4. reduce the query to its canonical form (``genogate.kinds.canonical``: one spelling per variant, on the
    build the query or its study names, which must be this node's: WRONG_ASSEMBLY; filters in their canonical
    form, ``genogate.normalform``, ages folded with this node's year; a filter that selects nobody whatever the
    data is INVALID_FILTER), then refuse what the node
    cannot answer truthfully, from public information only: a contig it does not have (UNKNOWN_CONTIG), a
    position its data does not cover (NOT_COVERED) or past a chromosome's end (``Catalogue``), a phenotype term
    outside the store's vocabulary (UNKNOWN_TERM: decided from the ontologies, never from who is annotated);
-5. plan the noise (``genogate.privacy.plan``: mechanism and scale from the kind's declared sensitivity);
+5. plan the noise (``QueryKind.plans`` with ``genogate.privacy.plan``: mechanism and scale from the kind's
+   declared sensitivity);
 6. ``Ledger.begin``: a durable charge (or the stored answer of the same question, at no cost; a retry or a
    repeat is never computed). This is the last refusal (BUDGET_EXHAUSTED and the node-wide caps), and
    nothing of the store has been touched before it (no variant lookup, no row read, no cohort mask) but
@@ -29,6 +30,10 @@ before it):
    the noise (OpenDP), apply the minimum-reportable-count rule to the *noisy* values, and store the result
    (first completion wins);
 8. wrap the stored result in a signed release.
+
+What differs between query kinds is the kind's (``genogate.kinds``, looked up once per step): its variants
+and region, filters and cohort arms, noise plans, exact counts over this node's data (``node.counting``, the
+one adapter between kinds and the store) and the shape of its noisy release. This module stays generic.
 
 No refusal, error message, branch or the time either takes depends on the data: every refusal is decided
 from the envelope, the study, the policy and the ledger before the store is touched (the refused-query
@@ -68,7 +73,6 @@ import numpy as np
 import numpy.typing as npt
 
 from genogate import duo, metrics, privacy
-from genogate.convert import canonical_bytes, variant_to_pb
 from genogate.envelope import receive
 from genogate.errors import (
     GenogateError,
@@ -78,30 +82,17 @@ from genogate.errors import (
     Reason,
     ResourceExhausted,
 )
-from genogate.query import (
-    AlleleFrequency,
-    CarrierCount,
-    CaseControl,
-    CohortCount,
-    Filter,
-    GenotypeCounts,
-    Kind,
-    Query,
-    Region,
-    Variant,
-    canonical,
-    filters_of,
-)
+from genogate.kinds import KINDS, canonical, canonical_bytes, filters_of
+from genogate.query import Filter, Kind, Query, Region, Variant
 from genogate.rpc import max_envelope_bytes
 from genogate.signing import Signer
 from genogate.wire.v1 import common_pb2 as pb
 from node import dp
 from node.catalogue import Catalogue
 from node.cohort import Cohorts
-from node.freq import allele_counts
+from node.counting import Counting
 from node.grants import GrantVerifier
 from node.ledger import Answered, Charged, Ledger, Pending
-from node.records import HEMI_ALT, HEMI_REF, HET, HOM_ALT, HOM_REF
 from node.store import Calls, MemoryCalls, Store, VariantIndex
 from node.studies import Study
 
@@ -548,21 +539,20 @@ class QueryService:
     def _variants_of(self, q: Query) -> list[Variant] | None:
         """The variants a query releases values for (None for cohort counts). Region queries list the
         node's site catalogue, which only a node that declares it public may do."""
-        if isinstance(q, CohortCount):
+        kind = KINDS[q.kind]
+        if not kind.uses_variants:
             return None
-        if isinstance(q, GenotypeCounts):
-            return [q.variant]
-        if isinstance(q, AlleleFrequency) and q.region is None or isinstance(q, CaseControl):
-            variants = list(q.variants)
+        region = kind.region(q)
+        if region is None:
+            variants = list(kind.variants(q))
         else:
-            assert isinstance(q, AlleleFrequency | CarrierCount) and q.region is not None
             if not self.policy.public_site_catalogue:
                 raise PermissionDenied(
                     "region query without a public site catalogue",
                     reason=Reason.KIND_REFUSED,
                     message="this node does not publish its site list: name the variants",
                 )
-            rows = self._store().variants(q.region)
+            rows = self._store().variants(region)
             variants = [rows.variant(i) for i in range(len(rows))]
         if len(variants) > self.policy.max_variants_per_query:
             raise InvalidArgument(
@@ -580,14 +570,7 @@ class QueryService:
         """The releases a query makes: one, or two for a carrier count with an allele-frequency cut-off
         (a noisy AF of the region over every consented participant picks the qualifying variants; the
         count of carriers follows; each gets half the ε)."""
-        delta = self.policy.delta_per_query
-        if isinstance(q, CarrierCount) and q.max_allele_frequency is not None:
-            half = epsilon / 2
-            s_af = privacy.SENSITIVITY[Kind.ALLELE_FREQUENCY](max(k or 0, 1))
-            s_cc = privacy.SENSITIVITY[Kind.CARRIER_COUNT](1)
-            return [s_af, s_cc], [privacy.plan(s_af, half, delta), privacy.plan(s_cc, half, Decimal(0))]
-        sens = privacy.SENSITIVITY[q.kind](max(k or 1, 1))
-        return [sens], [privacy.plan(sens, epsilon, delta if sens.length > 1 else Decimal(0))]
+        return KINDS[q.kind].plans(q, k, epsilon, self.policy.delta_per_query)
 
     # Computing --------------------------------------------------------------------------------------------
 
@@ -619,10 +602,8 @@ class QueryService:
     def _masks(self, study: Study, q: Query) -> _Cohort:
         """The consented participants and the query's cohort masks (case/control: the arms, disjoint)."""
         consent = self._consented(study)
-        masks = [self._cohort(f, consent) for f in filters_of(q)]
-        if isinstance(q, CaseControl):
-            masks[1] = masks[1] & ~masks[0]  # a participant in both arms counts as a case only
-        return _Cohort(consent, masks)
+        kind = KINDS[q.kind]
+        return _Cohort(consent, kind.arms([self._cohort(f, consent) for f in kind.filters(q)]))
 
     def _prefetch(self, q: Query, variants: list[Variant] | None) -> Future[_Rows] | None:
         """``_lookup_and_read`` of a charged query started on a fetch worker, when rows come from DuckDB; None
@@ -635,7 +616,7 @@ class QueryService:
     def _reads(q: Query, variants: list[Variant] | None) -> bool:
         """Whether a query's counts need its variants' rows (a carrier count without a frequency cut reads its
         carriers through DuckDB instead)."""
-        return bool(variants) and not (isinstance(q, CarrierCount) and q.max_allele_frequency is None)
+        return bool(variants) and KINDS[q.kind].reads_rows(q)
 
     def _lookup_and_read(self, q: Query, variants: list[Variant] | None) -> _Rows:
         """The query's vids (stand-ins for variants the store lacks, ``held`` saying which are real) and, when
@@ -660,30 +641,8 @@ class QueryService:
                 prefetch.cancel()  # or, already running, it finishes and its rows are dropped unread
             raise
         got = prefetch.result() if prefetch is not None else self._lookup_and_read(q, variants)
-        vids, held, rows = got.vids, got.held, got.calls
-        consent, masks = cohort.consent, cohort.masks
-        if isinstance(q, CohortCount):
-            return _Exact(np.array([np.count_nonzero(masks[0])], dtype=np.int64), vids, held, masks[0])
-        if isinstance(q, CarrierCount) and q.max_allele_frequency is None:
-            n = self._store().carriers(vids, masks[0], held)
-            return _Exact(np.array([n], dtype=np.int64), vids, held, masks[0])
-        assert rows is not None
-
-        def count(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
-            classes = Store.count(rows, mask)
-            classes[~held] = 0  # a stand-in's rows are read, never counted
-            classes[~held, HOM_REF] = np.count_nonzero(mask)
-            return classes
-
-        if isinstance(q, GenotypeCounts):
-            counts = count(masks[0])[0].astype(np.int64)
-        elif isinstance(q, AlleleFrequency):
-            counts = _alt_ref(count(masks[0]))
-        elif isinstance(q, CaseControl):  # one read of the rows, counted for both arms
-            counts = np.stack([_alt_ref(count(m)).reshape(-1, 2) for m in masks], axis=1).reshape(-1)
-        else:  # carrier count, stage 1: the AF over every consented participant
-            counts = _alt_ref(count(consent))
-        return _Exact(counts, vids, held, masks[0])
+        data = Counting(cohort.consent, cohort.masks, got.vids, got.held, got.calls, self._store)
+        return _Exact(KINDS[q.kind].exact(q, data), data)
 
     def _release(
         self,
@@ -694,63 +653,7 @@ class QueryService:
         plans: list[privacy.NoisePlan],
     ) -> pb.QueryResult:
         """Noise the exact counts (the charge is durable by now) and shape the result."""
-        noisy = self._draw(exact.counts, sens[0], plans[0])
-        if isinstance(q, CohortCount):
-            return pb.QueryResult(cohort_count=pb.CohortCountResult(count=self._value(noisy[0], plans[0])))
-        if isinstance(q, GenotypeCounts):
-            v = [self._value(x, plans[0]) for x in noisy]
-            return pb.QueryResult(
-                genotype_counts=pb.GenotypeCountsResult(
-                    variant=variant_to_pb(q.variant),
-                    hom_ref=v[HOM_REF],
-                    het=v[HET],
-                    hom_alt=v[HOM_ALT],
-                    hemi_ref=v[HEMI_REF],
-                    hemi_alt=v[HEMI_ALT],
-                    no_call=v[5],
-                )
-            )
-        if isinstance(q, AlleleFrequency):
-            assert variants is not None
-            return pb.QueryResult(
-                allele_frequency=pb.AlleleFrequencyResult(
-                    variants=[
-                        pb.AlleleCounts(
-                            variant=variant_to_pb(v),
-                            allele_count=self._value(alt, plans[0]),
-                            allele_number=self._sum_value(alt, ref, plans[0]),
-                        )
-                        for v, (alt, ref) in zip(variants, noisy.reshape(-1, 2), strict=True)
-                    ]
-                )
-            )
-        if isinstance(q, CaseControl):
-            assert variants is not None
-            return pb.QueryResult(
-                case_control=pb.CaseControlResult(
-                    tables=[
-                        pb.CaseControlTable(
-                            variant=variant_to_pb(v),
-                            case_alt=self._value(r[0], plans[0]),
-                            case_ref=self._value(r[1], plans[0]),
-                            control_alt=self._value(r[2], plans[0]),
-                            control_ref=self._value(r[3], plans[0]),
-                        )
-                        for v, r in zip(variants, noisy.reshape(-1, 4), strict=True)
-                    ]
-                )
-            )
-        assert isinstance(q, CarrierCount)
-        if q.max_allele_frequency is not None:
-            # Stage 2: only post-processing of the noisy AF picks the variants; their carriers get the rest.
-            af_noisy = noisy.reshape(-1, 2)
-            an = np.maximum(af_noisy.sum(axis=1), 1)
-            chosen = af_noisy[:, 0] / an <= q.max_allele_frequency
-            # Every variant's rows are read again, the unchosen and the stand-ins uncounted: the same work
-            # whichever the noise chose and whichever the store holds.
-            carriers = np.array([self._store().carriers(exact.vids, exact.cohort, chosen & exact.held)], dtype=np.int64)
-            noisy = self._draw(carriers, sens[-1], plans[-1])
-        return pb.QueryResult(carrier_count=pb.CarrierCountResult(carriers=self._value(noisy[0], plans[-1])))
+        return KINDS[q.kind].release(q, variants, exact.counts, exact.data, _Release(self, sens, plans))
 
     def _draw(
         self, exact: npt.NDArray[np.int64], sens: privacy.Sensitivity, p: privacy.NoisePlan
@@ -806,18 +709,29 @@ class _Rows:
 
 @dataclass(frozen=True)
 class _Exact:
-    """Exact counts for a query's first release, and what a second stage needs (carrier counts)."""
+    """Exact counts for a query's first release, and the data a second stage counts (carrier counts)."""
 
     counts: npt.NDArray[np.int64]
-    vids: npt.NDArray[np.int32]  # a stand-in's vid where the store lacks the variant
-    held: npt.NDArray[np.bool_]  # which vids are the requested variants themselves
-    cohort: npt.NDArray[np.bool_]
+    data: Counting
 
 
-def _alt_ref(classes: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """Interleaved (ALT, REF) allele counts per variant from class counts: (a0, r0, a1, r1, ...)."""
-    ac, an = allele_counts(classes)
-    return np.stack([ac, an - ac], axis=1).reshape(-1).astype(np.int64)
+@dataclass(frozen=True)
+class _Release:
+    """The node's noise for one charged query, as its kind shapes the release (``genogate.kinds.base.Release``):
+    ``stage`` indexes the query's sensitivities and noise plans."""
+
+    service: QueryService
+    sens: list[privacy.Sensitivity]
+    plans: list[privacy.NoisePlan]
+
+    def draw(self, exact: npt.NDArray[np.int64], stage: int = 0) -> npt.NDArray[np.int64]:
+        return self.service._draw(exact, self.sens[stage], self.plans[stage])
+
+    def value(self, noisy: int | np.integer, stage: int = 0) -> pb.NoisyValue:
+        return self.service._value(noisy, self.plans[stage])
+
+    def sum_value(self, a: int | np.integer, b: int | np.integer, stage: int = 0) -> pb.NoisyValue:
+        return self.service._sum_value(a, b, self.plans[stage])
 
 
 def _local_researcher(caller: Caller) -> str:

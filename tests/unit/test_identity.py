@@ -14,9 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from genogate import genome
-from genogate.convert import canonical_bytes
 from genogate.errors import ConfigError, GenogateError, Reason
-from genogate.query import AlleleFrequency, CarrierCount, GenotypeCounts, Region, Variant, canonical
+from genogate.kinds import canonical, canonical_bytes
+from genogate.query import AlleleFrequency, CarrierCount, GenotypeCounts, Region, Variant
 from tests.unit.test_service import ask, make, study
 from tests.unit.test_service import store as store  # noqa: F401 - the module-scoped store fixture
 

@@ -24,9 +24,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from genogate.convert import canonical_bytes
 from genogate.errors import InvalidArgument, Reason
 from genogate.filter import format_filter, parse_filter
+from genogate.kinds import canonical, canonical_bytes
 from genogate.normalform import MAX_CANONICAL_DEPTH, MAX_CANONICAL_NODES, MIN_BIRTH_YEAR, _size, normal_form
 from genogate.query import (
     MAX_FILTER_NODES,
@@ -40,7 +40,6 @@ from genogate.query import (
     Or,
     PhenotypeHas,
     SexIs,
-    canonical,
     check_filter_size,
 )
 from node.cohort import Cohorts
@@ -322,10 +321,10 @@ def test_a_repeat_phrased_differently_is_answered_from_the_node_store_at_no_cost
 
 _DETERMINISM = """
 import hashlib, random, sys
-from genogate.convert import canonical_bytes
+from genogate.kinds import canonical, canonical_bytes
 from genogate.errors import InvalidArgument
 from genogate.filter import parse_filter
-from genogate.query import CohortCount, canonical
+from genogate.query import CohortCount
 atoms = ["sex=F", "sex!=M", "age>=40", "age<30", "not age<=200", "ancestry in (eur,AFR,EAS)", "ancestry!=ZZZ",
          "phenotype=hp:0001250", "phenotype!=ICD10:C50", "age=0"]
 rng, out = random.Random(5), hashlib.sha256()

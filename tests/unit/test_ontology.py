@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from genogate import duo
-from genogate.convert import canonical_bytes
 from genogate.errors import ConfigError, InvalidArgument, Reason
 from genogate.filter import parse_filter
+from genogate.kinds import canonical, canonical_bytes
 from genogate.ontology import canonical_term
-from genogate.query import AncestryIn, CohortCount, PhenotypeHas, canonical, normalise_filter
+from genogate.query import AncestryIn, CohortCount, PhenotypeHas, normalise_filter
 from node import ontology
 
 

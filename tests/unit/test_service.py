@@ -17,7 +17,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from genogate import privacy
-from genogate.convert import canonical_bytes
 from genogate.errors import (
     AlreadyExists,
     GenogateError,
@@ -28,6 +27,7 @@ from genogate.errors import (
     Unauthenticated,
 )
 from genogate.filter import parse_filter
+from genogate.kinds import canonical, canonical_bytes
 from genogate.nodeclient import envelope
 from genogate.query import (
     AlleleFrequency,
@@ -38,7 +38,6 @@ from genogate.query import (
     Kind,
     Region,
     Variant,
-    canonical,
 )
 from genogate.signing import Signer, verify
 from genogate.wire.v1 import common_pb2 as pb

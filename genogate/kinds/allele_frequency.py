@@ -1,0 +1,145 @@
+"""Allele frequency: AC and AN of each variant (named, or every site of a region) in a cohort.
+
+A node releases (ALT, REF) allele counts per variant, noised independently; AN = ALT + REF. The coordinator
+sums AC and AN over the sites and derives the frequency (``coordinator.combine``)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from genogate.convert import filter_from_pb, filter_to_pb, region_from_pb, region_to_pb, variant_from_pb, variant_to_pb
+from genogate.errors import UsageError
+from genogate.kinds.base import (
+    CombinedRow,
+    Maths,
+    NodeData,
+    QueryKind,
+    Release,
+    SiteRow,
+    add_region,
+    add_variants,
+    add_where,
+    alt_ref,
+    as_filter,
+    as_region,
+    as_variants,
+    same_variants,
+    variant_text,
+)
+from genogate.query import AlleleFrequency, Kind, Query, Region, Variant, canonical_region, canonical_variant
+from genogate.query import normalise_filter as _normalise
+from genogate.wire.v1 import common_pb2 as pb
+
+if TYPE_CHECKING:
+    from genogate.kinds.base import Counts
+
+
+class AlleleFrequencyKind(QueryKind):
+    kind = Kind.ALLELE_FREQUENCY
+    query_type = AlleleFrequency
+    command = "allele-frequency"
+    help = "allele counts and frequency of variants in a cohort"
+    per_variant = True
+    uses_variants = True
+    ratios = frozenset({"allele_frequency"})
+
+    def to_pb(self, q: Query) -> pb.Query:
+        assert isinstance(q, AlleleFrequency)
+        af = pb.AlleleFrequencyQuery(variants=[variant_to_pb(v) for v in q.variants], filter=filter_to_pb(q.filter))
+        if q.region is not None:
+            af.region.CopyFrom(region_to_pb(q.region))
+        return pb.Query(allele_frequency=af)
+
+    def from_pb(self, m: pb.Query) -> Query:
+        a = m.allele_frequency
+        region = region_from_pb(a.region) if a.HasField("region") else None
+        return AlleleFrequency(tuple(variant_from_pb(v) for v in a.variants), region, filter_from_pb(a.filter))
+
+    def canonical(self, q: Query, build: str | None, this_year: int | None) -> Query:
+        assert isinstance(q, AlleleFrequency)
+        return AlleleFrequency(
+            tuple(sorted({canonical_variant(v, build) for v in q.variants})),
+            canonical_region(q.region, build) if q.region is not None else None,
+            _normalise(q.filter, this_year),
+        )
+
+    def variants(self, q: Query) -> tuple[Variant, ...]:
+        assert isinstance(q, AlleleFrequency)
+        return q.variants
+
+    def region(self, q: Query) -> Region | None:
+        assert isinstance(q, AlleleFrequency)
+        return q.region
+
+    def exact(self, q: Query, data: NodeData) -> Counts:
+        return alt_ref(data.classes(data.masks[0]))
+
+    def release(
+        self, q: Query, variants: Sequence[Variant] | None, exact: Counts, data: NodeData, out: Release
+    ) -> pb.QueryResult:
+        assert variants is not None
+        noisy = out.draw(exact)
+        return pb.QueryResult(
+            allele_frequency=pb.AlleleFrequencyResult(
+                variants=[
+                    pb.AlleleCounts(
+                        variant=variant_to_pb(v),
+                        allele_count=out.value(alt),
+                        allele_number=out.sum_value(alt, ref),
+                    )
+                    for v, (alt, ref) in zip(variants, noisy.reshape(-1, 2), strict=True)
+                ]
+            )
+        )
+
+    def combine(self, results: Sequence[pb.QueryResult], maths: Maths) -> pb.CombinedResult:
+        per_site = [list(r.allele_frequency.variants) for r in results]
+        same_variants([[x.variant for x in site] for site in per_site])
+        out = pb.CombinedAlleleFrequency()
+        for i, first in enumerate(per_site[0]):
+            ac = [site[i].allele_count for site in per_site]
+            an = [site[i].allele_number for site in per_site]
+            sum_ac, sum_an = maths.sum_of(ac), maths.sum_of(an, draws=2)
+            out.variants.add(
+                variant=first.variant,
+                allele_count=sum_ac,
+                allele_number=sum_an,
+                allele_frequency=maths.frequency(ac, an, sum_ac, sum_an),
+            )
+        return pb.CombinedResult(allele_frequency=out)
+
+    def site_rows(self, result: pb.QueryResult) -> list[SiteRow]:
+        out: list[SiteRow] = []
+        for a in result.allele_frequency.variants:
+            out += [(variant_text(a.variant), "allele_count", a.allele_count)]
+            out += [(variant_text(a.variant), "allele_number", a.allele_number)]
+        return out
+
+    def combined_rows(self, combined: pb.CombinedResult) -> tuple[list[CombinedRow], dict[str, pb.OddsRatio]]:
+        rows: list[CombinedRow] = []
+        for a in combined.allele_frequency.variants:
+            v = variant_text(a.variant)
+            rows += [
+                (v, "allele_count", a.allele_count),
+                (v, "allele_number", a.allele_number),
+                (v, "allele_frequency", a.allele_frequency),
+            ]
+        return rows, {}
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_where(parser)
+        add_variants(parser)
+        add_region(parser, required=False)
+
+    def from_args(self, args: argparse.Namespace) -> Query:
+        if not args.variant and not args.region:
+            raise UsageError(f"{self.command}: give --variant (one or more) or --region")
+        if args.variant and args.region:
+            raise UsageError(f"{self.command}: give --variant or --region, not both")
+        region = as_region(args.region) if args.region is not None else None
+        return AlleleFrequency(as_variants(args.variant), region=region, filter=as_filter(args.where))
+
+
+KIND = AlleleFrequencyKind()

@@ -1,0 +1,137 @@
+"""Carrier count: participants carrying at least one ALT allele of a region's variants.
+
+With an allele-frequency cut-off the query makes two releases, each with half the ε: a noisy allele
+frequency of every site of the region over every consented participant, of which only post-processing
+picks the qualifying variants; then the count of the cohort's carriers of those."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from genogate.convert import filter_from_pb, filter_to_pb, region_from_pb, region_to_pb
+from genogate.errors import InvalidArgument, Reason
+from genogate.kinds.base import (
+    CombinedRow,
+    Maths,
+    NodeData,
+    QueryKind,
+    Release,
+    SiteRow,
+    add_region,
+    add_where,
+    alt_ref,
+    as_filter,
+    as_region,
+    counts,
+    plan,
+    sensitivity_of,
+)
+from genogate.query import CarrierCount, Kind, Query, Region, Variant, canonical_region, normalise_filter
+from genogate.wire.v1 import common_pb2 as pb
+
+if TYPE_CHECKING:
+    from genogate.kinds.base import Counts, NoisePlan, Sensitivity
+
+
+class CarrierCountKind(QueryKind):
+    kind = Kind.CARRIER_COUNT
+    query_type = CarrierCount
+    command = "carrier-count"
+    help = "count the carriers of any ALT allele in a region"
+    per_variant = False
+    uses_variants = True
+
+    def to_pb(self, q: Query) -> pb.Query:
+        assert isinstance(q, CarrierCount)
+        cc = pb.CarrierCountQuery(region=region_to_pb(q.region), filter=filter_to_pb(q.filter))
+        if q.max_allele_frequency is not None:
+            cc.max_allele_frequency = q.max_allele_frequency
+        return pb.Query(carrier_count=cc)
+
+    def from_pb(self, m: pb.Query) -> Query:
+        cc = m.carrier_count
+        if cc.WhichOneof("target") != "region":
+            raise InvalidArgument(
+                "carrier counts take a region (this node resolves no gene symbols)",
+                reason=Reason.INVALID_REGION,
+                message="the region is malformed",
+            )
+        maf = cc.max_allele_frequency if cc.HasField("max_allele_frequency") else None
+        return CarrierCount(region_from_pb(cc.region), maf, filter_from_pb(cc.filter))
+
+    def canonical(self, q: Query, build: str | None, this_year: int | None) -> Query:
+        assert isinstance(q, CarrierCount)
+        return CarrierCount(
+            canonical_region(q.region, build), q.max_allele_frequency, normalise_filter(q.filter, this_year)
+        )
+
+    def variants(self, q: Query) -> tuple[Variant, ...]:
+        return ()
+
+    def region(self, q: Query) -> Region | None:
+        assert isinstance(q, CarrierCount)
+        return q.region
+
+    def reads_rows(self, q: Query) -> bool:
+        # Without a frequency cut the node counts carriers in its store (``NodeData.carriers``) instead.
+        assert isinstance(q, CarrierCount)
+        return q.max_allele_frequency is not None
+
+    def plans(
+        self, q: Query, k: int | None, epsilon: Decimal, delta: Decimal
+    ) -> tuple[list[Sensitivity], list[NoisePlan]]:
+        assert isinstance(q, CarrierCount)
+        if q.max_allele_frequency is None:
+            return super().plans(q, k, epsilon, delta)
+        half = epsilon / 2
+        s_af = sensitivity_of(Kind.ALLELE_FREQUENCY, max(k or 0, 1))
+        s_cc = self.sensitivity(1)
+        return [s_af, s_cc], [plan(s_af, half, delta), plan(s_cc, half, Decimal(0))]
+
+    def exact(self, q: Query, data: NodeData) -> Counts:
+        assert isinstance(q, CarrierCount)
+        if q.max_allele_frequency is None:
+            return counts([data.carriers(data.masks[0])])
+        return alt_ref(data.classes(data.consent))  # stage 1: the AF over every consented participant
+
+    def release(
+        self, q: Query, variants: Sequence[Variant] | None, exact: Counts, data: NodeData, out: Release
+    ) -> pb.QueryResult:
+        assert isinstance(q, CarrierCount)
+        noisy = out.draw(exact)
+        stage = 0
+        if q.max_allele_frequency is not None:
+            # Stage 2: only post-processing of the noisy AF picks the variants; their carriers get the rest.
+            af_noisy = noisy.reshape(-1, 2)
+            an = af_noisy.sum(axis=1).clip(min=1)
+            chosen = af_noisy[:, 0] / an <= q.max_allele_frequency
+            # Every variant's rows are read again, the unchosen and the stand-ins uncounted: the same work
+            # whichever the noise chose and whichever the store holds.
+            stage = 1
+            noisy = out.draw(counts([data.carriers(data.masks[0], chosen)]), stage)
+        return pb.QueryResult(carrier_count=pb.CarrierCountResult(carriers=out.value(noisy[0], stage)))
+
+    def combine(self, results: Sequence[pb.QueryResult], maths: Maths) -> pb.CombinedResult:
+        return pb.CombinedResult(
+            carrier_count=pb.CombinedCarrierCount(carriers=maths.sum_of([r.carrier_count.carriers for r in results]))
+        )
+
+    def site_rows(self, result: pb.QueryResult) -> list[SiteRow]:
+        return [("", "carriers", result.carrier_count.carriers)]
+
+    def combined_rows(self, combined: pb.CombinedResult) -> tuple[list[CombinedRow], dict[str, pb.OddsRatio]]:
+        return [("", "carriers", combined.carrier_count.carriers)], {}
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_where(parser)
+        add_region(parser, required=True)
+        parser.add_argument("--max-af", type=float, metavar="F", help="count only variants with allele frequency <= F")
+
+    def from_args(self, args: argparse.Namespace) -> Query:
+        return CarrierCount(as_region(args.region), max_allele_frequency=args.max_af, filter=as_filter(args.where))
+
+
+KIND = CarrierCountKind()

@@ -1,0 +1,149 @@
+"""Case/control: a 2x2 allele table per variant (ALT and REF allele counts of cases and of controls) and,
+combined over the sites, an allelic odds ratio. A participant matching both filters counts as a case only."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from genogate.convert import filter_from_pb, filter_to_pb, variant_from_pb, variant_to_pb
+from genogate.errors import UsageError
+from genogate.kinds.base import (
+    CombinedRow,
+    Maths,
+    NodeData,
+    QueryKind,
+    Release,
+    SiteRow,
+    add_variants,
+    alt_ref,
+    as_filter,
+    as_variants,
+    same_variants,
+    variant_text,
+)
+from genogate.query import CaseControl, Filter, Kind, Query, Variant, canonical_variant, normalise_filter
+from genogate.wire.v1 import common_pb2 as pb
+
+if TYPE_CHECKING:
+    from genogate.kinds.base import Counts, Mask
+
+CELLS = ("case_alt", "case_ref", "control_alt", "control_ref")
+
+
+class CaseControlKind(QueryKind):
+    kind = Kind.CASE_CONTROL
+    query_type = CaseControl
+    command = "case-control"
+    help = "case/control allele tables and odds ratios"
+    per_variant = True
+    uses_variants = True
+    ratios = frozenset({"odds_ratio"})
+
+    def to_pb(self, q: Query) -> pb.Query:
+        assert isinstance(q, CaseControl)
+        return pb.Query(
+            case_control=pb.CaseControlQuery(
+                variants=[variant_to_pb(v) for v in q.variants],
+                case_filter=filter_to_pb(q.case_filter),
+                control_filter=filter_to_pb(q.control_filter),
+            )
+        )
+
+    def from_pb(self, m: pb.Query) -> Query:
+        c = m.case_control
+        return CaseControl(
+            tuple(variant_from_pb(v) for v in c.variants),
+            filter_from_pb(c.case_filter),
+            filter_from_pb(c.control_filter),
+        )
+
+    def canonical(self, q: Query, build: str | None, this_year: int | None) -> Query:
+        assert isinstance(q, CaseControl)
+        return CaseControl(
+            tuple(sorted({canonical_variant(v, build) for v in q.variants})),
+            normalise_filter(q.case_filter, this_year),
+            normalise_filter(q.control_filter, this_year),
+        )
+
+    def filters(self, q: Query) -> tuple[Filter, ...]:
+        assert isinstance(q, CaseControl)
+        return (q.case_filter, q.control_filter)
+
+    def variants(self, q: Query) -> tuple[Variant, ...]:
+        assert isinstance(q, CaseControl)
+        return q.variants
+
+    def arms(self, masks: list[Mask]) -> list[Mask]:
+        return [masks[0], masks[1] & ~masks[0]]  # a participant in both arms counts as a case only
+
+    def exact(self, q: Query, data: NodeData) -> Counts:
+        import numpy as np
+
+        # one read of the rows, counted for both arms: (case alt, case ref, control alt, control ref) per variant
+        return np.stack([alt_ref(data.classes(m)).reshape(-1, 2) for m in data.masks], axis=1).reshape(-1)
+
+    def release(
+        self, q: Query, variants: Sequence[Variant] | None, exact: Counts, data: NodeData, out: Release
+    ) -> pb.QueryResult:
+        assert variants is not None
+        noisy = out.draw(exact)
+        return pb.QueryResult(
+            case_control=pb.CaseControlResult(
+                tables=[
+                    pb.CaseControlTable(
+                        variant=variant_to_pb(v),
+                        case_alt=out.value(r[0]),
+                        case_ref=out.value(r[1]),
+                        control_alt=out.value(r[2]),
+                        control_ref=out.value(r[3]),
+                    )
+                    for v, r in zip(variants, noisy.reshape(-1, 4), strict=True)
+                ]
+            )
+        )
+
+    def combine(self, results: Sequence[pb.QueryResult], maths: Maths) -> pb.CombinedResult:
+        tables = [list(r.case_control.tables) for r in results]
+        same_variants([[x.variant for x in site] for site in tables])
+        cc = pb.CombinedCaseControl()
+        for i, table in enumerate(tables[0]):
+            cells = [maths.sum_of([getattr(site[i], f) for site in tables]) for f in CELLS]
+            cc.tables.add(
+                variant=table.variant,
+                case_alt=cells[0],
+                case_ref=cells[1],
+                control_alt=cells[2],
+                control_ref=cells[3],
+                odds_ratio=maths.odds_ratio(*cells),
+            )
+        return pb.CombinedResult(case_control=cc)
+
+    def site_rows(self, result: pb.QueryResult) -> list[SiteRow]:
+        out: list[SiteRow] = []
+        for t in result.case_control.tables:
+            out += [(variant_text(t.variant), name, getattr(t, name)) for name in CELLS]
+        return out
+
+    def combined_rows(self, combined: pb.CombinedResult) -> tuple[list[CombinedRow], dict[str, pb.OddsRatio]]:
+        rows: list[CombinedRow] = []
+        odds: dict[str, pb.OddsRatio] = {}
+        for t in combined.case_control.tables:
+            v = variant_text(t.variant)
+            rows += [(v, name, getattr(t, name)) for name in CELLS]
+            odds[v] = t.odds_ratio
+        return rows, odds
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_variants(parser)
+        parser.add_argument("--cases", required=True, metavar="FILTER", help="who the cases are")
+        parser.add_argument("--controls", required=True, metavar="FILTER", help="who the controls are")
+
+    def from_args(self, args: argparse.Namespace) -> Query:
+        if not args.variant:
+            raise UsageError(f"{self.command}: give --variant (one or more)")
+        return CaseControl(as_variants(args.variant), as_filter(args.cases), as_filter(args.controls))
+
+
+KIND = CaseControlKind()

@@ -1,0 +1,77 @@
+"""Cohort count: how many consented participants match a filter (one release of one value)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from genogate.convert import filter_from_pb, filter_to_pb
+from genogate.kinds.base import (
+    CombinedRow,
+    Maths,
+    NodeData,
+    QueryKind,
+    Release,
+    SiteRow,
+    add_where,
+    as_filter,
+    counts,
+)
+from genogate.query import CohortCount, Kind, Query, Variant, normalise_filter
+from genogate.wire.v1 import common_pb2 as pb
+
+if TYPE_CHECKING:
+    from genogate.kinds.base import Counts
+
+
+class CohortCountKind(QueryKind):
+    kind = Kind.COHORT_COUNT
+    query_type = CohortCount
+    command = "cohort-count"
+    help = "count the participants matching a filter"
+    per_variant = False
+    uses_variants = False
+
+    def to_pb(self, q: Query) -> pb.Query:
+        assert isinstance(q, CohortCount)
+        return pb.Query(cohort_count=pb.CohortCountQuery(filter=filter_to_pb(q.filter)))
+
+    def from_pb(self, m: pb.Query) -> Query:
+        return CohortCount(filter_from_pb(m.cohort_count.filter))
+
+    def canonical(self, q: Query, build: str | None, this_year: int | None) -> Query:
+        assert isinstance(q, CohortCount)
+        return CohortCount(normalise_filter(q.filter, this_year))
+
+    def variants(self, q: Query) -> tuple[Variant, ...]:
+        return ()
+
+    def exact(self, q: Query, data: NodeData) -> Counts:
+        return counts([data.size(data.masks[0])])
+
+    def release(
+        self, q: Query, variants: Sequence[Variant] | None, exact: Counts, data: NodeData, out: Release
+    ) -> pb.QueryResult:
+        noisy = out.draw(exact)
+        return pb.QueryResult(cohort_count=pb.CohortCountResult(count=out.value(noisy[0])))
+
+    def combine(self, results: Sequence[pb.QueryResult], maths: Maths) -> pb.CombinedResult:
+        return pb.CombinedResult(
+            cohort_count=pb.CombinedCohortCount(count=maths.sum_of([r.cohort_count.count for r in results]))
+        )
+
+    def site_rows(self, result: pb.QueryResult) -> list[SiteRow]:
+        return [("", "count", result.cohort_count.count)]
+
+    def combined_rows(self, combined: pb.CombinedResult) -> tuple[list[CombinedRow], dict[str, pb.OddsRatio]]:
+        return [("", "count", combined.cohort_count.count)], {}
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        add_where(parser)
+
+    def from_args(self, args: argparse.Namespace) -> Query:
+        return CohortCount(as_filter(args.where))
+
+
+KIND = CohortCountKind()

@@ -1,0 +1,76 @@
+"""The registry of query kinds (``KINDS``) and the operations on any query that dispatch on its kind: wire
+conversion, canonical form, filters. One dict lookup per call."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final
+
+from genogate.errors import InvalidArgument
+from genogate.kinds import allele_frequency, carrier_count, case_control, cohort_count, genotype_counts
+from genogate.kinds.base import QueryKind
+from genogate.query import Filter, Kind, Query
+from genogate.wire.v1 import common_pb2 as pb
+
+_MODULES = (cohort_count, allele_frequency, genotype_counts, case_control, carrier_count)
+
+#: Every query kind, by ``Kind``, in ``Kind`` order.
+KINDS: Final[Mapping[Kind, QueryKind]] = MappingProxyType(
+    {k: m.KIND for k in Kind for m in _MODULES if m.KIND.kind is k}
+)
+_BY_TYPE: Final[Mapping[type, QueryKind]] = MappingProxyType({k.query_type: k for k in KINDS.values()})
+_BY_NAME: Final[Mapping[str, QueryKind]] = MappingProxyType({k.name: k for k in KINDS.values()})
+_BY_COMMAND: Final[Mapping[str, QueryKind]] = MappingProxyType({k.command: k for k in KINDS.values()})
+
+
+def kind_of(q: Query) -> QueryKind:
+    """The kind of a query dataclass."""
+    return _BY_TYPE[type(q)]
+
+
+def for_pb(m: pb.Query | pb.QueryResult | pb.CombinedResult) -> QueryKind | None:
+    """The kind of a wire query or result (its ``kind`` oneof), None when it names none."""
+    which = m.WhichOneof("kind")
+    return _BY_NAME[which] if which is not None else None
+
+
+def for_command(command: str) -> QueryKind:
+    """The kind of a ``genogate query`` sub-command."""
+    return _BY_COMMAND[command]
+
+
+def query_to_pb(q: Query) -> pb.Query:
+    return kind_of(q).to_pb(q)
+
+
+def query_from_pb(m: pb.Query) -> Query:
+    """The query of a wire message; ``InvalidArgument`` when it is malformed or names no kind."""
+    kind = for_pb(m)
+    if kind is None:
+        raise InvalidArgument("the query names no kind")
+    return kind.from_pb(m)
+
+
+def canonical_bytes(q: Query) -> bytes:
+    """Deterministic bytes of a query (callers canonicalise first); hashed for the same-answer cache."""
+    return query_to_pb(q).SerializeToString(deterministic=True)
+
+
+def canonical(q: Query, build: str | None = None, this_year: int | None = None) -> Query:
+    """The canonical form of a query: variants and regions in their one spelling (``canonical_variant``),
+    filters in their canonical form (``normalise_filter``, with the node's ``this_year``), variant lists
+    sorted and de-duplicated. A filter that selects nobody whatever the data is refused (INVALID_FILTER).
+
+    Two queries with the same canonical form ask the same question; the node answers the second with the
+    first's stored release while its consent epoch lasts (``node.ledger``; averaging repeated noisy answers
+    would otherwise defeat the noise). ``chr1`` and ``1``, ``a`` and ``A``, ``GCA>GA`` and ``GC>G`` are one
+    question; so are ``not (sex=M or sex=U)`` and ``sex=F``, or (in 2026) ``age>=40 and age<=200`` and
+    ``age>=40``.
+    """
+    return kind_of(q).canonical(q, build, this_year)
+
+
+def filters_of(q: Query) -> tuple[Filter, ...]:
+    """The cohort filters of a query (case/control: cases, then controls)."""
+    return kind_of(q).filters(q)
