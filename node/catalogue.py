@@ -18,7 +18,7 @@ from pathlib import Path
 from genogate.errors import ConfigError, FailedPrecondition, InvalidArgument, Reason, StoreError
 from genogate.genome import BUILDS, LENGTHS, contig_list
 from genogate.query import MAX_POS, AlleleFrequency, CarrierCount, CaseControl, GenotypeCounts, Query, Region
-from node.bed import merge, read_bed
+from node.ingest.bed import merge, read_bed
 from node.store import Store
 
 

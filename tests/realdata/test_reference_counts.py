@@ -22,9 +22,9 @@ from genogate.filter import parse_filter
 from genogate.genome import minimal
 from node import freq
 from node.ingest import ingest
-from node.normalise import Normaliser
+from node.ingest.normalise import Normaliser
+from node.ingest.vcf import VcfSource
 from node.store import Store
-from node.vcf import VcfSource
 from tests.conftest import CASE_TERM, CHRMT, CONTROL_TERM, REFERENCE, ROOT, SUBSET, require_shared, write_subset_sheet
 
 Key = tuple[str, str, str, str]

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from genogate.query import Region
+from node.ingest.writer import StoreWriter
 from node.records import N_CLASSES, SiteCalls
 from node.store import MemoryCalls, Store
-from node.writer import StoreWriter
 
 
 def _build(n_samples: int, n_variants: int, seed: int) -> tuple[Store, np.ndarray]:

@@ -17,9 +17,9 @@ import numpy.typing as npt
 import pytest
 from cyvcf2 import VCF
 
-from node import synth
+from node.ingest import synth
+from node.ingest.synth import SynthSource, SynthSpec, cohort, planted, run, write_sheet, write_vcf
 from node.records import HEMI_ALT, HEMI_REF, HET, HOM_ALT, NO_CALL, SiteCalls
-from node.synth import SynthSource, SynthSpec, cohort, planted, run, write_sheet, write_vcf
 
 SMALL = SynthSpec(samples=300, variants=500, seed=1)
 # chr21 + chrX with many tri-allelic records: every GT path (diploid, haploid, multi-allelic) is exercised.
