@@ -24,7 +24,7 @@ from node import freq
 from node.ingest import ingest
 from node.ingest.normalise import Normaliser
 from node.ingest.vcf import VcfSource
-from node.store import Store
+from node.store import DuckDBBackend
 from tests.conftest import CASE_TERM, CHRMT, CONTROL_TERM, REFERENCE, ROOT, SUBSET, require_shared, write_subset_sheet
 
 Key = tuple[str, str, str, str]
@@ -36,15 +36,15 @@ def _read(path: Path) -> Iterator[dict[str, str]]:
 
 
 def _ours(store_path: Path, where: str = "", by: str | None = None) -> dict[tuple[str | None, Key], tuple[int, ...]]:
-    store = Store.open(store_path)
+    backend = DuckDBBackend.open(store_path, point_reads=False)
     try:
         out = {}
-        for row in freq.rows(store, parse_filter(where), by):  # type: ignore[arg-type]
+        for row in freq.rows(backend, parse_filter(where), by):  # type: ignore[arg-type]
             group, rest = (row[0], row[1:]) if by else (None, row)
             out[(group, tuple(map(str, rest[:4])))] = tuple(int(x) for x in rest[4:])  # type: ignore[arg-type]
         return out
     finally:
-        store.close()
+        backend.close()
 
 
 def _key(chrom: str, pos: str, ref: str, alt: str) -> Key:
