@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from node.store import Calls, DuckDBBackend, Store, _calls, scalar
+from node.store import Calls, DuckDBBackend, Store, calls_of, scalar
 
 
 class MemoryCalls:
@@ -74,7 +74,7 @@ class MemoryCalls:
             dense = {k: v[da:db] for k, v in self._dense.items()} if db > da else None
             return sparse, dense
 
-        return _calls(vids, span)
+        return calls_of(vids, span)
 
 
 class MemoryBackend(DuckDBBackend):

@@ -19,7 +19,8 @@ Samples are rows of ``samples`` keyed by ``sid`` (0..N-1, in pseudonym order): o
 are stored, never the institution's sample ids.
 
 Threading: a ``Store`` owns one DuckDB connection; every thread must use its own ``Store.cursor()``
-(a connection shared across threads gave silently wrong results in DuckDB 2.0).
+(a connection shared across threads gave silently wrong results in DuckDB 2.0). ``DuckDBBackend``, the store
+as the query path's ``node.backend.GenotypeBackend``, keeps one cursor per thread and DuckDB's threads.
 """
 
 from __future__ import annotations
@@ -241,6 +242,7 @@ class Store:
         ).fetchnumpy()
         bounds = np.searchsorted(pairs["k"], np.arange(len(names) + 1))
         sids = np.asarray(pairs["sid"], dtype=np.int32)
+        sids.flags.writeable = False  # shared by every Cohorts built from them
         under = {name: sids[bounds[i] : bounds[i + 1]] for i, name in enumerate(names) if bounds[i + 1] > bounds[i]}
         return Participants(
             sex=tuple(str(r[1]) for r in rows),
@@ -324,7 +326,7 @@ class Store:
                 ).fetchnumpy()
             return sparse, dense
 
-        return _calls(vids, span)
+        return calls_of(vids, span)
 
     @staticmethod
     def count(calls: Calls, mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
@@ -553,7 +555,7 @@ class Calls:
     spans: list[_Span]
 
 
-def _calls(
+def calls_of(
     vids: npt.NDArray[np.int32],
     span: Callable[[int, int, npt.NDArray[np.int32]], tuple[dict[str, Any], dict[str, Any] | None]],
 ) -> Calls:

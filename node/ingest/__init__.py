@@ -8,7 +8,7 @@
 * ``bed``: BED files of covered regions (ingest, and a serving node's ``covered_bed``);
 * ``synth``: synthetic cohorts (a ``GenotypeSource`` and its sheet) for tests, benchmarks and attacks.
 
-A serving node imports only ``bed`` (its config may name a BED file of covered regions, ``node.catalogue``).
+A serving node uses only ``bed`` (its config may name a BED file of covered regions, ``node.catalogue``).
 """
 
 from node.ingest.pipeline import (
