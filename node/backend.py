@@ -11,8 +11,9 @@ Invariants every backend keeps (the service relies on them):
 * **The same work whoever is in the cohort**: reading and counting never depend on a cohort mask's members.
 * **The same work held or not** (``lookup_with_stand_ins``): a variant the store lacks gets a stored
   neighbour's id, whose rows are read and never counted; ``fetch`` and ``carriers`` read every id given.
-* **Cohort-free reads first**: nothing here is read before ``Ledger.begin`` decides except what the
-  service loads once at start (participants, terms, catalogue) and a region's variant list.
+* **Nothing per query before the charge** (the service's order): before ``Ledger.begin`` decides, a query
+  reads only a region's variant list (a public site catalogue); participants, terms and the catalogue are
+  read once at start.
 
 ``open_backend`` builds the one ``[store] backend`` names (``auto``, ``memory`` or ``duckdb``).
 """
