@@ -2,7 +2,7 @@
 
 Each attack runs through the real path, against real node processes (mTLS, committee-signed grants issued by a
 real coordinator, the node's own ledger and OpenDP noise), on the real 1000 Genomes data in
-``../shared/data/`` and on synthetic cohorts (``node.synth``):
+``../shared/data/`` and on synthetic cohorts (``node.ingest.synth``):
 
 * ``membership``: the Beacon likelihood-ratio test (Shringarpure & Bustamante 2015) and the Homer (2008) and
   Sankararaman (2009) statistics, against exact answers and against genogate's noisy answers;

@@ -39,8 +39,8 @@ from decimal import Decimal
 
 from google.protobuf.message import DecodeError
 
-from genogate.kinds import query_from_pb, query_to_pb
 from genogate.errors import GenogateError, InvalidArgument, Reason
+from genogate.kinds import query_from_pb, query_to_pb
 from genogate.query import Query
 from genogate.signing import Signer, verify
 from genogate.wire.v1 import common_pb2 as pb

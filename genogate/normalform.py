@@ -9,12 +9,12 @@ answer would leak.
 **The semantics it preserves** are the evaluator's (``node.cohort.Cohorts.mask``, ``node.planner``): every
 atom is definite (true or false) for every participant, and ``NOT f`` is exactly the complement of ``f``.
 
-* ``sex=X``: sex is always one of F, M, U (the column is NOT NULL; ``node.sheet`` maps every spelling,
+* ``sex=X``: sex is always one of F, M, U (the column is NOT NULL; ``node.ingest.sheet`` maps every spelling,
   the empty one included, to these three). So ``not (sex=M or sex=U)`` is ``sex=F`` and ``sex!=F`` is
   ``sex in {M, U}``.
 * ``age`` in [lo, hi]: false when the birth year is unknown. So ``not age<40`` is "age >= 40 **or age
   unknown**", and is *not* merged with ``age>=40``. Age is the year minus the birth year; a stored birth year
-  is at least ``MIN_BIRTH_YEAR`` (``node.sheet`` refuses earlier ones), so in year Y nobody is older than
+  is at least ``MIN_BIRTH_YEAR`` (``node.ingest.sheet`` refuses earlier ones), so in year Y nobody is older than
   Y - 1850: an upper bound at or beyond that is no bound (``age>=40 and age<=200`` is ``age>=40`` until
   2050), and a lower bound beyond it selects nobody. The fold uses Y + 1, so a filter canonicalised on
   New Year's Eve and evaluated a moment later is still exact. Nothing is folded at the bottom: a birth year
@@ -79,7 +79,7 @@ from genogate.filter import (
 )
 from genogate.ontology import canonical_label, canonical_term
 
-MIN_BIRTH_YEAR = 1850  # the earliest birth year a store holds (node.sheet refuses earlier ones)
+MIN_BIRTH_YEAR = 1850  # the earliest birth year a store holds (node.ingest.sheet refuses earlier ones)
 MAX_CANONICAL_NODES = 4 * MAX_FILTER_NODES
 MAX_CANONICAL_DEPTH = MAX_FILTER_DEPTH + 4
 _BOTTOM = -(10**6)  # an age interval's unbounded lower end

@@ -29,6 +29,7 @@ from genogate.wire.v1 import common_pb2 as pb  # noqa: F401 - named in a cast
 from genogate.wire.v1 import coordinator_pb2 as cpb
 from genogate.wire.v1 import coordinator_pb2_grpc, node_pb2_grpc
 from genogate.wire.v1 import node_pb2 as npb
+from node.backend import open_backend
 from node.config import NodeConfig
 from node.dp import OpenDPNoise
 from node.grants import GrantVerifier, NonceStore, RevocationCache
@@ -146,22 +147,26 @@ def create_server(
     if config.ontologies.mondo is not None:
         mondo, release = read_mondo(config.ontologies.mondo)
         diseases, disease_releases = duo.Diseases(mondo), {"MONDO": release}
-    service = QueryService(
-        name=config.node.name,
-        store_path=config.store.path,
-        memory_mb=config.store.memory_mb,
-        ledger=Ledger(config.ledger.path, audit_signer=signer),
-        studies=studies_provider(config.studies.trusted_file) if config.studies.local else dict,
-        policy=policy,
-        noise=OpenDPNoise(),
-        signer=signer,
-        grants=grant_verifier(config),
-        build=config.node.genome_build,
-        covered_bed=config.store.covered_regions,
-        diseases=diseases,
-        disease_releases=disease_releases,
-        coordinator_common_name=config.grants.coordinator_common_name,
-    )
+    backend = open_backend(config.store.path, config.store.backend, config.store.memory_mb)
+    try:
+        service = QueryService(
+            name=config.node.name,
+            backend=backend,
+            ledger=Ledger(config.ledger.path, audit_signer=signer),
+            studies=studies_provider(config.studies.trusted_file) if config.studies.local else dict,
+            policy=policy,
+            noise=OpenDPNoise(),
+            signer=signer,
+            grants=grant_verifier(config),
+            build=config.node.genome_build,
+            covered_bed=config.store.covered_regions,
+            diseases=diseases,
+            disease_releases=disease_releases,
+            coordinator_common_name=config.grants.coordinator_common_name,
+        )
+    except BaseException:
+        backend.close()
+        raise
     catalogue = service.catalogue
     info = npb.GetNodeInfoResponse(
         name=config.node.name,

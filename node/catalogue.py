@@ -19,8 +19,8 @@ from genogate.errors import ConfigError, FailedPrecondition, InvalidArgument, Re
 from genogate.genome import BUILDS, LENGTHS, contig_list
 from genogate.kinds import KINDS
 from genogate.query import MAX_POS, Query, Region
-from node.bed import merge, read_bed
-from node.store import Store
+from node.backend import GenotypeBackend
+from node.ingest.bed import merge, read_bed
 
 
 @dataclass(frozen=True)
@@ -39,11 +39,12 @@ class Catalogue:
 
     @classmethod
     def of(
-        cls, store: Store, path: Path, build: str, covered: Sequence[Region] | None, bed: Path | None = None
+        cls, backend: GenotypeBackend, build: str, covered: Sequence[Region] | None, bed: Path | None = None
     ) -> Catalogue:
-        """The catalogue of ``store`` (at ``path``): its recorded build, which the configured ``build`` must
-        match; its contigs; the regions it covers (recorded at ingest), ``covered`` and the ``bed`` file's."""
-        recorded = store.build
+        """The catalogue of a store: its recorded build, which the configured ``build`` must match; its
+        contigs; the regions it covers (recorded at ingest), ``covered`` and the ``bed`` file's."""
+        path = backend.path
+        recorded = backend.build
         if build and recorded and build != recorded:
             raise ConfigError(
                 f"{path}: the store's data is on {recorded} but the node's config says genome_build = {build!r}; "
@@ -53,8 +54,8 @@ class Catalogue:
         if not chosen:
             raise StoreError(f"{path}: the store records no genome build; set [node] genome_build or re-ingest")
         from_bed = read_bed(bed, chosen) if bed is not None else None
-        sets = tuple(Coverage(r) for r in (store.covered_regions(), covered, from_bed) if r is not None)
-        return cls(chosen, tuple(store.contigs()), sets)  # the store spells contigs canonically
+        sets = tuple(Coverage(r) for r in (backend.covered_regions(), covered, from_bed) if r is not None)
+        return cls(chosen, tuple(backend.contigs()), sets)  # the store spells contigs canonically
 
     def covered_regions(self) -> list[Region]:
         """The covered regions as published: the only set, or empty when the data covers all its contigs

@@ -214,17 +214,17 @@ def _ingest(args: argparse.Namespace) -> int:
 
 def _freq(args: argparse.Namespace) -> int:
     from node import freq
-    from node.store import Store
+    from node.store import DuckDBBackend
 
     where = parse_filter(args.where)
     region = Region.parse(args.region) if args.region else None
-    store = Store.open(args.store)
+    backend = DuckDBBackend.open(args.store, point_reads=False)
     try:
         if region is not None:
-            region = freq.store_region(store, region)
-        freq.write(sys.stdout, store, where, args.by, region, args.format)
+            region = freq.store_region(backend, region)
+        freq.write(sys.stdout, backend, where, args.by, region, args.format)
     finally:
-        store.close()
+        backend.close()
     return 0
 
 

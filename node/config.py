@@ -136,13 +136,23 @@ class StoreSettings:
         default=Path("store.duckdb"),
         metadata={"help": "The DuckDB file holding the ingested genotypes and participants."},
     )
+    backend: Literal["auto", "memory", "duckdb"] = field(
+        default="auto",
+        metadata={
+            "help": "Where queries read genotype calls from. 'auto': a read-only copy in memory when it fits in "
+            "memory_mb, else through DuckDB (logged at start). 'memory': always the copy; the node refuses to "
+            "start when it would take more than memory_mb. 'duckdb': always through DuckDB (memory_mb unused). "
+            "Answers are the same either way; only speed and memory differ.",
+        },
+    )
     memory_mb: int = field(
         default=1024,
         metadata={
             "help": "Keep a read-only copy of the store's genotype calls in memory when it fits in this many MiB "
             "(about 9 bytes per stored non-reference call, plus the bitsets of common variants; loaded at start, "
             "logged with its size): queries then read their rows from memory instead of running a DuckDB "
-            "statement each. A larger store is read through DuckDB. 0: always through DuckDB.",
+            "statement each. A larger store is read through DuckDB (backend = 'auto') or refused (backend = "
+            "'memory'). 0: always through DuckDB.",
             "check": _at_least(0),
         },
     )

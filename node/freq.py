@@ -19,9 +19,9 @@ import numpy.typing as npt
 from genogate.errors import UsageError
 from genogate.genome import BuildError, canonical_contig, contig_list
 from genogate.query import Everyone, Filter, Region
-from node.ontology import TermIndex
-from node.planner import compile_filter
-from node.store import Store
+from node.backend import GenotypeBackend
+from node.cohort import Cohorts
+from node.store import VariantRows
 
 COLUMNS = (
     "CHROM",
@@ -39,6 +39,7 @@ COLUMNS = (
 )
 GroupBy = Literal["sex", "ancestry", "phenotype"]
 EVERYONE = Everyone()
+_CHUNK = 16384  # variants counted at a time
 
 
 @dataclass(frozen=True)
@@ -47,21 +48,21 @@ class Group:
     mask: npt.NDArray[np.bool_]
 
 
-def store_region(store: Store, region: Region) -> Region:
+def store_region(backend: GenotypeBackend, region: Region) -> Region:
     """``region`` on the store's canonical contig name (``chr22`` on a store of ``22``); a ``UsageError``
     when the store holds no variant on that contig, or the region lies wholly outside its covered regions."""
     try:
-        chrom = canonical_contig(region.chrom, store.build)
+        chrom = canonical_contig(region.chrom, backend.build)
     except BuildError as exc:
         raise UsageError(f"--region {region}: {exc}") from None
-    contigs = store.contigs()
+    contigs = backend.contigs()
     if chrom not in contigs:
         raise UsageError(
             f"--region {region}: the store holds no variant on contig {chrom!r}; its contigs are "
             f"{contig_list(contigs) or 'none (it holds no variants)'}"
         )
     region = Region(chrom, region.start, region.end)
-    covered = store.covered_regions()
+    covered = backend.covered_regions()
     if covered is not None and not any(
         c.chrom == chrom and c.start <= region.end and region.start <= c.end for c in covered
     ):
@@ -75,33 +76,50 @@ def allele_counts(classes: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64]
     return het + 2 * hom_alt + hemi_alt, 2 * (hom_ref + het + hom_alt) + hemi_ref + hemi_alt
 
 
-def groups(store: Store, where: Filter, by: GroupBy | None, this_year: int | None = None) -> list[Group]:
+def groups(backend: GenotypeBackend, where: Filter, by: GroupBy | None, this_year: int | None = None) -> list[Group]:
     """The cohort (``where``) split by a sample attribute; one unnamed group without ``by``. A term outside
-    the store's vocabulary is refused (``InvalidArgument``, UNKNOWN_TERM), as a serving node refuses it."""
-    TermIndex.read(store.con).check(where)
-    year = this_year or _dt.date.today().year
-    sql, params = compile_filter(where, year)
+    the store's vocabulary is refused (``InvalidArgument``, UNKNOWN_TERM), as a serving node refuses it.
+    Groups are sorted by name: sexes; ancestries as the sheet spelled them (``unknown`` for none); the
+    phenotype terms cohort members are annotated with (each group: those annotated with that very term)."""
+    cohorts = Cohorts(backend)
+    cohorts.terms.check(where)
+    cohort = cohorts.mask(where, this_year or _dt.date.today().year)
     if by is None:
-        return [Group(None, store.cohort_mask(sql, params))]
+        return [Group(None, cohort)]
+    people = backend.participants()
     if by == "phenotype":
-        values = store.con.execute(
-            f"SELECT DISTINCT unnest(phenotypes) AS g FROM samples WHERE {sql} ORDER BY g", params
-        ).fetchall()
-        return [
-            Group(str(v[0]), store.cohort_mask(f"({sql}) AND list_contains(phenotypes, ?)", [*params, v[0]]))
-            for v in values
-        ]
-    column = {"sex": "sex", "ancestry": "coalesce(ancestry, 'unknown')"}[by]
-    values = store.con.execute(f"SELECT DISTINCT {column} AS g FROM samples WHERE {sql} ORDER BY g", params).fetchall()
-    return [Group(str(v[0]), store.cohort_mask(f"({sql}) AND {column} = ?", [*params, v[0]])) for v in values]
+        annotated: dict[str, list[int]] = {}
+        for sid in cohort.nonzero()[0].tolist():
+            for term in set(people.phenotypes[sid]):
+                annotated.setdefault(term, []).append(sid)
+        return [Group(t, _mask(len(cohort), annotated[t])) for t in sorted(annotated)]
+    values = people.sex if by == "sex" else tuple("unknown" if a is None else a for a in people.ancestry)
+    column = np.array(values, dtype=object)
+    return [Group(str(v), cohort & (column == v)) for v in sorted(set(column[cohort].tolist()))]
+
+
+def _mask(n: int, members: list[int]) -> npt.NDArray[np.bool_]:
+    out = np.zeros(n, dtype=bool)
+    out[members] = True
+    return out
+
+
+def iter_all_counts(
+    backend: GenotypeBackend, mask: npt.NDArray[np.bool_], region: Region | None = None
+) -> Iterator[tuple[VariantRows, npt.NDArray[np.int64]]]:
+    """(variants, class counts) for every variant (or a region), a chunk at a time, bounded memory."""
+    rows = backend.variants(region)
+    for start in range(0, len(rows), _CHUNK):
+        part = VariantRows(*(a[start : start + _CHUNK] for a in (rows.vid, rows.chrom, rows.pos, rows.ref, rows.alt)))
+        yield part, backend.class_counts(part.vid, mask)
 
 
 def rows(
-    store: Store, where: Filter = EVERYONE, by: GroupBy | None = None, region: Region | None = None
+    backend: GenotypeBackend, where: Filter = EVERYONE, by: GroupBy | None = None, region: Region | None = None
 ) -> Iterator[tuple[object, ...]]:
     """One tuple per (group, ALT allele): [GROUP,] CHROM POS REF ALT AC AN and the six classes."""
-    for group in groups(store, where, by):
-        for variants, classes in store.iter_all_counts(group.mask, region):
+    for group in groups(backend, where, by):
+        for variants, classes in iter_all_counts(backend, group.mask, region):
             ac, an = allele_counts(classes)
             for i in range(len(variants)):
                 row = (
@@ -118,7 +136,7 @@ def rows(
 
 def write(
     out: IO[str],
-    store: Store,
+    backend: GenotypeBackend,
     where: Filter,
     by: GroupBy | None,
     region: Region | None,
@@ -129,12 +147,12 @@ def write(
     n = 0
     if fmt == "tsv":
         out.write("\t".join(header) + "\n")
-        for row in rows(store, where, by, region):
+        for row in rows(backend, where, by, region):
             out.write("\t".join(map(str, row)) + "\n")
             n += 1
         return n
     out.write("[")
-    for row in rows(store, where, by, region):
+    for row in rows(backend, where, by, region):
         out.write(("," if n else "") + "\n" + json.dumps(dict(zip(header, row, strict=True))))
         n += 1
     out.write("\n]\n")

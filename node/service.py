@@ -39,7 +39,7 @@ No refusal, error message, branch or the time either takes depends on the data: 
 from the envelope, the study, the policy and the ledger before the store is touched (the refused-query
 timing test in tests/statistical/test_refusal_timing.py holds held and absent variants indistinguishable),
 and thresholding looks at noisy values only. The work of counting does not depend on who is in the cohort
-(``Store.class_counts``).
+(``GenotypeBackend.class_counts``).
 
 Budgets, epochs, callers (``node.ledger``): a charge is attributed to the researcher (a grant's researcher key
 fingerprint, or ``cn:<common name>`` for a local study) and checked, in the charging transaction, against the
@@ -51,8 +51,8 @@ that joined an identical one being charged), the original charge and the epoch o
 
 Threading: one instance serves every gRPC worker thread. A query runs on its gRPC thread, handing off at most
 one read to a small pool of fetch workers (when the store is read through DuckDB: thread wake-ups and GIL
-hand-offs cost more on this path than the counting itself). DuckDB is used through one cursor per thread
-(``threading.local``); the ledger serialises itself; the caches are guarded by a lock.
+hand-offs cost more on this path than the counting itself). The backend keeps its own per-thread state
+(DuckDB: one cursor per thread); the ledger serialises itself; the caches are guarded by a lock.
 """
 
 from __future__ import annotations
@@ -88,12 +88,13 @@ from genogate.rpc import max_envelope_bytes
 from genogate.signing import Signer
 from genogate.wire.v1 import common_pb2 as pb
 from node import dp
+from node.backend import GenotypeBackend
 from node.catalogue import Catalogue
 from node.cohort import Cohorts
 from node.counting import Counting
 from node.grants import GrantVerifier
 from node.ledger import Answered, Charged, Ledger, Pending
-from node.store import Calls, MemoryCalls, Store, VariantIndex
+from node.store import Calls
 from node.studies import Study
 
 log = logging.getLogger("genogate.node")
@@ -135,7 +136,7 @@ class QueryService:
         self,
         *,
         name: str,
-        store_path: Path,
+        backend: GenotypeBackend,
         ledger: Ledger,
         studies: Callable[[], Mapping[str, Study]],
         policy: Policy,
@@ -144,7 +145,6 @@ class QueryService:
         grants: GrantVerifier | None = None,
         clock: Callable[[], float] = time.time,
         fetch_workers: int = 4,
-        memory_mb: int = 0,
         build: str = "",
         covered_regions: Sequence[Region] | None = None,
         covered_bed: Path | None = None,
@@ -157,29 +157,13 @@ class QueryService:
         # without the per-site breakdown, and the only one given a budget under a grant ("" = nobody).
         self.coordinator_common_name = coordinator_common_name
         self.policy = policy
-        self._store_path = store_path
-        self._root = Store.open(store_path)
-        self._local = threading.local()
+        # The genotype data (``node.backend``: DuckDB, or the calls copied into memory); the service owns it.
+        self._backend = backend
         # The node's public catalogue, read once: its build, contigs and covered regions. Queries are checked
         # against it before anything else is read (never answered as absent: refused, naming what exists).
-        self.catalogue = Catalogue.of(self._root, store_path, build, covered_regions, covered_bed)
-        # Loaded once: participants' attributes (filters become numpy masks) and the variant index.
-        self._cohorts = Cohorts(self._root)
-        self._index = VariantIndex(self._root)
-        # From here on DuckDB serves point reads, many at a time on the fetch workers: one DuckDB thread per
-        # read avoids handing each small scan to a second thread (measured: a quarter of a read's CPU).
-        self._root.con.execute("SET threads = 1")
-        # The query path's rows from an in-memory copy of the calls when it fits memory_mb: a few
-        # microseconds instead of a DuckDB statement (~0.5 ms of CPU, on a thread competing for the GIL).
-        need = MemoryCalls.size(self._root)
-        self._memory = MemoryCalls.read(self._root) if need <= memory_mb << 20 else None  # 0: never
-        if self._memory is not None:
-            log.info("store rows served from memory", extra={"copy_mib": round(self._memory.nbytes / 2**20)})
-        else:
-            log.info(
-                "store rows served from DuckDB",
-                extra={"copy_would_take_mib": round(need / 2**20), "memory_mb": memory_mb},
-            )
+        self.catalogue = Catalogue.of(backend, build, covered_regions, covered_bed)
+        # Loaded once: participants' attributes (filters become numpy masks).
+        self._cohorts = Cohorts(backend)
         self._ledger = ledger
         self._studies = studies
         self._noise = noise
@@ -194,9 +178,9 @@ class QueryService:
         self._rates: dict[str, deque[float]] = {}
         # Reads of the store's rows, started as soon as a query's variants are known (see _query).
         self._fetch_pool = ThreadPoolExecutor(max_workers=fetch_workers, thread_name_prefix="node-fetch")
-        self.n_samples = self._root.n_samples
+        self.n_samples = backend.n_samples
         # The consent epoch of the store's cohort: stored answers of earlier epochs answer no new query id.
-        self.epoch = ledger.register_epoch(self._root.cohort_sha256(), now_ms=int(clock() * 1000))
+        self.epoch = ledger.register_epoch(backend.cohort_sha256(), now_ms=int(clock() * 1000))
         log.info("consent epoch", extra={"epoch": self.epoch})
 
     def labels(self) -> list[tuple[str, tuple[str, ...]]]:
@@ -209,7 +193,7 @@ class QueryService:
 
     def close(self) -> None:
         self._fetch_pool.shutdown(wait=True, cancel_futures=True)
-        self._root.close()
+        self._backend.close()
         if self._grants is not None:
             self._grants.close()
 
@@ -552,7 +536,7 @@ class QueryService:
                     reason=Reason.KIND_REFUSED,
                     message="this node does not publish its site list: name the variants",
                 )
-            rows = self._store().variants(region)
+            rows = self._backend.variants(region)
             variants = [rows.variant(i) for i in range(len(rows))]
         if len(variants) > self.policy.max_variants_per_query:
             raise InvalidArgument(
@@ -574,12 +558,6 @@ class QueryService:
 
     # Computing --------------------------------------------------------------------------------------------
 
-    def _store(self) -> Store:
-        store: Store | None = getattr(self._local, "store", None)
-        if store is None:
-            store = self._local.store = self._root.cursor()
-        return store
-
     def _consented(self, study: Study) -> npt.NDArray[np.bool_]:
         with self._lock:
             mask = self._consent.get(study.purpose)
@@ -596,9 +574,6 @@ class QueryService:
         year = dt.datetime.fromtimestamp(self._clock(), tz=dt.UTC).year
         return self._cohorts.mask(f, year) & consent
 
-    def _fetch(self, vids: npt.NDArray[np.int32]) -> Calls:
-        return self._memory.fetch(vids) if self._memory is not None else self._store().fetch(vids)
-
     def _masks(self, study: Study, q: Query) -> _Cohort:
         """The consented participants and the query's cohort masks (case/control: the arms, disjoint)."""
         consent = self._consented(study)
@@ -606,9 +581,10 @@ class QueryService:
         return _Cohort(consent, kind.arms([self._cohort(f, consent) for f in kind.filters(q)]))
 
     def _prefetch(self, q: Query, variants: list[Variant] | None) -> Future[_Rows] | None:
-        """``_lookup_and_read`` of a charged query started on a fetch worker, when rows come from DuckDB; None
-        when ``_exact`` takes them on the query's own thread (the in-memory copy answers in microseconds)."""
-        if self._memory is None and self._reads(q, variants):
+        """``_lookup_and_read`` of a charged query started on a fetch worker, when the backend's reads are slow
+        enough (DuckDB); None when ``_exact`` takes them on the query's own thread (the in-memory copy answers
+        in microseconds)."""
+        if self._backend.prefetch and self._reads(q, variants):
             return self._fetch_pool.submit(self._lookup_and_read, q, variants)
         return None
 
@@ -623,8 +599,8 @@ class QueryService:
         its counts need them, their rows: the same work per requested variant whether held or not."""
         if not variants:
             return _Rows(np.zeros(0, dtype=np.int32), np.zeros(0, dtype=bool), None)
-        vids, held = self._index.lookup_with_stand_ins(variants)
-        return _Rows(vids, held, self._fetch(vids) if self._reads(q, variants) else None)
+        vids, held = self._backend.lookup_with_stand_ins(variants)
+        return _Rows(vids, held, self._backend.fetch(vids) if self._reads(q, variants) else None)
 
     def _exact(self, q: Query, variants: list[Variant] | None, study: Study, prefetch: Future[_Rows] | None) -> _Exact:
         """The exact counts a query's first release is drawn from (no noise; never leaves this process
@@ -641,7 +617,7 @@ class QueryService:
                 prefetch.cancel()  # or, already running, it finishes and its rows are dropped unread
             raise
         got = prefetch.result() if prefetch is not None else self._lookup_and_read(q, variants)
-        data = Counting(cohort.consent, cohort.masks, got.vids, got.held, got.calls, self._store)
+        data = Counting(cohort.consent, cohort.masks, got.vids, got.held, got.calls, self._backend)
         return _Exact(KINDS[q.kind].exact(q, data), data)
 
     def _release(

@@ -19,13 +19,15 @@ Samples are rows of ``samples`` keyed by ``sid`` (0..N-1, in pseudonym order): o
 are stored, never the institution's sample ids.
 
 Threading: a ``Store`` owns one DuckDB connection; every thread must use its own ``Store.cursor()``
-(a connection shared across threads gave silently wrong results in DuckDB 2.0).
+(a connection shared across threads gave silently wrong results in DuckDB 2.0). ``DuckDBBackend``, the store
+as the query path's ``node.backend.GenotypeBackend``, keeps one cursor per thread and DuckDB's threads.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,8 @@ import numpy.typing as npt
 from genogate.errors import StoreError
 from genogate.genome import contig_sort_key
 from genogate.query import Region, Variant
+from node.backend import Participants
+from node.ontology import TermIndex
 from node.records import HOM_REF, N_CLASSES
 
 # 2: contigs stored by their canonical names (genogate.genome), alleles upper-cased and minimal, the genome
@@ -46,7 +50,7 @@ SCHEMA_VERSION = "2"
 DENSE_DIVISOR = 24
 # Requested variants closer than this (in vid) are fetched with one range scan.
 _GAP = 4096
-_CHUNK = 16384
+_CHUNK = 16384  # most vids one range scan reads
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
@@ -144,6 +148,11 @@ class Store:
         other._build, other._contigs, other._covered = self._build, self._contigs, self._covered
         return other
 
+    def load_caches(self) -> None:
+        """Read everything ``cursor`` copies (sample count, build, contigs, covered regions, which variants have
+        bitsets) once, so that cursors made later share it instead of each reading it again."""
+        _ = self.n_samples, self.build, self.contigs(), self.covered_regions(), self._dense_vids()
+
     def _run(self, sql: str, params: Sequence[object]) -> duckdb.DuckDBPyConnection:
         """Execute one of the query path's fixed statements, parsed once per ``Store`` (DuckDB's parser is a
         third of a point query's cost); ``sql`` must be a constant, never built from input."""
@@ -212,6 +221,41 @@ class Store:
         if self._n_samples is None:
             self._n_samples = int(scalar(self.con, "SELECT count(*) FROM samples"))
         return self._n_samples
+
+    # Participants -----------------------------------------------------------------------------------------
+
+    def participants(self) -> Participants:
+        """Every participant's attributes in sid order, and the participants under each phenotype term (from
+        the store's is-a closure ``term_closure``, ``node.ontology``)."""
+        rows = self.con.execute(
+            "SELECT sid, sex, birth_year, ancestry, phenotypes, consent FROM samples ORDER BY sid"
+        ).fetchall()
+        # Closure ancestors numbered in SQL, so the (ancestor, participant) pairs come back as two int arrays.
+        numbered = (
+            "WITH a AS (SELECT ancestor, (row_number() OVER (ORDER BY ancestor) - 1)::INTEGER AS k "
+            "FROM (SELECT DISTINCT ancestor FROM term_closure)) "
+        )
+        names = [r[0] for r in self.con.execute(numbered + "SELECT ancestor FROM a ORDER BY k").fetchall()]
+        pairs = self.con.execute(
+            numbered + "SELECT DISTINCT a.k, s.sid FROM (SELECT sid, unnest(phenotypes) AS term FROM samples) s "
+            "JOIN term_closure c ON c.term = s.term JOIN a ON a.ancestor = c.ancestor ORDER BY a.k, s.sid"
+        ).fetchnumpy()
+        bounds = np.searchsorted(pairs["k"], np.arange(len(names) + 1))
+        sids = np.asarray(pairs["sid"], dtype=np.int32)
+        sids.flags.writeable = False  # shared by every Cohorts built from them
+        under = {name: sids[bounds[i] : bounds[i + 1]] for i, name in enumerate(names) if bounds[i + 1] > bounds[i]}
+        return Participants(
+            sex=tuple(str(r[1]) for r in rows),
+            birth_year=tuple(None if r[2] is None else int(r[2]) for r in rows),
+            ancestry=tuple(None if r[3] is None else str(r[3]) for r in rows),
+            phenotypes=tuple(tuple(r[4]) for r in rows),
+            consent=tuple(tuple(r[5]) for r in rows),
+            under=under,
+        )
+
+    def terms(self) -> TermIndex:
+        """The phenotype vocabulary recorded at ingest (``node.ontology.TermIndex``)."""
+        return TermIndex.read(self.con)
 
     # Cohorts ----------------------------------------------------------------------------------------------
 
@@ -282,7 +326,7 @@ class Store:
                 ).fetchnumpy()
             return sparse, dense
 
-        return _calls(vids, span)
+        return calls_of(vids, span)
 
     @staticmethod
     def count(calls: Calls, mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
@@ -330,77 +374,6 @@ class Store:
             for bits in dense["bits"][np.isin(dense["vid"], part) & np.isin(dense["vid"], keep)]:
                 carrying |= np.unpackbits(np.frombuffer(bytes(bits), dtype=np.uint8), count=self.n_samples).astype(bool)
         return int((carrying & mask).sum())
-
-    def iter_all_counts(
-        self, mask: npt.NDArray[np.bool_], region: Region | None = None
-    ) -> Iterator[tuple[VariantRows, npt.NDArray[np.int64]]]:
-        """(variants, class counts) for every variant (or a region), a chunk at a time, bounded memory."""
-        rows = self.variants(region)
-        for start in range(0, len(rows), _CHUNK):
-            part = VariantRows(
-                *(a[start : start + _CHUNK] for a in (rows.vid, rows.chrom, rows.pos, rows.ref, rows.alt))
-            )
-            yield part, self.class_counts(part.vid, mask)
-
-
-class MemoryCalls:
-    """A read-only copy of a store's calls in memory, for the query path: the same ``Calls`` as
-    ``Store.fetch`` (the tests hold them equal), sliced out of numpy arrays instead of read by a DuckDB
-    statement, whose fixed cost (parse, plan, scan a row group, convert) is most of a point query's.
-
-    ``load`` takes it only when the whole copy fits the given size (a store's calls take about 9 bytes
-    per stored call plus its dense bitsets); else the node reads through DuckDB. Immutable: threads share it.
-    """
-
-    def __init__(self, sparse: dict[str, Any], dense: dict[str, Any], n_variants: int):
-        self._sparse, self._dense, self._top = sparse, dense, n_variants
-        wanted = np.arange(n_variants + 1, dtype=np.int64)
-        self._at = np.searchsorted(sparse["vid"], wanted)  # rows of vid v: _at[v] .. _at[v + 1]
-        self._dense_at = np.searchsorted(dense["vid"], wanted)
-        self.nbytes = sum(a.nbytes for a in sparse.values()) + self._at.nbytes + self._dense_at.nbytes
-        self.nbytes += sum(a.nbytes for a in dense.values()) + sum(len(b) for b in dense["bits"])
-
-    @staticmethod
-    def size(store: Store) -> int:
-        """Bytes the copy of ``store``'s calls would take (what ``load`` compares with its limit)."""
-        rows = int(scalar(store.con, "SELECT count(*) FROM calls"))
-        dense_rows = int(scalar(store.con, "SELECT count(*) FROM dense"))
-        top = int(scalar(store.con, "SELECT coalesce(max(vid) + 1, 0) FROM variants"))
-        bitset = -(-store.n_samples // 8)  # every bitset packs one bit per participant (StoreWriter)
-        return rows * 9 + dense_rows * (5 + 8 + 33 + bitset) + 16 * (top + 1)
-
-    @classmethod
-    def load(cls, store: Store, max_bytes: int) -> MemoryCalls | None:
-        """The copy of ``store``'s calls, or None when it would take more than ``max_bytes``."""
-        return cls.read(store) if cls.size(store) <= max_bytes else None
-
-    @classmethod
-    def read(cls, store: Store) -> MemoryCalls:
-        """The copy of ``store``'s calls, whatever it takes (``size`` says how much)."""
-        top = int(scalar(store.con, "SELECT coalesce(max(vid) + 1, 0) FROM variants"))
-        sparse = store.con.execute("SELECT vid, sid, cls FROM calls").fetchnumpy()
-        if len(sparse["vid"]) and not bool((np.diff(sparse["vid"]) >= 0).all()):  # written in vid order, but
-            order = np.argsort(sparse["vid"], kind="stable")  # a store need not keep rows in that order
-            sparse = {k: v[order] for k, v in sparse.items()}
-        dense = store.con.execute("SELECT vid, cls, bits FROM dense ORDER BY vid, cls").fetchnumpy()
-        columns = {k: np.ascontiguousarray(v) for k, v in sparse.items()}
-        dense_columns = {k: np.asarray(v) for k, v in dense.items()}
-        for a in (*columns.values(), *dense_columns.values()):
-            a.flags.writeable = False
-        return cls(columns, dense_columns, top)
-
-    def fetch(self, vids: npt.NDArray[np.int32]) -> Calls:
-        """The calls of ``vids``, exactly as ``Store.fetch`` returns them (views into the copy)."""
-
-        def span(first: int, last: int, part: npt.NDArray[np.int32]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-            first, end = min(first, self._top), min(last + 1, self._top)  # vids the store lacks have no rows
-            a, b = self._at[first], self._at[end]
-            sparse = {k: v[a:b] for k, v in self._sparse.items()}
-            da, db = self._dense_at[first], self._dense_at[end]
-            dense = {k: v[da:db] for k, v in self._dense.items()} if db > da else None
-            return sparse, dense
-
-        return _calls(vids, span)
 
 
 class VariantIndex:
@@ -452,6 +425,111 @@ class VariantIndex:
         return vids, held
 
 
+class DuckDBBackend:
+    """The DuckDB store as a ``node.backend.GenotypeBackend``: every read a DuckDB statement, on the calling
+    thread's own cursor (``Store.cursor``); variant lookups through an in-memory ``VariantIndex``.
+
+    ``point_reads`` (a serving node): the variant index, participants and layout flags are loaded at once and
+    DuckDB then runs each statement on one thread (one thread per small scan: handing it to a second thread
+    costs a quarter of a read's CPU, measured). Without it (an operator's whole-store scans, ``freq``) they
+    are loaded when first asked for and DuckDB keeps its own threads.
+    """
+
+    prefetch = True  # a read is a DuckDB statement (~0.5 ms of CPU): worth starting on a fetch worker
+
+    def __init__(self, store: Store, *, point_reads: bool = True):
+        self._root = store
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._index: VariantIndex | None = None
+        self._participants: Participants | None = None
+        if point_reads:
+            # Everything a cursor copies from the root (``Store.cursor``), read once before any cursor exists.
+            store.load_caches()
+            self._index, self._participants = VariantIndex(store), store.participants()
+            store.con.execute("SET threads = 1")
+
+    @classmethod
+    def open(cls, path: Path, *, point_reads: bool = True) -> DuckDBBackend:
+        store = Store.open(path)
+        try:
+            return cls(store, point_reads=point_reads)
+        except BaseException:
+            store.close()
+            raise
+
+    def _store(self) -> Store:
+        """This thread's cursor on the store (a connection shared across threads gave wrong results)."""
+        store: Store | None = getattr(self._local, "store", None)
+        if store is None:
+            store = self._local.store = self._root.cursor()
+        return store
+
+    @property
+    def path(self) -> Path:
+        return self._root.path
+
+    @property
+    def build(self) -> str | None:
+        return self._root.build
+
+    @property
+    def n_samples(self) -> int:
+        return self._root.n_samples
+
+    def contigs(self) -> list[str]:
+        return self._root.contigs()
+
+    def covered_regions(self) -> list[Region] | None:
+        return self._root.covered_regions()
+
+    def cohort_sha256(self) -> str:
+        return self._store().cohort_sha256()
+
+    def participants(self) -> Participants:
+        if self._participants is None:
+            with self._lock:
+                if self._participants is None:
+                    self._participants = self._store().participants()
+        return self._participants
+
+    def terms(self) -> TermIndex:
+        return self._store().terms()
+
+    def variants(self, region: Region | None = None) -> VariantRows:
+        return self._store().variants(region)
+
+    def _variant_index(self) -> VariantIndex:
+        if self._index is None:
+            with self._lock:
+                if self._index is None:
+                    self._index = VariantIndex(self._store())
+        return self._index
+
+    def lookup(self, variants: Sequence[Variant]) -> npt.NDArray[np.int32]:
+        return self._variant_index().lookup(variants)
+
+    def lookup_with_stand_ins(self, variants: Sequence[Variant]) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.bool_]]:
+        return self._variant_index().lookup_with_stand_ins(variants)
+
+    def fetch(self, vids: npt.NDArray[np.int32]) -> Calls:
+        return self._store().fetch(vids)
+
+    def count(self, calls: Calls, mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+        return Store.count(calls, mask)
+
+    def class_counts(self, vids: npt.NDArray[np.int32], mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+        return self.count(self.fetch(vids), mask)
+
+    def carriers(
+        self, vids: npt.NDArray[np.int32], mask: npt.NDArray[np.bool_], counted: npt.NDArray[np.bool_] | None = None
+    ) -> int:
+        return self._store().carriers(vids, mask, counted)
+
+    def close(self) -> None:
+        self._root.close()
+
+
 def _allele_digest(ref: str, alt: str) -> int:
     return int.from_bytes(hashlib.blake2b(f"{ref}\x00{alt}".encode(), digest_size=8).digest(), "little", signed=True)
 
@@ -477,7 +555,7 @@ class Calls:
     spans: list[_Span]
 
 
-def _calls(
+def calls_of(
     vids: npt.NDArray[np.int32],
     span: Callable[[int, int, npt.NDArray[np.int32]], tuple[dict[str, Any], dict[str, Any] | None]],
 ) -> Calls:

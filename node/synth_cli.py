@@ -10,7 +10,7 @@ from pathlib import Path
 
 from genogate.errors import UsageError
 from node.ingest import IngestSummary, Progress, ingest_sources
-from node.synth import WHOLE, Part, SynthSource, SynthSpec, parse_part, run
+from node.ingest.synth import WHOLE, Part, SynthSource, SynthSpec, parse_part, run
 
 
 def spec_fingerprint(spec: SynthSpec, part: Part = WHOLE) -> str:

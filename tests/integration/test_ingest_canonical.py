@@ -17,7 +17,7 @@ from genogate.errors import IngestError, StoreError
 from genogate.genome import LENGTHS
 from genogate.query import Region
 from node.ingest import ingest
-from node.normalise import SKIP_BREAKEND, SKIP_CONTIG, SKIP_NON_REF
+from node.ingest.normalise import SKIP_BREAKEND, SKIP_CONTIG, SKIP_NON_REF
 from node.store import Store
 from tests.integration.conftest import SAMPLES, run_node, sheet_text, vcf_text
 

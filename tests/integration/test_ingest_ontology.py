@@ -21,7 +21,7 @@ from node import freq
 from node.cohort import Cohorts
 from node.ingest import default_key_path, ingest, pseudonym
 from node.planner import compile_filter
-from node.store import Store
+from node.store import DuckDBBackend, Store
 from tests.conftest import SUBSET, require_shared
 
 VCF = SUBSET / "1KG_phase3_subset_chr22.vcf.gz"
@@ -114,11 +114,11 @@ def test_filters_match_a_brute_force_count_over_the_sheet(annotated: tuple[Path,
             assert sorted(int(i) for i in cohorts.mask(f, YEAR).nonzero()[0]) == expected, term
             sql, params = compile_filter(f, YEAR)
             assert sorted(int(i) for i in store.cohort_mask(sql, params).nonzero()[0]) == expected, term
-            (group,) = freq.groups(store, f, None)
+            (group,) = freq.groups(DuckDBBackend(store, point_reads=False), f, None)
             assert int(group.mask.sum()) == len(expected), term
         assert len(sorted(int(i) for i in cohorts.mask(PhenotypeHas("HP:0001250"), YEAR).nonzero()[0])) > 300
         with pytest.raises(InvalidArgument) as info:
-            freq.groups(store, PhenotypeHas("HP:9999999"), None)
+            freq.groups(DuckDBBackend(store, point_reads=False), PhenotypeHas("HP:9999999"), None)
         assert info.value.reason is Reason.UNKNOWN_TERM
         assert store.con.execute("SELECT DISTINCT ancestry FROM samples ORDER BY 1").fetchall() == [
             ("AFR",),

@@ -33,8 +33,10 @@ from genogate.errors import Reason, ResourceExhausted
 from genogate.nodeclient import envelope
 from genogate.query import AlleleFrequency, Variant
 from genogate.signing import Signer
+from node.backend import open_backend
 from node.dp import OpenDPNoise
 from node.ledger import Ledger
+from node.memory import MemoryBackend
 from node.service import Caller, QueryService
 from node.store import Store
 from tests.unit.test_service import POLICY as SERVICE_POLICY
@@ -111,16 +113,15 @@ def test_refused_queries_take_the_same_time_for_held_and_absent_variants(
     present, absent = _variants(subset_store)
     svc = QueryService(
         name="site-a",
-        store_path=subset_store,
+        backend=open_backend(subset_store, "auto", memory_mb),
         ledger=Ledger(tmp_path / "ledger.sqlite"),
         studies=lambda: {"S1": study("GRU", epsilon_total=Decimal("0.01"))},
         policy=POLICY,
         noise=OpenDPNoise(),
         signer=Signer(Ed25519PrivateKey.generate()),
-        memory_mb=memory_mb,
     )
     try:
-        assert (svc._memory is not None) == (memory_mb > 0)
+        assert isinstance(svc._backend, MemoryBackend) == (memory_mb > 0)
         caller = Caller("alice")
         spend_all = envelope(AlleleFrequency(tuple(present[0][:1])), study_id="S1", epsilon=0.01)
         svc.query(caller, spend_all.SerializeToString())  # the study's whole budget: every later query is refused

@@ -21,6 +21,7 @@ from genogate.nodeclient import envelope
 from genogate.query import AlleleFrequency, CohortCount
 from genogate.signing import Signer
 from genogate.wire.v1 import common_pb2 as pb
+from node.backend import open_backend
 from node.dp import OpenDPNoise
 from node.ingest import ingest
 from node.ledger import Ledger
@@ -41,7 +42,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> QueryService:
     s = study("HMB", epsilon_total=Decimal("10000"), epsilon_per_query_cap=Decimal("1"))
     return QueryService(
         name="site-a",
-        store_path=d / "store.duckdb",
+        backend=open_backend(d / "store.duckdb"),
         ledger=Ledger(d / "ledger.sqlite"),
         studies=lambda: {"S1": s},
         policy=replace(

@@ -305,7 +305,7 @@ def _noise_sources(tree: ast.AST) -> list[str]:
 
 
 def test_no_other_randomness_in_the_product() -> None:
-    """Only OpenDP draws noise; node/synth.py alone may use a seeded PRNG (to make synthetic *data*)."""
+    """Only OpenDP draws noise; node/ingest/synth.py alone may use a seeded PRNG (to make synthetic *data*)."""
     files = [
         f for pkg in ("node", "genogate", "genogate_demo", "coordinator") for f in sorted((ROOT / pkg).rglob("*.py"))
     ]
@@ -313,7 +313,7 @@ def test_no_other_randomness_in_the_product() -> None:
     offenders = {
         str(f.relative_to(ROOT)): hits
         for f in files
-        if f.relative_to(ROOT) != Path("node/synth.py") and (hits := _noise_sources(ast.parse(f.read_text())))
+        if f.relative_to(ROOT) != Path("node/ingest/synth.py") and (hits := _noise_sources(ast.parse(f.read_text())))
     }
     assert offenders == {}
     assert _noise_sources(ast.parse("import numpy as np\nx = np.random.default_rng(1)"))  # the check works

@@ -41,8 +41,10 @@ from genogate.query import (
 )
 from genogate.signing import Signer, verify
 from genogate.wire.v1 import common_pb2 as pb
+from node.backend import open_backend
 from node.ingest import ingest
 from node.ledger import Charged, Ledger
+from node.memory import MemoryBackend
 from node.service import Caller, Policy, QueryService
 from node.studies import Study
 
@@ -145,17 +147,16 @@ def make(
     table = {s.study_id: s for s in (studies or (study(),))}
     svc = QueryService(
         name="site-a",
-        store_path=store,
+        backend=open_backend(store, "auto", memory_mb),
         ledger=Ledger(tmp_path / "ledger.sqlite"),
         studies=lambda: table,
         policy=policy,
         noise=ZeroNoise(),
         signer=Signer(Ed25519PrivateKey.generate()),
         clock=lambda: NOW,
-        memory_mb=memory_mb,
         **kw,
     )
-    assert (svc._memory is not None) == (memory_mb > 0)  # the tiny store always fits
+    assert isinstance(svc._backend, MemoryBackend) == (memory_mb > 0)  # the tiny store always fits
     return svc
 
 
@@ -396,7 +397,7 @@ def test_every_outcome_is_audited_with_the_release_in_the_same_transaction(store
     table = {"S1": study()}
     svc = QueryService(
         name="site-a",
-        store_path=store,
+        backend=open_backend(store),
         ledger=Ledger(tmp_path / "ledger.sqlite", audit_signer=signer),
         studies=lambda: table,
         policy=POLICY,
@@ -441,7 +442,7 @@ def test_an_unexpected_failure_after_the_charge_is_internal_and_audited(store: P
     signer = Signer(Ed25519PrivateKey.generate())
     svc = QueryService(
         name="site-a",
-        store_path=store,
+        backend=open_backend(store),
         ledger=Ledger(tmp_path / "ledger.sqlite", audit_signer=signer),
         studies=lambda: {"S1": study()},
         policy=POLICY,

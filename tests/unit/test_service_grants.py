@@ -12,6 +12,7 @@ import pytest
 
 from genogate.errors import PermissionDenied, Reason, ResourceExhausted, Unauthenticated
 from genogate.wire.v1 import common_pb2 as pb
+from node.backend import open_backend
 from node.grants import GrantVerifier, NonceStore, RevocationCache
 from node.ingest import ingest
 from node.ledger import Ledger
@@ -42,7 +43,7 @@ def setup(tmp_path: Path) -> Iterator[tuple[World, QueryService, NonceStore]]:
     )
     svc = QueryService(
         name=SITE,
-        store_path=tmp_path / "store.duckdb",
+        backend=open_backend(tmp_path / "store.duckdb"),
         ledger=Ledger(tmp_path / "ledger.sqlite"),
         studies=dict,
         policy=POLICY,

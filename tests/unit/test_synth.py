@@ -17,9 +17,9 @@ import numpy.typing as npt
 import pytest
 from cyvcf2 import VCF
 
-from node import synth
+from node.ingest import synth
+from node.ingest.synth import SynthSource, SynthSpec, cohort, planted, run, write_sheet, write_vcf
 from node.records import HEMI_ALT, HEMI_REF, HET, HOM_ALT, NO_CALL, SiteCalls
-from node.synth import SynthSource, SynthSpec, cohort, planted, run, write_sheet, write_vcf
 
 SMALL = SynthSpec(samples=300, variants=500, seed=1)
 # chr21 + chrX with many tri-allelic records: every GT path (diploid, haploid, multi-allelic) is exercised.
@@ -333,7 +333,7 @@ def test_store_path_and_vcf_path_give_the_same_canonical_grch38_store(tmp_path: 
     states GRCh38) gives the very same variants and counts."""
     from node import freq
     from node.ingest import ingest
-    from node.store import Store
+    from node.store import DuckDBBackend
     from node.synth_cli import synth_store
 
     paths, summary = synth_store(tmp_path / "direct.duckdb", tmp_path / "direct", MIXED, progress=False)
@@ -342,11 +342,11 @@ def test_store_path_and_vcf_path_give_the_same_canonical_grch38_store(tmp_path: 
     ingest(tmp_path / "via_vcf.duckdb", [files["vcf"]], files["samples"])
     rows = []
     for name in ("direct.duckdb", "via_vcf.duckdb"):
-        store = Store.open(tmp_path / name)
+        backend = DuckDBBackend.open(tmp_path / name, point_reads=False)
         try:
-            assert store.build == "GRCh38" and store.contigs() == ["21", "X"]
-            rows.append(list(freq.rows(store)))
+            assert backend.build == "GRCh38" and backend.contigs() == ["21", "X"]
+            rows.append(list(freq.rows(backend)))
         finally:
-            store.close()
+            backend.close()
     assert len(rows[0]) > 600 and rows[0] == rows[1]
     assert all(v.split("-")[0] in ("21", "X") for v in planted(MIXED))

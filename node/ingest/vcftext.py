@@ -7,7 +7,7 @@ gives exact line numbers for every problem. Files with richer FORMATs, and BCF, 
 
 ``GtTextReader`` yields, per data line, the allele indices of the two haplotype slots exactly as cyvcf2's
 ``genotype.array()`` gives them: an allele number, ``-1`` for a missing allele and ``-2`` for the unused
-second slot of a haploid call. ``node.vcf`` turns both into the same ``SiteCalls``; a test checks that the
+second slot of a haploid call. ``node.ingest.vcf`` turns both into the same ``SiteCalls``; a test checks that the
 two paths agree record for record on real data.
 """
 

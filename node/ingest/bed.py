@@ -13,7 +13,7 @@ from pathlib import Path
 from genogate.errors import IngestError
 from genogate.genome import BuildError, canonical_contig, contig_sort_key
 from genogate.query import MAX_POS, Region
-from node.vcftext import open_binary
+from node.ingest.vcftext import open_binary
 
 
 def read_bed(path: Path, build: str) -> list[Region]:

@@ -7,7 +7,7 @@ Guarantees:
   leaves the store exactly as it was.
 * **Idempotent.** Each input is identified by its SHA-256; an input already in the store is skipped, and
   ingesting the same files and sheet again changes nothing (the file is not even opened for writing).
-* **Canonical.** Every allele is stored in one spelling (``node.normalise``): canonical contig names, upper-case
+* **Canonical.** Every allele is stored in one spelling (``node.ingest.normalise``): canonical contig names, upper-case
   minimal alleles (left-aligned with ``--reference``); gVCF ``<NON_REF>``/``<*>`` and breakend ALTs dropped and
   counted; any other non-base allele refused with its line. Two records that become one variant are refused.
 * **One build.** The store records its genome build (``meta genome_build``): stated by the files' headers or
@@ -41,13 +41,13 @@ from genogate.errors import IngestError, StoreError
 from genogate.genome import BuildError, canonical_contig, check_build, contig_rank
 from genogate.query import Region
 from node import ontology
-from node.bed import merge, read_bed
-from node.normalise import Normaliser, Reference
+from node.ingest.bed import merge, read_bed
+from node.ingest.normalise import Normaliser, Reference
+from node.ingest.sheet import Participant, read_sheet
+from node.ingest.vcf import VcfSource
+from node.ingest.writer import StoreWriter
 from node.records import CLASS_NAMES, GenotypeSource
-from node.sheet import Participant, read_sheet
 from node.store import SCHEMA_VERSION, Store, cohort_sha256, scalar
-from node.vcf import VcfSource
-from node.writer import StoreWriter
 
 KEY_BYTES = 32
 INGEST_MEMORY_LIMIT = "1GB"

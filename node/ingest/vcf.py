@@ -27,8 +27,8 @@ import numpy.typing as npt
 from genogate.errors import IngestError
 from genogate.genome import BuildError, infer_build
 from genogate.query import MAX_POS
+from node.ingest.vcftext import GtTextReader, first_format, is_bgzf, open_binary, stream_damaged
 from node.records import HEMI_REF, NO_CALL, SiteCalls
-from node.vcftext import GtTextReader, first_format, is_bgzf, open_binary, stream_damaged
 
 _BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 _CONTIG_RE = re.compile(r"^##contig=<ID=([^,>]+)", re.MULTILINE)
@@ -90,7 +90,7 @@ class VcfSource:
         self.is_bcf = _is_bcf(self.path)
         self.records_read = 0
         self.skipped: Counter[str] = Counter()
-        # GT-only text files take the numpy parser (node.vcftext); BCF and richer FORMATs take htslib's.
+        # GT-only text files take the numpy parser (node.ingest.vcftext); BCF and richer FORMATs take htslib's.
         self._reader: GtTextReader | None = None
         if fast_text and not self.is_bcf and first_format(self.path) == b"GT":
             self._reader = GtTextReader(self.path, len(self.samples), self.name)

@@ -1,0 +1,32 @@
+"""Ingest: everything that writes a node's store, apart from the serving node.
+
+* ``pipeline``: VCF/BCF files (or any ``GenotypeSource``) plus a sample sheet into a store (atomic, idempotent,
+  canonical, one build, pseudonymous: see its docstring);
+* ``vcf`` / ``vcftext``: the VCF/BCF readers (htslib, and the numpy parser for GT-only text);
+* ``normalise``: one canonical spelling of every allele; ``sheet``: the sample sheet;
+* ``writer``: the store's call layout (sparse rows and dense bitsets, ``node.store``);
+* ``bed``: BED files of covered regions (ingest, and a serving node's ``covered_bed``);
+* ``synth``: synthetic cohorts (a ``GenotypeSource`` and its sheet) for tests, benchmarks and attacks.
+
+A serving node uses only ``bed`` (its config may name a BED file of covered regions, ``node.catalogue``).
+"""
+
+from node.ingest.pipeline import (
+    IngestSummary,
+    Progress,
+    default_key_path,
+    ingest,
+    ingest_sources,
+    load_key,
+    pseudonym,
+)
+
+__all__ = [
+    "IngestSummary",
+    "Progress",
+    "default_key_path",
+    "ingest",
+    "ingest_sources",
+    "load_key",
+    "pseudonym",
+]
