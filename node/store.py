@@ -40,8 +40,8 @@ import numpy.typing as npt
 from genogate.errors import StoreError
 from genogate.genome import contig_sort_key
 from genogate.query import Region, Variant
-from node.backend import Participants
 from node.ontology import TermIndex
+from node.participants import Participants
 from node.records import HOM_REF, N_CLASSES
 
 # 2: contigs stored by their canonical names (genogate.genome), alleles upper-cased and minimal, the genome
