@@ -35,7 +35,8 @@ from node.dp import OpenDPNoise
 from node.grants import GrantVerifier, NonceStore, RevocationCache
 from node.ledger import Ledger
 from node.ontology import read_mondo
-from node.service import Policy, QueryService
+from node.policy import Policy
+from node.service import QueryService
 from node.servicer import RPC_POLICY, NodeServicer
 from node.studies import Study, load_studies
 

@@ -3,8 +3,8 @@ build, the contigs that hold variants and, for exome or array data, the regions 
 
 All of it is public (``GetNodeInfo``); none of it says who carries what, so a refusal decided here (a contig
 the node lacks, a position it does not cover or past a chromosome's end, another build) never depends on the
-data. ``node.service`` calls ``Catalogue.assembly_of`` and ``Catalogue.check`` right after canonicalising a
-query, before the ledger or the store is touched.
+data. The query service's gate (``node.policy``) calls ``Catalogue.assembly_of`` and ``Catalogue.check`` right
+after canonicalising a query, before the ledger or the store is touched.
 """
 
 from __future__ import annotations

@@ -1,5 +1,11 @@
 """The node's query service: every check a query must pass, then exact counts, a durable charge, noise.
 
+``QueryService`` orchestrates: it holds the order of the steps below and nothing else (``_query`` is these
+steps, one call each). Steps 1 to 5 are ``node.policy`` (``Policy``, ``Caller``, ``Gate``: every check decided
+before the store is touched), the charge and the stored result are ``node.ledger``'s, the reads and exact counts
+of step 7 are ``node.reader``'s, and the noise, the noisy values, the signed release and the budget status are
+``node.release``'s. ``Policy`` and ``Caller`` are re-exported here.
+
 Order of work for one query (each step may refuse; nothing is charged until step 6 and no noise is drawn
 before it):
 
@@ -50,85 +56,42 @@ first sent it. A release states what this request paid now (0 for a retry, a sto
 that joined an identical one being charged), the original charge and the epoch of its values.
 
 Threading: one instance serves every gRPC worker thread. A query runs on its gRPC thread, handing off at most
-one read to a small pool of fetch workers (when the store is read through DuckDB: thread wake-ups and GIL
-hand-offs cost more on this path than the counting itself). The backend keeps its own per-thread state
-(DuckDB: one cursor per thread); the ledger serialises itself; the caches are guarded by a lock.
+one read to a small pool of fetch workers (``node.reader``: when the store is read through DuckDB, thread
+wake-ups and GIL hand-offs cost more on this path than the counting itself). The backend keeps its own
+per-thread state (DuckDB: one cursor per thread); the ledger serialises itself; the gate's rate windows and
+the reader's consent cache are each guarded by a lock.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import logging
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
-
-from genogate import duo, metrics, privacy
-from genogate.envelope import receive
-from genogate.errors import (
-    GenogateError,
-    Internal,
-    InvalidArgument,
-    PermissionDenied,
-    Reason,
-    ResourceExhausted,
-)
-from genogate.kinds import KINDS, canonical, canonical_bytes, filters_of
-from genogate.query import Filter, Kind, Query, Region, Variant
-from genogate.rpc import max_envelope_bytes
+from genogate import duo, metrics
+from genogate.errors import GenogateError, Internal
+from genogate.kinds import canonical_bytes
+from genogate.query import Region
 from genogate.signing import Signer
 from genogate.wire.v1 import common_pb2 as pb
-from node import dp
+from node import dp, release
 from node.backend import GenotypeBackend
 from node.catalogue import Catalogue
 from node.cohort import Cohorts
-from node.counting import Counting
 from node.grants import GrantVerifier
 from node.ledger import Answered, Charged, Ledger, Pending
-from node.store import Calls
+from node.policy import Admitted, Asked, Caller, Charge, Gate, Policy
+from node.reader import Reader, Rows
 from node.studies import Study
 
+__all__ = ["Caller", "Policy", "QueryService"]
+
 log = logging.getLogger("genogate.node")
-_MECHANISM = {
-    "discrete_laplace": pb.NOISE_MECHANISM_DISCRETE_LAPLACE,
-    "discrete_gaussian": pb.NOISE_MECHANISM_DISCRETE_GAUSSIAN,
-}
-
-
-@dataclass(frozen=True)
-class Policy:
-    """The node's own limits (from ``[policy]`` in its config)."""
-
-    epsilon_per_query_cap: Decimal
-    epsilon_per_study_cap: Decimal
-    delta_per_query: Decimal
-    delta_per_study_cap: Decimal
-    min_reportable_count: int
-    allowed_kinds: frozenset[Kind]
-    allowed_purposes: frozenset[str]
-    max_variants_per_query: int
-    rate_limit_per_study_per_minute: int
-    public_site_catalogue: bool
-    epsilon_per_query_min: Decimal = Decimal("0.001")
-    epsilon_per_researcher_cap: Decimal = Decimal("8")
-    epsilon_per_node_cap: Decimal = Decimal("100")
-    budget_period_days: int = 365
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who is asking: the common name of the client certificate that mTLS verified."""
-
-    common_name: str
 
 
 class QueryService:
@@ -153,9 +116,6 @@ class QueryService:
         coordinator_common_name: str = "",
     ):
         self.name = name
-        # The coordinator's certificate common name: the only caller given a site's own value under a grant
-        # without the per-site breakdown, and the only one given a budget under a grant ("" = nobody).
-        self.coordinator_common_name = coordinator_common_name
         self.policy = policy
         # The genotype data (``node.backend``: DuckDB, or the calls copied into memory); the service owns it.
         self._backend = backend
@@ -165,23 +125,41 @@ class QueryService:
         # Loaded once: participants' attributes (filters become numpy masks).
         self._cohorts = Cohorts(backend)
         self._ledger = ledger
-        self._studies = studies
         self._noise = noise
         self._signer = signer
         self._grants = grants
         self.revocations = grants.revocations if grants is not None else None
         self._clock = clock
-        self._diseases = diseases  # the hierarchies DS-<disease> consents are matched in
         self._disease_releases = dict(disease_releases or {})
-        self._lock = threading.Lock()
-        self._consent: dict[tuple[str, frozenset[str]], npt.NDArray[np.bool_]] = {}
-        self._rates: dict[str, deque[float]] = {}
-        # Reads of the store's rows, started as soon as a query's variants are known (see _query).
-        self._fetch_pool = ThreadPoolExecutor(max_workers=fetch_workers, thread_name_prefix="node-fetch")
+        # Steps 1 to 5: every check before the store is touched (``node.policy``).
+        self._gate = Gate(
+            name=name,
+            policy=policy,
+            studies=studies,
+            grants=grants,
+            catalogue=self.catalogue,
+            terms=self._cohorts.terms,
+            backend=backend,
+            clock=clock,
+            coordinator_common_name=coordinator_common_name,
+        )
+        # Step 7: the reads of a charged query (``node.reader``), on fetch workers started with the charge.
+        self._reader = Reader(backend, self._cohorts, clock=clock, diseases=diseases, fetch_workers=fetch_workers)
         self.n_samples = backend.n_samples
         # The consent epoch of the store's cohort: stored answers of earlier epochs answer no new query id.
         self.epoch = ledger.register_epoch(backend.cohort_sha256(), now_ms=int(clock() * 1000))
         log.info("consent epoch", extra={"epoch": self.epoch})
+
+    @property
+    def coordinator_common_name(self) -> str:
+        """The coordinator's certificate common name: the only caller given a site's own value under a grant
+        without the per-site breakdown, and the only one given a budget under a grant ("" = nobody). The gate
+        decides with it; set here, it changes what the gate decides."""
+        return self._gate.coordinator_common_name
+
+    @coordinator_common_name.setter
+    def coordinator_common_name(self, name: str) -> None:
+        self._gate.coordinator_common_name = name
 
     def labels(self) -> list[tuple[str, tuple[str, ...]]]:
         """The labels of each categorical attribute at this node (published in GetNodeInfo)."""
@@ -192,7 +170,7 @@ class QueryService:
         return {**self._cohorts.terms.releases, **self._disease_releases}
 
     def close(self) -> None:
-        self._fetch_pool.shutdown(wait=True, cancel_futures=True)
+        self._reader.close()
         self._backend.close()
         if self._grants is not None:
             self._grants.close()
@@ -220,7 +198,7 @@ class QueryService:
         outcome = _Outcome()
         try:
             try:
-                release = self._query(caller, payload, grant, signature, entry, outcome)
+                released = self._query(caller, payload, grant, signature, entry, outcome)
             except GenogateError:
                 raise
             except Exception as exc:  # a bug: still a typed error for the caller, and audited like any failure
@@ -238,15 +216,7 @@ class QueryService:
                 log.exception("could not write a refusal to the audit log")  # the refusal itself stands
             raise
         metrics.node_query(str(entry["kind"]), outcome.decision, str(entry["study"]), outcome.charged)
-        return release
-
-    def _too_large(self, size: int) -> InvalidArgument:
-        return InvalidArgument(
-            f"envelope of {size} bytes > {max_envelope_bytes(self.policy.max_variants_per_query)}",
-            reason=Reason.TOO_MANY_VARIANTS,
-            message=f"the query is larger than this site answers (at most {self.policy.max_variants_per_query} "
-            "variants per query)",
-        )
+        return released
 
     def _query(
         self,
@@ -257,182 +227,127 @@ class QueryService:
         entry: dict[str, object],
         outcome: _Outcome,
     ) -> pb.Release:
-        # Bounded work before authentication: an envelope larger than the biggest query this node answers
-        # could take is refused before it is decoded or its signature checked. It is decoded once
-        # (``genogate.envelope``); everything below reads the opened envelope.
-        received = receive(
-            payload,
-            signature,
-            max_bytes=max_envelope_bytes(self.policy.max_variants_per_query),
-            too_large=self._too_large,
+        """The steps of the module docstring, in order; each may refuse."""
+        # 1-2. The envelope, bounded and decoded once, and who may ask for which study.
+        asked = self._gate.authorise(caller, payload, grant, signature, entry)
+        entry.update(researcher=asked.researcher, consent_epoch=self.epoch)  # whom the node-wide caps charge
+        # 3-4. ε floor, kind, per-query caps; the canonical form and the public refusals; variants; rate.
+        admitted = self._gate.admit(asked)
+        canonical_sha = hashlib.sha256(canonical_bytes(admitted.query)).hexdigest()
+        entry.update(
+            study=asked.study.study_id,
+            query_id=asked.opened.envelope.query_id,
+            kind=admitted.query.kind.label,
+            canonical_sha256=canonical_sha,
         )
-        if grant is not None and grant.payload:
-            verified = self._verifier().open(
-                grant, received, caller=caller.common_name, coordinator_common_name=self.coordinator_common_name
-            )
-            opened, study = verified.opened, verified.study
-            env = opened.envelope
-            researcher = verified.grant.researcher_key_fingerprint
-            opened.check_ids()
-            self._check_purpose(study)
-        else:
-            opened = received.open_unsigned()
-            env = opened.envelope
-            opened.check_ids()
-            entry.update(study=env.study_id, query_id=env.query_id)
-            study = self._authorise(caller, env.study_id)
-            researcher = _local_researcher(caller)
-            if env.sites and self.name not in env.sites:
-                raise PermissionDenied(
-                    "envelope does not name this site",
-                    reason=Reason.GRANT_WRONG_SITE,
-                    message="the query is not addressed to this site",
-                )
-        entry.update(researcher=researcher, consent_epoch=self.epoch)  # whom the node-wide caps charge
-        epsilon = opened.epsilon
-        if epsilon < self.policy.epsilon_per_query_min:  # decided from the request alone, before any charge
-            raise InvalidArgument(
-                f"epsilon {epsilon} < floor {self.policy.epsilon_per_query_min}",
-                reason=Reason.INVALID_EPSILON,
-                message=f"epsilon {epsilon:.3g} is below this site's floor of {self.policy.epsilon_per_query_min} "
-                "per query",
-            )
-        query = opened.query
-        self._check_kind(study, query.kind)
-        cap = min(study.epsilon_per_query_cap, self.policy.epsilon_per_query_cap)
-        if epsilon > cap:
-            raise ResourceExhausted(
-                f"epsilon {epsilon} > cap {cap}",
-                reason=Reason.EPSILON_OVER_CAP,
-                message="the requested epsilon exceeds the per-query cap",
-            )
-        year = dt.datetime.fromtimestamp(self._clock(), tz=dt.UTC).year  # ages fold at the oldest possible one
-        query = canonical(query, self.catalogue.assembly_of(env.assembly, study.assembly), year)
-        self.catalogue.check(query)
-        for f in filters_of(query):
-            self._cohorts.terms.check(f)
-        variants = self._variants_of(query)
-        self._rate_limit(study.study_id)
-
-        canonical_sha = hashlib.sha256(canonical_bytes(query)).hexdigest()
-        entry.update(study=study.study_id, query_id=env.query_id, kind=query.kind.label, canonical_sha256=canonical_sha)
         # Every refusal is decided above and in ``Ledger.begin`` from the envelope, the study, the policy and
         # the ledger: nothing of the store is touched (no index lookup, no read, no cohort mask) until the
         # charge is durable, so a refusal takes the same work whether or not the node holds the variants or
         # has the participants. A retry or a repeat of an answered question is answered from the ledger.
-        sens, plans = self._plans(query, len(variants) if variants is not None else None, epsilon)
-        charge_eps = sum((p.epsilon for p in plans), Decimal(0))
-        charge_delta = sum((p.delta for p in plans), Decimal(0))
+        # 5. The noise plans, and the ε and δ they charge.
+        charge = self._gate.charge(admitted, asked.opened.epsilon)
         payload_sha = hashlib.sha256(payload).digest()
-        entry.update(epsilon=str(charge_eps), delta=str(charge_delta))
-        # Reading through DuckDB starts as soon as the ledger has decided to charge, on a fetch worker, while
-        # the charge's commit syncs; a refusal never starts it, and a failed commit drops it unread.
-        prefetch: list[Future[_Rows] | None] = []
+        entry.update(epsilon=str(charge.epsilon), delta=str(charge.delta))
+        # 6. The durable charge, or the stored answer; reads start as soon as the ledger decides to charge.
+        begun, prefetch = self._charge(caller, asked, admitted, charge, payload_sha, canonical_sha, entry)
+        # 7. Read, count exactly, draw the noise, store the result (first completion wins); or the stored one.
+        result, from_store = self._answer(begun, prefetch, asked, admitted, charge, entry, outcome)
+        # 8. The signed release: what this request paid now (its charge if it made one, or paid a suspect one
+        # again; else nothing: a retry, a repeat of a stored release, or a query joining an identical one).
+        charged = (charge.epsilon, charge.delta) if isinstance(begun, Charged) else (Decimal(0), Decimal(0))
+        body = release.release_body(
+            query_id=asked.opened.envelope.query_id,
+            study_id=asked.study.study_id,
+            site=self.name,
+            query_sha256=payload_sha,
+            result=result,
+            charged=charged,
+            from_store=from_store,
+            begun=begun,
+            budget_after=self.budget_pb(asked.study, asked.researcher),
+            released_unix_ms=int(self._clock() * 1000),
+        )
+        return release.sign(body, self._signer)
+
+    def _charge(
+        self,
+        caller: Caller,
+        asked: Asked,
+        admitted: Admitted,
+        charge: Charge,
+        payload_sha: bytes,
+        canonical_sha: str,
+        entry: dict[str, object],
+    ) -> tuple[Charged | Pending | Answered, list[Future[Rows] | None]]:
+        """Step 6: ``Ledger.begin``, the last refusal. Reading through DuckDB starts as soon as the ledger has
+        decided to charge, on a fetch worker, while the charge's commit syncs (``prefetch``: one entry once
+        it has started); a refusal never starts it, and a failed commit drops it unread."""
+        policy, study = self.policy, asked.study
+        prefetch: list[Future[Rows] | None] = []
         try:
             begun = self._ledger.begin(
                 study_id=study.study_id,
-                query_id=env.query_id,
+                query_id=asked.opened.envelope.query_id,
                 payload_sha256=payload_sha.hex(),
                 canonical_sha256=canonical_sha,
-                epsilon=charge_eps,
-                delta=charge_delta,
-                epsilon_cap=self._study_cap(study),
-                delta_cap=self.policy.delta_per_study_cap,
+                epsilon=charge.epsilon,
+                delta=charge.delta,
+                epsilon_cap=policy.study_cap(study),
+                delta_cap=policy.delta_per_study_cap,
                 now_ms=int(self._clock() * 1000),
-                researcher=researcher,
+                researcher=asked.researcher,
                 caller=caller.common_name,
                 epoch=self.epoch,
-                researcher_cap=self.policy.epsilon_per_researcher_cap,
-                node_cap=self.policy.epsilon_per_node_cap,
-                period_days=self.policy.budget_period_days,
+                researcher_cap=policy.epsilon_per_researcher_cap,
+                node_cap=policy.epsilon_per_node_cap,
+                period_days=policy.budget_period_days,
                 audit=entry,
-                on_charge=lambda: prefetch.append(self._prefetch(query, variants)),
+                on_charge=lambda: prefetch.append(self._reader.prefetch(admitted.query, admitted.variants)),
             )
         except BaseException:
             for started in prefetch:
                 if started is not None:
                     started.cancel()  # or, already running, it finishes and its rows are dropped unread
             raise
-        # What this request paid now: its charge if it made one (or paid a suspect one again), else nothing:
-        # a retry, a repeat of a stored release, or a query joining an identical one being charged.
-        charged = (charge_eps, charge_delta) if isinstance(begun, Charged) else (Decimal(0), Decimal(0))
+        return begun, prefetch
+
+    def _answer(
+        self,
+        begun: Charged | Pending | Answered,
+        prefetch: list[Future[Rows] | None],
+        asked: Asked,
+        admitted: Admitted,
+        charge: Charge,
+        entry: dict[str, object],
+        outcome: _Outcome,
+    ) -> tuple[bytes, bool]:
+        """Step 7: the stored result (serialized ``QueryResult``) and whether it is another query id's release:
+        found by the ledger, or computed now (the charge is durable) and stored."""
         if isinstance(begun, Answered):
-            result_bytes, from_store = begun.result, begun.from_store
-            outcome.decision = "replay" if from_store else "retry"
+            outcome.decision = "replay" if begun.from_store else "retry"
+            return begun.result, begun.from_store
+        entry["charged"] = True
+        # A Pending charge was made by an earlier call with this query id (or question): not charged again.
+        if isinstance(begun, Charged):
+            outcome.decision, outcome.charged = "charged", charge.epsilon
         else:
-            entry["charged"] = True
-            # A Pending charge was made by an earlier call with this query id (or question): not charged again.
-            if isinstance(begun, Charged):
-                outcome.decision, outcome.charged = "charged", charge_eps
-            else:
-                outcome.decision = "retry"
-            # Charged by this call: its read started with the charge; a Pending charge's read starts now.
-            counts = self._exact(query, variants, study, prefetch[0] if prefetch else self._prefetch(query, variants))
-            result = self._release(query, variants, counts, sens, plans)
-            result_bytes = self._ledger.complete(
-                begun.charge_id, result.SerializeToString(deterministic=True), audit=entry
-            )
-            # Joining another query id's pending charge (paying nothing): the values are that query id's release
-            # (first completion wins). A recharge (``Charged``) is paid by this request: not a stored release.
-            from_store = isinstance(begun, Pending) and begun.original_query_id != env.query_id
-        original = begun.original_query_id
-        body = pb.ReleaseBody(
-            query_id=env.query_id,
-            study_id=study.study_id,
-            site=self.name,
-            query_sha256=payload_sha,  # binds the release (the receipt) to exactly the researcher's request
-            result=pb.QueryResult.FromString(result_bytes),
-            epsilon_charged=float(charged[0]),
-            delta_charged=float(charged[1]),
-            from_store=from_store,
-            cached_query_id=original if from_store else "",
-            budget_after=self.budget_pb(study, researcher),
-            released_unix_ms=int(self._clock() * 1000),
-            original_epsilon_charged=float(begun.original_epsilon),
-            original_delta_charged=float(begun.original_delta),
-            consent_epoch=begun.epoch,
-        )
-        payload_out = body.SerializeToString(deterministic=True)
-        return pb.Release(
-            payload=payload_out,
-            node_signature=self._signer.sign("genogate.v1.ReleaseBody", payload_out),
-            node_key_id=self._signer.key_id,
-        )
+            outcome.decision = "retry"
+        query, variants = admitted.query, admitted.variants
+        # Charged by this call: its read started with the charge; a Pending charge's read starts now.
+        started = prefetch[0] if prefetch else self._reader.prefetch(query, variants)
+        exact = self._reader.exact(query, variants, asked.study, started)
+        noise = release.Noiser(self._noise, self.policy.min_reportable_count, charge.sens, charge.plans)
+        result = release.shape_result(query, variants, exact, noise)
+        stored = self._ledger.complete(begun.charge_id, result.SerializeToString(deterministic=True), audit=entry)
+        # Joining another query id's pending charge (paying nothing): the values are that query id's release
+        # (first completion wins). A recharge (``Charged``) is paid by this request: not a stored release.
+        return stored, isinstance(begun, Pending) and begun.original_query_id != asked.opened.envelope.query_id
 
     def budget(self, caller: Caller, study_id: str, grant: pb.StudyGrant | None = None) -> pb.BudgetStatus:
-        """A study's budget here, for the study's researcher and the coordinator only.
-
-        Under a grant only the coordinator is answered: the grant names the researcher by a signing key, not
-        by a certificate, so no certificate proves that its holder is the study's researcher (who reads the
-        budget through the coordinator, or in each release's ``budget_after``). For a local study: one of its
-        researchers (by certificate common name) or the coordinator."""
-        coordinator = bool(self.coordinator_common_name) and caller.common_name == self.coordinator_common_name
-        if grant is not None and grant.payload:
-            if not coordinator:
-                raise _not_coordinator(caller, self.coordinator_common_name, "budgets under a grant")
-            body, study = self._verifier().verify_grant(grant)
-            if study.study_id != study_id:
-                raise PermissionDenied(study_id, reason=Reason.GRANT_MISSING, message="the grant is for another study")
-            return self.budget_pb(study, body.researcher_key_fingerprint)
-        if coordinator:
-            local = self._studies().get(study_id)
-            if local is None:
-                raise PermissionDenied(
-                    f"unknown study {study_id!r}",
-                    reason=Reason.GRANT_MISSING,
-                    message="this node holds no grant for the study",
-                )
-            return self.budget_pb(local, "")
-        return self.budget_pb(self._authorise(caller, study_id), _local_researcher(caller))
-
-    def _verifier(self) -> GrantVerifier:
-        if self._grants is None:
-            raise PermissionDenied(
-                "no committee keys configured",
-                reason=Reason.UNTRUSTED_COMMITTEE,
-                message="this node trusts no committee keys",
-            )
-        return self._grants
+        """A study's budget here, for the study's researcher and the coordinator only (``Gate.budget_reader``
+        decides who may read it)."""
+        study, researcher = self._gate.budget_reader(caller, study_id, grant)
+        return self.budget_pb(study, researcher)
 
     def budget_pb(self, study: Study, researcher: str = "") -> pb.BudgetStatus:
         """The study's budget here, with ``researcher``'s spending across all their studies in the window
@@ -440,222 +355,20 @@ class QueryService:
         p = self.policy
         b = self._ledger.budget(
             study.study_id,
-            self._study_cap(study),
+            p.study_cap(study),
             p.delta_per_study_cap,
             researcher=researcher,
             now_ms=int(self._clock() * 1000),
             period_days=p.budget_period_days,
         )
-        return pb.BudgetStatus(
+        return release.budget_status(
+            b,
             study_id=study.study_id,
             site=self.name,
-            epsilon_cap=float(b.epsilon_cap),
-            epsilon_spent=float(b.epsilon_spent),
-            epsilon_remaining=float(b.epsilon_remaining),
-            queries_answered=b.queries_answered,
-            researcher_epsilon_cap=float(p.epsilon_per_researcher_cap),
-            researcher_epsilon_spent=float(b.researcher_epsilon_spent),
-            budget_period_days=p.budget_period_days,
-            consent_epoch=self.epoch,
+            researcher_cap=p.epsilon_per_researcher_cap,
+            period_days=p.budget_period_days,
+            epoch=self.epoch,
         )
-
-    # Checks -----------------------------------------------------------------------------------------------
-
-    def _authorise(self, caller: Caller, study_id: str) -> Study:
-        study = self._studies().get(study_id)
-        if study is None:
-            raise PermissionDenied(
-                f"unknown study {study_id!r}",
-                reason=Reason.GRANT_MISSING,
-                message="this node holds no grant for the study",
-            )
-        now = dt.datetime.fromtimestamp(self._clock(), tz=dt.UTC)
-        if study.not_before is not None and now < study.not_before:
-            raise PermissionDenied(
-                study_id, reason=Reason.GRANT_NOT_YET_VALID, message="the study grant is not yet valid"
-            )
-        if study.not_after is not None and now >= study.not_after:
-            raise PermissionDenied(study_id, reason=Reason.GRANT_EXPIRED, message="the study grant has expired")
-        if caller.common_name not in study.researchers:
-            raise PermissionDenied(
-                f"{caller.common_name!r} is not a researcher of {study_id!r}",
-                reason=Reason.RESEARCHER_MISMATCH,
-                message="the caller is not a researcher of this study",
-            )
-        self._check_purpose(study)
-        return study
-
-    def _check_purpose(self, study: Study) -> None:
-        permission = study.purpose[0]
-        accepted = self.policy.allowed_purposes
-        if permission not in accepted and not (permission.startswith("DS-") and "DS" in accepted):
-            raise PermissionDenied(
-                f"purpose {study.purpose_text!r}",
-                reason=Reason.PURPOSE_REFUSED,
-                message="this node's policy does not accept the study's purpose",
-            )
-
-    def _check_kind(self, study: Study, kind: Kind) -> None:
-        if kind not in study.kinds:
-            raise PermissionDenied(
-                kind.label, reason=Reason.KIND_NOT_GRANTED, message="the study grant does not include this query kind"
-            )
-        if kind not in self.policy.allowed_kinds:
-            raise PermissionDenied(
-                kind.label, reason=Reason.KIND_REFUSED, message="this node's policy does not answer this query kind"
-            )
-
-    def _study_cap(self, study: Study) -> Decimal:
-        return min(study.epsilon_total, self.policy.epsilon_per_study_cap)
-
-    def _rate_limit(self, study_id: str) -> None:
-        now = self._clock()
-        with self._lock:
-            window = self._rates.setdefault(study_id, deque())
-            while window and window[0] <= now - 60:
-                window.popleft()
-            if len(window) >= self.policy.rate_limit_per_study_per_minute:
-                raise ResourceExhausted(
-                    study_id, reason=Reason.RATE_LIMITED, message="too many queries for this study; try again later"
-                )
-            window.append(now)
-
-    def _variants_of(self, q: Query) -> list[Variant] | None:
-        """The variants a query releases values for (None for cohort counts). Region queries list the
-        node's site catalogue, which only a node that declares it public may do."""
-        kind = KINDS[q.kind]
-        if not kind.uses_variants:
-            return None
-        region = kind.region(q)
-        if region is None:
-            variants = list(kind.variants(q))
-        else:
-            if not self.policy.public_site_catalogue:
-                raise PermissionDenied(
-                    "region query without a public site catalogue",
-                    reason=Reason.KIND_REFUSED,
-                    message="this node does not publish its site list: name the variants",
-                )
-            rows = self._backend.variants(region)
-            variants = [rows.variant(i) for i in range(len(rows))]
-        if len(variants) > self.policy.max_variants_per_query:
-            raise InvalidArgument(
-                f"{len(variants)} variants",
-                reason=Reason.TOO_MANY_VARIANTS,
-                message=f"at most {self.policy.max_variants_per_query} variants per query",
-            )
-        return variants
-
-    # Noise plans ------------------------------------------------------------------------------------------
-
-    def _plans(
-        self, q: Query, k: int | None, epsilon: Decimal
-    ) -> tuple[list[privacy.Sensitivity], list[privacy.NoisePlan]]:
-        """The releases a query makes: one, or two for a carrier count with an allele-frequency cut-off
-        (a noisy AF of the region over every consented participant picks the qualifying variants; the
-        count of carriers follows; each gets half the ε)."""
-        return KINDS[q.kind].plans(q, k, epsilon, self.policy.delta_per_query)
-
-    # Computing --------------------------------------------------------------------------------------------
-
-    def _consented(self, study: Study) -> npt.NDArray[np.bool_]:
-        with self._lock:
-            mask = self._consent.get(study.purpose)
-        if mask is None:
-            mask = np.zeros(self.n_samples, dtype=bool)
-            for codes, members in self._cohorts.consent_groups:
-                if duo.admits(codes, study.purpose, self._diseases):
-                    mask |= members
-            with self._lock:
-                self._consent[study.purpose] = mask
-        return mask
-
-    def _cohort(self, f: Filter, consent: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-        year = dt.datetime.fromtimestamp(self._clock(), tz=dt.UTC).year
-        return self._cohorts.mask(f, year) & consent
-
-    def _masks(self, study: Study, q: Query) -> _Cohort:
-        """The consented participants and the query's cohort masks (case/control: the arms, disjoint)."""
-        consent = self._consented(study)
-        kind = KINDS[q.kind]
-        return _Cohort(consent, kind.arms([self._cohort(f, consent) for f in kind.filters(q)]))
-
-    def _prefetch(self, q: Query, variants: list[Variant] | None) -> Future[_Rows] | None:
-        """``_lookup_and_read`` of a charged query started on a fetch worker, when the backend's reads are slow
-        enough (DuckDB); None when ``_exact`` takes them on the query's own thread (the in-memory copy answers
-        in microseconds)."""
-        if self._backend.prefetch and self._reads(q, variants):
-            return self._fetch_pool.submit(self._lookup_and_read, q, variants)
-        return None
-
-    @staticmethod
-    def _reads(q: Query, variants: list[Variant] | None) -> bool:
-        """Whether a query's counts need its variants' rows (a carrier count without a frequency cut reads its
-        carriers through DuckDB instead)."""
-        return bool(variants) and KINDS[q.kind].reads_rows(q)
-
-    def _lookup_and_read(self, q: Query, variants: list[Variant] | None) -> _Rows:
-        """The query's vids (stand-ins for variants the store lacks, ``held`` saying which are real) and, when
-        its counts need them, their rows: the same work per requested variant whether held or not."""
-        if not variants:
-            return _Rows(np.zeros(0, dtype=np.int32), np.zeros(0, dtype=bool), None)
-        vids, held = self._backend.lookup_with_stand_ins(variants)
-        return _Rows(vids, held, self._backend.fetch(vids) if self._reads(q, variants) else None)
-
-    def _exact(self, q: Query, variants: list[Variant] | None, study: Study, prefetch: Future[_Rows] | None) -> _Exact:
-        """The exact counts a query's first release is drawn from (no noise; never leaves this process
-        unless ``_release`` noises it after the charge, which is durable before this is called).
-
-        The work is the same per requested variant whether the store holds it or not: a variant it lacks is
-        looked up, and a stored neighbour's rows read, like a held one, and then counted as absent (zero
-        calls: every cohort member hom-ref). A DuckDB read runs on a fetch worker (``prefetch``, started when
-        the ledger decided to charge) while this thread builds the cohort masks."""
-        try:
-            cohort = self._masks(study, q)
-        except BaseException:
-            if prefetch is not None:
-                prefetch.cancel()  # or, already running, it finishes and its rows are dropped unread
-            raise
-        got = prefetch.result() if prefetch is not None else self._lookup_and_read(q, variants)
-        data = Counting(cohort.consent, cohort.masks, got.vids, got.held, got.calls, self._backend)
-        return _Exact(KINDS[q.kind].exact(q, data), data)
-
-    def _release(
-        self,
-        q: Query,
-        variants: list[Variant] | None,
-        exact: _Exact,
-        sens: list[privacy.Sensitivity],
-        plans: list[privacy.NoisePlan],
-    ) -> pb.QueryResult:
-        """Noise the exact counts (the charge is durable by now) and shape the result."""
-        return KINDS[q.kind].release(q, variants, exact.counts, exact.data, _Release(self, sens, plans))
-
-    def _draw(
-        self, exact: npt.NDArray[np.int64], sens: privacy.Sensitivity, p: privacy.NoisePlan
-    ) -> npt.NDArray[np.int64]:
-        return self._noise.draw(exact.astype(np.int64), p, sens)
-
-    def _value(self, noisy: int | np.integer, p: privacy.NoisePlan) -> pb.NoisyValue:
-        """One noisy count with its 95% interval, or "fewer than k" when the *noisy* value is below k."""
-        k = self.policy.min_reportable_count
-        base = pb.NoisyValue(noise_scale=p.scale, noise_stddev=p.stddev, mechanism=_MECHANISM[p.mechanism], threshold=k)
-        if k > 0 and int(noisy) < k:  # k = 0: the node reports every value, negative noisy ones included
-            base.below_threshold = True
-            return base
-        base.estimate = int(noisy)
-        base.ci95_low, base.ci95_high = int(noisy) - p.ci95_halfwidth, int(noisy) + p.ci95_halfwidth
-        return base
-
-    def _sum_value(self, a: int | np.integer, b: int | np.integer, p: privacy.NoisePlan) -> pb.NoisyValue:
-        """The sum of two independently noised counts (AN = alt + ref): the interval is the union bound of
-        two 97.5% intervals, so it covers the true sum at least 95% of the time."""
-        v = self._value(int(a) + int(b), p)
-        v.noise_stddev = p.stddev * 2**0.5
-        if not v.below_threshold:
-            half = 2 * privacy.halfwidth(p, 0.025)
-            v.ci95_low, v.ci95_high = v.estimate - half, v.estimate + half
-        return v
 
 
 @dataclass
@@ -664,66 +377,3 @@ class _Outcome:
 
     decision: str = "refused"
     charged: Decimal = Decimal(0)
-
-
-@dataclass(frozen=True)
-class _Cohort:
-    """Who a query counts: every consented participant, and the cohort mask of each of its filters."""
-
-    consent: npt.NDArray[np.bool_]
-    masks: list[npt.NDArray[np.bool_]]
-
-
-@dataclass(frozen=True)
-class _Rows:
-    """A charged query's vids, which of them the store holds, and their rows (None when not needed)."""
-
-    vids: npt.NDArray[np.int32]
-    held: npt.NDArray[np.bool_]
-    calls: Calls | None
-
-
-@dataclass(frozen=True)
-class _Exact:
-    """Exact counts for a query's first release, and the data a second stage counts (carrier counts)."""
-
-    counts: npt.NDArray[np.int64]
-    data: Counting
-
-
-@dataclass(frozen=True)
-class _Release:
-    """The node's noise for one charged query, as its kind shapes the release (``genogate.kinds.base.Release``):
-    ``stage`` indexes the query's sensitivities and noise plans."""
-
-    service: QueryService
-    sens: list[privacy.Sensitivity]
-    plans: list[privacy.NoisePlan]
-
-    def draw(self, exact: npt.NDArray[np.int64], stage: int = 0) -> npt.NDArray[np.int64]:
-        return self.service._draw(exact, self.sens[stage], self.plans[stage])
-
-    def value(self, noisy: int | np.integer, stage: int = 0) -> pb.NoisyValue:
-        return self.service._value(noisy, self.plans[stage])
-
-    def sum_value(self, a: int | np.integer, b: int | np.integer, stage: int = 0) -> pb.NoisyValue:
-        return self.service._sum_value(a, b, self.plans[stage])
-
-
-def _local_researcher(caller: Caller) -> str:
-    """The researcher a local study's charge is attributed to: the caller's certificate common name, in a
-    namespace apart from grants' key fingerprints."""
-    return "cn:" + caller.common_name
-
-
-def _not_coordinator(caller: Caller, coordinator: str, what: str) -> PermissionDenied:
-    if not coordinator:
-        return PermissionDenied(
-            f"{what}: [grants] coordinator_common_name is not set",
-            message="this node answers this only to the coordinator, and its operator has not named the "
-            "coordinator: set [grants] coordinator_common_name",
-        )
-    return PermissionDenied(
-        f"{what}: caller {caller.common_name!r} is not the coordinator {coordinator!r}",
-        message="this node answers this only to the federation's coordinator",
-    )

@@ -12,7 +12,8 @@ from typing import Any
 from genogate.rpc import boundary, caller_common_name
 from genogate.wire.v1 import node_pb2 as npb
 from genogate.wire.v1 import node_pb2_grpc
-from node.service import Caller, QueryService
+from node.policy import Caller
+from node.service import QueryService
 
 RPC_POLICY = {
     "/genogate.v1.NodeService/Query": "a signed grant + the researcher's signature, or a local study's researcher",

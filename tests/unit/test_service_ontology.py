@@ -148,8 +148,13 @@ def test_mondo_consent_follows_the_operators_mondo_file(store: Path, tmp_path: P
 
     (tmp_path / "mondo.obo").write_text(MONDO_OBO)
     parents, release = read_mondo(tmp_path / "mondo.obo")
-    svc = make(store, tmp_path, study("DS-MONDO:0005148"), study("DS-MONDO:0005015", study_id="S2"))
-    svc._diseases = duo.Diseases(parents)  # what node.app passes when [ontologies] mondo is set
+    svc = make(  # the diseases are what node.app passes when [ontologies] mondo is set
+        store,
+        tmp_path,
+        study("DS-MONDO:0005148"),
+        study("DS-MONDO:0005015", study_id="S2"),
+        diseases=duo.Diseases(parents),
+    )
     assert count(svc, "") == 10  # P11's diabetes mellitus consent covers a type 2 diabetes study
     assert count(svc, "", study_id="S2") == 9  # P12's type 2 consent does not cover all diabetes
 
