@@ -15,23 +15,13 @@ import genogate.kinds
 from genogate import cli
 from genogate.errors import InvalidArgument, UsageError
 from genogate.kinds import KINDS, canonical, canonical_bytes, for_command, for_pb, kind_of, query_from_pb, query_to_pb
+from genogate.kinds.allele_frequency import AlleleFrequency
 from genogate.kinds.base import QueryKind
-from genogate.query import (
-    AgeRange,
-    AlleleFrequency,
-    And,
-    CarrierCount,
-    CaseControl,
-    CohortCount,
-    GenotypeCounts,
-    Kind,
-    Not,
-    PhenotypeHas,
-    Query,
-    Region,
-    SexIs,
-    Variant,
-)
+from genogate.kinds.carrier_count import CarrierCount
+from genogate.kinds.case_control import CaseControl
+from genogate.kinds.cohort_count import CohortCount
+from genogate.kinds.genotype_counts import GenotypeCounts
+from genogate.query import AgeRange, And, Kind, Not, PhenotypeHas, Query, Region, SexIs, Variant
 from genogate.wire.v1 import common_pb2 as pb
 
 ROOT = Path(__file__).resolve().parents[2]
