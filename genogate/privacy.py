@@ -5,8 +5,8 @@ hands its exact integer vectors to ``node.dp``, which draws the noise this modul
 preview plans here too (expected interval half-widths at a study's per-query cap), without drawing.
 
 **Sensitivities**: each kind declares its own (``QueryKind.sensitivity`` in its module of ``genogate.kinds``)
-with the constructors here (``one_value``, ``class_counts``, ``allele_pairs``); ``k`` is the number of
-requested variants:
+with the constructors here (``one_value``, ``class_counts``, ``allele_pairs``). For reference, what the kinds
+declare (``k`` is the number of requested variants):
 
 * cohort count, carrier count: one value that one participant moves by at most 1 (L1 = L2 = 1).
 * genotype counts of one variant: 6 class counts (hom-ref, het, hom-alt, hemi-ref, hemi-alt, no-call); a
