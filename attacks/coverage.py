@@ -18,8 +18,9 @@ import numpy as np
 from attacks.lab import Lab, shipped
 from attacks.stats import clopper_pearson
 from genogate import duo
+from genogate.kinds.allele_frequency import AlleleFrequency
 from genogate.nodeclient import released
-from genogate.query import AlleleFrequency, Variant
+from genogate.query import Variant
 from genogate.wire.v1 import common_pb2 as pb
 from node.cohort import Cohorts
 from node.freq import allele_counts

@@ -20,8 +20,9 @@ import numpy.typing as npt
 from attacks.data import Cohort
 from attacks.lab import Lab, shipped
 from attacks.stats import Roc, roc
+from genogate.kinds.allele_frequency import AlleleFrequency
 from genogate.nodeclient import released
-from genogate.query import AlleleFrequency, Variant
+from genogate.query import Variant
 from node.freq import allele_counts
 from node.store import Store, VariantIndex
 

@@ -23,7 +23,9 @@ import numpy as np
 from attacks.lab import Lab
 from attacks.stats import roc
 from genogate.errors import GenogateError
-from genogate.query import AlleleFrequency, CohortCount, Variant
+from genogate.kinds.allele_frequency import AlleleFrequency
+from genogate.kinds.cohort_count import CohortCount
+from genogate.query import Variant
 from node.store import Store
 
 

@@ -26,8 +26,10 @@ import grpc
 
 from genogate import envelope
 from genogate.filter import parse_filter
+from genogate.kinds.allele_frequency import AlleleFrequency
+from genogate.kinds.cohort_count import CohortCount
 from genogate.nodeclient import ClientTLS, NodeClient
-from genogate.query import AlleleFrequency, CohortCount, Variant
+from genogate.query import Variant
 from node.admin import dev_ca_client, dev_ca_init, dev_ca_issue, init_node
 from tests.processes import start_node
 from tests.terms import filler

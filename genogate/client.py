@@ -30,22 +30,14 @@ from genogate import envelope, table
 from genogate.coordclient import CoordinatorClient
 from genogate.errors import DeadlineExceeded, GenogateError, Reason, Unavailable
 from genogate.kinds import KINDS, for_pb, kind_of
+from genogate.kinds.allele_frequency import AlleleFrequency
 from genogate.kinds.base import as_filter, as_region, as_variants
+from genogate.kinds.carrier_count import CarrierCount
+from genogate.kinds.case_control import CaseControl
+from genogate.kinds.cohort_count import CohortCount
+from genogate.kinds.genotype_counts import GenotypeCounts
 from genogate.nodeclient import ClientTLS, site_values
-from genogate.query import (
-    AlleleFrequency,
-    CarrierCount,
-    CaseControl,
-    CohortCount,
-    Filter,
-    GenotypeCounts,
-    Kind,
-    Query,
-    Region,
-    Variant,
-    canonical_region,
-    canonical_variant,
-)
+from genogate.query import Filter, Kind, Query, Region, Variant, canonical_region, canonical_variant
 from genogate.signing import Signer
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb

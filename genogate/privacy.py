@@ -4,7 +4,9 @@ Unit of privacy: one participant at one node; neighbouring datasets add or remov
 hands its exact integer vectors to ``node.dp``, which draws the noise this module plans; the coordinator's
 preview plans here too (expected interval half-widths at a study's per-query cap), without drawing.
 
-**Sensitivities** (``SENSITIVITY``, the one table; ``k`` is the number of requested variants):
+**Sensitivities**: each kind declares its own (``QueryKind.sensitivity`` in its module of ``genogate.kinds``)
+with the constructors here (``one_value``, ``class_counts``, ``allele_pairs``). For reference, what the kinds
+declare (``k`` is the number of requested variants):
 
 * cohort count, carrier count: one value that one participant moves by at most 1 (L1 = L2 = 1).
 * genotype counts of one variant: 6 class counts (hom-ref, het, hom-alt, hemi-ref, hemi-alt, no-call); a
@@ -42,18 +44,15 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
-from types import MappingProxyType
 from typing import Any, Final, Literal
 
 import numpy as np
 import opendp.prelude as dp
 
 from genogate.errors import Internal, InvalidArgument, Reason
-from genogate.query import Kind
 
 dp.enable_features("contrib")
 
@@ -78,7 +77,7 @@ _DG_EXACT_BELOW: Final = 4.0  # sigma below which the discrete Gaussian's stddev
 class Sensitivity:
     """How far one participant can move a release: ``l1`` and ``l2`` over a vector of ``length`` values.
 
-    ``l2`` must be a float *at least* the true L2 sensitivity (the table rounds it up)."""
+    ``l2`` must be a float *at least* the true L2 sensitivity (the constructors round it up)."""
 
     l1: int
     l2: float
@@ -97,36 +96,22 @@ def _check_k(k: int) -> None:
         raise ValueError(f"a per-variant release needs at least one variant, got k={k}")
 
 
-def _one_value(k: int) -> Sensitivity:
+def one_value() -> Sensitivity:
+    """One value that one participant moves by at most 1 (a count of participants): L1 = L2 = 1."""
     return Sensitivity(l1=1, l2=1.0, length=1)
 
 
-def _genotype_classes(k: int) -> Sensitivity:
-    return Sensitivity(l1=1, l2=1.0, length=6)
+def class_counts(classes: int) -> Sensitivity:
+    """Counts of ``classes`` disjoint classes, each participant in exactly one: adding one moves one entry by
+    1, L1 = L2 = 1."""
+    return Sensitivity(l1=1, l2=1.0, length=classes)
 
 
-def _allele_pairs(pairs_per_variant: int) -> Callable[[int], Sensitivity]:
+def allele_pairs(k: int, pairs_per_variant: int = 1) -> Sensitivity:
     """k variants, ``pairs_per_variant`` (alt, ref) pairs each, of which one participant moves at most one
-    by (a, r), a + r <= 2: L1 = 2k, L2 = sqrt(k * 2^2) = 2*sqrt(k)."""
-
-    def sensitivity(k: int) -> Sensitivity:
-        _check_k(k)
-        return Sensitivity(l1=2 * k, l2=2.0 * _sqrt_up(k), length=2 * pairs_per_variant * k)
-
-    return sensitivity
-
-
-#: The one declaration of every release's sensitivity, by query kind; the argument is the number of
-#: requested variants (kinds with a fixed shape ignore it).
-SENSITIVITY: Final[Mapping[Kind, Callable[[int], Sensitivity]]] = MappingProxyType(
-    {
-        Kind.COHORT_COUNT: _one_value,  # one participant: +-1
-        Kind.CARRIER_COUNT: _one_value,  # one participant carries or not: +-1
-        Kind.GENOTYPE_COUNTS: _genotype_classes,  # exactly one of 6 classes: +-1
-        Kind.ALLELE_FREQUENCY: _allele_pairs(1),  # (alt, ref) per variant
-        Kind.CASE_CONTROL: _allele_pairs(2),  # (alt, ref) per arm per variant, one arm moves
-    }
-)
+    by (a, r), a + r <= 2: L1 = 2k, L2 = sqrt(k * 2^2) = 2*sqrt(k). ``ValueError`` for k < 1."""
+    _check_k(k)
+    return Sensitivity(l1=2 * k, l2=2.0 * _sqrt_up(k), length=2 * pairs_per_variant * k)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
-"""The query model both sides share: variants, regions, cohort filters and the query of each kind as frozen,
-self-validating dataclasses. ``genogate.convert`` maps variants, regions and filters to and from wire
-messages, and each kind's module (``genogate.kinds``) its query; the planner, DP and ledger code see these
-types only. What differs between kinds (wire form, canonical form, computation, combination) is in
-``genogate.kinds``, not here.
+"""The query model both sides share: variants, regions, cohort filters, the ``Kind`` of a query and ``Query``,
+the base of every kind's query, all frozen, self-validating values. Each kind's query dataclass lives in its
+kind's module (``genogate.kinds``), with everything else that differs between kinds (wire form, canonical
+form, sensitivity, computation, combination); ``genogate.convert`` maps variants, regions and filters to and
+from wire messages. The planner, DP and ledger code see these types only.
 
 The cohort filter types are ``genogate.filter``'s (re-exported here, as part of the query model); their
 canonical form is ``genogate.normalform``'s. Filters are structured values, never SQL text: they compile to
@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from typing import ClassVar
 
 from genogate.errors import FailedPrecondition, InvalidArgument, Reason
 from genogate.filter import MAX_FILTER_DEPTH as MAX_FILTER_DEPTH
@@ -129,7 +130,9 @@ def normalise_filter(f: Filter, this_year: int | None = None) -> Filter:
 
 
 class Kind(enum.Enum):
-    """Query kinds; values are the ``genogate.v1.QueryKind`` numbers."""
+    """Query kinds; values are the ``genogate.v1.QueryKind`` numbers, member for member (``QUERY_KIND_<NAME>``;
+    tests/unit/test_kinds.py). Written out rather than derived from the wire enum so that type checkers see
+    the members: a new kind adds its member here beside its proto messages."""
 
     COHORT_COUNT = 1
     ALLELE_FREQUENCY = 2
@@ -153,69 +156,13 @@ class Kind(enum.Enum):
 EVERYONE = Everyone()
 
 
-def _variants(vs: tuple[Variant, ...], what: str) -> None:
-    if not vs:
-        raise InvalidArgument(
-            f"{what} needs at least one variant", reason=Reason.INVALID_VARIANT, message="a variant is malformed"
-        )
+class Query:
+    """The query of one kind: a frozen, self-validating dataclass defined in its kind's module
+    (``genogate.kinds.<kind label>``, e.g. ``genogate.kinds.cohort_count.CohortCount``), naming its ``Kind``.
+    Code outside ``genogate.kinds`` handles queries through this type and the kinds registry only."""
 
-
-@dataclass(frozen=True, slots=True)
-class CohortCount:
-    filter: Filter = EVERYONE
-    kind = Kind.COHORT_COUNT
-
-
-@dataclass(frozen=True, slots=True)
-class AlleleFrequency:
-    """AC and AN per variant; exactly one of ``variants`` or ``region``."""
-
-    variants: tuple[Variant, ...] = ()
-    region: Region | None = None
-    filter: Filter = EVERYONE
-    kind = Kind.ALLELE_FREQUENCY
-
-    def __post_init__(self) -> None:
-        if bool(self.variants) == (self.region is not None):
-            raise InvalidArgument("an allele-frequency query names either variants or a region, not both or neither")
-
-
-@dataclass(frozen=True, slots=True)
-class GenotypeCounts:
-    variant: Variant
-    filter: Filter = EVERYONE
-    kind = Kind.GENOTYPE_COUNTS
-
-
-@dataclass(frozen=True, slots=True)
-class CaseControl:
-    """A 2x2 allele table per variant; a participant matching both filters counts as a case only."""
-
-    variants: tuple[Variant, ...]
-    case_filter: Filter
-    control_filter: Filter
-    kind = Kind.CASE_CONTROL
-
-    def __post_init__(self) -> None:
-        _variants(self.variants, "a case/control query")
-
-
-@dataclass(frozen=True, slots=True)
-class CarrierCount:
-    """Participants carrying at least one qualifying ALT allele in a region."""
-
-    region: Region
-    max_allele_frequency: float | None = None
-    filter: Filter = EVERYONE
-    kind = Kind.CARRIER_COUNT
-
-    def __post_init__(self) -> None:
-        maf = self.max_allele_frequency
-        if maf is not None and not (0.0 <= maf <= 1.0):  # also refuses NaN
-            raise InvalidArgument("max_allele_frequency must lie between 0 and 1")
-
-
-Query = CohortCount | AlleleFrequency | GenotypeCounts | CaseControl | CarrierCount
+    __slots__ = ()
+    kind: ClassVar[Kind]
 
 
 def _build_error(exc: BuildError) -> FailedPrecondition:

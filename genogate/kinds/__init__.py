@@ -1,13 +1,18 @@
-"""The query kinds: one module per kind (``genogate.kinds.<kind label>``), each holding one ``QueryKind``
-(``genogate.kinds.base``) as ``KIND``, and the registry (``genogate.kinds.registry``) that the node, the
-coordinator, the SDK and the CLI look kinds up in, with the operations that dispatch on a query's kind (wire
-conversion, canonical form, filters).
+"""The query kinds: one module per kind (``genogate.kinds.<kind label>``), each defining its query dataclass (a
+``genogate.query.Query``) and one ``QueryKind`` (``genogate.kinds.base``) exported as ``KIND``, and the
+registry (``genogate.kinds.registry``) that the node, the coordinator, the SDK and the CLI look kinds up in,
+with the operations that dispatch on a query's kind (wire conversion, canonical form, filters).
 
-Adding a kind: its proto messages (query, result, combined result; each ``kind`` oneof field named by the
-kind's label) and ``QueryKind`` enum value; its ``Kind`` member and query dataclass (``genogate.query``),
-its sensitivity (the noise planning's table); then one module here implementing ``QueryKind``, listed in
-``registry._MODULES``. tests/unit/test_kinds.py fails for a ``Kind`` without a module, a module outside the
-registry, a part of the interface left out, or a per-kind branch outside this package.
+Adding a kind is one module here plus its wire form: its proto messages (query, result, combined result;
+each ``kind`` oneof field named by the kind's label) with its ``QueryKind`` enum value, and beside them its
+``Kind`` member (``genogate.query``). ``Kind`` is written out rather than derived from the wire enum so that
+type checkers see its members; tests/unit/test_kinds.py fails when the two differ. The module defines the
+query dataclass, declares the sensitivity (``QueryKind.sensitivity``, from ``genogate.privacy``'s
+constructors) and implements the rest of ``QueryKind``; the registry discovers it at import (no list to edit)
+and everything else (wire conversion, the node's plans and release, the coordinator's combination, the SDK's
+rows, the CLI's sub-command) finds it there. tests/unit/test_kinds.py fails for a ``Kind`` without a module, a
+module without a ``KIND``, a part of the interface left out, or a per-kind branch outside this package, and
+shows a new kind module picked up by the registry, the wire conversion and the CLI with no other edit.
 """
 
 from genogate.kinds.base import QueryKind

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from genogate.convert import filter_from_pb, filter_to_pb, region_from_pb, region_to_pb, variant_from_pb, variant_to_pb
-from genogate.errors import UsageError
+from genogate.errors import InvalidArgument, UsageError
 from genogate.kinds.base import (
     CombinedRow,
     Maths,
@@ -21,6 +22,7 @@ from genogate.kinds.base import (
     add_region,
     add_variants,
     add_where,
+    allele_pairs,
     alt_ref,
     as_filter,
     as_region,
@@ -28,12 +30,26 @@ from genogate.kinds.base import (
     same_variants,
     variant_text,
 )
-from genogate.query import AlleleFrequency, Kind, Query, Region, Variant, canonical_region, canonical_variant
+from genogate.query import EVERYONE, Filter, Kind, Query, Region, Variant, canonical_region, canonical_variant
 from genogate.query import normalise_filter as _normalise
 from genogate.wire.v1 import common_pb2 as pb
 
 if TYPE_CHECKING:
-    from genogate.kinds.base import Counts
+    from genogate.kinds.base import Counts, Sensitivity
+
+
+@dataclass(frozen=True, slots=True)
+class AlleleFrequency(Query):
+    """AC and AN per variant; exactly one of ``variants`` or ``region``."""
+
+    variants: tuple[Variant, ...] = ()
+    region: Region | None = None
+    filter: Filter = EVERYONE
+    kind = Kind.ALLELE_FREQUENCY
+
+    def __post_init__(self) -> None:
+        if bool(self.variants) == (self.region is not None):
+            raise InvalidArgument("an allele-frequency query names either variants or a region, not both or neither")
 
 
 class AlleleFrequencyKind(QueryKind):
@@ -44,6 +60,9 @@ class AlleleFrequencyKind(QueryKind):
     per_variant = True
     uses_variants = True
     ratios = frozenset({"allele_frequency"})
+
+    def sensitivity(self, k: int) -> Sensitivity:
+        return allele_pairs(k)  # (alt, ref) per variant
 
     def to_pb(self, q: Query) -> pb.Query:
         assert isinstance(q, AlleleFrequency)

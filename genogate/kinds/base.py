@@ -3,8 +3,9 @@ node's data (``NodeData``), of the node's noise (``Release``) and of the coordin
 (``Maths``).
 
 A kind is one module of this package holding one ``QueryKind`` instance, ``KIND``; the registry
-(``genogate.kinds``) maps each ``Kind`` to it. Everything that differs between kinds lives in that module: its
-wire conversion, canonical form, the variants and region it names, its filters and cohort arms, its noise
+(``genogate.kinds.registry``) discovers the modules and maps each ``Kind`` to its ``KIND``. Everything that
+differs between kinds lives in that module: its query dataclass (a ``genogate.query.Query``), its sensitivity,
+its wire conversion, canonical form, the variants and region it names, its filters and cohort arms, its noise
 plans, its exact computation over ``NodeData``, the shaping of its noisy release, the combination of the
 sites' releases, its result rows and its command-line arguments. The node, the coordinator, the SDK and the
 CLI look the kind up once per query (a dict lookup) and stay generic.
@@ -110,8 +111,8 @@ class QueryKind(abc.ABC):
     kind: Kind
     """The ``Kind`` member; its ``label`` is the field name in ``pb.Query``, ``pb.QueryResult`` and
     ``pb.CombinedResult``."""
-    query_type: type
-    """The query dataclass (``genogate.query``)."""
+    query_type: type[Query]
+    """The query dataclass (defined in the kind's module, a ``genogate.query.Query``)."""
     command: str
     """The ``genogate query`` sub-command."""
     help: str
@@ -143,7 +144,7 @@ class QueryKind(abc.ABC):
 
     def filters(self, q: Query) -> tuple[Filter, ...]:
         """The cohort filters of a query (one per arm)."""
-        return (q.filter,)  # type: ignore[union-attr]
+        return (q.filter,)  # type: ignore[attr-defined]
 
     @abc.abstractmethod
     def variants(self, q: Query) -> tuple[Variant, ...]:
@@ -159,9 +160,10 @@ class QueryKind(abc.ABC):
         """Whether the exact computation asks ``NodeData.classes`` (the node reads the variants' rows)."""
         return self.uses_variants
 
+    @abc.abstractmethod
     def sensitivity(self, k: int) -> Sensitivity:
-        """The declared sensitivity of one release of ``k`` variants (``genogate.privacy``)."""
-        return sensitivity_of(self.kind, k)
+        """The declared sensitivity of one release of ``k`` variants (built with ``one_value``,
+        ``class_counts`` or ``allele_pairs``: ``genogate.privacy``'s constructors)."""
 
     def plans(
         self, q: Query, k: int | None, epsilon: Decimal, delta: Decimal
@@ -211,11 +213,28 @@ class QueryKind(abc.ABC):
 # Helpers the kinds share -------------------------------------------------------------------------------
 
 
-def sensitivity_of(kind: Kind, k: int) -> Sensitivity:
-    """The declared sensitivity of one release of ``kind`` over ``k`` variants."""
-    from genogate.privacy import SENSITIVITY  # loaded with the first query, not by every command
+# The sensitivity constructors of ``genogate.privacy``, loaded with the first query, not by every command.
 
-    return SENSITIVITY[kind](k)
+
+def one_value() -> Sensitivity:
+    """One value one participant moves by at most 1 (``genogate.privacy.one_value``)."""
+    from genogate import privacy
+
+    return privacy.one_value()
+
+
+def class_counts(classes: int) -> Sensitivity:
+    """Counts of disjoint classes, one participant in one class (``genogate.privacy.class_counts``)."""
+    from genogate import privacy
+
+    return privacy.class_counts(classes)
+
+
+def allele_pairs(k: int, pairs_per_variant: int = 1) -> Sensitivity:
+    """(alt, ref) pairs of ``k`` variants, one pair moved by one participant (``genogate.privacy.allele_pairs``)."""
+    from genogate import privacy
+
+    return privacy.allele_pairs(k, pairs_per_variant)
 
 
 def plan(sens: Sensitivity, epsilon: Decimal, delta: Decimal) -> NoisePlan:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
@@ -22,18 +23,34 @@ from genogate.kinds.base import (
     SiteRow,
     add_region,
     add_where,
+    allele_pairs,
     alt_ref,
     as_filter,
     as_region,
     counts,
+    one_value,
     plan,
-    sensitivity_of,
 )
-from genogate.query import CarrierCount, Kind, Query, Region, Variant, canonical_region, normalise_filter
+from genogate.query import EVERYONE, Filter, Kind, Query, Region, Variant, canonical_region, normalise_filter
 from genogate.wire.v1 import common_pb2 as pb
 
 if TYPE_CHECKING:
     from genogate.kinds.base import Counts, NoisePlan, Sensitivity
+
+
+@dataclass(frozen=True, slots=True)
+class CarrierCount(Query):
+    """Participants carrying at least one qualifying ALT allele in a region."""
+
+    region: Region
+    max_allele_frequency: float | None = None
+    filter: Filter = EVERYONE
+    kind = Kind.CARRIER_COUNT
+
+    def __post_init__(self) -> None:
+        maf = self.max_allele_frequency
+        if maf is not None and not (0.0 <= maf <= 1.0):  # also refuses NaN
+            raise InvalidArgument("max_allele_frequency must lie between 0 and 1")
 
 
 class CarrierCountKind(QueryKind):
@@ -43,6 +60,9 @@ class CarrierCountKind(QueryKind):
     help = "count the carriers of any ALT allele in a region"
     per_variant = False
     uses_variants = True
+
+    def sensitivity(self, k: int) -> Sensitivity:
+        return one_value()  # one participant carries or not: +-1
 
     def to_pb(self, q: Query) -> pb.Query:
         assert isinstance(q, CarrierCount)
@@ -87,7 +107,7 @@ class CarrierCountKind(QueryKind):
         if q.max_allele_frequency is None:
             return super().plans(q, k, epsilon, delta)
         half = epsilon / 2
-        s_af = sensitivity_of(Kind.ALLELE_FREQUENCY, max(k or 0, 1))
+        s_af = allele_pairs(max(k or 0, 1))  # stage 1: an allele frequency's (alt, ref) pairs
         s_cc = self.sensitivity(1)
         return [s_af, s_cc], [plan(s_af, half, delta), plan(s_cc, half, Decimal(0))]
 

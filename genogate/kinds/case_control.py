@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from genogate.convert import filter_from_pb, filter_to_pb, variant_from_pb, variant_to_pb
-from genogate.errors import UsageError
+from genogate.errors import InvalidArgument, Reason, UsageError
 from genogate.kinds.base import (
     CombinedRow,
     Maths,
@@ -17,17 +18,37 @@ from genogate.kinds.base import (
     Release,
     SiteRow,
     add_variants,
+    allele_pairs,
     alt_ref,
     as_filter,
     as_variants,
     same_variants,
     variant_text,
 )
-from genogate.query import CaseControl, Filter, Kind, Query, Variant, canonical_variant, normalise_filter
+from genogate.query import Filter, Kind, Query, Variant, canonical_variant, normalise_filter
 from genogate.wire.v1 import common_pb2 as pb
 
 if TYPE_CHECKING:
-    from genogate.kinds.base import Counts, Mask
+    from genogate.kinds.base import Counts, Mask, Sensitivity
+
+
+@dataclass(frozen=True, slots=True)
+class CaseControl(Query):
+    """A 2x2 allele table per variant; a participant matching both filters counts as a case only."""
+
+    variants: tuple[Variant, ...]
+    case_filter: Filter
+    control_filter: Filter
+    kind = Kind.CASE_CONTROL
+
+    def __post_init__(self) -> None:
+        if not self.variants:
+            raise InvalidArgument(
+                "a case/control query needs at least one variant",
+                reason=Reason.INVALID_VARIANT,
+                message="a variant is malformed",
+            )
+
 
 CELLS = ("case_alt", "case_ref", "control_alt", "control_ref")
 
@@ -40,6 +61,9 @@ class CaseControlKind(QueryKind):
     per_variant = True
     uses_variants = True
     ratios = frozenset({"odds_ratio"})
+
+    def sensitivity(self, k: int) -> Sensitivity:
+        return allele_pairs(k, pairs_per_variant=2)  # (alt, ref) per arm per variant, one arm moves
 
     def to_pb(self, q: Query) -> pb.Query:
         assert isinstance(q, CaseControl)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from genogate.convert import filter_from_pb, filter_to_pb
@@ -17,12 +18,19 @@ from genogate.kinds.base import (
     add_where,
     as_filter,
     counts,
+    one_value,
 )
-from genogate.query import CohortCount, Kind, Query, Variant, normalise_filter
+from genogate.query import EVERYONE, Filter, Kind, Query, Variant, normalise_filter
 from genogate.wire.v1 import common_pb2 as pb
 
 if TYPE_CHECKING:
-    from genogate.kinds.base import Counts
+    from genogate.kinds.base import Counts, Sensitivity
+
+
+@dataclass(frozen=True, slots=True)
+class CohortCount(Query):
+    filter: Filter = EVERYONE
+    kind = Kind.COHORT_COUNT
 
 
 class CohortCountKind(QueryKind):
@@ -32,6 +40,9 @@ class CohortCountKind(QueryKind):
     help = "count the participants matching a filter"
     per_variant = False
     uses_variants = False
+
+    def sensitivity(self, k: int) -> Sensitivity:
+        return one_value()  # one participant: +-1
 
     def to_pb(self, q: Query) -> pb.Query:
         assert isinstance(q, CohortCount)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from genogate.convert import filter_from_pb, filter_to_pb, variant_from_pb, variant_to_pb
@@ -24,13 +25,21 @@ from genogate.kinds.base import (
     SiteRow,
     add_where,
     as_filter,
+    class_counts,
     variant_text,
 )
-from genogate.query import GenotypeCounts, Kind, Query, Variant, canonical_variant, normalise_filter
+from genogate.query import EVERYONE, Filter, Kind, Query, Variant, canonical_variant, normalise_filter
 from genogate.wire.v1 import common_pb2 as pb
 
 if TYPE_CHECKING:
-    from genogate.kinds.base import Counts
+    from genogate.kinds.base import Counts, Sensitivity
+
+
+@dataclass(frozen=True, slots=True)
+class GenotypeCounts(Query):
+    variant: Variant
+    filter: Filter = EVERYONE
+    kind = Kind.GENOTYPE_COUNTS
 
 
 class GenotypeCountsKind(QueryKind):
@@ -40,6 +49,9 @@ class GenotypeCountsKind(QueryKind):
     help = "genotype-class counts of one variant in a cohort"
     per_variant = False
     uses_variants = True
+
+    def sensitivity(self, k: int) -> Sensitivity:
+        return class_counts(len(GENOTYPE_CLASSES))  # exactly one of 6 classes: +-1
 
     def to_pb(self, q: Query) -> pb.Query:
         assert isinstance(q, GenotypeCounts)

@@ -1,24 +1,50 @@
 """The registry of query kinds (``KINDS``) and the operations on any query that dispatch on its kind: wire
-conversion, canonical form, filters. One dict lookup per call."""
+conversion, canonical form, filters. One dict lookup per call.
+
+The registry discovers the kinds once, at import: every module of the package but ``base``, ``registry`` and
+those named ``_*`` is a kind module and exports its ``QueryKind`` instance as ``KIND``. A module without one,
+a ``KIND`` that is no ``QueryKind``, two modules claiming one ``Kind`` or a ``Kind`` no module claims is an
+``ImportError`` naming the module (or the ``Kind``): the package does not import half a registry."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import sys
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
 from genogate.errors import InvalidArgument
-from genogate.kinds import allele_frequency, carrier_count, case_control, cohort_count, genotype_counts
 from genogate.kinds.base import QueryKind
 from genogate.query import Filter, Kind, Query
 from genogate.wire.v1 import common_pb2 as pb
 
-_MODULES = (cohort_count, allele_frequency, genotype_counts, case_control, carrier_count)
+#: The modules of the package that are not kinds.
+NOT_KINDS: Final = frozenset({"base", "registry"})
+
+
+def discover(package: str) -> dict[Kind, QueryKind]:
+    """The ``KIND`` of every kind module of ``package`` (imported here), by ``Kind``, in ``Kind`` order."""
+    found: dict[Kind, tuple[str, QueryKind]] = {}
+    for info in sorted(pkgutil.iter_modules(sys.modules[package].__path__), key=lambda m: m.name):
+        if info.name in NOT_KINDS or info.name.startswith("_"):
+            continue
+        name = f"{package}.{info.name}"
+        kind = getattr(importlib.import_module(name), "KIND", None)
+        if not isinstance(kind, QueryKind):
+            raise ImportError(f"{name}: a kind module must export its QueryKind instance as KIND, found {kind!r}")
+        if kind.kind in found:
+            raise ImportError(f"{name}: its KIND is {kind.kind}, which {found[kind.kind][0]} already declares")
+        found[kind.kind] = (name, kind)
+    missing = [k.name for k in Kind if k not in found]
+    if missing:
+        raise ImportError(f"{package}: no module declares the kind(s) {', '.join(missing)}")
+    return {k: found[k][1] for k in sorted(found, key=lambda k: k.value)}
+
 
 #: Every query kind, by ``Kind``, in ``Kind`` order.
-KINDS: Final[Mapping[Kind, QueryKind]] = MappingProxyType(
-    {k: m.KIND for k in Kind for m in _MODULES if m.KIND.kind is k}
-)
+KINDS: Final[Mapping[Kind, QueryKind]] = MappingProxyType(discover(__package__ or "genogate.kinds"))
 _BY_TYPE: Final[Mapping[type, QueryKind]] = MappingProxyType({k.query_type: k for k in KINDS.values()})
 _BY_NAME: Final[Mapping[str, QueryKind]] = MappingProxyType({k.name: k for k in KINDS.values()})
 _BY_COMMAND: Final[Mapping[str, QueryKind]] = MappingProxyType({k.command: k for k in KINDS.values()})

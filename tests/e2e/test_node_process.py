@@ -10,8 +10,8 @@ import pytest
 
 from genogate.errors import GenogateError
 from genogate.filter import parse_filter
+from genogate.kinds.cohort_count import CohortCount
 from genogate.nodeclient import NodeClient, envelope
-from genogate.query import CohortCount
 from genogate.wire.v1 import common_pb2 as pb
 from node.ingest import ingest
 from node.ledger import Ledger

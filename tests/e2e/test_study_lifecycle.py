@@ -19,8 +19,10 @@ from genogate import risk
 from genogate.coordclient import CoordinatorClient
 from genogate.errors import GenogateError, PermissionDenied, Reason, ResourceExhausted, Unauthenticated
 from genogate.filter import parse_filter
+from genogate.kinds.cohort_count import CohortCount
+from genogate.kinds.genotype_counts import GenotypeCounts
 from genogate.nodeclient import ClientTLS, NodeClient, envelope, signed
-from genogate.query import CohortCount, GenotypeCounts, Variant
+from genogate.query import Variant
 from genogate.signing import Signer
 from genogate.tls import fingerprint_sha256
 from genogate.wire.v1 import common_pb2 as pb

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from genogate.kinds.cohort_count import CohortCount
 from genogate.nodeclient import NodeClient, envelope
-from genogate.query import CohortCount
 from node.ingest import ingest
 from node.ledger import Ledger
 from tests.nodes import client_tls, make_ca, make_node, study_toml

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from coordinator.config import FanoutSettings
 from coordinator.fanout import ClientIdentity, FanOut
 from genogate import envelope
-from genogate.query import CohortCount
+from genogate.kinds.cohort_count import CohortCount
 from genogate.rpc import max_envelope_bytes
 from genogate.signing import Signer
 from genogate.tls import fingerprint_sha256

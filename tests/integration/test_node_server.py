@@ -19,8 +19,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from genogate.errors import GenogateError, PermissionDenied, Reason, ResourceExhausted
 from genogate.filter import parse_filter
+from genogate.kinds.allele_frequency import AlleleFrequency
+from genogate.kinds.carrier_count import CarrierCount
+from genogate.kinds.case_control import CaseControl
+from genogate.kinds.cohort_count import CohortCount
+from genogate.kinds.genotype_counts import GenotypeCounts
 from genogate.nodeclient import ClientTLS, NodeClient, envelope, release_text, released
-from genogate.query import AlleleFrequency, CarrierCount, CaseControl, CohortCount, GenotypeCounts, Region, Variant
+from genogate.query import Region, Variant
 from genogate.wire.v1 import common_pb2 as pb
 from node.app import create_server
 from node.config import load_node_config

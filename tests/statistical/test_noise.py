@@ -22,6 +22,7 @@ import opendp.prelude as opendp
 import pytest
 
 from genogate import privacy
+from genogate.kinds import KINDS
 from genogate.query import Kind
 from node import dp
 
@@ -203,7 +204,7 @@ def test_the_bounds_are_sound() -> None:
 
 def test_discrete_laplace_scalar() -> None:
     """20,000 production cohort counts at b = 2 (epsilon 0.5). False failure <= 1e-7."""
-    sens = privacy.SENSITIVITY[Kind.COHORT_COUNT](1)
+    sens = KINDS[Kind.COHORT_COUNT].sensitivity(1)
     p = privacy.plan(sens, Decimal("0.5"), Decimal(0))
     assert (p.mechanism, p.scale) == ("discrete_laplace", 2.0)
     run_checks(draws(p, sens, 20_000), p)
@@ -212,7 +213,7 @@ def test_discrete_laplace_scalar() -> None:
 def test_discrete_laplace_vector() -> None:
     """50 production allele-frequency releases over 1,000 variants (2,000 values each, b = 2,000 at
     epsilon 1, delta 0): 100,000 draws. False failure <= 1e-7."""
-    sens = privacy.SENSITIVITY[Kind.ALLELE_FREQUENCY](1000)
+    sens = KINDS[Kind.ALLELE_FREQUENCY].sensitivity(1000)
     p = privacy.plan(sens, Decimal(1), Decimal(0))
     assert p.mechanism == "discrete_laplace"
     run_checks(draws(p, sens, 50), p)
@@ -239,7 +240,7 @@ def test_discrete_gaussian_small_sigma() -> None:
 def test_discrete_gaussian_vector() -> None:
     """50 production case/control releases over 500 variants (2,000 values each) at epsilon 1, delta 1e-6
     (sigma ~ 200): 100,000 draws. False failure <= 1e-7."""
-    sens = privacy.SENSITIVITY[Kind.CASE_CONTROL](500)
+    sens = KINDS[Kind.CASE_CONTROL].sensitivity(500)
     p = privacy.plan(sens, Decimal(1), Decimal("1e-6"))
     assert p.mechanism == "discrete_gaussian"
     run_checks(draws(p, sens, 50), p)

@@ -30,8 +30,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from genogate.errors import Reason, ResourceExhausted
+from genogate.kinds.allele_frequency import AlleleFrequency
 from genogate.nodeclient import envelope
-from genogate.query import AlleleFrequency, Variant
+from genogate.query import Variant
 from genogate.signing import Signer
 from node.backend import open_backend
 from node.dp import OpenDPNoise

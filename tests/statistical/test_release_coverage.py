@@ -17,8 +17,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from genogate.filter import parse_filter
+from genogate.kinds.allele_frequency import AlleleFrequency
+from genogate.kinds.cohort_count import CohortCount
 from genogate.nodeclient import envelope
-from genogate.query import AlleleFrequency, CohortCount
 from genogate.signing import Signer
 from genogate.wire.v1 import common_pb2 as pb
 from node.backend import open_backend

@@ -25,6 +25,8 @@ import pytest
 
 from coordinator.combine import combine
 from genogate import noise, privacy
+from genogate.kinds import KINDS
+from genogate.query import Kind
 from genogate.wire.v1 import common_pb2 as pb
 from node import dp
 from tests.stats import max_misses
@@ -115,8 +117,8 @@ def _draws(truth: int, plan: privacy.NoisePlan, n: int) -> list[int]:
     return [int(x) for x in dp.OpenDPNoise().draw(np.full(n, truth, dtype=np.int64), plan, sens)]
 
 
-_LAPLACE_1 = privacy.plan(privacy.SENSITIVITY[privacy.Kind.COHORT_COUNT](1), Decimal("1"), Decimal(0))  # scale 1
-_LAPLACE_05 = privacy.plan(privacy.SENSITIVITY[privacy.Kind.COHORT_COUNT](1), Decimal("0.5"), Decimal(0))  # scale 2
+_LAPLACE_1 = privacy.plan(KINDS[Kind.COHORT_COUNT].sensitivity(1), Decimal("1"), Decimal(0))  # scale 1
+_LAPLACE_05 = privacy.plan(KINDS[Kind.COHORT_COUNT].sensitivity(1), Decimal("0.5"), Decimal(0))  # scale 2
 _GAUSSIAN = replace(_LAPLACE_1, mechanism="discrete_gaussian", scale=3.0)
 
 

@@ -15,6 +15,8 @@ import pytest
 
 from coordinator.combine import combine, combine_results, odds_ratio
 from genogate import noise, privacy
+from genogate.kinds import KINDS
+from genogate.query import Kind
 from genogate.wire.v1 import common_pb2 as pb
 from node import dp
 from tests.stats import max_misses
@@ -222,7 +224,7 @@ def test_results_of_different_variants_are_not_combined() -> None:
 
 
 def _release(truth: int, plan: privacy.NoisePlan, k: int) -> pb.NoisyValue:
-    sens = privacy.SENSITIVITY[privacy.Kind.COHORT_COUNT](1)
+    sens = KINDS[Kind.COHORT_COUNT].sensitivity(1)
     noisy = int(dp.OpenDPNoise().draw(np.array([truth], dtype=np.int64), plan, sens)[0])
     mechanism = LAP if plan.mechanism == "discrete_laplace" else GAU
     return value(noisy, plan.scale, mechanism=mechanism, k=k)
@@ -233,7 +235,7 @@ def test_combined_intervals_cover_the_truth_across_sites_with_real_opendp_noise(
     falls below the minimum reportable count of 5. Over 3,000 combinations at least 95% of intervals
     must cover the true total. False-failure rate: the binomial tail of more than the bound's misses at
     exactly 95% coverage is below 1e-7 (the intervals are conservative, so the real rate is lower)."""
-    sens = privacy.SENSITIVITY[privacy.Kind.COHORT_COUNT](1)
+    sens = KINDS[Kind.COHORT_COUNT].sensitivity(1)
     plans = [privacy.plan(sens, Decimal(e), Decimal(0)) for e in ("0.5", "1", "0.3")]
     truths, k, n = [40, 120, 3], 5, 3000
     misses = 0

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from genogate import privacy
 from genogate.errors import InvalidArgument, Reason
+from genogate.kinds import KINDS
 from genogate.query import Kind
 from node import dp
 
@@ -42,13 +43,15 @@ class ZeroNoise:
 # Sensitivity table ------------------------------------------------------------------------------------------
 
 
-def test_table_covers_every_kind() -> None:
-    assert set(privacy.SENSITIVITY) == set(Kind)
+def test_every_kind_declares_its_sensitivity_in_its_module() -> None:
+    assert set(KINDS) == set(Kind)
+    for kind in KINDS.values():
+        assert "sensitivity" in vars(type(kind)), kind.name  # declared by the kind, not inherited
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 10, 1000])
 def test_declared_sensitivities(k: int) -> None:
-    s = privacy.SENSITIVITY
+    s = {kind: m.sensitivity for kind, m in KINDS.items()}
     assert s[Kind.COHORT_COUNT](k) == privacy.Sensitivity(1, 1.0, 1)
     assert s[Kind.CARRIER_COUNT](k) == privacy.Sensitivity(1, 1.0, 1)
     assert s[Kind.GENOTYPE_COUNTS](k) == privacy.Sensitivity(1, 1.0, 6)
@@ -60,7 +63,7 @@ def test_declared_sensitivities(k: int) -> None:
 
 def test_l2_is_the_smallest_float_not_below_2_sqrt_k() -> None:
     for k in range(1, 3000):
-        l2 = privacy.SENSITIVITY[Kind.ALLELE_FREQUENCY](k).l2
+        l2 = KINDS[Kind.ALLELE_FREQUENCY].sensitivity(k).l2
         assert Fraction(l2) ** 2 >= 4 * k
         assert Fraction(math.nextafter(l2, 0)) ** 2 < 4 * k
 
@@ -68,7 +71,7 @@ def test_l2_is_the_smallest_float_not_below_2_sqrt_k() -> None:
 def test_sensitivity_needs_a_variant() -> None:
     for kind in (Kind.ALLELE_FREQUENCY, Kind.CASE_CONTROL):
         with pytest.raises(ValueError):
-            privacy.SENSITIVITY[kind](0)
+            KINDS[kind].sensitivity(0)
 
 
 # What one participant can contribute per variant: (alt, ref) for 0/0, 0/1, 1/1, hemizygous 0 and 1, no-call.
@@ -79,8 +82,8 @@ _PAIRS = [(0, 2), (1, 1), (2, 0), (0, 1), (1, 0), (0, 0)]
 def test_sensitivity_bounds_every_participant(k: int) -> None:
     """Brute force: adding any one participant moves the released vector by at most the declared L1 / L2,
     and the bound is attained (it is the sensitivity, not just a bound)."""
-    af = privacy.SENSITIVITY[Kind.ALLELE_FREQUENCY](k)
-    cc = privacy.SENSITIVITY[Kind.CASE_CONTROL](k)
+    af = KINDS[Kind.ALLELE_FREQUENCY].sensitivity(k)
+    cc = KINDS[Kind.CASE_CONTROL].sensitivity(k)
     af_moves = [np.array([x for pair in combo for x in pair]) for combo in itertools.product(_PAIRS, repeat=k)]
     cc_moves = [
         np.concatenate([np.concatenate([m.reshape(-1, 2), np.zeros((k, 2), dtype=int)], axis=1).ravel()])
@@ -90,7 +93,7 @@ def test_sensitivity_bounds_every_participant(k: int) -> None:
         assert all(len(m) == sens.length for m in moves)
         assert max(int(np.abs(m).sum()) for m in moves) == sens.l1
         assert max(Fraction(int((m**2).sum())) for m in moves) == 4 * k <= Fraction(sens.l2) ** 2
-    g = privacy.SENSITIVITY[Kind.GENOTYPE_COUNTS](k)
+    g = KINDS[Kind.GENOTYPE_COUNTS].sensitivity(k)
     one_hot = np.eye(g.length, dtype=int)
     assert max(int(r.sum()) for r in one_hot) == g.l1 and max(float(np.sqrt((r**2).sum())) for r in one_hot) == g.l2
 
@@ -104,7 +107,7 @@ def _cases() -> list[tuple[Kind, int, Decimal, Decimal]]:
 
 @pytest.mark.parametrize(("kind", "k", "epsilon", "delta"), _cases())
 def test_privacy_loss_is_at_most_the_charge(kind: Kind, k: int, epsilon: Decimal, delta: Decimal) -> None:
-    sens = privacy.SENSITIVITY[kind](k)
+    sens = KINDS[kind].sensitivity(k)
     p = privacy.plan(sens, epsilon, delta)
     assert p.epsilon == epsilon
     assert p.delta == (delta if p.mechanism == "discrete_gaussian" else 0)
@@ -120,7 +123,7 @@ def test_privacy_loss_is_at_most_the_charge(kind: Kind, k: int, epsilon: Decimal
 @pytest.mark.parametrize(("kind", "k"), [(Kind.COHORT_COUNT, 1), (Kind.ALLELE_FREQUENCY, 10)])
 @pytest.mark.parametrize("epsilon", EPSILONS)
 def test_laplace_scale_is_minimal(kind: Kind, k: int, epsilon: Decimal) -> None:
-    sens = privacy.SENSITIVITY[kind](k)
+    sens = KINDS[kind].sensitivity(k)
     p = privacy.plan(sens, epsilon, Decimal(0))
     smaller = dataclasses.replace(p, scale=p.scale * (1 - 1e-12))
     assert privacy.privacy_loss(smaller, sens)[0] > epsilon
@@ -128,7 +131,7 @@ def test_laplace_scale_is_minimal(kind: Kind, k: int, epsilon: Decimal) -> None:
 
 @pytest.mark.parametrize("epsilon", [Decimal("0.5"), Decimal("1"), Decimal("3")])
 def test_gaussian_sigma_is_minimal(epsilon: Decimal) -> None:
-    sens = privacy.SENSITIVITY[Kind.ALLELE_FREQUENCY](1000)
+    sens = KINDS[Kind.ALLELE_FREQUENCY].sensitivity(1000)
     p = privacy.plan(sens, epsilon, Decimal("1e-6"))
     assert p.mechanism == "discrete_gaussian"
     smaller = dataclasses.replace(p, scale=p.scale * (1 - 1e-6))
@@ -137,7 +140,7 @@ def test_gaussian_sigma_is_minimal(epsilon: Decimal) -> None:
 
 def test_naive_scale_would_overcharge() -> None:
     """Why plans nudge: b = 1/0.01 = 100.0 maps to float(0.01), which is above Decimal("0.01")."""
-    sens = privacy.SENSITIVITY[Kind.COHORT_COUNT](1)
+    sens = KINDS[Kind.COHORT_COUNT].sensitivity(1)
     naive = privacy.NoisePlan("discrete_laplace", 100.0, 0.0, 0.0, Decimal("0.01"), Decimal(0))
     assert privacy.privacy_loss(naive, sens)[0] > Decimal("0.01")
     p = privacy.plan(sens, Decimal("0.01"), Decimal(0))
@@ -148,7 +151,7 @@ def test_gaussian_delta_is_never_rounded_up() -> None:
     """float(1e-8) > Decimal("1e-8"): the delta handed to OpenDP is the float just below."""
     delta = Decimal("1e-8")
     assert Decimal(float(delta)) > delta
-    sens = privacy.SENSITIVITY[Kind.CASE_CONTROL](1000)
+    sens = KINDS[Kind.CASE_CONTROL].sensitivity(1000)
     p = privacy.plan(sens, Decimal(1), delta)
     assert p.mechanism == "discrete_gaussian" and p.delta == delta
     eps, d = privacy.privacy_loss(p, sens)
@@ -161,7 +164,7 @@ def test_gaussian_delta_is_never_rounded_up() -> None:
 @pytest.mark.parametrize("epsilon", EPSILONS)
 @pytest.mark.parametrize("kind", [Kind.ALLELE_FREQUENCY, Kind.CASE_CONTROL])
 def test_gaussian_for_many_variants_with_delta(kind: Kind, epsilon: Decimal) -> None:
-    sens = privacy.SENSITIVITY[kind](1000)
+    sens = KINDS[kind].sensitivity(1000)
     g = privacy.plan(sens, epsilon, Decimal("1e-6"))
     lap = privacy.plan(sens, epsilon, Decimal(0))
     assert g.mechanism == "discrete_gaussian" and lap.mechanism == "discrete_laplace"
@@ -171,9 +174,9 @@ def test_gaussian_for_many_variants_with_delta(kind: Kind, epsilon: Decimal) -> 
 @pytest.mark.parametrize("kind", list(Kind))
 @pytest.mark.parametrize("epsilon", EPSILONS)
 def test_laplace_for_one_variant_or_no_delta(kind: Kind, epsilon: Decimal) -> None:
-    assert privacy.plan(privacy.SENSITIVITY[kind](1), epsilon, Decimal("1e-6")).mechanism == "discrete_laplace"
+    assert privacy.plan(KINDS[kind].sensitivity(1), epsilon, Decimal("1e-6")).mechanism == "discrete_laplace"
     for k in SIZES:
-        assert privacy.plan(privacy.SENSITIVITY[kind](k), epsilon, Decimal(0)).mechanism == "discrete_laplace"
+        assert privacy.plan(KINDS[kind].sensitivity(k), epsilon, Decimal(0)).mechanism == "discrete_laplace"
 
 
 def test_scalars_never_get_gaussian() -> None:
@@ -182,21 +185,21 @@ def test_scalars_never_get_gaussian() -> None:
 
 
 def test_plan_is_cached() -> None:
-    sens = privacy.SENSITIVITY[Kind.ALLELE_FREQUENCY](77)
+    sens = KINDS[Kind.ALLELE_FREQUENCY].sensitivity(77)
     assert privacy.plan(sens, Decimal("0.7"), Decimal("1e-7")) is privacy.plan(sens, Decimal("0.70"), Decimal("1e-7"))
 
 
 @pytest.mark.parametrize("epsilon", ["0", "-1", "NaN", "Infinity", "1e-400", "1e400"])
 def test_bad_epsilon_is_invalid_argument(epsilon: str) -> None:
     with pytest.raises(InvalidArgument) as e:
-        privacy.plan(privacy.SENSITIVITY[Kind.COHORT_COUNT](1), Decimal(epsilon), Decimal(0))
+        privacy.plan(KINDS[Kind.COHORT_COUNT].sensitivity(1), Decimal(epsilon), Decimal(0))
     assert e.value.reason == Reason.INVALID_EPSILON
 
 
 @pytest.mark.parametrize("delta", ["-1e-9", "1", "NaN"])
 def test_bad_delta_is_refused(delta: str) -> None:
     with pytest.raises(ValueError):
-        privacy.plan(privacy.SENSITIVITY[Kind.CASE_CONTROL](3), Decimal(1), Decimal(delta))
+        privacy.plan(KINDS[Kind.CASE_CONTROL].sensitivity(3), Decimal(1), Decimal(delta))
 
 
 # Standard deviations and intervals -------------------------------------------------------------------------
@@ -223,7 +226,7 @@ def test_stddev_formulas_match_the_pmf(scale: float) -> None:
 @pytest.mark.parametrize("epsilon", EPSILONS)
 def test_ci95_covers_95_percent_exactly(kind: Kind, k: int, delta: float, epsilon: Decimal) -> None:
     """Computed from the pmf: P(|noise| > h) <= P(|noise| >= h) <= 5% for the released half-width h."""
-    sens = privacy.SENSITIVITY[kind](k)
+    sens = KINDS[kind].sensitivity(k)
     p = privacy.plan(sens, epsilon, Decimal(delta))
     assert p.ci95_halfwidth == privacy.halfwidth(p, 0.05)
     assert privacy.halfwidth(p, 0.025) > p.ci95_halfwidth
@@ -237,7 +240,7 @@ def test_ci95_covers_95_percent_exactly(kind: Kind, k: int, delta: float, epsilo
 
 @pytest.mark.parametrize(("kind", "k"), [(kind, k) for kind in Kind for k in (1, 10)])
 def test_opendp_draw_shape(kind: Kind, k: int) -> None:
-    sens = privacy.SENSITIVITY[kind](k)
+    sens = KINDS[kind].sensitivity(k)
     p = privacy.plan(sens, Decimal(1), Decimal("1e-6"))
     exact = np.arange(sens.length, dtype=np.int64) * 10
     noisy = dp.OpenDPNoise().draw(exact, p, sens)
@@ -245,7 +248,7 @@ def test_opendp_draw_shape(kind: Kind, k: int) -> None:
 
 
 def test_opendp_draw_refuses_a_wrong_length() -> None:
-    sens = privacy.SENSITIVITY[Kind.GENOTYPE_COUNTS](1)
+    sens = KINDS[Kind.GENOTYPE_COUNTS].sensitivity(1)
     p = privacy.plan(sens, Decimal(1), Decimal(0))
     with pytest.raises(ValueError):
         dp.OpenDPNoise().draw(np.zeros(5, dtype=np.int64), p, sens)
@@ -253,7 +256,7 @@ def test_opendp_draw_refuses_a_wrong_length() -> None:
 
 @pytest.mark.parametrize("delta", [Decimal(0), Decimal("1e-6")])
 def test_production_draw_uses_the_planned_opendp_measurement(monkeypatch: pytest.MonkeyPatch, delta: Decimal) -> None:
-    sens = privacy.SENSITIVITY[Kind.ALLELE_FREQUENCY](1000)
+    sens = KINDS[Kind.ALLELE_FREQUENCY].sensitivity(1000)
     p = privacy.plan(sens, Decimal(1), delta)
     m = privacy.measurement(p, sens)
     assert isinstance(m, opendp.Measurement) and m is privacy.measurement(p, sens)
@@ -280,7 +283,7 @@ def test_production_draw_uses_the_planned_opendp_measurement(monkeypatch: pytest
 
 def test_zero_noise_satisfies_the_protocol() -> None:
     noise: dp.Noise = ZeroNoise()
-    sens = privacy.SENSITIVITY[Kind.GENOTYPE_COUNTS](1)
+    sens = KINDS[Kind.GENOTYPE_COUNTS].sensitivity(1)
     exact = np.array([5, 4, 3, 2, 1, 0], dtype=np.int64)
     assert np.array_equal(noise.draw(exact, privacy.plan(sens, Decimal(1), Decimal(0)), sens), exact)
 
@@ -332,7 +335,7 @@ def test_no_other_randomness_in_the_product() -> None:
 def test_any_epsilon_is_planned_or_refused_as_invalid_epsilon(eps: float, k: int, kind: Kind) -> None:
     """No epsilon crashes the planner (the audit: ZeroDivisionError at 1e-15, an OpenDP error at 5e-324):
     it plans a scale within MAX_SCALE that OpenDP's own map fits, or refuses with INVALID_EPSILON."""
-    sens = privacy.SENSITIVITY[kind](k if kind is not Kind.COHORT_COUNT else 1)
+    sens = KINDS[kind].sensitivity(k if kind is not Kind.COHORT_COUNT else 1)
     try:
         p = privacy.plan(sens, Decimal(repr(eps)), Decimal("1e-7"))
     except InvalidArgument as exc:
@@ -346,11 +349,11 @@ def test_any_epsilon_is_planned_or_refused_as_invalid_epsilon(eps: float, k: int
 def test_tiny_epsilon_is_refused_before_any_expensive_work() -> None:
     """Scales past MAX_SCALE are refused from the arithmetic alone (the audit's 1e-10 queries stalled a
     node for 16.8 s); just above the limit still plans."""
-    sens = privacy.SENSITIVITY[Kind.ALLELE_FREQUENCY](1000)
+    sens = KINDS[Kind.ALLELE_FREQUENCY].sensitivity(1000)
     with pytest.raises(InvalidArgument) as refused:
         privacy.plan(sens, Decimal("1e-10"), Decimal("1e-7"))
     assert refused.value.reason is Reason.INVALID_EPSILON and "too small" in refused.value.message
-    one = privacy.SENSITIVITY[Kind.COHORT_COUNT](1)
+    one = KINDS[Kind.COHORT_COUNT].sensitivity(1)
     assert privacy.plan(one, Decimal(1) / Decimal(privacy.MAX_SCALE), Decimal(0)).scale <= privacy.MAX_SCALE * (
         1 + 1e-9
     )

@@ -21,7 +21,9 @@ from coordinator.preview import MAX_EPSILON, epsilon_decimal
 from genogate import envelope
 from genogate.envelope import OpenedEnvelope, exact_decimal, open_envelope, receive, wire_epsilon
 from genogate.errors import GenogateError, InvalidArgument, Reason, Unauthenticated
-from genogate.query import AlleleFrequency, CohortCount, Variant
+from genogate.kinds.allele_frequency import AlleleFrequency
+from genogate.kinds.cohort_count import CohortCount
+from genogate.query import Variant
 from genogate.signing import Signer
 from genogate.wire.v1 import common_pb2 as pb
 from node.grants import GrantVerifier

@@ -16,7 +16,10 @@ from hypothesis import strategies as st
 from genogate import genome
 from genogate.errors import ConfigError, GenogateError, Reason
 from genogate.kinds import canonical, canonical_bytes
-from genogate.query import AlleleFrequency, CarrierCount, GenotypeCounts, Region, Variant
+from genogate.kinds.allele_frequency import AlleleFrequency
+from genogate.kinds.carrier_count import CarrierCount
+from genogate.kinds.genotype_counts import GenotypeCounts
+from genogate.query import Region, Variant
 from tests.unit.test_service import ask, make, study
 from tests.unit.test_service import store as store  # noqa: F401 - the module-scoped store fixture
 

@@ -1,12 +1,22 @@
-"""The query-kind registry: every ``Kind`` is one module implementing every part of ``QueryKind``, the wire
-form round-trips, the canonical form is idempotent, and no per-kind branch lives outside ``genogate/kinds``."""
+"""The query-kind registry: every ``Kind`` is one module defining its query dataclass and sensitivity and
+implementing every part of ``QueryKind``, ``Kind`` mirrors the wire enum, the registry discovers the modules
+(a new module is picked up by the registry, the wire conversion and the CLI with no other edit; a bad one is an
+import error naming it), the wire form round-trips, the canonical form is idempotent, and no per-kind branch
+lives outside ``genogate/kinds``."""
 
 from __future__ import annotations
 
 import abc
+import ast
+import dataclasses
 import inspect
+import json
+import os
 import pkgutil
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,23 +25,13 @@ import genogate.kinds
 from genogate import cli
 from genogate.errors import InvalidArgument, UsageError
 from genogate.kinds import KINDS, canonical, canonical_bytes, for_command, for_pb, kind_of, query_from_pb, query_to_pb
+from genogate.kinds.allele_frequency import AlleleFrequency
 from genogate.kinds.base import QueryKind
-from genogate.query import (
-    AgeRange,
-    AlleleFrequency,
-    And,
-    CarrierCount,
-    CaseControl,
-    CohortCount,
-    GenotypeCounts,
-    Kind,
-    Not,
-    PhenotypeHas,
-    Query,
-    Region,
-    SexIs,
-    Variant,
-)
+from genogate.kinds.carrier_count import CarrierCount
+from genogate.kinds.case_control import CaseControl
+from genogate.kinds.cohort_count import CohortCount
+from genogate.kinds.genotype_counts import GenotypeCounts
+from genogate.query import AgeRange, And, Kind, Not, PhenotypeHas, Query, Region, SexIs, Variant
 from genogate.wire.v1 import common_pb2 as pb
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -146,6 +146,227 @@ def test_every_wire_oneof_is_a_registered_kind() -> None:
     for message in (pb.Query, pb.QueryResult, pb.CombinedResult):
         names = {f.name for f in message.DESCRIPTOR.oneofs_by_name["kind"].fields}
         assert names == {k.name for k in KINDS.values()}, message.DESCRIPTOR.name
+
+
+def test_kind_mirrors_the_wire_enum_member_for_member() -> None:
+    """``Kind`` is written out so that type checkers see its members; the wire ``QueryKind`` enum is the
+    contract. A proto kind without a ``Kind`` member, a ``Kind`` member without a proto kind, or a different
+    number fails here."""
+    wire = {v.name: v.number for v in pb.QueryKind.DESCRIPTOR.values}
+    assert wire.pop("QUERY_KIND_UNSPECIFIED") == 0
+    assert wire == {f"QUERY_KIND_{k.name}": k.value for k in Kind}
+
+
+@pytest.mark.parametrize("kind", list(KINDS.values()), ids=lambda k: k.name)
+def test_each_kind_defines_its_query_and_declares_its_sensitivity_in_its_module(kind: QueryKind) -> None:
+    module = type(kind).__module__
+    assert module == f"genogate.kinds.{kind.name}"
+    assert kind.query_type.__module__ == module
+    assert issubclass(kind.query_type, Query) and dataclasses.is_dataclass(kind.query_type)
+    assert kind.query_type.__dataclass_params__.frozen  # type: ignore[attr-defined]
+    assert "sensitivity" in vars(type(kind)), "declared by the kind itself, not inherited"
+    sens = kind.sensitivity(3)
+    assert sens.l1 >= 1 and sens.l2 >= 1 and sens.length >= 1
+
+
+def _class_bases(path: Path) -> list[tuple[str, set[str]]]:
+    return [
+        (node.name, {b.id if isinstance(b, ast.Name) else ast.unparse(b) for b in node.bases})
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ClassDef)
+    ]
+
+
+def test_query_classes_and_kind_classes_are_defined_only_in_their_kind_modules() -> None:
+    """Read from the source: a ``Query`` dataclass or a ``QueryKind`` subclass is defined in a kind module
+    of ``genogate/kinds``, one of each per module, and nowhere else in the shared package, the node or the
+    coordinator; ``genogate.query`` and ``genogate.privacy`` name no kind."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for package in ("genogate", "node", "coordinator"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            for name, bases in _class_bases(path):
+                for base in {"Query", "QueryKind"} & bases:
+                    found.setdefault(rel, []).append((base, name))
+    assert set(found) == {f"genogate/kinds/{k.label}.py" for k in Kind}
+    for rel, classes in found.items():
+        assert sorted(base for base, _ in classes) == ["Query", "QueryKind"], rel
+    for rel in ("genogate/query.py", "genogate/privacy.py"):
+        named = _kind_names_in_code(ROOT / rel, but_in="Kind")
+        assert not named, (rel, named)
+
+
+def _kind_names_in_code(path: Path, but_in: str) -> set[str]:
+    """The kinds (``COHORT_COUNT``/``CohortCount``/``cohort_count``...) the code of a module names, outside
+    its docstrings (which may describe the kinds) and the class ``but_in``."""
+    tree = ast.parse(path.read_text())
+    tree.body = [n for n in tree.body if not (isinstance(n, ast.ClassDef) and n.name == but_in)]
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+        ):
+            body[0] = ast.Pass()
+    spellings = {s: k for k in Kind for s in (k.name, k.label, k.name.title().replace("_", ""))}
+    return {spellings[m] for m in re.findall(r"\w+", ast.unparse(tree)) if m in spellings}
+
+
+# A new kind module is picked up with no other edit. A new kind needs its wire messages (and ``Kind`` member),
+# which a test cannot add, so the toy replaces a kind in a temporary copy of the package: cohort_count.py goes,
+# headcount.py (the cohort count under another name, dataclass and sub-command) comes, and a fresh interpreter
+# loads the copy as ``genogate.kinds`` and asks the registry, the signed envelope's wire form and the CLI.
+
+_LOAD_COPY = """
+import importlib.util, json, sys
+import genogate
+
+copy = sys.argv[1]
+spec = importlib.util.spec_from_file_location(
+    "genogate.kinds", copy + "/__init__.py", submodule_search_locations=[copy]
+)
+module = importlib.util.module_from_spec(spec)
+sys.modules["genogate.kinds"] = module
+try:
+    spec.loader.exec_module(module)
+except ImportError as exc:
+    print(json.dumps({"import_error": str(exc)}))
+    raise SystemExit(0)
+genogate.kinds = module
+"""
+
+_ASK_TOY = """
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+import contextlib, io
+
+from genogate import cli, envelope
+from genogate.kinds import KINDS, for_command, for_pb, kind_of, query_to_pb
+from genogate.query import Kind
+from genogate.signing import Signer
+
+toy = KINDS[Kind.COHORT_COUNT]
+parser = cli._parser()
+args = parser.parse_args(["query", "headcount", "--study", "S", "--epsilon", "1", "--where", "sex=F"])
+q = for_command(args.kind).from_args(args)
+signer = Signer(Ed25519PrivateKey.generate())
+payload, signature = envelope.sign(envelope.build(q, study_id="S", epsilon=1.0), signer)
+opened = envelope.open_envelope(payload, signature, signer.public_raw, max_bytes=None)
+try:
+    parser.parse_args(["query", "cohort-count", "--study", "S", "--epsilon", "1"])
+    old_command = True
+except SystemExit:
+    old_command = False
+usage = io.StringIO()
+with contextlib.redirect_stdout(usage), contextlib.suppress(SystemExit):
+    parser.parse_args(["query", "--help"])
+print(json.dumps({
+    "kinds": [m.name for m in KINDS.values()],
+    "module": type(toy).__module__,
+    "query_type": toy.query_type.__qualname__,
+    "query": repr(q),
+    "kind_of": kind_of(q) is toy,
+    "oneof": query_to_pb(q).WhichOneof("kind"),
+    "for_pb": for_pb(query_to_pb(q)) is toy,
+    "opened": repr(opened.query),
+    "same": opened.query == q,
+    "old_command": old_command,
+    "help": toy.help,
+    "usage": usage.getvalue(),
+    "sensitivity": [toy.sensitivity(1).l1, toy.sensitivity(1).length],
+}))
+"""
+
+
+def _kinds_copy(tmp_path: Path) -> Path:
+    copy = tmp_path / "kinds"
+    shutil.copytree(ROOT / "genogate/kinds", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
+
+
+def _run(copy: Path, script: str) -> dict[str, object]:
+    out = subprocess.run(
+        [sys.executable, "-c", _LOAD_COPY + script, str(copy)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_a_new_kind_module_is_picked_up_by_the_registry_wire_and_cli_with_no_other_edit(tmp_path: Path) -> None:
+    copy = _kinds_copy(tmp_path)
+    source = (copy / "cohort_count.py").read_text()
+    toy, n = re.subn(r"\bCohortCount\b", "Headcount", source)
+    assert n >= 4, "the toy is the cohort count under another name"
+    toy, n = re.subn(r'command = "cohort-count"', 'command = "headcount"', toy)
+    assert n == 1
+    toy, n = re.subn(r'help = "[^"]*"', 'help = "the toy headcount"', toy)
+    assert n == 1
+    (copy / "cohort_count.py").unlink()
+    (copy / "headcount.py").write_text(toy)
+
+    seen = _run(copy, _ASK_TOY)
+    assert seen["kinds"] == [k.label for k in Kind]
+    assert seen["module"] == "genogate.kinds.headcount"
+    assert seen["query_type"] == "Headcount"
+    assert seen["query"] == seen["opened"] == "Headcount(filter=SexIs(sex='F'))"
+    assert seen["kind_of"] is seen["for_pb"] is seen["same"] is True
+    assert seen["oneof"] == "cohort_count"
+    assert seen["old_command"] is False
+    assert seen["help"] == "the toy headcount"
+    assert "headcount" in str(seen["usage"]) and "the toy headcount" in str(seen["usage"])
+    assert "cohort-count" not in str(seen["usage"])
+    assert seen["sensitivity"] == [1, 1]
+
+
+def test_the_unmodified_copy_loads_as_the_package_does(tmp_path: Path) -> None:
+    """The loader of the toy test itself: the untouched copy gives the real registry (so a failure above is
+    the toy's, not the loader's)."""
+    copy = _kinds_copy(tmp_path)
+    script = (
+        'print(json.dumps({"file": module.__file__, "kinds": [type(k).__module__ for k in module.KINDS.values()]}))'
+    )
+    seen = _run(copy, script)
+    assert seen["file"] == str(copy / "__init__.py")
+    assert seen["kinds"] == [f"genogate.kinds.{k.label}" for k in Kind]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "error"),
+    [
+        (
+            "no_kind.py",
+            "X = 1\n",
+            r"genogate\.kinds\.no_kind: a kind module must export its QueryKind instance as KIND, found None",
+        ),
+        ("not_a_kind.py", "KIND = 'cohort_count'\n", r"genogate\.kinds\.not_a_kind: .* found 'cohort_count'"),
+        (
+            "again.py",
+            "from genogate.kinds.cohort_count import KIND\n",
+            r"genogate\.kinds\.cohort_count: its KIND is Kind\.COHORT_COUNT,"
+            r" which genogate\.kinds\.again already declares",
+        ),
+        ("cohort_count.py", None, r"genogate\.kinds: no module declares the kind\(s\) COHORT_COUNT"),
+    ],
+    ids=["missing", "not-a-query-kind", "duplicate", "kind-without-module"],
+)
+def test_a_bad_kind_module_is_an_import_error_naming_it(
+    tmp_path: Path, name: str, text: str | None, error: str
+) -> None:
+    copy = _kinds_copy(tmp_path)
+    if text is None:
+        (copy / name).unlink()
+    else:
+        (copy / name).write_text(text)
+    seen = _run(copy, 'print(json.dumps({"loaded": True}))')
+    assert re.fullmatch(error, str(seen.get("import_error"))), seen
 
 
 @pytest.mark.parametrize("kind", list(Kind), ids=lambda k: k.label)

@@ -27,13 +27,13 @@ from hypothesis import strategies as st
 from genogate.errors import InvalidArgument, Reason
 from genogate.filter import format_filter, parse_filter
 from genogate.kinds import canonical, canonical_bytes
+from genogate.kinds.cohort_count import CohortCount
 from genogate.normalform import MAX_CANONICAL_DEPTH, MAX_CANONICAL_NODES, MIN_BIRTH_YEAR, _size, normal_form
 from genogate.query import (
     MAX_FILTER_NODES,
     AgeRange,
     AncestryIn,
     And,
-    CohortCount,
     Everyone,
     Filter,
     Not,
@@ -324,7 +324,7 @@ import hashlib, random, sys
 from genogate.kinds import canonical, canonical_bytes
 from genogate.errors import InvalidArgument
 from genogate.filter import parse_filter
-from genogate.query import CohortCount
+from genogate.kinds.cohort_count import CohortCount
 atoms = ["sex=F", "sex!=M", "age>=40", "age<30", "not age<=200", "ancestry in (eur,AFR,EAS)", "ancestry!=ZZZ",
          "phenotype=hp:0001250", "phenotype!=ICD10:C50", "age=0"]
 rng, out = random.Random(5), hashlib.sha256()

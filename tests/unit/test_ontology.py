@@ -10,8 +10,9 @@ from genogate import duo
 from genogate.errors import ConfigError, InvalidArgument, Reason
 from genogate.filter import parse_filter
 from genogate.kinds import canonical, canonical_bytes
+from genogate.kinds.cohort_count import CohortCount
 from genogate.ontology import canonical_term
-from genogate.query import AncestryIn, CohortCount, PhenotypeHas, normalise_filter
+from genogate.query import AncestryIn, PhenotypeHas, normalise_filter
 from node import ontology
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from coordinator.preview import DAY_MS, grant_body, preview, proposal_problems, study_assembly
 from genogate import privacy
+from genogate.kinds import KINDS
 from genogate.query import Kind
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
@@ -37,7 +38,7 @@ def proposal(**overrides: object) -> cpb.StudyProposal:
 
 
 def count_halfwidth(cap: str) -> float:
-    return privacy.plan(privacy.SENSITIVITY[Kind.COHORT_COUNT](1), Decimal(cap), Decimal(0)).ci95_halfwidth
+    return privacy.plan(KINDS[Kind.COHORT_COUNT].sensitivity(1), Decimal(cap), Decimal(0)).ci95_halfwidth
 
 
 def test_a_valid_proposal_previews_its_grant_noise_and_budget() -> None:
@@ -58,7 +59,7 @@ def test_a_valid_proposal_previews_its_grant_noise_and_budget() -> None:
         assert site.epsilon_total_cap == 10.0
         assert site.count_ci95_half_width == count_halfwidth("0.5") > 0
 
-    af = privacy.plan(privacy.SENSITIVITY[Kind.ALLELE_FREQUENCY](1), Decimal("0.5"), Decimal(0)).ci95_halfwidth
+    af = privacy.plan(KINDS[Kind.ALLELE_FREQUENCY].sensitivity(1), Decimal("0.5"), Decimal(0)).ci95_halfwidth
     assert list(out.problems) == [
         f"allele_frequency: 20 queries of 1 variant at eps 0.5, each count ±{af:.3g} (95%)",
         f"cohort_count: 20 queries at eps 0.5, each count ±{count_halfwidth('0.5'):.3g} (95%)",

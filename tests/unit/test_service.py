@@ -27,18 +27,14 @@ from genogate.errors import (
     Unauthenticated,
 )
 from genogate.filter import parse_filter
-from genogate.kinds import canonical, canonical_bytes
+from genogate.kinds import KINDS, canonical, canonical_bytes
+from genogate.kinds.allele_frequency import AlleleFrequency
+from genogate.kinds.carrier_count import CarrierCount
+from genogate.kinds.case_control import CaseControl
+from genogate.kinds.cohort_count import CohortCount
+from genogate.kinds.genotype_counts import GenotypeCounts
 from genogate.nodeclient import envelope
-from genogate.query import (
-    AlleleFrequency,
-    CarrierCount,
-    CaseControl,
-    CohortCount,
-    GenotypeCounts,
-    Kind,
-    Region,
-    Variant,
-)
+from genogate.query import Kind, Region, Variant
 from genogate.signing import Signer, verify
 from genogate.wire.v1 import common_pb2 as pb
 from node.backend import open_backend
@@ -248,7 +244,7 @@ def test_small_counts_are_reported_as_fewer_than_k(store: Path, tmp_path: Path) 
 def test_release_carries_noise_metadata(store: Path, tmp_path: Path) -> None:
     svc = make(store, tmp_path)
     value = ask(svc, CohortCount(), eps=0.5).result.cohort_count.count
-    p = privacy.plan(privacy.SENSITIVITY[Kind.COHORT_COUNT](1), Decimal("0.5"), Decimal(0))
+    p = privacy.plan(KINDS[Kind.COHORT_COUNT].sensitivity(1), Decimal("0.5"), Decimal(0))
     assert value.mechanism == pb.NOISE_MECHANISM_DISCRETE_LAPLACE
     assert value.noise_scale == p.scale and value.noise_stddev == p.stddev
     assert value.ci95_high - value.estimate == pytest.approx(p.ci95_halfwidth)

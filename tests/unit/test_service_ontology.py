@@ -12,8 +12,8 @@ import pytest
 
 from genogate.errors import InvalidArgument, Reason
 from genogate.filter import parse_filter
+from genogate.kinds.cohort_count import CohortCount
 from genogate.nodeclient import envelope
-from genogate.query import CohortCount
 from genogate.wire.v1 import common_pb2 as pb
 from node.ingest import ingest
 from node.service import Caller, QueryService
@@ -171,7 +171,7 @@ def test_a_serving_node_never_loads_the_ontology_packages(store: Path, tmp_path:
 import sys
 from tests.unit.test_service import make, study
 from genogate.filter import parse_filter
-from genogate.query import CohortCount
+from genogate.kinds.cohort_count import CohortCount
 from tests.unit.test_service import ask
 from pathlib import Path
 svc = make(Path({str(store)!r}), Path({str(tmp_path)!r}), study("DS-C50"))
