@@ -1,12 +1,13 @@
 """Assembles and runs the coordinator server from its config.
 
-``create_server(config)`` opens the state, loads the committee members file into it, builds everything and
-binds the port, returning ``(server, port, state)`` without serving; ``serve(config)`` starts it, writes the
-ready file, and stops gracefully on SIGTERM or SIGINT (in-flight calls finish within
-``server.grace_seconds``; each state change is one transaction, so a cut call changed all or nothing).
+``create_server(config)`` opens the state ``[state] backend`` names (``coordinator.state.open_state``),
+loads the committee members file into it, builds everything and binds the port, returning ``(server, port,
+closer)`` without serving; ``serve(config)`` starts it, writes the ready file, and stops gracefully on SIGTERM
+or SIGINT (in-flight calls finish within ``server.grace_seconds``; each state change is one transaction, so a
+cut call changed all or nothing).
 
 Threading model: gRPC's thread pool (``server.max_workers``) runs the servicer; ``CoordinatorState`` is
-shared by all threads and serialises its own calls (see ``coordinator.state.sqlite``).
+shared by all threads and serialises its own calls (see ``coordinator.state.interface``).
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from typing import Any, TypeVar
 
 import grpc
 
-from coordinator.config import CoordinatorConfig, load_members
+from coordinator.config import CoordinatorConfig, Member, load_members
 from coordinator.fanout import ClientIdentity, FanOut
 from coordinator.queries import FederatedQueries, QueryLimits
 from coordinator.servicer import RPC_POLICY, CoordinatorServicer
-from coordinator.state import CoordinatorState, SqliteCoordinatorState
+from coordinator.state import CoordinatorState, open_state
 from genogate.audit import AuditLog
 from genogate.rpc import max_request_bytes
 from genogate.server import build_server, serve_until_signalled
@@ -32,33 +33,26 @@ SERVICE_NAME = "genogate.v1.CoordinatorService"
 T = TypeVar("T")
 
 
-def open_state(config: CoordinatorConfig) -> CoordinatorState:
-    """The state file with the committee signer, and every member of the members file added (idempotent:
-    members already present stay; a member removed from the file stays in the state, whose registry is
-    append-only)."""
-    signer = Signer.from_pem_file(config.committee.signing_key)
-    members = load_members(config.committee.members_file)
-    state = SqliteCoordinatorState(config.state.path, signer, config.committee.approvals_required)
-    try:
-        for member in members:
-            state.add_committee_member(member.name, member.public_key)
-    except BaseException:
-        state.close()
-        raise
+def _add_members(state: CoordinatorState, members: list[Member], approvals_required: int) -> None:
+    """Add every member of the members file to the state (idempotent: members already present stay; a member
+    removed from the file stays in the state, whose registry is append-only)."""
+    for member in members:
+        state.add_committee_member(member.name, member.public_key)
     n = len(state.committee())
-    if n < config.committee.approvals_required:
+    if n < approvals_required:
         log.warning(
             "fewer committee members than approvals required: no study can be approved",
-            extra={"members": n, "approvals_required": config.committee.approvals_required},
+            extra={"members": n, "approvals_required": approvals_required},
         )
-    return state
 
 
 def create_server(config: CoordinatorConfig) -> tuple[grpc.Server, int, Closer]:
     """The bound (not yet started) server, its port, and what to close once it has stopped."""
     closer = Closer()
     try:
+        members = load_members(config.committee.members_file)  # a bad file is refused before the state opens
         state = closer.add(open_state(config), "close")
+        _add_members(state, members, config.committee.approvals_required)
         audit = closer.add(AuditLog(config.audit.path, Signer.from_pem_file(config.committee.signing_key)), "close")
         fanout = closer.add(
             FanOut(

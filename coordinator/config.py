@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 from genogate import config
 from genogate.errors import ConfigError
@@ -104,8 +105,20 @@ class RolesSettings:
     )
 
 
+#: The coordinator state implementations ``[state] backend`` may name (``coordinator.state.open_state``).
+StateBackend = Literal["sqlite"]
+
+
 @dataclass(frozen=True)
 class StateSettings:
+    backend: StateBackend = field(
+        default="sqlite",
+        metadata={
+            "help": "Where the coordinator keeps its state. 'sqlite': one SQLite file at path, the only "
+            "implementation today. A PostgreSQL implementation (for replicated coordinators) plugs in here: one "
+            "more class behind coordinator.state.CoordinatorState, chosen by this setting.",
+        },
+    )
     path: Path = field(
         default=Path("state.sqlite"),
         metadata={

@@ -32,3 +32,14 @@ class QueryRecord:
     sites: tuple[str, ...]
     outcomes: Mapping[str, str]
     created_ms: int
+
+
+@dataclass(frozen=True)
+class StateSummary:
+    """What ``genogate-coordinator status`` shows of the state, read without changing or creating anything:
+    studies per state (lower case, as last stored), counts, and the registered nodes as (name, endpoint)."""
+
+    studies: Mapping[str, int]
+    researchers: int
+    queries: int
+    nodes: tuple[tuple[str, str], ...]

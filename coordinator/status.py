@@ -1,6 +1,7 @@
 """``genogate-coordinator status --config FILE``: the coordinator's server, its registry (nodes, each probed
 over mTLS with the coordinator's own certificate, the way fan-out reaches it), studies, query history and
-audit log at a glance."""
+audit log at a glance. The state is read through ``coordinator.state.read_summary`` (read-only: status never
+creates or changes it), whichever ``[state] backend`` holds it."""
 
 from __future__ import annotations
 
@@ -9,44 +10,43 @@ from pathlib import Path
 
 import grpc
 
-from coordinator.config import CoordinatorConfig, load_coordinator_config
+from coordinator.config import CoordinatorConfig, StateSettings, load_coordinator_config
+from coordinator.state import read_summary
 from genogate import status
 from genogate.launch import check_health
 from genogate.nodeclient import ClientTLS
-from genogate.sqlitedb import read_only
 
 
 def run(config_path: Path, *, as_json: bool, probe_timeout_s: float = 2.0) -> int:
     config = load_coordinator_config(config_path)
     sections = [
         status.server(config.server.ready_file),
-        status.guarded("state", lambda: _state(config.state.path)),
+        status.guarded("state", lambda: _state(config.state)),
         status.guarded("nodes", lambda: _nodes(config, probe_timeout_s)),
         status.audit_section(config.audit.path, config.committee.signing_key),
     ]
     return status.emit(f"coordinator {config.coordinator.name} ({config_path})", sections, as_json=as_json)
 
 
-def _read(path: Path, sql: str) -> list[tuple[object, ...]]:
-    return read_only(path, "coordinator state", sql, missing="the coordinator creates it when it first serves")
-
-
-def _state(path: Path) -> status.Section:
-    rows = _read(path, "SELECT lower(state), count(*) FROM studies GROUP BY state ORDER BY state")
-    by_state = {str(s): int(str(n)) for s, n in rows}
-    queries = int(str(_read(path, "SELECT count(*) FROM queries")[0][0]))
-    researchers = int(str(_read(path, "SELECT count(*) FROM researchers")[0][0]))
+def _state(settings: StateSettings) -> status.Section:
+    summary = read_summary(settings)
+    by_state = dict(summary.studies)
     studies = ", ".join(f"{n} {s}" for s, n in by_state.items()) or "none"
     return status.Section(
         "state",
         True,
-        f"{path}: studies {studies}; {researchers} researchers; {queries} federated queries",
-        facts={"path": str(path), "studies": by_state, "researchers": researchers, "queries": queries},
+        f"{settings.path}: studies {studies}; {summary.researchers} researchers; {summary.queries} federated queries",
+        facts={
+            "path": str(settings.path),
+            "studies": by_state,
+            "researchers": summary.researchers,
+            "queries": summary.queries,
+        },
     )
 
 
 def _nodes(config: CoordinatorConfig, timeout_s: float) -> status.Section:
-    nodes = [(str(n), str(e)) for n, e in _read(config.state.path, "SELECT name, endpoint FROM nodes ORDER BY name")]
+    nodes = list(read_summary(config.state).nodes)
     if not nodes:
         return status.Section("nodes", True, "none registered", facts={"nodes": []})
     tls = ClientTLS.from_settings(config.tls)

@@ -44,7 +44,7 @@ from pathlib import Path
 
 from google.protobuf.message import DecodeError
 
-from coordinator.model import CommitteeMember, QueryRecord
+from coordinator.model import CommitteeMember, QueryRecord, StateSummary
 from coordinator.preview import (
     SiteCaps,
     epsilon_decimal,
@@ -66,7 +66,7 @@ from genogate.errors import (
 from genogate.genome import BUILDS
 from genogate.query import Kind
 from genogate.signing import Signer, key_id, verify
-from genogate.sqlitedb import open_database, statements, transaction
+from genogate.sqlitedb import open_database, read_only, statements, transaction
 from genogate.studies import (
     NodeInfo,
     Researcher,
@@ -644,3 +644,22 @@ class SqliteCoordinatorState:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def read_summary(path: Path) -> StateSummary:
+    """The state file's summary for ``genogate-coordinator status``, read with the file opened read-only (a
+    running coordinator may hold it open; nothing is created, locked for writing or stored, so expiries not
+    yet stored by a call show as APPROVED). ``StoreError`` names the file when it is missing or unreadable."""
+
+    def rows(sql: str) -> list[tuple[object, ...]]:
+        return read_only(path, "coordinator state", sql, missing="the coordinator creates it when it first serves")
+
+    studies = {
+        str(s): int(str(n)) for s, n in rows("SELECT lower(state), count(*) FROM studies GROUP BY state ORDER BY state")
+    }
+    return StateSummary(
+        studies=studies,
+        researchers=int(str(rows("SELECT count(*) FROM researchers")[0][0])),
+        queries=int(str(rows("SELECT count(*) FROM queries")[0][0])),
+        nodes=tuple((str(n), str(e)) for n, e in rows("SELECT name, endpoint FROM nodes ORDER BY name")),
+    )
