@@ -2,7 +2,7 @@
 
 A backend answers in numpy arrays and ``genogate.query`` types; no SQL and no database types cross it, and
 each backend keeps its own threads, connections and caches (every method may be called from any thread).
-Two implement it: ``node.store.DuckDBBackend`` (every read a DuckDB statement on the calling thread's own
+Two implement it: ``node.duckdb_backend.DuckDBBackend`` (every read a DuckDB statement on the calling thread's own
 cursor) and ``node.memory.MemoryBackend`` (the calls copied into memory at start, from the same DuckDB file).
 ``tests/conformance/test_backend.py`` is the definition of a backend: every implementation passes it.
 
@@ -21,8 +21,7 @@ Invariants every backend keeps (the service relies on them):
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
@@ -31,6 +30,7 @@ import numpy.typing as npt
 
 from genogate.errors import StoreError
 from genogate.query import Region, Variant
+from node.participants import Participants
 
 if TYPE_CHECKING:
     from node.ontology import TermIndex
@@ -39,21 +39,6 @@ if TYPE_CHECKING:
 BackendKind = Literal["auto", "memory", "duckdb"]
 BACKENDS: tuple[BackendKind, ...] = ("auto", "memory", "duckdb")
 log = logging.getLogger("genogate.node")
-
-
-@dataclass(frozen=True)
-class Participants:
-    """Every participant's attributes, indexed by sample id (0..N-1, in pseudonym order)."""
-
-    sex: tuple[str, ...]  # F, M or U
-    birth_year: tuple[int | None, ...]
-    ancestry: tuple[str | None, ...]  # as the sheet gave it (``node.cohort`` compares canonical labels)
-    phenotypes: tuple[tuple[str, ...], ...]  # the terms each is annotated with (primary ids)
-    consent: tuple[tuple[str, ...], ...]  # DUO codes, as stored
-    under: Mapping[str, npt.NDArray[np.int32]]  # per term: the sorted ids annotated with it or a descendant
-
-    def __len__(self) -> int:
-        return len(self.sex)
 
 
 @runtime_checkable
@@ -150,8 +135,9 @@ def open_backend(path: Path, kind: BackendKind = "auto", memory_mb: int = 0) -> 
     ``auto``: the in-memory copy of the calls when it fits ``memory_mb`` MiB, else DuckDB (0: always DuckDB).
     ``memory``: the in-memory copy, refused (``StoreError``) when it would take more than ``memory_mb``.
     ``duckdb``: every read through DuckDB."""
-    from node.memory import MemoryBackend, MemoryCalls  # they import this module's types
-    from node.store import DuckDBBackend, Store
+    from node.duckdb_backend import DuckDBBackend
+    from node.memory import MemoryBackend, MemoryCalls
+    from node.store import Store
 
     if kind not in BACKENDS:
         raise StoreError(f"unknown store backend {kind!r}; backends are {', '.join(BACKENDS)}")

@@ -332,8 +332,8 @@ def test_store_path_and_vcf_path_give_the_same_canonical_grch38_store(tmp_path: 
     """``synth --store`` writes canonical names and the build directly; ingesting ``synth``'s VCF (whose header
     states GRCh38) gives the very same variants and counts."""
     from node import freq
+    from node.duckdb_backend import DuckDBBackend
     from node.ingest import ingest
-    from node.store import DuckDBBackend
     from node.synth_cli import synth_store
 
     paths, summary = synth_store(tmp_path / "direct.duckdb", tmp_path / "direct", MIXED, progress=False)

@@ -1,0 +1,27 @@
+"""``Participants``: every participant's attributes, as a backend reads them from its store (``node.store``) and
+the cohort builder matches filters against them (``node.cohort``). A leaf: the stores that build it and the
+backend interface that names it (``node.backend``) both import it, so neither imports the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass(frozen=True)
+class Participants:
+    """Every participant's attributes, indexed by sample id (0..N-1, in pseudonym order)."""
+
+    sex: tuple[str, ...]  # F, M or U
+    birth_year: tuple[int | None, ...]
+    ancestry: tuple[str | None, ...]  # as the sheet gave it (``node.cohort`` compares canonical labels)
+    phenotypes: tuple[tuple[str, ...], ...]  # the terms each is annotated with (primary ids)
+    consent: tuple[tuple[str, ...], ...]  # DUO codes, as stored
+    under: Mapping[str, npt.NDArray[np.int32]]  # per term: the sorted ids annotated with it or a descendant
+
+    def __len__(self) -> int:
+        return len(self.sex)
