@@ -18,7 +18,8 @@ import pytest
 from cyvcf2 import VCF
 
 from node.ingest import synth
-from node.ingest.synth import SynthSource, SynthSpec, cohort, planted, run, write_sheet, write_vcf
+from node.ingest.synth import SynthSource, SynthSpec, cohort, planted
+from node.ingest.synth_files import run, write_sheet, write_vcf
 from node.records import HEMI_ALT, HEMI_REF, HET, HOM_ALT, NO_CALL, SiteCalls
 
 SMALL = SynthSpec(samples=300, variants=500, seed=1)
