@@ -1,7 +1,6 @@
-"""``Participants``: every participant's attributes, as a backend reads them from its store (``node.store``) and
-the cohort builder matches filters against them (``node.cohort``). A leaf: the stores that build it and the
-backend interface that names it (``node.backend``) both import it, so neither imports the other.
-"""
+"""Who is in a store: ``Participants``, every participant's attributes as a backend hands them to the cohort
+masks (``node.cohort``). Its own module so that the backends (``node.store``, ``node.memory``) and their
+interface (``node.backend``, which re-exports it) need not import one another."""
 
 from __future__ import annotations
 

@@ -49,7 +49,7 @@ would resurrect answers computed before the withdrawal; the price of never doing
 repeated question after a revert.) Charges made before schema version 4 have epoch 0, which no registered
 epoch equals: their answers still answer retries of their own query ids, never a repeat under a new id.
 
-Threading, the group commit and durability settings are described in ``node.ledger.ledger``.
+Threading and the group commit are described in ``node.ledger.ledger``.
 
 Layout: ``ledger`` (the ``Ledger`` charging API), ``outcomes`` (what it answers: ``Charged``, ``Pending``,
 ``Answered``, ``BudgetStatus``, ...), ``amounts`` (exact arithmetic in 1e-12 units, argument checks),

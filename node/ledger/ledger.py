@@ -79,7 +79,8 @@ class _ChargeRow:
 
 
 class Ledger:
-    """The budget ledger in one SQLite file (see the module docstring for guarantees and threading)."""
+    """The budget ledger in one SQLite file (guarantees: the ``node.ledger`` package docstring; threading: this
+    module's)."""
 
     def __init__(
         self,
@@ -371,7 +372,7 @@ class Ledger:
         First completion wins: of two concurrent computations of one canonical query only the first draw is
         ever released, the other is discarded unreleased. The store is durable before this returns, because
         the caller releases the returned bytes: in the WAL, which a process crash cannot lose, and synced with
-        the next charge or ``close()`` (see the module docstring)."""
+        the next charge or ``close()`` (see the ``node.ledger`` docstring)."""
         if not isinstance(result, bytes):
             raise TypeError(f"result must be bytes, not {type(result).__name__}")
         stamp = time.time_ns() // 1_000_000 if now_ms is None else now_ms
@@ -431,7 +432,7 @@ class Ledger:
     def register_epoch(self, cohort_sha256: str, *, now_ms: int) -> int:
         """The consent epoch of a cohort fingerprint, registered when a node starts on its store: the latest
         epoch if it has this fingerprint, else a new epoch (the next number), even for a fingerprint an
-        earlier epoch had (see the module docstring: epochs are never revisited)."""
+        earlier epoch had (see the ``node.ledger`` docstring: epochs are never revisited)."""
         check_sha256(cohort_sha256, "cohort_sha256")
 
         def op(conn: sqlite3.Connection) -> int:
