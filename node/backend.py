@@ -136,7 +136,7 @@ def open_backend(path: Path, kind: BackendKind = "auto", memory_mb: int = 0) -> 
     ``memory``: the in-memory copy, refused (``StoreError``) when it would take more than ``memory_mb``.
     ``duckdb``: every read through DuckDB."""
     from node.duckdb_backend import DuckDBBackend
-    from node.memory import MemoryBackend, MemoryCalls
+    from node.memory import MemoryBackend, MemoryCalls  # loaded by the node that opens one
     from node.store import Store
 
     if kind not in BACKENDS:
