@@ -24,7 +24,8 @@ from genogate.query import Variant
 from genogate.wire.v1 import common_pb2 as pb
 from node.cohort import Cohorts
 from node.freq import allele_counts
-from node.store import Store, VariantIndex
+from node.store import Store
+from node.variant_index import VariantIndex
 
 
 def exact(stores: Sequence[Path], variants: list[Variant], purpose: str = "HMB") -> tuple[np.ndarray, np.ndarray]:

@@ -24,7 +24,8 @@ from genogate.kinds.allele_frequency import AlleleFrequency
 from genogate.nodeclient import released
 from genogate.query import Variant
 from node.freq import allele_counts
-from node.store import Store, VariantIndex
+from node.store import Store
+from node.variant_index import VariantIndex
 
 F64 = npt.NDArray[np.float64]
 SEQ_ERROR = 1e-6  # SB2015's delta: the chance a carrier's allele is missed

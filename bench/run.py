@@ -48,7 +48,7 @@ def _dir_size(path: Path) -> int:
 
 def _synth_vcf(work: Path, samples: int, variants: int, seed: int) -> tuple[Path, Path, float]:
     from node.ingest.synth import SynthSpec
-    from node.ingest.synth import run as synth_run
+    from node.ingest.synth_files import run as synth_run
 
     out = work / f"vcf_{samples}x{variants}_s{seed}"
     vcf, sheet = out / "cohort.vcf.gz", out / "samples.tsv"

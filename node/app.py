@@ -32,8 +32,9 @@ from genogate.wire.v1 import node_pb2 as npb
 from node.backend import open_backend
 from node.config import NodeConfig
 from node.dp import OpenDPNoise
-from node.grants import GrantVerifier, NonceStore, RevocationCache
+from node.grants import GrantVerifier, RevocationCache
 from node.ledger import Ledger
+from node.nonces import NonceStore
 from node.ontology import read_mondo
 from node.policy import Policy
 from node.service import QueryService

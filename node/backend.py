@@ -2,7 +2,7 @@
 
 A backend answers in numpy arrays and ``genogate.query`` types; no SQL and no database types cross it, and
 each backend keeps its own threads, connections and caches (every method may be called from any thread).
-Two implement it: ``node.store.DuckDBBackend`` (every read a DuckDB statement on the calling thread's own
+Two implement it: ``node.duckdb_backend.DuckDBBackend`` (every read a DuckDB statement on the calling thread's own
 cursor) and ``node.memory.MemoryBackend`` (the calls copied into memory at start, from the same DuckDB file).
 ``tests/conformance/test_backend.py`` is the definition of a backend: every implementation passes it.
 
@@ -135,8 +135,9 @@ def open_backend(path: Path, kind: BackendKind = "auto", memory_mb: int = 0) -> 
     ``auto``: the in-memory copy of the calls when it fits ``memory_mb`` MiB, else DuckDB (0: always DuckDB).
     ``memory``: the in-memory copy, refused (``StoreError``) when it would take more than ``memory_mb``.
     ``duckdb``: every read through DuckDB."""
+    from node.duckdb_backend import DuckDBBackend
     from node.memory import MemoryBackend, MemoryCalls  # loaded by the node that opens one
-    from node.store import DuckDBBackend, Store
+    from node.store import Store
 
     if kind not in BACKENDS:
         raise StoreError(f"unknown store backend {kind!r}; backends are {', '.join(BACKENDS)}")

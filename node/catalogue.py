@@ -20,7 +20,7 @@ from genogate.genome import BUILDS, LENGTHS, contig_list
 from genogate.kinds import KINDS
 from genogate.query import MAX_POS, Query, Region
 from node.backend import GenotypeBackend
-from node.ingest.bed import merge, read_bed
+from node.bed import merge, read_bed
 
 
 @dataclass(frozen=True)

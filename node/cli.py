@@ -214,7 +214,7 @@ def _ingest(args: argparse.Namespace) -> int:
 
 def _freq(args: argparse.Namespace) -> int:
     from node import freq
-    from node.store import DuckDBBackend
+    from node.duckdb_backend import DuckDBBackend
 
     where = parse_filter(args.where)
     region = Region.parse(args.region) if args.region else None

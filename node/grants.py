@@ -33,22 +33,18 @@ UNAVAILABLE) passes step 11: the ledger then returns the stored answer for its q
 under any other payload, or from any other caller, is a replay.
 
 Threading: a ``GrantVerifier`` holds no mutable state of its own. ``RevocationCache`` swaps an immutable
-snapshot under a lock. ``NonceStore`` owns one ``sqlite3`` connection guarded by a lock held for each whole
-transaction (the ledger's model); across processes SQLite's write lock serialises ``BEGIN IMMEDIATE``.
+snapshot under a lock. The nonces of step 11 are kept by ``node.nonces.NonceStore``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import math
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from google.protobuf.message import DecodeError
 
@@ -67,9 +63,9 @@ from genogate.errors import (
 from genogate.genome import BUILDS
 from genogate.query import Kind
 from genogate.signing import key_id, verify
-from genogate.sqlitedb import open_database, transaction
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
+from node.nonces import NonceStore
 from node.studies import Study
 
 GRANT_BODY = "genogate.v1.GrantBody"
@@ -77,8 +73,6 @@ QUERY_ENVELOPE = BODY_NAME
 REVOCATION_LIST = "genogate.v1.RevocationList"
 MAX_GRANT_BYTES = 64 * 1024
 """A grant names a study, its sites and terms: far below this."""
-MIN_NONCE_BYTES = 16
-MAX_NONCE_BYTES = 256
 _MAX_STUDY_ID = 128
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -227,108 +221,6 @@ class RevocationCache:
             reason=Reason.REVOCATION_UNCONFIRMED,
             message="this node cannot yet confirm that the study is not revoked",
         )
-
-
-# Nonces -------------------------------------------------------------------------------------------------
-
-_APPLICATION_ID = 0x47474E43  # "GGNC": a genogate nonce store
-_SCHEMA_VERSION = 2
-# caller: the certificate common name that first sent the nonce ('' for nonces recorded by version 1, which
-# no caller matches: a retry of such a query, within minutes of the upgrade, is refused).
-_SCHEMA = (
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT",
-    "CREATE TABLE nonces (nonce BLOB PRIMARY KEY, payload_sha256 TEXT NOT NULL,"
-    " timestamp_ms INTEGER NOT NULL, seen_ms INTEGER NOT NULL, caller TEXT NOT NULL DEFAULT '') STRICT, WITHOUT ROWID",
-    "CREATE INDEX nonces_by_time ON nonces (timestamp_ms)",
-    "INSERT INTO meta VALUES ('pruned_before_ms', 0)",
-)
-_MIGRATIONS = {1: ["ALTER TABLE nonces ADD COLUMN caller TEXT NOT NULL DEFAULT ''"]}
-
-
-class NonceStore:
-    """Nonces of accepted queries, in one SQLite file (WAL, ``synchronous=FULL``: a nonce is on disk before
-    the query is answered, so a restart cannot reopen a replay window).
-
-    Entries whose signed timestamp is more than ``2 * window_ms`` behind the node's clock are pruned. The
-    store remembers how far it pruned and refuses (STALE_TIMESTAMP) any query stamped before that point, so
-    a node clock that steps backwards can never readmit a pruned nonce.
-    """
-
-    def __init__(self, path: Path, window_ms: int, *, busy_timeout_s: float = 10.0) -> None:
-        if window_ms <= 0:
-            raise ConfigError("the nonce window must be positive")
-        self.path = Path(path)
-        self.window_ms = window_ms
-        self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = open_database(
-            self.path,
-            what="nonce store",
-            application_id=_APPLICATION_ID,
-            schema_version=_SCHEMA_VERSION,
-            schema=_SCHEMA,
-            busy_timeout_s=busy_timeout_s,
-            foreign_keys=False,
-            migrations=_MIGRATIONS,
-        )
-
-    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return transaction(
-            lambda: self._conn, self._lock, what="nonce store", doing="recording a nonce", path=self.path
-        )
-
-    def check_and_record(self, nonce: bytes, payload_sha256: str, timestamp_ms: int, now_ms: int, caller: str) -> None:
-        """Record a nonce and its ``caller`` (certificate common name) on first sight; accept it again only
-        with the same payload hash from the same caller (a retry of the same signed envelope by whoever sent
-        it); refuse it with any other payload or from any other caller (REPLAYED_NONCE)."""
-        if not caller:
-            raise ValueError("caller must be the certificate common name of the sender")
-        if not MIN_NONCE_BYTES <= len(nonce) <= MAX_NONCE_BYTES:
-            raise InvalidArgument(
-                f"nonce of {len(nonce)} bytes",
-                message=f"the query nonce must be {MIN_NONCE_BYTES} to {MAX_NONCE_BYTES} bytes",
-            )
-        if len(payload_sha256) != 64:
-            raise ValueError("payload_sha256 must be a hex SHA-256")
-        with self._transaction() as conn:
-            pruned_before = conn.execute("SELECT value FROM meta WHERE key = 'pruned_before_ms'").fetchone()[0]
-            if timestamp_ms < pruned_before:
-                raise Unauthenticated(
-                    f"timestamp {timestamp_ms} precedes the nonce store's horizon {pruned_before}",
-                    reason=Reason.STALE_TIMESTAMP,
-                    message="the query timestamp is outside the accepted window",
-                )
-            row = conn.execute("SELECT payload_sha256, caller FROM nonces WHERE nonce = ?", (nonce,)).fetchone()
-            if row is not None:
-                if row[1] != caller:
-                    raise Unauthenticated(
-                        f"nonce {nonce.hex()} was first sent by {row[1]!r}, now by {caller!r}",
-                        reason=Reason.REPLAYED_NONCE,
-                        message="the query nonce was already used",
-                    )
-                if row[0] != payload_sha256:
-                    raise Unauthenticated(
-                        f"nonce {nonce.hex()} was used for another payload",
-                        reason=Reason.REPLAYED_NONCE,
-                        message="the query nonce was already used",
-                    )
-                return  # an idempotent retry: nothing new to record
-            conn.execute(
-                "INSERT INTO nonces VALUES (?, ?, ?, ?, ?)", (nonce, payload_sha256, timestamp_ms, now_ms, caller)
-            )
-            cutoff = now_ms - 2 * self.window_ms
-            if cutoff - pruned_before >= max(1, self.window_ms // 4):  # prune in batches, not every query
-                conn.execute("DELETE FROM nonces WHERE timestamp_ms < ?", (cutoff,))
-                conn.execute("UPDATE meta SET value = ? WHERE key = 'pruned_before_ms'", (cutoff,))
-
-    def __len__(self) -> int:
-        with self._transaction() as conn:
-            return int(conn.execute("SELECT count(*) FROM nonces").fetchone()[0])
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
 
 
 # Grants -------------------------------------------------------------------------------------------------

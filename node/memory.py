@@ -3,7 +3,7 @@
 ``MemoryBackend`` is the ``node.backend.GenotypeBackend`` that reads a query's rows from the copy instead of
 a DuckDB statement (a few microseconds instead of ~0.5 ms of CPU on a thread competing for the GIL); it is
 built from the DuckDB file at start and answers everything else (region variant lists, carriers, the
-catalogue and participants) as ``node.store.DuckDBBackend`` does. Counts are the same: the conformance suite
+catalogue and participants) as ``node.duckdb_backend.DuckDBBackend`` does. Counts are the same: the conformance suite
 (``tests/conformance/``) holds both backends to the same exact answers.
 """
 
@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from node.store import Calls, DuckDBBackend, Store, calls_of, scalar
+from node.duckdb_backend import DuckDBBackend
+from node.store import Calls, Store, calls_of, scalar
 
 
 class MemoryCalls:

@@ -19,15 +19,15 @@ Samples are rows of ``samples`` keyed by ``sid`` (0..N-1, in pseudonym order): o
 are stored, never the institution's sample ids.
 
 Threading: a ``Store`` owns one DuckDB connection; every thread must use its own ``Store.cursor()``
-(a connection shared across threads gave silently wrong results in DuckDB 2.0). ``DuckDBBackend``, the store
-as the query path's ``node.backend.GenotypeBackend``, keeps one cursor per thread and DuckDB's threads.
+(a connection shared across threads gave silently wrong results in DuckDB 2.0). ``node.duckdb_backend``, the
+store as the query path's ``node.backend.GenotypeBackend``, keeps one cursor per thread and DuckDB's threads;
+``node.variant_index`` is its in-memory variant lookup.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -374,164 +374,6 @@ class Store:
             for bits in dense["bits"][np.isin(dense["vid"], part) & np.isin(dense["vid"], keep)]:
                 carrying |= np.unpackbits(np.frombuffer(bytes(bits), dtype=np.uint8), count=self.n_samples).astype(bool)
         return int((carrying & mask).sum())
-
-
-class VariantIndex:
-    """In-memory ``chrom-pos-ref-alt -> vid`` lookup for the query path (about 20 MB per million variants).
-
-    Entries are sorted by (chromosome, position); REF/ALT are compared through a 64-bit BLAKE2b digest,
-    so a wrong match needs a digest collision between two different alleles at the same position.
-    Immutable after construction: threads may share it.
-    """
-
-    def __init__(self, store: Store):
-        d = store.con.execute("SELECT vid, chrom, pos, ref, alt FROM variants").fetchnumpy()
-        self._chrom = {c: i for i, c in enumerate(sorted(set(d["chrom"].tolist())))}
-        codes = np.array([self._chrom[c] for c in d["chrom"].tolist()], dtype=np.int64)
-        keys = (codes << 32) | d["pos"].astype(np.int64)
-        digests = np.array(
-            [_allele_digest(r, a) for r, a in zip(d["ref"].tolist(), d["alt"].tolist(), strict=True)], dtype=np.int64
-        )
-        order = np.lexsort((digests, keys))
-        self._keys, self._digests, self._vids = keys[order], digests[order], d["vid"][order].astype(np.int32)
-
-    def __len__(self) -> int:
-        return len(self._vids)
-
-    def lookup(self, variants: Sequence[Variant]) -> npt.NDArray[np.int32]:
-        """The vid of each variant, -1 where the store does not hold it (callers zero-fill)."""
-        vids, held = self.lookup_with_stand_ins(variants)
-        return np.where(held, vids, -1).astype(np.int32)
-
-    def lookup_with_stand_ins(self, variants: Sequence[Variant]) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.bool_]]:
-        """The vid of each variant and whether the store holds it; a variant it does not hold gets a stand-in:
-        the vid of the stored variant next to it in (chromosome, position) order, whose rows the caller reads
-        and does not count. Every requested variant thus costs one digest, two binary searches and one
-        neighbouring row read, held or not, so the work of answering does not say which are held (-1 only
-        for an empty store)."""
-        vids = np.full(len(variants), -1, dtype=np.int32)
-        held = np.zeros(len(variants), dtype=bool)
-        last = len(self._vids) - 1
-        for i, v in enumerate(variants):
-            digest = _allele_digest(v.ref, v.alt)
-            key = (self._chrom.get(v.chrom, len(self._chrom)) << 32) | v.pos
-            lo = int(np.searchsorted(self._keys, key, side="left"))
-            hi = int(np.searchsorted(self._keys, key, side="right"))
-            hits = np.flatnonzero(self._digests[lo:hi] == digest)
-            if len(hits):
-                vids[i], held[i] = self._vids[lo + int(hits[0])], True
-            elif last >= 0:
-                vids[i] = self._vids[min(lo, last)]
-        return vids, held
-
-
-class DuckDBBackend:
-    """The DuckDB store as a ``node.backend.GenotypeBackend``: every read a DuckDB statement, on the calling
-    thread's own cursor (``Store.cursor``); variant lookups through an in-memory ``VariantIndex``.
-
-    ``point_reads`` (a serving node): the variant index, participants and layout flags are loaded at once and
-    DuckDB then runs each statement on one thread (one thread per small scan: handing it to a second thread
-    costs a quarter of a read's CPU, measured). Without it (an operator's whole-store scans, ``freq``) they
-    are loaded when first asked for and DuckDB keeps its own threads.
-    """
-
-    prefetch = True  # a read is a DuckDB statement (~0.5 ms of CPU): worth starting on a fetch worker
-
-    def __init__(self, store: Store, *, point_reads: bool = True):
-        self._root = store
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._index: VariantIndex | None = None
-        self._participants: Participants | None = None
-        if point_reads:
-            # Everything a cursor copies from the root (``Store.cursor``), read once before any cursor exists.
-            store.load_caches()
-            self._index, self._participants = VariantIndex(store), store.participants()
-            store.con.execute("SET threads = 1")
-
-    @classmethod
-    def open(cls, path: Path, *, point_reads: bool = True) -> DuckDBBackend:
-        store = Store.open(path)
-        try:
-            return cls(store, point_reads=point_reads)
-        except BaseException:
-            store.close()
-            raise
-
-    def _store(self) -> Store:
-        """This thread's cursor on the store (a connection shared across threads gave wrong results)."""
-        store: Store | None = getattr(self._local, "store", None)
-        if store is None:
-            store = self._local.store = self._root.cursor()
-        return store
-
-    @property
-    def path(self) -> Path:
-        return self._root.path
-
-    @property
-    def build(self) -> str | None:
-        return self._root.build
-
-    @property
-    def n_samples(self) -> int:
-        return self._root.n_samples
-
-    def contigs(self) -> list[str]:
-        return self._root.contigs()
-
-    def covered_regions(self) -> list[Region] | None:
-        return self._root.covered_regions()
-
-    def cohort_sha256(self) -> str:
-        return self._store().cohort_sha256()
-
-    def participants(self) -> Participants:
-        if self._participants is None:
-            with self._lock:
-                if self._participants is None:
-                    self._participants = self._store().participants()
-        return self._participants
-
-    def terms(self) -> TermIndex:
-        return self._store().terms()
-
-    def variants(self, region: Region | None = None) -> VariantRows:
-        return self._store().variants(region)
-
-    def _variant_index(self) -> VariantIndex:
-        if self._index is None:
-            with self._lock:
-                if self._index is None:
-                    self._index = VariantIndex(self._store())
-        return self._index
-
-    def lookup(self, variants: Sequence[Variant]) -> npt.NDArray[np.int32]:
-        return self._variant_index().lookup(variants)
-
-    def lookup_with_stand_ins(self, variants: Sequence[Variant]) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.bool_]]:
-        return self._variant_index().lookup_with_stand_ins(variants)
-
-    def fetch(self, vids: npt.NDArray[np.int32]) -> Calls:
-        return self._store().fetch(vids)
-
-    def count(self, calls: Calls, mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
-        return Store.count(calls, mask)
-
-    def class_counts(self, vids: npt.NDArray[np.int32], mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
-        return self.count(self.fetch(vids), mask)
-
-    def carriers(
-        self, vids: npt.NDArray[np.int32], mask: npt.NDArray[np.bool_], counted: npt.NDArray[np.bool_] | None = None
-    ) -> int:
-        return self._store().carriers(vids, mask, counted)
-
-    def close(self) -> None:
-        self._root.close()
-
-
-def _allele_digest(ref: str, alt: str) -> int:
-    return int.from_bytes(hashlib.blake2b(f"{ref}\x00{alt}".encode(), digest_size=8).digest(), "little", signed=True)
 
 
 @dataclass(frozen=True)

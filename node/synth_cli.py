@@ -10,7 +10,8 @@ from pathlib import Path
 
 from genogate.errors import UsageError
 from node.ingest import IngestSummary, Progress, ingest_sources
-from node.ingest.synth import WHOLE, Part, SynthSource, SynthSpec, parse_part, run
+from node.ingest.synth import WHOLE, Part, SynthSource, SynthSpec, parse_part
+from node.ingest.synth_files import run
 
 
 def spec_fingerprint(spec: SynthSpec, part: Part = WHOLE) -> str:

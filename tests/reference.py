@@ -37,7 +37,7 @@ from genogate.filter import parse_filter
 from genogate.genome import minimal
 from node import freq
 from node.backend import GenotypeBackend
-from node.store import DuckDBBackend
+from node.duckdb_backend import DuckDBBackend
 
 Key = tuple[str, str, str, str]
 Classes = tuple[int, int, int, int, int, int]

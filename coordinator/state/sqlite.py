@@ -18,7 +18,8 @@ client retries).
 
 Durability: WAL with ``synchronous=FULL``; every operation is one ``BEGIN IMMEDIATE`` transaction. Reviews,
 revocations, the revocation epoch, studies' signed proposals and grants, and query history are append-only
-or write-once, enforced by triggers. Expiry is derived from the clock at every operation and stored then.
+or write-once, enforced by triggers (the tables and triggers are ``coordinator.state.schema``). Expiry is
+derived from the clock at every operation and stored then.
 
 Threading model: a ``SqliteCoordinatorState`` is shared by all threads of a process. It owns one ``sqlite3``
 connection (``check_same_thread=False``) guarded by one ``threading.Lock`` held for the whole of each
@@ -54,6 +55,7 @@ from coordinator.preview import (
     study_assembly,
     study_epsilon_at,
 )
+from coordinator.state.schema import APPLICATION_ID, SCHEMA, SCHEMA_VERSION
 from genogate.convert import proposal_from_pb
 from genogate.errors import (
     AlreadyExists,
@@ -80,71 +82,12 @@ from genogate.studies import (
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 
-APPLICATION_ID = 0x4747434F  # "GGCO" in the SQLite header: marks a genogate coordinator state file
-SCHEMA_VERSION = 1
 MAX_PROPOSAL_BYTES = 64 * 1024
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # used with fullmatch: "$" would allow "\n"
 _ENDPOINT_RE = re.compile(r"(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})")
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 APPROVE, REJECT, REVOKE = cpb.REVIEW_DECISION_APPROVE, cpb.REVIEW_DECISION_REJECT, cpb.REVIEW_DECISION_REVOKE
 
-_SCHEMA = """
-CREATE TABLE nodes (name TEXT PRIMARY KEY, endpoint TEXT NOT NULL, cert_sha256 TEXT NOT NULL,
-    genome_build TEXT NOT NULL, registered_ms INTEGER NOT NULL) STRICT;
-CREATE TABLE researchers (key_fingerprint TEXT PRIMARY KEY, name TEXT NOT NULL, affiliation TEXT NOT NULL,
-    public_key BLOB NOT NULL CHECK (length(public_key) = 32), registered_ms INTEGER NOT NULL) STRICT;
-CREATE TABLE committee (key_id TEXT PRIMARY KEY, name TEXT NOT NULL,
-    public_key BLOB NOT NULL CHECK (length(public_key) = 32), added_ms INTEGER NOT NULL) STRICT;
-CREATE TABLE studies (
-    study_id TEXT PRIMARY KEY,
-    proposal BLOB NOT NULL,                -- SignedProposal.payload, exactly as signed
-    researcher_signature BLOB NOT NULL,
-    proposal_sha256 BLOB NOT NULL UNIQUE,
-    researcher_key_fingerprint TEXT NOT NULL REFERENCES researchers (key_fingerprint),
-    state TEXT NOT NULL CHECK (state IN ('PROPOSED', 'APPROVED', 'REJECTED', 'REVOKED', 'EXPIRED')),
-    approvals_required INTEGER NOT NULL CHECK (approvals_required >= 1),
-    grant_payload BLOB, grant_signature BLOB, grant_key_id TEXT, not_after_ms INTEGER,
-    created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
-    CHECK (state IN ('PROPOSED', 'REJECTED') OR grant_payload IS NOT NULL)
-) STRICT;
-CREATE INDEX studies_expiry ON studies (state, not_after_ms);
-CREATE TABLE reviews (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    study_id TEXT NOT NULL REFERENCES studies (study_id),
-    reviewer_key_id TEXT NOT NULL REFERENCES committee (key_id),
-    decision INTEGER NOT NULL CHECK (decision IN (1, 2, 3)),
-    payload BLOB NOT NULL, signature BLOB NOT NULL, received_ms INTEGER NOT NULL,
-    UNIQUE (study_id, reviewer_key_id, decision)
-) STRICT;
-CREATE UNIQUE INDEX reviews_one_vote ON reviews (study_id, reviewer_key_id) WHERE decision IN (1, 2);
-CREATE TABLE revocations (study_id TEXT PRIMARY KEY REFERENCES studies (study_id),
-    epoch INTEGER NOT NULL UNIQUE, revoked_ms INTEGER NOT NULL) STRICT;
-CREATE TABLE epoch (id INTEGER PRIMARY KEY CHECK (id = 1), value INTEGER NOT NULL) STRICT;
-INSERT INTO epoch VALUES (1, 0);
-CREATE TABLE queries (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, query_id TEXT NOT NULL,
-    study_id TEXT NOT NULL REFERENCES studies (study_id), kind INTEGER NOT NULL,
-    epsilon TEXT NOT NULL, sites TEXT NOT NULL, outcomes TEXT NOT NULL, created_ms INTEGER NOT NULL
-) STRICT;
-CREATE INDEX queries_study ON queries (study_id, seq);
-CREATE TRIGGER epoch_keep BEFORE DELETE ON epoch BEGIN SELECT RAISE(ABORT, 'the epoch is kept'); END;
-CREATE TRIGGER epoch_grows BEFORE UPDATE ON epoch WHEN NEW.id IS NOT OLD.id OR NEW.value < OLD.value
-    BEGIN SELECT RAISE(ABORT, 'the revocation epoch never decreases'); END;
-CREATE TRIGGER studies_keep BEFORE DELETE ON studies BEGIN SELECT RAISE(ABORT, 'studies are kept'); END;
-CREATE TRIGGER studies_fixed BEFORE UPDATE OF study_id, proposal, researcher_signature, proposal_sha256,
-    researcher_key_fingerprint, approvals_required, created_ms ON studies
-    BEGIN SELECT RAISE(ABORT, 'a proposal never changes'); END;
-CREATE TRIGGER studies_grant_once BEFORE UPDATE OF grant_payload, grant_signature, grant_key_id, not_after_ms
-    ON studies WHEN OLD.grant_payload IS NOT NULL BEGIN SELECT RAISE(ABORT, 'a grant never changes'); END;
-CREATE TRIGGER studies_transition BEFORE UPDATE OF state ON studies WHEN NOT (NEW.state = OLD.state
-    OR (OLD.state = 'PROPOSED' AND NEW.state IN ('APPROVED', 'REJECTED'))
-    OR (OLD.state = 'APPROVED' AND NEW.state IN ('REVOKED', 'EXPIRED')))
-    BEGIN SELECT RAISE(ABORT, 'illegal study state transition'); END;
-""" + "".join(
-    f"CREATE TRIGGER {t}_keep BEFORE DELETE ON {t} BEGIN SELECT RAISE(ABORT, '{t}: append-only'); END;\n"
-    f"CREATE TRIGGER {t}_fixed BEFORE UPDATE ON {t} BEGIN SELECT RAISE(ABORT, '{t}: append-only'); END;\n"
-    for t in ("reviews", "revocations", "queries")
-)
 _STATES = frozenset(s.value for s in StudyState)
 _STUDY_COLS = (
     "study_id, proposal, researcher_signature, proposal_sha256, state, approvals_required,"
@@ -219,7 +162,7 @@ class SqliteCoordinatorState:
             what="coordinator state",
             application_id=APPLICATION_ID,
             schema_version=SCHEMA_VERSION,
-            schema=statements(_SCHEMA),
+            schema=statements(SCHEMA),
             busy_timeout_s=busy_timeout_s,
         )
 

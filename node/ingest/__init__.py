@@ -5,10 +5,12 @@
 * ``vcf`` / ``vcftext``: the VCF/BCF readers (htslib, and the numpy parser for GT-only text);
 * ``normalise``: one canonical spelling of every allele; ``sheet``: the sample sheet;
 * ``writer``: the store's call layout (sparse rows and dense bitsets, ``node.store``);
-* ``bed``: BED files of covered regions (ingest, and a serving node's ``covered_bed``);
-* ``synth``: synthetic cohorts (a ``GenotypeSource`` and its sheet) for tests, benchmarks and attacks.
+* ``synth``: synthetic cohorts (a ``GenotypeSource`` and its sheet) for tests, benchmarks and attacks;
+  ``synth_files`` writes them as files (sheet, truth, BGZF VCF).
 
-A serving node uses only ``bed`` (its config may name a BED file of covered regions, ``node.catalogue``).
+A serving node imports nothing from here: BED files of covered regions, which both ingest and a serving
+node's ``covered_bed`` read, are ``node.bed`` (a test checks that ``node.app`` loads neither this package nor
+cyvcf2).
 """
 
 from node.ingest.pipeline import (

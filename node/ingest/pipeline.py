@@ -41,7 +41,7 @@ from genogate.errors import IngestError, StoreError
 from genogate.genome import BuildError, canonical_contig, check_build, contig_rank
 from genogate.query import Region
 from node import ontology
-from node.ingest.bed import merge, read_bed
+from node.bed import merge, read_bed
 from node.ingest.normalise import Normaliser, Reference
 from node.ingest.sheet import Participant, read_sheet
 from node.ingest.vcf import VcfSource

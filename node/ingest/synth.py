@@ -1,4 +1,5 @@
-"""Synthetic cohorts: a sample sheet, a BGZF VCF and a ``SiteCalls`` stream, all from one seed.
+"""Synthetic cohorts: the participants, the variant records and a ``SiteCalls`` stream, all from one seed (the
+sample sheet, truth and BGZF VCF files are written from them by ``node.ingest.synth_files``).
 
 For demos, tests and benchmarks at biobank scale without real participants. The cohort has unequal ancestry
 groups with Balding-Nichols allele frequencies, a rare-dominated site-frequency spectrum, chrX haploid males
@@ -10,7 +11,7 @@ reproducibly from ``SynthSpec.seed``; it never draws privacy noise, which comes 
 
 How genotypes are drawn (per block of variants, so cost follows the calls, not samples x variants):
 
-* each record's per-sample GT is a *code* (``_GT``); a record lists only samples whose code differs from the
+* each record's per-sample GT is a *code* (``GT_CODES``); a record lists only samples whose code differs from the
   layout's baseline (``0/0``, or ``0`` for males on non-PAR chrX). The VCF text and the ``SiteCalls`` are
   both derived from that one list, so they agree exactly;
 * rare variants: carriers are positions of a Bernoulli process drawn by geometric skips at the largest
@@ -27,22 +28,13 @@ streams, and float maths such as ``log``/``exp`` that may differ in the last bit
 from __future__ import annotations
 
 import functools
-import json
-import os
-import struct
-import zlib
-from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from types import TracebackType
-from typing import BinaryIO
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from genogate.genome import LENGTHS, canonical_contig
+from genogate.genome import canonical_contig
 from node.records import HEMI_ALT, HEMI_REF, HET, HOM_ALT, NO_CALL, SiteCalls
 
 I64 = npt.NDArray[np.int64]
@@ -82,14 +74,10 @@ _MIN_P = 1e-12  # carrier probabilities below this are treated as zero (expected
 _BLOCK = 1024  # variants drawn together
 
 # Per-sample genotype codes of one record; 0..6 diploid, 7..10 haploid.
-_GT = ("0/0", "0/1", "1/1", "0/2", "1/2", "2/2", "./.", "0", "1", "2", ".")
+GT_CODES = ("0/0", "0/1", "1/1", "0/2", "1/2", "2/2", "./.", "0", "1", "2", ".")
 _DIP_REF, _DIP_MISS, _HAP_REF, _HAP_MISS = 0, 6, 7, 10
-_N_GT = len(_GT)
+_N_GT = len(GT_CODES)
 _PRIO_MISSING, _PRIO_CARRIER = 0, 1  # which draw wins when two name one call
-
-_BGZF_BLOCK = 0xFF00  # uncompressed bytes per BGZF block, as htslib (leaves room for incompressible data)
-_BGZF_CHUNK = 64 * _BGZF_BLOCK  # bytes handed to one compression job
-_BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 
 
 @functools.cache
@@ -98,15 +86,6 @@ def _class_table() -> U8:
     alt1 = (0, HET, HOM_ALT, 0, HET, 0, NO_CALL, HEMI_REF, HEMI_ALT, HEMI_REF, NO_CALL)
     alt2 = (0, 0, 0, HET, HET, HOM_ALT, NO_CALL, HEMI_REF, HEMI_REF, HEMI_ALT, NO_CALL)
     return np.array([alt1, alt2], dtype=np.uint8)
-
-
-def _gt_text() -> tuple[npt.NDArray[np.uint32], U8, U8]:
-    """Text of each GT code: diploid ones as one 4-byte word with the tab (fields of an all-diploid record
-    sit on 4-byte boundaries) and as 3 bytes, haploid ones as 1 byte (unused slots hold ``?``)."""
-    four = np.frombuffer("".join(g + "\t" if len(g) == 3 else "????" for g in _GT).encode(), np.uint32)
-    three = np.frombuffer("".join(g if len(g) == 3 else "???" for g in _GT).encode(), np.uint8)
-    one = np.frombuffer("".join(g if len(g) == 1 else "?" for g in _GT).encode(), np.uint8)
-    return four, three.reshape(_N_GT, 3), one
 
 
 @dataclass(frozen=True)
@@ -418,7 +397,7 @@ def _segments(sites: _Sites, diploid: _Layout, xhap: _Layout) -> Iterator[tuple[
 
 
 @dataclass(frozen=True, eq=False)
-class _Record:
+class SiteRecord:
     """One VCF record: the samples whose GT code differs from the layout's baseline (sorted), and codes."""
 
     chrom: str
@@ -430,7 +409,7 @@ class _Record:
     layout: _Layout
 
 
-def _records(spec: SynthSpec, co: Cohort) -> Iterator[_Record]:
+def site_records(spec: SynthSpec, co: Cohort) -> Iterator[SiteRecord]:
     """Every record of the cohort, in chromosome then position order."""
     diploid = _layout(co, np.zeros(spec.samples, dtype=np.bool_))
     xhap = _layout(co, co.sex == MALE)
@@ -444,7 +423,7 @@ def _records(spec: SynthSpec, co: Cohort) -> Iterator[_Record]:
 
 def _block(
     rng: np.random.Generator, sites: _Sites, b0: int, b1: int, lay: _Layout, missing: float
-) -> Iterator[_Record]:
+) -> Iterator[SiteRecord]:
     """Draw the calls of records ``b0:b1`` and yield them in order: rare records together (sparse draws,
     merged with the block's missing calls), common ones one by one (dense draws) as they are reached."""
     n, nb = len(lay.hap), b1 - b0
@@ -468,7 +447,7 @@ def _block(
         if dense[i]:
             k = slot[i]
             cols, codes = _dense_calls(rng, (thr[k], const[k], varies[k]), lay, cols, codes)
-        yield _Record(sites.chrom, int(sites.pos[j]), sites.ref[j], sites.alts[j], cols, codes, lay)
+        yield SiteRecord(sites.chrom, int(sites.pos[j]), sites.ref[j], sites.alts[j], cols, codes, lay)
 
 
 def _stratum_af(af: F64, af_case: F64, lay: _Layout) -> tuple[F64, F64, npt.NDArray[np.bool_]]:
@@ -649,7 +628,7 @@ def _merge(runs: list[I64]) -> tuple[I64, U8]:
 # ------------------------------------------------------------------------------------ SiteCalls source
 
 
-def _classes(rec: _Record, k: int) -> tuple[npt.NDArray[np.int32], U8]:
+def _classes(rec: SiteRecord, k: int) -> tuple[npt.NDArray[np.int32], U8]:
     """Non-hom-ref calls of ALT ``k`` (0-based): haploid baselines are listed too, as HEMI_REF."""
     table = _class_table()[k]
     if rec.layout.haploid:
@@ -687,7 +666,8 @@ def parse_part(text: str) -> Part:
 
 
 class SynthSource:
-    """A ``GenotypeSource`` over a synthetic cohort: the exact calls ``write_vcf`` writes, split per ALT."""
+    """A ``GenotypeSource`` over a synthetic cohort: the exact calls ``synth_files.write_vcf`` writes, split
+    per ALT."""
 
     def __init__(self, spec: SynthSpec, part: Part = WHOLE) -> None:
         self._spec = spec
@@ -720,7 +700,7 @@ class SynthSource:
     def records(self) -> Iterator[SiteCalls]:
         """One ``SiteCalls`` per ALT allele, sorted by chromosome (spec order) and position."""
         first, step = self._part
-        for rec in _records(self._spec, self._cohort):
+        for rec in site_records(self._spec, self._cohort):
             origin = f"synthetic:{rec.chrom}:{rec.pos}"
             for k, alt in enumerate(rec.alts):
                 sids, cls = _classes(rec, k)
@@ -728,167 +708,3 @@ class SynthSource:
                     mine = sids % step == first
                     sids, cls = (sids[mine] // step).astype(np.int32), cls[mine]
                 yield SiteCalls(rec.chrom, rec.pos, rec.ref, alt, sids, cls, origin)
-
-
-# ------------------------------------------------------------------------------------------------ files
-
-
-def write_sheet(spec: SynthSpec, path: Path, part: Part = WHOLE) -> Path:
-    """The sample sheet as TSV (``SHEET_HEADER``; sex M/F/unknown; empty phenotypes are an empty field), of
-    the participants of ``part``."""
-    co = cohort(spec)
-    names = [a for a, _ in spec.ancestries]
-    lines = ["\t".join(SHEET_HEADER)]
-    first, step = check_part(part)
-    for i in range(first, len(co.ids), step):
-        sid = co.ids[i]
-        row = (
-            sid,
-            SEX_LABELS[co.sex[i]],
-            str(co.birth_year[i]),
-            names[co.ancestry[i]],
-            co.phenotypes[i],
-            co.consent[i],
-        )
-        lines.append("\t".join(row))
-    _write_atomic(path, ("\n".join(lines) + "\n").encode())
-    return path
-
-
-def write_truth(spec: SynthSpec, path: Path) -> Path:
-    """What the demo should find: the planted variants, the case phenotype, and the spec that made them."""
-    truth = {
-        "generator": "genogate-synth",
-        "case_phenotype": spec.case_phenotype,
-        "planted_variants": planted(spec),
-        "planted_odds_ratio": spec.planted_odds_ratio,
-        "withdrawn_consent": WITHDRAWN,
-        "spec": asdict(spec),
-    }
-    _write_atomic(path, (json.dumps(truth, indent=2) + "\n").encode())
-    return path
-
-
-def write_vcf(spec: SynthSpec, path: Path, *, level: int = 2, threads: int | None = None) -> Path:
-    """The cohort as BGZF-compressed VCF 4.2 with GT only (unphased; haploid males on non-PAR chrX).
-
-    Compression runs on ``threads`` worker threads (zlib releases the GIL) while this thread formats
-    records; ``level`` 1-3 is ~3x faster than bgzip's default 6 for ~1.7x the size.
-    """
-    co = cohort(spec)
-    tmp = path.with_name(path.name + ".partial")
-    try:
-        with open(tmp, "wb") as fh, _BgzfWriter(fh, level, threads or os.cpu_count() or 1) as out:
-            out.write(_vcf_header(spec, co.ids))
-            text = _gt_text()
-            for rec in _records(spec, co):
-                alts = ",".join(rec.alts)
-                out.write(f"{rec.chrom}\t{rec.pos}\t.\t{rec.ref}\t{alts}\t.\tPASS\t.\tGT\t".encode())
-                out.write(_vcf_columns(rec, text).data)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
-    return path
-
-
-def _vcf_header(spec: SynthSpec, ids: Sequence[str]) -> bytes:
-    lines = ["##fileformat=VCFv4.2", '##FILTER=<ID=PASS,Description="All filters passed">',
-             "##source=genogate-synth", f"##reference={BUILD}"]  # fmt: skip
-    for name, length in spec.chromosomes:  # a length only where it is the build's (a spec may shorten one)
-        canon = canonical_contig(name)
-        same = LENGTHS[BUILD].get(canon) == length
-        lines.append(f"##contig=<ID={canon},length={length}>" if same else f"##contig=<ID={canon}>")
-    lines.append('##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">')
-    lines.append("\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT", *ids]))
-    return ("\n".join(lines) + "\n").encode()
-
-
-def _vcf_columns(rec: _Record, text: tuple[npt.NDArray[np.uint32], U8, U8]) -> U8:
-    """The record's sample columns: the layout's baseline text with the listed GTs written over it."""
-    four, three, one = text
-    lay = rec.layout
-    buf = lay.text.copy()
-    if not lay.haploid:  # every field is 4 bytes: one word per listed sample
-        buf.view(np.uint32)[rec.cols] = four[rec.codes]
-        buf[-1] = ord("\n")
-        return buf
-    hap = lay.hap[rec.cols]
-    buf[lay.offset[rec.cols[~hap]][:, None] + np.arange(3)] = three[rec.codes[~hap]]
-    buf[lay.offset[rec.cols[hap]]] = one[rec.codes[hap]]
-    return buf
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-class _BgzfWriter:
-    """Writes BGZF (gzip members of <= 64 KiB input, each with the ``BC`` extra field, then the EOF block)
-    from one producer thread; whole chunks are compressed on a thread pool, written back in order."""
-
-    def __init__(self, fh: BinaryIO, level: int, threads: int) -> None:
-        self._fh, self._level, self._threads = fh, level, max(threads, 1)
-        self._pool = ThreadPoolExecutor(max_workers=self._threads)
-        self._pending: list[bytes | memoryview] = []
-        self._size = 0
-        self._jobs: deque[Future[bytes]] = deque()
-
-    def __enter__(self) -> _BgzfWriter:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        if kind is None:
-            self._submit(final=True)
-            self._drain(0)
-            self._fh.write(_BGZF_EOF)
-        self._pool.shutdown(wait=True, cancel_futures=kind is not None)
-
-    def write(self, data: bytes | memoryview) -> None:
-        self._pending.append(data)
-        self._size += len(data)
-        if self._size >= _BGZF_CHUNK:
-            self._submit(final=False)
-
-    def _submit(self, *, final: bool) -> None:
-        data = b"".join(self._pending)
-        cut = len(data) if final else len(data) - len(data) % _BGZF_BLOCK
-        self._pending = [data[cut:]] if cut < len(data) else []
-        self._size = len(data) - cut
-        if cut:
-            self._jobs.append(self._pool.submit(_bgzf_blocks, memoryview(data)[:cut], self._level))
-        self._drain(2 * self._threads)
-
-    def _drain(self, keep: int) -> None:
-        while len(self._jobs) > keep:
-            self._fh.write(self._jobs.popleft().result())
-
-
-def _bgzf_blocks(data: memoryview, level: int) -> bytes:
-    """``data`` as consecutive BGZF blocks (raw deflate, CRC32 and size trailer, BSIZE in the header)."""
-    out: list[bytes] = []
-    for at in range(0, len(data), _BGZF_BLOCK):
-        block = data[at : at + _BGZF_BLOCK]
-        deflated = zlib.compress(block, level, wbits=-15)
-        out.append(struct.pack("<4BI2BH2BHH", 31, 139, 8, 4, 0, 0, 255, 6, 66, 67, 2, len(deflated) + 25))
-        out.append(deflated)
-        out.append(struct.pack("<II", zlib.crc32(block), len(block)))
-    return b"".join(out)
-
-
-def run(out_dir: Path, spec: SynthSpec, *, vcf: bool = True, part: Part = WHOLE) -> dict[str, Path]:
-    """Write ``samples.tsv``, ``truth.json`` and (if ``vcf``) ``cohort.vcf.gz`` into ``out_dir``. A ``part``
-    other than the whole cohort writes only that institution's sheet (its genotypes go straight into a
-    store through ``SynthSource(spec, part)``; the VCF is always the whole cohort's)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "samples": write_sheet(spec, out_dir / "samples.tsv", part),
-        "truth": write_truth(spec, out_dir / "truth.json"),
-    }
-    if vcf and part != WHOLE:
-        raise ValueError("a part of a cohort is written into a store, not a VCF")
-    if vcf:
-        paths["vcf"] = write_vcf(spec, out_dir / "cohort.vcf.gz")
-    return paths

@@ -37,7 +37,8 @@ from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 from node.freq import allele_counts
 from node.ingest import ingest
-from node.store import Store, VariantIndex
+from node.store import Store
+from node.variant_index import VariantIndex
 from tests.conftest import ROOT, SUBSET, require_shared, write_subset_sheet
 from tests.nodes import client_tls, make_ca, make_coordinator, make_node, write_profile
 from tests.processes import Proc, start_coordinator, start_server

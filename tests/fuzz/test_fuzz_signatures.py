@@ -21,7 +21,8 @@ from genogate.envelope import open_envelope
 from genogate.errors import GenogateError, Reason, Unauthenticated
 from genogate.signing import Signer, verify
 from genogate.wire.v1 import common_pb2 as pb
-from node.grants import GrantVerifier, NonceStore, RevocationCache
+from node.grants import GrantVerifier, RevocationCache
+from node.nonces import NonceStore
 from tests.fuzz.cases import fuzz, record
 from tests.unit.test_grants import STALENESS_MS, World, make_verifier
 

@@ -19,9 +19,10 @@ from genogate.errors import IngestError, InvalidArgument, Reason
 from genogate.query import PhenotypeHas
 from node import freq
 from node.cohort import Cohorts
+from node.duckdb_backend import DuckDBBackend
 from node.ingest import default_key_path, ingest, pseudonym
 from node.planner import compile_filter
-from node.store import DuckDBBackend, Store
+from node.store import Store
 from tests.conftest import SUBSET, require_shared
 
 VCF = SUBSET / "1KG_phase3_subset_chr22.vcf.gz"

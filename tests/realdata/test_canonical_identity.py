@@ -18,8 +18,9 @@ import pytest
 from genogate.errors import IngestError
 from genogate.genome import REFSEQ, canonical_contig
 from node import freq
+from node.duckdb_backend import DuckDBBackend
 from node.ingest import ingest
-from node.store import DuckDBBackend, Store
+from node.store import Store
 from tests.conftest import CHRMT, SUBSET, require_shared, write_chrmt_sheet, write_subset_sheet
 
 CHR22 = SUBSET / "1KG_phase3_subset_chr22.vcf.gz"

@@ -1,4 +1,4 @@
-"""``node.ingest.bed.read_bed``: BED (0-based, half-open) to merged 1-based inclusive regions on canonical contigs."""
+"""``node.bed.read_bed``: BED (0-based, half-open) to merged 1-based inclusive regions on canonical contigs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from genogate.errors import IngestError
 from genogate.query import Region
-from node.ingest.bed import read_bed
+from node.bed import read_bed
 
 
 def _bed(tmp_path: Path, text: str, name: str = "t.bed") -> Path:

@@ -35,7 +35,8 @@ from genogate.query import Kind
 from genogate.signing import Signer
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
-from node.grants import GrantVerifier, NonceStore, RevocationCache, VerifiedQuery
+from node.grants import GrantVerifier, RevocationCache, VerifiedQuery
+from node.nonces import NonceStore
 
 NOW_MS = 1_780_000_000_000
 DAY_MS = 86_400_000

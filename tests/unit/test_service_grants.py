@@ -13,9 +13,10 @@ import pytest
 from genogate.errors import PermissionDenied, Reason, ResourceExhausted, Unauthenticated
 from genogate.wire.v1 import common_pb2 as pb
 from node.backend import open_backend
-from node.grants import GrantVerifier, NonceStore, RevocationCache
+from node.grants import GrantVerifier, RevocationCache
 from node.ingest import ingest
 from node.ledger import Ledger
+from node.nonces import NonceStore
 from node.service import Caller, QueryService
 from tests.terms import filler_term
 from tests.unit.test_grants import SITE, STALENESS_MS, STUDY, WINDOW_MS, World

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from genogate.query import Region
+from node.duckdb_backend import DuckDBBackend
 from node.freq import iter_all_counts
 from node.ingest.writer import StoreWriter
 from node.memory import MemoryCalls
 from node.records import N_CLASSES, SiteCalls
-from node.store import DuckDBBackend, Store
+from node.store import Store
 
 
 def _build(n_samples: int, n_variants: int, seed: int) -> tuple[Store, np.ndarray]:
@@ -134,7 +135,7 @@ def test_carriers_equal_brute_force() -> None:
 
 def test_variant_index_agrees_with_sql_lookup() -> None:
     from genogate.query import Variant
-    from node.store import VariantIndex
+    from node.variant_index import VariantIndex
 
     store, _ = _build(20, 40, seed=9)
     index = VariantIndex(store)
@@ -162,7 +163,7 @@ def test_carriers_count_only_the_counted_vids() -> None:
 def test_stand_ins_are_stored_neighbours_and_marked_not_held() -> None:
     """A variant the store lacks gets a stored neighbour's vid (read like a held one's, never counted)."""
     from genogate.query import Variant
-    from node.store import VariantIndex
+    from node.variant_index import VariantIndex
 
     store, _ = _build(20, 40, seed=9)
     index = VariantIndex(store)

@@ -18,7 +18,8 @@ import pytest
 from cyvcf2 import VCF
 
 from node.ingest import synth
-from node.ingest.synth import SynthSource, SynthSpec, cohort, planted, run, write_sheet, write_vcf
+from node.ingest.synth import SynthSource, SynthSpec, cohort, planted
+from node.ingest.synth_files import run, write_sheet, write_vcf
 from node.records import HEMI_ALT, HEMI_REF, HET, HOM_ALT, NO_CALL, SiteCalls
 
 SMALL = SynthSpec(samples=300, variants=500, seed=1)
@@ -332,8 +333,8 @@ def test_store_path_and_vcf_path_give_the_same_canonical_grch38_store(tmp_path: 
     """``synth --store`` writes canonical names and the build directly; ingesting ``synth``'s VCF (whose header
     states GRCh38) gives the very same variants and counts."""
     from node import freq
+    from node.duckdb_backend import DuckDBBackend
     from node.ingest import ingest
-    from node.store import DuckDBBackend
     from node.synth_cli import synth_store
 
     paths, summary = synth_store(tmp_path / "direct.duckdb", tmp_path / "direct", MIXED, progress=False)

@@ -1,5 +1,9 @@
 """BED files of covered regions (exome targets, array content): where a store's data was called.
 
+Read by ingest (``node.ingest.pipeline``) and by a serving node whose config names ``covered_bed``
+(``node.catalogue``); so this module imports nothing from ``node.ingest`` (a serving node never loads the
+ingest package and its VCF readers).
+
 BED intervals are 0-based and half-open (``chr1 99 200`` is positions 100..200); ``read_bed`` returns them as
 1-based inclusive ``Region``s on canonical contigs (``genogate.genome``), sorted and with overlapping or
 adjacent intervals merged. ``track``, ``browser`` and ``#`` lines and blank lines are skipped; columns past
@@ -8,12 +12,13 @@ the third (name, score, strand, ...) are ignored. A bad line is an ``IngestError
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
+from typing import BinaryIO
 
 from genogate.errors import IngestError
 from genogate.genome import BuildError, canonical_contig, contig_sort_key
 from genogate.query import MAX_POS, Region
-from node.ingest.vcftext import open_binary
 
 
 def read_bed(path: Path, build: str) -> list[Region]:
@@ -24,7 +29,7 @@ def read_bed(path: Path, build: str) -> list[Region]:
     intervals: list[tuple[str, int, int]] = []
     names: dict[str, str] = {}
     try:
-        with open_binary(path) as fh:
+        with _open(path) as fh:
             for lineno, raw in enumerate(fh, start=1):
                 where = f"{path}:{lineno}"
                 try:
@@ -80,3 +85,10 @@ def merge(intervals: list[tuple[str, int, int]]) -> list[Region]:
 
 def _valid_name(name: str) -> bool:
     return all(c.isalnum() or c in "_." for c in name) and 1 <= len(name) <= 64
+
+
+def _open(path: Path) -> BinaryIO:
+    """Plain or gzip (BGZF too) as one byte stream (as ``node.ingest.vcftext.open_binary``)."""
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")  # type: ignore[return-value]

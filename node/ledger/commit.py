@@ -1,0 +1,121 @@
+"""The ledger's group commit: writes that queue up while another batch is committing run together, each in its
+own savepoint, under one COMMIT (``genogate.sqlitedb.transaction``), so concurrent queries share an fsync
+instead of queueing for one each.
+
+No caller sees a value before the COMMIT that made it durable has returned; an op that raises leaves no trace
+and does not disturb the others in its batch; if the batch itself fails, every op in it fails (and the
+ledger's set of suspect charges, which ops may settle, is restored). What the ops write is the ledger's
+(``node.ledger.ledger``); this module only batches and commits them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from genogate.errors import GenogateError, Internal
+from genogate.sqlitedb import transaction, write_error
+
+T = TypeVar("T")
+
+
+class Ticket(Generic[T]):
+    """One queued write: its op, then its value or error once its batch is over."""
+
+    __slots__ = ("op", "durable", "value", "error", "finished")
+
+    def __init__(self, op: Callable[[sqlite3.Connection], T], durable: bool) -> None:
+        self.op = op
+        self.durable = durable
+        self.value: T | None = None
+        self.error: BaseException | None = None
+        self.finished = False
+
+    def outcome(self) -> T:
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]  # set when the op returned
+
+
+def db_error(exc: sqlite3.Error, doing: str, path: Path) -> GenogateError:
+    return write_error(exc, "ledger", doing, path)
+
+
+class _Undone(Exception):
+    """Raised out of a batch of one whose op failed: its transaction rolls back, the op's caller gets the
+    op's own error."""
+
+
+class GroupCommit:
+    """The write queue of one ledger file.
+
+    ``lock`` is the ledger's in-process lock (held for the whole of each transaction, the ledger's reads
+    included); ``connection(durable)`` is the connection a batch commits on (the synced one if any op in
+    it must be durable), read under that lock; ``suspect`` is the ledger's set of suspect charges, restored
+    to what it was at the start of a batch that fails."""
+
+    __slots__ = ("_path", "_lock", "_connection", "_suspect", "_queue_lock", "_queue")
+
+    def __init__(
+        self,
+        path: Path,
+        lock: threading.Lock,
+        connection: Callable[[bool], sqlite3.Connection | None],
+        suspect: set[int],
+    ) -> None:
+        self._path = path
+        self._lock = lock
+        self._connection = connection
+        self._suspect = suspect
+        self._queue_lock = threading.Lock()
+        self._queue: list[Ticket[Any]] = []
+
+    def write(self, op: Callable[[sqlite3.Connection], T], doing: str, durable: bool) -> T:
+        """Run ``op`` in a write transaction and return its value once that transaction is durable (synced;
+        or, with ``durable=False``, committed to the WAL, which a process crash cannot lose)."""
+        ticket = Ticket(op, durable)
+        with self._queue_lock:
+            self._queue.append(ticket)
+        with self._lock:
+            if not ticket.finished:  # else a batch led by another thread carried it, durably
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._run_batch(batch, doing)
+        return ticket.outcome()
+
+    def _run_batch(self, batch: list[Ticket[Any]], doing: str) -> None:
+        """One write transaction for ``batch`` (under the lock); every ticket ends finished."""
+        db = self._connection(any(t.durable for t in batch))
+        suspect = set(self._suspect)  # ops may settle suspect charges: undone if the batch fails
+        try:
+            with transaction(lambda: db, None, what="ledger", doing=doing, path=self._path) as conn:
+                if len(batch) == 1:  # alone in its transaction: rolling that back undoes exactly this op
+                    t = batch[0]
+                    try:
+                        t.value = t.op(conn)
+                    except Exception as exc:  # noqa: BLE001 - it is the op's caller's error, raised there
+                        t.error = db_error(exc, doing, self._path) if isinstance(exc, sqlite3.Error) else exc
+                        raise _Undone from None  # (the transaction rolls back; the batch did not fail)
+                for i, t in enumerate(batch if len(batch) > 1 else ()):
+                    conn.execute(f"SAVEPOINT op{i}")
+                    try:
+                        t.value = t.op(conn)
+                    except Exception as exc:  # noqa: BLE001 - it is the op's caller's error, raised there
+                        conn.execute(f"ROLLBACK TO op{i}")
+                        t.error = db_error(exc, doing, self._path) if isinstance(exc, sqlite3.Error) else exc
+                    conn.execute(f"RELEASE op{i}")
+        except _Undone:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - nothing in the batch happened: each caller gets it
+            self._suspect.clear()
+            self._suspect.update(suspect)
+            for t in batch:
+                t.value, t.error = None, exc if isinstance(exc, Exception) else Internal(f"ledger {doing}: {exc!r}")
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            for t in batch:
+                t.finished = True

@@ -1,0 +1,37 @@
+"""A serving node loads only what serving needs: importing ``node.app`` loads neither the ingest package
+(``node.ingest``, which writes stores) nor cyvcf2 (htslib, the VCF/BCF reader). BED files of covered regions,
+which a serving node may read, come from ``node.bed``. Checked in a fresh interpreter, whose ``sys.modules``
+is what one import of ``node.app`` pulled in."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PROBE = "import json, sys\nimport node.app\nprint(json.dumps(sorted(sys.modules)))\n"
+
+
+def _loaded_by(probe: str) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    loaded: list[str] = json.loads(done.stdout)
+    return loaded
+
+
+def test_the_serving_node_loads_neither_the_ingest_package_nor_cyvcf2() -> None:
+    loaded = _loaded_by(PROBE)
+    assert "node.app" in loaded and "node.catalogue" in loaded and "node.bed" in loaded
+    assert [m for m in loaded if m == "node.ingest" or m.startswith("node.ingest.")] == []
+    assert [m for m in loaded if m == "cyvcf2" or m.startswith("cyvcf2.")] == []
+
+
+def test_the_probe_sees_the_ingest_package_when_it_is_loaded() -> None:
+    """The check above can fail: importing the ingest package does load it and cyvcf2."""
+    loaded = _loaded_by(PROBE.replace("import node.app\n", "import node.app\nimport node.ingest\n"))
+    assert "node.ingest" in loaded and "cyvcf2" in loaded
