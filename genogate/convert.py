@@ -1,6 +1,6 @@
 """The only place wire messages (``genogate.wire.v1``) and domain values (``genogate.query``,
-``genogate.studies``) meet: variants, regions, filters, kinds and studies here, each kind's query in its
-module (``genogate.kinds``), on these.
+``genogate.studies``, ``genogate.results``) meet: variants, regions, filters, kinds, studies and results
+here, each kind's query in its module (``genogate.kinds``), on these.
 
 Decoding validates: a malformed message raises ``InvalidArgument`` with a matchable reason, never a
 protobuf or Python error.
@@ -8,6 +8,10 @@ protobuf or Python error.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from genogate import results
 from genogate.errors import InvalidArgument, Reason
 from genogate.query import (
     MAX_POS,
@@ -285,4 +289,368 @@ def researcher_to_pb(r: Researcher) -> cpb.Researcher:
         public_key=r.public_key,
         key_fingerprint=r.key_fingerprint,
         registered_unix_ms=r.registered_unix_ms,
+    )
+
+
+# Results (genogate.results) -------------------------------------------------------------------------------
+# Field for field: a domain result converts to the message the node built before these types existed, so
+# the signed bytes and every response are byte-identical. Decoding does not validate numbers (they are a
+# site's signed output, checked where used); a variant is decoded as a query's is.
+
+_MECHANISM_TO_PB: dict[str, int] = {
+    "discrete_laplace": pb.NOISE_MECHANISM_DISCRETE_LAPLACE,
+    "discrete_gaussian": pb.NOISE_MECHANISM_DISCRETE_GAUSSIAN,
+}
+_MECHANISM_FROM_PB: dict[int, str] = {v: k for k, v in _MECHANISM_TO_PB.items()}
+
+
+def noisy_to_pb(v: results.NoisyValue) -> pb.NoisyValue:
+    return pb.NoisyValue(
+        estimate=v.estimate,
+        noise_scale=v.noise_scale,
+        ci95_low=v.ci95_low,
+        ci95_high=v.ci95_high,
+        below_threshold=v.below_threshold,
+        threshold=v.threshold,
+        mechanism=_MECHANISM_TO_PB.get(v.mechanism, pb.NOISE_MECHANISM_UNSPECIFIED),  # type: ignore[arg-type]
+        noise_stddev=v.noise_stddev,
+    )
+
+
+def noisy_from_pb(m: pb.NoisyValue) -> results.NoisyValue:
+    return results.NoisyValue(
+        estimate=m.estimate,
+        noise_scale=m.noise_scale,
+        ci95_low=m.ci95_low,
+        ci95_high=m.ci95_high,
+        below_threshold=m.below_threshold,
+        threshold=m.threshold,
+        mechanism=_MECHANISM_FROM_PB.get(m.mechanism, ""),
+        noise_stddev=m.noise_stddev,
+    )
+
+
+def combined_value_to_pb(v: results.CombinedValue) -> pb.CombinedValue:
+    m = pb.CombinedValue(
+        ci95_low=v.ci95_low,
+        ci95_high=v.ci95_high,
+        noise_stddev=v.noise_stddev,
+        sites_below_threshold=v.sites_below_threshold,
+        sites=v.sites,
+        threshold=v.threshold,
+        released=v.released,
+        not_computed=v.not_computed,
+    )
+    if v.estimate is not None:
+        m.estimate = v.estimate
+    return m
+
+
+def combined_value_from_pb(m: pb.CombinedValue) -> results.CombinedValue:
+    return results.CombinedValue(
+        estimate=m.estimate if m.HasField("estimate") else None,
+        ci95_low=m.ci95_low,
+        ci95_high=m.ci95_high,
+        noise_stddev=m.noise_stddev,
+        sites_below_threshold=m.sites_below_threshold,
+        sites=m.sites,
+        threshold=m.threshold,
+        released=m.released,
+        not_computed=m.not_computed,
+    )
+
+
+def odds_ratio_to_pb(o: results.OddsRatio) -> pb.OddsRatio:
+    return pb.OddsRatio(
+        estimate=o.estimate, ci95_low=o.ci95_low, ci95_high=o.ci95_high, log_se=o.log_se, not_computed=o.not_computed
+    )
+
+
+def odds_ratio_from_pb(m: pb.OddsRatio) -> results.OddsRatio:
+    return results.OddsRatio(m.estimate, m.ci95_low, m.ci95_high, m.log_se, m.not_computed)
+
+
+def budget_to_pb(b: results.BudgetStatus) -> pb.BudgetStatus:
+    return pb.BudgetStatus(
+        study_id=b.study_id,
+        site=b.site,
+        epsilon_cap=b.epsilon_cap,
+        epsilon_spent=b.epsilon_spent,
+        epsilon_remaining=b.epsilon_remaining,
+        queries_answered=b.queries_answered,
+        researcher_epsilon_cap=b.researcher_epsilon_cap,
+        researcher_epsilon_spent=b.researcher_epsilon_spent,
+        budget_period_days=b.budget_period_days,
+        consent_epoch=b.consent_epoch,
+    )
+
+
+def budget_from_pb(m: pb.BudgetStatus) -> results.BudgetStatus:
+    return results.BudgetStatus(
+        study_id=m.study_id,
+        site=m.site,
+        epsilon_cap=m.epsilon_cap,
+        epsilon_spent=m.epsilon_spent,
+        epsilon_remaining=m.epsilon_remaining,
+        queries_answered=m.queries_answered,
+        researcher_epsilon_cap=m.researcher_epsilon_cap,
+        researcher_epsilon_spent=m.researcher_epsilon_spent,
+        budget_period_days=m.budget_period_days,
+        consent_epoch=m.consent_epoch,
+    )
+
+
+# Each kind's result: one pair of functions per message, dispatched by the result's ``kind`` label (the
+# name of its ``kind`` oneof field in ``pb.QueryResult`` and ``pb.CombinedResult``).
+
+
+def _cohort_count_to_pb(r: results.CohortCountResult) -> pb.CohortCountResult:
+    return pb.CohortCountResult(count=noisy_to_pb(r.count))
+
+
+def _cohort_count_from_pb(m: pb.CohortCountResult) -> results.CohortCountResult:
+    return results.CohortCountResult(noisy_from_pb(m.count))
+
+
+def _allele_frequency_to_pb(r: results.AlleleFrequencyResult) -> pb.AlleleFrequencyResult:
+    return pb.AlleleFrequencyResult(
+        variants=[
+            pb.AlleleCounts(
+                variant=variant_to_pb(a.variant),
+                allele_count=noisy_to_pb(a.allele_count),
+                allele_number=noisy_to_pb(a.allele_number),
+            )
+            for a in r.variants
+        ]
+    )
+
+
+def _allele_frequency_from_pb(m: pb.AlleleFrequencyResult) -> results.AlleleFrequencyResult:
+    return results.AlleleFrequencyResult(
+        tuple(
+            results.AlleleCounts(
+                variant_from_pb(a.variant), noisy_from_pb(a.allele_count), noisy_from_pb(a.allele_number)
+            )
+            for a in m.variants
+        )
+    )
+
+
+_CLASSES = ("hom_ref", "het", "hom_alt", "hemi_ref", "hemi_alt", "no_call")
+_CELLS = ("case_alt", "case_ref", "control_alt", "control_ref")
+
+
+def _genotype_counts_to_pb(r: results.GenotypeCountsResult) -> pb.GenotypeCountsResult:
+    return pb.GenotypeCountsResult(
+        variant=variant_to_pb(r.variant), **{c: noisy_to_pb(getattr(r, c)) for c in _CLASSES}
+    )
+
+
+def _genotype_counts_from_pb(m: pb.GenotypeCountsResult) -> results.GenotypeCountsResult:
+    return results.GenotypeCountsResult(variant_from_pb(m.variant), *(noisy_from_pb(getattr(m, c)) for c in _CLASSES))
+
+
+def _case_control_to_pb(r: results.CaseControlResult) -> pb.CaseControlResult:
+    return pb.CaseControlResult(
+        tables=[
+            pb.CaseControlTable(variant=variant_to_pb(t.variant), **{c: noisy_to_pb(getattr(t, c)) for c in _CELLS})
+            for t in r.tables
+        ]
+    )
+
+
+def _case_control_from_pb(m: pb.CaseControlResult) -> results.CaseControlResult:
+    return results.CaseControlResult(
+        tuple(
+            results.CaseControlTable(variant_from_pb(t.variant), *(noisy_from_pb(getattr(t, c)) for c in _CELLS))
+            for t in m.tables
+        )
+    )
+
+
+def _carrier_count_to_pb(r: results.CarrierCountResult) -> pb.CarrierCountResult:
+    return pb.CarrierCountResult(carriers=noisy_to_pb(r.carriers))
+
+
+def _carrier_count_from_pb(m: pb.CarrierCountResult) -> results.CarrierCountResult:
+    return results.CarrierCountResult(noisy_from_pb(m.carriers))
+
+
+_RESULT_TO_PB: dict[Kind, Callable[[Any], Any]] = {
+    Kind.COHORT_COUNT: _cohort_count_to_pb,
+    Kind.ALLELE_FREQUENCY: _allele_frequency_to_pb,
+    Kind.GENOTYPE_COUNTS: _genotype_counts_to_pb,
+    Kind.CASE_CONTROL: _case_control_to_pb,
+    Kind.CARRIER_COUNT: _carrier_count_to_pb,
+}
+_RESULT_FROM_PB: dict[Kind, Callable[[Any], results.QueryResult]] = {
+    Kind.COHORT_COUNT: _cohort_count_from_pb,
+    Kind.ALLELE_FREQUENCY: _allele_frequency_from_pb,
+    Kind.GENOTYPE_COUNTS: _genotype_counts_from_pb,
+    Kind.CASE_CONTROL: _case_control_from_pb,
+    Kind.CARRIER_COUNT: _carrier_count_from_pb,
+}
+
+
+def result_to_pb(r: results.QueryResult) -> pb.QueryResult:
+    """The wire form of one site's result (the node signs its serialization)."""
+    return pb.QueryResult(**{r.kind.label: _RESULT_TO_PB[r.kind](r)})
+
+
+def result_from_pb(m: pb.QueryResult) -> results.QueryResult | None:
+    """The result in ``m``; None when it names no kind."""
+    which = m.WhichOneof("kind")
+    if which is None:
+        return None
+    return _RESULT_FROM_PB[Kind[which.upper()]](getattr(m, which))
+
+
+def _combined_cohort_count_to_pb(r: results.CombinedCohortCount) -> pb.CombinedCohortCount:
+    return pb.CombinedCohortCount(count=combined_value_to_pb(r.count))
+
+
+def _combined_cohort_count_from_pb(m: pb.CombinedCohortCount) -> results.CombinedCohortCount:
+    return results.CombinedCohortCount(combined_value_from_pb(m.count))
+
+
+_AF = ("allele_count", "allele_number", "allele_frequency")
+
+
+def _combined_allele_frequency_to_pb(r: results.CombinedAlleleFrequency) -> pb.CombinedAlleleFrequency:
+    return pb.CombinedAlleleFrequency(
+        variants=[
+            pb.CombinedAlleleCounts(
+                variant=variant_to_pb(a.variant), **{f: combined_value_to_pb(getattr(a, f)) for f in _AF}
+            )
+            for a in r.variants
+        ]
+    )
+
+
+def _combined_allele_frequency_from_pb(m: pb.CombinedAlleleFrequency) -> results.CombinedAlleleFrequency:
+    return results.CombinedAlleleFrequency(
+        tuple(
+            results.CombinedAlleleCounts(
+                variant_from_pb(a.variant), *(combined_value_from_pb(getattr(a, f)) for f in _AF)
+            )
+            for a in m.variants
+        )
+    )
+
+
+def _combined_genotype_counts_to_pb(r: results.CombinedGenotypeCounts) -> pb.CombinedGenotypeCounts:
+    return pb.CombinedGenotypeCounts(
+        variant=variant_to_pb(r.variant), **{c: combined_value_to_pb(getattr(r, c)) for c in _CLASSES}
+    )
+
+
+def _combined_genotype_counts_from_pb(m: pb.CombinedGenotypeCounts) -> results.CombinedGenotypeCounts:
+    return results.CombinedGenotypeCounts(
+        variant_from_pb(m.variant), *(combined_value_from_pb(getattr(m, c)) for c in _CLASSES)
+    )
+
+
+def _combined_case_control_to_pb(r: results.CombinedCaseControl) -> pb.CombinedCaseControl:
+    return pb.CombinedCaseControl(
+        tables=[
+            pb.CombinedCaseControlTable(
+                variant=variant_to_pb(t.variant),
+                odds_ratio=odds_ratio_to_pb(t.odds_ratio),
+                **{c: combined_value_to_pb(getattr(t, c)) for c in _CELLS},
+            )
+            for t in r.tables
+        ]
+    )
+
+
+def _combined_case_control_from_pb(m: pb.CombinedCaseControl) -> results.CombinedCaseControl:
+    return results.CombinedCaseControl(
+        tuple(
+            results.CombinedCaseControlTable(
+                variant_from_pb(t.variant),
+                combined_value_from_pb(t.case_alt),
+                combined_value_from_pb(t.case_ref),
+                combined_value_from_pb(t.control_alt),
+                combined_value_from_pb(t.control_ref),
+                odds_ratio_from_pb(t.odds_ratio),
+            )
+            for t in m.tables
+        )
+    )
+
+
+def _combined_carrier_count_to_pb(r: results.CombinedCarrierCount) -> pb.CombinedCarrierCount:
+    return pb.CombinedCarrierCount(carriers=combined_value_to_pb(r.carriers))
+
+
+def _combined_carrier_count_from_pb(m: pb.CombinedCarrierCount) -> results.CombinedCarrierCount:
+    return results.CombinedCarrierCount(combined_value_from_pb(m.carriers))
+
+
+_COMBINED_TO_PB: dict[Kind, Callable[[Any], Any]] = {
+    Kind.COHORT_COUNT: _combined_cohort_count_to_pb,
+    Kind.ALLELE_FREQUENCY: _combined_allele_frequency_to_pb,
+    Kind.GENOTYPE_COUNTS: _combined_genotype_counts_to_pb,
+    Kind.CASE_CONTROL: _combined_case_control_to_pb,
+    Kind.CARRIER_COUNT: _combined_carrier_count_to_pb,
+}
+_COMBINED_FROM_PB: dict[Kind, Callable[[Any], results.CombinedResult]] = {
+    Kind.COHORT_COUNT: _combined_cohort_count_from_pb,
+    Kind.ALLELE_FREQUENCY: _combined_allele_frequency_from_pb,
+    Kind.GENOTYPE_COUNTS: _combined_genotype_counts_from_pb,
+    Kind.CASE_CONTROL: _combined_case_control_from_pb,
+    Kind.CARRIER_COUNT: _combined_carrier_count_from_pb,
+}
+
+
+def combined_to_pb(r: results.CombinedResult) -> pb.CombinedResult:
+    return pb.CombinedResult(**{r.kind.label: _COMBINED_TO_PB[r.kind](r)})
+
+
+def combined_from_pb(m: pb.CombinedResult) -> results.CombinedResult | None:
+    """The combination in ``m``; None when it names no kind."""
+    which = m.WhichOneof("kind")
+    if which is None:
+        return None
+    return _COMBINED_FROM_PB[Kind[which.upper()]](getattr(m, which))
+
+
+def release_body_to_pb(b: results.ReleaseBody) -> pb.ReleaseBody:
+    m = pb.ReleaseBody(
+        query_id=b.query_id,
+        study_id=b.study_id,
+        site=b.site,
+        query_sha256=b.query_sha256,
+        epsilon_charged=b.epsilon_charged,
+        delta_charged=b.delta_charged,
+        from_store=b.from_store,
+        cached_query_id=b.cached_query_id,
+        released_unix_ms=b.released_unix_ms,
+        original_epsilon_charged=b.original_epsilon_charged,
+        original_delta_charged=b.original_delta_charged,
+        consent_epoch=b.consent_epoch,
+    )
+    if b.result is not None:
+        m.result.CopyFrom(result_to_pb(b.result))
+    if b.budget_after is not None:
+        m.budget_after.CopyFrom(budget_to_pb(b.budget_after))
+    return m
+
+
+def release_body_from_pb(m: pb.ReleaseBody) -> results.ReleaseBody:
+    return results.ReleaseBody(
+        query_id=m.query_id,
+        study_id=m.study_id,
+        site=m.site,
+        query_sha256=m.query_sha256,
+        result=result_from_pb(m.result) if m.HasField("result") else None,
+        epsilon_charged=m.epsilon_charged,
+        delta_charged=m.delta_charged,
+        from_store=m.from_store,
+        cached_query_id=m.cached_query_id,
+        budget_after=budget_from_pb(m.budget_after) if m.HasField("budget_after") else None,
+        released_unix_ms=m.released_unix_ms,
+        original_epsilon_charged=m.original_epsilon_charged,
+        original_delta_charged=m.original_delta_charged,
+        consent_epoch=m.consent_epoch,
     )

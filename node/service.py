@@ -72,7 +72,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from genogate import duo, metrics, privacy
+from genogate import duo, metrics, privacy, results
+from genogate.convert import result_to_pb
 from genogate.envelope import receive
 from genogate.errors import (
     GenogateError,
@@ -98,10 +99,6 @@ from node.store import Calls
 from node.studies import Study
 
 log = logging.getLogger("genogate.node")
-_MECHANISM = {
-    "discrete_laplace": pb.NOISE_MECHANISM_DISCRETE_LAPLACE,
-    "discrete_gaussian": pb.NOISE_MECHANISM_DISCRETE_GAUSSIAN,
-}
 
 
 @dataclass(frozen=True)
@@ -369,8 +366,9 @@ class QueryService:
             # Charged by this call: its read started with the charge; a Pending charge's read starts now.
             counts = self._exact(query, variants, study, prefetch[0] if prefetch else self._prefetch(query, variants))
             result = self._release(query, variants, counts, sens, plans)
+            # The one place the kind's domain result becomes wire bytes: stored as released, then signed.
             result_bytes = self._ledger.complete(
-                begun.charge_id, result.SerializeToString(deterministic=True), audit=entry
+                begun.charge_id, result_to_pb(result).SerializeToString(deterministic=True), audit=entry
             )
             # Joining another query id's pending charge (paying nothing): the values are that query id's release
             # (first completion wins). A recharge (``Charged``) is paid by this request: not a stored release.
@@ -627,7 +625,7 @@ class QueryService:
         exact: _Exact,
         sens: list[privacy.Sensitivity],
         plans: list[privacy.NoisePlan],
-    ) -> pb.QueryResult:
+    ) -> results.QueryResult:
         """Noise the exact counts (the charge is durable by now) and shape the result."""
         return KINDS[q.kind].release(q, variants, exact.counts, exact.data, _Release(self, sens, plans))
 
@@ -636,26 +634,25 @@ class QueryService:
     ) -> npt.NDArray[np.int64]:
         return self._noise.draw(exact.astype(np.int64), p, sens)
 
-    def _value(self, noisy: int | np.integer, p: privacy.NoisePlan) -> pb.NoisyValue:
+    def _value(self, noisy: int | np.integer, p: privacy.NoisePlan, stddev: float | None = None) -> results.NoisyValue:
         """One noisy count with its 95% interval, or "fewer than k" when the *noisy* value is below k."""
         k = self.policy.min_reportable_count
-        base = pb.NoisyValue(noise_scale=p.scale, noise_stddev=p.stddev, mechanism=_MECHANISM[p.mechanism], threshold=k)
+        sd = p.stddev if stddev is None else stddev
         if k > 0 and int(noisy) < k:  # k = 0: the node reports every value, negative noisy ones included
-            base.below_threshold = True
-            return base
-        base.estimate = int(noisy)
-        base.ci95_low, base.ci95_high = int(noisy) - p.ci95_halfwidth, int(noisy) + p.ci95_halfwidth
-        return base
+            return results.NoisyValue(
+                noise_scale=p.scale, below_threshold=True, threshold=k, mechanism=p.mechanism, noise_stddev=sd
+            )
+        n = int(noisy)
+        return results.NoisyValue(n, p.scale, n - p.ci95_halfwidth, n + p.ci95_halfwidth, False, k, p.mechanism, sd)
 
-    def _sum_value(self, a: int | np.integer, b: int | np.integer, p: privacy.NoisePlan) -> pb.NoisyValue:
+    def _sum_value(self, a: int | np.integer, b: int | np.integer, p: privacy.NoisePlan) -> results.NoisyValue:
         """The sum of two independently noised counts (AN = alt + ref): the interval is the union bound of
         two 97.5% intervals, so it covers the true sum at least 95% of the time."""
-        v = self._value(int(a) + int(b), p)
-        v.noise_stddev = p.stddev * 2**0.5
-        if not v.below_threshold:
-            half = 2 * privacy.halfwidth(p, 0.025)
-            v.ci95_low, v.ci95_high = v.estimate - half, v.estimate + half
-        return v
+        n, sd, k = int(a) + int(b), p.stddev * 2**0.5, self.policy.min_reportable_count
+        if k > 0 and n < k:
+            return self._value(n, p, sd)
+        half = 2 * privacy.halfwidth(p, 0.025)
+        return results.NoisyValue(n, p.scale, n - half, n + half, False, k, p.mechanism, sd)
 
 
 @dataclass
@@ -703,10 +700,10 @@ class _Release:
     def draw(self, exact: npt.NDArray[np.int64], stage: int = 0) -> npt.NDArray[np.int64]:
         return self.service._draw(exact, self.sens[stage], self.plans[stage])
 
-    def value(self, noisy: int | np.integer, stage: int = 0) -> pb.NoisyValue:
+    def value(self, noisy: int | np.integer, stage: int = 0) -> results.NoisyValue:
         return self.service._value(noisy, self.plans[stage])
 
-    def sum_value(self, a: int | np.integer, b: int | np.integer, stage: int = 0) -> pb.NoisyValue:
+    def sum_value(self, a: int | np.integer, b: int | np.integer, stage: int = 0) -> results.NoisyValue:
         return self.service._sum_value(a, b, self.plans[stage])
 
 

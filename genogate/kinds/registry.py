@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
+from genogate import results as res
 from genogate.errors import InvalidArgument
 from genogate.kinds import allele_frequency, carrier_count, case_control, cohort_count, genotype_counts
 from genogate.kinds.base import QueryKind
@@ -33,6 +34,11 @@ def for_pb(m: pb.Query | pb.QueryResult | pb.CombinedResult) -> QueryKind | None
     """The kind of a wire query or result (its ``kind`` oneof), None when it names none."""
     which = m.WhichOneof("kind")
     return _BY_NAME[which] if which is not None else None
+
+
+def for_result(r: res.QueryResult | res.CombinedResult) -> QueryKind:
+    """The kind of a domain result or combination (``genogate.results``)."""
+    return KINDS[r.kind]
 
 
 def for_command(command: str) -> QueryKind:
