@@ -21,7 +21,7 @@ from genogate import duo
 from genogate.kinds.allele_frequency import AlleleFrequency
 from genogate.nodeclient import released
 from genogate.query import Variant
-from genogate.wire.v1 import common_pb2 as pb
+from genogate.results import AlleleFrequencyResult
 from node.cohort import Cohorts
 from node.freq import allele_counts
 from node.store import Store
@@ -99,8 +99,8 @@ def node_releases(
                     continue
                 n += 1
                 covered += value.ci95_low <= t <= value.ci95_high  # type: ignore[operator]
-            mechanism = body.result.allele_frequency.variants[0].allele_count.mechanism
-            mechanisms.add(pb.NoiseMechanism.Name(mechanism).removeprefix("NOISE_MECHANISM_").lower())
+            assert isinstance(body.result, AlleleFrequencyResult)
+            mechanisms.add(body.result.variants[0].allele_count.mechanism)
         names = sorted(mechanisms)
         out.append(
             _row(

@@ -28,6 +28,7 @@ from attacks.stats import roc
 from genogate.errors import GenogateError
 from genogate.filter import parse_filter
 from genogate.kinds.cohort_count import CohortCount
+from genogate.results import CohortCountResult
 from tests.terms import filler
 
 BUDGETS = (1.0, 2.0, 4.0, 8.0, 10.0)
@@ -59,7 +60,8 @@ def run(
             text = f"not {f}" if not where else f"not {f} and not ({where})"
             body = lab.send(site, study, CohortCount(parse_filter(text)), eps)
             from_store += bool(body.from_store)
-            v = body.result.cohort_count.count
+            assert isinstance(body.result, CohortCountResult)
+            v = body.result.count
             values.append(float(v.estimate) if not v.below_threshold else 0.0)
         return float(np.mean(values))
 

@@ -29,6 +29,7 @@ from genogate.coordclient import CoordinatorClient
 from genogate.errors import GenogateError, Reason
 from genogate.nodeclient import ClientTLS, NodeClient
 from genogate.query import Query
+from genogate.results import ReleaseBody
 from genogate.signing import Signer
 from genogate.tls import fingerprint_sha256, new_identity_key, write_secret
 from genogate.wire.v1 import common_pb2 as pb
@@ -135,7 +136,7 @@ class Lab:
             self._clients[site] = NodeClient(self.nodes[site].address, self.researcher_tls, timeout_s=120)
         return self._clients[site]
 
-    def send(self, site: str, study: cpb.Study, query: Query, epsilon: float) -> pb.ReleaseBody:
+    def send(self, site: str, study: cpb.Study, query: Query, epsilon: float) -> ReleaseBody:
         """One query straight to ``site`` under the study's grant, signed by the researcher. A node that has
         not yet fetched a revocation list newer than the grant refuses it for a moment: waited out here."""
         deadline = time.monotonic() + 30

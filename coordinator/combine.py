@@ -48,25 +48,25 @@ import math
 from collections.abc import Sequence
 
 from genogate import noise
-from genogate.kinds import for_pb
-from genogate.wire.v1 import common_pb2 as pb
+from genogate.kinds import for_result
+from genogate.results import CombinedResult, CombinedValue, NoisyValue, OddsRatio, QueryResult
 
 ALPHA = 0.05
 _Z = 1.959963984540054  # two-sided 95% normal quantile (odds-ratio interval only)
-_MECHANISM: dict[int, noise.Mechanism] = {
-    pb.NOISE_MECHANISM_DISCRETE_LAPLACE: "discrete_laplace",
-    pb.NOISE_MECHANISM_DISCRETE_GAUSSIAN: "discrete_gaussian",
+_MECHANISM: dict[str, noise.Mechanism] = {
+    "discrete_laplace": "discrete_laplace",
+    "discrete_gaussian": "discrete_gaussian",
 }
 
 
-def _components(v: pb.NoisyValue, draws: int) -> list[noise.Component]:
-    mechanism = _MECHANISM.get(int(v.mechanism))
+def _components(v: NoisyValue, draws: int) -> list[noise.Component]:
+    mechanism = _MECHANISM.get(v.mechanism)
     if mechanism is None or not v.noise_scale > 0:
         raise ValueError("a released value without a known noise mechanism and scale")
     return [(mechanism, float(v.noise_scale))] * draws
 
 
-def combine(values: Sequence[pb.NoisyValue], *, draws: int = 1, alpha: float = ALPHA) -> pb.CombinedValue:
+def combine(values: Sequence[NoisyValue], *, draws: int = 1, alpha: float = ALPHA) -> CombinedValue:
     """Σ of one value over the answering sites (``draws``: independent noise draws inside each value)."""
     below = [v for v in values if v.below_threshold]
     if below:
@@ -74,7 +74,7 @@ def combine(values: Sequence[pb.NoisyValue], *, draws: int = 1, alpha: float = A
     comps = [c for v in values for c in _components(v, draws)]
     h = noise.two_sided(comps, alpha)
     estimate = float(sum(v.estimate for v in values))
-    return pb.CombinedValue(
+    return CombinedValue(
         estimate=estimate,
         ci95_low=max(0.0, estimate - h),  # a count is never negative
         ci95_high=max(0.0, estimate + h),
@@ -85,15 +85,15 @@ def combine(values: Sequence[pb.NoisyValue], *, draws: int = 1, alpha: float = A
 
 
 def _with_suppressed(
-    values: Sequence[pb.NoisyValue], below: Sequence[pb.NoisyValue], draws: int, alpha: float
-) -> pb.CombinedValue:
+    values: Sequence[NoisyValue], below: Sequence[NoisyValue], draws: int, alpha: float
+) -> CombinedValue:
     """A sum where some sites said only "fewer than k": no estimate, the interval of the module docstring."""
     per_site = [_components(v, draws) for v in values]
     u = noise.lower_tail([c for site in per_site for c in site], alpha / 2)
     w = noise.positive_part_upper(per_site, alpha / 2)
     released = float(sum(v.estimate for v in values if not v.below_threshold))
     answered = len(values) - len(below)
-    return pb.CombinedValue(
+    return CombinedValue(
         ci95_low=max(0.0, released - w) if answered else 0.0,
         ci95_high=max(0.0, released + sum(max(0, int(v.threshold) - 1) for v in below) + u),
         sites_below_threshold=len(below),
@@ -105,46 +105,52 @@ def _with_suppressed(
 
 
 def _frequency(
-    ac: Sequence[pb.NoisyValue], an: Sequence[pb.NoisyValue], sum_ac: pb.CombinedValue, sum_an: pb.CombinedValue
-) -> pb.CombinedValue:
+    ac: Sequence[NoisyValue], an: Sequence[NoisyValue], sum_ac: CombinedValue, sum_an: CombinedValue
+) -> CombinedValue:
     """ΣAC / ΣAN with an interval from 97.5% intervals of each (``sum_ac``/``sum_an``: their 95% forms)."""
     wide_ac, wide_an = combine(ac, alpha=ALPHA / 2), combine(an, draws=2, alpha=ALPHA / 2)
     lo = wide_ac.ci95_low / wide_an.ci95_high if wide_an.ci95_high > 0 else 0.0
     hi = wide_ac.ci95_high / wide_an.ci95_low if wide_an.ci95_low > 0 else 1.0
-    out = pb.CombinedValue(
-        ci95_low=min(1.0, max(0.0, lo)),
-        ci95_high=min(1.0, max(0.0, hi)),
-        sites_below_threshold=max(sum_ac.sites_below_threshold, sum_an.sites_below_threshold),
+    ci95_low, ci95_high = min(1.0, max(0.0, lo)), min(1.0, max(0.0, hi))
+    below = max(sum_ac.sites_below_threshold, sum_an.sites_below_threshold)
+    missing = _suppressed_cells([("allele_count", sum_ac), ("allele_number", sum_an)])
+    if missing or sum_ac.estimate is None or sum_an.estimate is None:
+        return CombinedValue(
+            ci95_low=ci95_low,
+            ci95_high=ci95_high,
+            sites_below_threshold=below,
+            sites=sum_ac.sites,
+            not_computed=missing,
+        )
+    a, n = sum_ac.estimate, sum_an.estimate
+    return CombinedValue(
+        estimate=min(1.0, max(0.0, a / n)) if n > 0 else 0.0,
+        ci95_low=ci95_low,
+        ci95_high=ci95_high,
+        noise_stddev=(
+            math.sqrt((sum_ac.noise_stddev / n) ** 2 + (a * sum_an.noise_stddev / n**2) ** 2) if n > 0 else 0.0
+        ),
+        sites_below_threshold=below,
         sites=sum_ac.sites,
     )
-    missing = _suppressed_cells([("allele_count", sum_ac), ("allele_number", sum_an)])
-    if missing:
-        out.not_computed = missing
-        return out
-    a, n = sum_ac.estimate, sum_an.estimate
-    out.estimate = min(1.0, max(0.0, a / n)) if n > 0 else 0.0
-    out.noise_stddev = (
-        math.sqrt((sum_ac.noise_stddev / n) ** 2 + (a * sum_an.noise_stddev / n**2) ** 2) if n > 0 else 0.0
-    )
-    return out
 
 
-def _suppressed_cells(cells: Sequence[tuple[str, pb.CombinedValue]]) -> str:
+def _suppressed_cells(cells: Sequence[tuple[str, CombinedValue]]) -> str:
     """ "" when every cell has an estimate, else which are suppressed, e.g. "case_alt suppressed at 3 of 3 sites"."""
-    return "; ".join(f"{name} {c.not_computed}" for name, c in cells if not c.HasField("estimate"))
+    return "; ".join(f"{name} {c.not_computed}" for name, c in cells if c.estimate is None)
 
 
-def sum_of(values: Sequence[pb.NoisyValue], *, draws: int = 1) -> pb.CombinedValue:
+def sum_of(values: Sequence[NoisyValue], *, draws: int = 1) -> CombinedValue:
     """The 95% combination (the form every reported count takes)."""
     return combine(values, draws=draws)
 
 
-def odds_ratio(a: pb.CombinedValue, b: pb.CombinedValue, c: pb.CombinedValue, d: pb.CombinedValue) -> pb.OddsRatio:
+def odds_ratio(a: CombinedValue, b: CombinedValue, c: CombinedValue, d: CombinedValue) -> OddsRatio:
     """Allelic odds ratio (a/b) / (c/d) of case alt a, case ref b, control alt c, control ref d; not computed
     (``not_computed`` set, the numbers 0) when a cell has no estimate (a site suppressed it)."""
     missing = _suppressed_cells(list(zip(_CELLS, (a, b, c, d), strict=True)))
-    if missing:
-        return pb.OddsRatio(not_computed=missing)
+    if missing or a.estimate is None or b.estimate is None or c.estimate is None or d.estimate is None:
+        return OddsRatio(not_computed=missing)
     cells = [a.estimate, b.estimate, c.estimate, d.estimate]
     if min(cells) <= 0:
         cells = [x + 0.5 for x in cells]
@@ -152,7 +158,7 @@ def odds_ratio(a: pb.CombinedValue, b: pb.CombinedValue, c: pb.CombinedValue, d:
     sds = [a.noise_stddev, b.noise_stddev, c.noise_stddev, d.noise_stddev]
     log_or = math.log(cells[0]) - math.log(cells[1]) - math.log(cells[2]) + math.log(cells[3])
     se = math.sqrt(sum(1 / x + (s / x) ** 2 for x, s in zip(cells, sds, strict=True)))
-    return pb.OddsRatio(
+    return OddsRatio(
         estimate=math.exp(log_or),
         ci95_low=math.exp(log_or - _Z * se),
         ci95_high=math.exp(log_or + _Z * se),
@@ -171,18 +177,18 @@ class _Maths:
 _MATHS = _Maths()
 
 
-def combine_results(bodies: Sequence[pb.ReleaseBody]) -> pb.CombinedResult | None:
+def combine_results(results: Sequence[QueryResult | None]) -> CombinedResult | None:
     """The combination of the answering sites' results (all of one kind, ``genogate.kinds``); None when none
-    answered."""
-    results = [b.result for b in bodies]
+    answered. A result None is a release that named no result kind (refused)."""
     if not results:
         return None
-    kind = for_pb(results[0])
-    if any(r.WhichOneof("kind") != results[0].WhichOneof("kind") for r in results):
+    kinds = [None if r is None else r.kind for r in results]
+    if any(k is not kinds[0] for k in kinds):
         raise ValueError("sites answered with different result kinds")
-    if kind is None:
+    first = results[0]
+    if first is None:
         raise ValueError("no result kind to combine (None)")
-    return kind.combine(results, _MATHS)
+    return for_result(first).combine([r for r in results if r is not None], _MATHS)
 
 
 _CELLS = ("case_alt", "case_ref", "control_alt", "control_ref")

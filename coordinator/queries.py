@@ -38,7 +38,7 @@ from coordinator.preview import MAX_SITES, SITE_NAME_RE, caps_of
 from coordinator.state import CoordinatorState
 from genogate import metrics
 from genogate.audit import AuditLog, b64
-from genogate.convert import grant_to_pb
+from genogate.convert import combined_to_pb, grant_to_pb, result_from_pb
 from genogate.envelope import receive
 from genogate.errors import (
     FailedPrecondition,
@@ -235,7 +235,8 @@ class FederatedQueries:
         ordered = [results[site] for site in targets]
         answered = [r for r in ordered if r.status == pb.SITE_STATUS_ANSWERED and r.body is not None]
         try:
-            combined = combine_results([r.body for r in answered if r.body is not None])
+            # The sites' signed results as domain results, combined, and back to the wire (the edge).
+            combined = combine_results([result_from_pb(r.body.result) for r in answered if r.body is not None])
         except ValueError as exc:  # sites disagree on the question itself: nothing sound to combine
             raise FailedPrecondition(str(exc), message="the sites' answers cannot be combined") from None
         response = cpb.RunQueryResponse(
@@ -246,7 +247,7 @@ class FederatedQueries:
             sites=[r.to_pb(with_release=grant.per_site_breakdown) for r in ordered],
         )
         if combined is not None:
-            response.combined.CopyFrom(combined)
+            response.combined.CopyFrom(combined_to_pb(combined))
         response.charge_note = charge_note(ordered)
         self._record(caller, opened.payload, env, kind.label, epsilon, grant, ordered, response)
         metrics.coordinator_query(

@@ -26,10 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genogate import envelope, table
+from genogate import envelope, results, table
+from genogate.convert import budget_from_pb, combined_from_pb, release_body_from_pb
 from genogate.coordclient import CoordinatorClient
 from genogate.errors import DeadlineExceeded, GenogateError, Reason, Unavailable
-from genogate.kinds import KINDS, for_pb, kind_of
+from genogate.kinds import KINDS, for_result, kind_of
 from genogate.kinds.allele_frequency import AlleleFrequency
 from genogate.kinds.base import as_filter, as_region, as_variants
 from genogate.kinds.carrier_count import CarrierCount
@@ -75,8 +76,8 @@ class Estimate:
         return self.sites_below_threshold > 0
 
     @classmethod
-    def of(cls, v: pb.CombinedValue) -> Estimate:
-        if v.HasField("estimate"):
+    def of(cls, v: results.CombinedValue) -> Estimate:
+        if v.estimate is not None:
             return cls(v.estimate, v.ci95_low, v.ci95_high, v.noise_stddev, 0, v.sites, None, v.released)
         some_released = v.threshold > 0 and v.sites_below_threshold < v.sites  # a count some sites released
         return cls(
@@ -92,7 +93,7 @@ class Estimate:
         )
 
     @classmethod
-    def of_odds_ratio(cls, o: pb.OddsRatio) -> Estimate:
+    def of_odds_ratio(cls, o: results.OddsRatio) -> Estimate:
         if o.not_computed:
             return cls(None, math.nan, math.nan, None, not_computed=o.not_computed)
         return cls(o.estimate, o.ci95_low, o.ci95_high, None)
@@ -124,7 +125,7 @@ class Site:
     from_store: bool
     attempts: int
     latency_ms: int
-    release: pb.ReleaseBody | None  # the node-signed release, when the grant allows a per-site breakdown
+    release: results.ReleaseBody | None  # the node-signed release, when the grant allows a per-site breakdown
 
 
 @dataclass(frozen=True)
@@ -144,8 +145,9 @@ class QueryResult:
     epsilon: float
     sites: list[Site]
     values: list[Row]
-    odds_ratios: dict[str, pb.OddsRatio] = field(default_factory=dict)
-    response: cpb.RunQueryResponse | None = field(default=None, repr=False)
+    odds_ratios: dict[str, results.OddsRatio] = field(default_factory=dict)
+    combined: results.CombinedResult | None = field(default=None, repr=False)
+    """The coordinator's combination (``genogate.results``); None when no site answered."""
     spellings: dict[str, str] = field(default_factory=dict)
     """Each variant as the caller typed it -> the canonical spelling the sites answer under, where they differ
     (``chr5-117882594-T-A`` -> ``5-117882594-T-A``); ``value`` accepts either."""
@@ -195,7 +197,7 @@ class QueryResult:
         site's minimum reportable count has ``estimate`` None and ``below_threshold`` True."""
         out: list[dict[str, Any]] = []
         for s in self.sites:
-            if s.release is None:
+            if s.release is None or s.release.result is None:
                 continue
             for variant, quantity, v in site_values(s.release.result):
                 hidden = v.below_threshold
@@ -354,7 +356,7 @@ def _canonical_text(variant: str) -> str:
 
 
 def result_of(response: cpb.RunQueryResponse) -> QueryResult:
-    """The typed result of a ``RunQueryResponse``."""
+    """The typed result of a ``RunQueryResponse`` (the SDK's conversion, right after the RPC)."""
 
     sites = [
         Site(
@@ -366,16 +368,16 @@ def result_of(response: cpb.RunQueryResponse) -> QueryResult:
             from_store=o.from_store,
             attempts=o.attempts,
             latency_ms=o.latency_ms,
-            release=pb.ReleaseBody.FromString(o.release.payload) if o.release.payload else None,
+            release=release_body_from_pb(pb.ReleaseBody.FromString(o.release.payload)) if o.release.payload else None,
         )
         for o in response.sites
     ]
     rows: list[Row] = []
-    odds: dict[str, pb.OddsRatio] = {}
-    kind = for_pb(response.combined) if response.HasField("combined") else None
-    if kind is not None:
-        combined, odds = kind.combined_rows(response.combined)
-        rows += [Row(variant, quantity, Estimate.of(v)) for variant, quantity, v in combined]
+    odds: dict[str, results.OddsRatio] = {}
+    combined = combined_from_pb(response.combined) if response.HasField("combined") else None
+    if combined is not None:
+        values, odds = for_result(combined).combined_rows(combined)
+        rows += [Row(variant, quantity, Estimate.of(v)) for variant, quantity, v in values]
     return QueryResult(
         query_id=response.query_id,
         study_id=response.study_id,
@@ -384,7 +386,7 @@ def result_of(response: cpb.RunQueryResponse) -> QueryResult:
         sites=sites,
         values=rows,
         odds_ratios=odds,
-        response=response,
+        combined=combined,
         charge_note=response.charge_note,
     )
 
@@ -411,10 +413,11 @@ class Budget:
 
     @classmethod
     def of(cls, study_id: str, sites: Sequence[cpb.SiteBudget]) -> Budget:
+        """The SDK's conversion of the coordinator's ``GetStudyBudget`` answer, right after the RPC."""
         rows = []
         for s in sites:
             if s.HasField("budget"):
-                b = s.budget
+                b = budget_from_pb(s.budget)
                 figures = (b.epsilon_cap, b.epsilon_spent, b.epsilon_remaining, b.queries_answered)
                 rows.append(SiteBudget(s.site, "answered", "", *figures))
             else:

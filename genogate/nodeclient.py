@@ -1,8 +1,10 @@
 """A synchronous client of one node (mTLS), for operators' tools, tests and the coordinator.
 
-``send`` sends a query envelope and returns the verified ``ReleaseBody``: the release's Ed25519
-signature is checked against the node's receipt key (from ``GetNodeInfo``, or pinned by the caller).
-Failures raise the same ``GenogateError`` class and reason the node raised.
+``send`` sends a query envelope and returns the signed release as received (the receipt: its exact signed
+bytes) and its verified body as a domain ``genogate.results.ReleaseBody``: the release's Ed25519 signature is
+checked against the node's receipt key (from ``GetNodeInfo``, or pinned by the caller) before the body is
+decoded. ``budget`` returns a ``genogate.results.BudgetStatus``. Failures raise the same ``GenogateError``
+class and reason the node raised.
 
 A released ``NoisyValue`` that the node reported only as "fewer than k" carries ``below_threshold`` and
 zeros in its number fields; read a release through ``released`` (typed values whose ``estimate`` is None
@@ -20,10 +22,12 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from genogate import results
 from genogate.config import read_file
+from genogate.convert import budget_from_pb, release_body_from_pb
 from genogate.envelope import build as envelope  # noqa: F401 - re-exported for tools and tests
 from genogate.envelope import sign as signed  # noqa: F401 - re-exported for tools and tests
-from genogate.kinds import for_pb
+from genogate.kinds import for_result
 from genogate.rpc import error_from_rpc
 from genogate.signing import verify
 from genogate.table import table
@@ -74,7 +78,7 @@ class Released:
     threshold: int | None
 
     @classmethod
-    def of(cls, v: pb.NoisyValue) -> Released:
+    def of(cls, v: results.NoisyValue) -> Released:
         if v.below_threshold:
             return cls(None, None, None, v.noise_stddev, True, int(v.threshold))
         return cls(int(v.estimate), v.ci95_low, v.ci95_high, v.noise_stddev, False, None)
@@ -85,12 +89,12 @@ class Released:
         return f"{self.estimate} [{self.ci95_low:g}, {self.ci95_high:g}]"
 
 
-def released(body: pb.ReleaseBody) -> list[tuple[str, str, Released]]:
+def released(body: results.ReleaseBody) -> list[tuple[str, str, Released]]:
     """(variant, quantity, value) of every number a node released, suppressed ones as such."""
     return [(variant, quantity, Released.of(v)) for variant, quantity, v in site_values(body.result)]
 
 
-def release_text(body: pb.ReleaseBody) -> str:
+def release_text(body: results.ReleaseBody) -> str:
     """A node's release as a table: ``< k`` for a suppressed value, never its zero fields."""
     rows = [
         (
@@ -106,10 +110,9 @@ def release_text(body: pb.ReleaseBody) -> str:
     return head + "\n" + table(("variant", "quantity", "estimate", "95% interval", "note"), rows)
 
 
-def site_values(result: pb.QueryResult) -> list[tuple[str, str, pb.NoisyValue]]:
+def site_values(result: results.QueryResult | None) -> list[tuple[str, str, results.NoisyValue]]:
     """(variant, quantity, value) of every number in one site's release, as ``QueryResult.values`` names them."""
-    kind = for_pb(result)
-    return kind.site_rows(result) if kind is not None else []
+    return for_result(result).site_rows(result) if result is not None else []
 
 
 class NodeClient:
@@ -142,9 +145,10 @@ class NodeClient:
 
     def send(
         self, env: pb.QueryEnvelope | bytes, signature: bytes = b"", grant: pb.StudyGrant | None = None
-    ) -> tuple[pb.Release, pb.ReleaseBody]:
+    ) -> tuple[pb.Release, results.ReleaseBody]:
         """Send an envelope (or its exact serialized bytes, for retries), with the researcher's signature and
-        the study grant when there is one, and verify the node's signed release."""
+        the study grant when there is one, and verify the node's signed release: the release as signed, and
+        its body."""
         payload = env if isinstance(env, bytes) else env.SerializeToString(deterministic=True)
         request = npb.QueryRequest(
             signed_query=pb.SignedQuery(payload=payload, researcher_signature=signature), grant=grant
@@ -156,13 +160,13 @@ class NodeClient:
         if self._receipt_key is None:
             self._receipt_key = self.info().receipt_public_key
         verify(self._receipt_key, "genogate.v1.ReleaseBody", release.payload, release.node_signature)
-        return release, pb.ReleaseBody.FromString(release.payload)
+        return release, release_body_from_pb(pb.ReleaseBody.FromString(release.payload))
 
-    def budget(self, study_id: str, grant: pb.StudyGrant | None = None) -> pb.BudgetStatus:
+    def budget(self, study_id: str, grant: pb.StudyGrant | None = None) -> results.BudgetStatus:
         try:
             response: npb.GetBudgetResponse = self.stub.GetBudget(
                 npb.GetBudgetRequest(study_id=study_id, grant=grant), timeout=self.timeout_s
             )
-            return response.budget
         except grpc.RpcError as exc:
             raise error_from_rpc(exc) from None
+        return budget_from_pb(response.budget)

@@ -22,7 +22,8 @@ from decimal import Decimal
 import numpy as np
 import numpy.typing as npt
 
-from genogate import privacy
+from genogate import privacy, results
+from genogate.convert import result_to_pb
 from genogate.kinds import KINDS
 from genogate.query import Query, Variant
 from genogate.signing import Signer
@@ -30,11 +31,6 @@ from genogate.wire.v1 import common_pb2 as pb
 from node import dp
 from node.ledger import Answered, BudgetStatus, Charged, Pending
 from node.reader import Exact
-
-_MECHANISM = {
-    "discrete_laplace": pb.NOISE_MECHANISM_DISCRETE_LAPLACE,
-    "discrete_gaussian": pb.NOISE_MECHANISM_DISCRETE_GAUSSIAN,
-}
 
 
 @dataclass(frozen=True)
@@ -50,39 +46,41 @@ class Noiser:
     def draw(self, exact: npt.NDArray[np.int64], stage: int = 0) -> npt.NDArray[np.int64]:
         return self.noise.draw(exact.astype(np.int64), self.plans[stage], self.sens[stage])
 
-    def value(self, noisy: int | np.integer, stage: int = 0) -> pb.NoisyValue:
+    def value(self, noisy: int | np.integer, stage: int = 0) -> results.NoisyValue:
         return noisy_value(noisy, self.plans[stage], self.k)
 
-    def sum_value(self, a: int | np.integer, b: int | np.integer, stage: int = 0) -> pb.NoisyValue:
+    def sum_value(self, a: int | np.integer, b: int | np.integer, stage: int = 0) -> results.NoisyValue:
         return sum_value(a, b, self.plans[stage], self.k)
 
 
-def noisy_value(noisy: int | np.integer, p: privacy.NoisePlan, k: int) -> pb.NoisyValue:
+def noisy_value(
+    noisy: int | np.integer, p: privacy.NoisePlan, k: int, stddev: float | None = None
+) -> results.NoisyValue:
     """One noisy count with its 95% interval, or "fewer than k" when the *noisy* value is below k."""
-    base = pb.NoisyValue(noise_scale=p.scale, noise_stddev=p.stddev, mechanism=_MECHANISM[p.mechanism], threshold=k)
+    sd = p.stddev if stddev is None else stddev
     if k > 0 and int(noisy) < k:  # k = 0: the node reports every value, negative noisy ones included
-        base.below_threshold = True
-        return base
-    base.estimate = int(noisy)
-    base.ci95_low, base.ci95_high = int(noisy) - p.ci95_halfwidth, int(noisy) + p.ci95_halfwidth
-    return base
+        return results.NoisyValue(
+            noise_scale=p.scale, below_threshold=True, threshold=k, mechanism=p.mechanism, noise_stddev=sd
+        )
+    n = int(noisy)
+    return results.NoisyValue(n, p.scale, n - p.ci95_halfwidth, n + p.ci95_halfwidth, False, k, p.mechanism, sd)
 
 
-def sum_value(a: int | np.integer, b: int | np.integer, p: privacy.NoisePlan, k: int) -> pb.NoisyValue:
+def sum_value(a: int | np.integer, b: int | np.integer, p: privacy.NoisePlan, k: int) -> results.NoisyValue:
     """The sum of two independently noised counts (AN = alt + ref): the interval is the union bound of
     two 97.5% intervals, so it covers the true sum at least 95% of the time."""
-    v = noisy_value(int(a) + int(b), p, k)
-    v.noise_stddev = p.stddev * 2**0.5
-    if not v.below_threshold:
-        half = 2 * privacy.halfwidth(p, 0.025)
-        v.ci95_low, v.ci95_high = v.estimate - half, v.estimate + half
-    return v
+    n, sd = int(a) + int(b), p.stddev * 2**0.5
+    if k > 0 and n < k:
+        return noisy_value(n, p, k, sd)
+    half = 2 * privacy.halfwidth(p, 0.025)
+    return results.NoisyValue(n, p.scale, n - half, n + half, False, k, p.mechanism, sd)
 
 
 def shape_result(q: Query, variants: list[Variant] | None, exact: Exact, noise: Noiser) -> pb.QueryResult:
-    """Noise the exact counts (the charge is durable by now) and shape the kind's result as the wire's
-    ``QueryResult``: what the ledger stores (first completion wins) and the ``ReleaseBody`` carries."""
-    return KINDS[q.kind].release(q, variants, exact.counts, exact.data, noise)
+    """Noise the exact counts (the charge is durable by now), let the kind shape its (domain) result, and
+    convert it to the wire's ``QueryResult``: what the ledger stores (first completion wins) and the
+    ``ReleaseBody`` carries. The one place a kind's result becomes wire."""
+    return result_to_pb(KINDS[q.kind].release(q, variants, exact.counts, exact.data, noise))
 
 
 def release_body(

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from genogate import results as res
 from genogate.convert import filter_from_pb, filter_to_pb, region_from_pb, region_to_pb, variant_from_pb, variant_to_pb
 from genogate.errors import InvalidArgument, UsageError
 from genogate.kinds.base import (
@@ -97,48 +98,45 @@ class AlleleFrequencyKind(QueryKind):
 
     def release(
         self, q: Query, variants: Sequence[Variant] | None, exact: Counts, data: NodeData, out: Release
-    ) -> pb.QueryResult:
+    ) -> res.AlleleFrequencyResult:
         assert variants is not None
         noisy = out.draw(exact)
-        return pb.QueryResult(
-            allele_frequency=pb.AlleleFrequencyResult(
-                variants=[
-                    pb.AlleleCounts(
-                        variant=variant_to_pb(v),
-                        allele_count=out.value(alt),
-                        allele_number=out.sum_value(alt, ref),
-                    )
-                    for v, (alt, ref) in zip(variants, noisy.reshape(-1, 2), strict=True)
-                ]
+        return res.AlleleFrequencyResult(
+            tuple(
+                res.AlleleCounts(variant=v, allele_count=out.value(alt), allele_number=out.sum_value(alt, ref))
+                for v, (alt, ref) in zip(variants, noisy.reshape(-1, 2), strict=True)
             )
         )
 
-    def combine(self, results: Sequence[pb.QueryResult], maths: Maths) -> pb.CombinedResult:
-        per_site = [list(r.allele_frequency.variants) for r in results]
+    def combine(self, results: Sequence[res.QueryResult], maths: Maths) -> res.CombinedAlleleFrequency:
+        per_site = [_result(r).variants for r in results]
         same_variants([[x.variant for x in site] for site in per_site])
-        out = pb.CombinedAlleleFrequency()
+        out = []
         for i, first in enumerate(per_site[0]):
             ac = [site[i].allele_count for site in per_site]
             an = [site[i].allele_number for site in per_site]
             sum_ac, sum_an = maths.sum_of(ac), maths.sum_of(an, draws=2)
-            out.variants.add(
-                variant=first.variant,
-                allele_count=sum_ac,
-                allele_number=sum_an,
-                allele_frequency=maths.frequency(ac, an, sum_ac, sum_an),
+            out.append(
+                res.CombinedAlleleCounts(
+                    variant=first.variant,
+                    allele_count=sum_ac,
+                    allele_number=sum_an,
+                    allele_frequency=maths.frequency(ac, an, sum_ac, sum_an),
+                )
             )
-        return pb.CombinedResult(allele_frequency=out)
+        return res.CombinedAlleleFrequency(tuple(out))
 
-    def site_rows(self, result: pb.QueryResult) -> list[SiteRow]:
+    def site_rows(self, result: res.QueryResult) -> list[SiteRow]:
         out: list[SiteRow] = []
-        for a in result.allele_frequency.variants:
+        for a in _result(result).variants:
             out += [(variant_text(a.variant), "allele_count", a.allele_count)]
             out += [(variant_text(a.variant), "allele_number", a.allele_number)]
         return out
 
-    def combined_rows(self, combined: pb.CombinedResult) -> tuple[list[CombinedRow], dict[str, pb.OddsRatio]]:
+    def combined_rows(self, combined: res.CombinedResult) -> tuple[list[CombinedRow], dict[str, res.OddsRatio]]:
+        assert isinstance(combined, res.CombinedAlleleFrequency)
         rows: list[CombinedRow] = []
-        for a in combined.allele_frequency.variants:
+        for a in combined.variants:
             v = variant_text(a.variant)
             rows += [
                 (v, "allele_count", a.allele_count),
@@ -159,6 +157,11 @@ class AlleleFrequencyKind(QueryKind):
             raise UsageError(f"{self.command}: give --variant or --region, not both")
         region = as_region(args.region) if args.region is not None else None
         return AlleleFrequency(as_variants(args.variant), region=region, filter=as_filter(args.where))
+
+
+def _result(r: res.QueryResult) -> res.AlleleFrequencyResult:
+    assert isinstance(r, res.AlleleFrequencyResult)
+    return r
 
 
 KIND = AlleleFrequencyKind()

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
+from genogate import results as res
 from genogate.filter import parse_filter
 from genogate.query import EVERYONE, Filter, Kind, Query, Region, Variant
 from genogate.wire.v1 import common_pb2 as pb
@@ -39,8 +40,8 @@ if TYPE_CHECKING:
     Mask = npt.NDArray[np.bool_]
     Counts = npt.NDArray[np.int64]
 
-SiteRow = tuple[str, str, pb.NoisyValue]
-CombinedRow = tuple[str, str, pb.CombinedValue]
+SiteRow = tuple[str, str, res.NoisyValue]
+CombinedRow = tuple[str, str, res.CombinedValue]
 
 #: Genotype classes, in the order of ``NodeData.classes`` columns (``node.records``).
 HOM_REF, HET, HOM_ALT, HEMI_REF, HEMI_ALT, NO_CALL = range(6)
@@ -79,29 +80,29 @@ class Release(Protocol):
     def draw(self, exact: Counts, stage: int = 0) -> Counts:
         """The exact vector of release ``stage`` (an index into ``QueryKind.plans``) with noise added."""
 
-    def value(self, noisy: int | np.integer, stage: int = 0) -> pb.NoisyValue:
+    def value(self, noisy: int | np.integer, stage: int = 0) -> res.NoisyValue:
         """One noisy count with its 95% interval, or "fewer than k"."""
 
-    def sum_value(self, a: int | np.integer, b: int | np.integer, stage: int = 0) -> pb.NoisyValue:
+    def sum_value(self, a: int | np.integer, b: int | np.integer, stage: int = 0) -> res.NoisyValue:
         """The sum of two independently noised counts, with an interval covering the true sum."""
 
 
 class Maths(Protocol):
     """The coordinator's combination of one value over the sites (``coordinator.combine``)."""
 
-    def sum_of(self, values: Sequence[pb.NoisyValue], *, draws: int = 1) -> pb.CombinedValue: ...
+    def sum_of(self, values: Sequence[res.NoisyValue], *, draws: int = 1) -> res.CombinedValue: ...
 
     def frequency(
         self,
-        ac: Sequence[pb.NoisyValue],
-        an: Sequence[pb.NoisyValue],
-        sum_ac: pb.CombinedValue,
-        sum_an: pb.CombinedValue,
-    ) -> pb.CombinedValue: ...
+        ac: Sequence[res.NoisyValue],
+        an: Sequence[res.NoisyValue],
+        sum_ac: res.CombinedValue,
+        sum_an: res.CombinedValue,
+    ) -> res.CombinedValue: ...
 
     def odds_ratio(
-        self, a: pb.CombinedValue, b: pb.CombinedValue, c: pb.CombinedValue, d: pb.CombinedValue
-    ) -> pb.OddsRatio: ...
+        self, a: res.CombinedValue, b: res.CombinedValue, c: res.CombinedValue, d: res.CombinedValue
+    ) -> res.OddsRatio: ...
 
 
 class QueryKind(abc.ABC):
@@ -110,7 +111,7 @@ class QueryKind(abc.ABC):
 
     kind: Kind
     """The ``Kind`` member; its ``label`` is the field name in ``pb.Query``, ``pb.QueryResult`` and
-    ``pb.CombinedResult``."""
+    ``pb.CombinedResult``, and its result types (``genogate.results``) name it."""
     query_type: type[Query]
     """The query dataclass (defined in the kind's module, a ``genogate.query.Query``)."""
     command: str
@@ -184,21 +185,21 @@ class QueryKind(abc.ABC):
     @abc.abstractmethod
     def release(
         self, q: Query, variants: Sequence[Variant] | None, exact: Counts, data: NodeData, out: Release
-    ) -> pb.QueryResult:
-        """Noise ``exact`` through ``out`` and shape the noisy values into the result."""
+    ) -> res.QueryResult:
+        """Noise ``exact`` through ``out`` and shape the noisy values into the result (of this kind)."""
 
     # The coordinator and the researcher ------------------------------------------------------------------
 
     @abc.abstractmethod
-    def combine(self, results: Sequence[pb.QueryResult], maths: Maths) -> pb.CombinedResult:
+    def combine(self, results: Sequence[res.QueryResult], maths: Maths) -> res.CombinedResult:
         """The combination of the answering sites' results (at least one, all of this kind)."""
 
     @abc.abstractmethod
-    def site_rows(self, result: pb.QueryResult) -> list[SiteRow]:
+    def site_rows(self, result: res.QueryResult) -> list[SiteRow]:
         """(variant, quantity, value) of every number in one site's result."""
 
     @abc.abstractmethod
-    def combined_rows(self, combined: pb.CombinedResult) -> tuple[list[CombinedRow], dict[str, pb.OddsRatio]]:
+    def combined_rows(self, combined: res.CombinedResult) -> tuple[list[CombinedRow], dict[str, res.OddsRatio]]:
         """(variant, quantity, value) of every combined number, and the odds ratios by variant."""
 
     @abc.abstractmethod
@@ -274,15 +275,15 @@ def add_region(parser: argparse.ArgumentParser, *, required: bool) -> None:
     )
 
 
-def variant_text(v: pb.Variant) -> str:
+def variant_text(v: Variant) -> str:
     return f"{v.chrom}-{v.pos}-{v.ref}-{v.alt}"
 
 
-def same_variants(per_site: Sequence[Sequence[pb.Variant]]) -> None:
+def same_variants(per_site: Sequence[Sequence[Variant]]) -> None:
     """Refuse to combine sites that answered for different variants."""
-    first = [v.SerializeToString(deterministic=True) for v in per_site[0]]
+    first = list(per_site[0])
     for site in per_site[1:]:
-        if [v.SerializeToString(deterministic=True) for v in site] != first:
+        if list(site) != first:
             raise ValueError("sites answered for different variants")
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from genogate import results as res
 from genogate.convert import filter_from_pb, filter_to_pb, region_from_pb, region_to_pb
 from genogate.errors import InvalidArgument, Reason
 from genogate.kinds.base import (
@@ -119,7 +120,7 @@ class CarrierCountKind(QueryKind):
 
     def release(
         self, q: Query, variants: Sequence[Variant] | None, exact: Counts, data: NodeData, out: Release
-    ) -> pb.QueryResult:
+    ) -> res.CarrierCountResult:
         assert isinstance(q, CarrierCount)
         noisy = out.draw(exact)
         stage = 0
@@ -132,18 +133,17 @@ class CarrierCountKind(QueryKind):
             # whichever the noise chose and whichever the store holds.
             stage = 1
             noisy = out.draw(counts([data.carriers(data.masks[0], chosen)]), stage)
-        return pb.QueryResult(carrier_count=pb.CarrierCountResult(carriers=out.value(noisy[0], stage)))
+        return res.CarrierCountResult(out.value(noisy[0], stage))
 
-    def combine(self, results: Sequence[pb.QueryResult], maths: Maths) -> pb.CombinedResult:
-        return pb.CombinedResult(
-            carrier_count=pb.CombinedCarrierCount(carriers=maths.sum_of([r.carrier_count.carriers for r in results]))
-        )
+    def combine(self, results: Sequence[res.QueryResult], maths: Maths) -> res.CombinedCarrierCount:
+        return res.CombinedCarrierCount(maths.sum_of([_result(r).carriers for r in results]))
 
-    def site_rows(self, result: pb.QueryResult) -> list[SiteRow]:
-        return [("", "carriers", result.carrier_count.carriers)]
+    def site_rows(self, result: res.QueryResult) -> list[SiteRow]:
+        return [("", "carriers", _result(result).carriers)]
 
-    def combined_rows(self, combined: pb.CombinedResult) -> tuple[list[CombinedRow], dict[str, pb.OddsRatio]]:
-        return [("", "carriers", combined.carrier_count.carriers)], {}
+    def combined_rows(self, combined: res.CombinedResult) -> tuple[list[CombinedRow], dict[str, res.OddsRatio]]:
+        assert isinstance(combined, res.CombinedCarrierCount)
+        return [("", "carriers", combined.carriers)], {}
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_where(parser)
@@ -152,6 +152,11 @@ class CarrierCountKind(QueryKind):
 
     def from_args(self, args: argparse.Namespace) -> Query:
         return CarrierCount(as_region(args.region), max_allele_frequency=args.max_af, filter=as_filter(args.where))
+
+
+def _result(r: res.QueryResult) -> res.CarrierCountResult:
+    assert isinstance(r, res.CarrierCountResult)
+    return r
 
 
 KIND = CarrierCountKind()

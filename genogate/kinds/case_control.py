@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from genogate import results as res
 from genogate.convert import filter_from_pb, filter_to_pb, variant_from_pb, variant_to_pb
 from genogate.errors import InvalidArgument, Reason, UsageError
 from genogate.kinds.base import (
@@ -110,50 +111,51 @@ class CaseControlKind(QueryKind):
 
     def release(
         self, q: Query, variants: Sequence[Variant] | None, exact: Counts, data: NodeData, out: Release
-    ) -> pb.QueryResult:
+    ) -> res.CaseControlResult:
         assert variants is not None
         noisy = out.draw(exact)
-        return pb.QueryResult(
-            case_control=pb.CaseControlResult(
-                tables=[
-                    pb.CaseControlTable(
-                        variant=variant_to_pb(v),
-                        case_alt=out.value(r[0]),
-                        case_ref=out.value(r[1]),
-                        control_alt=out.value(r[2]),
-                        control_ref=out.value(r[3]),
-                    )
-                    for v, r in zip(variants, noisy.reshape(-1, 4), strict=True)
-                ]
+        return res.CaseControlResult(
+            tuple(
+                res.CaseControlTable(
+                    variant=v,
+                    case_alt=out.value(r[0]),
+                    case_ref=out.value(r[1]),
+                    control_alt=out.value(r[2]),
+                    control_ref=out.value(r[3]),
+                )
+                for v, r in zip(variants, noisy.reshape(-1, 4), strict=True)
             )
         )
 
-    def combine(self, results: Sequence[pb.QueryResult], maths: Maths) -> pb.CombinedResult:
-        tables = [list(r.case_control.tables) for r in results]
+    def combine(self, results: Sequence[res.QueryResult], maths: Maths) -> res.CombinedCaseControl:
+        tables = [_result(r).tables for r in results]
         same_variants([[x.variant for x in site] for site in tables])
-        cc = pb.CombinedCaseControl()
+        out = []
         for i, table in enumerate(tables[0]):
             cells = [maths.sum_of([getattr(site[i], f) for site in tables]) for f in CELLS]
-            cc.tables.add(
-                variant=table.variant,
-                case_alt=cells[0],
-                case_ref=cells[1],
-                control_alt=cells[2],
-                control_ref=cells[3],
-                odds_ratio=maths.odds_ratio(*cells),
+            out.append(
+                res.CombinedCaseControlTable(
+                    variant=table.variant,
+                    case_alt=cells[0],
+                    case_ref=cells[1],
+                    control_alt=cells[2],
+                    control_ref=cells[3],
+                    odds_ratio=maths.odds_ratio(*cells),
+                )
             )
-        return pb.CombinedResult(case_control=cc)
+        return res.CombinedCaseControl(tuple(out))
 
-    def site_rows(self, result: pb.QueryResult) -> list[SiteRow]:
+    def site_rows(self, result: res.QueryResult) -> list[SiteRow]:
         out: list[SiteRow] = []
-        for t in result.case_control.tables:
+        for t in _result(result).tables:
             out += [(variant_text(t.variant), name, getattr(t, name)) for name in CELLS]
         return out
 
-    def combined_rows(self, combined: pb.CombinedResult) -> tuple[list[CombinedRow], dict[str, pb.OddsRatio]]:
+    def combined_rows(self, combined: res.CombinedResult) -> tuple[list[CombinedRow], dict[str, res.OddsRatio]]:
+        assert isinstance(combined, res.CombinedCaseControl)
         rows: list[CombinedRow] = []
-        odds: dict[str, pb.OddsRatio] = {}
-        for t in combined.case_control.tables:
+        odds: dict[str, res.OddsRatio] = {}
+        for t in combined.tables:
             v = variant_text(t.variant)
             rows += [(v, name, getattr(t, name)) for name in CELLS]
             odds[v] = t.odds_ratio
@@ -168,6 +170,11 @@ class CaseControlKind(QueryKind):
         if not args.variant:
             raise UsageError(f"{self.command}: give --variant (one or more)")
         return CaseControl(as_variants(args.variant), as_filter(args.cases), as_filter(args.controls))
+
+
+def _result(r: res.QueryResult) -> res.CaseControlResult:
+    assert isinstance(r, res.CaseControlResult)
+    return r
 
 
 KIND = CaseControlKind()

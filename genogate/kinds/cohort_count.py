@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from genogate import results as res
 from genogate.convert import filter_from_pb, filter_to_pb
 from genogate.kinds.base import (
     CombinedRow,
@@ -63,26 +64,30 @@ class CohortCountKind(QueryKind):
 
     def release(
         self, q: Query, variants: Sequence[Variant] | None, exact: Counts, data: NodeData, out: Release
-    ) -> pb.QueryResult:
+    ) -> res.CohortCountResult:
         noisy = out.draw(exact)
-        return pb.QueryResult(cohort_count=pb.CohortCountResult(count=out.value(noisy[0])))
+        return res.CohortCountResult(out.value(noisy[0]))
 
-    def combine(self, results: Sequence[pb.QueryResult], maths: Maths) -> pb.CombinedResult:
-        return pb.CombinedResult(
-            cohort_count=pb.CombinedCohortCount(count=maths.sum_of([r.cohort_count.count for r in results]))
-        )
+    def combine(self, results: Sequence[res.QueryResult], maths: Maths) -> res.CombinedCohortCount:
+        return res.CombinedCohortCount(maths.sum_of([_result(r).count for r in results]))
 
-    def site_rows(self, result: pb.QueryResult) -> list[SiteRow]:
-        return [("", "count", result.cohort_count.count)]
+    def site_rows(self, result: res.QueryResult) -> list[SiteRow]:
+        return [("", "count", _result(result).count)]
 
-    def combined_rows(self, combined: pb.CombinedResult) -> tuple[list[CombinedRow], dict[str, pb.OddsRatio]]:
-        return [("", "count", combined.cohort_count.count)], {}
+    def combined_rows(self, combined: res.CombinedResult) -> tuple[list[CombinedRow], dict[str, res.OddsRatio]]:
+        assert isinstance(combined, res.CombinedCohortCount)
+        return [("", "count", combined.count)], {}
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_where(parser)
 
     def from_args(self, args: argparse.Namespace) -> Query:
         return CohortCount(as_filter(args.where))
+
+
+def _result(r: res.QueryResult) -> res.CohortCountResult:
+    assert isinstance(r, res.CohortCountResult)
+    return r
 
 
 KIND = CohortCountKind()

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from genogate import results as res
 from genogate.convert import filter_from_pb, filter_to_pb, variant_from_pb, variant_to_pb
 from genogate.errors import InvalidArgument, Reason
 from genogate.kinds.base import (
@@ -83,46 +84,42 @@ class GenotypeCountsKind(QueryKind):
 
     def release(
         self, q: Query, variants: Sequence[Variant] | None, exact: Counts, data: NodeData, out: Release
-    ) -> pb.QueryResult:
+    ) -> res.GenotypeCountsResult:
         assert isinstance(q, GenotypeCounts)
         v = [out.value(x) for x in out.draw(exact)]
-        return pb.QueryResult(
-            genotype_counts=pb.GenotypeCountsResult(
-                variant=variant_to_pb(q.variant),
-                hom_ref=v[HOM_REF],
-                het=v[HET],
-                hom_alt=v[HOM_ALT],
-                hemi_ref=v[HEMI_REF],
-                hemi_alt=v[HEMI_ALT],
-                no_call=v[NO_CALL],
-            )
+        return res.GenotypeCountsResult(
+            variant=q.variant,
+            hom_ref=v[HOM_REF],
+            het=v[HET],
+            hom_alt=v[HOM_ALT],
+            hemi_ref=v[HEMI_REF],
+            hemi_alt=v[HEMI_ALT],
+            no_call=v[NO_CALL],
         )
 
-    def combine(self, results: Sequence[pb.QueryResult], maths: Maths) -> pb.CombinedResult:
-        g = [r.genotype_counts for r in results]
+    def combine(self, results: Sequence[res.QueryResult], maths: Maths) -> res.CombinedGenotypeCounts:
+        g = [_result(r) for r in results]
 
-        def field(name: str) -> pb.CombinedValue:
+        def field(name: str) -> res.CombinedValue:
             return maths.sum_of([getattr(x, name) for x in g])
 
-        return pb.CombinedResult(
-            genotype_counts=pb.CombinedGenotypeCounts(
-                variant=g[0].variant,
-                hom_ref=field("hom_ref"),
-                het=field("het"),
-                hom_alt=field("hom_alt"),
-                hemi_ref=field("hemi_ref"),
-                hemi_alt=field("hemi_alt"),
-                no_call=field("no_call"),
-            )
+        return res.CombinedGenotypeCounts(
+            variant=g[0].variant,
+            hom_ref=field("hom_ref"),
+            het=field("het"),
+            hom_alt=field("hom_alt"),
+            hemi_ref=field("hemi_ref"),
+            hemi_alt=field("hemi_alt"),
+            no_call=field("no_call"),
         )
 
-    def site_rows(self, result: pb.QueryResult) -> list[SiteRow]:
-        g = result.genotype_counts
+    def site_rows(self, result: res.QueryResult) -> list[SiteRow]:
+        g = _result(result)
         return [(variant_text(g.variant), name, getattr(g, name)) for name in GENOTYPE_CLASSES]
 
-    def combined_rows(self, combined: pb.CombinedResult) -> tuple[list[CombinedRow], dict[str, pb.OddsRatio]]:
-        g = combined.genotype_counts
-        return [(variant_text(g.variant), name, getattr(g, name)) for name in GENOTYPE_CLASSES], {}
+    def combined_rows(self, combined: res.CombinedResult) -> tuple[list[CombinedRow], dict[str, res.OddsRatio]]:
+        assert isinstance(combined, res.CombinedGenotypeCounts)
+        return [(variant_text(combined.variant), name, getattr(combined, name)) for name in GENOTYPE_CLASSES], {}
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add_where(parser)
@@ -130,6 +127,11 @@ class GenotypeCountsKind(QueryKind):
 
     def from_args(self, args: argparse.Namespace) -> Query:
         return GenotypeCounts(Variant.parse(args.variant), as_filter(args.where))
+
+
+def _result(r: res.QueryResult) -> res.GenotypeCountsResult:
+    assert isinstance(r, res.GenotypeCountsResult)
+    return r
 
 
 KIND = GenotypeCountsKind()

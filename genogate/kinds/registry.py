@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
+from genogate import results as res
 from genogate.errors import InvalidArgument
 from genogate.kinds.base import QueryKind
 from genogate.query import Filter, Kind, Query
@@ -59,6 +60,11 @@ def for_pb(m: pb.Query | pb.QueryResult | pb.CombinedResult) -> QueryKind | None
     """The kind of a wire query or result (its ``kind`` oneof), None when it names none."""
     which = m.WhichOneof("kind")
     return _BY_NAME[which] if which is not None else None
+
+
+def for_result(r: res.QueryResult | res.CombinedResult) -> QueryKind:
+    """The kind of a domain result or combination (``genogate.results``)."""
+    return KINDS[r.kind]
 
 
 def for_command(command: str) -> QueryKind:

@@ -31,6 +31,7 @@ from genogate.coordclient import CoordinatorClient
 from genogate.errors import InvalidArgument, Reason
 from genogate.nodeclient import ClientTLS, NodeClient
 from genogate.query import Variant
+from genogate.results import ReleaseBody
 from genogate.signing import Signer
 from genogate.tls import fingerprint_sha256, new_identity_key, write_secret
 from genogate.wire.v1 import common_pb2 as pb
@@ -201,7 +202,7 @@ def test_combined_estimates_are_unbiased_and_cover_the_pooled_truth(fed: Fed) ->
             r = gg.cohort_count(fed.study.study_id, where=f"ancestry={anc} or {filler(i)}", epsilon=EPS)
             assert [s.status for s in r.sites] == ["answered"] * 3, r
             c = r.value("count")
-            assert math.isclose(c.estimate, sum(s_body(r, s).result.cohort_count.count.estimate for s in SITES))
+            assert math.isclose(c.estimate, sum(s_body(r, s).result.count.estimate for s in SITES))
             count_misses += not (c.ci95_low <= truth <= c.ci95_high)
             z_num += c.estimate - truth
             z_var += c.noise_stddev**2
@@ -227,7 +228,7 @@ def test_combined_estimates_are_unbiased_and_cover_the_pooled_truth(fed: Fed) ->
             assert m <= max_misses(len(variants)), f"{m} of {len(variants)} {quantity} intervals missed"
 
 
-def s_body(r: QueryResult, site: str) -> pb.ReleaseBody:
+def s_body(r: QueryResult, site: str) -> ReleaseBody:
     """A site's node-signed release (the study grants a per-site breakdown)."""
     body = next(s.release for s in r.sites if s.site == site)
     assert body is not None, f"no release from {site}"
@@ -246,9 +247,7 @@ def test_a_slow_site_times_out_without_holding_the_others(fed: Fed) -> None:
     assert {status[s].status for s in SITES if s != FAULTY} == {"answered"}
     # the others' outcomes were in long before the slow site's deadline
     assert all(status[s].latency_ms < status[FAULTY].latency_ms for s in SITES if s != FAULTY)
-    assert r.value("count").estimate == sum(
-        s_body(r, s).result.cohort_count.count.estimate for s in SITES if s != FAULTY
-    )
+    assert r.value("count").estimate == sum(s_body(r, s).result.count.estimate for s in SITES if s != FAULTY)
 
 
 def test_a_dropped_response_is_retried_with_the_same_query_and_charged_once(fed: Fed) -> None:
@@ -390,6 +389,4 @@ def test_a_stopped_site_is_reported_and_the_others_still_answer(fed: Fed) -> Non
         "DEADLINE_EXCEEDED",
     )
     assert status["site-a"].status == status["site-c"].status == "answered"
-    assert r.value("count").estimate == sum(
-        s_body(r, s).result.cohort_count.count.estimate for s in ("site-a", "site-c")
-    )
+    assert r.value("count").estimate == sum(s_body(r, s).result.count.estimate for s in ("site-a", "site-c"))

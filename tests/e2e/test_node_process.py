@@ -12,7 +12,7 @@ from genogate.errors import GenogateError
 from genogate.filter import parse_filter
 from genogate.kinds.cohort_count import CohortCount
 from genogate.nodeclient import NodeClient, envelope
-from genogate.wire.v1 import common_pb2 as pb
+from genogate.results import ReleaseBody
 from node.ingest import ingest
 from node.ledger import Ledger
 from tests.conftest import SUBSET, require_shared, write_subset_sheet
@@ -50,7 +50,7 @@ def test_sigterm_stops_gracefully_and_removes_the_ready_file(node_setup: tuple[P
 
 def test_sigkill_mid_stream_loses_no_charge(node_setup: tuple[Path, object], tmp_path: Path) -> None:
     config, tls = node_setup
-    answered: list[tuple[bytes, pb.ReleaseBody]] = []
+    answered: list[tuple[bytes, ReleaseBody]] = []
     stop = threading.Event()
     proc = start_node(config, tls, log=tmp_path / "node.log", env=LOCAL)  # type: ignore[arg-type]
 

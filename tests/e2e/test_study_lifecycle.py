@@ -23,6 +23,7 @@ from genogate.kinds.cohort_count import CohortCount
 from genogate.kinds.genotype_counts import GenotypeCounts
 from genogate.nodeclient import ClientTLS, NodeClient, envelope, signed
 from genogate.query import Variant
+from genogate.results import ReleaseBody
 from genogate.signing import Signer
 from genogate.tls import fingerprint_sha256
 from genogate.wire.v1 import common_pb2 as pb
@@ -165,7 +166,7 @@ def _ask(
     grant: pb.StudyGrant | None = None,
     epsilon: float = 0.25,
     **env_fields: object,
-) -> pb.ReleaseBody:
+) -> ReleaseBody:
     env = envelope(query or CohortCount(parse_filter("sex=F")), study_id=study.study_id, epsilon=epsilon)  # type: ignore[arg-type]
     for k, v in env_fields.items():
         setattr(env, k, v)
@@ -205,7 +206,7 @@ def test_full_lifecycle_propose_preview_approve_query_revoke(fed: Federation) ->
     study = _approved(fed, _proposal(fed))
     for site in SITES:
         body = _ask(fed, site, study)
-        assert body.site == site and body.result.cohort_count.count.estimate > 0
+        assert body.site == site and body.result.count.estimate > 0
         assert _spent(fed, site, study) == 0.25
     with fed.coord() as c:
         revoked = c.review(study, cpb.REVIEW_DECISION_REVOKE, "consent concern", fed.committee[2])

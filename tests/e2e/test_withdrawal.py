@@ -61,7 +61,7 @@ def test_after_a_withdrawal_the_same_question_is_a_new_charged_release_without_t
         first_env = envelope(question, study_id="S1", epsilon=1.0, query_id="q-before")
         _, first = c.send(first_env)
     assert first.epsilon_charged == 1.0 and not first.from_store and first.consent_epoch == 1
-    assert abs(first.result.cohort_count.count.estimate - N) <= SLACK
+    assert abs(first.result.count.estimate - N) <= SLACK
 
     # Thirty participants withdraw: the operator re-ingests the sheet, then restarts the node.
     summary = ingest(node.store, [vcf], _sheet(tmp_path / "after.tsv", WITHDRAWN), build="GRCh37")
@@ -77,7 +77,7 @@ def test_after_a_withdrawal_the_same_question_is_a_new_charged_release_without_t
         budget = c.budget("S1")
     # A new, charged release in a new epoch, computed without the withdrawn participants.
     assert second.epsilon_charged == 1.0 and not second.from_store and second.consent_epoch == 2
-    assert abs(second.result.cohort_count.count.estimate - (N - WITHDRAWN)) <= SLACK
+    assert abs(second.result.count.estimate - (N - WITHDRAWN)) <= SLACK
     # Asked again in the new epoch: the stored release, at no cost.
     assert third.from_store and third.cached_query_id == "q-after" and third.result == second.result
     assert (third.epsilon_charged, third.original_epsilon_charged, third.consent_epoch) == (0.0, 1.0, 2)

@@ -31,6 +31,7 @@ from genogate.coordclient import CoordinatorClient
 from genogate.errors import Reason
 from genogate.kinds.cohort_count import CohortCount
 from genogate.nodeclient import ClientTLS, NodeClient, envelope
+from genogate.results import CohortCountResult
 from genogate.rpc import MAX_MESSAGE_BYTES, REASON_KEY, error_from_rpc
 from genogate.signing import Signer
 from genogate.tls import fingerprint_sha256, new_identity_key, write_secret
@@ -531,7 +532,7 @@ def test_both_processes_are_up_and_answer_an_honest_query(fed: Fed) -> None:
     assert fed.node.popen.poll() is None and fed.coordinator.popen.poll() is None
     with NodeClient(fed.node.address, fed.alice_tls) as c:
         _, body = c.send(envelope(CohortCount(), study_id="LOCAL", epsilon=0.987))
-    assert body.site == SITE and body.result.HasField("cohort_count")
+    assert body.site == SITE and isinstance(body.result, CohortCountResult)
     assert body.epsilon_charged == 0.987 or body.from_store  # the same question may have been fuzzed already
     with CoordinatorClient(fed.coordinator.address, fed.alice_tls) as c:
         env = envelope(CohortCount(), study_id=fed.study.study_id, epsilon=1.0)

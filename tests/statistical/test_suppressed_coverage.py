@@ -25,8 +25,10 @@ import pytest
 
 from coordinator.combine import combine
 from genogate import noise, privacy
+from genogate.convert import noisy_from_pb
 from genogate.kinds import KINDS
 from genogate.query import Kind
+from genogate.results import NoisyValue
 from genogate.wire.v1 import common_pb2 as pb
 from node import dp
 from tests.stats import max_misses
@@ -37,13 +39,14 @@ MECH = {
 }
 
 
-def _value(noisy: int, mechanism: str, scale: float, k: int) -> pb.NoisyValue:
+def _value(noisy: int, mechanism: str, scale: float, k: int) -> NoisyValue:
+    """A site's released value as the coordinator reads it: the wire message, converted."""
     v = pb.NoisyValue(noise_scale=scale, mechanism=MECH[mechanism], threshold=k)  # type: ignore[arg-type]
     if noisy < k:
         v.below_threshold = True
     else:
         v.estimate = noisy
-    return v
+    return noisy_from_pb(v)
 
 
 def _offsets(pattern: tuple[bool, ...], comp: noise.Component, k: int) -> tuple[float, float]:

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from coordinator.combine import combine, combine_results, odds_ratio
-from genogate import noise, privacy
+from genogate import noise, privacy, results
+from genogate.convert import noisy_from_pb, result_from_pb
 from genogate.kinds import KINDS
 from genogate.query import Kind
 from genogate.wire.v1 import common_pb2 as pb
@@ -24,13 +25,22 @@ from tests.stats import max_misses
 LAP, GAU = pb.NOISE_MECHANISM_DISCRETE_LAPLACE, pb.NOISE_MECHANISM_DISCRETE_GAUSSIAN
 
 
-def value(estimate: int, scale: float, *, mechanism: int = LAP, k: int = 0) -> pb.NoisyValue:
+def value_pb(estimate: int, scale: float, *, mechanism: int = LAP, k: int = 0) -> pb.NoisyValue:
     v = pb.NoisyValue(noise_scale=scale, mechanism=mechanism, threshold=k)  # type: ignore[arg-type]
     if k > 0 and estimate < k:
         v.below_threshold = True
     else:
         v.estimate = estimate
     return v
+
+
+def value(estimate: int, scale: float, *, mechanism: int = LAP, k: int = 0) -> results.NoisyValue:
+    """A site's released value as the coordinator reads it: the wire message, converted."""
+    return noisy_from_pb(value_pb(estimate, scale, mechanism=mechanism, k=k))
+
+
+def _results(*bodies: pb.ReleaseBody) -> list[results.QueryResult | None]:
+    return [result_from_pb(b.result) for b in bodies]
 
 
 def _brute_two_sided(comps: list[noise.Component], alpha: float) -> int:
@@ -83,7 +93,7 @@ def test_a_partly_suppressed_sum_has_no_estimate_and_a_bounds_interval() -> None
     lap = ("discrete_laplace", 2.0)
     u = noise.lower_tail([lap, lap], 0.025)  # the whole sum's noise, lower tail
     w = noise.positive_part_upper([[lap], [lap]], 0.025)  # Σ max(Z_i, 0), upper tail
-    assert not c.HasField("estimate")  # no midpoint: a plausible wrong number
+    assert c.estimate is None  # no midpoint: a plausible wrong number
     assert (c.sites_below_threshold, c.sites, c.threshold, c.released) == (1, 2, k, 200)
     assert c.not_computed == "suppressed at 1 of 2 sites"
     assert (c.ci95_low, c.ci95_high) == (200 - w, 200 + (k - 1) + u)
@@ -94,14 +104,14 @@ def test_an_everywhere_suppressed_sum_is_zero_to_a_bound() -> None:
     values = [value(1, 2.0, k=10), value(-4, 2.0, k=10), value(9, 3.0, k=20)]
     c = combine(values)
     u = noise.lower_tail([("discrete_laplace", 2.0)] * 2 + [("discrete_laplace", 3.0)], 0.025)
-    assert not c.HasField("estimate") and c.not_computed == "suppressed at 3 of 3 sites"
+    assert c.estimate is None and c.not_computed == "suppressed at 3 of 3 sites"
     assert (c.ci95_low, c.ci95_high) == (0, 9 + 9 + 19 + u)
     assert (c.threshold, c.released, c.sites) == (20, 0, 3)
 
 
 def test_a_fully_answered_sum_says_its_sites_and_is_released_as_is() -> None:
     c = combine([value(200, 2.0, k=10), value(30, 2.0, k=10)])
-    assert c.HasField("estimate") and c.estimate == c.released == 230
+    assert c.estimate is not None and c.estimate == c.released == 230
     assert (c.sites, c.sites_below_threshold, c.threshold, c.not_computed) == (2, 0, 0, "")
 
 
@@ -143,19 +153,19 @@ def test_positive_part_quantile_matches_enumeration(sites: list[list[noise.Compo
 def _af_body(ac: int, an: int, k: int) -> pb.ReleaseBody:
     row = pb.AlleleCounts(
         variant=pb.Variant(chrom="1", pos=100, ref="A", alt="G"),
-        allele_count=value(ac, 2.0, k=k),
-        allele_number=value(an, 2.0, k=k),
+        allele_count=value_pb(ac, 2.0, k=k),
+        allele_number=value_pb(an, 2.0, k=k),
     )
     return pb.ReleaseBody(result=pb.QueryResult(allele_frequency=pb.AlleleFrequencyResult(variants=[row])))
 
 
 def test_allele_frequency_is_not_computed_from_a_suppressed_count() -> None:
-    combined = combine_results([_af_body(3, 2000, 10), _af_body(-2, 1500, 10), _af_body(40, 900, 10)])
-    assert combined is not None
-    a = combined.allele_frequency.variants[0]
-    assert a.allele_number.HasField("estimate") and not a.allele_count.HasField("estimate")
+    combined = combine_results(_results(_af_body(3, 2000, 10), _af_body(-2, 1500, 10), _af_body(40, 900, 10)))
+    assert isinstance(combined, results.CombinedAlleleFrequency)
+    a = combined.variants[0]
+    assert a.allele_number.estimate is not None and a.allele_count.estimate is None
     af = a.allele_frequency
-    assert not af.HasField("estimate") and af.noise_stddev == 0
+    assert af.estimate is None and af.noise_stddev == 0
     assert af.not_computed == "allele_count suppressed at 2 of 3 sites"
     # the interval is the bounds one: [AC low / AN high, AC high / AN low] of the 97.5% forms
     ac, an = a.allele_count, a.allele_number
@@ -167,21 +177,21 @@ def test_odds_ratio_is_not_computed_from_a_suppressed_cell() -> None:
     def table(case_alt: int) -> pb.ReleaseBody:
         t = pb.CaseControlTable(
             variant=pb.Variant(chrom="1", pos=100, ref="A", alt="G"),
-            case_alt=value(case_alt, 2.0, k=10),
-            case_ref=value(400, 2.0, k=10),
-            control_alt=value(60, 2.0, k=10),
-            control_ref=value(900, 2.0, k=10),
+            case_alt=value_pb(case_alt, 2.0, k=10),
+            case_ref=value_pb(400, 2.0, k=10),
+            control_alt=value_pb(60, 2.0, k=10),
+            control_ref=value_pb(900, 2.0, k=10),
         )
         return pb.ReleaseBody(result=pb.QueryResult(case_control=pb.CaseControlResult(tables=[t])))
 
-    combined = combine_results([table(4), table(30)])
-    assert combined is not None
-    o = combined.case_control.tables[0].odds_ratio
+    combined = combine_results(_results(table(4), table(30)))
+    assert isinstance(combined, results.CombinedCaseControl)
+    o = combined.tables[0].odds_ratio
     assert o.not_computed == "case_alt suppressed at 1 of 2 sites"
     assert (o.estimate, o.ci95_low, o.ci95_high, o.log_se) == (0, 0, 0, 0)
-    full = combine_results([table(34), table(30)])
-    assert full is not None and full.case_control.tables[0].odds_ratio.not_computed == ""
-    assert full.case_control.tables[0].odds_ratio.estimate > 0
+    full = combine_results(_results(table(34), table(30)))
+    assert isinstance(full, results.CombinedCaseControl) and full.tables[0].odds_ratio.not_computed == ""
+    assert full.tables[0].odds_ratio.estimate > 0
 
 
 def test_allele_number_counts_two_independent_draws_per_site() -> None:
@@ -190,12 +200,12 @@ def test_allele_number_counts_two_independent_draws_per_site() -> None:
 
 
 def test_odds_ratio_of_a_known_table() -> None:
-    cells = [pb.CombinedValue(estimate=x, noise_stddev=0.0) for x in (20, 80, 10, 90)]
+    cells = [results.CombinedValue(estimate=x, noise_stddev=0.0) for x in (20, 80, 10, 90)]
     o = odds_ratio(*cells)
     assert math.isclose(o.estimate, (20 / 80) / (10 / 90))
     se = math.sqrt(1 / 20 + 1 / 80 + 1 / 10 + 1 / 90)
     assert math.isclose(o.log_se, se) and math.isclose(o.ci95_low, o.estimate * math.exp(-1.959963984540054 * se))
-    zero = odds_ratio(*[pb.CombinedValue(estimate=x) for x in (0, 80, 10, 90)])
+    zero = odds_ratio(*[results.CombinedValue(estimate=x) for x in (0, 80, 10, 90)])
     assert math.isclose(zero.estimate, (0.5 / 80.5) / (10.5 / 90.5))  # continuity correction
 
 
@@ -205,25 +215,25 @@ def test_results_of_different_variants_are_not_combined() -> None:
             variants=[
                 pb.AlleleCounts(
                     variant=pb.Variant(chrom="1", pos=pos, ref="A", alt="G"),
-                    allele_count=value(5, 2.0),
-                    allele_number=value(100, 2.0),
+                    allele_count=value_pb(5, 2.0),
+                    allele_number=value_pb(100, 2.0),
                 )
             ]
         )
         return pb.ReleaseBody(result=pb.QueryResult(allele_frequency=af))
 
     with pytest.raises(ValueError, match="different variants"):
-        combine_results([body(100), body(101)])
-    combined = combine_results([body(100), body(100)])
-    assert combined is not None
-    a = combined.allele_frequency.variants[0]
+        combine_results(_results(body(100), body(101)))
+    combined = combine_results(_results(body(100), body(100)))
+    assert isinstance(combined, results.CombinedAlleleFrequency)
+    a = combined.variants[0]
     assert (a.allele_count.estimate, a.allele_number.estimate) == (10, 200)
-    assert math.isclose(a.allele_frequency.estimate, 0.05)
+    assert a.allele_frequency.estimate is not None and math.isclose(a.allele_frequency.estimate, 0.05)
     assert a.allele_frequency.ci95_low <= 0.05 <= a.allele_frequency.ci95_high
     assert combine_results([]) is None
 
 
-def _release(truth: int, plan: privacy.NoisePlan, k: int) -> pb.NoisyValue:
+def _release(truth: int, plan: privacy.NoisePlan, k: int) -> results.NoisyValue:
     sens = KINDS[Kind.COHORT_COUNT].sensitivity(1)
     noisy = int(dp.OpenDPNoise().draw(np.array([truth], dtype=np.int64), plan, sens)[0])
     mechanism = LAP if plan.mechanism == "discrete_laplace" else GAU
@@ -302,7 +312,7 @@ def test_a_tiny_epsilon_combines_without_building_its_support() -> None:
     assert peak < 1 << 20
     sd = math.sqrt(3 * noise.variance(("discrete_laplace", 1e9)))
     assert c.estimate == 157 and c.ci95_high == 157 + math.ceil(sd / math.sqrt(0.05))
-    assert not suppressed.HasField("estimate") and suppressed.ci95_high > 1e9
+    assert suppressed.estimate is None and suppressed.ci95_high > 1e9
 
 
 def test_the_cache_of_distributions_stays_within_its_byte_budget() -> None:

@@ -479,6 +479,8 @@ def service_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("kind", list(Kind), ids=lambda k: k.label)
 def test_each_kind_from_node_release_to_combined_rows(kind: Kind, service_store: Path, tmp_path: Path) -> None:
     from coordinator.combine import combine_results
+    from genogate.convert import result_from_pb
+    from genogate.kinds import for_result
     from tests.unit.test_service import ask, make
 
     module = KINDS[kind]
@@ -488,10 +490,12 @@ def test_each_kind_from_node_release_to_combined_rows(kind: Kind, service_store:
     finally:
         svc.close()
     assert for_pb(body.result) is module
-    site = module.site_rows(body.result)
+    result = result_from_pb(body.result)
+    assert result is not None and for_result(result) is module
+    site = module.site_rows(result)
     assert site and all(v.estimate >= 0 for _, _, v in site)
-    combined = combine_results([body, body])
-    assert combined is not None and for_pb(combined) is module
+    combined = combine_results([result, result])
+    assert combined is not None and for_result(combined) is module
     rows, odds = module.combined_rows(combined)
     by_name = {(variant, quantity): value for variant, quantity, value in rows}
     # Every number a site released is combined, as the sum over the two sites; the rest are ratios.

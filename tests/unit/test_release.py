@@ -28,7 +28,7 @@ def test_a_value_below_k_is_reported_as_fewer_than_k_from_the_noisy_value() -> N
     assert at.ci95_low == pytest.approx(5 - PLAN.ci95_halfwidth) and at.ci95_high == pytest.approx(
         5 + PLAN.ci95_halfwidth
     )
-    assert at.mechanism == pb.NOISE_MECHANISM_DISCRETE_LAPLACE and at.noise_scale == PLAN.scale
+    assert at.mechanism == "discrete_laplace" and at.noise_scale == PLAN.scale
 
 
 def test_k_zero_reports_negative_noisy_values() -> None:

@@ -10,9 +10,10 @@ import pytest
 
 from coordinator.combine import combine_results
 from genogate.client import Estimate, QueryResult, result_of
+from genogate.convert import combined_to_pb, result_from_pb
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
-from tests.unit.test_combine import value
+from tests.unit.test_combine import value_pb as value
 
 K = 10
 
@@ -23,10 +24,17 @@ def _variant(pos: int) -> pb.Variant:
 
 def _response(kind: int, results: list[pb.QueryResult]) -> QueryResult:
     bodies = [pb.ReleaseBody(site=f"s{i}", result=r) for i, r in enumerate(results)]
-    combined = combine_results(bodies)
+    combined = combine_results([result_from_pb(b.result) for b in bodies])
     sites = [pb.SiteOutcome(site=b.site, status=pb.SITE_STATUS_ANSWERED) for b in bodies]
     return result_of(
-        cpb.RunQueryResponse(query_id="q1", study_id="S1", kind=kind, epsilon=0.5, combined=combined, sites=sites)  # type: ignore[arg-type]
+        cpb.RunQueryResponse(
+            query_id="q1",
+            study_id="S1",
+            kind=kind,
+            epsilon=0.5,
+            combined=combined_to_pb(combined) if combined else None,
+            sites=sites,
+        )  # type: ignore[arg-type]
     )
 
 
