@@ -144,7 +144,7 @@ def run(which: tuple[str, ...], sizes: Sizes, seed: int, work: Path, seconds: di
 
 def _synthetic(work: Path, samples: int, variants: int, seed: int, *, parts: int) -> list[Path]:
     """A synthetic cohort (``node.ingest.synth``) split into ``parts`` stores."""
-    from node.ingest.synth import SynthSpec
+    from node.ingest.synth_spec import SynthSpec
     from node.synth_cli import synth_store
 
     spec = SynthSpec(samples=samples, variants=variants, seed=seed)

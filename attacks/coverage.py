@@ -18,10 +18,9 @@ import numpy as np
 from attacks.lab import Lab, shipped
 from attacks.stats import clopper_pearson
 from genogate import duo
-from genogate.kinds.allele_frequency import AlleleFrequency
+from genogate.kinds.allele_frequency import AlleleFrequency, AlleleFrequencyResult
 from genogate.nodeclient import released
 from genogate.query import Variant
-from genogate.results import AlleleFrequencyResult
 from node.cohort import Cohorts
 from node.freq import allele_counts
 from node.store import Store

@@ -27,8 +27,7 @@ from attacks.lab import Lab, shipped
 from attacks.stats import roc
 from genogate.errors import GenogateError
 from genogate.filter import parse_filter
-from genogate.kinds.cohort_count import CohortCount
-from genogate.results import CohortCountResult
+from genogate.kinds.cohort_count import CohortCount, CohortCountResult
 from tests.terms import filler
 
 BUDGETS = (1.0, 2.0, 4.0, 8.0, 10.0)

@@ -47,8 +47,8 @@ def _dir_size(path: Path) -> int:
 
 
 def _synth_vcf(work: Path, samples: int, variants: int, seed: int) -> tuple[Path, Path, float]:
-    from node.ingest.synth import SynthSpec
     from node.ingest.synth_files import run as synth_run
+    from node.ingest.synth_spec import SynthSpec
 
     out = work / f"vcf_{samples}x{variants}_s{seed}"
     vcf, sheet = out / "cohort.vcf.gz", out / "samples.tsv"

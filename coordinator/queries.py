@@ -38,7 +38,7 @@ from coordinator.preview import MAX_SITES, SITE_NAME_RE, caps_of
 from coordinator.state import CoordinatorState
 from genogate import metrics
 from genogate.audit import AuditLog, b64
-from genogate.convert import combined_to_pb, grant_to_pb, result_from_pb
+from genogate.convert import grant_to_pb
 from genogate.envelope import receive
 from genogate.errors import (
     FailedPrecondition,
@@ -49,7 +49,7 @@ from genogate.errors import (
     Reason,
     Unauthenticated,
 )
-from genogate.kinds import canonical, filters_of
+from genogate.kinds import canonical, combined_to_pb, filters_of, result_from_pb
 from genogate.ontology import canonical_label
 from genogate.query import AncestryIn, And, Filter, Not, Or, Query
 from genogate.rpc import max_envelope_bytes

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from genogate import envelope, results, table
-from genogate.convert import budget_from_pb, combined_from_pb, release_body_from_pb
+from genogate.convert import budget_from_pb
 from genogate.coordclient import CoordinatorClient
 from genogate.errors import DeadlineExceeded, GenogateError, Reason, Unavailable
-from genogate.kinds import KINDS, for_result, kind_of
+from genogate.kinds import KINDS, combined_from_pb, for_result, kind_of, release_body_from_pb
 from genogate.kinds.allele_frequency import AlleleFrequency
 from genogate.kinds.base import as_filter, as_region, as_variants
 from genogate.kinds.carrier_count import CarrierCount

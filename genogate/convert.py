@@ -1,6 +1,6 @@
 """The only place wire messages (``genogate.wire.v1``) and domain values (``genogate.query``,
 ``genogate.studies``, ``genogate.results``) meet: variants, regions, filters, kinds, studies and results
-here, each kind's query in its module (``genogate.kinds``), on these.
+here, each kind's query and results in its module (``genogate.kinds``), on these.
 
 Decoding validates: a malformed message raises ``InvalidArgument`` with a matchable reason, never a
 protobuf or Python error. Results are the exception: a site's own signed output, decoded as released (see
@@ -8,9 +8,6 @@ the "Results" section).
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
 
 from genogate import results
 from genogate.errors import InvalidArgument, Reason
@@ -300,6 +297,10 @@ def researcher_to_pb(r: Researcher) -> cpb.Researcher:
 # it releases, a 1,000-variant allele frequency included, and this keeps that no slower than building the
 # wire message directly was. Decoding does not validate: a result is a site's own signed output, read by the
 # coordinator and the SDK (its variants are taken as released, without the query-side checks).
+#
+# Here are the values every kind shares; each kind converts its own result with these ``fill_*`` functions
+# (``QueryKind.result_to_pb`` ... in ``genogate.kinds.<label>``), and ``genogate.kinds`` dispatches a whole
+# result, combination or release body by its kind (``result_to_pb`` ... ``release_body_from_pb``).
 
 _MECHANISM_TO_PB: dict[str, int] = {
     "discrete_laplace": pb.NOISE_MECHANISM_DISCRETE_LAPLACE,
@@ -310,11 +311,11 @@ _new = object.__new__
 _set = object.__setattr__
 
 
-def _fill_variant(m: pb.Variant, v: Variant) -> None:
+def fill_variant(m: pb.Variant, v: Variant) -> None:
     m.chrom, m.pos, m.ref, m.alt = v.chrom, v.pos, v.ref, v.alt
 
 
-def _released_variant(m: pb.Variant) -> Variant:
+def released_variant(m: pb.Variant) -> Variant:
     """A released variant as the site named it (no query-side validation: see the section's note)."""
     v = _new(Variant)
     _set(v, "chrom", m.chrom)
@@ -324,7 +325,7 @@ def _released_variant(m: pb.Variant) -> Variant:
     return v
 
 
-def _fill_noisy(m: pb.NoisyValue, v: results.NoisyValue) -> None:
+def fill_noisy(m: pb.NoisyValue, v: results.NoisyValue) -> None:
     m.estimate = v.estimate
     m.noise_scale = v.noise_scale
     m.ci95_low = v.ci95_low
@@ -337,7 +338,7 @@ def _fill_noisy(m: pb.NoisyValue, v: results.NoisyValue) -> None:
 
 def noisy_to_pb(v: results.NoisyValue) -> pb.NoisyValue:
     m = pb.NoisyValue()
-    _fill_noisy(m, v)
+    fill_noisy(m, v)
     return m
 
 
@@ -354,7 +355,7 @@ def noisy_from_pb(m: pb.NoisyValue) -> results.NoisyValue:
     )
 
 
-def _fill_combined(m: pb.CombinedValue, v: results.CombinedValue) -> None:
+def fill_combined(m: pb.CombinedValue, v: results.CombinedValue) -> None:
     if v.estimate is not None:
         m.estimate = v.estimate
     m.ci95_low = v.ci95_low
@@ -369,7 +370,7 @@ def _fill_combined(m: pb.CombinedValue, v: results.CombinedValue) -> None:
 
 def combined_value_to_pb(v: results.CombinedValue) -> pb.CombinedValue:
     m = pb.CombinedValue()
-    _fill_combined(m, v)
+    fill_combined(m, v)
     return m
 
 
@@ -387,7 +388,7 @@ def combined_value_from_pb(m: pb.CombinedValue) -> results.CombinedValue:
     )
 
 
-def _fill_odds_ratio(m: pb.OddsRatio, o: results.OddsRatio) -> None:
+def fill_odds_ratio(m: pb.OddsRatio, o: results.OddsRatio) -> None:
     m.estimate, m.ci95_low, m.ci95_high, m.log_se, m.not_computed = (
         o.estimate,
         o.ci95_low,
@@ -399,7 +400,7 @@ def _fill_odds_ratio(m: pb.OddsRatio, o: results.OddsRatio) -> None:
 
 def odds_ratio_to_pb(o: results.OddsRatio) -> pb.OddsRatio:
     m = pb.OddsRatio()
-    _fill_odds_ratio(m, o)
+    fill_odds_ratio(m, o)
     return m
 
 
@@ -434,258 +435,4 @@ def budget_from_pb(m: pb.BudgetStatus) -> results.BudgetStatus:
         m.researcher_epsilon_spent,
         m.budget_period_days,
         m.consent_epoch,
-    )
-
-
-# Each kind's result: one pair of functions per message, dispatched by the result's ``kind`` (its label is
-# the name of the ``kind`` oneof field in ``pb.QueryResult`` and ``pb.CombinedResult``). ``_to`` functions
-# fill the kind's sub-message in place.
-
-_CLASSES = ("hom_ref", "het", "hom_alt", "hemi_ref", "hemi_alt", "no_call")
-_CELLS = ("case_alt", "case_ref", "control_alt", "control_ref")
-_AF = ("allele_count", "allele_number", "allele_frequency")
-
-
-def _cohort_count_to(r: results.CohortCountResult, m: pb.CohortCountResult) -> None:
-    _fill_noisy(m.count, r.count)
-
-
-def _cohort_count_from(m: pb.CohortCountResult) -> results.CohortCountResult:
-    return results.CohortCountResult(noisy_from_pb(m.count))
-
-
-def _allele_frequency_to(r: results.AlleleFrequencyResult, m: pb.AlleleFrequencyResult) -> None:
-    add = m.variants.add
-    for a in r.variants:
-        x = add()
-        _fill_variant(x.variant, a.variant)
-        _fill_noisy(x.allele_count, a.allele_count)
-        _fill_noisy(x.allele_number, a.allele_number)
-
-
-def _allele_frequency_from(m: pb.AlleleFrequencyResult) -> results.AlleleFrequencyResult:
-    counts, noisy = results.AlleleCounts, noisy_from_pb
-    return results.AlleleFrequencyResult(
-        tuple(counts(_released_variant(a.variant), noisy(a.allele_count), noisy(a.allele_number)) for a in m.variants)
-    )
-
-
-def _genotype_counts_to(r: results.GenotypeCountsResult, m: pb.GenotypeCountsResult) -> None:
-    _fill_variant(m.variant, r.variant)
-    for c in _CLASSES:
-        _fill_noisy(getattr(m, c), getattr(r, c))
-
-
-def _genotype_counts_from(m: pb.GenotypeCountsResult) -> results.GenotypeCountsResult:
-    return results.GenotypeCountsResult(_released_variant(m.variant), *(noisy_from_pb(getattr(m, c)) for c in _CLASSES))
-
-
-def _case_control_to(r: results.CaseControlResult, m: pb.CaseControlResult) -> None:
-    add = m.tables.add
-    for t in r.tables:
-        x = add()
-        _fill_variant(x.variant, t.variant)
-        _fill_noisy(x.case_alt, t.case_alt)
-        _fill_noisy(x.case_ref, t.case_ref)
-        _fill_noisy(x.control_alt, t.control_alt)
-        _fill_noisy(x.control_ref, t.control_ref)
-
-
-def _case_control_from(m: pb.CaseControlResult) -> results.CaseControlResult:
-    return results.CaseControlResult(
-        tuple(
-            results.CaseControlTable(_released_variant(t.variant), *(noisy_from_pb(getattr(t, c)) for c in _CELLS))
-            for t in m.tables
-        )
-    )
-
-
-def _carrier_count_to(r: results.CarrierCountResult, m: pb.CarrierCountResult) -> None:
-    _fill_noisy(m.carriers, r.carriers)
-
-
-def _carrier_count_from(m: pb.CarrierCountResult) -> results.CarrierCountResult:
-    return results.CarrierCountResult(noisy_from_pb(m.carriers))
-
-
-_RESULT_TO_PB: dict[Kind, Callable[[Any, Any], None]] = {
-    Kind.COHORT_COUNT: _cohort_count_to,
-    Kind.ALLELE_FREQUENCY: _allele_frequency_to,
-    Kind.GENOTYPE_COUNTS: _genotype_counts_to,
-    Kind.CASE_CONTROL: _case_control_to,
-    Kind.CARRIER_COUNT: _carrier_count_to,
-}
-_RESULT_FROM_PB: dict[str, Callable[[Any], results.QueryResult]] = {
-    Kind.COHORT_COUNT.label: _cohort_count_from,
-    Kind.ALLELE_FREQUENCY.label: _allele_frequency_from,
-    Kind.GENOTYPE_COUNTS.label: _genotype_counts_from,
-    Kind.CASE_CONTROL.label: _case_control_from,
-    Kind.CARRIER_COUNT.label: _carrier_count_from,
-}
-
-
-def result_to_pb(r: results.QueryResult) -> pb.QueryResult:
-    """The wire form of one site's result (the node signs its serialization)."""
-    out = pb.QueryResult()
-    sub = getattr(out, r.kind.label)
-    sub.SetInParent()  # the kind is named even when its result lists nothing
-    _RESULT_TO_PB[r.kind](r, sub)
-    return out
-
-
-def result_from_pb(m: pb.QueryResult) -> results.QueryResult | None:
-    """The result in ``m``; None when it names no kind."""
-    which = m.WhichOneof("kind")
-    if which is None:
-        return None
-    return _RESULT_FROM_PB[which](getattr(m, which))
-
-
-def _combined_cohort_count_to(r: results.CombinedCohortCount, m: pb.CombinedCohortCount) -> None:
-    _fill_combined(m.count, r.count)
-
-
-def _combined_cohort_count_from(m: pb.CombinedCohortCount) -> results.CombinedCohortCount:
-    return results.CombinedCohortCount(combined_value_from_pb(m.count))
-
-
-def _combined_allele_frequency_to(r: results.CombinedAlleleFrequency, m: pb.CombinedAlleleFrequency) -> None:
-    add = m.variants.add
-    for a in r.variants:
-        x = add()
-        _fill_variant(x.variant, a.variant)
-        _fill_combined(x.allele_count, a.allele_count)
-        _fill_combined(x.allele_number, a.allele_number)
-        _fill_combined(x.allele_frequency, a.allele_frequency)
-
-
-def _combined_allele_frequency_from(m: pb.CombinedAlleleFrequency) -> results.CombinedAlleleFrequency:
-    return results.CombinedAlleleFrequency(
-        tuple(
-            results.CombinedAlleleCounts(
-                _released_variant(a.variant), *(combined_value_from_pb(getattr(a, f)) for f in _AF)
-            )
-            for a in m.variants
-        )
-    )
-
-
-def _combined_genotype_counts_to(r: results.CombinedGenotypeCounts, m: pb.CombinedGenotypeCounts) -> None:
-    _fill_variant(m.variant, r.variant)
-    for c in _CLASSES:
-        _fill_combined(getattr(m, c), getattr(r, c))
-
-
-def _combined_genotype_counts_from(m: pb.CombinedGenotypeCounts) -> results.CombinedGenotypeCounts:
-    return results.CombinedGenotypeCounts(
-        _released_variant(m.variant), *(combined_value_from_pb(getattr(m, c)) for c in _CLASSES)
-    )
-
-
-def _combined_case_control_to(r: results.CombinedCaseControl, m: pb.CombinedCaseControl) -> None:
-    add = m.tables.add
-    for t in r.tables:
-        x = add()
-        _fill_variant(x.variant, t.variant)
-        for c in _CELLS:
-            _fill_combined(getattr(x, c), getattr(t, c))
-        _fill_odds_ratio(x.odds_ratio, t.odds_ratio)
-
-
-def _combined_case_control_from(m: pb.CombinedCaseControl) -> results.CombinedCaseControl:
-    return results.CombinedCaseControl(
-        tuple(
-            results.CombinedCaseControlTable(
-                _released_variant(t.variant),
-                combined_value_from_pb(t.case_alt),
-                combined_value_from_pb(t.case_ref),
-                combined_value_from_pb(t.control_alt),
-                combined_value_from_pb(t.control_ref),
-                odds_ratio_from_pb(t.odds_ratio),
-            )
-            for t in m.tables
-        )
-    )
-
-
-def _combined_carrier_count_to(r: results.CombinedCarrierCount, m: pb.CombinedCarrierCount) -> None:
-    _fill_combined(m.carriers, r.carriers)
-
-
-def _combined_carrier_count_from(m: pb.CombinedCarrierCount) -> results.CombinedCarrierCount:
-    return results.CombinedCarrierCount(combined_value_from_pb(m.carriers))
-
-
-_COMBINED_TO_PB: dict[Kind, Callable[[Any, Any], None]] = {
-    Kind.COHORT_COUNT: _combined_cohort_count_to,
-    Kind.ALLELE_FREQUENCY: _combined_allele_frequency_to,
-    Kind.GENOTYPE_COUNTS: _combined_genotype_counts_to,
-    Kind.CASE_CONTROL: _combined_case_control_to,
-    Kind.CARRIER_COUNT: _combined_carrier_count_to,
-}
-_COMBINED_FROM_PB: dict[str, Callable[[Any], results.CombinedResult]] = {
-    Kind.COHORT_COUNT.label: _combined_cohort_count_from,
-    Kind.ALLELE_FREQUENCY.label: _combined_allele_frequency_from,
-    Kind.GENOTYPE_COUNTS.label: _combined_genotype_counts_from,
-    Kind.CASE_CONTROL.label: _combined_case_control_from,
-    Kind.CARRIER_COUNT.label: _combined_carrier_count_from,
-}
-
-
-def combined_to_pb(r: results.CombinedResult) -> pb.CombinedResult:
-    out = pb.CombinedResult()
-    sub = getattr(out, r.kind.label)
-    sub.SetInParent()
-    _COMBINED_TO_PB[r.kind](r, sub)
-    return out
-
-
-def combined_from_pb(m: pb.CombinedResult) -> results.CombinedResult | None:
-    """The combination in ``m``; None when it names no kind."""
-    which = m.WhichOneof("kind")
-    if which is None:
-        return None
-    return _COMBINED_FROM_PB[which](getattr(m, which))
-
-
-def release_body_to_pb(b: results.ReleaseBody) -> pb.ReleaseBody:
-    m = pb.ReleaseBody(
-        query_id=b.query_id,
-        study_id=b.study_id,
-        site=b.site,
-        query_sha256=b.query_sha256,
-        epsilon_charged=b.epsilon_charged,
-        delta_charged=b.delta_charged,
-        from_store=b.from_store,
-        cached_query_id=b.cached_query_id,
-        released_unix_ms=b.released_unix_ms,
-        original_epsilon_charged=b.original_epsilon_charged,
-        original_delta_charged=b.original_delta_charged,
-        consent_epoch=b.consent_epoch,
-    )
-    if b.result is not None:
-        sub = getattr(m.result, b.result.kind.label)
-        sub.SetInParent()
-        _RESULT_TO_PB[b.result.kind](b.result, sub)
-    if b.budget_after is not None:
-        m.budget_after.CopyFrom(budget_to_pb(b.budget_after))
-    return m
-
-
-def release_body_from_pb(m: pb.ReleaseBody) -> results.ReleaseBody:
-    return results.ReleaseBody(
-        query_id=m.query_id,
-        study_id=m.study_id,
-        site=m.site,
-        query_sha256=m.query_sha256,
-        result=result_from_pb(m.result) if m.HasField("result") else None,
-        epsilon_charged=m.epsilon_charged,
-        delta_charged=m.delta_charged,
-        from_store=m.from_store,
-        cached_query_id=m.cached_query_id,
-        budget_after=budget_from_pb(m.budget_after) if m.HasField("budget_after") else None,
-        released_unix_ms=m.released_unix_ms,
-        original_epsilon_charged=m.original_epsilon_charged,
-        original_delta_charged=m.original_delta_charged,
-        consent_epoch=m.consent_epoch,
     )

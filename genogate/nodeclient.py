@@ -24,10 +24,10 @@ import grpc
 
 from genogate import results
 from genogate.config import read_file
-from genogate.convert import budget_from_pb, release_body_from_pb
+from genogate.convert import budget_from_pb
 from genogate.envelope import build as envelope  # noqa: F401 - re-exported for tools and tests
 from genogate.envelope import sign as signed  # noqa: F401 - re-exported for tools and tests
-from genogate.kinds import for_result
+from genogate.kinds import for_result, release_body_from_pb
 from genogate.rpc import error_from_rpc
 from genogate.signing import verify
 from genogate.table import table

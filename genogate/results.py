@@ -1,17 +1,22 @@
 """Domain results: what a node releases and what the coordinator combines, as plain frozen dataclasses.
 
-They carry exactly what their wire messages (``genogate.v1`` ``NoisyValue``, ``QueryResult``,
-``ReleaseBody``, ``BudgetStatus``, ``CombinedValue``, ``CombinedResult``) carry, field for field and under
-the same names; ``genogate.convert`` (its "Results" section) converts both ways, and only the servicers,
-the clients and the node's release (signing) step call it. The kinds (``genogate.kinds``) shape and combine
-these, ``coordinator.combine`` computes on them and the SDK returns them.
+This module holds what every kind shares: ``NoisyValue``, ``CombinedValue``, ``OddsRatio``, ``BudgetStatus``,
+``ReleaseBody`` and the bases ``QueryResult`` and ``CombinedResult``. Each kind's own result and combined
+result (``CohortCountResult``, ``CombinedCohortCount``, ...) are defined in its module
+(``genogate.kinds.<label>``) on those bases, beside its query. They carry exactly what their wire messages
+(``genogate.v1`` ``NoisyValue``, ``QueryResult``, ``ReleaseBody``, ``BudgetStatus``, ``CombinedValue``,
+``CombinedResult``) carry, field for field and under the same names. ``genogate.convert`` (its "Results"
+section) converts the shared values both ways, each kind its own result (``QueryKind.result_to_pb`` ...), and
+the registry (``genogate.kinds.result_to_pb``, ``release_body_to_pb`` ...) dispatches on the kind; only the
+servicers, the clients and the node's release (signing) step call them. The kinds shape and combine these,
+``coordinator.combine`` computes on them and the SDK returns them.
 
 A value a node reported only as "fewer than k" has ``below_threshold`` set and zeros in its number fields:
 read it through ``genogate.nodeclient.Released`` (``estimate`` None), never the zeros. A combined value
 without an honest point estimate has ``estimate`` None and ``not_computed`` saying why.
 
 Each kind's result and combined result names its ``Kind`` (``kind``, a class attribute), by which the
-registry finds the kind module that shapes, combines and prints it.
+registry finds the kind module that shapes, combines, converts and prints it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from genogate.query import Kind, Variant
+from genogate.query import Kind
 
 #: The noise mechanisms a value may name ("" when the wire named none or one this version does not know).
 MECHANISMS = ("discrete_laplace", "discrete_gaussian")
@@ -40,67 +45,23 @@ class NoisyValue:
     noise_stddev: float = 0.0
 
 
-# One site's release, per kind -----------------------------------------------------------------------------
+# The bases of each kind's results ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class CohortCountResult:
-    kind: ClassVar[Kind] = Kind.COHORT_COUNT
-    count: NoisyValue
+class QueryResult:
+    """One site's result of one kind: a frozen dataclass defined in its kind's module
+    (``genogate.kinds.<label>``, the kind's ``QueryKind.result_type``) that names its ``Kind``."""
+
+    __slots__ = ()
+    kind: ClassVar[Kind]
 
 
-@dataclass(frozen=True, slots=True)
-class AlleleCounts:
-    """AC and AN (ALT + REF, two independent draws) of one variant."""
+class CombinedResult:
+    """The combination of the sites' results of one kind: a frozen dataclass defined in its kind's module
+    (``genogate.kinds.<label>``, the kind's ``QueryKind.combined_type``) that names its ``Kind``."""
 
-    variant: Variant
-    allele_count: NoisyValue
-    allele_number: NoisyValue
-
-
-@dataclass(frozen=True, slots=True)
-class AlleleFrequencyResult:
-    kind: ClassVar[Kind] = Kind.ALLELE_FREQUENCY
-    variants: tuple[AlleleCounts, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class GenotypeCountsResult:
-    kind: ClassVar[Kind] = Kind.GENOTYPE_COUNTS
-    variant: Variant
-    hom_ref: NoisyValue
-    het: NoisyValue
-    hom_alt: NoisyValue
-    hemi_ref: NoisyValue
-    hemi_alt: NoisyValue
-    no_call: NoisyValue
-
-
-@dataclass(frozen=True, slots=True)
-class CaseControlTable:
-    """The 2x2 allele table of one variant."""
-
-    variant: Variant
-    case_alt: NoisyValue
-    case_ref: NoisyValue
-    control_alt: NoisyValue
-    control_ref: NoisyValue
-
-
-@dataclass(frozen=True, slots=True)
-class CaseControlResult:
-    kind: ClassVar[Kind] = Kind.CASE_CONTROL
-    tables: tuple[CaseControlTable, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class CarrierCountResult:
-    kind: ClassVar[Kind] = Kind.CARRIER_COUNT
-    carriers: NoisyValue
-
-
-#: One site's result of any kind.
-QueryResult = CohortCountResult | AlleleFrequencyResult | GenotypeCountsResult | CaseControlResult | CarrierCountResult
+    __slots__ = ()
+    kind: ClassVar[Kind]
 
 
 # A site's release and budget -----------------------------------------------------------------------------
@@ -173,63 +134,3 @@ class OddsRatio:
     ci95_high: float = 0.0
     log_se: float = 0.0
     not_computed: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class CombinedCohortCount:
-    kind: ClassVar[Kind] = Kind.COHORT_COUNT
-    count: CombinedValue
-
-
-@dataclass(frozen=True, slots=True)
-class CombinedAlleleCounts:
-    variant: Variant
-    allele_count: CombinedValue
-    allele_number: CombinedValue
-    allele_frequency: CombinedValue
-
-
-@dataclass(frozen=True, slots=True)
-class CombinedAlleleFrequency:
-    kind: ClassVar[Kind] = Kind.ALLELE_FREQUENCY
-    variants: tuple[CombinedAlleleCounts, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class CombinedGenotypeCounts:
-    kind: ClassVar[Kind] = Kind.GENOTYPE_COUNTS
-    variant: Variant
-    hom_ref: CombinedValue
-    het: CombinedValue
-    hom_alt: CombinedValue
-    hemi_ref: CombinedValue
-    hemi_alt: CombinedValue
-    no_call: CombinedValue
-
-
-@dataclass(frozen=True, slots=True)
-class CombinedCaseControlTable:
-    variant: Variant
-    case_alt: CombinedValue
-    case_ref: CombinedValue
-    control_alt: CombinedValue
-    control_ref: CombinedValue
-    odds_ratio: OddsRatio
-
-
-@dataclass(frozen=True, slots=True)
-class CombinedCaseControl:
-    kind: ClassVar[Kind] = Kind.CASE_CONTROL
-    tables: tuple[CombinedCaseControlTable, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class CombinedCarrierCount:
-    kind: ClassVar[Kind] = Kind.CARRIER_COUNT
-    carriers: CombinedValue
-
-
-#: The combination of any kind.
-CombinedResult = (
-    CombinedCohortCount | CombinedAlleleFrequency | CombinedGenotypeCounts | CombinedCaseControl | CombinedCarrierCount
-)

@@ -110,7 +110,7 @@ def _step(text: str) -> None:
 
 
 def _cohorts(root: Path, samples: int, variants: int, seed: int) -> dict[str, object]:
-    from node.ingest.synth import SynthSpec
+    from node.ingest.synth_spec import SynthSpec
     from node.synth_cli import synth_store
 
     _step(f"2. A synthetic cohort: {samples:,} participants x {variants:,} variant sites, split into three sites")

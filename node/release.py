@@ -23,8 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from genogate import privacy, results
-from genogate.convert import result_to_pb
-from genogate.kinds import KINDS
+from genogate.kinds import KINDS, result_to_pb
 from genogate.query import Query, Variant
 from genogate.signing import Signer
 from genogate.wire.v1 import common_pb2 as pb

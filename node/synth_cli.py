@@ -10,8 +10,9 @@ from pathlib import Path
 
 from genogate.errors import UsageError
 from node.ingest import IngestSummary, Progress, ingest_sources
-from node.ingest.synth import WHOLE, Part, SynthSource, SynthSpec, parse_part
+from node.ingest.synth import SynthSource
 from node.ingest.synth_files import run
+from node.ingest.synth_spec import WHOLE, Part, SynthSpec, parse_part
 
 
 def spec_fingerprint(spec: SynthSpec, part: Part = WHOLE) -> str:

@@ -8,10 +8,23 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from genogate import results as res
-from genogate.convert import filter_from_pb, filter_to_pb, region_from_pb, region_to_pb, variant_from_pb, variant_to_pb
+from genogate.convert import (
+    combined_value_from_pb,
+    fill_combined,
+    fill_noisy,
+    fill_variant,
+    filter_from_pb,
+    filter_to_pb,
+    noisy_from_pb,
+    region_from_pb,
+    region_to_pb,
+    released_variant,
+    variant_from_pb,
+    variant_to_pb,
+)
 from genogate.errors import InvalidArgument, UsageError
 from genogate.kinds.base import (
     CombinedRow,
@@ -53,9 +66,46 @@ class AlleleFrequency(Query):
             raise InvalidArgument("an allele-frequency query names either variants or a region, not both or neither")
 
 
+# Its result, one site's and combined over the sites (``genogate.results``' bases) -----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AlleleCounts:
+    """AC and AN (ALT + REF, two independent draws) of one variant."""
+
+    variant: Variant
+    allele_count: res.NoisyValue
+    allele_number: res.NoisyValue
+
+
+@dataclass(frozen=True, slots=True)
+class AlleleFrequencyResult(res.QueryResult):
+    kind: ClassVar[Kind] = Kind.ALLELE_FREQUENCY
+    variants: tuple[AlleleCounts, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CombinedAlleleCounts:
+    variant: Variant
+    allele_count: res.CombinedValue
+    allele_number: res.CombinedValue
+    allele_frequency: res.CombinedValue
+
+
+@dataclass(frozen=True, slots=True)
+class CombinedAlleleFrequency(res.CombinedResult):
+    kind: ClassVar[Kind] = Kind.ALLELE_FREQUENCY
+    variants: tuple[CombinedAlleleCounts, ...]
+
+
+_AF = ("allele_count", "allele_number", "allele_frequency")
+
+
 class AlleleFrequencyKind(QueryKind):
     kind = Kind.ALLELE_FREQUENCY
     query_type = AlleleFrequency
+    result_type = AlleleFrequencyResult
+    combined_type = CombinedAlleleFrequency
     command = "allele-frequency"
     help = "allele counts and frequency of variants in a cohort"
     per_variant = True
@@ -76,6 +126,40 @@ class AlleleFrequencyKind(QueryKind):
         a = m.allele_frequency
         region = region_from_pb(a.region) if a.HasField("region") else None
         return AlleleFrequency(tuple(variant_from_pb(v) for v in a.variants), region, filter_from_pb(a.filter))
+
+    def result_to_pb(self, r: res.QueryResult, m: pb.AlleleFrequencyResult) -> None:
+        add = m.variants.add
+        for a in _result(r).variants:
+            x = add()
+            fill_variant(x.variant, a.variant)
+            fill_noisy(x.allele_count, a.allele_count)
+            fill_noisy(x.allele_number, a.allele_number)
+
+    def result_from_pb(self, m: pb.AlleleFrequencyResult) -> AlleleFrequencyResult:
+        counts, noisy = AlleleCounts, noisy_from_pb
+        return AlleleFrequencyResult(
+            tuple(
+                counts(released_variant(a.variant), noisy(a.allele_count), noisy(a.allele_number)) for a in m.variants
+            )
+        )
+
+    def combined_to_pb(self, r: res.CombinedResult, m: pb.CombinedAlleleFrequency) -> None:
+        assert isinstance(r, CombinedAlleleFrequency)
+        add = m.variants.add
+        for a in r.variants:
+            x = add()
+            fill_variant(x.variant, a.variant)
+            fill_combined(x.allele_count, a.allele_count)
+            fill_combined(x.allele_number, a.allele_number)
+            fill_combined(x.allele_frequency, a.allele_frequency)
+
+    def combined_from_pb(self, m: pb.CombinedAlleleFrequency) -> CombinedAlleleFrequency:
+        return CombinedAlleleFrequency(
+            tuple(
+                CombinedAlleleCounts(released_variant(a.variant), *(combined_value_from_pb(getattr(a, f)) for f in _AF))
+                for a in m.variants
+            )
+        )
 
     def canonical(self, q: Query, build: str | None, this_year: int | None) -> Query:
         assert isinstance(q, AlleleFrequency)
@@ -98,17 +182,17 @@ class AlleleFrequencyKind(QueryKind):
 
     def release(
         self, q: Query, variants: Sequence[Variant] | None, exact: Counts, data: NodeData, out: Release
-    ) -> res.AlleleFrequencyResult:
+    ) -> AlleleFrequencyResult:
         assert variants is not None
         noisy = out.draw(exact)
-        return res.AlleleFrequencyResult(
+        return AlleleFrequencyResult(
             tuple(
-                res.AlleleCounts(variant=v, allele_count=out.value(alt), allele_number=out.sum_value(alt, ref))
+                AlleleCounts(variant=v, allele_count=out.value(alt), allele_number=out.sum_value(alt, ref))
                 for v, (alt, ref) in zip(variants, noisy.reshape(-1, 2), strict=True)
             )
         )
 
-    def combine(self, results: Sequence[res.QueryResult], maths: Maths) -> res.CombinedAlleleFrequency:
+    def combine(self, results: Sequence[res.QueryResult], maths: Maths) -> CombinedAlleleFrequency:
         per_site = [_result(r).variants for r in results]
         same_variants([[x.variant for x in site] for site in per_site])
         out = []
@@ -117,14 +201,14 @@ class AlleleFrequencyKind(QueryKind):
             an = [site[i].allele_number for site in per_site]
             sum_ac, sum_an = maths.sum_of(ac), maths.sum_of(an, draws=2)
             out.append(
-                res.CombinedAlleleCounts(
+                CombinedAlleleCounts(
                     variant=first.variant,
                     allele_count=sum_ac,
                     allele_number=sum_an,
                     allele_frequency=maths.frequency(ac, an, sum_ac, sum_an),
                 )
             )
-        return res.CombinedAlleleFrequency(tuple(out))
+        return CombinedAlleleFrequency(tuple(out))
 
     def site_rows(self, result: res.QueryResult) -> list[SiteRow]:
         out: list[SiteRow] = []
@@ -134,7 +218,7 @@ class AlleleFrequencyKind(QueryKind):
         return out
 
     def combined_rows(self, combined: res.CombinedResult) -> tuple[list[CombinedRow], dict[str, res.OddsRatio]]:
-        assert isinstance(combined, res.CombinedAlleleFrequency)
+        assert isinstance(combined, CombinedAlleleFrequency)
         rows: list[CombinedRow] = []
         for a in combined.variants:
             v = variant_text(a.variant)
@@ -159,8 +243,8 @@ class AlleleFrequencyKind(QueryKind):
         return AlleleFrequency(as_variants(args.variant), region=region, filter=as_filter(args.where))
 
 
-def _result(r: res.QueryResult) -> res.AlleleFrequencyResult:
-    assert isinstance(r, res.AlleleFrequencyResult)
+def _result(r: res.QueryResult) -> AlleleFrequencyResult:
+    assert isinstance(r, AlleleFrequencyResult)
     return r
 
 

@@ -4,11 +4,12 @@ node's data (``NodeData``), of the node's noise (``Release``) and of the coordin
 
 A kind is one module of this package holding one ``QueryKind`` instance, ``KIND``; the registry
 (``genogate.kinds.registry``) discovers the modules and maps each ``Kind`` to its ``KIND``. Everything that
-differs between kinds lives in that module: its query dataclass (a ``genogate.query.Query``), its sensitivity,
-its wire conversion, canonical form, the variants and region it names, its filters and cohort arms, its noise
-plans, its exact computation over ``NodeData``, the shaping of its noisy release, the combination of the
-sites' releases, its result rows and its command-line arguments. The node, the coordinator, the SDK and the
-CLI look the kind up once per query (a dict lookup) and stay generic.
+differs between kinds lives in that module: its query dataclass (a ``genogate.query.Query``), its result and
+combined result dataclasses (on ``genogate.results``' bases), its sensitivity, the wire conversion of all
+three, canonical form, the variants and region it names, its filters and cohort arms, its noise plans, its
+exact computation over ``NodeData``, the shaping of its noisy release, the combination of the sites' releases,
+its result rows and its command-line arguments. The node, the coordinator, the SDK and the CLI look the kind
+up once per query (a dict lookup) and stay generic.
 
 Privacy: ``exact`` runs only after the node's charge is durable (the node calls it; a kind never reads data
 itself), and ``release`` sees the exact vector only to hand it to ``Release.draw``: every number it shapes
@@ -21,7 +22,7 @@ import abc
 import argparse
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from genogate import results as res
 from genogate.filter import parse_filter
@@ -111,9 +112,13 @@ class QueryKind(abc.ABC):
 
     kind: Kind
     """The ``Kind`` member; its ``label`` is the field name in ``pb.Query``, ``pb.QueryResult`` and
-    ``pb.CombinedResult``, and its result types (``genogate.results``) name it."""
+    ``pb.CombinedResult``, and its result types (``result_type``, ``combined_type``) name it."""
     query_type: type[Query]
     """The query dataclass (defined in the kind's module, a ``genogate.query.Query``)."""
+    result_type: type[res.QueryResult]
+    """One site's result dataclass (defined in the kind's module, a ``genogate.results.QueryResult``)."""
+    combined_type: type[res.CombinedResult]
+    """The combined result dataclass (defined in the kind's module, a ``genogate.results.CombinedResult``)."""
     command: str
     """The ``genogate query`` sub-command."""
     help: str
@@ -138,6 +143,27 @@ class QueryKind(abc.ABC):
     @abc.abstractmethod
     def from_pb(self, m: pb.Query) -> Query:
         """The query of this kind in ``m`` (its sub-message is set); ``InvalidArgument`` when malformed."""
+
+    # Results on the wire: the kind's sub-message of ``pb.QueryResult`` / ``pb.CombinedResult`` (the field named
+    # by its label), filled in place with ``genogate.convert``'s ``fill_*`` functions: the node converts every
+    # result it releases, a 1,000-variant allele frequency included, so no sub-message is built and copied.
+    # Decoding does not validate (a site's own signed output; see ``genogate.convert``'s "Results" section).
+
+    @abc.abstractmethod
+    def result_to_pb(self, r: res.QueryResult, m: Any) -> None:
+        """Fill ``m``, this kind's (empty) sub-message of a ``pb.QueryResult``, with one site's result."""
+
+    @abc.abstractmethod
+    def result_from_pb(self, m: Any) -> res.QueryResult:
+        """One site's result of this kind from its sub-message of a ``pb.QueryResult``."""
+
+    @abc.abstractmethod
+    def combined_to_pb(self, r: res.CombinedResult, m: Any) -> None:
+        """Fill ``m``, this kind's (empty) sub-message of a ``pb.CombinedResult``, with a combination."""
+
+    @abc.abstractmethod
+    def combined_from_pb(self, m: Any) -> res.CombinedResult:
+        """The combination of this kind from its sub-message of a ``pb.CombinedResult``."""
 
     @abc.abstractmethod
     def canonical(self, q: Query, build: str | None, this_year: int | None) -> Query:

@@ -10,10 +10,19 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from genogate import results as res
-from genogate.convert import filter_from_pb, filter_to_pb, region_from_pb, region_to_pb
+from genogate.convert import (
+    combined_value_from_pb,
+    fill_combined,
+    fill_noisy,
+    filter_from_pb,
+    filter_to_pb,
+    noisy_from_pb,
+    region_from_pb,
+    region_to_pb,
+)
 from genogate.errors import InvalidArgument, Reason
 from genogate.kinds.base import (
     CombinedRow,
@@ -54,9 +63,26 @@ class CarrierCount(Query):
             raise InvalidArgument("max_allele_frequency must lie between 0 and 1")
 
 
+# Its result, one site's and combined over the sites (``genogate.results``' bases) -----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CarrierCountResult(res.QueryResult):
+    kind: ClassVar[Kind] = Kind.CARRIER_COUNT
+    carriers: res.NoisyValue
+
+
+@dataclass(frozen=True, slots=True)
+class CombinedCarrierCount(res.CombinedResult):
+    kind: ClassVar[Kind] = Kind.CARRIER_COUNT
+    carriers: res.CombinedValue
+
+
 class CarrierCountKind(QueryKind):
     kind = Kind.CARRIER_COUNT
     query_type = CarrierCount
+    result_type = CarrierCountResult
+    combined_type = CombinedCarrierCount
     command = "carrier-count"
     help = "count the carriers of any ALT allele in a region"
     per_variant = False
@@ -82,6 +108,19 @@ class CarrierCountKind(QueryKind):
             )
         maf = cc.max_allele_frequency if cc.HasField("max_allele_frequency") else None
         return CarrierCount(region_from_pb(cc.region), maf, filter_from_pb(cc.filter))
+
+    def result_to_pb(self, r: res.QueryResult, m: pb.CarrierCountResult) -> None:
+        fill_noisy(m.carriers, _result(r).carriers)
+
+    def result_from_pb(self, m: pb.CarrierCountResult) -> CarrierCountResult:
+        return CarrierCountResult(noisy_from_pb(m.carriers))
+
+    def combined_to_pb(self, r: res.CombinedResult, m: pb.CombinedCarrierCount) -> None:
+        assert isinstance(r, CombinedCarrierCount)
+        fill_combined(m.carriers, r.carriers)
+
+    def combined_from_pb(self, m: pb.CombinedCarrierCount) -> CombinedCarrierCount:
+        return CombinedCarrierCount(combined_value_from_pb(m.carriers))
 
     def canonical(self, q: Query, build: str | None, this_year: int | None) -> Query:
         assert isinstance(q, CarrierCount)
@@ -120,7 +159,7 @@ class CarrierCountKind(QueryKind):
 
     def release(
         self, q: Query, variants: Sequence[Variant] | None, exact: Counts, data: NodeData, out: Release
-    ) -> res.CarrierCountResult:
+    ) -> CarrierCountResult:
         assert isinstance(q, CarrierCount)
         noisy = out.draw(exact)
         stage = 0
@@ -133,16 +172,16 @@ class CarrierCountKind(QueryKind):
             # whichever the noise chose and whichever the store holds.
             stage = 1
             noisy = out.draw(counts([data.carriers(data.masks[0], chosen)]), stage)
-        return res.CarrierCountResult(out.value(noisy[0], stage))
+        return CarrierCountResult(out.value(noisy[0], stage))
 
-    def combine(self, results: Sequence[res.QueryResult], maths: Maths) -> res.CombinedCarrierCount:
-        return res.CombinedCarrierCount(maths.sum_of([_result(r).carriers for r in results]))
+    def combine(self, results: Sequence[res.QueryResult], maths: Maths) -> CombinedCarrierCount:
+        return CombinedCarrierCount(maths.sum_of([_result(r).carriers for r in results]))
 
     def site_rows(self, result: res.QueryResult) -> list[SiteRow]:
         return [("", "carriers", _result(result).carriers)]
 
     def combined_rows(self, combined: res.CombinedResult) -> tuple[list[CombinedRow], dict[str, res.OddsRatio]]:
-        assert isinstance(combined, res.CombinedCarrierCount)
+        assert isinstance(combined, CombinedCarrierCount)
         return [("", "carriers", combined.carriers)], {}
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -154,8 +193,8 @@ class CarrierCountKind(QueryKind):
         return CarrierCount(as_region(args.region), max_allele_frequency=args.max_af, filter=as_filter(args.where))
 
 
-def _result(r: res.QueryResult) -> res.CarrierCountResult:
-    assert isinstance(r, res.CarrierCountResult)
+def _result(r: res.QueryResult) -> CarrierCountResult:
+    assert isinstance(r, CarrierCountResult)
     return r
 
 

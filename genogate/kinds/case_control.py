@@ -6,10 +6,23 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from genogate import results as res
-from genogate.convert import filter_from_pb, filter_to_pb, variant_from_pb, variant_to_pb
+from genogate.convert import (
+    combined_value_from_pb,
+    fill_combined,
+    fill_noisy,
+    fill_odds_ratio,
+    fill_variant,
+    filter_from_pb,
+    filter_to_pb,
+    noisy_from_pb,
+    odds_ratio_from_pb,
+    released_variant,
+    variant_from_pb,
+    variant_to_pb,
+)
 from genogate.errors import InvalidArgument, Reason, UsageError
 from genogate.kinds.base import (
     CombinedRow,
@@ -54,9 +67,50 @@ class CaseControl(Query):
 CELLS = ("case_alt", "case_ref", "control_alt", "control_ref")
 
 
+# Its result, one site's and combined over the sites (``genogate.results``' bases) -----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CaseControlTable:
+    """The 2x2 allele table of one variant."""
+
+    variant: Variant
+    case_alt: res.NoisyValue
+    case_ref: res.NoisyValue
+    control_alt: res.NoisyValue
+    control_ref: res.NoisyValue
+
+
+@dataclass(frozen=True, slots=True)
+class CaseControlResult(res.QueryResult):
+    kind: ClassVar[Kind] = Kind.CASE_CONTROL
+    tables: tuple[CaseControlTable, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CombinedCaseControlTable:
+    variant: Variant
+    case_alt: res.CombinedValue
+    case_ref: res.CombinedValue
+    control_alt: res.CombinedValue
+    control_ref: res.CombinedValue
+    odds_ratio: res.OddsRatio
+
+
+@dataclass(frozen=True, slots=True)
+class CombinedCaseControl(res.CombinedResult):
+    kind: ClassVar[Kind] = Kind.CASE_CONTROL
+    tables: tuple[CombinedCaseControlTable, ...]
+
+
+_CELLS = ("case_alt", "case_ref", "control_alt", "control_ref")
+
+
 class CaseControlKind(QueryKind):
     kind = Kind.CASE_CONTROL
     query_type = CaseControl
+    result_type = CaseControlResult
+    combined_type = CombinedCaseControl
     command = "case-control"
     help = "case/control allele tables and odds ratios"
     per_variant = True
@@ -82,6 +136,49 @@ class CaseControlKind(QueryKind):
             tuple(variant_from_pb(v) for v in c.variants),
             filter_from_pb(c.case_filter),
             filter_from_pb(c.control_filter),
+        )
+
+    def result_to_pb(self, r: res.QueryResult, m: pb.CaseControlResult) -> None:
+        add = m.tables.add
+        for t in _result(r).tables:
+            x = add()
+            fill_variant(x.variant, t.variant)
+            fill_noisy(x.case_alt, t.case_alt)
+            fill_noisy(x.case_ref, t.case_ref)
+            fill_noisy(x.control_alt, t.control_alt)
+            fill_noisy(x.control_ref, t.control_ref)
+
+    def result_from_pb(self, m: pb.CaseControlResult) -> CaseControlResult:
+        return CaseControlResult(
+            tuple(
+                CaseControlTable(released_variant(t.variant), *(noisy_from_pb(getattr(t, c)) for c in _CELLS))
+                for t in m.tables
+            )
+        )
+
+    def combined_to_pb(self, r: res.CombinedResult, m: pb.CombinedCaseControl) -> None:
+        assert isinstance(r, CombinedCaseControl)
+        add = m.tables.add
+        for t in r.tables:
+            x = add()
+            fill_variant(x.variant, t.variant)
+            for c in _CELLS:
+                fill_combined(getattr(x, c), getattr(t, c))
+            fill_odds_ratio(x.odds_ratio, t.odds_ratio)
+
+    def combined_from_pb(self, m: pb.CombinedCaseControl) -> CombinedCaseControl:
+        return CombinedCaseControl(
+            tuple(
+                CombinedCaseControlTable(
+                    released_variant(t.variant),
+                    combined_value_from_pb(t.case_alt),
+                    combined_value_from_pb(t.case_ref),
+                    combined_value_from_pb(t.control_alt),
+                    combined_value_from_pb(t.control_ref),
+                    odds_ratio_from_pb(t.odds_ratio),
+                )
+                for t in m.tables
+            )
         )
 
     def canonical(self, q: Query, build: str | None, this_year: int | None) -> Query:
@@ -111,12 +208,12 @@ class CaseControlKind(QueryKind):
 
     def release(
         self, q: Query, variants: Sequence[Variant] | None, exact: Counts, data: NodeData, out: Release
-    ) -> res.CaseControlResult:
+    ) -> CaseControlResult:
         assert variants is not None
         noisy = out.draw(exact)
-        return res.CaseControlResult(
+        return CaseControlResult(
             tuple(
-                res.CaseControlTable(
+                CaseControlTable(
                     variant=v,
                     case_alt=out.value(r[0]),
                     case_ref=out.value(r[1]),
@@ -127,14 +224,14 @@ class CaseControlKind(QueryKind):
             )
         )
 
-    def combine(self, results: Sequence[res.QueryResult], maths: Maths) -> res.CombinedCaseControl:
+    def combine(self, results: Sequence[res.QueryResult], maths: Maths) -> CombinedCaseControl:
         tables = [_result(r).tables for r in results]
         same_variants([[x.variant for x in site] for site in tables])
         out = []
         for i, table in enumerate(tables[0]):
             cells = [maths.sum_of([getattr(site[i], f) for site in tables]) for f in CELLS]
             out.append(
-                res.CombinedCaseControlTable(
+                CombinedCaseControlTable(
                     variant=table.variant,
                     case_alt=cells[0],
                     case_ref=cells[1],
@@ -143,7 +240,7 @@ class CaseControlKind(QueryKind):
                     odds_ratio=maths.odds_ratio(*cells),
                 )
             )
-        return res.CombinedCaseControl(tuple(out))
+        return CombinedCaseControl(tuple(out))
 
     def site_rows(self, result: res.QueryResult) -> list[SiteRow]:
         out: list[SiteRow] = []
@@ -152,7 +249,7 @@ class CaseControlKind(QueryKind):
         return out
 
     def combined_rows(self, combined: res.CombinedResult) -> tuple[list[CombinedRow], dict[str, res.OddsRatio]]:
-        assert isinstance(combined, res.CombinedCaseControl)
+        assert isinstance(combined, CombinedCaseControl)
         rows: list[CombinedRow] = []
         odds: dict[str, res.OddsRatio] = {}
         for t in combined.tables:
@@ -172,8 +269,8 @@ class CaseControlKind(QueryKind):
         return CaseControl(as_variants(args.variant), as_filter(args.cases), as_filter(args.controls))
 
 
-def _result(r: res.QueryResult) -> res.CaseControlResult:
-    assert isinstance(r, res.CaseControlResult)
+def _result(r: res.QueryResult) -> CaseControlResult:
+    assert isinstance(r, CaseControlResult)
     return r
 
 

@@ -5,10 +5,21 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from genogate import results as res
-from genogate.convert import filter_from_pb, filter_to_pb, variant_from_pb, variant_to_pb
+from genogate.convert import (
+    combined_value_from_pb,
+    fill_combined,
+    fill_noisy,
+    fill_variant,
+    filter_from_pb,
+    filter_to_pb,
+    noisy_from_pb,
+    released_variant,
+    variant_from_pb,
+    variant_to_pb,
+)
 from genogate.errors import InvalidArgument, Reason
 from genogate.kinds.base import (
     GENOTYPE_CLASSES,
@@ -43,9 +54,38 @@ class GenotypeCounts(Query):
     kind = Kind.GENOTYPE_COUNTS
 
 
+# Its result, one site's and combined over the sites (``genogate.results``' bases) -----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GenotypeCountsResult(res.QueryResult):
+    kind: ClassVar[Kind] = Kind.GENOTYPE_COUNTS
+    variant: Variant
+    hom_ref: res.NoisyValue
+    het: res.NoisyValue
+    hom_alt: res.NoisyValue
+    hemi_ref: res.NoisyValue
+    hemi_alt: res.NoisyValue
+    no_call: res.NoisyValue
+
+
+@dataclass(frozen=True, slots=True)
+class CombinedGenotypeCounts(res.CombinedResult):
+    kind: ClassVar[Kind] = Kind.GENOTYPE_COUNTS
+    variant: Variant
+    hom_ref: res.CombinedValue
+    het: res.CombinedValue
+    hom_alt: res.CombinedValue
+    hemi_ref: res.CombinedValue
+    hemi_alt: res.CombinedValue
+    no_call: res.CombinedValue
+
+
 class GenotypeCountsKind(QueryKind):
     kind = Kind.GENOTYPE_COUNTS
     query_type = GenotypeCounts
+    result_type = GenotypeCountsResult
+    combined_type = CombinedGenotypeCounts
     command = "genotype-counts"
     help = "genotype-class counts of one variant in a cohort"
     per_variant = False
@@ -70,6 +110,28 @@ class GenotypeCountsKind(QueryKind):
             )
         return GenotypeCounts(variant_from_pb(g.variant), filter_from_pb(g.filter))
 
+    def result_to_pb(self, r: res.QueryResult, m: pb.GenotypeCountsResult) -> None:
+        r = _result(r)
+        fill_variant(m.variant, r.variant)
+        for c in GENOTYPE_CLASSES:
+            fill_noisy(getattr(m, c), getattr(r, c))
+
+    def result_from_pb(self, m: pb.GenotypeCountsResult) -> GenotypeCountsResult:
+        return GenotypeCountsResult(
+            released_variant(m.variant), *(noisy_from_pb(getattr(m, c)) for c in GENOTYPE_CLASSES)
+        )
+
+    def combined_to_pb(self, r: res.CombinedResult, m: pb.CombinedGenotypeCounts) -> None:
+        assert isinstance(r, CombinedGenotypeCounts)
+        fill_variant(m.variant, r.variant)
+        for c in GENOTYPE_CLASSES:
+            fill_combined(getattr(m, c), getattr(r, c))
+
+    def combined_from_pb(self, m: pb.CombinedGenotypeCounts) -> CombinedGenotypeCounts:
+        return CombinedGenotypeCounts(
+            released_variant(m.variant), *(combined_value_from_pb(getattr(m, c)) for c in GENOTYPE_CLASSES)
+        )
+
     def canonical(self, q: Query, build: str | None, this_year: int | None) -> Query:
         assert isinstance(q, GenotypeCounts)
         return GenotypeCounts(canonical_variant(q.variant, build), normalise_filter(q.filter, this_year))
@@ -84,10 +146,10 @@ class GenotypeCountsKind(QueryKind):
 
     def release(
         self, q: Query, variants: Sequence[Variant] | None, exact: Counts, data: NodeData, out: Release
-    ) -> res.GenotypeCountsResult:
+    ) -> GenotypeCountsResult:
         assert isinstance(q, GenotypeCounts)
         v = [out.value(x) for x in out.draw(exact)]
-        return res.GenotypeCountsResult(
+        return GenotypeCountsResult(
             variant=q.variant,
             hom_ref=v[HOM_REF],
             het=v[HET],
@@ -97,13 +159,13 @@ class GenotypeCountsKind(QueryKind):
             no_call=v[NO_CALL],
         )
 
-    def combine(self, results: Sequence[res.QueryResult], maths: Maths) -> res.CombinedGenotypeCounts:
+    def combine(self, results: Sequence[res.QueryResult], maths: Maths) -> CombinedGenotypeCounts:
         g = [_result(r) for r in results]
 
         def field(name: str) -> res.CombinedValue:
             return maths.sum_of([getattr(x, name) for x in g])
 
-        return res.CombinedGenotypeCounts(
+        return CombinedGenotypeCounts(
             variant=g[0].variant,
             hom_ref=field("hom_ref"),
             het=field("het"),
@@ -118,7 +180,7 @@ class GenotypeCountsKind(QueryKind):
         return [(variant_text(g.variant), name, getattr(g, name)) for name in GENOTYPE_CLASSES]
 
     def combined_rows(self, combined: res.CombinedResult) -> tuple[list[CombinedRow], dict[str, res.OddsRatio]]:
-        assert isinstance(combined, res.CombinedGenotypeCounts)
+        assert isinstance(combined, CombinedGenotypeCounts)
         return [(variant_text(combined.variant), name, getattr(combined, name)) for name in GENOTYPE_CLASSES], {}
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -129,8 +191,8 @@ class GenotypeCountsKind(QueryKind):
         return GenotypeCounts(Variant.parse(args.variant), as_filter(args.where))
 
 
-def _result(r: res.QueryResult) -> res.GenotypeCountsResult:
-    assert isinstance(r, res.GenotypeCountsResult)
+def _result(r: res.QueryResult) -> GenotypeCountsResult:
+    assert isinstance(r, GenotypeCountsResult)
     return r
 
 

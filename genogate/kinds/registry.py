@@ -1,5 +1,6 @@
-"""The registry of query kinds (``KINDS``) and the operations on any query that dispatch on its kind: wire
-conversion, canonical form, filters. One dict lookup per call.
+"""The registry of query kinds (``KINDS``) and the operations on any query or result that dispatch on its
+kind: wire conversion (queries, results, combined results, release bodies), canonical form, filters. One dict
+lookup per call.
 
 The registry discovers the kinds once, at import: every module of the package but ``base``, ``registry`` and
 those named ``_*`` is a kind module and exports its ``QueryKind`` instance as ``KIND``. A module without one,
@@ -16,6 +17,7 @@ from types import MappingProxyType
 from typing import Final
 
 from genogate import results as res
+from genogate.convert import budget_from_pb, budget_to_pb
 from genogate.errors import InvalidArgument
 from genogate.kinds.base import QueryKind
 from genogate.query import Filter, Kind, Query
@@ -106,3 +108,84 @@ def canonical(q: Query, build: str | None = None, this_year: int | None = None) 
 def filters_of(q: Query) -> tuple[Filter, ...]:
     """The cohort filters of a query (case/control: cases, then controls)."""
     return kind_of(q).filters(q)
+
+
+# Results on the wire (the kind converts its own sub-message in place; see ``QueryKind.result_to_pb``) --------
+
+
+def _fill_result(out: pb.QueryResult, r: res.QueryResult) -> None:
+    sub = getattr(out, r.kind.label)
+    sub.SetInParent()  # the kind is named even when its result lists nothing
+    KINDS[r.kind].result_to_pb(r, sub)
+
+
+def result_to_pb(r: res.QueryResult) -> pb.QueryResult:
+    """The wire form of one site's result (the node signs its serialization)."""
+    out = pb.QueryResult()
+    _fill_result(out, r)
+    return out
+
+
+def result_from_pb(m: pb.QueryResult) -> res.QueryResult | None:
+    """The result in ``m``; None when it names no kind."""
+    which = m.WhichOneof("kind")
+    if which is None:
+        return None
+    return _BY_NAME[which].result_from_pb(getattr(m, which))
+
+
+def combined_to_pb(r: res.CombinedResult) -> pb.CombinedResult:
+    out = pb.CombinedResult()
+    sub = getattr(out, r.kind.label)
+    sub.SetInParent()
+    KINDS[r.kind].combined_to_pb(r, sub)
+    return out
+
+
+def combined_from_pb(m: pb.CombinedResult) -> res.CombinedResult | None:
+    """The combination in ``m``; None when it names no kind."""
+    which = m.WhichOneof("kind")
+    if which is None:
+        return None
+    return _BY_NAME[which].combined_from_pb(getattr(m, which))
+
+
+def release_body_to_pb(b: res.ReleaseBody) -> pb.ReleaseBody:
+    m = pb.ReleaseBody(
+        query_id=b.query_id,
+        study_id=b.study_id,
+        site=b.site,
+        query_sha256=b.query_sha256,
+        epsilon_charged=b.epsilon_charged,
+        delta_charged=b.delta_charged,
+        from_store=b.from_store,
+        cached_query_id=b.cached_query_id,
+        released_unix_ms=b.released_unix_ms,
+        original_epsilon_charged=b.original_epsilon_charged,
+        original_delta_charged=b.original_delta_charged,
+        consent_epoch=b.consent_epoch,
+    )
+    if b.result is not None:
+        _fill_result(m.result, b.result)
+    if b.budget_after is not None:
+        m.budget_after.CopyFrom(budget_to_pb(b.budget_after))
+    return m
+
+
+def release_body_from_pb(m: pb.ReleaseBody) -> res.ReleaseBody:
+    return res.ReleaseBody(
+        query_id=m.query_id,
+        study_id=m.study_id,
+        site=m.site,
+        query_sha256=m.query_sha256,
+        result=result_from_pb(m.result) if m.HasField("result") else None,
+        epsilon_charged=m.epsilon_charged,
+        delta_charged=m.delta_charged,
+        from_store=m.from_store,
+        cached_query_id=m.cached_query_id,
+        budget_after=budget_from_pb(m.budget_after) if m.HasField("budget_after") else None,
+        released_unix_ms=m.released_unix_ms,
+        original_epsilon_charged=m.original_epsilon_charged,
+        original_delta_charged=m.original_delta_charged,
+        consent_epoch=m.consent_epoch,
+    )

@@ -1,5 +1,5 @@
 """Synthetic cohorts as files: the sample sheet (``samples.tsv``), what the demo should find (``truth.json``) and
-the BGZF-compressed VCF (``cohort.vcf.gz``), all from the records ``node.ingest.synth`` draws from one
+the BGZF-compressed VCF (``cohort.vcf.gz``), all from the records ``node.ingest.synth_sample`` draws from one
 ``SynthSpec``. Nothing here draws: the same spec writes the same files.
 """
 
@@ -21,21 +21,19 @@ import numpy as np
 import numpy.typing as npt
 
 from genogate.genome import LENGTHS, canonical_contig
-from node.ingest.synth import (
+from node.ingest.synth_sample import GT_CODES, SiteRecord, site_records
+from node.ingest.synth_sites import planted
+from node.ingest.synth_spec import (
     BUILD,
-    GT_CODES,
     SEX_LABELS,
     SHEET_HEADER,
     U8,
     WHOLE,
     WITHDRAWN,
     Part,
-    SiteRecord,
     SynthSpec,
     check_part,
     cohort,
-    planted,
-    site_records,
 )
 
 _BGZF_BLOCK = 0xFF00  # uncompressed bytes per BGZF block, as htslib (leaves room for incompressible data)

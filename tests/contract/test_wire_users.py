@@ -20,13 +20,13 @@ from tests.contract.test_layers import GENERATED, PACKAGES, ROOT, Import, import
 ALLOWED: Mapping[str, str] = {
     # Converters.
     "genogate.convert": "the converters: every domain value <-> wire message (variants ... studies, results)",
-    "genogate.kinds.base": "a kind's query wire conversion (to_pb/from_pb) is declared on the interface",
-    "genogate.kinds.registry": "query wire conversion dispatched by kind (query_to_pb/query_from_pb, for_pb)",
-    "genogate.kinds.cohort_count": "its query's wire conversion (to_pb/from_pb)",
-    "genogate.kinds.allele_frequency": "its query's wire conversion (to_pb/from_pb)",
-    "genogate.kinds.genotype_counts": "its query's wire conversion (to_pb/from_pb)",
-    "genogate.kinds.case_control": "its query's wire conversion (to_pb/from_pb)",
-    "genogate.kinds.carrier_count": "its query's wire conversion (to_pb/from_pb)",
+    "genogate.kinds.base": "a kind's query and result wire conversion (to_pb ... combined_from_pb) is declared there",
+    "genogate.kinds.registry": "query, result and release body wire conversion dispatched by kind (query_to_pb ...)",
+    "genogate.kinds.cohort_count": "its query's and results' wire conversion (to_pb ... combined_from_pb)",
+    "genogate.kinds.allele_frequency": "its query's and results' wire conversion (to_pb ... combined_from_pb)",
+    "genogate.kinds.genotype_counts": "its query's and results' wire conversion (to_pb ... combined_from_pb)",
+    "genogate.kinds.case_control": "its query's and results' wire conversion (to_pb ... combined_from_pb)",
+    "genogate.kinds.carrier_count": "its query's and results' wire conversion (to_pb ... combined_from_pb)",
     "genogate.envelope": "builds, signs and decodes the signed query envelope: signatures are over wire bytes",
     # Servers and servicers.
     "node.app": "builds the gRPC server, the GetNodeInfo answer and the revocation-list fetcher (a client)",

@@ -37,7 +37,7 @@ from genogate.sqlitedb import read_only
 from genogate.tls import fingerprint_sha256, new_identity_key, write_secret
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
-from node.ingest.synth import SynthSpec
+from node.ingest.synth_spec import SynthSpec
 from node.ledger import Ledger, read_spent
 from node.synth_cli import synth_store
 from tests.nodes import client_tls, make_ca, make_coordinator, make_node

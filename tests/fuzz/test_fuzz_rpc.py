@@ -29,9 +29,8 @@ from hypothesis import strategies as st
 
 from genogate.coordclient import CoordinatorClient
 from genogate.errors import Reason
-from genogate.kinds.cohort_count import CohortCount
+from genogate.kinds.cohort_count import CohortCount, CohortCountResult
 from genogate.nodeclient import ClientTLS, NodeClient, envelope
-from genogate.results import CohortCountResult
 from genogate.rpc import MAX_MESSAGE_BYTES, REASON_KEY, error_from_rpc
 from genogate.signing import Signer
 from genogate.tls import fingerprint_sha256, new_identity_key, write_secret

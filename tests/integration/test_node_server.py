@@ -18,9 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from genogate import results
-from genogate.convert import result_to_pb
 from genogate.errors import GenogateError, PermissionDenied, Reason, ResourceExhausted
 from genogate.filter import parse_filter
+from genogate.kinds import result_to_pb
 from genogate.kinds.allele_frequency import AlleleFrequency
 from genogate.kinds.carrier_count import CarrierCount
 from genogate.kinds.case_control import CaseControl

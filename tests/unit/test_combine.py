@@ -15,8 +15,10 @@ import pytest
 
 from coordinator.combine import combine, combine_results, odds_ratio
 from genogate import noise, privacy, results
-from genogate.convert import noisy_from_pb, result_from_pb
-from genogate.kinds import KINDS
+from genogate.convert import noisy_from_pb
+from genogate.kinds import KINDS, result_from_pb
+from genogate.kinds.allele_frequency import CombinedAlleleFrequency
+from genogate.kinds.case_control import CombinedCaseControl
 from genogate.query import Kind
 from genogate.wire.v1 import common_pb2 as pb
 from node import dp
@@ -161,7 +163,7 @@ def _af_body(ac: int, an: int, k: int) -> pb.ReleaseBody:
 
 def test_allele_frequency_is_not_computed_from_a_suppressed_count() -> None:
     combined = combine_results(_results(_af_body(3, 2000, 10), _af_body(-2, 1500, 10), _af_body(40, 900, 10)))
-    assert isinstance(combined, results.CombinedAlleleFrequency)
+    assert isinstance(combined, CombinedAlleleFrequency)
     a = combined.variants[0]
     assert a.allele_number.estimate is not None and a.allele_count.estimate is None
     af = a.allele_frequency
@@ -185,12 +187,12 @@ def test_odds_ratio_is_not_computed_from_a_suppressed_cell() -> None:
         return pb.ReleaseBody(result=pb.QueryResult(case_control=pb.CaseControlResult(tables=[t])))
 
     combined = combine_results(_results(table(4), table(30)))
-    assert isinstance(combined, results.CombinedCaseControl)
+    assert isinstance(combined, CombinedCaseControl)
     o = combined.tables[0].odds_ratio
     assert o.not_computed == "case_alt suppressed at 1 of 2 sites"
     assert (o.estimate, o.ci95_low, o.ci95_high, o.log_se) == (0, 0, 0, 0)
     full = combine_results(_results(table(34), table(30)))
-    assert isinstance(full, results.CombinedCaseControl) and full.tables[0].odds_ratio.not_computed == ""
+    assert isinstance(full, CombinedCaseControl) and full.tables[0].odds_ratio.not_computed == ""
     assert full.tables[0].odds_ratio.estimate > 0
 
 
@@ -225,7 +227,7 @@ def test_results_of_different_variants_are_not_combined() -> None:
     with pytest.raises(ValueError, match="different variants"):
         combine_results(_results(body(100), body(101)))
     combined = combine_results(_results(body(100), body(100)))
-    assert isinstance(combined, results.CombinedAlleleFrequency)
+    assert isinstance(combined, CombinedAlleleFrequency)
     a = combined.variants[0]
     assert (a.allele_count.estimate, a.allele_number.estimate) == (10, 200)
     assert a.allele_frequency.estimate is not None and math.isclose(a.allele_frequency.estimate, 0.05)

@@ -1,8 +1,8 @@
-"""The query-kind registry: every ``Kind`` is one module defining its query dataclass and sensitivity and
-implementing every part of ``QueryKind``, ``Kind`` mirrors the wire enum, the registry discovers the modules
-(a new module is picked up by the registry, the wire conversion and the CLI with no other edit; a bad one is an
-import error naming it), the wire form round-trips, the canonical form is idempotent, and no per-kind branch
-lives outside ``genogate/kinds``."""
+"""The query-kind registry: every ``Kind`` is one module defining its query dataclass, its result and combined
+result dataclasses (with their wire conversion) and sensitivity and implementing every part of ``QueryKind``,
+``Kind`` mirrors the wire enum, the registry discovers the modules (a new module is picked up by the registry,
+the wire conversion and the CLI with no other edit; a bad one is an import error naming it), the wire form
+round-trips, the canonical form is idempotent, and no per-kind branch lives outside ``genogate/kinds``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import pytest
 
 import genogate.kinds
 from genogate import cli
+from genogate import results as res
 from genogate.errors import InvalidArgument, UsageError
 from genogate.kinds import KINDS, canonical, canonical_bytes, for_command, for_pb, kind_of, query_from_pb, query_to_pb
 from genogate.kinds.allele_frequency import AlleleFrequency
@@ -55,6 +56,8 @@ EXAMPLES: dict[Kind, list[Query]] = {
 ATTRIBUTES = {
     "kind": Kind,
     "query_type": type,
+    "result_type": type,
+    "combined_type": type,
     "command": str,
     "help": str,
     "per_variant": bool,
@@ -92,6 +95,10 @@ def test_the_interface_declares_the_parts_the_issue_names() -> None:
     assert set(METHODS) >= {
         "to_pb",
         "from_pb",
+        "result_to_pb",
+        "result_from_pb",
+        "combined_to_pb",
+        "combined_from_pb",
         "canonical",
         "filters",
         "variants",
@@ -132,6 +139,7 @@ def test_every_kind_implements_every_part_with_the_interface_signature(kind: Que
 def test_an_abstract_part_left_out_fails_at_once() -> None:
     abstract = {n for n, m in vars(QueryKind).items() if getattr(m, "__isabstractmethod__", False)}
     assert {"to_pb", "from_pb", "canonical", "exact", "release", "combine", "from_args"} <= abstract
+    assert {"result_to_pb", "result_from_pb", "combined_to_pb", "combined_from_pb"} <= abstract
 
     class Half(QueryKind):
         kind = Kind.COHORT_COUNT
@@ -165,6 +173,19 @@ def test_each_kind_defines_its_query_and_declares_its_sensitivity_in_its_module(
     assert issubclass(kind.query_type, Query) and dataclasses.is_dataclass(kind.query_type)
     assert kind.query_type.__dataclass_params__.frozen  # type: ignore[attr-defined]
     assert "sensitivity" in vars(type(kind)), "declared by the kind itself, not inherited"
+    for typ, base in ((kind.result_type, res.QueryResult), (kind.combined_type, res.CombinedResult)):
+        assert typ.__module__ == module, typ
+        assert issubclass(typ, base) and dataclasses.is_dataclass(typ) and typ.kind is kind.kind
+        assert typ.__dataclass_params__.frozen  # type: ignore[attr-defined]
+    for name in (
+        "result_type",
+        "combined_type",
+        "result_to_pb",
+        "result_from_pb",
+        "combined_to_pb",
+        "combined_from_pb",
+    ):
+        assert name in vars(type(kind)), f"{name}: declared by the kind itself, not inherited"
     sens = kind.sensitivity(3)
     assert sens.l1 >= 1 and sens.l2 >= 1 and sens.length >= 1
 
@@ -178,20 +199,22 @@ def _class_bases(path: Path) -> list[tuple[str, set[str]]]:
 
 
 def test_query_classes_and_kind_classes_are_defined_only_in_their_kind_modules() -> None:
-    """Read from the source: a ``Query`` dataclass or a ``QueryKind`` subclass is defined in a kind module
-    of ``genogate/kinds``, one of each per module, and nowhere else in the shared package, the node or the
-    coordinator; ``genogate.query`` and ``genogate.privacy`` name no kind."""
+    """Read from the source: a ``Query`` dataclass, a ``QueryKind`` subclass, a site result and a combined
+    result (on ``genogate.results``' bases) are defined in a kind module of ``genogate/kinds``, one of each per
+    module, and nowhere else in the shared package, the node or the coordinator; ``genogate.query``,
+    ``genogate.privacy``, ``genogate.results`` and ``genogate.convert`` name no kind (adding one edits none)."""
+    bases_of_a_kind = {"Query", "QueryKind", "res.QueryResult", "res.CombinedResult", "QueryResult", "CombinedResult"}
     found: dict[str, list[tuple[str, str]]] = {}
     for package in ("genogate", "node", "coordinator"):
         for path in sorted((ROOT / package).rglob("*.py")):
             rel = path.relative_to(ROOT).as_posix()
             for name, bases in _class_bases(path):
-                for base in {"Query", "QueryKind"} & bases:
-                    found.setdefault(rel, []).append((base, name))
+                for base in bases_of_a_kind & bases:
+                    found.setdefault(rel, []).append((base.removeprefix("res."), name))
     assert set(found) == {f"genogate/kinds/{k.label}.py" for k in Kind}
     for rel, classes in found.items():
-        assert sorted(base for base, _ in classes) == ["Query", "QueryKind"], rel
-    for rel in ("genogate/query.py", "genogate/privacy.py"):
+        assert sorted(base for base, _ in classes) == ["CombinedResult", "Query", "QueryKind", "QueryResult"], rel
+    for rel in ("genogate/query.py", "genogate/privacy.py", "genogate/results.py", "genogate/convert.py"):
         named = _kind_names_in_code(ROOT / rel, but_in="Kind")
         assert not named, (rel, named)
 
@@ -243,7 +266,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 import contextlib, io
 
 from genogate import cli, envelope
-from genogate.kinds import KINDS, for_command, for_pb, kind_of, query_to_pb
+from genogate import results as res
+from genogate.kinds import KINDS, for_command, for_pb, for_result, kind_of, query_to_pb
+from genogate.kinds import combined_from_pb, combined_to_pb, release_body_from_pb, release_body_to_pb
+from genogate.kinds import result_from_pb, result_to_pb
 from genogate.query import Kind
 from genogate.signing import Signer
 
@@ -262,7 +288,21 @@ except SystemExit:
 usage = io.StringIO()
 with contextlib.redirect_stdout(usage), contextlib.suppress(SystemExit):
     parser.parse_args(["query", "--help"])
+result = toy.result_type(res.NoisyValue(estimate=7, threshold=5))
+combined = toy.combined_type(res.CombinedValue(estimate=14.0, sites=2))
+body = res.ReleaseBody(query_id="q", result=result)
 print(json.dumps({
+    "result_type": [toy.result_type.__module__, toy.result_type.__qualname__],
+    "combined_type": [toy.combined_type.__module__, toy.combined_type.__qualname__],
+    "result_oneof": result_to_pb(result).WhichOneof("kind"),
+    "results_round_trip": [
+        for_result(result) is toy,
+        for_result(combined) is toy,
+        result_from_pb(result_to_pb(result)) == result,
+        combined_from_pb(combined_to_pb(combined)) == combined,
+        release_body_from_pb(release_body_to_pb(body)) == body,
+        result_to_pb(result).cohort_count.count.estimate == 7,
+    ],
     "kinds": [m.name for m in KINDS.values()],
     "module": type(toy).__module__,
     "query_type": toy.query_type.__qualname__,
@@ -303,8 +343,8 @@ def _run(copy: Path, script: str) -> dict[str, object]:
 def test_a_new_kind_module_is_picked_up_by_the_registry_wire_and_cli_with_no_other_edit(tmp_path: Path) -> None:
     copy = _kinds_copy(tmp_path)
     source = (copy / "cohort_count.py").read_text()
-    toy, n = re.subn(r"\bCohortCount\b", "Headcount", source)
-    assert n >= 4, "the toy is the cohort count under another name"
+    toy, n = re.subn(r"(?<!pb\.)\b(Combined)?CohortCount(Result)?\b", r"\1Headcount\2", source)
+    assert n >= 8, "the toy is the cohort count under another name (its query, result and combined result)"
     toy, n = re.subn(r'command = "cohort-count"', 'command = "headcount"', toy)
     assert n == 1
     toy, n = re.subn(r'help = "[^"]*"', 'help = "the toy headcount"', toy)
@@ -316,6 +356,10 @@ def test_a_new_kind_module_is_picked_up_by_the_registry_wire_and_cli_with_no_oth
     assert seen["kinds"] == [k.label for k in Kind]
     assert seen["module"] == "genogate.kinds.headcount"
     assert seen["query_type"] == "Headcount"
+    assert seen["result_type"] == ["genogate.kinds.headcount", "HeadcountResult"]
+    assert seen["combined_type"] == ["genogate.kinds.headcount", "CombinedHeadcount"]
+    assert seen["result_oneof"] == "cohort_count"
+    assert seen["results_round_trip"] == [True] * 6
     assert seen["query"] == seen["opened"] == "Headcount(filter=SexIs(sex='F'))"
     assert seen["kind_of"] is seen["for_pb"] is seen["same"] is True
     assert seen["oneof"] == "cohort_count"
@@ -479,8 +523,7 @@ def service_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("kind", list(Kind), ids=lambda k: k.label)
 def test_each_kind_from_node_release_to_combined_rows(kind: Kind, service_store: Path, tmp_path: Path) -> None:
     from coordinator.combine import combine_results
-    from genogate.convert import result_from_pb
-    from genogate.kinds import for_result
+    from genogate.kinds import for_result, result_from_pb
     from tests.unit.test_service import ask, make
 
     module = KINDS[kind]

@@ -10,7 +10,7 @@ import pytest
 
 from coordinator.combine import combine_results
 from genogate.client import Estimate, QueryResult, result_of
-from genogate.convert import combined_to_pb, result_from_pb
+from genogate.kinds import combined_to_pb, result_from_pb
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 from tests.unit.test_combine import value_pb as value

@@ -17,9 +17,11 @@ import numpy.typing as npt
 import pytest
 from cyvcf2 import VCF
 
-from node.ingest import synth
-from node.ingest.synth import SynthSource, SynthSpec, cohort, planted
+from node.ingest import synth_sample, synth_sites, synth_spec
+from node.ingest.synth import SynthSource
 from node.ingest.synth_files import run, write_sheet, write_vcf
+from node.ingest.synth_sites import planted
+from node.ingest.synth_spec import SynthSpec, cohort
 from node.records import HEMI_ALT, HEMI_REF, HET, HOM_ALT, NO_CALL, SiteCalls
 
 SMALL = SynthSpec(samples=300, variants=500, seed=1)
@@ -164,16 +166,16 @@ def test_consent_and_case_mix() -> None:
     withdrawn = sum(c == "WITHDRAWN" for c in co.consent) / n
     assert 0.015 <= withdrawn <= 0.025  # p = 0.02, sd 0.001
     assert 0.09 <= co.case.mean() <= 0.11  # p = 0.10, sd 0.0021
-    assert 0.005 <= (co.sex == synth.UNKNOWN_SEX).mean() <= 0.015  # p = 0.01, sd 0.0007
+    assert 0.005 <= (co.sex == synth_spec.UNKNOWN_SEX).mean() <= 0.015  # p = 0.01, sd 0.0007
     assert all(("HP:0001250" in ph.split(";")) == bool(c) for ph, c in zip(co.phenotypes, co.case, strict=True))
 
 
 def test_chrx_males_haploid_outside_pars_only() -> None:
     co = cohort(X_ONLY)
-    male = co.sex == synth.MALE
+    male = co.sex == synth_spec.MALE
     in_par = in_nonpar = 0
     for sc in _calls(X_ONLY):
-        par = any(lo <= sc.pos <= hi for lo, hi in synth.GRCH38_PARS)
+        par = any(lo <= sc.pos <= hi for lo, hi in synth_spec.GRCH38_PARS)
         hemi = sc.sids[(sc.cls == HEMI_REF) | (sc.cls == HEMI_ALT)]
         if par:
             in_par += 1
@@ -243,17 +245,17 @@ def test_carrier_counts_match_hardy_weinberg() -> None:
     spec = SynthSpec(samples=3000, variants=3000, seed=8, multiallelic_rate=0.0, missing_rate=0.0,
                      chromosomes=(("chr1", 248956422),))  # fmt: skip
     co = cohort(spec)
-    lay = synth._layout(co, np.zeros(spec.samples, dtype=np.bool_))
-    sites = synth._sites(spec, 0, synth._planted_local(spec)[0])
-    p = synth._carrier_p(sites.af, sites.af_case, lay)
-    p_hom = synth._code_probs(sites.af, sites.af_case, lay)[..., 2]
+    lay = synth_sample._layout(co, np.zeros(spec.samples, dtype=np.bool_))
+    sites = synth_sites.chromosome_sites(spec, 0, synth_sites.planted_local(spec)[0])
+    p = synth_sample._carrier_p(sites.af, sites.af_case, lay)
+    p_hom = synth_sample._code_probs(sites.af, sites.af_case, lay)[..., 2]
     calls = _calls(spec)
     carriers = np.array([len(s.sids) for s in calls])
     hom = np.array([(s.cls == HOM_ALT).sum() for s in calls])
     expected, var = p @ lay.sizes, (p * (1 - p)) @ lay.sizes
     # Records expected to have >= 20 carriers (none gets a forced carrier, P(0 carriers) < e^-20).
     for dense in (True, False):
-        pick = ((p.max(axis=1) > synth._DENSE_P) == dense) & (expected >= 20)
+        pick = ((p.max(axis=1) > synth_sample._DENSE_P) == dense) & (expected >= 20)
         assert pick.sum() > 50
         # sums of independent counts: |z| > 6 has probability < 2e-9
         z = (carriers[pick].sum() - expected[pick].sum()) / np.sqrt(var[pick].sum())
