@@ -32,12 +32,13 @@ from decimal import Decimal, InvalidOperation
 from opendp.mod import OpenDPException
 
 from genogate import duo, privacy, risk
+from genogate.convert import risk_to_pb
 from genogate.envelope import exact_decimal
 from genogate.errors import GenogateError, InvalidArgument, Reason
 from genogate.genome import BUILDS
 from genogate.kinds import KINDS
 from genogate.query import Kind
-from genogate.studies import NodeInfo
+from genogate.studies import MembershipRisk, NodeInfo
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 
@@ -116,7 +117,7 @@ def _fmt(x: Decimal) -> str:
     return f"{x.normalize():f}" if x == x.to_integral_value() or abs(x) >= Decimal("1e-6") else f"{x:.3g}"
 
 
-def study_risk(p: cpb.StudyProposal, caps: Mapping[str, SiteCaps] | None = None) -> pb.MembershipRisk | None:
+def study_risk(p: cpb.StudyProposal, caps: Mapping[str, SiteCaps] | None = None) -> MembershipRisk | None:
     """The membership bound for the study's total ε at its most exposed site (the proposal's total capped by
     each site's per-study cap, where known); None when the proposal's ε is unusable."""
     total = epsilon_decimal(p.epsilon_total_per_site)
@@ -258,7 +259,7 @@ def grant_body(
     )
     r = study_risk(p, caps)
     if r is not None:
-        body.risk.CopyFrom(r)
+        body.risk.CopyFrom(risk_to_pb(r))
     return body
 
 

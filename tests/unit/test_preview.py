@@ -9,6 +9,7 @@ import pytest
 
 from coordinator.preview import DAY_MS, grant_body, preview, proposal_problems, study_assembly
 from genogate import privacy
+from genogate.convert import risk_to_pb
 from genogate.kinds import KINDS
 from genogate.query import Kind
 from genogate.wire.v1 import common_pb2 as pb
@@ -247,7 +248,7 @@ def test_the_preview_shows_each_sites_caps_committed_and_spent_and_the_risk() ->
     assert any(p.startswith("site-a: the researcher's approved studies there may spend ε 15") for p in out.problems)
     assert not any(p.startswith("site-b:") for p in out.problems)  # 0.005 is above the coordinator's floor
     # The risk is for the most exposed site: site-b, which caps nothing, at the proposal's 10
-    assert out.risk == risk.membership_risk(10.0) == out.grant_body.risk
+    assert out.risk == risk_to_pb(risk.membership_risk(10.0)) == out.grant_body.risk
 
 
 def test_the_grant_carries_the_risk_of_the_budget_as_capped_by_its_sites() -> None:
@@ -262,5 +263,5 @@ def test_the_grant_carries_the_risk_of_the_budget_as_capped_by_its_sites() -> No
         assembly="GRCh38",
         caps=caps,
     )
-    assert body.risk == risk.membership_risk(1.0)
+    assert body.risk == risk_to_pb(risk.membership_risk(1.0))
     assert "ε = 1 " in body.risk.statement
