@@ -39,7 +39,8 @@ ALLOWED: Mapping[str, str] = {
     "coordinator.servicer": "the coordinator's servicer",
     "coordinator.queries": "RunQuery / GetStudyBudget at the edge: the sites' wire results in, the response out",
     "coordinator.fanout": "the coordinator's client of the nodes (relays signed bytes, reads signed releases)",
-    "coordinator.preview": "PreviewStudy's answer (not yet converted: issue 14 item 3)",
+    "coordinator.preview": "checks the wire proposal decoded from the signed bytes (unknown kinds included) and "
+    "builds the GrantBody the committee signs; its preview is domain (StudyPreview), converted by the servicer",
     "coordinator.state.sqlite": "stores signed proposal/review/grant bytes and decodes them to read fields",
     # Clients (the SDK's RPC wrappers) and what prints their answers.
     "genogate.nodeclient": "the SDK's client of a node: converts right after the RPC",

@@ -9,7 +9,7 @@ import pytest
 
 from coordinator.preview import DAY_MS, grant_body, preview, proposal_problems, study_assembly
 from genogate import privacy
-from genogate.convert import risk_to_pb
+from genogate.convert import grant_terms_from_pb, risk_to_pb
 from genogate.kinds import KINDS
 from genogate.query import Kind
 from genogate.wire.v1 import common_pb2 as pb
@@ -45,8 +45,10 @@ def count_halfwidth(cap: str) -> float:
 def test_a_valid_proposal_previews_its_grant_noise_and_budget() -> None:
     p = proposal()
     out = preview(p, NODES, researcher_public_key=b"k" * 32, revocation_epoch=3, now_ms=NOW_MS)
-    assert out.grant_body == grant_body(
-        p, study_id="", researcher_public_key=b"k" * 32, approved_ms=NOW_MS, revocation_epoch=3, assembly="GRCh38"
+    assert out.grant_body == grant_terms_from_pb(
+        grant_body(
+            p, study_id="", researcher_public_key=b"k" * 32, approved_ms=NOW_MS, revocation_epoch=3, assembly="GRCh38"
+        )
     )
     assert out.grant_body.assembly == "GRCh38"  # the build every site has
     body = out.grant_body
@@ -168,7 +170,7 @@ def test_a_preview_never_fails_whatever_the_numbers(
     except InvalidArgument as exc:
         assert exc.reason in (Reason.INVALID_STUDY, Reason.INVALID_EPSILON)
     else:
-        assert out.HasField("risk") and 0 < out.risk.true_positive_rate_bound <= 1
+        assert out.risk is not None and 0 < out.risk.true_positive_rate_bound <= 1
 
 
 def test_the_division_that_crashed_is_a_budget_line() -> None:
@@ -248,7 +250,7 @@ def test_the_preview_shows_each_sites_caps_committed_and_spent_and_the_risk() ->
     assert any(p.startswith("site-a: the researcher's approved studies there may spend ε 15") for p in out.problems)
     assert not any(p.startswith("site-b:") for p in out.problems)  # 0.005 is above the coordinator's floor
     # The risk is for the most exposed site: site-b, which caps nothing, at the proposal's 10
-    assert out.risk == risk_to_pb(risk.membership_risk(10.0)) == out.grant_body.risk
+    assert out.risk == risk.membership_risk(10.0) == out.grant_body.risk
 
 
 def test_the_grant_carries_the_risk_of_the_budget_as_capped_by_its_sites() -> None:
