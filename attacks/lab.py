@@ -28,21 +28,20 @@ from genogate.client import Client
 from genogate.coordclient import CoordinatorClient
 from genogate.errors import GenogateError, Reason
 from genogate.nodeclient import ClientTLS, NodeClient
-from genogate.query import Query
+from genogate.query import Kind, Query
 from genogate.results import ReleaseBody
 from genogate.signing import Signer
+from genogate.studies import NodeInfo, ReviewDecision, Study, StudyProposal, StudyState
 from genogate.tls import fingerprint_sha256, new_identity_key, write_secret
-from genogate.wire.v1 import common_pb2 as pb
-from genogate.wire.v1 import coordinator_pb2 as cpb
 from node.config import PolicySettings
 from tests.nodes import client_tls, make_ca, make_coordinator, make_node
 from tests.processes import Proc, start_coordinator, start_node
 
 ALL_KINDS = (
-    pb.QUERY_KIND_COHORT_COUNT,
-    pb.QUERY_KIND_ALLELE_FREQUENCY,
-    pb.QUERY_KIND_GENOTYPE_COUNTS,
-    pb.QUERY_KIND_CASE_CONTROL,
+    Kind.COHORT_COUNT,
+    Kind.ALLELE_FREQUENCY,
+    Kind.GENOTYPE_COUNTS,
+    Kind.CASE_CONTROL,
 )
 POLICY_FIELDS = {f.name: f for f in dataclasses.fields(PolicySettings)}
 # ε: the ledger's largest amount, far above the sum of every lab study's budget at one node (at most ~6e4), so
@@ -103,20 +102,18 @@ class Lab:
         with CoordinatorClient(self.coordinator.address, self.operator) as c:
             cert = (node.dir / "tls" / "node.pem").read_bytes()
             c.register_node(
-                cpb.NodeInfo(name=name, endpoint=proc.address, cert_sha256=fingerprint_sha256(cert), genome_build=build)
+                NodeInfo(name=name, endpoint=proc.address, cert_sha256=fingerprint_sha256(cert), genome_build=build)
             )
         return proc
 
-    def study(
-        self, sites: Sequence[str], *, epsilon_total: float, epsilon_cap: float, title: str = "attack"
-    ) -> cpb.Study:
+    def study(self, sites: Sequence[str], *, epsilon_total: float, epsilon_cap: float, title: str = "attack") -> Study:
         """A study over ``sites``, proposed by the researcher and approved by both committee members."""
         self._studies += 1
-        proposal = cpb.StudyProposal(
+        proposal = StudyProposal(
             title=f"{title} #{self._studies}",  # the coordinator keeps one study per identical proposal
             purpose="HMB",
-            kinds=list(ALL_KINDS),
-            sites=list(sites),
+            kinds=ALL_KINDS,
+            sites=tuple(sites),
             epsilon_total_per_site=epsilon_total,
             epsilon_per_query_cap=epsilon_cap,
             duration_days=30,
@@ -126,8 +123,8 @@ class Lab:
         with CoordinatorClient(self.coordinator.address, self.operator) as c:
             study = c.propose(proposal, self.researcher)
             for member in self.committee:
-                study = c.review(study, cpb.REVIEW_DECISION_APPROVE, "attack harness", member)
-        if study.state != cpb.STUDY_STATE_APPROVED:
+                study = c.review(study, ReviewDecision.APPROVE, "attack harness", member)
+        if study.state != StudyState.APPROVED:
             raise RuntimeError(f"study not approved: {study}")
         return study
 
@@ -136,7 +133,7 @@ class Lab:
             self._clients[site] = NodeClient(self.nodes[site].address, self.researcher_tls, timeout_s=120)
         return self._clients[site]
 
-    def send(self, site: str, study: cpb.Study, query: Query, epsilon: float) -> ReleaseBody:
+    def send(self, site: str, study: Study, query: Query, epsilon: float) -> ReleaseBody:
         """One query straight to ``site`` under the study's grant, signed by the researcher. A node that has
         not yet fetched a revocation list newer than the grant refuses it for a moment: waited out here."""
         deadline = time.monotonic() + 30

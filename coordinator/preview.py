@@ -15,7 +15,10 @@ an approval that would make one. A site that does not publish a cap (0) is not c
 **Risk in words** (item 3): ``study_risk`` states, for the study's total ε at its most exposed site, the bound
 on any membership attacker (``genogate.risk``); the preview and the grant carry it.
 
-A preview never fails on a value it is given: anything unusable is a problem in the list.
+A preview never fails on a value it is given: anything unusable is a problem in the list. ``preview``
+answers in domain values (``genogate.studies.StudyPreview``, the servicer converts); the rules read the wire
+proposal as decoded from the signed bytes (it may name kinds this version does not know, which are problems),
+and ``grant_body`` builds the ``GrantBody`` message the committee signs.
 
 Importing this module imports OpenDP (through ``genogate.privacy``) for the interval half-widths.
 """
@@ -32,12 +35,13 @@ from decimal import Decimal, InvalidOperation
 from opendp.mod import OpenDPException
 
 from genogate import duo, privacy, risk
+from genogate.convert import grant_terms_from_pb, risk_to_pb
 from genogate.envelope import exact_decimal
 from genogate.errors import GenogateError, InvalidArgument, Reason
 from genogate.genome import BUILDS
 from genogate.kinds import KINDS
 from genogate.query import Kind
-from genogate.studies import NodeInfo
+from genogate.studies import MembershipRisk, NodeInfo, SitePreview, StudyPreview
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 
@@ -116,7 +120,7 @@ def _fmt(x: Decimal) -> str:
     return f"{x.normalize():f}" if x == x.to_integral_value() or abs(x) >= Decimal("1e-6") else f"{x:.3g}"
 
 
-def study_risk(p: cpb.StudyProposal, caps: Mapping[str, SiteCaps] | None = None) -> pb.MembershipRisk | None:
+def study_risk(p: cpb.StudyProposal, caps: Mapping[str, SiteCaps] | None = None) -> MembershipRisk | None:
     """The membership bound for the study's total ε at its most exposed site (the proposal's total capped by
     each site's per-study cap, where known); None when the proposal's ε is unusable."""
     total = epsilon_decimal(p.epsilon_total_per_site)
@@ -258,7 +262,7 @@ def grant_body(
     )
     r = study_risk(p, caps)
     if r is not None:
-        body.risk.CopyFrom(r)
+        body.risk.CopyFrom(risk_to_pb(r))
     return body
 
 
@@ -308,8 +312,9 @@ def preview(
     committed: Mapping[str, Decimal] | None = None,
     spent: Mapping[str, float] | None = None,
     epsilon_per_query_min: Decimal | None = None,
-) -> cpb.PreviewStudyResponse:
-    """A dry run of ``proposal`` against the registered ``nodes`` (by name).
+) -> StudyPreview:
+    """A dry run of ``proposal`` against the registered ``nodes`` (by name), as domain values (the servicer
+    converts them to its response).
 
     ``grant_body`` is what an approval at ``now_ms`` (default: now) would issue, with an empty study id
     and unsigned; pass the researcher's key and the current revocation epoch to fill those terms.
@@ -331,10 +336,12 @@ def preview(
     floor_problems = []
     for site in proposal.sites:
         c = caps.get(site, SiteCaps())
-        sp = cpb.SitePreview(
+        sp = SitePreview(
             site=site,
             registered=site in nodes,
             reachable=c.reachable,
+            purpose_accepted=False,
+            kinds_refused=(),
             epsilon_total_cap=float(c.per_study) if c.per_study is not None else proposal.epsilon_total_per_site,
             count_ci95_half_width=halfwidth,
             epsilon_per_researcher_cap=float(c.per_researcher or 0),
@@ -362,7 +369,5 @@ def preview(
     total = epsilon_decimal(proposal.epsilon_total_per_site)
     over = over_researcher_caps(total, list(proposal.sites), committed, caps) if total is not None else []
     problems = proposal_problems(proposal, builds) + floor_problems + over + _budget_lines(proposal)
-    out = cpb.PreviewStudyResponse(grant_body=body, sites=sites, problems=problems)
-    if body.HasField("risk"):
-        out.risk.CopyFrom(body.risk)
-    return out
+    terms = grant_terms_from_pb(body)
+    return StudyPreview(grant_body=terms, sites=tuple(sites), problems=tuple(problems), risk=terms.risk)

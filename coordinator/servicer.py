@@ -31,6 +31,7 @@ from genogate.convert import (
     grant_to_pb,
     node_from_pb,
     node_to_pb,
+    preview_to_pb,
     researcher_to_pb,
     review_from_pb,
     revocations_to_pb,
@@ -143,15 +144,17 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         nodes = {n.name: n for n in self.state.list_nodes()}
         caps = self._caps(p.sites)
         fp = p.researcher_key_fingerprint if key else ""
-        return preview(
-            p,
-            nodes,
-            researcher_public_key=key,
-            revocation_epoch=self.state.epoch(),
-            caps=caps,
-            committed=self.state.committed(fp, caps) if fp else {},
-            spent=self._spent(fp, list(p.sites)),
-            epsilon_per_query_min=self.queries.limits.epsilon_per_query_min,
+        return preview_to_pb(
+            preview(
+                p,
+                nodes,
+                researcher_public_key=key,
+                revocation_epoch=self.state.epoch(),
+                caps=caps,
+                committed=self.state.committed(fp, caps) if fp else {},
+                spent=self._spent(fp, list(p.sites)),
+                epsilon_per_query_min=self.queries.limits.epsilon_per_query_min,
+            )
         )
 
     @boundary

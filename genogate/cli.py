@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
     from genogate.coordclient import CoordinatorClient
     from genogate.profile import Profile
-    from genogate.wire.v1 import coordinator_pb2 as cpb
+    from genogate.query import Kind
+    from genogate.studies import StudyProposal
 
 PROG = "genogate"
 STATES = ("proposed", "approved", "rejected", "revoked", "expired")
@@ -64,11 +65,11 @@ filters (--where, --cases, --controls; keywords are case-insensitive):
 # Argument types (argparse reports their errors with the usage and exit code 2) -----------------------------
 
 
-def _kinds(text: str) -> list[int]:
+def _kinds(text: str) -> list[Kind]:
     from genogate.query import Kind
 
     try:
-        kinds = [Kind.parse(part).value for part in text.split(",") if part.strip()]
+        kinds = [Kind.parse(part) for part in text.split(",") if part.strip()]
     except InvalidArgument as exc:
         raise argparse.ArgumentTypeError(exc.detail) from None
     if not kinds:
@@ -336,11 +337,12 @@ def _parser() -> argparse.ArgumentParser:
 # Output ---------------------------------------------------------------------------------------------------
 
 
-def _emit(args: argparse.Namespace, message: Message, text: Callable[[], str]) -> int:
+def _emit(args: argparse.Namespace, message: Callable[[], Message], text: Callable[[], str]) -> int:
+    """Print the response: ``--json`` the RPC's response message in the protobuf JSON mapping, else ``text``."""
     if args.json:
         from google.protobuf.json_format import MessageToDict
 
-        print(json.dumps(MessageToDict(message, preserving_proto_field_name=True), indent=2))
+        print(json.dumps(MessageToDict(message(), preserving_proto_field_name=True), indent=2))
     else:
         print(text())
     return 0
@@ -389,14 +391,14 @@ def _keys_new(args: argparse.Namespace) -> int:
     return 0
 
 
-def _proposal(args: argparse.Namespace, fingerprint: str) -> cpb.StudyProposal:
-    from genogate.wire.v1 import coordinator_pb2 as cpb
+def _proposal(args: argparse.Namespace, fingerprint: str) -> StudyProposal:
+    from genogate.studies import StudyProposal
 
-    return cpb.StudyProposal(
+    return StudyProposal(
         title=args.title,
         purpose=args.purpose,
-        kinds=args.kinds,
-        sites=args.sites,
+        kinds=tuple(args.kinds),
+        sites=tuple(args.sites),
         epsilon_total_per_site=args.epsilon_total,
         epsilon_per_query_cap=args.epsilon_cap,
         duration_days=args.days,
@@ -407,68 +409,87 @@ def _proposal(args: argparse.Namespace, fingerprint: str) -> cpb.StudyProposal:
     )
 
 
+# --json prints the RPC's response message (the protobuf JSON mapping, the CLI's contract): the domain values
+# the client returned, converted back to the message the coordinator sent (genogate.convert, exact).
+
+
 def _study_propose(args: argparse.Namespace) -> int:
     from genogate import table
+    from genogate.convert import study_to_pb
     from genogate.wire.v1 import coordinator_pb2 as cpb
 
     profile = _profile(args)
     signer = profile.signer()
     with _client(args, profile) as client:
         s = client.propose(_proposal(args, signer.key_id), signer)
-    return _emit(args, cpb.ProposeStudyResponse(study=s), lambda: table.study(s))
+    return _emit(args, lambda: cpb.ProposeStudyResponse(study=study_to_pb(s)), lambda: table.study(s))
 
 
 def _study_preview(args: argparse.Namespace) -> int:
     from genogate import table
+    from genogate.convert import preview_to_pb
 
     profile = _profile(args)
     fingerprint = profile.signer().key_id if profile.settings.signing_key is not None else ""
     with _client(args, profile) as client:
-        response = client.preview_study(_proposal(args, fingerprint))
-    return _emit(args, response, lambda: table.preview(response))
+        preview = client.preview_study(_proposal(args, fingerprint))
+    return _emit(args, lambda: preview_to_pb(preview), lambda: table.preview(preview))
 
 
 def _study_list(args: argparse.Namespace) -> int:
     from genogate import table
+    from genogate.convert import study_to_pb
+    from genogate.studies import StudyState
     from genogate.wire.v1 import coordinator_pb2 as cpb
 
-    state = cpb.StudyState.Value(f"STUDY_STATE_{args.state.upper()}") if args.state else cpb.STUDY_STATE_UNSPECIFIED
+    state = StudyState[args.state.upper()] if args.state else None
     profile = _profile(args)
     with _client(args, profile) as client:
         items = client.list_studies(state, args.researcher)
-    return _emit(args, cpb.ListStudiesResponse(studies=items), lambda: table.studies(items))
+    return _emit(
+        args, lambda: cpb.ListStudiesResponse(studies=[study_to_pb(s) for s in items]), lambda: table.studies(items)
+    )
 
 
 def _study_show(args: argparse.Namespace) -> int:
     from genogate import table
+    from genogate.convert import study_to_pb
     from genogate.wire.v1 import coordinator_pb2 as cpb
 
     profile = _profile(args)
     with _client(args, profile) as client:
         s = client.get_study(args.study_id)
-    return _emit(args, cpb.GetStudyResponse(study=s), lambda: table.study(s))
+    return _emit(args, lambda: cpb.GetStudyResponse(study=study_to_pb(s)), lambda: table.study(s))
 
 
 def _study_review(args: argparse.Namespace) -> int:
     from genogate import table
+    from genogate.convert import study_to_pb
     from genogate.coordclient import sign_review
+    from genogate.studies import ReviewDecision
     from genogate.wire.v1 import coordinator_pb2 as cpb
 
-    decision = cpb.ReviewDecision.Value(f"REVIEW_DECISION_{args.decision.upper()}")
+    decision = ReviewDecision[args.decision.upper()]
     profile = _profile(args)
     signer = profile.signer()
     with _client(args, profile) as client:
         current = client.get_study(args.study_id)
         review = sign_review(current, decision, args.comment, signer)
-        if decision == cpb.REVIEW_DECISION_REVOKE:
-            revoked = client.revoke_study(review)
-            return _emit(args, revoked, lambda: table.study(revoked.study, revocation_epoch=revoked.revocation_epoch))
+        if decision == ReviewDecision.REVOKE:
+            revoked, epoch = client.revoke_study(review)
+            return _emit(
+                args,
+                lambda: cpb.RevokeStudyResponse(study=study_to_pb(revoked), revocation_epoch=epoch),
+                lambda: table.study(revoked, revocation_epoch=epoch),
+            )
         s = client.review_study(review)
-    return _emit(args, cpb.ReviewStudyResponse(study=s), lambda: table.study(s))
+    return _emit(args, lambda: cpb.ReviewStudyResponse(study=study_to_pb(s)), lambda: table.study(s))
 
 
 def _nodes_register(args: argparse.Namespace) -> int:
     from genogate import table
+    from genogate.convert import node_to_pb
+    from genogate.studies import NodeInfo
     from genogate.tls import fingerprint_sha256
     from genogate.wire.v1 import coordinator_pb2 as cpb
 
@@ -478,31 +499,35 @@ def _nodes_register(args: argparse.Namespace) -> int:
         raise UsageError(f"--cert {args.cert}: cannot read ({exc.strerror or type(exc).__name__})") from None
     except ValueError:
         raise UsageError(f"--cert {args.cert}: not a PEM certificate") from None
-    node = cpb.NodeInfo(name=args.name, endpoint=args.endpoint, cert_sha256=cert_sha256, genome_build=args.build)
+    node = NodeInfo(name=args.name, endpoint=args.endpoint, cert_sha256=cert_sha256, genome_build=args.build)
     profile = _profile(args)
     with _client(args, profile) as client:
         registered = client.register_node(node)
-    return _emit(args, cpb.RegisterNodeResponse(node=registered), lambda: table.nodes([registered]))
+    return _emit(args, lambda: cpb.RegisterNodeResponse(node=node_to_pb(registered)), lambda: table.nodes([registered]))
 
 
 def _nodes_list(args: argparse.Namespace) -> int:
     from genogate import table
+    from genogate.convert import node_to_pb
     from genogate.wire.v1 import coordinator_pb2 as cpb
 
     profile = _profile(args)
     with _client(args, profile) as client:
         items = client.list_nodes()
-    return _emit(args, cpb.ListNodesResponse(nodes=items), lambda: table.nodes(items))
+    return _emit(args, lambda: cpb.ListNodesResponse(nodes=[node_to_pb(n) for n in items]), lambda: table.nodes(items))
 
 
 def _researchers_register(args: argparse.Namespace) -> int:
     from genogate import table
+    from genogate.convert import researcher_to_pb
     from genogate.wire.v1 import coordinator_pb2 as cpb
 
     profile = _profile(args)
     with _client(args, profile) as client:
         r = client.register_researcher(args.name, args.affiliation, args.public_key)
-    return _emit(args, cpb.RegisterResearcherResponse(researcher=r), lambda: table.researcher(r))
+    return _emit(
+        args, lambda: cpb.RegisterResearcherResponse(researcher=researcher_to_pb(r)), lambda: table.researcher(r)
+    )
 
 
 # Entry point ----------------------------------------------------------------------------------------------
@@ -542,7 +567,7 @@ def _budget(args: argparse.Namespace) -> int:
     profile = _profile(args)
     with _client(args, profile) as client:
         sites = client.study_budget(args.study, args.sites)
-    return _emit(args, cpb.GetStudyBudgetResponse(sites=sites), lambda: str(Budget.of(args.study, sites)))
+    return _emit(args, lambda: cpb.GetStudyBudgetResponse(sites=sites), lambda: str(Budget.of(args.study, sites)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,13 +28,19 @@ from genogate.query import (
     check_filter_size,
 )
 from genogate.studies import (
+    GrantTerms,
+    MembershipRisk,
     NodeInfo,
     Researcher,
     Review,
+    ReviewBody,
+    ReviewDecision,
     SignedProposal,
     SignedRevocationList,
+    SitePreview,
     Study,
     StudyGrant,
+    StudyPreview,
     StudyProposal,
     StudyState,
 )
@@ -204,6 +210,21 @@ def review_to_pb(r: Review) -> cpb.Review:
     return cpb.Review(payload=r.payload, reviewer_signature=r.reviewer_signature, reviewer_key_id=r.reviewer_key_id)
 
 
+def review_body_of(r: Review) -> ReviewBody:
+    """The review's signed payload decoded (``google.protobuf.message.DecodeError`` when it is not one)."""
+    m = cpb.ReviewBody.FromString(r.payload)
+    try:
+        decision: ReviewDecision | int = ReviewDecision(m.decision)
+    except ValueError:
+        decision = int(m.decision)
+    return ReviewBody(m.study_id, m.proposal_sha256, decision, m.comment, m.reviewed_unix_ms)
+
+
+def grant_terms_of(g: StudyGrant) -> GrantTerms:
+    """The grant's signed payload decoded (``google.protobuf.message.DecodeError`` when it is not one)."""
+    return grant_terms_from_pb(pb.GrantBody.FromString(g.payload))
+
+
 def grant_from_pb(m: pb.StudyGrant) -> StudyGrant:
     return StudyGrant(m.payload, m.committee_signature, m.committee_key_id)
 
@@ -288,6 +309,139 @@ def researcher_to_pb(r: Researcher) -> cpb.Researcher:
         key_fingerprint=r.key_fingerprint,
         registered_unix_ms=r.registered_unix_ms,
     )
+
+
+# Previews: exact both ways, so that a preview the SDK returns converts back to the very response the
+# coordinator sent (the CLI's --json prints that). A kind this version does not know stays its number.
+
+
+def _kind_or_number(value: int) -> Kind | int:
+    try:
+        return Kind(value)
+    except ValueError:
+        return int(value)
+
+
+def _kind_number(k: Kind | int) -> int:
+    return k.value if isinstance(k, Kind) else int(k)
+
+
+def risk_from_pb(m: pb.MembershipRisk) -> MembershipRisk:
+    return MembershipRisk(
+        epsilon=m.epsilon,
+        delta=m.delta,
+        false_positive_rate=m.false_positive_rate,
+        true_positive_rate_bound=m.true_positive_rate_bound,
+        statement=m.statement,
+        measured_true_positive_rate=m.measured_true_positive_rate,
+        measured_attack=m.measured_attack,
+    )
+
+
+def risk_to_pb(r: MembershipRisk) -> pb.MembershipRisk:
+    return pb.MembershipRisk(
+        epsilon=r.epsilon,
+        delta=r.delta,
+        false_positive_rate=r.false_positive_rate,
+        true_positive_rate_bound=r.true_positive_rate_bound,
+        statement=r.statement,
+        measured_true_positive_rate=r.measured_true_positive_rate,
+        measured_attack=r.measured_attack,
+    )
+
+
+def grant_terms_from_pb(m: pb.GrantBody) -> GrantTerms:
+    return GrantTerms(
+        study_id=m.study_id,
+        researcher_key_fingerprint=m.researcher_key_fingerprint,
+        purpose=m.purpose,
+        kinds=tuple(_kind_or_number(k) for k in m.kinds),
+        sites=tuple(m.sites),
+        epsilon_total=m.epsilon_total,
+        epsilon_per_query_cap=m.epsilon_per_query_cap,
+        not_before_unix_ms=m.not_before_unix_ms,
+        not_after_unix_ms=m.not_after_unix_ms,
+        revocation_epoch=m.revocation_epoch,
+        per_site_breakdown=m.per_site_breakdown,
+        researcher_public_key=m.researcher_public_key,
+        assembly=m.assembly,
+        risk=risk_from_pb(m.risk) if m.HasField("risk") else None,
+    )
+
+
+def grant_terms_to_pb(g: GrantTerms) -> pb.GrantBody:
+    out = pb.GrantBody(
+        study_id=g.study_id,
+        researcher_key_fingerprint=g.researcher_key_fingerprint,
+        purpose=g.purpose,
+        kinds=[_kind_number(k) for k in g.kinds],  # type: ignore[misc]
+        sites=g.sites,
+        epsilon_total=g.epsilon_total,
+        epsilon_per_query_cap=g.epsilon_per_query_cap,
+        not_before_unix_ms=g.not_before_unix_ms,
+        not_after_unix_ms=g.not_after_unix_ms,
+        revocation_epoch=g.revocation_epoch,
+        per_site_breakdown=g.per_site_breakdown,
+        researcher_public_key=g.researcher_public_key,
+        assembly=g.assembly,
+    )
+    if g.risk is not None:
+        out.risk.CopyFrom(risk_to_pb(g.risk))
+    return out
+
+
+def site_preview_from_pb(m: cpb.SitePreview) -> SitePreview:
+    return SitePreview(
+        site=m.site,
+        registered=m.registered,
+        reachable=m.reachable,
+        purpose_accepted=m.purpose_accepted,
+        kinds_refused=tuple(_kind_or_number(k) for k in m.kinds_refused),
+        epsilon_total_cap=m.epsilon_total_cap,
+        count_ci95_half_width=m.count_ci95_half_width,
+        epsilon_per_researcher_cap=m.epsilon_per_researcher_cap,
+        researcher_epsilon_committed=m.researcher_epsilon_committed,
+        researcher_epsilon_spent=m.researcher_epsilon_spent,
+        budget_period_days=m.budget_period_days,
+        epsilon_per_query_min=m.epsilon_per_query_min,
+    )
+
+
+def site_preview_to_pb(s: SitePreview) -> cpb.SitePreview:
+    return cpb.SitePreview(
+        site=s.site,
+        registered=s.registered,
+        reachable=s.reachable,
+        purpose_accepted=s.purpose_accepted,
+        kinds_refused=[_kind_number(k) for k in s.kinds_refused],  # type: ignore[misc]
+        epsilon_total_cap=s.epsilon_total_cap,
+        count_ci95_half_width=s.count_ci95_half_width,
+        epsilon_per_researcher_cap=s.epsilon_per_researcher_cap,
+        researcher_epsilon_committed=s.researcher_epsilon_committed,
+        researcher_epsilon_spent=s.researcher_epsilon_spent,
+        budget_period_days=s.budget_period_days,
+        epsilon_per_query_min=s.epsilon_per_query_min,
+    )
+
+
+def preview_from_pb(m: cpb.PreviewStudyResponse) -> StudyPreview:
+    return StudyPreview(
+        grant_body=grant_terms_from_pb(m.grant_body),
+        sites=tuple(site_preview_from_pb(s) for s in m.sites),
+        problems=tuple(m.problems),
+        risk=risk_from_pb(m.risk) if m.HasField("risk") else None,
+    )
+
+
+def preview_to_pb(p: StudyPreview) -> cpb.PreviewStudyResponse:
+    out = cpb.PreviewStudyResponse(
+        grant_body=grant_terms_to_pb(p.grant_body),
+        sites=[site_preview_to_pb(s) for s in p.sites],
+        problems=p.problems,
+    )
+    if p.risk is not None:
+        out.risk.CopyFrom(risk_to_pb(p.risk))
+    return out
 
 
 # Results (genogate.results) -------------------------------------------------------------------------------

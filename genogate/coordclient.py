@@ -1,7 +1,10 @@
 """A synchronous client of the coordinator (mTLS), for the ``genogate`` command line, tools and tests.
 
-One typed method per RPC: a method returns the response's only field, or the response message itself when
-it has several. Failures raise the same ``GenogateError`` class and reason the coordinator raised.
+One typed method per RPC. Studies, the registry and previews cross in the domain types of
+``genogate.studies``: a request built from domain arguments is converted right before its RPC and a response
+right after it (``genogate.convert``), so a caller never handles a wire message. ``run_query`` and
+``study_budget`` return the wire response for ``genogate.client``, which converts it. Failures raise the same
+``GenogateError`` class and reason the coordinator raised.
 
 Two helpers sign before sending: ``propose`` signs the serialized ``StudyProposal`` with the researcher's
 key, and ``review`` signs a ``ReviewBody`` (approve, reject or revoke) with a committee member's key. The
@@ -10,6 +13,7 @@ bytes signed are exactly the bytes sent; nothing is re-encoded after signing.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time
 from collections.abc import Callable, Iterable
@@ -17,10 +21,33 @@ from typing import Any, TypeVar
 
 import grpc
 
+from genogate.convert import (
+    node_from_pb,
+    node_to_pb,
+    preview_from_pb,
+    proposal_to_pb,
+    researcher_from_pb,
+    review_to_pb,
+    revocations_from_pb,
+    signed_proposal_to_pb,
+    study_from_pb,
+)
 from genogate.errors import Unauthenticated, UsageError
 from genogate.nodeclient import ClientTLS
 from genogate.rpc import error_from_rpc
 from genogate.signing import Signer
+from genogate.studies import (
+    NodeInfo,
+    Researcher,
+    Review,
+    ReviewDecision,
+    SignedProposal,
+    SignedRevocationList,
+    Study,
+    StudyPreview,
+    StudyProposal,
+    StudyState,
+)
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 from genogate.wire.v1 import coordinator_pb2_grpc
@@ -31,35 +58,34 @@ REVIEW_BODY = "genogate.v1.ReviewBody"
 R = TypeVar("R")
 
 
-def sign_proposal(proposal: cpb.StudyProposal, signer: Signer) -> cpb.SignedProposal:
+def sign_proposal(proposal: StudyProposal, signer: Signer) -> SignedProposal:
     """The proposal signed by ``signer``; its ``researcher_key_fingerprint`` is filled in when empty and
     must otherwise name ``signer``'s key (``UsageError``)."""
-    p = cpb.StudyProposal()
-    p.CopyFrom(proposal)
-    if not p.researcher_key_fingerprint:
-        p.researcher_key_fingerprint = signer.key_id
-    elif p.researcher_key_fingerprint != signer.key_id:
+    if not proposal.researcher_key_fingerprint:
+        proposal = dataclasses.replace(proposal, researcher_key_fingerprint=signer.key_id)
+    elif proposal.researcher_key_fingerprint != signer.key_id:
         raise UsageError(
-            f"the proposal names researcher key {p.researcher_key_fingerprint} but the signing key is {signer.key_id}"
+            f"the proposal names researcher key {proposal.researcher_key_fingerprint} but the signing key is "
+            f"{signer.key_id}"
         )
-    payload = p.SerializeToString(deterministic=True)
-    return cpb.SignedProposal(payload=payload, researcher_signature=signer.sign(PROPOSAL_BODY, payload))
+    payload = proposal_to_pb(proposal).SerializeToString(deterministic=True)
+    return SignedProposal(payload=payload, researcher_signature=signer.sign(PROPOSAL_BODY, payload))
 
 
 def sign_review(
-    study: cpb.Study,
-    decision: cpb.ReviewDecision.ValueType,
+    study: Study,
+    decision: ReviewDecision,
     comment: str,
     signer: Signer,
     *,
     now_ms: int | None = None,
-) -> cpb.Review:
+) -> Review:
     """A signed review of ``study`` covering exactly its proposal's SHA-256.
 
     When the study carries the signed proposal, its hash is recomputed here and must match the coordinator's
     ``proposal_sha256`` (``Unauthenticated`` otherwise): a reviewer never signs a hash of bytes they were
     not shown."""
-    if decision == cpb.REVIEW_DECISION_UNSPECIFIED:
+    if not decision:
         raise UsageError("a review needs a decision")
     digest = study.proposal_sha256
     payload = study.signed_proposal.payload
@@ -76,12 +102,12 @@ def sign_review(
     body = cpb.ReviewBody(
         study_id=study.study_id,
         proposal_sha256=digest,
-        decision=decision,
+        decision=int(decision),  # type: ignore[arg-type]
         comment=comment,
         reviewed_unix_ms=int(time.time() * 1000) if now_ms is None else now_ms,
     )
     body_bytes = body.SerializeToString(deterministic=True)
-    return cpb.Review(
+    return Review(
         payload=body_bytes,
         reviewer_signature=signer.sign(REVIEW_BODY, body_bytes),
         reviewer_key_id=signer.key_id,
@@ -120,50 +146,57 @@ class CoordinatorClient:
 
     # Studies ----------------------------------------------------------------------------------------------
 
-    def propose_study(self, signed: cpb.SignedProposal) -> cpb.Study:
-        request = cpb.ProposeStudyRequest(proposal=signed)
-        return self._call(self.stub.ProposeStudy, request, cpb.ProposeStudyResponse).study
+    def propose_study(self, signed: SignedProposal) -> Study:
+        request = cpb.ProposeStudyRequest(proposal=signed_proposal_to_pb(signed))
+        return study_from_pb(self._call(self.stub.ProposeStudy, request, cpb.ProposeStudyResponse).study)
 
-    def preview_study(self, proposal: cpb.StudyProposal) -> cpb.PreviewStudyResponse:
-        request = cpb.PreviewStudyRequest(proposal=proposal)
-        return self._call(self.stub.PreviewStudy, request, cpb.PreviewStudyResponse)
+    def preview_study(self, proposal: StudyProposal) -> StudyPreview:
+        request = cpb.PreviewStudyRequest(proposal=proposal_to_pb(proposal))
+        return preview_from_pb(self._call(self.stub.PreviewStudy, request, cpb.PreviewStudyResponse))
 
-    def get_study(self, study_id: str) -> cpb.Study:
+    def get_study(self, study_id: str) -> Study:
         request = cpb.GetStudyRequest(study_id=study_id)
-        return self._call(self.stub.GetStudy, request, cpb.GetStudyResponse).study
+        return study_from_pb(self._call(self.stub.GetStudy, request, cpb.GetStudyResponse).study)
 
-    def list_studies(
-        self,
-        state: cpb.StudyState.ValueType = cpb.STUDY_STATE_UNSPECIFIED,
-        researcher_key_fingerprint: str = "",
-    ) -> list[cpb.Study]:
-        request = cpb.ListStudiesRequest(state=state, researcher_key_fingerprint=researcher_key_fingerprint)
-        return list(self._call(self.stub.ListStudies, request, cpb.ListStudiesResponse).studies)
+    def list_studies(self, state: StudyState | None = None, researcher_key_fingerprint: str = "") -> list[Study]:
+        """The studies in ``state`` (None: any), of the researcher with that key fingerprint ("": anyone's)."""
+        request = cpb.ListStudiesRequest(
+            state=int(state or 0),  # type: ignore[arg-type]
+            researcher_key_fingerprint=researcher_key_fingerprint,
+        )
+        response = self._call(self.stub.ListStudies, request, cpb.ListStudiesResponse)
+        return [study_from_pb(s) for s in response.studies]
 
-    def review_study(self, review: cpb.Review) -> cpb.Study:
-        request = cpb.ReviewStudyRequest(review=review)
-        return self._call(self.stub.ReviewStudy, request, cpb.ReviewStudyResponse).study
+    def review_study(self, review: Review) -> Study:
+        request = cpb.ReviewStudyRequest(review=review_to_pb(review))
+        return study_from_pb(self._call(self.stub.ReviewStudy, request, cpb.ReviewStudyResponse).study)
 
-    def revoke_study(self, review: cpb.Review) -> cpb.RevokeStudyResponse:
-        request = cpb.RevokeStudyRequest(review=review)
-        return self._call(self.stub.RevokeStudy, request, cpb.RevokeStudyResponse)
+    def revoke_study(self, review: Review) -> tuple[Study, int]:
+        """The study, now revoked, and the revocation epoch that includes the revocation."""
+        request = cpb.RevokeStudyRequest(review=review_to_pb(review))
+        response = self._call(self.stub.RevokeStudy, request, cpb.RevokeStudyResponse)
+        return study_from_pb(response.study), response.revocation_epoch
 
     # Registry ---------------------------------------------------------------------------------------------
 
-    def register_node(self, node: cpb.NodeInfo) -> cpb.NodeInfo:
-        request = cpb.RegisterNodeRequest(node=node)
-        return self._call(self.stub.RegisterNode, request, cpb.RegisterNodeResponse).node
+    def register_node(self, node: NodeInfo) -> NodeInfo:
+        request = cpb.RegisterNodeRequest(node=node_to_pb(node))
+        return node_from_pb(self._call(self.stub.RegisterNode, request, cpb.RegisterNodeResponse).node)
 
-    def list_nodes(self) -> list[cpb.NodeInfo]:
-        return list(self._call(self.stub.ListNodes, cpb.ListNodesRequest(), cpb.ListNodesResponse).nodes)
+    def list_nodes(self) -> list[NodeInfo]:
+        response = self._call(self.stub.ListNodes, cpb.ListNodesRequest(), cpb.ListNodesResponse)
+        return [node_from_pb(n) for n in response.nodes]
 
-    def register_researcher(self, name: str, affiliation: str, public_key: bytes) -> cpb.Researcher:
+    def register_researcher(self, name: str, affiliation: str, public_key: bytes) -> Researcher:
         request = cpb.RegisterResearcherRequest(name=name, affiliation=affiliation, public_key=public_key)
-        return self._call(self.stub.RegisterResearcher, request, cpb.RegisterResearcherResponse).researcher
+        response = self._call(self.stub.RegisterResearcher, request, cpb.RegisterResearcherResponse)
+        return researcher_from_pb(response.researcher)
 
-    def get_revocations(self) -> cpb.SignedRevocationList:
+    def get_revocations(self) -> SignedRevocationList:
         request = cpb.GetRevocationsRequest()
-        return self._call(self.stub.GetRevocations, request, cpb.GetRevocationsResponse).revocations
+        return revocations_from_pb(
+            self._call(self.stub.GetRevocations, request, cpb.GetRevocationsResponse).revocations
+        )
 
     # Queries ----------------------------------------------------------------------------------------------
 
@@ -177,17 +210,15 @@ class CoordinatorClient:
 
     # Signing helpers --------------------------------------------------------------------------------------
 
-    def propose(self, proposal: cpb.StudyProposal, signer: Signer) -> cpb.Study:
+    def propose(self, proposal: StudyProposal, signer: Signer) -> Study:
         """Sign ``proposal`` as the researcher (see ``sign_proposal``) and propose it."""
         return self.propose_study(sign_proposal(proposal, signer))
 
-    def review(
-        self, study: cpb.Study, decision: cpb.ReviewDecision.ValueType, comment: str, signer: Signer
-    ) -> cpb.Study:
+    def review(self, study: Study, decision: ReviewDecision, comment: str, signer: Signer) -> Study:
         """Sign a review of ``study`` and send it: RevokeStudy for REVOKE, ReviewStudy otherwise.
 
         Returns the study after the review (use ``sign_review`` + ``revoke_study`` for the revocation epoch)."""
         review = sign_review(study, decision, comment, signer)
-        if decision == cpb.REVIEW_DECISION_REVOKE:
-            return self.revoke_study(review).study
+        if decision == ReviewDecision.REVOKE:
+            return self.revoke_study(review)[0]
         return self.review_study(review)

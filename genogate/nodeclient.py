@@ -24,12 +24,13 @@ import grpc
 
 from genogate import results
 from genogate.config import read_file
-from genogate.convert import budget_from_pb
+from genogate.convert import budget_from_pb, grant_to_pb
 from genogate.envelope import build as envelope  # noqa: F401 - re-exported for tools and tests
 from genogate.envelope import sign as signed  # noqa: F401 - re-exported for tools and tests
 from genogate.kinds import for_result, release_body_from_pb
 from genogate.rpc import error_from_rpc
 from genogate.signing import verify
+from genogate.studies import StudyGrant
 from genogate.table import table
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import node_pb2 as npb
@@ -144,14 +145,15 @@ class NodeClient:
             raise error_from_rpc(exc) from None
 
     def send(
-        self, env: pb.QueryEnvelope | bytes, signature: bytes = b"", grant: pb.StudyGrant | None = None
+        self, env: pb.QueryEnvelope | bytes, signature: bytes = b"", grant: StudyGrant | None = None
     ) -> tuple[pb.Release, results.ReleaseBody]:
         """Send an envelope (or its exact serialized bytes, for retries), with the researcher's signature and
         the study grant when there is one, and verify the node's signed release: the release as signed, and
         its body."""
         payload = env if isinstance(env, bytes) else env.SerializeToString(deterministic=True)
         request = npb.QueryRequest(
-            signed_query=pb.SignedQuery(payload=payload, researcher_signature=signature), grant=grant
+            signed_query=pb.SignedQuery(payload=payload, researcher_signature=signature),
+            grant=None if grant is None else grant_to_pb(grant),
         )
         try:
             release = self.stub.Query(request, timeout=self.timeout_s).release
@@ -162,11 +164,10 @@ class NodeClient:
         verify(self._receipt_key, "genogate.v1.ReleaseBody", release.payload, release.node_signature)
         return release, release_body_from_pb(pb.ReleaseBody.FromString(release.payload))
 
-    def budget(self, study_id: str, grant: pb.StudyGrant | None = None) -> results.BudgetStatus:
+    def budget(self, study_id: str, grant: StudyGrant | None = None) -> results.BudgetStatus:
+        request = npb.GetBudgetRequest(study_id=study_id, grant=None if grant is None else grant_to_pb(grant))
         try:
-            response: npb.GetBudgetResponse = self.stub.GetBudget(
-                npb.GetBudgetRequest(study_id=study_id, grant=grant), timeout=self.timeout_s
-            )
+            response: npb.GetBudgetResponse = self.stub.GetBudget(request, timeout=self.timeout_s)
         except grpc.RpcError as exc:
             raise error_from_rpc(exc) from None
         return budget_from_pb(response.budget)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from genogate.wire.v1 import common_pb2 as pb
+from genogate.studies import MembershipRisk
 
 FALSE_POSITIVE_RATE = 0.05
 DEFAULT_DELTA = 1e-5
@@ -83,7 +83,7 @@ def _number(x: float) -> str:
 
 def membership_risk(
     epsilon: float, delta: float = DEFAULT_DELTA, *, fpr: float = FALSE_POSITIVE_RATE
-) -> pb.MembershipRisk:
+) -> MembershipRisk:
     """The bound at ``fpr`` for a study's total (ε, δ) at one site, with its statement and the measured point."""
     if not math.isfinite(epsilon) or epsilon <= 0:
         raise ValueError("epsilon must be a positive finite number")
@@ -109,28 +109,29 @@ def membership_risk(
             f"{head} (a blind guess flags {_percent(fpr)}): an attacker who spends the whole budget on one person "
             "can tell membership this much better than chance."
         )
-    risk = pb.MembershipRisk(
-        epsilon=epsilon,
-        delta=delta,
-        false_positive_rate=fpr,
-        true_positive_rate_bound=bound,
-        measured_true_positive_rate=-1.0,
-    )
     point = measured_point(epsilon)
+    measured_rate, measured_attack = -1.0, ""
     if point is not None:
-        risk.measured_true_positive_rate = point.true_positive_rate
-        risk.measured_attack = f"{point.attack} at ε = {_number(point.epsilon)}"
+        measured_rate = point.true_positive_rate
+        measured_attack = f"{point.attack} at ε = {_number(point.epsilon)}"
         statement += (
             f" Measured: {point.attack} at ε = {_number(point.epsilon)} flagged {_percent(point.true_positive_rate)}"
             f" of members at {_percent(fpr)} false positives."
         )
     else:
         statement += " Measured attack power at this budget: not measured (see SECURITY.md, make attacks)."
-    risk.statement = statement
-    return risk
+    return MembershipRisk(
+        epsilon=epsilon,
+        delta=delta,
+        false_positive_rate=fpr,
+        true_positive_rate_bound=bound,
+        statement=statement,
+        measured_true_positive_rate=measured_rate,
+        measured_attack=measured_attack,
+    )
 
 
-def risk_text(risk: pb.MembershipRisk) -> str:
+def risk_text(risk: MembershipRisk) -> str:
     """One line for tables: the bound, and the measured point where there is one."""
     if not risk.statement:
         return "-"

@@ -15,6 +15,15 @@ from dataclasses import dataclass
 from genogate.query import Kind
 
 
+class ReviewDecision(enum.IntEnum):
+    """A committee member's decision; values are the ``genogate.v1.ReviewDecision`` numbers. REVOKE is sent
+    through RevokeStudy only."""
+
+    APPROVE = 1
+    REJECT = 2
+    REVOKE = 3
+
+
 class StudyState(enum.IntEnum):
     """Lifecycle state of a study; values are the ``genogate.v1.StudyState`` numbers.
 
@@ -60,6 +69,18 @@ class Review:
     payload: bytes
     reviewer_signature: bytes
     reviewer_key_id: str
+
+
+@dataclass(frozen=True)
+class ReviewBody:
+    """A review's signed payload read as values: which study and proposal hash it covers, the decision (a
+    ``ReviewDecision``, or the bare number of one this version does not know), the comment and when."""
+
+    study_id: str
+    proposal_sha256: bytes
+    decision: ReviewDecision | int
+    comment: str
+    reviewed_unix_ms: int
 
 
 @dataclass(frozen=True)
@@ -119,3 +140,74 @@ class Researcher:
     public_key: bytes
     key_fingerprint: str
     registered_unix_ms: int
+
+
+# Previews: a dry run of a proposal (PreviewStudy) -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MembershipRisk:
+    """What a study's total (ε, δ) at one site allows any membership attacker: the bound on the true-positive
+    rate at ``false_positive_rate`` (``genogate.risk``), in words, and the attack suite's measured power at a
+    comparable budget (``measured_true_positive_rate`` negative when none applies)."""
+
+    epsilon: float
+    delta: float
+    false_positive_rate: float
+    true_positive_rate_bound: float
+    statement: str
+    measured_true_positive_rate: float = -1.0
+    measured_attack: str = ""
+
+
+@dataclass(frozen=True)
+class GrantTerms:
+    """The terms a grant issues (a ``GrantBody`` read as values), as a preview shows what an approval now
+    would issue. ``kinds`` are ``Kind`` members, or the bare number of a kind this version does not know (a
+    previewed proposal may name one; the preview lists it as a problem)."""
+
+    study_id: str
+    researcher_key_fingerprint: str
+    purpose: str
+    kinds: tuple[Kind | int, ...]
+    sites: tuple[str, ...]
+    epsilon_total: float
+    epsilon_per_query_cap: float
+    not_before_unix_ms: int
+    not_after_unix_ms: int
+    revocation_epoch: int
+    per_site_breakdown: bool
+    researcher_public_key: bytes
+    assembly: str
+    risk: MembershipRisk | None = None
+
+
+@dataclass(frozen=True)
+class SitePreview:
+    """One proposed site in a preview: whether it is registered and answered, its caps and floor (0: the site
+    does not say), the noise of one cohort count at the per-query cap, and the proposing researcher's
+    committed and spent ε there (spent negative: not known)."""
+
+    site: str
+    registered: bool
+    reachable: bool
+    purpose_accepted: bool
+    kinds_refused: tuple[Kind | int, ...]
+    epsilon_total_cap: float
+    count_ci95_half_width: float
+    epsilon_per_researcher_cap: float
+    researcher_epsilon_committed: float
+    researcher_epsilon_spent: float
+    budget_period_days: int
+    epsilon_per_query_min: float
+
+
+@dataclass(frozen=True)
+class StudyPreview:
+    """A dry run of a proposal: the grant terms an approval now would issue (study id empty), one entry per
+    proposed site in the proposal's order, every problem (empty when none), and the membership risk."""
+
+    grant_body: GrantTerms
+    sites: tuple[SitePreview, ...]
+    problems: tuple[str, ...]
+    risk: MembershipRisk | None

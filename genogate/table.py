@@ -1,5 +1,6 @@
-"""Plain-text output for people: aligned tables, key/value blocks, and the renderings of coordinator
-messages that the ``genogate`` command line prints (machine output is JSON, produced elsewhere).
+"""Plain-text output for people: aligned tables, key/value blocks, and the renderings of the studies, nodes,
+researchers and previews (``genogate.studies``) that the ``genogate`` command line prints (machine output is
+JSON, produced elsewhere).
 
 ``table`` pads every column to its widest cell; a column whose cells are all numbers (or empty) is
 right-aligned. Cells are rendered by ``cell``: ``None`` as ``-``, booleans as yes/no, floats compactly.
@@ -14,8 +15,20 @@ from decimal import Decimal
 from typing import Any
 
 from genogate import risk
-from genogate.wire.v1 import common_pb2 as pb
-from genogate.wire.v1 import coordinator_pb2 as cpb
+from genogate.convert import grant_terms_of, review_body_of
+from genogate.query import Kind
+from genogate.studies import (
+    GrantTerms,
+    NodeInfo,
+    Researcher,
+    Review,
+    ReviewBody,
+    ReviewDecision,
+    Study,
+    StudyPreview,
+    StudyProposal,
+    StudyState,
+)
 
 EMPTY = "-"
 
@@ -69,58 +82,49 @@ def when(unix_ms: int) -> str:
     return dt.datetime.fromtimestamp(unix_ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-# Wire enums -----------------------------------------------------------------------------------------------
+# Enums ------------------------------------------------------------------------------------------------------
 
 
-def _enum_label(name: str, prefix: str) -> str:
-    return name.removeprefix(prefix).lower()
+def state_label(state: StudyState) -> str:
+    return state.name.lower()
 
 
-def state_label(state: cpb.StudyState.ValueType) -> str:
-    try:
-        return _enum_label(cpb.StudyState.Name(state), "STUDY_STATE_")
-    except ValueError:
-        return str(int(state))
+def decision_label(decision: ReviewDecision | int) -> str:
+    if isinstance(decision, ReviewDecision):
+        return decision.name.lower()
+    return "unspecified" if decision == 0 else str(int(decision))
 
 
-def decision_label(decision: cpb.ReviewDecision.ValueType) -> str:
-    try:
-        return _enum_label(cpb.ReviewDecision.Name(decision), "REVIEW_DECISION_")
-    except ValueError:
-        return str(int(decision))
+def kind_label(kind: Kind | int) -> str:
+    if isinstance(kind, Kind):
+        return kind.label
+    return "unspecified" if kind == 0 else str(int(kind))
 
 
-def kind_label(kind: pb.QueryKind.ValueType) -> str:
-    try:
-        return _enum_label(pb.QueryKind.Name(kind), "QUERY_KIND_")
-    except ValueError:
-        return str(int(kind))
-
-
-def kinds_text(kinds: Iterable[pb.QueryKind.ValueType]) -> str:
+def kinds_text(kinds: Iterable[Kind | int]) -> str:
     return ",".join(kind_label(k) for k in kinds)
 
 
-# Coordinator messages -------------------------------------------------------------------------------------
+# Studies, previews and the registry -----------------------------------------------------------------------
 
 
-def _reviews(study: cpb.Study) -> list[tuple[cpb.ReviewBody | None, cpb.Review]]:
-    out: list[tuple[cpb.ReviewBody | None, cpb.Review]] = []
+def _reviews(study: Study) -> list[tuple[ReviewBody | None, Review]]:
+    out: list[tuple[ReviewBody | None, Review]] = []
     for review in study.reviews:
         try:
-            out.append((cpb.ReviewBody.FromString(review.payload), review))
+            out.append((review_body_of(review), review))
         except Exception:  # noqa: BLE001 - a display must not fail on one odd review
             out.append((None, review))
     return out
 
 
-def approvals(study: cpb.Study) -> str:
+def approvals(study: Study) -> str:
     """``approved/required``, counting distinct reviewer keys that approved."""
-    keys = {r.reviewer_key_id for body, r in _reviews(study) if body and body.decision == cpb.REVIEW_DECISION_APPROVE}
+    keys = {r.reviewer_key_id for body, r in _reviews(study) if body and body.decision == ReviewDecision.APPROVE}
     return f"{len(keys)}/{study.approvals_required}"
 
 
-def studies(items: Sequence[cpb.Study]) -> str:
+def studies(items: Sequence[Study]) -> str:
     if not items:
         return "no studies"
     rows = [
@@ -139,7 +143,7 @@ def studies(items: Sequence[cpb.Study]) -> str:
     return table(("ID", "STATE", "TITLE", "PURPOSE", "SITES", "EPSILON/SITE", "APPROVALS", "CREATED"), rows)
 
 
-def proposal_pairs(p: cpb.StudyProposal) -> list[tuple[str, Any]]:
+def proposal_pairs(p: StudyProposal) -> list[tuple[str, Any]]:
     return [
         ("title", p.title),
         ("purpose", p.purpose),
@@ -154,7 +158,7 @@ def proposal_pairs(p: cpb.StudyProposal) -> list[tuple[str, Any]]:
     ]
 
 
-def study(s: cpb.Study, *, revocation_epoch: int | None = None) -> str:
+def study(s: Study, *, revocation_epoch: int | None = None) -> str:
     pairs: list[tuple[str, Any]] = [
         ("study", s.study_id),
         ("state", state_label(s.state)),
@@ -164,10 +168,11 @@ def study(s: cpb.Study, *, revocation_epoch: int | None = None) -> str:
         ("created", when(s.created_unix_ms)),
         ("updated", when(s.updated_unix_ms)),
     ]
-    if s.HasField("grant"):
+    if s.grant is not None:
         pairs.append(("grant signed by", s.grant.committee_key_id))
+        body: GrantTerms | None
         try:
-            body = pb.GrantBody.FromString(s.grant.payload)
+            body = grant_terms_of(s.grant)
         except Exception:  # noqa: BLE001 - shown as unreadable, never fatal
             body = None
         if body is not None:
@@ -175,7 +180,7 @@ def study(s: cpb.Study, *, revocation_epoch: int | None = None) -> str:
                 ("grant valid from", when(body.not_before_unix_ms)),
                 ("grant valid to", when(body.not_after_unix_ms)),
             ]
-            if body.HasField("risk"):
+            if body.risk is not None:
                 pairs.append(("membership risk", body.risk.statement))
     elif s.proposal.epsilon_total_per_site > 0 and math.isfinite(s.proposal.epsilon_total_per_site):
         # Before approval: the bound for the proposal's own total (a site's cap can only make it smaller).
@@ -198,7 +203,7 @@ def study(s: cpb.Study, *, revocation_epoch: int | None = None) -> str:
     return "\n".join(out)
 
 
-def preview(response: cpb.PreviewStudyResponse) -> str:
+def preview(response: StudyPreview) -> str:
     g = response.grant_body
     out = [
         kv(
@@ -253,7 +258,7 @@ def preview(response: cpb.PreviewStudyResponse) -> str:
             "researcher's approved studies may spend there; SPENT: what the site's ledger says they spent in its "
             "period (- where unknown)",
         ]
-    if response.HasField("risk"):
+    if response.risk is not None:
         out += ["", f"membership risk: {response.risk.statement}"]
     if response.problems:
         out += ["", "problems:"] + [f"  - {p}" for p in response.problems]
@@ -262,14 +267,14 @@ def preview(response: cpb.PreviewStudyResponse) -> str:
     return "\n".join(out)
 
 
-def nodes(items: Sequence[cpb.NodeInfo]) -> str:
+def nodes(items: Sequence[NodeInfo]) -> str:
     if not items:
         return "no nodes"
     rows = [(n.name, n.endpoint, n.genome_build, n.cert_sha256, when(n.registered_unix_ms)) for n in items]
     return table(("NAME", "ENDPOINT", "BUILD", "CERT SHA-256", "REGISTERED"), rows)
 
 
-def researcher(r: cpb.Researcher) -> str:
+def researcher(r: Researcher) -> str:
     return kv(
         [
             ("name", r.name),

@@ -232,8 +232,8 @@ def _start(fed: Federation) -> None:
 def _register(fed: Federation) -> None:
     from genogate.coordclient import CoordinatorClient
     from genogate.signing import Signer
+    from genogate.studies import NodeInfo
     from genogate.tls import fingerprint_sha256
-    from genogate.wire.v1 import coordinator_pb2 as cpb
 
     _step("4. The operator registers the nodes (pinning their certificates) and the researcher")
     assert fed.coordinator is not None
@@ -241,10 +241,11 @@ def _register(fed: Federation) -> None:
         for site in SITES:
             cert = (fed.root / site / "tls/node.pem").read_bytes()
             c.register_node(  # no build declared: the coordinator reads it from the node
-                cpb.NodeInfo(
+                NodeInfo(
                     name=site,
                     endpoint=fed.nodes[site].address,
                     cert_sha256=fingerprint_sha256(cert),
+                    genome_build="",
                 )
             )
             print(f"   $ genogate nodes register --name {site} --endpoint {fed.nodes[site].address} ...")

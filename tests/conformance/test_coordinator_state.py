@@ -523,12 +523,13 @@ def test_the_grant_carries_the_membership_risk_of_its_budget(world: World) -> No
     w = world
     from coordinator.preview import SiteCaps
     from genogate import risk
+    from genogate.convert import risk_from_pb
 
     study = w.state.propose(signed(proposal(w.researcher, epsilon_total_per_site=10.0), w.researcher))
     caps = {"site-a": SiteCaps(per_study=Decimal(2)), "site-b": SiteCaps(per_study=Decimal(4))}
     w.state.review(review(w.members[0], study, cpb.REVIEW_DECISION_APPROVE), caps)
     study = w.state.review(review(w.members[1], study, cpb.REVIEW_DECISION_APPROVE), caps)
-    assert pb.GrantBody.FromString(study.grant.payload).risk == risk.membership_risk(4.0)
+    assert risk_from_pb(pb.GrantBody.FromString(study.grant.payload).risk) == risk.membership_risk(4.0)
 
 
 # Lookups of what does not exist, and calls from many threads ----------------------------------------------------

@@ -39,17 +39,16 @@ ALLOWED: Mapping[str, str] = {
     "coordinator.servicer": "the coordinator's servicer",
     "coordinator.queries": "RunQuery / GetStudyBudget at the edge: the sites' wire results in, the response out",
     "coordinator.fanout": "the coordinator's client of the nodes (relays signed bytes, reads signed releases)",
-    "coordinator.preview": "PreviewStudy's answer (not yet converted: issue 14 item 3)",
+    "coordinator.preview": "checks the wire proposal decoded from the signed bytes (unknown kinds included) and "
+    "builds the GrantBody the committee signs; its preview is domain (StudyPreview), converted by the servicer",
     "coordinator.state.sqlite": "stores signed proposal/review/grant bytes and decodes them to read fields",
     # Clients (the SDK's RPC wrappers) and what prints their answers.
     "genogate.nodeclient": "the SDK's client of a node: converts right after the RPC",
-    "genogate.coordclient": "the SDK's client of the coordinator; studies still cross as wire (issue 14 item 3)",
+    "genogate.coordclient": "the SDK's client of the coordinator: converts right before and after each RPC",
     "genogate.client": "the SDK's Client: converts RunQueryResponse / GetStudyBudget right after the RPC",
-    "genogate.cli": "--json prints the RPC's response message (protobuf JSON mapping, the CLI's contract)",
-    "genogate.table": "prints studies, proposals and previews as the coordinator client returns them (wire)",
+    "genogate.cli": "--json prints the RPC's response message (protobuf JSON mapping, the CLI's contract), "
+    "converted back from the domain values the client returned",
     "genogate.audit": "audit verification decodes signed receipts (ReleaseBody bytes) to match the node's log",
-    "genogate.risk": "builds and prints the MembershipRisk message of a study preview (not yet converted)",
-    "genogate_demo.run": "registers the demo's nodes through the coordinator client (NodeInfo)",
 }
 
 #: Modules that must never import the wire: the domain in the middle (a spot check beside the list above).
@@ -57,6 +56,8 @@ DOMAIN = (
     "genogate.results",
     "genogate.query",
     "genogate.studies",
+    "genogate.risk",
+    "genogate.table",
     "genogate.privacy",
     "coordinator.combine",
     "node.dp",

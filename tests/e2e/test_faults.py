@@ -32,11 +32,11 @@ from genogate.client import Client
 from genogate.coordclient import CoordinatorClient
 from genogate.errors import DeadlineExceeded, Unavailable
 from genogate.nodeclient import ClientTLS
+from genogate.query import Kind
 from genogate.signing import Signer
 from genogate.sqlitedb import read_only
+from genogate.studies import NodeInfo, ReviewDecision, StudyProposal, StudyState
 from genogate.tls import fingerprint_sha256, new_identity_key, write_secret
-from genogate.wire.v1 import common_pb2 as pb
-from genogate.wire.v1 import coordinator_pb2 as cpb
 from node.ingest.synth_spec import SynthSpec
 from node.ledger import Ledger, read_spent
 from node.synth_cli import synth_store
@@ -91,11 +91,11 @@ class Fed:
         with CoordinatorClient(self.address, self.operator) as c:
             c.register_researcher(name, "a university", signer.public_raw)
             study = c.propose(
-                cpb.StudyProposal(
+                StudyProposal(
                     title=f"study of {name}",
                     purpose="HMB",
-                    kinds=[pb.QUERY_KIND_COHORT_COUNT, pb.QUERY_KIND_ALLELE_FREQUENCY],
-                    sites=list(sites),
+                    kinds=(Kind.COHORT_COUNT, Kind.ALLELE_FREQUENCY),
+                    sites=tuple(sites),
                     epsilon_total_per_site=epsilon_total,
                     epsilon_per_query_cap=min(1.0, epsilon_total),
                     duration_days=30,
@@ -104,8 +104,8 @@ class Fed:
                 signer,
             )
             for member in self.committee:
-                study = c.review(study, cpb.REVIEW_DECISION_APPROVE, "ok", member)
-        assert study.state == cpb.STUDY_STATE_APPROVED
+                study = c.review(study, ReviewDecision.APPROVE, "ok", member)
+        assert study.state == StudyState.APPROVED
         return Client(self.address, tls, signer, timeout_s=120), study.study_id
 
     def stop(self) -> None:
@@ -159,7 +159,7 @@ def _build(root: Path, *, node_parent: dict[str, Path] | None = None) -> Fed:
             cert = (fed.node_dirs[site] / "tls" / "node.pem").read_bytes()
             endpoint = fed.node_env[site]["GENOGATE_NODE_SERVER__LISTEN"]
             c.register_node(
-                cpb.NodeInfo(name=site, endpoint=endpoint, cert_sha256=fingerprint_sha256(cert), genome_build="GRCh38")
+                NodeInfo(name=site, endpoint=endpoint, cert_sha256=fingerprint_sha256(cert), genome_build="GRCh38")
             )
     return fed
 
@@ -312,7 +312,7 @@ def test_coordinator_restarted_mid_workload_keeps_studies_and_history(fed: Fed) 
     assert before > 0 and len(work.ok) > before  # queries went on after the restart
     with CoordinatorClient(fed.address, fed.operator) as c:
         for _, study in clients:
-            assert c.get_study(study).state == cpb.STUDY_STATE_APPROVED
+            assert c.get_study(study).state == StudyState.APPROVED
     history = {
         q for (q,) in read_only(fed.coord_dir / "state.sqlite", "coordinator state", "SELECT query_id FROM queries")
     }

@@ -30,12 +30,11 @@ from genogate.client import Client, QueryResult
 from genogate.coordclient import CoordinatorClient
 from genogate.errors import InvalidArgument, Reason
 from genogate.nodeclient import ClientTLS, NodeClient
-from genogate.query import Variant
+from genogate.query import Kind, Variant
 from genogate.results import ReleaseBody
 from genogate.signing import Signer
+from genogate.studies import NodeInfo, ReviewDecision, Study, StudyProposal, StudyState
 from genogate.tls import fingerprint_sha256, new_identity_key, write_secret
-from genogate.wire.v1 import common_pb2 as pb
-from genogate.wire.v1 import coordinator_pb2 as cpb
 from node.freq import allele_counts
 from node.ingest import ingest
 from node.store import Store
@@ -60,7 +59,7 @@ class Fed:
     operator: ClientTLS
     alice_tls: ClientTLS
     alice: Signer
-    study: cpb.Study
+    study: Study
     profile: Path
     faults: Path
     sheet: list[dict[str, str]]
@@ -140,7 +139,7 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
             for site in SITES:
                 cert = (root / site / "tls" / "node.pem").read_bytes()
                 c.register_node(
-                    cpb.NodeInfo(
+                    NodeInfo(
                         name=site,
                         endpoint=procs[site].address,
                         cert_sha256=fingerprint_sha256(cert),
@@ -148,11 +147,11 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
                     )
                 )
             c.register_researcher("alice", "a university", alice.public_raw)
-            proposal = cpb.StudyProposal(
+            proposal = StudyProposal(
                 title="pooled allele frequencies",
                 purpose="HMB",
-                kinds=[pb.QUERY_KIND_COHORT_COUNT, pb.QUERY_KIND_ALLELE_FREQUENCY, pb.QUERY_KIND_CASE_CONTROL],
-                sites=list(SITES),
+                kinds=(Kind.COHORT_COUNT, Kind.ALLELE_FREQUENCY, Kind.CASE_CONTROL),
+                sites=tuple(SITES),
                 epsilon_total_per_site=500,
                 epsilon_per_query_cap=1,
                 duration_days=30,
@@ -161,8 +160,8 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
             )
             study = c.propose(proposal, alice)
             for member in committee:
-                study = c.review(study, cpb.REVIEW_DECISION_APPROVE, "ok", member)
-        assert study.state == cpb.STUDY_STATE_APPROVED
+                study = c.review(study, ReviewDecision.APPROVE, "ok", member)
+        assert study.state == StudyState.APPROVED
         profile = root / "alice.toml"
         write_profile(profile, "alice", coordinator.address, ca, root / "clients", root / "alice.key")
         yield Fed(root, coordinator, procs, operator, alice_tls, alice, study, profile, faults, sheet, truth)

@@ -23,10 +23,10 @@ from genogate.client import Client
 from genogate.coordclient import CoordinatorClient
 from genogate.errors import GenogateError, Reason
 from genogate.nodeclient import ClientTLS
+from genogate.query import Kind
 from genogate.signing import Signer
+from genogate.studies import ReviewDecision, Study, StudyProposal
 from genogate.tls import fingerprint_sha256, new_identity_key, write_secret
-from genogate.wire.v1 import common_pb2 as pb
-from genogate.wire.v1 import coordinator_pb2 as cpb
 from node.ingest import ingest
 from tests.conftest import ROOT, SUBSET, require_shared, write_subset_sheet
 from tests.nodes import client_tls, make_ca, make_coordinator, make_node, write_profile
@@ -57,12 +57,12 @@ class Fed:
     def client(self) -> Client:
         return Client(self.coordinator.address, self.alice_tls, self.alice, timeout_s=120)
 
-    def propose(self, sites: list[str], title: str = "identity", **kw: object) -> cpb.Study:
-        proposal = cpb.StudyProposal(
+    def propose(self, sites: list[str], title: str = "identity", **kw: object) -> Study:
+        proposal = StudyProposal(
             title=title,
             purpose="HMB",
-            kinds=[pb.QUERY_KIND_ALLELE_FREQUENCY, pb.QUERY_KIND_GENOTYPE_COUNTS],
-            sites=sites,
+            kinds=(Kind.ALLELE_FREQUENCY, Kind.GENOTYPE_COUNTS),
+            sites=tuple(sites),
             epsilon_total_per_site=50,
             epsilon_per_query_cap=1,
             duration_days=30,
@@ -73,7 +73,7 @@ class Fed:
         with CoordinatorClient(self.coordinator.address, self.operator) as c:
             study = c.propose(proposal, self.alice)
             for member in self.committee:
-                study = c.review(study, cpb.REVIEW_DECISION_APPROVE, "ok", member)
+                study = c.review(study, ReviewDecision.APPROVE, "ok", member)
         return study
 
 

@@ -16,18 +16,19 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from genogate import risk
+from genogate.convert import grant_terms_of
 from genogate.coordclient import CoordinatorClient
 from genogate.errors import GenogateError, PermissionDenied, Reason, ResourceExhausted, Unauthenticated
 from genogate.filter import parse_filter
 from genogate.kinds.cohort_count import CohortCount
 from genogate.kinds.genotype_counts import GenotypeCounts
 from genogate.nodeclient import ClientTLS, NodeClient, envelope, signed
-from genogate.query import Variant
+from genogate.query import Kind, Variant
 from genogate.results import ReleaseBody
 from genogate.signing import Signer
+from genogate.studies import NodeInfo, ReviewDecision, Study, StudyGrant, StudyProposal, StudyState
 from genogate.tls import fingerprint_sha256
 from genogate.wire.v1 import common_pb2 as pb
-from genogate.wire.v1 import coordinator_pb2 as cpb
 from node.ingest import ingest
 from tests.conftest import SUBSET, require_shared, write_subset_sheet
 from tests.nodes import client_tls, make_ca, make_coordinator, make_node
@@ -107,7 +108,7 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
             for site in SITES:
                 cert = (root / site / "tls" / "node.pem").read_bytes()
                 c.register_node(
-                    cpb.NodeInfo(
+                    NodeInfo(
                         name=site,
                         endpoint=procs[site].address,
                         cert_sha256=fingerprint_sha256(cert),
@@ -128,15 +129,15 @@ def _proposal(
     *,
     purpose: str = "HMB",
     sites: tuple[str, ...] = SITES,
-    kinds: tuple[int, ...] = (pb.QUERY_KIND_COHORT_COUNT,),
+    kinds: tuple[Kind, ...] = (Kind.COHORT_COUNT,),
     per_site_breakdown: bool = True,
-) -> cpb.StudyProposal:
+) -> StudyProposal:
     """A proposal; with the per-site breakdown by default, so that the researcher may query each node directly."""
-    return cpb.StudyProposal(
+    return StudyProposal(
         title=f"study {purpose} {sites} {time.monotonic_ns()}",
         purpose=purpose,
-        kinds=list(kinds),
-        sites=list(sites),
+        kinds=kinds,
+        sites=sites,
         epsilon_total_per_site=2.0,
         epsilon_per_query_cap=0.5,
         duration_days=30,
@@ -145,25 +146,25 @@ def _proposal(
     )
 
 
-def _approved(fed: Federation, proposal: cpb.StudyProposal) -> cpb.Study:
+def _approved(fed: Federation, proposal: StudyProposal) -> Study:
     with fed.coord() as c:
         study = c.propose(proposal, fed.alice)
-        assert study.state == cpb.STUDY_STATE_PROPOSED
-        study = c.review(study, cpb.REVIEW_DECISION_APPROVE, "ok", fed.committee[0])
-        assert study.state == cpb.STUDY_STATE_PROPOSED  # 1 of 2
-        study = c.review(study, cpb.REVIEW_DECISION_APPROVE, "ok", fed.committee[1])
-    assert study.state == cpb.STUDY_STATE_APPROVED and study.grant.payload
+        assert study.state == StudyState.PROPOSED
+        study = c.review(study, ReviewDecision.APPROVE, "ok", fed.committee[0])
+        assert study.state == StudyState.PROPOSED  # 1 of 2
+        study = c.review(study, ReviewDecision.APPROVE, "ok", fed.committee[1])
+    assert study.state == StudyState.APPROVED and study.grant is not None and study.grant.payload
     return study
 
 
 def _ask(
     fed: Federation,
     site: str,
-    study: cpb.Study,
+    study: Study,
     query: object = None,
     *,
     by: Signer | None = None,
-    grant: pb.StudyGrant | None = None,
+    grant: StudyGrant | None = None,
     epsilon: float = 0.25,
     **env_fields: object,
 ) -> ReleaseBody:
@@ -175,7 +176,7 @@ def _ask(
         return n.send(payload, sig, grant or study.grant)[1]
 
 
-def _spent(fed: Federation, site: str, study: cpb.Study) -> float:
+def _spent(fed: Federation, site: str, study: Study) -> float:
     with fed.node(site, fed.coord_tls) as n:  # under a grant, a node gives budgets to the coordinator only
         return n.budget(study.study_id, study.grant).epsilon_spent
 
@@ -209,8 +210,8 @@ def test_full_lifecycle_propose_preview_approve_query_revoke(fed: Federation) ->
         assert body.site == site and body.result.count.estimate > 0
         assert _spent(fed, site, study) == 0.25
     with fed.coord() as c:
-        revoked = c.review(study, cpb.REVIEW_DECISION_REVOKE, "consent concern", fed.committee[2])
-    assert revoked.state == cpb.STUDY_STATE_REVOKED
+        revoked = c.review(study, ReviewDecision.REVOKE, "consent concern", fed.committee[2])
+    assert revoked.state == StudyState.REVOKED
     deadline = time.monotonic() + 15
     while True:  # the nodes fetch the signed list themselves every 0.2 s
         try:
@@ -222,7 +223,8 @@ def test_full_lifecycle_propose_preview_approve_query_revoke(fed: Federation) ->
         time.sleep(0.2)
 
 
-def _forge(fed: Federation, study: cpb.Study, *, key: Signer | None = None, **terms: object) -> pb.StudyGrant:
+def _forge(fed: Federation, study: Study, *, key: Signer | None = None, **terms: object) -> StudyGrant:
+    assert study.grant is not None
     body = pb.GrantBody.FromString(study.grant.payload)
     for k, v in terms.items():
         if isinstance(v, list):
@@ -232,7 +234,7 @@ def _forge(fed: Federation, study: cpb.Study, *, key: Signer | None = None, **te
             setattr(body, k, v)
     payload = body.SerializeToString(deterministic=True)
     signer = key or fed.committee_key
-    return pb.StudyGrant(
+    return StudyGrant(
         payload=payload,
         committee_signature=signer.sign("genogate.v1.GrantBody", payload),
         committee_key_id=signer.key_id,
@@ -261,7 +263,7 @@ def test_refusals_have_status_and_reason_and_charge_nothing(
     match case:
         case "forged grant signature":
             good = _forge(fed, study, epsilon_total=99.0)
-            grant = pb.StudyGrant(
+            grant = StudyGrant(
                 payload=good.payload,
                 committee_signature=_signer().sign("genogate.v1.GrantBody", good.payload),
                 committee_key_id=fed.committee_key.key_id,
@@ -365,14 +367,14 @@ def test_the_preview_shows_each_sites_floor_commitments_and_the_risk(fed: Federa
 
     _approved(fed, _proposal(fed))  # alice has at least one approved study at both sites
     with fed.coord() as c:
-        approved = c.list_studies(cpb.STUDY_STATE_APPROVED, fed.alice.key_id)
+        approved = c.list_studies(StudyState.APPROVED, fed.alice.key_id)
         preview = c.preview_study(_proposal(fed))
     committed = {
         site: float(
             sum(
-                Decimal(repr(pb.GrantBody.FromString(s.grant.payload).epsilon_total))
+                Decimal(repr(grant_terms_of(s.grant).epsilon_total))
                 for s in approved
-                if site in pb.GrantBody.FromString(s.grant.payload).sites
+                if s.grant is not None and site in grant_terms_of(s.grant).sites
             )
         )
         for site in SITES
@@ -385,7 +387,7 @@ def test_the_preview_shows_each_sites_floor_commitments_and_the_risk(fed: Federa
         assert s.researcher_epsilon_spent >= 0  # the node's own figure, asked through one of alice's studies
         assert s.epsilon_total_cap == 4.0  # the nodes' own per-study cap (the default), not the proposal's 2
     assert (by_site["site-a"].epsilon_per_query_min, by_site["site-b"].epsilon_per_query_min) == (0.001, 0.01)
-    assert preview.risk.epsilon == 2.0 and preview.risk == preview.grant_body.risk
+    assert preview.risk is not None and preview.risk.epsilon == 2.0 and preview.risk == preview.grant_body.risk
     assert "at most" in preview.risk.statement
     measured = risk.measured_point(2.0)  # the attack suite's point beside the bound
     assert measured is not None and preview.risk.measured_true_positive_rate == measured.true_positive_rate
@@ -417,7 +419,7 @@ def test_a_million_variant_envelope_costs_the_coordinator_and_a_node_little(fed:
     the coordinator, 13 s and +360 MB at a node before)."""
     from genogate.errors import InvalidArgument
 
-    study = _approved(fed, _proposal(fed, kinds=(pb.QUERY_KIND_ALLELE_FREQUENCY,)))
+    study = _approved(fed, _proposal(fed, kinds=(Kind.ALLELE_FREQUENCY,)))
     env = envelope(CohortCount(parse_filter("sex=F")), study_id=study.study_id, epsilon=0.1)
     env.query.Clear()
     env.query.allele_frequency.variants.extend(

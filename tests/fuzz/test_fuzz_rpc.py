@@ -27,12 +27,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
+from genogate.convert import proposal_from_pb
 from genogate.coordclient import CoordinatorClient
 from genogate.errors import Reason
 from genogate.kinds.cohort_count import CohortCount, CohortCountResult
 from genogate.nodeclient import ClientTLS, NodeClient, envelope
 from genogate.rpc import MAX_MESSAGE_BYTES, REASON_KEY, error_from_rpc
 from genogate.signing import Signer
+from genogate.studies import NodeInfo, ReviewDecision, Study, StudyState
 from genogate.tls import fingerprint_sha256, new_identity_key, write_secret
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
@@ -56,7 +58,7 @@ class Fed:
     operator: ClientTLS
     alice: Signer
     committee: list[Signer]
-    study: cpb.Study
+    study: Study
     node_channel: grpc.Channel
     coord_channel: grpc.Channel
     operator_channel: grpc.Channel
@@ -109,7 +111,7 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
         alice = Signer.from_pem_file(alice_key)
         with CoordinatorClient(coordinator.address, operator) as c:
             c.register_node(
-                cpb.NodeInfo(
+                NodeInfo(
                     name=SITE,
                     endpoint=node_proc.address,
                     cert_sha256=fingerprint_sha256((node.dir / "tls" / "node.pem").read_bytes()),
@@ -117,10 +119,10 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
                 )
             )
             c.register_researcher("alice", "a university", alice.public_raw)
-            study = c.propose(_proposal(alice, 1000.0, 10.0), alice)
+            study = c.propose(proposal_from_pb(_proposal(alice, 1000.0, 10.0)), alice)
             for member in committee:
-                study = c.review(study, cpb.REVIEW_DECISION_APPROVE, "ok", member)
-        assert study.state == cpb.STUDY_STATE_APPROVED
+                study = c.review(study, ReviewDecision.APPROVE, "ok", member)
+        assert study.state == StudyState.APPROVED
         node_channel, coord_channel = _channel(node_proc.address, alice_tls), _channel(coordinator.address, alice_tls)
         operator_channel = _channel(coordinator.address, operator)
         try:

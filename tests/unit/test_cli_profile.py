@@ -7,6 +7,7 @@ the end-to-end tests against the real coordinator live with it.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import stat
@@ -22,11 +23,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from genogate import cli, table, tls
+from genogate.convert import review_body_of, study_from_pb
 from genogate.coordclient import CoordinatorClient, sign_proposal, sign_review
 from genogate.errors import ConfigError, NotFound, Unauthenticated, UsageError
 from genogate.profile import load_profile, profile_path, resolve
+from genogate.query import Kind
 from genogate.rpc import boundary
 from genogate.signing import Signer, key_id, verify
+from genogate.studies import ReviewBody, ReviewDecision, StudyProposal, StudyState
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 from genogate.wire.v1 import coordinator_pb2_grpc
@@ -267,8 +271,15 @@ def test_kv_and_timestamps() -> None:
     assert table.kv([("a", 1), ("long key", "")]).splitlines() == ["a:        1", "long key: -"]
     assert table.when(0) == "-"
     assert table.when(86_400_000) == "1970-01-02 00:00:00Z"
-    assert table.state_label(cpb.STUDY_STATE_APPROVED) == "approved"
-    assert table.kinds_text([pb.QUERY_KIND_COHORT_COUNT, pb.QUERY_KIND_CARRIER_COUNT]) == "cohort_count,carrier_count"
+    assert table.state_label(StudyState.APPROVED) == "approved"
+    assert table.kinds_text([Kind.COHORT_COUNT, Kind.CARRIER_COUNT]) == "cohort_count,carrier_count"
+    assert table.kinds_text([Kind.COHORT_COUNT, 0, 99]) == "cohort_count,unspecified,99"  # as the wire names them
+    assert [table.decision_label(d) for d in (ReviewDecision.APPROVE, ReviewDecision.REVOKE, 0, 7)] == [
+        "approve",
+        "revoke",
+        "unspecified",
+        "7",
+    ]
 
 
 # Signing helpers ------------------------------------------------------------------------------------------
@@ -278,24 +289,44 @@ def _signer() -> Signer:
     return Signer(Ed25519PrivateKey.generate())
 
 
+def _proposal(**terms: Any) -> StudyProposal:
+    fields: dict[str, Any] = {
+        "title": "T",
+        "purpose": "",
+        "kinds": (),
+        "sites": (),
+        "epsilon_total_per_site": 0.0,
+        "epsilon_per_query_cap": 0.0,
+        "duration_days": 0,
+        "researcher_key_fingerprint": "",
+    }
+    return StudyProposal(**(fields | terms))
+
+
 def test_sign_proposal_fills_and_checks_the_researcher_key() -> None:
     signer = _signer()
-    signed = sign_proposal(cpb.StudyProposal(title="T"), signer)
+    signed = sign_proposal(_proposal(), signer)
     verify(signer.public_raw, "genogate.v1.StudyProposal", signed.payload, signed.researcher_signature)
     assert cpb.StudyProposal.FromString(signed.payload).researcher_key_fingerprint == signer.key_id
+    assert signed.payload == cpb.StudyProposal(title="T", researcher_key_fingerprint=signer.key_id).SerializeToString(
+        deterministic=True
+    )
     with pytest.raises(UsageError, match="names researcher key"):
-        sign_proposal(cpb.StudyProposal(title="T", researcher_key_fingerprint="00" * 32), signer)
+        sign_proposal(_proposal(researcher_key_fingerprint="00" * 32), signer)
 
 
 def test_sign_review_covers_the_proposal_hash_and_refuses_a_mismatch() -> None:
     signer = _signer()
     payload = cpb.StudyProposal(title="T").SerializeToString()
-    study = cpb.Study(
-        study_id="s1",
-        signed_proposal=cpb.SignedProposal(payload=payload),
-        proposal_sha256=hashlib.sha256(payload).digest(),
+    study = study_from_pb(
+        cpb.Study(
+            study_id="s1",
+            signed_proposal=cpb.SignedProposal(payload=payload),
+            proposal_sha256=hashlib.sha256(payload).digest(),
+            state=cpb.STUDY_STATE_PROPOSED,
+        )
     )
-    review = sign_review(study, cpb.REVIEW_DECISION_APPROVE, "ok", signer, now_ms=123)
+    review = sign_review(study, ReviewDecision.APPROVE, "ok", signer, now_ms=123)
     verify(signer.public_raw, "genogate.v1.ReviewBody", review.payload, review.reviewer_signature)
     body = cpb.ReviewBody.FromString(review.payload)
     assert (body.study_id, body.proposal_sha256, body.decision, body.comment, body.reviewed_unix_ms) == (
@@ -306,11 +337,14 @@ def test_sign_review_covers_the_proposal_hash_and_refuses_a_mismatch() -> None:
         123,
     )
     assert review.reviewer_key_id == signer.key_id
-    study.proposal_sha256 = b"\x00" * 32
+    assert review_body_of(review) == ReviewBody(
+        "s1", hashlib.sha256(payload).digest(), ReviewDecision.APPROVE, "ok", 123
+    )
+    study = dataclasses.replace(study, proposal_sha256=b"\x00" * 32)
     with pytest.raises(Unauthenticated):
-        sign_review(study, cpb.REVIEW_DECISION_APPROVE, "", signer)
+        sign_review(study, ReviewDecision.APPROVE, "", signer)
     with pytest.raises(UsageError):
-        sign_review(study, cpb.REVIEW_DECISION_UNSPECIFIED, "", signer)
+        sign_review(study, 0, "", signer)  # type: ignore[arg-type]
 
 
 # Against a fake coordinator -------------------------------------------------------------------------------

@@ -1,27 +1,39 @@
 """Studies and the registry between domain values (``genogate.studies``) and wire messages
 (``genogate.convert``): round trips over generated values, the wire ``Study`` exactly as the state built it
-before it spoke domain types (its proposal decoded from the signed bytes, unknown fields included), and the
-study-state filter's refusals."""
+before it spoke domain types (its proposal decoded from the signed bytes, unknown fields included), the
+study-state filter's refusals, and previews exact both ways (the CLI's --json prints a preview converted back
+to the wire: it must be the coordinator's very response)."""
 
 from __future__ import annotations
 
 import pytest
+from google.protobuf.json_format import MessageToDict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from genogate.convert import (
     grant_from_pb,
+    grant_terms_from_pb,
+    grant_terms_of,
+    grant_terms_to_pb,
     grant_to_pb,
     node_from_pb,
     node_to_pb,
+    preview_from_pb,
+    preview_to_pb,
     proposal_from_pb,
     proposal_to_pb,
     researcher_from_pb,
     researcher_to_pb,
+    review_body_of,
     review_from_pb,
     review_to_pb,
     revocations_from_pb,
     revocations_to_pb,
+    risk_from_pb,
+    risk_to_pb,
+    site_preview_from_pb,
+    site_preview_to_pb,
     study_from_pb,
     study_state_from_pb,
     study_to_pb,
@@ -29,13 +41,19 @@ from genogate.convert import (
 from genogate.errors import InvalidArgument, Reason
 from genogate.query import Kind
 from genogate.studies import (
+    GrantTerms,
+    MembershipRisk,
     NodeInfo,
     Researcher,
     Review,
+    ReviewBody,
+    ReviewDecision,
     SignedProposal,
     SignedRevocationList,
+    SitePreview,
     Study,
     StudyGrant,
+    StudyPreview,
     StudyProposal,
     StudyState,
 )
@@ -183,3 +201,107 @@ def test_the_list_filter_state_is_any_when_unspecified_and_refuses_unknown_value
 def test_a_wire_study_in_an_unknown_state_is_refused() -> None:
     with pytest.raises(InvalidArgument):
         study_from_pb(cpb.Study(study_id="S-1", state=9))  # type: ignore[arg-type]
+
+
+# Previews -------------------------------------------------------------------------------------------------
+
+u32 = st.integers(min_value=0, max_value=2**32 - 1)
+# A kind this version does not know stays its number (a previewed proposal may name one): 0 or past the last.
+kinds = st.lists(
+    st.sampled_from(Kind) | st.just(0) | st.integers(min_value=max(k.value for k in Kind) + 1, max_value=2**31 - 1),
+    max_size=5,
+).map(tuple)
+risks = st.builds(MembershipRisk, finite, finite, finite, finite, text, finite, text)
+terms = st.builds(
+    GrantTerms,
+    study_id=text,
+    researcher_key_fingerprint=text,
+    purpose=text,
+    kinds=kinds,
+    sites=st.lists(text, max_size=4).map(tuple),
+    epsilon_total=finite,
+    epsilon_per_query_cap=finite,
+    not_before_unix_ms=ms,
+    not_after_unix_ms=ms,
+    revocation_epoch=st.integers(min_value=0, max_value=2**64 - 1),
+    per_site_breakdown=st.booleans(),
+    researcher_public_key=blob,
+    assembly=text,
+    risk=st.none() | risks,
+)
+site_previews = st.builds(
+    SitePreview,
+    site=text,
+    registered=st.booleans(),
+    reachable=st.booleans(),
+    purpose_accepted=st.booleans(),
+    kinds_refused=kinds,
+    epsilon_total_cap=finite,
+    count_ci95_half_width=finite,
+    epsilon_per_researcher_cap=finite,
+    researcher_epsilon_committed=finite,
+    researcher_epsilon_spent=finite,
+    budget_period_days=u32,
+    epsilon_per_query_min=finite,
+)
+previews = st.builds(
+    StudyPreview,
+    grant_body=terms,
+    sites=st.lists(site_previews, max_size=3).map(tuple),
+    problems=st.lists(text, max_size=3).map(tuple),
+    risk=st.none() | risks,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(previews)
+def test_a_preview_round_trips_both_ways_and_prints_the_same_json(p: StudyPreview) -> None:
+    wire = preview_to_pb(p)
+    back = preview_from_pb(wire)
+    assert back == p
+    again = preview_to_pb(back)
+    assert again.SerializeToString(deterministic=True) == wire.SerializeToString(deterministic=True)
+    assert MessageToDict(again, preserving_proto_field_name=True) == MessageToDict(
+        wire, preserving_proto_field_name=True
+    )
+    assert wire.HasField("risk") == (p.risk is not None)
+    assert wire.grant_body.HasField("risk") == (p.grant_body.risk is not None)
+    assert [int(k) for k in wire.grant_body.kinds] == [
+        k.value if isinstance(k, Kind) else k for k in p.grant_body.kinds
+    ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(risks, terms, site_previews)
+def test_risks_grant_terms_and_site_previews_round_trip(
+    risk: MembershipRisk, grant: GrantTerms, site: SitePreview
+) -> None:
+    assert risk_from_pb(risk_to_pb(risk)) == risk
+    assert grant_terms_from_pb(grant_terms_to_pb(grant)) == grant
+    assert site_preview_from_pb(site_preview_to_pb(site)) == site
+
+
+def test_known_kinds_decode_to_members_and_unknown_ones_stay_numbers() -> None:
+    wire = pb.GrantBody(kinds=[pb.QUERY_KIND_CARRIER_COUNT, 0, 77])  # type: ignore[list-item]
+    assert grant_terms_from_pb(wire).kinds == (Kind.CARRIER_COUNT, 0, 77)
+
+
+def test_a_grant_and_a_review_read_from_their_signed_bytes() -> None:
+    body = pb.GrantBody(study_id="S-1", kinds=[pb.QUERY_KIND_COHORT_COUNT], not_after_unix_ms=9)
+    body.risk.statement = "words"
+    terms = grant_terms_of(StudyGrant(body.SerializeToString(), b"sig", "k"))
+    assert (terms.study_id, terms.kinds, terms.not_after_unix_ms) == ("S-1", (Kind.COHORT_COUNT,), 9)
+    assert terms.risk is not None and terms.risk.statement == "words"
+    review = cpb.ReviewBody(
+        study_id="S-1", proposal_sha256=b"h", decision=cpb.REVIEW_DECISION_REJECT, comment="no", reviewed_unix_ms=5
+    )
+    assert review_body_of(Review(review.SerializeToString(), b"sig", "k")) == ReviewBody(
+        "S-1", b"h", ReviewDecision.REJECT, "no", 5
+    )
+    unknown = cpb.ReviewBody(study_id="S-1", decision=9)  # type: ignore[arg-type]
+    assert review_body_of(Review(unknown.SerializeToString(), b"", "k")).decision == 9
+
+
+def test_review_decisions_are_the_wire_numbers() -> None:
+    wire = {name.removeprefix("REVIEW_DECISION_"): v for name, v in cpb.ReviewDecision.items() if v}
+    assert {d.name: d.value for d in ReviewDecision} == wire

@@ -9,6 +9,7 @@ import pytest
 
 from coordinator.preview import DAY_MS, grant_body, preview, proposal_problems, study_assembly
 from genogate import privacy
+from genogate.convert import grant_terms_from_pb, risk_to_pb
 from genogate.kinds import KINDS
 from genogate.query import Kind
 from genogate.wire.v1 import common_pb2 as pb
@@ -44,8 +45,10 @@ def count_halfwidth(cap: str) -> float:
 def test_a_valid_proposal_previews_its_grant_noise_and_budget() -> None:
     p = proposal()
     out = preview(p, NODES, researcher_public_key=b"k" * 32, revocation_epoch=3, now_ms=NOW_MS)
-    assert out.grant_body == grant_body(
-        p, study_id="", researcher_public_key=b"k" * 32, approved_ms=NOW_MS, revocation_epoch=3, assembly="GRCh38"
+    assert out.grant_body == grant_terms_from_pb(
+        grant_body(
+            p, study_id="", researcher_public_key=b"k" * 32, approved_ms=NOW_MS, revocation_epoch=3, assembly="GRCh38"
+        )
     )
     assert out.grant_body.assembly == "GRCh38"  # the build every site has
     body = out.grant_body
@@ -167,7 +170,7 @@ def test_a_preview_never_fails_whatever_the_numbers(
     except InvalidArgument as exc:
         assert exc.reason in (Reason.INVALID_STUDY, Reason.INVALID_EPSILON)
     else:
-        assert out.HasField("risk") and 0 < out.risk.true_positive_rate_bound <= 1
+        assert out.risk is not None and 0 < out.risk.true_positive_rate_bound <= 1
 
 
 def test_the_division_that_crashed_is_a_budget_line() -> None:
@@ -262,5 +265,5 @@ def test_the_grant_carries_the_risk_of_the_budget_as_capped_by_its_sites() -> No
         assembly="GRCh38",
         caps=caps,
     )
-    assert body.risk == risk.membership_risk(1.0)
+    assert body.risk == risk_to_pb(risk.membership_risk(1.0))
     assert "ε = 1 " in body.risk.statement
