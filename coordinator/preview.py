@@ -15,12 +15,16 @@ an approval that would make one. A site that does not publish a cap (0) is not c
 **Risk in words** (item 3): ``study_risk`` states, for the study's total ε at its most exposed site, the bound
 on any membership attacker (``genogate.risk``); the preview and the grant carry it.
 
-A preview never fails on a value it is given: anything unusable is a problem in the list. ``preview``
-answers in domain values (``genogate.studies.StudyPreview``, the servicer converts); the rules read the wire
-proposal as decoded from the signed bytes (it may name kinds this version does not know, which are problems),
-and ``grant_body`` builds the ``GrantBody`` message the committee signs.
+A preview never fails on a value it is given: anything unusable is a problem in the list. Everything here
+is domain values (``genogate.studies``): the rules read a ``StudyProposal`` (converted from the signed bytes
+or the request at the edge; it may name kinds this version does not know, kept as numbers, which are
+problems), ``grant_body`` states the ``GrantTerms`` an approval issues (``coordinator.state`` converts them to
+the ``GrantBody`` bytes the committee signs), and ``preview`` answers a ``StudyPreview`` (the servicer
+converts).
 
-Importing this module imports OpenDP (through ``genogate.privacy``) for the interval half-widths.
+OpenDP (through ``genogate.privacy``) is imported only when a preview plans its interval half-widths, so
+that what imports this module for the rules (``coordinator.state``, ``genogate-coordinator status``) does
+not load it.
 """
 
 from __future__ import annotations
@@ -32,18 +36,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-from opendp.mod import OpenDPException
-
-from genogate import duo, privacy, risk
-from genogate.convert import grant_terms_from_pb, risk_to_pb
+from genogate import duo, risk
 from genogate.envelope import exact_decimal
 from genogate.errors import GenogateError, InvalidArgument, Reason
 from genogate.genome import BUILDS
 from genogate.kinds import KINDS
 from genogate.query import Kind
-from genogate.studies import MembershipRisk, NodeInfo, SitePreview, StudyPreview
-from genogate.wire.v1 import common_pb2 as pb
-from genogate.wire.v1 import coordinator_pb2 as cpb
+from genogate.studies import GrantTerms, MembershipRisk, NodeInfo, SitePreview, StudyPreview, StudyProposal
 
 MAX_DURATION_DAYS = 3650
 MIN_PLANNABLE = Decimal("1e-12")
@@ -120,7 +119,7 @@ def _fmt(x: Decimal) -> str:
     return f"{x.normalize():f}" if x == x.to_integral_value() or abs(x) >= Decimal("1e-6") else f"{x:.3g}"
 
 
-def study_risk(p: cpb.StudyProposal, caps: Mapping[str, SiteCaps] | None = None) -> MembershipRisk | None:
+def study_risk(p: StudyProposal, caps: Mapping[str, SiteCaps] | None = None) -> MembershipRisk | None:
     """The membership bound for the study's total ε at its most exposed site (the proposal's total capped by
     each site's per-study cap, where known); None when the proposal's ε is unusable."""
     total = epsilon_decimal(p.epsilon_total_per_site)
@@ -138,7 +137,7 @@ def epsilon_decimal(x: float) -> Decimal | None:
     return value if value is not None and value <= MAX_EPSILON else None
 
 
-def study_assembly(p: cpb.StudyProposal, builds: Mapping[str, str]) -> tuple[str, list[str]]:
+def study_assembly(p: StudyProposal, builds: Mapping[str, str]) -> tuple[str, list[str]]:
     """The genome build a study's queries use (the proposal's own, else the one its sites share) and the
     problems with it: an unknown build, sites that differ in build, sites on another build than the proposal
     names. ``builds`` maps registered site names to their builds."""
@@ -156,7 +155,7 @@ def study_assembly(p: cpb.StudyProposal, builds: Mapping[str, str]) -> tuple[str
     return resolved, problems
 
 
-def check_shape(p: cpb.StudyProposal) -> None:
+def check_shape(p: StudyProposal) -> None:
     """Refuse (``InvalidArgument``) a proposal that cannot even be previewed: an ε that is not a positive
     finite number at most ``MAX_EPSILON`` (INVALID_EPSILON), a duration outside 1 to ``MAX_DURATION_DAYS``, no
     site or more than ``MAX_SITES``, a site name that cannot be one, an over-long title (INVALID_STUDY)."""
@@ -183,7 +182,7 @@ def check_shape(p: cpb.StudyProposal) -> None:
         raise InvalidArgument("; ".join(problems), reason=Reason.INVALID_STUDY, message="; ".join(problems))
 
 
-def proposal_problems(p: cpb.StudyProposal, registered: Mapping[str, str]) -> list[str]:
+def proposal_problems(p: StudyProposal, registered: Mapping[str, str]) -> list[str]:
     """Every reason the proposal cannot be accepted, human-readable; empty when none. ``registered`` maps
     each registered site to its genome build (liftover is out of scope: a study's sites share one build).
 
@@ -196,10 +195,9 @@ def proposal_problems(p: cpb.StudyProposal, registered: Mapping[str, str]) -> li
         duo.parse_purpose(p.purpose)
     except ValueError as exc:
         problems.append(f"purpose {p.purpose!r}: {exc}")
-    valid = {kind.value for kind in Kind}
     if not p.kinds:
         problems.append("no query kinds requested")
-    if bad := [str(k) for k in p.kinds if k not in valid]:
+    if bad := [str(k) for k in p.kinds if not isinstance(k, Kind)]:
         problems.append(f"unknown or unspecified query kinds: {', '.join(bad)}")
     if len(set(p.kinds)) != len(p.kinds):
         problems.append("a query kind is requested twice")
@@ -233,7 +231,7 @@ def proposal_problems(p: cpb.StudyProposal, registered: Mapping[str, str]) -> li
 
 
 def grant_body(
-    p: cpb.StudyProposal,
+    p: StudyProposal,
     *,
     study_id: str,
     researcher_public_key: bytes,
@@ -241,29 +239,27 @@ def grant_body(
     revocation_epoch: int,
     assembly: str,
     caps: Mapping[str, SiteCaps] | None = None,
-) -> pb.GrantBody:
+) -> GrantTerms:
     """The terms an approval at ``approved_ms`` issues: in force from then for ``duration_days``, on the
     genome build ``assembly`` (``study_assembly``), with the membership bound of its budget (``study_risk``,
-    using the sites' per-study ``caps`` where known)."""
-    body = pb.GrantBody(
+    using the sites' per-study ``caps`` where known). The committee signs them as a ``GrantBody``
+    (``genogate.convert.grant_terms_to_pb``, serialized deterministically)."""
+    return GrantTerms(
         study_id=study_id,
         researcher_key_fingerprint=p.researcher_key_fingerprint,
-        researcher_public_key=researcher_public_key,
         purpose=p.purpose,
-        kinds=list(p.kinds),
-        sites=list(p.sites),
+        kinds=tuple(p.kinds),
+        sites=tuple(p.sites),
         epsilon_total=p.epsilon_total_per_site,
         epsilon_per_query_cap=p.epsilon_per_query_cap,
         not_before_unix_ms=approved_ms,
         not_after_unix_ms=approved_ms + p.duration_days * DAY_MS,
         revocation_epoch=revocation_epoch,
         per_site_breakdown=p.per_site_breakdown,
+        researcher_public_key=researcher_public_key,
         assembly=assembly,
+        risk=study_risk(p, caps),
     )
-    r = study_risk(p, caps)
-    if r is not None:
-        body.risk.CopyFrom(risk_to_pb(r))
-    return body
 
 
 def _halfwidth(kind: Kind, epsilon: Decimal) -> float | None:
@@ -273,6 +269,10 @@ def _halfwidth(kind: Kind, epsilon: Decimal) -> float | None:
     ε = 5e-324 (work any caller could ask of PreviewStudy, which needs no signature)."""
     if epsilon < MIN_PLANNABLE:
         return None
+    from opendp.mod import OpenDPException  # here, not at import: see the module docstring
+
+    from genogate import privacy
+
     try:
         hw = privacy.plan(KINDS[kind].sensitivity(1), epsilon, Decimal(0)).ci95_halfwidth
     except (GenogateError, ArithmeticError, ValueError, OpenDPException):
@@ -281,7 +281,7 @@ def _halfwidth(kind: Kind, epsilon: Decimal) -> float | None:
     return None if math.isnan(hw) or hw == math.inf else max(hw, 0.0)
 
 
-def _budget_lines(p: cpb.StudyProposal) -> list[str]:
+def _budget_lines(p: StudyProposal) -> list[str]:
     """How many queries of each requested kind the per-site budget buys at the cap, and their noise."""
     total, cap = epsilon_decimal(p.epsilon_total_per_site), epsilon_decimal(p.epsilon_per_query_cap)
     if total is None or cap is None or cap > total:
@@ -292,7 +292,7 @@ def _budget_lines(p: cpb.StudyProposal) -> list[str]:
     except (ArithmeticError, InvalidOperation):  # DivisionImpossible at ratios past the context's precision
         n = None
     lines: list[str] = []
-    for kind in dict.fromkeys(Kind(k) for k in p.kinds if k in {kind.value for kind in Kind}):
+    for kind in dict.fromkeys(k for k in p.kinds if isinstance(k, Kind)):
         hw = _halfwidth(kind, cap)
         count = "more than 10^12 queries" if n is None else f"{n} {'query' if n == 1 else 'queries'}"
         what = f"{kind.label}: {count}"
@@ -302,7 +302,7 @@ def _budget_lines(p: cpb.StudyProposal) -> list[str]:
 
 
 def preview(
-    proposal: cpb.StudyProposal,
+    proposal: StudyProposal,
     nodes: Mapping[str, NodeInfo],
     *,
     researcher_public_key: bytes = b"",
@@ -357,7 +357,7 @@ def preview(
                 f"{site}: refuses queries below ε {_fmt(floor)}, and the per-query cap {_fmt(cap)} is below it"
             )
     builds = {name: node.genome_build for name, node in nodes.items()}
-    body = grant_body(
+    terms = grant_body(
         proposal,
         study_id="",
         researcher_public_key=researcher_public_key,
@@ -369,5 +369,4 @@ def preview(
     total = epsilon_decimal(proposal.epsilon_total_per_site)
     over = over_researcher_caps(total, list(proposal.sites), committed, caps) if total is not None else []
     problems = proposal_problems(proposal, builds) + floor_problems + over + _budget_lines(proposal)
-    terms = grant_terms_from_pb(body)
     return StudyPreview(grant_body=terms, sites=tuple(sites), problems=tuple(problems), risk=terms.risk)

@@ -32,6 +32,7 @@ from genogate.convert import (
     node_from_pb,
     node_to_pb,
     preview_to_pb,
+    proposal_from_pb,
     researcher_to_pb,
     review_from_pb,
     revocations_to_pb,
@@ -135,7 +136,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         self, request: cpb.PreviewStudyRequest, context: Any
     ) -> cpb.PreviewStudyResponse:
         caller_common_name(context)
-        p = request.proposal
+        p = proposal_from_pb(request.proposal)
         check_shape(p)  # extreme ε, durations, site lists: a typed refusal, never a crash
         try:
             key = self.state.researcher_key(p.researcher_key_fingerprint)

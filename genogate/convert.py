@@ -166,7 +166,7 @@ def proposal_from_pb(m: cpb.StudyProposal) -> StudyProposal:
     return StudyProposal(
         title=m.title,
         purpose=m.purpose,
-        kinds=tuple(kind_from_pb(k) for k in m.kinds),
+        kinds=tuple(_kind_or_number(k) for k in m.kinds),
         sites=tuple(m.sites),
         epsilon_total_per_site=m.epsilon_total_per_site,
         epsilon_per_query_cap=m.epsilon_per_query_cap,
@@ -182,7 +182,7 @@ def proposal_to_pb(p: StudyProposal) -> cpb.StudyProposal:
     return cpb.StudyProposal(
         title=p.title,
         purpose=p.purpose,
-        kinds=[kind_to_pb(k) for k in p.kinds],  # type: ignore[misc]
+        kinds=[_kind_number(k) for k in p.kinds],  # type: ignore[misc]
         sites=p.sites,
         epsilon_total_per_site=p.epsilon_total_per_site,
         epsilon_per_query_cap=p.epsilon_per_query_cap,

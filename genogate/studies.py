@@ -39,11 +39,13 @@ class StudyState(enum.IntEnum):
 
 @dataclass(frozen=True)
 class StudyProposal:
-    """What a researcher asks the committee to approve (decoded from the signed payload, for reading)."""
+    """What a researcher asks the committee to approve (decoded from the signed payload, for reading).
+    ``kinds`` are ``Kind`` members, or the bare number of a kind this version does not know (a proposal may
+    name one; the coordinator's checks report it as a problem), so a proposal converts back exactly."""
 
     title: str
     purpose: str
-    kinds: tuple[Kind, ...]
+    kinds: tuple[Kind | int, ...]
     sites: tuple[str, ...]
     epsilon_total_per_site: float
     epsilon_per_query_cap: float

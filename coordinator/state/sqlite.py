@@ -56,7 +56,7 @@ from coordinator.preview import (
     study_epsilon_at,
 )
 from coordinator.state.schema import APPLICATION_ID, SCHEMA, SCHEMA_VERSION
-from genogate.convert import proposal_from_pb
+from genogate.convert import grant_terms_to_pb, proposal_from_pb
 from genogate.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -237,7 +237,7 @@ class SqliteCoordinatorState:
         if len(payload) > MAX_PROPOSAL_BYTES:
             raise _invalid(f"the proposal is {len(payload)} bytes; at most {MAX_PROPOSAL_BYTES}")
         try:
-            proposal = cpb.StudyProposal.FromString(payload)
+            proposal = proposal_from_pb(cpb.StudyProposal.FromString(payload))
         except DecodeError:
             raise _invalid("the payload is not a StudyProposal") from None
         fp = proposal.researcher_key_fingerprint
@@ -526,11 +526,11 @@ class SqliteCoordinatorState:
         ).fetchone()
         if approvals < k:
             return
-        proposal = cpb.StudyProposal.FromString(bytes(payload))
+        proposal = proposal_from_pb(cpb.StudyProposal.FromString(bytes(payload)))
         assembly, problems = study_assembly(proposal, _builds(conn))
         if problems:  # a site was re-registered on another build since the proposal
             raise _precondition(f"{study_id}: {'; '.join(problems)}", "; ".join(problems))
-        body = grant_body(
+        terms = grant_body(
             proposal,
             study_id=study_id,
             researcher_public_key=bytes(key),
@@ -539,12 +539,12 @@ class SqliteCoordinatorState:
             assembly=assembly,
             caps=caps,
         )
-        grant = body.SerializeToString(deterministic=True)
+        grant = grant_terms_to_pb(terms).SerializeToString(deterministic=True)  # the bytes the committee signs
         signature = self._signer.sign("genogate.v1.GrantBody", grant)
         conn.execute(
             "UPDATE studies SET state = 'APPROVED', grant_payload = ?, grant_signature = ?, grant_key_id = ?,"
             " not_after_ms = ?, updated_ms = ? WHERE study_id = ?",
-            (grant, signature, self._signer.key_id, body.not_after_unix_ms, now, study_id),
+            (grant, signature, self._signer.key_id, terms.not_after_unix_ms, now, study_id),
         )
 
     def _study(self, conn: sqlite3.Connection, study_id: str) -> Study:
@@ -555,7 +555,7 @@ class SqliteCoordinatorState:
         reviews = conn.execute(
             "SELECT payload, signature, reviewer_key_id FROM reviews WHERE study_id = ? ORDER BY seq", (sid,)
         )
-        proposal = cpb.StudyProposal.FromString(bytes(payload))
+        proposal = proposal_from_pb(cpb.StudyProposal.FromString(bytes(payload)))
         if g_payload is not None:
             grant: StudyGrant | None = StudyGrant(bytes(g_payload), bytes(g_sig), str(g_key))
             assembly = pb.GrantBody.FromString(bytes(g_payload)).assembly
@@ -563,7 +563,7 @@ class SqliteCoordinatorState:
             grant, assembly = None, study_assembly(proposal, _builds(conn))[0]
         return Study(
             study_id=sid,
-            proposal=proposal_from_pb(proposal),
+            proposal=proposal,
             signed_proposal=SignedProposal(bytes(payload), bytes(sig)),
             proposal_sha256=bytes(sha),
             state=StudyState[state],

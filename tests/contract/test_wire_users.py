@@ -39,9 +39,8 @@ ALLOWED: Mapping[str, str] = {
     "coordinator.servicer": "the coordinator's servicer",
     "coordinator.queries": "RunQuery / GetStudyBudget at the edge: the sites' wire results in, the response out",
     "coordinator.fanout": "the coordinator's client of the nodes (relays signed bytes, reads signed releases)",
-    "coordinator.preview": "checks the wire proposal decoded from the signed bytes (unknown kinds included) and "
-    "builds the GrantBody the committee signs; its preview is domain (StudyPreview), converted by the servicer",
-    "coordinator.state.sqlite": "stores signed proposal/review/grant bytes and decodes them to read fields",
+    "coordinator.state.sqlite": "stores signed proposal/review/grant bytes, decodes them to read fields, and "
+    "serializes the grant terms (``coordinator.preview.grant_body``) into the GrantBody bytes the committee signs",
     # Clients (the SDK's RPC wrappers) and what prints their answers.
     "genogate.nodeclient": "the SDK's client of a node: converts right after the RPC",
     "genogate.coordclient": "the SDK's client of the coordinator: converts right before and after each RPC",
@@ -59,6 +58,7 @@ DOMAIN = (
     "genogate.risk",
     "genogate.table",
     "genogate.privacy",
+    "coordinator.preview",
     "coordinator.combine",
     "node.dp",
     "node.counting",

@@ -3,27 +3,30 @@ the per-query cap from ``genogate.privacy``, and human-readable problems and bud
 
 from __future__ import annotations
 
+import hashlib
 from decimal import Decimal
 
 import pytest
 
 from coordinator.preview import DAY_MS, grant_body, preview, proposal_problems, study_assembly
 from genogate import privacy
-from genogate.convert import grant_terms_from_pb, risk_to_pb
+from genogate.convert import grant_terms_to_pb, proposal_from_pb
 from genogate.kinds import KINDS
 from genogate.query import Kind
+from genogate.studies import GrantTerms, NodeInfo, StudyProposal
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 
 NOW_MS = 1_767_225_600_000
 NODES = {
-    name: cpb.NodeInfo(name=name, endpoint=f"{name}:7000", cert_sha256="ab" * 32, genome_build="GRCh38")
+    name: NodeInfo(name=name, endpoint=f"{name}:7000", cert_sha256="ab" * 32, genome_build="GRCh38")
     for name in ("site-a", "site-b")
 }
 BUILDS = {name: n.genome_build for name, n in NODES.items()}
 
 
-def proposal(**overrides: object) -> cpb.StudyProposal:
+def proposal(**overrides: object) -> StudyProposal:
+    """A domain proposal as the coordinator reads one: the wire message converted (any kind number kept)."""
     fields: dict[str, object] = {
         "title": "BRCA2 carriers",
         "purpose": "HMB",
@@ -35,7 +38,7 @@ def proposal(**overrides: object) -> cpb.StudyProposal:
         "researcher_key_fingerprint": "f" * 64,
     }
     fields.update(overrides)
-    return cpb.StudyProposal(**fields)  # type: ignore[arg-type]
+    return proposal_from_pb(cpb.StudyProposal(**fields))  # type: ignore[arg-type]
 
 
 def count_halfwidth(cap: str) -> float:
@@ -45,10 +48,8 @@ def count_halfwidth(cap: str) -> float:
 def test_a_valid_proposal_previews_its_grant_noise_and_budget() -> None:
     p = proposal()
     out = preview(p, NODES, researcher_public_key=b"k" * 32, revocation_epoch=3, now_ms=NOW_MS)
-    assert out.grant_body == grant_terms_from_pb(
-        grant_body(
-            p, study_id="", researcher_public_key=b"k" * 32, approved_ms=NOW_MS, revocation_epoch=3, assembly="GRCh38"
-        )
+    assert out.grant_body == grant_body(
+        p, study_id="", researcher_public_key=b"k" * 32, approved_ms=NOW_MS, revocation_epoch=3, assembly="GRCh38"
     )
     assert out.grant_body.assembly == "GRCh38"  # the build every site has
     body = out.grant_body
@@ -123,7 +124,7 @@ def test_a_study_has_one_genome_build() -> None:
     ]
     assert "is not one of GRCh37, GRCh38" in study_assembly(proposal(assembly="hg19"), BUILDS)[1][0]
     assert problems[0] in proposal_problems(proposal(), mixed)
-    out = preview(proposal(), {n: cpb.NodeInfo(name=n, genome_build=b) for n, b in mixed.items()}, now_ms=NOW_MS)
+    out = preview(proposal(), {n: NodeInfo(n, f"{n}:7000", "", b) for n, b in mixed.items()}, now_ms=NOW_MS)
     assert problems[0] in out.problems and out.grant_body.assembly == ""
 
 
@@ -265,5 +266,98 @@ def test_the_grant_carries_the_risk_of_the_budget_as_capped_by_its_sites() -> No
         assembly="GRCh38",
         caps=caps,
     )
-    assert body.risk == risk_to_pb(risk.membership_risk(1.0))
-    assert "ε = 1 " in body.risk.statement
+    assert body.risk == risk.membership_risk(1.0)
+    assert body.risk is not None and "ε = 1 " in body.risk.statement
+
+
+def test_kinds_this_version_does_not_know_are_problems_not_crashes() -> None:
+    p = proposal(kinds=[pb.QUERY_KIND_COHORT_COUNT, 99, 0, 99])
+    assert p.kinds == (Kind.COHORT_COUNT, 99, 0, 99)
+    problems = proposal_problems(p, BUILDS)
+    assert "unknown or unspecified query kinds: 99, 0, 99" in problems
+    assert "a query kind is requested twice" in problems
+    out = preview(p, NODES, now_ms=NOW_MS)
+    assert out.grant_body.kinds == (Kind.COHORT_COUNT, 99, 0, 99)  # the terms name them as they were asked
+    assert [line for line in out.problems if "queries" in line] == [
+        f"cohort_count: 20 queries at eps 0.5, each count ±{count_halfwidth('0.5'):.3g} (95%)"
+    ]
+
+
+# The bytes the committee signs: ``grant_body`` states domain terms and ``coordinator.state`` serializes them
+# (``grant_terms_to_pb(...).SerializeToString(deterministic=True)``). The SHA-256 of those bytes for fixed
+# proposals, as main produced them when ``grant_body`` built the wire ``GrantBody`` itself (issue 14): a
+# grant signed now is byte-identical to one signed before the refactor.
+GRANT_CASES = [
+    (
+        dict(
+            title="T",
+            purpose="DUO:0000042",
+            kinds=[1, 2, 3],
+            sites=["site-a", "site-b"],
+            epsilon_total_per_site=2.5,
+            epsilon_per_query_cap=0.1,
+            duration_days=30,
+            researcher_key_fingerprint="fp123",
+            description="d",
+            per_site_breakdown=True,
+            assembly="GRCh38",
+        ),
+        {"site-a": SiteCaps(per_study=Decimal("1.5"), reachable=True), "site-b": SiteCaps(per_study=Decimal("0.5"))},
+        "7fde87e681e94157c51c42c8f480a1c53b2da533faebb657061e76e14d94b08e",
+    ),
+    (
+        dict(
+            title="T",
+            purpose="DUO:0000042",
+            kinds=[1, 2, 3],
+            sites=["site-a", "site-b"],
+            epsilon_total_per_site=2.5,
+            epsilon_per_query_cap=0.1,
+            duration_days=30,
+            researcher_key_fingerprint="fp123",
+            description="d",
+            per_site_breakdown=True,
+            assembly="GRCh38",
+        ),
+        None,
+        "810f92f3017372f1a55c996d402908c34d3b0d758b2e11d74f0c240b23bc15af",
+    ),
+    (
+        dict(
+            title="U",
+            purpose="DUO:0000007",
+            kinds=[5, 99, 0, 5],
+            sites=["x", "x"],
+            epsilon_total_per_site=0.1 + 0.2,
+            epsilon_per_query_cap=1e-3,
+            duration_days=3650,
+            researcher_key_fingerprint="fp",
+        ),
+        None,
+        "e51ff1ca6ff3b3c6ecf369271268a1a045ac04ab8ee856b5d2bdebe161813c84",
+    ),
+    (
+        dict(kinds=[1], sites=["a"], epsilon_total_per_site=float("nan"), epsilon_per_query_cap=0.0, duration_days=1),
+        None,
+        "06c5ace26325b686fd24802ddae9bf4d5854c27c380d9ae4bd97ec4734f9310c",
+    ),
+]
+
+
+@pytest.mark.parametrize(("fields", "caps", "sha256"), GRANT_CASES)
+def test_the_signed_grant_bytes_are_those_main_signed(
+    fields: dict[str, object], caps: dict[str, SiteCaps] | None, sha256: str
+) -> None:
+    p = proposal_from_pb(cpb.StudyProposal(**fields))  # type: ignore[arg-type]
+    terms = grant_body(
+        p,
+        study_id="S-0123456789ab",
+        researcher_public_key=b"k" * 32,
+        approved_ms=1_700_000_000_000,
+        revocation_epoch=7,
+        assembly=p.assembly or "GRCh37",
+        caps=caps,
+    )
+    assert isinstance(terms, GrantTerms)
+    payload = grant_terms_to_pb(terms).SerializeToString(deterministic=True)
+    assert hashlib.sha256(payload).hexdigest() == sha256
