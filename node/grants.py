@@ -4,7 +4,7 @@
 (the ``Study`` the service checks and the envelope opened once, ``genogate.envelope.OpenedEnvelope``, with the
 exact signed bytes) or raises a ``genogate.errors`` class with a stable reason, a fixed public message and
 specifics in ``detail`` only. ``GrantVerifier.open`` does the same for bytes the service has size-checked.
-Checks run cheapest and data-independent first (DESIGN.md, "Trust model"); none reads participant data:
+Checks run cheapest and data-independent first (docs/trust-model.md); none reads participant data:
 
 0. the grant is at most ``MAX_GRANT_BYTES`` and the signed envelope at most ``max_payload_bytes`` (from the
    node's ``max_variants_per_query``), before either is decoded (INVALID_STUDY, INVALID_QUERY);

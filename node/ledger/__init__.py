@@ -1,6 +1,6 @@
 """The node's privacy-budget ledger: one SQLite file per node, the only authority on what a study spent here.
 
-Guarantees (DESIGN.md, "Privacy semantics"):
+Guarantees (docs/privacy.md, "Accounting"):
 
 * **Charge before noise, durably.** ``begin()`` returns ``Charged`` only after the charge is committed in WAL
   mode with ``synchronous=FULL`` (the WAL is fsynced by that commit). A crash after that still counts.

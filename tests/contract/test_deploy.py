@@ -304,9 +304,9 @@ def test_k8s_network_policy_lets_only_the_coordinator_reach_nodes() -> None:
     assert labels["app.kubernetes.io/name"] == "genogate-coordinator"
 
 
-def test_readme_deployment_guide_names_the_files_and_commands() -> None:
-    readme = (ROOT / "README.md").read_text()
-    guide = readme[readme.index("## Operating and deploying") :]
+def test_the_deployment_guide_names_the_files_and_commands() -> None:
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    guide = operations[operations.index("## Status, health and metrics") :]
     for needle in (
         "deploy/docker/Dockerfile",
         "deploy/compose/compose.yaml",

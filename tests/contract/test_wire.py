@@ -1,6 +1,6 @@
 """The v1 wire contract: generated code is current, imports cleanly, and follows the house rules.
 
-Rules checked here (CONVENTIONS.md, "Wire contract"): a dedicated ``<Rpc>Request``/``<Rpc>Response`` per RPC;
+Rules checked here (docs/contributing.md, "Wire contract"): a dedicated ``<Rpc>Request``/``<Rpc>Response`` per RPC;
 enum value 0 is ``<ENUM>_UNSPECIFIED``; the proto ``ErrorReason`` mirrors ``genogate.errors.Reason``; every
 element of the contract carries a comment.
 """
