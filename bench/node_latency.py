@@ -112,7 +112,7 @@ def setup(store: Path, work: Path) -> Bench:
     ca = work / "ca"
     dev_ca_init(ca)
     node_dir = work / "node"
-    init_node(node_dir, "bench-node")
+    init_node(node_dir, "bench-node", "127.0.0.1:0")
     dev_ca_issue(ca, node_dir / "tls" / "node.csr", node_dir / "tls" / "node.pem", server=True, client=False)
     shutil.copy(ca / "ca.pem", node_dir / "tls" / "ca.pem")
     (node_dir / "store.duckdb").symlink_to(store.resolve())

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,7 @@ def init_coordinator(
     report.notes += [
         "",
         f"committee public key (give it to every node): {public_raw.hex()}",
-        f"committee key id: {key_id(public_raw)}",
+        f"committee key fingerprint: {key_id(public_raw)} (genogate-coordinator committee key prints both)",
         "",
         "next steps:",
         *(f"  {i}. {step}" for i, step in enumerate(steps, 1)),
@@ -175,3 +176,51 @@ def add_member(config_path: Path, name: str, public_key_hex: str, env: Mapping[s
         "restart the coordinator for the member's reviews to count",
     ]
     return report
+
+
+@dataclass(frozen=True)
+class CommitteeKey:
+    """What a joining node needs from the coordinator operator (all public): the committee's public key, its
+    fingerprint, and the common name of the coordinator's certificate."""
+
+    public_key: str
+    """The raw Ed25519 public key as 64 hex digits: the form ``[grants] committee_keys`` and
+    ``genogate-node init --committee-key`` take."""
+    fingerprint: str
+    """SHA-256 of the 32 raw key bytes, in hex (``genogate.signing.key_id``): the id grants and revocation
+    lists carry and ``genogate study show`` prints as "grant signed by"."""
+    coordinator_common_name: str
+    """The coordinator certificate's common name (``genogate-node init --coordinator-cn``)."""
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "public_key": self.public_key,
+            "fingerprint": self.fingerprint,
+            "coordinator_common_name": self.coordinator_common_name,
+        }
+
+    def lines(self) -> list[str]:
+        return [
+            f"committee public key  {self.public_key}",
+            f"fingerprint           {self.fingerprint}",
+            f"coordinator cert CN   {self.coordinator_common_name}",
+            "",
+            "A node joins this federation with (HOST:PORT: this coordinator's address as the node reaches it):",
+            f"  genogate-node init --dir DIR --name NAME --committee-key {self.public_key} \\",
+            f"      --coordinator HOST:PORT --coordinator-cn {self.coordinator_common_name}",
+            "which writes [grants] committee_keys, coordinator and coordinator_common_name into its node.toml.",
+        ]
+
+
+def committee_key(config_path: Path, env: Mapping[str, str] = os.environ) -> CommitteeKey:
+    """The committee's public key and fingerprint, read from the signing key the configuration names, and the
+    coordinator's certificate name (from its certificate when it exists, else ``[coordinator] name``)."""
+    config = load_coordinator_config(config_path, env)
+    signer = Signer.from_pem_file(config.committee.signing_key)  # ConfigError naming the file
+    name = config.coordinator.name
+    if config.tls.cert.is_file():
+        try:
+            name = tls.common_name(config.tls.cert.read_bytes())
+        except (OSError, ValueError):
+            pass  # a certificate that cannot be read is the server's problem; the configured name stands
+    return CommitteeKey(signer.public_raw.hex(), key_id(signer.public_raw), name)

@@ -1,7 +1,8 @@
 """``genogate-coordinator``: the access committee operator's command line.
 
 Commands: ``init`` (a coordinator's directory, keys and config), ``serve`` (the gRPC service), ``committee
-add`` (a member appended to the committee members file), ``audit verify|export|reconcile`` (its audit log,
+add`` (a member appended to the committee members file), ``committee key`` (the committee's public key and
+fingerprint, for joining nodes), ``audit verify|export|reconcile`` (its audit log,
 and its receipts matched against a node's exported log), ``status`` (the server, registry and files at a
 glance) and ``health`` (the running server's health service). Expected problems print one line and exit with
 the error's code (``genogate.cliutil``); a stack trace means a bug.
@@ -70,6 +71,22 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--config", type=Path, required=True, help="the coordinator's TOML config")
     add.add_argument("--name", required=True, help="the member's name")
     add.add_argument("--public-key", required=True, metavar="HEX", help="raw Ed25519 public key, 64 hex digits")
+    key = com_sub.add_parser(
+        "key",
+        help="print the committee's public key and fingerprint, for nodes joining the federation",
+        description="Print what a node operator needs to trust this committee (all public): the committee's "
+        "Ed25519 public key as 64 hex digits (the form of a node's [grants] committee_keys and of genogate-node "
+        "init --committee-key), its fingerprint, and the common name of the coordinator's certificate (genogate-"
+        "node init --coordinator-cn). The fingerprint is the SHA-256 of the 32 raw key bytes, in hex: the id "
+        "that grants and revocation lists carry and that genogate study show prints as 'grant signed by', so "
+        "anyone holding the key can check it. Reads the signing key the config names; never prints it.",
+    )
+    key.add_argument("--config", type=Path, required=True, help="the coordinator's TOML config")
+    key.add_argument(
+        "--json",
+        action="store_true",
+        help="machine-readable output: public_key, fingerprint, coordinator_common_name",
+    )
 
     from genogate import status
 
@@ -133,8 +150,17 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _committee(args: argparse.Namespace) -> int:
-    from coordinator.admin import add_member
+    from coordinator.admin import add_member, committee_key
 
+    if args.committee_command == "key":
+        found = committee_key(args.config)
+        if args.json:
+            import json
+
+            print(json.dumps(found.to_json()))
+        else:
+            print("\n".join(found.lines()))
+        return 0
     print("\n".join(add_member(args.config, args.name, args.public_key).lines()))
     return 0
 

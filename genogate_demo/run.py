@@ -157,7 +157,7 @@ def _setup(fed: Federation) -> None:
             add_member(coord / "coordinator.toml", member, public.hex(), env={})
         for site in SITES:
             d = root / site
-            init_node(d, site)
+            init_node(d, site, "127.0.0.1:0")  # ports the OS picks: three nodes on one machine
             # Server for the coordinator; client when it fetches the committee's revocation list.
             dev_ca_issue(root / "ca", d / "tls/node.csr", d / "tls/node.pem", server=True, client=True)
             shutil.copy(root / "ca/ca.pem", d / "tls/ca.pem")

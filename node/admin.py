@@ -21,6 +21,7 @@ from genogate.config import read_file, render_toml
 from genogate.errors import LocalError, UsageError
 from genogate.files import FileBatch, Report
 from genogate.settings import NAME_RE, check_listen, check_name
+from genogate.signing import key_id
 from node.config import NodeConfig
 
 NODE_TOML = "node.toml"
@@ -28,9 +29,16 @@ CA_KEY = "ca.key"
 CA_CERT = "ca.pem"
 PSEUDONYM_KEY_BYTES = 32  # the format node.ingest.load_key reads: 64 hex digits and a newline
 
+DEFAULT_LISTEN = "0.0.0.0:50051"
+"""Where ``init`` makes a node listen unless told otherwise: every interface (the coordinator reaches the node
+from another host; every call must present a client certificate of a trusted CA) on the port the Dockerfile
+and the Kubernetes manifests use. Written into ``node.toml``, so every restart keeps the endpoint that the
+coordinator registered."""
+
 STUDIES_TEMPLATE = """\
-# Studies this node answers for, maintained by the node's data steward (until signed study grants land).
-# One [[study]] table per study; the node refuses queries from any study not listed here.
+# Studies this node answers for on its own data steward's approval, outside any federation committee.
+# Read ONLY when node.toml says [studies] local = true (off by default: committee-signed grants are the
+# approval chain, see [grants]). One [[study]] table per study.
 #
 # [[study]]
 # id = "S-2026-001"
@@ -63,37 +71,84 @@ def _usage(check: Callable[[str], str], value: str, what: str) -> None:
 # init -----------------------------------------------------------------------------------------------------
 
 
-def _check_public_key_hex(text: str) -> str:
+def check_committee_key(text: str) -> str:
+    """A committee's public key as ``[grants] committee_keys`` takes it: 64 hex digits (the raw 32-byte
+    Ed25519 key, as ``genogate-coordinator committee key`` prints it), returned in lower case."""
+    key = text.strip().lower()
     try:
-        raw = bytes.fromhex(text)
+        raw = bytes.fromhex(key)
     except ValueError:
         raw = b""
-    if len(raw) != 32:
-        raise ValueError(f"expected a raw Ed25519 public key as 64 hex digits, got {text!r}")
-    return text
+    if len(raw) != 32 or len(key) != 64:
+        shown = repr(text) if len(text) <= 80 else f"{text[:40]!r}... ({len(text)} characters)"
+        raise ValueError(
+            "expected the committee's public key as 64 hex digits (what `genogate-coordinator committee key` "
+            f"prints), got {shown}"
+        )
+    return key
+
+
+def check_address(address: str) -> str:
+    """An address to dial: ``HOST:PORT`` with a port from 1 to 65535 (IPv6 hosts in brackets)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        hint = " (no port)" if not sep or not port.isdigit() else ""
+        raise ValueError(f"expected HOST:PORT such as coord.example.org:50051, got {address!r}{hint}")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise ValueError(f"expected HOST:PORT with an IPv6 host in brackets ([::1]:50051), got {address!r}")
+    return address
+
+
+def _check_cn(name: str) -> str:
+    if not NAME_RE.match(name):
+        raise ValueError(f"expected a certificate common name of 1-64 letters, digits, '_', '.' or '-', got {name!r}")
+    return name
 
 
 def init_node(
     directory: Path,
     name: str,
-    listen: str = "127.0.0.1:0",
+    listen: str = DEFAULT_LISTEN,
     *,
     committee_keys: tuple[str, ...] = (),
     coordinator: str = "",
     coordinator_common_name: str = "",
     metrics_listen: str = "",
 ) -> Report:
-    """Create a node directory: config, identity key, TLS key and CSR, pseudonymisation key, studies file.
-    ``committee_keys`` (hex), ``coordinator``, ``coordinator_common_name`` and ``metrics_listen`` go into the
-    config when given.
+    """Create a node directory: config, identity key, TLS key and CSR, pseudonymisation key.
 
-    Refuses a directory that already holds a ``node.toml`` (or any of the files it would write)."""
+    With ``committee_keys`` (hex) and ``coordinator`` (both or neither) the node joins that federation: the
+    config trusts the committee's grants, fetches revocation lists from the coordinator and answers
+    ``coordinator_common_name`` (the coordinator's certificate name) under grants; local studies stay off and
+    no studies file is written. Without them, an empty trusted-studies file is written for local studies.
+    ``listen`` is written into the config, so restarts keep the endpoint (port 0 picks a new one each time).
+
+    Refuses bad input (naming the option) and a directory that already holds a ``node.toml`` (or any of the
+    files it would write)."""
     _usage(check_name, name, "--name")
     _usage(check_listen, listen, "--listen")
+    keys: list[str] = []
     for k in committee_keys:
-        _usage(_check_public_key_hex, k, "--committee-key")
+        try:
+            key = check_committee_key(k)
+        except ValueError as exc:
+            raise UsageError(f"--committee-key: {exc}") from None
+        if key not in keys:
+            keys.append(key)
     if coordinator:
-        _usage(check_listen, coordinator, "--coordinator")
+        _usage(check_address, coordinator, "--coordinator")
+    if coordinator_common_name:
+        _usage(_check_cn, coordinator_common_name, "--coordinator-cn")
+    if keys and not coordinator:
+        raise UsageError(
+            "--committee-key needs --coordinator HOST:PORT: without a coordinator to fetch the committee's "
+            "revocation list from, the node can never confirm a grant and refuses every query under one"
+        )
+    if coordinator and not keys:
+        raise UsageError(
+            "--coordinator needs --committee-key HEX: the node trusts grants and revocation lists signed by that "
+            "committee key only (ask the coordinator operator: genogate-coordinator committee key)"
+        )
     if metrics_listen:
         _usage(check_listen, metrics_listen, "--metrics-listen")
     if (directory / NODE_TOML).exists():
@@ -116,9 +171,10 @@ def init_node(
         "tls.key": Path("tls/node.key"),
         "keys.identity_key": Path("keys/identity.key"),
         "keys.pseudonym_key": Path("pseudonym.key"),
+        "studies.local": False,
     }
-    if committee_keys:
-        values["grants.committee_keys"] = committee_keys
+    if keys:
+        values["grants.committee_keys"] = tuple(keys)
     if coordinator:
         values["grants.coordinator"] = coordinator
     if coordinator_common_name:
@@ -139,29 +195,65 @@ def init_node(
     batch.add(directory / "tls" / "node.csr", csr, f"certificate request (CN={name}; {', '.join(sans)})")
     pseudonym = secrets.token_bytes(PSEUDONYM_KEY_BYTES).hex() + "\n"
     batch.add(directory / "pseudonym.key", pseudonym.encode(), "pseudonymisation key", secret=True)
-    batch.add(directory / "studies.toml", STUDIES_TEMPLATE.encode(), "trusted studies (none yet)")
+    if not keys:
+        batch.add(directory / "studies.toml", STUDIES_TEMPLATE.encode(), "local trusted studies (none; off)")
     batch.add(directory / NODE_TOML, config_text.encode(), "node configuration")  # last: marks a complete node
     report = Report()
     batch.commit(report)
-    d = directory
-    report.notes += [
-        "",
-        "next steps:",
-        f"  1. have your institution's CA sign {d / 'tls/node.csr'} as a server certificate (and for client use "
-        f"too if the node fetches revocation lists or runs the health probe) and put it at {d / 'tls/node.pem'}",
-        f"     (development only: genogate-node dev-ca issue --ca CA_DIR --csr {d / 'tls/node.csr'} "
-        f"--out {d / 'tls/node.pem'} --server --client)",
-        f"  2. put the PEM bundle of the CAs whose client certificates this node accepts at {d / 'tls/ca.pem'}",
-        f"  3. list the studies this node answers for in {d / 'studies.toml'}",
-        f"  4. ingest: genogate-node ingest --store {d / 'store.duckdb'} --key {d / 'pseudonym.key'} "
-        "--vcf FILE --samples SHEET",
-        f"  5. serve the node with {d / NODE_TOML}",
-    ]
-    if listen.endswith(":0"):
-        report.notes.append(
-            f"  (listen is {listen}: a free port is picked at start; set [server] listen for a fixed one)"
-        )
+    report.notes += _next_steps(directory, name, listen, tuple(keys), coordinator, coordinator_common_name)
     return report
+
+
+def _next_steps(d: Path, name: str, listen: str, keys: tuple[str, ...], coordinator: str, cn: str) -> list[str]:
+    """What to do after ``init``: the certificate, the CA bundle, the data, serving, and (when joining) what
+    to send the coordinator operator: public information only."""
+    port = listen.rpartition(":")[2]
+    notes = [""]
+    if keys:
+        notes += [
+            f"joins the federation of the coordinator at {coordinator}; grants are trusted when signed by:",
+            *(f"  committee key fingerprint {key_id(bytes.fromhex(k))}" for k in keys),
+            "  (compare with the fingerprint `genogate-coordinator committee key` prints to the coordinator "
+            "operator, and with 'grant signed by' in `genogate study show`)",
+        ]
+        if not cn:
+            notes.append(
+                "  no --coordinator-cn: queries under grants without the per-site breakdown will be refused; "
+                f"set [grants] coordinator_common_name in {d / NODE_TOML} to the coordinator's certificate name"
+            )
+        notes.append("")
+    whose = "the coordinator's" if keys else "your callers'"
+    steps = [
+        f"have {'a CA that the coordinator trusts' if keys else 'your institution CA'} sign {d / 'tls/node.csr'} "
+        "for server and client use and put the "
+        f"certificate at {d / 'tls/node.pem'}\n     (development only: genogate-node dev-ca issue --ca CA_DIR "
+        f"--csr {d / 'tls/node.csr'} --out {d / 'tls/node.pem'} --server --client)",
+        f"put the CA certificates whose client certificates this node accepts at {d / 'tls/ca.pem'}: the "
+        f"{whose} CA (and your own, for `genogate-node health`)",
+        f"load your data: genogate-node ingest --store {d / 'store.duckdb'} --vcf FILE --samples SHEET",
+    ]
+    if not keys:
+        steps.append(
+            "this node answers no studies yet: to join a federation, set [grants] committee_keys, coordinator "
+            f"and coordinator_common_name in {d / NODE_TOML} (what init --committee-key --coordinator "
+            "--coordinator-cn writes); for studies your own data steward approves, set [studies] local = true "
+            f"and list them in {d / 'studies.toml'}"
+        )
+    steps.append(f"start it: genogate-node serve --config {d / NODE_TOML}   (listens on {listen}, kept in node.toml)")
+    if keys:
+        steps.append(
+            f"send the coordinator operator (all public): the endpoint HOST:{port} at which the coordinator "
+            f"reaches this node, the certificate {d / 'tls/node.pem'} and the certificate of the CA that issued "
+            f"it; they register it with: genogate nodes register --name {name} --endpoint HOST:{port} --cert "
+            f"{name}.pem (which reads the genome build from the running node)"
+        )
+    notes += ["next steps:", *(f"  {i}. {step}" for i, step in enumerate(steps, 1))]
+    if port == "0":
+        notes.append(
+            f"  (listen is {listen}: a new free port at every start, so a registered endpoint goes stale; "
+            "set [server] listen to a fixed port)"
+        )
+    return notes
 
 
 # development CA -------------------------------------------------------------------------------------------

@@ -128,30 +128,46 @@ def _parser() -> argparse.ArgumentParser:
         "init",
         help="create a node directory: config, keys, TLS key and certificate request",
         description="Create DIR with node.toml, an Ed25519 identity key, a TLS key and certificate request "
-        "(CN=NAME; SANs NAME, localhost, 127.0.0.1), a pseudonymisation key and an empty studies.toml. "
-        "Keys are mode 0600. Refuses a DIR that already holds a node.toml; never overwrites a file.",
+        "(CN=NAME; SANs NAME, localhost, 127.0.0.1) and a pseudonymisation key. To join a federation, give the "
+        "committee's public key and the coordinator's address and certificate name (all three from the "
+        "coordinator operator: genogate-coordinator committee key prints them); node.toml then trusts that "
+        "committee's grants and nothing needs editing. Without them, an empty local studies.toml is written "
+        "too. Prints what to do next, and what to send the coordinator operator. Keys are mode 0600. Refuses a "
+        "DIR that already holds a node.toml; never overwrites a file.",
     )
     ini.add_argument("--dir", type=Path, required=True, help="the node directory (created if absent)")
     ini.add_argument("--name", required=True, help="the node's name: 1-64 letters, digits, '_', '.' or '-'")
     ini.add_argument(
-        "--listen", default="127.0.0.1:0", metavar="HOST:PORT", help="server address (default: %(default)s)"
+        "--listen",
+        metavar="HOST:PORT",
+        help="the address the node serves on, written into node.toml so every restart keeps the endpoint the "
+        "coordinator registered (default: 0.0.0.0:50051, every interface; every caller needs a certificate from "
+        "a CA in tls/ca.pem)",
     )
     ini.add_argument(
         "--committee-key",
         action="append",
         default=[],
         metavar="HEX",
-        help="public key of an access committee whose grants this node honours ([grants] committee_keys); repeat",
+        help="the public key (64 hex digits) of the access committee whose signed grants this node honours "
+        "([grants] committee_keys), as genogate-coordinator committee key prints it; repeat for several; needs "
+        "--coordinator",
     )
     ini.add_argument(
-        "--coordinator", default="", metavar="HOST:PORT", help="the coordinator to fetch revocation lists from"
+        "--coordinator",
+        default="",
+        metavar="HOST:PORT",
+        help="the coordinator's address ([grants] coordinator), where the node fetches the committee's "
+        "revocation list; needs --committee-key",
     )
     ini.add_argument(
+        "--coordinator-cn",
         "--coordinator-name",
+        dest="coordinator_cn",
         default="",
         metavar="CN",
-        help="the common name of the coordinator's client certificate ([grants] coordinator_common_name): the "
-        "only caller answered under grants without the per-site breakdown",
+        help="the common name of the coordinator's certificate ([grants] coordinator_common_name): the only "
+        "caller answered under grants without the per-site breakdown",
     )
     ini.add_argument(
         "--metrics-listen", default="", metavar="HOST:PORT", help="serve Prometheus metrics here (default: off)"
@@ -250,15 +266,15 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from node.admin import init_node
+    from node.admin import DEFAULT_LISTEN, init_node
 
     report = init_node(
         args.dir,
         args.name,
-        args.listen,
+        args.listen or DEFAULT_LISTEN,
         committee_keys=tuple(args.committee_key),
         coordinator=args.coordinator,
-        coordinator_common_name=args.coordinator_name,
+        coordinator_common_name=args.coordinator_cn,
         metrics_listen=args.metrics_listen,
     )
     print("\n".join(report.lines()))

@@ -38,7 +38,7 @@ def client_tls(ca: Path, name: str, out: Path) -> ClientTLS:
 
 def make_node(directory: Path, name: str, ca: Path, *, client: bool = False) -> Node:
     """``client``: the node's certificate also authenticates it as a client (to fetch revocations)."""
-    init_node(directory, name)
+    init_node(directory, name, "127.0.0.1:0")  # a port the OS picks: many nodes on one machine
     dev_ca_issue(ca, directory / "tls" / "node.csr", directory / "tls" / "node.pem", server=True, client=client)
     shutil.copy(ca / "ca.pem", directory / "tls" / "ca.pem")
     return Node(directory, name)

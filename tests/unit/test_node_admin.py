@@ -19,6 +19,7 @@ from cryptography.x509 import verification
 
 from genogate import tls
 from genogate.errors import LocalError
+from genogate.signing import key_id
 from node import admin
 from node.config import check_files, load_node_config
 from node.ingest import load_key
@@ -222,3 +223,66 @@ def test_init_writes_the_grants_and_metrics_settings_it_is_given(tmp_path: Path)
     bad = cli("init", "--dir", tmp_path / "m", "--name", "site-b", "--committee-key", "abc", ok=False)
     assert bad.returncode == 2 and "--committee-key" in bad.stderr and "64 hex digits" in bad.stderr
     assert not (tmp_path / "m").exists()  # nothing written
+
+
+def _committee_key() -> tuple[str, bytes]:
+    raw = (
+        ed25519.Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    )
+    return raw.hex(), raw
+
+
+def test_init_joining_a_federation_needs_no_editing(tmp_path: Path) -> None:
+    node_dir = tmp_path / "site-d"
+    key, raw = _committee_key()
+    out = cli(
+        "init",
+        *("--dir", node_dir, "--name", "site-d", "--committee-key", key.upper()),
+        *("--coordinator", "coord.example.org:50051", "--coordinator-cn", "coordinator"),
+    ).stdout
+    cfg = load_node_config(node_dir / "node.toml", env={})
+    assert cfg.grants.committee_keys == (key,)  # lower case, as committee key prints it
+    assert (cfg.grants.coordinator, cfg.grants.coordinator_common_name) == ("coord.example.org:50051", "coordinator")
+    assert cfg.studies.local is False and not (node_dir / "studies.toml").exists()
+    assert cfg.server.listen == admin.DEFAULT_LISTEN == "0.0.0.0:50051"  # a fixed port, kept across restarts
+    assert "studies.toml" not in out
+    assert f"committee key fingerprint {key_id(raw)}" in out  # what the coordinator operator can compare
+    assert f"--out {node_dir / 'tls/node.pem'} --server --client" in out
+    assert "genogate nodes register --name site-d --endpoint HOST:50051" in out  # what to send, and what it is for
+
+    help_text = cli("init", "--help").stdout
+    assert admin.DEFAULT_LISTEN in help_text and "%" not in help_text and "--coordinator-cn" in help_text
+
+
+def test_init_of_a_standalone_node_explains_local_studies(tmp_path: Path) -> None:
+    node_dir = tmp_path / "site-a"
+    out = cli("init", "--dir", node_dir, "--name", "site-a", "--coordinator-name", "coordinator").stdout
+    assert load_node_config(node_dir / "node.toml", env={}).grants.coordinator_common_name == "coordinator"
+    assert "Read ONLY when node.toml says [studies] local = true" in (node_dir / "studies.toml").read_text()
+    assert "set [studies] local = true" in out and "--committee-key" in out
+
+
+KEY = "ab" * 32
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--committee-key", "abc", "--coordinator", "c:1"], "--committee-key: expected the committee's public key "),
+        (["--committee-key", "zz" * 32, "--coordinator", "c:1"], "as 64 hex digits"),
+        (["--committee-key", KEY + "00", "--coordinator", "c:1"], "as 64 hex digits"),
+        (["--committee-key", KEY, "--coordinator", "coord.example.org"], "got 'coord.example.org' (no port)"),
+        (["--committee-key", KEY, "--coordinator", "coord.example.org:0"], "--coordinator: expected HOST:PORT"),
+        (["--committee-key", KEY, "--coordinator", "::1:50051"], "IPv6 host in brackets"),
+        (["--committee-key", KEY], "--committee-key needs --coordinator HOST:PORT"),
+        (["--coordinator", "c:1"], "--coordinator needs --committee-key"),
+        (["--committee-key", KEY, "--coordinator", "c:1", "--coordinator-cn", "a b"], "--coordinator-cn: expected"),
+    ],
+)
+def test_init_refuses_a_bad_federation(tmp_path: Path, args: list[str], message: str) -> None:
+    proc = cli("init", "--dir", tmp_path / "n", "--name", "n", *args, ok=False)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "n").exists()
