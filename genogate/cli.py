@@ -292,7 +292,7 @@ def _parser() -> argparse.ArgumentParser:
         "coordinator's audit log: who, and each changed field old -> new.",
     )
     c.add_argument("name", metavar="NAME", help="the registered site name")
-    c.add_argument("--endpoint", type=_endpoint, default="", metavar="HOST:PORT", help="the node's new gRPC address")
+    c.add_argument("--endpoint", type=_endpoint, metavar="HOST:PORT", help="the node's new gRPC address")
     _add_pin_args(c, required=False)
     c.add_argument(
         "--build",
@@ -585,7 +585,7 @@ def _nodes_update(args: argparse.Namespace) -> int:
     from genogate.wire.v1 import coordinator_pb2 as cpb
 
     cert_sha256, ca_sha256 = _pins(args)
-    update = NodeUpdate(args.name, args.endpoint, cert_sha256, ca_sha256, args.build, args.from_node)
+    update = NodeUpdate(args.name, args.endpoint or "", cert_sha256, ca_sha256, args.build, args.from_node)
     profile = _profile(args)
     with _client(args, profile) as client:
         before, after = client.update_node(update)
