@@ -186,6 +186,13 @@ class FanOut:
         timeout = min(self._timeout_s(timeout_ms), INFO_TIMEOUT_S)
         return self._call(self._all_infos(nodes, timeout), timeout)
 
+    def probe(self, node: NodeInfo, *, timeout_ms: int = 0) -> npb.GetNodeInfoResponse | None:
+        """``node``'s GetNodeInfo over a channel of its own, checked against ``node``'s pin and closed after
+        (``None`` when it cannot be asked): what a registration or an update would reach, without touching the
+        channel and cache that queries use (those follow the registry once the change is recorded)."""
+        timeout = min(self._timeout_s(timeout_ms), INFO_TIMEOUT_S)
+        return self._call(self._probe(node, timeout), timeout)
+
     def trusts_ca(self, ca_sha256: str) -> bool:
         """Whether ``ca_sha256`` is the SHA-256 of one of the CA certificates the coordinator trusts."""
         return ca_sha256 in self._cas
@@ -257,6 +264,20 @@ class FanOut:
             info = None
         self._infos[node.name] = (now + (INFO_TTL_S if info is not None else INFO_RETRY_S), where, info)
         return info
+
+    async def _probe(self, node: NodeInfo, timeout: float) -> npb.GetNodeInfoResponse | None:
+        channel = None
+        try:
+            await asyncio.wait_for(self._check_pin(node), timeout=timeout)
+            channel = self._channel(node)
+            stub = node_pb2_grpc.NodeServiceStub(channel)
+            info: npb.GetNodeInfoResponse = await stub.GetNodeInfo(npb.GetNodeInfoRequest(), timeout=timeout)
+            return info
+        except (grpc.RpcError, GenogateError, TimeoutError):
+            return None
+        finally:
+            if channel is not None:
+                await channel.close()
 
     async def _budgets(
         self, nodes: Sequence[NodeInfo], request: npb.GetBudgetRequest, timeout: float
@@ -351,11 +372,15 @@ class FanOut:
             await link.channel.close()
             del self._links[node.name]
         await self._check_pin(node)
+        link = self._links[node.name] = _Link(node, self._channel(node))
+        return link
+
+    def _channel(self, node: NodeInfo) -> grpc.aio.Channel:
         limit = self._max_message_mb * 2**20
         creds = grpc.ssl_channel_credentials(
             root_certificates=self._ca, private_key=self._key, certificate_chain=self._cert
         )
-        channel = grpc.aio.secure_channel(
+        return grpc.aio.secure_channel(
             node.endpoint,
             creds,
             options=[
@@ -364,8 +389,6 @@ class FanOut:
                 ("grpc.max_send_message_length", limit),
             ],
         )
-        link = self._links[node.name] = _Link(node, channel)
-        return link
 
     async def _check_pin(self, node: NodeInfo) -> None:
         """The node's certificate must be valid for the node's name and match its pin: be the one registered

@@ -271,9 +271,10 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
 
     def _served_build(self, node: NodeInfo, declared: str) -> str | None:
         """The genome build the node itself serves (its store records it from the data), asked at ``node``'s
-        endpoint over a channel checked against ``node``'s pin (the fan-out's); ``None`` when it cannot be asked.
-        A ``declared`` build must agree."""
-        info = self.queries.fanout.infos([node])[0]
+        endpoint over a channel of its own checked against ``node``'s pin (``FanOut.probe``: the channel queries
+        use is left alone until the change is recorded); ``None`` when it cannot be asked. A ``declared`` build
+        must agree."""
+        info = self.queries.fanout.probe(node)
         if info is None:
             return None
         if declared and declared != info.genome_build:

@@ -166,6 +166,11 @@ def test_one_fan_out_reaches_a_moved_node_as_soon_as_it_is_handed_the_updated_re
         second = world.start()
         assert second != first
         moved = replace(node, endpoint=f"127.0.0.1:{second}", version=2)
+        # What an update asks first: the node at its new endpoint, on a channel of its own; the queries' channel
+        # is left alone until the registry says otherwise.
+        assert fanout.probe(moved) is not None
+        assert fanout.probe(replace(moved, ca_sha256=ca_sha256(world.other))) is None
+        assert fanout._links[SITE].node.endpoint == node.endpoint
         assert _reached(fanout, moved)  # at once, with no restart: the channel and info follow the registration
         assert fanout._links[SITE].node.endpoint == moved.endpoint
         fanout.forget(SITE)  # a removed node: its channel is closed and nothing of it is cached
