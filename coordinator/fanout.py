@@ -6,8 +6,15 @@ own ledger and releases noisy values under its own policy. ``run`` is handed the
 opened once (``genogate.envelope.OpenedEnvelope``) and never decodes it again, for any site.
 
 * **Concurrent, isolated.** One ``grpc.aio`` channel per node, kept open across queries (mutual TLS with the
-  coordinator's certificate, the node's name checked against its certificate, the certificate's SHA-256
-  checked against the registry's pin whenever a channel is opened). Sites are asked at once; a slow or dead
+  coordinator's certificate, the node's name checked against its certificate, and the registry's pin checked
+  whenever a channel is opened: the certificate's SHA-256, or, for a node pinned by its CA, that the
+  certificate was issued directly by that CA, one of the coordinator's trusted CAs, so a renewed
+  certificate keeps working).
+* **The registry's current record.** Every call is handed the nodes as the registry holds them now; a
+  channel (and the cached node info) is kept only while the node's endpoint and pin are the ones it was
+  opened for, so after ``genogate nodes update`` the next call opens a channel to the new endpoint, with no
+  restart (one tuple comparison per site and call; nothing is decoded). ``forget`` closes a removed node's
+  channel. Sites are asked at once; a slow or dead
   site never holds the others: each has its own deadline and the answer is assembled when all have an
   outcome.
 * **Retries cannot spend twice.** Only UNAVAILABLE and DEADLINE_EXCEEDED are retried, within the site's
@@ -38,6 +45,9 @@ from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 
 from coordinator.config import FanoutSettings
 from genogate.envelope import OpenedEnvelope
@@ -141,9 +151,14 @@ class FanOut:
         self._cert = identity.cert.read_bytes()
         self._key = identity.key.read_bytes()
         self._identity = identity
+        # The trusted CA certificates by the SHA-256 of their DER (what a node's ``ca_sha256`` pin names).
+        self._cas = {
+            hashlib.sha256(c.public_bytes(serialization.Encoding.DER)).hexdigest(): c
+            for c in x509.load_pem_x509_certificates(self._ca)
+        }
         self._links: dict[str, _Link] = {}
-        # site -> (valid until, (endpoint, pin), its GetNodeInfo or None when it did not answer)
-        self._infos: dict[str, tuple[float, tuple[str, str], npb.GetNodeInfoResponse | None]] = {}
+        # site -> (valid until, where (endpoint and pins), its GetNodeInfo or None when it did not answer)
+        self._infos: dict[str, tuple[float, tuple[str, str, str], npb.GetNodeInfoResponse | None]] = {}
         self._opening: dict[str, asyncio.Lock] = {}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="coordinator-fanout", daemon=True)
@@ -170,6 +185,30 @@ class FanOut:
         """Each node's GetNodeInfo (cached), ``None`` for a node that could not be asked; same order."""
         timeout = min(self._timeout_s(timeout_ms), INFO_TIMEOUT_S)
         return self._call(self._all_infos(nodes, timeout), timeout)
+
+    def probe(self, node: NodeInfo, *, timeout_ms: int = 0) -> npb.GetNodeInfoResponse | None:
+        """``node``'s GetNodeInfo over a channel of its own, checked against ``node``'s pin and closed after
+        (``None`` when it cannot be asked): what a registration or an update would reach, without touching the
+        channel and cache that queries use (those follow the registry once the change is recorded)."""
+        timeout = min(self._timeout_s(timeout_ms), INFO_TIMEOUT_S)
+        return self._call(self._probe(node, timeout), timeout)
+
+    def trusts_ca(self, ca_sha256: str) -> bool:
+        """Whether ``ca_sha256`` is the SHA-256 of one of the CA certificates the coordinator trusts."""
+        return ca_sha256 in self._cas
+
+    def forget(self, name: str) -> None:
+        """Close the channel to ``name`` and drop what is cached of it (a node removed from the registry)."""
+        if self._closed:
+            return
+
+        async def drop() -> None:
+            self._infos.pop(name, None)
+            link = self._links.pop(name, None)
+            if link is not None:
+                await link.channel.close()
+
+        self._call(drop(), 5.0)
 
     def close(self) -> None:
         if self._closed:
@@ -211,7 +250,7 @@ class FanOut:
 
     async def _info(self, node: NodeInfo, timeout: float) -> npb.GetNodeInfoResponse | None:
         now = time.monotonic()
-        where = (node.endpoint, node.cert_sha256)
+        where = _where(node)
         cached = self._infos.get(node.name)
         if cached is not None and cached[0] > now and cached[1] == where:
             return cached[2]
@@ -225,6 +264,20 @@ class FanOut:
             info = None
         self._infos[node.name] = (now + (INFO_TTL_S if info is not None else INFO_RETRY_S), where, info)
         return info
+
+    async def _probe(self, node: NodeInfo, timeout: float) -> npb.GetNodeInfoResponse | None:
+        channel = None
+        try:
+            await asyncio.wait_for(self._check_pin(node), timeout=timeout)
+            channel = self._channel(node)
+            stub = node_pb2_grpc.NodeServiceStub(channel)
+            info: npb.GetNodeInfoResponse = await stub.GetNodeInfo(npb.GetNodeInfoRequest(), timeout=timeout)
+            return info
+        except (grpc.RpcError, GenogateError, TimeoutError):
+            return None
+        finally:
+            if channel is not None:
+                await channel.close()
 
     async def _budgets(
         self, nodes: Sequence[NodeInfo], request: npb.GetBudgetRequest, timeout: float
@@ -313,17 +366,21 @@ class FanOut:
 
     async def _open(self, node: NodeInfo) -> _Link:
         link = self._links.get(node.name)
-        if link is not None and (link.node.endpoint, link.node.cert_sha256) == (node.endpoint, node.cert_sha256):
+        if link is not None and _where(link.node) == _where(node):
             return link
-        if link is not None:  # re-registered with another endpoint or certificate
+        if link is not None:  # updated to another endpoint or pin (or removed and registered again)
             await link.channel.close()
             del self._links[node.name]
         await self._check_pin(node)
+        link = self._links[node.name] = _Link(node, self._channel(node))
+        return link
+
+    def _channel(self, node: NodeInfo) -> grpc.aio.Channel:
         limit = self._max_message_mb * 2**20
         creds = grpc.ssl_channel_credentials(
             root_certificates=self._ca, private_key=self._key, certificate_chain=self._cert
         )
-        channel = grpc.aio.secure_channel(
+        return grpc.aio.secure_channel(
             node.endpoint,
             creds,
             options=[
@@ -332,11 +389,10 @@ class FanOut:
                 ("grpc.max_send_message_length", limit),
             ],
         )
-        link = self._links[node.name] = _Link(node, channel)
-        return link
 
     async def _check_pin(self, node: NodeInfo) -> None:
-        """The node's certificate must be the one registered (its SHA-256), and valid for the node's name."""
+        """The node's certificate must be valid for the node's name and match its pin: be the one registered
+        (its SHA-256), or have been issued directly by the registered CA."""
         host, _, port = node.endpoint.rpartition(":")
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=self._ca.decode())
         ctx.load_cert_chain(self._identity.cert, self._identity.key)
@@ -356,18 +412,40 @@ class FanOut:
             except (OSError, ssl.SSLError):
                 pass
             del reader
-        if hashlib.sha256(der).hexdigest() != node.cert_sha256:
+        if node.ca_sha256:
+            if not self._issued_by(der, node.ca_sha256):
+                raise Unauthenticated(
+                    f"{node.name}: certificate not issued by the registered CA {node.ca_sha256}",
+                    reason=Reason.BAD_SIGNATURE,
+                    message=f"the certificate of {node.name} was not issued by the CA registered for it",
+                )
+        elif hashlib.sha256(der).hexdigest() != node.cert_sha256:
             raise Unauthenticated(
                 f"{node.name}: certificate does not match the registered pin",
                 reason=Reason.BAD_SIGNATURE,
                 message="the site's certificate is not the one registered",
             )
 
+    def _issued_by(self, der: bytes, ca_sha256: str) -> bool:
+        ca = self._cas.get(ca_sha256)
+        if ca is None:
+            return False
+        try:
+            x509.load_der_x509_certificate(der).verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature):
+            return False
+        return True
+
 
 class _Unreachable(GenogateError):
     code = grpc.StatusCode.UNAVAILABLE
     reason = Reason.UNAVAILABLE
     message = "the site is unreachable"
+
+
+def _where(node: NodeInfo) -> tuple[str, str, str]:
+    """What a channel to ``node`` depends on: its endpoint and its pin."""
+    return (node.endpoint, node.cert_sha256, node.ca_sha256)
 
 
 def _failed(result: SiteResult, error: GenogateError) -> SiteResult:

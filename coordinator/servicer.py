@@ -7,10 +7,12 @@ The state speaks the domain types of ``genogate.studies``; this servicer convert
 does not list (a contract test checks that it covers the whole service). Every caller has already passed
 mTLS with a certificate from a CA the coordinator trusts.
 
-Two kinds of authority meet here. Registering nodes and researchers is an operator's act, checked against
-the caller's certificate common name (``[roles] operators``). Proposals and reviews carry their own
-authority: an Ed25519 signature by a registered researcher or committee key, which ``CoordinatorState``
-verifies; whoever relays them (any trusted client) adds nothing and can forge nothing.
+Two kinds of authority meet here. Registering, updating and removing nodes and registering researchers is an
+operator's act, checked against the caller's certificate common name (``[roles] operators``); every change to
+the node registry is appended to the coordinator's audit log (who, which node, each changed field old -> new).
+Proposals and reviews carry their own authority: an Ed25519 signature by a registered researcher or committee
+key, which ``CoordinatorState`` verifies; whoever relays them (any trusted client) adds nothing and can forge
+nothing.
 
 Threading model: gRPC's pool calls these methods concurrently; ``CoordinatorState`` serialises its own calls.
 """
@@ -31,6 +33,7 @@ from genogate.convert import (
     grant_to_pb,
     node_from_pb,
     node_to_pb,
+    node_update_from_pb,
     preview_to_pb,
     proposal_from_pb,
     researcher_to_pb,
@@ -40,7 +43,15 @@ from genogate.convert import (
     study_state_from_pb,
     study_to_pb,
 )
-from genogate.errors import FailedPrecondition, GenogateError, NotFound, PermissionDenied, Reason, Unavailable
+from genogate.errors import (
+    FailedPrecondition,
+    GenogateError,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Reason,
+    Unavailable,
+)
 from genogate.rpc import boundary, caller_common_name
 from genogate.studies import NodeInfo, StudyGrant, StudyState
 from genogate.wire.v1 import common_pb2 as pb
@@ -60,6 +71,8 @@ RPC_POLICY = {
     _SERVICE + "RevokeStudy": _ANY + " relaying a revocation signed by a committee member",
     _SERVICE + "RegisterNode": "an operator ([roles] operators)",
     _SERVICE + "ListNodes": _ANY,
+    _SERVICE + "UpdateNode": "an operator ([roles] operators)",
+    _SERVICE + "RemoveNode": "an operator ([roles] operators)",
     _SERVICE + "RegisterResearcher": "an operator ([roles] operators)",
     _SERVICE + "GetRevocations": "a node ([roles] nodes), or any client with a trusted certificate when that is empty",
     _SERVICE + "RunQuery": _ANY + " relaying a query signed by the researcher key its study's grant names",
@@ -195,29 +208,91 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     def RegisterNode(  # noqa: N802
         self, request: cpb.RegisterNodeRequest, context: Any
     ) -> cpb.RegisterNodeResponse:
-        self._operator(context)
-        node = self.state.register_node(self._with_build(node_from_pb(request.node)))
+        caller = self._operator(context)
+        wanted = node_from_pb(request.node)
+        self._check_ca(wanted)
+        node = self.state.register_node(self._with_build(wanted))
+        self._audit("register_node", caller, node.name, {k: [None, v] for k, v in _fields(node).items()})
         return cpb.RegisterNodeResponse(node=node_to_pb(node))
 
-    def _with_build(self, node: NodeInfo) -> NodeInfo:
-        """``node`` with the genome build the node itself serves (its store records it from the data), asked
-        over the pinned channel the fan-out uses. A declared build must agree; a node that cannot be asked is
-        registered only with a declared build, which the node still enforces on every query."""
-        info = self.queries.fanout.infos([node])[0]
-        if info is not None:
-            if node.genome_build and node.genome_build != info.genome_build:
-                raise FailedPrecondition(
-                    f"{node.name}: declared {node.genome_build}, serves {info.genome_build}",
-                    reason=Reason.WRONG_ASSEMBLY,
-                    message=f"the node serves {info.genome_build}, not the declared {node.genome_build[:20]}",
-                )
-            return dataclasses.replace(node, genome_build=info.genome_build)
-        if not node.genome_build:
-            raise Unavailable(
-                f"{node.name} at {node.endpoint}",
-                message=f"cannot reach the node at {node.endpoint[:100]} to read its genome build: start it (with "
-                "the certificate given), or declare the build",
+    @boundary
+    def UpdateNode(self, request: cpb.UpdateNodeRequest, context: Any) -> cpb.UpdateNodeResponse:  # noqa: N802
+        caller = self._operator(context)
+        update = node_update_from_pb(request)
+        if update.cert_sha256 and update.ca_sha256:
+            raise InvalidArgument(
+                "both pins", reason=Reason.INVALID_STUDY, message="give one pin: a certificate or a CA, not both"
             )
+        current = {n.name: n for n in self.state.list_nodes()}.get(update.name)
+        if current is None:
+            raise NotFound(f"no node {update.name!r}", message=f"no node named {update.name[:64]!r} is registered")
+        candidate = update.apply(current)
+        self._check_ca(candidate)
+        # The build the node serves, asked at its new endpoint under its new pin; an unreachable node keeps the
+        # registered (or declared) build unless the operator asked to read it from the node.
+        build = self._served_build(candidate, update.genome_build)
+        if build is None and update.from_node:
+            raise _unreachable(candidate, "start it, and check the endpoint and the certificate or CA given")
+        before, after = self.state.update_node(
+            dataclasses.replace(update, genome_build=build or candidate.genome_build)
+        )
+        old, new = _fields(before), _fields(after)
+        changed = {k: [old[k], new[k]] for k in new if old[k] != new[k]}
+        if changed:
+            self._audit("update_node", caller, after.name, changed, version=after.version)
+        return cpb.UpdateNodeResponse(before=node_to_pb(before), node=node_to_pb(after))
+
+    @boundary
+    def RemoveNode(self, request: cpb.RemoveNodeRequest, context: Any) -> cpb.RemoveNodeResponse:  # noqa: N802
+        caller = self._operator(context)
+        node, studies = self.state.remove_node(request.name, request.force)
+        self.queries.fanout.forget(node.name)
+        self._audit(
+            "remove_node",
+            caller,
+            node.name,
+            {k: [v, None] for k, v in _fields(node).items()},
+            forced=request.force,
+            studies=studies,
+        )
+        return cpb.RemoveNodeResponse(node=node_to_pb(node), study_ids=studies)
+
+    def _audit(self, event: str, caller: str, node: str, changed: dict[str, list[Any]], **more: Any) -> None:
+        self.queries.audit.append({"event": event, "caller": caller, "node": node, "changed": changed, **more})
+
+    def _check_ca(self, node: NodeInfo) -> None:
+        """A CA pin must name one of the CAs the coordinator trusts (else no certificate could ever match)."""
+        if node.ca_sha256 and not self.queries.fanout.trusts_ca(node.ca_sha256):
+            raise FailedPrecondition(
+                f"{node.name}: CA {node.ca_sha256} not among [tls] ca_certs",
+                message=f"the coordinator does not trust the CA pinned for {node.name} (SHA-256 "
+                f"{node.ca_sha256[:64]}): add its certificate to the coordinator's [tls] ca_certs first",
+            )
+
+    def _served_build(self, node: NodeInfo, declared: str) -> str | None:
+        """The genome build the node itself serves (its store records it from the data), asked at ``node``'s
+        endpoint over a channel of its own checked against ``node``'s pin (``FanOut.probe``: the channel queries
+        use is left alone until the change is recorded); ``None`` when it cannot be asked. A ``declared`` build
+        must agree."""
+        info = self.queries.fanout.probe(node)
+        if info is None:
+            return None
+        if declared and declared != info.genome_build:
+            raise FailedPrecondition(
+                f"{node.name}: declared {declared}, serves {info.genome_build}",
+                reason=Reason.WRONG_ASSEMBLY,
+                message=f"the node serves {info.genome_build}, not the declared {declared[:20]}",
+            )
+        return info.genome_build
+
+    def _with_build(self, node: NodeInfo) -> NodeInfo:
+        """``node`` with the build it serves; a node that cannot be asked is registered only with a declared
+        build, which the node still enforces on every query."""
+        build = self._served_build(node, node.genome_build)
+        if build is not None:
+            return dataclasses.replace(node, genome_build=build)
+        if not node.genome_build:
+            raise _unreachable(node, "start it (with the certificate given), or declare the build")
         return node
 
     @boundary
@@ -252,3 +327,20 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
     ) -> cpb.GetStudyBudgetResponse:
         caller_common_name(context)
         return cpb.GetStudyBudgetResponse(sites=self.queries.budgets(request))
+
+
+def _unreachable(node: NodeInfo, what_to_do: str) -> Unavailable:
+    return Unavailable(
+        f"{node.name} at {node.endpoint}",
+        message=f"cannot reach the node {node.name} at {node.endpoint[:100]} to read its genome build: {what_to_do}",
+    )
+
+
+def _fields(node: NodeInfo) -> dict[str, str]:
+    """What an audit entry records of a registration."""
+    return {
+        "endpoint": node.endpoint,
+        "cert_sha256": node.cert_sha256,
+        "ca_sha256": node.ca_sha256,
+        "genome_build": node.genome_build,
+    }

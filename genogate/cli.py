@@ -259,18 +259,19 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--comment", default="", help="comment or reason, shown to the researcher")
         c.set_defaults(decision=name)
 
-    nodes = group("nodes", "register and list nodes (committee)")
+    nodes = group("nodes", "register, list, update and remove nodes (operators)")
     c = command(
         nodes,
         "register",
         _nodes_register,
         "register a node",
-        "Register a node: its name, endpoint and the SHA-256 of its TLS certificate (read from --cert), which "
-        "the coordinator pins.",
+        "Register a node: its name, endpoint and the TLS identity the coordinator pins: one certificate "
+        "(--cert: its SHA-256) or the CA that issues the node's certificates (--ca: any certificate that CA "
+        "issues for the name, so a renewed certificate needs no registry change).",
     )
     c.add_argument("--name", required=True, help="the site name grants and queries use")
     c.add_argument("--endpoint", type=_endpoint, required=True, metavar="HOST:PORT", help="the node's gRPC address")
-    c.add_argument("--cert", type=Path, required=True, metavar="PEM", help="the node's TLS certificate")
+    _add_pin_args(c, required=True)
     c.add_argument(
         "--build",
         choices=BUILDS,
@@ -279,6 +280,46 @@ def _parser() -> argparse.ArgumentParser:
         "refuses a node on another build; needed only to register a node the coordinator cannot reach yet",
     )
     command(nodes, "list", _nodes_list, "list registered nodes", "List the registered nodes.")
+    c = command(
+        nodes,
+        "update",
+        _nodes_update,
+        "change a registered node (endpoint, pinned certificate or CA, build)",
+        "Change a registered node in place, without removing it: its endpoint (after a move or a restart on "
+        "another port), its pinned TLS identity (a new certificate, or its issuing CA), its genome build. The "
+        "coordinator asks the node itself (GetNodeInfo, over mutual TLS at the new endpoint, under the new pin) "
+        "for the build it serves; its next query goes to the new endpoint, with no restart. Audited in the "
+        "coordinator's audit log: who, and each changed field old -> new.",
+    )
+    c.add_argument("name", metavar="NAME", help="the registered site name")
+    c.add_argument("--endpoint", type=_endpoint, metavar="HOST:PORT", help="the node's new gRPC address")
+    _add_pin_args(c, required=False)
+    c.add_argument(
+        "--build",
+        choices=BUILDS,
+        default="",
+        help="the genome build you expect; the node's own build wins and must agree (default: as registered)",
+    )
+    c.add_argument(
+        "--from-node",
+        action="store_true",
+        help="require reading the build from the node itself: refuse the update when the coordinator cannot "
+        "reach it (without it an unreachable node keeps its registered build)",
+    )
+    c = command(
+        nodes,
+        "remove",
+        _nodes_remove,
+        "remove a node from the registry",
+        "Remove a node from the registry: it is no longer listed or queried, and its name can be registered "
+        "again. Refused while an active study (proposed, or approved and unexpired) names the node, listing "
+        "them; with --force it is removed anyway and those studies' queries report the site refused (not "
+        "registered) while their other sites answer. Audited in the coordinator's audit log.",
+    )
+    c.add_argument("name", metavar="NAME", help="the registered site name")
+    c.add_argument(
+        "--force", action="store_true", help="remove the node even though active studies name it (listed in the answer)"
+    )
 
     researchers = group("researchers", "register researchers' keys (committee)")
     c = command(
@@ -486,24 +527,88 @@ def _study_review(args: argparse.Namespace) -> int:
     return _emit(args, lambda: cpb.ReviewStudyResponse(study=study_to_pb(s)), lambda: table.study(s))
 
 
+def _add_pin_args(c: argparse.ArgumentParser, *, required: bool) -> None:
+    pin = c.add_mutually_exclusive_group(required=required)
+    pin.add_argument(
+        "--cert",
+        type=Path,
+        metavar="PEM",
+        help="the node's TLS certificate: the coordinator pins exactly this certificate (its SHA-256)",
+    )
+    pin.add_argument(
+        "--ca",
+        type=Path,
+        metavar="PEM",
+        help="the certificate of the CA that issues the node's certificates (one the coordinator trusts): the "
+        "coordinator pins the node's name and this CA, so a renewed certificate keeps working",
+    )
+
+
+def _pins(args: argparse.Namespace) -> tuple[str, str]:
+    """(cert_sha256, ca_sha256) from --cert / --ca (at most one is given)."""
+    from genogate.tls import fingerprint_sha256
+
+    out = {"cert": "", "ca": ""}
+    for option in ("cert", "ca"):
+        path: Path | None = getattr(args, option)
+        if path is None:
+            continue
+        try:
+            out[option] = fingerprint_sha256(path.read_bytes())
+        except OSError as exc:
+            raise UsageError(f"--{option} {path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+        except ValueError:
+            raise UsageError(f"--{option} {path}: not a PEM certificate") from None
+    return out["cert"], out["ca"]
+
+
 def _nodes_register(args: argparse.Namespace) -> int:
     from genogate import table
     from genogate.convert import node_to_pb
     from genogate.studies import NodeInfo
-    from genogate.tls import fingerprint_sha256
     from genogate.wire.v1 import coordinator_pb2 as cpb
 
-    try:
-        cert_sha256 = fingerprint_sha256(args.cert.read_bytes())
-    except OSError as exc:
-        raise UsageError(f"--cert {args.cert}: cannot read ({exc.strerror or type(exc).__name__})") from None
-    except ValueError:
-        raise UsageError(f"--cert {args.cert}: not a PEM certificate") from None
-    node = NodeInfo(name=args.name, endpoint=args.endpoint, cert_sha256=cert_sha256, genome_build=args.build)
+    cert_sha256, ca_sha256 = _pins(args)
+    node = NodeInfo(
+        name=args.name, endpoint=args.endpoint, cert_sha256=cert_sha256, genome_build=args.build, ca_sha256=ca_sha256
+    )
     profile = _profile(args)
     with _client(args, profile) as client:
         registered = client.register_node(node)
     return _emit(args, lambda: cpb.RegisterNodeResponse(node=node_to_pb(registered)), lambda: table.nodes([registered]))
+
+
+def _nodes_update(args: argparse.Namespace) -> int:
+    from genogate import table
+    from genogate.convert import node_to_pb
+    from genogate.studies import NodeUpdate
+    from genogate.wire.v1 import coordinator_pb2 as cpb
+
+    cert_sha256, ca_sha256 = _pins(args)
+    update = NodeUpdate(args.name, args.endpoint or "", cert_sha256, ca_sha256, args.build, args.from_node)
+    profile = _profile(args)
+    with _client(args, profile) as client:
+        before, after = client.update_node(update)
+    return _emit(
+        args,
+        lambda: cpb.UpdateNodeResponse(before=node_to_pb(before), node=node_to_pb(after)),
+        lambda: table.node_change(before, after),
+    )
+
+
+def _nodes_remove(args: argparse.Namespace) -> int:
+    from genogate import table
+    from genogate.convert import node_to_pb
+    from genogate.wire.v1 import coordinator_pb2 as cpb
+
+    profile = _profile(args)
+    with _client(args, profile) as client:
+        node, studies = client.remove_node(args.name, force=args.force)
+    return _emit(
+        args,
+        lambda: cpb.RemoveNodeResponse(node=node_to_pb(node), study_ids=studies),
+        lambda: table.node_removed(node, studies),
+    )
 
 
 def _nodes_list(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ from genogate.studies import (
     GrantTerms,
     MembershipRisk,
     NodeInfo,
+    NodeUpdate,
     Researcher,
     Review,
     ReviewBody,
@@ -284,7 +285,16 @@ def study_from_pb(m: cpb.Study) -> Study:
 
 
 def node_from_pb(m: cpb.NodeInfo) -> NodeInfo:
-    return NodeInfo(m.name, m.endpoint, m.cert_sha256, m.genome_build, m.registered_unix_ms)
+    return NodeInfo(
+        m.name,
+        m.endpoint,
+        m.cert_sha256,
+        m.genome_build,
+        m.registered_unix_ms,
+        ca_sha256=m.ca_sha256,
+        version=m.version,
+        updated_unix_ms=m.updated_unix_ms,
+    )
 
 
 def node_to_pb(n: NodeInfo) -> cpb.NodeInfo:
@@ -294,6 +304,24 @@ def node_to_pb(n: NodeInfo) -> cpb.NodeInfo:
         cert_sha256=n.cert_sha256,
         genome_build=n.genome_build,
         registered_unix_ms=n.registered_unix_ms,
+        ca_sha256=n.ca_sha256,
+        version=n.version,
+        updated_unix_ms=n.updated_unix_ms,
+    )
+
+
+def node_update_from_pb(m: cpb.UpdateNodeRequest) -> NodeUpdate:
+    return NodeUpdate(m.name, m.endpoint, m.cert_sha256, m.ca_sha256, m.genome_build, m.from_node)
+
+
+def node_update_to_pb(u: NodeUpdate) -> cpb.UpdateNodeRequest:
+    return cpb.UpdateNodeRequest(
+        name=u.name,
+        endpoint=u.endpoint,
+        cert_sha256=u.cert_sha256,
+        ca_sha256=u.ca_sha256,
+        genome_build=u.genome_build,
+        from_node=u.from_node,
     )
 
 

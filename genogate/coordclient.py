@@ -24,6 +24,7 @@ import grpc
 from genogate.convert import (
     node_from_pb,
     node_to_pb,
+    node_update_to_pb,
     preview_from_pb,
     proposal_to_pb,
     researcher_from_pb,
@@ -38,6 +39,7 @@ from genogate.rpc import error_from_rpc
 from genogate.signing import Signer
 from genogate.studies import (
     NodeInfo,
+    NodeUpdate,
     Researcher,
     Review,
     ReviewDecision,
@@ -186,6 +188,18 @@ class CoordinatorClient:
     def list_nodes(self) -> list[NodeInfo]:
         response = self._call(self.stub.ListNodes, cpb.ListNodesRequest(), cpb.ListNodesResponse)
         return [node_from_pb(n) for n in response.nodes]
+
+    def update_node(self, update: NodeUpdate) -> tuple[NodeInfo, NodeInfo]:
+        """Change a registered node (operators): its registration before and after the update."""
+        response = self._call(self.stub.UpdateNode, node_update_to_pb(update), cpb.UpdateNodeResponse)
+        return node_from_pb(response.before), node_from_pb(response.node)
+
+    def remove_node(self, name: str, *, force: bool = False) -> tuple[NodeInfo, list[str]]:
+        """Remove a registered node (operators): its last registration and the active studies that name it
+        (removal is refused while there are any, unless ``force``)."""
+        request = cpb.RemoveNodeRequest(name=name, force=force)
+        response = self._call(self.stub.RemoveNode, request, cpb.RemoveNodeResponse)
+        return node_from_pb(response.node), list(response.study_ids)
 
     def register_researcher(self, name: str, affiliation: str, public_key: bytes) -> Researcher:
         request = cpb.RegisterResearcherRequest(name=name, affiliation=affiliation, public_key=public_key)

@@ -10,7 +10,7 @@ review, the committee's grant and revocation list), because a signature covers b
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from genogate.query import Kind
 
@@ -123,14 +123,51 @@ class Study:
 
 @dataclass(frozen=True)
 class NodeInfo:
-    """A registered node: its site name, ``host:port`` endpoint, the SHA-256 (lowercase hex) of its TLS
-    certificate, the genome build it serves, and when it was registered (0 before registration)."""
+    """A registered node: its site name, ``host:port`` endpoint, its pinned TLS identity, the genome build it
+    serves, when it was registered (0 before registration), its registration's version and last change.
+
+    The pin is exactly one of ``cert_sha256`` (the SHA-256, lowercase hex, of the one certificate accepted) and
+    ``ca_sha256`` (that of the CA certificate that issues the node's certificates: any certificate it issued
+    for the node's name is accepted, so a renewal needs no registry change)."""
 
     name: str
     endpoint: str
     cert_sha256: str
     genome_build: str
     registered_unix_ms: int = 0
+    ca_sha256: str = ""
+    version: int = 0
+    updated_unix_ms: int = 0
+
+    @property
+    def pin(self) -> str:
+        """The pin in words: ``cert <sha256>`` or ``ca <sha256>``."""
+        return f"ca {self.ca_sha256}" if self.ca_sha256 else f"cert {self.cert_sha256}"
+
+
+@dataclass(frozen=True)
+class NodeUpdate:
+    """A change to a registered node (``UpdateNode``); empty fields keep the registered value. Setting
+    ``cert_sha256`` pins that certificate, setting ``ca_sha256`` pins the node's name and that CA (at most one
+    of the two). ``from_node``: the genome build must be read from the node itself (refused if unreachable)."""
+
+    name: str
+    endpoint: str = ""
+    cert_sha256: str = ""
+    ca_sha256: str = ""
+    genome_build: str = ""
+    from_node: bool = False
+
+    def apply(self, node: NodeInfo) -> NodeInfo:
+        """``node`` as this update changes it (a new pin replaces the old one; nothing else is touched)."""
+        pinned = bool(self.cert_sha256 or self.ca_sha256)
+        return replace(
+            node,
+            endpoint=self.endpoint or node.endpoint,
+            genome_build=self.genome_build or node.genome_build,
+            cert_sha256=self.cert_sha256 if pinned else node.cert_sha256,
+            ca_sha256=self.ca_sha256 if pinned else node.ca_sha256,
+        )
 
 
 @dataclass(frozen=True)

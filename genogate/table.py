@@ -270,8 +270,35 @@ def preview(response: StudyPreview) -> str:
 def nodes(items: Sequence[NodeInfo]) -> str:
     if not items:
         return "no nodes"
-    rows = [(n.name, n.endpoint, n.genome_build, n.cert_sha256, when(n.registered_unix_ms)) for n in items]
-    return table(("NAME", "ENDPOINT", "BUILD", "CERT SHA-256", "REGISTERED"), rows)
+    rows = [
+        (n.name, n.endpoint, n.genome_build, n.pin, n.version, when(n.registered_unix_ms), when(n.updated_unix_ms))
+        for n in items
+    ]
+    return table(("NAME", "ENDPOINT", "BUILD", "PINNED (SHA-256)", "VERSION", "REGISTERED", "UPDATED"), rows)
+
+
+def node_change(before: NodeInfo, after: NodeInfo) -> str:
+    """What ``nodes update`` changed, field by field (old -> new), or that nothing changed."""
+    fields = (("endpoint", "endpoint"), ("pinned", "pin"), ("build", "genome_build"))
+    changed = [
+        (label, f"{getattr(before, f)} -> {getattr(after, f)}")
+        for label, f in fields
+        if getattr(before, f) != getattr(after, f)
+    ]
+    if not changed:
+        return f"{after.name}: nothing changed (version {after.version})\n" + nodes([after])
+    return kv([("node", after.name), *changed, ("version", f"{before.version} -> {after.version}")])
+
+
+def node_removed(node: NodeInfo, studies: Sequence[str]) -> str:
+    """What ``nodes remove`` did, and which active studies still name the site (forced removal)."""
+    lines = [f"removed {node.name} ({node.endpoint}, version {node.version})"]
+    if studies:
+        lines.append(
+            f"{len(studies)} active {'study names' if len(studies) == 1 else 'studies name'} it and will report it "
+            f"refused (not registered): {', '.join(studies)}"
+        )
+    return "\n".join(lines)
 
 
 def researcher(r: Researcher) -> str:

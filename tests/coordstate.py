@@ -24,6 +24,7 @@ T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 T0_MS = int(T0 * 1000)
 SITES = ("site-a", "site-b", "site-c")
 CERT = "ab" * 32
+CA = "ca" * 32
 
 
 class Clock:

@@ -16,6 +16,8 @@ Contract every implementation keeps (the conformance suite checks each):
   current value; other details under a taken key are refused (ALREADY_EXISTS).
 * **Atomicity.** Each call is one transaction: it changes all or nothing, and calls from many threads (and,
   for a shared store, many processes) are serialised. Every refusal is a typed ``GenogateError``.
+* **Registry changes.** A node's registration changes only through ``update_node`` (its version steps) and
+  leaves through ``remove_node``, which refuses while an active study names the node unless forced.
 * **Append-only.** Reviews, revocations, the revocation epoch, proposals, grants and query history are never
   changed or deleted.
 """
@@ -30,7 +32,16 @@ from typing import Protocol, runtime_checkable
 from coordinator.model import CommitteeMember, QueryRecord
 from coordinator.preview import SiteCaps
 from genogate.query import Kind
-from genogate.studies import NodeInfo, Researcher, Review, SignedProposal, SignedRevocationList, Study, StudyState
+from genogate.studies import (
+    NodeInfo,
+    NodeUpdate,
+    Researcher,
+    Review,
+    SignedProposal,
+    SignedRevocationList,
+    Study,
+    StudyState,
+)
 
 
 @runtime_checkable
@@ -45,6 +56,16 @@ class CoordinatorState(Protocol):
 
     def list_nodes(self) -> builtins.list[NodeInfo]:
         """Registered nodes, by name."""
+        ...
+
+    def update_node(self, update: NodeUpdate) -> tuple[NodeInfo, NodeInfo]:
+        """Change a registered node (``NodeUpdate.apply``); the registration before and after. A change steps
+        ``version``; no change returns the registration twice. ``NotFound`` for an unregistered name."""
+        ...
+
+    def remove_node(self, name: str, force: bool = False) -> tuple[NodeInfo, builtins.list[str]]:
+        """Remove a registered node: its registration and the active (PROPOSED or APPROVED) studies naming it;
+        refused (FAILED_PRECONDITION) while there are any, unless ``force``. The name may be registered again."""
         ...
 
     def register_researcher(self, name: str, affiliation: str, public_key: bytes) -> Researcher:

@@ -5,11 +5,14 @@ grants write-once, the epoch growing, and study states to the lifecycle's transi
 """
 
 APPLICATION_ID = 0x4747434F  # "GGCO" in the SQLite header: marks a genogate coordinator state file
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
+# nodes: the pin is cert_sha256 or ca_sha256 (exactly one non-empty); version counts the registration's changes.
+# A removed node's row is deleted (its registration, changes and removal are in the audit log).
 SCHEMA = """
 CREATE TABLE nodes (name TEXT PRIMARY KEY, endpoint TEXT NOT NULL, cert_sha256 TEXT NOT NULL,
-    genome_build TEXT NOT NULL, registered_ms INTEGER NOT NULL) STRICT;
+    genome_build TEXT NOT NULL, registered_ms INTEGER NOT NULL, ca_sha256 TEXT NOT NULL DEFAULT '',
+    version INTEGER NOT NULL DEFAULT 1, updated_ms INTEGER NOT NULL DEFAULT 0) STRICT;
 CREATE TABLE researchers (key_fingerprint TEXT PRIMARY KEY, name TEXT NOT NULL, affiliation TEXT NOT NULL,
     public_key BLOB NOT NULL CHECK (length(public_key) = 32), registered_ms INTEGER NOT NULL) STRICT;
 CREATE TABLE committee (key_id TEXT PRIMARY KEY, name TEXT NOT NULL,
@@ -64,3 +67,13 @@ CREATE TRIGGER studies_transition BEFORE UPDATE OF state ON studies WHEN NOT (NE
     f"CREATE TRIGGER {t}_fixed BEFORE UPDATE ON {t} BEGIN SELECT RAISE(ABORT, '{t}: append-only'); END;\n"
     for t in ("reviews", "revocations", "queries")
 )
+
+MIGRATIONS = {
+    # 1 -> 2: node registrations gain a CA pin, a version and the time of their last change (issue 15).
+    1: [
+        "ALTER TABLE nodes ADD COLUMN ca_sha256 TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE nodes ADD COLUMN version INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE nodes ADD COLUMN updated_ms INTEGER NOT NULL DEFAULT 0",
+        "UPDATE nodes SET updated_ms = registered_ms",
+    ],
+}

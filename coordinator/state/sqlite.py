@@ -55,7 +55,7 @@ from coordinator.preview import (
     study_assembly,
     study_epsilon_at,
 )
-from coordinator.state.schema import APPLICATION_ID, SCHEMA, SCHEMA_VERSION
+from coordinator.state.schema import APPLICATION_ID, MIGRATIONS, SCHEMA, SCHEMA_VERSION
 from genogate.convert import grant_terms_to_pb, proposal_from_pb
 from genogate.errors import (
     AlreadyExists,
@@ -71,6 +71,7 @@ from genogate.signing import Signer, key_id, verify
 from genogate.sqlitedb import open_database, read_only, statements, transaction
 from genogate.studies import (
     NodeInfo,
+    NodeUpdate,
     Researcher,
     Review,
     SignedProposal,
@@ -112,7 +113,6 @@ def _not_found(study_id: str) -> NotFound:
 
 
 _REGISTRY = {  # table: (primary key, public message when the key is taken with other details)
-    "nodes": ("name", "a node of this name is already registered"),
     "researchers": ("key_fingerprint", "this researcher key is already registered"),
     "committee": ("key_id", "this committee key is already registered"),
 }
@@ -133,6 +133,65 @@ def _register(conn: sqlite3.Connection, table: str, row: tuple[object, ...], now
     if tuple(old[:-1]) != row:
         raise _exists(f"{table}: {row[0]!r} is registered with other details", message)
     return int(old[-1])
+
+
+_NODE_COLS = "name, endpoint, cert_sha256, genome_build, registered_ms, ca_sha256, version, updated_ms"
+
+
+def _node_of(row: Sequence[object]) -> NodeInfo:
+    n, e, c, b, ms, ca, v, upd = row
+    return NodeInfo(
+        str(n),
+        str(e),
+        str(c),
+        str(b),
+        int(str(ms)),
+        ca_sha256=str(ca),
+        version=int(str(v)),
+        updated_unix_ms=int(str(upd)),
+    )
+
+
+def _node(conn: sqlite3.Connection, name: str) -> NodeInfo | None:
+    row = conn.execute(f"SELECT {_NODE_COLS} FROM nodes WHERE name = ?", (name,)).fetchone()
+    return None if row is None else _node_of(row)
+
+
+def _details(node: NodeInfo) -> tuple[str, str, str, str, str]:
+    """What a registration says (what ``register_node`` compares and ``update_node`` changes)."""
+    return (node.name, node.endpoint, node.cert_sha256, node.ca_sha256, node.genome_build)
+
+
+def _node_not_found(name: str) -> NotFound:
+    return NotFound(f"no node {name!r}", message=f"no node named {name[:64]!r} is registered")
+
+
+def _check_node(node: NodeInfo) -> None:
+    """Refuse (INVALID_STUDY, every problem at once) a registration that cannot be one."""
+    port = _ENDPOINT_RE.fullmatch(node.endpoint)
+    pins = [p for p in (node.cert_sha256, node.ca_sha256) if p]
+    checks = (
+        (_NAME_RE.fullmatch(node.name), "name must be 1-64 of A-Z a-z 0-9 . _ - (not starting with . _ -)"),
+        (port and 1 <= int(port.group(1)) <= 65535, "endpoint must be host:port"),
+        (len(pins) == 1, "exactly one pin: cert_sha256 (one certificate) or ca_sha256 (the issuing CA)"),
+        (all(_SHA256_RE.fullmatch(p) for p in pins), "cert_sha256 and ca_sha256 must be 64 lowercase hex digits"),
+        (node.genome_build in BUILDS, f"genome_build must be one of {', '.join(BUILDS)}"),
+    )
+    if problems := [msg for ok, msg in checks if not ok]:
+        raise _invalid("; ".join(problems), "node registration")
+
+
+def _studies_naming(conn: sqlite3.Connection, site: str) -> list[str]:
+    """The PROPOSED and APPROVED (in force: expiries are stored before every call) studies naming ``site``."""
+    out = []
+    for study_id, proposal, grant in conn.execute(
+        "SELECT study_id, proposal, grant_payload FROM studies WHERE state IN ('PROPOSED', 'APPROVED')"
+        " ORDER BY study_id"
+    ):
+        sites = (pb.GrantBody if grant is not None else cpb.StudyProposal).FromString(bytes(grant or proposal)).sites
+        if site in sites:
+            out.append(str(study_id))
+    return out
 
 
 class SqliteCoordinatorState:
@@ -164,6 +223,7 @@ class SqliteCoordinatorState:
             schema_version=SCHEMA_VERSION,
             schema=statements(SCHEMA),
             busy_timeout_s=busy_timeout_s,
+            migrations=MIGRATIONS,
         )
 
     @contextlib.contextmanager
@@ -182,27 +242,70 @@ class SqliteCoordinatorState:
     # Registry ------------------------------------------------------------------------------------------------
 
     def register_node(self, node: NodeInfo) -> NodeInfo:
-        """Register a node (``registered_unix_ms`` ignored). The same details again return the entry; other
-        details under a registered name are refused (ALREADY_EXISTS)."""
-        port = _ENDPOINT_RE.fullmatch(node.endpoint)
-        checks = (
-            (_NAME_RE.fullmatch(node.name), "name must be 1-64 of A-Z a-z 0-9 . _ - (not starting with . _ -)"),
-            (port and 1 <= int(port.group(1)) <= 65535, "endpoint must be host:port"),
-            (_SHA256_RE.fullmatch(node.cert_sha256), "cert_sha256 must be 64 lowercase hex digits"),
-            (node.genome_build in BUILDS, f"genome_build must be one of {', '.join(BUILDS)}"),
-        )
-        if problems := [msg for ok, msg in checks if not ok]:
-            raise _invalid("; ".join(problems), "node registration")
-        row = (node.name, node.endpoint, node.cert_sha256, node.genome_build)
+        """Register a node (``registered_unix_ms``, ``version`` and ``updated_unix_ms`` ignored) at version 1.
+        The same details again return the entry; other details under a registered name are refused
+        (ALREADY_EXISTS: ``update_node`` changes a registration)."""
+        _check_node(node)
         with self._tx("registering a node") as (conn, now):
-            ms = _register(conn, "nodes", row, now)
-        return dataclasses.replace(node, registered_unix_ms=ms)
+            old = _node(conn, node.name)
+            if old is None:
+                conn.execute(
+                    f"INSERT INTO nodes ({_NODE_COLS}) VALUES (?, ?, ?, ?, ?, ?, 1, ?)",
+                    (node.name, node.endpoint, node.cert_sha256, node.genome_build, now, node.ca_sha256, now),
+                )
+                return dataclasses.replace(node, registered_unix_ms=now, version=1, updated_unix_ms=now)
+        if _details(old) != _details(node):
+            raise _exists(
+                f"nodes: {node.name!r} is registered with other details",
+                f"a node named {node.name} is already registered (change it with 'genogate nodes update')",
+            )
+        return old
+
+    def update_node(self, update: NodeUpdate) -> tuple[NodeInfo, NodeInfo]:
+        """Change a registered node as ``update`` says (``update.apply``); returns the registration before and
+        after. A change steps ``version`` and sets ``updated_unix_ms``; an update that changes nothing returns
+        the registration twice, unchanged. ``NotFound`` for a name not registered."""
+        with self._tx("updating a node") as (conn, now):
+            old = _node(conn, update.name)
+            if old is None:
+                raise _node_not_found(update.name)
+            new = update.apply(old)
+            _check_node(new)
+            if _details(new) == _details(old):
+                return old, old
+            new = dataclasses.replace(new, version=old.version + 1, updated_unix_ms=now)
+            conn.execute(
+                "UPDATE nodes SET endpoint = ?, cert_sha256 = ?, ca_sha256 = ?, genome_build = ?, version = ?,"
+                " updated_ms = ? WHERE name = ?",
+                (new.endpoint, new.cert_sha256, new.ca_sha256, new.genome_build, new.version, now, new.name),
+            )
+        return old, new
+
+    def remove_node(self, name: str, force: bool = False) -> tuple[NodeInfo, builtins.list[str]]:
+        """Remove a registered node; returns its registration and the active studies (PROPOSED, or APPROVED and
+        unexpired) that name it. While there are any, removal is refused (FAILED_PRECONDITION, naming them)
+        unless ``force``. ``NotFound`` for a name not registered. The name may be registered again afterwards."""
+        with self._tx("removing a node") as (conn, _):
+            old = _node(conn, name)
+            if old is None:
+                raise _node_not_found(name)
+            naming = _studies_naming(conn, name)
+            if naming and not force:
+                listed = ", ".join(naming[:10]) + (f" and {len(naming) - 10} more" if len(naming) > 10 else "")
+                raise FailedPrecondition(
+                    f"{name}: named by {', '.join(naming)}",
+                    message=f"{len(naming)} active {'study names' if len(naming) == 1 else 'studies name'} the node "
+                    f"{name}: {listed}; revoke or reject them first, or remove it anyway with --force (their "
+                    "queries then report the site as not registered while the other sites answer)",
+                )
+            conn.execute("DELETE FROM nodes WHERE name = ?", (name,))
+        return old, naming
 
     def list_nodes(self) -> builtins.list[NodeInfo]:
         """Registered nodes, by name."""
         with self._tx("listing nodes") as (conn, _):
-            rows = conn.execute("SELECT * FROM nodes ORDER BY name").fetchall()
-        return [NodeInfo(n, e, c, b, ms) for n, e, c, b, ms in rows]
+            rows = conn.execute(f"SELECT {_NODE_COLS} FROM nodes ORDER BY name").fetchall()
+        return [_node_of(r) for r in rows]
 
     def register_researcher(self, name: str, affiliation: str, public_key: bytes) -> Researcher:
         """Register a researcher's raw Ed25519 key; the same details again return the existing entry."""

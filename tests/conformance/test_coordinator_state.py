@@ -34,10 +34,11 @@ from genogate.errors import (
 )
 from genogate.query import Kind
 from genogate.signing import Signer, verify
-from genogate.studies import NodeInfo, SignedProposal, StudyState
+from genogate.studies import NodeInfo, NodeUpdate, SignedProposal, StudyState
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 from tests.coordstate import (
+    CA,
     CERT,
     SITES,
     T0_MS,
@@ -407,6 +408,118 @@ def test_bad_node_registrations_are_refused(world: World, node: NodeInfo) -> Non
     with pytest.raises(InvalidArgument) as exc:
         world.state.register_node(node)
     refused(InvalidArgument, Reason.INVALID_STUDY, exc)
+
+
+@pytest.mark.parametrize(
+    "pins",
+    [("", ""), (CERT, CA), ("", "AB" * 32)],
+    ids=["no pin", "two pins", "uppercase CA"],
+)
+def test_a_registration_has_exactly_one_well_formed_pin(world: World, pins: tuple[str, str]) -> None:
+    node = NodeInfo(name="n", endpoint="h:1", cert_sha256=pins[0], genome_build="GRCh38", ca_sha256=pins[1])
+    with pytest.raises(InvalidArgument) as exc:
+        world.state.register_node(node)
+    refused(InvalidArgument, Reason.INVALID_STUDY, exc)
+
+
+def test_a_node_pinned_by_its_ca_registers_at_version_one(world: World) -> None:
+    node = NodeInfo(name="site-d", endpoint="d:7000", cert_sha256="", genome_build="GRCh38", ca_sha256=CA)
+    got = world.state.register_node(node)
+    assert (got.ca_sha256, got.cert_sha256, got.version) == (CA, "", 1)
+    assert got.registered_unix_ms == got.updated_unix_ms == T0_MS
+    assert world.state.register_node(node) == got  # idempotent
+    assert [n for n in world.state.list_nodes() if n.name == "site-d"] == [got]
+
+
+def test_update_changes_only_what_it_names_steps_the_version_and_survives_reopening(world: World) -> None:
+    w = world
+    before = next(n for n in w.state.list_nodes() if n.name == "site-a")
+    assert before.version == 1
+    w.clock.t += 60
+    old, new = w.state.update_node(NodeUpdate("site-a", endpoint="moved.example.org:7001"))
+    assert old == before
+    assert new == dataclasses.replace(
+        before, endpoint="moved.example.org:7001", version=2, updated_unix_ms=T0_MS + 60_000
+    )
+    assert new.registered_unix_ms == before.registered_unix_ms
+
+    w.clock.t += 60  # a CA pin replaces the certificate pin, and back
+    _, by_ca = w.state.update_node(NodeUpdate("site-a", ca_sha256=CA))
+    assert (by_ca.cert_sha256, by_ca.ca_sha256, by_ca.version, by_ca.endpoint) == ("", CA, 3, "moved.example.org:7001")
+    _, by_cert = w.state.update_node(NodeUpdate("site-a", cert_sha256="cd" * 32, genome_build="GRCh37"))
+    assert (by_cert.cert_sha256, by_cert.ca_sha256, by_cert.genome_build, by_cert.version) == (
+        "cd" * 32,
+        "",
+        "GRCh37",
+        4,
+    )
+
+    same = w.state.update_node(NodeUpdate("site-a", endpoint="moved.example.org:7001"))  # no change: no step
+    assert same == (by_cert, by_cert)
+    assert w.state.register_node(by_cert) == by_cert  # a re-registration of the current details is idempotent
+    assert next(n for n in w.reopen().list_nodes() if n.name == "site-a") == by_cert
+
+
+@pytest.mark.parametrize(
+    "update",
+    [
+        NodeUpdate("site-a", endpoint="no-port"),
+        NodeUpdate("site-a", cert_sha256="xyz"),
+        NodeUpdate("site-a", cert_sha256=CERT, ca_sha256=CA),
+        NodeUpdate("site-a", genome_build="hg19"),
+    ],
+)
+def test_bad_updates_are_refused_and_change_nothing(world: World, update: NodeUpdate) -> None:
+    before = world.state.list_nodes()
+    with pytest.raises(InvalidArgument) as exc:
+        world.state.update_node(update)
+    refused(InvalidArgument, Reason.INVALID_STUDY, exc)
+    assert world.state.list_nodes() == before
+
+
+def test_updating_or_removing_an_unregistered_node_is_not_found_naming_it(world: World) -> None:
+    for call in (
+        lambda: world.state.update_node(NodeUpdate("site-z", endpoint="z:1")),
+        lambda: world.state.remove_node("site-z"),
+    ):
+        with pytest.raises(NotFound) as exc:
+            call()
+        refused(NotFound, Reason.NOT_FOUND, exc)
+        assert "site-z" in exc.value.message
+
+
+def test_removal_is_refused_while_an_active_study_names_the_node_unless_forced(world: World) -> None:
+    w = world
+    study = approved(w)  # names site-a and site-b
+    proposed = w.state.propose(signed(proposal(w.researcher, sites=["site-b"], title="other"), w.researcher))
+    with pytest.raises(FailedPrecondition) as exc:
+        w.state.remove_node("site-b")
+    refused(FailedPrecondition, Reason.FAILED_PRECONDITION, exc)
+    assert study.study_id in exc.value.message and proposed.study_id in exc.value.message
+    assert "--force" in exc.value.message
+    assert "site-b" in [n.name for n in w.state.list_nodes()]
+
+    node, naming = w.state.remove_node("site-c")  # no study names it
+    assert node.name == "site-c" and naming == []
+    node, naming = w.state.remove_node("site-b", force=True)
+    assert node.name == "site-b" and naming == sorted([study.study_id, proposed.study_id])
+    assert [n.name for n in w.state.list_nodes()] == ["site-a"]
+    assert w.state.get(study.study_id).state == StudyState.APPROVED  # the study itself is untouched
+
+    w.clock.t += 10  # the name can be registered again, afresh
+    again = w.state.register_node(NodeInfo("site-b", "new-b:7000", CERT, "GRCh38"))
+    assert (again.version, again.registered_unix_ms) == (1, T0_MS + 10_000)
+    assert [n.name for n in w.reopen().list_nodes()] == ["site-a", "site-b"]
+
+
+def test_a_revoked_or_expired_study_does_not_hold_its_nodes(world: World) -> None:
+    w = world
+    study = approved(w, sites=["site-c"], duration_days=1)
+    with pytest.raises(FailedPrecondition):
+        w.state.remove_node("site-c")
+    w.clock.t += 2 * 86_400
+    assert w.state.remove_node("site-c")[1] == []
+    assert w.state.get(study.study_id).state == StudyState.EXPIRED
 
 
 def test_bad_keys_are_refused(world: World) -> None:

@@ -170,6 +170,8 @@ ALL_COMMANDS = [
     ("study", "revoke"),
     ("nodes", "register"),
     ("nodes", "list"),
+    ("nodes", "update"),
+    ("nodes", "remove"),
     ("researchers", "register"),
     ("query", "cohort-count"),
     ("query", "allele-frequency"),
@@ -238,6 +240,12 @@ def _with(args: list[str], flag: str, value: str) -> list[str]:
         ["study", "approve"],
         ["nodes", "register", "--name", "a", "--endpoint", "no-port", "--cert", "x.pem"],
         ["nodes", "register", "--name", "a", "--endpoint", "h:1", "--cert", "x.pem", "--build", "hg19"],
+        ["nodes", "register", "--name", "a", "--endpoint", "h:1"],  # no pin
+        ["nodes", "register", "--name", "a", "--endpoint", "h:1", "--cert", "x.pem", "--ca", "ca.pem"],  # two pins
+        ["nodes", "update", "--endpoint", "h:1"],  # no name
+        ["nodes", "update", "a", "--endpoint", "no-port"],
+        ["nodes", "update", "a", "--cert", "x.pem", "--ca", "ca.pem"],
+        ["nodes", "remove"],
         ["researchers", "register", "--name", "a", "--affiliation", "b", "--public-key", "zz"],
         ["researchers", "register", "--name", "a", "--affiliation", "b", "--public-key", "ab" * 31],
         ["keys", "new"],

@@ -74,3 +74,21 @@ def test_a_foreign_database_is_refused(tmp_path: Path) -> None:
         conn.execute("CREATE TABLE t (x)")
     with pytest.raises(StoreError):
         SqliteCoordinatorState(path, new_signer(), 2)
+
+
+def test_a_schema_1_file_is_migrated_keeping_its_nodes_at_version_1_pinned_by_certificate(world: World) -> None:
+    before = world.state.list_nodes()
+    world.state.close()
+    path = world.where / "coordinator.sqlite"
+    with raw(path) as conn:  # back to schema 1: the node table without the columns issue 15 added
+        for column in ("ca_sha256", "version", "updated_ms"):
+            conn.execute(f"ALTER TABLE nodes DROP COLUMN {column}")
+        conn.execute("PRAGMA user_version=1")
+    state = world.reopen()
+    nodes = state.list_nodes()
+    assert [(n.name, n.endpoint, n.cert_sha256, n.registered_unix_ms) for n in nodes] == [
+        (n.name, n.endpoint, n.cert_sha256, n.registered_unix_ms) for n in before
+    ]
+    assert all(n.ca_sha256 == "" and n.version == 1 and n.updated_unix_ms == n.registered_unix_ms for n in nodes)
+    with raw(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2

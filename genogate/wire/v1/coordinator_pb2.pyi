@@ -333,16 +333,30 @@ class NodeInfo(_message.Message):
     CERT_SHA256_FIELD_NUMBER: _builtins.int
     GENOME_BUILD_FIELD_NUMBER: _builtins.int
     REGISTERED_UNIX_MS_FIELD_NUMBER: _builtins.int
+    CA_SHA256_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    UPDATED_UNIX_MS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Site name (the name grants and envelopes use)."""
     endpoint: _builtins.str
     """gRPC endpoint, "host:port"."""
     cert_sha256: _builtins.str
-    """Lowercase hex SHA-256 of the node's DER-encoded TLS certificate (pinned by the coordinator)."""
+    """Lowercase hex SHA-256 of the node's DER-encoded TLS certificate: the coordinator accepts exactly this
+    certificate. Empty when `ca_sha256` pins the node instead; exactly one of the two is set.
+    """
     genome_build: _builtins.str
     """Reference build the node declares: "GRCh37" or "GRCh38"."""
     registered_unix_ms: _builtins.int
     """When the node was registered."""
+    ca_sha256: _builtins.str
+    """Lowercase hex SHA-256 of the DER-encoded certificate of the CA that issues the node's TLS certificates
+    (one of the coordinator's trusted CAs): the coordinator accepts any certificate this CA issued directly
+    for the node's name, so a renewed certificate needs no registry change. Empty when `cert_sha256` pins.
+    """
+    version: _builtins.int
+    """The registration's version: 1 when registered, one more at every update that changes it."""
+    updated_unix_ms: _builtins.int
+    """When the registration last changed (the registration time until the first update)."""
     def __init__(
         self,
         *,
@@ -351,10 +365,13 @@ class NodeInfo(_message.Message):
         cert_sha256: _builtins.str = ...,
         genome_build: _builtins.str = ...,
         registered_unix_ms: _builtins.int = ...,
+        ca_sha256: _builtins.str = ...,
+        version: _builtins.int = ...,
+        updated_unix_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cert_sha256", b"cert_sha256", "endpoint", b"endpoint", "genome_build", b"genome_build", "name", b"name", "registered_unix_ms", b"registered_unix_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ca_sha256", b"ca_sha256", "cert_sha256", b"cert_sha256", "endpoint", b"endpoint", "genome_build", b"genome_build", "name", b"name", "registered_unix_ms", b"registered_unix_ms", "updated_unix_ms", b"updated_unix_ms", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -970,6 +987,138 @@ class ListNodesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListNodesResponse: _TypeAlias = ListNodesResponse  # noqa: Y015
+
+@_typing.final
+class UpdateNodeRequest(_message.Message):
+    """Request of CoordinatorService.UpdateNode. Empty fields keep the registered value."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    CERT_SHA256_FIELD_NUMBER: _builtins.int
+    CA_SHA256_FIELD_NUMBER: _builtins.int
+    GENOME_BUILD_FIELD_NUMBER: _builtins.int
+    FROM_NODE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The registered node to change."""
+    endpoint: _builtins.str
+    """The new "host:port" endpoint."""
+    cert_sha256: _builtins.str
+    """Pin this certificate (lowercase hex SHA-256 of its DER) instead of the current pin."""
+    ca_sha256: _builtins.str
+    """Pin the node's name and this issuing CA (lowercase hex SHA-256 of its DER) instead of the current pin."""
+    genome_build: _builtins.str
+    """The genome build the operator expects; the node's own (from its GetNodeInfo) wins and must agree."""
+    from_node: _builtins.bool
+    """Read the build from the node itself and refuse the update when the node cannot be reached (otherwise an
+    unreachable node keeps its registered build).
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        endpoint: _builtins.str = ...,
+        cert_sha256: _builtins.str = ...,
+        ca_sha256: _builtins.str = ...,
+        genome_build: _builtins.str = ...,
+        from_node: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ca_sha256", b"ca_sha256", "cert_sha256", b"cert_sha256", "endpoint", b"endpoint", "from_node", b"from_node", "genome_build", b"genome_build", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateNodeRequest: _TypeAlias = UpdateNodeRequest  # noqa: Y015
+
+@_typing.final
+class UpdateNodeResponse(_message.Message):
+    """Response of CoordinatorService.UpdateNode."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BEFORE_FIELD_NUMBER: _builtins.int
+    NODE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def before(self) -> Global___NodeInfo:
+        """The registration before the update."""
+
+    @_builtins.property
+    def node(self) -> Global___NodeInfo:
+        """The registration after it (equal to `before` when nothing changed)."""
+
+    def __init__(
+        self,
+        *,
+        before: Global___NodeInfo | None = ...,
+        node: Global___NodeInfo | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["before", b"before", "node", b"node"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["before", b"before", "node", b"node"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateNodeResponse: _TypeAlias = UpdateNodeResponse  # noqa: Y015
+
+@_typing.final
+class RemoveNodeRequest(_message.Message):
+    """Request of CoordinatorService.RemoveNode."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    FORCE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The registered node to remove."""
+    force: _builtins.bool
+    """Remove it even though approved studies in force name it (their queries then report the site refused,
+    NOT_FOUND "the site is not registered"; the other sites still answer).
+    """
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        force: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["force", b"force", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveNodeRequest: _TypeAlias = RemoveNodeRequest  # noqa: Y015
+
+@_typing.final
+class RemoveNodeResponse(_message.Message):
+    """Response of CoordinatorService.RemoveNode."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_FIELD_NUMBER: _builtins.int
+    STUDY_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def node(self) -> Global___NodeInfo:
+        """The registration as it was when removed."""
+
+    @_builtins.property
+    def study_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The approved studies in force that name the node (removed only with `force`)."""
+
+    def __init__(
+        self,
+        *,
+        node: Global___NodeInfo | None = ...,
+        study_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["node", b"node"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["node", b"node", "study_ids", b"study_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveNodeResponse: _TypeAlias = RemoveNodeResponse  # noqa: Y015
 
 @_typing.final
 class RegisterResearcherRequest(_message.Message):

@@ -75,6 +75,16 @@ class CoordinatorServiceStub:
                 request_serializer=genogate_dot_wire_dot_v1_dot_coordinator__pb2.ListNodesRequest.SerializeToString,
                 response_deserializer=genogate_dot_wire_dot_v1_dot_coordinator__pb2.ListNodesResponse.FromString,
                 _registered_method=True)
+        self.UpdateNode = channel.unary_unary(
+                '/genogate.v1.CoordinatorService/UpdateNode',
+                request_serializer=genogate_dot_wire_dot_v1_dot_coordinator__pb2.UpdateNodeRequest.SerializeToString,
+                response_deserializer=genogate_dot_wire_dot_v1_dot_coordinator__pb2.UpdateNodeResponse.FromString,
+                _registered_method=True)
+        self.RemoveNode = channel.unary_unary(
+                '/genogate.v1.CoordinatorService/RemoveNode',
+                request_serializer=genogate_dot_wire_dot_v1_dot_coordinator__pb2.RemoveNodeRequest.SerializeToString,
+                response_deserializer=genogate_dot_wire_dot_v1_dot_coordinator__pb2.RemoveNodeResponse.FromString,
+                _registered_method=True)
         self.RegisterResearcher = channel.unary_unary(
                 '/genogate.v1.CoordinatorService/RegisterResearcher',
                 request_serializer=genogate_dot_wire_dot_v1_dot_coordinator__pb2.RegisterResearcherRequest.SerializeToString,
@@ -144,7 +154,7 @@ class CoordinatorServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RegisterNode(self, request, context):
-        """The committee registers a node (name, endpoint, certificate fingerprint).
+        """An operator registers a node (name, endpoint, the pinned certificate or issuing CA; audited).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -152,6 +162,21 @@ class CoordinatorServiceServicer:
 
     def ListNodes(self, request, context):
         """The registered nodes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateNode(self, request, context):
+        """An operator changes a registered node's endpoint, pinned TLS identity or genome build (audited).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveNode(self, request, context):
+        """An operator removes a node from the registry (audited); refused while a study in force names it, unless
+        forced.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -227,6 +252,16 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.ListNodes,
                     request_deserializer=genogate_dot_wire_dot_v1_dot_coordinator__pb2.ListNodesRequest.FromString,
                     response_serializer=genogate_dot_wire_dot_v1_dot_coordinator__pb2.ListNodesResponse.SerializeToString,
+            ),
+            'UpdateNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateNode,
+                    request_deserializer=genogate_dot_wire_dot_v1_dot_coordinator__pb2.UpdateNodeRequest.FromString,
+                    response_serializer=genogate_dot_wire_dot_v1_dot_coordinator__pb2.UpdateNodeResponse.SerializeToString,
+            ),
+            'RemoveNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveNode,
+                    request_deserializer=genogate_dot_wire_dot_v1_dot_coordinator__pb2.RemoveNodeRequest.FromString,
+                    response_serializer=genogate_dot_wire_dot_v1_dot_coordinator__pb2.RemoveNodeResponse.SerializeToString,
             ),
             'RegisterResearcher': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterResearcher,
@@ -466,6 +501,60 @@ class CoordinatorService:
             '/genogate.v1.CoordinatorService/ListNodes',
             genogate_dot_wire_dot_v1_dot_coordinator__pb2.ListNodesRequest.SerializeToString,
             genogate_dot_wire_dot_v1_dot_coordinator__pb2.ListNodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/genogate.v1.CoordinatorService/UpdateNode',
+            genogate_dot_wire_dot_v1_dot_coordinator__pb2.UpdateNodeRequest.SerializeToString,
+            genogate_dot_wire_dot_v1_dot_coordinator__pb2.UpdateNodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/genogate.v1.CoordinatorService/RemoveNode',
+            genogate_dot_wire_dot_v1_dot_coordinator__pb2.RemoveNodeRequest.SerializeToString,
+            genogate_dot_wire_dot_v1_dot_coordinator__pb2.RemoveNodeResponse.FromString,
             options,
             channel_credentials,
             insecure,

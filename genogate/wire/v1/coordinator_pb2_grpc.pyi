@@ -50,9 +50,15 @@ class CoordinatorServiceStub:
     RevokeStudy: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.RevokeStudyRequest, _coordinator_pb2.RevokeStudyResponse]
     """A committee reviewer revokes an approved study; the revocation epoch advances."""
     RegisterNode: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.RegisterNodeRequest, _coordinator_pb2.RegisterNodeResponse]
-    """The committee registers a node (name, endpoint, certificate fingerprint)."""
+    """An operator registers a node (name, endpoint, the pinned certificate or issuing CA; audited)."""
     ListNodes: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.ListNodesRequest, _coordinator_pb2.ListNodesResponse]
     """The registered nodes."""
+    UpdateNode: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.UpdateNodeRequest, _coordinator_pb2.UpdateNodeResponse]
+    """An operator changes a registered node's endpoint, pinned TLS identity or genome build (audited)."""
+    RemoveNode: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.RemoveNodeRequest, _coordinator_pb2.RemoveNodeResponse]
+    """An operator removes a node from the registry (audited); refused while a study in force names it, unless
+    forced.
+    """
     RegisterResearcher: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.RegisterResearcherRequest, _coordinator_pb2.RegisterResearcherResponse]
     """Register a researcher's public key."""
     GetRevocations: _grpc.UnaryUnaryMultiCallable[_coordinator_pb2.GetRevocationsRequest, _coordinator_pb2.GetRevocationsResponse]
@@ -80,9 +86,15 @@ class CoordinatorServiceAsyncStub(CoordinatorServiceStub):
     RevokeStudy: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.RevokeStudyRequest, _coordinator_pb2.RevokeStudyResponse]  # type: ignore[assignment]
     """A committee reviewer revokes an approved study; the revocation epoch advances."""
     RegisterNode: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.RegisterNodeRequest, _coordinator_pb2.RegisterNodeResponse]  # type: ignore[assignment]
-    """The committee registers a node (name, endpoint, certificate fingerprint)."""
+    """An operator registers a node (name, endpoint, the pinned certificate or issuing CA; audited)."""
     ListNodes: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.ListNodesRequest, _coordinator_pb2.ListNodesResponse]  # type: ignore[assignment]
     """The registered nodes."""
+    UpdateNode: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.UpdateNodeRequest, _coordinator_pb2.UpdateNodeResponse]  # type: ignore[assignment]
+    """An operator changes a registered node's endpoint, pinned TLS identity or genome build (audited)."""
+    RemoveNode: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.RemoveNodeRequest, _coordinator_pb2.RemoveNodeResponse]  # type: ignore[assignment]
+    """An operator removes a node from the registry (audited); refused while a study in force names it, unless
+    forced.
+    """
     RegisterResearcher: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.RegisterResearcherRequest, _coordinator_pb2.RegisterResearcherResponse]  # type: ignore[assignment]
     """Register a researcher's public key."""
     GetRevocations: _aio.UnaryUnaryMultiCallable[_coordinator_pb2.GetRevocationsRequest, _coordinator_pb2.GetRevocationsResponse]  # type: ignore[assignment]
@@ -149,7 +161,7 @@ class CoordinatorServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _coordinator_pb2.RegisterNodeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_coordinator_pb2.RegisterNodeResponse, _abc.Awaitable[_coordinator_pb2.RegisterNodeResponse]]:
-        """The committee registers a node (name, endpoint, certificate fingerprint)."""
+        """An operator registers a node (name, endpoint, the pinned certificate or issuing CA; audited)."""
 
     @_abc_1.abstractmethod
     def ListNodes(
@@ -158,6 +170,24 @@ class CoordinatorServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_coordinator_pb2.ListNodesResponse, _abc.Awaitable[_coordinator_pb2.ListNodesResponse]]:
         """The registered nodes."""
+
+    @_abc_1.abstractmethod
+    def UpdateNode(
+        self,
+        request: _coordinator_pb2.UpdateNodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.UpdateNodeResponse, _abc.Awaitable[_coordinator_pb2.UpdateNodeResponse]]:
+        """An operator changes a registered node's endpoint, pinned TLS identity or genome build (audited)."""
+
+    @_abc_1.abstractmethod
+    def RemoveNode(
+        self,
+        request: _coordinator_pb2.RemoveNodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_coordinator_pb2.RemoveNodeResponse, _abc.Awaitable[_coordinator_pb2.RemoveNodeResponse]]:
+        """An operator removes a node from the registry (audited); refused while a study in force names it, unless
+        forced.
+        """
 
     @_abc_1.abstractmethod
     def RegisterResearcher(
