@@ -115,7 +115,10 @@ def _verify_committee(
     public = trusted.get(kid)
     if public is None:
         raise PermissionDenied(
-            f"{body_name} signed by committee key {kid[:64]!r}", reason=Reason.UNTRUSTED_COMMITTEE, message=message
+            f"{body_name} signed by committee key {kid[:64]!r}",
+            reason=Reason.UNTRUSTED_COMMITTEE,
+            message=f"{message}: it names key {kid[:64]}, and this site trusts {len(trusted)} committee "
+            f"key{'' if len(trusted) == 1 else 's'} (its operator lists them in [grants] committee_keys)",
         )
     verify(public, body_name, payload, sig)
 
@@ -208,7 +211,12 @@ class RevocationCache:
         """Refuse a revoked study, or any study when the list held cannot vouch for the grant."""
         held = self._held
         if held is not None and study_id in held.revoked:  # revocation is final: a stale list still says so
-            raise PermissionDenied(study_id, reason=Reason.GRANT_REVOKED, message="the study was revoked")
+            raise PermissionDenied(
+                study_id,
+                reason=Reason.GRANT_REVOKED,
+                message=f"the study was revoked: study {study_id[:_MAX_STUDY_ID]} is on the committee's revocation "
+                f"list (epoch {held.epoch})",
+            )
         if held is None:
             why = "no revocation list was ever fetched"
         elif (age := _now_ms(self._clock) - min(held.issued_ms, held.fetched_ms)) > self._max_staleness_ms:
@@ -220,7 +228,7 @@ class RevocationCache:
         raise PermissionDenied(
             why,
             reason=Reason.REVOCATION_UNCONFIRMED,
-            message="this node cannot yet confirm that the study is not revoked",
+            message=f"this node cannot yet confirm that the study is not revoked: {why}",
         )
 
 

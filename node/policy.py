@@ -305,7 +305,8 @@ class Gate:
             raise InvalidArgument(
                 f"{len(variants)} variants",
                 reason=Reason.TOO_MANY_VARIANTS,
-                message=f"at most {self.policy.max_variants_per_query} variants per query",
+                message=f"this site answers at most {self.policy.max_variants_per_query} variants per query: the "
+                + (f"query names {len(variants)}" if region is None else f"region holds {len(variants)} of its sites"),
             )
         return variants
 

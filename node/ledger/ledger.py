@@ -302,7 +302,11 @@ class Ledger:
             if seen is not None:
                 row = _ChargeRow.of(seen[3:])
                 if seen[1] != payload_sha256:
-                    raise AlreadyExists(f"query id {query_id!r} of study {study_id!r} was used for another payload")
+                    raise AlreadyExists(
+                        f"query id {query_id!r} of study {study_id!r} was used for another payload",
+                        message=f"the query id was already used with a different query: {query_id[:64]!r} (a new"
+                        " question needs a new query id)",
+                    )
                 if seen[2] != caller:
                     raise Unauthenticated(
                         f"query id {query_id!r} of study {study_id!r} was first sent by {seen[2]!r}, now by {caller!r}",

@@ -233,10 +233,13 @@ def test_a_study_the_steward_opted_into_is_accepted(world: World, cache: Revocat
 
 
 def test_untrusted_committee_key(world: World, verifier: GrantVerifier) -> None:
-    grant = world.grant(by=signer())
-    refused_with(
+    stranger = signer()
+    grant = world.grant(by=stranger)
+    exc = refused_with(
         PermissionDenied, Reason.UNTRUSTED_COMMITTEE, lambda: verifier.verify(grant, world.query(), **AS_COORDINATOR)
     )
+    assert exc.message.startswith("the grant is signed by a committee key this node does not trust: it names key ")
+    assert stranger.key_id in exc.message and "this site trusts 1 committee key " in exc.message
 
 
 def test_forged_grant_signature(world: World, verifier: GrantVerifier) -> None:
@@ -377,7 +380,10 @@ def test_study_not_opted_in(world: World, cache: RevocationCache, nonces: NonceS
 def test_revoked_study(world: World, cache: RevocationCache, verifier: GrantVerifier) -> None:
     cache.update(world.revocations(revoked=(STUDY, "S-x"), epoch=4))
     refused_with(
-        PermissionDenied, Reason.GRANT_REVOKED, lambda: verifier.verify(world.grant(), world.query(), **AS_COORDINATOR)
+        PermissionDenied,
+        Reason.GRANT_REVOKED,
+        lambda: verifier.verify(world.grant(), world.query(), **AS_COORDINATOR),
+        message=f"the study was revoked: study {STUDY} is on the committee's revocation list (epoch 4)",
     )
 
 
@@ -423,7 +429,11 @@ def test_revocation_list_stale_by_signing_time(world: World, nonces: NonceStore)
 def test_revocation_list_older_than_the_grant(world: World, verifier: GrantVerifier) -> None:
     grant = world.grant(revocation_epoch=4)  # the list held is epoch 3
     refused_with(
-        PermissionDenied, Reason.REVOCATION_UNCONFIRMED, lambda: verifier.verify(grant, world.query(), **AS_COORDINATOR)
+        PermissionDenied,
+        Reason.REVOCATION_UNCONFIRMED,
+        lambda: verifier.verify(grant, world.query(), **AS_COORDINATOR),
+        message="this node cannot yet confirm that the study is not revoked: the grant names revocation epoch 4, the"
+        " list held is epoch 3",
     )
 
 

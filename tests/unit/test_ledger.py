@@ -253,8 +253,10 @@ def test_the_same_id_with_another_payload_is_refused(ledger: Ledger) -> None:
     with pytest.raises(AlreadyExists) as err:
         begin(ledger, "q1", payload="something else", canonical="something else")
     assert err.value.reason is Reason.QUERY_ID_REUSED
-    assert err.value.message == "the query id was already used with a different query"
-    assert "q1" in err.value.detail
+    assert err.value.message == (
+        "the query id was already used with a different query: 'q1' (a new question needs a new query id)"
+    )
+    assert "q1" in err.value.detail and "study-1" not in err.value.message
     assert ledger.history("study-1") == before and spent(ledger) == Decimal("0.1")
 
 
