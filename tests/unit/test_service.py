@@ -348,6 +348,16 @@ def test_refusals_charge_nothing(
     assert svc.budget_pb(s).epsilon_spent == 0.0
 
 
+def test_the_rate_limit_refusal_states_the_limit_and_when_to_try_again(store: Path, tmp_path: Path) -> None:
+    svc = make(store, tmp_path, policy=_policy(rate_limit_per_study_per_minute=2))
+    ask(svc, CohortCount(parse_filter("sex=F")))
+    ask(svc, CohortCount(parse_filter("sex=M")))
+    with pytest.raises(ResourceExhausted) as info:
+        ask(svc, CohortCount(parse_filter("sex=U")))
+    assert info.value.reason is Reason.RATE_LIMITED
+    assert "this site answers at most 2 queries per study per minute (try again in 60 s)" in info.value.message
+
+
 def test_epsilon_at_the_floor_is_answered(store: Path, tmp_path: Path) -> None:
     svc = make(store, tmp_path, policy=_policy(epsilon_per_query_min=Decimal("0.01")))
     assert ask(svc, CohortCount(), eps=0.01).epsilon_charged == 0.01
