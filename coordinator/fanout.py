@@ -123,6 +123,8 @@ class SiteResult:
         )
         if self.body is not None:
             out.epsilon_charged, out.from_store = self.epsilon_charged, self.body.from_store
+            if self.body.from_store:  # the ε its values were drawn at, not the ε this query asked
+                out.stored_epsilon = self.body.original_epsilon_charged
         if with_release and self.release is not None:
             out.release.CopyFrom(self.release)
         return out

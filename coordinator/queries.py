@@ -48,6 +48,8 @@ from genogate.errors import (
     PermissionDenied,
     Reason,
     Unauthenticated,
+    name_list,
+    number,
 )
 from genogate.kinds import canonical, combined_to_pb, filters_of, result_from_pb
 from genogate.ontology import canonical_label
@@ -161,7 +163,9 @@ class FederatedQueries:
         study = self.state.get(study_id)
         if study.state != StudyState.APPROVED or study.grant is None:
             reason, message = _NOT_IN_FORCE.get(study.state, (Reason.GRANT_MISSING, "the study has no grant"))
-            raise PermissionDenied(study_id, reason=reason, message=message)
+            raise PermissionDenied(
+                study_id, reason=reason, message=f"{message}: study {study_id[:64]} is {study.state.name.lower()}"
+            )
         return grant_to_pb(study.grant), pb.GrantBody.FromString(study.grant.payload)
 
     def _too_large(self, size: int) -> InvalidArgument:
@@ -216,14 +220,9 @@ class FederatedQueries:
         to_ask = []
         for site in targets:
             if site not in granted:
-                results[site] = refused(
-                    site,
-                    PermissionDenied(site, reason=Reason.GRANT_WRONG_SITE, message="the grant does not name this site"),
-                )
+                results[site] = refused(site, not_granted(site, grant))
             elif site not in registered:
-                results[site] = refused(
-                    site, NotFound(site, reason=Reason.NOT_FOUND, message="the site is not registered")
-                )
+                results[site] = refused(site, not_registered(site))
             else:
                 to_ask.append(registered[site])
         self._check_floor(epsilon, to_ask, request.site_timeout_ms)
@@ -275,12 +274,17 @@ class FederatedQueries:
         names = list(dict.fromkeys(env.sites))
         if len(names) > MAX_SITES:
             raise InvalidArgument(f"{len(names)} sites", message=f"a query may name at most {MAX_SITES} sites")
-        unknown = sum(1 for s in names if s not in registered or not SITE_NAME_RE.fullmatch(s))
+        unknown = [s for s in names if s not in registered or not SITE_NAME_RE.fullmatch(s)]
         if unknown:
+            # The message echoes a name only if it looks like a site name (at most 64 characters of [A-Za-z0-9._-]),
+            # and names the study's own sites: a typo in --sites is answered with the names to choose from.
+            shown = [s for s in unknown if SITE_NAME_RE.fullmatch(s)]
+            said = f": {name_list(shown, most=5)}" if len(shown) == len(unknown) else ""
             raise InvalidArgument(
-                f"{unknown} unregistered site names",
-                message=f"{unknown} of the {len(names)} site names the query gives {'is' if unknown == 1 else 'are'} "
-                "not a registered site",
+                f"{len(unknown)} unregistered site names",
+                message=f"{len(unknown)} of the {len(names)} site names the query gives "
+                f"{'is' if len(unknown) == 1 else 'are'} not a registered site{said}; the study's sites are "
+                f"{name_list(dict.fromkeys(grant.sites))}",
             )
         return names
 
@@ -299,7 +303,7 @@ class FederatedQueries:
             raise InvalidArgument(
                 f"epsilon {epsilon} below {', '.join(below)}",
                 reason=Reason.INVALID_EPSILON,
-                message=f"epsilon {float(epsilon):.3g} is below the floor on ε per query of "
+                message=f"epsilon {number(epsilon)} is below the floor on ε per query of "
                 f"{', '.join(below)}; nothing was asked or charged",
             )
 
@@ -401,19 +405,13 @@ class FederatedQueries:
         out: dict[str, cpb.SiteBudget] = {}
         to_ask = []
         for site in targets:
-            if site not in grant.sites:
+            if site not in grant.sites or site not in registered:
+                err = not_granted(site, grant) if site not in grant.sites else not_registered(site)
                 out[site] = cpb.SiteBudget(
                     site=site,
                     status=pb.SITE_STATUS_REFUSED,
-                    reason=Reason.GRANT_WRONG_SITE.value,  # type: ignore[arg-type]
-                    message="the grant does not name this site",
-                )
-            elif site not in registered:
-                out[site] = cpb.SiteBudget(
-                    site=site,
-                    status=pb.SITE_STATUS_REFUSED,
-                    reason=Reason.NOT_FOUND.value,  # type: ignore[arg-type]
-                    message="the site is not registered",
+                    reason=err.reason.value,  # type: ignore[arg-type]
+                    message=err.message,
                 )
             else:
                 to_ask.append(registered[site])
@@ -432,6 +430,25 @@ class FederatedQueries:
         return [out[site] for site in targets]
 
 
+def not_granted(site: str, grant: pb.GrantBody) -> PermissionDenied:
+    """GRANT_WRONG_SITE for a registered site the study's grant does not name, naming the study's sites."""
+    return PermissionDenied(
+        site,
+        reason=Reason.GRANT_WRONG_SITE,
+        message=f"the grant does not name this site: the study's sites are {name_list(dict.fromkeys(grant.sites))}",
+    )
+
+
+def not_registered(site: str) -> NotFound:
+    """NOT_FOUND for a site the study's grant names but the registry no longer holds."""
+    return NotFound(
+        site,
+        reason=Reason.NOT_FOUND,
+        message=f"the site is not registered: the study's grant names {site}, which is not registered at this "
+        "coordinator",
+    )
+
+
 def charge_note(ordered: Sequence[SiteResult]) -> str:
     """What the query charged, said plainly: which sites charged what, which answered from a stored release
     at no charge, which refused (a refusal charges nothing) and which did not answer (and may have charged:
@@ -439,7 +456,11 @@ def charge_note(ordered: Sequence[SiteResult]) -> str:
     charged = [
         f"{r.site} ε {r.body.epsilon_charged:g}" for r in ordered if r.body is not None and r.body.epsilon_charged > 0
     ]
-    stored = [r.site for r in ordered if r.body is not None and r.body.epsilon_charged <= 0]
+    stored = [
+        f"{r.site} (stored at ε {r.body.original_epsilon_charged:g})"
+        for r in ordered
+        if r.body is not None and r.body.epsilon_charged <= 0
+    ]
     refusals = [f"{r.site} ({r.reason.name.lower()})" for r in ordered if r.status == pb.SITE_STATUS_REFUSED]
     silent = [r.site for r in ordered if r.body is None and r.status != pb.SITE_STATUS_REFUSED]
     parts = [f"charged: {', '.join(charged)}" if charged else "no site charged anything"]

@@ -86,7 +86,9 @@ RPC_POLICY = {
 
 def _not_allowed(caller: str, what: str) -> PermissionDenied:
     return PermissionDenied(
-        f"{caller!r} is not {what}", reason=Reason.NOT_AUTHORIZED, message="the caller may not call this method"
+        f"{caller!r} is not {what}",
+        reason=Reason.NOT_AUTHORIZED,
+        message=f"the caller may not call this method: {caller[:64]} is not {what}",
     )
 
 

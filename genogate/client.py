@@ -29,7 +29,7 @@ from typing import Any
 from genogate import envelope, results, table
 from genogate.convert import budget_from_pb
 from genogate.coordclient import CoordinatorClient
-from genogate.errors import DeadlineExceeded, GenogateError, Reason, Unavailable
+from genogate.errors import DeadlineExceeded, GenogateError, Reason, Unavailable, number
 from genogate.kinds import KINDS, combined_from_pb, for_result, kind_of, release_body_from_pb
 from genogate.kinds.allele_frequency import AlleleFrequency
 from genogate.kinds.base import as_filter, as_region, as_variants
@@ -126,6 +126,18 @@ class Site:
     attempts: int
     latency_ms: int
     release: results.ReleaseBody | None  # the node-signed release, when the grant allows a per-site breakdown
+    stored_epsilon: float | None = None
+    """When ``from_store``: the ε the stored release was charged when first answered (the ε its noise was drawn
+    at), whatever ε this query asked; None otherwise."""
+
+    @property
+    def status_text(self) -> str:
+        """The status as the query table prints it: "answered from the stored release at ε 0.25" for a stored
+        release (its own ε, not the one asked)."""
+        if self.status != "answered" or not self.from_store:
+            return self.status
+        at = f" at ε {number(self.stored_epsilon)}" if self.stored_epsilon is not None else ""
+        return f"answered from the stored release{at}"
 
 
 @dataclass(frozen=True)
@@ -157,6 +169,22 @@ class QueryResult:
     @property
     def answered(self) -> list[str]:
         return [s.site for s in self.sites if s.status == "answered"]
+
+    @property
+    def from_store(self) -> bool:
+        """Every site that answered did so from its stored release of the same question (a repeated question:
+        the first answer again, at no cost, whatever ε this query asked)."""
+        answered = [s for s in self.sites if s.status == "answered"]
+        return bool(answered) and all(s.from_store for s in answered)
+
+    @property
+    def stored_epsilon(self) -> float | None:
+        """When ``from_store`` and every answering site's stored release was drawn at the same ε: that ε (the
+        ε the values carry, not the one asked); else None (each site's is in ``sites``)."""
+        if not self.from_store:
+            return None
+        found = {s.stored_epsilon for s in self.sites if s.status == "answered"}
+        return found.pop() if len(found) == 1 else None
 
     def value(self, quantity: str, variant: str = "") -> Estimate:
         """The estimate of one quantity (e.g. "count", "allele_frequency"), of one variant when per variant
@@ -227,6 +255,8 @@ class QueryResult:
             "study_id": self.study_id,
             "kind": self.kind,
             "epsilon": self.epsilon,
+            "from_store": self.from_store,
+            "stored_epsilon": self.stored_epsilon,
             "spellings": [{"typed": t, "canonical": c} for t, c in self.spellings.items()],
             "charge_note": self.charge_note,
             "values": [
@@ -241,6 +271,7 @@ class QueryResult:
                     "message": s.message,
                     "epsilon_charged": s.epsilon_charged,
                     "from_store": s.from_store,
+                    "stored_epsilon": s.stored_epsilon,
                     "attempts": s.attempts,
                     "latency_ms": s.latency_ms,
                 }
@@ -270,7 +301,7 @@ class QueryResult:
             [
                 [
                     s.site,
-                    s.status + (" (cached)" if s.from_store else ""),
+                    s.status_text,
                     s.reason or "-",
                     f"{s.epsilon_charged:g}",
                     s.attempts,
@@ -279,10 +310,13 @@ class QueryResult:
                 for s in self.sites
             ],
         )
-        head = f"query {self.query_id}  study {self.study_id}  {self.kind}  epsilon {self.epsilon:g} per site"
+        head = f"query {self.query_id}  study {self.study_id}  {self.kind}  {self._epsilon_text()}"
         if not self.values:
             values = "no site answered: nothing to combine"
         text = f"{head}\n\n{values}\n\nsites ({len(self.answered)} of {len(self.sites)} answered):\n{sites}"
+        why = [f"  {s.site}: {s.message}" for s in self.sites if s.status != "answered" and s.message]
+        if why:  # each refusal's own reason in words, with its numbers (a code alone says too little)
+            text += "\n" + "\n".join(why)
         if self.charge_note:
             text += f"\n{self.charge_note}"
         if self.spellings:
@@ -309,6 +343,15 @@ class QueryResult:
             )
             text += f"\n\nper site (the study's grant allows the breakdown):\n{breakdown}"
         return text
+
+    def _epsilon_text(self) -> str:
+        """The ε the answer carries: the one asked, or for a repeated question the stored release's own ε (a
+        stored release is returned whatever ε the repeat asks: printing the new ε would misstate its noise)."""
+        if not self.from_store:
+            return f"epsilon {number(self.epsilon)} per site"
+        stored = self.stored_epsilon
+        at = f" at ε {number(stored)} per site" if stored is not None else " (each site's ε below)"
+        return f"answered from the stored release{at}; nothing charged (a repeated question gets its first answer)"
 
 
 def _dataframe(rows: list[dict[str, Any]]) -> Any:
@@ -369,6 +412,7 @@ def result_of(response: cpb.RunQueryResponse) -> QueryResult:
             attempts=o.attempts,
             latency_ms=o.latency_ms,
             release=release_body_from_pb(pb.ReleaseBody.FromString(o.release.payload)) if o.release.payload else None,
+            stored_epsilon=o.stored_epsilon if o.from_store and o.stored_epsilon > 0 else None,
         )
         for o in response.sites
     ]

@@ -61,7 +61,11 @@ def variant_to_pb(v: Variant) -> pb.Variant:
 
 def variant_from_pb(m: pb.Variant) -> Variant:
     if m.pos > MAX_POS:
-        raise InvalidArgument("position too large", reason=Reason.INVALID_VARIANT, message="a variant is malformed")
+        raise InvalidArgument(
+            "position too large",
+            reason=Reason.INVALID_VARIANT,
+            message=f"a variant is malformed: position {m.pos} is past the largest, {MAX_POS}",
+        )
     return Variant(m.chrom, int(m.pos), m.ref, m.alt)
 
 
@@ -71,7 +75,11 @@ def region_to_pb(r: Region) -> pb.Region:
 
 def region_from_pb(m: pb.Region) -> Region:
     if m.start > MAX_POS or m.end > MAX_POS:
-        raise InvalidArgument("position too large", reason=Reason.INVALID_REGION, message="the region is malformed")
+        raise InvalidArgument(
+            "position too large",
+            reason=Reason.INVALID_REGION,
+            message=f"the region is malformed: a position past the largest, {MAX_POS}",
+        )
     return Region(m.chrom, int(m.start), int(m.end))
 
 

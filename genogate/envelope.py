@@ -39,7 +39,7 @@ from decimal import Decimal
 
 from google.protobuf.message import DecodeError
 
-from genogate.errors import GenogateError, InvalidArgument, Reason
+from genogate.errors import GenogateError, InvalidArgument, Reason, number
 from genogate.kinds import query_from_pb, query_to_pb
 from genogate.query import Query
 from genogate.signing import Signer, verify
@@ -99,7 +99,9 @@ def wire_epsilon(x: float) -> Decimal:
     eps = exact_decimal(x)
     if eps is None:
         raise InvalidArgument(
-            "epsilon must be a positive finite number", reason=Reason.INVALID_EPSILON, message="epsilon is invalid"
+            "epsilon must be a positive finite number",
+            reason=Reason.INVALID_EPSILON,
+            message=f"epsilon is invalid: the query asks ε {number(x)}; ε must be a positive finite number",
         )
     return eps
 

@@ -11,7 +11,10 @@ print them as one line and exit with that code instead of a stack trace.
 
 from __future__ import annotations
 
+import decimal
 import enum
+from collections.abc import Iterable
+from decimal import Decimal
 
 import grpc
 
@@ -188,6 +191,29 @@ class IngestError(LocalError):
 class StoreError(LocalError):
     exit_code = 5
     message = "store error"
+
+
+def name_list(names: Iterable[str], *, most: int = 20, width: int = 64) -> str:
+    """Names for a public message, e.g. the sites a grant names: comma-separated, each cut to ``width``
+    characters, at most ``most`` of them (then "and N more"), "(none)" when empty. Messages echo what the
+    caller sent or what is public policy, never data values; this keeps them short whatever the caller sent."""
+    items = [n[:width] for n in names]
+    shown = ", ".join(items[:most]) or "(none)"
+    return shown + (f" and {len(items) - most} more" if len(items) > most else "")
+
+
+def number(value: Decimal | float | int) -> str:
+    """A privacy parameter or budget figure for a public message: exact and short (0.4, 6, 0.000001, 1e-12):
+    no trailing zeros, exponent form below 1e-6 or past 16 characters."""
+    d = value if isinstance(value, Decimal) else Decimal(repr(value))
+    if not d.is_finite():
+        return str(value)
+    d = d.normalize(_WIDE)
+    text = format(d, "f")
+    return format(d, "g") if d and (d.adjusted() < -6 or len(text) > 16) else text
+
+
+_WIDE = decimal.Context(prec=60)
 
 
 _BY_CODE: dict[grpc.StatusCode, type[GenogateError]] = {

@@ -52,7 +52,7 @@ from typing import Any, Final, Literal
 import numpy as np
 import opendp.prelude as dp
 
-from genogate.errors import Internal, InvalidArgument, Reason
+from genogate.errors import Internal, InvalidArgument, Reason, number
 
 dp.enable_features("contrib")
 
@@ -237,7 +237,8 @@ def _too_noisy(epsilon: Decimal, sens: Sensitivity) -> InvalidArgument:
     return InvalidArgument(
         f"epsilon={epsilon} needs a noise scale above {MAX_SCALE:g} for {sens}",
         reason=Reason.INVALID_EPSILON,
-        message=f"epsilon is too small for this query: its noise would exceed a scale of {MAX_SCALE:g}",
+        message=f"epsilon is too small for this query: at ε {number(epsilon)} its noise would exceed a scale of "
+        f"{MAX_SCALE:g}; ask a larger ε",
     )
 
 
@@ -304,7 +305,8 @@ def _check(epsilon: Decimal, delta: Decimal) -> None:
         raise InvalidArgument(
             f"epsilon={epsilon}",
             reason=Reason.INVALID_EPSILON,
-            message=f"epsilon must be a positive number at most {MAX_EPSILON}",
+            message=f"epsilon must be a positive number at most {number(MAX_EPSILON)}: the query asks "
+            f"ε {number(epsilon)}",
         )
     if not (delta.is_finite() and 0 <= delta < 1):
         raise ValueError(f"delta must be in [0, 1), got {delta}")

@@ -39,7 +39,7 @@ _ALLELE_RE = re.compile(r"^(?:[ACGTNacgtn]+|\*|<[A-Za-z0-9_:.]+>)$")
 
 
 def _bad_variant(detail: str) -> InvalidArgument:
-    return InvalidArgument(detail, reason=Reason.INVALID_VARIANT, message="a variant is malformed")
+    return InvalidArgument(detail, reason=Reason.INVALID_VARIANT, message=f"a variant is malformed: {detail[:200]}")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -95,7 +95,7 @@ class Region:
         elif not 1 <= self.start <= self.end <= MAX_POS:
             bad = "region must satisfy 1 <= start <= end"
         if bad:
-            raise InvalidArgument(bad, reason=Reason.INVALID_REGION, message="the region is malformed")
+            raise InvalidArgument(bad, reason=Reason.INVALID_REGION, message=f"the region is malformed: {bad}")
 
     @classmethod
     def parse(cls, text: str) -> Region:
@@ -105,7 +105,7 @@ class Region:
             raise InvalidArgument(
                 f"{text!r} is not CHROM:START-END",
                 reason=Reason.INVALID_REGION,
-                message="the region is malformed",
+                message=f"the region is malformed: {text[:100]!r} is not CHROM:START-END",
             )
         chrom, start, end = m.groups()
         if start is None:
@@ -113,7 +113,9 @@ class Region:
         start, end = start.replace(",", "").lstrip("0") or "0", end.replace(",", "").lstrip("0") or "0"
         if max(len(start), len(end)) > len(str(MAX_POS)):  # int() of thousands of digits is refused, or slow
             raise InvalidArgument(
-                f"region bound past {MAX_POS}", reason=Reason.INVALID_REGION, message="the region is malformed"
+                f"region bound past {MAX_POS}",
+                reason=Reason.INVALID_REGION,
+                message=f"the region is malformed: positions go up to {MAX_POS}",
             )
         return cls(chrom, int(start), int(end))
 

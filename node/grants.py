@@ -59,6 +59,7 @@ from genogate.errors import (
     Reason,
     Unauthenticated,
     Unavailable,
+    name_list,
 )
 from genogate.genome import BUILDS
 from genogate.query import Kind
@@ -114,7 +115,10 @@ def _verify_committee(
     public = trusted.get(kid)
     if public is None:
         raise PermissionDenied(
-            f"{body_name} signed by committee key {kid[:64]!r}", reason=Reason.UNTRUSTED_COMMITTEE, message=message
+            f"{body_name} signed by committee key {kid[:64]!r}",
+            reason=Reason.UNTRUSTED_COMMITTEE,
+            message=f"{message}: it names key {kid[:64]}, and this site trusts {len(trusted)} committee "
+            f"key{'' if len(trusted) == 1 else 's'} (its operator lists them in [grants] committee_keys)",
         )
     verify(public, body_name, payload, sig)
 
@@ -207,7 +211,12 @@ class RevocationCache:
         """Refuse a revoked study, or any study when the list held cannot vouch for the grant."""
         held = self._held
         if held is not None and study_id in held.revoked:  # revocation is final: a stale list still says so
-            raise PermissionDenied(study_id, reason=Reason.GRANT_REVOKED, message="the study was revoked")
+            raise PermissionDenied(
+                study_id,
+                reason=Reason.GRANT_REVOKED,
+                message=f"the study was revoked: study {study_id[:_MAX_STUDY_ID]} is on the committee's revocation "
+                f"list (epoch {held.epoch})",
+            )
         if held is None:
             why = "no revocation list was ever fetched"
         elif (age := _now_ms(self._clock) - min(held.issued_ms, held.fetched_ms)) > self._max_staleness_ms:
@@ -219,7 +228,7 @@ class RevocationCache:
         raise PermissionDenied(
             why,
             reason=Reason.REVOCATION_UNCONFIRMED,
-            message="this node cannot yet confirm that the study is not revoked",
+            message=f"this node cannot yet confirm that the study is not revoked: {why}",
         )
 
 
@@ -334,16 +343,35 @@ class GrantVerifier:
 
         now_ms = _now_ms(self._clock)
         if now_ms < body.not_before_unix_ms:
-            raise PermissionDenied(sid, reason=Reason.GRANT_NOT_YET_VALID, message="the study grant is not yet valid")
+            raise PermissionDenied(
+                sid,
+                reason=Reason.GRANT_NOT_YET_VALID,
+                message=f"the study grant is not yet valid: study {sid[:_MAX_STUDY_ID]} starts at "
+                f"{study.not_before:%Y-%m-%d %H:%M} UTC",
+            )
         if now_ms >= body.not_after_unix_ms:
-            raise PermissionDenied(sid, reason=Reason.GRANT_EXPIRED, message="the study grant has expired")
+            raise PermissionDenied(
+                sid,
+                reason=Reason.GRANT_EXPIRED,
+                message=f"the study grant has expired: study {sid[:_MAX_STUDY_ID]} ended at "
+                f"{study.not_after:%Y-%m-%d %H:%M} UTC",
+            )
         if self.site not in body.sites:
-            raise _wrong_site(f"study {sid!r} does not name site {self.site!r}", "the grant does not name this site")
+            raise _wrong_site(
+                f"study {sid!r} does not name site {self.site!r}",
+                f"the grant does not name this site: this is {self.site}; the grant of study {sid[:_MAX_STUDY_ID]} "
+                f"names {name_list(body.sites)}",
+            )
         if sid in self._refused or (self._opted_in is not None and sid not in self._opted_in):
             raise PermissionDenied(
                 f"study {sid!r} is refused or not opted in by this node's steward",
                 reason=Reason.STUDY_REFUSED,
-                message="this node's policy refuses this study",
+                message=f"this node's policy refuses this study: study {sid[:_MAX_STUDY_ID]} is "
+                + (
+                    "refused by this site's data steward"
+                    if sid in self._refused
+                    else "not among the studies this site opted in to"
+                ),
             )
         self._revocations.check(sid, body.revocation_epoch)
 
@@ -385,15 +413,21 @@ class GrantVerifier:
             raise PermissionDenied(
                 f"envelope for study {env.study_id[:_MAX_STUDY_ID]!r} under a grant for {sid!r}",
                 reason=Reason.GRANT_MISSING,
-                message="the grant is for another study",
+                message=f"the grant is for another study: the query is for {env.study_id[:_MAX_STUDY_ID]}, the grant "
+                f"for {sid[:_MAX_STUDY_ID]}",
             )
         if env.sites and self.site not in env.sites:
-            raise _wrong_site(f"envelope does not name site {self.site!r}", "the query is not addressed to this site")
+            raise _wrong_site(
+                f"envelope does not name site {self.site!r}",
+                f"the query is not addressed to this site: this is {self.site}; the query names {name_list(env.sites)}",
+            )
         if abs(env.timestamp_unix_ms - now_ms) > self._window_ms:
             raise Unauthenticated(
                 f"timestamp {env.timestamp_unix_ms} vs node clock {now_ms} (window {self._window_ms} ms)",
                 reason=Reason.STALE_TIMESTAMP,
-                message="the query timestamp is outside the accepted window",
+                message=f"the query timestamp is outside the accepted window: it is "
+                f"{(env.timestamp_unix_ms - now_ms) / 1000:+.0f} s from this site's clock, which accepts "
+                f"±{self._window_ms / 1000:g} s (check the clocks)",
             )
         if not body.per_site_breakdown and not (coordinator_common_name and caller == coordinator_common_name):
             why = (

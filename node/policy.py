@@ -24,13 +24,13 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
 from genogate import privacy
 from genogate.envelope import OpenedEnvelope, receive
-from genogate.errors import InvalidArgument, PermissionDenied, Reason, ResourceExhausted
+from genogate.errors import InvalidArgument, PermissionDenied, Reason, ResourceExhausted, name_list, number
 from genogate.kinds import KINDS, canonical, filters_of
 from genogate.query import Kind, Query, Variant
 from genogate.rpc import max_envelope_bytes
@@ -166,7 +166,8 @@ class Gate:
                 raise PermissionDenied(
                     "envelope does not name this site",
                     reason=Reason.GRANT_WRONG_SITE,
-                    message="the query is not addressed to this site",
+                    message=f"the query is not addressed to this site: this is {self.name}; the query names "
+                    f"{name_list(env.sites)}",
                 )
         return Asked(opened, study, researcher)
 
@@ -193,23 +194,28 @@ class Gate:
         purpose this node accepts."""
         study = self._studies().get(study_id)
         if study is None:
-            raise PermissionDenied(
-                f"unknown study {study_id!r}",
-                reason=Reason.GRANT_MISSING,
-                message="this node holds no grant for the study",
-            )
+            raise no_grant(study_id)
         now = dt.datetime.fromtimestamp(self._clock(), tz=dt.UTC)
         if study.not_before is not None and now < study.not_before:
             raise PermissionDenied(
-                study_id, reason=Reason.GRANT_NOT_YET_VALID, message="the study grant is not yet valid"
+                study_id,
+                reason=Reason.GRANT_NOT_YET_VALID,
+                message=f"the study grant is not yet valid: study {study_id[:64]} starts at "
+                f"{study.not_before:%Y-%m-%d %H:%M} UTC",
             )
         if study.not_after is not None and now >= study.not_after:
-            raise PermissionDenied(study_id, reason=Reason.GRANT_EXPIRED, message="the study grant has expired")
+            raise PermissionDenied(
+                study_id,
+                reason=Reason.GRANT_EXPIRED,
+                message=f"the study grant has expired: study {study_id[:64]} ended at "
+                f"{study.not_after:%Y-%m-%d %H:%M} UTC",
+            )
         if caller.common_name not in study.researchers:
             raise PermissionDenied(
                 f"{caller.common_name!r} is not a researcher of {study_id!r}",
                 reason=Reason.RESEARCHER_MISMATCH,
-                message="the caller is not a researcher of this study",
+                message=f"the caller is not a researcher of this study: {caller.common_name[:64]} is not among the "
+                f"researchers of study {study_id[:64]}",
             )
         self._check_purpose(study)
         return study
@@ -221,7 +227,8 @@ class Gate:
             raise PermissionDenied(
                 f"purpose {study.purpose_text!r}",
                 reason=Reason.PURPOSE_REFUSED,
-                message="this node's policy does not accept the study's purpose",
+                message="this node's policy does not accept the study's purpose: the study's purpose is "
+                f"{permission[:64]}; this site accepts {name_list(sorted(accepted))}",
             )
 
     # Steps 3 and 4: caps, the canonical reduction, the public refusals -----------------------------------
@@ -231,20 +238,24 @@ class Gate:
         per-query caps; the canonical reduction (WRONG_ASSEMBLY, INVALID_FILTER) and the catalogue's and the
         ontologies' refusals; the variants and their count; the study's request rate."""
         policy, study, epsilon = self.policy, asked.study, asked.opened.epsilon
+        cap = min(study.epsilon_per_query_cap, policy.epsilon_per_query_cap)
         if epsilon < policy.epsilon_per_query_min:  # decided from the request alone, before any charge
+            floor = number(policy.epsilon_per_query_min)
             raise InvalidArgument(
                 f"epsilon {epsilon} < floor {policy.epsilon_per_query_min}",
                 reason=Reason.INVALID_EPSILON,
-                message=f"epsilon {epsilon:.3g} is below this site's floor of {policy.epsilon_per_query_min} per query",
+                message=f"epsilon {number(epsilon)} is below this site's floor of {floor} per query: this study may"
+                f" ask from ε {floor} to ε {number(cap)} per query here",
             )
         query = asked.opened.query
         self._check_kind(study, query.kind)
-        cap = min(study.epsilon_per_query_cap, policy.epsilon_per_query_cap)
         if epsilon > cap:
             raise ResourceExhausted(
                 f"epsilon {epsilon} > cap {cap}",
                 reason=Reason.EPSILON_OVER_CAP,
-                message="the requested epsilon exceeds the per-query cap",
+                message=f"the requested epsilon exceeds the per-query cap: the query asks ε {number(epsilon)}, the cap"
+                f" is ε {number(cap)} (the study's grant allows ε {number(study.epsilon_per_query_cap)} per query,"
+                f" this site's policy ε {number(policy.epsilon_per_query_cap)})",
             )
         year = dt.datetime.fromtimestamp(self._clock(), tz=dt.UTC).year  # ages fold at the oldest possible one
         query = canonical(query, self._catalogue.assembly_of(asked.opened.envelope.assembly, study.assembly), year)
@@ -258,11 +269,17 @@ class Gate:
     def _check_kind(self, study: Study, kind: Kind) -> None:
         if kind not in study.kinds:
             raise PermissionDenied(
-                kind.label, reason=Reason.KIND_NOT_GRANTED, message="the study grant does not include this query kind"
+                kind.label,
+                reason=Reason.KIND_NOT_GRANTED,
+                message=f"the study grant does not include this query kind: {kind.label}; the grant names "
+                f"{_kinds(study.kinds)}",
             )
         if kind not in self.policy.allowed_kinds:
             raise PermissionDenied(
-                kind.label, reason=Reason.KIND_REFUSED, message="this node's policy does not answer this query kind"
+                kind.label,
+                reason=Reason.KIND_REFUSED,
+                message=f"this node's policy does not answer this query kind: {kind.label}; this site answers "
+                f"{_kinds(self.policy.allowed_kinds)}",
             )
 
     def _variants_of(self, q: Query) -> list[Variant] | None:
@@ -279,7 +296,8 @@ class Gate:
                 raise PermissionDenied(
                     "region query without a public site catalogue",
                     reason=Reason.KIND_REFUSED,
-                    message="this node does not publish its site list: name the variants",
+                    message="this node does not publish its site list, so it answers no query over a region: name the"
+                    " variants instead",
                 )
             rows = self._backend.variants(region)
             variants = [rows.variant(i) for i in range(len(rows))]
@@ -287,7 +305,8 @@ class Gate:
             raise InvalidArgument(
                 f"{len(variants)} variants",
                 reason=Reason.TOO_MANY_VARIANTS,
-                message=f"at most {self.policy.max_variants_per_query} variants per query",
+                message=f"this site answers at most {self.policy.max_variants_per_query} variants per query: the "
+                + (f"query names {len(variants)}" if region is None else f"region holds {len(variants)} of its sites"),
             )
         return variants
 
@@ -298,8 +317,13 @@ class Gate:
             while window and window[0] <= now - 60:
                 window.popleft()
             if len(window) >= self.policy.rate_limit_per_study_per_minute:
+                limit = self.policy.rate_limit_per_study_per_minute
+                retry = max(1, round(window[0] + 60 - now))
                 raise ResourceExhausted(
-                    study_id, reason=Reason.RATE_LIMITED, message="too many queries for this study; try again later"
+                    study_id,
+                    reason=Reason.RATE_LIMITED,
+                    message=f"too many queries for this study; try again later: this site answers at most {limit} "
+                    f"queries per study per minute (try again in {retry} s)",
                 )
             window.append(now)
 
@@ -336,18 +360,33 @@ class Gate:
                 raise not_coordinator(caller, self.coordinator_common_name, "budgets under a grant")
             body, study = self.verifier().verify_grant(grant)
             if study.study_id != study_id:
-                raise PermissionDenied(study_id, reason=Reason.GRANT_MISSING, message="the grant is for another study")
+                raise PermissionDenied(
+                    study_id,
+                    reason=Reason.GRANT_MISSING,
+                    message=f"the grant is for another study: asked about {study_id[:64]}, the grant is for "
+                    f"{study.study_id[:64]}",
+                )
             return study, body.researcher_key_fingerprint
         if coordinator:
             local = self._studies().get(study_id)
             if local is None:
-                raise PermissionDenied(
-                    f"unknown study {study_id!r}",
-                    reason=Reason.GRANT_MISSING,
-                    message="this node holds no grant for the study",
-                )
+                raise no_grant(study_id)
             return local, ""
         return self.local_study(caller, study_id), local_researcher(caller)
+
+
+def no_grant(study_id: str) -> PermissionDenied:
+    """GRANT_MISSING for a study this node holds no grant or local study for, echoing the id asked."""
+    return PermissionDenied(
+        f"unknown study {study_id!r}",
+        reason=Reason.GRANT_MISSING,
+        message=f"this node holds no grant for the study: no study {study_id[:64]!r} here (a study the committee"
+        " approved is asked for through the coordinator, with its grant)",
+    )
+
+
+def _kinds(kinds: Iterable[Kind]) -> str:
+    return name_list(sorted(k.label for k in kinds))
 
 
 def local_researcher(caller: Caller) -> str:

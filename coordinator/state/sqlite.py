@@ -109,7 +109,19 @@ def _precondition(detail: str, message: str = "the study's state does not allow 
 
 
 def _not_found(study_id: str) -> NotFound:
-    return NotFound(f"no study {study_id!r}", message="the study does not exist")
+    """NOT_FOUND for a study id, echoing the id asked (cut: it is the caller's text)."""
+    return NotFound(
+        f"no study {study_id!r}",
+        message=f"the study does not exist: no study {study_id[:64]!r} at this coordinator"
+        " ('genogate study list' shows yours)",
+    )
+
+
+def _no_researcher(fingerprint: str) -> str:
+    return (
+        f"the researcher key is not registered: no researcher key with fingerprint {fingerprint[:64]!r} at this"
+        " coordinator (an operator registers it with 'genogate researchers register')"
+    )
 
 
 _REGISTRY = {  # table: (primary key, public message when the key is taken with other details)
@@ -349,9 +361,7 @@ class SqliteCoordinatorState:
         with self._tx("recording a proposal") as (conn, now):
             row = conn.execute("SELECT public_key FROM researchers WHERE key_fingerprint = ?", (fp,)).fetchone()
             if row is None:
-                raise PermissionDenied(
-                    f"researcher key {fp!r} is not registered", message="the researcher key is not registered"
-                )
+                raise PermissionDenied(f"researcher key {fp!r} is not registered", message=_no_researcher(fp))
             verify(bytes(row[0]), "genogate.v1.StudyProposal", payload, signed.researcher_signature)
             builds = _builds(conn)
             if problems := proposal_problems(proposal, builds):
@@ -465,7 +475,7 @@ class SqliteCoordinatorState:
         with self._tx("reading a researcher") as (conn, _):
             row = conn.execute("SELECT public_key FROM researchers WHERE key_fingerprint = ?", (fingerprint,))
             if (found := row.fetchone()) is None:
-                raise NotFound(f"no researcher key {fingerprint!r}", message="the researcher key is not registered")
+                raise NotFound(f"no researcher key {fingerprint!r}", message=_no_researcher(fingerprint))
             return bytes(found[0])
 
     def get(self, study_id: str) -> Study:

@@ -53,8 +53,9 @@ Threading and the group commit are described in ``node.ledger.ledger``.
 
 Layout: ``ledger`` (the ``Ledger`` charging API), ``outcomes`` (what it answers: ``Charged``, ``Pending``,
 ``Answered``, ``BudgetStatus``, ...), ``amounts`` (exact arithmetic in 1e-12 units, argument checks),
-``schema`` (tables, append-only triggers, migrations), ``commit`` (the group commit), ``inspection``
-(read-only: history, the invariant check, ``read_spent``). Import from ``node.ledger``.
+``refusals`` (the budget refusals and the figures they state), ``schema`` (tables, append-only triggers,
+migrations), ``commit`` (the group commit), ``inspection`` (read-only: history, the invariant check,
+``read_spent``). Import from ``node.ledger``.
 """
 
 from node.ledger.amounts import DAY_MS, MAX_AMOUNT, MAX_PERIOD_DAYS, UNIT_EXPONENT

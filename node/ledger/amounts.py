@@ -9,7 +9,7 @@ import decimal
 import re
 from decimal import Decimal
 
-from genogate.errors import InvalidArgument, Reason
+from genogate.errors import InvalidArgument, Reason, number
 
 UNIT_EXPONENT = 12
 """Amounts are stored as integers in units of 10**-UNIT_EXPONENT."""
@@ -38,7 +38,8 @@ def units(value: Decimal, what: str, *, up: bool) -> int:
         raise InvalidArgument(
             f"{what} must be a finite Decimal in [0, {MAX_AMOUNT}], got {value}",
             reason=Reason.INVALID_EPSILON,
-            message="a privacy parameter is out of range",
+            message=f"{what} {number(value)} is out of range: it must be a finite number from 0 to "
+            f"{number(MAX_AMOUNT)}",
         )
     if value == 0:
         return 0

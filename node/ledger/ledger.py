@@ -35,13 +35,12 @@ from genogate.errors import (
     GenogateError,
     Internal,
     Reason,
-    ResourceExhausted,
     StoreError,
     Unauthenticated,
 )
 from genogate.signing import Signer
 from genogate.sqlitedb import open_database, reopen, statements, transaction
-from node.ledger import inspection
+from node.ledger import inspection, refusals
 from node.ledger.amounts import DAY_MS, MAX_AMOUNT, UNIT_EXPONENT, amount, check_id, check_sha256, first_day, units
 from node.ledger.commit import GroupCommit, db_error
 from node.ledger.outcomes import Answered, BudgetStatus, Charged, LedgerEntry, Pending
@@ -247,11 +246,7 @@ class Ledger:
                 (study_id, eps, dlt),
             ).fetchall()[0]
             if total_eps > eps_cap or total_dlt > dlt_cap:
-                raise ResourceExhausted(
-                    f"study {study_id!r}: spent (eps {amount(total_eps - eps)}, delta {amount(total_dlt - dlt)})"
-                    f" + charge ({amount(eps)}, {amount(dlt)}) exceeds the cap ({amount(eps_cap)},"
-                    f" {amount(dlt_cap)})"
-                )
+                raise refusals.study_exhausted(study_id, eps, dlt, total_eps - eps, total_dlt - dlt, eps_cap, dlt_cap)
             # Days after today count too: a clock stepped back must not make recent charges disappear.
             r_spent, n_spent = conn.execute(
                 "SELECT (SELECT coalesce(sum(epsilon_units), 0) FROM researcher_days WHERE researcher = ?1"
@@ -259,21 +254,9 @@ class Ledger:
                 (researcher, since_day),
             ).fetchone()
             if r_spent + eps > r_cap:
-                raise ResourceExhausted(
-                    f"researcher {researcher!r}: spent {amount(r_spent)} + charge {amount(eps)} exceeds the"
-                    f" researcher cap {amount(r_cap)} over {period_days} days",
-                    reason=Reason.RESEARCHER_BUDGET_EXHAUSTED,
-                    message=f"the researcher's privacy budget at this site across all their studies over the last"
-                    f" {period_days} days is exhausted",
-                )
+                raise refusals.researcher_exhausted(researcher, eps, r_spent, r_cap, period_days)
             if n_spent + eps > n_cap:
-                raise ResourceExhausted(
-                    f"node: spent {amount(n_spent)} + charge {amount(eps)} exceeds the node cap {amount(n_cap)}"
-                    f" over {period_days} days",
-                    reason=Reason.NODE_BUDGET_EXHAUSTED,
-                    message=f"this site's privacy budget across all researchers over the last {period_days} days"
-                    " is exhausted",
-                )
+                raise refusals.node_exhausted(eps, n_spent, n_cap, period_days)
             conn.execute(
                 "INSERT INTO researcher_days VALUES (?, ?, ?) ON CONFLICT (researcher, day)"
                 " DO UPDATE SET epsilon_units = epsilon_units + excluded.epsilon_units",
@@ -319,7 +302,11 @@ class Ledger:
             if seen is not None:
                 row = _ChargeRow.of(seen[3:])
                 if seen[1] != payload_sha256:
-                    raise AlreadyExists(f"query id {query_id!r} of study {study_id!r} was used for another payload")
+                    raise AlreadyExists(
+                        f"query id {query_id!r} of study {study_id!r} was used for another payload",
+                        message=f"the query id was already used with a different query: {query_id[:64]!r} (a new"
+                        " question needs a new query id)",
+                    )
                 if seen[2] != caller:
                     raise Unauthenticated(
                         f"query id {query_id!r} of study {study_id!r} was first sent by {seen[2]!r}, now by {caller!r}",

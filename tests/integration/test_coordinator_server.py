@@ -291,7 +291,7 @@ def test_errors_carry_status_fixed_message_and_reason_metadata(fed: Fed, connect
         alice.stub.GetStudy(cpb.GetStudyRequest(study_id="S-nope"), timeout=30)
     exc: Any = info.value
     assert exc.code() == grpc.StatusCode.NOT_FOUND
-    assert exc.details() == "the study does not exist"
+    assert exc.details().startswith("the study does not exist: no study 'S-nope' at this coordinator")
     assert (REASON_KEY, "NOT_FOUND") in tuple(exc.trailing_metadata())
     err = error_from_rpc(info.value)
     assert (err.code, err.reason, err.message) == (grpc.StatusCode.NOT_FOUND, Reason.NOT_FOUND, exc.details())
@@ -480,7 +480,8 @@ def test_a_huge_envelope_is_refused_unread_and_a_wrongly_signed_one_undecoded(
 
 def test_bogus_site_names_reach_no_state_and_no_metric(fed: Fed, connect: Callable[[str], Client]) -> None:
     """200 bogus site names of 10 kB in one signed query (44 MiB of /metrics before): refused as a whole,
-    before any site is asked, naming none of them; ProposeStudy and PreviewStudy alike."""
+    before any site is asked, echoing none of them (a name is echoed only when it looks like a site name) and
+    naming the study's sites; ProposeStudy and PreviewStudy alike."""
     from prometheus_client import generate_latest
 
     from genogate import metrics
@@ -494,9 +495,13 @@ def test_bogus_site_names_reach_no_state_and_no_metric(fed: Fed, connect: Callab
     before = len(generate_latest(metrics.REGISTRY))
     err = refused(lambda: run(alice, query_envelope(study.study_id, sites=bogus), fed.researcher))
     assert (err.code, err.reason) == (grpc.StatusCode.INVALID_ARGUMENT, Reason.INVALID_QUERY)
-    assert err.message == "200 of the 200 site names the query gives are not a registered site"
+    assert err.message == (
+        "200 of the 200 site names the query gives are not a registered site; the study's sites are site-a, site-b"
+    )
     err = refused(lambda: run(alice, query_envelope(study.study_id, sites=["site-a", "nowhere"]), fed.researcher))
-    assert err.message == "1 of the 2 site names the query gives is not a registered site"
+    assert err.message == (
+        "1 of the 2 site names the query gives is not a registered site: nowhere; the study's sites are site-a, site-b"
+    )
     err = refused(
         lambda: alice.call("GetStudyBudget", cpb.GetStudyBudgetRequest(study_id=study.study_id, sites=bogus[:3]))
     )

@@ -216,13 +216,14 @@ def test_errors_carry_status_reason_and_a_clean_message(federation: dict[str, ob
     with pytest.raises(PermissionDenied) as info:
         ask(federation, CohortCount(), who="bob")
     assert info.value.reason is Reason.RESEARCHER_MISMATCH
-    assert info.value.message == "the caller is not a researcher of this study"
+    assert info.value.message.startswith("the caller is not a researcher of this study: bob is not among")
     with pytest.raises(PermissionDenied) as info:
         ask(federation, CohortCount(), study="POA-1")  # node policy: GRU, HMB, DS only
     assert info.value.reason is Reason.PURPOSE_REFUSED
     with pytest.raises(ResourceExhausted) as info2:
         ask(federation, CohortCount(), eps=6.0)
     assert info2.value.reason is Reason.EPSILON_OVER_CAP
+    assert "the query asks ε 6, the cap is ε " in info2.value.message  # the numbers survive the RPC boundary
 
 
 def test_budget_exactly_at_the_cap_then_refused(federation: dict[str, object]) -> None:
@@ -231,6 +232,7 @@ def test_budget_exactly_at_the_cap_then_refused(federation: dict[str, object]) -
     with pytest.raises(ResourceExhausted) as info:
         ask(federation, CohortCount(parse_filter(filler(9))), study="TIGHT", eps=0.01)
     assert info.value.reason is Reason.BUDGET_EXHAUSTED
+    assert "the query asks ε 0.01; the study has ε 0 left of its cap of ε 1 at this site" in info.value.message
     with client(federation) as c:
         b = c.budget("TIGHT")
     assert (b.epsilon_spent, b.epsilon_remaining, b.queries_answered) == (1.0, 0.0, 4)

@@ -52,21 +52,29 @@ def test_malformed_or_overlong_wire_data_is_refused_typed(payload: bytes) -> Non
     assert info.value.reason == Reason.INVALID_QUERY
 
 
-def _answered(site: str, charged: float) -> SiteResult:
-    return SiteResult(site, pb.SITE_STATUS_ANSWERED, body=pb.ReleaseBody(epsilon_charged=charged))
+def _answered(site: str, charged: float, stored: float = 0.0) -> SiteResult:
+    body = pb.ReleaseBody(epsilon_charged=charged, from_store=bool(stored), original_epsilon_charged=stored or charged)
+    return SiteResult(site, pb.SITE_STATUS_ANSWERED, body=body, attempts=1)
 
 
 def test_the_charge_note_says_plainly_which_sites_charged_what() -> None:
     mixed = [
         _answered("site-a", 0.5),
-        _answered("site-b", 0.0),
+        _answered("site-b", 0.0, stored=0.25),
         SiteResult("site-c", pb.SITE_STATUS_REFUSED, Reason.BUDGET_EXHAUSTED),
         SiteResult("site-d", pb.SITE_STATUS_TIMED_OUT, Reason.DEADLINE_EXCEEDED),
     ]
     assert charge_note(mixed) == (
-        "charged: site-a ε 0.5; answered from a stored release at no charge: site-b; "
+        "charged: site-a ε 0.5; answered from a stored release at no charge: site-b (stored at ε 0.25); "
         "refused, charging nothing: site-c (budget_exhausted); no answer, may have charged (resend the same "
         "signed query to get its answer at no further cost): site-d"
     )
     refused = [SiteResult("site-a", pb.SITE_STATUS_REFUSED, Reason.EPSILON_OVER_CAP)]
     assert charge_note(refused) == "no site charged anything; refused, charging nothing: site-a (epsilon_over_cap)"
+
+
+def test_a_stored_release_reports_the_epsilon_it_was_drawn_at_not_the_one_asked() -> None:
+    stored = _answered("site-b", 0.0, stored=0.25).to_pb(with_release=False)
+    assert (stored.from_store, stored.epsilon_charged, stored.stored_epsilon) == (True, 0.0, 0.25)
+    fresh = _answered("site-a", 0.1).to_pb(with_release=False)
+    assert (fresh.from_store, fresh.epsilon_charged, fresh.stored_epsilon) == (False, 0.1, 0.0)

@@ -20,7 +20,7 @@ from coordinator.fanout import FanOut
 from coordinator.preview import MAX_EPSILON, epsilon_decimal
 from genogate import envelope
 from genogate.envelope import OpenedEnvelope, exact_decimal, open_envelope, receive, wire_epsilon
-from genogate.errors import GenogateError, InvalidArgument, Reason, Unauthenticated
+from genogate.errors import GenogateError, InvalidArgument, Reason, Unauthenticated, number
 from genogate.kinds.allele_frequency import AlleleFrequency
 from genogate.kinds.cohort_count import CohortCount
 from genogate.query import Variant
@@ -162,7 +162,9 @@ def test_an_unusable_epsilon_is_invalid_epsilon(epsilon: float) -> None:
     for attempt in (lambda: got.epsilon, got.check, lambda: wire_epsilon(epsilon)):
         err = refusal(attempt)
         assert isinstance(err, InvalidArgument) and err.reason is Reason.INVALID_EPSILON
-        assert err.message == "epsilon is invalid"
+        assert err.message == (
+            f"epsilon is invalid: the query asks ε {number(epsilon)}; ε must be a positive finite number"
+        )
     assert exact_decimal(epsilon) is None and epsilon_decimal(epsilon) is None
 
 

@@ -184,13 +184,14 @@ def verifier(world: World, cache: RevocationCache, nonces: NonceStore) -> GrantV
 def refused_with(
     cls: type[GenogateError], reason: Reason, fn: Callable[[], object], message: str | None = None
 ) -> GenogateError:
-    """Assert ``fn`` raises exactly ``cls`` with ``reason``; the public message never names the study."""
+    """Assert ``fn`` raises exactly ``cls`` with ``reason`` and a public message (which may echo what the request
+    and the grant say: ids, sites, dates; never anything the node holds)."""
     with pytest.raises(cls) as info:
         fn()
     exc = info.value
     assert type(exc) is cls
     assert exc.reason is reason, exc.detail
-    assert exc.message and STUDY not in exc.message and SITE not in exc.message
+    assert exc.message and exc.message[0].islower()
     if message is not None:
         assert exc.message == message
     return exc
@@ -232,10 +233,13 @@ def test_a_study_the_steward_opted_into_is_accepted(world: World, cache: Revocat
 
 
 def test_untrusted_committee_key(world: World, verifier: GrantVerifier) -> None:
-    grant = world.grant(by=signer())
-    refused_with(
+    stranger = signer()
+    grant = world.grant(by=stranger)
+    exc = refused_with(
         PermissionDenied, Reason.UNTRUSTED_COMMITTEE, lambda: verifier.verify(grant, world.query(), **AS_COORDINATOR)
     )
+    assert exc.message.startswith("the grant is signed by a committee key this node does not trust: it names key ")
+    assert stranger.key_id in exc.message and "this site trusts 1 committee key " in exc.message
 
 
 def test_forged_grant_signature(world: World, verifier: GrantVerifier) -> None:
@@ -306,12 +310,19 @@ def test_grant_validity_window_edges(world: World, verifier: GrantVerifier) -> N
     grant = world.grant(not_before_unix_ms=NOW_MS, not_after_unix_ms=NOW_MS + 1)
     verifier.verify(grant, world.query(), **AS_COORDINATOR)  # not_before is inclusive
     world.clock.ms = NOW_MS - 1
+    at = f"{dt.datetime.fromtimestamp(NOW_MS / 1000, tz=dt.UTC):%Y-%m-%d %H:%M} UTC"
     refused_with(
-        PermissionDenied, Reason.GRANT_NOT_YET_VALID, lambda: verifier.verify(grant, world.query(), **AS_COORDINATOR)
+        PermissionDenied,
+        Reason.GRANT_NOT_YET_VALID,
+        lambda: verifier.verify(grant, world.query(), **AS_COORDINATOR),
+        message=f"the study grant is not yet valid: study {STUDY} starts at {at}",
     )
     world.clock.ms = NOW_MS + 1
     refused_with(
-        PermissionDenied, Reason.GRANT_EXPIRED, lambda: verifier.verify(grant, world.query(), **AS_COORDINATOR)
+        PermissionDenied,
+        Reason.GRANT_EXPIRED,
+        lambda: verifier.verify(grant, world.query(), **AS_COORDINATOR),
+        message=f"the study grant has expired: study {STUDY} ended at {at}",
     )
 
 
@@ -332,7 +343,10 @@ def test_grant_not_yet_valid(world: World, verifier: GrantVerifier) -> None:
 def test_grant_for_other_sites(world: World, verifier: GrantVerifier) -> None:
     grant = world.grant(sites=["site-b", "site-c"])
     refused_with(
-        PermissionDenied, Reason.GRANT_WRONG_SITE, lambda: verifier.verify(grant, world.query(), **AS_COORDINATOR)
+        PermissionDenied,
+        Reason.GRANT_WRONG_SITE,
+        lambda: verifier.verify(grant, world.query(), **AS_COORDINATOR),
+        message=f"the grant does not name this site: this is {SITE}; the grant of study {STUDY} names site-b, site-c",
     )
 
 
@@ -342,15 +356,22 @@ def test_grant_for_other_sites(world: World, verifier: GrantVerifier) -> None:
 def test_study_refused_by_the_steward(world: World, cache: RevocationCache, nonces: NonceStore) -> None:
     v = make_verifier(world, cache, nonces, refused=frozenset({STUDY}), opted_in=frozenset({STUDY}))
     refused_with(
-        PermissionDenied, Reason.STUDY_REFUSED, lambda: v.verify(world.grant(), world.query(), **AS_COORDINATOR)
+        PermissionDenied,
+        Reason.STUDY_REFUSED,
+        lambda: v.verify(world.grant(), world.query(), **AS_COORDINATOR),
+        message=f"this node's policy refuses this study: study {STUDY} is refused by this site's data steward",
     )
 
 
 def test_study_not_opted_in(world: World, cache: RevocationCache, nonces: NonceStore) -> None:
     v = make_verifier(world, cache, nonces, opted_in=frozenset({"S-other"}))
-    refused_with(
-        PermissionDenied, Reason.STUDY_REFUSED, lambda: v.verify(world.grant(), world.query(), **AS_COORDINATOR)
+    exc = refused_with(
+        PermissionDenied,
+        Reason.STUDY_REFUSED,
+        lambda: v.verify(world.grant(), world.query(), **AS_COORDINATOR),
+        message=f"this node's policy refuses this study: study {STUDY} is not among the studies this site opted in to",
     )
+    assert "S-other" not in exc.message  # the steward's list of other studies is not disclosed
 
 
 # Revocations --------------------------------------------------------------------------------------------
@@ -359,7 +380,10 @@ def test_study_not_opted_in(world: World, cache: RevocationCache, nonces: NonceS
 def test_revoked_study(world: World, cache: RevocationCache, verifier: GrantVerifier) -> None:
     cache.update(world.revocations(revoked=(STUDY, "S-x"), epoch=4))
     refused_with(
-        PermissionDenied, Reason.GRANT_REVOKED, lambda: verifier.verify(world.grant(), world.query(), **AS_COORDINATOR)
+        PermissionDenied,
+        Reason.GRANT_REVOKED,
+        lambda: verifier.verify(world.grant(), world.query(), **AS_COORDINATOR),
+        message=f"the study was revoked: study {STUDY} is on the committee's revocation list (epoch 4)",
     )
 
 
@@ -405,7 +429,11 @@ def test_revocation_list_stale_by_signing_time(world: World, nonces: NonceStore)
 def test_revocation_list_older_than_the_grant(world: World, verifier: GrantVerifier) -> None:
     grant = world.grant(revocation_epoch=4)  # the list held is epoch 3
     refused_with(
-        PermissionDenied, Reason.REVOCATION_UNCONFIRMED, lambda: verifier.verify(grant, world.query(), **AS_COORDINATOR)
+        PermissionDenied,
+        Reason.REVOCATION_UNCONFIRMED,
+        lambda: verifier.verify(grant, world.query(), **AS_COORDINATOR),
+        message="this node cannot yet confirm that the study is not revoked: the grant names revocation epoch 4, the"
+        " list held is epoch 3",
     )
 
 
@@ -490,16 +518,17 @@ def test_envelope_for_another_study(world: World, verifier: GrantVerifier) -> No
         PermissionDenied,
         Reason.GRANT_MISSING,
         lambda: verifier.verify(world.grant(), world.query(study_id="S-other"), **AS_COORDINATOR),
-        message="the grant is for another study",
+        message=f"the grant is for another study: the query is for S-other, the grant for {STUDY}",
     )
-    assert "S-other" not in exc.message
+    assert exc.detail not in exc.message
 
 
 def test_envelope_naming_other_sites(world: World, verifier: GrantVerifier) -> None:
     refused_with(
         PermissionDenied,
         Reason.GRANT_WRONG_SITE,
-        lambda: verifier.verify(world.grant(), world.query(sites=["site-b"]), **AS_COORDINATOR),
+        lambda: verifier.verify(world.grant(), world.query(sites=["site-b", "site-c"]), **AS_COORDINATOR),
+        message=f"the query is not addressed to this site: this is {SITE}; the query names site-b, site-c",
     )
 
 

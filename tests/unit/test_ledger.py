@@ -110,7 +110,10 @@ def test_exactly_at_the_cap_passes_and_one_unit_more_is_refused_recording_nothin
     with pytest.raises(ResourceExhausted) as err:
         begin(ledger, "q4", eps=UNIT)
     assert err.value.reason is Reason.BUDGET_EXHAUSTED
-    assert err.value.message == "the study's privacy budget at this site is exhausted"
+    assert err.value.message == (
+        "the study's privacy budget at this site is exhausted: the query asks ε 1e-12; the study has ε 0 left of its"
+        " cap of ε 1 at this site (ε 1 spent; the cap holds for the study's whole duration)"
+    )
     assert ledger.history("study-1") == before
     status = ledger.budget("study-1", Decimal(1), Decimal(0))
     assert (status.epsilon_spent, status.epsilon_remaining, status.queries_answered) == (Decimal(1), Decimal(0), 3)
@@ -118,6 +121,21 @@ def test_exactly_at_the_cap_passes_and_one_unit_more_is_refused_recording_nothin
     with pytest.raises(ResourceExhausted):
         begin(ledger, "q4", eps=UNIT)
     ledger.check()
+
+
+def test_a_budget_refusal_states_what_was_asked_what_is_left_and_the_cap_and_no_other_studys_spending(
+    ledger: Ledger,
+) -> None:
+    charge(ledger, "other", study="study-2", eps="0.35", cap="10")  # another study of the same researcher
+    charge(ledger, "q1", eps="0.6")
+    with pytest.raises(ResourceExhausted) as err:
+        begin(ledger, "q2", eps="0.6")
+    message = err.value.message
+    assert err.value.reason is Reason.BUDGET_EXHAUSTED
+    assert "asks ε 0.6" in message and "ε 0.4 left" in message and "cap of ε 1 " in message
+    assert "ε 0.6 spent" in message and "δ" not in message  # a pure-ε query is told about ε only
+    assert "0.35" not in message and "0.95" not in message and "study-2" not in message
+    assert "study-1" not in message  # the detail (logs) names the study; the caller knows which it asked
 
 
 def test_a_single_charge_equal_to_the_cap_passes_and_one_unit_more_fails(ledger: Ledger) -> None:
@@ -205,6 +223,10 @@ def test_delta_is_accounted_and_capped_independently_of_epsilon(ledger: Ledger) 
     with pytest.raises(ResourceExhausted) as err:
         begin(ledger, "q3", eps="0.01", delta=UNIT, dcap=dcap)  # epsilon fits; delta does not
     assert err.value.reason is Reason.BUDGET_EXHAUSTED
+    assert err.value.message.endswith(
+        "the query asks ε 0.01; the study has ε 0.98 left of its cap of ε 1 at this site (ε 0.02 spent; the cap holds"
+        " for the study's whole duration); it asks δ 1e-12, with δ 0 left of the cap of δ 0.000001 (δ 0.000001 spent)"
+    )
     charge(ledger, "q4", eps="0.01", delta="0", dcap=dcap)  # pure epsilon still fits
     status = ledger.budget("study-1", Decimal(1), Decimal(dcap))
     assert status.delta_spent == Decimal("1e-6") and status.delta_cap == Decimal("1e-6")
@@ -231,8 +253,10 @@ def test_the_same_id_with_another_payload_is_refused(ledger: Ledger) -> None:
     with pytest.raises(AlreadyExists) as err:
         begin(ledger, "q1", payload="something else", canonical="something else")
     assert err.value.reason is Reason.QUERY_ID_REUSED
-    assert err.value.message == "the query id was already used with a different query"
-    assert "q1" in err.value.detail
+    assert err.value.message == (
+        "the query id was already used with a different query: 'q1' (a new question needs a new query id)"
+    )
+    assert "q1" in err.value.detail and "study-1" not in err.value.message
     assert ledger.history("study-1") == before and spent(ledger) == Decimal("0.1")
 
 
@@ -934,7 +958,9 @@ def test_a_researcher_cap_counts_every_study_exactly_at_the_limit(ledger: Ledger
         begin(ledger, "d1", study="d", eps=UNIT, **caps)
     assert err.value.reason is Reason.RESEARCHER_BUDGET_EXHAUSTED
     assert err.value.message == (
-        "the researcher's privacy budget at this site across all their studies over the last 365 days is exhausted"
+        "the researcher's privacy budget at this site across all their studies over the last 365 days is exhausted:"
+        " the query asks ε 1e-12; the researcher has ε 0 left of this site's cap of ε 1 per researcher per 365 days"
+        " (ε 1 spent across their studies)"
     )
     assert ledger.history("d") == before == [] and spent(ledger, "d") == 0
     charge(ledger, "d1", study="d", eps="1", researcher="bob", **caps)  # another researcher: their own cap
@@ -951,7 +977,10 @@ def test_a_node_cap_counts_everyone_and_says_nothing_of_their_spending(ledger: L
     with pytest.raises(ResourceExhausted) as err:
         begin(ledger, "c1", study="c", eps=UNIT, researcher="carol", **caps)
     assert err.value.reason is Reason.NODE_BUDGET_EXHAUSTED
-    assert err.value.message == "this site's privacy budget across all researchers over the last 365 days is exhausted"
+    assert err.value.message == (
+        "this site's privacy budget across all researchers over the last 365 days is exhausted: the query asks"
+        " ε 1e-12 and this site's cap across everyone is ε 1 per 365 days (what other studies spent is not disclosed)"
+    )
     assert "0.7" not in err.value.message and "alice" not in err.value.message
     ledger.check()
 

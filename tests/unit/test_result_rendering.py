@@ -146,3 +146,58 @@ def test_rows_behind_to_pandas_have_one_shape() -> None:
     rows = _af((3, 2000, 60), (-1, 2000, 4), (5, 2000, 30)).rows()
     assert len({tuple(r) for r in rows}) == 1  # the same columns in every row
     assert {"estimate", "suppressed", "threshold", "sites_below_threshold", "sites", "note"} <= set(rows[0])
+
+
+# A repeated question and refusals: what the table and the JSON say (issue 15) -----------------------------
+
+
+def _with_sites(sites: list[pb.SiteOutcome], epsilon: float = 0.1) -> QueryResult:
+    result = pb.QueryResult(cohort_count=pb.CohortCountResult(count=value(120, 2.0)))
+    combined = combine_results([result_from_pb(result)])
+    return result_of(
+        cpb.RunQueryResponse(
+            query_id="q2",
+            study_id="S1",
+            kind=pb.QUERY_KIND_COHORT_COUNT,
+            epsilon=epsilon,
+            combined=combined_to_pb(combined) if combined else None,
+            sites=sites,
+        )  # type: ignore[arg-type]
+    )
+
+
+def test_a_repeated_question_says_the_stored_epsilon_not_the_one_asked() -> None:
+    stored = pb.SiteOutcome(site="site-a", status=pb.SITE_STATUS_ANSWERED, from_store=True, stored_epsilon=0.25)
+    r = _with_sites([stored], epsilon=0.1)
+    text = str(r)
+    assert "answered from the stored release at ε 0.25 per site; nothing charged" in text.splitlines()[0]
+    assert "epsilon 0.1" not in text and "ε 0.1" not in text
+    assert "answered from the stored release at ε 0.25" in text.split("sites (1 of 1 answered):")[1]
+    out = json.loads(json.dumps(r.to_json()))
+    assert (out["from_store"], out["stored_epsilon"], out["epsilon"]) == (True, 0.25, 0.1)
+    assert out["sites"][0]["from_store"] is True and out["sites"][0]["stored_epsilon"] == 0.25
+
+
+def test_a_fresh_answer_says_the_epsilon_asked_and_mixed_sites_say_each_their_own() -> None:
+    fresh = pb.SiteOutcome(site="site-a", status=pb.SITE_STATUS_ANSWERED, epsilon_charged=0.1)
+    r = _with_sites([fresh], epsilon=0.1)
+    assert "epsilon 0.1 per site" in str(r).splitlines()[0]
+    assert (r.to_json()["from_store"], r.to_json()["stored_epsilon"]) == (False, None)
+    assert r.to_json()["sites"][0]["stored_epsilon"] is None
+    stored = pb.SiteOutcome(site="site-b", status=pb.SITE_STATUS_ANSWERED, from_store=True, stored_epsilon=0.5)
+    mixed = _with_sites([fresh, stored], epsilon=0.1)
+    text = str(mixed)
+    assert "epsilon 0.1 per site" in text.splitlines()[0]  # site-a's values are at the ε asked
+    assert "answered from the stored release at ε 0.5" in text and not mixed.from_store
+    assert mixed.stored_epsilon is None
+
+
+def test_per_site_refusals_show_their_reason_in_words_not_only_the_code() -> None:
+    why = "this node does not publish its site list, so it answers no query over a region: name the variants instead"
+    refused = [
+        pb.SiteOutcome(site=s, status=pb.SITE_STATUS_REFUSED, reason=pb.ERROR_REASON_KIND_REFUSED, message=why)
+        for s in ("site-a", "site-b")
+    ]
+    text = str(_with_sites(refused))
+    assert "KIND_REFUSED" in text
+    assert f"  site-a: {why}" in text.splitlines() and f"  site-b: {why}" in text.splitlines()

@@ -256,6 +256,27 @@ def _policy(**kw: object) -> Policy:
     return replace(POLICY, **kw)  # type: ignore[arg-type]
 
 
+# What each refusal's public message states: what was asked and what is allowed (issue 15).
+SAYS = {
+    "unknown study": ["no study 'nope' here"],
+    "other researcher": ["mallory is not among the researchers of study S1"],
+    "expired": ["study S1 ended at 2026-01-01 00:00 UTC"],
+    "not yet valid": ["study S1 starts at 2026-12-01 00:00 UTC"],
+    "kind not granted": ["this query kind: cohort_count; the grant names allele_frequency"],
+    "kind refused by node": ["this query kind: cohort_count; this site answers allele_frequency"],
+    "purpose refused by node": ["the study's purpose is HMB; this site accepts GRU"],
+    "epsilon over study cap": [
+        "the query asks ε 1.5, the cap is ε 1 (the study's grant allows ε 1 per query, this site's policy ε 2)"
+    ],
+    "epsilon zero": ["a positive finite number"],
+    "epsilon nan": ["a positive finite number"],
+    "epsilon below the floor": ["epsilon 0.000999 is below", "may ask from ε 0.001 to ε 1 per query here"],
+    "too many variants": ["at most 3 variants per query"],
+    "other site": ["this is site-a; the query names site-b"],
+    "region without public catalogue": ["does not publish its site list"],
+}
+
+
 @pytest.mark.parametrize(
     ("case", "error", "reason"),
     [
@@ -322,7 +343,19 @@ def test_refusals_charge_nothing(
         ask(svc, q, eps=eps, **kw)
     assert info.value.reason is reason
     assert info.value.message and "HP:" not in info.value.message
+    for said in SAYS.get(case, []):
+        assert said in info.value.message
     assert svc.budget_pb(s).epsilon_spent == 0.0
+
+
+def test_the_rate_limit_refusal_states_the_limit_and_when_to_try_again(store: Path, tmp_path: Path) -> None:
+    svc = make(store, tmp_path, policy=_policy(rate_limit_per_study_per_minute=2))
+    ask(svc, CohortCount(parse_filter("sex=F")))
+    ask(svc, CohortCount(parse_filter("sex=M")))
+    with pytest.raises(ResourceExhausted) as info:
+        ask(svc, CohortCount(parse_filter("sex=U")))
+    assert info.value.reason is Reason.RATE_LIMITED
+    assert "this site answers at most 2 queries per study per minute (try again in 60 s)" in info.value.message
 
 
 def test_epsilon_at_the_floor_is_answered(store: Path, tmp_path: Path) -> None:
@@ -340,6 +373,7 @@ def test_budget_exactly_at_the_cap_and_one_past(store: Path, tmp_path: Path) -> 
     with pytest.raises(ResourceExhausted) as info:
         ask(svc, CohortCount(parse_filter("age>=9")), eps=0.1)
     assert info.value.reason is Reason.BUDGET_EXHAUSTED
+    assert "the query asks ε 0.1; the study has ε 0 left of its cap of ε 1.5 at this site" in info.value.message
     b = svc.budget_pb(s)
     assert (b.epsilon_spent, b.epsilon_remaining, b.queries_answered) == (1.5, 0.0, 3)
 
@@ -475,12 +509,15 @@ def test_a_researcher_cap_spans_studies_and_each_receipt_says_the_researchers_sp
     with pytest.raises(ResourceExhausted) as err:
         ask(svc, CohortCount(), eps=0.1, study_id="S3")
     assert err.value.reason is Reason.RESEARCHER_BUDGET_EXHAUSTED and "365 days" in err.value.message
+    assert "asks ε 0.1; the researcher has ε 0 left of this site's cap of ε 1.5" in err.value.message
     assert svc.budget_pb(studies[2]).epsilon_spent == 0
     # Another researcher has their own cap, but the node's is shared: 2.5 in all.
     ask(svc, CohortCount(), eps=1.0, study_id="S3", who="bob")
     with pytest.raises(ResourceExhausted) as node:
         ask(svc, CohortCount(parse_filter("sex=F")), eps=0.5, study_id="S3", who="bob")
     assert node.value.reason is Reason.NODE_BUDGET_EXHAUSTED
+    assert "asks ε 0.5 and this site's cap across everyone is ε 2.5 per 365 days" in node.value.message
+    assert "1.5" not in node.value.message and "2.6" not in node.value.message  # nobody's spending
     assert svc.budget(Caller("bob"), "S3").researcher_epsilon_spent == 1.0
     # A stored answer is still served at no cost once the caps are reached.
     assert ask(svc, CohortCount(), eps=0.1, study_id="S1", who="bob").from_store

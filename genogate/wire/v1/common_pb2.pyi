@@ -1667,6 +1667,7 @@ class SiteOutcome(_message.Message):
     LATENCY_MS_FIELD_NUMBER: _builtins.int
     EPSILON_CHARGED_FIELD_NUMBER: _builtins.int
     FROM_STORE_FIELD_NUMBER: _builtins.int
+    STORED_EPSILON_FIELD_NUMBER: _builtins.int
     site: _builtins.str
     """The site (node name)."""
     status: Global___SiteStatus.ValueType
@@ -1685,6 +1686,11 @@ class SiteOutcome(_message.Message):
     """
     from_store: _builtins.bool
     """The site answered from its stored release of the same question, at no cost."""
+    stored_epsilon: _builtins.float
+    """When `from_store`: the ε that stored release was charged when it was first answered (its
+    `ReleaseBody.original_epsilon_charged`), the ε its noise was drawn at, whatever this query asked; 0
+    otherwise.
+    """
     @_builtins.property
     def release(self) -> Global___Release:
         """The node's signed release; set when answered and the grant allows a per-site breakdown."""
@@ -1701,10 +1707,11 @@ class SiteOutcome(_message.Message):
         latency_ms: _builtins.int = ...,
         epsilon_charged: _builtins.float = ...,
         from_store: _builtins.bool = ...,
+        stored_epsilon: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["release", b"release"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "epsilon_charged", b"epsilon_charged", "from_store", b"from_store", "latency_ms", b"latency_ms", "message", b"message", "reason", b"reason", "release", b"release", "site", b"site", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "epsilon_charged", b"epsilon_charged", "from_store", b"from_store", "latency_ms", b"latency_ms", "message", b"message", "reason", b"reason", "release", b"release", "site", b"site", "status", b"status", "stored_epsilon", b"stored_epsilon"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
