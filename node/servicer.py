@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from genogate.query import Kind
 from genogate.rpc import boundary, caller_common_name
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import node_pb2 as npb
@@ -81,7 +82,12 @@ def _policy_view_to_pb(v: PolicyView) -> npb.DescribePolicyResponse:
         purpose_accepted=v.purpose_accepted,
         purpose_reason=v.purpose_reason,
         kinds=[
-            pb.KindPolicy(kind=int(k.kind), allowed=k.allowed, refusal=int(k.refusal), note=k.note)  # type: ignore[arg-type]
+            pb.KindPolicy(
+                kind=k.kind.value if isinstance(k.kind, Kind) else k.kind,  # type: ignore[arg-type]
+                allowed=k.allowed,
+                refusal=int(k.refusal),  # type: ignore[arg-type]
+                note=k.note,
+            )
             for k in v.kinds
         ],
         epsilon_per_query_cap=float(p.epsilon_per_query_cap),
