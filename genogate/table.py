@@ -247,7 +247,7 @@ def preview(response: StudyPreview) -> str:
                 s.purpose_accepted if s.reachable else None,
                 _kinds_allowed(s),
                 participants_text(s.participants_at_least, s.participants_below),
-                halfwidth_text(s.count_ci95_half_width) if s.count_ci95_half_width > 0 else None,
+                halfwidth_text(s.count_ci95_half_width) if s.registered and s.count_ci95_half_width > 0 else None,
             )
             for s in response.sites
         ]
