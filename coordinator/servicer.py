@@ -175,8 +175,6 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         request = npb.DescribePolicyRequest(
             purpose=p.purpose[:1000],
             kinds=[k.value if isinstance(k, Kind) else int(k) for k in p.kinds][:64],  # type: ignore[arg-type]
-            epsilon_per_query=p.epsilon_per_query_cap,
-            assembly=p.assembly[:20],
         )
         out: dict[str, SitePolicy | str] = {}
         for result, answer in self.queries.fanout.policies(nodes, request):

@@ -226,7 +226,7 @@ def test_the_half_width_is_one_number_in_the_answer_the_table_and_the_note(fed: 
 
 
 def _describe(address: str, tls: ClientTLS) -> npb.DescribePolicyResponse:
-    request = npb.DescribePolicyRequest(purpose="HMB", kinds=[pb.QUERY_KIND_COHORT_COUNT], epsilon_per_query=0.5)
+    request = npb.DescribePolicyRequest(purpose="HMB", kinds=[pb.QUERY_KIND_COHORT_COUNT])
     with NodeClient(address, tls, timeout_s=10) as n:
         try:
             answer: npb.DescribePolicyResponse = n.stub.DescribePolicy(request, timeout=10)

@@ -213,7 +213,7 @@ def _valid_bytes(fed: Fed, message: type) -> bytes:
         return cpb.PreviewStudyRequest(proposal=_proposal(fed.alice, 10, 1)).SerializeToString()
     if message is npb.DescribePolicyRequest:
         return npb.DescribePolicyRequest(
-            purpose="HMB;NPU", kinds=[pb.QUERY_KIND_COHORT_COUNT, pb.QUERY_KIND_CARRIER_COUNT], epsilon_per_query=0.5
+            purpose="HMB;NPU", kinds=[pb.QUERY_KIND_COHORT_COUNT, pb.QUERY_KIND_CARRIER_COUNT]
         ).SerializeToString()
     if message is npb.GetBudgetRequest:
         return npb.GetBudgetRequest(study_id="LOCAL").SerializeToString()

@@ -315,29 +315,23 @@ class DescribePolicyRequest(_message.Message):
 
     PURPOSE_FIELD_NUMBER: _builtins.int
     KINDS_FIELD_NUMBER: _builtins.int
-    EPSILON_PER_QUERY_FIELD_NUMBER: _builtins.int
-    ASSEMBLY_FIELD_NUMBER: _builtins.int
     purpose: _builtins.str
     """The study's purpose: a DUO permission and optional modifiers, as a proposal writes it ("HMB;NPU")."""
-    epsilon_per_query: _builtins.float
-    """The ε the study would ask per query (its per-query cap)."""
-    assembly: _builtins.str
-    """The study's genome build; empty when the proposal names none."""
     @_builtins.property
     def kinds(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.QueryKind.ValueType]:
-        """The query kinds the study would ask."""
+        """The query kinds the study would ask.
+        (The coordinator compares the study's ε and build with the caps and build in the response itself.)
+        """
 
     def __init__(
         self,
         *,
         purpose: _builtins.str = ...,
         kinds: _abc.Iterable[_common_pb2.QueryKind.ValueType] | None = ...,
-        epsilon_per_query: _builtins.float = ...,
-        assembly: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assembly", b"assembly", "epsilon_per_query", b"epsilon_per_query", "kinds", b"kinds", "purpose", b"purpose"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kinds", b"kinds", "purpose", b"purpose"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
