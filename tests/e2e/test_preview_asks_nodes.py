@@ -102,13 +102,14 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
             },
             "site-c": {},
         }
-        for i, site in enumerate(SITES):
+        for i, site in enumerate((*SITES, "site-d")):
             node = make_node(root / site, site, ca)
-            paths, _ = synth_store(node.store, root / "cohort" / site, SPEC, (i, len(SITES)), progress=False)
+            paths, _ = synth_store(node.store, root / "cohort" / site, SPEC, (i % 3, len(SITES)), progress=False)
             sheets[site] = paths["samples"]
-            procs[site] = start_node(node.config, operator, log=root / f"{site}.log", env={**base, **policy[site]})
+            env = {**base, **policy[site]} if site in policy else {}  # site-d: its operator named no coordinator
+            procs[site] = start_node(node.config, operator, log=root / f"{site}.log", env=env)
         with CoordinatorClient(coordinator.address, operator) as c:
-            for site in SITES:
+            for site in (*SITES, "site-d"):
                 cert = (root / site / "tls" / "node.pem").read_bytes()
                 c.register_node(NodeInfo(site, procs[site].address, fingerprint_sha256(cert), ""))
             alice = Signer.from_pem_file(_key(root / "alice.key"))
@@ -193,6 +194,15 @@ def test_an_unreachable_site_is_reported_and_the_rest_answered(fed: Fed) -> None
     c, a = out.sites
     assert c.registered and not c.reachable and not c.purpose_accepted and c.kinds == ()
     assert c.note.startswith("failed UNAVAILABLE") and a.reachable
+
+
+def test_a_node_that_names_no_coordinator_says_what_its_operator_must_set(fed: Fed) -> None:
+    out = fed.preview(sites=("site-d",))
+    (d,) = out.sites
+    assert d.registered and not d.reachable
+    assert d.note.startswith("refused NOT_AUTHORIZED: this node answers this only to the coordinator")
+    assert "set [grants] coordinator_common_name" in d.note
+    assert out.problems == (f"site-d: could not be asked ({d.note})",)
 
 
 def test_a_study_the_sites_accept_has_no_problems(fed: Fed) -> None:
