@@ -2,8 +2,12 @@
 
 ``proposal_problems`` is the one statement of what a proposal must satisfy: ``coordinator.state`` refuses
 a proposal with any problem, and ``preview`` lists them for a researcher before they sign. ``grant_body``
-is the one statement of the terms an approval issues. ``preview`` adds, per site, the noise a researcher
-should expect at the per-query cap, and how many queries the budget buys.
+is the one statement of the terms an approval issues. ``preview`` adds, per site, what the site itself said
+of the study (``NodeService.DescribePolicy``, asked by the servicer over the fan-out: build, purpose, kinds,
+caps, participant bucket) and the noise a researcher should expect at the per-query cap, and how many queries
+the budget buys. Its ``problems`` are only what blocks approval or a query at a site (``site_problems`` reads a
+site's answer); information goes to its ``notes``. One half-width per proposal (the first requested kind's, at
+the per-query cap) is both every site's figure and its kind's note, printed alike (``halfwidth_text``).
 
 **Above the study** (issue 13, item 2): a site caps each researcher's ε across all their studies there
 (``GetNodeInfoResponse.epsilon_per_researcher_cap``). ``over_researcher_caps`` is the one statement of the
