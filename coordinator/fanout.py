@@ -27,7 +27,7 @@ opened once (``genogate.envelope.OpenedEnvelope``) and never decodes it again, f
   key the node published, and it names this site, study and query id and the SHA-256 of exactly the payload
   sent. Anything else is that site's failure (``BAD_SIGNATURE``), never a value in the combination.
 
-Threading model: ``FanOut`` owns an asyncio loop in one daemon thread; ``run`` and ``budgets`` are called
+Threading model: ``FanOut`` owns an asyncio loop in one daemon thread; ``run``, ``budgets`` and ``policies`` are called
 from gRPC worker threads and block on it. Channels are created and used only on that loop.
 """
 
@@ -183,6 +183,14 @@ class FanOut:
         timeout = self._timeout_s(timeout_ms)
         return self._call(self._budgets(nodes, request, timeout), timeout)
 
+    def policies(
+        self, nodes: Sequence[NodeInfo], request: npb.DescribePolicyRequest, *, timeout_ms: int = 0
+    ) -> list[tuple[SiteResult, npb.DescribePolicyResponse | None]]:
+        """Every node's DescribePolicy answer to ``request`` (a study preview), concurrently, each under its own
+        deadline; None with the site's failure in its ``SiteResult`` where it did not answer. Same order."""
+        timeout = self._timeout_s(timeout_ms)
+        return self._call(self._policies(nodes, request, timeout), timeout)
+
     def infos(self, nodes: Sequence[NodeInfo], *, timeout_ms: int = 0) -> list[npb.GetNodeInfoResponse | None]:
         """Each node's GetNodeInfo (cached), ``None`` for a node that could not be asked; same order."""
         timeout = min(self._timeout_s(timeout_ms), INFO_TIMEOUT_S)
@@ -293,6 +301,20 @@ class FanOut:
                 return result, None
             result.status = pb.SITE_STATUS_ANSWERED
             return result, response.budget
+
+        return list(await asyncio.gather(*(one(node) for node in nodes)))
+
+    async def _policies(
+        self, nodes: Sequence[NodeInfo], request: npb.DescribePolicyRequest, timeout: float
+    ) -> list[tuple[SiteResult, npb.DescribePolicyResponse | None]]:
+        async def one(node: NodeInfo) -> tuple[SiteResult, npb.DescribePolicyResponse | None]:
+            result = SiteResult(node.name, pb.SITE_STATUS_UNSPECIFIED)
+            response = await self._attempts(
+                node, result, timeout, lambda link, left: link.stub.DescribePolicy(request, timeout=left)
+            )
+            if response is not None:
+                result.status = pb.SITE_STATUS_ANSWERED
+            return result, response
 
         return list(await asyncio.gather(*(one(node) for node in nodes)))
 

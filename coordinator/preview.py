@@ -2,8 +2,12 @@
 
 ``proposal_problems`` is the one statement of what a proposal must satisfy: ``coordinator.state`` refuses
 a proposal with any problem, and ``preview`` lists them for a researcher before they sign. ``grant_body``
-is the one statement of the terms an approval issues. ``preview`` adds, per site, the noise a researcher
-should expect at the per-query cap, and how many queries the budget buys.
+is the one statement of the terms an approval issues. ``preview`` adds, per site, what the site itself said
+of the study (``NodeService.DescribePolicy``, asked by the servicer over the fan-out: build, purpose, kinds,
+caps, participant bucket) and the noise a researcher should expect at the per-query cap, and how many queries
+the budget buys. Its ``problems`` are only what blocks approval or a query at a site (``site_problems`` reads a
+site's answer); information goes to its ``notes``. One half-width per proposal (the first requested kind's, at
+the per-query cap) is both every site's figure and its kind's note, printed alike (``halfwidth_text``).
 
 **Above the study** (issue 13, item 2): a site caps each researcher's ε across all their studies there
 (``GetNodeInfoResponse.epsilon_per_researcher_cap``). ``over_researcher_caps`` is the one statement of the
@@ -29,6 +33,7 @@ not load it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import time
@@ -42,7 +47,16 @@ from genogate.errors import GenogateError, InvalidArgument, Reason
 from genogate.genome import BUILDS
 from genogate.kinds import KINDS
 from genogate.query import Kind
-from genogate.studies import GrantTerms, MembershipRisk, NodeInfo, SitePreview, StudyPreview, StudyProposal
+from genogate.studies import (
+    GrantTerms,
+    MembershipRisk,
+    NodeInfo,
+    SitePolicy,
+    SitePreview,
+    StudyPreview,
+    StudyProposal,
+    halfwidth_text,
+)
 
 MAX_DURATION_DAYS = 3650
 MIN_PLANNABLE = Decimal("1e-12")
@@ -67,6 +81,17 @@ class SiteCaps:
     period_days: int = 0
     per_query_min: Decimal | None = None
     reachable: bool = False
+
+
+def caps_of_policy(policy: SitePolicy) -> SiteCaps:
+    """``SiteCaps`` from what a site said in DescribePolicy (0 on the wire: it does not say)."""
+    return SiteCaps(
+        per_study=epsilon_decimal(policy.epsilon_total_cap),
+        per_researcher=epsilon_decimal(policy.epsilon_per_researcher_cap),
+        period_days=policy.budget_period_days,
+        per_query_min=epsilon_decimal(policy.epsilon_per_query_min),
+        reachable=True,
+    )
 
 
 def caps_of(info: object) -> SiteCaps:
@@ -281,8 +306,15 @@ def _halfwidth(kind: Kind, epsilon: Decimal) -> float | None:
     return None if math.isnan(hw) or hw == math.inf else max(hw, 0.0)
 
 
+def typical_kind(p: StudyProposal) -> Kind:
+    """The kind whose noise a preview's per-site figure shows: the first requested kind this version knows
+    (cohort-count when there is none)."""
+    return next((k for k in p.kinds if isinstance(k, Kind)), Kind.COHORT_COUNT)
+
+
 def _budget_lines(p: StudyProposal) -> list[str]:
-    """How many queries of each requested kind the per-site budget buys at the cap, and their noise."""
+    """How many queries of each requested kind the per-site budget buys at the cap, and their noise (the
+    figure the per-site column shows for the first kind: ``_halfwidth`` printed by ``halfwidth_text``)."""
     total, cap = epsilon_decimal(p.epsilon_total_per_site), epsilon_decimal(p.epsilon_per_query_cap)
     if total is None or cap is None or cap > total:
         return []
@@ -297,8 +329,46 @@ def _budget_lines(p: StudyProposal) -> list[str]:
         count = "more than 10^12 queries" if n is None else f"{n} {'query' if n == 1 else 'queries'}"
         what = f"{kind.label}: {count}"
         what += f"{' of 1 variant' if KINDS[kind].per_variant else ''} at eps {cap}"
-        lines.append(f"{what}, each count ±{hw:.3g} (95%)" if hw is not None else f"{what}: noise not plannable")
+        shown = halfwidth_text(hw) if hw is not None else ""
+        lines.append(f"{what}, each count {shown} (95%)" if shown else f"{what}: noise not plannable")
     return lines
+
+
+def site_problems(
+    site: str,
+    said: SitePolicy,
+    *,
+    registered_build: str,
+    assembly: str,
+    cap: Decimal | None,
+) -> tuple[list[str], list[str]]:
+    """What a site's own answer (``said``) means for the proposal: its real problems (the purpose or a kind
+    refused, the per-query cap above the site's, a build other than registered or asked) and information
+    (kinds answered under a condition)."""
+    problems, notes = [], []
+    if not said.purpose_accepted:
+        problems.append(f"{site}: {said.purpose_reason or 'the purpose is not accepted'}")
+    for k in said.kinds:
+        if not k.allowed:
+            label = k.kind.label if isinstance(k.kind, Kind) else str(k.kind)
+            problems.append(f"{site}: refuses {label}: {k.note or 'not answered by its policy'}")
+        elif k.note:
+            label = k.kind.label if isinstance(k.kind, Kind) else str(k.kind)
+            notes.append(f"{site}: {label}: {k.note}")
+    site_cap = epsilon_decimal(said.epsilon_per_query_cap)
+    if cap is not None and site_cap is not None and cap > site_cap:
+        problems.append(
+            f"{site}: the per-query cap ε {_fmt(cap)} is above the site's cap of ε {_fmt(site_cap)} per query: "
+            "queries asking more are refused there"
+        )
+    if said.genome_build and registered_build and said.genome_build != registered_build:
+        problems.append(
+            f"{site}: serves {said.genome_build[:20]} but is registered as {registered_build}: "
+            "the operator must update its registration"
+        )
+    elif said.genome_build and assembly and said.genome_build != assembly:
+        problems.append(f"{site}: serves {said.genome_build[:20]}, and the study asks for {assembly}")
+    return problems, notes
 
 
 def preview(
@@ -312,36 +382,49 @@ def preview(
     committed: Mapping[str, Decimal] | None = None,
     spent: Mapping[str, float] | None = None,
     epsilon_per_query_min: Decimal | None = None,
+    policies: Mapping[str, SitePolicy | str] | None = None,
 ) -> StudyPreview:
     """A dry run of ``proposal`` against the registered ``nodes`` (by name), as domain values (the servicer
     converts them to its response).
 
     ``grant_body`` is what an approval at ``now_ms`` (default: now) would issue, with an empty study id
     and unsigned; pass the researcher's key and the current revocation epoch to fill those terms.
-    ``problems`` lists every blocking problem first, then, for a valid budget, one line per requested kind
-    saying how many queries fit at the cap and with what noise (so it is never empty for a valid proposal).
+    ``problems`` lists only what blocks approval or a query at a site: the proposal's own problems, sites
+    unknown or unreachable, a purpose or kind a site refuses, the per-query cap above a site's cap or below its
+    floor, a build mismatch, a researcher cap exceeded. ``notes`` is information: for a valid budget, one line
+    per requested kind saying how many queries fit at the cap and with what noise, and kinds a site answers
+    under a condition.
 
-    Per site, ``registered`` and the noise are computed here; ``caps`` (what each site published in
-    GetNodeInfo, ``reachable`` when it answered) give the site's caps and floor, else ``epsilon_total_cap``
-    is the proposal's own per-site total and the others 0 ("the site does not say"). ``committed`` is the
-    proposing researcher's committed ε per site (``CoordinatorState.committed``), ``spent`` what each site's
-    ledger says they spent over its period (negative: not known). ``epsilon_per_query_min`` is the
-    coordinator's floor, used where a site publishes none. ``purpose_accepted`` stays False and
-    ``kinds_refused`` empty."""
+    ``policies`` is what each registered site said of the proposal (``NodeService.DescribePolicy``, asked by
+    the servicer), or why it could not be asked (a message); a site missing from it was not asked. A site's
+    caps come from its answer, else from ``caps`` (GetNodeInfo), else ``epsilon_total_cap`` is the proposal's
+    own per-site total and the others 0 ("the site does not say"). ``committed`` is the proposing researcher's
+    committed ε per site (``CoordinatorState.committed``), ``spent`` what each site's ledger says they spent
+    over its period (negative: not known). ``epsilon_per_query_min`` is the coordinator's floor, used where a
+    site publishes none. Every site's ``count_ci95_half_width`` is the half-width of one answer of the first
+    requested kind at the per-query cap: the very number the notes print for that kind."""
     now = int(time.time() * 1000) if now_ms is None else now_ms
-    caps, committed, spent = caps or {}, committed or {}, spent or {}
+    committed, spent, policies = committed or {}, spent or {}, policies or {}
+    caps = dict(caps or {})
+    for site, answer in policies.items():
+        if isinstance(answer, SitePolicy):
+            caps[site] = caps_of_policy(answer)
     cap = epsilon_decimal(proposal.epsilon_per_query_cap)
-    halfwidth = (_halfwidth(Kind.COHORT_COUNT, cap) if cap is not None else None) or 0.0
+    halfwidth = (_halfwidth(typical_kind(proposal), cap) if cap is not None else None) or 0.0
+    builds = {name: node.genome_build for name, node in nodes.items()}
+    assembly, _ = study_assembly(proposal, builds)
     sites = []
-    floor_problems = []
+    site_problems_: list[str] = []
+    notes: list[str] = []
     for site in proposal.sites:
         c = caps.get(site, SiteCaps())
+        said = policies.get(site)
         sp = SitePreview(
             site=site,
             registered=site in nodes,
-            reachable=c.reachable,
-            purpose_accepted=False,
-            kinds_refused=(),
+            reachable=isinstance(said, SitePolicy) or (said is None and c.reachable),
+            purpose_accepted=isinstance(said, SitePolicy) and said.purpose_accepted,
+            kinds_refused=tuple(k.kind for k in said.kinds if not k.allowed) if isinstance(said, SitePolicy) else (),
             epsilon_total_cap=float(c.per_study) if c.per_study is not None else proposal.epsilon_total_per_site,
             count_ci95_half_width=halfwidth,
             epsilon_per_researcher_cap=float(c.per_researcher or 0),
@@ -350,23 +433,47 @@ def preview(
             budget_period_days=c.period_days,
             epsilon_per_query_min=float(c.per_query_min or 0),
         )
+        if isinstance(said, SitePolicy):
+            sp = dataclasses.replace(
+                sp,
+                genome_build=said.genome_build,
+                version=said.version,
+                note=said.purpose_reason,
+                kinds=said.kinds,
+                epsilon_per_query_cap=said.epsilon_per_query_cap,
+                participants_at_least=said.participants_at_least,
+                participants_below=said.participants_below,
+            )
+            more, info = site_problems(
+                site, said, registered_build=builds.get(site, ""), assembly=proposal.assembly or assembly, cap=cap
+            )
+            site_problems_ += more
+            notes += info
+        elif isinstance(said, str):
+            sp = dataclasses.replace(sp, note=said)
+            site_problems_.append(f"{site}: could not be asked ({said})")
         sites.append(sp)
         floor = c.per_query_min or epsilon_per_query_min
         if cap is not None and floor is not None and cap < floor:
-            floor_problems.append(
+            site_problems_.append(
                 f"{site}: refuses queries below ε {_fmt(floor)}, and the per-query cap {_fmt(cap)} is below it"
             )
-    builds = {name: node.genome_build for name, node in nodes.items()}
     terms = grant_body(
         proposal,
         study_id="",
         researcher_public_key=researcher_public_key,
         approved_ms=now,
         revocation_epoch=revocation_epoch,
-        assembly=study_assembly(proposal, builds)[0],
+        assembly=assembly,
         caps=caps,
     )
     total = epsilon_decimal(proposal.epsilon_total_per_site)
     over = over_researcher_caps(total, list(proposal.sites), committed, caps) if total is not None else []
-    problems = proposal_problems(proposal, builds) + floor_problems + over + _budget_lines(proposal)
-    return StudyPreview(grant_body=terms, sites=tuple(sites), problems=tuple(problems), risk=terms.risk)
+    problems = proposal_problems(proposal, builds) + site_problems_ + over
+    return StudyPreview(
+        grant_body=terms,
+        sites=tuple(sites),
+        problems=tuple(problems),
+        risk=terms.risk,
+        notes=tuple(_budget_lines(proposal) + notes),
+    )

@@ -20,13 +20,13 @@ Threading model: gRPC's pool calls these methods concurrently; ``CoordinatorStat
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from google.protobuf.message import DecodeError
 
 from coordinator.config import RolesSettings
-from coordinator.preview import SiteCaps, caps_of, check_shape, preview
+from coordinator.preview import SiteCaps, caps_of, caps_of_policy, check_shape, preview
 from coordinator.queries import FederatedQueries
 from coordinator.state import CoordinatorState
 from genogate.convert import (
@@ -40,6 +40,7 @@ from genogate.convert import (
     review_from_pb,
     revocations_to_pb,
     signed_proposal_from_pb,
+    site_policy_from_pb,
     study_state_from_pb,
     study_to_pb,
 )
@@ -52,8 +53,9 @@ from genogate.errors import (
     Reason,
     Unavailable,
 )
+from genogate.query import Kind
 from genogate.rpc import boundary, caller_common_name
-from genogate.studies import NodeInfo, StudyGrant, StudyState
+from genogate.studies import NodeInfo, SitePolicy, StudyGrant, StudyProposal, StudyState
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 from genogate.wire.v1 import coordinator_pb2_grpc
@@ -82,6 +84,9 @@ RPC_POLICY = {
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": "operators' tools",
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": "operators' tools",
 }
+
+
+_OUTCOME = {pb.SITE_STATUS_TIMED_OUT: "timed_out", pb.SITE_STATUS_REFUSED: "refused", pb.SITE_STATUS_FAILED: "failed"}
 
 
 def _not_allowed(caller: str, what: str) -> PermissionDenied:
@@ -158,7 +163,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         except NotFound:
             key = b""  # previewing before registering is allowed; the grant body then names no key
         nodes = {n.name: n for n in self.state.list_nodes()}
-        caps = self._caps(p.sites)
+        policies = self._policies(p, nodes)
+        caps = {site: caps_of_policy(said) for site, said in policies.items() if isinstance(said, SitePolicy)}
         fp = p.researcher_key_fingerprint if key else ""
         return preview_to_pb(
             preview(
@@ -170,8 +176,29 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
                 committed=self.state.committed(fp, caps) if fp else {},
                 spent=self._spent(fp, list(p.sites)),
                 epsilon_per_query_min=self.queries.limits.epsilon_per_query_min,
+                policies=policies,
             )
         )
+
+    def _policies(self, p: StudyProposal, registered: Mapping[str, NodeInfo]) -> dict[str, SitePolicy | str]:
+        """What each registered site among the proposal's says of it (``NodeService.DescribePolicy``, asked of
+        all at once over the fan-out's channels and deadlines), or why it could not be asked; unregistered
+        names are never asked."""
+        nodes = [registered[s] for s in dict.fromkeys(p.sites) if s in registered]
+        if not nodes:
+            return {}
+        request = npb.DescribePolicyRequest(
+            purpose=p.purpose[:1000],
+            kinds=[k.value if isinstance(k, Kind) else int(k) for k in p.kinds][:64],  # type: ignore[arg-type]
+        )
+        out: dict[str, SitePolicy | str] = {}
+        for result, answer in self.queries.fanout.policies(nodes, request):
+            if answer is not None:
+                out[result.site] = site_policy_from_pb(answer)
+            else:
+                word = _OUTCOME.get(result.status, "failed")
+                out[result.site] = f"{word} {Reason(result.reason).name}: {result.message or 'no answer'}"
+        return out
 
     @boundary
     def GetStudy(self, request: cpb.GetStudyRequest, context: Any) -> cpb.GetStudyResponse:  # noqa: N802

@@ -29,6 +29,7 @@ from genogate.query import (
 )
 from genogate.studies import (
     GrantTerms,
+    KindPolicy,
     MembershipRisk,
     NodeInfo,
     NodeUpdate,
@@ -38,6 +39,7 @@ from genogate.studies import (
     ReviewDecision,
     SignedProposal,
     SignedRevocationList,
+    SitePolicy,
     SitePreview,
     Study,
     StudyGrant,
@@ -47,6 +49,7 @@ from genogate.studies import (
 )
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
+from genogate.wire.v1 import node_pb2 as npb
 
 _SEX_TO_PB = {"F": pb.SEX_FEMALE, "M": pb.SEX_MALE, "U": pb.SEX_UNKNOWN}
 _SEX_FROM_PB = {v: k for k, v in _SEX_TO_PB.items()}
@@ -426,6 +429,34 @@ def grant_terms_to_pb(g: GrantTerms) -> pb.GrantBody:
     return out
 
 
+def kind_policy_from_pb(m: pb.KindPolicy) -> KindPolicy:
+    return KindPolicy(_kind_or_number(m.kind), m.allowed, int(m.refusal), m.note)
+
+
+def kind_policy_to_pb(k: KindPolicy) -> pb.KindPolicy:
+    return pb.KindPolicy(kind=_kind_number(k.kind), allowed=k.allowed, refusal=k.refusal, note=k.note)  # type: ignore[arg-type]
+
+
+def site_policy_from_pb(m: npb.DescribePolicyResponse) -> SitePolicy:
+    """A node's DescribePolicy answer as values (the coordinator's preview reads it)."""
+    return SitePolicy(
+        name=m.name,
+        genome_build=m.genome_build,
+        version=m.version,
+        purpose_accepted=m.purpose_accepted,
+        purpose_reason=m.purpose_reason,
+        kinds=tuple(kind_policy_from_pb(k) for k in m.kinds),
+        epsilon_per_query_cap=m.epsilon_per_query_cap,
+        epsilon_per_query_min=m.epsilon_per_query_min,
+        epsilon_total_cap=m.epsilon_total_cap,
+        epsilon_per_researcher_cap=m.epsilon_per_researcher_cap,
+        epsilon_per_node_cap=m.epsilon_per_node_cap,
+        budget_period_days=m.budget_period_days,
+        participants_at_least=m.participants_at_least,
+        participants_below=m.participants_below,
+    )
+
+
 def site_preview_from_pb(m: cpb.SitePreview) -> SitePreview:
     return SitePreview(
         site=m.site,
@@ -440,6 +471,13 @@ def site_preview_from_pb(m: cpb.SitePreview) -> SitePreview:
         researcher_epsilon_spent=m.researcher_epsilon_spent,
         budget_period_days=m.budget_period_days,
         epsilon_per_query_min=m.epsilon_per_query_min,
+        genome_build=m.genome_build,
+        version=m.version,
+        note=m.note,
+        kinds=tuple(kind_policy_from_pb(k) for k in m.kinds),
+        epsilon_per_query_cap=m.epsilon_per_query_cap,
+        participants_at_least=m.participants_at_least,
+        participants_below=m.participants_below,
     )
 
 
@@ -457,6 +495,13 @@ def site_preview_to_pb(s: SitePreview) -> cpb.SitePreview:
         researcher_epsilon_spent=s.researcher_epsilon_spent,
         budget_period_days=s.budget_period_days,
         epsilon_per_query_min=s.epsilon_per_query_min,
+        genome_build=s.genome_build,
+        version=s.version,
+        note=s.note,
+        kinds=[kind_policy_to_pb(k) for k in s.kinds],
+        epsilon_per_query_cap=s.epsilon_per_query_cap,
+        participants_at_least=s.participants_at_least,
+        participants_below=s.participants_below,
     )
 
 
@@ -466,6 +511,7 @@ def preview_from_pb(m: cpb.PreviewStudyResponse) -> StudyPreview:
         sites=tuple(site_preview_from_pb(s) for s in m.sites),
         problems=tuple(m.problems),
         risk=risk_from_pb(m.risk) if m.HasField("risk") else None,
+        notes=tuple(m.notes),
     )
 
 
@@ -474,6 +520,7 @@ def preview_to_pb(p: StudyPreview) -> cpb.PreviewStudyResponse:
         grant_body=grant_terms_to_pb(p.grant_body),
         sites=[site_preview_to_pb(s) for s in p.sites],
         problems=p.problems,
+        notes=p.notes,
     )
     if p.risk is not None:
         out.risk.CopyFrom(risk_to_pb(p.risk))

@@ -10,6 +10,7 @@ review, the committee's grant and revocation list), because a signature covers b
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, replace
 
 from genogate.query import Kind
@@ -221,11 +222,53 @@ class GrantTerms:
     risk: MembershipRisk | None = None
 
 
+def halfwidth_text(hw: float) -> str:
+    """How a preview prints a 95% half-width, in its per-site table and its notes alike (one number, one
+    spelling); empty when there is none."""
+    return f"±{hw:.3g}" if hw >= 0 and math.isfinite(hw) else ""
+
+
+@dataclass(frozen=True)
+class KindPolicy:
+    """Whether a site answers one query kind for a study (``kind`` a ``Kind``, or the number of one this
+    version does not know), the refusal a query of it would get (the ``genogate.errors.Reason`` number, 0 when
+    allowed) and why, or the condition it is answered under."""
+
+    kind: Kind | int
+    allowed: bool
+    refusal: int = 0
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class SitePolicy:
+    """What a site's own policy makes of a proposed study (its answer to ``NodeService.DescribePolicy``):
+    build, version, purpose, kinds, ε caps (0: not said) and the consenting participants' bucket
+    (``participants_at_least`` <= n < ``participants_below``; both 0: the site publishes none)."""
+
+    name: str
+    genome_build: str
+    version: str
+    purpose_accepted: bool
+    purpose_reason: str
+    kinds: tuple[KindPolicy, ...]
+    epsilon_per_query_cap: float
+    epsilon_per_query_min: float
+    epsilon_total_cap: float
+    epsilon_per_researcher_cap: float
+    epsilon_per_node_cap: float
+    budget_period_days: int
+    participants_at_least: int
+    participants_below: int
+
+
 @dataclass(frozen=True)
 class SitePreview:
     """One proposed site in a preview: whether it is registered and answered, its caps and floor (0: the site
-    does not say), the noise of one cohort count at the per-query cap, and the proposing researcher's
-    committed and spent ε there (spent negative: not known)."""
+    does not say), the noise of one answer of the proposal's first kind at the per-query cap, and the proposing
+    researcher's committed and spent ε there (spent negative: not known). What the site itself said: its
+    build and version, per kind whether it answers it, its per-query cap and the participants' bucket (both 0:
+    not published); ``note`` says why it refuses the purpose or could not be asked."""
 
     site: str
     registered: bool
@@ -239,14 +282,23 @@ class SitePreview:
     researcher_epsilon_spent: float
     budget_period_days: int
     epsilon_per_query_min: float
+    genome_build: str = ""
+    version: str = ""
+    note: str = ""
+    kinds: tuple[KindPolicy, ...] = ()
+    epsilon_per_query_cap: float = 0.0
+    participants_at_least: int = 0
+    participants_below: int = 0
 
 
 @dataclass(frozen=True)
 class StudyPreview:
     """A dry run of a proposal: the grant terms an approval now would issue (study id empty), one entry per
-    proposed site in the proposal's order, every problem (empty when none), and the membership risk."""
+    proposed site in the proposal's order, every problem (empty when none), and the membership risk. ``notes``
+    is information, not problems: what the budget buys per kind and with what noise."""
 
     grant_body: GrantTerms
     sites: tuple[SitePreview, ...]
     problems: tuple[str, ...]
     risk: MembershipRisk | None
+    notes: tuple[str, ...] = ()

@@ -24,10 +24,12 @@ from genogate.studies import (
     Review,
     ReviewBody,
     ReviewDecision,
+    SitePreview,
     Study,
     StudyPreview,
     StudyProposal,
     StudyState,
+    halfwidth_text,
 )
 
 EMPTY = "-"
@@ -203,6 +205,20 @@ def study(s: Study, *, revocation_epoch: int | None = None) -> str:
     return "\n".join(out)
 
 
+def participants_text(at_least: int, below: int) -> str | None:
+    """A site's participant bucket as people read it: ``<10``, ``100-999``; None when not published."""
+    if below <= 0:
+        return None
+    return f"<{below:,}" if at_least <= 0 else f"{at_least:,}-{below - 1:,}"
+
+
+def _kinds_allowed(s: SitePreview) -> str | None:
+    if not s.kinds:
+        return None
+    allowed = [kind_label(k.kind) + ("*" if k.note else "") for k in s.kinds if k.allowed]
+    return ",".join(allowed) if allowed else "none"
+
+
 def preview(response: StudyPreview) -> str:
     g = response.grant_body
     out = [
@@ -211,6 +227,7 @@ def preview(response: StudyPreview) -> str:
                 ("purpose", g.purpose),
                 ("kinds", kinds_text(g.kinds)),
                 ("sites", ",".join(g.sites)),
+                ("assembly", g.assembly),
                 ("epsilon per site", g.epsilon_total),
                 ("epsilon per query cap", g.epsilon_per_query_cap),
                 ("valid from", when(g.not_before_unix_ms)),
@@ -220,46 +237,62 @@ def preview(response: StudyPreview) -> str:
         )
     ]
     if response.sites:
-        rows = [
+        typical = next((k for k in g.kinds if isinstance(k, Kind)), Kind.COHORT_COUNT)
+        said = [
             (
                 s.site,
                 s.registered,
                 s.reachable,
-                s.purpose_accepted,
-                kinds_text(s.kinds_refused),
+                s.genome_build,
+                s.purpose_accepted if s.reachable else None,
+                _kinds_allowed(s),
+                participants_text(s.participants_at_least, s.participants_below),
+                halfwidth_text(s.count_ci95_half_width) if s.registered and s.count_ci95_half_width > 0 else None,
+            )
+            for s in response.sites
+        ]
+        headers = ("SITE", "REGISTERED", "REACHABLE", "BUILD", "PURPOSE OK", "KINDS ALLOWED", "PARTICIPANTS", "CI95")
+        out += ["", table(headers, said)]
+        out += [
+            "",
+            "as each site said itself; KINDS ALLOWED: of the requested (* under a condition, see notes); "
+            "PARTICIPANTS: whose consent admits the purpose, in powers of ten (- where the site does not say); "
+            f"CI95: the 95% half-width of one {kind_label(typical)} answer at the per-query cap",
+        ]
+        budgets = [
+            (
+                s.site,
+                s.epsilon_per_query_min if s.epsilon_per_query_min else None,
+                s.epsilon_per_query_cap if s.epsilon_per_query_cap else None,
                 s.epsilon_total_cap if s.epsilon_total_cap else None,
-                s.count_ci95_half_width if s.count_ci95_half_width else None,
                 s.epsilon_per_researcher_cap if s.epsilon_per_researcher_cap else None,
+                s.budget_period_days or None,
                 s.researcher_epsilon_committed,
                 s.researcher_epsilon_spent if s.researcher_epsilon_spent >= 0 else None,
-                s.budget_period_days or None,
-                s.epsilon_per_query_min if s.epsilon_per_query_min else None,
             )
             for s in response.sites
         ]
         headers = (
             "SITE",
-            "REGISTERED",
-            "REACHABLE",
-            "PURPOSE OK",
-            "KINDS REFUSED",
-            "EPSILON CAP",
-            "COUNT CI95 +/-",
+            "EPSILON MIN",
+            "QUERY CAP",
+            "STUDY CAP",
             "RESEARCHER CAP",
+            "PERIOD DAYS",
             "COMMITTED",
             "SPENT",
-            "PERIOD DAYS",
-            "EPSILON MIN",
         )
-        out += ["", table(headers, rows)]
+        out += ["", table(headers, budgets)]
         out += [
             "",
-            "RESEARCHER CAP: the site's cap on ε per researcher across all their studies there; COMMITTED: what the "
-            "researcher's approved studies may spend there; SPENT: what the site's ledger says they spent in its "
-            "period (- where unknown)",
+            "QUERY CAP, STUDY CAP: the site's own caps on ε per query and per study; RESEARCHER CAP: its cap on ε per "
+            "researcher across all their studies there; COMMITTED: what the researcher's approved studies may spend "
+            "there; SPENT: what the site's ledger says they spent in its period (- where unknown)",
         ]
     if response.risk is not None:
         out += ["", f"membership risk: {response.risk.statement}"]
+    if response.notes:
+        out += ["", "notes:"] + [f"  - {n}" for n in response.notes]
     if response.problems:
         out += ["", "problems:"] + [f"  - {p}" for p in response.problems]
     else:

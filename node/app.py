@@ -62,6 +62,7 @@ def policy_of(config: NodeConfig) -> Policy:
         epsilon_per_researcher_cap=p.epsilon_per_researcher_cap,
         epsilon_per_node_cap=p.epsilon_per_node_cap,
         budget_period_days=p.budget_period_days,
+        preview_participants=p.preview_participants,
     )
 
 

@@ -288,6 +288,16 @@ class PolicySettings:
         },
     )
 
+    preview_participants: bool = field(
+        default=True,
+        metadata={
+            "help": "Whether the coordinator's study preview may learn how many participants' consent admits a "
+            "study's purpose here, as a power-of-ten bucket only (fewer than 10, 10-99, 100-999, ...; never the "
+            "count, never under a filter). Not noised and charged to no budget: see docs/operations/preview.md "
+            "for why a bucket is coarse enough, and set false if even that is too much for this institution.",
+        },
+    )
+
     @property
     def kinds(self) -> frozenset[Kind]:
         return frozenset(Kind.parse(k) for k in self.allowed_kinds)

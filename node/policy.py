@@ -60,6 +60,13 @@ class Policy:
     epsilon_per_researcher_cap: Decimal = Decimal("8")
     epsilon_per_node_cap: Decimal = Decimal("100")
     budget_period_days: int = 365
+    preview_participants: bool = True
+
+    def accepts(self, permission: str) -> bool:
+        """Whether a study purpose's DUO permission (``DS-C50``, ``HMB``) is one this node accepts: listed, or
+        any disease-specific one when ``DS`` is."""
+        accepted = self.allowed_purposes
+        return permission in accepted or (permission.startswith("DS-") and "DS" in accepted)
 
     def study_cap(self, study: Study) -> Decimal:
         """The ε a study may spend at this node: its own total, within the node's per-study cap."""
@@ -221,9 +228,8 @@ class Gate:
         return study
 
     def _check_purpose(self, study: Study) -> None:
-        permission = study.purpose[0]
-        accepted = self.policy.allowed_purposes
-        if permission not in accepted and not (permission.startswith("DS-") and "DS" in accepted):
+        permission, accepted = study.purpose[0], self.policy.allowed_purposes
+        if not self.policy.accepts(permission):
             raise PermissionDenied(
                 f"purpose {study.purpose_text!r}",
                 reason=Reason.PURPOSE_REFUSED,

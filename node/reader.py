@@ -122,13 +122,24 @@ class Reader:
         with self._lock:
             mask = self._consent.get(study.purpose)
         if mask is None:
-            mask = np.zeros(self.n_samples, dtype=bool)
-            for codes, members in self._cohorts.consent_groups:
-                if duo.admits(codes, study.purpose, self._diseases):
-                    mask |= members
+            mask = self._consent_mask(study.purpose)
             with self._lock:
                 self._consent[study.purpose] = mask
         return mask
+
+    def _consent_mask(self, purpose: tuple[str, frozenset[str]]) -> npt.NDArray[np.bool_]:
+        mask = np.zeros(self.n_samples, dtype=bool)
+        for codes, members in self._cohorts.consent_groups:
+            if duo.admits(codes, purpose, self._diseases):
+                mask |= members
+        return mask
+
+    def consenting(self, purpose: tuple[str, frozenset[str]]) -> int:
+        """How many participants' consent admits ``purpose`` (for the study preview's bucket; reads no
+        genotype data). A purpose no query has used yet is not cached: any coordinator may ask about any."""
+        with self._lock:
+            mask = self._consent.get(purpose)
+        return int((mask if mask is not None else self._consent_mask(purpose)).sum())
 
     def _cohort(self, f: Filter, consent: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
         year = dt.datetime.fromtimestamp(self._clock(), tz=dt.UTC).year

@@ -73,19 +73,20 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from genogate import duo, metrics
+from genogate import __version__, duo, metrics
 from genogate.errors import GenogateError, Internal
 from genogate.kinds import canonical_bytes
 from genogate.query import Region
 from genogate.signing import Signer
 from genogate.wire.v1 import common_pb2 as pb
-from node import dp, release
+from node import dp, preview, release
 from node.backend import GenotypeBackend
 from node.catalogue import Catalogue
 from node.cohort import Cohorts
 from node.grants import GrantVerifier
 from node.ledger import Answered, Charged, Ledger, Pending
-from node.policy import Admitted, Asked, Caller, Charge, Gate, Policy
+from node.policy import Admitted, Asked, Caller, Charge, Gate, Policy, not_coordinator
+from node.preview import PolicyView
 from node.reader import Reader, Rows
 from node.studies import Study
 
@@ -342,6 +343,21 @@ class QueryService:
         # Joining another query id's pending charge (paying nothing): the values are that query id's release
         # (first completion wins). A recharge (``Charged``) is paid by this request: not a stored release.
         return stored, isinstance(begun, Pending) and begun.original_query_id != asked.opened.envelope.query_id
+
+    def describe(self, caller: Caller, purpose: str, kinds: Sequence[int]) -> PolicyView:
+        """What this node's policy makes of a proposed study (``node.preview``), for the coordinator only.
+        Read-only: no store read, no charge, no audit entry."""
+        if not (self.coordinator_common_name and caller.common_name == self.coordinator_common_name):
+            raise not_coordinator(caller, self.coordinator_common_name, "a study preview")
+        return preview.describe(
+            self.policy,
+            name=self.name,
+            genome_build=self.catalogue.build,
+            version=__version__,
+            purpose=purpose,
+            kinds=kinds,
+            consenting=self._reader.consenting,
+        )
 
     def budget(self, caller: Caller, study_id: str, grant: pb.StudyGrant | None = None) -> pb.BudgetStatus:
         """A study's budget here, for the study's researcher and the coordinator only (``Gate.budget_reader``

@@ -110,6 +110,7 @@ class AlleleFrequencyKind(QueryKind):
     help = "allele counts and frequency of variants in a cohort"
     per_variant = True
     uses_variants = True
+    takes_region = "optional"
     ratios = frozenset({"allele_frequency"})
 
     def sensitivity(self, k: int) -> Sensitivity:

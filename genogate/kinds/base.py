@@ -22,7 +22,7 @@ import abc
 import argparse
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from genogate import results as res
 from genogate.filter import parse_filter
@@ -127,6 +127,9 @@ class QueryKind(abc.ABC):
     """Whether one query's cost covers one variant (the study preview says "of 1 variant")."""
     uses_variants: bool
     """Whether the query releases values per variant (named, or a region's)."""
+    takes_region: Literal["no", "optional", "only"] = "no"
+    """Whether its queries may name a region instead of variants ("optional") or must ("only"): a node lists
+    a region's sites only when its policy makes that list public (``[policy] public_site_catalogue``)."""
     ratios: frozenset[str] = frozenset()
     """The quantities of its combined rows that are ratios, not counts (printed with 4 significant digits)."""
 

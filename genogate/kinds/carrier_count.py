@@ -87,6 +87,7 @@ class CarrierCountKind(QueryKind):
     help = "count the carriers of any ALT allele in a region"
     per_variant = False
     uses_variants = True
+    takes_region = "only"
 
     def sensitivity(self, k: int) -> Sensitivity:
         return one_value()  # one participant carries or not: +-1

@@ -158,6 +158,7 @@ NODE_METHODS = {
     "/genogate.v1.NodeService/Query": npb.QueryRequest,
     "/genogate.v1.NodeService/GetBudget": npb.GetBudgetRequest,
     "/genogate.v1.NodeService/GetNodeInfo": npb.GetNodeInfoRequest,
+    "/genogate.v1.NodeService/DescribePolicy": npb.DescribePolicyRequest,
 }
 COORD_METHODS = {
     f"/genogate.v1.CoordinatorService/{m.name}": getattr(cpb, m.input_type.name)
@@ -210,6 +211,10 @@ def _valid_bytes(fed: Fed, message: type) -> bytes:
         return npb.QueryRequest(signed_query=pb.SignedQuery(payload=env.SerializeToString())).SerializeToString()
     if message is cpb.PreviewStudyRequest:
         return cpb.PreviewStudyRequest(proposal=_proposal(fed.alice, 10, 1)).SerializeToString()
+    if message is npb.DescribePolicyRequest:
+        return npb.DescribePolicyRequest(
+            purpose="HMB;NPU", kinds=[pb.QUERY_KIND_COHORT_COUNT, pb.QUERY_KIND_CARRIER_COUNT]
+        ).SerializeToString()
     if message is npb.GetBudgetRequest:
         return npb.GetBudgetRequest(study_id="LOCAL").SerializeToString()
     if message is cpb.GetStudyRequest:

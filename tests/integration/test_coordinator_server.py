@@ -230,7 +230,11 @@ def test_propose_preview_approve_by_two_revoke(fed: Fed, connect: Callable[[str]
         ("site-b", True, False, False),
     ]
     assert preview.grant_body.researcher_public_key == fed.researcher.public_raw
-    assert preview.problems and all("query" in line or "queries" in line for line in preview.problems)
+    # No node runs here: each registered site is a problem (never a failed preview); the budget is information.
+    assert list(preview.problems) == [
+        f"{site}: could not be asked (failed UNAVAILABLE: the site is unreachable)" for site in ("site-a", "site-b")
+    ]
+    assert preview.notes and all("query" in line or "queries" in line for line in preview.notes)
 
     study = propose(fed, alice, "lifecycle")
     assert study.approvals_required == 2

@@ -17,6 +17,7 @@ from genogate.convert import (
     grant_terms_of,
     grant_terms_to_pb,
     grant_to_pb,
+    kind_policy_to_pb,
     node_from_pb,
     node_to_pb,
     preview_from_pb,
@@ -32,6 +33,7 @@ from genogate.convert import (
     revocations_to_pb,
     risk_from_pb,
     risk_to_pb,
+    site_policy_from_pb,
     site_preview_from_pb,
     site_preview_to_pb,
     study_from_pb,
@@ -42,6 +44,7 @@ from genogate.errors import InvalidArgument, Reason
 from genogate.query import Kind
 from genogate.studies import (
     GrantTerms,
+    KindPolicy,
     MembershipRisk,
     NodeInfo,
     Researcher,
@@ -50,6 +53,7 @@ from genogate.studies import (
     ReviewDecision,
     SignedProposal,
     SignedRevocationList,
+    SitePolicy,
     SitePreview,
     Study,
     StudyGrant,
@@ -59,6 +63,7 @@ from genogate.studies import (
 )
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
+from genogate.wire.v1 import node_pb2 as npb
 
 text = st.text(max_size=20)
 blob = st.binary(max_size=40)
@@ -270,6 +275,13 @@ terms = st.builds(
     assembly=text,
     risk=st.none() | risks,
 )
+kind_policies = st.builds(
+    KindPolicy,
+    kind=st.sampled_from(list(Kind)) | st.integers(min_value=0, max_value=2**31 - 1).filter(lambda k: k > 5),
+    allowed=st.booleans(),
+    refusal=st.sampled_from([int(r) for r in Reason]),
+    note=text,
+)
 site_previews = st.builds(
     SitePreview,
     site=text,
@@ -284,6 +296,13 @@ site_previews = st.builds(
     researcher_epsilon_spent=finite,
     budget_period_days=u32,
     epsilon_per_query_min=finite,
+    genome_build=text,
+    version=text,
+    note=text,
+    kinds=st.lists(kind_policies, max_size=3).map(tuple),
+    epsilon_per_query_cap=finite,
+    participants_at_least=st.integers(min_value=0, max_value=2**64 - 1),
+    participants_below=st.integers(min_value=0, max_value=2**64 - 1),
 )
 previews = st.builds(
     StudyPreview,
@@ -291,6 +310,7 @@ previews = st.builds(
     sites=st.lists(site_previews, max_size=3).map(tuple),
     problems=st.lists(text, max_size=3).map(tuple),
     risk=st.none() | risks,
+    notes=st.lists(text, max_size=3).map(tuple),
 )
 
 
@@ -320,6 +340,49 @@ def test_risks_grant_terms_and_site_previews_round_trip(
     assert risk_from_pb(risk_to_pb(risk)) == risk
     assert grant_terms_from_pb(grant_terms_to_pb(grant)) == grant
     assert site_preview_from_pb(site_preview_to_pb(site)) == site
+
+
+MAX_U64 = 2**64 - 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(kind_policies, max_size=3), u32, st.integers(min_value=0, max_value=2**64 - 1))
+def test_a_sites_describe_policy_answer_reads_field_for_field(
+    kinds: list[KindPolicy], days: int, participants: int
+) -> None:
+    wire = npb.DescribePolicyResponse(
+        name="site-a",
+        genome_build="GRCh38",
+        version="0.1.0",
+        purpose_accepted=False,
+        purpose_reason="no",
+        kinds=[kind_policy_to_pb(k) for k in kinds],
+        epsilon_per_query_cap=1.0,
+        epsilon_per_query_min=0.001,
+        epsilon_total_cap=4.0,
+        epsilon_per_researcher_cap=8.0,
+        epsilon_per_node_cap=100.0,
+        budget_period_days=days,
+        participants_at_least=participants,
+        participants_below=MAX_U64,
+    )
+    said = site_policy_from_pb(wire)
+    assert said == SitePolicy(
+        "site-a",
+        "GRCh38",
+        "0.1.0",
+        False,
+        "no",
+        tuple(kinds),
+        1.0,
+        0.001,
+        4.0,
+        8.0,
+        100.0,
+        days,
+        participants,
+        2**64 - 1,
+    )
 
 
 def test_known_kinds_decode_to_members_and_unknown_ones_stay_numbers() -> None:

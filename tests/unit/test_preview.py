@@ -13,7 +13,7 @@ from genogate import privacy
 from genogate.convert import grant_terms_to_pb, proposal_from_pb
 from genogate.kinds import KINDS
 from genogate.query import Kind
-from genogate.studies import GrantTerms, NodeInfo, StudyProposal
+from genogate.studies import GrantTerms, NodeInfo, StudyProposal, halfwidth_text
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 
@@ -61,19 +61,22 @@ def test_a_valid_proposal_previews_its_grant_noise_and_budget() -> None:
     for site in out.sites:
         assert site.registered and not site.reachable and not site.purpose_accepted and not site.kinds_refused
         assert site.epsilon_total_cap == 10.0
-        assert site.count_ci95_half_width == count_halfwidth("0.5") > 0
-
+    # The per-site figure is one answer of the first requested kind: the very number its note prints.
     af = privacy.plan(KINDS[Kind.ALLELE_FREQUENCY].sensitivity(1), Decimal("0.5"), Decimal(0)).ci95_halfwidth
-    assert list(out.problems) == [
+    for site in out.sites:
+        assert site.count_ci95_half_width == af > 0
+    assert out.problems == ()  # information is not a problem
+    assert list(out.notes) == [
         f"allele_frequency: 20 queries of 1 variant at eps 0.5, each count ±{af:.3g} (95%)",
         f"cohort_count: 20 queries at eps 0.5, each count ±{count_halfwidth('0.5'):.3g} (95%)",
     ]
+    assert halfwidth_text(out.sites[0].count_ci95_half_width) in out.notes[0]
 
 
 def test_budget_lines_count_exactly_at_the_cap() -> None:
     # 0.3 / 0.1 is 2.9999999999999996 in floats; read exactly it is 3.
     out = preview(proposal(epsilon_total_per_site=0.3, epsilon_per_query_cap=0.1, kinds=[1]), NODES, now_ms=NOW_MS)
-    assert out.problems[0].startswith("cohort_count: 3 queries at eps 0.1,")
+    assert out.notes[0].startswith("cohort_count: 3 queries at eps 0.1,")
 
 
 def test_unknown_sites_and_a_bad_purpose_are_problems() -> None:
@@ -86,7 +89,9 @@ def test_unknown_sites_and_a_bad_purpose_are_problems() -> None:
 def test_caps_over_the_total_are_a_problem_and_buy_nothing() -> None:
     out = preview(proposal(epsilon_per_query_cap=11.0), NODES, now_ms=NOW_MS)
     assert list(out.problems) == ["epsilon_per_query_cap 11.0 exceeds epsilon_total_per_site 10.0"]
-    assert out.sites[0].count_ci95_half_width == count_halfwidth("11.0")
+    assert out.notes == ()
+    af = privacy.plan(KINDS[Kind.ALLELE_FREQUENCY].sensitivity(1), Decimal("11.0"), Decimal(0)).ci95_halfwidth
+    assert out.sites[0].count_ci95_half_width == af
 
 
 @pytest.mark.parametrize("cap", [0.0, -1.0, float("nan"), float("inf"), 2e6])
@@ -94,13 +99,13 @@ def test_unusable_caps_give_no_noise_figure(cap: float) -> None:
     out = preview(proposal(epsilon_per_query_cap=cap), NODES, now_ms=NOW_MS)
     assert all(s.count_ci95_half_width == 0.0 for s in out.sites)
     assert any("epsilon_per_query_cap must be a positive finite number" in p for p in out.problems)
-    assert not any("queries" in p for p in out.problems)
+    assert not any("queries" in p for p in out.problems + out.notes)
 
 
 def test_a_huge_but_allowed_cap_reports_no_noise_rather_than_minus_infinity() -> None:
     out = preview(proposal(epsilon_total_per_site=1e6, epsilon_per_query_cap=1e6, kinds=[1]), NODES, now_ms=NOW_MS)
     assert out.sites[0].count_ci95_half_width >= 0.0
-    assert out.problems[0].startswith("cohort_count: 1 query at eps 1000000.0, each count ±0 (95%)")
+    assert out.notes[0].startswith("cohort_count: 1 query at eps 1000000.0, each count ±0 (95%)")
 
 
 def test_proposal_problems_is_empty_for_a_valid_proposal() -> None:
@@ -176,7 +181,7 @@ def test_a_preview_never_fails_whatever_the_numbers(
 
 def test_the_division_that_crashed_is_a_budget_line() -> None:
     out = preview(proposal(epsilon_total_per_site=1e6, epsilon_per_query_cap=5e-324, kinds=[1]), NODES, now_ms=NOW_MS)
-    assert any("more than 10^12 queries" in p for p in out.problems)
+    assert any("more than 10^12 queries" in p for p in out.notes)
 
 
 @pytest.mark.parametrize(
@@ -278,7 +283,7 @@ def test_kinds_this_version_does_not_know_are_problems_not_crashes() -> None:
     assert "a query kind is requested twice" in problems
     out = preview(p, NODES, now_ms=NOW_MS)
     assert out.grant_body.kinds == (Kind.COHORT_COUNT, 99, 0, 99)  # the terms name them as they were asked
-    assert [line for line in out.problems if "queries" in line] == [
+    assert [line for line in out.notes if "queries" in line] == [
         f"cohort_count: 20 queries at eps 0.5, each count ±{count_halfwidth('0.5'):.3g} (95%)"
     ]
 

@@ -2154,3 +2154,37 @@ class ErrorDetail(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ErrorDetail: _TypeAlias = ErrorDetail  # noqa: Y015
+
+@_typing.final
+class KindPolicy(_message.Message):
+    """Whether a node's policy answers one query kind for a study, and why not."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    ALLOWED_FIELD_NUMBER: _builtins.int
+    REFUSAL_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    kind: Global___QueryKind.ValueType
+    """The kind."""
+    allowed: _builtins.bool
+    """The node answers queries of this kind for the study."""
+    refusal: Global___ErrorReason.ValueType
+    """The refusal a query of this kind would get (UNSPECIFIED when allowed)."""
+    note: _builtins.str
+    """Why it is refused, or the condition it is answered under (e.g. named variants only); for people."""
+    def __init__(
+        self,
+        *,
+        kind: Global___QueryKind.ValueType = ...,
+        allowed: _builtins.bool = ...,
+        refusal: Global___ErrorReason.ValueType = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allowed", b"allowed", "kind", b"kind", "note", b"note", "refusal", b"refusal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KindPolicy: _TypeAlias = KindPolicy  # noqa: Y015

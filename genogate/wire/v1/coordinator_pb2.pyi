@@ -495,18 +495,27 @@ class SitePreview(_message.Message):
     RESEARCHER_EPSILON_SPENT_FIELD_NUMBER: _builtins.int
     BUDGET_PERIOD_DAYS_FIELD_NUMBER: _builtins.int
     EPSILON_PER_QUERY_MIN_FIELD_NUMBER: _builtins.int
+    GENOME_BUILD_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    KINDS_FIELD_NUMBER: _builtins.int
+    EPSILON_PER_QUERY_CAP_FIELD_NUMBER: _builtins.int
+    PARTICIPANTS_AT_LEAST_FIELD_NUMBER: _builtins.int
+    PARTICIPANTS_BELOW_FIELD_NUMBER: _builtins.int
     site: _builtins.str
     """The site name from the proposal."""
     registered: _builtins.bool
     """The site is registered with the coordinator."""
     reachable: _builtins.bool
-    """The site answered GetNodeInfo during the preview."""
+    """The site answered DescribePolicy (what its policy makes of the proposal) during the preview."""
     purpose_accepted: _builtins.bool
     """The site's policy accepts the proposal's purpose."""
     epsilon_total_cap: _builtins.float
     """The site's own cap on ε per study (the effective budget is the smaller of this and the proposal's)."""
     count_ci95_half_width: _builtins.float
-    """Half-width of the 95% interval of one cohort count asked at the proposal's per-query cap."""
+    """Half-width of the 95% interval of one count of the proposal's first requested kind (one variant), asked
+    at the proposal's per-query cap: the figure the preview's noise lines print for that kind.
+    """
     epsilon_per_researcher_cap: _builtins.float
     """The site's cap on ε per researcher across all their studies there, over `budget_period_days`."""
     researcher_epsilon_committed: _builtins.float
@@ -521,9 +530,25 @@ class SitePreview(_message.Message):
     """The rolling period of the site's caps, in days."""
     epsilon_per_query_min: _builtins.float
     """The site's floor on ε per query."""
+    genome_build: _builtins.str
+    """The site's build, as the node itself said during the preview (empty when it could not be asked)."""
+    version: _builtins.str
+    """genogate version the site runs (empty when it could not be asked)."""
+    note: _builtins.str
+    """Why the site's policy does not accept the purpose, or why it could not be asked."""
+    epsilon_per_query_cap: _builtins.float
+    """The site's cap on ε per query (0: not known)."""
+    participants_at_least: _builtins.int
+    """Participants whose consent admits the purpose, as the site's bucket: at least this many ..."""
+    participants_below: _builtins.int
+    """... and fewer than this many; both 0 when the site publishes no count."""
     @_builtins.property
     def kinds_refused(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.QueryKind.ValueType]:
         """Requested kinds the site does not offer."""
+
+    @_builtins.property
+    def kinds(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.KindPolicy]:
+        """Per requested kind, in the proposal's order: whether the site answers it and why not."""
 
     def __init__(
         self,
@@ -540,10 +565,17 @@ class SitePreview(_message.Message):
         researcher_epsilon_spent: _builtins.float = ...,
         budget_period_days: _builtins.int = ...,
         epsilon_per_query_min: _builtins.float = ...,
+        genome_build: _builtins.str = ...,
+        version: _builtins.str = ...,
+        note: _builtins.str = ...,
+        kinds: _abc.Iterable[_common_pb2.KindPolicy] | None = ...,
+        epsilon_per_query_cap: _builtins.float = ...,
+        participants_at_least: _builtins.int = ...,
+        participants_below: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_period_days", b"budget_period_days", "count_ci95_half_width", b"count_ci95_half_width", "epsilon_per_query_min", b"epsilon_per_query_min", "epsilon_per_researcher_cap", b"epsilon_per_researcher_cap", "epsilon_total_cap", b"epsilon_total_cap", "kinds_refused", b"kinds_refused", "purpose_accepted", b"purpose_accepted", "reachable", b"reachable", "registered", b"registered", "researcher_epsilon_committed", b"researcher_epsilon_committed", "researcher_epsilon_spent", b"researcher_epsilon_spent", "site", b"site"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_period_days", b"budget_period_days", "count_ci95_half_width", b"count_ci95_half_width", "epsilon_per_query_cap", b"epsilon_per_query_cap", "epsilon_per_query_min", b"epsilon_per_query_min", "epsilon_per_researcher_cap", b"epsilon_per_researcher_cap", "epsilon_total_cap", b"epsilon_total_cap", "genome_build", b"genome_build", "kinds", b"kinds", "kinds_refused", b"kinds_refused", "note", b"note", "participants_at_least", b"participants_at_least", "participants_below", b"participants_below", "purpose_accepted", b"purpose_accepted", "reachable", b"reachable", "registered", b"registered", "researcher_epsilon_committed", b"researcher_epsilon_committed", "researcher_epsilon_spent", b"researcher_epsilon_spent", "site", b"site", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -671,6 +703,7 @@ class PreviewStudyResponse(_message.Message):
     SITES_FIELD_NUMBER: _builtins.int
     PROBLEMS_FIELD_NUMBER: _builtins.int
     RISK_FIELD_NUMBER: _builtins.int
+    NOTES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def grant_body(self) -> _common_pb2.GrantBody:
         """The grant body an approval now would issue (study id empty)."""
@@ -681,11 +714,15 @@ class PreviewStudyResponse(_message.Message):
 
     @_builtins.property
     def problems(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Human-readable problems that would block approval or use; empty when none."""
+        """Human-readable problems that would block approval or a query at a site; empty when none."""
 
     @_builtins.property
     def risk(self) -> _common_pb2.MembershipRisk:
         """What the proposed budget allows a membership attacker at one site."""
+
+    @_builtins.property
+    def notes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Information, not problems: what the budget buys per requested kind and with what noise."""
 
     def __init__(
         self,
@@ -694,10 +731,11 @@ class PreviewStudyResponse(_message.Message):
         sites: _abc.Iterable[Global___SitePreview] | None = ...,
         problems: _abc.Iterable[_builtins.str] | None = ...,
         risk: _common_pb2.MembershipRisk | None = ...,
+        notes: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["grant_body", b"grant_body", "risk", b"risk"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant_body", b"grant_body", "problems", b"problems", "risk", b"risk", "sites", b"sites"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["grant_body", b"grant_body", "notes", b"notes", "problems", b"problems", "risk", b"risk", "sites", b"sites"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -306,3 +306,111 @@ class OntologyRelease(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OntologyRelease: _TypeAlias = OntologyRelease  # noqa: Y015
+
+@_typing.final
+class DescribePolicyRequest(_message.Message):
+    """Request of NodeService.DescribePolicy: the parts of a proposed study a node's policy decides on."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    KINDS_FIELD_NUMBER: _builtins.int
+    purpose: _builtins.str
+    """The study's purpose: a DUO permission and optional modifiers, as a proposal writes it ("HMB;NPU")."""
+    @_builtins.property
+    def kinds(self) -> _containers.RepeatedScalarFieldContainer[_common_pb2.QueryKind.ValueType]:
+        """The query kinds the study would ask.
+        (The coordinator compares the study's ε and build with the caps and build in the response itself.)
+        """
+
+    def __init__(
+        self,
+        *,
+        purpose: _builtins.str = ...,
+        kinds: _abc.Iterable[_common_pb2.QueryKind.ValueType] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kinds", b"kinds", "purpose", b"purpose"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DescribePolicyRequest: _TypeAlias = DescribePolicyRequest  # noqa: Y015
+
+@_typing.final
+class DescribePolicyResponse(_message.Message):
+    """Response of NodeService.DescribePolicy."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    GENOME_BUILD_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    PURPOSE_ACCEPTED_FIELD_NUMBER: _builtins.int
+    PURPOSE_REASON_FIELD_NUMBER: _builtins.int
+    KINDS_FIELD_NUMBER: _builtins.int
+    EPSILON_PER_QUERY_CAP_FIELD_NUMBER: _builtins.int
+    EPSILON_PER_QUERY_MIN_FIELD_NUMBER: _builtins.int
+    EPSILON_TOTAL_CAP_FIELD_NUMBER: _builtins.int
+    EPSILON_PER_RESEARCHER_CAP_FIELD_NUMBER: _builtins.int
+    EPSILON_PER_NODE_CAP_FIELD_NUMBER: _builtins.int
+    BUDGET_PERIOD_DAYS_FIELD_NUMBER: _builtins.int
+    PARTICIPANTS_AT_LEAST_FIELD_NUMBER: _builtins.int
+    PARTICIPANTS_BELOW_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The node's site name."""
+    genome_build: _builtins.str
+    """Reference build of the node's data: "GRCh37" or "GRCh38"."""
+    version: _builtins.str
+    """genogate version the node runs."""
+    purpose_accepted: _builtins.bool
+    """Whether the node's policy accepts the study's purpose."""
+    purpose_reason: _builtins.str
+    """Why not, when not accepted (empty when accepted)."""
+    epsilon_per_query_cap: _builtins.float
+    """The node's cap on ε per query."""
+    epsilon_per_query_min: _builtins.float
+    """The node's floor on ε per query."""
+    epsilon_total_cap: _builtins.float
+    """The node's cap on ε per study."""
+    epsilon_per_researcher_cap: _builtins.float
+    """The node's cap on ε per researcher across all their studies here, over `budget_period_days`."""
+    epsilon_per_node_cap: _builtins.float
+    """The node's cap on ε across all studies and researchers, over `budget_period_days`."""
+    budget_period_days: _builtins.int
+    """The rolling period of the per-researcher and per-node caps, in days."""
+    participants_at_least: _builtins.int
+    """Participants whose consent admits the purpose, as a bucket: at least this many ..."""
+    participants_below: _builtins.int
+    """... and fewer than this many. Both 0 when the node publishes no count ([policy] preview_participants)
+    or the purpose is not accepted.
+    """
+    @_builtins.property
+    def kinds(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.KindPolicy]:
+        """One entry per requested kind, in the request's order."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        genome_build: _builtins.str = ...,
+        version: _builtins.str = ...,
+        purpose_accepted: _builtins.bool = ...,
+        purpose_reason: _builtins.str = ...,
+        kinds: _abc.Iterable[_common_pb2.KindPolicy] | None = ...,
+        epsilon_per_query_cap: _builtins.float = ...,
+        epsilon_per_query_min: _builtins.float = ...,
+        epsilon_total_cap: _builtins.float = ...,
+        epsilon_per_researcher_cap: _builtins.float = ...,
+        epsilon_per_node_cap: _builtins.float = ...,
+        budget_period_days: _builtins.int = ...,
+        participants_at_least: _builtins.int = ...,
+        participants_below: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_period_days", b"budget_period_days", "epsilon_per_node_cap", b"epsilon_per_node_cap", "epsilon_per_query_cap", b"epsilon_per_query_cap", "epsilon_per_query_min", b"epsilon_per_query_min", "epsilon_per_researcher_cap", b"epsilon_per_researcher_cap", "epsilon_total_cap", b"epsilon_total_cap", "genome_build", b"genome_build", "kinds", b"kinds", "name", b"name", "participants_at_least", b"participants_at_least", "participants_below", b"participants_below", "purpose_accepted", b"purpose_accepted", "purpose_reason", b"purpose_reason", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DescribePolicyResponse: _TypeAlias = DescribePolicyResponse  # noqa: Y015

@@ -50,6 +50,11 @@ class NodeServiceStub:
                 request_serializer=genogate_dot_wire_dot_v1_dot_node__pb2.GetNodeInfoRequest.SerializeToString,
                 response_deserializer=genogate_dot_wire_dot_v1_dot_node__pb2.GetNodeInfoResponse.FromString,
                 _registered_method=True)
+        self.DescribePolicy = channel.unary_unary(
+                '/genogate.v1.NodeService/DescribePolicy',
+                request_serializer=genogate_dot_wire_dot_v1_dot_node__pb2.DescribePolicyRequest.SerializeToString,
+                response_deserializer=genogate_dot_wire_dot_v1_dot_node__pb2.DescribePolicyResponse.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -77,6 +82,16 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DescribePolicy(self, request, context):
+        """What this node's policy makes of a proposed study, for the coordinator's study preview: its build,
+        whether it accepts the purpose, which kinds it answers (and why not), its ε caps, and its consenting
+        participants as a power-of-ten bucket when its policy publishes one. Read-only: it reads no genotype
+        data, charges no budget and writes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +109,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.GetNodeInfo,
                     request_deserializer=genogate_dot_wire_dot_v1_dot_node__pb2.GetNodeInfoRequest.FromString,
                     response_serializer=genogate_dot_wire_dot_v1_dot_node__pb2.GetNodeInfoResponse.SerializeToString,
+            ),
+            'DescribePolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribePolicy,
+                    request_deserializer=genogate_dot_wire_dot_v1_dot_node__pb2.DescribePolicyRequest.FromString,
+                    response_serializer=genogate_dot_wire_dot_v1_dot_node__pb2.DescribePolicyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +198,33 @@ class NodeService:
             '/genogate.v1.NodeService/GetNodeInfo',
             genogate_dot_wire_dot_v1_dot_node__pb2.GetNodeInfoRequest.SerializeToString,
             genogate_dot_wire_dot_v1_dot_node__pb2.GetNodeInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribePolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/genogate.v1.NodeService/DescribePolicy',
+            genogate_dot_wire_dot_v1_dot_node__pb2.DescribePolicyRequest.SerializeToString,
+            genogate_dot_wire_dot_v1_dot_node__pb2.DescribePolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,

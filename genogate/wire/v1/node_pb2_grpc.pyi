@@ -42,6 +42,12 @@ class NodeServiceStub:
     """The study's privacy budget at this node, from the node's own ledger."""
     GetNodeInfo: _grpc.UnaryUnaryMultiCallable[_node_pb2.GetNodeInfoRequest, _node_pb2.GetNodeInfoResponse]
     """The node's identity, build, capabilities and public policy."""
+    DescribePolicy: _grpc.UnaryUnaryMultiCallable[_node_pb2.DescribePolicyRequest, _node_pb2.DescribePolicyResponse]
+    """What this node's policy makes of a proposed study, for the coordinator's study preview: its build,
+    whether it accepts the purpose, which kinds it answers (and why not), its ε caps, and its consenting
+    participants as a power-of-ten bucket when its policy publishes one. Read-only: it reads no genotype
+    data, charges no budget and writes nothing.
+    """
 
 @_typing.type_check_only
 class NodeServiceAsyncStub(NodeServiceStub):
@@ -54,6 +60,12 @@ class NodeServiceAsyncStub(NodeServiceStub):
     """The study's privacy budget at this node, from the node's own ledger."""
     GetNodeInfo: _aio.UnaryUnaryMultiCallable[_node_pb2.GetNodeInfoRequest, _node_pb2.GetNodeInfoResponse]  # type: ignore[assignment]
     """The node's identity, build, capabilities and public policy."""
+    DescribePolicy: _aio.UnaryUnaryMultiCallable[_node_pb2.DescribePolicyRequest, _node_pb2.DescribePolicyResponse]  # type: ignore[assignment]
+    """What this node's policy makes of a proposed study, for the coordinator's study preview: its build,
+    whether it accepts the purpose, which kinds it answers (and why not), its ε caps, and its consenting
+    participants as a power-of-ten bucket when its policy publishes one. Read-only: it reads no genotype
+    data, charges no budget and writes nothing.
+    """
 
 class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
     """A node: answers approved, signed aggregate queries over its own data with local DP noise."""
@@ -81,5 +93,17 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_node_pb2.GetNodeInfoResponse, _abc.Awaitable[_node_pb2.GetNodeInfoResponse]]:
         """The node's identity, build, capabilities and public policy."""
+
+    @_abc_1.abstractmethod
+    def DescribePolicy(
+        self,
+        request: _node_pb2.DescribePolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.DescribePolicyResponse, _abc.Awaitable[_node_pb2.DescribePolicyResponse]]:
+        """What this node's policy makes of a proposed study, for the coordinator's study preview: its build,
+        whether it accepts the purpose, which kinds it answers (and why not), its ε caps, and its consenting
+        participants as a power-of-ten bucket when its policy publishes one. Read-only: it reads no genotype
+        data, charges no budget and writes nothing.
+        """
 
 def add_NodeServiceServicer_to_server(servicer: NodeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
