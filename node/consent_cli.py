@@ -129,9 +129,10 @@ class _Node:
         out = [pseudonym(self.key, s) for s in sample_ids]
         unknown = sum(p not in self.sheet_codes for p in out)
         if unknown:
+            verb = "is not a participant" if unknown == 1 else "are not participants"
             raise UsageError(
-                f"{unknown} of the {len(out)} sample id(s) {what} are not participants of the store "
-                f"{self.config.store.path}; nothing was changed"
+                f"{unknown} of the {len(out)} sample id(s) {what} {verb} of the store {self.config.store.path}; "
+                "nothing was changed"
             )
         return out
 
@@ -281,7 +282,7 @@ def _show(args: argparse.Namespace, node: _Node, latest: dict[str, Change], hist
     mine = [c for c in history if c.pseudonym == p]
     in_force = latest[p].codes if p in latest else node.sheet_codes[p]
     doc = {
-        "status": "withdrawn" if duo.WITHDRAWN in in_force else "consented",
+        "status": "withdrawn" if duo.WITHDRAWN in in_force else "consented" if in_force else "no_codes",
         "sample": args.sample,
         "pseudonym": p,
         "codes": list(in_force),
