@@ -25,9 +25,9 @@ from genogate.query import Region, Variant
 from node.backend import GenotypeBackend, ParticipantSource, open_backend
 from node.cohort import Cohorts
 from node.duckdb_backend import DuckDBBackend
+from node.ingest import default_key_path, pseudonym
 from node.memory import MemoryBackend
 from node.records import HEMI_ALT, HEMI_REF, HET, HOM_ALT
-from node.ingest import default_key_path, pseudonym
 from node.store import Store
 from tests.conformance.conftest import MEMORY_MB
 from tests.conftest import CASE_TERM, CONTROL_TERM, REFERENCE, SUBSET
