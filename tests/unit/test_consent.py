@@ -172,3 +172,43 @@ def test_a_node_without_a_consent_store_answers_as_before(store: Path, tmp_path:
 
 def _participant(consent: str) -> Participant:
     return Participant("S", "F", None, None, (), (consent,))
+
+
+def test_queries_racing_withdrawals_each_count_exactly_their_own_epoch(store: Path, tmp_path: Path) -> None:
+    """Threads ask while another process-like writer withdraws participants one by one: every release's count
+    is the one its consent epoch implies (the state a query uses is swapped whole, never seen half built)."""
+    import threading
+
+    svc = make(store, tmp_path, study("GRU"), consent=ConsentStore(consent_path(store)))
+    got: list[tuple[int, int]] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def asker(worker: int) -> None:
+        i = 0
+        try:
+            while not done.is_set() or i < 3:
+                body = ask(svc, CohortCount(), query_id=f"w{worker}-{i}")
+                got.append((body.consent_epoch, body.result.cohort_count.count.estimate))
+                i += 1
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=asker, args=(w,)) for w in range(4)]
+    try:
+        for t in threads:
+            t.start()
+        for sample in ("P0", "P2", "P4", "P6"):  # GRU admits P0 P2 P4 P6 P7: 5, then 4, 3, 2, 1
+            time.sleep(0.05)
+            withdraw(store, sample)
+        time.sleep(0.05)
+        done.set()
+        for t in threads:
+            t.join(timeout=60)
+    finally:
+        done.set()
+        svc.close()
+    assert not errors, errors
+    expected = {1: 5, 2: 4, 3: 3, 4: 2, 5: 1}
+    assert got and all(expected.get(epoch) == count for epoch, count in got), sorted(set(got))
+    assert max(epoch for epoch, _ in got) == 5  # the last withdrawal reached the next queries
