@@ -84,6 +84,9 @@ def test_withdraw_is_audited_shown_listed_and_survives_an_old_sheet(
     assert isinstance(in_force, list) and len(in_force) == 1 and in_force[0]["pseudonym"] == shown["pseudonym"]
     code, out, _ = cli(capsys, "consent", "list", "--config", str(node.config))
     assert code == 0 and "1 participant with a change in force" in out and "dr-who" in out
+    code, out, _ = cli(capsys, "status", "--config", str(node.config), "--json")
+    section = json.loads(out)["consent"]
+    assert (section["ok"], section["in_force"], section["withdrawn"]) == (True, 1, 1)
 
     # The old sheet, re-ingested: P1 stays withdrawn, and the report says why.
     summary = ingest(node.store, [tmp_path / "calls.vcf"], tmp_path / "sheet.tsv", build="GRCh37")
