@@ -31,6 +31,7 @@ from genogate.wire.v1 import coordinator_pb2_grpc, node_pb2_grpc
 from genogate.wire.v1 import node_pb2 as npb
 from node.backend import open_backend
 from node.config import NodeConfig
+from node.consent import ConsentStore, consent_path
 from node.dp import OpenDPNoise
 from node.grants import GrantVerifier, RevocationCache
 from node.ledger import Ledger
@@ -151,7 +152,10 @@ def create_server(
         mondo, release = read_mondo(config.ontologies.mondo)
         diseases, disease_releases = duo.Diseases(mondo), {"MONDO": release}
     backend = open_backend(config.store.path, config.store.backend, config.store.memory_mb)
+    consent = None
     try:
+        # Consent changes made while serving (``genogate-node consent``), applied at the next query.
+        consent = ConsentStore(consent_path(config.store.path))
         service = QueryService(
             name=config.node.name,
             backend=backend,
@@ -166,8 +170,11 @@ def create_server(
             diseases=diseases,
             disease_releases=disease_releases,
             coordinator_common_name=config.grants.coordinator_common_name,
+            consent=consent,
         )
     except BaseException:
+        if consent is not None:
+            consent.close()
         backend.close()
         raise
     catalogue = service.catalogue

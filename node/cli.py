@@ -3,7 +3,8 @@
 Commands: ``init`` (a node's directory, keys and config), ``dev-ca`` (a development CA), ``ingest``
 (VCF/BCF + sample sheet into the store), ``freq`` (exact counts, offline, for the operator's own checks),
 ``serve`` (the gRPC query service), ``synth`` (a synthetic cohort for demos, tests and benchmarks),
-``audit verify|export`` (the tamper-evident log of every query), ``status`` (the server and its files at a
+``audit verify|export`` (the tamper-evident log of every query), ``consent withdraw|update|show|list``
+(consent changes while the node serves, ``node.consent_cli``), ``status`` (the server and its files at a
 glance) and ``health`` (the running server's health service). Expected problems print one line and exit
 with the error's code (``genogate.cliutil``); a stack trace means a bug.
 """
@@ -123,6 +124,10 @@ def _parser() -> argparse.ArgumentParser:
     from genogate.audit import add_commands
 
     add_commands(sub, "the node's TOML config (the audit log is in its ledger file)")
+
+    from node import consent_cli
+
+    consent_cli.add_commands(sub)
 
     ini = sub.add_parser(
         "init",
@@ -305,6 +310,12 @@ def _audit(args: argparse.Namespace) -> int:
     return audit.run_command(args.audit_command, entries, audit.keys(key.public_raw), as_json=args.json)
 
 
+def _consent(args: argparse.Namespace) -> int:
+    from node import consent_cli
+
+    return consent_cli.run(args)
+
+
 def _status(args: argparse.Namespace) -> int:
     from node import status
 
@@ -332,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         "init": _init,
         "dev-ca": _dev_ca,
         "audit": _audit,
+        "consent": _consent,
         "status": _status,
         "health": _health,
     }[args.command]

@@ -11,10 +11,20 @@ participants under each term, so a filter on a term costs one mask, whatever the
 that is in the vocabulary but under which nobody is annotated matches nobody; a term outside the vocabulary
 is refused (``TermIndex.check``, before any data is touched).
 
-Thread-safety: a ``Cohorts`` is immutable after construction and may be shared by threads.
+Consent: ``consent_groups`` are the participants by their consent codes in force. A node applying live
+consent changes (``node.consent_view``) makes a ``Cohorts`` per consent state with ``with_consent``, which
+shares every attribute mask and replaces the codes only; ``consented`` is the mask of participants whose
+codes admit a study purpose, computed once per purpose and ``Cohorts``.
+
+Thread-safety: a ``Cohorts`` is immutable after construction (its memo of ``consented`` masks is guarded by a
+lock) and may be shared by threads.
 """
 
 from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -55,14 +65,35 @@ class Cohorts:
                 self._dense[ancestor] = dense
             else:
                 self._sparse[ancestor] = ids
-        self.consent_groups: list[tuple[tuple[str, ...], Mask]] = []
-        by_consent: dict[tuple[str, ...], list[int]] = {}
-        for sid, codes in enumerate(people.consent):
-            by_consent.setdefault(codes, []).append(sid)
-        for codes, sids in by_consent.items():
-            mask = np.zeros(n, dtype=bool)
-            mask[sids] = True
-            self.consent_groups.append((codes, mask))
+        self.consent: tuple[tuple[str, ...], ...] = people.consent
+        self.consent_groups = _groups(people.consent, n)
+        self._consented: dict[object, Mask] = {}
+        self._lock = threading.Lock()
+
+    def with_consent(self, consent: Sequence[tuple[str, ...]]) -> Cohorts:
+        """These cohorts with each participant's consent codes replaced by ``consent`` (in sid order)."""
+        if len(consent) != self.n:
+            raise ValueError(f"{len(consent)} participants' consent for {self.n} participants")
+        other = copy.copy(self)
+        other.consent = tuple(consent)
+        other.consent_groups = _groups(other.consent, self.n)
+        other._consented, other._lock = {}, threading.Lock()
+        return other
+
+    def consented(self, purpose: object, admits: Callable[[tuple[str, ...]], bool]) -> Mask:
+        """Participants whose consent codes ``admits`` accepts, remembered per ``purpose`` (the caller's key
+        for ``admits``); read-only."""
+        with self._lock:
+            mask = self._consented.get(purpose)
+        if mask is None:
+            mask = np.zeros(self.n, dtype=bool)
+            for codes, members in self.consent_groups:
+                if admits(codes):
+                    mask |= members
+            mask.flags.writeable = False
+            with self._lock:
+                mask = self._consented.setdefault(purpose, mask)
+        return mask
 
     def mask(self, f: Filter, this_year: int) -> Mask:
         """Participants satisfying ``f`` (ages are this year minus the birth year)."""
@@ -100,3 +131,16 @@ class Cohorts:
             out = out & m if isinstance(f, And) else out | m
         assert isinstance(f, And | Or)
         return out
+
+
+def _groups(consent: Sequence[tuple[str, ...]], n: int) -> list[tuple[tuple[str, ...], Mask]]:
+    """The participants holding each distinct tuple of consent codes, as masks."""
+    by_consent: dict[tuple[str, ...], list[int]] = {}
+    for sid, codes in enumerate(consent):
+        by_consent.setdefault(codes, []).append(sid)
+    groups = []
+    for codes, sids in by_consent.items():
+        mask = np.zeros(n, dtype=bool)
+        mask[sids] = True
+        groups.append((codes, mask))
+    return groups

@@ -21,6 +21,8 @@ class Participants:
     phenotypes: tuple[tuple[str, ...], ...]  # the terms each is annotated with (primary ids)
     consent: tuple[tuple[str, ...], ...]  # DUO codes, as stored
     under: Mapping[str, npt.NDArray[np.int32]]  # per term: the sorted ids annotated with it or a descendant
+    # Keyed-hash pseudonyms (how consent changes name participants, ``node.consent``); () when not read.
+    pseudonym: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.sex)

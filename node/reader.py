@@ -13,13 +13,13 @@ unless ``node.release`` noises them.
 Threading: one ``Reader`` serves every gRPC worker thread. A query hands off at most one read to a small pool
 of fetch workers (when the store is read through DuckDB: thread wake-ups and GIL hand-offs cost more on this
 path than the counting itself); the in-memory copy is read on the query's own thread. The backend keeps its
-own per-thread state (DuckDB: one cursor per thread); the consent cache is guarded by a lock.
+own per-thread state (DuckDB: one cursor per thread). The cohort masks come from the ``Cohorts`` of the
+consent state the query was charged under (``node.consent_view``), handed to ``exact`` with the query.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,7 +29,7 @@ import numpy.typing as npt
 
 from genogate import duo
 from genogate.kinds import KINDS
-from genogate.query import Filter, Query, Variant
+from genogate.query import Query, Variant
 from node.backend import GenotypeBackend
 from node.cohort import Cohorts
 from node.counting import Counting
@@ -68,18 +68,14 @@ class Reader:
     def __init__(
         self,
         backend: GenotypeBackend,
-        cohorts: Cohorts,
         *,
         clock: Callable[[], float],
         diseases: duo.Diseases,
         fetch_workers: int,
     ):
         self._backend = backend
-        self._cohorts = cohorts
         self._clock = clock
         self._diseases = diseases  # the hierarchies DS-<disease> consents are matched in
-        self._lock = threading.Lock()
-        self._consent: dict[tuple[str, frozenset[str]], npt.NDArray[np.bool_]] = {}
         self._fetch_pool = ThreadPoolExecutor(max_workers=fetch_workers, thread_name_prefix="node-fetch")
         self.n_samples = backend.n_samples
 
@@ -102,14 +98,16 @@ class Reader:
         vids, held = self._backend.lookup_with_stand_ins(variants)
         return Rows(vids, held, self._backend.fetch(vids) if _reads(q, variants) else None)
 
-    def exact(self, q: Query, variants: list[Variant] | None, study: Study, prefetch: Future[Rows] | None) -> Exact:
+    def exact(
+        self, q: Query, variants: list[Variant] | None, study: Study, prefetch: Future[Rows] | None, cohorts: Cohorts
+    ) -> Exact:
         """The exact counts a query's first release is drawn from (no noise; never leaves this process
         unless ``node.release`` noises it after the charge, which is durable before this is called).
 
         A DuckDB read runs on a fetch worker (``prefetch``, started when the ledger decided to charge) while
-        this thread builds the cohort masks."""
+        this thread builds the cohort masks (from ``cohorts``: the consent state the query was charged in)."""
         try:
-            cohort = self._masks(study, q)
+            cohort = self._masks(cohorts, study, q)
         except BaseException:
             if prefetch is not None:
                 prefetch.cancel()  # or, already running, it finishes and its rows are dropped unread
@@ -118,38 +116,23 @@ class Reader:
         data = Counting(cohort.consent, cohort.masks, got.vids, got.held, got.calls, self._backend)
         return Exact(KINDS[q.kind].exact(q, data), data)
 
-    def _consented(self, study: Study) -> npt.NDArray[np.bool_]:
-        with self._lock:
-            mask = self._consent.get(study.purpose)
-        if mask is None:
-            mask = self._consent_mask(study.purpose)
-            with self._lock:
-                self._consent[study.purpose] = mask
-        return mask
+    def consenting(self, cohorts: Cohorts, purpose: tuple[str, frozenset[str]]) -> int:
+        """How many participants of ``cohorts`` (the consent state in force) have consent admitting ``purpose``
+        (for the study preview's bucket; reads no genotype data). Not cached: any coordinator may ask about any
+        purpose, and the per-purpose cache of ``Cohorts.consented`` is for purposes queries use."""
+        return sum(
+            int(members.sum())
+            for codes, members in cohorts.consent_groups
+            if duo.admits(codes, purpose, self._diseases)
+        )
 
-    def _consent_mask(self, purpose: tuple[str, frozenset[str]]) -> npt.NDArray[np.bool_]:
-        mask = np.zeros(self.n_samples, dtype=bool)
-        for codes, members in self._cohorts.consent_groups:
-            if duo.admits(codes, purpose, self._diseases):
-                mask |= members
-        return mask
-
-    def consenting(self, purpose: tuple[str, frozenset[str]]) -> int:
-        """How many participants' consent admits ``purpose`` (for the study preview's bucket; reads no
-        genotype data). A purpose no query has used yet is not cached: any coordinator may ask about any."""
-        with self._lock:
-            mask = self._consent.get(purpose)
-        return int((mask if mask is not None else self._consent_mask(purpose)).sum())
-
-    def _cohort(self, f: Filter, consent: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-        year = dt.datetime.fromtimestamp(self._clock(), tz=dt.UTC).year
-        return self._cohorts.mask(f, year) & consent
-
-    def _masks(self, study: Study, q: Query) -> Cohort:
+    def _masks(self, cohorts: Cohorts, study: Study, q: Query) -> Cohort:
         """The consented participants and the query's cohort masks (case/control: the arms, disjoint)."""
-        consent = self._consented(study)
+        purpose = study.purpose
+        consent = cohorts.consented(purpose, lambda codes: duo.admits(codes, purpose, self._diseases))
+        year = dt.datetime.fromtimestamp(self._clock(), tz=dt.UTC).year
         kind = KINDS[q.kind]
-        return Cohort(consent, kind.arms([self._cohort(f, consent) for f in kind.filters(q)]))
+        return Cohort(consent, kind.arms([cohorts.mask(f, year) & consent for f in kind.filters(q)]))
 
 
 def _reads(q: Query, variants: list[Variant] | None) -> bool:

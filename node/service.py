@@ -50,10 +50,13 @@ and thresholding looks at noisy values only. The work of counting does not depen
 Budgets, epochs, callers (``node.ledger``): a charge is attributed to the researcher (a grant's researcher key
 fingerprint, or ``cn:<common name>`` for a local study) and checked, in the charging transaction, against the
 study's cap, the researcher's cap across studies and the node's cap over the policy's rolling period. The
-service registers its store's cohort fingerprint as a consent epoch when it starts; the same question is
-answered from the store only within the epoch. A query id is answered again only to the certificate that
-first sent it. A release states what this request paid now (0 for a retry, a stored release, or a query
-that joined an identical one being charged), the original charge and the epoch of its values.
+service registers its cohort fingerprint as a consent epoch when it starts, and again whenever a consent
+change (``genogate-node consent``, ``node.consent``) changes it: each query takes the consent state in force
+when it starts (``node.consent_view.LiveConsent.current``, before the charge) and uses it for its epoch and
+its cohort masks; the same question is answered from the store only within the epoch. A query id is answered
+again only to the certificate that first sent it. A release states what this request paid now (0 for a retry,
+a stored release, or a query that joined an identical one being charged), the original charge and the epoch of
+its values.
 
 Threading: one instance serves every gRPC worker thread. A query runs on its gRPC thread, handing off at most
 one read to a small pool of fetch workers (``node.reader``: when the store is read through DuckDB, thread
@@ -82,7 +85,8 @@ from genogate.wire.v1 import common_pb2 as pb
 from node import dp, preview, release
 from node.backend import GenotypeBackend
 from node.catalogue import Catalogue
-from node.cohort import Cohorts
+from node.consent import ConsentStore
+from node.consent_view import ConsentState, LiveConsent
 from node.grants import GrantVerifier
 from node.ledger import Answered, Charged, Ledger, Pending
 from node.policy import Admitted, Asked, Caller, Charge, Gate, Policy, not_coordinator
@@ -115,6 +119,7 @@ class QueryService:
         diseases: duo.Diseases = duo.ICD10_ONLY,
         disease_releases: Mapping[str, str] | None = None,
         coordinator_common_name: str = "",
+        consent: ConsentStore | None = None,
     ):
         self.name = name
         self.policy = policy
@@ -123,9 +128,12 @@ class QueryService:
         # The node's public catalogue, read once: its build, contigs and covered regions. Queries are checked
         # against it before anything else is read (never answered as absent: refused, naming what exists).
         self.catalogue = Catalogue.of(backend, build, covered_regions, covered_bed)
-        # Loaded once: participants' attributes (filters become numpy masks).
-        self._cohorts = Cohorts(backend)
         self._ledger = ledger
+        # Participants' attributes loaded once (filters become numpy masks), with the consent codes in force:
+        # the store's, overridden by the consent store's changes, re-read when it changes; and their epoch.
+        self._consent_store = consent  # owned from here: closed with the service
+        self._consent = LiveConsent(backend, ledger, consent, clock=clock)
+        self._cohorts = self._consent.base
         self._noise = noise
         self._signer = signer
         self._grants = grants
@@ -145,11 +153,13 @@ class QueryService:
             coordinator_common_name=coordinator_common_name,
         )
         # Step 7: the reads of a charged query (``node.reader``), on fetch workers started with the charge.
-        self._reader = Reader(backend, self._cohorts, clock=clock, diseases=diseases, fetch_workers=fetch_workers)
+        self._reader = Reader(backend, clock=clock, diseases=diseases, fetch_workers=fetch_workers)
         self.n_samples = backend.n_samples
-        # The consent epoch of the store's cohort: stored answers of earlier epochs answer no new query id.
-        self.epoch = ledger.register_epoch(backend.cohort_sha256(), now_ms=int(clock() * 1000))
-        log.info("consent epoch", extra={"epoch": self.epoch})
+
+    @property
+    def epoch(self) -> int:
+        """The consent epoch in force: stored answers of earlier epochs answer no new query id."""
+        return self._consent.current().epoch
 
     @property
     def coordinator_common_name(self) -> str:
@@ -173,6 +183,8 @@ class QueryService:
     def close(self) -> None:
         self._reader.close()
         self._backend.close()
+        if self._consent_store is not None:
+            self._consent_store.close()
         if self._grants is not None:
             self._grants.close()
 
@@ -231,7 +243,9 @@ class QueryService:
         """The steps of the module docstring, in order; each may refuse."""
         # 1-2. The envelope, bounded and decoded once, and who may ask for which study.
         asked = self._gate.authorise(caller, payload, grant, signature, entry)
-        entry.update(researcher=asked.researcher, consent_epoch=self.epoch)  # whom the node-wide caps charge
+        # The consent in force for this query (a change committed from now on applies to the next one).
+        consent = self._consent.current()
+        entry.update(researcher=asked.researcher, consent_epoch=consent.epoch)  # whom the node-wide caps charge
         # 3-4. ε floor, kind, per-query caps; the canonical form and the public refusals; variants; rate.
         admitted = self._gate.admit(asked)
         canonical_sha = hashlib.sha256(canonical_bytes(admitted.query)).hexdigest()
@@ -250,9 +264,9 @@ class QueryService:
         payload_sha = hashlib.sha256(payload).digest()
         entry.update(epsilon=str(charge.epsilon), delta=str(charge.delta))
         # 6. The durable charge, or the stored answer; reads start as soon as the ledger decides to charge.
-        begun, prefetch = self._charge(caller, asked, admitted, charge, payload_sha, canonical_sha, entry)
+        begun, prefetch = self._charge(caller, asked, admitted, charge, payload_sha, canonical_sha, entry, consent)
         # 7. Read, count exactly, draw the noise, store the result (first completion wins); or the stored one.
-        result, from_store = self._answer(begun, prefetch, asked, admitted, charge, entry, outcome)
+        result, from_store = self._answer(begun, prefetch, asked, admitted, charge, entry, outcome, consent)
         # 8. The signed release: what this request paid now (its charge if it made one, or paid a suspect one
         # again; else nothing: a retry, a repeat of a stored release, or a query joining an identical one).
         charged = (charge.epsilon, charge.delta) if isinstance(begun, Charged) else (Decimal(0), Decimal(0))
@@ -265,7 +279,7 @@ class QueryService:
             charged=charged,
             from_store=from_store,
             begun=begun,
-            budget_after=self.budget_pb(asked.study, asked.researcher),
+            budget_after=self.budget_pb(asked.study, asked.researcher, epoch=consent.epoch),
             released_unix_ms=int(self._clock() * 1000),
         )
         return release.sign(body, self._signer)
@@ -279,6 +293,7 @@ class QueryService:
         payload_sha: bytes,
         canonical_sha: str,
         entry: dict[str, object],
+        consent: ConsentState,
     ) -> tuple[Charged | Pending | Answered, list[Future[Rows] | None]]:
         """Step 6: ``Ledger.begin``, the last refusal. Reading through DuckDB starts as soon as the ledger has
         decided to charge, on a fetch worker, while the charge's commit syncs (``prefetch``: one entry once
@@ -298,7 +313,7 @@ class QueryService:
                 now_ms=int(self._clock() * 1000),
                 researcher=asked.researcher,
                 caller=caller.common_name,
-                epoch=self.epoch,
+                epoch=consent.epoch,
                 researcher_cap=policy.epsilon_per_researcher_cap,
                 node_cap=policy.epsilon_per_node_cap,
                 period_days=policy.budget_period_days,
@@ -321,6 +336,7 @@ class QueryService:
         charge: Charge,
         entry: dict[str, object],
         outcome: _Outcome,
+        consent: ConsentState,
     ) -> tuple[bytes, bool]:
         """Step 7: the stored result (serialized ``QueryResult``) and whether it is another query id's release:
         found by the ledger, or computed now (the charge is durable) and stored."""
@@ -336,7 +352,7 @@ class QueryService:
         query, variants = admitted.query, admitted.variants
         # Charged by this call: its read started with the charge; a Pending charge's read starts now.
         started = prefetch[0] if prefetch else self._reader.prefetch(query, variants)
-        exact = self._reader.exact(query, variants, asked.study, started)
+        exact = self._reader.exact(query, variants, asked.study, started, consent.cohorts)
         noise = release.Noiser(self._noise, self.policy.min_reportable_count, charge.sens, charge.plans)
         result = release.shape_result(query, variants, exact, noise)
         stored = self._ledger.complete(begun.charge_id, result.SerializeToString(deterministic=True), audit=entry)
@@ -356,7 +372,7 @@ class QueryService:
             version=__version__,
             purpose=purpose,
             kinds=kinds,
-            consenting=self._reader.consenting,
+            consenting=lambda purpose: self._reader.consenting(self._consent.current().cohorts, purpose),
         )
 
     def budget(self, caller: Caller, study_id: str, grant: pb.StudyGrant | None = None) -> pb.BudgetStatus:
@@ -365,7 +381,7 @@ class QueryService:
         study, researcher = self._gate.budget_reader(caller, study_id, grant)
         return self.budget_pb(study, researcher)
 
-    def budget_pb(self, study: Study, researcher: str = "") -> pb.BudgetStatus:
+    def budget_pb(self, study: Study, researcher: str = "", *, epoch: int | None = None) -> pb.BudgetStatus:
         """The study's budget here, with ``researcher``'s spending across all their studies in the window
         ("" when the researcher is not known: the coordinator asking about a local study)."""
         p = self.policy
@@ -383,7 +399,7 @@ class QueryService:
             site=self.name,
             researcher_cap=p.epsilon_per_researcher_cap,
             period_days=p.budget_period_days,
-            epoch=self.epoch,
+            epoch=self.epoch if epoch is None else epoch,
         )
 
 

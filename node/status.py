@@ -1,4 +1,5 @@
-"""``genogate-node status --config FILE``: the node's server, store, ledger and audit log at a glance."""
+"""``genogate-node status --config FILE``: the node's server, store, ledger, consent changes and audit log at a
+glance."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ def run(config_path: Path, *, as_json: bool) -> int:
         status.server(config.server.ready_file),
         status.guarded("store", lambda: _store(config.store.path)),
         status.guarded("ledger", lambda: _ledger(config.ledger.path)),
+        status.guarded("consent", lambda: _consent(config.store.path)),
         status.audit_section(config.ledger.path, config.keys.identity_key),
     ]
     return status.emit(f"node {config.node.name} ({config_path})", sections, as_json=as_json)
@@ -62,3 +64,20 @@ def _ledger(path: Path) -> status.Section:
             ],
         },
     )
+
+
+def _consent(store: Path) -> status.Section:
+    """The consent changes recorded while serving (``node.consent``; read-only, none without the file)."""
+    from genogate import duo
+    from node.consent import consent_path, read_overrides
+
+    path = consent_path(store)
+    overrides = read_overrides(store)
+    withdrawn = sum(duo.WITHDRAWN in codes for codes in overrides.values())
+    n = len(overrides)
+    summary = f"{path}: " + (
+        f"{n} participant{'' if n == 1 else 's'} with a change in force ({withdrawn} withdrawn)"
+        if n
+        else "no consent changes recorded"
+    )
+    return status.Section("consent", True, summary, facts={"path": str(path), "in_force": n, "withdrawn": withdrawn})

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,13 +72,17 @@ CREATE TABLE IF NOT EXISTS covered (chrom VARCHAR NOT NULL, start_pos INTEGER NO
 
 
 def cohort_sha256(con: duckdb.DuckDBPyConnection) -> str:
-    """SHA-256 over the canonical participants table: one JSON line per participant in pseudonym order
-    (pseudonym, sex, birth year, ancestry, sorted phenotype terms, sorted consent codes)."""
+    """SHA-256 over the canonical participants table (``cohort_sha256_of`` its rows)."""
+    rows = con.execute("SELECT pseudonym, sex, birth_year, ancestry, phenotypes, consent FROM samples").fetchall()
+    return cohort_sha256_of(rows)
+
+
+def cohort_sha256_of(rows: Iterable[Sequence[Any]]) -> str:
+    """SHA-256 over participants' rows (pseudonym, sex, birth year, ancestry, phenotype terms, consent codes):
+    one JSON line per participant in pseudonym order, terms and codes sorted. A node with live consent changes
+    (``node.consent_view``) computes its fingerprint with it over the participants' codes in force."""
     digest = hashlib.sha256(b"genogate cohort v1\n")
-    rows = con.execute(
-        "SELECT pseudonym, sex, birth_year, ancestry, phenotypes, consent FROM samples ORDER BY pseudonym"
-    ).fetchall()
-    for pseudonym, sex, year, ancestry, phenotypes, consent in rows:
+    for pseudonym, sex, year, ancestry, phenotypes, consent in sorted(rows, key=lambda r: str(r[0])):
         line = [pseudonym, sex, year, ancestry, sorted(phenotypes), sorted(consent)]
         digest.update(json.dumps(line, separators=(",", ":")).encode() + b"\n")
     return digest.hexdigest()
@@ -228,7 +232,7 @@ class Store:
         """Every participant's attributes in sid order, and the participants under each phenotype term (from
         the store's is-a closure ``term_closure``, ``node.ontology``)."""
         rows = self.con.execute(
-            "SELECT sid, sex, birth_year, ancestry, phenotypes, consent FROM samples ORDER BY sid"
+            "SELECT sid, sex, birth_year, ancestry, phenotypes, consent, pseudonym FROM samples ORDER BY sid"
         ).fetchall()
         # Closure ancestors numbered in SQL, so the (ancestor, participant) pairs come back as two int arrays.
         numbered = (
@@ -251,6 +255,7 @@ class Store:
             phenotypes=tuple(tuple(r[4]) for r in rows),
             consent=tuple(tuple(r[5]) for r in rows),
             under=under,
+            pseudonym=tuple(str(r[6]) for r in rows),
         )
 
     def terms(self) -> TermIndex:

@@ -40,7 +40,7 @@ import numpy as np
 from genogate.errors import IngestError, StoreError
 from genogate.genome import BuildError, canonical_contig, check_build, contig_rank
 from genogate.query import Region
-from node import ontology
+from node import consent, ontology
 from node.bed import merge, read_bed
 from node.ingest.normalise import Normaliser, Reference
 from node.ingest.sheet import Participant, read_sheet
@@ -59,6 +59,7 @@ class IngestSummary:
     store: Path
     samples: int = 0
     withdrawn: int = 0
+    consent_overrides: int = 0  # participants whose sheet codes a recorded consent change overrode
     sources_loaded: list[str] = field(default_factory=list)
     sources_skipped: list[str] = field(default_factory=list)
     build: str = ""
@@ -97,6 +98,11 @@ class IngestSummary:
             out.append("skipped      none")
         if self.sheet_updated:
             out.append("sheet        participant details updated")
+        if self.consent_overrides:
+            out.append(
+                f"consent      {self.consent_overrides} participant(s) keep the consent recorded by "
+                "'genogate-node consent' instead of the sheet's"
+            )
         out.append(f"time         {self.seconds:.1f} s")
         return out
 
@@ -285,7 +291,19 @@ def _ingest_locked(
     sheet_ids = {p.sample_id for p in participants}
     for src in sources:
         _check_samples(src, sheet_ids)
-    summary = IngestSummary(store=store, samples=len(participants), withdrawn=sum(p.withdrawn for p in participants))
+    # Consent changes recorded while the node served (``node.consent``) override the sheet's codes: an older
+    # sheet never brings back a withdrawn participant. A new override makes the same sheet a change.
+    by_pseudonym, overridden = consent.apply_overrides(store, by_pseudonym)
+    if overridden:
+        sheet_sha = hashlib.sha256(
+            f"{sheet_sha}\n{consent.overrides_sha256(consent.read_overrides(store))}".encode()
+        ).hexdigest()
+    summary = IngestSummary(
+        store=store,
+        samples=len(participants),
+        withdrawn=sum(p.withdrawn for p in by_pseudonym.values()),
+        consent_overrides=overridden,
+    )
 
     store_build: str | None = None
     stored_cover: list[Region] | None = None
@@ -323,7 +341,13 @@ def _ingest_locked(
     try:
         con = duckdb.connect(str(target))
     except duckdb.Error as exc:
-        raise StoreError(f"{store}: cannot open the store for writing ({str(exc).splitlines()[0]})") from None
+        hint = ""
+        if "lock" in str(exc).lower():  # a serving node holds it (DuckDB: one writer or many readers)
+            hint = (
+                "; a running node holds it: stop the node to load genotypes, or record a consent change without "
+                "stopping it: genogate-node consent withdraw|update --config NODE_TOML"
+            )
+        raise StoreError(f"{store}: cannot open the store for writing ({str(exc).splitlines()[0]}){hint}") from None
     try:
         # DuckDB keeps what it cannot spill in memory; bound it so a biobank-sized build stays small.
         con.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}'")

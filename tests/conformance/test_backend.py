@@ -25,6 +25,7 @@ from genogate.query import Region, Variant
 from node.backend import GenotypeBackend, ParticipantSource, open_backend
 from node.cohort import Cohorts
 from node.duckdb_backend import DuckDBBackend
+from node.ingest import default_key_path, pseudonym
 from node.memory import MemoryBackend
 from node.records import HEMI_ALT, HEMI_REF, HET, HOM_ALT
 from node.store import Store
@@ -147,6 +148,35 @@ def test_participants_are_the_sheet(tiny: GenotypeBackend, tiny_sid: dict[str, i
     assert people.under["HP:0000118"].tolist() == seized
     assert people.under["ICD10:Z00.0"].tolist() == [tiny_sid["P6"]]
     assert all(ids.dtype == np.int32 and (np.diff(ids) > 0).all() for ids in people.under.values())
+    # Each participant's keyed-hash pseudonym (how consent changes name them: ``node.consent``), in sid order.
+    key = bytes.fromhex(default_key_path(tiny.path).read_text().strip())
+    assert by_name(people.pseudonym) == [pseudonym(key, p) for p in order]
+
+
+def test_live_consent_replaces_the_codes_and_keeps_the_fingerprint_function(
+    tiny: GenotypeBackend, tiny_sid: dict[str, int]
+) -> None:
+    """What a serving node does with a consent change (``node.consent_view``): the same attributes with other
+    codes, and the store's own fingerprint function over the codes in force."""
+    from genogate import duo
+    from node.store import cohort_sha256_of
+
+    people, cohorts = tiny.participants(), Cohorts(tiny)
+    rows = list(zip(people.pseudonym, people.sex, people.birth_year, people.ancestry, people.phenotypes, strict=True))
+    assert cohort_sha256_of((*r, c) for r, c in zip(rows, people.consent, strict=True)) == tiny.cohort_sha256()
+    codes = list(people.consent)
+    codes[tiny_sid["P0"]] = (duo.WITHDRAWN,)
+    changed = cohorts.with_consent(codes)
+    gru = duo.parse_purpose("GRU")
+
+    def admits(c: tuple[str, ...]) -> bool:
+        return duo.admits(c, gru)
+
+    before, after = cohorts.consented(gru, admits), changed.consented(gru, admits)
+    assert before[tiny_sid["P0"]] and not after[tiny_sid["P0"]]
+    assert int(before.sum()) - 1 == int(after.sum())
+    assert (changed.mask(parse_filter("sex=F"), YEAR) == cohorts.mask(parse_filter("sex=F"), YEAR)).all()
+    assert cohort_sha256_of((*r, c) for r, c in zip(rows, codes, strict=True)) != tiny.cohort_sha256()
 
 
 def test_consent_groups_and_filters(tiny: GenotypeBackend, tiny_sid: dict[str, int]) -> None:

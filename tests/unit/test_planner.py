@@ -123,10 +123,12 @@ def _cohorts() -> Cohorts:
     con = duckdb.connect(":memory:")
     con.execute(
         "CREATE TABLE samples (sid INTEGER, sex VARCHAR, birth_year SMALLINT, ancestry VARCHAR, "
-        "phenotypes VARCHAR[], consent VARCHAR[])"
+        "phenotypes VARCHAR[], consent VARCHAR[], pseudonym VARCHAR)"
     )
     con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)")
-    con.executemany("INSERT INTO samples VALUES (?, ?, ?, ?, ?, ['GRU'])", PEOPLE)
+    con.executemany(
+        "INSERT INTO samples VALUES (?, ?, ?, ?, ?, ['GRU'], 'p' || ?::VARCHAR)", [(*p, p[0]) for p in PEOPLE]
+    )
     ontology.write(con, ANNOTATED, ONTOLOGIES)
     return Cohorts(Store(con, Path(":memory:")))
 
