@@ -133,6 +133,25 @@ def test_an_ambiguous_cell_in_an_unused_row_is_refused_and_nothing_is_written(tm
     assert dir_state(node) == before
 
 
+def test_an_age_column_with_the_year_it_was_recorded(tmp_path: Path) -> None:
+    vcf = write(tmp_path / "base.vcf", vcf_text(BASE_RECORDS))
+    export = write(tmp_path / "ages.csv", "ID,Age,Gender\nS1,44,M\nS2,49.0,M\nS3,34,F\nS4,NA,F\nS7,70,F\n")
+    store = tmp_path / "s.duckdb"
+    res = run_node(
+        *ingest_args(store, [vcf], export), "--sheet-columns", "sample_id=ID,age=Age,sex=Gender", cwd=tmp_path
+    )
+    assert res.returncode == 2
+    assert "an age column needs the year the ages were recorded" in res.stderr.splitlines()[-1]
+    res = run_node(
+        *ingest_args(store, [vcf], export),
+        *("--sheet-columns", "sample_id=ID,age=Age,sex=Gender", "--sheet-age-year", "2024"),
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    assert sorted(str(r[3]) for r in samples(store)) == ["1975", "1980", "1990", "None"]
+    assert "normalised   5 cell(s): age 5" in res.stdout.splitlines()
+
+
 def test_a_vcf_sample_missing_from_the_sheet_is_still_refused(tmp_path: Path) -> None:
     vcf = write(tmp_path / "base.vcf", vcf_text(BASE_RECORDS))
     export = write(tmp_path / "export.tsv", export_text([r for r in EXPORT_ROWS if r[1] != "S2"]))
