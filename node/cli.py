@@ -59,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
         metavar="OURS=THEIRS,...",
         help="which sheet column holds which of ours, e.g. sample_id=sample.id,sex=Sex,birth_year=YOB "
         "(ours: sample_id sex birth_year age ancestry phenotypes consent; OURS= says the sheet has none); "
-        "columns nobody maps are then ignored and listed in the report; overrides --sheet-map",
+        "other columns are ignored and listed in the report (one that looks like ours is refused); overrides "
+        "--sheet-map",
     )
     ing.add_argument(
         "--sheet-map",

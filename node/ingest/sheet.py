@@ -33,7 +33,7 @@ from genogate import duo
 from genogate.errors import IngestError
 from node import ontology
 from node.ingest import sheet_values as values
-from node.ingest.sheet_columns import COLUMNS, LOOK_ALIKES, TARGETS, SheetColumns, squash
+from node.ingest.sheet_columns import COLUMNS, TARGETS, SheetColumns, looks_like
 
 __all__ = ["COLUMNS", "Participant", "Sheet", "SheetColumns", "load_sheet", "read_sheet"]
 
@@ -62,7 +62,7 @@ class Sheet:
     path: Path
     participants: tuple[Participant, ...]
     used: Mapping[str, str]  # our column -> the sheet's column it was read from
-    ignored: tuple[str, ...] = ()  # the sheet's columns nobody maps (only with a mapping)
+    ignored: tuple[str, ...] = ()  # the sheet's columns read as none of ours
     normalised: Mapping[str, int] = field(default_factory=dict)  # our column -> cells whose spelling changed
 
     def report(self) -> list[str]:
@@ -171,26 +171,17 @@ def _resolve(path: Path, header: list[str], columns: SheetColumns) -> tuple[dict
     if dupes:
         raise IngestError(where, f"column(s) given twice: {', '.join(dupes)}")
     unused = [h or f"(unnamed column {i + 1})" for i, h in enumerate(header) if h not in used.values()]
-    if not columns.mapped:
-        if unused:
-            raise IngestError(
-                where,
-                f"unknown column(s) {', '.join(unused)}; allowed: {', '.join(COLUMNS)} (a sheet with the "
-                "institution's own column names: map them with --sheet-columns or --sheet-map, and columns "
-                "nobody maps are ignored)",
-            )
-        return used, ()
     for name in unused:
-        for ours, alikes in LOOK_ALIKES.items():
-            if squash(name) in alikes and ours not in used and ours not in columns.names:
-                alternative = "birth_year" if ours == "age" else "age" if ours == "birth_year" else None
-                if alternative in used:
-                    continue
-                raise IngestError(
-                    where,
-                    f"column {name!r} looks like our {ours} column but is not mapped: map it ({ours}={name}) or "
-                    f"say the sheet has none ({ours}=) rather than have it ignored",
-                )
+        alike = looks_like(name)
+        if alike is None or alike in used or alike in columns.names:
+            continue
+        if {"age": "birth_year", "birth_year": "age"}.get(alike) in used:
+            continue  # a second column about the birth year, while one is read: an extra
+        raise IngestError(
+            where,
+            f"column {name!r} looks like our {alike} column but is not read as one: map it ({alike}={name}) or "
+            f"say the sheet has none ({alike}=) rather than have it ignored",
+        )
     return used, tuple(unused)
 
 

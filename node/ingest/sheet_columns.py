@@ -19,14 +19,15 @@ names them its own way (``sample.id``, ``Sex``, ``YOB``); a mapping says which o
       delimiter = ","            # default: "," for a .csv file, a tab otherwise
 
 A column of ours not mapped is read from a column of exactly its name, if the sheet has one. An empty
-mapping (``phenotypes=""``) says the sheet has no such column. Without any mapping the sheet must use our
-names only (an unknown column is refused: it is more often a typo than an extra); with a mapping, columns
-nobody maps are ignored and listed in the ingest report, except a column whose name looks like one of ours
-that nothing supplies (``Sex`` when ``sex`` is not mapped): that is refused as ambiguous rather than guessed.
+mapping (``phenotypes=""``) says the sheet has no such column. The sheet's other columns are ignored and
+listed in the ingest report, except a column whose name looks like one of ours that nothing supplies
+(``looks_like``: ``Sex`` or ``Gender`` when no column is read as ``sex``, a typo such as ``consents``): that
+is refused as ambiguous rather than guessed or silently dropped.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
@@ -59,6 +60,20 @@ LOOK_ALIKES: Mapping[str, frozenset[str]] = MappingProxyType(
 
 def squash(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def looks_like(name: str) -> str | None:
+    """Which of our columns a sheet's column name looks like: a known synonym (``Gender``, ``DOB``) or, for
+    our longer names, a near miss (``consents``, ``phenotpyes``); None for anything else."""
+    squashed = squash(name)
+    for ours, alikes in LOOK_ALIKES.items():
+        if squashed in alikes:
+            return ours
+    for ours in TARGETS:
+        target = squash(ours)
+        if len(target) >= 6 and difflib.SequenceMatcher(None, squashed, target).ratio() >= 0.8:
+            return ours
+    return None
 
 
 @dataclass(frozen=True)

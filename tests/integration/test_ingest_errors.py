@@ -401,8 +401,8 @@ def sheet_unknown_column(w: Workspace) -> Bad:
         w,
         sheet_text(header=header),
         1,
-        "unknown column(s) consents",
-        "allowed: sample_id, sex, birth_year, ancestry, phenotypes, consent",
+        "column 'consents' looks like our consent column but is not read as one",
+        "map it (consent=consents)",
     )
 
 

@@ -171,7 +171,7 @@ def test_a_bad_mapping_option_is_a_usage_error_naming_it(tmp_path: Path) -> None
     )
     res = run_node(*ingest_args(store, [vcf], export), "--sheet-columns", "sample_id=sample.id", cwd=tmp_path)
     assert res.returncode == 4
-    assert "column 'Sex' looks like our sex column but is not mapped" in res.stderr.splitlines()[-1]
+    assert "column 'Sex' looks like our sex column but is not read as one" in res.stderr.splitlines()[-1]
     assert not store.exists()
 
 

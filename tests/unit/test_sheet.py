@@ -191,10 +191,16 @@ def test_our_own_names_need_no_mapping(tmp_path: Path) -> None:
     assert read_sheet(path)[0].sex == "F"
 
 
-def test_without_a_mapping_an_unknown_column_is_refused_as_a_likely_typo(tmp_path: Path) -> None:
-    exc = refused(write(tmp_path, tsv(["sample_id", "consents"], ["S1", "GRU"])))
+@pytest.mark.parametrize("typo", ["consents", "Consent", "phenotpyes", "birth-year", "Gender", "DOB"])
+def test_a_column_that_looks_like_ours_is_refused_not_ignored_even_without_a_mapping(tmp_path: Path, typo: str) -> None:
+    exc = refused(write(tmp_path, tsv(["sample_id", typo, "Tissue"], ["S1", "GRU", "blood"])))
     assert exc.where == f"{tmp_path / 'sheet.tsv'}:1"
-    assert "unknown column(s) consents" in exc.why and "--sheet-columns" in exc.why
+    assert exc.why.startswith(f"column {typo!r} looks like our ") and "but is not read as one" in exc.why
+
+
+def test_other_columns_are_ignored_and_reported_even_without_a_mapping(tmp_path: Path) -> None:
+    sheet = load_sheet(write(tmp_path, tsv(["sample_id", "sex", "Tissue", "Site", "Page"], ["S1", "M", "x", "y", "z"])))
+    assert sheet.ignored == ("Tissue", "Site", "Page") and sheet.participants[0].sex == "M"
 
 
 def test_a_missing_mapped_column_is_named_with_the_columns_present(tmp_path: Path) -> None:
@@ -213,7 +219,7 @@ def test_no_sample_id_column_says_how_to_name_one(tmp_path: Path) -> None:
 def test_an_unmapped_look_alike_column_is_refused_not_ignored(tmp_path: Path) -> None:
     path = write(tmp_path, tsv(["sample.id", "Gender", "Notes"], ["S1", "M", "x"]))
     exc = refused(path, SheetColumns.parse("sample_id=sample.id"))
-    assert exc.why.startswith("column 'Gender' looks like our sex column but is not mapped")
+    assert exc.why.startswith("column 'Gender' looks like our sex column but is not read as one")
     # saying the sheet has no sex column makes it an ignored column
     sheet = load_sheet(path, SheetColumns.parse("sample_id=sample.id,sex="))
     assert sheet.ignored == ("Gender", "Notes") and sheet.participants[0].sex == "U"
