@@ -65,7 +65,7 @@ class IngestSummary:
     sheet_rows: int = 0  # participants the sheet lists (those of the VCF's samples and any others)
     sheet_extra: int = 0  # sheet rows for samples in none of the files: allowed, not stored
     sheet_columns: dict[str, str] = field(default_factory=dict)  # our column -> the sheet's
-    sheet_ignored: list[str] = field(default_factory=list)  # the sheet's columns nobody maps
+    sheet_ignored: list[str] = field(default_factory=list)  # the sheet's columns read as none of ours
     sheet_normalised: dict[str, int] = field(default_factory=dict)  # our column -> cells respelled
     sources_loaded: list[str] = field(default_factory=list)
     sources_skipped: list[str] = field(default_factory=list)
