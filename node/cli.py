@@ -15,10 +15,15 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from genogate.cliutil import run
+from genogate.errors import UsageError
 from genogate.filter import parse_filter
 from genogate.query import Region
+
+if TYPE_CHECKING:
+    from node.ingest.sheet_columns import SheetColumns
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,7 +51,31 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         required=True,
         metavar="SHEET",
-        help="sample sheet TSV: sample_id [sex birth_year ancestry phenotypes consent]",
+        help="sample sheet, TSV (CSV for a .csv file) with a header: sample_id [sex birth_year ancestry "
+        "phenotypes consent], or the institution's own column names mapped with --sheet-columns/--sheet-map; "
+        "it may list more participants than the files hold (counted, not stored)",
+    )
+    ing.add_argument(
+        "--sheet-columns",
+        metavar="OURS=THEIRS,...",
+        help="which sheet column holds which of ours, e.g. sample_id=sample.id,sex=Sex,birth_year=YOB "
+        "(ours: sample_id sex birth_year age ancestry phenotypes consent; OURS= says the sheet has none); "
+        "other columns are ignored and listed in the report (one that looks like ours is refused); overrides "
+        "--sheet-map",
+    )
+    ing.add_argument(
+        "--sheet-map",
+        type=Path,
+        metavar="FILE",
+        help='the same mapping as a TOML file: [columns] OURS = "THEIRS", [age] reference_year, [format] '
+        "delimiter (see docs/operations/sheets.md)",
+    )
+    ing.add_argument(
+        "--sheet-age-year",
+        type=int,
+        metavar="YEAR",
+        help="with age=COLUMN: the year the ages were recorded (birth year = YEAR - age, one year early for "
+        "someone whose birthday had not yet come); an age column without it is refused",
     )
     ing.add_argument(
         "--key",
@@ -217,6 +246,21 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _sheet_columns(args: argparse.Namespace) -> SheetColumns | None:
+    from node.ingest.sheet_columns import SheetColumns
+
+    columns = SheetColumns.load(args.sheet_map) if args.sheet_map is not None else None
+    if args.sheet_columns is not None or args.sheet_age_year is not None:
+        base = columns or SheetColumns()
+        given = SheetColumns.parse(args.sheet_columns, age_reference_year=args.sheet_age_year, check=False)
+        columns = base.override(given)
+        try:
+            columns.check()
+        except ValueError as exc:
+            raise UsageError(f"--sheet-columns: {exc}") from None
+    return columns
+
+
 def _ingest(args: argparse.Namespace) -> int:
     from node.ingest import ingest
 
@@ -228,6 +272,7 @@ def _ingest(args: argparse.Namespace) -> int:
         build=args.build,
         reference=args.reference,
         covered_regions=args.covered_regions,
+        sheet_columns=_sheet_columns(args),
     )
     print("\n".join(summary.lines()))
     return 0

@@ -3,7 +3,8 @@
 * ``pipeline``: VCF/BCF files (or any ``GenotypeSource``) plus a sample sheet into a store (atomic, idempotent,
   canonical, one build, pseudonymous: see its docstring);
 * ``vcf`` / ``vcftext``: the VCF/BCF readers (htslib, and the numpy parser for GT-only text);
-* ``normalise``: one canonical spelling of every allele; ``sheet``: the sample sheet;
+* ``normalise``: one canonical spelling of every allele; ``sheet``: the sample sheet (``sheet_columns``: which
+  of an institution's columns is which of ours; ``sheet_values``: each cell's normalisation);
 * ``writer``: the store's call layout (sparse rows and dense bitsets, ``node.store``);
 * ``synth``: synthetic cohorts (a ``GenotypeSource`` and its sheet) for tests, benchmarks and attacks;
   ``synth_files`` writes them as files (sheet, truth, BGZF VCF).

@@ -12,6 +12,9 @@ Guarantees:
   counted; any other non-base allele refused with its line. Two records that become one variant are refused.
 * **One build.** The store records its genome build (``meta genome_build``): stated by the files' headers or
   ``--build``, refused when they disagree with each other or with the store, and for NCBI36.
+* **The VCF's participants.** The sample sheet (``node.ingest.sheet``, columns mapped by ``SheetColumns``) must
+  list every sample of every file, and the files of one store hold the same samples; sheet rows for other
+  samples are allowed, counted in the report and not stored.
 * **Pseudonymous.** Sample ids are stored only as keyed-hash (HMAC-SHA256) pseudonyms; the key lives in
   the node's directory, never in the store. The store records the key's fingerprint so a wrong key is
   refused instead of silently producing different pseudonyms.
@@ -43,7 +46,7 @@ from genogate.query import Region
 from node import consent, ontology
 from node.bed import merge, read_bed
 from node.ingest.normalise import Normaliser, Reference
-from node.ingest.sheet import Participant, read_sheet
+from node.ingest.sheet import Participant, Sheet, SheetColumns, load_sheet
 from node.ingest.vcf import VcfSource
 from node.ingest.writer import StoreWriter
 from node.records import CLASS_NAMES, GenotypeSource
@@ -60,6 +63,11 @@ class IngestSummary:
     samples: int = 0
     withdrawn: int = 0
     consent_overrides: int = 0  # participants whose sheet codes a recorded consent change overrode
+    sheet_rows: int = 0  # participants the sheet lists (those of the VCF's samples and any others)
+    sheet_extra: int = 0  # sheet rows for samples in none of the files: allowed, not stored
+    sheet_columns: dict[str, str] = field(default_factory=dict)  # our column -> the sheet's
+    sheet_ignored: list[str] = field(default_factory=list)  # the sheet's columns read as none of ours
+    sheet_normalised: dict[str, int] = field(default_factory=dict)  # our column -> cells respelled
     sources_loaded: list[str] = field(default_factory=list)
     sources_skipped: list[str] = field(default_factory=list)
     build: str = ""
@@ -74,12 +82,18 @@ class IngestSummary:
     changed: bool = False
     seconds: float = 0.0
 
+    def sheet_lines(self) -> list[str]:
+        return Sheet(Path(), (), self.sheet_columns, tuple(self.sheet_ignored), self.sheet_normalised).report()
+
     def lines(self) -> list[str]:
         if not self.changed:
             return [f"{self.store}: already up to date; nothing changed"]
         out = [
             f"store        {self.store}",
             f"samples      {self.samples} ({self.withdrawn} withdrawn)",
+            f"sheet        {self.sheet_rows} row(s)"
+            + (f"; {self.sheet_extra} for samples in none of the files (not stored)" if self.sheet_extra else ""),
+            *self.sheet_lines(),
             f"inputs       {len(self.sources_loaded)} loaded, {len(self.sources_skipped)} already in the store",
             f"build        {self.build} ({self.build_from})",
             f"sites        {self.sites} loaded",
@@ -187,12 +201,14 @@ def ingest(
     build: str | None = None,
     reference: Path | None = None,
     covered_regions: Path | None = None,
+    sheet_columns: SheetColumns | None = None,
 ) -> IngestSummary:
     """Ingest VCF/BCF files and a sample sheet into ``store`` (created if absent).
 
     ``build`` (GRCh37 or GRCh38) is needed only when neither the files' headers nor the store name one;
     ``reference`` (a FASTA) checks REF and left-aligns indels; ``covered_regions`` (a BED file) records where
-    exome or array data was called.
+    exome or array data was called; ``sheet_columns`` maps the sheet's column names to ours
+    (``node.ingest.sheet_columns``).
     """
     if not vcfs:
         raise IngestError("--vcf", "at least one VCF or BCF file is needed")
@@ -220,6 +236,7 @@ def ingest(
             build=build,
             reference=reference,
             covered_regions=covered_regions,
+            sheet_columns=sheet_columns,
         )
     finally:
         for s in sources:
@@ -237,6 +254,7 @@ def ingest_sources(
     build: str | None = None,
     reference: Path | None = None,
     covered_regions: Path | None = None,
+    sheet_columns: SheetColumns | None = None,
 ) -> IngestSummary:
     """Ingest any genotype sources (VCF files, the synthetic generator) into ``store`` atomically."""
     t0 = time.monotonic()
@@ -247,8 +265,10 @@ def ingest_sources(
             raise IngestError("--build", str(exc)) from None
     store = Path(store)
     _check_writable(store)
-    participants = read_sheet(Path(sheet))
+    read = load_sheet(Path(sheet), sheet_columns)
     sheet_sha = sha256_file(Path(sheet))
+    if sheet_columns is not None and sheet_columns.mapped:  # the same file read another way is another sheet
+        sheet_sha = hashlib.sha256(f"{sheet_sha} {sheet_columns.digest()}".encode()).hexdigest()
     key_path = Path(key_path) if key_path else default_key_path(store)
     exists = store.exists()
     with _lock(store):
@@ -259,7 +279,7 @@ def ingest_sources(
         try:
             options = _Options(build, reference, covered_regions)
             return _ingest_locked(
-                store, exists, sources, Path(sheet), participants, sheet_sha, fingerprints, key, progress, t0, options
+                store, exists, sources, Path(sheet), read, sheet_sha, fingerprints, key, progress, t0, options
             )
         except BaseException:
             if created_key:
@@ -279,7 +299,7 @@ def _ingest_locked(
     exists: bool,
     sources: Sequence[GenotypeSource],
     sheet: Path,
-    participants: list[Participant],
+    read: Sheet,
     sheet_sha: str,
     fingerprints: Sequence[str],
     key: bytes,
@@ -287,10 +307,8 @@ def _ingest_locked(
     t0: float,
     options: _Options,
 ) -> IngestSummary:
+    participants = _select(sources, read.participants)
     by_pseudonym = {pseudonym(key, p.sample_id): p for p in participants}
-    sheet_ids = {p.sample_id for p in participants}
-    for src in sources:
-        _check_samples(src, sheet_ids)
     # Consent changes recorded while the node served (``node.consent``) override the sheet's codes: an older
     # sheet never brings back a withdrawn participant. A new override makes the same sheet a change.
     by_pseudonym, overridden = consent.apply_overrides(store, by_pseudonym)
@@ -304,6 +322,9 @@ def _ingest_locked(
         withdrawn=sum(p.withdrawn for p in by_pseudonym.values()),
         consent_overrides=overridden,
     )
+    summary.sheet_rows, summary.sheet_extra = len(read.participants), len(read.participants) - len(participants)
+    summary.sheet_columns, summary.sheet_ignored = dict(read.used), list(read.ignored)
+    summary.sheet_normalised = dict(read.normalised)
 
     store_build: str | None = None
     stored_cover: list[Region] | None = None
@@ -479,14 +500,29 @@ def _lock(store: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _check_samples(src: GenotypeSource, sheet_ids: set[str]) -> None:
-    in_file = set(src.samples)
-    missing = sorted(in_file - sheet_ids)
-    if missing:
-        raise IngestError(src.name, f"{len(missing)} sample(s) are not in the sample sheet: {_few(missing)}")
-    absent = sorted(sheet_ids - in_file)
-    if absent:
-        raise IngestError(src.name, f"{len(absent)} sample(s) of the sheet are not in this file: {_few(absent)}")
+def _select(sources: Sequence[GenotypeSource], participants: Sequence[Participant]) -> list[Participant]:
+    """The sheet's participants the files hold. Every sample of every file must be in the sheet, and the files
+    of one store hold the same samples; sheet rows for other samples are allowed (counted, not stored)."""
+    if not sources:
+        return list(participants)
+    sheet_ids = {p.sample_id for p in participants}
+    for src in sources:
+        missing = sorted(set(src.samples) - sheet_ids)
+        if missing:
+            raise IngestError(src.name, f"{len(missing)} sample(s) are not in the sample sheet: {_few(missing)}")
+    first = set(sources[0].samples)
+    for src in sources[1:]:
+        absent = sorted(first - set(src.samples))
+        if absent:
+            raise IngestError(
+                src.name, f"{len(absent)} sample(s) of {sources[0].name} are not in this file: {_few(absent)}"
+            )
+        extra = sorted(set(src.samples) - first)
+        if extra:
+            raise IngestError(
+                src.name, f"{len(extra)} sample(s) of this file are not in {sources[0].name}: {_few(extra)}"
+            )
+    return [p for p in participants if p.sample_id in first]
 
 
 def _few(items: list[str]) -> str:
@@ -520,7 +556,7 @@ def _write_samples(
         if stored != set(order):
             raise IngestError(
                 str(sheet),
-                f"the store holds {len(stored)} samples and the sheet {len(order)}; "
+                f"the store holds {len(stored)} samples and the sheet {len(order)} of the files' samples; "
                 f"{len(set(order) - stored)} are new and {len(stored - set(order))} are missing "
                 "(a store's sample set is fixed when it is created)",
             )

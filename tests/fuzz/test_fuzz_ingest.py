@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from genogate.errors import IngestError
 from node.ingest import ingest
+from node.ingest.sheet import SheetColumns
 from tests.fuzz.cases import fuzz, record
 from tests.integration.conftest import BASE_RECORDS, FORMAT_GT, bgzf, many_records, sheet_text, vcf_text
 from tests.integration.conftest import ingest as run_ingest
@@ -89,12 +90,21 @@ def _digest(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
 
 
-def _case(bench: Bench, vcf: bytes, sheet: bytes, compression: str, existing: bool, damaged: str) -> None:
+def _case(
+    bench: Bench,
+    vcf: bytes,
+    sheet: bytes,
+    compression: str,
+    existing: bool,
+    damaged: str,
+    columns: SheetColumns | None = None,
+    sheet_name: str = "sheet.tsv",
+) -> None:
     work = Path(tempfile.mkdtemp(dir=bench.dir))
     try:
         vcf_path = work / ("in.vcf" + {"plain": "", "gzip": ".gz", "bgzf": ".gz"}[compression])
         vcf_path.write_bytes(vcf)
-        sheet_path = work / "sheet.tsv"
+        sheet_path = work / sheet_name
         sheet_path.write_bytes(sheet)
         store = work / "store.duckdb"
         key = work / "pseudonym.key"
@@ -103,7 +113,7 @@ def _case(bench: Bench, vcf: bytes, sheet: bytes, compression: str, existing: bo
             shutil.copy(bench.previous.parent / "pseudonym.key", key)
         before = (_digest(store), _digest(key))
         try:
-            ingest(store, [vcf_path], sheet_path)
+            ingest(store, [vcf_path], sheet_path, sheet_columns=columns)
         except IngestError as exc:
             named = vcf_path if damaged == "vcf" else sheet_path
             assert named.name in str(exc) or str(named) in exc.where or str(vcf_path) in exc.where, str(exc)
@@ -153,6 +163,43 @@ def test_a_damaged_sample_sheet_ingests_or_fails_naming_it_with_no_partial_store
     for d in damages:
         sheet = _apply(sheet, d)
     _case(bench, bench.vcf, sheet, "plain", existing, "sheet")
+
+
+# An institution's export of the same four participants: quoted CSV, its own names and spellings, an extra
+# column and two participants the VCF does not hold.
+_EXPORT = (
+    b'"sample.id","Sex","DOB","Pop","HPO","Consent","Notes"\n'
+    b'"S9","2","1966-07-01","afr","NA","DUO:0000042","x"\n'
+    b'"S1","1","1980","EUR","hp:0001250","gru",""\n'
+    b'"S2","Male","1975.0","AFR","NA","duo:0000006","y"\n'
+    b'"S3","F","1990-05-17","eur","HP:0001250, ICD10:C50","ds-c50",""\n'
+    b'"S4","female","NA","EAS","","GRU|npu",""\n'
+    b'"S8","0","","","","",""\n'
+)
+_EXPORT_COLUMNS = "sample_id=sample.id,sex=Sex,birth_year=DOB,ancestry=Pop,phenotypes=HPO,consent=Consent"
+
+
+@fuzz(40, deadline_s=60)
+@given(st.booleans(), st.lists(_damage, min_size=1, max_size=3))
+def test_a_damaged_institution_export_ingests_or_fails_naming_it_with_no_partial_store(
+    bench: Bench, existing: bool, damages: list[tuple[str, int, object]]
+) -> None:
+    record("ingest-sheet")
+    sheet = _EXPORT
+    for d in damages:
+        sheet = _apply(sheet, d)
+    _case(bench, bench.vcf, sheet, "plain", existing, "sheet", SheetColumns.parse(_EXPORT_COLUMNS), "export.csv")
+
+
+def test_the_undamaged_institution_export_ingests(bench: Bench) -> None:
+    """The fuzz case above starts from a good input (else every case would be a refusal)."""
+    work = Path(tempfile.mkdtemp(dir=bench.dir))
+    (work / "in.vcf").write_bytes(bench.vcf)
+    (work / "export.csv").write_bytes(_EXPORT)
+    summary = ingest(
+        work / "s.duckdb", [work / "in.vcf"], work / "export.csv", sheet_columns=SheetColumns.parse(_EXPORT_COLUMNS)
+    )
+    assert (summary.samples, summary.sheet_rows, summary.sheet_extra, summary.sheet_ignored) == (4, 6, 2, ["Notes"])
 
 
 def test_a_record_on_an_undeclared_contig_with_a_bad_pos_is_refused_not_a_crash(tmp_path: Path) -> None:
