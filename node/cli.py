@@ -15,15 +15,11 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from genogate.cliutil import run
-from genogate.errors import UsageError
 from genogate.filter import parse_filter
 from genogate.query import Region
-
-if TYPE_CHECKING:
-    from node.ingest.sheet_columns import SheetColumns
+from node import sheet_options
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,28 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         "phenotypes consent], or the institution's own column names mapped with --sheet-columns/--sheet-map; "
         "it may list more participants than the files hold (counted, not stored)",
     )
-    ing.add_argument(
-        "--sheet-columns",
-        metavar="OURS=THEIRS,...",
-        help="which sheet column holds which of ours, e.g. sample_id=sample.id,sex=Sex,birth_year=YOB "
-        "(ours: sample_id sex birth_year age ancestry phenotypes consent; OURS= says the sheet has none); "
-        "other columns are ignored and listed in the report (one that looks like ours is refused); overrides "
-        "--sheet-map",
-    )
-    ing.add_argument(
-        "--sheet-map",
-        type=Path,
-        metavar="FILE",
-        help='the same mapping as a TOML file: [columns] OURS = "THEIRS", [age] reference_year, [format] '
-        "delimiter (see docs/operations/sheets.md)",
-    )
-    ing.add_argument(
-        "--sheet-age-year",
-        type=int,
-        metavar="YEAR",
-        help="with age=COLUMN: the year the ages were recorded (birth year = YEAR - age, one year early for "
-        "someone whose birthday had not yet come); an age column without it is refused",
-    )
+    sheet_options.add(ing)
     ing.add_argument(
         "--key",
         type=Path,
@@ -246,21 +221,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _sheet_columns(args: argparse.Namespace) -> SheetColumns | None:
-    from node.ingest.sheet_columns import SheetColumns
-
-    columns = SheetColumns.load(args.sheet_map) if args.sheet_map is not None else None
-    if args.sheet_columns is not None or args.sheet_age_year is not None:
-        base = columns or SheetColumns()
-        given = SheetColumns.parse(args.sheet_columns, age_reference_year=args.sheet_age_year, check=False)
-        columns = base.override(given)
-        try:
-            columns.check()
-        except ValueError as exc:
-            raise UsageError(f"--sheet-columns: {exc}") from None
-    return columns
-
-
 def _ingest(args: argparse.Namespace) -> int:
     from node.ingest import ingest
 
@@ -272,7 +232,7 @@ def _ingest(args: argparse.Namespace) -> int:
         build=args.build,
         reference=args.reference,
         covered_regions=args.covered_regions,
-        sheet_columns=_sheet_columns(args),
+        sheet_columns=sheet_options.columns(args),
     )
     print("\n".join(summary.lines()))
     return 0

@@ -28,14 +28,18 @@ import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genogate import audit, duo
 from genogate.errors import IngestError, StoreError, UsageError
 from genogate.signing import Signer
 from genogate.sqlitedb import reopen, transaction
+from node import sheet_options
 from node.config import NodeConfig, load_node_config
 from node.consent import Change, ConsentStore, consent_path
+
+if TYPE_CHECKING:
+    from node.ingest.sheet_columns import SheetColumns
 
 CONFIG_HELP = "the node's TOML config (its store, pseudonymisation key, ledger and identity key)"
 
@@ -75,8 +79,16 @@ def add_commands(sub: Any) -> None:
         "consent column differs from the codes in force gets a change; with --sample and --codes, that one. "
         "All or nothing.",
     )
+    sheet_options.add(up)
     src = up.add_mutually_exclusive_group(required=True)
-    src.add_argument("--sheet", type=Path, metavar="FILE", help="a sample sheet (TSV) with a consent column")
+    src.add_argument(
+        "--sheet",
+        type=Path,
+        metavar="FILE",
+        help="a sample sheet with a consent column (TSV, CSV for a .csv file; the institution's own column names "
+        "with --sheet-columns/--sheet-map, as for ingest); rows for samples the store does not hold are skipped "
+        "and counted",
+    )
     src.add_argument("--sample", metavar="ID", help="one participant's sample id (with --codes)")
     up.add_argument(
         "--codes", metavar="CODES", help="with --sample: the DUO codes in force, ';'-separated (e.g. 'GRU')"
@@ -158,15 +170,18 @@ def run(args: argparse.Namespace) -> int:
 def _change(args: argparse.Namespace, node: _Node, store: ConsentStore) -> int:
     by = args.by or getpass.getuser()
     wanted: dict[str, tuple[str, ...]]
+    not_held = 0  # sheet rows for samples the store does not hold (skipped, as ingest skips them)
     if args.consent_command == "withdraw":
         wanted = {p: (duo.WITHDRAWN,) for p in node.pseudonyms(args.sample, "given")}
         action = "withdraw"
     elif args.sheet is not None:
         if args.codes:
             raise UsageError("--codes goes with --sample; a sheet gives its codes in its consent column")
-        wanted = _sheet_codes(args.sheet, node)
+        wanted, not_held = _sheet_codes(args.sheet, node, sheet_options.columns(args))
         action = "update"
     else:
+        if args.sheet_columns is not None or args.sheet_map is not None or args.sheet_age_year is not None:
+            raise UsageError("--sheet-columns, --sheet-map and --sheet-age-year go with --sheet")
         if args.codes is None:
             raise UsageError("consent update --sample needs --codes (e.g. --codes 'GRU'), or give --sheet")
         try:
@@ -197,6 +212,7 @@ def _change(args: argparse.Namespace, node: _Node, store: ConsentStore) -> int:
         "action": action,
         "changed": len(done),
         "unchanged": len(wanted) - len(done),
+        "sheet_rows_not_in_store": not_held,
         "batch": batch if done else "",
         "by": by,
         "at_ms": at_ms,
@@ -217,22 +233,32 @@ def _change(args: argparse.Namespace, node: _Node, store: ConsentStore) -> int:
         print(
             f"{_n(len(wanted) - len(done), 'participant')} already had these codes in force: nothing recorded for them"
         )
+    if not_held:
+        print(f"{_n(not_held, 'sheet row')} for samples the store does not hold: skipped")
     return 0
 
 
-def _sheet_codes(sheet: Path, node: _Node) -> dict[str, tuple[str, ...]]:
-    """Each sheet participant's consent codes, by pseudonym (the sheet must have a consent column)."""
-    from node.ingest.sheet import read_sheet
+def _sheet_codes(sheet: Path, node: _Node, columns: SheetColumns | None) -> tuple[dict[str, tuple[str, ...]], int]:
+    """Each consent-column participant of the sheet the store holds, by pseudonym, and how many of the sheet's
+    rows are for samples the store does not hold (skipped, as ingest skips them; all skipped is refused)."""
+    from node.ingest.pipeline import pseudonym
+    from node.ingest.sheet import load_sheet
 
-    try:
-        header = sheet.read_text(encoding="utf-8").splitlines()[0].split("\t")
-    except (OSError, UnicodeDecodeError, IndexError):
-        header = []
-    if header and "consent" not in (h.strip() for h in header):
-        raise IngestError(str(sheet), "the sheet has no consent column: nothing to update from")
-    participants = read_sheet(sheet)  # every problem names the file and line
-    pseudonyms = node.pseudonyms([p.sample_id for p in participants], f"of {sheet}")
-    return {ps: p.consent for ps, p in zip(pseudonyms, participants, strict=True)}
+    read = load_sheet(sheet, columns)  # every problem names the file, line and column
+    if "consent" not in read.used:
+        raise IngestError(str(sheet), "the sheet has no consent column (or none mapped): nothing to update from")
+    held: dict[str, tuple[str, ...]] = {}
+    for p in read.participants:
+        ps = pseudonym(node.key, p.sample_id)
+        if ps in node.sheet_codes:
+            held[ps] = p.consent
+    skipped = len(read.participants) - len(held)
+    if not held:
+        raise UsageError(
+            f"none of the {len(read.participants)} sample id(s) of {sheet} is a participant of the store "
+            f"{node.config.store.path}; nothing was changed"
+        )
+    return held, skipped
 
 
 def _audit(config: NodeConfig, action: str, done: Sequence[Change]) -> int:

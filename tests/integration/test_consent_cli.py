@@ -130,10 +130,10 @@ def test_update_from_a_sheet_re_consents_and_is_all_or_nothing(
     assert one["changed"] == 1 and one["changes"][0]["codes"] == ["HMB", "NPU"]  # type: ignore[index]
     assert len(consent(capsys, node, "list", "--history")["changes"]) == 6  # type: ignore[arg-type]
 
-    bad = tmp_path / "bad.tsv"
-    bad.write_text(SHEET + "P99\tF\tGRU\n")
-    code, _, err = cli(capsys, "consent", "update", "--config", str(node.config), "--sheet", str(bad))
-    assert code == 2 and "1 of the 7 sample id(s)" in err
+    strangers = tmp_path / "strangers.tsv"
+    strangers.write_text("sample_id\tsex\tconsent\nP98\tF\tGRU\nP99\tM\tGRU\n")
+    code, _, err = cli(capsys, "consent", "update", "--config", str(node.config), "--sheet", str(strangers))
+    assert code == 2 and "none of the 2 sample id(s)" in err
     nocol = tmp_path / "nocol.tsv"
     nocol.write_text("sample_id\tsex\nP0\tF\n")
     code, _, err = cli(capsys, "consent", "update", "--config", str(node.config), "--sheet", str(nocol))
@@ -153,3 +153,31 @@ def test_every_consent_command_has_help_and_json(capsys: pytest.CaptureFixture[s
         assert done.value.code == 0
         text = capsys.readouterr().out
         assert "--json" in text and "--config" in text and "%" not in text
+
+
+def test_update_reads_an_institution_sheet_through_the_ingest_mapping(
+    node: Node, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The sheet an institution exports (its own column names, spellings, more participants than the store
+    holds) updates consent through the same ``--sheet-columns`` mapping ingest takes; rows for samples the
+    store does not hold are skipped and counted, as ingest counts them."""
+    export = tmp_path / "export.csv"
+    rows = ["sample.id,Sex,Consent.Codes,Site"]
+    rows += [f"P{i},{'female' if i % 2 == 0 else 'male'},{'hmb' if i == 2 else 'GRU'},north" for i in range(6)]
+    rows += ["Q1,female,GRU,south", "Q2,male,GRU,south"]
+    export.write_text("\n".join(rows) + "\n")
+    mapping = "sample_id=sample.id,sex=Sex,consent=Consent.Codes"
+    doc = consent(capsys, node, "update", "--sheet", str(export), "--sheet-columns", mapping)
+    assert doc["changed"] == 1 and doc["sheet_rows_not_in_store"] == 2
+    assert doc["changes"][0]["codes"] == ["HMB"]  # type: ignore[index]
+    code, out, _ = cli(
+        capsys, "consent", "update", "--config", str(node.config), "--sheet", str(export), "--sheet-columns", mapping
+    )
+    assert code == 0 and "2 sheet rows for samples the store does not hold: skipped" in out
+    code, _, err = cli(capsys, "consent", "update", "--config", str(node.config), "--sheet", str(export))
+    assert code != 0 and "sample_id" in err  # without the mapping the export's header is not ours
+    code, _, err = cli(
+        capsys, "consent", "update", "--config", str(node.config), "--sample", "P1", "--codes", "GRU",
+        "--sheet-columns", mapping,
+    )  # fmt: skip
+    assert code == 2 and "go with --sheet" in err
