@@ -12,8 +12,12 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from genogate.cliutil import run
+from genogate.cliutil import add_completion, add_json, print_json, run
+
+if TYPE_CHECKING:
+    from genogate.files import Report
 
 PROG = "genogate-coordinator"
 
@@ -49,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     ini.add_argument(
         "--metrics-listen", default="", metavar="HOST:PORT", help="serve Prometheus metrics here (default: off)"
     )
+    add_json(ini, "print the files created as JSON")
 
     sv = sub.add_parser(
         "serve",
@@ -59,7 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--config", type=Path, required=True, help="the coordinator's TOML config (see init)")
     sv.add_argument("--listen", help="override [server] listen, e.g. 127.0.0.1:0 for any free port")
 
-    com = sub.add_parser("committee", help="manage the access committee's members")
+    com = sub.add_parser(
+        "committee",
+        help="manage the access committee's members",
+        description="Manage the access committee's members (the keys whose reviews approve studies).",
+    )
     com_sub = com.add_subparsers(dest="committee_command", required=True, metavar="COMMAND")
     add = com_sub.add_parser(
         "add",
@@ -70,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--config", type=Path, required=True, help="the coordinator's TOML config")
     add.add_argument("--name", required=True, help="the member's name")
     add.add_argument("--public-key", required=True, metavar="HEX", help="raw Ed25519 public key, 64 hex digits")
+    add_json(add, "print the result as JSON (status added or unchanged)")
 
     from genogate import status
 
@@ -96,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--site", required=True, help="the node's site name")
     rec.add_argument("--node-export", type=Path, required=True, metavar="FILE", help="the node's audit export (JSON)")
     rec.add_argument("--json", action="store_true", help="machine-readable output")
+
+    add_completion(sub, PROG, _parser)
     return p
 
 
@@ -105,7 +117,14 @@ def _init(args: argparse.Namespace) -> int:
     report = init_coordinator(
         args.dir, args.name, args.listen, tuple(args.operator), metrics_listen=args.metrics_listen
     )
-    print("\n".join(report.lines()))
+    return _report(args, report, "created")
+
+
+def _report(args: argparse.Namespace, report: Report, status: str) -> int:
+    if args.json:
+        print_json(report.to_json(status))
+    else:
+        print("\n".join(report.lines()))
     return 0
 
 
@@ -135,8 +154,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _committee(args: argparse.Namespace) -> int:
     from coordinator.admin import add_member
 
-    print("\n".join(add_member(args.config, args.name, args.public_key).lines()))
-    return 0
+    return _report(args, add_member(args.config, args.name, args.public_key), "added")
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -176,7 +194,7 @@ def _health(args: argparse.Namespace) -> int:
     from genogate.status import health_command
 
     config = load_coordinator_config(args.config)
-    return health_command(config.server, config.tls, config.coordinator.name, args.timeout)
+    return health_command(config.server, config.tls, config.coordinator.name, args.timeout, as_json=args.json)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "audit": _audit,
         "status": _status,
         "health": _health,
-    }[args.command]
+    }.get(args.command) or args.handler
     # A GenogateError outside LocalError (e.g. the state file refused at start) exits 2.
     return run(PROG, lambda: handler(args), error_exit=2)
 

@@ -95,10 +95,16 @@ def health(
     return True, f"serving: {target}"
 
 
-def health_command(server: ServerSettings, tls: TlsSettings, name: str, timeout_s: float) -> int:
-    """``health`` of either service: print what the probe found; exit status 0 if serving, else 1."""
+def health_command(
+    server: ServerSettings, tls: TlsSettings, name: str, timeout_s: float, *, as_json: bool = False
+) -> int:
+    """``health`` of either service: print what the probe found (``--json``: ``status`` "serving" or
+    "not_serving" and the line); exit status 0 if serving, else 1."""
     ok, line = health(server.ready_file, server.listen, tls, name, timeout_s=timeout_s)
-    print(line)
+    if as_json:
+        print(json.dumps({"status": "serving" if ok else "not_serving", "message": line}, indent=2))
+    else:
+        print(line)
     return 0 if ok else 1
 
 
@@ -186,3 +192,4 @@ def add_commands(sub: Any, service: str, config_help: str, status_description: s
     )
     he.add_argument("--config", type=Path, required=True, help=config_help)
     he.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS", help="deadline (default: 3)")
+    he.add_argument("--json", action="store_true", help="print the result as JSON (status serving or not_serving)")

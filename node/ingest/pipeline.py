@@ -26,11 +26,10 @@ import hashlib
 import hmac
 import os
 import secrets
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -39,6 +38,7 @@ import numpy as np
 
 from genogate.errors import IngestError, StoreError
 from genogate.genome import BuildError, canonical_contig, check_build, contig_rank
+from genogate.progress import DEFAULT_INTERVAL_S, Progress
 from genogate.query import Region
 from node import ontology
 from node.bed import merge, read_bed
@@ -100,6 +100,11 @@ class IngestSummary:
         out.append(f"time         {self.seconds:.1f} s")
         return out
 
+    def to_json(self) -> dict[str, object]:
+        """Every field (``--json``), with ``status`` "ingested" or "unchanged" (an idempotent re-run)."""
+        doc = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+        return {"status": "ingested" if self.changed else "unchanged", **doc}
+
 
 def pseudonym(key: bytes, sample_id: str) -> str:
     """Keyed-hash pseudonym of a sample id (HMAC-SHA256, 128 bits as hex)."""
@@ -144,33 +149,6 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-class Progress:
-    """A one-line progress bar on a terminal; silent otherwise."""
-
-    def __init__(self, total: int, stream: IO[str] | None = None):
-        self.stream = stream if stream is not None else sys.stderr
-        self.enabled = self.stream.isatty()
-        self.total = max(total, 1)
-        self.start = time.monotonic()
-        self._last = 0.0
-
-    def update(self, done: int, label: str) -> None:
-        now = time.monotonic()
-        if not self.enabled or now - self._last < 0.2:
-            return
-        self._last = now
-        frac = min(done / self.total, 1.0)
-        bar = "#" * int(frac * 30)
-        rate = done / max(now - self.start, 1e-9) / 1e6
-        self.stream.write(f"\r[{bar:<30}] {frac:6.1%} {rate:6.1f} MB/s {label[-40:]:<40}")
-        self.stream.flush()
-
-    def done(self) -> None:
-        if self.enabled:
-            self.stream.write("\r" + " " * 100 + "\r")
-            self.stream.flush()
-
-
 def ingest(
     store: Path,
     vcfs: Sequence[Path],
@@ -178,6 +156,7 @@ def ingest(
     *,
     key_path: Path | None = None,
     progress_stream: IO[str] | None = None,
+    progress_interval: float = DEFAULT_INTERVAL_S,
     build: str | None = None,
     reference: Path | None = None,
     covered_regions: Path | None = None,
@@ -210,7 +189,12 @@ def ingest(
             sheet,
             fingerprints=fingerprints,
             key_path=key_path,
-            progress=Progress(sum(s.size for s in sources), progress_stream),
+            progress=Progress(
+                sum(s.size for s in sources),
+                what="ingest",
+                stream=progress_stream,
+                interval=progress_interval,
+            ),
             build=build,
             reference=reference,
             covered_regions=covered_regions,
@@ -390,7 +374,7 @@ def _ingest_locked(
             )
             summary.sources_loaded.append(src.name)
         if progress is not None:
-            progress.done()
+            progress.done(done_bytes)
         if ref_fasta is not None:
             ref_fasta.close()
         skipped.update(normalise.skipped)
