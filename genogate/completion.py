@@ -1,7 +1,8 @@
 """Shell completion for the command lines, generated from their argparse parsers (no dependency, no Python
 start per key press): ``PROG completion bash`` prints a bash function with three tables baked in,
 
-* the words of each command path (its subcommands and options), e.g. ``"dev-ca issue"`` -> ``--ca --csr ...``;
+* the words of each command path (its subcommands and options), e.g. ``"dev-ca issue"`` -> ``--ca --csr ...``
+  (options are offered once a ``-`` is typed, or where there is no subcommand to offer);
 * the option values: an option with choices completes them; an option taking a path completes file names;
   any other option's value completes nothing (the word after it is not a command);
 * which options take a value (so that ``--store s.db in<TAB>`` still knows ``in`` is not a value).
@@ -96,7 +97,12 @@ declare -gA {fn}_words {fn}_values
     fi
     return 0
   fi
-  COMPREPLY=($(compgen -W "${{{fn}_words[${{path:-_}}]}}" -- "$cur"))
+  local all="${{{fn}_words[${{path:-_}}]}}" commands=() x
+  if [[ "$cur" != -* ]]; then  # a command if there are any here, else the options
+    for x in $all; do [[ "$x" != -* ]] && commands+=("$x"); done
+    ((${{#commands[@]}})) && all="${{commands[*]}}"
+  fi
+  COMPREPLY=($(compgen -W "$all" -- "$cur"))
 }}
 complete -o filenames -F {fn} {prog}
 """

@@ -10,6 +10,8 @@ and when it will finish. Nothing is printed to stdout, which stays the command's
 
 from __future__ import annotations
 
+import io
+import os
 import sys
 import time
 from typing import IO
@@ -64,6 +66,7 @@ class Progress:
         self.interval = max(interval, 0.0) if not self.tty else REDRAW_S
         self.start = time.monotonic()
         self._due = self.start + self.interval
+        self._rate_from: tuple[float, int] | None = None  # (time, done) of the first update: the rate's origin
         self._done = 0
         self._width = 0
         self._finished = False
@@ -72,17 +75,24 @@ class Progress:
         """``done`` units of ``total`` are done (``label``: what is being worked on, e.g. the file)."""
         self._done = done
         now = time.monotonic()
+        if self._rate_from is None:  # the work proper starts now (opening files, reading the sheet came before)
+            self._rate_from = (now, done)
+            return
         if now < self._due:
             return
         self._due = now + self.interval
-        self._write(self.line(done, now - self.start, label))
+        t0, d0 = self._rate_from
+        self._write(self.line(done, (done - d0) / (now - t0) if now > t0 else 0.0, label))
 
-    def line(self, done: int, elapsed: float, label: str = "") -> str:
-        """The progress line for ``done`` units after ``elapsed`` seconds (without terminal control)."""
+    def line(self, done: int, rate: float, label: str = "") -> str:
+        """The progress line for ``done`` units at ``rate`` units a second (without terminal control)."""
         frac = min(max(done, 0) / self.total, 1.0)
-        rate = done / elapsed if elapsed > 0 else 0.0
         eta = (self.total - done) / rate if rate > 0 and done < self.total else None
-        parts = [f"{frac:6.1%}", f"{amount(done, self.unit)} of {amount(self.total, self.unit)}"]
+        if self.unit == "bytes":
+            of = f"{amount(done, self.unit)} of {amount(self.total, self.unit)}"
+        else:
+            of = f"{done:,} of {amount(self.total, self.unit)}"
+        parts = [f"{frac:6.1%}", of]
         parts.append(f"{amount(rate, self.unit)}/s")
         parts.append(f"ETA {duration(eta)}" if eta is not None else "ETA -")
         text = ", ".join(parts)
@@ -116,6 +126,7 @@ class Progress:
 
     def _write(self, text: str) -> None:
         if self.tty:
+            text = text[: _columns(self.stream) - 1]  # a wrapped line could not be redrawn in place
             pad = max(self._width - len(text), 0)
             self._width = max(self._width, len(text))
             self.stream.write("\r" + text + " " * pad)
@@ -129,3 +140,12 @@ def _isatty(stream: IO[str]) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):  # a closed or unusual stream
         return False
+
+
+def _columns(stream: IO[str]) -> int:
+    """The terminal's width (100 when it reports none, as a fresh pty does)."""
+    try:
+        columns = os.get_terminal_size(stream.fileno()).columns
+    except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+        return 100
+    return columns if columns > 20 else 100
