@@ -42,7 +42,7 @@ import grpc.aio
 from coordinator.config import FanoutSettings
 from genogate.envelope import OpenedEnvelope
 from genogate.errors import GenogateError, Reason, Unauthenticated
-from genogate.rpc import error_from_rpc
+from genogate.rpc import Peer, error_from_rpc, unreachable_message
 from genogate.signing import verify
 from genogate.studies import NodeInfo
 from genogate.wire.v1 import common_pb2 as pb
@@ -346,7 +346,10 @@ class FanOut:
                 host.strip("[]"), int(port), ssl=ctx, server_hostname=node.name
             )
         except (OSError, ssl.SSLError, ValueError) as exc:
-            raise _Unreachable(f"{node.name} at {node.endpoint}: {exc}") from None
+            peer = Peer(node.endpoint, f"node {node.name}", node.name, client="the coordinator")
+            raise _Unreachable(
+                f"{node.name} at {node.endpoint}: {exc}", message=unreachable_message(exc, peer)
+            ) from None
         try:
             der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
         finally:

@@ -594,8 +594,9 @@ def main(argv: list[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
 
     def where(exc: GenogateError) -> str:
-        if isinstance(exc, Unavailable | DeadlineExceeded):
-            return f" (coordinator {getattr(args, 'coordinator', '?')})"
+        address = getattr(args, "coordinator", "?")
+        if isinstance(exc, Unavailable | DeadlineExceeded) and address not in str(exc):
+            return f" (coordinator {address})"
         return ""
 
     return run(PROG, lambda: handler(args), error_exit=1, where=where)

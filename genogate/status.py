@@ -24,6 +24,7 @@ from genogate import audit
 from genogate.errors import GenogateError, LocalError
 from genogate.launch import check_health
 from genogate.nodeclient import ClientTLS
+from genogate.rpc import transport_message
 from genogate.settings import ServerSettings, TlsSettings
 from genogate.signing import Signer
 
@@ -86,9 +87,13 @@ def health(
     if host in ("0.0.0.0", "[::]", ""):  # noqa: S104 - a wildcard listen address, probed on loopback
         host = "127.0.0.1"
     target = f"{host}:{port}"
+    client = ClientTLS.from_settings(tls)
     try:
-        state = check_health(target, ClientTLS.from_settings(tls), server_name=server_name, timeout_s=timeout_s)
+        state = check_health(target, client, server_name=server_name, timeout_s=timeout_s)
     except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            peer = client.peer(target, "server", server_name)
+            return False, f"not serving: {transport_message(exc.details() or '', peer)}"
         return False, f"not serving: {target}: {exc.code().name.lower()} ({exc.details()})"
     if state != "SERVING":
         return False, f"not serving: {target} reports {state}"
