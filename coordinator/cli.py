@@ -164,6 +164,7 @@ def _audit(args: argparse.Namespace) -> int:
     from genogate import audit
     from genogate.errors import UsageError
     from genogate.signing import Signer
+    from genogate.words import plural
 
     config = load_coordinator_config(args.config)
     entries = audit.read_file(config.audit.path)
@@ -178,8 +179,9 @@ def _audit(args: argparse.Namespace) -> int:
     return audit.print_report(
         report,
         as_json=args.json,
-        ok=f"reconciled: {report.entries} receipts from {args.site} match its audit log",
-        broken=f"NOT reconciled: {len(report.problems)} problem(s)",
+        ok=f"reconciled: {plural(report.entries, 'receipt')} from {args.site} "
+        + ("matches its audit log" if report.entries == 1 else "match its audit log"),
+        broken=f"NOT reconciled: {plural(len(report.problems), 'problem')}",
     )
 
 

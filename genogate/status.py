@@ -27,6 +27,7 @@ from genogate.nodeclient import ClientTLS
 from genogate.rpc import transport_message
 from genogate.settings import ServerSettings, TlsSettings
 from genogate.signing import Signer
+from genogate.words import plural
 
 
 @dataclass
@@ -128,12 +129,14 @@ def audit_log(entries: Sequence[audit.Row], public_keys: Mapping[str, bytes]) ->
         return Section(
             "audit",
             False,
-            f"BROKEN: {len(report.problems)} problem(s) in {report.entries} entries",
+            f"BROKEN: {plural(len(report.problems), 'problem')} in {plural(report.entries, 'entry')}",
             [str(first)],
             facts,
         )
     head = f", head #{report.head_seq} {report.head_sha256[:16]}" if report.entries else ""
-    return Section("audit", True, f"{report.entries} entries, hash chain and signatures verify{head}", facts=facts)
+    return Section(
+        "audit", True, f"{plural(report.entries, 'entry')}, hash chain and signatures verify{head}", facts=facts
+    )
 
 
 def emit(title: str, sections: Sequence[Section], *, as_json: bool) -> int:

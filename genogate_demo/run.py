@@ -151,7 +151,7 @@ def _cohorts(root: Path, samples: int, variants: int, seed: int) -> dict[str, ob
     for i, site in enumerate(SITES):
         t = time.monotonic()
         paths, summary = synth_store(
-            root / site / "store.duckdb", root / "cohort" / site, spec, (i, len(SITES)), progress=False
+            root / site / "store.duckdb", root / "cohort" / site, spec, (i, len(SITES)), progress=True
         )
         print(
             f"   {site:<11} {summary.samples:>6,} participants, {summary.alleles:,} alleles -> "

@@ -40,6 +40,7 @@ from genogate.errors import IngestError, StoreError
 from genogate.genome import BuildError, canonical_contig, check_build, contig_rank
 from genogate.progress import DEFAULT_INTERVAL_S, Progress
 from genogate.query import Region
+from genogate.words import plural
 from node import ontology
 from node.bed import merge, read_bed
 from node.ingest.normalise import Normaliser, Reference
@@ -78,7 +79,7 @@ class IngestSummary:
             return [f"{self.store}: already up to date; nothing changed"]
         out = [
             f"store        {self.store}",
-            f"samples      {self.samples} ({self.withdrawn} withdrawn)",
+            f"samples      {self.samples:,} ({self.withdrawn:,} withdrawn)",
             f"inputs       {len(self.sources_loaded)} loaded, {len(self.sources_skipped)} already in the store",
             f"build        {self.build} ({self.build_from})",
             f"sites        {self.sites} loaded",
@@ -92,7 +93,7 @@ class IngestSummary:
             out.append(f"no-calls     {self.class_totals.get('NO_CALL', 0)}")
         if self.skipped_records:
             for why, n in sorted(self.skipped_records.items()):
-                out.append(f"skipped      {n} record(s): {why}")
+                out.append(f"skipped      {plural(n, 'record')}: {why}")
         else:
             out.append("skipped      none")
         if self.sheet_updated:

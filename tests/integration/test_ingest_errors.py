@@ -775,6 +775,6 @@ def test_records_without_gt_are_skipped_not_fatal(tmp_path: Path) -> None:
     sheet = tmp_path / "sheet.tsv"
     sheet.write_text(sheet_text())
     out = ingest_ok(tmp_path / "store.duckdb", [vcf], sheet, cwd=tmp_path)
-    assert "skipped      1 record(s): no GT field" in out
+    assert "skipped      1 record: no GT field" in out
     rows = freq(tmp_path / "store.duckdb", cwd=tmp_path).splitlines()[1:]
     assert [r.split("\t")[1] for r in rows] == ["100", "300", "400"]
