@@ -55,7 +55,7 @@ def message_json(message: Message) -> dict[str, Any]:
     from google.protobuf.json_format import MessageToDict
 
     doc: dict[str, Any] = MessageToDict(message, preserving_proto_field_name=True)
-    _words(message.DESCRIPTOR, doc)
+    _words(message.DESCRIPTOR, doc)  # type: ignore[arg-type]  # upb's Descriptor is the same type at run time
     return doc
 
 

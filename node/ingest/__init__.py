@@ -15,7 +15,6 @@ cyvcf2).
 
 from node.ingest.pipeline import (
     IngestSummary,
-    Progress,
     default_key_path,
     ingest,
     ingest_sources,
@@ -25,7 +24,6 @@ from node.ingest.pipeline import (
 
 __all__ = [
     "IngestSummary",
-    "Progress",
     "default_key_path",
     "ingest",
     "ingest_sources",
