@@ -350,7 +350,8 @@ def _json_only() -> argparse.ArgumentParser:
 
 
 def _emit(args: argparse.Namespace, message: Callable[[], Message], text: Callable[[], str]) -> int:
-    """Print the response: ``--json`` the RPC's response message in the protobuf JSON mapping, else ``text``."""
+    """Print the response: ``--json`` the RPC's response message in the protobuf JSON mapping (enum values as
+    ``genogate.words`` spells them), else ``text``."""
     if args.json:
         from genogate.words import message_json
 

@@ -2,8 +2,9 @@
 
 On a terminal, one line redrawn in place at most every ``REDRAW_S`` (a bar, the percentage, the rate and the
 ETA) and cleared when the work ends; anywhere else (a log file, a pipe, a supervisor), one plain line every
-``interval`` seconds and one when the work ends, so that a job run from a script or CI still says it is alive
-and when it will finish. Nothing is printed to stdout, which stays the command's result.
+``interval`` seconds and one when the work ends (if it took long enough for one before), so that a job run
+from a script or CI still says it is alive and when it will finish. Nothing is printed to stdout, which stays
+the command's result. The rate (and so the ETA) counts from the first ``update``, not from the setup before it.
 
 ``update`` is cheap when nothing is due (one clock read and a comparison), so callers may call it per record.
 """
@@ -69,6 +70,7 @@ class Progress:
         self._rate_from: tuple[float, int] | None = None  # (time, done) of the first update: the rate's origin
         self._done = 0
         self._width = 0
+        self._lines = 0
         self._finished = False
 
     def update(self, done: int, label: str = "") -> None:
@@ -105,7 +107,7 @@ class Progress:
 
     def done(self, done: int | None = None) -> None:
         """The work ended (``done`` units of it, if given): clear the terminal line, or print a last plain
-        line with the amount and the time it took."""
+        line with the amount and the time it took (only after an earlier line: a quick job prints nothing)."""
         if done is not None:
             self._done = done
         if self._finished:
@@ -117,6 +119,8 @@ class Progress:
                 self.stream.write("\r" + " " * self._width + "\r")
                 self.stream.flush()
             return
+        if not self._lines:  # over before the first line was due: a quick job stays quiet
+            return
         rate = self._done / elapsed if elapsed > 0 else 0.0
         head = f"{self.what}: " if self.what else ""
         self.stream.write(
@@ -125,6 +129,7 @@ class Progress:
         self.stream.flush()
 
     def _write(self, text: str) -> None:
+        self._lines += 1
         if self.tty:
             text = text[: _columns(self.stream) - 1]  # a wrapped line could not be redrawn in place
             pad = max(self._width - len(text), 0)
