@@ -296,6 +296,9 @@ def test_the_researcher_cli_prints_intervals_and_site_status(fed: Fed) -> None:
     assert "95% interval" in table.stdout and "sites (3 of 3 answered)" in table.stdout
     budget = _genogate(fed, "budget")
     assert budget.returncode == 0 and all(site in budget.stdout for site in SITES), budget.stderr
+    # --json says the sites' status in the query JSON's words, not the proto enum's names
+    budget_doc = json.loads(_genogate(fed, "budget", "--json").stdout)
+    assert {s["site"]: s["status"] for s in budget_doc["sites"]} == dict.fromkeys(SITES, "answered")
     bad = _genogate(fed, "query", "cohort-count", "--where", "sex=Q", "--epsilon", "0.5")
     assert bad.returncode == 2 and "sex" in bad.stderr
 
