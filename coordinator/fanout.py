@@ -266,7 +266,7 @@ class FanOut:
         except GenogateError as exc:
             return _failed(result, exc)
         except grpc.RpcError as exc:
-            return _failed(result, error_from_rpc(exc))
+            return _failed(result, error_from_rpc(exc, _peer(node)))
         except Exception:  # noqa: BLE001 - an undecodable release is that site's failure, not the query's
             return _failed(result, Unauthenticated("undecodable release", reason=Reason.BAD_SIGNATURE))
         result.status, result.release, result.body = pb.SITE_STATUS_ANSWERED, release, body
@@ -285,7 +285,7 @@ class FanOut:
                     return await call(link, max(0.001, deadline - time.monotonic()))
                 except grpc.RpcError as exc:
                     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-                    error = error_from_rpc(exc)
+                    error = error_from_rpc(exc, _peer(node))
                 except GenogateError as exc:  # the channel could not be opened (unreachable, pin mismatch)
                     code, error = exc.code, exc
                 except TimeoutError:
@@ -346,10 +346,8 @@ class FanOut:
                 host.strip("[]"), int(port), ssl=ctx, server_hostname=node.name
             )
         except (OSError, ssl.SSLError, ValueError) as exc:
-            peer = Peer(node.endpoint, f"node {node.name}", node.name, client="the coordinator")
-            raise _Unreachable(
-                f"{node.name} at {node.endpoint}: {exc}", message=unreachable_message(exc, peer)
-            ) from None
+            detail = f"{node.name} at {node.endpoint}: {exc}"
+            raise _Unreachable(detail, message=unreachable_message(exc, _peer(node))) from None
         try:
             der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
         finally:
@@ -365,6 +363,11 @@ class FanOut:
                 reason=Reason.BAD_SIGNATURE,
                 message="the site's certificate is not the one registered",
             )
+
+
+def _peer(node: NodeInfo) -> Peer:
+    """``node`` for the per-site message of a failed connection (what to check; no file paths)."""
+    return Peer(node.endpoint, f"node {node.name}", node.name, client="the coordinator")
 
 
 class _Unreachable(GenogateError):

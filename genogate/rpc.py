@@ -301,12 +301,15 @@ def transport_message(details: str, peer: Peer) -> str:
             f"TLS handshake with the {where} failed: its certificate does not name {peer.host!r} (check its "
             f"CN and subject alternative names, or connect with the name it was issued for)"
         )
-    if "socket closed" in d or "alert" in d or "handshake" in d or "ssl" in d or "tls" in d:
+    connecting = "failed to connect" in d
+    if "alert" in d or "handshake" in d or "ssl" in d or "tls" in d or (connecting and "socket closed" in d):
         return (
             f"the {where} closed the connection during the TLS handshake: it most likely does not accept "
             f"{cert} (issued by a CA it does not trust, expired, or for another use). Check that the "
             f"{peer.what} trusts the CA that issued it"
         )
+    if "socket closed" in d or "connection reset" in d:
+        return f"the connection to the {where} was closed before it answered (did it stop or restart?)"
     last = details.rsplit("last error: ", 1)[-1]
     last = re.sub(r"^[A-Z_]+: (ipv[46]:\S+: )?", "", last)
     return (

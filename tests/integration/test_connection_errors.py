@@ -150,3 +150,14 @@ def test_the_fanout_probe_says_what_to_check(pki: Pki, server: Callable[..., str
     wrong_name = server("site-b", ["site-b"])
     msg = unreachable_message(_probe(pki, wrong_name, "site-a"), Peer(wrong_name, "node site-a", "site-a"))
     assert "its certificate does not name 'site-a'" in msg
+
+
+def test_a_connection_closed_mid_call_is_not_blamed_on_certificates() -> None:
+    from genogate.rpc import transport_message
+
+    peer = Peer("127.0.0.1:7000", "node site-a", "site-a")
+    assert transport_message("Socket closed", peer) == (
+        "the connection to the node site-a at 127.0.0.1:7000 was closed before it answered (did it stop or restart?)"
+    )
+    refused_cert = "failed to connect to all addresses; last error: UNAVAILABLE: ipv4:127.0.0.1:7000: Socket closed"
+    assert "during the TLS handshake" in transport_message(refused_cert, peer)
