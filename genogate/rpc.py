@@ -276,6 +276,11 @@ def _files(peer: Peer) -> tuple[str, str]:
     return ca, cert
 
 
+def _status_hint(peer: Peer) -> str:
+    kind = peer.what.split()[0] if peer.what else ""
+    return f"'genogate-{kind} status'" if kind in ("node", "coordinator") else "its status command"
+
+
 def transport_message(details: str, peer: Peer) -> str:
     """What a failed connection to ``peer`` means (from gRPC's status details) and what to check."""
     where = f"{peer.what} at {peer.address}"
@@ -284,8 +289,8 @@ def transport_message(details: str, peer: Peer) -> str:
     if "connection refused" in d:
         return (
             f"cannot connect to the {where}: nothing listens there (connection refused). Check that the "
-            f"{peer.what} is running and that {peer.address} is its host and port (its status command shows "
-            "where it listens)"
+            f"{peer.what} is running and that {peer.address} is its host and port ({_status_hint(peer)} on its "
+            "host shows where it listens)"
         )
     if "resolv" in d or "dns" in d or "name not found" in d or "lookup" in d:
         return f"cannot connect to the {where}: the host name does not resolve. Check the host in {peer.address}"

@@ -83,7 +83,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 DESCRIPTION = """\
-Run a whole genogate federation on this machine and question it the way people would:
+Run a whole federation on this machine and question it the way people would:
 
   1. a development CA, the coordinator and three nodes, each with its own keys and certificate;
   2. one synthetic cohort (with a planted case/control association) split across the three nodes;

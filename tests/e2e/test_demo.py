@@ -220,6 +220,7 @@ def test_the_demo_is_its_own_command() -> None:
     out = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60, env=ENV, check=True)
     assert out.stdout.startswith("usage: genogate-demo ")
     assert "a whole federation on this machine" in out.stdout and "--up DIR" in out.stdout
+    assert "``" not in out.stdout  # a written description, not the module's docstring
     cli = subprocess.run(
         [sys.executable, "-m", "genogate.cli", "demo", "--help"], capture_output=True, text=True, timeout=60, env=ENV
     )

@@ -390,5 +390,8 @@ def test_a_stopped_site_is_reported_and_the_others_still_answer(fed: Fed) -> Non
         "UNAVAILABLE",
         "DEADLINE_EXCEEDED",
     )
+    if status["site-b"].status == "failed":  # says where and what to check, not gRPC's raw words
+        assert "node site-b at 127.0.0.1:" in status["site-b"].message, status["site-b"].message
+        assert "failed to connect to all addresses" not in status["site-b"].message
     assert status["site-a"].status == status["site-c"].status == "answered"
     assert r.value("count").estimate == sum(s_body(r, s).result.count.estimate for s in ("site-a", "site-c"))
