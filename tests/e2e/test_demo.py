@@ -225,3 +225,19 @@ def test_the_demo_is_its_own_command() -> None:
         [sys.executable, "-m", "genogate.cli", "demo", "--help"], capture_output=True, text=True, timeout=60, env=ENV
     )
     assert cli.returncode == 2 and "invalid choice: 'demo'" in cli.stderr
+
+
+def test_the_demo_with_json_narrates_on_stderr_and_prints_one_object(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "genogate-demo"
+    run = subprocess.run(
+        [str(script), "--dir", str(tmp_path / "demo"), "--samples", "600", "--variants", "1000", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    doc = json.loads(run.stdout)  # stdout is the JSON object alone
+    assert doc["status"] == "done" and doc["dir"] == str(tmp_path / "demo")
+    assert doc["study_id"].startswith("S-") and doc["sites"] == ["hospital-a", "biobank-b", "clinic-c"]
+    assert "The demo took" in run.stderr and "Stopped the coordinator and the three nodes." in run.stderr
