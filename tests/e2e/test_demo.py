@@ -207,6 +207,15 @@ def _check_status_and_metrics(demo: Path) -> None:
             check=False,
         )
         assert probe.returncode == 0 and probe.stdout.startswith("serving: 127.0.0.1:"), probe.stdout + probe.stderr
+        as_json = subprocess.run(
+            [sys.executable, "-m", module, "health", "--config", str(config), "--json"],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            timeout=60,
+            check=False,
+        )
+        assert as_json.returncode == 0 and json.loads(as_json.stdout)["status"] == "serving", as_json.stderr
     m = _metrics(str(coord["server"]["metrics_address"]))  # type: ignore[index]
     for site in SITES:
         assert m[f'genogate_coordinator_site_results_total{{reason="",site="{site}",status="answered"}}'] == 4
