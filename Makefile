@@ -10,15 +10,21 @@ DEMO_DIR ?= demo
 all: test
 
 $(BIN)/python:
+	@echo "==> creating $(VENV) ($(PYTHON)) and upgrading pip"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Every dependency (and the build backend) from the hashed lock; then genogate itself, without resolving again.
+# pip lists each package as it goes (no --quiet: the step takes a while and should be seen to move).
 $(STAMP): $(BIN)/python pyproject.toml requirements.lock
+	@echo "==> [1/3] checking that requirements.lock matches pyproject.toml"
 	$(BIN)/python tools/lock.py --check
-	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.lock
+	@echo "==> [2/3] installing $$(grep -c '^[A-Za-z0-9].*==' requirements.lock) pinned packages from requirements.lock (hash-checked; about a minute the first time)"
+	$(BIN)/python -m pip install --require-hashes -r requirements.lock
+	@echo "==> [3/3] installing genogate itself (editable)"
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+	@echo "==> installed: $(BIN)/genogate, genogate-node, genogate-coordinator, genogate-demo"
 
 install: $(STAMP)
 

@@ -159,6 +159,7 @@ def add_member(config_path: Path, name: str, public_key_hex: str, env: Mapping[s
     for m in members:
         if m.public_key == key and m.name == name:
             report.notes.append(f"{name} is already a committee member in {path}; nothing changed")
+            report.changed = False
             return report
         if m.public_key == key:
             raise LocalError(f"{path}: this public key is already listed, as {m.name!r}")

@@ -13,8 +13,12 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from genogate.cliutil import run
+from genogate.cliutil import add_completion, add_json, print_json, run
+
+if TYPE_CHECKING:
+    from genogate.files import Report
 
 PROG = "genogate-coordinator"
 
@@ -50,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     ini.add_argument(
         "--metrics-listen", default="", metavar="HOST:PORT", help="serve Prometheus metrics here (default: off)"
     )
+    add_json(ini, "print the files created as JSON")
 
     sv = sub.add_parser(
         "serve",
@@ -60,7 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     sv.add_argument("--config", type=Path, required=True, help="the coordinator's TOML config (see init)")
     sv.add_argument("--listen", help="override [server] listen, e.g. 127.0.0.1:0 for any free port")
 
-    com = sub.add_parser("committee", help="manage the access committee's members")
+    com = sub.add_parser(
+        "committee",
+        help="manage the access committee's members",
+        description="Manage the access committee's members (the keys whose reviews approve studies).",
+    )
     com_sub = com.add_subparsers(dest="committee_command", required=True, metavar="COMMAND")
     add = com_sub.add_parser(
         "add",
@@ -71,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--config", type=Path, required=True, help="the coordinator's TOML config")
     add.add_argument("--name", required=True, help="the member's name")
     add.add_argument("--public-key", required=True, metavar="HEX", help="raw Ed25519 public key, 64 hex digits")
+    add_json(add, "print the result as JSON (status added or unchanged)")
     key = com_sub.add_parser(
         "key",
         help="print the committee's public key and fingerprint, for nodes joining the federation",
@@ -113,6 +123,8 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--site", required=True, help="the node's site name")
     rec.add_argument("--node-export", type=Path, required=True, metavar="FILE", help="the node's audit export (JSON)")
     rec.add_argument("--json", action="store_true", help="machine-readable output")
+
+    add_completion(sub, PROG, _parser)
     return p
 
 
@@ -122,7 +134,14 @@ def _init(args: argparse.Namespace) -> int:
     report = init_coordinator(
         args.dir, args.name, args.listen, tuple(args.operator), metrics_listen=args.metrics_listen
     )
-    print("\n".join(report.lines()))
+    return _report(args, report, "created")
+
+
+def _report(args: argparse.Namespace, report: Report, status: str) -> int:
+    if args.json:
+        print_json(report.to_json(status))
+    else:
+        print("\n".join(report.lines()))
     return 0
 
 
@@ -161,8 +180,7 @@ def _committee(args: argparse.Namespace) -> int:
         else:
             print("\n".join(found.lines()))
         return 0
-    print("\n".join(add_member(args.config, args.name, args.public_key).lines()))
-    return 0
+    return _report(args, add_member(args.config, args.name, args.public_key), "added")
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -172,6 +190,7 @@ def _audit(args: argparse.Namespace) -> int:
     from genogate import audit
     from genogate.errors import UsageError
     from genogate.signing import Signer
+    from genogate.words import plural
 
     config = load_coordinator_config(args.config)
     entries = audit.read_file(config.audit.path)
@@ -186,8 +205,9 @@ def _audit(args: argparse.Namespace) -> int:
     return audit.print_report(
         report,
         as_json=args.json,
-        ok=f"reconciled: {report.entries} receipts from {args.site} match its audit log",
-        broken=f"NOT reconciled: {len(report.problems)} problem(s)",
+        ok=f"reconciled: {plural(report.entries, 'receipt')} from {args.site} "
+        + ("matches its audit log" if report.entries == 1 else "match its audit log"),
+        broken=f"NOT reconciled: {plural(len(report.problems), 'problem')}",
     )
 
 
@@ -202,7 +222,7 @@ def _health(args: argparse.Namespace) -> int:
     from genogate.status import health_command
 
     config = load_coordinator_config(args.config)
-    return health_command(config.server, config.tls, config.coordinator.name, args.timeout)
+    return health_command(config.server, config.tls, config.coordinator.name, args.timeout, as_json=args.json)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         "audit": _audit,
         "status": _status,
         "health": _health,
-    }[args.command]
+    }.get(args.command) or args.handler
     # A GenogateError outside LocalError (e.g. the state file refused at start) exits 2.
     return run(PROG, lambda: handler(args), error_exit=2)
 

@@ -52,7 +52,7 @@ from cryptography.hazmat.primitives import serialization
 from coordinator.config import FanoutSettings
 from genogate.envelope import OpenedEnvelope
 from genogate.errors import GenogateError, Reason, Unauthenticated
-from genogate.rpc import error_from_rpc
+from genogate.rpc import Peer, error_from_rpc, unreachable_message
 from genogate.signing import verify
 from genogate.studies import NodeInfo
 from genogate.wire.v1 import common_pb2 as pb
@@ -343,7 +343,7 @@ class FanOut:
         except GenogateError as exc:
             return _failed(result, exc)
         except grpc.RpcError as exc:
-            return _failed(result, error_from_rpc(exc))
+            return _failed(result, error_from_rpc(exc, _peer(node)))
         except Exception:  # noqa: BLE001 - an undecodable release is that site's failure, not the query's
             return _failed(result, Unauthenticated("undecodable release", reason=Reason.BAD_SIGNATURE))
         result.status, result.release, result.body = pb.SITE_STATUS_ANSWERED, release, body
@@ -362,7 +362,7 @@ class FanOut:
                     return await call(link, max(0.001, deadline - time.monotonic()))
                 except grpc.RpcError as exc:
                     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
-                    error = error_from_rpc(exc)
+                    error = error_from_rpc(exc, _peer(node))
                 except GenogateError as exc:  # the channel could not be opened (unreachable, pin mismatch)
                     code, error = exc.code, exc
                 except TimeoutError:
@@ -426,7 +426,8 @@ class FanOut:
                 host.strip("[]"), int(port), ssl=ctx, server_hostname=node.name
             )
         except (OSError, ssl.SSLError, ValueError) as exc:
-            raise _Unreachable(f"{node.name} at {node.endpoint}: {exc}") from None
+            detail = f"{node.name} at {node.endpoint}: {exc}"
+            raise _Unreachable(detail, message=unreachable_message(exc, _peer(node))) from None
         try:
             der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
         finally:
@@ -459,6 +460,11 @@ class FanOut:
         except (ValueError, TypeError, InvalidSignature):
             return False
         return True
+
+
+def _peer(node: NodeInfo) -> Peer:
+    """``node`` for the per-site message of a failed connection (what to check; no file paths)."""
+    return Peer(node.endpoint, f"node {node.name}", node.name, client="the coordinator")
 
 
 class _Unreachable(GenogateError):

@@ -15,6 +15,7 @@ from coordinator.state import read_summary
 from genogate import status
 from genogate.launch import check_health
 from genogate.nodeclient import ClientTLS
+from genogate.words import plural
 
 
 def run(config_path: Path, *, as_json: bool, probe_timeout_s: float = 2.0) -> int:
@@ -35,7 +36,8 @@ def _state(settings: StateSettings) -> status.Section:
     return status.Section(
         "state",
         True,
-        f"{settings.path}: studies {studies}; {summary.researchers} researchers; {summary.queries} federated queries",
+        f"{settings.path}: studies {studies}; {plural(summary.researchers, 'researcher')}; "
+        f"{plural(summary.queries, 'federated query', 'federated queries')}",
         facts={
             "path": str(settings.path),
             "studies": by_state,

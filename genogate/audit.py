@@ -34,6 +34,7 @@ from typing import Any
 from genogate.errors import GenogateError, StoreError
 from genogate.signing import Signer, key_id, verify
 from genogate.sqlitedb import read_only, transaction
+from genogate.words import plural
 
 DOMAIN = "genogate.v1.AuditEntry"
 _GENESIS = bytes(32)
@@ -207,8 +208,8 @@ def run_command(action: str, entries: Sequence[Row], public_keys: Mapping[str, b
     return print_report(
         report,
         as_json=as_json,
-        ok=f"audit log intact: {report.entries} entries, head #{report.head_seq} {report.head_sha256}",
-        broken=f"audit log BROKEN: {len(report.problems)} problem(s) in {report.entries} entries",
+        ok=f"audit log intact: {plural(report.entries, 'entry')}, head #{report.head_seq} {report.head_sha256}",
+        broken=f"audit log BROKEN: {plural(len(report.problems), 'problem')} in {plural(report.entries, 'entry')}",
     )
 
 

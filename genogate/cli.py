@@ -3,7 +3,8 @@
 Commands talk to the coordinator named in a profile (``--profile FILE`` or ``$GENOGATE_PROFILE``; see
 ``genogate.profile``) over mutual TLS, except ``keys new``, which works offline. Every command prints a
 readable table, or with ``--json`` the RPC's response message as JSON (protobuf JSON mapping, proto field
-names). Expected problems print one line ``genogate: error: ...`` and exit with a distinct code: 1 for an
+names, every enum value one lower-case word as ``genogate.words`` spells it: ``answered``, ``approved``).
+Expected problems print one line ``genogate: error: ...`` and exit with a distinct code: 1 for an
 error the coordinator (or the network) returned, 2 for bad arguments, 3 for a bad profile; a stack trace
 means a bug.
 """
@@ -13,11 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from genogate.cliutil import run
+from genogate.cliutil import JSON_HELP, add_completion, print_json, run
 from genogate.errors import DeadlineExceeded, GenogateError, InvalidArgument, Unavailable, UsageError
 from genogate.genome import BUILDS
 
@@ -50,7 +52,7 @@ query kinds: {KINDS_HELP}."""
 QUERY_NOTE = (
     "The query is signed with the profile's signing_key and the coordinator relays it to every site of the study; "
     "each site spends epsilon from its own ledger and answers with noise. The answer combines the sites with a "
-    "95%% interval for every number and lists each site's status."
+    "95% interval for every number and lists each site's status."
 )
 FILTER_HELP = """\
 filters (--where, --cases, --controls; keywords are case-insensitive):
@@ -206,15 +208,15 @@ def _parser() -> argparse.ArgumentParser:
         return c
 
     keys = group("keys", "make Ed25519 signing keys")
-    c = command(
-        keys,
+    c = keys.add_parser(
         "new",
-        _keys_new,
-        "create an Ed25519 signing key",
-        "Create an Ed25519 private key (PEM, PKCS#8, mode 0600) and print its raw public key as hex and its "
-        "fingerprint (SHA-256 of the raw public key: what proposals and reviews name). Works offline; never "
+        parents=[_json_only()],
+        description="Create an Ed25519 private key (PEM, PKCS#8, mode 0600) and print its raw public key as hex "
+        "and its fingerprint (SHA-256 of the raw public key: what proposals and reviews name). Works offline; never "
         "overwrites a file. Register the public key with 'genogate researchers register'.",
+        help="create an Ed25519 signing key",
     )
+    c.set_defaults(handler=_keys_new)
     c.add_argument("--out", type=Path, required=True, metavar="FILE", help="where to write the private key")
 
     study = group("study", "propose, preview, list, show and review studies")
@@ -241,7 +243,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--state", choices=STATES, help="only studies in this state")
     c.add_argument("--researcher", metavar="FINGERPRINT", default="", help="only studies of this researcher key")
     c = command(study, "show", _study_show, "show one study", "Show one study: proposal, state, reviews, grant.")
-    c.add_argument("study_id", metavar="ID")
+    c.add_argument("study_id", metavar="ID", help="the study's id (as 'study list' shows it)")
     for name, verb in (("approve", "approve"), ("reject", "reject"), ("revoke", "revoke")):
         detail = {
             "approve": "Approve a proposed study; once enough reviewers approve, the committee's grant is issued.",
@@ -255,7 +257,7 @@ def _parser() -> argparse.ArgumentParser:
             f"{verb} a study (committee; signs a review)",
             detail + " The review is signed with the profile's signing_key over the study's proposal hash.",
         )
-        c.add_argument("study_id", metavar="ID")
+        c.add_argument("study_id", metavar="ID", help="the study's id (as 'study list' shows it)")
         c.add_argument("--comment", default="", help="comment or reason, shown to the researcher")
         c.set_defaults(decision=name)
 
@@ -337,7 +339,8 @@ def _parser() -> argparse.ArgumentParser:
     queries = group("query", "ask a federated question of every site of a study (researchers)")
     for kind in KINDS.values():
         name, help_text = kind.command, kind.help
-        c = command(queries, name, _query, help_text, help_text[0].upper() + help_text[1:] + ". " + QUERY_NOTE)
+        description = textwrap.fill(help_text[0].upper() + help_text[1:] + ". " + QUERY_NOTE, width=100)
+        c = command(queries, name, _query, help_text, description)
         c.formatter_class = argparse.RawDescriptionHelpFormatter
         c.epilog = FILTER_HELP
         c.set_defaults(kind=name)
@@ -370,8 +373,17 @@ def _parser() -> argparse.ArgumentParser:
         description="Each site's cap, spent and remaining epsilon for the study, as its own ledger reports it.",
     )
     c.set_defaults(handler=_budget)
-    c.add_argument("--study", required=True, metavar="ID")
+    c.add_argument("--study", required=True, metavar="ID", help="the study whose budget to show")
     c.add_argument("--sites", type=_names, default=[], metavar="A,B", help="only these sites")
+
+    add_completion(sub, PROG, _parser)
+    return p
+
+
+def _json_only() -> argparse.ArgumentParser:
+    """The leaf options of a command that works offline: only ``--json`` (no profile, no deadline)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=JSON_HELP)
     return p
 
 
@@ -379,11 +391,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _emit(args: argparse.Namespace, message: Callable[[], Message], text: Callable[[], str]) -> int:
-    """Print the response: ``--json`` the RPC's response message in the protobuf JSON mapping, else ``text``."""
+    """Print the response: ``--json`` the RPC's response message in the protobuf JSON mapping (enum values as
+    ``genogate.words`` spells them), else ``text``."""
     if args.json:
-        from google.protobuf.json_format import MessageToDict
+        from genogate.words import message_json
 
-        print(json.dumps(MessageToDict(message(), preserving_proto_field_name=True), indent=2))
+        print_json(message_json(message()))
     else:
         print(text())
     return 0
@@ -424,7 +437,14 @@ def _keys_new(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise UsageError(f"{args.out}: cannot write the key ({exc.strerror or type(exc).__name__})") from None
     if args.json:
-        print(json.dumps({"path": str(args.out), "public_key": signer.public_raw.hex(), "fingerprint": signer.key_id}))
+        print_json(
+            {
+                "status": "created",
+                "path": str(args.out),
+                "public_key": signer.public_raw.hex(),
+                "fingerprint": signer.key_id,
+            }
+        )
     else:
         from genogate.table import kv
 
@@ -680,8 +700,9 @@ def main(argv: list[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
 
     def where(exc: GenogateError) -> str:
-        if isinstance(exc, Unavailable | DeadlineExceeded):
-            return f" (coordinator {getattr(args, 'coordinator', '?')})"
+        address = getattr(args, "coordinator", "?")
+        if isinstance(exc, Unavailable | DeadlineExceeded) and address not in str(exc):
+            return f" (coordinator {address})"
         return ""
 
     return run(PROG, lambda: handler(args), error_exit=1, where=where)

@@ -42,13 +42,10 @@ from genogate.query import Filter, Kind, Query, Region, Variant, canonical_regio
 from genogate.signing import Signer
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
+from genogate.words import enum_word
 
-_STATUS = {
-    pb.SITE_STATUS_ANSWERED: "answered",
-    pb.SITE_STATUS_TIMED_OUT: "timed_out",
-    pb.SITE_STATUS_REFUSED: "refused",
-    pb.SITE_STATUS_FAILED: "failed",
-}
+_STATUS = {v.number: enum_word(v) for v in pb.SiteStatus.DESCRIPTOR.values if v.number != pb.SITE_STATUS_UNSPECIFIED}
+"""answered, timed_out, refused, failed: the words every JSON the CLI prints uses (``genogate.words``)."""
 
 
 @dataclass(frozen=True)

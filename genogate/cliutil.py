@@ -6,12 +6,18 @@ exits with its own ``exit_code``; any other ``GenogateError`` prints the same li
 ``where`` suffix, e.g. which server refused) and exits with ``error_exit``; a closed stdout (``| head``) is a
 clean exit 0; Ctrl-C prints ``PROG: interrupted`` (or the caller's ``interrupted`` wording) and exits 130.
 Anything else propagates: a stack trace means a bug.
+
+Beside it, what every command line shares: the ``--json`` flag (``add_json``) and how JSON is printed
+(``print_json``), and the ``completion`` subcommand (``add_completion``).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from genogate.errors import GenogateError, LocalError
 
@@ -40,3 +46,38 @@ def run(
     except KeyboardInterrupt:
         print(f"{prog}: {interrupted}", file=sys.stderr)
         return INTERRUPTED_EXIT
+
+
+# Shared pieces of the parsers and their output ----------------------------------------------------------
+
+JSON_HELP = "print the result as one JSON object instead of text"
+
+
+def add_json(parser: argparse.ArgumentParser, help_text: str = JSON_HELP) -> None:
+    """The ``--json`` flag every leaf command has (tests/contract/test_cli_surface.py checks it)."""
+    parser.add_argument("--json", action="store_true", help=help_text)
+
+
+def print_json(doc: Mapping[str, Any]) -> None:
+    """``doc`` on stdout, the one way the command lines print JSON (indented, stable key order as given)."""
+    print(json.dumps(doc, indent=2, default=str))
+
+
+def add_completion(sub: Any, prog: str, parser: Callable[[], argparse.ArgumentParser]) -> None:
+    """The ``completion`` subcommand: print a bash (or zsh, through bashcompinit) completion script for
+    ``prog``, generated from ``parser()`` (``genogate.completion``)."""
+    c = sub.add_parser(
+        "completion",
+        help="print a shell completion script (bash; zsh with bashcompinit)",
+        description=f"Print a completion script for {prog}: commands, options and option values. Load it with "
+        f'eval "$({prog} completion bash)" in ~/.bashrc (zsh: autoload -U bashcompinit && bashcompinit first).',
+    )
+    c.add_argument("shell", nargs="?", choices=("bash", "zsh"), default="bash", help="the shell (default: bash)")
+
+    def handler(args: argparse.Namespace) -> int:
+        from genogate.completion import bash_script
+
+        print(bash_script(parser(), prog), end="")
+        return 0
+
+    c.set_defaults(handler=handler)

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from genogate.errors import ConfigError, LocalError
+from genogate.words import plural
 
 T = TypeVar("T")
 
@@ -400,7 +401,7 @@ def load(cls: type[T], path: Path, env_prefix: str, env: Mapping[str, str] = os.
         table = table if isinstance(table, dict) else {}
         built[section_field.name] = _section(section_field.name, section_type, table, src, problems)
     if problems:
-        count = "1 problem" if len(problems) == 1 else f"{len(problems)} problems"
+        count = plural(len(problems), "problem")
         raise ConfigError(f"{count} in the configuration: " + "; ".join(problems))
     return cls(**built)
 

@@ -126,6 +126,7 @@ class CoordinatorClient:
             options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
         )
         self.stub = coordinator_pb2_grpc.CoordinatorServiceStub(self.channel)
+        self.peer = tls.peer(address, "coordinator")
         self.timeout_s = timeout_s
 
     def close(self) -> None:
@@ -141,7 +142,7 @@ class CoordinatorClient:
         try:
             response = method(request, timeout=self.timeout_s)
         except grpc.RpcError as exc:
-            raise error_from_rpc(exc) from None
+            raise error_from_rpc(exc, self.peer) from None
         if not isinstance(response, response_type):  # pragma: no cover - the stub's contract
             raise TypeError(f"expected {response_type.__name__}, got {type(response).__name__}")
         return response

@@ -23,12 +23,23 @@ class Report:
 
     created: list[tuple[Path, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    changed: bool = True
+    """False when the command found everything already as asked (``status`` "unchanged" in JSON)."""
 
     def lines(self) -> list[str]:
         width = max((len(str(p)) for p, _ in self.created), default=0)
         out = ["created:"] if self.created else []
         out += [f"  {str(p):<{width}}  {what}" for p, what in self.created]
         return out + self.notes
+
+    def to_json(self, status: str) -> dict[str, object]:
+        """``--json``: ``status`` (e.g. "created", "added"; "unchanged" when nothing changed), the files
+        created and the notes."""
+        return {
+            "status": status if self.changed else "unchanged",
+            "created": [{"path": str(p), "what": what} for p, what in self.created],
+            "notes": list(self.notes),
+        }
 
 
 @dataclass

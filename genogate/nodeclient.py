@@ -16,7 +16,7 @@ tools and tests that import them from this module.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +28,7 @@ from genogate.convert import budget_from_pb, grant_to_pb
 from genogate.envelope import build as envelope  # noqa: F401 - re-exported for tools and tests
 from genogate.envelope import sign as signed  # noqa: F401 - re-exported for tools and tests
 from genogate.kinds import for_result, release_body_from_pb
-from genogate.rpc import error_from_rpc
+from genogate.rpc import Peer, error_from_rpc
 from genogate.signing import verify
 from genogate.studies import StudyGrant
 from genogate.table import table
@@ -47,18 +47,31 @@ class ClientTLS:
     ca: bytes
     key: bytes
     cert: bytes
+    ca_file: str = field(default="", compare=False)
+    """Where ``ca`` was read from (named when a connection fails), and ``cert``."""
+    cert_file: str = field(default="", compare=False)
 
     @classmethod
     def from_files(cls, ca: Path, key: Path, cert: Path) -> ClientTLS:
-        return cls(Path(ca).read_bytes(), Path(key).read_bytes(), Path(cert).read_bytes())
+        return cls(
+            Path(ca).read_bytes(), Path(key).read_bytes(), Path(cert).read_bytes(), ca_file=str(ca), cert_file=str(cert)
+        )
 
     @classmethod
     def from_settings(cls, tls: TlsSettings) -> ClientTLS:
         """A server's own ``[tls]`` files as a client identity (its health probe, status, revocation fetches);
         ``ConfigError`` names a file that cannot be read."""
         return cls(
-            read_file(tls.ca_certs, "CA bundle"), read_file(tls.key, "TLS key"), read_file(tls.cert, "TLS certificate")
+            read_file(tls.ca_certs, "CA bundle"),
+            read_file(tls.key, "TLS key"),
+            read_file(tls.cert, "TLS certificate"),
+            ca_file=str(tls.ca_certs),
+            cert_file=str(tls.cert),
         )
+
+    def peer(self, address: str, what: str, server_name: str = "") -> Peer:
+        """``address`` as a ``genogate.rpc.Peer``, with these files, for connection failures."""
+        return Peer(address, what, server_name, self.ca_file, self.cert_file)
 
     def credentials(self) -> grpc.ChannelCredentials:
         return grpc.ssl_channel_credentials(
@@ -125,6 +138,7 @@ class NodeClient:
             options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)],
         )
         self.stub = node_pb2_grpc.NodeServiceStub(self.channel)
+        self.peer = tls.peer(address, "node")
         self.timeout_s = timeout_s
         self._receipt_key: bytes | None = None
 
@@ -142,7 +156,7 @@ class NodeClient:
             info: npb.GetNodeInfoResponse = self.stub.GetNodeInfo(npb.GetNodeInfoRequest(), timeout=self.timeout_s)
             return info
         except grpc.RpcError as exc:
-            raise error_from_rpc(exc) from None
+            raise error_from_rpc(exc, self.peer) from None
 
     def send(
         self, env: pb.QueryEnvelope | bytes, signature: bytes = b"", grant: StudyGrant | None = None
@@ -158,7 +172,7 @@ class NodeClient:
         try:
             release = self.stub.Query(request, timeout=self.timeout_s).release
         except grpc.RpcError as exc:
-            raise error_from_rpc(exc) from None
+            raise error_from_rpc(exc, self.peer) from None
         if self._receipt_key is None:
             self._receipt_key = self.info().receipt_public_key
         verify(self._receipt_key, "genogate.v1.ReleaseBody", release.payload, release.node_signature)
@@ -169,5 +183,5 @@ class NodeClient:
         try:
             response: npb.GetBudgetResponse = self.stub.GetBudget(request, timeout=self.timeout_s)
         except grpc.RpcError as exc:
-            raise error_from_rpc(exc) from None
+            raise error_from_rpc(exc, self.peer) from None
         return budget_from_pb(response.budget)

@@ -94,7 +94,9 @@ class Profile:
                 problems.append(f"[profile] {key}: cannot read {path} ({exc.strerror or type(exc).__name__})")
         if problems:
             raise ConfigError(f"{self.path}: " + "; ".join(problems))
-        return ClientTLS(ca=data["ca_cert"], key=data["key"], cert=data["cert"])
+        return ClientTLS(
+            ca=data["ca_cert"], key=data["key"], cert=data["cert"], ca_file=str(s.ca_cert), cert_file=str(s.cert)
+        )
 
     def signer(self) -> Signer:
         """The Ed25519 signer named by ``signing_key``; ``ConfigError`` if unset or unreadable."""

@@ -10,14 +10,24 @@ Requests are decoded here too, not by gRPC: ``PolicyInterceptor`` hands every ha
 decodes them itself, so that bytes that are not a valid message are INVALID_ARGUMENT (``INVALID_QUERY``) with
 one warning line and no traceback (gRPC's own decoder logs an ERROR traceback per message and answers
 INTERNAL without a reason).
+
+A call that never reached the server fails in gRPC with "failed to connect to all addresses" and the
+transport's own words; ``transport_message`` (and ``unreachable_message`` for the Python ``ssl`` probe the
+coordinator's fan-out makes first) says instead which address, which CA and certificate files, and what to
+check: is it running and is that its port; is the server's certificate signed by that CA; does it name the
+host; does the server accept this client's certificate.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import re
+import socket
+import ssl
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
@@ -30,6 +40,7 @@ from genogate.errors import (
     PermissionDenied,
     Reason,
     Unauthenticated,
+    Unavailable,
     class_for_status,
 )
 from genogate.tls import sole_common_name
@@ -138,8 +149,11 @@ def public_message(message: str) -> str:
     return raw[: MAX_MESSAGE_BYTES - 4].decode(errors="ignore") + " ..."
 
 
-def error_from_rpc(exc: grpc.RpcError) -> GenogateError:
-    """The ``GenogateError`` a failed call stands for (class from the status code, reason from metadata)."""
+def error_from_rpc(exc: grpc.RpcError, peer: Peer | None = None) -> GenogateError:
+    """The ``GenogateError`` a failed call stands for (class from the status code, reason from metadata).
+
+    A call that never reached a server (no reason in the metadata; UNAVAILABLE) says, when the caller
+    names its ``peer``, which address and which certificate files, and what to check (``transport_message``)."""
     code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
     reason_name = ""
     for key, value in (exc.trailing_metadata() or ()) if hasattr(exc, "trailing_metadata") else ():
@@ -148,6 +162,10 @@ def error_from_rpc(exc: grpc.RpcError) -> GenogateError:
     cls = class_for_status(code)
     reason = Reason[reason_name] if reason_name in Reason.__members__ else cls.reason
     details = exc.details() if hasattr(exc, "details") else ""
+    if peer is not None and not reason_name and code == grpc.StatusCode.UNAVAILABLE:
+        down = Unavailable("", message=transport_message(details or "", peer))
+        down.remote = True
+        return down
     if not reason_name and code == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in (details or ""):
         # gRPC's own message-size limit refused the request before any genogate code read it: not a budget.
         big = InvalidArgument("", reason=Reason.INVALID_QUERY, message="the request is larger than the server accepts")
@@ -228,3 +246,98 @@ def _deny(method: str) -> grpc.RpcMethodHandler:
         context.abort(grpc.StatusCode.PERMISSION_DENIED, PermissionDenied.message)
 
     return grpc.unary_unary_rpc_method_handler(abort)
+
+
+# Calls that never reached a server ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Whom a client calls, for the message of a failed connection: the ``address``, what it is
+    ("coordinator", "node hospital-a"), the name its certificate must carry (default: the address's host),
+    this client's CA and certificate files (empty when the caller has only their bytes) and how the client
+    is named ("this client", "the coordinator")."""
+
+    address: str
+    what: str = "server"
+    server_name: str = ""
+    ca_file: str = ""
+    cert_file: str = ""
+    client: str = "this client"
+
+    @property
+    def host(self) -> str:
+        return self.server_name or self.address.rpartition(":")[0].strip("[]") or self.address
+
+
+def _files(peer: Peer) -> tuple[str, str]:
+    ca = f"the CA in {peer.ca_file}" if peer.ca_file else f"{peer.client}'s CA bundle"
+    cert = f"{peer.client}'s certificate {peer.cert_file}" if peer.cert_file else f"{peer.client}'s certificate"
+    return ca, cert
+
+
+def _status_hint(peer: Peer) -> str:
+    kind = peer.what.split()[0] if peer.what else ""
+    return f"'genogate-{kind} status'" if kind in ("node", "coordinator") else "its status command"
+
+
+def transport_message(details: str, peer: Peer) -> str:
+    """What a failed connection to ``peer`` means (from gRPC's status details) and what to check."""
+    where = f"{peer.what} at {peer.address}"
+    ca, cert = _files(peer)
+    d = details.lower()
+    if "connection refused" in d:
+        return (
+            f"cannot connect to the {where}: nothing listens there (connection refused). Check that the "
+            f"{peer.what} is running and that {peer.address} is its host and port ({_status_hint(peer)} on its "
+            "host shows where it listens)"
+        )
+    if "resolv" in d or "dns" in d or "name not found" in d or "lookup" in d:
+        return f"cannot connect to the {where}: the host name does not resolve. Check the host in {peer.address}"
+    if "certificate_verify_failed" in d or "unable to get local issuer" in d or "self signed" in d:
+        if "expired" in d:
+            return f"TLS handshake with the {where} failed: its certificate has expired. Renew it"
+        return (
+            f"TLS handshake with the {where} failed: its certificate is not signed by {ca}. Check that the "
+            f"CA file is the federation's CA and that the {peer.what}'s certificate was issued by it"
+        )
+    if "hostname verification" in d or "peer name" in d or "no match found for server name" in d:
+        return (
+            f"TLS handshake with the {where} failed: its certificate does not name {peer.host!r} (check its "
+            f"CN and subject alternative names, or connect with the name it was issued for)"
+        )
+    connecting = "failed to connect" in d
+    if "alert" in d or "handshake" in d or "ssl" in d or "tls" in d or (connecting and "socket closed" in d):
+        return (
+            f"the {where} closed the connection during the TLS handshake: it most likely does not accept "
+            f"{cert} (issued by a CA it does not trust, expired, or for another use). Check that the "
+            f"{peer.what} trusts the CA that issued it"
+        )
+    if "socket closed" in d or "connection reset" in d:
+        return f"the connection to the {where} was closed before it answered (did it stop or restart?)"
+    last = details.rsplit("last error: ", 1)[-1]
+    last = re.sub(r"^[A-Z_]+: (ipv[46]:\S+: )?", "", last)
+    return (
+        f"cannot connect to the {where} ({last[:200] or 'unavailable'}). Check that it is running and that "
+        f"{peer.address} is its host and port"
+    )
+
+
+def unreachable_message(exc: BaseException, peer: Peer) -> str:
+    """``transport_message`` for an ``OSError`` / ``ssl.SSLError`` of a Python connection to ``peer``."""
+    where = f"{peer.what} at {peer.address}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        if exc.verify_code == 62:  # X509_V_ERR_HOSTNAME_MISMATCH
+            return transport_message("hostname verification check failed", peer)
+        if exc.verify_code == 10:  # X509_V_ERR_CERT_HAS_EXPIRED
+            return transport_message("certificate_verify_failed: certificate has expired", peer)
+        return transport_message("certificate_verify_failed", peer)
+    if isinstance(exc, ssl.SSLError):
+        return transport_message("tls alert", peer)
+    if isinstance(exc, ConnectionRefusedError):
+        return transport_message("connection refused", peer)
+    if isinstance(exc, socket.gaierror):
+        return transport_message("name not found", peer)
+    if isinstance(exc, TimeoutError):
+        return f"the {where} did not accept a connection in time. Check that it is running and reachable"
+    return transport_message(exc.strerror or type(exc).__name__ if isinstance(exc, OSError) else str(exc), peer)

@@ -24,8 +24,10 @@ from genogate import audit
 from genogate.errors import GenogateError, LocalError
 from genogate.launch import check_health
 from genogate.nodeclient import ClientTLS
+from genogate.rpc import transport_message
 from genogate.settings import ServerSettings, TlsSettings
 from genogate.signing import Signer
+from genogate.words import plural
 
 
 @dataclass
@@ -86,19 +88,29 @@ def health(
     if host in ("0.0.0.0", "[::]", ""):  # noqa: S104 - a wildcard listen address, probed on loopback
         host = "127.0.0.1"
     target = f"{host}:{port}"
+    client = ClientTLS.from_settings(tls)
     try:
-        state = check_health(target, ClientTLS.from_settings(tls), server_name=server_name, timeout_s=timeout_s)
+        state = check_health(target, client, server_name=server_name, timeout_s=timeout_s)
     except grpc.RpcError as exc:
+        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            peer = client.peer(target, "server", server_name)
+            return False, f"not serving: {transport_message(exc.details() or '', peer)}"
         return False, f"not serving: {target}: {exc.code().name.lower()} ({exc.details()})"
     if state != "SERVING":
         return False, f"not serving: {target} reports {state}"
     return True, f"serving: {target}"
 
 
-def health_command(server: ServerSettings, tls: TlsSettings, name: str, timeout_s: float) -> int:
-    """``health`` of either service: print what the probe found; exit status 0 if serving, else 1."""
+def health_command(
+    server: ServerSettings, tls: TlsSettings, name: str, timeout_s: float, *, as_json: bool = False
+) -> int:
+    """``health`` of either service: print what the probe found (``--json``: ``status`` "serving" or
+    "not_serving" and the line); exit status 0 if serving, else 1."""
     ok, line = health(server.ready_file, server.listen, tls, name, timeout_s=timeout_s)
-    print(line)
+    if as_json:
+        print(json.dumps({"status": "serving" if ok else "not_serving", "message": line}, indent=2))
+    else:
+        print(line)
     return 0 if ok else 1
 
 
@@ -117,12 +129,14 @@ def audit_log(entries: Sequence[audit.Row], public_keys: Mapping[str, bytes]) ->
         return Section(
             "audit",
             False,
-            f"BROKEN: {len(report.problems)} problem(s) in {report.entries} entries",
+            f"BROKEN: {plural(len(report.problems), 'problem')} in {plural(report.entries, 'entry')}",
             [str(first)],
             facts,
         )
     head = f", head #{report.head_seq} {report.head_sha256[:16]}" if report.entries else ""
-    return Section("audit", True, f"{report.entries} entries, hash chain and signatures verify{head}", facts=facts)
+    return Section(
+        "audit", True, f"{plural(report.entries, 'entry')}, hash chain and signatures verify{head}", facts=facts
+    )
 
 
 def emit(title: str, sections: Sequence[Section], *, as_json: bool) -> int:
@@ -186,3 +200,4 @@ def add_commands(sub: Any, service: str, config_help: str, status_description: s
     )
     he.add_argument("--config", type=Path, required=True, help=config_help)
     he.add_argument("--timeout", type=float, default=3.0, metavar="SECONDS", help="deadline (default: 3)")
+    he.add_argument("--json", action="store_true", help="print the result as JSON (status serving or not_serving)")

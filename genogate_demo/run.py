@@ -77,9 +77,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, default=6000, help="participants across the three sites (default: 6000)")
     p.add_argument("--variants", type=int, default=10000, help="variant sites (default: 10000)")
     p.add_argument("--seed", type=int, default=7, help="generator seed (default: 7)")
+    cliutil.add_json(
+        p, "narrate on stderr instead and print one JSON object at the end (status done, the directory, the study)"
+    )
+
+
+DESCRIPTION = """\
+Run a whole federation on this machine and question it the way people would:
+
+  1. a development CA, the coordinator and three nodes, each with its own keys and certificate;
+  2. one synthetic cohort (with a planted case/control association) split across the three nodes;
+  3. the coordinator and the nodes started as separate processes on loopback (mTLS);
+  4. the operator registers the nodes and the researcher alice;
+  5. alice proposes a study; two committee members approve it (the signed grant);
+  6. alice asks a cohort count, allele frequencies and a case/control table, and shows the budget left;
+  7. every process stopped -- or, with --up, the federation left running with the commands to paste.
+
+Everything lives under one directory; nothing outside it is touched."""
 
 
 def run(args: argparse.Namespace) -> int:
+    """The demo; with ``--json`` its narration goes to stderr and stdout gets one JSON summary."""
+    facts: dict[str, object] = {}
+    if not getattr(args, "json", False):
+        return _run(args, facts)
+    t0 = time.monotonic()
+    with contextlib.redirect_stdout(sys.stderr):
+        code = _run(args, facts)
+    root: Path = (args.up or args.dir).resolve()
+    cliutil.print_json(
+        {"status": "done", "dir": str(root), "sites": list(SITES), **facts, "seconds": round(time.monotonic() - t0, 1)}
+    )
+    return code
+
+
+def _run(args: argparse.Namespace, facts: dict[str, object]) -> int:
     root: Path = (args.up or args.dir).resolve()
     t0 = time.monotonic()
     if root.exists():
@@ -92,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         _start(fed)
         _register(fed)
         _study(fed)
+        facts["study_id"] = fed.study_id
         _questions(fed, truth)
         print(f"\nThe demo took {time.monotonic() - t0:.0f} s. Everything is in {root}.")
         if args.up:
@@ -118,7 +151,7 @@ def _cohorts(root: Path, samples: int, variants: int, seed: int) -> dict[str, ob
     for i, site in enumerate(SITES):
         t = time.monotonic()
         paths, summary = synth_store(
-            root / site / "store.duckdb", root / "cohort" / site, spec, (i, len(SITES)), progress=False
+            root / site / "store.duckdb", root / "cohort" / site, spec, (i, len(SITES)), progress=True
         )
         print(
             f"   {site:<11} {summary.samples:>6,} participants, {summary.alleles:,} alleles -> "
@@ -366,7 +399,14 @@ def _quiet() -> Iterator[None]:
 def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     """The ``genogate-demo`` command. Expected problems print one line ``genogate-demo: error: ...`` and exit
     with the error's code (as ``genogate`` does); a stack trace means a bug."""
-    p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    args = p.parse_args(argv)
+    args = parser(prog).parse_args(argv)
     return cliutil.run(prog, lambda: run(args), error_exit=1)
+
+
+def parser(prog: str = PROG) -> argparse.ArgumentParser:
+    """The ``genogate-demo`` argument parser."""
+    p = argparse.ArgumentParser(
+        prog=prog, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_arguments(p)
+    return p

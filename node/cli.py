@@ -15,23 +15,31 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from genogate.cliutil import run
+from genogate.cliutil import add_completion, add_json, print_json, run
 from genogate.filter import parse_filter
+from genogate.progress import DEFAULT_INTERVAL_S
 from genogate.query import Region
 from node import sheet_options
 
+if TYPE_CHECKING:
+    from genogate.files import Report
+
+PROG = "genogate-node"
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="genogate-node", description="Operate a genogate node.")
-    p.add_argument("--version", action="version", version="genogate-node 0.1.0")
+    p = argparse.ArgumentParser(prog=PROG, description="Operate a genogate node.")
+    p.add_argument("--version", action="version", version=f"{PROG} 0.1.0")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     ing = sub.add_parser(
         "ingest",
         help="load VCF/BCF files and a sample sheet into the store",
         description="Load genotypes (VCF or BCF; plain, gzip or BGZF) and a sample sheet into "
-        "the node's store, atomically and idempotently.",
+        "the node's store, atomically and idempotently. Progress (rate and ETA) goes to stderr: one redrawn "
+        "line on a terminal, otherwise a line every --progress-interval seconds.",
     )
     ing.add_argument("--store", type=Path, required=True, help="the store file (created if absent)")
     ing.add_argument(
@@ -77,13 +85,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="BED",
         help="where the data was called (exome targets, array content), as BED; questions elsewhere are refused",
     )
+    _progress_option(ing)
+    add_json(ing, "print the ingest summary as JSON (status ingested or unchanged)")
 
     fq = sub.add_parser(
         "freq",
         help="exact allele and genotype counts from the store (offline check)",
         description="Exact counts over the operator's own store; never runs over the network.",
     )
-    fq.add_argument("--store", type=Path, required=True)
+    fq.add_argument("--store", type=Path, required=True, help="the node's store file (opened read-only)")
     fq.add_argument("--region", help="CHROM:START-END (1-based, inclusive) or CHROM")
     fq.add_argument("--by", choices=("sex", "ancestry", "phenotype"), help="one block of rows per group")
     fq.add_argument(
@@ -91,13 +101,20 @@ def _parser() -> argparse.ArgumentParser:
         metavar="FILTER",
         help="cohort filter, e.g. 'sex=F and ancestry in (EUR,AFR) and phenotype=HP:0001250'",
     )
-    fq.add_argument("--format", choices=("tsv", "json"), default="tsv")
+    fq.add_argument("--format", choices=("tsv", "json"), default="tsv", help="output format (default: %(default)s)")
+    add_json(fq, "the same as --format json")
 
-    sy = sub.add_parser("synth", help="generate a synthetic cohort (VCF + sheet, or straight into a store)")
-    sy.add_argument("--samples", type=int, required=True)
-    sy.add_argument("--variants", type=int, required=True)
+    sy = sub.add_parser(
+        "synth",
+        help="generate a synthetic cohort (VCF + sheet, or straight into a store)",
+        description="Generate a synthetic cohort for demos, tests and benchmarks: a sample sheet, the truth "
+        "(planted variants) and either a BGZF VCF or, with --store, the genotypes straight into a store. The "
+        "same seed gives the same cohort. Progress (rate and ETA) goes to stderr.",
+    )
+    sy.add_argument("--samples", type=int, required=True, metavar="N", help="number of participants")
+    sy.add_argument("--variants", type=int, required=True, metavar="N", help="number of variant sites")
     sy.add_argument("--out", type=Path, required=True, help="directory for samples.tsv, truth.json (and the VCF)")
-    sy.add_argument("--seed", type=int, default=1)
+    sy.add_argument("--seed", type=int, default=1, help="generator seed (default: %(default)s)")
     sy.add_argument("--store", type=Path, help="write straight into this store instead of a VCF")
     sy.add_argument(
         "--part",
@@ -105,6 +122,8 @@ def _parser() -> argparse.ArgumentParser:
         help="with --store: only the I-th of N disjoint institutions of the cohort (same variants, its own "
         "participants), e.g. 2/3",
     )
+    _progress_option(sy)
+    add_json(sy, "print the files written (and the ingest summary) as JSON")
 
     sv = sub.add_parser(
         "serve",
@@ -181,6 +200,7 @@ def _parser() -> argparse.ArgumentParser:
     ini.add_argument(
         "--metrics-listen", default="", metavar="HOST:PORT", help="serve Prometheus metrics here (default: off)"
     )
+    add_json(ini, "print the files created as JSON")
 
     ca = sub.add_parser(
         "dev-ca",
@@ -194,31 +214,54 @@ def _parser() -> argparse.ArgumentParser:
         help="create the CA (ca.key, ca.pem)",
         description="Create a development CA: CA_DIR/ca.key (0600) and CA_DIR/ca.pem. Development only.",
     )
-    ca_init.add_argument("--dir", type=Path, required=True, metavar="CA_DIR")
+    ca_init.add_argument("--dir", type=Path, required=True, metavar="CA_DIR", help="the CA directory (created)")
     ca_init.add_argument("--name", default="genogate dev CA", help="the CA's common name (default: %(default)s)")
-    ca_init.add_argument("--days", type=int, default=3650, help="validity (default: %(default)s)")
+    ca_init.add_argument("--days", type=int, default=3650, help="validity in days (default: %(default)s)")
+    add_json(ca_init, "print the files created as JSON")
     ca_issue = ca_sub.add_parser(
         "issue",
         help="sign a certificate request",
         description="Sign a CSR (e.g. a node's tls/node.csr) with the development CA. Development only.",
     )
-    ca_issue.add_argument("--ca", type=Path, required=True, metavar="CA_DIR")
-    ca_issue.add_argument("--csr", type=Path, required=True, metavar="FILE")
+    ca_issue.add_argument(
+        "--ca", type=Path, required=True, metavar="CA_DIR", help="the CA directory ('dev-ca init' made it)"
+    )
+    ca_issue.add_argument(
+        "--csr", type=Path, required=True, metavar="FILE", help="the certificate request (PEM), e.g. tls/node.csr"
+    )
     ca_issue.add_argument("--out", type=Path, required=True, metavar="CERT", help="where to write the certificate")
     ca_issue.add_argument("--server", action="store_true", help="for a TLS server (a node, the coordinator)")
     ca_issue.add_argument("--client", action="store_true", help="for a TLS client")
-    ca_issue.add_argument("--days", type=int, default=365, help="validity (default: %(default)s)")
+    ca_issue.add_argument("--days", type=int, default=365, help="validity in days (default: %(default)s)")
+    add_json(ca_issue, "print the certificate written as JSON")
     ca_client = ca_sub.add_parser(
         "client",
         help="make a client key and certificate",
         description="Make NAME.key (0600) and NAME.pem, a client certificate with CN=NAME for a researcher, "
         "coordinator or test, plus a copy of ca.pem, in DIR. Development only.",
     )
-    ca_client.add_argument("--ca", type=Path, required=True, metavar="CA_DIR")
+    ca_client.add_argument(
+        "--ca", type=Path, required=True, metavar="CA_DIR", help="the CA directory ('dev-ca init' made it)"
+    )
     ca_client.add_argument("--name", required=True, help="the common name (how nodes know this client)")
-    ca_client.add_argument("--out-dir", type=Path, required=True, metavar="DIR")
-    ca_client.add_argument("--days", type=int, default=365, help="validity (default: %(default)s)")
+    ca_client.add_argument(
+        "--out-dir", type=Path, required=True, metavar="DIR", help="where to write the key and certificates"
+    )
+    ca_client.add_argument("--days", type=int, default=365, help="validity in days (default: %(default)s)")
+    add_json(ca_client, "print the files created as JSON")
+
+    add_completion(sub, PROG, _parser)
     return p
+
+
+def _progress_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--progress-interval",
+        type=float,
+        default=DEFAULT_INTERVAL_S,
+        metavar="SECONDS",
+        help="when stderr is not a terminal, a progress line every SECONDS (default: %(default)g)",
+    )
 
 
 def _ingest(args: argparse.Namespace) -> int:
@@ -233,8 +276,12 @@ def _ingest(args: argparse.Namespace) -> int:
         reference=args.reference,
         covered_regions=args.covered_regions,
         sheet_columns=sheet_options.columns(args),
+        progress_interval=args.progress_interval,
     )
-    print("\n".join(summary.lines()))
+    if args.json:
+        print_json(summary.to_json())
+    else:
+        print("\n".join(summary.lines()))
     return 0
 
 
@@ -248,7 +295,7 @@ def _freq(args: argparse.Namespace) -> int:
     try:
         if region is not None:
             region = freq.store_region(backend, region)
-        freq.write(sys.stdout, backend, where, args.by, region, args.format)
+        freq.write(sys.stdout, backend, where, args.by, region, "json" if args.json else args.format)
     finally:
         backend.close()
     return 0
@@ -287,8 +334,7 @@ def _init(args: argparse.Namespace) -> int:
         coordinator_common_name=args.coordinator_cn,
         metrics_listen=args.metrics_listen,
     )
-    print("\n".join(report.lines()))
-    return 0
+    return _report(args, report, "created")
 
 
 def _dev_ca(args: argparse.Namespace) -> int:
@@ -300,7 +346,14 @@ def _dev_ca(args: argparse.Namespace) -> int:
         report = admin.dev_ca_issue(args.ca, args.csr, args.out, server=args.server, client=args.client, days=args.days)
     else:
         report = admin.dev_ca_client(args.ca, args.name, args.out_dir, args.days)
-    print("\n".join(report.lines()))
+    return _report(args, report, "created")
+
+
+def _report(args: argparse.Namespace, report: Report, status: str) -> int:
+    if args.json:
+        print_json(report.to_json(status))
+    else:
+        print("\n".join(report.lines()))
     return 0
 
 
@@ -332,7 +385,7 @@ def _health(args: argparse.Namespace) -> int:
     from node.config import load_node_config
 
     config = load_node_config(args.config)
-    return health_command(config.server, config.tls, config.node.name, args.timeout)
+    return health_command(config.server, config.tls, config.node.name, args.timeout, as_json=args.json)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -351,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         "consent": _consent,
         "status": _status,
         "health": _health,
-    }[args.command]
+    }.get(args.command) or args.handler
     # A GenogateError outside LocalError (e.g. a malformed --where or --region) exits 2.
     return run("genogate-node", lambda: handler(args), error_exit=2, interrupted="interrupted; nothing was changed")
 

@@ -34,6 +34,7 @@ from genogate import audit, duo
 from genogate.errors import IngestError, StoreError, UsageError
 from genogate.signing import Signer
 from genogate.sqlitedb import reopen, transaction
+from genogate.words import plural
 from node import sheet_options
 from node.config import NodeConfig, load_node_config
 from node.consent import Change, ConsentStore, consent_path
@@ -143,8 +144,8 @@ class _Node:
         if unknown:
             verb = "is not a participant" if unknown == 1 else "are not participants"
             raise UsageError(
-                f"{unknown} of the {len(out)} sample id(s) {what} {verb} of the store {self.config.store.path}; "
-                "nothing was changed"
+                f"{unknown} of the {plural(len(out), 'sample id')} {what} {verb} of the store "
+                f"{self.config.store.path}; nothing was changed"
             )
         return out
 
@@ -226,15 +227,16 @@ def _change(args: argparse.Namespace, node: _Node, store: ConsentStore) -> int:
     verb = "withdrew the consent of" if action == "withdraw" else "updated the consent of"
     if done:
         print(
-            f"{verb} {_n(len(done), 'participant')} (by {by}, audit entry #{seq[0]}); "
+            f"{verb} {plural(len(done), 'participant')} (by {by}, audit entry #{seq[0]}); "
             "the node applies it at its next query"
         )
     if len(wanted) > len(done):
         print(
-            f"{_n(len(wanted) - len(done), 'participant')} already had these codes in force: nothing recorded for them"
+            f"{plural(len(wanted) - len(done), 'participant')} already had these codes in force: "
+            "nothing recorded for them"
         )
     if not_held:
-        print(f"{_n(not_held, 'sheet row')} for samples the store does not hold: skipped")
+        print(f"{plural(not_held, 'sheet row')} for samples the store does not hold: skipped")
     return 0
 
 
@@ -255,7 +257,7 @@ def _sheet_codes(sheet: Path, node: _Node, columns: SheetColumns | None) -> tupl
     skipped = len(read.participants) - len(held)
     if not held:
         raise UsageError(
-            f"none of the {len(read.participants)} sample id(s) of {sheet} is a participant of the store "
+            f"none of the {plural(len(read.participants), 'sample id')} of {sheet} is a participant of the store "
             f"{node.config.store.path}; nothing was changed"
         )
     return held, skipped
@@ -299,10 +301,6 @@ def _when(at_ms: int) -> str:
     return dt.datetime.fromtimestamp(at_ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _n(k: int, noun: str) -> str:
-    return f"{k} {noun}" + ("" if k == 1 else "s")
-
-
 def _show(args: argparse.Namespace, node: _Node, latest: dict[str, Change], history: list[Change]) -> int:
     (p,) = node.pseudonyms([args.sample], "given")
     mine = [c for c in history if c.pseudonym == p]
@@ -337,7 +335,11 @@ def _list(args: argparse.Namespace, latest: dict[str, Change], history: list[Cha
     if not rows:
         print("no consent changes recorded")
         return 0
-    print(f"{_n(len(rows), 'change')}:" if args.history else f"{_n(len(rows), 'participant')} with a change in force:")
+    print(
+        f"{plural(len(rows), 'change')}:"
+        if args.history
+        else f"{plural(len(rows), 'participant')} with a change in force:"
+    )
     print("SEQ\tWHEN\tPSEUDONYM\tACTION\tCODES\tBY\tREASON")
     for c in rows:
         print(f"{c.seq}\t{_when(c.at_ms)}\t{c.pseudonym}\t{c.action}\t{';'.join(c.codes)}\t{c.by}\t{c.reason}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from genogate import status
+from genogate.words import plural
 from node.config import load_node_config
 from node.ledger import read_spent
 from node.store import Store, scalar
@@ -33,7 +34,7 @@ def _store(path: Path) -> status.Section:
     return status.Section(
         "store",
         True,
-        f"{path}: {samples:,} participants, {alleles:,} alleles, {status.size(path)}",
+        f"{path}: {plural(samples, 'participant')}, {plural(alleles, 'allele')}, {status.size(path)}",
         facts={"path": str(path), "participants": samples, "alleles": alleles, "bytes": path.stat().st_size},
     )
 
@@ -43,13 +44,13 @@ def _ledger(path: Path) -> status.Section:
     answered = sum(s.queries_answered for s in studies)
     details = [
         f"study {s.study_id}: spent epsilon {s.epsilon_spent.normalize():f}, delta {s.delta_spent.normalize():f}; "
-        f"{s.queries_answered} queries answered"
+        f"{plural(s.queries_answered, 'query')} answered"
         for s in studies
     ]
     return status.Section(
         "ledger",
         True,
-        f"{path}: {len(studies)} {'study' if len(studies) == 1 else 'studies'}, {answered} queries answered",
+        f"{path}: {plural(len(studies), 'study')}, {plural(answered, 'query')} answered",
         details,
         facts={
             "path": str(path),

@@ -9,7 +9,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from genogate.errors import UsageError
-from node.ingest import IngestSummary, Progress, ingest_sources
+from genogate.progress import DEFAULT_INTERVAL_S, Progress
+from node.ingest import IngestSummary, ingest_sources
 from node.ingest.synth import SynthSource
 from node.ingest.synth_files import run
 from node.ingest.synth_spec import WHOLE, Part, SynthSpec, parse_part
@@ -24,7 +25,13 @@ def spec_fingerprint(spec: SynthSpec, part: Part = WHOLE) -> str:
 
 
 def synth_store(
-    store: Path, out: Path, spec: SynthSpec, part: Part = WHOLE, *, progress: bool = True
+    store: Path,
+    out: Path,
+    spec: SynthSpec,
+    part: Part = WHOLE,
+    *,
+    progress: bool = True,
+    progress_interval: float = DEFAULT_INTERVAL_S,
 ) -> tuple[dict[str, Path], IngestSummary]:
     """Write ``part`` of the cohort's sheet and truth into ``out`` and its genotypes straight into ``store``."""
     paths = run(out, spec, vcf=False, part=part)
@@ -33,12 +40,16 @@ def synth_store(
         [SynthSource(spec, part)],
         paths["samples"],
         fingerprints=[spec_fingerprint(spec, part)],
-        progress=Progress(spec.variants) if progress else None,
+        progress=Progress(spec.variants, what="synth", unit="variants", interval=progress_interval)
+        if progress
+        else None,
     )
     return paths, summary
 
 
 def run_synth(args: argparse.Namespace) -> int:
+    """``genogate-node synth``: the files written (and the ingest summary) as text, or with ``--json`` one
+    JSON object (``status`` "written", ``files``, ``ingest``)."""
     try:
         spec = SynthSpec(samples=args.samples, variants=args.variants, seed=args.seed)
         part = parse_part(args.part) if args.part else WHOLE
@@ -48,11 +59,21 @@ def run_synth(args: argparse.Namespace) -> int:
         raise UsageError("--part writes one institution's participants into a store: give --store too")
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
+    interval = args.progress_interval
     if args.store is None:
-        paths = run(out, spec)
+        progress = Progress(spec.variants, what="synth", unit="variants", interval=interval)
+        paths = run(out, spec, progress=progress)
         summary = None
     else:
-        paths, summary = synth_store(args.store, out, spec, part)
+        paths, summary = synth_store(args.store, out, spec, part, progress_interval=interval)
+    if args.json:
+        doc = {
+            "status": "written",
+            "files": {name: str(path) for name, path in sorted(paths.items())},
+            "ingest": None if summary is None else summary.to_json(),
+        }
+        print(json.dumps(doc, indent=2))
+        return 0
     for name, path in sorted(paths.items()):
         print(f"{name:8} {path}")
     if summary is not None:

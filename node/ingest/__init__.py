@@ -16,7 +16,6 @@ cyvcf2).
 
 from node.ingest.pipeline import (
     IngestSummary,
-    Progress,
     default_key_path,
     ingest,
     ingest_sources,
@@ -26,7 +25,6 @@ from node.ingest.pipeline import (
 
 __all__ = [
     "IngestSummary",
-    "Progress",
     "default_key_path",
     "ingest",
     "ingest_sources",

@@ -29,11 +29,10 @@ import hashlib
 import hmac
 import os
 import secrets
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence, Sized
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -42,7 +41,9 @@ import numpy as np
 
 from genogate.errors import IngestError, StoreError
 from genogate.genome import BuildError, canonical_contig, check_build, contig_rank
+from genogate.progress import DEFAULT_INTERVAL_S, Progress
 from genogate.query import Region
+from genogate.words import plural
 from node import consent, ontology
 from node.bed import merge, read_bed
 from node.ingest.normalise import Normaliser, Reference
@@ -90,8 +91,8 @@ class IngestSummary:
             return [f"{self.store}: already up to date; nothing changed"]
         out = [
             f"store        {self.store}",
-            f"samples      {self.samples} ({self.withdrawn} withdrawn)",
-            f"sheet        {self.sheet_rows} row(s)"
+            f"samples      {self.samples:,} ({self.withdrawn:,} withdrawn)",
+            f"sheet        {plural(self.sheet_rows, 'row')}"
             + (f"; {self.sheet_extra} for samples in none of the files (not stored)" if self.sheet_extra else ""),
             *self.sheet_lines(),
             f"inputs       {len(self.sources_loaded)} loaded, {len(self.sources_skipped)} already in the store",
@@ -107,18 +108,31 @@ class IngestSummary:
             out.append(f"no-calls     {self.class_totals.get('NO_CALL', 0)}")
         if self.skipped_records:
             for why, n in sorted(self.skipped_records.items()):
-                out.append(f"skipped      {n} record(s): {why}")
+                out.append(f"skipped      {plural(n, 'record')}: {why}")
         else:
             out.append("skipped      none")
         if self.sheet_updated:
             out.append("sheet        participant details updated")
         if self.consent_overrides:
             out.append(
-                f"consent      {self.consent_overrides} participant(s) keep the consent recorded by "
+                f"consent      {plural(self.consent_overrides, 'participant')} keep the consent recorded by "
                 "'genogate-node consent' instead of the sheet's"
             )
         out.append(f"time         {self.seconds:.1f} s")
         return out
+
+    def to_json(self) -> dict[str, object]:
+        """Every field (``--json``), with ``status`` "ingested" or "unchanged" (an idempotent re-run)."""
+        doc = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+        return {"status": "ingested" if self.changed else "unchanged", **doc}
+
+
+def _silent(files: int) -> str:
+    return f"; {plural(files, 'file')} {'states' if files == 1 else 'state'} none"
+
+
+def _are(items: Sized) -> str:
+    return "is" if len(items) == 1 else "are"
 
 
 def pseudonym(key: bytes, sample_id: str) -> str:
@@ -164,33 +178,6 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-class Progress:
-    """A one-line progress bar on a terminal; silent otherwise."""
-
-    def __init__(self, total: int, stream: IO[str] | None = None):
-        self.stream = stream if stream is not None else sys.stderr
-        self.enabled = self.stream.isatty()
-        self.total = max(total, 1)
-        self.start = time.monotonic()
-        self._last = 0.0
-
-    def update(self, done: int, label: str) -> None:
-        now = time.monotonic()
-        if not self.enabled or now - self._last < 0.2:
-            return
-        self._last = now
-        frac = min(done / self.total, 1.0)
-        bar = "#" * int(frac * 30)
-        rate = done / max(now - self.start, 1e-9) / 1e6
-        self.stream.write(f"\r[{bar:<30}] {frac:6.1%} {rate:6.1f} MB/s {label[-40:]:<40}")
-        self.stream.flush()
-
-    def done(self) -> None:
-        if self.enabled:
-            self.stream.write("\r" + " " * 100 + "\r")
-            self.stream.flush()
-
-
 def ingest(
     store: Path,
     vcfs: Sequence[Path],
@@ -198,6 +185,7 @@ def ingest(
     *,
     key_path: Path | None = None,
     progress_stream: IO[str] | None = None,
+    progress_interval: float = DEFAULT_INTERVAL_S,
     build: str | None = None,
     reference: Path | None = None,
     covered_regions: Path | None = None,
@@ -232,7 +220,12 @@ def ingest(
             sheet,
             fingerprints=fingerprints,
             key_path=key_path,
-            progress=Progress(sum(s.size for s in sources), progress_stream),
+            progress=Progress(
+                sum(s.size for s in sources),
+                what="ingest",
+                stream=progress_stream,
+                interval=progress_interval,
+            ),
             build=build,
             reference=reference,
             covered_regions=covered_regions,
@@ -392,7 +385,9 @@ def _ingest_locked(
             st.set_covered_regions(cover or [])
         if cover is not None:
             bp = sum(r.end - r.start + 1 for r in cover)
-            summary.covered = f"{len(cover)} region(s), {bp:,} bp (from {options.covered_regions or 'the store'})"
+            summary.covered = (
+                f"{plural(len(cover), 'region')}, {bp:,} bp (from {options.covered_regions or 'the store'})"
+            )
         summary.sheet_updated = _write_samples(con, by_pseudonym, exists, sheet)
         # The cohort fingerprint: a node starting on a store whose participants or consent changed starts
         # a new consent epoch, so no answer stored before the change is served after it.
@@ -435,7 +430,7 @@ def _ingest_locked(
             )
             summary.sources_loaded.append(src.name)
         if progress is not None:
-            progress.done()
+            progress.done(done_bytes)
         if ref_fasta is not None:
             ref_fasta.close()
         skipped.update(normalise.skipped)
@@ -509,18 +504,22 @@ def _select(sources: Sequence[GenotypeSource], participants: Sequence[Participan
     for src in sources:
         missing = sorted(set(src.samples) - sheet_ids)
         if missing:
-            raise IngestError(src.name, f"{len(missing)} sample(s) are not in the sample sheet: {_few(missing)}")
+            raise IngestError(
+                src.name, f"{plural(len(missing), 'sample')} {_are(missing)} not in the sample sheet: {_few(missing)}"
+            )
     first = set(sources[0].samples)
     for src in sources[1:]:
         absent = sorted(first - set(src.samples))
         if absent:
             raise IngestError(
-                src.name, f"{len(absent)} sample(s) of {sources[0].name} are not in this file: {_few(absent)}"
+                src.name,
+                f"{plural(len(absent), 'sample')} of {sources[0].name} {_are(absent)} not in this file: {_few(absent)}",
             )
         extra = sorted(set(src.samples) - first)
         if extra:
             raise IngestError(
-                src.name, f"{len(extra)} sample(s) of this file are not in {sources[0].name}: {_few(extra)}"
+                src.name,
+                f"{plural(len(extra), 'sample')} of this file {_are(extra)} not in {sources[0].name}: {_few(extra)}",
             )
     return [p for p in participants if p.sample_id in first]
 
@@ -623,9 +622,11 @@ def _resolve_build(
     elif header is not None:
         how = "from the file header" + ("s" if len(stated) > 1 else "")
         if silent:
-            how += f"; {silent} file(s) state none"
+            how += f"; {plural(silent, 'file')} {'states' if silent == 1 else 'state'} none"
     else:
-        how = "the store's" + (f"; {silent} file(s) state none" if silent else "")
+        how = "the store's" + (
+            f"; {plural(silent, 'file')} {'states' if silent == 1 else 'state'} none" if silent else ""
+        )
     return build, how
 
 

@@ -70,6 +70,16 @@ class SynthSource:
         self._spec = spec
         self._cohort = cohort(spec)
         self._part = check_part(part)
+        self._sites_done = 0
+
+    @property
+    def size(self) -> int:
+        """Progress units of the whole source: its variant sites."""
+        return self._spec.variants
+
+    def position(self) -> int:
+        """Variant sites generated so far (ingest's progress)."""
+        return self._sites_done
 
     @property
     def samples(self) -> Sequence[str]:
@@ -97,7 +107,9 @@ class SynthSource:
     def records(self) -> Iterator[SiteCalls]:
         """One ``SiteCalls`` per ALT allele, sorted by chromosome (spec order) and position."""
         first, step = self._part
+        self._sites_done = 0
         for rec in site_records(self._spec, self._cohort):
+            self._sites_done += 1
             origin = f"synthetic:{rec.chrom}:{rec.pos}"
             for k, alt in enumerate(rec.alts):
                 sids, cls = _classes(rec, k)

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from genogate.genome import LENGTHS, canonical_contig
+from genogate.progress import Progress
 from node.ingest.synth_sample import GT_CODES, SiteRecord, site_records
 from node.ingest.synth_sites import planted
 from node.ingest.synth_spec import (
@@ -86,7 +87,14 @@ def write_truth(spec: SynthSpec, path: Path) -> Path:
     return path
 
 
-def write_vcf(spec: SynthSpec, path: Path, *, level: int = 2, threads: int | None = None) -> Path:
+def write_vcf(
+    spec: SynthSpec,
+    path: Path,
+    *,
+    level: int = 2,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> Path:
     """The cohort as BGZF-compressed VCF 4.2 with GT only (unphased; haploid males on non-PAR chrX).
 
     Compression runs on ``threads`` worker threads (zlib releases the GIL) while this thread formats
@@ -98,7 +106,9 @@ def write_vcf(spec: SynthSpec, path: Path, *, level: int = 2, threads: int | Non
         with open(tmp, "wb") as fh, _BgzfWriter(fh, level, threads or os.cpu_count() or 1) as out:
             out.write(_vcf_header(spec, co.ids))
             text = _gt_text()
-            for rec in site_records(spec, co):
+            for n, rec in enumerate(site_records(spec, co), 1):
+                if progress is not None and n % 256 == 0:
+                    progress.update(n, path.name)
                 alts = ",".join(rec.alts)
                 out.write(f"{rec.chrom}\t{rec.pos}\t.\t{rec.ref}\t{alts}\t.\tPASS\t.\tGT\t".encode())
                 out.write(_vcf_columns(rec, text).data)
@@ -106,6 +116,8 @@ def write_vcf(spec: SynthSpec, path: Path, *, level: int = 2, threads: int | Non
         tmp.unlink(missing_ok=True)
         raise
     os.replace(tmp, path)
+    if progress is not None:
+        progress.done(spec.variants)
     return path
 
 
@@ -195,7 +207,9 @@ def _bgzf_blocks(data: memoryview, level: int) -> bytes:
     return b"".join(out)
 
 
-def run(out_dir: Path, spec: SynthSpec, *, vcf: bool = True, part: Part = WHOLE) -> dict[str, Path]:
+def run(
+    out_dir: Path, spec: SynthSpec, *, vcf: bool = True, part: Part = WHOLE, progress: Progress | None = None
+) -> dict[str, Path]:
     """Write ``samples.tsv``, ``truth.json`` and (if ``vcf``) ``cohort.vcf.gz`` into ``out_dir``. A ``part``
     other than the whole cohort writes only that institution's sheet (its genotypes go straight into a
     store through ``SynthSource(spec, part)``; the VCF is always the whole cohort's)."""
@@ -207,5 +221,5 @@ def run(out_dir: Path, spec: SynthSpec, *, vcf: bool = True, part: Part = WHOLE)
     if vcf and part != WHOLE:
         raise ValueError("a part of a cohort is written into a store, not a VCF")
     if vcf:
-        paths["vcf"] = write_vcf(spec, out_dir / "cohort.vcf.gz")
+        paths["vcf"] = write_vcf(spec, out_dir / "cohort.vcf.gz", progress=progress)
     return paths

@@ -207,6 +207,15 @@ def _check_status_and_metrics(demo: Path) -> None:
             check=False,
         )
         assert probe.returncode == 0 and probe.stdout.startswith("serving: 127.0.0.1:"), probe.stdout + probe.stderr
+        as_json = subprocess.run(
+            [sys.executable, "-m", module, "health", "--config", str(config), "--json"],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            timeout=60,
+            check=False,
+        )
+        assert as_json.returncode == 0 and json.loads(as_json.stdout)["status"] == "serving", as_json.stderr
     m = _metrics(str(coord["server"]["metrics_address"]))  # type: ignore[index]
     for site in SITES:
         assert m[f'genogate_coordinator_site_results_total{{reason="",site="{site}",status="answered"}}'] == 4
@@ -220,7 +229,24 @@ def test_the_demo_is_its_own_command() -> None:
     out = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60, env=ENV, check=True)
     assert out.stdout.startswith("usage: genogate-demo ")
     assert "a whole federation on this machine" in out.stdout and "--up DIR" in out.stdout
+    assert "``" not in out.stdout  # a written description, not the module's docstring
     cli = subprocess.run(
         [sys.executable, "-m", "genogate.cli", "demo", "--help"], capture_output=True, text=True, timeout=60, env=ENV
     )
     assert cli.returncode == 2 and "invalid choice: 'demo'" in cli.stderr
+
+
+def test_the_demo_with_json_narrates_on_stderr_and_prints_one_object(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "genogate-demo"
+    run = subprocess.run(
+        [str(script), "--dir", str(tmp_path / "demo"), "--samples", "600", "--variants", "1000", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=ENV,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    doc = json.loads(run.stdout)  # stdout is the JSON object alone
+    assert doc["status"] == "done" and doc["dir"] == str(tmp_path / "demo")
+    assert doc["study_id"].startswith("S-") and doc["sites"] == ["hospital-a", "biobank-b", "clinic-c"]
+    assert "The demo took" in run.stderr and "Stopped the coordinator and the three nodes." in run.stderr

@@ -296,6 +296,9 @@ def test_the_researcher_cli_prints_intervals_and_site_status(fed: Fed) -> None:
     assert "95% interval" in table.stdout and "sites (3 of 3 answered)" in table.stdout
     budget = _genogate(fed, "budget")
     assert budget.returncode == 0 and all(site in budget.stdout for site in SITES), budget.stderr
+    # --json says the sites' status in the query JSON's words, not the proto enum's names
+    budget_doc = json.loads(_genogate(fed, "budget", "--json").stdout)
+    assert {s["site"]: s["status"] for s in budget_doc["sites"]} == dict.fromkeys(SITES, "answered")
     bad = _genogate(fed, "query", "cohort-count", "--where", "sex=Q", "--epsilon", "0.5")
     assert bad.returncode == 2 and "sex" in bad.stderr
 
@@ -387,5 +390,8 @@ def test_a_stopped_site_is_reported_and_the_others_still_answer(fed: Fed) -> Non
         "UNAVAILABLE",
         "DEADLINE_EXCEEDED",
     )
+    if status["site-b"].status == "failed":  # says where and what to check, not gRPC's raw words
+        assert "node site-b at 127.0.0.1:" in status["site-b"].message, status["site-b"].message
+        assert "failed to connect to all addresses" not in status["site-b"].message
     assert status["site-a"].status == status["site-c"].status == "answered"
     assert r.value("count").estimate == sum(s_body(r, s).result.count.estimate for s in ("site-a", "site-c"))

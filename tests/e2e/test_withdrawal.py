@@ -86,7 +86,7 @@ def test_a_withdrawal_takes_effect_at_the_next_query_with_the_node_up(tmp_path: 
             ingest(node.store, [vcf], _sheet(tmp_path / "after.tsv", WITHDRAWN), build="GRCh37")
 
         refused = _consent("withdraw", "--config", config, "--sample", "P1", "--sample", "NOT-A-SAMPLE")
-        assert refused.returncode == 2 and "1 of the 2 sample id(s)" in refused.stderr, refused.stderr
+        assert refused.returncode == 2 and "1 of the 2 sample ids" in refused.stderr, refused.stderr
         done = _consent("withdraw", "--config", config, *samples, "--by", "dpo", "--reason", "letters", "--json")
         assert done.returncode == 0, done.stderr
         recorded = json.loads(done.stdout)

@@ -109,7 +109,7 @@ def test_unknown_sample_ids_refuse_the_whole_command(node: Node, capsys: pytest.
         "X",
     )
     assert code == 2 and out == ""
-    assert "2 of the 3 sample id(s) given are not participants of the store" in err and "nothing was changed" in err
+    assert "2 of the 3 sample ids given are not participants of the store" in err and "nothing was changed" in err
     assert "NOPE" not in err  # the count, not the ids
     assert consent(capsys, node, "list")["in_force"] == []
     assert not (node.dir / "ledger.sqlite").exists()  # nothing to audit: the log was not even created
@@ -133,7 +133,7 @@ def test_update_from_a_sheet_re_consents_and_is_all_or_nothing(
     strangers = tmp_path / "strangers.tsv"
     strangers.write_text("sample_id\tsex\tconsent\nP98\tF\tGRU\nP99\tM\tGRU\n")
     code, _, err = cli(capsys, "consent", "update", "--config", str(node.config), "--sheet", str(strangers))
-    assert code == 2 and "none of the 2 sample id(s)" in err
+    assert code == 2 and "none of the 2 sample ids" in err
     nocol = tmp_path / "nocol.tsv"
     nocol.write_text("sample_id\tsex\nP0\tF\n")
     code, _, err = cli(capsys, "consent", "update", "--config", str(node.config), "--sheet", str(nocol))

@@ -100,7 +100,7 @@ def test_non_ref_and_breakend_alts_are_dropped_and_counted(tmp_path: Path, sheet
     assert variants(tmp_path / "s.duckdb") == [("1", 100, "A", "G")]
     assert summary.skipped_records == {SKIP_NON_REF: 2, SKIP_BREAKEND: 3, SKIP_CONTIG: 1}
     text = "\n".join(summary.lines())
-    assert "skipped      2 record(s): symbolic <NON_REF> or <*> ALT" in text
+    assert "skipped      2 records: symbolic <NON_REF> or <*> ALT" in text
     store = Store.open(tmp_path / "s.duckdb")
     try:  # the <NON_REF> half-call of S2 (0/2) counts as a reference allele of G, as other ALTs do
         counts = store.class_counts(np.array([0], dtype=np.int32), np.ones(4, dtype=bool))

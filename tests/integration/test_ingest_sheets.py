@@ -157,7 +157,7 @@ def test_a_vcf_sample_missing_from_the_sheet_is_still_refused(tmp_path: Path) ->
     export = write(tmp_path / "export.tsv", export_text([r for r in EXPORT_ROWS if r[1] != "S2"]))
     res = run_node(*ingest_args(tmp_path / "s.duckdb", [vcf], export), "--sheet-columns", MAPPING, cwd=tmp_path)
     assert res.returncode == 4
-    assert res.stderr.splitlines()[-1] == f"{PREFIX}{vcf}: 1 sample(s) are not in the sample sheet: S2"
+    assert res.stderr.splitlines()[-1] == f"{PREFIX}{vcf}: 1 sample is not in the sample sheet: S2"
 
 
 def test_a_bad_mapping_option_is_a_usage_error_naming_it(tmp_path: Path) -> None:
