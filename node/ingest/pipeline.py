@@ -114,9 +114,10 @@ class IngestSummary:
         if self.sheet_updated:
             out.append("sheet        participant details updated")
         if self.consent_overrides:
+            n, keep = self.consent_overrides, "keeps" if self.consent_overrides == 1 else "keep"
             out.append(
-                f"consent      {plural(self.consent_overrides, 'participant')} keep the consent recorded by "
-                "'genogate-node consent' instead of the sheet's"
+                f"consent      {plural(n, 'participant')} {keep} the consent recorded by 'genogate-node consent' "
+                "instead of the sheet's"
             )
         out.append(f"time         {self.seconds:.1f} s")
         return out

@@ -31,6 +31,7 @@ from typing import TypeVar
 
 from genogate import duo
 from genogate.errors import IngestError
+from genogate.words import plural
 from node import ontology
 from node.ingest import sheet_values as values
 from node.ingest.sheet_columns import COLUMNS, TARGETS, SheetColumns, looks_like
@@ -72,10 +73,10 @@ class Sheet:
         if renamed:
             out.append("columns      " + ", ".join(renamed))
         if self.ignored:
-            out.append(f"ignored      {len(self.ignored)} column(s) of the sheet: {', '.join(self.ignored)}")
+            out.append(f"ignored      {plural(len(self.ignored), 'column')} of the sheet: {', '.join(self.ignored)}")
         if self.normalised:
             parts = ", ".join(f"{ours} {n}" for ours, n in self.normalised.items())
-            out.append(f"normalised   {sum(self.normalised.values())} cell(s): {parts}")
+            out.append(f"normalised   {plural(sum(self.normalised.values()), 'cell')}: {parts}")
         return out
 
 

@@ -345,8 +345,11 @@ def test_audit_logs_verify_reconcile_and_reveal_tampering(fed: Fed, tmp_path: Pa
             env={"GENOGATE_COORDINATOR_AUDIT__PATH": str(copy)},
         )
 
-    edited = tampered("UPDATE audit SET entry = replace(entry, '\"answered\"', '\"refused\"') WHERE seq = 3;")
-    assert edited.returncode == 1 and "position 3" in edited.stdout and "edited" in edited.stdout
+    # The first query's entry (registrations and study events come before it): one site's status edited.
+    with sqlite3.connect(fed.root / "coord" / "audit.sqlite") as db:
+        (seq,) = db.execute("SELECT min(seq) FROM audit WHERE entry LIKE '%\"answered\"%'").fetchone()
+    edited = tampered(f"UPDATE audit SET entry = replace(entry, '\"answered\"', '\"refused\"') WHERE seq = {seq};")
+    assert edited.returncode == 1 and f"position {seq}" in edited.stdout and "edited" in edited.stdout
     removed = tampered("DELETE FROM audit WHERE seq = 2;")
     assert removed.returncode == 1 and "position 2" in removed.stdout
     reordered = tampered(

@@ -346,7 +346,7 @@ def test_the_cli_lists_and_shows_studies_from_the_real_coordinator(fed: Federati
             timeout=60,
         ).stdout
     )
-    assert json.dumps(shown).count(study.study_id) >= 1 and "APPROVED" in json.dumps(shown)
+    assert json.dumps(shown).count(study.study_id) >= 1 and shown["study"]["state"] == "approved"
     table = subprocess.run(
         [*run, "study", "list"], env=env, capture_output=True, text=True, check=True, timeout=60
     ).stdout

@@ -231,9 +231,13 @@ def test_propose_preview_approve_by_two_revoke(fed: Fed, connect: Callable[[str]
     ]
     assert preview.grant_body.researcher_public_key == fed.researcher.public_raw
     # No node runs here: each registered site is a problem (never a failed preview); the budget is information.
-    assert list(preview.problems) == [
-        f"{site}: could not be asked (failed UNAVAILABLE: the site is unreachable)" for site in ("site-a", "site-b")
-    ]
+    assert len(preview.problems) == 2
+    for site, problem in zip(("site-a", "site-b"), preview.problems, strict=True):
+        # The fan-out's connection message: which node, which address, and what to check.
+        assert problem.startswith(
+            f"{site}: could not be asked (failed UNAVAILABLE: cannot connect to the node {site} at"
+        )
+        assert "nothing listens there" in problem and "genogate-node status" in problem
     assert preview.notes and all("query" in line or "queries" in line for line in preview.notes)
 
     study = propose(fed, alice, "lifecycle")

@@ -218,8 +218,8 @@ def test_no_evidence_needs_build_for_a_new_store_and_uses_the_stores_after(tmp_p
     assert (summary.build, summary.build_from) == ("GRCh38", "--build")
     b = write(tmp_path / "b.vcf", [rec("2", 100, "A", "G")], reference=None)
     summary = ingest(tmp_path / "s.duckdb", [b], sheet)
-    assert (summary.build, summary.build_from) == ("GRCh38", "the store's; 1 file(s) state none")
-    assert "build        GRCh38 (the store's; 1 file(s) state none)" in summary.lines()
+    assert (summary.build, summary.build_from) == ("GRCh38", "the store's; 1 file states none")
+    assert "build        GRCh38 (the store's; 1 file states none)" in summary.lines()
 
 
 # Covered regions and freq ------------------------------------------------------------------------------
@@ -230,7 +230,7 @@ def test_covered_regions_are_stored_and_freq_refuses_outside_them(tmp_path: Path
     bed.write_text("track name=exome\nchr1\t99\t150\nchr1\t140\t250\n# a comment\nchr2\t0\t10\n")
     vcf = write(tmp_path / "a.vcf", [rec("1", 100, "A", "G"), rec("1", 200, "C", "T")])
     summary = ingest(tmp_path / "s.duckdb", [vcf], sheet, covered_regions=bed)
-    assert "covered      2 region(s), 161 bp" in "\n".join(summary.lines())
+    assert "covered      2 regions, 161 bp" in "\n".join(summary.lines())
     store = Store.open(tmp_path / "s.duckdb")
     try:
         assert store.covered_regions() == [Region("1", 100, 250), Region("2", 1, 10)]

@@ -78,11 +78,11 @@ def test_an_institution_export_builds_the_store_our_own_sheet_builds(tmp_path: P
     assert freq(theirs, cwd=tmp_path, by="sex") == freq(ours, cwd=tmp_path, by="sex")
     lines = out.splitlines()
     assert "samples      4 (0 withdrawn)" in lines
-    assert "sheet        6 row(s); 2 for samples in none of the files (not stored)" in lines
-    assert "ignored      2 column(s) of the sheet: Site, Notes" in lines
+    assert "sheet        6 rows; 2 for samples in none of the files (not stored)" in lines
+    assert "ignored      2 columns of the sheet: Site, Notes" in lines
     assert f"columns      {MAPPING.replace(',', ', ')}" in lines
     # every cell whose spelling differs from the stored one, in all six rows (every row is read)
-    assert "normalised   20 cell(s): sex 5, birth_year 4, ancestry 2, phenotypes 4, consent 5" in lines
+    assert "normalised   20 cells: sex 5, birth_year 4, ancestry 2, phenotypes 4, consent 5" in lines
 
 
 def test_a_sheet_map_file_is_the_same_mapping_and_a_new_mapping_is_a_new_sheet(tmp_path: Path) -> None:
@@ -149,7 +149,7 @@ def test_an_age_column_with_the_year_it_was_recorded(tmp_path: Path) -> None:
     )
     assert res.returncode == 0, res.stderr
     assert sorted(str(r[3]) for r in samples(store)) == ["1975", "1980", "1990", "None"]
-    assert "normalised   5 cell(s): age 5" in res.stdout.splitlines()
+    assert "normalised   5 cells: age 5" in res.stdout.splitlines()
 
 
 def test_a_vcf_sample_missing_from_the_sheet_is_still_refused(tmp_path: Path) -> None:
@@ -188,7 +188,7 @@ def test_the_1000_genomes_ped_file_is_the_sheet_of_the_subset(tmp_path: Path) ->
         theirs, vcf, ped, key, "--sheet-columns", "sample_id=Individual ID,sex=Gender,phenotypes=", cwd=tmp_path
     )
     assert code == 0, err
-    assert "sheet        3691 row(s); 2565 for samples in none of the files (not stored)" in out.splitlines()
-    assert "normalised   3691 cell(s): sex 3691" in out.splitlines()
+    assert "sheet        3,691 rows; 2565 for samples in none of the files (not stored)" in out.splitlines()
+    assert "normalised   3,691 cells: sex 3691" in out.splitlines()
     assert [r[:3] for r in samples(theirs)] == [r[:3] for r in samples(ours)]  # sid, pseudonym, sex
     assert freq(theirs, cwd=tmp_path, by="sex") == freq(ours, cwd=tmp_path, by="sex")

@@ -168,8 +168,8 @@ def test_an_institution_sheet_mapped_column_by_column(tmp_path: Path) -> None:
     # male, 2, NA (sex); 1984-03-12, NA (birth year); eur, NA; NA (phenotypes); duo:0000042, HMB,NPU, NA
     assert dict(sheet.normalised) == {"sex": 3, "birth_year": 2, "ancestry": 2, "phenotypes": 1, "consent": 3}
     report = "\n".join(sheet.report())
-    assert "sample_id=sample.id" in report and "ignored      1 column(s) of the sheet: Tissue" in report
-    assert "normalised   11 cell(s)" in report
+    assert "sample_id=sample.id" in report and "ignored      1 column of the sheet: Tissue" in report
+    assert "normalised   11 cells" in report
 
 
 def test_a_mapping_file_an_age_column_and_a_csv(tmp_path: Path) -> None:
