@@ -15,10 +15,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from genogate.cliutil import add_completion, add_json, print_json, run
+from genogate.cliutil import add_completion, add_json, print_json, print_report, run
 
 if TYPE_CHECKING:
-    from genogate.files import Report
+    pass
 
 PROG = "genogate-coordinator"
 
@@ -134,15 +134,7 @@ def _init(args: argparse.Namespace) -> int:
     report = init_coordinator(
         args.dir, args.name, args.listen, tuple(args.operator), metrics_listen=args.metrics_listen
     )
-    return _report(args, report, "created")
-
-
-def _report(args: argparse.Namespace, report: Report, status: str) -> int:
-    if args.json:
-        print_json(report.to_json(status))
-    else:
-        print("\n".join(report.lines()))
-    return 0
+    return print_report(report, as_json=args.json, status="created")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -174,13 +166,11 @@ def _committee(args: argparse.Namespace) -> int:
     if args.committee_command == "key":
         found = committee_key(args.config)
         if args.json:
-            import json
-
-            print(json.dumps(found.to_json()))
+            print_json(found.to_json())
         else:
             print("\n".join(found.lines()))
         return 0
-    return _report(args, add_member(args.config, args.name, args.public_key), "added")
+    return print_report(add_member(args.config, args.name, args.public_key), as_json=args.json, status="added")
 
 
 def _audit(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ clean exit 0; Ctrl-C prints ``PROG: interrupted`` (or the caller's ``interrupted
 Anything else propagates: a stack trace means a bug.
 
 Beside it, what every command line shares: the ``--json`` flag (``add_json``) and how JSON is printed
-(``print_json``), and the ``completion`` subcommand (``add_completion``).
+(``print_json``, ``print_report``), and the ``completion`` subcommand (``add_completion``).
 """
 
 from __future__ import annotations
@@ -17,9 +17,12 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genogate.errors import GenogateError, LocalError
+
+if TYPE_CHECKING:
+    from genogate.files import Report
 
 INTERRUPTED_EXIT = 130
 
@@ -61,6 +64,16 @@ def add_json(parser: argparse.ArgumentParser, help_text: str = JSON_HELP) -> Non
 def print_json(doc: Mapping[str, Any]) -> None:
     """``doc`` on stdout, the one way the command lines print JSON (indented, stable key order as given)."""
     print(json.dumps(doc, indent=2, default=str))
+
+
+def print_report(report: Report, *, as_json: bool, status: str) -> int:
+    """A file-writing command's outcome (``genogate.files.Report``): its lines, or with ``--json`` its
+    ``to_json(status)``; exit code 0."""
+    if as_json:
+        print_json(report.to_json(status))
+    else:
+        print("\n".join(report.lines()))
+    return 0
 
 
 def add_completion(sub: Any, prog: str, parser: Callable[[], argparse.ArgumentParser]) -> None:

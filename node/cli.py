@@ -17,14 +17,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from genogate.cliutil import add_completion, add_json, print_json, run
+from genogate.cliutil import add_completion, add_json, print_json, print_report, run
 from genogate.filter import parse_filter
 from genogate.progress import DEFAULT_INTERVAL_S
 from genogate.query import Region
 from node import sheet_options
 
 if TYPE_CHECKING:
-    from genogate.files import Report
+    pass
 
 PROG = "genogate-node"
 
@@ -334,7 +334,7 @@ def _init(args: argparse.Namespace) -> int:
         coordinator_common_name=args.coordinator_cn,
         metrics_listen=args.metrics_listen,
     )
-    return _report(args, report, "created")
+    return print_report(report, as_json=args.json, status="created")
 
 
 def _dev_ca(args: argparse.Namespace) -> int:
@@ -346,15 +346,7 @@ def _dev_ca(args: argparse.Namespace) -> int:
         report = admin.dev_ca_issue(args.ca, args.csr, args.out, server=args.server, client=args.client, days=args.days)
     else:
         report = admin.dev_ca_client(args.ca, args.name, args.out_dir, args.days)
-    return _report(args, report, "created")
-
-
-def _report(args: argparse.Namespace, report: Report, status: str) -> int:
-    if args.json:
-        print_json(report.to_json(status))
-    else:
-        print("\n".join(report.lines()))
-    return 0
+    return print_report(report, as_json=args.json, status="created")
 
 
 def _audit(args: argparse.Namespace) -> int:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import getpass
-import json
 import secrets
 import sqlite3
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from genogate import audit, duo
+from genogate.cliutil import print_json
 from genogate.errors import IngestError, StoreError, UsageError
 from genogate.signing import Signer
 from genogate.sqlitedb import reopen, transaction
@@ -222,7 +222,7 @@ def _change(args: argparse.Namespace, node: _Node, store: ConsentStore) -> int:
         "changes": [c.to_json() for c in done],
     }
     if args.json:
-        print(json.dumps(doc, indent=1))
+        print_json(doc)
         return 0
     verb = "withdrew the consent of" if action == "withdraw" else "updated the consent of"
     if done:
@@ -314,7 +314,7 @@ def _show(args: argparse.Namespace, node: _Node, latest: dict[str, Change], hist
         "history": [c.to_json() for c in mine],
     }
     if args.json:
-        print(json.dumps(doc, indent=1))
+        print_json(doc)
         return 0
     print(f"participant  {args.sample} (pseudonym {p})")
     print(f"in force     {';'.join(in_force) or '(no codes)'} ({doc['status']})")
@@ -330,7 +330,7 @@ def _list(args: argparse.Namespace, latest: dict[str, Change], history: list[Cha
     rows = history if args.history else sorted(latest.values(), key=lambda c: c.seq)
     if args.json:
         key = "changes" if args.history else "in_force"
-        print(json.dumps({"status": "ok", key: [c.to_json() for c in rows]}, indent=1))
+        print_json({"status": "ok", key: [c.to_json() for c in rows]})
         return 0
     if not rows:
         print("no consent changes recorded")
