@@ -25,7 +25,9 @@ opened once (``genogate.envelope.OpenedEnvelope``) and never decodes it again, f
   reported as ``None`` (remembered for ``INFO_RETRY_S``, so a down site does not slow every query).
 * **Releases are checked.** A release counts only if the node's Ed25519 signature verifies under the receipt
   key the node published, and it names this site, study and query id and the SHA-256 of exactly the payload
-  sent. Anything else is that site's failure (``BAD_SIGNATURE``), never a value in the combination.
+  sent. Anything else is that site's failure (``BAD_SIGNATURE``), never a value in the combination. A
+  release that fails under the cached key is checked once more under the key the node publishes now (a node
+  that replaced its identity key and restarted at the same endpoint), fetched over the same pinned channel.
 
 Threading model: ``FanOut`` owns an asyncio loop in one daemon thread; ``run``, ``budgets`` and ``policies`` are called
 from gRPC worker threads and block on it. Channels are created and used only on that loop.
@@ -334,7 +336,18 @@ class FanOut:
                 info = await link.stub.GetNodeInfo(npb.GetNodeInfoRequest(), timeout=max(1.0, timeout))
                 link.receipt_key = bytes(info.receipt_public_key)
             release = response.release
-            verify(link.receipt_key, _RELEASE_BODY, release.payload, release.node_signature)
+            try:
+                verify(link.receipt_key, _RELEASE_BODY, release.payload, release.node_signature)
+            except GenogateError:
+                # The node may have replaced its identity key since this channel cached it (a restart at
+                # the same endpoint keeps the channel): ask once for the key it publishes now, over the same
+                # pinned channel, and accept the release only under that key.
+                info = await link.stub.GetNodeInfo(npb.GetNodeInfoRequest(), timeout=max(1.0, timeout))
+                published = bytes(info.receipt_public_key)
+                if published == link.receipt_key:
+                    raise
+                link.receipt_key = published
+                verify(published, _RELEASE_BODY, release.payload, release.node_signature)
             body = pb.ReleaseBody.FromString(release.payload)
             if (body.study_id, body.query_id, body.query_sha256) != expected or body.site != node.name:
                 raise Unauthenticated(

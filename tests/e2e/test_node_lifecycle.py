@@ -259,3 +259,46 @@ def test_only_operators_may_update_or_remove_nodes(fed: Fed) -> None:
                 call()
             assert exc.value.reason == Reason.NOT_AUTHORIZED
         assert alice.list_nodes() == before
+
+
+def test_a_node_that_replaces_its_identity_key_is_believed_under_its_new_key(fed: Fed) -> None:
+    """site-a replaces its Ed25519 identity key and restarts at the same endpoint, so the coordinator's
+    channel (and the receipt key it cached) survives: the next release, signed under the new key, is checked
+    again under the key the node now publishes and answered, with no registry change and no coordinator
+    restart. A release that fails under both keys stays BAD_SIGNATURE (tests/e2e/test_faults.py)."""
+    pid = fed.coordinator.popen.pid
+    with CoordinatorClient(fed.coordinator.address, fed.operator) as c:
+        names = {n.name for n in c.list_nodes()}
+    if "site-a" not in names:  # run alone
+        fed.json("nodes", "register", "--name", "site-a", "--endpoint", fed.nodes["site-a"].address, "--ca",
+                 str(fed.ca / "ca.pem"))  # fmt: skip
+    with CoordinatorClient(fed.coordinator.address, fed.operator) as c:
+        c.register_researcher("alice", "a university", fed.alice.public_raw)  # idempotent
+        proposal = StudyProposal(
+            title="identity key replacement",
+            purpose="HMB",
+            kinds=(Kind.COHORT_COUNT,),
+            sites=("site-a",),
+            epsilon_total_per_site=100,
+            epsilon_per_query_cap=1,
+            duration_days=30,
+            researcher_key_fingerprint=fed.alice.key_id,
+        )
+        study = c.propose(proposal, fed.alice)
+        for member in fed.committee:
+            study = c.review(study, ReviewDecision.APPROVE, "ok", member)
+    assert _status(fed.ask(study)) == {"site-a": ("answered", "")}  # the channel caches the old key
+
+    old = fed.nodes.pop("site-a")
+    address = old.address
+    old.stop()
+    key_file = fed.root / "site-a" / "keys" / "identity.key"
+    before = key_file.read_bytes()
+    tls.write_secret(key_file, tls.new_identity_key(), overwrite=True)
+    assert key_file.read_bytes() != before
+    env = {**fed.env, "GENOGATE_NODE_SERVER__LISTEN": address}
+    fed.nodes["site-a"] = start_node(fed.root / "site-a" / "node.toml", fed.operator, log=fed.root / "a2.log", env=env)
+    assert fed.nodes["site-a"].address == address
+
+    assert _status(fed.ask(study)) == {"site-a": ("answered", "")}
+    assert fed.coordinator.popen.pid == pid
