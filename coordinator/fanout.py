@@ -27,7 +27,8 @@ opened once (``genogate.envelope.OpenedEnvelope``) and never decodes it again, f
   key the node published, and it names this site, study and query id and the SHA-256 of exactly the payload
   sent. Anything else is that site's failure (``BAD_SIGNATURE``), never a value in the combination. A
   release that fails under the cached key is checked once more under the key the node publishes now (a node
-  that replaced its identity key and restarted at the same endpoint), fetched over the same pinned channel.
+  that replaced its identity key and restarted at the same endpoint), fetched over a link opened afresh with
+  the pin checked again; the new key is kept only once a release verifies under it, and logged.
 
 Threading model: ``FanOut`` owns an asyncio loop in one daemon thread; ``run``, ``budgets`` and ``policies`` are called
 from gRPC worker threads and block on it. Channels are created and used only on that loop.
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import ssl
 import threading
 import time
@@ -53,7 +55,7 @@ from cryptography.hazmat.primitives import serialization
 
 from coordinator.config import FanoutSettings
 from genogate.envelope import OpenedEnvelope
-from genogate.errors import GenogateError, Reason, Unauthenticated
+from genogate.errors import GenogateError, Reason, Unauthenticated, Unavailable
 from genogate.rpc import Peer, error_from_rpc, unreachable_message
 from genogate.signing import verify
 from genogate.studies import NodeInfo
@@ -78,6 +80,8 @@ INFO_TTL_S = 30.0
 INFO_RETRY_S = 5.0
 INFO_TIMEOUT_S = 2.0
 T = TypeVar("T")
+
+log = logging.getLogger("genogate.coordinator")
 
 
 @dataclass(frozen=True)
@@ -331,7 +335,9 @@ class FanOut:
         if response is None:
             return result
         try:
-            link = self._links[node.name]
+            link = self._links.get(node.name)
+            if link is None:  # removed or updated while this query ran
+                raise Unavailable(f"site {node.name} was changed in the registry during the query")
             if link.receipt_key is None:
                 info = await link.stub.GetNodeInfo(npb.GetNodeInfoRequest(), timeout=max(1.0, timeout))
                 link.receipt_key = bytes(info.receipt_public_key)
@@ -339,15 +345,18 @@ class FanOut:
             try:
                 verify(link.receipt_key, _RELEASE_BODY, release.payload, release.node_signature)
             except GenogateError:
-                # The node may have replaced its identity key since this channel cached it (a restart at
-                # the same endpoint keeps the channel): ask once for the key it publishes now, over the same
-                # pinned channel, and accept the release only under that key.
-                info = await link.stub.GetNodeInfo(npb.GetNodeInfoRequest(), timeout=max(1.0, timeout))
-                published = bytes(info.receipt_public_key)
+                # The node may have replaced its identity key and restarted at the same endpoint (gRPC
+                # reconnects inside the channel, checking only the CA and the name): open the link afresh,
+                # which checks the pin again, ask for the key the node publishes now, and believe the release
+                # only if it verifies under that key; only then is the new key kept.
+                published = await self._fresh_key(node, timeout)
                 if published == link.receipt_key:
                     raise
-                link.receipt_key = published
                 verify(published, _RELEASE_BODY, release.payload, release.node_signature)
+                fresh = self._links.get(node.name)
+                if fresh is not None:
+                    fresh.receipt_key = published
+                log.warning("node receipt key changed", extra={"site": node.name, "key": published.hex()})
             body = pb.ReleaseBody.FromString(release.payload)
             if (body.study_id, body.query_id, body.query_sha256) != expected or body.site != node.name:
                 raise Unauthenticated(
@@ -361,6 +370,17 @@ class FanOut:
             return _failed(result, Unauthenticated("undecodable release", reason=Reason.BAD_SIGNATURE))
         result.status, result.release, result.body = pb.SITE_STATUS_ANSWERED, release, body
         return result
+
+    async def _fresh_key(self, node: NodeInfo, timeout: float) -> bytes:
+        """The receipt key ``node`` publishes now, over a link opened afresh (its pin checked again)."""
+        async with self._opening.setdefault(node.name, asyncio.Lock()):
+            old = self._links.pop(node.name, None)
+            if old is not None:
+                await old.channel.close()
+            await self._check_pin(node)
+            link = self._links[node.name] = _Link(node, self._channel(node))
+        info = await link.stub.GetNodeInfo(npb.GetNodeInfoRequest(), timeout=max(1.0, timeout))
+        return bytes(info.receipt_public_key)
 
     async def _attempts(self, node: NodeInfo, result: SiteResult, timeout: float, call: Any) -> Any:
         """Call until an answer, a non-retryable error, or the deadline; fills ``result`` on failure."""
