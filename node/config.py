@@ -289,12 +289,14 @@ class PolicySettings:
     )
 
     preview_participants: bool = field(
-        default=True,
+        default=False,
         metadata={
             "help": "Whether the coordinator's study preview may learn how many participants' consent admits a "
             "study's purpose here, as a power-of-ten bucket only (fewer than 10, 10-99, 100-999, ...; never the "
             "count, never under a filter). Not noised and charged to no budget: see docs/operations/preview.md "
-            "for why a bucket is coarse enough, and set false if even that is too much for this institution.",
+            "for what a bucket can reveal. Off by default: any researcher with a federation certificate can ask for a "
+            "preview of any purpose, and a bucket that moves when the count crosses a power of ten shows a "
+            "consent change at that boundary.",
         },
     )
 

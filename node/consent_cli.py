@@ -92,6 +92,12 @@ def add_commands(sub: Any) -> None:
     )
     src.add_argument("--sample", metavar="ID", help="one participant's sample id (with --codes)")
     up.add_argument(
+        "--reconsent",
+        action="store_true",
+        help="with --sheet: also consent again the withdrawn participants the sheet consents (without it they "
+        "stay withdrawn and are counted in the output: an old sheet never lifts a withdrawal by accident)",
+    )
+    up.add_argument(
         "--codes", metavar="CODES", help="with --sample: the DUO codes in force, ';'-separated (e.g. 'GRU')"
     )
     common(up, writes=True)
@@ -183,6 +189,8 @@ def _change(args: argparse.Namespace, node: _Node, store: ConsentStore) -> int:
     else:
         if args.sheet_columns is not None or args.sheet_map is not None or args.sheet_age_year is not None:
             raise UsageError("--sheet-columns, --sheet-map and --sheet-age-year go with --sheet")
+        if args.reconsent:
+            raise UsageError("--reconsent goes with --sheet; --sample ID --codes CODES consents one participant again")
         if args.codes is None:
             raise UsageError("consent update --sample needs --codes (e.g. --codes 'GRU'), or give --sheet")
         try:
@@ -195,6 +203,12 @@ def _change(args: argparse.Namespace, node: _Node, store: ConsentStore) -> int:
         wanted = {p: codes}
         action = "withdraw" if codes == (duo.WITHDRAWN,) else "update"
     in_force = {**node.sheet_codes, **store.overrides()}
+    kept_withdrawn = 0  # withdrawn participants a sheet would consent again: only with --reconsent
+    if args.consent_command == "update" and args.sheet is not None and not args.reconsent:
+        lifted = [p for p, codes in wanted.items() if _withdrawn(in_force[p]) and not _withdrawn(codes)]
+        for p in lifted:
+            del wanted[p]
+        kept_withdrawn = len(lifted)
     todo = [
         Change(p, action, codes, in_force[p], by, args.reason)
         for p, codes in sorted(wanted.items())
@@ -214,6 +228,7 @@ def _change(args: argparse.Namespace, node: _Node, store: ConsentStore) -> int:
         "changed": len(done),
         "unchanged": len(wanted) - len(done),
         "sheet_rows_not_in_store": not_held,
+        "kept_withdrawn": kept_withdrawn,
         "batch": batch if done else "",
         "by": by,
         "at_ms": at_ms,
@@ -237,7 +252,16 @@ def _change(args: argparse.Namespace, node: _Node, store: ConsentStore) -> int:
         )
     if not_held:
         print(f"{plural(not_held, 'sheet row')} for samples the store does not hold: skipped")
+    if kept_withdrawn:
+        print(
+            f"{plural(kept_withdrawn, 'withdrawn participant')} kept withdrawn although the sheet consents them: "
+            "a sheet lifts a withdrawal only with --reconsent (or one at a time: --sample ID --codes CODES)"
+        )
     return 0
+
+
+def _withdrawn(codes: Sequence[str]) -> bool:
+    return tuple(codes) == (duo.WITHDRAWN,)
 
 
 def _sheet_codes(sheet: Path, node: _Node, columns: SheetColumns | None) -> tuple[dict[str, tuple[str, ...]], int]:

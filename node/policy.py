@@ -60,7 +60,7 @@ class Policy:
     epsilon_per_researcher_cap: Decimal = Decimal("8")
     epsilon_per_node_cap: Decimal = Decimal("100")
     budget_period_days: int = 365
-    preview_participants: bool = True
+    preview_participants: bool = False
 
     def accepts(self, permission: str) -> bool:
         """Whether a study purpose's DUO permission (``DS-C50``, ``HMB``) is one this node accepts: listed, or

@@ -20,8 +20,9 @@ genotype), reported only as the decade it falls in: fewer than 10, 10-99, 100-99
 one participant changes the answer only when the count sits exactly on a power of ten, and then by one
 bucket, and the answer is deterministic, so asking again learns nothing new: across every purpose a node
 publishes a handful of bits about its cohort's size, the kind of figure institutions publish anyway
-("about 2,000 participants"). A node for which even that is too much sets
-``[policy] preview_participants = false``.
+("about 2,000 participants"). It is off by default (``[policy] preview_participants = false``): the
+coordinator's preview is open to any federation client for any purpose, and polling it shows when a count
+crosses a boundary; an institution opts in.
 """
 
 from __future__ import annotations

@@ -91,7 +91,10 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fed]:
     procs: dict[str, Proc] = {}
     sheets: dict[str, Path] = {}
     try:
-        base = {"GENOGATE_NODE_GRANTS__COORDINATOR_COMMON_NAME": "coord"}
+        base = {
+            "GENOGATE_NODE_GRANTS__COORDINATOR_COMMON_NAME": "coord",
+            "GENOGATE_NODE_POLICY__PREVIEW_PARTICIPANTS": "true",  # opted in (the default is off)
+        }
         policy = {
             "site-a": {},
             "site-b": {

@@ -121,10 +121,18 @@ def test_update_from_a_sheet_re_consents_and_is_all_or_nothing(
     consent(capsys, node, "withdraw", "--sample", "P0", "--sample", "P3")
     sheet = tmp_path / "new.tsv"
     sheet.write_text(SHEET.replace("P3\tM\tGRU", "P3\tM\tHMB").replace("P5\tM\tGRU", "P5\tM\tWITHDRAWN"))
+    # The sheet consents P0 (GRU) and P3 (HMB) again, but a sheet lifts no withdrawal unless told to.
     doc = consent(capsys, node, "update", "--sheet", str(sheet), "--by", "steward")
     changes = doc["changes"]
-    assert isinstance(changes, list) and doc["changed"] == 3  # P0 back to GRU, P3 to HMB, P5 withdrawn
-    assert sorted(tuple(c["codes"]) for c in changes) == [("GRU",), ("HMB",), ("WITHDRAWN",)]
+    assert isinstance(changes, list) and doc["changed"] == 1 and doc["kept_withdrawn"] == 2  # only P5 withdrawn
+    assert [tuple(c["codes"]) for c in changes] == [("WITHDRAWN",)]
+    assert consent(capsys, node, "show", "--sample", "P0")["status"] == "withdrawn"
+    code, out, _ = cli(capsys, "consent", "update", "--config", str(node.config), "--sheet", str(sheet))
+    assert code == 0 and "2 withdrawn participants kept withdrawn" in out and "--reconsent" in out
+    doc = consent(capsys, node, "update", "--sheet", str(sheet), "--by", "steward", "--reconsent")
+    changes = doc["changes"]
+    assert isinstance(changes, list) and doc["changed"] == 2 and doc["kept_withdrawn"] == 0
+    assert sorted(tuple(c["codes"]) for c in changes) == [("GRU",), ("HMB",)]  # P0 back to GRU, P3 to HMB
     assert consent(capsys, node, "show", "--sample", "P0")["status"] == "consented"
     one = consent(capsys, node, "update", "--sample", "P4", "--codes", "hmb;npu")
     assert one["changed"] == 1 and one["changes"][0]["codes"] == ["HMB", "NPU"]  # type: ignore[index]
@@ -143,7 +151,7 @@ def test_update_from_a_sheet_re_consents_and_is_all_or_nothing(
     assert len(consent(capsys, node, "list", "--history")["changes"]) == 6  # type: ignore[arg-type]
     assert consent_path(node.store).exists()
     entries = [e for e in audit_entries(node) if e.get("event") == "consent"]
-    assert [e["action"] for e in entries] == ["withdraw", "update", "update"]
+    assert [e["action"] for e in entries] == ["withdraw", "update", "update", "update"]
 
 
 def test_every_consent_command_has_help_and_json(capsys: pytest.CaptureFixture[str]) -> None:

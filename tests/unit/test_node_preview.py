@@ -31,6 +31,7 @@ POLICY = Policy(
     max_variants_per_query=1000,
     rate_limit_per_study_per_minute=600,
     public_site_catalogue=False,
+    preview_participants=True,  # opted in (the default is off)
 )
 
 
