@@ -339,8 +339,7 @@ class FanOut:
             if link is None:  # removed or updated while this query ran
                 raise Unavailable(f"site {node.name} was changed in the registry during the query")
             if link.receipt_key is None:
-                info = await link.stub.GetNodeInfo(npb.GetNodeInfoRequest(), timeout=max(1.0, timeout))
-                link.receipt_key = bytes(info.receipt_public_key)
+                link.receipt_key = await self._published_key(link, timeout)
             release = response.release
             try:
                 verify(link.receipt_key, _RELEASE_BODY, release.payload, release.node_signature)
@@ -349,7 +348,7 @@ class FanOut:
                 # reconnects inside the channel, checking only the CA and the name): open the link afresh,
                 # which checks the pin again, ask for the key the node publishes now, and believe the release
                 # only if it verifies under that key; only then is the new key kept.
-                published = await self._fresh_key(node, timeout)
+                published = await self._published_key(await self._link(node, fresh=True), timeout)
                 if published == link.receipt_key:
                     raise
                 verify(published, _RELEASE_BODY, release.payload, release.node_signature)
@@ -371,14 +370,8 @@ class FanOut:
         result.status, result.release, result.body = pb.SITE_STATUS_ANSWERED, release, body
         return result
 
-    async def _fresh_key(self, node: NodeInfo, timeout: float) -> bytes:
-        """The receipt key ``node`` publishes now, over a link opened afresh (its pin checked again)."""
-        async with self._opening.setdefault(node.name, asyncio.Lock()):
-            old = self._links.pop(node.name, None)
-            if old is not None:
-                await old.channel.close()
-            await self._check_pin(node)
-            link = self._links[node.name] = _Link(node, self._channel(node))
+    async def _published_key(self, link: _Link, timeout: float) -> bytes:
+        """The receipt key the node on ``link`` publishes now (its GetNodeInfo)."""
         info = await link.stub.GetNodeInfo(npb.GetNodeInfoRequest(), timeout=max(1.0, timeout))
         return bytes(info.receipt_public_key)
 
@@ -417,15 +410,17 @@ class FanOut:
         finally:
             result.latency_ms = int((time.monotonic() - t0) * 1000)
 
-    async def _link(self, node: NodeInfo) -> _Link:
+    async def _link(self, node: NodeInfo, *, fresh: bool = False) -> _Link:
         async with self._opening.setdefault(node.name, asyncio.Lock()):  # one channel per node, even when racing
-            return await self._open(node)
+            return await self._open(node, fresh=fresh)
 
-    async def _open(self, node: NodeInfo) -> _Link:
+    async def _open(self, node: NodeInfo, *, fresh: bool = False) -> _Link:
+        """The node's link; opened anew (its pin checked) when there is none, when the registry changed its
+        endpoint or pin, or when ``fresh`` asks for it."""
         link = self._links.get(node.name)
-        if link is not None and _where(link.node) == _where(node):
+        if link is not None and not fresh and _where(link.node) == _where(node):
             return link
-        if link is not None:  # updated to another endpoint or pin (or removed and registered again)
+        if link is not None:  # updated to another endpoint or pin, removed and registered again, or fresh
             await link.channel.close()
             del self._links[node.name]
         await self._check_pin(node)
