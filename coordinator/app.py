@@ -20,6 +20,7 @@ import grpc
 from coordinator.config import CoordinatorConfig, Member, load_members
 from coordinator.fanout import ClientIdentity, FanOut
 from coordinator.queries import FederatedQueries, QueryLimits
+from coordinator.record import recover_history
 from coordinator.servicer import RPC_POLICY, CoordinatorServicer
 from coordinator.state import CoordinatorState, open_state
 from genogate.audit import AuditLog
@@ -54,6 +55,7 @@ def create_server(config: CoordinatorConfig) -> tuple[grpc.Server, int, Closer]:
         state = closer.add(open_state(config), "close")
         _add_members(state, members, config.committee.approvals_required)
         audit = closer.add(AuditLog(config.audit.path, Signer.from_pem_file(config.committee.signing_key)), "close")
+        recover_history(state, audit)  # history rows a machine crash lost, from the audit log
         fanout = closer.add(
             FanOut(
                 ClientIdentity(config.tls.ca_certs, config.tls.cert, config.tls.key),

@@ -122,6 +122,11 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--config", type=Path, required=True, help="the coordinator's TOML config")
     rec.add_argument("--site", required=True, help="the node's site name")
     rec.add_argument("--node-export", type=Path, required=True, metavar="FILE", help="the node's audit export (JSON)")
+    rec.add_argument(
+        "--values",
+        action="store_true",
+        help="also show each matched release's values (from the node's export, checked against this log's digests)",
+    )
     rec.add_argument("--json", action="store_true", help="machine-readable output")
 
     add_completion(sub, PROG, _parser)
@@ -173,6 +178,14 @@ def _committee(args: argparse.Namespace) -> int:
     return print_report(add_member(args.config, args.name, args.public_key), as_json=args.json, status="added")
 
 
+EXPORT_NOTE = (
+    "Each release is recorded as digests (payload_sha256, result_sha256), the node's signature and the release's "
+    "header, not its values: the values are in the node's ledger (`genogate-node audit export` prints them). "
+    "`genogate-coordinator audit reconcile --site SITE --node-export FILE --values` checks them against these "
+    'digests and signatures and shows them. Entries without "format" hold their receipts inline.'
+)
+
+
 def _audit(args: argparse.Namespace) -> int:
     import json
 
@@ -186,12 +199,16 @@ def _audit(args: argparse.Namespace) -> int:
     entries = audit.read_file(config.audit.path)
     if args.audit_command != "reconcile":
         key = Signer.from_pem_file(config.committee.signing_key)
-        return audit.run_command(args.audit_command, entries, audit.keys(key.public_raw), as_json=args.json)
+        return audit.run_command(
+            args.audit_command, entries, audit.keys(key.public_raw), as_json=args.json, note=EXPORT_NOTE
+        )
     try:
         export = json.loads(args.node_export.read_text())
     except (OSError, ValueError) as exc:
         raise UsageError(f"--node-export {args.node_export}: not a readable JSON audit export ({exc})") from None
-    report = audit.reconcile(entries, args.site, export)
+    from genogate.reconcile import reconcile
+
+    report = reconcile(entries, args.site, export, values=args.values)
     return audit.print_report(
         report,
         as_json=args.json,

@@ -195,7 +195,8 @@ class AuditSettings:
         default=Path("audit.sqlite"),
         metadata={
             "help": "The coordinator's append-only, hash-chained audit log: every federated query with who asked, "
-            "the study, each site's outcome and each node's signed receipt. Verify with `genogate-coordinator "
+            "the study, each site's outcome and the digests and signature of each node's signed receipt (the values "
+            "stay in the node's ledger). Verify with `genogate-coordinator "
             "audit verify`; back it up with the state."
         },
     )

@@ -19,25 +19,24 @@ are combined (``coordinator.combine``). Nodes check all of this again and decide
 coordinator's checks only save them the work.
 
 Every run is appended to the coordinator's audit log (who asked, the study, the request's hash, each site's
-outcome with the node-signed receipt of each release, the combination) and to the study's history.
+outcome with the digests and signature of the node-signed receipt of each release, the combination's digest)
+and to the study's history (``coordinator.record``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from google.protobuf.json_format import MessageToDict
-
 from coordinator.combine import combine_results
 from coordinator.fanout import FanOut, SiteResult, refused
 from coordinator.preview import MAX_SITES, SITE_NAME_RE, caps_of
+from coordinator.record import record_run, run_query_entry
 from coordinator.state import CoordinatorState
 from genogate import metrics
-from genogate.audit import AuditLog, b64
+from genogate.audit import AuditLog
 from genogate.convert import grant_to_pb
 from genogate.envelope import receive
 from genogate.errors import (
@@ -350,53 +349,20 @@ class FederatedQueries:
         ordered: Sequence[SiteResult],
         response: cpb.RunQueryResponse,
     ) -> None:
-        from genogate.query import Kind
-
-        self.state.record_query(
-            env.query_id,
-            env.study_id,
-            Kind.parse(kind),
-            epsilon,
-            [r.site for r in ordered],
-            {r.site: status_label(r.status) for r in ordered},
+        """The run's audit entry (digests of the releases, not their values) and history row, for one fsync
+        (``coordinator.record``)."""
+        entry = run_query_entry(
+            caller=caller,
+            researcher_key=grant.researcher_key_fingerprint,
+            payload=payload,
+            env=env,
+            kind=kind,
+            epsilon=epsilon,
+            ordered=ordered,
+            status=status_label,
+            combined=response.combined if response.HasField("combined") else None,
         )
-        self.audit.append(
-            {
-                "event": "run_query",
-                "caller": caller,
-                "researcher_key": grant.researcher_key_fingerprint,
-                "study": env.study_id,
-                "query_id": env.query_id,
-                "kind": kind,
-                "epsilon": str(epsilon),
-                "envelope_sha256": hashlib.sha256(payload).hexdigest(),
-                "query": MessageToDict(env.query, preserving_proto_field_name=True),
-                "sites": [
-                    {
-                        "site": r.site,
-                        "status": status_label(r.status),
-                        "reason": r.reason.name,
-                        "attempts": r.attempts,
-                        **(
-                            {
-                                "receipt": {
-                                    "payload": b64(r.release.payload),
-                                    "signature": b64(r.release.node_signature),
-                                    "key_id": r.release.node_key_id,
-                                }
-                            }
-                            if r.release is not None
-                            else {}
-                        ),
-                    }
-                    for r in ordered
-                ],
-                "combined": MessageToDict(response.combined, preserving_proto_field_name=True)
-                if response.HasField("combined")
-                else None,
-            },
-            now_ms=int(self._clock() * 1000),
-        )
+        record_run(self.state, self.audit, entry, now_ms=int(self._clock() * 1000))
 
     def budgets(self, request: cpb.GetStudyBudgetRequest) -> list[cpb.SiteBudget]:
         signed_grant, grant = self._study(request.study_id)

@@ -1,7 +1,12 @@
 """The tamper-evident audit log both services keep: append-only, hash-chained, every entry signed.
 
-An entry is a small JSON object (who asked, the study, the canonical query, the decision, ε charged, the
-released values) stored with its position and time. Entry ``n`` is chained to entry ``n - 1``::
+An entry is a small JSON object (who asked, the study, the query, the decision, ε charged, and digests of
+what was released) stored with its position and time. Released values are not in the entries: a node's entry
+records the SHA-256 of the result its ledger stores (``charges.result``, shown beside the entry by ``audit
+export``), and the coordinator's records each site's receipt as digests, the node's signature and the
+release's small header (``genogate.receipt``), so an entry is a few kilobytes whatever the number of variants.
+
+Entry ``n`` is chained to entry ``n - 1``::
 
     sha256_n = SHA-256("genogate.v1.AuditEntry" 0x00 || sha256_{n-1} || n (8 bytes) || at_ms (8 bytes) || json_n)
 
@@ -10,8 +15,9 @@ service's key. ``verify`` recomputes the chain and checks every signature, so an
 signature no longer matches), a removed one (a gap, and the next entry's link breaks) and a reordered one
 (positions are hashed, so links break) are each found and reported with the position where the chain
 breaks. What a chain cannot show by itself is a cut tail: ``verify`` reports the head (last position and
-hash) for an auditor to compare with one noted earlier, and the coordinator's log, which holds each node's
-signed receipts, can be reconciled against a node's log.
+hash) for an auditor to compare with one noted earlier, and the coordinator's log, which holds the digest and
+signature of each node's receipt, can be reconciled against a node's exported log, which holds the bodies
+(``genogate.reconcile``).
 
 The table lives in a SQLite file the caller owns (a node's ledger, the coordinator's audit file) and is
 appended inside the caller's transaction, so an entry and the change it records commit together. Triggers
@@ -26,7 +32,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,6 +148,8 @@ class Report:
     head_seq: int = 0
     head_sha256: str = ""
     problems: list[str] = field(default_factory=list)
+    values: list[dict[str, Any]] = field(default_factory=list)
+    """Released values a reconciliation was asked to show (empty otherwise)."""
 
     @property
     def ok(self) -> bool:
@@ -154,6 +162,7 @@ class Report:
             "head_seq": self.head_seq,
             "head_sha256": self.head_sha256,
             "problems": self.problems,
+            **({"values": self.values} if self.values else {}),
         }
 
 
@@ -194,14 +203,36 @@ def keys(*raw: bytes) -> dict[str, bytes]:
     return {key_id(k): k for k in raw}
 
 
-def entries_json(entries: Iterable[Row]) -> list[dict[str, Any]]:
-    return [r.to_json() for r in entries]
+def entries_json(entries: Iterable[Row], bodies: Mapping[str, bytes] | None = None) -> list[dict[str, Any]]:
+    """The entries as JSON; with ``bodies`` (result bytes by their SHA-256: a node's ledger), an entry that
+    digests a result without holding it gets that result beside it as ``result`` (base64), outside ``entry``
+    and so outside what the chain covers: ``reconcile`` checks it against the digest."""
+    out = []
+    for r in entries:
+        d = r.to_json()
+        sha = d["entry"].get("result_sha256") if bodies else None
+        if bodies and isinstance(sha, str) and "result" not in d["entry"] and sha in bodies:
+            d["result"] = b64(bodies[sha])
+        out.append(d)
+    return out
 
 
-def run_command(action: str, entries: Sequence[Row], public_keys: Mapping[str, bytes], *, as_json: bool) -> int:
-    """``audit verify`` / ``audit export`` of either service: prints, returns the exit code (1: broken chain)."""
+def run_command(
+    action: str,
+    entries: Sequence[Row],
+    public_keys: Mapping[str, bytes],
+    *,
+    as_json: bool,
+    bodies: Mapping[str, bytes] | None = None,
+    note: str = "",
+) -> int:
+    """``audit verify`` / ``audit export`` of either service: prints, returns the exit code (1: broken chain).
+    An export carries the ``bodies`` given (``entries_json``) and a ``note`` for its reader."""
     if action == "export":
-        doc = {"public_keys": {k: v.hex() for k, v in public_keys.items()}, "entries": entries_json(entries)}
+        doc: dict[str, Any] = {"public_keys": {k: v.hex() for k, v in public_keys.items()}}
+        if note:
+            doc["note"] = note
+        doc["entries"] = entries_json(entries, bodies)
         print(json.dumps(doc, indent=1, ensure_ascii=False))
         return 0
     report = check(entries, public_keys)
@@ -217,12 +248,12 @@ def print_report(report: Report, *, as_json: bool, ok: str, broken: str) -> int:
     """Print a check or reconciliation (one line when fine, then each problem); the exit code (1: problems)."""
     if as_json:
         print(json.dumps(report.to_json(), indent=1))
-    elif report.ok:
-        print(ok)
     else:
-        print(broken)
+        print(ok if report.ok else broken)
         for problem in report.problems:
             print(f"  {problem}")
+        for value in report.values:
+            print(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
     return 0 if report.ok else 1
 
 
@@ -261,71 +292,45 @@ class AuditLog:
             foreign_keys=False,
         )
 
-    def append(self, entry: Mapping[str, Any], *, now_ms: int | None = None) -> int:
+    def append(
+        self, entry: Mapping[str, Any], *, now_ms: int | None = None, then: Callable[[int], object] | None = None
+    ) -> int:
+        """Append ``entry`` durably (its commit is synced); returns its position. ``then(position)`` runs once
+        the entry is durable, still under the log's lock, so what it records is recorded in the order of the
+        entries (the coordinator's query history: ``coordinator.record``). If ``then`` raises, the entry stays."""
         at = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-        with transaction(
-            lambda: self._conn,
-            self._lock,
-            what="audit log",
-            doing="appending",
-            path=self.path,
-            error=lambda exc: StoreError(f"{self.path}: cannot write the audit log: {exc}"),
-        ) as conn:
-            seq = append(conn, self._signer, entry, at)
+        with self._lock:
+            with transaction(
+                lambda: self._conn,
+                None,
+                what="audit log",
+                doing="appending",
+                path=self.path,
+                error=lambda exc: StoreError(f"{self.path}: cannot write the audit log: {exc}"),
+            ) as conn:
+                seq = append(conn, self._signer, entry, at)
+            if then is not None:
+                then(seq)
         return seq
 
-    def rows(self) -> list[Row]:
+    def rows(self, *, after: int = 0, where: Mapping[str, str | int] | None = None) -> list[Row]:
+        """The entries after position ``after`` (all by default) whose top-level ``where`` keys have the values
+        given (matched by SQLite: entries that do not match are never parsed here), oldest first."""
+        clauses: list[str] = ["seq > ?"]
+        params: list[str | int] = [after]
+        for key, value in (where or {}).items():
+            if not key.isidentifier():
+                raise ValueError(f"not an entry key: {key!r}")
+            clauses.append(f"json_extract(entry, '$.{key}') = ?")
+            params.append(value)
+        sql = _ROWS_SQL.replace("FROM audit", f"FROM audit WHERE {' AND '.join(clauses)}")
         with self._lock:
             if self._conn is None:
                 raise StoreError(f"{self.path}: the audit log is closed")
-            return rows(self._conn)
+            return [_row(*r) for r in self._conn.execute(sql, params)]
 
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-
-
-def reconcile(coordinator: Sequence[Row], site: str, node_export: Mapping[str, Any]) -> Report:
-    """Match every release the coordinator recorded from ``site`` against that node's own exported log.
-
-    The node's log must verify under the keys it exports; every receipt the coordinator holds must carry a
-    valid signature by one of those keys and match an entry of the node's log that released the same result
-    for the same study and query id. Problems name the coordinator entry and the query."""
-    from genogate.wire.v1 import common_pb2 as pb
-
-    node_keys = {k: bytes.fromhex(v) for k, v in node_export.get("public_keys", {}).items()}
-    node_rows = [Row.from_json(e) for e in node_export.get("entries", [])]
-    report = check(node_rows, node_keys)
-    report.problems = [f"node log: {p}" for p in report.problems]
-    released = {
-        (e.get("study"), e.get("query_id"), e.get("result_sha256"))
-        for e in (json.loads(r.entry) for r in node_rows)
-        if e.get("decision") in ("answered", "retry", "replay")
-    }
-    matched = 0
-    for row in coordinator:
-        entry = json.loads(row.entry)
-        for s in entry.get("sites", []):
-            receipt = s.get("receipt")
-            if s.get("site") != site or receipt is None:
-                continue
-            where = f"coordinator entry #{row.seq} (query {entry.get('query_id')!r})"
-            payload, signature = base64.b64decode(receipt["payload"]), base64.b64decode(receipt["signature"])
-            key = node_keys.get(receipt.get("key_id", ""))
-            try:
-                if key is None:
-                    raise StoreError("unknown key")
-                verify(key, "genogate.v1.ReleaseBody", payload, signature)
-            except GenogateError:
-                report.problems.append(f"{where}: the receipt is not signed by {site}'s key")
-                continue
-            body = pb.ReleaseBody.FromString(payload)
-            result_sha = hashlib.sha256(body.result.SerializeToString(deterministic=True)).hexdigest()
-            if (body.study_id, body.query_id, result_sha) not in released:
-                report.problems.append(f"{where}: {site}'s log holds no entry releasing this result")
-            else:
-                matched += 1
-    report.entries = matched
-    return report

@@ -357,7 +357,12 @@ def _audit(args: argparse.Namespace) -> int:
     config = load_node_config(args.config)
     key = Signer.from_pem_file(config.keys.identity_key)
     entries = audit.read_file(config.ledger.path)
-    return audit.run_command(args.audit_command, entries, audit.keys(key.public_raw), as_json=args.json)
+    bodies = None
+    if args.audit_command == "export":  # the released results, which the entries digest, from the ledger
+        from node.ledger.inspection import read_results
+
+        bodies = read_results(config.ledger.path)
+    return audit.run_command(args.audit_command, entries, audit.keys(key.public_raw), as_json=args.json, bodies=bodies)
 
 
 def _consent(args: argparse.Namespace) -> int:

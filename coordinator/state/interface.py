@@ -131,8 +131,19 @@ class CoordinatorState(Protocol):
         epsilon: Decimal,
         sites: Sequence[str],
         outcomes: Mapping[str, str],
+        *,
+        audit_seq: int = 0,
+        created_ms: int | None = None,
     ) -> QueryRecord:
-        """Append one federated query run (retries included) to the study's history."""
+        """Append one federated query run (retries included) to the study's history; ``audit_seq`` is the
+        position of the run's entry in the coordinator's audit log (0: none), ``created_ms`` the time to
+        record (default: now). The audit entry is the durable record of the run: an implementation may commit
+        this row without waiting for it to reach the disk, and ``coordinator.record.recover_history`` restores
+        the rows a machine crash lost from the audit log (the runs after ``last_audit_seq``)."""
+        ...
+
+    def last_audit_seq(self) -> int:
+        """The highest ``audit_seq`` any recorded run has (0 if none)."""
         ...
 
     def history(self, study_id: str) -> builtins.list[QueryRecord]:

@@ -5,7 +5,7 @@ grants write-once, the epoch growing, and study states to the lifecycle's transi
 """
 
 APPLICATION_ID = 0x4747434F  # "GGCO" in the SQLite header: marks a genogate coordinator state file
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # nodes: the pin is cert_sha256 or ca_sha256 (exactly one non-empty); version counts the registration's changes.
 # A removed node's row is deleted (its registration, changes and removal are in the audit log).
@@ -46,9 +46,11 @@ INSERT INTO epoch VALUES (1, 0);
 CREATE TABLE queries (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, query_id TEXT NOT NULL,
     study_id TEXT NOT NULL REFERENCES studies (study_id), kind INTEGER NOT NULL,
-    epsilon TEXT NOT NULL, sites TEXT NOT NULL, outcomes TEXT NOT NULL, created_ms INTEGER NOT NULL
+    epsilon TEXT NOT NULL, sites TEXT NOT NULL, outcomes TEXT NOT NULL, created_ms INTEGER NOT NULL,
+    audit_seq INTEGER NOT NULL DEFAULT 0  -- the run's entry in the audit log (0: recorded before v3)
 ) STRICT;
 CREATE INDEX queries_study ON queries (study_id, seq);
+CREATE INDEX queries_audit ON queries (audit_seq);
 CREATE TRIGGER epoch_keep BEFORE DELETE ON epoch BEGIN SELECT RAISE(ABORT, 'the epoch is kept'); END;
 CREATE TRIGGER epoch_grows BEFORE UPDATE ON epoch WHEN NEW.id IS NOT OLD.id OR NEW.value < OLD.value
     BEGIN SELECT RAISE(ABORT, 'the revocation epoch never decreases'); END;
@@ -75,5 +77,11 @@ MIGRATIONS = {
         "ALTER TABLE nodes ADD COLUMN version INTEGER NOT NULL DEFAULT 1",
         "ALTER TABLE nodes ADD COLUMN updated_ms INTEGER NOT NULL DEFAULT 0",
         "UPDATE nodes SET updated_ms = registered_ms",
+    ],
+    # 2 -> 3: each query run names its audit entry, so runs whose history row a crash lost can be restored
+    # from the audit log (the history row is committed without an fsync; the audit entry with one).
+    2: [
+        "ALTER TABLE queries ADD COLUMN audit_seq INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX queries_audit ON queries (audit_seq)",
     ],
 }

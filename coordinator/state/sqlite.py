@@ -16,7 +16,11 @@ and ``coordinator.model``, and the wire types appear here only to parse and buil
 Resending an identical signed proposal or review changes nothing and returns the current study (safe
 client retries).
 
-Durability: WAL with ``synchronous=FULL``; every operation is one ``BEGIN IMMEDIATE`` transaction. Reviews,
+Durability: WAL with ``synchronous=FULL``; every operation is one ``BEGIN IMMEDIATE`` transaction, except that
+a query run's history row (``record_query``) is committed with ``synchronous=NORMAL`` (no fsync: durable
+against a process crash, not a machine crash): the run's audit entry, committed with an fsync just before it,
+is its durable record, and ``coordinator.record.recover_history`` restores lost rows from it at start-up, so
+recording a query costs one fsync, not two. Reviews,
 revocations, the revocation epoch, studies' signed proposals and grants, and query history are append-only
 or write-once, enforced by triggers (the tables and triggers are ``coordinator.state.schema``). Expiry is
 derived from the clock at every operation and stored then.
@@ -68,7 +72,7 @@ from genogate.errors import (
 from genogate.genome import BUILDS
 from genogate.query import Kind
 from genogate.signing import Signer, key_id, verify
-from genogate.sqlitedb import open_database, read_only, statements, transaction
+from genogate.sqlitedb import open_database, read_only, reopen, statements, transaction
 from genogate.studies import (
     NodeInfo,
     NodeUpdate,
@@ -237,12 +241,22 @@ class SqliteCoordinatorState:
             busy_timeout_s=busy_timeout_s,
             migrations=MIGRATIONS,
         )
+        try:
+            # Query history rows are committed through this one, without an fsync (see the module docstring).
+            self._lazy: sqlite3.Connection | None = reopen(
+                self.path, what="coordinator state", synchronous="NORMAL", busy_timeout_s=busy_timeout_s
+            )
+        except BaseException:
+            self._conn.close()
+            raise
 
     @contextlib.contextmanager
-    def _tx(self, doing: str) -> Iterator[tuple[sqlite3.Connection, int]]:
+    def _tx(self, doing: str, *, durable: bool = True) -> Iterator[tuple[sqlite3.Connection, int]]:
         """One write transaction under the lock, with the current time in ms; grants whose ``not_after`` has
-        passed are marked EXPIRED first, so every operation sees the derived state (and stores it)."""
-        with transaction(lambda: self._conn, self._lock, what="coordinator state", doing=doing, path=self.path) as conn:
+        passed are marked EXPIRED first, so every operation sees the derived state (and stores it).
+        ``durable=False``: committed without an fsync (query history only)."""
+        connection = (lambda: self._conn) if durable else (lambda: self._lazy)
+        with transaction(connection, self._lock, what="coordinator state", doing=doing, path=self.path) as conn:
             now = int(self._clock() * 1000)
             conn.execute(
                 "UPDATE studies SET state = 'EXPIRED', updated_ms = not_after_ms"
@@ -512,21 +526,28 @@ class SqliteCoordinatorState:
         epsilon: Decimal,
         sites: Sequence[str],
         outcomes: Mapping[str, str],
+        *,
+        audit_seq: int = 0,
+        created_ms: int | None = None,
     ) -> QueryRecord:
         """Append one federated query run to the study's history: every run, retries included, with each
-        targeted site's outcome (``outcomes``: site name to a short label such as "answered")."""
+        targeted site's outcome (``outcomes``: site name to a short label such as "answered"), its audit entry's
+        position and (default: now) its time. Committed without an fsync (the module docstring says why)."""
         if not 0 < len(query_id) <= 256 or not isinstance(kind, Kind):
             raise InvalidArgument(f"query id {query_id!r} (1-256 characters), kind {kind!r}")
+        if isinstance(audit_seq, bool) or not isinstance(audit_seq, int) or audit_seq < 0:
+            raise InvalidArgument(f"audit_seq={audit_seq!r}: a position in the audit log, or 0")
         if not isinstance(epsilon, Decimal) or not epsilon.is_finite() or epsilon <= 0:
             raise InvalidArgument(
                 f"epsilon={epsilon}", reason=Reason.INVALID_EPSILON, message="epsilon must be a positive number"
             )
         record = QueryRecord(query_id, study_id, kind, epsilon, tuple(sites), dict(outcomes), 0)
-        with self._tx("recording a query") as (conn, now):
+        with self._tx("recording a query", durable=False) as (conn, now):
             self._state(conn, study_id)
+            at = now if created_ms is None else created_ms
             conn.execute(
-                "INSERT INTO queries (query_id, study_id, kind, epsilon, sites, outcomes, created_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO queries (query_id, study_id, kind, epsilon, sites, outcomes, created_ms, audit_seq)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     query_id,
                     study_id,
@@ -534,10 +555,16 @@ class SqliteCoordinatorState:
                     str(epsilon),
                     json.dumps(record.sites),
                     json.dumps(record.outcomes, sort_keys=True),
-                    now,
+                    at,
+                    audit_seq,
                 ),
             )
-        return dataclasses.replace(record, created_ms=now)
+        return dataclasses.replace(record, created_ms=at)
+
+    def last_audit_seq(self) -> int:
+        """The highest audit log position a recorded run names (0 if none)."""
+        with self._tx("reading history") as (conn, _):
+            return int(conn.execute("SELECT coalesce(max(audit_seq), 0) FROM queries").fetchone()[0])
 
     def history(self, study_id: str) -> builtins.list[QueryRecord]:
         """The study's recorded query runs, oldest first (``NotFound`` if the study is unknown)."""
@@ -691,9 +718,10 @@ class SqliteCoordinatorState:
     def close(self) -> None:
         """Close the connection (idempotent; waits for a running call). Later calls raise ``StoreError``."""
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            for conn in (self._lazy, self._conn):
+                if conn is not None:
+                    conn.close()
+            self._conn = self._lazy = None
 
     def __enter__(self) -> SqliteCoordinatorState:
         return self

@@ -1,5 +1,6 @@
 """Read-only inspection of a ledger, for operators and audits: a study's history, the invariant check, and the
-spent totals read from a file the serving node may hold open (``status``). Nothing here writes; the
+spent totals and the released results read from a file the serving node may hold open (``status``, ``audit
+export``). Nothing here writes; the
 ``Ledger`` runs the first two in its own read transactions."""
 
 from __future__ import annotations
@@ -131,3 +132,12 @@ def read_spent(path: Path) -> list[StudySpent]:
         missing="the node creates it when it first serves",
     )
     return [StudySpent(s, amount(e), amount(d), int(n)) for s, e, d, n in rows]
+
+
+def read_results(path: Path) -> dict[str, bytes]:
+    """Every released result the ledger file stores, by its SHA-256 (what its audit entries record as
+    ``result_sha256``): the bodies ``genogate-node audit export`` prints beside the entries. Read-only."""
+    import hashlib
+
+    rows = read_only(path, "ledger", "SELECT result FROM charges WHERE result IS NOT NULL")
+    return {hashlib.sha256(r).hexdigest(): bytes(r) for (r,) in rows}

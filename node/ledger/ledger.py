@@ -407,8 +407,9 @@ class Ledger:
         if decision is not None:
             full["decision"] = decision
         if result is not None:
+            # The digest only: the result itself is in this ledger's charges row (exported beside the entry by
+            # ``genogate-node audit export``), so the log grows by the same few hundred bytes for any result.
             full["result_sha256"] = hashlib.sha256(result).hexdigest()
-            full["result"] = audit.b64(result)
         audit.append(conn, self._audit_signer, full, at_ms)
 
     def audit_rows(self) -> list[audit.Row]:

@@ -581,6 +581,25 @@ def test_history_is_recorded_exactly_and_kept(world: World) -> None:
     assert w.state.history(study.study_id) == history
 
 
+def test_history_rows_name_their_audit_entry_and_may_carry_its_time(world: World) -> None:
+    """``record_query(audit_seq=, created_ms=)``: what ``coordinator.record`` records with every run and what
+    ``recover_history`` restores from the audit log; ``last_audit_seq`` is where that recovery starts."""
+    w = world
+    study = approved(w)
+    assert w.state.last_audit_seq() == 0
+    w.state.record_query("q-0", study.study_id, Kind.COHORT_COUNT, Decimal("0.1"), ["site-a"], {"site-a": "answered"})
+    assert w.state.last_audit_seq() == 0  # a run recorded without an audit position (as before schema 3)
+    w.state.record_query("q-1", study.study_id, Kind.COHORT_COUNT, Decimal("0.1"), ["site-a"], {}, audit_seq=7)
+    restored = w.state.record_query(
+        "q-2", study.study_id, Kind.COHORT_COUNT, Decimal("0.1"), ["site-a"], {}, audit_seq=9, created_ms=1234
+    )
+    assert restored.created_ms == 1234 and w.state.history(study.study_id)[-1] == restored
+    assert w.state.last_audit_seq() == 9
+    assert w.reopen().last_audit_seq() == 9
+    with pytest.raises(InvalidArgument):
+        w.state.record_query("q-3", study.study_id, Kind.COHORT_COUNT, Decimal("0.1"), [], {}, audit_seq=-1)
+
+
 def test_a_closed_state_refuses_calls(world: World) -> None:
     state = world.state
     state.close()

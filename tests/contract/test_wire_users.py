@@ -47,7 +47,8 @@ ALLOWED: Mapping[str, str] = {
     "genogate.client": "the SDK's Client: converts RunQueryResponse / GetStudyBudget right after the RPC",
     "genogate.cli": "--json prints the RPC's response message (protobuf JSON mapping, the CLI's contract), "
     "converted back from the domain values the client returned",
-    "genogate.audit": "audit verification decodes signed receipts (ReleaseBody bytes) to match the node's log",
+    "genogate.reconcile": "reconciliation decodes signed receipts (ReleaseBody bytes) to match the node's log",
+    "coordinator.record": "records a run's wire releases as digests and its combined answer's wire bytes' digest",
 }
 
 #: Modules that must never import the wire: the domain in the middle (a spot check beside the list above).

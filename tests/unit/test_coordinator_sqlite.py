@@ -83,6 +83,8 @@ def test_a_schema_1_file_is_migrated_keeping_its_nodes_at_version_1_pinned_by_ce
     with raw(path) as conn:  # back to schema 1: the node table without the columns issue 15 added
         for column in ("ca_sha256", "version", "updated_ms"):
             conn.execute(f"ALTER TABLE nodes DROP COLUMN {column}")
+        conn.execute("DROP INDEX queries_audit")  # and the history without its audit positions (issue 16)
+        conn.execute("ALTER TABLE queries DROP COLUMN audit_seq")
         conn.execute("PRAGMA user_version=1")
     state = world.reopen()
     nodes = state.list_nodes()
@@ -91,4 +93,4 @@ def test_a_schema_1_file_is_migrated_keeping_its_nodes_at_version_1_pinned_by_ce
     ]
     assert all(n.ca_sha256 == "" and n.version == 1 and n.updated_unix_ms == n.registered_unix_ms for n in nodes)
     with raw(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
