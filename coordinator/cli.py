@@ -120,12 +120,22 @@ def _parser() -> argparse.ArgumentParser:
         "log. Exit 1 and list what does not match.",
     )
     rec.add_argument("--config", type=Path, required=True, help="the coordinator's TOML config")
-    rec.add_argument("--site", required=True, help="the node's site name")
-    rec.add_argument("--node-export", type=Path, required=True, metavar="FILE", help="the node's audit export (JSON)")
+    rec.add_argument(
+        "--site", required=True, action="append", help="the node's site name (repeat with --node-export, in pairs)"
+    )
+    rec.add_argument(
+        "--node-export",
+        type=Path,
+        required=True,
+        action="append",
+        metavar="FILE",
+        help="the node's audit export (JSON), one per --site",
+    )
     rec.add_argument(
         "--values",
         action="store_true",
-        help="also show each matched release's values (from the node's export, checked against this log's digests)",
+        help="also show each matched release's values (from the node's export, checked against this log's "
+        "digests) and, for runs whose every answering site is given, the combined answer recomputed from them",
     )
     rec.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -202,18 +212,24 @@ def _audit(args: argparse.Namespace) -> int:
         return audit.run_command(
             args.audit_command, entries, audit.keys(key.public_raw), as_json=args.json, note=EXPORT_NOTE
         )
-    try:
-        export = json.loads(args.node_export.read_text())
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"--node-export {args.node_export}: not a readable JSON audit export ({exc})") from None
-    from genogate.reconcile import reconcile
+    if len(args.site) != len(args.node_export):
+        raise UsageError(f"{len(args.site)} --site and {len(args.node_export)} --node-export: give them in pairs")
+    exports = []
+    for site, path in zip(args.site, args.node_export, strict=True):
+        try:
+            exports.append((site, json.loads(path.read_text())))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--node-export {path}: not a readable JSON audit export ({exc})") from None
+    from coordinator.record import reconcile_sites
 
-    report = reconcile(entries, args.site, export, values=args.values)
+    report = reconcile_sites(entries, exports, values=args.values)
+    their = "its audit log" if len(exports) == 1 else "their audit logs"
     return audit.print_report(
         report,
         as_json=args.json,
-        ok=f"reconciled: {plural(report.entries, 'receipt')} from {args.site} "
-        + ("matches its audit log" if report.entries == 1 else "match its audit log"),
+        ok=f"reconciled: {plural(report.entries, 'receipt')} from {', '.join(args.site)} "
+        + ("matches " if report.entries == 1 else "match ")
+        + their,
         broken=f"NOT reconciled: {plural(len(report.problems), 'problem')}",
     )
 

@@ -36,9 +36,10 @@ from google.protobuf.json_format import MessageToDict
 from coordinator.fanout import SiteResult
 from coordinator.state import CoordinatorState
 from genogate import receipt
-from genogate.audit import AuditLog, canonical_json
+from genogate.audit import AuditLog, Report, Row, canonical_json
 from genogate.errors import GenogateError
 from genogate.query import Kind
+from genogate.reconcile import reconcile
 from genogate.wire.v1 import common_pb2 as pb
 
 log = logging.getLogger(__name__)
@@ -148,3 +149,53 @@ def recover_history(state: CoordinatorState, audit: AuditLog) -> int:
     if restored:
         log.warning("restored query history rows from the audit log", extra={"rows": restored})
     return restored
+
+
+def reconcile_sites(
+    entries: Sequence[Row], exports: Sequence[tuple[str, Mapping[str, Any]]], *, values: bool = False
+) -> Report:
+    """``genogate.reconcile.reconcile`` for each (site, node export), in one report (problems prefixed with
+    the site when there are several). With ``values``, every run whose answering sites' releases all
+    reconciled gets its combined answer recomputed from them (``coordinator.combine``, in the order recorded)
+    and shown, saying whether it matches the recorded ``combined_sha256`` (a coordinator that combines
+    differently, e.g. a later version with wider intervals, gives other bytes from the same verified releases:
+    that is not a problem of the logs, which are checked release by release)."""
+    import json
+
+    from coordinator.combine import combine_results
+    from genogate.kinds import combined_to_pb, result_from_pb
+
+    report = Report()
+    releases: dict[tuple[int, str], pb.ReleaseBody] = {}
+    for site, export in exports:
+        one = reconcile(entries, site, export, values=values, releases=releases)
+        prefix = f"{site}: " if len(exports) > 1 else ""
+        report.problems += [prefix + p for p in one.problems]
+        report.entries += one.entries
+        report.values += one.values
+    if not values:
+        return report
+    for row in entries:
+        entry = json.loads(row.entry)
+        if entry.get("format") != FORMAT or entry.get("combined_sha256") is None:
+            continue
+        answered = [s["site"] for s in entry["sites"] if s["status"] == "answered" and "receipt" in s]
+        if not answered or any((row.seq, site) not in releases for site in answered):
+            continue
+        try:
+            combined = combine_results([result_from_pb(releases[(row.seq, site)].result) for site in answered])
+        except ValueError as exc:
+            report.problems.append(f"coordinator entry #{row.seq}: the releases cannot be combined ({exc})")
+            continue
+        wire = pb.CombinedResult() if combined is None else combined_to_pb(combined)
+        digest = hashlib.sha256(wire.SerializeToString(deterministic=True)).hexdigest()
+        report.values.append(
+            {
+                "coordinator_entry": row.seq,
+                "query_id": entry.get("query_id"),
+                "sites": answered,
+                "combined": MessageToDict(wire, preserving_proto_field_name=True),
+                "matches_recorded_digest": digest == entry["combined_sha256"],
+            }
+        )
+    return report

@@ -60,10 +60,18 @@ def _node_bodies(rows: Sequence[Mapping[str, Any]], report: Report) -> tuple[set
     return released, bodies
 
 
-def reconcile(coordinator: Sequence[Row], site: str, node_export: Mapping[str, Any], *, values: bool = False) -> Report:
+def reconcile(
+    coordinator: Sequence[Row],
+    site: str,
+    node_export: Mapping[str, Any],
+    *,
+    values: bool = False,
+    releases: dict[tuple[int, str], pb.ReleaseBody] | None = None,
+) -> Report:
     """Match every release the coordinator recorded from ``site`` against that node's own exported log (see
     the module docstring). ``report.entries`` counts the receipts matched; with ``values``, ``report.values``
-    holds each matched release's values (entry position, query id, site, what it charged, the result)."""
+    holds each matched release's values (entry position, query id, site, what it charged, the result).
+    ``releases``, given, receives each matched release's body by (coordinator entry position, site)."""
     node_keys = {k: bytes.fromhex(v) for k, v in node_export.get("public_keys", {}).items()}
     exported = list(node_export.get("entries", []))
     report = check([Row.from_json(e) for e in exported], node_keys)
@@ -102,6 +110,8 @@ def reconcile(coordinator: Sequence[Row], site: str, node_export: Mapping[str, A
                 report.problems.append(f"{where}: {site}'s log holds no entry releasing this result")
                 continue
             matched += 1
+            if releases is not None:
+                releases[(row.seq, site)] = body
             if values:
                 report.values.append(
                     {

@@ -17,13 +17,16 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from google.protobuf import json_format
 
+from coordinator.combine import combine_results
 from coordinator.fanout import SiteResult
 from coordinator.queries import status_label
-from coordinator.record import MAX_LISTED_VARIANTS, record_run, recover_history, run_query_entry
+from coordinator.record import MAX_LISTED_VARIANTS, reconcile_sites, record_run, recover_history, run_query_entry
 from coordinator.state import SqliteCoordinatorState
 from genogate import audit, receipt
 from genogate.audit import AuditLog
+from genogate.kinds import combined_to_pb, result_from_pb
 from genogate.reconcile import reconcile
 from genogate.signing import Signer
 from genogate.wire.v1 import common_pb2 as pb
@@ -129,10 +132,17 @@ def nodes(tmp_path: Path) -> Iterator[dict[str, Node]]:
 
 
 def _run(
-    w: World, log: AuditLog, nodes: dict[str, Node], study: str, query_id: str, n: int = VARIANTS
+    w: World,
+    log: AuditLog,
+    nodes: dict[str, Node],
+    study: str,
+    query_id: str,
+    n: int = VARIANTS,
+    combine: bool = False,
 ) -> tuple[int, dict[str, bytes]]:
     """One federated run of an n-variant allele-frequency query answered by every site, recorded as
-    ``FederatedQueries._record`` records it; returns the entry's position and each site's result."""
+    ``FederatedQueries._record`` records it (``combine``: with the combination ``FederatedQueries.run``
+    makes; else an empty one); returns the entry's position and each site's result."""
     env = pb.QueryEnvelope(query_id=query_id, study_id=study, epsilon=0.5)
     env.query.allele_frequency.variants.extend(_variants(n))
     payload = env.SerializeToString(deterministic=True)
@@ -151,9 +161,16 @@ def _run(
         epsilon=Decimal("0.5"),
         ordered=ordered,
         status=status_label,
-        combined=pb.CombinedResult(),
+        combined=_combined(ordered) if combine else pb.CombinedResult(),
     )
     return record_run(w.state, log, entry, now_ms=1_700_000_000_500), results
+
+
+def _combined(ordered: list[SiteResult]) -> pb.CombinedResult:
+    """What ``FederatedQueries.run`` combines and sends (the answering sites, in order)."""
+    combined = combine_results([result_from_pb(r.body.result) for r in ordered if r.body is not None])
+    assert combined is not None
+    return combined_to_pb(combined)
 
 
 def _audit_log(w: World) -> AuditLog:
@@ -234,6 +251,34 @@ def test_reconcile_checks_each_body_from_the_node_export_and_shows_the_values(
         e.pop("result", None)
     report = reconcile(rows, "site-b", export)
     assert not report.ok and any(f"coordinator entry #{seq}" in p for p in report.problems)
+    log.close()
+
+
+def test_reconciling_every_answering_site_recomputes_the_combined_answer(world: World, nodes: dict[str, Node]) -> None:
+    """The combined answer is kept as a digest; given every answering site's export, reconcile --values
+    recombines the verified releases and shows it, matching the recorded digest."""
+    study = approved(world).study_id
+    log = _audit_log(world)
+    seq, _ = _run(world, log, nodes, study, "q-1", n=20, combine=True)
+    rows = log.rows()
+    entry = json.loads(rows[-1].entry)
+    exports = [(site, node.export()) for site, node in nodes.items()]
+    report = reconcile_sites(rows, exports, values=True)
+    assert report.ok and report.entries == 3, report.problems
+    (combined,) = [v for v in report.values if "combined" in v]
+    assert combined["coordinator_entry"] == seq and combined["sites"] == list(SITES)
+    assert combined["matches_recorded_digest"] is True
+    wire = pb.CombinedResult()
+    json_format.ParseDict(combined["combined"], wire)
+    assert hashlib.sha256(wire.SerializeToString(deterministic=True)).hexdigest() == entry["combined_sha256"]
+    assert len(combined["combined"]["allele_frequency"]["variants"]) == 20
+    # Without one answering site's export there is nothing to recombine, and no value claims otherwise.
+    partial = reconcile_sites(rows, exports[:2], values=True)
+    assert partial.ok and partial.entries == 2 and not [v for v in partial.values if "combined" in v]
+    # Several sites' problems are told apart by site.
+    broken = [(site, {**export, "public_keys": {}}) for site, export in exports]
+    bad = reconcile_sites(rows, broken)
+    assert {p.split(":")[0] for p in bad.problems} == set(SITES)
     log.close()
 
 
