@@ -326,6 +326,29 @@ def test_audit_logs_verify_reconcile_and_reveal_tampering(fed: Fed, tmp_path: Pa
     )
     assert rec.returncode == 0 and "reconciled" in rec.stdout, rec.stdout + rec.stderr
     assert _run("coordinator.cli", "audit", "verify", "--config", coord_cfg).returncode == 0
+    # The logs hold digests, not values (issue 16): the node's export prints each result beside its entry, the
+    # coordinator's receipts are digests and a signature, and reconcile shows the values, each site's and,
+    # given every site, the combined answer recomputed from them (matching its recorded digest).
+    answered = [e for e in entries if e["entry"]["decision"] == "answered"]
+    assert answered and all("result" in e and "result" not in e["entry"] for e in answered)
+    coord_export = json.loads(_run("coordinator.cli", "audit", "export", "--config", coord_cfg).stdout)
+    runs = [e["entry"] for e in coord_export["entries"] if e["entry"]["event"] == "run_query"]
+    receipts = [s["receipt"] for run in runs for s in run["sites"] if "receipt" in s]
+    assert runs and receipts and all("payload" not in r and len(r["payload_sha256"]) == 64 for r in receipts)
+    assert "node's ledger" in coord_export["note"]
+    pairs = []
+    for site in SITES:
+        out = _run("node.cli", "audit", "export", "--config", str(fed.root / site / "node.toml"))
+        (tmp_path / f"{site}.json").write_text(out.stdout)
+        pairs += ["--site", site, "--node-export", str(tmp_path / f"{site}.json")]
+    shown = _run("coordinator.cli", "audit", "reconcile", "--config", coord_cfg, *pairs, "--values", "--json")
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    values = json.loads(shown.stdout)["values"]
+    assert {v["site"] for v in values if "site" in v} == set(SITES) and all(
+        "result" in v for v in values if "site" in v
+    )
+    combined = [v for v in values if "combined" in v]
+    assert combined and all(v["matches_recorded_digest"] for v in combined), combined[:1]
 
     def tampered(change: str) -> subprocess.CompletedProcess[str]:
         copy = tmp_path / f"audit-{abs(hash(change))}.sqlite"
