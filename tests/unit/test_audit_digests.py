@@ -197,7 +197,11 @@ def test_a_1000_variant_run_adds_at_most_20_kb_to_the_audit_file(world: World, n
     assert growth <= 20 * 1024, f"{growth:.0f} bytes per 1,000-variant query"
     # What makes it small: no release payload and no variant list in the entry, only their digests.
     entry = json.loads(log.rows()[-1].entry)
-    assert entry["format"] == 2 and entry["query"]["allele_frequency"]["variants"]["count"] == VARIANTS
+    listed = "".join(f"{v.chrom}:{v.pos}:{v.ref}:{v.alt}\n" for v in _variants(VARIANTS)).encode()
+    assert entry["format"] == 2 and entry["query"]["allele_frequency"]["variants"] == {
+        "count": VARIANTS,
+        "sha256": hashlib.sha256(listed).hexdigest(),
+    }
     for s in entry["sites"]:
         assert set(s["receipt"]) == {"payload_sha256", "result_sha256", "header", "signature", "key_id"}
     assert len(log.rows()[-1].entry) < 4 * 1024
