@@ -11,16 +11,20 @@ The combined answer is recorded as ``combined_sha256`` (the SHA-256 of the deter
 bytes) and not kept: it is recomputed, being a deterministic function of the sites' releases (their values
 from the nodes' exports, ``coordinator.combine``). A query's variant list longer than ``MAX_LISTED_VARIANTS``
 is recorded as its count and SHA-256 (``query_record``: the researcher's signed envelope has the list, and
-every release lists its variants too). So an entry is a few hundred bytes per site whatever the number
-of variants (a 1,000-variant query at 3 sites adds ~4 KB, against ~0.9 MiB with the values inline).
+every release lists its variants too). So an entry is ~0.6 KB plus ~0.8 KB per site whatever the number of
+variants (a 1,000-variant query at 3 sites: a 2.9 KB entry, ~4.2 KB of audit file with SQLite's pages, against
+~0.5-0.9 MiB with the values inline; 20 KB holds up to ~24 sites).
 
 Durability, one fsync per run: the entry is appended with a synced commit (the audit log is the record of
 the run), and then, under the audit log's lock so rows follow entries in order, the history row is committed
 through the state's ``synchronous=NORMAL`` connection (no fsync). A process crash loses neither; a machine
 crash can lose history rows committed since the state's last synced commit or checkpoint, and only the latest
 ones: ``recover_history`` (at start-up) re-records every format-2 run entry after the last one the history
-names. Putting both in one transaction (ATTACH) would not save the second sync: in WAL mode each attached file
-commits and syncs its own WAL.
+names. (A history row that failed to commit, the run's error returned to the researcher, is restored too,
+unless a later run's row committed after it: recovery starts after the last recorded entry, so that start-up
+reads only the tail of the log.) Putting both in one transaction (ATTACH) would not save the second sync: in
+WAL mode each attached file commits and syncs its own WAL (and the commit is atomic per file only). Measured
+with strace over 50 runs: 1.08 fdatasync per recorded run, against 2.08 before (the 0.08: checkpoints).
 """
 
 from __future__ import annotations
