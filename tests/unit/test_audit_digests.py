@@ -228,6 +228,7 @@ def test_reconcile_checks_each_body_from_the_node_export_and_shows_the_values(
         # The node's own entries digest the result; the export carries it beside them, outside the chain.
         answered = [e for e in export["entries"] if e["entry"].get("decision") == "answered"]  # type: ignore[index, union-attr]
         assert answered and all("result" not in e["entry"] and "result" in e for e in answered)
+        assert all(len(row.entry) < 1024 for row in node.ledger.audit_rows())  # a digest whatever the result
         report = reconcile(rows, site, export, values=True)
         assert report.ok and report.entries == 1, report.problems
         (shown,) = report.values
