@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf import json_format
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coordinator.combine import combine_results
 from coordinator.fanout import SiteResult
@@ -373,6 +375,46 @@ def test_receipt_digest_puts_the_result_back_byte_for_byte_or_keeps_the_payload(
     assert kept["payload"] == audit.b64(odd) and "payload_sha256" not in kept
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    query_id=st.text(max_size=40),
+    site=st.text(max_size=20),
+    charged=st.floats(allow_nan=False),
+    released=st.integers(0, 2**62),
+    variants=st.integers(0, 40),
+    with_result=st.booleans(),
+    with_budget=st.booleans(),
+    epoch=st.integers(0, 2**63),
+)
+def test_any_release_body_is_recorded_and_put_back_byte_for_byte(
+    query_id: str,
+    site: str,
+    charged: float,
+    released: int,
+    variants: int,
+    with_result: bool,
+    with_budget: bool,
+    epoch: int,
+) -> None:
+    """Whatever fields a body sets (a result or none, empty strings, zeros left out), the recorded form gives
+    the signed bytes back from the result's bytes alone, or keeps the payload inline (no result field)."""
+    body = pb.ReleaseBody(
+        query_id=query_id, site=site, epsilon_charged=charged, released_unix_ms=released, consent_epoch=epoch
+    )
+    if with_result:
+        body.result.ParseFromString(_result(variants, 2))
+    if with_budget:
+        body.budget_after.epsilon_spent = charged
+    payload = body.SerializeToString(deterministic=True)
+    d = receipt.digest(payload, b"s" * 64, "k")
+    if not with_result:
+        assert d["payload"] == audit.b64(payload)
+        return
+    result = body.result.SerializeToString(deterministic=True)
+    assert d["result_sha256"] == hashlib.sha256(result).hexdigest()
+    assert receipt.payload_of(d, result) == payload
+
+
 def _wire_result(result: bytes) -> bytes:
     """The result field on the wire (field 5, length-delimited)."""
     return bytes([5 << 3 | 2]) + receipt._encode_varint(len(result)) + result
@@ -381,6 +423,10 @@ def _wire_result(result: bytes) -> bytes:
 def test_history_rows_a_crash_lost_are_restored_from_the_audit_log(world: World, nodes: dict[str, Node]) -> None:
     study = approved(world).study_id
     log = _audit_log(world)
+    # A run recorded before issue 16 (its history row written with it, then): never recorded twice.
+    v1 = {"event": "run_query", "study": study, "query_id": "v1", "kind": "cohort_count", "epsilon": "0.5"}
+    log.append({**v1, "sites": []})
+    assert recover_history(world.state, log) == 0
     _run(world, log, nodes, study, "kept", n=2)
     # Two runs whose history rows were lost (appended to the audit log alone, as a machine crash would leave
     # them: the entry's commit synced, the row's not), and a node registration entry, which has no row.
