@@ -116,8 +116,9 @@ def _parser() -> argparse.ArgumentParser:
         "reconcile",
         help="match the releases this log recorded from one site against that node's exported audit log",
         description="Check every node-signed receipt this coordinator recorded from SITE against the node's own "
-        "log (from `genogate-node audit export`): each must be signed by the node and match a release in its "
-        "log. Exit 1 and list what does not match.",
+        "log (from `genogate-node audit export`, which carries the released values this log holds as digests): "
+        "each body must match the recorded digest, be signed by the node and match a release in its log. Give "
+        "several sites as --site/--node-export pairs. Exit 1 and list what does not match.",
     )
     rec.add_argument("--config", type=Path, required=True, help="the coordinator's TOML config")
     rec.add_argument(
