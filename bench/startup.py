@@ -14,8 +14,9 @@ The real query needs a federation: ``--profile``/``--study`` name a running one;
 time, so after the first run the sites answer from their stored release: no budget is spent, and the time is
 the command's own (start-up, signing, one round trip through the coordinator and the sites, printing).
 
-``--importtime`` prints, for each case of the first ``--bin``, the modules whose own import time is largest
-(``python -X importtime``, the minimum of each over the repeats).
+``--importtime N`` prints, for each case and ``--bin``, the number of modules imported, their total own import
+time by group (ours, gRPC, protobuf, cryptography, the rest) and the N modules whose own import time is
+largest (``python -X importtime``, the minimum of each over the repeats).
 
 Every run reads compiled bytecode, as an installed package would (``PYTHONDONTWRITEBYTECODE`` is dropped and
 ``PYTHONPYCACHEPREFIX`` points at a directory of this run's own, filled by the warm-up runs; nothing is
@@ -114,8 +115,26 @@ def importtime_top(
             own, cum, name = int(m[1]), int(m[2]), m[4]
             old = best.get(name)
             best[name] = (own, cum) if old is None else (min(old[0], own), min(old[1], cum))
-    ranked = sorted(best.items(), key=lambda kv: -kv[1][0])[:top]
-    return [(name, own, cum) for name, (own, cum) in ranked]
+    ranked = sorted(best.items(), key=lambda kv: -kv[1][0])
+    return [(name, own, cum) for name, (own, cum) in ranked[: top or None]]
+
+
+GROUPS = (
+    ("genogate (ours)", ("genogate", "genogate_demo", "node", "coordinator")),
+    ("grpc (with asyncio, concurrent)", ("grpc", "asyncio", "concurrent", "_asyncio")),
+    ("protobuf", ("google",)),
+    ("cryptography", ("cryptography", "_cffi_backend")),
+)
+
+
+def by_group(rows: Sequence[tuple[str, int, int]]) -> list[tuple[str, int]]:
+    """The own import times of ``rows`` summed by who imports them (the rest: the standard library and what
+    the interpreter's start imports), µs."""
+    out = dict.fromkeys([g for g, _ in GROUPS] + ["standard library and the rest"], 0)
+    for name, own, _ in rows:
+        group = next((g for g, roots in GROUPS if name.split(".")[0] in roots), "standard library and the rest")
+        out[group] += own
+    return list(out.items())
 
 
 @contextmanager
@@ -207,10 +226,16 @@ def main(argv: list[str] | None = None) -> int:
                     f"{case.name:40} {old.wall_ratio:.1f}x -> {new.wall_ratio:.1f}x; "
                     f"{old.cpu_ratio:.1f}x -> {new.cpu_ratio:.1f}x"
                 )
-        for case in all_cases if args.importtime else []:
-            print(f"\n{case.name}: slowest own import times (µs, min of {min(args.repeats, 5)} runs)")
-            for name, own, cum in importtime_top(bins[-1], case, min(args.repeats, 5), args.importtime, env):
-                print(f"  {own:>7} {cum:>8}  {name}")
+        floor = Case("python -c pass", ("python", "-c", "pass"))
+        for case in [floor, *all_cases] if args.importtime else []:
+            for b in bins:
+                rows = importtime_top(b, case, min(args.repeats, 5), 0, env)
+                total = sum(own for _, own, _ in rows)
+                print(f"\n{case.name} ({b}): {len(rows)} modules, {total / 1000:.1f} ms of imports (own times, µs, ")
+                print(f"min of {min(args.repeats, 5)} runs under -X importtime); by group: ", end="")
+                print(", ".join(f"{g} {t / 1000:.1f} ms" for g, t in by_group(rows)))
+                for name, own, cum in rows[: args.importtime]:
+                    print(f"  {own:>7} {cum:>8}  {name}")
 
     with pycache:
         if args.no_query:
