@@ -102,7 +102,9 @@ _SERVER_SIDE = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE,
 
 
 def boundary(method: Callable[..., R]) -> Callable[..., R]:
-    """Wrap a servicer method: errors to status + reason, one structured log line per call."""
+    """Wrap a servicer method: errors to status + reason, and a structured log line per call: at INFO for a
+    call that failed or was refused, at DEBUG (built only when DEBUG is on) for one that answered, so that the
+    hot path formats no log record per query."""
 
     name = method.__qualname__.replace("Servicer.", ".")  # NodeServicer.Query -> Node.Query
 
@@ -130,15 +132,18 @@ def boundary(method: Callable[..., R]) -> Callable[..., R]:
             seconds = time.perf_counter() - t0
             metrics.RPCS.labels(name, outcome, reason).inc()
             metrics.RPC_SECONDS.labels(name).observe(seconds)
-            log.info(
-                "rpc",
-                extra={
-                    "rpc": method.__name__,
-                    "outcome": outcome,
-                    "reason": reason,
-                    "latency_ms": round(seconds * 1e3, 3),
-                },
-            )
+            level = logging.DEBUG if outcome == "ok" else logging.INFO
+            if log.isEnabledFor(level):
+                log.log(
+                    level,
+                    "rpc",
+                    extra={
+                        "rpc": method.__name__,
+                        "outcome": outcome,
+                        "reason": reason,
+                        "latency_ms": round(seconds * 1e3, 3),
+                    },
+                )
         raise AssertionError("unreachable")  # context.abort raises
 
     return wrapper

@@ -407,6 +407,20 @@ def test_a_label_no_site_publishes_is_refused_before_fan_out(fed: Fed) -> None:
     assert upper.value("count").estimate == lower.value("count").estimate
 
 
+def test_the_coordinator_logs_a_refused_query_and_no_answered_one(fed: Fed) -> None:
+    """Per-query logging is off the hot path: at the coordinator's default level (info), an answered query
+    adds no line to its log; a refused one still adds its line, with the reason."""
+    start = fed.coordinator.log.stat().st_size
+    with fed.client() as gg:
+        answered = gg.cohort_count(fed.study.study_id, where="sex=M and ancestry=AFR", epsilon=EPS)
+        with pytest.raises(InvalidArgument):
+            gg.cohort_count(fed.study.study_id, where="ancestry=QQQ", epsilon=EPS)
+    assert [s.status for s in answered.sites] == ["answered"] * 3
+    added = fed.coordinator.log.read_bytes()[start:].decode().splitlines()
+    runs = [json.loads(line) for line in added if '"RunQuery"' in line]
+    assert [(r["level"], r["outcome"], r["reason"]) for r in runs] == [("info", "invalid_argument", "UNKNOWN_LABEL")]
+
+
 def test_a_stopped_site_is_reported_and_the_others_still_answer(fed: Fed) -> None:
     fed.nodes["site-b"].stop()
     with fed.client() as gg:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import signal
 import stat
@@ -564,3 +565,35 @@ def test_preview_study_never_crashes_on_any_number(fed: Fed, connect: Callable[[
             assert len(out.sites) == len(sites) and out.risk.statement
 
     one()
+
+
+# Issue 16: no per-query log line on the hot path -------------------------------------------------------------
+
+
+def test_an_answered_query_logs_nothing_at_info_and_one_line_at_debug(
+    fed: Fed, connect: Callable[[str], Client], caplog: pytest.LogCaptureFixture
+) -> None:
+    """RunQuery answered (here every site unreachable, each reported as such: the call itself succeeds) writes
+    no per-query log line at INFO, one at DEBUG when that is on; a refused query is still logged at INFO."""
+    study = approved_study(fed, connect, "quiet log")
+    alice = connect("alice")
+
+    def lines() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "genogate.rpc" and getattr(r, "rpc", "") == "RunQuery"]
+
+    caplog.set_level(logging.INFO, logger="genogate.rpc")
+    response = run(alice, query_envelope(study.study_id), fed.researcher)
+    assert [s.status for s in response.sites] == [pb.SITE_STATUS_FAILED] * 2
+    assert lines() == []
+
+    caplog.set_level(logging.DEBUG, logger="genogate.rpc")
+    run(alice, query_envelope(study.study_id), fed.researcher)
+    assert [(r.levelno, r.getMessage(), r.outcome) for r in lines()] == [(logging.DEBUG, "rpc", "ok")]  # type: ignore[attr-defined]
+    assert lines()[0].latency_ms > 0  # type: ignore[attr-defined]
+
+    caplog.clear()
+    caplog.set_level(logging.INFO, logger="genogate.rpc")
+    refused(lambda: run(alice, query_envelope(study.study_id), new_signer()))
+    assert [(r.levelno, r.outcome, r.reason) for r in lines()] == [  # type: ignore[attr-defined]
+        (logging.INFO, "unauthenticated", "BAD_SIGNATURE")
+    ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -34,6 +35,7 @@ SITES = ("site-a", "site-b", "site-c")
 class Federation:
     nodes: list[cpb.NodeInfo]
     fanout: FanOut
+    root: Path  # ca/ (the CA), clients/coord.* (the fan-out's identity), one directory per node
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +64,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
         identity = ClientIdentity(ca / "ca.pem", root / "clients" / "coord.pem", root / "clients" / "coord.key")
         fanout = FanOut(identity, FanoutSettings())
         try:
-            yield Federation(nodes, fanout)
+            yield Federation(nodes, fanout, root)
         finally:
             fanout.close()
     finally:
