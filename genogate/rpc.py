@@ -95,7 +95,8 @@ _SERVER_SIDE = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE,
 
 
 def boundary(method: Callable[..., R]) -> Callable[..., R]:
-    """Wrap a servicer method: errors to status + reason, one structured log line per call."""
+    """Wrap a servicer method: errors to status + reason, metrics for every call, and one structured log line
+    per refused or failed call (per answered call too when the ``genogate.rpc`` logger is at DEBUG)."""
 
     name = method.__qualname__.replace("Servicer.", ".")  # NodeServicer.Query -> Node.Query
 
@@ -119,17 +120,23 @@ def boundary(method: Callable[..., R]) -> Callable[..., R]:
             context.abort(grpc.StatusCode.INTERNAL, Internal.message)
         finally:
             seconds = time.perf_counter() - t0
-            metrics.RPCS.labels(name, outcome, reason).inc()
-            metrics.RPC_SECONDS.labels(name).observe(seconds)
-            log.info(
-                "rpc",
-                extra={
-                    "rpc": method.__name__,
-                    "outcome": outcome,
-                    "reason": reason,
-                    "latency_ms": round(seconds * 1e3, 3),
-                },
-            )
+            metrics.child(metrics.RPCS, name, outcome, reason).inc()
+            metrics.child(metrics.RPC_SECONDS, name).observe(seconds)
+            # An answered call's line is for debugging only: formatting and writing it cost more than a
+            # cached answer itself (the metrics above count and time every call). A refusal or error is
+            # always logged.
+            level = logging.DEBUG if outcome == "ok" else logging.INFO
+            if log.isEnabledFor(level):
+                log.log(
+                    level,
+                    "rpc",
+                    extra={
+                        "rpc": method.__name__,
+                        "outcome": outcome,
+                        "reason": reason,
+                        "latency_ms": round(seconds * 1e3, 3),
+                    },
+                )
         raise AssertionError("unreachable")  # context.abort raises
 
     return wrapper
@@ -196,7 +203,7 @@ def _undecodable(method: str, size: int, context: grpc.ServicerContext) -> None:
     log.warning("undecodable request", extra={"rpc": method, "bytes": size, "reason": Reason.INVALID_QUERY.name})
     service, _, rpc = method.rpartition("/")
     label = f"{service.rsplit('.', 1)[-1].removesuffix('Service')}.{rpc}"  # as ``boundary`` names it: Node.Query
-    metrics.RPCS.labels(label, "invalid_argument", Reason.INVALID_QUERY.name).inc()
+    metrics.child(metrics.RPCS, label, "invalid_argument", Reason.INVALID_QUERY.name).inc()
     context.set_trailing_metadata(((REASON_KEY, Reason.INVALID_QUERY.name),))
     context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNDECODABLE)
 
