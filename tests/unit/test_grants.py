@@ -975,3 +975,43 @@ def test_verified_grants_keep_the_most_recently_used(world: World, verifier: Gra
         committee_key_id=g.committee_key_id,
     )
     assert VerifiedGrants.digest(moved) != digests[0]
+
+
+def test_nonces_recorded_together_keep_each_outcome_and_all_are_durable(tmp_path: Path) -> None:
+    """Concurrent nonces share one transaction (group commit): a replay refused in a batch undoes nothing of
+    the others, and every accepted nonce is on disk when its caller returns."""
+    path = tmp_path / "nonces.sqlite"
+    store = NonceStore(path, WINDOW_MS)
+    first = hashlib.sha256(b"first").hexdigest()
+    store.check_and_record(b"r" * 16, first, NOW_MS, NOW_MS, "coordinator")
+    start = threading.Barrier(24)
+    outcomes: dict[int, str] = {}
+
+    def attempt(i: int) -> None:
+        nonce, payload = (i.to_bytes(16, "big"), hashlib.sha256(str(i).encode()).hexdigest())
+        if i % 3 == 1:  # the recorded nonce under another payload: a replay
+            nonce, payload = b"r" * 16, hashlib.sha256(b"other").hexdigest()
+        elif i % 3 == 2:  # the same signed envelope again from its sender: a retry
+            nonce, payload = b"r" * 16, first
+        start.wait()
+        try:
+            store.check_and_record(nonce, payload, NOW_MS, NOW_MS, "coordinator")
+            outcomes[i] = "accepted"
+        except Unauthenticated as exc:
+            outcomes[i] = exc.reason.name
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    store.close()
+    assert outcomes == {i: "REPLAYED_NONCE" if i % 3 == 1 else "accepted" for i in range(24)}
+    reopened = NonceStore(path, WINDOW_MS)
+    try:
+        assert len(reopened) == 1 + 8
+        for i in range(0, 24, 3):  # each fresh nonce is now a replay under another payload
+            with pytest.raises(Unauthenticated):
+                reopened.check_and_record(i.to_bytes(16, "big"), first, NOW_MS, NOW_MS, "coordinator")
+    finally:
+        reopened.close()
