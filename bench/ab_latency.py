@@ -9,8 +9,8 @@ rounds each: this VM's speed drifts by up to 2x within minutes, so only interlea
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import bench.node_latency as nl
@@ -28,5 +28,26 @@ def main(store: Path, work: Path, n: int = 300, path: str = "memory") -> None:
     print(json.dumps({k: vars(v) for k, v in out.items()}))
 
 
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python bench/ab_latency.py",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        epilog="Run it from the work tree under test, with PYTHONPATH set to that tree.",
+    )
+    p.add_argument("store", type=Path, help="a store built by this tree's 'genogate-node synth --store'")
+    p.add_argument("work", type=Path, help="a scratch directory (emptied first)")
+    p.add_argument(
+        "path",
+        nargs="?",
+        choices=("memory", "duckdb"),
+        default="memory",
+        help="memory: the node's in-memory copy of the calls (single-variant AF, cohort count); duckdb: rows "
+        "read through DuckDB (single-variant and 1,000-variant AF) (default: memory)",
+    )
+    p.add_argument("-n", type=int, default=300, help="queries per case (the 1,000-variant case: n/6, at least 50)")
+    return p
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]), path=sys.argv[3] if len(sys.argv) > 3 else "memory")
+    args = parser().parse_args()
+    main(args.store, args.work, n=args.n, path=args.path)

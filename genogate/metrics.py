@@ -12,9 +12,11 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TypeVar
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.metrics import MetricWrapperBase
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -80,6 +82,23 @@ SITE_EPSILON = Counter(
 UP_SINCE = Gauge("genogate_start_time_seconds", "Unix time this server started.", registry=REGISTRY)
 
 
+M = TypeVar("M", bound=MetricWrapperBase)
+_CHILDREN: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
+
+
+def child(metric: M, *labels: str) -> M:
+    """``metric.labels(*labels)``, looked up once per label set and kept: a call on a hot path (every RPC,
+    every query) costs one dict lookup instead of prometheus_client's validation and locking. The label
+    values are drawn from small fixed sets (RPC and kind names, outcomes, reasons, study ids and site
+    names), which prometheus_client keeps a child for anyway, so this holds no more than it does.
+    Thread-safe: two threads racing on a new label set both get prometheus_client's one child."""
+    key = (id(metric), labels)
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = _CHILDREN[key] = metric.labels(*labels)
+    return found  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class SiteOutcome:
     site: str
@@ -92,9 +111,9 @@ class SiteOutcome:
 def node_query(kind: str, decision: str, study: str = "", charged: Decimal | float = 0) -> None:
     """One query this node decided; ``charged`` is the ε its ledger charged for it (0 for a refusal, a retry
     or a replay of a stored answer)."""
-    NODE_QUERIES.labels(kind or "unknown", decision).inc()
+    child(NODE_QUERIES, kind or "unknown", decision).inc()
     if charged > 0:
-        NODE_EPSILON.labels(study).inc(float(charged))
+        child(NODE_EPSILON, study).inc(float(charged))
 
 
 def coordinator_query(kind: str, seconds: float, sites: Iterable[SiteOutcome]) -> None:

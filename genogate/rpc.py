@@ -102,9 +102,8 @@ _SERVER_SIDE = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE,
 
 
 def boundary(method: Callable[..., R]) -> Callable[..., R]:
-    """Wrap a servicer method: errors to status + reason, and a structured log line per call: at INFO for a
-    call that failed or was refused, at DEBUG (built only when DEBUG is on) for one that answered, so that the
-    hot path formats no log record per query."""
+    """Wrap a servicer method: errors to status + reason, metrics for every call, and one structured log line
+    per refused or failed call (per answered call too when the ``genogate.rpc`` logger is at DEBUG)."""
 
     name = method.__qualname__.replace("Servicer.", ".")  # NodeServicer.Query -> Node.Query
 
@@ -130,8 +129,11 @@ def boundary(method: Callable[..., R]) -> Callable[..., R]:
             context.abort(grpc.StatusCode.INTERNAL, Internal.message)
         finally:
             seconds = time.perf_counter() - t0
-            metrics.RPCS.labels(name, outcome, reason).inc()
-            metrics.RPC_SECONDS.labels(name).observe(seconds)
+            metrics.child(metrics.RPCS, name, outcome, reason).inc()
+            metrics.child(metrics.RPC_SECONDS, name).observe(seconds)
+            # An answered call's line is for debugging only: formatting and writing it cost more than a
+            # cached answer itself (the metrics above count and time every call). A refusal or error is
+            # always logged.
             level = logging.DEBUG if outcome == "ok" else logging.INFO
             if log.isEnabledFor(level):
                 log.log(
@@ -212,7 +214,7 @@ def _undecodable(method: str, size: int, context: grpc.ServicerContext) -> None:
     log.warning("undecodable request", extra={"rpc": method, "bytes": size, "reason": Reason.INVALID_QUERY.name})
     service, _, rpc = method.rpartition("/")
     label = f"{service.rsplit('.', 1)[-1].removesuffix('Service')}.{rpc}"  # as ``boundary`` names it: Node.Query
-    metrics.RPCS.labels(label, "invalid_argument", Reason.INVALID_QUERY.name).inc()
+    metrics.child(metrics.RPCS, label, "invalid_argument", Reason.INVALID_QUERY.name).inc()
     context.set_trailing_metadata(((REASON_KEY, Reason.INVALID_QUERY.name),))
     context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNDECODABLE)
 

@@ -32,8 +32,9 @@ The same signed envelope sent again by the caller that first sent it (the coordi
 UNAVAILABLE) passes step 11: the ledger then returns the stored answer for its query id. The same nonce
 under any other payload, or from any other caller, is a replay.
 
-Threading: a ``GrantVerifier`` holds no mutable state of its own. ``RevocationCache`` swaps an immutable
-snapshot under a lock. The nonces of step 11 are kept by ``node.nonces.NonceStore``.
+Threading: a ``GrantVerifier``'s only mutable state is its cache of verified grant bytes (``VerifiedGrants``,
+one lock). ``RevocationCache`` swaps an immutable snapshot under a lock. The nonces of step 11 are kept by
+``node.nonces.NonceStore``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import hashlib
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -284,6 +286,51 @@ def _parse_grant(payload: bytes) -> tuple[pb.GrantBody, Study]:
     return body, study
 
 
+class VerifiedGrants:
+    """Grants whose bytes verified (committee signature, body, researcher key fingerprint), by the SHA-256 of
+    everything the signature check read: the committee key id, the payload and the signature, each with its
+    length. A coordinator sends the same grant with every query of a study, so its Ed25519 check and decode
+    run once, not per query.
+
+    Only successes are kept, so a grant that failed is checked again in full next time, and any change to
+    a kept grant's bytes (payload, signature or key id) is another digest, verified afresh. What depends on
+    the time, this node's configuration or the revocation list is not kept here (``verify_grant`` checks it
+    on every call). The cached ``GrantBody`` is shared and must not be modified. Bounded: the least
+    recently used entry goes past ``max_entries`` (each at most ``MAX_GRANT_BYTES`` decoded).
+
+    Threading: one lock around each lookup and insertion (microseconds; verification runs outside it)."""
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[bytes, tuple[pb.GrantBody, Study]] = OrderedDict()
+
+    @staticmethod
+    def digest(grant: pb.StudyGrant) -> bytes:
+        h = hashlib.sha256()
+        for part in (grant.committee_key_id.encode(), grant.payload, grant.committee_signature):
+            h.update(len(part).to_bytes(8, "big"))
+            h.update(part)
+        return h.digest()
+
+    def get(self, digest: bytes) -> tuple[pb.GrantBody, Study] | None:
+        with self._lock:
+            found = self._entries.get(digest)
+            if found is not None:
+                self._entries.move_to_end(digest)
+            return found
+
+    def put(self, digest: bytes, verified: tuple[pb.GrantBody, Study]) -> None:
+        with self._lock:
+            self._entries[digest] = verified
+            self._entries.move_to_end(digest)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 def _wrong_site(detail: str, message: str) -> PermissionDenied:
     return PermissionDenied(detail, reason=Reason.GRANT_WRONG_SITE, message=message)
 
@@ -315,6 +362,7 @@ class GrantVerifier:
         self._refused = refused
         self._clock = clock
         self._max_payload = max_payload_bytes
+        self._verified = VerifiedGrants()
 
     @property
     def revocations(self) -> RevocationCache:
@@ -325,22 +373,18 @@ class GrantVerifier:
 
     def verify_grant(self, grant: pb.StudyGrant) -> tuple[pb.GrantBody, Study]:
         """The grant's own checks (committee signature, key fingerprint, validity window, this site, the
-        steward's rules, revocation): what a query and a budget request under it both need."""
+        steward's rules, revocation): what a query and a budget request under it both need. The signature,
+        decoding and fingerprint checks depend on the grant's bytes only and are remembered per grant
+        (``VerifiedGrants``); the rest is checked on every call."""
         if len(grant.payload) > MAX_GRANT_BYTES:
             raise _invalid_study(f"grant of {len(grant.payload)} bytes; at most {MAX_GRANT_BYTES}")
-        _verify_committee(
-            self._trusted,
-            grant.committee_key_id,
-            GRANT_BODY,
-            grant.payload,
-            grant.committee_signature,
-            "the grant is signed by a committee key this node does not trust",
-        )
-        body, study = _parse_grant(grant.payload)
+        digest = VerifiedGrants.digest(grant)
+        verified = self._verified.get(digest)
+        if verified is None:
+            verified = self._verify_bytes(grant)
+            self._verified.put(digest, verified)
+        body, study = verified
         sid = body.study_id
-        if hashlib.sha256(body.researcher_public_key).hexdigest() != body.researcher_key_fingerprint:
-            raise _invalid_study(f"study {sid!r}: the researcher key does not match its fingerprint")
-
         now_ms = _now_ms(self._clock)
         if now_ms < body.not_before_unix_ms:
             raise PermissionDenied(
@@ -375,6 +419,22 @@ class GrantVerifier:
             )
         self._revocations.check(sid, body.revocation_epoch)
 
+        return body, study
+
+    def _verify_bytes(self, grant: pb.StudyGrant) -> tuple[pb.GrantBody, Study]:
+        """What a grant's bytes alone decide: a trusted committee key's valid signature, a complete body, and
+        a researcher key matching its fingerprint."""
+        _verify_committee(
+            self._trusted,
+            grant.committee_key_id,
+            GRANT_BODY,
+            grant.payload,
+            grant.committee_signature,
+            "the grant is signed by a committee key this node does not trust",
+        )
+        body, study = _parse_grant(grant.payload)
+        if hashlib.sha256(body.researcher_public_key).hexdigest() != body.researcher_key_fingerprint:
+            raise _invalid_study(f"study {body.study_id!r}: the researcher key does not match its fingerprint")
         return body, study
 
     def verify(

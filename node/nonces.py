@@ -3,7 +3,10 @@ accepted query with its payload hash and the certificate common name that first 
 refused across restarts and a retry of the same signed envelope by its sender passes.
 
 Threading: a ``NonceStore`` owns one ``sqlite3`` connection guarded by a lock held for each whole transaction
-(the ledger's model); across processes SQLite's write lock serialises ``BEGIN IMMEDIATE``.
+(the ledger's model); nonces that queue up while a transaction commits are recorded together in the next one,
+each in its own savepoint, and share its fsync (the ledger's group commit, ``node.ledger.commit``: each caller
+returns only once the COMMIT holding its nonce has). Across processes SQLite's write lock serialises
+``BEGIN IMMEDIATE``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 
 from genogate.errors import ConfigError, InvalidArgument, Reason, Unauthenticated
 from genogate.sqlitedb import open_database, transaction
+from node.ledger.commit import GroupCommit
 
 MIN_NONCE_BYTES = 16
 MAX_NONCE_BYTES = 256
@@ -57,6 +61,8 @@ class NonceStore:
             foreign_keys=False,
             migrations=_MIGRATIONS,
         )
+        # Nonces recorded by concurrent queries share one transaction and its fsync (``node.ledger.commit``).
+        self._commit = GroupCommit(self.path, self._lock, lambda durable: self._conn, set(), what="nonce store")
 
     def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         return transaction(
@@ -76,7 +82,8 @@ class NonceStore:
             )
         if len(payload_sha256) != 64:
             raise ValueError("payload_sha256 must be a hex SHA-256")
-        with self._transaction() as conn:
+
+        def record(conn: sqlite3.Connection) -> None:
             pruned_before = conn.execute("SELECT value FROM meta WHERE key = 'pruned_before_ms'").fetchone()[0]
             if timestamp_ms < pruned_before:
                 raise Unauthenticated(
@@ -106,6 +113,8 @@ class NonceStore:
             if cutoff - pruned_before >= max(1, self.window_ms // 4):  # prune in batches, not every query
                 conn.execute("DELETE FROM nonces WHERE timestamp_ms < ?", (cutoff,))
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'pruned_before_ms'", (cutoff,))
+
+        self._commit.write(record, "recording a nonce", durable=True)
 
     def __len__(self) -> int:
         with self._transaction() as conn:

@@ -203,15 +203,12 @@ class QueryService:
         Every outcome goes to the audit log: a release in the same ledger transaction that stores or finds
         its result, a refusal (or a failure after the charge) on its own.
         """
-        entry: dict[str, object] = {
-            "event": "query",
-            "caller": caller.common_name,
-            "payload_sha256": hashlib.sha256(payload).hexdigest(),
-        }
+        payload_sha = hashlib.sha256(payload).digest()  # hashed once: the audit entry, the ledger, the release
+        entry: dict[str, object] = {"event": "query", "caller": caller.common_name, "payload_sha256": payload_sha.hex()}
         outcome = _Outcome()
         try:
             try:
-                released = self._query(caller, payload, grant, signature, entry, outcome)
+                released = self._query(caller, payload, payload_sha, grant, signature, entry, outcome)
             except GenogateError:
                 raise
             except Exception as exc:  # a bug: still a typed error for the caller, and audited like any failure
@@ -235,6 +232,7 @@ class QueryService:
         self,
         caller: Caller,
         payload: bytes,
+        payload_sha: bytes,
         grant: pb.StudyGrant | None,
         signature: bytes,
         entry: dict[str, object],
@@ -261,7 +259,6 @@ class QueryService:
         # has the participants. A retry or a repeat of an answered question is answered from the ledger.
         # 5. The noise plans, and the ε and δ they charge.
         charge = self._gate.charge(admitted, asked.opened.epsilon)
-        payload_sha = hashlib.sha256(payload).digest()
         entry.update(epsilon=str(charge.epsilon), delta=str(charge.delta))
         # 6. The durable charge, or the stored answer; reads start as soon as the ledger decides to charge.
         begun, prefetch = self._charge(caller, asked, admitted, charge, payload_sha, canonical_sha, entry, consent)

@@ -1,6 +1,6 @@
 """The ledger's group commit: writes that queue up while another batch is committing run together, each in its
 own savepoint, under one COMMIT (``genogate.sqlitedb.transaction``), so concurrent queries share an fsync
-instead of queueing for one each.
+instead of queueing for one each. The node's nonce store commits the same way (``node.nonces``).
 
 No caller sees a value before the COMMIT that made it durable has returned; an op that raises leaves no trace
 and does not disturb the others in its batch; if the batch itself fails, every op in it fails (and the
@@ -55,9 +55,10 @@ class GroupCommit:
     ``lock`` is the ledger's in-process lock (held for the whole of each transaction, the ledger's reads
     included); ``connection(durable)`` is the connection a batch commits on (the synced one if any op in
     it must be durable), read under that lock; ``suspect`` is the ledger's set of suspect charges, restored
-    to what it was at the start of a batch that fails."""
+    to what it was at the start of a batch that fails (an empty set where nothing is suspect); ``what``
+    names the file in errors."""
 
-    __slots__ = ("_path", "_lock", "_connection", "_suspect", "_queue_lock", "_queue")
+    __slots__ = ("_path", "_lock", "_connection", "_suspect", "_queue_lock", "_queue", "_what")
 
     def __init__(
         self,
@@ -65,7 +66,9 @@ class GroupCommit:
         lock: threading.Lock,
         connection: Callable[[bool], sqlite3.Connection | None],
         suspect: set[int],
+        what: str = "ledger",
     ) -> None:
+        self._what = what
         self._path = path
         self._lock = lock
         self._connection = connection
@@ -91,13 +94,13 @@ class GroupCommit:
         db = self._connection(any(t.durable for t in batch))
         suspect = set(self._suspect)  # ops may settle suspect charges: undone if the batch fails
         try:
-            with transaction(lambda: db, None, what="ledger", doing=doing, path=self._path) as conn:
+            with transaction(lambda: db, None, what=self._what, doing=doing, path=self._path) as conn:
                 if len(batch) == 1:  # alone in its transaction: rolling that back undoes exactly this op
                     t = batch[0]
                     try:
                         t.value = t.op(conn)
                     except Exception as exc:  # noqa: BLE001 - it is the op's caller's error, raised there
-                        t.error = db_error(exc, doing, self._path) if isinstance(exc, sqlite3.Error) else exc
+                        t.error = self._error(exc, doing)
                         raise _Undone from None  # (the transaction rolls back; the batch did not fail)
                 for i, t in enumerate(batch if len(batch) > 1 else ()):
                     conn.execute(f"SAVEPOINT op{i}")
@@ -105,7 +108,7 @@ class GroupCommit:
                         t.value = t.op(conn)
                     except Exception as exc:  # noqa: BLE001 - it is the op's caller's error, raised there
                         conn.execute(f"ROLLBACK TO op{i}")
-                        t.error = db_error(exc, doing, self._path) if isinstance(exc, sqlite3.Error) else exc
+                        t.error = self._error(exc, doing)
                     conn.execute(f"RELEASE op{i}")
         except _Undone:
             pass
@@ -119,3 +122,6 @@ class GroupCommit:
         finally:
             for t in batch:
                 t.finished = True
+
+    def _error(self, exc: Exception, doing: str) -> Exception:
+        return write_error(exc, self._what, doing, self._path) if isinstance(exc, sqlite3.Error) else exc

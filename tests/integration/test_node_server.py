@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import csv
 import datetime as dt
+import logging
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -339,3 +340,36 @@ def test_node_info_states_the_caps_above_the_study(federation: dict[str, object]
         100000.0,
     )
     assert info.budget_period_days == 365 and info.epsilon_per_query_min == 0.001
+
+
+def test_an_answered_rpc_is_logged_at_debug_only_and_a_refused_one_always(
+    federation: dict[str, object], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 16, item 3: no per-RPC log line on the hot path unless the ``genogate.rpc`` logger is at DEBUG; a
+    refusal is logged at INFO. The server logs before it sends its answer, so the lines are there once the
+    client has it."""
+
+    def rpc_lines() -> list[tuple[str, str, str]]:
+        return [
+            (r.rpc, r.outcome, r.levelname)  # type: ignore[attr-defined]
+            for r in caplog.records
+            if r.name == "genogate.rpc" and r.getMessage() == "rpc"
+        ]
+
+    caplog.set_level(logging.INFO, logger="genogate.rpc")
+    ask(federation, CohortCount(parse_filter(filler(700))), eps=0.1)
+    with client(federation) as c:
+        c.budget("S1")
+    assert rpc_lines() == []
+    with pytest.raises(PermissionDenied):
+        ask(federation, CohortCount(parse_filter(filler(701))), who="bob")
+    assert rpc_lines() == [("Query", "permission_denied", "INFO")]
+
+    caplog.clear()
+    caplog.set_level(logging.DEBUG, logger="genogate.rpc")
+    ask(federation, CohortCount(parse_filter(filler(702))), eps=0.1)
+    with client(federation) as c:
+        c.budget("S1")
+    lines = rpc_lines()  # the client's own GetNodeInfo calls among them
+    assert {("Query", "ok", "DEBUG"), ("GetBudget", "ok", "DEBUG")} <= set(lines)
+    assert {level for _, outcome, level in lines if outcome == "ok"} == {"DEBUG"}

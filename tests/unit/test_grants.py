@@ -35,7 +35,7 @@ from genogate.query import Kind
 from genogate.signing import Signer
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
-from node.grants import GrantVerifier, RevocationCache, VerifiedQuery
+from node.grants import GrantVerifier, RevocationCache, VerifiedGrants, VerifiedQuery
 from node.nonces import NonceStore
 
 NOW_MS = 1_780_000_000_000
@@ -859,3 +859,159 @@ def test_a_version_1_nonce_store_is_upgraded_and_its_nonces_belong_to_no_caller(
     con = sqlite3.connect(path)
     assert con.execute("PRAGMA user_version").fetchone()[0] == 2
     con.close()
+
+
+# Issue 16, item 3: a grant's bytes are verified once (``VerifiedGrants``); the rest is checked every time.
+
+
+def test_a_grant_is_verified_once_and_its_bytes_are_remembered(world: World, verifier: GrantVerifier) -> None:
+    grant = world.grant()
+    first = verifier.verify(grant, world.query(), **AS_COORDINATOR)
+    again = verifier.verify(pb.StudyGrant.FromString(grant.SerializeToString()), world.query(), **AS_COORDINATOR)
+    assert again.grant is first.grant and again.study is first.study  # the second call decoded nothing
+    assert len(verifier._verified) == 1
+
+
+def test_a_forged_or_altered_grant_is_refused_after_the_valid_one_was_cached(
+    world: World, verifier: GrantVerifier
+) -> None:
+    grant = world.grant()
+    verifier.verify(grant, world.query(), **AS_COORDINATOR)
+    # The same payload under another key's signature claiming the committee's key id.
+    forged = world.sign_grant(grant.payload, by=signer(), key_id=world.committee.key_id)
+    # The payload changed (a higher budget) under the cached grant's own signature.
+    body = pb.GrantBody.FromString(grant.payload)
+    body.epsilon_total = 400.0
+    altered = pb.StudyGrant(
+        payload=body.SerializeToString(),
+        committee_signature=grant.committee_signature,
+        committee_key_id=grant.committee_key_id,
+    )
+    # The signature's last byte flipped; the signature cut short; the valid grant under an untrusted key id.
+    flipped = pb.StudyGrant()
+    flipped.CopyFrom(grant)
+    flipped.committee_signature = grant.committee_signature[:-1] + bytes([grant.committee_signature[-1] ^ 1])
+    short = pb.StudyGrant()
+    short.CopyFrom(grant)
+    short.committee_signature = grant.committee_signature[:-1]
+    stranger = pb.StudyGrant()
+    stranger.CopyFrom(grant)
+    stranger.committee_key_id = signer().key_id
+    for _ in range(2):  # a refusal is not remembered either: refused again, in full
+        for bad in (forged, altered, flipped, short):
+            refused_with(
+                Unauthenticated, Reason.BAD_SIGNATURE, lambda g=bad: verifier.verify(g, world.query(), **AS_COORDINATOR)
+            )
+        refused_with(
+            PermissionDenied,
+            Reason.UNTRUSTED_COMMITTEE,
+            lambda: verifier.verify(stranger, world.query(), **AS_COORDINATOR),
+        )
+    assert len(verifier._verified) == 1
+    verifier.verify(grant, world.query(), **AS_COORDINATOR)  # the valid one still is
+
+
+def test_a_cached_grant_is_refused_once_expired_revoked_or_unconfirmed(
+    world: World, cache: RevocationCache, verifier: GrantVerifier
+) -> None:
+    grant = world.grant(not_after_unix_ms=NOW_MS + 1000)
+    verifier.verify(grant, world.query(), **AS_COORDINATOR)
+    assert len(verifier._verified) == 1
+    world.clock.ms = NOW_MS + 1000
+    cache.update(world.revocations())  # fresh at the new time: only the grant's own window refuses
+    refused_with(
+        PermissionDenied, Reason.GRANT_EXPIRED, lambda: verifier.verify(grant, world.query(), **AS_COORDINATOR)
+    )
+    lasting = world.grant()
+    verifier.verify(lasting, world.query(), **AS_COORDINATOR)
+    world.clock.ms += STALENESS_MS + 1  # the list held is now too old to vouch for the grant
+    refused_with(
+        PermissionDenied,
+        Reason.REVOCATION_UNCONFIRMED,
+        lambda: verifier.verify(lasting, world.query(), **AS_COORDINATOR),
+    )
+    cache.update(world.revocations(revoked=(STUDY,), epoch=4))
+    refused_with(
+        PermissionDenied, Reason.GRANT_REVOKED, lambda: verifier.verify(lasting, world.query(), **AS_COORDINATOR)
+    )
+    refused_with(PermissionDenied, Reason.GRANT_REVOKED, lambda: verifier.verify_grant(lasting))
+
+
+def test_a_cached_grant_is_refused_before_it_is_valid_and_at_another_site(
+    world: World, cache: RevocationCache, nonces: NonceStore
+) -> None:
+    early = world.grant(not_before_unix_ms=NOW_MS + 1000)
+    elsewhere = make_verifier(world, cache, nonces, site="site-c")
+    for v in (make_verifier(world, cache, nonces), elsewhere):
+        world.clock.ms = NOW_MS
+        refused_with(
+            PermissionDenied, Reason.GRANT_NOT_YET_VALID, lambda v=v: v.verify(early, world.query(), **AS_COORDINATOR)
+        )
+    grant = world.grant()
+    make_verifier(world, cache, nonces).verify(grant, world.query(), **AS_COORDINATOR)
+    # Another verifier (another site) keeps its own cache: the site check runs whatever is cached.
+    refused_with(
+        PermissionDenied, Reason.GRANT_WRONG_SITE, lambda: elsewhere.verify(grant, world.query(), **AS_COORDINATOR)
+    )
+
+
+def test_verified_grants_keep_the_most_recently_used(world: World, verifier: GrantVerifier) -> None:
+    cached = VerifiedGrants(max_entries=2)
+    grants = [world.grant(study_id=f"S-{i}") for i in range(3)]
+    digests = [VerifiedGrants.digest(g) for g in grants]
+    assert len(set(digests)) == 3
+    entry = verifier.verify_grant(grants[0])
+    cached.put(digests[0], entry)
+    cached.put(digests[1], entry)
+    assert cached.get(digests[0]) is entry  # now the most recent
+    cached.put(digests[2], entry)
+    assert len(cached) == 2
+    assert cached.get(digests[1]) is None and cached.get(digests[0]) is entry and cached.get(digests[2]) is entry
+    # The digest separates its parts: moving bytes between key id, payload and signature changes it.
+    g = grants[0]
+    moved = pb.StudyGrant(
+        payload=g.payload + g.committee_signature[:1],
+        committee_signature=g.committee_signature[1:],
+        committee_key_id=g.committee_key_id,
+    )
+    assert VerifiedGrants.digest(moved) != digests[0]
+
+
+def test_nonces_recorded_together_keep_each_outcome_and_all_are_durable(tmp_path: Path) -> None:
+    """Concurrent nonces share one transaction (group commit): a replay refused in a batch undoes nothing of
+    the others, and every accepted nonce is on disk when its caller returns."""
+    path = tmp_path / "nonces.sqlite"
+    store = NonceStore(path, WINDOW_MS)
+    first = hashlib.sha256(b"first").hexdigest()
+    store.check_and_record(b"r" * 16, first, NOW_MS, NOW_MS, "coordinator")
+    start = threading.Barrier(24)
+    outcomes: dict[int, str] = {}
+
+    def attempt(i: int) -> None:
+        nonce, payload = (i.to_bytes(16, "big"), hashlib.sha256(str(i).encode()).hexdigest())
+        if i % 3 == 1:  # the recorded nonce under another payload: a replay
+            nonce, payload = b"r" * 16, hashlib.sha256(b"other").hexdigest()
+        elif i % 3 == 2:  # the same signed envelope again from its sender: a retry
+            nonce, payload = b"r" * 16, first
+        start.wait()
+        try:
+            store.check_and_record(nonce, payload, NOW_MS, NOW_MS, "coordinator")
+            outcomes[i] = "accepted"
+        except Unauthenticated as exc:
+            outcomes[i] = exc.reason.name
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    store.close()
+    assert outcomes == {i: "REPLAYED_NONCE" if i % 3 == 1 else "accepted" for i in range(24)}
+    reopened = NonceStore(path, WINDOW_MS)
+    try:
+        assert len(reopened) == 1 + 8
+        for i in range(0, 24, 3):  # each fresh nonce is now a replay under another payload
+            with pytest.raises(Unauthenticated):
+                reopened.check_and_record(i.to_bytes(16, "big"), first, NOW_MS, NOW_MS, "coordinator")
+    finally:
+        reopened.close()
