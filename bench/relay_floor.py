@@ -164,9 +164,14 @@ class Floor:
     def call(self) -> None:
         """One query through the relay; raises ``grpc.RpcError`` if any link fails, ``RuntimeError`` if the
         reply is not ``sizes.combined`` bytes."""
-        reply = self._relay(self.request, timeout=CALL_TIMEOUT_S)
+        self.reply()
+
+    def reply(self) -> bytes:
+        """``call``, returning the relay's reply."""
+        reply: bytes = self._relay(self.request, timeout=CALL_TIMEOUT_S)
         if len(reply) != self.sizes.combined:
             raise RuntimeError(f"the relay answered {len(reply)} bytes, not {self.sizes.combined}")
+        return reply
 
     def echo_stats(self) -> list[dict[str, Any]]:
         """Each echo server's own count of what it was sent (``bench.echo_server``'s Stats), in site order."""
