@@ -60,6 +60,8 @@ COHORT = "cohort count"
 CASE_CONTROL = "case/control, 1 variant"
 AF_1000 = "1,000-variant AF vector"
 CASES = (AF_1, COHORT, CASE_CONTROL, AF_1000)
+COORD_AUDIT = "coordinator audit.sqlite"
+NODE_LEDGER = "node ledger.sqlite"
 
 
 @dataclass(frozen=True)
@@ -88,11 +90,11 @@ class Plan:
         return cls(
             samples=1_000,
             variants=2_000,
-            sites=(1, 3, 10),
+            sites=(1, 3),
             n=40,
-            n_vector=10,
+            n_vector=3,
             n_sites=30,
-            throughput_s=3.0,
+            throughput_s=2.0,
             cpu_queries=30,
             cli_repeats=5,
             profile_s=5.0,
@@ -372,8 +374,10 @@ def floors(work: Path, sites: int, *sizes: tuple[Sizes, str]) -> Iterator[list[F
 
 def measure_cases(fed: Federation, work: Path, plan: Plan) -> dict[str, Any]:
     """The four cases at ``plan.case_sites`` sites, each interleaved with the asyncio and futures relay floors
-    (request and reply sizes of one variant or of 1,000); the vector also with one node asked directly."""
-    out: dict[str, Any] = {"sites": plan.case_sites}
+    (request and reply sizes of one variant or of 1,000); the vector also with one node asked directly. Each
+    case also gives the growth per query of the coordinator's audit log (its federated queries) and of the
+    first node's ledger (federated and direct queries both write a release there), under ``"audit"``."""
+    out: dict[str, Any] = {"sites": plan.case_sites, "audit": {}}
     k = plan.case_sites
     with (
         fed.client() as client,
@@ -382,16 +386,24 @@ def measure_cases(fed: Federation, work: Path, plan: Plan) -> dict[str, Any]:
         ) as (fa, ff, fv),
     ):
         for case in plan.cases:
+            before = _audit_bytes(fed)
             g = federated(fed, client, case, k, plan.epsilon)
             if case == AF_1000:
                 d = direct(fed, case, plan.epsilon)
                 _warm(g, d, fv.call, n=1)
                 gl, dl, fl = interleaved([g, d, fv.call], plan.n_vector)
                 out[case] = {"genogate": _ms(gl), "direct": _ms(dl), "floor_asyncio": _ms(fl)}
+                asked, at_node = 1 + plan.n_vector, 2 * (1 + plan.n_vector)
             else:
                 _warm(g, fa.call, ff.call)
                 gl, al, fl = interleaved([g, fa.call, ff.call], plan.n)
                 out[case] = {"genogate": _ms(gl), "floor_asyncio": _ms(al), "floor_futures": _ms(fl)}
+                asked = at_node = 3 + plan.n
+            after = _audit_bytes(fed)
+            out["audit"][case] = {
+                COORD_AUDIT: (after[COORD_AUDIT] - before[COORD_AUDIT]) / asked,
+                NODE_LEDGER: (after[NODE_LEDGER] - before[NODE_LEDGER]) / at_node,
+            }
     return out
 
 
@@ -484,24 +496,11 @@ def _logical_bytes(db: Path) -> int:
         con.close()
 
 
-def audit_growth(fed: Federation, plan: Plan) -> dict[str, Any]:
-    """Bytes the coordinator's audit log and the first node's ledger (its releases and audit log) grow per
-    query, for a single variant and for 1,000 (sequential queries at ``plan.case_sites`` sites)."""
-    files = {
-        "coordinator audit.sqlite": fed.root / "coord" / "audit.sqlite",
-        "node ledger.sqlite": fed.root / fed.names[0] / "ledger.sqlite",
+def _audit_bytes(fed: Federation) -> dict[str, int]:
+    return {
+        COORD_AUDIT: _logical_bytes(fed.root / "coord" / "audit.sqlite"),
+        NODE_LEDGER: _logical_bytes(fed.root / fed.names[0] / "ledger.sqlite"),
     }
-    out: dict[str, Any] = {}
-    with fed.client() as client:
-        for case, n in ((AF_1, plan.n), (AF_1000, plan.n_vector)):
-            if case not in plan.cases:
-                continue
-            g = federated(fed, client, case, plan.case_sites, plan.epsilon)
-            before = {k: _logical_bytes(p) for k, p in files.items()}
-            for _ in range(n):
-                g()
-            out[case] = {k: (_logical_bytes(p) - before[k]) / n for k, p in files.items()}
-    return out
 
 
 def cli_startup(fed: Federation, plan: Plan) -> dict[str, Any]:
@@ -590,8 +589,12 @@ class Results:
         return asdict(self)
 
 
-def run(work: Path, plan: Plan, *, say: Callable[[str], None] = print) -> Results:
+def run(work: Path, plan: Plan, *, tell: Callable[[str], None] = print) -> Results:
     t0 = time.monotonic()
+
+    def say(text: str) -> None:
+        tell(f"[{time.monotonic() - t0:5.0f} s] {text}")
+
     work.mkdir(parents=True, exist_ok=True)
     say(f"federation: store {plan.samples:,} x {plan.variants:,} ...")
     store = store_for(work, plan.samples, plan.variants, plan.seed)
@@ -602,13 +605,13 @@ def run(work: Path, plan: Plan, *, say: Callable[[str], None] = print) -> Result
     try:
         say(f"federation: four cases at {plan.case_sites} sites, interleaved with the floors ...")
         res.cases = measure_cases(fed, work, plan)
+        res.audit = res.cases.pop("audit")
         say(f"federation: latency against {', '.join(map(str, plan.sites))} sites ...")
         res.sites = measure_sites(fed, work, plan)
         say(f"federation: throughput with {', '.join(map(str, plan.threads))} client threads ...")
         res.throughput = measure_throughput(fed, work, plan)
-        say("federation: CPU per query per process, audit growth ...")
+        say("federation: CPU per query per process ...")
         res.cpu = cpu_per_query(fed, work, plan)
-        res.audit = audit_growth(fed, plan)
         say("federation: CLI start-up against python -c pass ...")
         res.cli = _unless_missing(cli_startup, fed, plan)
     finally:

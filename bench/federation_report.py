@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.federation import AF_1, AF_1000, CASES
+from bench.federation import AF_1, AF_1000, CASES, COORD_AUDIT, NODE_LEDGER
 
 BEGIN = "<!-- federation:begin -->"
 END = "<!-- federation:end -->"
@@ -95,8 +95,8 @@ def targets(r: Mapping[str, Any]) -> list[Target]:
                 True,
             )
         )
-    for case in (AF_1, AF_1000):
-        grow = r["audit"][case]["coordinator audit.sqlite"]
+    for case, row in r["audit"].items():
+        grow = row[COORD_AUDIT]
         out.append(
             Target(
                 f"coordinator audit growth per {case} query / 20 KB",
@@ -217,13 +217,14 @@ def markdown(r: Mapping[str, Any], plot: str | None, *, quick: bool) -> str:
         f"| client | {gp['client'][0]:.2f} | {fp['client'][0]:.2f} |",
         f"| **total** | **{g['total_ms']:.2f}** | **{f['total_ms']:.2f}** ({_ratio(g['total_ms'], f['total_ms'])}) |",
         "",
-        "### Audit and ledger growth per query (logical SQLite size, WAL included, read-only)",
+        "### Audit and ledger growth per query (logical SQLite size, WAL included, read read-only, before and "
+        "after each case's latency calls above)",
         "",
         "| query | coordinator audit.sqlite | first node's ledger.sqlite (releases + audit log) |",
         "|---|---:|---:|",
     ]
     for case, row in r["audit"].items():
-        L.append(f"| {case} | {_kib(row['coordinator audit.sqlite'])} | {_kib(row['node ledger.sqlite'])} |")
+        L.append(f"| {case} | {_kib(row[COORD_AUDIT])} | {_kib(row[NODE_LEDGER])} |")
     L += [
         "",
         f"### CLI start-up ({plan['cli_repeats']} runs each, interleaved with `python -c pass`; medians)",

@@ -289,7 +289,7 @@ def _federation(work: Path, out: Path, plan_name: str) -> int:
 
     plan = {"full": federation.Plan, "quick": federation.Plan.quick, "smallest": federation.Plan.smallest}[plan_name]()
     work.mkdir(parents=True, exist_ok=True)
-    res = federation.run(work / "federation", plan, say=lambda s: print(s, flush=True)).to_json()
+    res = federation.run(work / "federation", plan, tell=lambda s: print(s, flush=True)).to_json()
     suffix = "" if plan_name == "full" else f"-{plan_name}"
     (work / f"federation{suffix}.json").write_text(json.dumps(res, indent=1))
     png = ROOT / "bench" / "federation-latency.png" if plan_name == "full" else work / f"federation-latency{suffix}.png"

@@ -55,7 +55,7 @@ def test_the_smallest_federation_run_writes_its_section_between_the_markers(tmp_
         "| each extra site, p50 increment / the floor's | one site count only |",
         "| throughput at 1 site, 2 client threads / the floor's |",
         "`genogate query ...` wall time / `python -c pass`",
-        "| coordinator audit growth per single-variant AF query / 20 KB |",
+        *(f"| coordinator audit growth per {case} query / 20 KB |" for case in (AF_1, COHORT, CASE_CONTROL, AF_1000)),
         "| 1 | ",  # the latency-against-sites row
         "| coordinator / relay |",
         "| each node / echo server |",
@@ -85,7 +85,8 @@ def test_a_sampled_federation_answers_every_measurement_at_one_site(tmp_path: Pa
         sites = federation.measure_sites(fed, tmp_path, plan)
     finally:
         fed.stop()
-    assert set(cases) == {"sites", AF_1}
+    assert set(cases) == {"sites", "audit", AF_1}
+    assert cases["audit"][AF_1]["coordinator audit.sqlite"] > 0  # each federated query is audited
     assert set(cases[AF_1]) == {"genogate", "floor_asyncio", "floor_futures"}
     assert all(x["p50_ms"] > 0 and x["p99_ms"] >= x["p50_ms"] for x in cases[AF_1].values())
     assert set(sites["rows"]) == {"1"} and sites["increment_ms"]["genogate"] is None
