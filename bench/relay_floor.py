@@ -51,13 +51,15 @@ class Sizes:
     combined: int  # bytes the relay replies to the client
 
 
-# Measured on genogate's real messages by ``python -m bench.message_sizes`` (a real demo federation of three
-# nodes, an approved study with per-site breakdown, queries as the federation benchmark asks them: a filter
-# with a distinct phenotype term, ε 0.001): ``request`` is the serialized ``QueryRequest`` the coordinator
-# sends each node (the researcher's signed envelope and the committee-signed grant), ``reply`` a node's
-# ``QueryResponse`` (its signed release), ``combined`` the ``RunQueryResponse`` the coordinator answers.
-ONE_VARIANT = Sizes(request=1500, reply=700, combined=3000)
-THOUSAND_VARIANTS = Sizes(request=40000, reply=30000, combined=200000)
+# Measured on genogate's real messages by ``python -m bench.message_sizes`` (the demo federation: three node
+# processes, an approved study with per-site breakdown; allele-frequency queries as the federation benchmark
+# asks them, ε 0.001, a filter made distinct by a phenotype term nobody has; medians of 5 queries):
+# ``request`` is the serialized ``QueryRequest`` the coordinator sends each node (the researcher's signed
+# envelope and the committee-signed grant), ``reply`` a node's ``QueryResponse`` (its signed release),
+# ``combined`` the ``RunQueryResponse`` the coordinator answers (with the three sites' releases, as a study
+# with per-site breakdown returns them). ``tests/integration/test_bench_floor.py`` measures them again.
+ONE_VARIANT = Sizes(request=1143, reply=431, combined=1715)
+THOUSAND_VARIANTS = Sizes(request=17232, reply=90556, combined=480708)
 
 
 @dataclass(frozen=True)
