@@ -17,8 +17,8 @@ to the wait it returned to, and a burst that began and ended between two samples
 reported as such (``UNSEEN``) rather than credited to an idle stack. What this cannot tell (in-process,
 the sampler holds the GIL while it looks, so a thread running Python then waits for it like an idle one):
 a thread that works in bursts separated by waits shorter than the interval has its wait credited with part
-of the CPU around it (e.g. ``concurrent/futures/thread.py:_worker`` in a loaded gRPC server); read the
-inclusive figures of the functions below it, or sample more often. C code called from Python (gRPC's
+of the CPU around it, unless the wait is one of the standard library's that ``WAITS`` lists (an executor's
+idle worker, a condition, a queue, a selector), which are never credited. C code called from Python (gRPC's
 Cython, DuckDB, OpenDP) counts as its Python caller's self time; threads that run no Python (gRPC's C
 threads) appear, with their CPU, under ``native_threads``.
 
@@ -96,6 +96,20 @@ class _Stack:
     leaf: str
     labels: frozenset[str]
     delta: float  # CPU seconds the thread used in the interval that ended with this sample
+    waiting: bool = False  # its leaf is one of ``WAITS``: never credited
+
+
+# Python functions whose own time is a blocking wait in C (a queue, a condition, a selector): a thread found in
+# one is waiting, whatever CPU it used around it (the limit above), so such a stack is never credited.
+WAITS = (
+    "concurrent/futures/thread.py:_worker",
+    "threading.py:Condition.wait",
+    "threading.py:Thread._wait_for_tstate_lock",
+    "queue.py:Queue.get",
+    "selectors.py:EpollSelector.select",
+    "selectors.py:PollSelector.select",
+    "selectors.py:SelectSelector.select",
+)
 
 
 _IDLE = _Stack("", frozenset(), 0.0)
@@ -169,7 +183,10 @@ class Sampler:
         while f is not None:
             seen.add(_label(f.f_code, labels))
             f = f.f_back
-        return _Stack(_label(frame.f_code, labels), frozenset(seen), delta)
+        leaf = _label(frame.f_code, labels)
+        if leaf.endswith(WAITS):
+            return _Stack("", frozenset(), delta, waiting=True)
+        return _Stack(leaf, frozenset(seen), delta)
 
     def _sample(self, frames: dict[int, FrameType], threads: dict[int | None, threading.Thread], me: int) -> None:
         p = self._profile
@@ -202,10 +219,10 @@ class Sampler:
 
     def _credit(self, before: _Stack, at: _Stack, after: _Stack) -> None:
         """Credit ``at.delta`` (the CPU used between the samples ``before`` and ``at``) to the ends that were on
-        CPU: ``before`` if its thread worked on both sides of it, ``at`` likewise."""
+        CPU: ``before`` if its thread worked on both sides of it and is not in a wait, ``at`` likewise."""
         if at.delta <= 0:
             return
-        ends = [s for s, on in ((before, before.delta > 0), (at, after.delta > 0)) if on]
+        ends = [s for s, on in ((before, before.delta > 0), (at, after.delta > 0)) if on and not s.waiting]
         p = self._profile
         if not ends:
             p.self_cpu[UNSEEN] += at.delta

@@ -185,6 +185,32 @@ def test_profiled_finds_the_busy_function_and_weighs_an_idle_thread_nothing(tmp_
     assert data["samples"] > 0 and data["cpu_s"]["attributed"] <= data["cpu_s"]["process"] + 0.02
 
 
+BURSTS = """
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    def task_function():
+        t0 = time.thread_time()
+        while time.thread_time() - t0 < 0.002:
+            pass
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for _ in range(300):
+            pool.submit(task_function)
+            time.sleep(0.001)
+"""
+
+
+def test_profiled_credits_short_bursts_to_the_work_not_to_the_executor_s_wait(tmp_path: Path) -> None:
+    script = tmp_path / "bursts.py"
+    script.write_text(textwrap.dedent(BURSTS))
+    out = tmp_path / "profile.json"
+    subprocess.run([sys.executable, "-m", "bench.profiled", str(out), "--", str(script)], cwd=ROOT, check=True)
+    top = summarize(out, top=50)
+    assert top[0][0].endswith("bursts.py:task_function")
+    assert not any(fn.endswith("thread.py:_worker") for fn, _, _ in top)
+
+
 def test_profiled_writes_its_profile_on_sigterm(tmp_path: Path) -> None:
     script = tmp_path / "forever.py"
     script.write_text("def forever_function():\n    while True:\n        pass\n\nforever_function()\n")
