@@ -39,6 +39,7 @@ import os
 import runpy
 import signal
 import sys
+import sysconfig
 import threading
 import time
 from collections import Counter, defaultdict
@@ -50,7 +51,14 @@ from typing import Any
 from bench.cpu import stat_cpu_seconds
 
 TOP = 50  # functions kept in each table of OUT.json
-_PREFIXES = tuple(sorted({p.rstrip("/") + "/" for p in sys.path if p and p.endswith("-packages")}, key=len))
+# Shown relative to where they were found, longest first: site-packages lies inside the standard library's path.
+_PREFIXES = tuple(
+    sorted(
+        {p.rstrip("/") + "/" for p in sys.path if p.endswith("-packages")} | {sysconfig.get_paths()["stdlib"] + "/"},
+        key=len,
+        reverse=True,
+    )
+)
 
 
 def _label(code: CodeType, cache: dict[CodeType, str]) -> str:
@@ -153,7 +161,7 @@ class Sampler:
     def __init__(self, out: Path, interval_s: float, target: list[str]) -> None:
         self.out = out
         self.target = target
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # the signal handlers write from the main thread, maybe inside a write
         self._profile = Profile(interval_s, process_cpu0=_process_cpu())
         self._cpu: dict[int, float] = {}  # native id -> CPU seconds at its previous sample
         self._recent: dict[int, list[_Stack]] = {}  # native id -> its last two samples, oldest first
