@@ -5,21 +5,31 @@
 
 The target runs in this process (``runpy``, as ``python -m``/``python script.py`` would run it) beside one
 daemon sampling thread. Every ``--interval-ms`` the sampler takes every thread's Python stack
-(``sys._current_frames``) and reads each thread's CPU time from ``/proc/self/task/<tid>/stat`` (by the
-thread's native id: ``time.thread_time`` measures only its caller); the CPU a thread used since the
-previous sample is credited to the stack it is in now. An idle thread (waiting on a lock, a socket, a
-condition) weighs nothing, however many samples catch it. The kernel counts CPU in 10 ms ticks, so each
-sample carries 0, 10 or 20 ms: over a run of seconds this samples CPU time fairly (each tick is credited to
-where its thread was when it was counted), which is what "where does the time go" asks.
+(``sys._current_frames``) and reads each thread's CPU time by its native id (``time.thread_time`` measures
+only its caller): from Linux's per-thread CPU clock, in nanoseconds, or else from
+``/proc/self/task/<tid>/stat``, in 10 ms ticks. An idle thread (waiting on a lock, a socket, a condition)
+weighs nothing, however many samples catch it.
+
+The CPU a thread used between two samples is credited to the stacks at the two ends that were on CPU, half
+each: a stack counts as on CPU when its thread used CPU both in the interval before and in the interval
+after it. So the work of a burst that ends between two samples goes to where the thread was working, not
+to the wait it returned to, and a burst that began and ended between two samples, seen at neither end, is
+reported as such (``UNSEEN``) rather than credited to an idle stack. What this cannot tell (in-process,
+the sampler holds the GIL while it looks, so a thread running Python then waits for it like an idle one):
+a thread that works in bursts separated by waits shorter than the interval has its wait credited with part
+of the CPU around it, unless the wait is one of the standard library's that ``WAITS`` lists (an executor's
+idle worker, a condition, a queue, a selector), which are never credited. C code called from Python (gRPC's
+Cython, DuckDB, OpenDP) counts as its Python caller's self time; threads that run no Python (gRPC's C
+threads) appear, with their CPU, under ``native_threads``.
 
 On SIGTERM or SIGINT (when the target installs no handler of its own, the program then exits 143 / 130),
 on SIGUSR1 (write and keep going) and when the target ends, OUT.json is written atomically: the number of
 samples, CPU seconds of the process and the part attributed to Python stacks, the top functions by self
-and inclusive CPU (``file:function``), per Python thread (by name) and per native thread (gRPC's C threads
-included, by their kernel name). SIGUSR2 forgets everything sampled so far (the caller's warm-up).
+and inclusive CPU (``file:function``), per Python thread (by name) and per native thread (by its kernel
+name). SIGUSR2 forgets everything sampled so far (the caller's warm-up).
 
-Threading model: the sampler thread only reads (frames, /proc) and updates its own tables under one lock,
-which the writer also takes; the target's threads are never paused.
+Threading model: the sampler thread only reads (frames, clocks, /proc) and updates its own tables under one
+lock, which the writer also takes; the target's threads are never paused.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import os
 import runpy
 import signal
 import sys
+import sysconfig
 import threading
 import time
 from collections import Counter, defaultdict
@@ -40,7 +51,14 @@ from typing import Any
 from bench.cpu import stat_cpu_seconds
 
 TOP = 50  # functions kept in each table of OUT.json
-_PREFIXES = tuple(sorted({p.rstrip("/") + "/" for p in sys.path if p and p.endswith("-packages")}, key=len))
+# Shown relative to where they were found, longest first: site-packages lies inside the standard library's path.
+_PREFIXES = tuple(
+    sorted(
+        {p.rstrip("/") + "/" for p in sys.path if p.endswith("-packages")} | {sysconfig.get_paths()["stdlib"] + "/"},
+        key=len,
+        reverse=True,
+    )
+)
 
 
 def _label(code: CodeType, cache: dict[CodeType, str]) -> str:
@@ -58,31 +76,51 @@ def _label(code: CodeType, cache: dict[CodeType, str]) -> str:
     return label
 
 
-class _TaskClock:
-    """Each native thread's CPU seconds, read from ``/proc/self/task/<tid>/stat`` through a file kept open
-    (``pread`` at 0 regenerates the line: one system call per thread and sample)."""
+def _thread_clock(tid: int) -> int:
+    """The clock id of Linux's CPU clock of thread ``tid`` of this process (``MAKE_THREAD_CPUCLOCK(tid,
+    CPUCLOCK_SCHED)``): unlike ``pthread_getcpuclockid``, the kernel checks the id, so a thread that has ended
+    is an ``OSError``, never a read of freed memory."""
+    return ((~tid) << 3) | 6
 
-    def __init__(self) -> None:
-        self._fds: dict[int, int] = {}
 
-    def seconds(self, tid: int) -> float | None:
-        fd = self._fds.get(tid)
-        try:
-            if fd is None:
-                fd = self._fds[tid] = os.open(f"/proc/self/task/{tid}/stat", os.O_RDONLY)
-            data = os.pread(fd, 1024, 0)
-        except OSError:  # the thread has ended
-            self.forget(tid)
-            return None
-        return stat_cpu_seconds(data.decode()) if data else None
+def _thread_cpu_seconds(tid: int) -> float | None:
+    """CPU seconds of thread ``tid`` of this process; None once it has ended."""
+    try:
+        return time.clock_gettime(_thread_clock(tid))
+    except OSError:
+        pass
+    try:  # a kernel without per-thread clocks by id
+        with open(f"/proc/self/task/{tid}/stat") as f:
+            return stat_cpu_seconds(f.read())
+    except OSError:
+        return None
 
-    def forget(self, tid: int) -> None:
-        fd = self._fds.pop(tid, None)
-        if fd is not None:
-            os.close(fd)
 
-    def tids(self) -> list[int]:
-        return list(self._fds)
+UNSEEN = "(ran and stopped between two samples)"
+
+
+@dataclass
+class _Stack:
+    leaf: str
+    labels: frozenset[str]
+    delta: float  # CPU seconds the thread used in the interval that ended with this sample
+    waiting: bool = False  # its leaf is one of ``WAITS``: never credited
+
+
+# Python functions whose own time is a blocking wait in C (a queue, a condition, a selector): a thread found in
+# one is waiting, whatever CPU it used around it (the limit above), so such a stack is never credited.
+WAITS = (
+    "concurrent/futures/thread.py:_worker",
+    "threading.py:Condition.wait",
+    "threading.py:Thread._wait_for_tstate_lock",
+    "queue.py:Queue.get",
+    "selectors.py:EpollSelector.select",
+    "selectors.py:PollSelector.select",
+    "selectors.py:SelectSelector.select",
+)
+
+
+_IDLE = _Stack("", frozenset(), 0.0)
 
 
 @dataclass
@@ -123,10 +161,10 @@ class Sampler:
     def __init__(self, out: Path, interval_s: float, target: list[str]) -> None:
         self.out = out
         self.target = target
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # the signal handlers write from the main thread, maybe inside a write
         self._profile = Profile(interval_s, process_cpu0=_process_cpu())
-        self._clock = _TaskClock()
-        self._last: dict[int, float] = {}  # native id -> CPU seconds at the previous sample
+        self._cpu: dict[int, float] = {}  # native id -> CPU seconds at its previous sample
+        self._recent: dict[int, list[_Stack]] = {}  # native id -> its last two samples, oldest first
         self._labels: dict[CodeType, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench.profiled", daemon=True)
@@ -146,6 +184,18 @@ class Sampler:
             with self._lock:
                 self._sample(frames, threads, me)
 
+    def _stack(self, frame: FrameType, delta: float) -> _Stack:
+        labels = self._labels
+        seen = set()
+        f: FrameType | None = frame
+        while f is not None:
+            seen.add(_label(f.f_code, labels))
+            f = f.f_back
+        leaf = _label(frame.f_code, labels)
+        if leaf.endswith(WAITS):
+            return _Stack("", frozenset(), delta, waiting=True)
+        return _Stack(leaf, frozenset(seen), delta)
+
     def _sample(self, frames: dict[int, FrameType], threads: dict[int | None, threading.Thread], me: int) -> None:
         p = self._profile
         p.samples += 1
@@ -156,36 +206,43 @@ class Sampler:
             thread = threads.get(ident)
             name = thread.name if thread is not None else f"thread-{ident}"
             tid = thread.native_id if thread is not None else None
-            weight = None
-            if tid is not None:
-                alive.add(tid)
-                now = self._clock.seconds(tid)
-                if now is not None:
-                    weight = now - self._last.get(tid, now)
-                    self._last[tid] = now
+            now = _thread_cpu_seconds(tid) if tid is not None else None
             p.stacks += 1
             p.thread_hits[name] += 1
-            if weight is None:
+            if tid is None or now is None:
                 p.unweighted += 1
                 continue
-            p.thread_cpu[name] += weight
-            if weight <= 0:
-                continue
-            labels = self._labels
-            leaf = _label(frame.f_code, labels)
-            p.self_cpu[leaf] += weight
-            p.self_hits[leaf] += 1
-            seen = set()
-            f: FrameType | None = frame
-            while f is not None:
-                seen.add(_label(f.f_code, labels))
-                f = f.f_back
-            for label in seen:
-                p.incl_cpu[label] += weight
+            alive.add(tid)
+            delta = max(0.0, now - self._cpu.get(tid, now))
+            self._cpu[tid] = now
+            p.thread_cpu[name] += delta
+            recent = self._recent.setdefault(tid, [])
+            recent.append(self._stack(frame, delta) if delta > 0 else _IDLE)  # only a working thread's stack can count
+            if len(recent) == 3:
+                self._credit(*recent)
+                del recent[0]
+        for tid in set(self._cpu) - alive:
+            del self._cpu[tid]
+            self._recent.pop(tid, None)
+
+    def _credit(self, before: _Stack, at: _Stack, after: _Stack) -> None:
+        """Credit ``at.delta`` (the CPU used between the samples ``before`` and ``at``) to the ends that were on
+        CPU: ``before`` if its thread worked on both sides of it and is not in a wait, ``at`` likewise."""
+        if at.delta <= 0:
+            return
+        ends = [s for s, on in ((before, before.delta > 0), (at, after.delta > 0)) if on and not s.waiting]
+        p = self._profile
+        if not ends:
+            p.self_cpu[UNSEEN] += at.delta
+            p.self_hits[UNSEEN] += 1
+            return
+        share = at.delta / len(ends)
+        for s in ends:
+            p.self_cpu[s.leaf] += share
+            p.self_hits[s.leaf] += 1
+            for label in s.labels:
+                p.incl_cpu[label] += share
                 p.incl_hits[label] += 1
-        for tid in set(self._clock.tids()) - alive:
-            self._clock.forget(tid)
-            self._last.pop(tid, None)
 
     def report(self) -> dict[str, Any]:
         with self._lock:

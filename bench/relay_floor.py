@@ -20,7 +20,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,13 +50,15 @@ class Sizes:
     combined: int  # bytes the relay replies to the client
 
 
-# Measured on genogate's real messages by ``python -m bench.message_sizes`` (a real demo federation of three
-# nodes, an approved study with per-site breakdown, queries as the federation benchmark asks them: a filter
-# with a distinct phenotype term, ε 0.001): ``request`` is the serialized ``QueryRequest`` the coordinator
-# sends each node (the researcher's signed envelope and the committee-signed grant), ``reply`` a node's
-# ``QueryResponse`` (its signed release), ``combined`` the ``RunQueryResponse`` the coordinator answers.
-ONE_VARIANT = Sizes(request=1500, reply=700, combined=3000)
-THOUSAND_VARIANTS = Sizes(request=40000, reply=30000, combined=200000)
+# Measured on genogate's real messages by ``python -m bench.message_sizes`` (the demo federation: three node
+# processes, an approved study with per-site breakdown; allele-frequency queries as the federation benchmark
+# asks them, ε 0.001, a filter made distinct by a phenotype term nobody has; medians of 5 queries):
+# ``request`` is the serialized ``QueryRequest`` the coordinator sends each node (the researcher's signed
+# envelope and the committee-signed grant), ``reply`` a node's ``QueryResponse`` (its signed release),
+# ``combined`` the ``RunQueryResponse`` the coordinator answers (with the three sites' releases, as a study
+# with per-site breakdown returns them). ``tests/integration/test_bench_floor.py`` measures them again.
+ONE_VARIANT = Sizes(request=1143, reply=431, combined=1715)
+THOUSAND_VARIANTS = Sizes(request=17232, reply=90556, combined=480708)
 
 
 @dataclass(frozen=True)
@@ -90,15 +91,20 @@ def _wait_ready(proc: subprocess.Popen[bytes], ready: Path, log: Path, deadline:
 class Floor:
     """One relay process and ``sites`` echo server processes on 127.0.0.1, all mutual TLS.
 
-    ``call`` is thread-safe: every client thread shares one channel to the relay, as the SDK's users share
-    one ``Client``. ``close`` (or leaving the ``with`` block) terminates every process and waits for it."""
+    Its certificates, port files and the processes' logs go to a new directory of its own under ``work``
+    (``dir``), so floors may share ``work``. ``call`` is thread-safe: every client thread shares one channel
+    to the relay, as the SDK's users share one ``Client``. ``close`` (or leaving the ``with`` block)
+    terminates every process and waits for it."""
 
     def __init__(
         self, work: Path, sites: int, sizes: Sizes, *, relay: Literal["asyncio", "futures"] = "asyncio"
     ) -> None:
         if sites < 1:
             raise ValueError("a floor needs at least one site")
-        self.work = Path(work)
+        Path(work).mkdir(parents=True, exist_ok=True)
+        # A directory of its own under ``work`` (certificates, ports, logs): floors and whatever else lives in
+        # ``work`` never touch each other's files.
+        self.dir = Path(tempfile.mkdtemp(prefix=f"floor-{relay}-{sites}-", dir=work))
         self.sites = sites
         self.sizes = sizes
         self.relay_mode = relay
@@ -112,40 +118,37 @@ class Floor:
             raise
 
     def _spawn(self, role: str, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        log = open(self.work / f"{name}.log", "wb")  # noqa: SIM115 - closed in close()
+        log = open(self.dir / f"{name}.log", "wb")  # noqa: SIM115 - closed in close()
         self._logs.append(log)
         proc = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         self._procs[role].append(proc)
         return proc
 
     def _start(self) -> None:
-        if self.work.exists():
-            shutil.rmtree(self.work)
-        self.work.mkdir(parents=True)
         ca_key, ca_cert = new_ca("floor-ca", 2)
-        ca = self.work / "ca.pem"
+        ca = self.dir / "ca.pem"
         ca.write_bytes(ca_cert)
-        relay_id = _issue(ca_key, ca_cert, self.work, "relay", server=True, client=True)  # as the coordinator's
-        client_id = _issue(ca_key, ca_cert, self.work, "researcher", server=False, client=True)
+        relay_id = _issue(ca_key, ca_cert, self.dir, "relay", server=True, client=True)  # as the coordinator's
+        client_id = _issue(ca_key, ca_cert, self.dir, "researcher", server=False, client=True)
         names = [f"site-{i}" for i in range(self.sites)]
         echoes = []
         for name in names:
-            ident = _issue(ca_key, ca_cert, self.work, name, server=True, client=False)
-            ready = self.work / f"{name}.port"
+            ident = _issue(ca_key, ca_cert, self.dir, name, server=True, client=False)
+            ready = self.dir / f"{name}.port"
             args = ["bench.echo_server", str(ca), str(ident.cert), str(ident.key), str(ready)]
             echoes.append((self._spawn("echo", name, [*args, "--reply", str(self.sizes.reply)]), ready))
         deadline = time.monotonic() + START_TIMEOUT_S
         self._echo_ports = [
-            _wait_ready(proc, ready, self.work / f"{name}.log", deadline)
+            _wait_ready(proc, ready, self.dir / f"{name}.log", deadline)
             for name, (proc, ready) in zip(names, echoes, strict=True)
         ]
-        ready = self.work / "relay.port"
+        ready = self.dir / "relay.port"
         args = ["bench.relay_server", self.relay_mode, str(ca), str(relay_id.cert), str(relay_id.key), str(ready)]
         args += ["--combined", str(self.sizes.combined)]
         for name, port in zip(names, self._echo_ports, strict=True):
             args += ["--target", f"{name}=127.0.0.1:{port}"]
         relay = self._spawn("relay", "relay", args)
-        port = _wait_ready(relay, ready, self.work / "relay.log", deadline)
+        port = _wait_ready(relay, ready, self.dir / "relay.log", deadline)
         self._names = names
         self._credentials = grpc.ssl_channel_credentials(
             root_certificates=ca_cert,
@@ -287,21 +290,24 @@ def _ms(xs: Sequence[float]) -> tuple[float, float]:
 def _latency(work: Path, sites: Sequence[int], sizes: Sizes, n: int) -> None:
     print(f"latency, {n} calls each, asyncio and futures relays interleaved (ms):")
     print(f"  {'sites':>5}  {'asyncio p50':>11}  {'p99':>7}  {'futures p50':>11}  {'p99':>7}")
+    p50: dict[int, tuple[float, float]] = {}
     for k in sites:
-        with (
-            Floor(work / f"a{k}", k, sizes, relay="asyncio") as a,
-            Floor(work / f"f{k}", k, sizes, relay="futures") as f,
-        ):
+        with Floor(work, k, sizes, relay="asyncio") as a, Floor(work, k, sizes, relay="futures") as f:
             interleaved([a.call, f.call], max(3, n // 10))  # warm up
             ta, tf = interleaved([a.call, f.call], n)
         (a50, a99), (f50, f99) = _ms(ta), _ms(tf)
+        p50[k] = a50, f50
         print(f"  {k:>5}  {a50:>11.2f}  {a99:>7.2f}  {f50:>11.2f}  {f99:>7.2f}")
+    lo, hi = min(p50), max(p50)
+    if hi > lo:
+        da, df = ((p50[hi][i] - p50[lo][i]) / (hi - lo) for i in (0, 1))
+        print(f"  per extra site ({lo} -> {hi} sites, p50): asyncio +{da:.2f} ms, futures +{df:.2f} ms")
 
 
 def _throughput(work: Path, sizes: Sizes, seconds: float) -> None:
     print(f"throughput at 3 sites, {seconds:g} s per run; CPU ms per call (client, relay, each echo server):")
     for mode in ("asyncio", "futures"):
-        with Floor(work / f"t-{mode}", 3, sizes, relay=mode) as fl:
+        with Floor(work, 3, sizes, relay=mode) as fl:
             for threads in (8, 32):
                 pids = fl.pids()
                 before = [cpu_seconds(os.getpid()), *(cpu_seconds(p) for p in pids["relay"] + pids["echo"])]
