@@ -19,12 +19,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from genogate.cliutil import JSON_HELP, add_completion, print_json, run
+from genogate.cliutil import JSON_HELP, LazyCommands, add_completion, print_json, run
 from genogate.errors import DeadlineExceeded, GenogateError, InvalidArgument, Unavailable, UsageError
-from genogate.genome import BUILDS
 
 if TYPE_CHECKING:
     from google.protobuf.message import Message
+
+    _Sub = argparse._SubParsersAction[argparse.ArgumentParser]  # the sub-commands of a command group
 
     from genogate.coordclient import CoordinatorClient
     from genogate.profile import Profile
@@ -154,6 +155,8 @@ def _common(*, suppress: bool) -> argparse.ArgumentParser:
 
 
 def _add_proposal_args(p: argparse.ArgumentParser) -> None:
+    from genogate.genome import BUILDS
+
     p.add_argument("--title", required=True, help="short human-readable title")
     p.add_argument("--purpose", required=True, help='the purpose as a DUO code, e.g. "HMB", "DS-C50", "GRU"')
     p.add_argument("--kinds", type=_kinds, required=True, metavar="K1,K2", help=f"query kinds: {KINDS_HELP}")
@@ -178,9 +181,11 @@ def _add_proposal_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _parser() -> argparse.ArgumentParser:
-    from genogate.kinds import KINDS  # each kind's sub-command and arguments
-
+def _parser(*, lazy: bool = False) -> argparse.ArgumentParser:
+    """The ``genogate`` parser. With ``lazy`` (the command line's own), the sub-commands of a command group are
+    built only when that group is chosen (``cliutil.LazyCommands``): ``genogate --help`` or ``genogate study
+    ...`` never import the query kinds, and ``genogate query ...`` builds no study or registry commands.
+    Without it (tests, shell completion) the whole tree is built at once; either way it is the same parser."""
     leaf = _common(suppress=True)
     p = argparse.ArgumentParser(
         prog=PROG,
@@ -190,14 +195,16 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"{PROG} 0.1.0")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", action=LazyCommands)
+    assert isinstance(sub, LazyCommands)
 
-    def group(name: str, help_text: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    def group(name: str, help_text: str, fill: Callable[[_Sub], None]) -> None:
         g = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
-        return g.add_subparsers(dest="action", required=True, metavar="ACTION")
+        actions = g.add_subparsers(dest="action", required=True, metavar="ACTION")
+        sub.later(name, lambda: fill(actions), now=not lazy)
 
     def command(
-        group_sub: argparse._SubParsersAction[argparse.ArgumentParser],
+        group_sub: _Sub,
         name: str,
         handler: Callable[[argparse.Namespace], int],
         help_text: str,
@@ -207,164 +214,184 @@ def _parser() -> argparse.ArgumentParser:
         c.set_defaults(handler=handler)
         return c
 
-    keys = group("keys", "make Ed25519 signing keys")
-    c = keys.add_parser(
-        "new",
-        parents=[_json_only()],
-        description="Create an Ed25519 private key (PEM, PKCS#8, mode 0600) and print its raw public key as hex "
-        "and its fingerprint (SHA-256 of the raw public key: what proposals and reviews name). Works offline; never "
-        "overwrites a file. Register the public key with 'genogate researchers register'.",
-        help="create an Ed25519 signing key",
-    )
-    c.set_defaults(handler=_keys_new)
-    c.add_argument("--out", type=Path, required=True, metavar="FILE", help="where to write the private key")
+    def keys_commands(keys: _Sub) -> None:
+        c = keys.add_parser(
+            "new",
+            parents=[_json_only()],
+            description="Create an Ed25519 private key (PEM, PKCS#8, mode 0600) and print its raw public key as "
+            "hex and its fingerprint (SHA-256 of the raw public key: what proposals and reviews name). Works offline; "
+            "never overwrites a file. Register the public key with 'genogate researchers register'.",
+            help="create an Ed25519 signing key",
+        )
+        c.set_defaults(handler=_keys_new)
+        c.add_argument("--out", type=Path, required=True, metavar="FILE", help="where to write the private key")
 
-    study = group("study", "propose, preview, list, show and review studies")
-    c = command(
-        study,
-        "propose",
-        _study_propose,
-        "sign and propose a study",
-        "Sign a study proposal with the profile's signing_key (its fingerprint becomes the proposal's "
-        "researcher key) and send it; the study starts in state proposed.",
-    )
-    _add_proposal_args(c)
-    c = command(
-        study,
-        "preview",
-        _study_preview,
-        "dry-run a proposal (nothing is signed or recorded)",
-        "Check a proposal without signing or recording it: the grant an approval would issue, what each site "
-        "would make of it (registered, reachable, purpose and kinds accepted, epsilon cap, expected noise) and "
-        "every problem that would block it.",
-    )
-    _add_proposal_args(c)
-    c = command(study, "list", _study_list, "list studies", "List studies, newest first.")
-    c.add_argument("--state", choices=STATES, help="only studies in this state")
-    c.add_argument("--researcher", metavar="FINGERPRINT", default="", help="only studies of this researcher key")
-    c = command(study, "show", _study_show, "show one study", "Show one study: proposal, state, reviews, grant.")
-    c.add_argument("study_id", metavar="ID", help="the study's id (as 'study list' shows it)")
-    for name, verb in (("approve", "approve"), ("reject", "reject"), ("revoke", "revoke")):
-        detail = {
-            "approve": "Approve a proposed study; once enough reviewers approve, the committee's grant is issued.",
-            "reject": "Reject a proposed study.",
-            "revoke": "Revoke an approved study; nodes refuse its grant once they see the new revocation list.",
-        }[name]
+    group("keys", "make Ed25519 signing keys", keys_commands)
+
+    def study_commands(study: _Sub) -> None:
         c = command(
             study,
-            name,
-            _study_review,
-            f"{verb} a study (committee; signs a review)",
-            detail + " The review is signed with the profile's signing_key over the study's proposal hash.",
+            "propose",
+            _study_propose,
+            "sign and propose a study",
+            "Sign a study proposal with the profile's signing_key (its fingerprint becomes the proposal's "
+            "researcher key) and send it; the study starts in state proposed.",
         )
+        _add_proposal_args(c)
+        c = command(
+            study,
+            "preview",
+            _study_preview,
+            "dry-run a proposal (nothing is signed or recorded)",
+            "Check a proposal without signing or recording it: the grant an approval would issue, what each site "
+            "would make of it (registered, reachable, purpose and kinds accepted, epsilon cap, expected noise) and "
+            "every problem that would block it.",
+        )
+        _add_proposal_args(c)
+        c = command(study, "list", _study_list, "list studies", "List studies, newest first.")
+        c.add_argument("--state", choices=STATES, help="only studies in this state")
+        c.add_argument("--researcher", metavar="FINGERPRINT", default="", help="only studies of this researcher key")
+        c = command(study, "show", _study_show, "show one study", "Show one study: proposal, state, reviews, grant.")
         c.add_argument("study_id", metavar="ID", help="the study's id (as 'study list' shows it)")
-        c.add_argument("--comment", default="", help="comment or reason, shown to the researcher")
-        c.set_defaults(decision=name)
+        for name, verb in (("approve", "approve"), ("reject", "reject"), ("revoke", "revoke")):
+            detail = {
+                "approve": "Approve a proposed study; once enough reviewers approve, the committee's grant is issued.",
+                "reject": "Reject a proposed study.",
+                "revoke": "Revoke an approved study; nodes refuse its grant once they see the new revocation list.",
+            }[name]
+            c = command(
+                study,
+                name,
+                _study_review,
+                f"{verb} a study (committee; signs a review)",
+                detail + " The review is signed with the profile's signing_key over the study's proposal hash.",
+            )
+            c.add_argument("study_id", metavar="ID", help="the study's id (as 'study list' shows it)")
+            c.add_argument("--comment", default="", help="comment or reason, shown to the researcher")
+            c.set_defaults(decision=name)
 
-    nodes = group("nodes", "register, list, update and remove nodes (operators)")
-    c = command(
-        nodes,
-        "register",
-        _nodes_register,
-        "register a node",
-        "Register a node: its name, endpoint and the TLS identity the coordinator pins: one certificate "
-        "(--cert: its SHA-256) or the CA that issues the node's certificates (--ca: any certificate that CA "
-        "issues for the name, so a renewed certificate needs no registry change).",
-    )
-    c.add_argument("--name", required=True, help="the site name grants and queries use")
-    c.add_argument("--endpoint", type=_endpoint, required=True, metavar="HOST:PORT", help="the node's gRPC address")
-    _add_pin_args(c, required=True)
-    c.add_argument(
-        "--build",
-        choices=BUILDS,
-        default="",
-        help="the genome build you expect (optional): the coordinator reads the build from the node itself and "
-        "refuses a node on another build; needed only to register a node the coordinator cannot reach yet",
-    )
-    command(nodes, "list", _nodes_list, "list registered nodes", "List the registered nodes.")
-    c = command(
-        nodes,
-        "update",
-        _nodes_update,
-        "change a registered node (endpoint, pinned certificate or CA, build)",
-        "Change a registered node in place, without removing it: its endpoint (after a move or a restart on "
-        "another port), its pinned TLS identity (a new certificate, or its issuing CA), its genome build. The "
-        "coordinator asks the node itself (GetNodeInfo, over mutual TLS at the new endpoint, under the new pin) "
-        "for the build it serves; its next query goes to the new endpoint, with no restart. Audited in the "
-        "coordinator's audit log: who, and each changed field old -> new.",
-    )
-    c.add_argument("name", metavar="NAME", help="the registered site name")
-    c.add_argument("--endpoint", type=_endpoint, metavar="HOST:PORT", help="the node's new gRPC address")
-    _add_pin_args(c, required=False)
-    c.add_argument(
-        "--build",
-        choices=BUILDS,
-        default="",
-        help="the genome build you expect; the node's own build wins and must agree (default: as registered)",
-    )
-    c.add_argument(
-        "--from-node",
-        action="store_true",
-        help="require reading the build from the node itself: refuse the update when the coordinator cannot "
-        "reach it (without it an unreachable node keeps its registered build)",
-    )
-    c = command(
-        nodes,
-        "remove",
-        _nodes_remove,
-        "remove a node from the registry",
-        "Remove a node from the registry: it is no longer listed or queried, and its name can be registered "
-        "again. Refused while an active study (proposed, or approved and unexpired) names the node, listing "
-        "them; with --force it is removed anyway and those studies' queries report the site refused (not "
-        "registered) while their other sites answer. Audited in the coordinator's audit log.",
-    )
-    c.add_argument("name", metavar="NAME", help="the registered site name")
-    c.add_argument(
-        "--force", action="store_true", help="remove the node even though active studies name it (listed in the answer)"
-    )
+    group("study", "propose, preview, list, show and review studies", study_commands)
 
-    researchers = group("researchers", "register researchers' keys (committee)")
-    c = command(
-        researchers,
-        "register",
-        _researchers_register,
-        "register a researcher's public key",
-        "Register a researcher's Ed25519 public key (the hex that 'genogate keys new' prints); the answer "
-        "names the fingerprint their proposals must carry.",
-    )
-    c.add_argument("--name", required=True, help="display name")
-    c.add_argument("--affiliation", required=True, help="institution")
-    c.add_argument("--public-key", type=_public_key, required=True, metavar="HEX", help="raw public key, 64 hex digits")
+    def nodes_commands(nodes: _Sub) -> None:
+        from genogate.genome import BUILDS
 
-    queries = group("query", "ask a federated question of every site of a study (researchers)")
-    for kind in KINDS.values():
-        name, help_text = kind.command, kind.help
-        description = textwrap.fill(help_text[0].upper() + help_text[1:] + ". " + QUERY_NOTE, width=100)
-        c = command(queries, name, _query, help_text, description)
-        c.formatter_class = argparse.RawDescriptionHelpFormatter
-        c.epilog = FILTER_HELP
-        c.set_defaults(kind=name)
-        c.add_argument("--study", required=True, metavar="ID", help="the approved study the query runs under")
-        c.add_argument(
-            "--epsilon", type=_positive_float, required=True, metavar="E", help="epsilon to spend at each site"
+        c = command(
+            nodes,
+            "register",
+            _nodes_register,
+            "register a node",
+            "Register a node: its name, endpoint and the TLS identity the coordinator pins: one certificate "
+            "(--cert: its SHA-256) or the CA that issues the node's certificates (--ca: any certificate that CA "
+            "issues for the name, so a renewed certificate needs no registry change).",
         )
-        kind.add_arguments(c)
+        c.add_argument("--name", required=True, help="the site name grants and queries use")
+        c.add_argument("--endpoint", type=_endpoint, required=True, metavar="HOST:PORT", help="the node's gRPC address")
+        _add_pin_args(c, required=True)
         c.add_argument(
-            "--sites", type=_names, default=[], metavar="A,B", help="only these sites (default: the grant's)"
-        )
-        c.add_argument(
-            "--assembly",
+            "--build",
             choices=BUILDS,
             default="",
-            help="the genome build of the variants and regions (default: the study's); a site on another build refuses",
+            help="the genome build you expect (optional): the coordinator reads the build from the node itself and "
+            "refuses a node on another build; needed only to register a node the coordinator cannot reach yet",
+        )
+        command(nodes, "list", _nodes_list, "list registered nodes", "List the registered nodes.")
+        c = command(
+            nodes,
+            "update",
+            _nodes_update,
+            "change a registered node (endpoint, pinned certificate or CA, build)",
+            "Change a registered node in place, without removing it: its endpoint (after a move or a restart on "
+            "another port), its pinned TLS identity (a new certificate, or its issuing CA), its genome build. The "
+            "coordinator asks the node itself (GetNodeInfo, over mutual TLS at the new endpoint, under the new pin) "
+            "for the build it serves; its next query goes to the new endpoint, with no restart. Audited in the "
+            "coordinator's audit log: who, and each changed field old -> new.",
+        )
+        c.add_argument("name", metavar="NAME", help="the registered site name")
+        c.add_argument("--endpoint", type=_endpoint, metavar="HOST:PORT", help="the node's new gRPC address")
+        _add_pin_args(c, required=False)
+        c.add_argument(
+            "--build",
+            choices=BUILDS,
+            default="",
+            help="the genome build you expect; the node's own build wins and must agree (default: as registered)",
         )
         c.add_argument(
-            "--site-timeout",
-            type=_positive_int,
-            default=0,
-            metavar="MS",
-            help="per-site deadline (default: the coordinator's)",
+            "--from-node",
+            action="store_true",
+            help="require reading the build from the node itself: refuse the update when the coordinator cannot "
+            "reach it (without it an unreachable node keeps its registered build)",
         )
+        c = command(
+            nodes,
+            "remove",
+            _nodes_remove,
+            "remove a node from the registry",
+            "Remove a node from the registry: it is no longer listed or queried, and its name can be registered "
+            "again. Refused while an active study (proposed, or approved and unexpired) names the node, listing "
+            "them; with --force it is removed anyway and those studies' queries report the site refused (not "
+            "registered) while their other sites answer. Audited in the coordinator's audit log.",
+        )
+        c.add_argument("name", metavar="NAME", help="the registered site name")
+        c.add_argument(
+            "--force",
+            action="store_true",
+            help="remove the node even though active studies name it (listed in the answer)",
+        )
+
+    group("nodes", "register, list, update and remove nodes (operators)", nodes_commands)
+
+    def researchers_commands(researchers: _Sub) -> None:
+        c = command(
+            researchers,
+            "register",
+            _researchers_register,
+            "register a researcher's public key",
+            "Register a researcher's Ed25519 public key (the hex that 'genogate keys new' prints); the answer "
+            "names the fingerprint their proposals must carry.",
+        )
+        c.add_argument("--name", required=True, help="display name")
+        c.add_argument("--affiliation", required=True, help="institution")
+        c.add_argument(
+            "--public-key", type=_public_key, required=True, metavar="HEX", help="raw public key, 64 hex digits"
+        )
+
+    group("researchers", "register researchers' keys (committee)", researchers_commands)
+
+    def query_commands(queries: _Sub) -> None:
+        from genogate.genome import BUILDS
+        from genogate.kinds import KINDS  # each kind's sub-command and arguments
+
+        for kind in KINDS.values():
+            name, help_text = kind.command, kind.help
+            description = textwrap.fill(help_text[0].upper() + help_text[1:] + ". " + QUERY_NOTE, width=100)
+            c = command(queries, name, _query, help_text, description)
+            c.formatter_class = argparse.RawDescriptionHelpFormatter
+            c.epilog = FILTER_HELP
+            c.set_defaults(kind=name)
+            c.add_argument("--study", required=True, metavar="ID", help="the approved study the query runs under")
+            c.add_argument(
+                "--epsilon", type=_positive_float, required=True, metavar="E", help="epsilon to spend at each site"
+            )
+            kind.add_arguments(c)
+            c.add_argument(
+                "--sites", type=_names, default=[], metavar="A,B", help="only these sites (default: the grant's)"
+            )
+            c.add_argument(
+                "--assembly",
+                choices=BUILDS,
+                default="",
+                help="the genome build of the variants and regions (default: the study's); a site on another build "
+                "refuses",
+            )
+            c.add_argument(
+                "--site-timeout",
+                type=_positive_int,
+                default=0,
+                metavar="MS",
+                help="per-site deadline (default: the coordinator's)",
+            )
+
+    group("query", "ask a federated question of every site of a study (researchers)", query_commands)
 
     c = sub.add_parser(
         "budget",
@@ -419,17 +446,11 @@ def _client(args: argparse.Namespace, profile: Profile) -> CoordinatorClient:
 
 
 def _keys_new(args: argparse.Namespace) -> int:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    from genogate.signing import Signer
+    from genogate.signing import Signer, load_private_key
     from genogate.tls import new_identity_key, write_secret
 
     pem = new_identity_key()
-    key = serialization.load_pem_private_key(pem, password=None)
-    if not isinstance(key, Ed25519PrivateKey):  # pragma: no cover - new_identity_key makes Ed25519 keys
-        raise TypeError("expected an Ed25519 key")
-    signer = Signer(key)
+    signer = Signer(load_private_key(pem))
     try:
         write_secret(args.out, pem)
     except FileExistsError:
@@ -696,7 +717,7 @@ def _budget(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser(lazy=True).parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
 
     def where(exc: GenogateError) -> str:

@@ -24,10 +24,9 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genogate import envelope, results, table
-from genogate.convert import budget_from_pb
 from genogate.coordclient import CoordinatorClient
 from genogate.errors import DeadlineExceeded, GenogateError, Reason, Unavailable, number
 from genogate.kinds import KINDS, combined_from_pb, for_result, kind_of, release_body_from_pb
@@ -37,12 +36,14 @@ from genogate.kinds.carrier_count import CarrierCount
 from genogate.kinds.case_control import CaseControl
 from genogate.kinds.cohort_count import CohortCount
 from genogate.kinds.genotype_counts import GenotypeCounts
-from genogate.nodeclient import ClientTLS, site_values
 from genogate.query import Filter, Kind, Query, Region, Variant, canonical_region, canonical_variant
-from genogate.signing import Signer
+from genogate.rpc import ClientTLS
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 from genogate.words import enum_word
+
+if TYPE_CHECKING:
+    from genogate.signing import Signer
 
 _STATUS = {v.number: enum_word(v) for v in pb.SiteStatus.DESCRIPTOR.values if v.number != pb.SITE_STATUS_UNSPECIFIED}
 """answered, timed_out, refused, failed: the words every JSON the CLI prints uses (``genogate.words``)."""
@@ -224,7 +225,8 @@ class QueryResult:
         for s in self.sites:
             if s.release is None or s.release.result is None:
                 continue
-            for variant, quantity, v in site_values(s.release.result):
+            result = s.release.result
+            for variant, quantity, v in for_result(result).site_rows(result):
                 hidden = v.below_threshold
                 out.append(
                     {
@@ -455,6 +457,8 @@ class Budget:
     @classmethod
     def of(cls, study_id: str, sites: Sequence[cpb.SiteBudget]) -> Budget:
         """The SDK's conversion of the coordinator's ``GetStudyBudget`` answer, right after the RPC."""
+        from genogate.convert import budget_from_pb
+
         rows = []
         for s in sites:
             if s.HasField("budget"):

@@ -8,7 +8,8 @@ clean exit 0; Ctrl-C prints ``PROG: interrupted`` (or the caller's ``interrupted
 Anything else propagates: a stack trace means a bug.
 
 Beside it, what every command line shares: the ``--json`` flag (``add_json``) and how JSON is printed
-(``print_json``, ``print_report``), and the ``completion`` subcommand (``add_completion``).
+(``print_json``, ``print_report``), the ``completion`` subcommand (``add_completion``), and sub-commands
+whose parsers are built only when chosen (``LazyCommands``), so that a command imports only what it needs.
 """
 
 from __future__ import annotations
@@ -52,6 +53,45 @@ def run(
 
 
 # Shared pieces of the parsers and their output ----------------------------------------------------------
+
+
+if TYPE_CHECKING:
+    _SubCommands = argparse._SubParsersAction[argparse.ArgumentParser]
+else:
+    _SubCommands = argparse._SubParsersAction
+
+
+class LazyCommands(_SubCommands):
+    """Sub-commands some of which are filled in only when chosen: ``later(name, fill)`` defers ``fill()`` (which
+    adds ``name``'s own sub-commands and options, importing what they need) until the command line names
+    ``name``; the parser is then the one ``fill`` would have built at once. ``--help`` of the parent lists
+    ``name`` with its help as before; only what lies below it waits.
+
+    Use it with ``parser.add_subparsers(action=LazyCommands, ...)``."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._later: dict[str, Callable[[], None]] = {}
+
+    def later(self, name: str, fill: Callable[[], None], *, now: bool = False) -> None:
+        """Run ``fill`` when ``name`` is chosen (at once with ``now``: tests and completion walk the whole tree)."""
+        if now:
+            fill()
+        else:
+            self._later[name] = fill
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        fill = self._later.pop(values[0], None) if values else None
+        if fill is not None:
+            fill()
+        super().__call__(parser, namespace, values, option_string)
+
 
 JSON_HELP = "print the result as one JSON object instead of text"
 

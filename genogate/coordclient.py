@@ -9,6 +9,10 @@ right after it (``genogate.convert``), so a caller never handles a wire message.
 Two helpers sign before sending: ``propose`` signs the serialized ``StudyProposal`` with the researcher's
 key, and ``review`` signs a ``ReviewBody`` (approve, reject or revoke) with a committee member's key. The
 bytes signed are exactly the bytes sent; nothing is re-encoded after signing.
+
+The domain types and their conversion (``genogate.studies``, ``genogate.convert``) are imported by the
+methods that use them: ``genogate query`` and ``genogate budget`` use only ``run_query`` and
+``study_budget``, which exchange wire messages, and do not pay for the study and registry types.
 """
 
 from __future__ import annotations
@@ -17,42 +21,31 @@ import dataclasses
 import hashlib
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
-from genogate.convert import (
-    node_from_pb,
-    node_to_pb,
-    node_update_to_pb,
-    preview_from_pb,
-    proposal_to_pb,
-    researcher_from_pb,
-    review_to_pb,
-    revocations_from_pb,
-    signed_proposal_to_pb,
-    study_from_pb,
-)
 from genogate.errors import Unauthenticated, UsageError
-from genogate.nodeclient import ClientTLS
-from genogate.rpc import error_from_rpc
-from genogate.signing import Signer
-from genogate.studies import (
-    NodeInfo,
-    NodeUpdate,
-    Researcher,
-    Review,
-    ReviewDecision,
-    SignedProposal,
-    SignedRevocationList,
-    Study,
-    StudyPreview,
-    StudyProposal,
-    StudyState,
-)
+from genogate.rpc import ClientTLS, error_from_rpc
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 from genogate.wire.v1 import coordinator_pb2_grpc
+
+if TYPE_CHECKING:
+    from genogate.signing import Signer
+    from genogate.studies import (
+        NodeInfo,
+        NodeUpdate,
+        Researcher,
+        Review,
+        ReviewDecision,
+        SignedProposal,
+        SignedRevocationList,
+        Study,
+        StudyPreview,
+        StudyProposal,
+        StudyState,
+    )
 
 PROPOSAL_BODY = "genogate.v1.StudyProposal"
 REVIEW_BODY = "genogate.v1.ReviewBody"
@@ -63,6 +56,9 @@ R = TypeVar("R")
 def sign_proposal(proposal: StudyProposal, signer: Signer) -> SignedProposal:
     """The proposal signed by ``signer``; its ``researcher_key_fingerprint`` is filled in when empty and
     must otherwise name ``signer``'s key (``UsageError``)."""
+    from genogate.convert import proposal_to_pb
+    from genogate.studies import SignedProposal
+
     if not proposal.researcher_key_fingerprint:
         proposal = dataclasses.replace(proposal, researcher_key_fingerprint=signer.key_id)
     elif proposal.researcher_key_fingerprint != signer.key_id:
@@ -87,6 +83,8 @@ def sign_review(
     When the study carries the signed proposal, its hash is recomputed here and must match the coordinator's
     ``proposal_sha256`` (``Unauthenticated`` otherwise): a reviewer never signs a hash of bytes they were
     not shown."""
+    from genogate.studies import Review
+
     if not decision:
         raise UsageError("a review needs a decision")
     digest = study.proposal_sha256
@@ -150,19 +148,27 @@ class CoordinatorClient:
     # Studies ----------------------------------------------------------------------------------------------
 
     def propose_study(self, signed: SignedProposal) -> Study:
+        from genogate.convert import signed_proposal_to_pb, study_from_pb
+
         request = cpb.ProposeStudyRequest(proposal=signed_proposal_to_pb(signed))
         return study_from_pb(self._call(self.stub.ProposeStudy, request, cpb.ProposeStudyResponse).study)
 
     def preview_study(self, proposal: StudyProposal) -> StudyPreview:
+        from genogate.convert import preview_from_pb, proposal_to_pb
+
         request = cpb.PreviewStudyRequest(proposal=proposal_to_pb(proposal))
         return preview_from_pb(self._call(self.stub.PreviewStudy, request, cpb.PreviewStudyResponse))
 
     def get_study(self, study_id: str) -> Study:
+        from genogate.convert import study_from_pb
+
         request = cpb.GetStudyRequest(study_id=study_id)
         return study_from_pb(self._call(self.stub.GetStudy, request, cpb.GetStudyResponse).study)
 
     def list_studies(self, state: StudyState | None = None, researcher_key_fingerprint: str = "") -> list[Study]:
         """The studies in ``state`` (None: any), of the researcher with that key fingerprint ("": anyone's)."""
+        from genogate.convert import study_from_pb
+
         request = cpb.ListStudiesRequest(
             state=int(state or 0),  # type: ignore[arg-type]
             researcher_key_fingerprint=researcher_key_fingerprint,
@@ -171,11 +177,15 @@ class CoordinatorClient:
         return [study_from_pb(s) for s in response.studies]
 
     def review_study(self, review: Review) -> Study:
+        from genogate.convert import review_to_pb, study_from_pb
+
         request = cpb.ReviewStudyRequest(review=review_to_pb(review))
         return study_from_pb(self._call(self.stub.ReviewStudy, request, cpb.ReviewStudyResponse).study)
 
     def revoke_study(self, review: Review) -> tuple[Study, int]:
         """The study, now revoked, and the revocation epoch that includes the revocation."""
+        from genogate.convert import review_to_pb, study_from_pb
+
         request = cpb.RevokeStudyRequest(review=review_to_pb(review))
         response = self._call(self.stub.RevokeStudy, request, cpb.RevokeStudyResponse)
         return study_from_pb(response.study), response.revocation_epoch
@@ -183,31 +193,43 @@ class CoordinatorClient:
     # Registry ---------------------------------------------------------------------------------------------
 
     def register_node(self, node: NodeInfo) -> NodeInfo:
+        from genogate.convert import node_from_pb, node_to_pb
+
         request = cpb.RegisterNodeRequest(node=node_to_pb(node))
         return node_from_pb(self._call(self.stub.RegisterNode, request, cpb.RegisterNodeResponse).node)
 
     def list_nodes(self) -> list[NodeInfo]:
+        from genogate.convert import node_from_pb
+
         response = self._call(self.stub.ListNodes, cpb.ListNodesRequest(), cpb.ListNodesResponse)
         return [node_from_pb(n) for n in response.nodes]
 
     def update_node(self, update: NodeUpdate) -> tuple[NodeInfo, NodeInfo]:
         """Change a registered node (operators): its registration before and after the update."""
+        from genogate.convert import node_from_pb, node_update_to_pb
+
         response = self._call(self.stub.UpdateNode, node_update_to_pb(update), cpb.UpdateNodeResponse)
         return node_from_pb(response.before), node_from_pb(response.node)
 
     def remove_node(self, name: str, *, force: bool = False) -> tuple[NodeInfo, list[str]]:
         """Remove a registered node (operators): its last registration and the active studies that name it
         (removal is refused while there are any, unless ``force``)."""
+        from genogate.convert import node_from_pb
+
         request = cpb.RemoveNodeRequest(name=name, force=force)
         response = self._call(self.stub.RemoveNode, request, cpb.RemoveNodeResponse)
         return node_from_pb(response.node), list(response.study_ids)
 
     def register_researcher(self, name: str, affiliation: str, public_key: bytes) -> Researcher:
+        from genogate.convert import researcher_from_pb
+
         request = cpb.RegisterResearcherRequest(name=name, affiliation=affiliation, public_key=public_key)
         response = self._call(self.stub.RegisterResearcher, request, cpb.RegisterResearcherResponse)
         return researcher_from_pb(response.researcher)
 
     def get_revocations(self) -> SignedRevocationList:
+        from genogate.convert import revocations_from_pb
+
         request = cpb.GetRevocationsRequest()
         return revocations_from_pb(
             self._call(self.stub.GetRevocations, request, cpb.GetRevocationsResponse).revocations
@@ -233,6 +255,8 @@ class CoordinatorClient:
         """Sign a review of ``study`` and send it: RevokeStudy for REVOKE, ReviewStudy otherwise.
 
         Returns the study after the review (use ``sign_review`` + ``revoke_study`` for the revocation epoch)."""
+        from genogate.studies import ReviewDecision
+
         review = sign_review(study, decision, comment, signer)
         if decision == ReviewDecision.REVOKE:
             return self.revoke_study(review)[0]

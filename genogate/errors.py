@@ -7,6 +7,9 @@ and never contains data values derived from genotypes or participants.
 
 Local errors (ingest, store, configuration) are ``LocalError`` subclasses with a process exit code; the CLIs
 print them as one line and exit with that code instead of a stack trace.
+
+gRPC itself is imported on first use of a status code (``code``, ``class_for_status``), not here: every
+command line imports this module, and most of their commands (``--help``, offline ones) never touch gRPC.
 """
 
 from __future__ import annotations
@@ -15,8 +18,11 @@ import decimal
 import enum
 from collections.abc import Iterable
 from decimal import Decimal
+from functools import cache
+from typing import TYPE_CHECKING, Any, cast
 
-import grpc
+if TYPE_CHECKING:
+    import grpc
 
 
 class Reason(enum.IntEnum):
@@ -73,10 +79,30 @@ class Reason(enum.IntEnum):
     STORAGE_FULL = 63
 
 
+class _Status:
+    """A class attribute that is the gRPC status code ``name``, looked up in ``grpc.StatusCode`` when read
+    (on the class or an instance): the same ``grpc.StatusCode`` member as a plain attribute would hold."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, obj: object, owner: type | None = None) -> grpc.StatusCode:
+        import grpc
+
+        return cast("grpc.StatusCode", getattr(grpc.StatusCode, self.name))
+
+
+def _status(name: str) -> grpc.StatusCode:
+    """``code = _status("NOT_FOUND")`` in a class body: reads as ``grpc.StatusCode.NOT_FOUND`` (see ``_Status``);
+    a subclass may as well assign a ``grpc.StatusCode`` member itself."""
+    status: Any = _Status(name)
+    return cast("grpc.StatusCode", status)
+
+
 class GenogateError(Exception):
     """Base of every error genogate raises on purpose."""
 
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    code: grpc.StatusCode = _status("INTERNAL")
     reason: Reason = Reason.INTERNAL
     message: str = "internal error"
     remote: bool = False
@@ -92,61 +118,61 @@ class GenogateError(Exception):
 
 
 class InvalidArgument(GenogateError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    code = _status("INVALID_ARGUMENT")
     reason = Reason.INVALID_QUERY
     message = "the query is malformed"
 
 
 class Unauthenticated(GenogateError):
-    code = grpc.StatusCode.UNAUTHENTICATED
+    code = _status("UNAUTHENTICATED")
     reason = Reason.UNAUTHENTICATED
     message = "the caller could not be authenticated"
 
 
 class PermissionDenied(GenogateError):
-    code = grpc.StatusCode.PERMISSION_DENIED
+    code = _status("PERMISSION_DENIED")
     reason = Reason.NOT_AUTHORIZED
     message = "the study grant does not permit this query"
 
 
 class ResourceExhausted(GenogateError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code = _status("RESOURCE_EXHAUSTED")
     reason = Reason.BUDGET_EXHAUSTED
     message = "the study's privacy budget at this site is exhausted"
 
 
 class AlreadyExists(GenogateError):
-    code = grpc.StatusCode.ALREADY_EXISTS
+    code = _status("ALREADY_EXISTS")
     reason = Reason.QUERY_ID_REUSED
     message = "the query id was already used with a different query"
 
 
 class NotFound(GenogateError):
-    code = grpc.StatusCode.NOT_FOUND
+    code = _status("NOT_FOUND")
     reason = Reason.NOT_FOUND
     message = "not found"
 
 
 class FailedPrecondition(GenogateError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    code = _status("FAILED_PRECONDITION")
     reason = Reason.FAILED_PRECONDITION
     message = "the operation is not allowed in the current state"
 
 
 class DeadlineExceeded(GenogateError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    code = _status("DEADLINE_EXCEEDED")
     reason = Reason.DEADLINE_EXCEEDED
     message = "the deadline passed before the site answered"
 
 
 class Unavailable(GenogateError):
-    code = grpc.StatusCode.UNAVAILABLE
+    code = _status("UNAVAILABLE")
     reason = Reason.UNAVAILABLE
     message = "the site is unavailable"
 
 
 class Internal(GenogateError):
-    code = grpc.StatusCode.INTERNAL
+    code = _status("INTERNAL")
     reason = Reason.INTERNAL
     message = "internal error"
 
@@ -216,23 +242,25 @@ def number(value: Decimal | float | int) -> str:
 _WIDE = decimal.Context(prec=60)
 
 
-_BY_CODE: dict[grpc.StatusCode, type[GenogateError]] = {
-    cls.code: cls
-    for cls in (
-        InvalidArgument,
-        Unauthenticated,
-        PermissionDenied,
-        ResourceExhausted,
-        AlreadyExists,
-        NotFound,
-        FailedPrecondition,
-        DeadlineExceeded,
-        Unavailable,
-        Internal,
-    )
-}
+_WIRE_CLASSES: tuple[type[GenogateError], ...] = (
+    InvalidArgument,
+    Unauthenticated,
+    PermissionDenied,
+    ResourceExhausted,
+    AlreadyExists,
+    NotFound,
+    FailedPrecondition,
+    DeadlineExceeded,
+    Unavailable,
+    Internal,
+)
+
+
+@cache
+def _by_code() -> dict[grpc.StatusCode, type[GenogateError]]:
+    return {cls.code: cls for cls in _WIRE_CLASSES}
 
 
 def class_for_status(code: grpc.StatusCode) -> type[GenogateError]:
     """The error class the client rebuilds for a status code (INTERNAL for anything unknown)."""
-    return _BY_CODE.get(code, Internal)
+    return _by_code().get(code, Internal)

@@ -16,67 +16,23 @@ tools and tests that import them from this module.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import grpc
 
 from genogate import results
-from genogate.config import read_file
 from genogate.convert import budget_from_pb, grant_to_pb
 from genogate.envelope import build as envelope  # noqa: F401 - re-exported for tools and tests
 from genogate.envelope import sign as signed  # noqa: F401 - re-exported for tools and tests
 from genogate.kinds import for_result, release_body_from_pb
-from genogate.rpc import Peer, error_from_rpc
+from genogate.rpc import ClientTLS as ClientTLS  # where it lived first; tools and tests import it here
+from genogate.rpc import error_from_rpc
 from genogate.signing import verify
 from genogate.studies import StudyGrant
 from genogate.table import table
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import node_pb2 as npb
 from genogate.wire.v1 import node_pb2_grpc
-
-if TYPE_CHECKING:
-    from genogate.settings import TlsSettings
-
-
-@dataclass(frozen=True)
-class ClientTLS:
-    """PEM bytes: the CA that signed the server's certificate, and this client's key and certificate."""
-
-    ca: bytes
-    key: bytes
-    cert: bytes
-    ca_file: str = field(default="", compare=False)
-    """Where ``ca`` was read from (named when a connection fails), and ``cert``."""
-    cert_file: str = field(default="", compare=False)
-
-    @classmethod
-    def from_files(cls, ca: Path, key: Path, cert: Path) -> ClientTLS:
-        return cls(
-            Path(ca).read_bytes(), Path(key).read_bytes(), Path(cert).read_bytes(), ca_file=str(ca), cert_file=str(cert)
-        )
-
-    @classmethod
-    def from_settings(cls, tls: TlsSettings) -> ClientTLS:
-        """A server's own ``[tls]`` files as a client identity (its health probe, status, revocation fetches);
-        ``ConfigError`` names a file that cannot be read."""
-        return cls(
-            read_file(tls.ca_certs, "CA bundle"),
-            read_file(tls.key, "TLS key"),
-            read_file(tls.cert, "TLS certificate"),
-            ca_file=str(tls.ca_certs),
-            cert_file=str(tls.cert),
-        )
-
-    def peer(self, address: str, what: str, server_name: str = "") -> Peer:
-        """``address`` as a ``genogate.rpc.Peer``, with these files, for connection failures."""
-        return Peer(address, what, server_name, self.ca_file, self.cert_file)
-
-    def credentials(self) -> grpc.ChannelCredentials:
-        return grpc.ssl_channel_credentials(
-            root_certificates=self.ca, private_key=self.key, certificate_chain=self.cert
-        )
 
 
 @dataclass(frozen=True)

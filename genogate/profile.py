@@ -23,12 +23,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from genogate import config
 from genogate.errors import ConfigError
-from genogate.nodeclient import ClientTLS
 from genogate.signing import Signer
+
+if TYPE_CHECKING:
+    from genogate.rpc import ClientTLS
 
 PROFILE_ENV = "GENOGATE_PROFILE"
 """The environment variable naming the profile file when ``--profile`` is not given."""
@@ -83,6 +85,8 @@ class Profile:
 
     def client_tls(self) -> ClientTLS:
         """The mTLS material, read now; one ``ConfigError`` names every file that cannot be read."""
+        from genogate.rpc import ClientTLS
+
         s = self.settings
         files = {"ca_cert": s.ca_cert, "cert": s.cert, "key": s.key}
         data: dict[str, bytes] = {}

@@ -15,7 +15,10 @@ A call that never reached the server fails in gRPC with "failed to connect to al
 transport's own words; ``transport_message`` (and ``unreachable_message`` for the Python ``ssl`` probe the
 coordinator's fan-out makes first) says instead which address, which CA and certificate files, and what to
 check: is it running and is that its port; is the server's certificate signed by that CA; does it name the
-host; does the server accept this client's certificate.
+host; does the server accept this client's certificate. ``ClientTLS`` is a client's identity for those calls.
+
+Clients (the ``genogate`` command line among them) import this module: what only servers use (Prometheus
+metrics, X.509 parsing) is imported by the server-side functions that use it, not here.
 """
 
 from __future__ import annotations
@@ -27,12 +30,12 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
-from genogate import metrics
 from genogate.errors import (
     GenogateError,
     Internal,
@@ -43,7 +46,9 @@ from genogate.errors import (
     Unavailable,
     class_for_status,
 )
-from genogate.tls import sole_common_name
+
+if TYPE_CHECKING:
+    from genogate.settings import TlsSettings
 
 REASON_KEY = "genogate-reason"
 log = logging.getLogger("genogate.rpc")
@@ -88,6 +93,8 @@ def caller_common_name(context: grpc.ServicerContext) -> str:
 @functools.lru_cache(maxsize=256)
 def _sole_common_name(pem: bytes) -> str | None:
     """``tls.sole_common_name``, parsed once per certificate (callers reuse theirs across calls)."""
+    from genogate.tls import sole_common_name
+
     return sole_common_name(pem)
 
 
@@ -96,6 +103,8 @@ _SERVER_SIDE = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE,
 
 def boundary(method: Callable[..., R]) -> Callable[..., R]:
     """Wrap a servicer method: errors to status + reason, one structured log line per call."""
+
+    from genogate import metrics  # servers only: a client never loads prometheus_client
 
     name = method.__qualname__.replace("Servicer.", ".")  # NodeServicer.Query -> Node.Query
 
@@ -193,6 +202,8 @@ UNDECODABLE = "the request could not be decoded"
 
 def _undecodable(method: str, size: int, context: grpc.ServicerContext) -> None:
     """One line for the operator (which RPC, how many bytes; never the bytes), a reasoned status for the caller."""
+    from genogate import metrics
+
     log.warning("undecodable request", extra={"rpc": method, "bytes": size, "reason": Reason.INVALID_QUERY.name})
     service, _, rpc = method.rpartition("/")
     label = f"{service.rsplit('.', 1)[-1].removesuffix('Service')}.{rpc}"  # as ``boundary`` names it: Node.Query
@@ -268,6 +279,47 @@ class Peer:
     @property
     def host(self) -> str:
         return self.server_name or self.address.rpartition(":")[0].strip("[]") or self.address
+
+
+@dataclass(frozen=True)
+class ClientTLS:
+    """PEM bytes: the CA that signed the server's certificate, and this client's key and certificate."""
+
+    ca: bytes
+    key: bytes
+    cert: bytes
+    ca_file: str = field(default="", compare=False)
+    """Where ``ca`` was read from (named when a connection fails), and ``cert``."""
+    cert_file: str = field(default="", compare=False)
+
+    @classmethod
+    def from_files(cls, ca: Path, key: Path, cert: Path) -> ClientTLS:
+        return cls(
+            Path(ca).read_bytes(), Path(key).read_bytes(), Path(cert).read_bytes(), ca_file=str(ca), cert_file=str(cert)
+        )
+
+    @classmethod
+    def from_settings(cls, tls: TlsSettings) -> ClientTLS:
+        """A server's own ``[tls]`` files as a client identity (its health probe, status, revocation fetches);
+        ``ConfigError`` names a file that cannot be read."""
+        from genogate.config import read_file
+
+        return cls(
+            read_file(tls.ca_certs, "CA bundle"),
+            read_file(tls.key, "TLS key"),
+            read_file(tls.cert, "TLS certificate"),
+            ca_file=str(tls.ca_certs),
+            cert_file=str(tls.cert),
+        )
+
+    def peer(self, address: str, what: str, server_name: str = "") -> Peer:
+        """``address`` as a ``Peer``, with these files, for connection failures."""
+        return Peer(address, what, server_name, self.ca_file, self.cert_file)
+
+    def credentials(self) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(
+            root_certificates=self.ca, private_key=self.key, certificate_chain=self.cert
+        )
 
 
 def _files(peer: Peer) -> tuple[str, str]:

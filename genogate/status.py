@@ -6,6 +6,9 @@ fan-out does. Never prints data values or key material.
 
 Each check gives a ``Section`` (name, ok, one summary line, detail lines, JSON-ready facts); the command
 prints them as aligned text or ``--json`` and exits 0 when every section is ok, 1 otherwise.
+
+``add_commands`` is called by every ``--help`` of the two server command lines: what only the checks use
+(gRPC, the audit log, keys) is imported by the checks.
 """
 
 from __future__ import annotations
@@ -16,18 +19,14 @@ import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
-
-from genogate import audit
 from genogate.errors import GenogateError, LocalError
-from genogate.launch import check_health
-from genogate.nodeclient import ClientTLS
-from genogate.rpc import transport_message
-from genogate.settings import ServerSettings, TlsSettings
-from genogate.signing import Signer
 from genogate.words import plural
+
+if TYPE_CHECKING:
+    from genogate.audit import Row
+    from genogate.settings import ServerSettings, TlsSettings
 
 
 @dataclass
@@ -88,6 +87,11 @@ def health(
     if host in ("0.0.0.0", "[::]", ""):  # noqa: S104 - a wildcard listen address, probed on loopback
         host = "127.0.0.1"
     target = f"{host}:{port}"
+    import grpc
+
+    from genogate.launch import check_health
+    from genogate.rpc import ClientTLS, transport_message
+
     client = ClientTLS.from_settings(tls)
     try:
         state = check_health(target, client, server_name=server_name, timeout_s=timeout_s)
@@ -116,12 +120,17 @@ def health_command(
 
 def audit_section(log: Path, signing_key: Path) -> Section:
     """The audit log in ``log`` checked against the public half of the server's ``signing_key``."""
+    from genogate import audit
+    from genogate.signing import Signer
+
     return guarded(
         "audit", lambda: audit_log(audit.read_file(log), audit.keys(Signer.from_pem_file(signing_key).public_raw))
     )
 
 
-def audit_log(entries: Sequence[audit.Row], public_keys: Mapping[str, bytes]) -> Section:
+def audit_log(entries: Sequence[Row], public_keys: Mapping[str, bytes]) -> Section:
+    from genogate import audit
+
     report = audit.check(entries, public_keys)
     facts = {"entries": report.entries, "head_seq": report.head_seq, "problems": len(report.problems)}
     if report.problems:

@@ -12,25 +12,24 @@ import datetime as dt
 import math
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from genogate import risk
-from genogate.convert import grant_terms_of, review_body_of
 from genogate.query import Kind
-from genogate.studies import (
-    GrantTerms,
-    NodeInfo,
-    Researcher,
-    Review,
-    ReviewBody,
-    ReviewDecision,
-    SitePreview,
-    Study,
-    StudyPreview,
-    StudyProposal,
-    StudyState,
-    halfwidth_text,
-)
+
+if TYPE_CHECKING:  # the renderings of studies import them when called: ``table`` alone stays light
+    from genogate.studies import (
+        GrantTerms,
+        NodeInfo,
+        Researcher,
+        Review,
+        ReviewBody,
+        ReviewDecision,
+        SitePreview,
+        Study,
+        StudyPreview,
+        StudyProposal,
+        StudyState,
+    )
 
 EMPTY = "-"
 
@@ -92,6 +91,8 @@ def state_label(state: StudyState) -> str:
 
 
 def decision_label(decision: ReviewDecision | int) -> str:
+    from genogate.studies import ReviewDecision
+
     if isinstance(decision, ReviewDecision):
         return decision.name.lower()
     return "unspecified" if decision == 0 else str(int(decision))
@@ -111,6 +112,8 @@ def kinds_text(kinds: Iterable[Kind | int]) -> str:
 
 
 def _reviews(study: Study) -> list[tuple[ReviewBody | None, Review]]:
+    from genogate.convert import review_body_of
+
     out: list[tuple[ReviewBody | None, Review]] = []
     for review in study.reviews:
         try:
@@ -122,6 +125,8 @@ def _reviews(study: Study) -> list[tuple[ReviewBody | None, Review]]:
 
 def approvals(study: Study) -> str:
     """``approved/required``, counting distinct reviewer keys that approved."""
+    from genogate.studies import ReviewDecision
+
     keys = {r.reviewer_key_id for body, r in _reviews(study) if body and body.decision == ReviewDecision.APPROVE}
     return f"{len(keys)}/{study.approvals_required}"
 
@@ -161,6 +166,9 @@ def proposal_pairs(p: StudyProposal) -> list[tuple[str, Any]]:
 
 
 def study(s: Study, *, revocation_epoch: int | None = None) -> str:
+    from genogate import risk
+    from genogate.convert import grant_terms_of
+
     pairs: list[tuple[str, Any]] = [
         ("study", s.study_id),
         ("state", state_label(s.state)),
@@ -220,6 +228,8 @@ def _kinds_allowed(s: SitePreview) -> str | None:
 
 
 def preview(response: StudyPreview) -> str:
+    from genogate.studies import halfwidth_text
+
     g = response.grant_body
     out = [
         kv(

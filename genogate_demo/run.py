@@ -30,10 +30,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from genogate import cliutil
-from genogate.launch import Proc, start_server
-from genogate.nodeclient import ClientTLS
+
+if TYPE_CHECKING:  # imported where used: 'genogate-demo --help' starts nothing
+    from genogate.launch import Proc
+    from genogate.rpc import ClientTLS
 
 PROG = "genogate-demo"
 SITES = ("hospital-a", "biobank-b", "clinic-c")
@@ -211,12 +214,15 @@ def _write_profile(fed: Federation, who: str, coordinator: str) -> None:
 
 
 def _operator_tls(fed: Federation) -> ClientTLS:
+    from genogate.rpc import ClientTLS
+
     people = fed.root / "people"
     return ClientTLS.from_files(fed.root / "ca/ca.pem", people / f"{OPERATOR}.key", people / f"{OPERATOR}.pem")
 
 
 def _start(fed: Federation) -> None:
     from genogate.config import set_values
+    from genogate.launch import Proc, start_server
     from genogate.signing import Signer
 
     _step("3. Starting the coordinator and the three nodes (separate processes, loopback, mutual TLS)")

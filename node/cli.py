@@ -18,9 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from genogate.cliutil import add_completion, add_json, print_json, print_report, run
-from genogate.filter import parse_filter
 from genogate.progress import DEFAULT_INTERVAL_S
-from genogate.query import Region
 from node import sheet_options
 
 if TYPE_CHECKING:
@@ -286,6 +284,8 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _freq(args: argparse.Namespace) -> int:
+    from genogate.filter import parse_filter
+    from genogate.query import Region
     from node import freq
     from node.duckdb_backend import DuckDBBackend
 

@@ -36,10 +36,10 @@ from genogate.signing import Signer
 from genogate.sqlitedb import reopen, transaction
 from genogate.words import plural
 from node import sheet_options
-from node.config import NodeConfig, load_node_config
 from node.consent import Change, ConsentStore, consent_path
 
 if TYPE_CHECKING:
+    from node.config import NodeConfig
     from node.ingest.sheet_columns import SheetColumns
 
 CONFIG_HELP = "the node's TOML config (its store, pseudonymisation key, ledger and identity key)"
@@ -157,6 +157,8 @@ class _Node:
 
 
 def run(args: argparse.Namespace) -> int:
+    from node.config import load_node_config  # not at import: every 'genogate-node --help' imports this module
+
     config = load_node_config(args.config)
     node = _Node(config)
     action = args.consent_command
