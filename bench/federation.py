@@ -505,19 +505,18 @@ def _audit_bytes(fed: Federation) -> dict[str, int]:
 
 def cli_startup(fed: Federation, plan: Plan) -> dict[str, Any]:
     """``genogate query allele-frequency ...`` (a real query through the federation) and ``genogate --help``,
-    each against ``python -c pass``, interleaved (``bench.startup.against_python``)."""
-    from bench.startup import against_python
+    each against ``python -c pass`` run alternately with it (``bench.startup.against_python``)."""
+    from bench.startup import Case, against_python
 
-    exe = Path(sys.executable).with_name("genogate")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "genogate.cli"]
     env = {**os.environ, "GENOGATE_PROFILE": str(fed.profile)}
     v = fed.variants[0]
-    query = cmd + ["query", "allele-frequency", "--study", fed.study.study_id, "--epsilon", str(plan.epsilon)]
+    query = ["genogate", "query", "allele-frequency", "--study", fed.study.study_id, "--epsilon", str(plan.epsilon)]
     query += ["--variant", f"{v.chrom}-{v.pos}-{v.ref}-{v.alt}", "--sites", ",".join(fed.names[: plan.case_sites])]
+    cases = [Case("genogate query allele-frequency", tuple(query)), Case("genogate --help", ("genogate", "--help"))]
+    got = against_python(cases, [Path(sys.executable).parent], plan.cli_repeats, env=env)
     out: dict[str, Any] = {}
-    for name, argv in (("genogate query allele-frequency", query), ("genogate --help", cmd + ["--help"])):
-        mine, python, ratio = against_python(argv, repeats=plan.cli_repeats, env=env)
-        out[name] = {"ms": mine * 1e3, "python_ms": python * 1e3, "ratio": ratio}
+    for (_, name), (seconds, ratio) in got.items():
+        out[name] = {"ms": seconds * 1e3, "python_ms": seconds * 1e3 / ratio, "ratio": ratio}
     return out
 
 
