@@ -218,7 +218,7 @@ def markdown(r: Mapping[str, Any], plot: str | None, *, quick: bool) -> str:
         f"| client | {gp['client'][0]:.2f} | {fp['client'][0]:.2f} |",
         f"| **total** | **{g['total_ms']:.2f}** | **{f['total_ms']:.2f}** ({_ratio(g['total_ms'], f['total_ms'])}) |",
         "",
-        "### Audit and ledger growth per query (logical SQLite size, WAL included, read read-only, before and "
+        "### Audit and ledger growth per query (logical SQLite size, WAL included, read-only, before and "
         "after each case's latency calls above)",
         "",
         "| query | coordinator audit.sqlite | first node's ledger.sqlite (releases + audit log) |",
