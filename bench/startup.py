@@ -14,8 +14,9 @@ The real query needs a federation: ``--profile``/``--study`` name a running one;
 time, so after the first run the sites answer from their stored release: no budget is spent, and the time is
 the command's own (start-up, signing, one round trip through the coordinator and the sites, printing).
 
-``--importtime`` prints, for each case of the first ``--bin``, the modules whose own import time is largest
-(``python -X importtime``, the minimum of each over the repeats).
+``--importtime N`` prints, for each case and ``--bin``, the number of modules imported, their total own import
+time by group (ours, gRPC, protobuf, cryptography, the rest) and the N modules whose own import time is
+largest (``python -X importtime``, the minimum of each over the repeats).
 
 Every run reads compiled bytecode, as an installed package would (``PYTHONDONTWRITEBYTECODE`` is dropped and
 ``PYTHONPYCACHEPREFIX`` points at a directory of this run's own, filled by the warm-up runs; nothing is
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import signal
 import statistics
 import subprocess
@@ -50,25 +52,39 @@ class Case:
 
 def measure(cmd: Sequence[str], repeats: int, *, env: dict[str, str] | None = None) -> float:
     """The median wall time of ``repeats`` runs of ``cmd`` (seconds); a failing run raises."""
-    return statistics.median(_once(cmd, env) for _ in range(repeats))
+    return statistics.median(_once(cmd, env)[0] for _ in range(repeats))
 
 
-def _once(cmd: Sequence[str], env: dict[str, str] | None) -> float:
+def _once(cmd: Sequence[str], env: dict[str, str] | None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the process: user + system). Runs are sequential, so the growth of this
+    process's children's rusage over one run is that run's own."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run(list(cmd), capture_output=True, env=env, check=False)
     seconds = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({done.returncode}): {done.stderr.decode()[-1500:]}")
-    return seconds
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu
+
+
+@dataclass(frozen=True)
+class Result:
+    wall_s: float  # median wall time
+    cpu_s: float  # median CPU time (user + system) of the command's process
+    wall_ratio: float  # to the median of the python -c pass runs interleaved with it
+    cpu_ratio: float
 
 
 def against_python(
     cases: Sequence[Case], bins: Sequence[Path], repeats: int, *, env: dict[str, str] | None = None
-) -> dict[tuple[Path, str], tuple[float, float]]:
-    """(median seconds, ratio to ``python -c pass``) of every case of every bin directory, interleaved: each
-    round runs ``python -c pass`` before every case."""
-    times: dict[tuple[Path, str], list[float]] = {}
-    floors: dict[tuple[Path, str], list[float]] = {}
+) -> dict[tuple[Path, str], Result]:
+    """Every case of every bin directory against ``python -c pass``, interleaved: each round runs ``python -c
+    pass`` right before every case. Wall time is what a person waits; CPU time is steadier on a loaded machine
+    (it leaves out the time other processes hold the cores)."""
+    times: dict[tuple[Path, str], list[tuple[float, float]]] = {}
+    floors: dict[tuple[Path, str], list[tuple[float, float]]] = {}
     for _ in range(repeats):
         for case in cases:
             for b in bins:
@@ -76,8 +92,12 @@ def against_python(
                 times.setdefault((b, case.name), []).append(_once([str(b / case.argv[0]), *case.argv[1:]], env))
     out = {}
     for key, ts in times.items():
-        t, floor = statistics.median(ts), statistics.median(floors[key])
-        out[key] = (t, t / floor)
+        wall, cpu = statistics.median(t[0] for t in ts), statistics.median(t[1] for t in ts)
+        floor_wall, floor_cpu = (
+            statistics.median(t[0] for t in floors[key]),
+            statistics.median(t[1] for t in floors[key]),
+        )
+        out[key] = Result(wall, cpu, wall / floor_wall, cpu / floor_cpu)
     return out
 
 
@@ -95,8 +115,26 @@ def importtime_top(
             own, cum, name = int(m[1]), int(m[2]), m[4]
             old = best.get(name)
             best[name] = (own, cum) if old is None else (min(old[0], own), min(old[1], cum))
-    ranked = sorted(best.items(), key=lambda kv: -kv[1][0])[:top]
-    return [(name, own, cum) for name, (own, cum) in ranked]
+    ranked = sorted(best.items(), key=lambda kv: -kv[1][0])
+    return [(name, own, cum) for name, (own, cum) in ranked[: top or None]]
+
+
+GROUPS = (
+    ("genogate (ours)", ("genogate", "genogate_demo", "node", "coordinator")),
+    ("grpc (with asyncio, concurrent)", ("grpc", "asyncio", "concurrent", "_asyncio")),
+    ("protobuf", ("google",)),
+    ("cryptography", ("cryptography", "_cffi_backend")),
+)
+
+
+def by_group(rows: Sequence[tuple[str, int, int]]) -> list[tuple[str, int]]:
+    """The own import times of ``rows`` summed by who imports them (the rest: the standard library and what
+    the interpreter's start imports), µs."""
+    out = dict.fromkeys([g for g, _ in GROUPS] + ["standard library and the rest"], 0)
+    for name, own, _ in rows:
+        group = next((g for g, roots in GROUPS if name.split(".")[0] in roots), "standard library and the rest")
+        out[group] += own
+    return list(out.items())
 
 
 @contextmanager
@@ -166,23 +204,38 @@ def main(argv: list[str] | None = None) -> int:
 
     def report(profile: Path | None, study: str) -> None:
         all_cases = cases(profile, study)
-        _once([str(bins[0] / "python"), "-c", "pass"], env)  # warm the page cache
+        _once([str(bins[0] / "python"), "-c", "pass"], env)  # warm the page cache and the bytecode
         for case in all_cases:  # and each command (the first query also makes the sites' stored release)
             for b in bins:
                 _once([str(b / case.argv[0]), *case.argv[1:]], env)
         results = against_python(all_cases, bins, args.repeats, env=env)
-        print(f"{'case':40} " + " ".join(f"{str(b):>40}" for b in bins))
-        for case in all_cases:
-            cells = [results[(b, case.name)] for b in bins]
-            print(f"{case.name:40} " + " ".join(f"{t * 1000:>26.0f} ms {r:>8.1f}x" for t, r in cells))
-        if len(bins) > 1:
+        print(f"median of {args.repeats} runs each, interleaved with python -c pass; ratio = case / python -c pass")
+        for b in bins:
+            print(f"\n{b}\n{'case':40} {'wall':>8} {'ratio':>7} {'cpu':>8} {'ratio':>7}")
             for case in all_cases:
-                old, new = results[(bins[0], case.name)][1], results[(bins[-1], case.name)][1]
-                print(f"{case.name:40} {old:.1f}x -> {new:.1f}x of python -c pass")
-        for case in all_cases if args.importtime else []:
-            print(f"\n{case.name}: slowest own import times (µs, min of {min(args.repeats, 5)} runs)")
-            for name, own, cum in importtime_top(bins[-1], case, min(args.repeats, 5), args.importtime, env):
-                print(f"  {own:>7} {cum:>8}  {name}")
+                r = results[(b, case.name)]
+                print(
+                    f"{case.name:40} {r.wall_s * 1000:>5.0f} ms {r.wall_ratio:>6.1f}x "
+                    f"{r.cpu_s * 1000:>5.0f} ms {r.cpu_ratio:>6.1f}x"
+                )
+        if len(bins) > 1:
+            print(f"\n{bins[0]} -> {bins[-1]}, ratios to python -c pass (wall; cpu)")
+            for case in all_cases:
+                old, new = results[(bins[0], case.name)], results[(bins[-1], case.name)]
+                print(
+                    f"{case.name:40} {old.wall_ratio:.1f}x -> {new.wall_ratio:.1f}x; "
+                    f"{old.cpu_ratio:.1f}x -> {new.cpu_ratio:.1f}x"
+                )
+        floor = Case("python -c pass", ("python", "-c", "pass"))
+        for case in [floor, *all_cases] if args.importtime else []:
+            for b in bins:
+                rows = importtime_top(b, case, min(args.repeats, 5), 0, env)
+                total = sum(own for _, own, _ in rows)
+                print(f"\n{case.name} ({b}): {len(rows)} modules, {total / 1000:.1f} ms of imports (own times, µs, ")
+                print(f"min of {min(args.repeats, 5)} runs under -X importtime); by group: ", end="")
+                print(", ".join(f"{g} {t / 1000:.1f} ms" for g, t in by_group(rows)))
+                for name, own, cum in rows[: args.importtime]:
+                    print(f"  {own:>7} {cum:>8}  {name}")
 
     with pycache:
         if args.no_query:

@@ -9,6 +9,8 @@ the "Results" section).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from genogate import results
 from genogate.errors import InvalidArgument, Reason
 from genogate.query import (
@@ -27,29 +29,31 @@ from genogate.query import (
     Variant,
     check_filter_size,
 )
-from genogate.studies import (
-    GrantTerms,
-    KindPolicy,
-    MembershipRisk,
-    NodeInfo,
-    NodeUpdate,
-    Researcher,
-    Review,
-    ReviewBody,
-    ReviewDecision,
-    SignedProposal,
-    SignedRevocationList,
-    SitePolicy,
-    SitePreview,
-    Study,
-    StudyGrant,
-    StudyPreview,
-    StudyProposal,
-    StudyState,
-)
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 from genogate.wire.v1 import node_pb2 as npb
+
+if TYPE_CHECKING:  # the study types are imported where they are built: the query path never needs them
+    from genogate.studies import (
+        GrantTerms,
+        KindPolicy,
+        MembershipRisk,
+        NodeInfo,
+        NodeUpdate,
+        Researcher,
+        Review,
+        ReviewBody,
+        ReviewDecision,
+        SignedProposal,
+        SignedRevocationList,
+        SitePolicy,
+        SitePreview,
+        Study,
+        StudyGrant,
+        StudyPreview,
+        StudyProposal,
+        StudyState,
+    )
 
 _SEX_TO_PB = {"F": pb.SEX_FEMALE, "M": pb.SEX_MALE, "U": pb.SEX_UNKNOWN}
 _SEX_FROM_PB = {v: k for k, v in _SEX_TO_PB.items()}
@@ -164,6 +168,8 @@ def kind_from_pb(value: int) -> Kind:
 
 def study_state_from_pb(value: int) -> StudyState | None:
     """A list filter's state: None for UNSPECIFIED (any state); an unknown value is refused."""
+    from genogate.studies import StudyState
+
     if not value:
         return None
     try:
@@ -175,6 +181,8 @@ def study_state_from_pb(value: int) -> StudyState | None:
 
 
 def proposal_from_pb(m: cpb.StudyProposal) -> StudyProposal:
+    from genogate.studies import StudyProposal
+
     return StudyProposal(
         title=m.title,
         purpose=m.purpose,
@@ -207,6 +215,8 @@ def proposal_to_pb(p: StudyProposal) -> cpb.StudyProposal:
 
 
 def signed_proposal_from_pb(m: cpb.SignedProposal) -> SignedProposal:
+    from genogate.studies import SignedProposal
+
     return SignedProposal(m.payload, m.researcher_signature)
 
 
@@ -215,6 +225,8 @@ def signed_proposal_to_pb(s: SignedProposal) -> cpb.SignedProposal:
 
 
 def review_from_pb(m: cpb.Review) -> Review:
+    from genogate.studies import Review
+
     return Review(m.payload, m.reviewer_signature, m.reviewer_key_id)
 
 
@@ -224,6 +236,8 @@ def review_to_pb(r: Review) -> cpb.Review:
 
 def review_body_of(r: Review) -> ReviewBody:
     """The review's signed payload decoded (``google.protobuf.message.DecodeError`` when it is not one)."""
+    from genogate.studies import ReviewBody, ReviewDecision
+
     m = cpb.ReviewBody.FromString(r.payload)
     try:
         decision: ReviewDecision | int = ReviewDecision(m.decision)
@@ -238,6 +252,8 @@ def grant_terms_of(g: StudyGrant) -> GrantTerms:
 
 
 def grant_from_pb(m: pb.StudyGrant) -> StudyGrant:
+    from genogate.studies import StudyGrant
+
     return StudyGrant(m.payload, m.committee_signature, m.committee_key_id)
 
 
@@ -248,6 +264,8 @@ def grant_to_pb(g: StudyGrant) -> pb.StudyGrant:
 
 
 def revocations_from_pb(m: cpb.SignedRevocationList) -> SignedRevocationList:
+    from genogate.studies import SignedRevocationList
+
     return SignedRevocationList(m.payload, m.committee_signature, m.committee_key_id)
 
 
@@ -276,6 +294,8 @@ def study_to_pb(s: Study) -> cpb.Study:
 
 
 def study_from_pb(m: cpb.Study) -> Study:
+    from genogate.studies import Study, StudyState
+
     try:
         state = StudyState(m.state)
     except ValueError:
@@ -296,6 +316,8 @@ def study_from_pb(m: cpb.Study) -> Study:
 
 
 def node_from_pb(m: cpb.NodeInfo) -> NodeInfo:
+    from genogate.studies import NodeInfo
+
     return NodeInfo(
         m.name,
         m.endpoint,
@@ -322,6 +344,8 @@ def node_to_pb(n: NodeInfo) -> cpb.NodeInfo:
 
 
 def node_update_from_pb(m: cpb.UpdateNodeRequest) -> NodeUpdate:
+    from genogate.studies import NodeUpdate
+
     return NodeUpdate(m.name, m.endpoint, m.cert_sha256, m.ca_sha256, m.genome_build, m.from_node)
 
 
@@ -337,6 +361,8 @@ def node_update_to_pb(u: NodeUpdate) -> cpb.UpdateNodeRequest:
 
 
 def researcher_from_pb(m: cpb.Researcher) -> Researcher:
+    from genogate.studies import Researcher
+
     return Researcher(m.name, m.affiliation, m.public_key, m.key_fingerprint, m.registered_unix_ms)
 
 
@@ -366,6 +392,8 @@ def _kind_number(k: Kind | int) -> int:
 
 
 def risk_from_pb(m: pb.MembershipRisk) -> MembershipRisk:
+    from genogate.studies import MembershipRisk
+
     return MembershipRisk(
         epsilon=m.epsilon,
         delta=m.delta,
@@ -390,6 +418,8 @@ def risk_to_pb(r: MembershipRisk) -> pb.MembershipRisk:
 
 
 def grant_terms_from_pb(m: pb.GrantBody) -> GrantTerms:
+    from genogate.studies import GrantTerms
+
     return GrantTerms(
         study_id=m.study_id,
         researcher_key_fingerprint=m.researcher_key_fingerprint,
@@ -430,6 +460,8 @@ def grant_terms_to_pb(g: GrantTerms) -> pb.GrantBody:
 
 
 def kind_policy_from_pb(m: pb.KindPolicy) -> KindPolicy:
+    from genogate.studies import KindPolicy
+
     return KindPolicy(_kind_or_number(m.kind), m.allowed, int(m.refusal), m.note)
 
 
@@ -439,6 +471,8 @@ def kind_policy_to_pb(k: KindPolicy) -> pb.KindPolicy:
 
 def site_policy_from_pb(m: npb.DescribePolicyResponse) -> SitePolicy:
     """A node's DescribePolicy answer as values (the coordinator's preview reads it)."""
+    from genogate.studies import SitePolicy
+
     return SitePolicy(
         name=m.name,
         genome_build=m.genome_build,
@@ -458,6 +492,8 @@ def site_policy_from_pb(m: npb.DescribePolicyResponse) -> SitePolicy:
 
 
 def site_preview_from_pb(m: cpb.SitePreview) -> SitePreview:
+    from genogate.studies import SitePreview
+
     return SitePreview(
         site=m.site,
         registered=m.registered,
@@ -506,6 +542,8 @@ def site_preview_to_pb(s: SitePreview) -> cpb.SitePreview:
 
 
 def preview_from_pb(m: cpb.PreviewStudyResponse) -> StudyPreview:
+    from genogate.studies import StudyPreview
+
     return StudyPreview(
         grant_body=grant_terms_from_pb(m.grant_body),
         sites=tuple(site_preview_from_pb(s) for s in m.sites),

@@ -31,7 +31,6 @@ from genogate.filter import Sex as Sex
 from genogate.filter import SexIs as SexIs
 from genogate.filter import check_filter_size as check_filter_size
 from genogate.genome import BuildError, canonical_contig, minimal
-from genogate.normalform import normal_form
 
 MAX_POS = 2**31 - 1
 _CHROM_RE = re.compile(r"^[A-Za-z0-9_.]{1,64}$")
@@ -128,6 +127,8 @@ def normalise_filter(f: Filter, this_year: int | None = None) -> Filter:
     participant row (never for the rows a store happens to hold) become one filter. ``Everyone`` for a filter
     true of every row; INVALID_FILTER for one true of none. ``this_year`` (the node's) folds age bounds past
     any age a stored birth year can reach."""
+    from genogate.normalform import normal_form  # the nodes' canonical form; a client never needs it
+
     return normal_form(f, this_year)
 
 

@@ -104,9 +104,9 @@ _SERVER_SIDE = frozenset({grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE,
 def boundary(method: Callable[..., R]) -> Callable[..., R]:
     """Wrap a servicer method: errors to status + reason, one structured log line per call."""
 
-    from genogate import metrics  # servers only: a client never loads prometheus_client
-
     name = method.__qualname__.replace("Servicer.", ".")  # NodeServicer.Query -> Node.Query
+
+    from genogate import metrics  # servers only: a client never loads prometheus_client
 
     @functools.wraps(method)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> R:

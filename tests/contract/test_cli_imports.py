@@ -78,6 +78,8 @@ NOT_FOR_A_QUERY = (
     "genogate.nodeclient",
     "genogate.status",
     "genogate.audit",
+    "genogate.studies",  # the study and registry types: other commands' (genogate.convert builds them lazily)
+    "uuid",  # imports platform; genogate.envelope.new_query_id does without
 )
 
 

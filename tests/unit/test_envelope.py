@@ -228,3 +228,17 @@ def test_the_fan_out_and_the_grant_verifier_take_the_opened_envelope() -> None:
 
     assert typing.get_type_hints(VerifiedQuery)["opened"] is OpenedEnvelope
     assert "received" in inspect.signature(GrantVerifier.open).parameters
+
+
+def test_a_new_query_id_is_a_random_version_4_uuid_in_hex() -> None:
+    """``envelope.new_query_id`` is ``uuid.uuid4().hex`` without importing ``uuid``: version 4, RFC 4122
+    variant, 32 lower-case hex digits, and different each time."""
+    import uuid
+
+    from genogate.envelope import new_query_id
+
+    ids = [new_query_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for q in ids:
+        u = uuid.UUID(hex=q)
+        assert (u.version, u.variant, u.hex) == (4, uuid.RFC_4122, q)
