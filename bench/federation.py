@@ -515,8 +515,14 @@ def cli_startup(fed: Federation, plan: Plan) -> dict[str, Any]:
     cases = [Case("genogate query allele-frequency", tuple(query)), Case("genogate --help", ("genogate", "--help"))]
     got = against_python(cases, [Path(sys.executable).parent], plan.cli_repeats, env=env)
     out: dict[str, Any] = {}
-    for (_, name), (seconds, ratio) in got.items():
-        out[name] = {"ms": seconds * 1e3, "python_ms": seconds * 1e3 / ratio, "ratio": ratio}
+    for (_, name), r in got.items():
+        out[name] = {
+            "ms": r.wall_s * 1e3,
+            "python_ms": r.wall_s * 1e3 / r.wall_ratio,
+            "ratio": r.wall_ratio,
+            "cpu_ms": r.cpu_s * 1e3,
+            "cpu_ratio": r.cpu_ratio,
+        }
     return out
 
 

@@ -228,17 +228,21 @@ def markdown(r: Mapping[str, Any], plot: str | None, *, quick: bool) -> str:
         L.append(f"| {case} | {_kib(row[COORD_AUDIT])} | {_kib(row[NODE_LEDGER])} |")
     L += [
         "",
-        f"### CLI start-up ({plan['cli_repeats']} runs each, interleaved with `python -c pass`; medians)",
+        f"### CLI start-up ({plan['cli_repeats']} runs each, interleaved with `python -c pass`; medians; CPU: user + "
+        "system time of the command's process, steadier than wall time on a loaded machine)",
         "",
-        "| command | ms | `python -c pass` ms | ratio |",
-        "|---|---:|---:|---:|",
+        "| command | wall ms | `python -c pass` wall ms | ratio | CPU ms | CPU ratio |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     if "missing" in r["cli"]:
-        L.append(f"| — | {_missing(r['cli'])} | | |")
+        L.append(f"| — | {_missing(r['cli'])} | | | | |")
     for name, row in r["cli"].items():
         if name == "missing":
             continue
-        L.append(f"| `{name}` | {row['ms']:.0f} | {row['python_ms']:.0f} | {row['ratio']:.1f}x |")
+        L.append(
+            f"| `{name}` | {row['ms']:.0f} | {row['python_ms']:.0f} | {row['ratio']:.1f}x | {row['cpu_ms']:.0f} | "
+            f"{row['cpu_ratio']:.1f}x |"
+        )
     L += [
         "",
         "`genogate query` is a real query through the federation, the same question each run (the nodes may "

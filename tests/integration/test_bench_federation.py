@@ -70,7 +70,7 @@ def test_the_smallest_federation_run_writes_its_section_between_the_markers(tmp_
     assert all(v > 0 for row in res["throughput"].values() for v in row.values())
     assert res["cpu"]["genogate"]["per_process_ms"]["nodes"] and res["profile"]["top"]["coordinator"]
     assert set(res["cli"]) == {"genogate query allele-frequency", "genogate --help"}
-    assert all(row["ratio"] > 0 and row["python_ms"] > 0 for row in res["cli"].values())
+    assert all(row["ratio"] > 0 and row["python_ms"] > 0 and row["cpu_ratio"] > 0 for row in res["cli"].values())
     # The coordinator audited every federated query: it grew by something for each case.
     assert all(row["coordinator audit.sqlite"] > 0 for row in res["audit"].values())
 
