@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_DIR ?= demo
 
-.PHONY: all install test test-fast fuzz lint typecheck proto check-proto hpo check-hpo lock check-lock demo bench attacks clean
+.PHONY: all install test test-fast fuzz lint typecheck proto check-proto hpo check-hpo lock check-lock demo bench bench-quick attacks clean
 
 all: test
 
@@ -80,8 +80,13 @@ check-hpo: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/genogate-demo --dir $(DEMO_DIR)
 
-bench: $(STAMP)
+## bench: every section of BENCHMARKS.md, the federation against its floor last (its plot needs matplotlib)
+bench: $(ATTACKS_STAMP)
 	$(BIN)/python -m bench.run
+
+## bench-quick: a small federation section only (under 3 minutes), to bench/work/federation-quick.{md,json}
+bench-quick: $(ATTACKS_STAMP)
+	$(BIN)/python -m bench.run --only federation --quick
 
 ## attacks: the attacks on the real data and synthetic cohorts through real nodes; writes attacks/out/ and, for a full
 ## run, docs/security/ and the tables in SECURITY.md (ATTACKS_ARGS="--quick" for a small sample; "--only timing")

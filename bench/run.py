@@ -7,6 +7,10 @@
    ``genogate-node freq`` command; the answers are checked to be identical.
 3. A biobank-sized store written straight from the generator (default 100k x 1M variants genome-wide):
    build time, size, and the same region question on it, with peak memory.
+4. The federation (``bench.federation``): a coordinator and its nodes against the relay floor, interleaved;
+   written between the section's markers in BENCHMARKS.md. ``--only federation`` runs just that section;
+   ``--quick`` a small version of it (``make bench-quick``, written to bench/work/federation-quick.md unless
+   ``--out`` says otherwise).
 """
 
 from __future__ import annotations
@@ -233,35 +237,69 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--work", type=Path, default=ROOT / "bench" / "work")
-    p.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    p.add_argument("--out", type=Path, default=None, help="default: BENCHMARKS.md (--quick: bench/work/...)")
+    p.add_argument("--only", choices=("federation",), help="run only this section")
+    p.add_argument("--quick", action="store_true", help="the federation section's quick plan (make bench-quick)")
+    p.add_argument("--federation-plan", choices=("full", "quick", "smallest"), default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    fed_plan = args.federation_plan or ("quick" if args.quick else "full")
+    if fed_plan != "full" and args.only != "federation":
+        p.error("--quick is the federation section's: use it with --only federation")
+    if args.out is None:
+        args.out = ROOT / "BENCHMARKS.md" if fed_plan == "full" else args.work / f"federation-{fed_plan}.md"
+    if args.only == "federation":
+        return _federation(args.work, args.out, fed_plan)
     for tool in ("bcftools", "plink2"):
         if shutil.which(tool) is None:
             print(f"bench: {tool} is not installed (apt-get install {tool})", file=sys.stderr)
             return 2
     args.work.mkdir(parents=True, exist_ok=True)
 
-    print(f"[1/5] synthetic VCF {args.samples} x {args.variants} ...", flush=True)
+    print(f"[1/6] synthetic VCF {args.samples} x {args.variants} ...", flush=True)
     vcf, sheet, synth_s = _synth_vcf(args.work, args.samples, args.variants, args.seed)
-    print("[2/5] ingest: genogate, bcftools view -Ob, plink2 --make-pgen ...", flush=True)
+    print("[2/6] ingest: genogate, bcftools view -Ob, plink2 --make-pgen ...", flush=True)
     ingest = _ingest(args.work, vcf, sheet)
     store = args.work / "ingest" / "store.duckdb"
-    print("[3/5] 1 Mb region, phenotype cohort: genogate vs plink2 ...", flush=True)
+    print("[3/6] 1 Mb region, phenotype cohort: genogate vs plink2 ...", flush=True)
     region = _densest_window(store, "22")  # stores hold canonical contig names
     q = _region_question(args.work, store, sheet, args.work / "ingest" / "pg", region, args.repeats)
-    print("[4/5] node query latency and throughput (real processes, mTLS, ledger, OpenDP) vs bare gRPC ...", flush=True)
+    print("[4/6] node query latency and throughput (real processes, mTLS, ledger, OpenDP) vs bare gRPC ...", flush=True)
     from bench.node_latency import run as node_latency
 
     latency = node_latency(store, args.work / "latency")
     big = None
     if args.big_variants:
-        print(f"[5/5] store {args.samples} x {args.big_variants} straight from the generator ...", flush=True)
+        print(f"[5/6] store {args.samples} x {args.big_variants} straight from the generator ...", flush=True)
         bstore, bsheet, build = _big_store(args.work, args.samples, args.big_variants, args.seed)
         bregion = _densest_window(bstore, "1")
         big = (bstore, build, _region_question(args.work, bstore, bsheet, None, bregion, args.repeats))
     report = _report(args, vcf, synth_s, ingest, store, q, big) + _latency_report(args, latency)
     args.out.write_text(report)
     print(report)
+    print("[6/6] the federation against its floor ...", flush=True)
+    return _federation(args.work, args.out, fed_plan)
+
+
+def _federation(work: Path, out: Path, plan_name: str) -> int:
+    """Run ``bench.federation`` with the named plan; write its JSON beside the work, its plot, and its section
+    between the markers in ``out``; print the section."""
+    from bench import federation
+    from bench.federation_report import markdown, write_section
+    from bench.plot import latency_vs_sites
+
+    plan = {"full": federation.Plan, "quick": federation.Plan.quick, "smallest": federation.Plan.smallest}[plan_name]()
+    work.mkdir(parents=True, exist_ok=True)
+    res = federation.run(work / "federation", plan, tell=lambda s: print(s, flush=True)).to_json()
+    suffix = "" if plan_name == "full" else f"-{plan_name}"
+    (work / f"federation{suffix}.json").write_text(json.dumps(res, indent=1))
+    png = ROOT / "bench" / "federation-latency.png" if plan_name == "full" else work / f"federation-latency{suffix}.png"
+    title = f"single-variant AF, {plan.samples:,} x {plan.variants:,} store, ε {plan.epsilon:g}, {plan.n_sites} calls"
+    drawn = latency_vs_sites(res["sites"]["rows"], png, title)
+    link = os.path.relpath(drawn, out.resolve().parent) if drawn else None
+    section = markdown(res, link, quick=plan_name != "full")
+    write_section(out, section)
+    print(section)
+    print(f"federation: section in {out}, results in {work / f'federation{suffix}.json'}", flush=True)
     return 0
 
 

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,17 +53,19 @@ def start_server(
     log: Path,
     timeout: float = 60.0,
     env: Mapping[str, str] | None = None,
+    wrapper: Sequence[str] = (),
 ) -> Proc:
     """Start ``python -m MODULE serve --config CONFIG`` with its output appended to ``log``; return once its
     ready file (``ready.json`` beside the config) names an address whose health service answers SERVING to
     a client presenting ``tls``. Raises ``RuntimeError`` (with the log's tail) if it exits first and
-    ``TimeoutError`` if it is not ready in time."""
+    ``TimeoutError`` if it is not ready in time. ``wrapper``: Python arguments before ``-m MODULE`` (the
+    benchmark runs a server under its profiler: ``-m bench.profiled OUT.json --``)."""
     ready = config.parent / "ready.json"
     ready.unlink(missing_ok=True)
     out = open(log, "ab")  # noqa: SIM115 - the child owns it for its lifetime
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     popen = subprocess.Popen(
-        [sys.executable, "-m", module, "serve", "--config", str(config)],
+        [sys.executable, *wrapper, "-m", module, "serve", "--config", str(config)],
         stdout=out,
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONPATH": path, **(env or {})},

@@ -1,0 +1,353 @@
+"""Run a Python program under a sampling profiler that weighs each sample by the CPU its thread used.
+
+    python -m bench.profiled OUT.json [--interval-ms 3] -- -m coordinator.cli serve --config coord.toml
+    python -m bench.profiled OUT.json -- script.py ARGS...
+
+The target runs in this process (``runpy``, as ``python -m``/``python script.py`` would run it) beside one
+daemon sampling thread. Every ``--interval-ms`` the sampler takes every thread's Python stack
+(``sys._current_frames``) and reads each thread's CPU time by its native id (``time.thread_time`` measures
+only its caller): from Linux's per-thread CPU clock, in nanoseconds, or else from
+``/proc/self/task/<tid>/stat``, in 10 ms ticks. An idle thread (waiting on a lock, a socket, a condition)
+weighs nothing, however many samples catch it.
+
+The CPU a thread used between two samples is credited to the stacks at the two ends that were on CPU, half
+each: a stack counts as on CPU when its thread used CPU both in the interval before and in the interval
+after it. So the work of a burst that ends between two samples goes to where the thread was working, not
+to the wait it returned to, and a burst that began and ended between two samples, seen at neither end, is
+reported as such (``UNSEEN``) rather than credited to an idle stack. What this cannot tell (in-process,
+the sampler holds the GIL while it looks, so a thread running Python then waits for it like an idle one):
+a thread that works in bursts separated by waits shorter than the interval has its wait credited with part
+of the CPU around it, unless the wait is one of the standard library's that ``WAITS`` lists (an executor's
+idle worker, a condition, a queue, a selector), which are never credited. C code called from Python (gRPC's
+Cython, DuckDB, OpenDP) counts as its Python caller's self time; threads that run no Python (gRPC's C
+threads) appear, with their CPU, under ``native_threads``.
+
+On SIGTERM or SIGINT (when the target installs no handler of its own, the program then exits 143 / 130),
+on SIGUSR1 (write and keep going) and when the target ends, OUT.json is written atomically: the number of
+samples, CPU seconds of the process and the part attributed to Python stacks, the top functions by self
+and inclusive CPU (``file:function``), per Python thread (by name) and per native thread (by its kernel
+name). SIGUSR2 forgets everything sampled so far (the caller's warm-up).
+
+Threading model: the sampler thread only reads (frames, clocks, /proc) and updates its own tables under one
+lock, which the writer also takes; the target's threads are never paused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import signal
+import sys
+import sysconfig
+import threading
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import CodeType, FrameType
+from typing import Any
+
+from bench.cpu import stat_cpu_seconds
+
+TOP = 50  # functions kept in each table of OUT.json
+# Shown relative to where they were found, longest first: site-packages lies inside the standard library's path.
+_PREFIXES = tuple(
+    sorted(
+        {p.rstrip("/") + "/" for p in sys.path if p.endswith("-packages")} | {sysconfig.get_paths()["stdlib"] + "/"},
+        key=len,
+        reverse=True,
+    )
+)
+
+
+def _label(code: CodeType, cache: dict[CodeType, str]) -> str:
+    label = cache.get(code)
+    if label is None:
+        path = code.co_filename
+        for prefix in _PREFIXES:
+            if path.startswith(prefix):
+                path = path[len(prefix) :]
+                break
+        else:
+            cwd = os.getcwd() + "/"
+            path = path[len(cwd) :] if path.startswith(cwd) else path
+        label = cache[code] = f"{path}:{code.co_qualname}"
+    return label
+
+
+def _thread_clock(tid: int) -> int:
+    """The clock id of Linux's CPU clock of thread ``tid`` of this process (``MAKE_THREAD_CPUCLOCK(tid,
+    CPUCLOCK_SCHED)``): unlike ``pthread_getcpuclockid``, the kernel checks the id, so a thread that has ended
+    is an ``OSError``, never a read of freed memory."""
+    return ((~tid) << 3) | 6
+
+
+def _thread_cpu_seconds(tid: int) -> float | None:
+    """CPU seconds of thread ``tid`` of this process; None once it has ended."""
+    try:
+        return time.clock_gettime(_thread_clock(tid))
+    except OSError:
+        pass
+    try:  # a kernel without per-thread clocks by id
+        with open(f"/proc/self/task/{tid}/stat") as f:
+            return stat_cpu_seconds(f.read())
+    except OSError:
+        return None
+
+
+UNSEEN = "(ran and stopped between two samples)"
+
+
+@dataclass
+class _Stack:
+    leaf: str
+    labels: frozenset[str]
+    delta: float  # CPU seconds the thread used in the interval that ended with this sample
+    waiting: bool = False  # its leaf is one of ``WAITS``: never credited
+
+
+# Python functions whose own time is a blocking wait in C (a queue, a condition, a selector): a thread found in
+# one is waiting, whatever CPU it used around it (the limit above), so such a stack is never credited.
+WAITS = (
+    "concurrent/futures/thread.py:_worker",
+    "threading.py:Condition.wait",
+    "threading.py:Thread._wait_for_tstate_lock",
+    "queue.py:Queue.get",
+    "selectors.py:EpollSelector.select",
+    "selectors.py:PollSelector.select",
+    "selectors.py:SelectSelector.select",
+)
+
+
+_IDLE = _Stack("", frozenset(), 0.0)
+
+
+@dataclass
+class Profile:
+    interval_s: float
+    started: float = field(default_factory=time.monotonic)
+    samples: int = 0  # sampling rounds
+    stacks: int = 0  # thread stacks seen (several per round)
+    unweighted: int = 0  # stacks of threads whose CPU could not be read
+    self_cpu: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))  # function -> CPU s
+    incl_cpu: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    self_hits: Counter[str] = field(default_factory=Counter)  # function -> weighted samples it was the leaf of
+    incl_hits: Counter[str] = field(default_factory=Counter)  # function -> weighted samples it was in
+    thread_cpu: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    thread_hits: Counter[str] = field(default_factory=Counter)
+    process_cpu0: float = 0.0
+
+
+def _process_cpu() -> float:
+    with open("/proc/self/stat") as f:
+        return stat_cpu_seconds(f.read())
+
+
+def _native_threads() -> list[dict[str, Any]]:
+    out = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                line = f.read()
+        except OSError:
+            continue
+        name = line[line.index("(") + 1 : line.rindex(")")]
+        out.append({"tid": int(tid), "name": name, "cpu_s": round(stat_cpu_seconds(line), 3)})
+    return sorted(out, key=lambda t: -t["cpu_s"])
+
+
+class Sampler:
+    def __init__(self, out: Path, interval_s: float, target: list[str]) -> None:
+        self.out = out
+        self.target = target
+        self._lock = threading.RLock()  # the signal handlers write from the main thread, maybe inside a write
+        self._profile = Profile(interval_s, process_cpu0=_process_cpu())
+        self._cpu: dict[int, float] = {}  # native id -> CPU seconds at its previous sample
+        self._recent: dict[int, list[_Stack]] = {}  # native id -> its last two samples, oldest first
+        self._labels: dict[CodeType, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench.profiled", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._profile = Profile(self._profile.interval_s, process_cpu0=_process_cpu())
+
+    def _run(self) -> None:
+        me = threading.get_ident()
+        while not self._stop.wait(self._profile.interval_s):
+            frames = sys._current_frames()
+            threads = {t.ident: t for t in threading.enumerate()}
+            with self._lock:
+                self._sample(frames, threads, me)
+
+    def _stack(self, frame: FrameType, delta: float) -> _Stack:
+        labels = self._labels
+        seen = set()
+        f: FrameType | None = frame
+        while f is not None:
+            seen.add(_label(f.f_code, labels))
+            f = f.f_back
+        leaf = _label(frame.f_code, labels)
+        if leaf.endswith(WAITS):
+            return _Stack("", frozenset(), delta, waiting=True)
+        return _Stack(leaf, frozenset(seen), delta)
+
+    def _sample(self, frames: dict[int, FrameType], threads: dict[int | None, threading.Thread], me: int) -> None:
+        p = self._profile
+        p.samples += 1
+        alive = set()
+        for ident, frame in frames.items():
+            if ident == me:
+                continue
+            thread = threads.get(ident)
+            name = thread.name if thread is not None else f"thread-{ident}"
+            tid = thread.native_id if thread is not None else None
+            now = _thread_cpu_seconds(tid) if tid is not None else None
+            p.stacks += 1
+            p.thread_hits[name] += 1
+            if tid is None or now is None:
+                p.unweighted += 1
+                continue
+            alive.add(tid)
+            delta = max(0.0, now - self._cpu.get(tid, now))
+            self._cpu[tid] = now
+            p.thread_cpu[name] += delta
+            recent = self._recent.setdefault(tid, [])
+            recent.append(self._stack(frame, delta) if delta > 0 else _IDLE)  # only a working thread's stack can count
+            if len(recent) == 3:
+                self._credit(*recent)
+                del recent[0]
+        for tid in set(self._cpu) - alive:
+            del self._cpu[tid]
+            self._recent.pop(tid, None)
+
+    def _credit(self, before: _Stack, at: _Stack, after: _Stack) -> None:
+        """Credit ``at.delta`` (the CPU used between the samples ``before`` and ``at``) to the ends that were on
+        CPU: ``before`` if its thread worked on both sides of it and is not in a wait, ``at`` likewise."""
+        if at.delta <= 0:
+            return
+        ends = [s for s, on in ((before, before.delta > 0), (at, after.delta > 0)) if on and not s.waiting]
+        p = self._profile
+        if not ends:
+            p.self_cpu[UNSEEN] += at.delta
+            p.self_hits[UNSEEN] += 1
+            return
+        share = at.delta / len(ends)
+        for s in ends:
+            p.self_cpu[s.leaf] += share
+            p.self_hits[s.leaf] += 1
+            for label in s.labels:
+                p.incl_cpu[label] += share
+                p.incl_hits[label] += 1
+
+    def report(self) -> dict[str, Any]:
+        with self._lock:
+            p = self._profile
+            attributed = sum(p.self_cpu.values())
+
+            def table(cpu: dict[str, float], hits: Counter[str]) -> list[dict[str, Any]]:
+                return [
+                    {
+                        "function": fn,
+                        "cpu_s": round(w, 4),
+                        "percent": round(100 * w / attributed, 2) if attributed else 0.0,
+                        "samples": hits[fn],
+                    }
+                    for fn, w in sorted(cpu.items(), key=lambda kv: -kv[1])[:TOP]
+                ]
+
+            return {
+                "target": self.target,
+                "interval_ms": p.interval_s * 1e3,
+                "seconds": round(time.monotonic() - p.started, 3),
+                "samples": p.samples,
+                "stacks": p.stacks,
+                "unweighted_stacks": p.unweighted,
+                "cpu_s": {"process": round(_process_cpu() - p.process_cpu0, 3), "attributed": round(attributed, 3)},
+                "self": table(p.self_cpu, p.self_hits),
+                "inclusive": table(p.incl_cpu, p.incl_hits),
+                "threads": [
+                    {"name": n, "samples": p.thread_hits[n], "cpu_s": round(p.thread_cpu.get(n, 0.0), 3)}
+                    for n in sorted(p.thread_hits, key=lambda n: -p.thread_cpu.get(n, 0.0))
+                ],
+                "native_threads": _native_threads(),
+            }
+
+    def write(self) -> None:
+        data = json.dumps(self.report(), indent=1)
+        tmp = self.out.with_name(f".{self.out.name}.{os.getpid()}.tmp")
+        tmp.write_text(data)
+        os.replace(tmp, self.out)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=1)
+
+
+def summarize(path: Path, top: int = 15) -> list[tuple[str, float, float]]:
+    """The ``top`` functions of a profile by self CPU: (function, self %, inclusive %), percentages of the CPU
+    attributed to Python stacks."""
+    data = json.loads(Path(path).read_text())
+    inclusive = {row["function"]: row["percent"] for row in data["inclusive"]}
+    return [
+        (row["function"], row["percent"], inclusive.get(row["function"], row["percent"])) for row in data["self"][:top]
+    ]
+
+
+def _parse(argv: list[str]) -> tuple[Path, float, list[str]]:
+    usage = "usage: python -m bench.profiled OUT.json [--interval-ms MS] -- (-m MODULE | -c CODE | SCRIPT) [ARGS...]"
+    if "--" not in argv:
+        raise SystemExit(usage)
+    split = argv.index("--")
+    head, target = argv[:split], argv[split + 1 :]
+    interval_ms = 3.0
+    if len(head) == 3 and head[1] == "--interval-ms":
+        interval_ms = float(head[2])
+    elif len(head) != 1:
+        raise SystemExit(usage)
+    if not target or (target[0] in ("-m", "-c") and len(target) < 2):
+        raise SystemExit(usage)
+    return Path(head[0]), interval_ms / 1e3, target
+
+
+def _run_target(target: list[str]) -> None:
+    if target[0] == "-m":
+        sys.argv = [target[1], *target[2:]]
+        runpy.run_module(target[1], run_name="__main__", alter_sys=True)
+    elif target[0] == "-c":
+        sys.argv = ["-c", *target[2:]]
+        exec(compile(target[1], "<string>", "exec"), {"__name__": "__main__"})  # noqa: S102 - the user's own code
+    else:
+        script = os.path.abspath(target[0])
+        sys.argv = [target[0], *target[1:]]
+        sys.path[0] = os.path.dirname(script)
+        runpy.run_path(script, run_name="__main__")
+
+
+def main(argv: list[str] | None = None) -> None:
+    out, interval_s, target = _parse(sys.argv[1:] if argv is None else argv)
+    sampler = Sampler(out.resolve(), interval_s, target)
+
+    def on_signal(signum: int, frame: object) -> None:
+        sampler.write()
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)  # a target that installs its own handler ends normally; see below
+    signal.signal(signal.SIGUSR1, lambda *_: sampler.write())
+    signal.signal(signal.SIGUSR2, lambda *_: sampler.reset())
+    sampler.start()
+    try:
+        _run_target(target)
+    finally:
+        sampler.stop()
+        sampler.write()
+
+
+if __name__ == "__main__":
+    main()
