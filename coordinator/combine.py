@@ -77,14 +77,15 @@ def _components(mechanism: str, scale: float, draws: int) -> list[noise.Componen
 
 
 @functools.lru_cache(maxsize=1024)
-def _released_noise(params: Params, draws: int, alpha: float) -> tuple[int, float]:
-    """The half-width of the 1 - ``alpha`` interval and the standard deviation of the summed noise."""
+def _released_noise(params: Params, draws: int, alpha: float, max_support: int) -> tuple[int, float]:
+    """The half-width of the 1 - ``alpha`` interval and the standard deviation of the summed noise (``max_support``:
+    ``noise.MAX_SUPPORT``, which decides how they are computed, in the key)."""
     comps = [c for m, s in params for c in _components(m, s, draws)]
     return noise.two_sided(comps, alpha), noise.stddev(comps)
 
 
 @functools.lru_cache(maxsize=1024)
-def _suppressed_noise(params: Params, draws: int, alpha: float) -> tuple[int, int]:
+def _suppressed_noise(params: Params, draws: int, alpha: float, max_support: int) -> tuple[int, int]:
     """``u`` and ``w`` of the module docstring (with some site suppressed) at level 1 - ``alpha``."""
     per_site = [_components(m, s, draws) for m, s in params]
     return noise.lower_tail([c for site in per_site for c in site], alpha / 2), noise.positive_part_upper(
@@ -104,8 +105,8 @@ def combine(values: Sequence[NoisyValue], *, draws: int = 1, alpha: float = ALPH
     params = tuple([(v.mechanism, v.noise_scale) for v in values])
     below = [v for v in values if v.below_threshold]
     if below:
-        return _with_suppressed(values, below, _suppressed_noise(params, draws, alpha))
-    h, sd = _released_noise(params, draws, alpha)
+        return _with_suppressed(values, below, _suppressed_noise(params, draws, alpha, noise.MAX_SUPPORT))
+    h, sd = _released_noise(params, draws, alpha, noise.MAX_SUPPORT)
     estimate = float(sum(v.estimate for v in values))
     return CombinedValue(
         estimate=estimate,
