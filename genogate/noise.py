@@ -154,11 +154,12 @@ def exact(components: Iterable[Component]) -> bool:
 
 @functools.lru_cache(maxsize=_MEMO)
 def variance(c: Component) -> float:
-    """An upper bound on the variance of one draw, tight to a relative 1e-12: for discrete Laplace
+    """An upper bound on the variance of one draw: for discrete Laplace
     ``2q / (1 - q)²`` (q = e^(-1/scale), 1 - q as ``-expm1(-1/scale)``, which keeps its digits at large scales),
     rounded up by ``_UP``, and never below the same formula with ``1 - q`` taken literally (which earlier
-    versions used: off by up to a relative scale x 2^-53, either way); for the discrete Gaussian σ², which bounds
-    it from above (Canonne, Kamath, Steinke 2020)."""
+    versions used: off by up to a relative scale x 2^-53, either way), so within a relative 1e-12 + scale x 2^-53
+    above the exact value; for the discrete Gaussian σ², which bounds it from above (Canonne, Kamath, Steinke
+    2020)."""
     _check(c)
     mechanism, scale = c
     if mechanism == "discrete_laplace":
@@ -170,8 +171,8 @@ def variance(c: Component) -> float:
 
 @functools.lru_cache(maxsize=_MEMO)
 def _spread(c: Component) -> float:
-    """The variance of one draw for a standard deviation, at least the exact one and within a relative 1e-12
-    above it: ``variance`` for discrete Laplace; for the discrete Gaussian, below σ = 4 summed from its pmf over
+    """The variance of one draw for a standard deviation, at least the exact one and barely above it:
+    ``variance`` for discrete Laplace; for the discrete Gaussian, below σ = 4 summed from its pmf over
     |k| <= 40σ + 40 (the rest weighs < e^-800), else σ² (by Poisson summation the variance is σ²(1 - O(σ² e^(-2π²σ²))),
     a relative 1e-130 below at σ = 4), rounded up by ``_UP``."""
     mechanism, sigma = c
@@ -291,7 +292,7 @@ def _lower_tail(key: Key, alpha: float, max_support: int) -> int:
 
 def stddev(components: Iterable[Component]) -> float:
     """Standard deviation of Σ noise: the square root of the sum of the draws' variances (``_spread``), at least
-    the exact value and within a relative 2e-12 of it."""
+    the exact value and within a relative 2e-12 (+ scale x 2^-53 for discrete Laplace) above it."""
     return _stddev(key(components))
 
 
