@@ -59,7 +59,7 @@ def _parameter_sets(n: int, seed: int = 20261204) -> Iterator[list[list[noise.Co
         yield out
 
 
-SETS = list(_parameter_sets(160))
+SETS = list(_parameter_sets(120))
 EDGES: list[list[list[noise.Component]]] = [
     [[("discrete_laplace", 2000.0)]] * 3,  # the 1,000-variant vector at ε 1
     [[("discrete_laplace", 2000.0)] * 2] * 3,  # its allele numbers
