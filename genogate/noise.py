@@ -132,7 +132,7 @@ def _check(c: Component) -> None:
         raise ValueError(f"noise scale must lie in [{SCALES[0]:g}, {SCALES[1]:g}], got {c[1]}")
 
 
-def key(components: Iterable[Component]) -> Key:
+def as_key(components: Iterable[Component]) -> Key:
     """The sorted multiset of ``components`` (every memo's key); ``ValueError`` for a mechanism or scale this
     module does not know."""
     out = tuple(sorted((m, float(s)) for m, s in components))
@@ -254,7 +254,7 @@ def _laplace_quantile(scale: float, alpha: float, sides: int) -> int:
 def two_sided(components: Iterable[Component], alpha: float) -> int:
     """The smallest integer h with P(|Σ noise| <= h) >= 1 - alpha; beyond ``MAX_SUPPORT``, the Chebyshev
     bound ``ceil(sd / sqrt(alpha))``, which is at least that."""
-    return _two_sided(key(components), float(alpha), MAX_SUPPORT)
+    return _two_sided(as_key(components), float(alpha), MAX_SUPPORT)
 
 
 @functools.lru_cache(maxsize=_MEMO)
@@ -274,7 +274,7 @@ def _two_sided(key: Key, alpha: float, max_support: int) -> int:
 def lower_tail(components: Iterable[Component], alpha: float) -> int:
     """The smallest integer q with P(Σ noise < -q) <= alpha; beyond ``MAX_SUPPORT``, Cantelli's bound
     ``ceil(sd * sqrt((1 - alpha) / alpha))``, which is at least that."""
-    return _lower_tail(key(components), float(alpha), MAX_SUPPORT)
+    return _lower_tail(as_key(components), float(alpha), MAX_SUPPORT)
 
 
 @functools.lru_cache(maxsize=_MEMO)
@@ -293,7 +293,7 @@ def _lower_tail(key: Key, alpha: float, max_support: int) -> int:
 def stddev(components: Iterable[Component]) -> float:
     """Standard deviation of Σ noise: the square root of the sum of the draws' variances (``_spread``), at least
     the exact value and within a relative 2e-12 (+ scale x 2^-53 for discrete Laplace) above it."""
-    return _stddev(key(components))
+    return _stddev(as_key(components))
 
 
 @functools.lru_cache(maxsize=_MEMO)
@@ -312,7 +312,7 @@ def positive_part_upper(sites: Iterable[Iterable[Component]], alpha: float) -> i
     Beyond ``MAX_SUPPORT`` (all sites' components together), Cantelli's bound on that sum: each site's
     symmetric noise has E[max(Z, 0)] = E|Z| / 2 <= sd / 2 and E[max(Z, 0)²] = Var / 2, so
     ``w = Σ sd_i / 2 + sqrt(Σ Var_i / 2 * (1 - alpha) / alpha)``."""
-    k = tuple(sorted(key(site) for site in sites))
+    k = tuple(sorted(as_key(site) for site in sites))
     if not exact(c for site in k for c in site):
         var = [sum(variance(c) for c in site) for site in k]
         return math.ceil(sum(math.sqrt(v) / 2 for v in var) + math.sqrt(sum(var) / 2 * (1 - alpha) / alpha))
