@@ -29,7 +29,8 @@ intervals still cover at their stated rate; they are wider (at 95%, 4.47 standar
 built are cached in one least-recently-used cache of at most ``CACHE_BYTES`` in total, so a stream of
 distinct scales cannot grow the process either; the memoised numbers are a few bytes each, at most
 ``_MEMO`` per function. A scale outside ``SCALES`` is refused (``ValueError``): no node plans one, and the
-arithmetic above is checked only inside it.
+arithmetic above is checked only inside it. The caches are shared by the coordinator's threads: the memos are
+``functools.lru_cache`` and ``CACHE`` takes a lock, so a race computes a value twice, never a wrong one.
 
 This module never draws noise: drawing is the node's, with OpenDP.
 """
