@@ -40,10 +40,16 @@ values with a suppressed site.
   set) when a site suppressed any of the four cells.
 
 Estimates are unbiased sums of unbiased noisy values; where a site reported "fewer than k" there is none.
+
+**Cost.** A value's interval and standard deviation depend only on its sites' (mechanism, scale) pairs, which
+the values of one query share, so they are memoised on those pairs (``_released_noise``,
+``_suppressed_noise``; ``genogate.noise`` memoises underneath on the sorted multiset): a 1,000-variant vector
+builds each distribution once and then costs a few dictionary look-ups per value.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -59,38 +65,62 @@ _MECHANISM: dict[str, noise.Mechanism] = {
 }
 
 
-def _components(v: NoisyValue, draws: int) -> list[noise.Component]:
-    mechanism = _MECHANISM.get(v.mechanism)
-    if mechanism is None or not v.noise_scale > 0:
+Params = tuple[tuple[str, float], ...]
+"""The (mechanism, scale) of each site's value, in the sites' order: all a value's noise depends on."""
+
+
+def _components(mechanism: str, scale: float, draws: int) -> list[noise.Component]:
+    known = _MECHANISM.get(mechanism)
+    if known is None or not scale > 0:
         raise ValueError("a released value without a known noise mechanism and scale")
-    return [(mechanism, float(v.noise_scale))] * draws
+    return [(known, float(scale))] * draws
+
+
+@functools.lru_cache(maxsize=1024)
+def _released_noise(params: Params, draws: int, alpha: float, max_support: int) -> tuple[int, float]:
+    """The half-width of the 1 - ``alpha`` interval and the standard deviation of the summed noise (``max_support``:
+    ``noise.MAX_SUPPORT``, which decides how they are computed, in the key)."""
+    comps = [c for m, s in params for c in _components(m, s, draws)]
+    return noise.two_sided(comps, alpha), noise.stddev(comps)
+
+
+@functools.lru_cache(maxsize=1024)
+def _suppressed_noise(params: Params, draws: int, alpha: float, max_support: int) -> tuple[int, int]:
+    """``u`` and ``w`` of the module docstring (with some site suppressed) at level 1 - ``alpha``."""
+    per_site = [_components(m, s, draws) for m, s in params]
+    return noise.lower_tail([c for site in per_site for c in site], alpha / 2), noise.positive_part_upper(
+        per_site, alpha / 2
+    )
+
+
+def clear_caches() -> None:
+    """Forget every memoised interval and distribution (as a coordinator that has combined nothing yet)."""
+    _released_noise.cache_clear()
+    _suppressed_noise.cache_clear()
+    noise.clear_caches()
 
 
 def combine(values: Sequence[NoisyValue], *, draws: int = 1, alpha: float = ALPHA) -> CombinedValue:
     """Σ of one value over the answering sites (``draws``: independent noise draws inside each value)."""
+    params = tuple([(v.mechanism, v.noise_scale) for v in values])
     below = [v for v in values if v.below_threshold]
     if below:
-        return _with_suppressed(values, below, draws, alpha)
-    comps = [c for v in values for c in _components(v, draws)]
-    h = noise.two_sided(comps, alpha)
+        return _with_suppressed(values, below, _suppressed_noise(params, draws, alpha, noise.MAX_SUPPORT))
+    h, sd = _released_noise(params, draws, alpha, noise.MAX_SUPPORT)
     estimate = float(sum(v.estimate for v in values))
     return CombinedValue(
         estimate=estimate,
         ci95_low=max(0.0, estimate - h),  # a count is never negative
         ci95_high=max(0.0, estimate + h),
-        noise_stddev=noise.stddev(comps),
+        noise_stddev=sd,
         sites=len(values),
         released=estimate,
     )
 
 
-def _with_suppressed(
-    values: Sequence[NoisyValue], below: Sequence[NoisyValue], draws: int, alpha: float
-) -> CombinedValue:
+def _with_suppressed(values: Sequence[NoisyValue], below: Sequence[NoisyValue], uw: tuple[int, int]) -> CombinedValue:
     """A sum where some sites said only "fewer than k": no estimate, the interval of the module docstring."""
-    per_site = [_components(v, draws) for v in values]
-    u = noise.lower_tail([c for site in per_site for c in site], alpha / 2)
-    w = noise.positive_part_upper(per_site, alpha / 2)
+    u, w = uw
     released = float(sum(v.estimate for v in values if not v.below_threshold))
     answered = len(values) - len(below)
     return CombinedValue(
@@ -157,13 +187,21 @@ def odds_ratio(a: CombinedValue, b: CombinedValue, c: CombinedValue, d: Combined
     cells = [max(x, 0.5) for x in cells]
     sds = [a.noise_stddev, b.noise_stddev, c.noise_stddev, d.noise_stddev]
     log_or = math.log(cells[0]) - math.log(cells[1]) - math.log(cells[2]) + math.log(cells[3])
-    se = math.sqrt(sum(1 / x + (s / x) ** 2 for x, s in zip(cells, sds, strict=True)))
+    se = math.sqrt(sum(1 / x + (s / x) * (s / x) for x, s in zip(cells, sds, strict=True)))  # inf, not an error
     return OddsRatio(
-        estimate=math.exp(log_or),
-        ci95_low=math.exp(log_or - _Z * se),
-        ci95_high=math.exp(log_or + _Z * se),
+        estimate=_exp(log_or),
+        ci95_low=_exp(log_or - _Z * se),
+        ci95_high=_exp(log_or + _Z * se),
         log_se=se,
     )
+
+
+def _exp(x: float) -> float:
+    """e^x, inf where it overflows (noise so wide that the interval is unbounded: an answer, not an error)."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
 
 
 class _Maths:

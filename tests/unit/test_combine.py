@@ -324,3 +324,62 @@ def test_the_cache_of_distributions_stays_within_its_byte_budget() -> None:
         noise.two_sided([("discrete_laplace", 2000.0 + i)] * 2, 0.05)
         assert noise.CACHE.nbytes <= noise.CACHE_BYTES
     assert noise.CACHE.nbytes > noise.CACHE_BYTES // 4  # it does cache
+
+
+# Cost and edges (issue 16): one distribution per noise mix, overflow as inf, every failure a ValueError.
+
+
+def test_a_vector_builds_each_sums_distribution_once_not_per_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """200 variants at 3 sites of one scale: allele counts share one mix (3 draws), allele numbers another (6);
+    each sum's distribution is read once per level (95% and the frequency's 97.5%), and not at all again."""
+    from coordinator import combine as module
+
+    reads: list[tuple[noise.Component, ...]] = []
+    real = noise._sum_pmf
+
+    def counted(components: tuple[noise.Component, ...]) -> object:
+        reads.append(components)
+        return real(components)
+
+    monkeypatch.setattr(noise, "_sum_pmf", counted)
+    module.clear_caches()
+    bodies = []
+    for site in range(3):
+        rows = [
+            pb.AlleleCounts(
+                variant=pb.Variant(chrom="1", pos=100 + i, ref="A", alt="G"),
+                allele_count=value_pb(50 + i + site, 400.0),
+                allele_number=value_pb(9000 + i, 400.0),
+            )
+            for i in range(200)
+        ]
+        bodies.append(pb.ReleaseBody(result=pb.QueryResult(allele_frequency=pb.AlleleFrequencyResult(variants=rows))))
+    first = combine_results(_results(*bodies))
+    lap = ("discrete_laplace", 400.0)
+    assert sorted(reads) == sorted([(lap,) * 3] * 2 + [(lap,) * 6] * 2)
+    reads.clear()
+    assert combine_results(_results(*bodies)) == first and reads == []
+
+
+def test_an_odds_ratio_whose_interval_overflows_is_unbounded_not_an_error() -> None:
+    """Noise of stddev 1e4 on cells of 20 (ε far too small): exp(log OR + 1.96 se) overflows a float."""
+    for sd in (1e4, 1e200, math.inf):
+        cells = [results.CombinedValue(estimate=x, noise_stddev=sd) for x in (20, 80, 10, 90)]
+        o = odds_ratio(*cells)
+        assert math.isclose(o.estimate, (20 / 80) / (10 / 90))
+        assert (o.ci95_low, o.ci95_high) == (0.0, math.inf) and o.log_se > 400
+
+
+@pytest.mark.parametrize(
+    ("scale", "mechanism"),
+    [(1e200, LAP), (1e13, LAP), (math.inf, LAP), (math.nan, LAP), (0.0, LAP), (-2.0, GAU), (1e-200, GAU), (1e-10, LAP)],
+)
+def test_a_scale_out_of_range_is_a_value_error(scale: float, mechanism: int) -> None:
+    """Outside noise.SCALES (no node plans such a scale) the combination refuses with ValueError, which the
+    coordinator turns into FAILED_PRECONDITION: never a ZeroDivisionError, an OverflowError or a 0/0 pmf."""
+    for values in (
+        [value(5, scale, mechanism=mechanism)],
+        [value(50, 2.0), value(3, scale, mechanism=mechanism, k=10)],
+    ):
+        with pytest.raises(ValueError, match="noise"):
+            combine(values)
