@@ -195,6 +195,7 @@ def test_profiled_finds_the_busy_function_and_weighs_an_idle_thread_nothing(tmp_
 
 
 BURSTS = """
+    import threading
     import time
     from concurrent.futures import ThreadPoolExecutor
 
@@ -203,10 +204,11 @@ BURSTS = """
         while time.thread_time() - t0 < 0.002:
             pass
 
+    pause = threading.Event()  # never set: Event.wait is a standard-library wait, as the worker's queue.get is
     with ThreadPoolExecutor(max_workers=1) as pool:
         for _ in range(300):
             pool.submit(task_function)
-            time.sleep(0.001)
+            pause.wait(0.001)
 """
 
 
