@@ -201,18 +201,18 @@ BURSTS = """
 
     def task_function():
         t0 = time.thread_time()
-        while time.thread_time() - t0 < 0.002:
+        while time.thread_time() - t0 < 0.006:
             pass
 
     pause = threading.Event()  # never set: Event.wait is a standard-library wait, as the worker's queue.get is
     with ThreadPoolExecutor(max_workers=1) as pool:
-        for _ in range(300):
-            pool.submit(task_function)
+        for _ in range(100):  # the worker: 6 ms of CPU, then a wait in its queue of at least 1 ms, and again
+            pool.submit(task_function).result()
             pause.wait(0.001)
 """
 
 
-def test_profiled_credits_short_bursts_to_the_work_not_to_the_executor_s_wait(tmp_path: Path) -> None:
+def test_profiled_credits_bursts_to_the_work_not_to_the_executor_s_wait(tmp_path: Path) -> None:
     script = tmp_path / "bursts.py"
     script.write_text(textwrap.dedent(BURSTS))
     out = tmp_path / "profile.json"
