@@ -241,6 +241,33 @@ def test_profiled_writes_its_profile_on_sigterm(tmp_path: Path) -> None:
     assert summarize(out)[0][0].endswith("forever.py:forever_function")
 
 
+def test_profiled_forgets_on_sigusr2_and_writes_on_sigusr1_while_the_target_runs(tmp_path: Path) -> None:
+    script = tmp_path / "phases.py"
+    script.write_text(
+        "import time\n\ndef warm_up_function():\n    t0 = time.process_time()\n"
+        "    while time.process_time() - t0 < 1.0:\n        pass\n\n"
+        "def steady_function():\n    while True:\n        pass\n\nwarm_up_function()\nsteady_function()\n"
+    )
+    out = tmp_path / "profile.json"
+    proc = subprocess.Popen([sys.executable, "-m", "bench.profiled", str(out), "--", str(script)], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while cpu_seconds(proc.pid) < 2.0 and time.monotonic() < deadline:  # into steady_function
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGUSR2)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGUSR1)
+        while not out.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None  # still running
+        functions = [fn for fn, _, _ in summarize(out, top=50)]
+        assert functions[0].endswith("phases.py:steady_function")
+        assert not any(fn.endswith("warm_up_function") for fn in functions)  # forgotten
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_profiled_runs_a_module_with_its_arguments(tmp_path: Path) -> None:
     out = tmp_path / "profile.json"
     done = subprocess.run(
