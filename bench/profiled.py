@@ -1,6 +1,6 @@
 """Run a Python program under a sampling profiler that weighs each sample by the CPU its thread used.
 
-    python -m bench.profiled OUT.json [--interval-ms 3] -- -m coordinator.cli serve --config coord.toml
+    python -m bench.profiled OUT.json [--interval-ms 2] -- -m coordinator.cli serve --config coord.toml
     python -m bench.profiled OUT.json -- script.py ARGS...
 
 The target runs in this process (``runpy``, as ``python -m``/``python script.py`` would run it) beside one
@@ -10,17 +10,19 @@ only its caller): from Linux's per-thread CPU clock, in nanoseconds, or else fro
 ``/proc/self/task/<tid>/stat``, in 10 ms ticks. An idle thread (waiting on a lock, a socket, a condition)
 weighs nothing, however many samples catch it.
 
-The CPU a thread used between two samples is credited to the stacks at the two ends that were on CPU, half
-each: a stack counts as on CPU when its thread used CPU both in the interval before and in the interval
-after it. So the work of a burst that ends between two samples goes to where the thread was working, not
-to the wait it returned to, and a burst that began and ended between two samples, seen at neither end, is
-reported as such (``UNSEEN``) rather than credited to an idle stack. What this cannot tell (in-process,
-the sampler holds the GIL while it looks, so a thread running Python then waits for it like an idle one):
-a thread that works in bursts separated by waits shorter than the interval has its wait credited with part
-of the CPU around it, unless the wait is one of the standard library's that ``WAITS`` lists (an executor's
-idle worker, a condition, a queue, a selector), which are never credited. C code called from Python (gRPC's
-Cython, DuckDB, OpenDP) counts as its Python caller's self time; threads that run no Python (gRPC's C
-threads) appear, with their CPU, under ``native_threads``.
+Which stacks were on CPU: the sampler holds the GIL while it looks, so a thread running Python is then
+waiting for the GIL, as still as an idle one. So right after looking the sampler lets go of the GIL for
+``PROBE_S`` (1 ms) and reads the clocks again: a thread whose CPU clock moved meanwhile was running (or
+ready to), one whose clock stood still was blocked, and its stack is not credited. The CPU a thread used
+between two samples is credited to the stacks at the two ends that were on CPU, half each; work done and
+finished between two samples, seen at neither end, is reported as such (``UNSEEN``; sample more often to
+see more of it) rather than credited to the wait the thread returned to. Stacks whose leaf is one of the
+standard library's waits (``WAITS``: an executor's idle worker, a condition, a queue, a selector) are never
+credited, even when the thread woke during the probe. While profiling, the GIL's switch interval is 0.5 ms
+(``SWITCH_INTERVAL_S``). C code called from Python (gRPC's Cython, DuckDB, OpenDP) counts as its Python
+caller's self time; threads that run no Python (gRPC's C threads) appear, with their CPU, under
+``native_threads``. Cost: four threads of GIL-bound work used 1.03-1.28x the CPU under the profiler
+(interleaved runs on this two-core machine).
 
 On SIGTERM or SIGINT (when the target installs no handler of its own, the program then exits 143 / 130),
 on SIGUSR1 (write and keep going) and when the target ends, OUT.json is written atomically: the number of
@@ -51,6 +53,11 @@ from typing import Any
 from bench.cpu import stat_cpu_seconds
 
 TOP = 50  # functions kept in each table of OUT.json
+# The sampler needs the GIL to look at the stacks. Under Python's default 5 ms switch interval a thread running
+# Python keeps the GIL until it blocks, so the sampler would see threads mostly where they release it (at the
+# end of each burst of work): 0.5 ms lets it look within bursts. (More switches among the target's own busy
+# threads: a small cost, the same for every run profiled.)
+SWITCH_INTERVAL_S = 0.0005
 # Shown relative to where they were found, longest first: site-packages lies inside the standard library's path.
 _PREFIXES = tuple(
     sorted(
@@ -99,12 +106,10 @@ def _thread_cpu_seconds(tid: int) -> float | None:
 UNSEEN = "(ran and stopped between two samples)"
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Stack:
     leaf: str
     labels: frozenset[str]
-    delta: float  # CPU seconds the thread used in the interval that ended with this sample
-    waiting: bool = False  # its leaf is one of ``WAITS``: never credited
 
 
 # Python functions whose own time is a blocking wait in C (a queue, a condition, a selector): a thread found in
@@ -120,7 +125,8 @@ WAITS = (
 )
 
 
-_IDLE = _Stack("", frozenset(), 0.0)
+_IDLE = _Stack("", frozenset())  # a thread off CPU, or in one of ``WAITS``: never credited
+PROBE_S = 0.001
 
 
 @dataclass
@@ -164,7 +170,7 @@ class Sampler:
         self._lock = threading.RLock()  # the signal handlers write from the main thread, maybe inside a write
         self._profile = Profile(interval_s, process_cpu0=_process_cpu())
         self._cpu: dict[int, float] = {}  # native id -> CPU seconds at its previous sample
-        self._recent: dict[int, list[_Stack]] = {}  # native id -> its last two samples, oldest first
+        self._previous: dict[int, _Stack] = {}  # native id -> its stack at the previous sample (_IDLE: off CPU)
         self._labels: dict[CodeType, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench.profiled", daemon=True)
@@ -178,25 +184,36 @@ class Sampler:
 
     def _run(self) -> None:
         me = threading.get_ident()
-        while not self._stop.wait(self._profile.interval_s):
+        while not self._stop.wait(max(0.0, self._profile.interval_s - PROBE_S)):
             frames = sys._current_frames()
             threads = {t.ident: t for t in threading.enumerate()}
+            tids = {i: t.native_id for i, t in threads.items() if i in frames and i != me and t.native_id is not None}
+            at = {i: _thread_cpu_seconds(tid) for i, tid in tids.items()}
+            time.sleep(PROBE_S)  # without the GIL: whoever was running, or waiting for the GIL, runs now
+            later = {i: _thread_cpu_seconds(tid) for i, tid in tids.items()}
             with self._lock:
-                self._sample(frames, threads, me)
+                self._sample(frames, threads, me, at, later)
 
-    def _stack(self, frame: FrameType, delta: float) -> _Stack:
+    def _stack(self, frame: FrameType) -> _Stack:
         labels = self._labels
+        leaf = _label(frame.f_code, labels)
+        if leaf.endswith(WAITS):
+            return _IDLE
         seen = set()
         f: FrameType | None = frame
         while f is not None:
             seen.add(_label(f.f_code, labels))
             f = f.f_back
-        leaf = _label(frame.f_code, labels)
-        if leaf.endswith(WAITS):
-            return _Stack("", frozenset(), delta, waiting=True)
-        return _Stack(leaf, frozenset(seen), delta)
+        return _Stack(leaf, frozenset(seen))
 
-    def _sample(self, frames: dict[int, FrameType], threads: dict[int | None, threading.Thread], me: int) -> None:
+    def _sample(
+        self,
+        frames: dict[int, FrameType],
+        threads: dict[int | None, threading.Thread],
+        me: int,
+        at: dict[int, float | None],
+        later: dict[int, float | None],
+    ) -> None:
         p = self._profile
         p.samples += 1
         alive = set()
@@ -205,38 +222,35 @@ class Sampler:
                 continue
             thread = threads.get(ident)
             name = thread.name if thread is not None else f"thread-{ident}"
-            tid = thread.native_id if thread is not None else None
-            now = _thread_cpu_seconds(tid) if tid is not None else None
+            now, then = at.get(ident), later.get(ident)
             p.stacks += 1
             p.thread_hits[name] += 1
-            if tid is None or now is None:
+            if thread is None or thread.native_id is None or now is None:
                 p.unweighted += 1
                 continue
+            tid = thread.native_id
             alive.add(tid)
             delta = max(0.0, now - self._cpu.get(tid, now))
             self._cpu[tid] = now
             p.thread_cpu[name] += delta
-            recent = self._recent.setdefault(tid, [])
-            recent.append(self._stack(frame, delta) if delta > 0 else _IDLE)  # only a working thread's stack can count
-            if len(recent) == 3:
-                self._credit(*recent)
-                del recent[0]
+            stack = self._stack(frame) if then is not None and then > now else _IDLE
+            self._credit(delta, self._previous.get(tid, _IDLE), stack)
+            self._previous[tid] = stack
         for tid in set(self._cpu) - alive:
             del self._cpu[tid]
-            self._recent.pop(tid, None)
+            self._previous.pop(tid, None)
 
-    def _credit(self, before: _Stack, at: _Stack, after: _Stack) -> None:
-        """Credit ``at.delta`` (the CPU used between the samples ``before`` and ``at``) to the ends that were on
-        CPU: ``before`` if its thread worked on both sides of it and is not in a wait, ``at`` likewise."""
-        if at.delta <= 0:
+    def _credit(self, delta: float, before: _Stack, now: _Stack) -> None:
+        """Credit ``delta`` (CPU a thread used between two samples) to the ends that were on CPU, half each."""
+        if delta <= 0:
             return
-        ends = [s for s, on in ((before, before.delta > 0), (at, after.delta > 0)) if on and not s.waiting]
+        ends = [s for s in (before, now) if s is not _IDLE]
         p = self._profile
         if not ends:
-            p.self_cpu[UNSEEN] += at.delta
+            p.self_cpu[UNSEEN] += delta
             p.self_hits[UNSEEN] += 1
             return
-        share = at.delta / len(ends)
+        share = delta / len(ends)
         for s in ends:
             p.self_cpu[s.leaf] += share
             p.self_hits[s.leaf] += 1
@@ -305,7 +319,7 @@ def _parse(argv: list[str]) -> tuple[Path, float, list[str]]:
         raise SystemExit(usage)
     split = argv.index("--")
     head, target = argv[:split], argv[split + 1 :]
-    interval_ms = 3.0
+    interval_ms = 2.0
     if len(head) == 3 and head[1] == "--interval-ms":
         interval_ms = float(head[2])
     elif len(head) != 1:
@@ -341,6 +355,7 @@ def main(argv: list[str] | None = None) -> None:
         signal.signal(sig, on_signal)  # a target that installs its own handler ends normally; see below
     signal.signal(signal.SIGUSR1, lambda *_: sampler.write())
     signal.signal(signal.SIGUSR2, lambda *_: sampler.reset())
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     sampler.start()
     try:
         _run_target(target)

@@ -195,22 +195,24 @@ def test_profiled_finds_the_busy_function_and_weighs_an_idle_thread_nothing(tmp_
 
 
 BURSTS = """
+    import threading
     import time
     from concurrent.futures import ThreadPoolExecutor
 
     def task_function():
         t0 = time.thread_time()
-        while time.thread_time() - t0 < 0.002:
+        while time.thread_time() - t0 < 0.006:
             pass
 
+    pause = threading.Event()  # never set: Event.wait is a standard-library wait, as the worker's queue.get is
     with ThreadPoolExecutor(max_workers=1) as pool:
-        for _ in range(300):
-            pool.submit(task_function)
-            time.sleep(0.001)
+        for _ in range(100):  # the worker: 6 ms of CPU, then a wait in its queue of at least 1 ms, and again
+            pool.submit(task_function).result()
+            pause.wait(0.001)
 """
 
 
-def test_profiled_credits_short_bursts_to_the_work_not_to_the_executor_s_wait(tmp_path: Path) -> None:
+def test_profiled_credits_bursts_to_the_work_not_to_the_executor_s_wait(tmp_path: Path) -> None:
     script = tmp_path / "bursts.py"
     script.write_text(textwrap.dedent(BURSTS))
     out = tmp_path / "profile.json"
@@ -237,6 +239,33 @@ def test_profiled_writes_its_profile_on_sigterm(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert summarize(out)[0][0].endswith("forever.py:forever_function")
+
+
+def test_profiled_forgets_on_sigusr2_and_writes_on_sigusr1_while_the_target_runs(tmp_path: Path) -> None:
+    script = tmp_path / "phases.py"
+    script.write_text(
+        "import time\n\ndef warm_up_function():\n    t0 = time.process_time()\n"
+        "    while time.process_time() - t0 < 1.0:\n        pass\n\n"
+        "def steady_function():\n    while True:\n        pass\n\nwarm_up_function()\nsteady_function()\n"
+    )
+    out = tmp_path / "profile.json"
+    proc = subprocess.Popen([sys.executable, "-m", "bench.profiled", str(out), "--", str(script)], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        while cpu_seconds(proc.pid) < 2.0 and time.monotonic() < deadline:  # into steady_function
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGUSR2)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGUSR1)
+        while not out.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None  # still running
+        functions = [fn for fn, _, _ in summarize(out, top=50)]
+        assert functions[0].endswith("phases.py:steady_function")
+        assert not any(fn.endswith("warm_up_function") for fn in functions)  # forgotten
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_profiled_runs_a_module_with_its_arguments(tmp_path: Path) -> None:
