@@ -529,7 +529,7 @@ def cli_startup(fed: Federation, plan: Plan) -> dict[str, Any]:
 def profile(work: Path, store: Path, plan: Plan) -> dict[str, Any]:
     """A separate federation of ``plan.case_sites`` nodes whose coordinator and first node run under
     ``bench.profiled``, loaded with 8 client threads of single-variant AF for ``plan.profile_s``; the top functions
-    of each (self and inclusive % of samples)."""
+    of each (self and inclusive % of the sampled CPU time)."""
     from bench.profiled import summarize
 
     outs = {"coordinator": work / "profile-coordinator.json", "node": work / "profile-node.json"}

@@ -257,7 +257,7 @@ def markdown(r: Mapping[str, Any], plot: str | None, *, quick: bool) -> str:
         f"AF for {plan['profile_s']:g} s, {prof['qps']:.0f} q/s under the profiler)",
         "",
         "A separate federation whose coordinator and first node run under `bench.profiled` (samples every few ms "
-        "weighted by each thread's CPU time); top functions by self time, % of samples.",
+        "weighted by each thread's CPU time); top functions by self time, as % of the sampled CPU time.",
     ]
     for who, top in prof["top"].items():
         L += ["", f"| {who}: function | self % | inclusive % |", "|---|---:|---:|"]

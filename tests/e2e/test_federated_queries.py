@@ -348,7 +348,9 @@ def test_audit_logs_verify_reconcile_and_reveal_tampering(fed: Fed, tmp_path: Pa
         "result" in v for v in values if "site" in v
     )
     combined = [v for v in values if "combined" in v]
-    assert combined and all(v["matches_recorded_digest"] for v in combined), combined[:1]
+    assert combined and all(v["matches_recorded_digest"] for v in combined), [
+        (v["coordinator_entry"], v["matches_recorded_digest"], v["combined"]) for v in combined
+    ]
 
     def tampered(change: str) -> subprocess.CompletedProcess[str]:
         copy = tmp_path / f"audit-{abs(hash(change))}.sqlite"
