@@ -12,7 +12,6 @@ means a bug.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import textwrap
 from collections.abc import Callable
@@ -700,7 +699,7 @@ def _query(args: argparse.Namespace) -> int:
             raise
         raise UsageError(str(exc)) from None
     if args.json:
-        print(json.dumps(result.to_json(), indent=2))
+        print_json(result.to_json())
     else:
         print(result)
     return 0 if result.answered else 1

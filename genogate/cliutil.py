@@ -101,9 +101,24 @@ def add_json(parser: argparse.ArgumentParser, help_text: str = JSON_HELP) -> Non
     parser.add_argument("--json", action="store_true", help=help_text)
 
 
+def strict(value: Any) -> Any:
+    """``value`` with every non-finite float made ``None``, so that the JSON printed is strict (RFC 8259: no
+    ``NaN`` or ``Infinity``, which jq and most parsers refuse). A ``None`` number means "none": no standard
+    deviation for an odds ratio, or an unbounded interval end where the noise is so wide that the bound
+    overflowed (the text output prints those as "-" and "inf")."""
+    if isinstance(value, float):
+        return value if value - value == 0.0 else None  # inf - inf and nan - nan are nan
+    if isinstance(value, Mapping):
+        return {k: strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict(v) for v in value]
+    return value
+
+
 def print_json(doc: Mapping[str, Any]) -> None:
-    """``doc`` on stdout, the one way the command lines print JSON (indented, stable key order as given)."""
-    print(json.dumps(doc, indent=2, default=str))
+    """``doc`` on stdout, the one way the command lines print JSON: indented, stable key order as given, and
+    strict (non-finite numbers as ``null``; see ``strict``)."""
+    print(json.dumps(strict(doc), indent=2, default=str, allow_nan=False))
 
 
 def print_report(report: Report, *, as_json: bool, status: str) -> int:
