@@ -229,7 +229,8 @@ def markdown(r: Mapping[str, Any], plot: str | None, *, quick: bool) -> str:
     L += [
         "",
         f"### CLI start-up ({plan['cli_repeats']} runs each, interleaved with `python -c pass`; medians; CPU: user + "
-        "system time of the command's process, steadier than wall time on a loaded machine)",
+        "system time of the command's process, steadier than wall time on a loaded machine; every run reads compiled "
+        "bytecode, as an installed package has it, written by one warm-up run)",
         "",
         "| command | wall ms | `python -c pass` wall ms | ratio | CPU ms | CPU ratio |",
         "|---|---:|---:|---:|---:|---:|",

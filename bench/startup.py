@@ -82,7 +82,35 @@ def against_python(
 ) -> dict[tuple[Path, str], Result]:
     """Every case of every bin directory against ``python -c pass``, interleaved: each round runs ``python -c
     pass`` right before every case. Wall time is what a person waits; CPU time is steadier on a loaded machine
-    (it leaves out the time other processes hold the cores)."""
+    (it leaves out the time other processes hold the cores). Every run reads compiled bytecode (``compiled``),
+    written by one warm-up run of each command first."""
+    with compiled(env) as env:
+        return _against_python(cases, bins, repeats, env)
+
+
+@contextmanager
+def compiled(base: dict[str, str] | None = None) -> Iterator[dict[str, str]]:
+    """``base`` (default: this process's environment) for runs that read compiled bytecode, as an installed
+    package has it: ``PYTHONDONTWRITEBYTECODE`` dropped and ``PYTHONPYCACHEPREFIX`` pointed at a directory of
+    this run's own (kept as given when the caller set one already), so nothing is written into the checkouts
+    measured. The bytecode is written by the first (warm-up) runs."""
+    env = dict(os.environ if base is None else base)
+    if env.get("PYTHONPYCACHEPREFIX") and "PYTHONDONTWRITEBYTECODE" not in env:
+        yield env
+        return
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    with tempfile.TemporaryDirectory(prefix="genogate-startup-pyc-") as pycache:
+        env["PYTHONPYCACHEPREFIX"] = pycache
+        yield env
+
+
+def _against_python(
+    cases: Sequence[Case], bins: Sequence[Path], repeats: int, env: dict[str, str]
+) -> dict[tuple[Path, str], Result]:
+    _once([str(bins[0] / "python"), "-c", "pass"], env)  # warm the page cache and the bytecode
+    for case in cases:
+        for b in bins:
+            _once([str(b / case.argv[0]), *case.argv[1:]], env)
     times: dict[tuple[Path, str], list[tuple[float, float]]] = {}
     floors: dict[tuple[Path, str], list[tuple[float, float]]] = {}
     for _ in range(repeats):
@@ -200,14 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     # run's own, so that nothing is written into the checkouts measured) and read by every measured run.
     pycache = tempfile.TemporaryDirectory(prefix="genogate-startup-pyc-")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "GENOGATE_PROFILE")}
-    env["PYTHONPYCACHEPREFIX"] = pycache.name
+    env["PYTHONPYCACHEPREFIX"] = pycache.name  # as ``compiled`` does, kept for the whole run (--importtime too)
 
     def report(profile: Path | None, study: str) -> None:
-        all_cases = cases(profile, study)
-        _once([str(bins[0] / "python"), "-c", "pass"], env)  # warm the page cache and the bytecode
-        for case in all_cases:  # and each command (the first query also makes the sites' stored release)
-            for b in bins:
-                _once([str(b / case.argv[0]), *case.argv[1:]], env)
+        all_cases = cases(profile, study)  # warmed up by against_python (the first query stores the release)
         results = against_python(all_cases, bins, args.repeats, env=env)
         print(f"median of {args.repeats} runs each, interleaved with python -c pass; ratio = case / python -c pass")
         for b in bins:
