@@ -274,10 +274,29 @@ def main(argv: list[str] | None = None) -> int:
         bregion = _densest_window(bstore, "1")
         big = (bstore, build, _region_question(args.work, bstore, bsheet, None, bregion, args.repeats))
     report = _report(args, vcf, synth_s, ingest, store, q, big) + _latency_report(args, latency)
-    args.out.write_text(report)
+    _write_measured(args.out, report)
     print(report)
     print("[6/6] the federation against its floor ...", flush=True)
     return _federation(args.work, args.out, fed_plan)
+
+
+# BENCHMARKS.md below this line is written by hand (each issue's interleaved A/B and its notes): a full run
+# rewrites the measured sections above it and keeps it, and the federation section, as they are.
+KEPT = "<!-- make bench rewrites the sections above and keeps everything below this line -->"
+
+
+def _write_measured(out: Path, report: str) -> None:
+    """``report`` (the measured sections) at the top of ``out``, then its federation section (between its
+    markers, replaced in place by ``_federation`` afterwards) and everything from ``KEPT`` on, as they were."""
+    from bench.federation_report import BEGIN, END
+
+    old = out.read_text() if out.exists() else ""
+    start, stop = old.find(BEGIN), old.find(END)
+    parts = [report.rstrip("\n")]
+    if 0 <= start < stop:
+        parts.append(old[start : stop + len(END)])
+    parts.append(old[old.find(KEPT) :].rstrip("\n") if KEPT in old else KEPT)
+    out.write_text("\n\n".join(parts) + "\n")
 
 
 def _federation(work: Path, out: Path, plan_name: str) -> int:
