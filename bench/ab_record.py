@@ -60,16 +60,12 @@ def one(work: Path, threads: int, seconds: float) -> dict[str, float]:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from coordinator.record import record_run
-    from coordinator.state import SqliteCoordinatorState
     from genogate.audit import AuditLog
     from genogate.signing import Signer
-    from tests.coordstate import approved, open_world
-
-    def opener(where: Path, signer: Signer, k: int, clock: object) -> SqliteCoordinatorState:
-        return SqliteCoordinatorState(where / "coordinator.sqlite", signer, k, clock)  # type: ignore[arg-type]
+    from tests.coordstate import approved, open_world, sqlite_opener
 
     work.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=work) as d, open_world(Path(d), opener) as w:
+    with tempfile.TemporaryDirectory(dir=work) as d, open_world(Path(d), sqlite_opener) as w:
         study = approved(w).study_id
         log = AuditLog(w.where / "audit.sqlite", Signer(Ed25519PrivateKey.generate()))
         for i in range(20):  # warm-up: the files' first pages

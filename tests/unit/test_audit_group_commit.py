@@ -6,7 +6,6 @@ disk is a small tmpfs, as in tests/e2e/test_faults.py)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import threading
 import time
@@ -18,12 +17,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator.record import FORMAT, record_run, recover_history
-from coordinator.state import SqliteCoordinatorState
 from genogate import audit
 from genogate.audit import AuditLog
 from genogate.errors import StoreError
 from genogate.signing import Signer
-from tests.coordstate import World, approved, open_world
+from tests.coordstate import World, approved, open_world, sqlite_opener
+from tests.disks import mount_tmpfs
 
 
 def _log(path: Path) -> tuple[AuditLog, Signer]:
@@ -77,6 +76,16 @@ def _in_one_batch(
     return out
 
 
+def _all(n: int, work: Callable[[int], None]) -> None:
+    """``work(0)`` ... ``work(n - 1)``, each in a thread of its own, all at once; returns when all are done."""
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(n)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+        assert not w.is_alive()
+
+
 def test_appends_from_many_threads_make_one_valid_chain_each_caller_its_own_entry(tmp_path: Path) -> None:
     log, signer = _log(tmp_path / "audit.sqlite")
     threads, per_thread = 16, 25
@@ -97,11 +106,7 @@ def test_appends_from_many_threads_make_one_valid_chain_each_caller_its_own_entr
         except BaseException as exc:  # noqa: BLE001 - collected, asserted below
             errors.append(exc)
 
-    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(120)
+    _all(threads, work)
     assert not errors, errors[:3]
     n = threads * per_thread
     assert sorted(got) == list(range(1, n + 1))
@@ -164,21 +169,10 @@ def test_a_closed_log_fails_every_queued_append_with_a_store_error(tmp_path: Pat
     assert len(_intact(path, signer)) == 1
 
 
-def _mount_tmpfs(path: Path, size: str) -> None:
-    path.mkdir(parents=True)
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs (a disk that can fill up) needs root")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, check=False
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-
-
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     disk = tmp_path / "small"
-    _mount_tmpfs(disk, "2m")
+    mount_tmpfs(disk, "2m")
     try:
         yield disk
     finally:
@@ -210,13 +204,9 @@ def test_a_batch_whose_commit_fails_fails_every_caller_and_writes_nothing(small_
     assert [r.seq for r in _intact(path, signer)] == [1, 2]
 
 
-def _opener(where: Path, signer: Signer, k: int, clock: object) -> SqliteCoordinatorState:
-    return SqliteCoordinatorState(where / "coordinator.sqlite", signer, k, clock)  # type: ignore[arg-type]
-
-
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    with open_world(tmp_path, _opener) as w:
+    with open_world(tmp_path, sqlite_opener) as w:
         yield w
 
 
@@ -245,11 +235,7 @@ def test_history_rows_follow_the_entries_under_concurrent_runs_and_lost_ones_are
         except BaseException as exc:  # noqa: BLE001 - asserted below
             errors.append(exc)
 
-    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(120)
+    _all(threads, work)
     assert not errors, errors[:3]
     in_log = [json.loads(r.entry)["query_id"] for r in log.rows()]
     assert len(in_log) == threads * per_thread
