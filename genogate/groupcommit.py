@@ -149,12 +149,17 @@ class GroupCommit:
             if not isinstance(exc, Exception):
                 raise
         else:
+            interrupted: BaseException | None = None
             for t in batch:  # durable now: each caller's follow-up, in the order of the batch
                 if t.then is not None and t.error is None:
                     try:
                         t.then(t.value)
                     except Exception as exc:  # noqa: BLE001 - it is that caller's error, raised there
                         t.error = exc
+                    except BaseException as exc:  # noqa: BLE001 - the others' follow-ups still run first
+                        t.error, interrupted = Internal(f"{self._what} {doing}: {exc!r}"), exc
+            if interrupted is not None:
+                raise interrupted
         finally:
             for t in batch:
                 t.finished = True
