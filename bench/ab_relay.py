@@ -8,27 +8,41 @@ store) at ε 1, asked through the SDK. Reported per side: latency p50/p90 and th
 per query (``/proc/PID/stat`` utime+stime over its queries), then the ratios B/A.
 
     PYTHONPATH=TREE_B .venv/bin/python bench/ab_relay.py TREE_A TREE_B WORK [QUERIES]
+        [--threads 8,32 --seconds 5 --rounds 4] [--fsyncs S]
+
+``--threads`` adds the same under load: windows of N client threads of distinct queries, alternating A B B A,
+reporting queries/s, p50/p90 and coordinator CPU per query per side; ``--fsyncs S`` counts the coordinator's
+fsync/fdatasync calls per query (``strace -f -c`` attached) over S seconds of 8 client threads.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import itertools
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import duckdb
 
+from bench.relay_floor import _drive
 from genogate.client import Client
 from genogate.config import set_values
 from genogate.launch import serving
 from genogate.nodeclient import ClientTLS
 from genogate.signing import Signer
 from genogate_demo import run as demo
+from tests.terms import filler
+
+Sides = dict[str, tuple[int, Client]]
 
 
 def _cpu_s(pid: int) -> float:
@@ -62,7 +76,10 @@ def _start(tree: Path, config: Path, tls: ClientTLS) -> tuple[subprocess.Popen[b
     raise TimeoutError(f"coordinator of {tree} not ready")
 
 
-def main(tree_a: Path, tree_b: Path, work: Path, queries: int = 300) -> None:
+@contextlib.contextmanager
+def _federation(tree_a: Path, tree_b: Path, work: Path) -> Iterator[tuple[Sides, str, list[str]]]:
+    """Three nodes (this tree) and two coordinators (trees A and B) on copies of one state: yields each side's
+    coordinator pid and SDK client, the approved study and 1,000 variants of the store."""
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -113,35 +130,11 @@ def main(tree_a: Path, tree_b: Path, work: Path, queries: int = 300) -> None:
         alice_tls = ClientTLS.from_files(work / "ca/ca.pem", people / "alice.key", people / "alice.pem")
         alice = Signer.from_pem_file(people / "alice.ed25519")
         sides = {"A": (pa.pid, Client(addr_a, alice_tls, alice)), "B": (pb.pid, Client(addr_b, alice_tls, alice))}
-        lat: dict[str, list[float]] = {"A": [], "B": []}
-        cpu: dict[str, float] = {"A": 0.0, "B": 0.0}
-        for i in range(20):  # warm-up: channels opened, node info cached, caches filled
+        try:
+            yield sides, study, variants
+        finally:
             for _, client in sides.values():
-                client.allele_frequency(study, [variants[i]], epsilon=1.0)
-        for i in range(queries):
-            order = ("A", "B") if i % 2 == 0 else ("B", "A")
-            for side in order:
-                pid, client = sides[side]
-                c0 = _cpu_s(pid)
-                t0 = time.perf_counter()
-                r = client.allele_frequency(study, [variants[(i + 20) % len(variants)]], epsilon=1.0)
-                lat[side].append(time.perf_counter() - t0)
-                cpu[side] += _cpu_s(pid) - c0
-                assert len(r.answered) == 3, r
-        for _, client in sides.values():
-            client.close()
-        out_json: dict[str, object] = {}
-        for side in ("A", "B"):
-            xs = sorted(lat[side])
-            out_json[side] = {
-                "p50_ms": round(statistics.median(xs) * 1e3, 2),
-                "p90_ms": round(xs[int(0.9 * len(xs))] * 1e3, 2),
-                "cpu_ms_per_query": round(cpu[side] / queries * 1e3, 2),
-            }
-        a, b = out_json["A"], out_json["B"]
-        assert isinstance(a, dict) and isinstance(b, dict)
-        out_json["B/A"] = {k: round(b[k] / a[k], 3) for k in a}
-        print(json.dumps(out_json))
+                client.close()
     finally:
         for p in procs:
             p.terminate()
@@ -149,5 +142,143 @@ def main(tree_a: Path, tree_b: Path, work: Path, queries: int = 300) -> None:
         fed.stop()
 
 
+def sequential(sides: Sides, study: str, variants: list[str], queries: int) -> dict[str, object]:
+    """One query at a time, A and B alternating: latency p50/p90 and coordinator CPU per query per side."""
+    lat: dict[str, list[float]] = {"A": [], "B": []}
+    cpu: dict[str, float] = {"A": 0.0, "B": 0.0}
+    for i in range(20):  # warm-up: channels opened, node info cached, caches filled
+        for _, client in sides.values():
+            client.allele_frequency(study, [variants[i]], epsilon=1.0)
+    for i in range(queries):
+        order = ("A", "B") if i % 2 == 0 else ("B", "A")
+        for side in order:
+            pid, client = sides[side]
+            c0 = _cpu_s(pid)
+            t0 = time.perf_counter()
+            r = client.allele_frequency(study, [variants[(i + 20) % len(variants)]], epsilon=1.0)
+            lat[side].append(time.perf_counter() - t0)
+            cpu[side] += _cpu_s(pid) - c0
+            assert len(r.answered) == 3, r
+    out_json: dict[str, object] = {}
+    for side in ("A", "B"):
+        xs = sorted(lat[side])
+        out_json[side] = {
+            "p50_ms": round(statistics.median(xs) * 1e3, 2),
+            "p90_ms": round(xs[int(0.9 * len(xs))] * 1e3, 2),
+            "cpu_ms_per_query": round(cpu[side] / queries * 1e3, 2),
+        }
+    a, b = out_json["A"], out_json["B"]
+    assert isinstance(a, dict) and isinstance(b, dict)
+    out_json["B/A"] = {k: round(b[k] / a[k], 3) for k in a}
+    return out_json
+
+
+def _distinct(study: str, variants: list[str], client: Client) -> Callable[[], None]:
+    """One distinct single-variant AF per call (a variant in turn and a filter clause of its own that selects
+    nobody, ``tests.terms.filler``, so no node answers from its same-question cache); raises unless all three
+    sites answered."""
+    counter = itertools.count()
+
+    def call() -> None:
+        i = next(counter)
+        r = client.allele_frequency(study, [variants[i % len(variants)]], where=f"age>=0 or {filler(i)}", epsilon=1.0)
+        if len(r.answered) != 3:
+            raise RuntimeError(f"{len(r.answered)} of 3 sites answered")
+
+    return call
+
+
+def concurrent(
+    sides: Sides, study: str, variants: list[str], threads: Sequence[int], seconds: float, rounds: int
+) -> dict[str, object]:
+    """Throughput and latency under load: for each thread count, ``rounds`` windows of ``seconds`` per side in
+    the order A B B A A B ..., each with ``threads`` client threads calling back to back; per side the mean
+    queries/s, the p50/p90 latency over all its windows and the coordinator's CPU per query; then B/A."""
+    calls = {side: _distinct(study, variants, client) for side, (_, client) in sides.items()}
+    for call in calls.values():  # warm-up
+        _drive(call, 4, 1.0)
+    out: dict[str, object] = {}
+    for t in threads:
+        qps: dict[str, list[float]] = {"A": [], "B": []}
+        lat: dict[str, list[float]] = {"A": [], "B": []}
+        cpu: dict[str, float] = {"A": 0.0, "B": 0.0}
+        done_n: dict[str, int] = {"A": 0, "B": 0}
+        for r in range(rounds):
+            for side in ("A", "B") if r % 2 == 0 else ("B", "A"):
+                pid, _ = sides[side]
+                call, times = calls[side], lat[side]
+
+                def timed(call: Callable[[], None] = call, times: list[float] = times) -> None:
+                    t0 = time.perf_counter()
+                    call()
+                    times.append(time.perf_counter() - t0)
+
+                c0 = _cpu_s(pid)
+                done, elapsed = _drive(timed, t, seconds)
+                cpu[side] += _cpu_s(pid) - c0
+                done_n[side] += done
+                qps[side].append(done / elapsed)
+        row: dict[str, dict[str, float]] = {}
+        for side in ("A", "B"):
+            xs = sorted(lat[side])
+            row[side] = {
+                "qps": round(statistics.fmean(qps[side]), 1),
+                "p50_ms": round(statistics.median(xs) * 1e3, 2),
+                "p90_ms": round(xs[int(0.9 * len(xs))] * 1e3, 2),
+                "cpu_ms_per_query": round(cpu[side] / done_n[side] * 1e3, 2),
+            }
+        row["B/A"] = {k: round(row["B"][k] / row["A"][k], 3) for k in row["A"]}
+        out[f"{t} threads"] = row
+    return out
+
+
+def fsyncs(sides: Sides, study: str, variants: list[str], threads: int, seconds: float) -> dict[str, object]:
+    """fsync + fdatasync calls per query of each side's coordinator process (``strace -f -c`` attached while
+    ``threads`` client threads run queries for ``seconds``)."""
+    out: dict[str, object] = {}
+    for side, (pid, client) in sides.items():
+        call = _distinct(study, variants, client)
+        report = Path(f"/tmp/ab-relay-strace-{os.getpid()}-{side}.txt")
+        tracer = subprocess.Popen(
+            ["strace", "-f", "-c", "-e", "trace=fsync,fdatasync", "-o", str(report), "-p", str(pid)],
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1.0)  # attached to every thread
+        done, _ = _drive(call, threads, seconds)
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(timeout=30)
+        syncs = 0
+        for line in report.read_text().splitlines():
+            f = line.split()
+            if f and f[-1] in ("fsync", "fdatasync"):
+                syncs += int(f[3])
+        report.unlink()
+        out[side] = {"queries": done, "syncs": syncs, "per_query": round(syncs / done, 3)}
+    return out
+
+
+def main(argv: Sequence[str]) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("tree_a", type=Path)
+    ap.add_argument("tree_b", type=Path)
+    ap.add_argument("work", type=Path)
+    ap.add_argument("queries", type=int, nargs="?", default=300, help="sequential queries per side (0: none)")
+    ap.add_argument("--threads", default="", help="also under load: client thread counts, e.g. 8,32")
+    ap.add_argument("--seconds", type=float, default=5.0, help="length of each loaded window")
+    ap.add_argument("--rounds", type=int, default=4, help="loaded windows per side and thread count")
+    ap.add_argument("--fsyncs", type=float, default=0, help="also count fsyncs per query over this many seconds")
+    args = ap.parse_args(argv)
+    with _federation(args.tree_a, args.tree_b, args.work) as (sides, study, variants):
+        result: dict[str, object] = {}
+        if args.queries:
+            result["sequential"] = sequential(sides, study, variants, args.queries)
+        if args.threads:
+            threads = [int(t) for t in args.threads.split(",")]
+            result["concurrent"] = concurrent(sides, study, variants, threads, args.seconds, args.rounds)
+        if args.fsyncs:
+            result["fsyncs"] = fsyncs(sides, study, variants, 8, args.fsyncs)
+        print(json.dumps(result))
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]) if len(sys.argv) > 4 else 300)
+    main(sys.argv[1:])

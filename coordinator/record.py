@@ -15,16 +15,22 @@ every release lists its variants too). So an entry is ~0.6 KB plus ~0.8 KB per s
 variants (a 1,000-variant query at 3 sites: a 2.9 KB entry, ~4.2 KB of audit file with SQLite's pages, against
 ~0.5-0.9 MiB with the values inline; 20 KB holds up to ~24 sites).
 
-Durability, one fsync per run: the entry is appended with a synced commit (the audit log is the record of
-the run), and then, under the audit log's lock so rows follow entries in order, the history row is committed
-through the state's ``synchronous=NORMAL`` connection (no fsync). A process crash loses neither; a machine
+Durability, at most one fsync per run, shared by concurrent runs: the entry is appended with a synced commit
+(the audit log is the record of the run), and then, under the audit log's lock so rows follow entries in order,
+the history row is committed through the state's ``synchronous=NORMAL`` connection (no fsync). Runs recorded
+at the same moment share the entry's commit (``genogate.groupcommit``: the entries that queue while a commit is
+syncing are linked in the order they queued, inserted in one transaction and synced once; each run gets its own
+position, and its history row is written once that commit is durable, in the order of the positions). A run's
+answer is returned to the researcher only after its entry is durable. If the shared commit fails, every run in
+it fails with ``StoreError`` and none of their entries is written. A process crash loses neither; a machine
 crash can lose history rows committed since the state's last synced commit or checkpoint, and only the latest
 ones: ``recover_history`` (at start-up) re-records every format-2 run entry after the last one the history
 names. (A history row that failed to commit, the run's error returned to the researcher, is restored too,
 unless a later run's row committed after it: recovery starts after the last recorded entry, so that start-up
 reads only the tail of the log.) Putting both in one transaction (ATTACH) would not save the second sync: in
 WAL mode each attached file commits and syncs its own WAL (and the commit is atomic per file only). Measured
-with strace over 50 runs: 1.08 fdatasync per recorded run, against 2.08 before (the 0.08: checkpoints).
+with strace over 50 runs one at a time: 1.08 fdatasync per recorded run, against 2.08 before (the 0.08:
+checkpoints); with 8 concurrent clients the runs share their syncs (``bench/ab_relay.py --fsyncs``).
 """
 
 from __future__ import annotations

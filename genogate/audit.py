@@ -38,8 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from genogate.errors import GenogateError, StoreError
+from genogate.groupcommit import GroupCommit
 from genogate.signing import Signer, key_id, verify
-from genogate.sqlitedb import read_only, transaction
+from genogate.sqlitedb import read_only
 from genogate.words import plural
 
 DOMAIN = "genogate.v1.AuditEntry"
@@ -80,7 +81,11 @@ def _digest(prev: bytes, seq: int, at_ms: int, entry: str) -> bytes:
 
 def append(conn: sqlite3.Connection, signer: Signer, entry: Mapping[str, Any], at_ms: int) -> int:
     """Append one entry inside the caller's open transaction; returns its position."""
-    text = canonical_json(entry)
+    return append_text(conn, signer, canonical_json(entry), at_ms)
+
+
+def append_text(conn: sqlite3.Connection, signer: Signer, text: str, at_ms: int) -> int:
+    """``append`` of an entry already in canonical JSON (``canonical_json``)."""
     last = conn.execute("SELECT seq, sha256 FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
     seq, prev = (1, _GENESIS) if last is None else (int(last[0]) + 1, bytes(last[1]))
     digest = _digest(prev, seq, at_ms, text)
@@ -273,7 +278,9 @@ def add_commands(sub: Any, config_help: str) -> Any:
 
 
 class AuditLog:
-    """An audit log in a file of its own (the coordinator's), appended one durable entry at a time."""
+    """An audit log in a file of its own (the coordinator's). Entries appended concurrently share one
+    transaction and one fsync (``genogate.groupcommit``): each caller's entry is linked to the one before it
+    in the order they queued, and each caller gets its own position once the batch is durable."""
 
     APPLICATION_ID = 0x47474155  # "GGAU"
 
@@ -291,27 +298,33 @@ class AuditLog:
             schema=statements(SCHEMA),
             foreign_keys=False,
         )
+        self._commit = GroupCommit(
+            self.path,
+            self._lock,
+            lambda durable: self._conn,
+            set(),
+            what="audit log",
+            error=lambda exc: StoreError(f"{self.path}: cannot write the audit log: {exc}"),
+        )
 
     def append(
         self, entry: Mapping[str, Any], *, now_ms: int | None = None, then: Callable[[int], object] | None = None
     ) -> int:
         """Append ``entry`` durably (its commit is synced); returns its position. ``then(position)`` runs once
         the entry is durable, still under the log's lock, so what it records is recorded in the order of the
-        entries (the coordinator's query history: ``coordinator.record``). If ``then`` raises, the entry stays."""
+        entries (the coordinator's query history: ``coordinator.record``). If ``then`` raises, the entry stays
+        and the caller gets that error. Concurrent appends share a transaction and its fsync; if that
+        transaction fails (``StoreError``), it fails for each of them and none of their entries is written.
+        The entry is made canonical JSON before the log's lock is taken: only linking and signing it wait."""
         at = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-        with self._lock:
-            with transaction(
-                lambda: self._conn,
-                None,
-                what="audit log",
-                doing="appending",
-                path=self.path,
-                error=lambda exc: StoreError(f"{self.path}: cannot write the audit log: {exc}"),
-            ) as conn:
-                seq = append(conn, self._signer, entry, at)
-            if then is not None:
-                then(seq)
-        return seq
+        text = canonical_json(entry)
+        signer = self._signer
+        return self._commit.write(lambda conn: append_text(conn, signer, text, at), "appending", True, then)
+
+    @property
+    def waiting(self) -> int:
+        """Appends queued for the next batch (what tests watch)."""
+        return self._commit.waiting
 
     def rows(self, *, after: int = 0, where: Mapping[str, str | int] | None = None) -> list[Row]:
         """The entries after position ``after`` (all by default) whose top-level ``where`` keys have the values

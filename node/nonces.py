@@ -4,7 +4,7 @@ refused across restarts and a retry of the same signed envelope by its sender pa
 
 Threading: a ``NonceStore`` owns one ``sqlite3`` connection guarded by a lock held for each whole transaction
 (the ledger's model); nonces that queue up while a transaction commits are recorded together in the next one,
-each in its own savepoint, and share its fsync (the ledger's group commit, ``node.ledger.commit``: each caller
+each in its own savepoint, and share its fsync (the ledger's group commit, ``genogate.groupcommit``: each caller
 returns only once the COMMIT holding its nonce has). Across processes SQLite's write lock serialises
 ``BEGIN IMMEDIATE``.
 """
@@ -17,8 +17,8 @@ import threading
 from pathlib import Path
 
 from genogate.errors import ConfigError, InvalidArgument, Reason, Unauthenticated
+from genogate.groupcommit import GroupCommit
 from genogate.sqlitedb import open_database, transaction
-from node.ledger.commit import GroupCommit
 
 MIN_NONCE_BYTES = 16
 MAX_NONCE_BYTES = 256
@@ -61,7 +61,7 @@ class NonceStore:
             foreign_keys=False,
             migrations=_MIGRATIONS,
         )
-        # Nonces recorded by concurrent queries share one transaction and its fsync (``node.ledger.commit``).
+        # Nonces recorded by concurrent queries share one transaction and its fsync (``genogate.groupcommit``).
         self._commit = GroupCommit(self.path, self._lock, lambda durable: self._conn, set(), what="nonce store")
 
     def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:

@@ -85,6 +85,13 @@ def open_world(where: Path, opener: Opener) -> Iterator[World]:
         w.state.close()
 
 
+def sqlite_opener(where: Path, signer: Signer, k: int, clock: Callable[[], float]) -> CoordinatorState:
+    """The SQLite implementation's state in ``where`` (an ``Opener``)."""
+    from coordinator.state import SqliteCoordinatorState
+
+    return SqliteCoordinatorState(where / "coordinator.sqlite", signer, k, clock)
+
+
 def proposal(researcher: Signer, **overrides: object) -> cpb.StudyProposal:
     fields: dict[str, object] = {
         "title": "BRCA2 carriers in breast cancer",

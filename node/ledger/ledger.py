@@ -1,7 +1,7 @@
 """The ``Ledger``: the charging API over one ledger file (``begin``, ``complete``, ``record``,
 ``register_epoch``, ``budget``) and its lifecycle (open, boot tracking, ``close``). The guarantees it keeps are
 stated in the package docstring (``node.ledger``); the schema is in ``node.ledger.schema``, the arithmetic in
-``node.ledger.amounts``, the group commit in ``node.ledger.commit`` and the read-only inspection in
+``node.ledger.amounts``, the group commit in ``genogate.groupcommit`` and the read-only inspection in
 ``node.ledger.inspection``.
 
 Threading model: a ``Ledger`` is shared by all threads of a process. It owns one ``sqlite3`` connection
@@ -38,11 +38,11 @@ from genogate.errors import (
     StoreError,
     Unauthenticated,
 )
+from genogate.groupcommit import GroupCommit, db_error
 from genogate.signing import Signer
 from genogate.sqlitedb import open_database, reopen, statements, transaction
 from node.ledger import inspection, refusals
 from node.ledger.amounts import DAY_MS, MAX_AMOUNT, UNIT_EXPONENT, amount, check_id, check_sha256, first_day, units
-from node.ledger.commit import GroupCommit, db_error
 from node.ledger.outcomes import Answered, BudgetStatus, Charged, LedgerEntry, Pending
 from node.ledger.schema import APPLICATION_ID, MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
@@ -149,7 +149,7 @@ class Ledger:
 
         Group commit: writes that queue up while another batch is committing run together, each in its own
         savepoint (an op that raises leaves no trace and does not disturb the others), under one COMMIT, so
-        concurrent queries share an fsync instead of queueing for one each (``node.ledger.commit``). No caller
+        concurrent queries share an fsync instead of queueing for one each (``genogate.groupcommit``). No caller
         sees a value before the COMMIT that made it durable has returned; if the batch fails, every op in it
         fails."""
         return self._commit.write(op, doing, durable or self._boot is None)

@@ -40,6 +40,7 @@ from genogate.tls import fingerprint_sha256, new_identity_key, write_secret
 from node.ingest.synth_spec import SynthSpec
 from node.ledger import Ledger, read_spent
 from node.synth_cli import synth_store
+from tests.disks import mount_tmpfs
 from tests.nodes import client_tls, make_ca, make_coordinator, make_node
 from tests.processes import ROOT, Proc, start_coordinator, start_node
 from tests.terms import filler as distinct
@@ -321,20 +322,9 @@ def test_coordinator_restarted_mid_workload_keeps_studies_and_history(fed: Fed) 
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
-def _mount_tmpfs(path: Path, size: str) -> None:
-    path.mkdir(parents=True)
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs (a disk that can fill up) needs root")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, check=False
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-
-
 def test_full_disk_answers_storage_full_and_recovers_and_unreadable_store_is_named(tmp_path: Path) -> None:
     small = tmp_path / "small"
-    _mount_tmpfs(small, "24m")
+    mount_tmpfs(small, "24m")
     fed = None
     try:
         fed = _build(tmp_path / "fed", node_parent={"site-c": small})

@@ -25,7 +25,6 @@ from coordinator.combine import combine_results
 from coordinator.fanout import SiteResult
 from coordinator.queries import status_label
 from coordinator.record import MAX_LISTED_VARIANTS, reconcile_sites, record_run, recover_history, run_query_entry
-from coordinator.state import SqliteCoordinatorState
 from genogate import audit, receipt
 from genogate.audit import AuditLog
 from genogate.kinds import combined_to_pb, result_from_pb
@@ -35,19 +34,15 @@ from genogate.wire.v1 import common_pb2 as pb
 from node import release
 from node.ledger import Answered, Ledger
 from node.ledger.inspection import read_results
-from tests.coordstate import World, approved, open_world
+from tests.coordstate import World, approved, open_world, sqlite_opener
 
 SITES = ("site-a", "site-b", "site-c")
 VARIANTS = 1000
 
 
-def _opener(where: Path, signer: Signer, k: int, clock: object) -> SqliteCoordinatorState:
-    return SqliteCoordinatorState(where / "coordinator.sqlite", signer, k, clock)  # type: ignore[arg-type]
-
-
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
-    with open_world(tmp_path, _opener) as w:
+    with open_world(tmp_path, sqlite_opener) as w:
         yield w
 
 

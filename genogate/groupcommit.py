@@ -1,11 +1,17 @@
-"""The ledger's group commit: writes that queue up while another batch is committing run together, each in its
-own savepoint, under one COMMIT (``genogate.sqlitedb.transaction``), so concurrent queries share an fsync
-instead of queueing for one each. The node's nonce store commits the same way (``node.nonces``).
+"""Group commit for the small durable SQLite files: writes that queue up while another batch is committing run
+together, each in its own savepoint, under one COMMIT (``genogate.sqlitedb.transaction``), so concurrent callers
+share an fsync instead of queueing for one each. A node's ledger (``node.ledger.ledger``) and nonce store
+(``node.nonces``) commit this way, and so does the coordinator's audit log (``genogate.audit.AuditLog``).
 
 No caller sees a value before the COMMIT that made it durable has returned; an op that raises leaves no trace
-and does not disturb the others in its batch; if the batch itself fails, every op in it fails (and the
-ledger's set of suspect charges, which ops may settle, is restored). What the ops write is the ledger's
-(``node.ledger.ledger``); this module only batches and commits them.
+and does not disturb the others in its batch; if the batch itself fails (BEGIN or COMMIT: a full disk, a file
+made read-only, a closed connection), every op in it fails with the batch's typed error and nothing of the
+batch is written (and the ledger's set of suspect charges, which ops may settle, is restored). The ops run in
+the order their callers queued them, one after another on the batch's connection, so each sees what the ops
+before it wrote: the audit log's hash chain links entry to entry within a batch. A write's ``then`` runs once
+its batch is durable, still under the file's lock and in the batch's order (the coordinator records its query
+history this way, in the order of the audit entries). What the ops write is the caller's; this module only
+batches and commits them.
 """
 
 from __future__ import annotations
@@ -25,11 +31,14 @@ T = TypeVar("T")
 class Ticket(Generic[T]):
     """One queued write: its op, then its value or error once its batch is over."""
 
-    __slots__ = ("op", "durable", "value", "error", "finished")
+    __slots__ = ("op", "durable", "then", "value", "error", "finished")
 
-    def __init__(self, op: Callable[[sqlite3.Connection], T], durable: bool) -> None:
+    def __init__(
+        self, op: Callable[[sqlite3.Connection], T], durable: bool, then: Callable[[T], object] | None = None
+    ) -> None:
         self.op = op
         self.durable = durable
+        self.then = then
         self.value: T | None = None
         self.error: BaseException | None = None
         self.finished = False
@@ -50,15 +59,16 @@ class _Undone(Exception):
 
 
 class GroupCommit:
-    """The write queue of one ledger file.
+    """The write queue of one file.
 
-    ``lock`` is the ledger's in-process lock (held for the whole of each transaction, the ledger's reads
+    ``lock`` is the file's in-process lock (held for the whole of each transaction, the owner's reads
     included); ``connection(durable)`` is the connection a batch commits on (the synced one if any op in
     it must be durable), read under that lock; ``suspect`` is the ledger's set of suspect charges, restored
     to what it was at the start of a batch that fails (an empty set where nothing is suspect); ``what``
-    names the file in errors."""
+    names the file in errors; ``error``, given, maps an SQLite error of the batch (BEGIN, COMMIT) or of an op
+    to the error its callers get (default ``genogate.sqlitedb.write_error``)."""
 
-    __slots__ = ("_path", "_lock", "_connection", "_suspect", "_queue_lock", "_queue", "_what")
+    __slots__ = ("_path", "_lock", "_connection", "_suspect", "_queue_lock", "_queue", "_what", "_map")
 
     def __init__(
         self,
@@ -67,8 +77,10 @@ class GroupCommit:
         connection: Callable[[bool], sqlite3.Connection | None],
         suspect: set[int],
         what: str = "ledger",
+        error: Callable[[sqlite3.Error], GenogateError] | None = None,
     ) -> None:
         self._what = what
+        self._map = error
         self._path = path
         self._lock = lock
         self._connection = connection
@@ -76,10 +88,24 @@ class GroupCommit:
         self._queue_lock = threading.Lock()
         self._queue: list[Ticket[Any]] = []
 
-    def write(self, op: Callable[[sqlite3.Connection], T], doing: str, durable: bool) -> T:
+    @property
+    def waiting(self) -> int:
+        """Writes queued for the next batch (what tests watch)."""
+        with self._queue_lock:
+            return len(self._queue)
+
+    def write(
+        self,
+        op: Callable[[sqlite3.Connection], T],
+        doing: str,
+        durable: bool,
+        then: Callable[[T], object] | None = None,
+    ) -> T:
         """Run ``op`` in a write transaction and return its value once that transaction is durable (synced;
-        or, with ``durable=False``, committed to the WAL, which a process crash cannot lose)."""
-        ticket = Ticket(op, durable)
+        or, with ``durable=False``, committed to the WAL, which a process crash cannot lose). ``then(value)``
+        runs after that commit, under the lock, in the batch's order; if it raises, its caller gets that error
+        and what ``op`` wrote stays."""
+        ticket = Ticket(op, durable, then)
         with self._queue_lock:
             self._queue.append(ticket)
         with self._lock:
@@ -94,7 +120,7 @@ class GroupCommit:
         db = self._connection(any(t.durable for t in batch))
         suspect = set(self._suspect)  # ops may settle suspect charges: undone if the batch fails
         try:
-            with transaction(lambda: db, None, what=self._what, doing=doing, path=self._path) as conn:
+            with transaction(lambda: db, None, what=self._what, doing=doing, path=self._path, error=self._map) as conn:
                 if len(batch) == 1:  # alone in its transaction: rolling that back undoes exactly this op
                     t = batch[0]
                     try:
@@ -116,12 +142,29 @@ class GroupCommit:
             self._suspect.clear()
             self._suspect.update(suspect)
             for t in batch:
-                t.value, t.error = None, exc if isinstance(exc, Exception) else Internal(f"ledger {doing}: {exc!r}")
+                t.value, t.error = (
+                    None,
+                    exc if isinstance(exc, Exception) else Internal(f"{self._what} {doing}: {exc!r}"),
+                )
             if not isinstance(exc, Exception):
                 raise
+        else:
+            interrupted: BaseException | None = None
+            for t in batch:  # durable now: each caller's follow-up, in the order of the batch
+                if t.then is not None and t.error is None:
+                    try:
+                        t.then(t.value)
+                    except Exception as exc:  # noqa: BLE001 - it is that caller's error, raised there
+                        t.error = exc
+                    except BaseException as exc:  # noqa: BLE001 - the others' follow-ups still run first
+                        t.error, interrupted = Internal(f"{self._what} {doing}: {exc!r}"), exc
+            if interrupted is not None:
+                raise interrupted
         finally:
             for t in batch:
                 t.finished = True
 
     def _error(self, exc: Exception, doing: str) -> Exception:
-        return write_error(exc, self._what, doing, self._path) if isinstance(exc, sqlite3.Error) else exc
+        if not isinstance(exc, sqlite3.Error):
+            return exc
+        return write_error(exc, self._what, doing, self._path) if self._map is None else self._map(exc)
