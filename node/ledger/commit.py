@@ -1,6 +1,7 @@
 """The ledger's group commit: writes that queue up while another batch is committing run together, each in its
 own savepoint, under one COMMIT (``genogate.sqlitedb.transaction``), so concurrent queries share an fsync
-instead of queueing for one each. The node's nonce store commits the same way (``node.nonces``).
+instead of queueing for one each. A signed query's nonce (``node.nonces``) is written by the charging op itself,
+so it shares the charge's commit.
 
 No caller sees a value before the COMMIT that made it durable has returned; an op that raises leaves no trace
 and does not disturb the others in its batch; if the batch itself fails, every op in it fails (and the
