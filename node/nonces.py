@@ -19,8 +19,12 @@ as its refusal's audit entry (``Ledger.record``). Nothing is weakened by this:
   store is touched.
 
 Refusals keep their order: ``check`` refuses a replay at step 11, before the rate windows, the caps and the
-charge. ``NonceStore.check_and_record`` checks and records at once (its own synced commit on the ledger):
-for callers that verify a query without charging one.
+charge. The two checks the gate makes after the verifier (``OpenedEnvelope.check_ids`` and the node's purpose
+rule, ``node.policy.Gate.authorise``) refuse without recording the nonce: both are decided from the signed
+bytes and the node's configuration alone, so the same bytes are refused the same way again, from anyone.
+
+``NonceStore.check_and_record`` checks and records at once (its own synced commit on the ledger): for callers
+that verify a query without charging one.
 
 ``[grants] nonce_store`` (before ledger schema version 5 the nonces were in that separate file, synced on its own) is
 an import source only: if the file exists when the node starts, its nonces not yet pruned are copied into the
