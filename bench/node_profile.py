@@ -52,15 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         "GENOGATE_SAMPLE_MODULE": "node.cli",
         "GENOGATE_NODE_POLICY__RATE_LIMIT_PER_STUDY_PER_MINUTE": "100000000",
     }
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "genogate_demo", "--up", str(work / "fed"), "--samples", str(args.samples)]
-        + ["--variants", str(args.variants)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=args.tree,
-    )
+    demo = start_demo(work, args.tree, args.samples, args.variants, env)
     try:
         seconds, errors = _load(demo, work, args.queries, args.threads)
     finally:
@@ -73,8 +65,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _load(demo: subprocess.Popen[str], work: Path, queries: int, threads: int) -> tuple[float, list[BaseException]]:
-    """Wait until the demo federation is up, then send ``queries`` distinct queries from ``threads`` threads."""
+def start_demo(work: Path, tree: Path, samples: int, variants: int, env: dict[str, str]) -> subprocess.Popen[str]:
+    """The demo federation of ``tree``, set up in ``work / "fed"`` and left running (``wait_up``)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "genogate_demo", "--up", str(work / "fed"), "--samples", str(samples)]
+        + ["--variants", str(variants)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=tree,
+    )
+
+
+def wait_up(demo: subprocess.Popen[str]) -> tuple[str, str]:
+    """Wait until the demo federation (``genogate_demo --up``) is up; its study id and client profile."""
     assert demo.stdout is not None
     out = []
     for line in demo.stdout:
@@ -86,6 +91,12 @@ def _load(demo: subprocess.Popen[str], work: Path, queries: int, threads: int) -
     text = "".join(out)
     study = re.search(r"export STUDY=(\S+)", text).group(1)  # type: ignore[union-attr]
     profile = re.search(r"export GENOGATE_PROFILE=(\S+)", text).group(1).strip("'")  # type: ignore[union-attr]
+    return study, profile
+
+
+def _load(demo: subprocess.Popen[str], work: Path, queries: int, threads: int) -> tuple[float, list[BaseException]]:
+    """Wait until the demo federation is up, then send ``queries`` distinct queries from ``threads`` threads."""
+    study, profile = wait_up(demo)
     con = duckdb.connect(str(work / "fed" / "hospital-a" / "store.duckdb"), read_only=True)
     variants = [
         f"{c}-{p}-{r}-{a}"

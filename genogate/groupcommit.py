@@ -1,7 +1,8 @@
 """Group commit for the small durable SQLite files: writes that queue up while another batch is committing run
 together, each in its own savepoint, under one COMMIT (``genogate.sqlitedb.transaction``), so concurrent callers
-share an fsync instead of queueing for one each. A node's ledger (``node.ledger.ledger``) and nonce store
-(``node.nonces``) commit this way, and so does the coordinator's audit log (``genogate.audit.AuditLog``).
+share an fsync instead of queueing for one each. A node's ledger (``node.ledger.ledger``) commits this way (a
+signed query's nonce, ``node.nonces``, is written by the charging op itself, so it shares the charge's commit),
+and so does the coordinator's audit log (``genogate.audit.AuditLog``).
 
 No caller sees a value before the COMMIT that made it durable has returned; an op that raises leaves no trace
 and does not disturb the others in its batch; if the batch itself fails (BEGIN or COMMIT: a full disk, a file

@@ -1,4 +1,4 @@
-"""Opening the small durable SQLite files genogate keeps (a node's ledger and nonce store, the
+"""Opening the small durable SQLite files genogate keeps (a node's ledger and consent store, the
 coordinator's state and audit log): one way, so all of them refuse foreign files alike and are equally durable.
 
 ``open_database`` refuses, without writing a byte to it, a file that is not this kind of genogate file

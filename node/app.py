@@ -92,8 +92,9 @@ def studies_provider(path: Path) -> Callable[[], Mapping[str, Study]]:
     return current
 
 
-def grant_verifier(config: NodeConfig) -> GrantVerifier | None:
-    """The node's own verifier of signed grants, or None when it trusts no committee."""
+def grant_verifier(config: NodeConfig, ledger: Ledger) -> GrantVerifier | None:
+    """The node's own verifier of signed grants, or None when it trusts no committee. Nonces are kept in
+    ``ledger``'s file (a separate ``[grants] nonce_store`` of earlier versions is imported, ``node.nonces``)."""
     g = config.grants
     if not g.committee_keys:
         return None
@@ -104,7 +105,7 @@ def grant_verifier(config: NodeConfig) -> GrantVerifier | None:
         site=config.node.name,
         trusted_committee=trusted,
         revocations=cache,
-        nonces=NonceStore(g.nonce_store, window_ms),
+        nonces=NonceStore(ledger, window_ms, legacy=g.nonce_store),
         timestamp_window_ms=window_ms,
         opted_in=frozenset(g.opted_in) if g.require_opt_in else None,
         refused=frozenset(g.refused),
@@ -156,15 +157,16 @@ def create_server(
     try:
         # Consent changes made while serving (``genogate-node consent``), applied at the next query.
         consent = ConsentStore(consent_path(config.store.path))
+        ledger = Ledger(config.ledger.path, audit_signer=signer)
         service = QueryService(
             name=config.node.name,
             backend=backend,
-            ledger=Ledger(config.ledger.path, audit_signer=signer),
+            ledger=ledger,
             studies=studies_provider(config.studies.trusted_file) if config.studies.local else dict,
             policy=policy,
             noise=OpenDPNoise(),
             signer=signer,
-            grants=grant_verifier(config),
+            grants=grant_verifier(config, ledger),
             build=config.node.genome_build,
             covered_bed=config.store.covered_regions,
             diseases=diseases,

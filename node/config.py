@@ -397,7 +397,11 @@ class GrantsSettings:
     )
     nonce_store: Path = field(
         default=Path("nonces.sqlite"),
-        metadata={"help": "SQLite file of the query nonces seen (durable, so a restart opens no replay window)."},
+        metadata={
+            "help": "Deprecated, read only: the separate nonce file of versions before ledger schema 5. Nonces are "
+            "kept in the ledger file, committed with each query's charge; if this file exists at start, its nonces "
+            "are imported into the ledger (idempotent) and it may then be deleted."
+        },
     )
     require_opt_in: bool = field(
         default=False,

@@ -25,8 +25,10 @@ Checks run cheapest and data-independent first (docs/trust-model.md); none reads
 9. its timestamp lies within the window around this node's clock (STALE_TIMESTAMP);
 10. the caller may receive this site's own value: the grant allows the per-site breakdown, or the caller's
     certificate is the coordinator's (NOT_AUTHORIZED);
-11. its nonce is fresh (REPLAYED_NONCE), recorded durably only now with the caller's common name, after
-    every other check passed.
+11. its nonce is fresh (REPLAYED_NONCE), after every other check passed. ``verify`` records it durably
+    with the caller's common name at once; the service (``open(..., defer_nonce=True)``) gets it back as a
+    ``node.nonces.NonceClaim`` and records it in the ledger transaction that charges or refuses the query:
+    one synced commit per query (the argument is in ``node.nonces``).
 
 The same signed envelope sent again by the caller that first sent it (the coordinator retrying after
 UNAVAILABLE) passes step 11: the ledger then returns the stored answer for its query id. The same nonce
@@ -68,7 +70,7 @@ from genogate.query import Kind
 from genogate.signing import key_id, verify
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
-from node.nonces import NonceStore
+from node.nonces import NonceClaim, NonceStore
 from node.studies import Study
 
 GRANT_BODY = "genogate.v1.GrantBody"
@@ -89,6 +91,8 @@ class VerifiedQuery:
     """The envelope, decoded once, with the exact signed bytes (the ledger hashes them to recognise an
     idempotent retry)."""
     grant: pb.GrantBody
+    nonce: NonceClaim | None = None
+    """The nonce, checked but not yet recorded (``open(..., defer_nonce=True)``): the caller records it."""
 
     @property
     def envelope(self) -> pb.QueryEnvelope:
@@ -455,11 +459,18 @@ class GrantVerifier:
         )
 
     def open(
-        self, grant: pb.StudyGrant, received: Received, *, caller: str, coordinator_common_name: str
+        self,
+        grant: pb.StudyGrant,
+        received: Received,
+        *,
+        caller: str,
+        coordinator_common_name: str,
+        defer_nonce: bool = False,
     ) -> VerifiedQuery:
         """``verify`` for envelope bytes whose size the caller already checked (``genogate.envelope.receive``): the
         grant, then the researcher's signature and the one decode (``Received.open``), then the opened
-        envelope's checks (steps 1-11 of the module docstring)."""
+        envelope's checks (steps 1-11 of the module docstring). With ``defer_nonce`` the nonce is checked, not
+        recorded: the caller records the returned ``VerifiedQuery.nonce`` in its own ledger transaction."""
         body, study = self.verify_grant(grant)
         sid = body.study_id
         now_ms = _now_ms(self._clock)
@@ -504,7 +515,8 @@ class GrantVerifier:
                     else " (this node's operator must set [grants] coordinator_common_name)"
                 ),
             )
-        self._nonces.check_and_record(
-            env.nonce, hashlib.sha256(opened.payload).hexdigest(), env.timestamp_unix_ms, now_ms, caller
-        )
-        return VerifiedQuery(study=study, opened=opened, grant=body)
+        nonce = (env.nonce, hashlib.sha256(opened.payload).hexdigest(), env.timestamp_unix_ms, now_ms, caller)
+        if not defer_nonce:
+            self._nonces.check_and_record(*nonce)
+            return VerifiedQuery(study=study, opened=opened, grant=body)
+        return VerifiedQuery(study=study, opened=opened, grant=body, nonce=self._nonces.check(*nonce))

@@ -38,6 +38,7 @@ from genogate.wire.v1 import common_pb2 as pb
 from node.backend import GenotypeBackend
 from node.catalogue import Catalogue
 from node.grants import GrantVerifier
+from node.nonces import NonceClaim
 from node.ontology import TermIndex
 from node.studies import Study
 
@@ -88,6 +89,8 @@ class Asked:
     opened: OpenedEnvelope
     study: Study
     researcher: str
+    nonce: NonceClaim | None = None
+    """A signed query's nonce, checked and not yet recorded: recorded with the query's charge or refusal."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,27 +158,32 @@ class Gate:
             too_large=self._too_large,
         )
         if grant is not None and grant.payload:
+            # The nonce is checked, and recorded in the ledger transaction that charges or refuses the query.
             verified = self.verifier().open(
-                grant, received, caller=caller.common_name, coordinator_common_name=self.coordinator_common_name
+                grant,
+                received,
+                caller=caller.common_name,
+                coordinator_common_name=self.coordinator_common_name,
+                defer_nonce=True,
             )
             opened, study = verified.opened, verified.study
             researcher = verified.grant.researcher_key_fingerprint
             opened.check_ids()
             self._check_purpose(study)
-        else:
-            opened = received.open_unsigned()
-            env = opened.envelope
-            opened.check_ids()
-            entry.update(study=env.study_id, query_id=env.query_id)
-            study = self.local_study(caller, env.study_id)
-            researcher = local_researcher(caller)
-            if env.sites and self.name not in env.sites:
-                raise PermissionDenied(
-                    "envelope does not name this site",
-                    reason=Reason.GRANT_WRONG_SITE,
-                    message=f"the query is not addressed to this site: this is {self.name}; the query names "
-                    f"{name_list(env.sites)}",
-                )
+            return Asked(opened, study, researcher, verified.nonce)
+        opened = received.open_unsigned()
+        env = opened.envelope
+        opened.check_ids()
+        entry.update(study=env.study_id, query_id=env.query_id)
+        study = self.local_study(caller, env.study_id)
+        researcher = local_researcher(caller)
+        if env.sites and self.name not in env.sites:
+            raise PermissionDenied(
+                "envelope does not name this site",
+                reason=Reason.GRANT_WRONG_SITE,
+                message=f"the query is not addressed to this site: this is {self.name}; the query names "
+                f"{name_list(env.sites)}",
+            )
         return Asked(opened, study, researcher)
 
     def _too_large(self, size: int) -> InvalidArgument:

@@ -25,9 +25,11 @@ before it):
 5. plan the noise (``QueryKind.plans`` with ``genogate.privacy.plan``: mechanism and scale from the kind's
    declared sensitivity);
 6. ``Ledger.begin``: a durable charge (or the stored answer of the same question, at no cost; a retry or a
-   repeat is never computed). This is the last refusal (BUDGET_EXHAUSTED and the node-wide caps), and
-   nothing of the store has been touched before it (no variant lookup, no row read, no cohort mask) but
-   the list of sites in a region, which a node reads only when it declares that list public (step 3);
+   repeat is never computed), with a signed query's nonce (checked in step 2) in the same synced commit
+   (``node.nonces``: one fsync per query; a query refused after step 2 records its nonce with its refusal).
+   This is the last refusal (BUDGET_EXHAUSTED and the node-wide caps), and nothing of the store has been
+   touched before it (no variant lookup, no row read, no cohort mask) but the list of sites in a region,
+   which a node reads only when it declares that list public (step 3);
 7. look the variants up and read their rows, with the same work per requested variant whether the store
    holds it or not (a variant it lacks gets a stored neighbour's rows, read and not counted): from the
    in-memory copy of the store's calls once the charge is on disk, or through DuckDB on a fetch worker that
@@ -89,6 +91,7 @@ from node.consent import ConsentStore
 from node.consent_view import ConsentState, LiveConsent
 from node.grants import GrantVerifier
 from node.ledger import Answered, Charged, Ledger, Pending
+from node.nonces import NonceClaim
 from node.policy import Admitted, Asked, Caller, Charge, Gate, Policy, not_coordinator
 from node.preview import PolicyView
 from node.reader import Reader, Rows
@@ -221,7 +224,7 @@ class QueryService:
                 str(entry.get("kind", "")), str(entry["decision"]), str(entry.get("study", "")), outcome.charged
             )
             try:
-                self._ledger.record(entry, now_ms=int(self._clock() * 1000))
+                self._ledger.record(entry, now_ms=int(self._clock() * 1000), nonce=outcome.nonce)
             except GenogateError:
                 log.exception("could not write a refusal to the audit log")  # the refusal itself stands
             raise
@@ -241,6 +244,7 @@ class QueryService:
         """The steps of the module docstring, in order; each may refuse."""
         # 1-2. The envelope, bounded and decoded once, and who may ask for which study.
         asked = self._gate.authorise(caller, payload, grant, signature, entry)
+        outcome.nonce = asked.nonce  # checked, not yet recorded: recorded with the charge, or with a refusal
         # The consent in force for this query (a change committed from now on applies to the next one).
         consent = self._consent.current()
         entry.update(researcher=asked.researcher, consent_epoch=consent.epoch)  # whom the node-wide caps charge
@@ -315,6 +319,7 @@ class QueryService:
                 node_cap=policy.epsilon_per_node_cap,
                 period_days=policy.budget_period_days,
                 audit=entry,
+                nonce=asked.nonce,
                 on_charge=lambda: prefetch.append(self._reader.prefetch(admitted.query, admitted.variants)),
             )
         except BaseException:
@@ -406,3 +411,4 @@ class _Outcome:
 
     decision: str = "refused"
     charged: Decimal = Decimal(0)
+    nonce: NonceClaim | None = None  # a signed query's nonce, for the refusal's audit commit to record

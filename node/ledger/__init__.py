@@ -22,7 +22,11 @@ Guarantees (docs/privacy.md, "Accounting"):
 * **Exact arithmetic.** ε and δ are ``Decimal`` at the API and integers in units of 1e-12 in the file:
   charges are rounded *up* to the next unit (never under-charge), caps *down* (never over-grant).
 * **Append-only.** Triggers refuse deleting rows, changing a charge, replacing a stored result and lowering
-  a study's spent total, so a bug cannot give budget back.
+  a study's spent total, so a bug cannot give budget back. (The ``nonces`` table is the exception: it is not
+  part of the budget record, and nonces older than two timestamp windows are pruned.)
+* **A signed query's nonce commits with its charge** (``begin(nonce=...)``; a refusal's with ``record``):
+  one synced commit per query, and after any crash a nonce is on disk exactly when its charge is
+  (``node.nonces``).
 
 **Results survive a process crash; a machine crash costs a second charge, never a free second draw.** The
 caller releases what ``complete()`` returns, and a result lost after its release would make a retry draw

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from genogate import audit
 from genogate.errors import (
@@ -57,6 +57,16 @@ def boot_id() -> str | None:
         return BOOT_ID_FILE.read_text().strip() or None
     except OSError:
         return None
+
+
+class NonceRecord(Protocol):
+    """A signed query's nonce, recorded in the transaction that decides the query (``node.nonces.NonceClaim``)."""
+
+    def record(self, conn: sqlite3.Connection) -> None:
+        """Record it, or raise a refusal (a replay): the op fails and nothing of it is recorded."""
+
+    def keep(self, conn: sqlite3.Connection) -> None:
+        """Record it for a refused query unless it is known already; never refuses."""
 
 
 _ROW = "c.charge_id, c.query_id, c.result, c.epoch, c.epsilon_units, c.delta_units"
@@ -193,6 +203,7 @@ class Ledger:
         period_days: int = 365,
         audit: Mapping[str, Any] | None = None,
         on_charge: Callable[[], None] | None = None,
+        nonce: NonceRecord | None = None,
     ) -> Charged | Pending | Answered:
         """Charge a query, or find what it was already charged or answered as, in one write transaction.
 
@@ -218,6 +229,10 @@ class Ledger:
         makes it durable returns: a caller may start work the charge pays for (reading rows, never drawing
         noise) while the commit syncs. It is never called for a refusal, a retry or a repeat; it must be quick
         and must not raise. If the commit then fails, ``begin`` raises and the caller drops that work.
+
+        ``nonce``, a signed query's nonce, is recorded first, in the same transaction (one synced commit for
+        both: ``node.nonces``); a nonce another sending recorded meanwhile refuses the query (REPLAYED_NONCE)
+        before anything is charged.
         """
         check_id(study_id, "study id", Reason.INVALID_STUDY)
         check_id(query_id, "query id", Reason.INVALID_QUERY)
@@ -289,6 +304,8 @@ class Ledger:
             return Answered(row.result, row.query_id, from_store, row.epoch, row.epsilon, row.delta)
 
         def op(conn: sqlite3.Connection) -> Charged | Pending | Answered:
+            if nonce is not None:
+                nonce.record(conn)
             # This query id under the study (kind 0), and the same question asked in this epoch under another
             # id (kind 1).
             found = conn.execute(
@@ -386,12 +403,24 @@ class Ledger:
 
         return self._write(op, "storing a result", durable=False)
 
-    def record(self, entry: Mapping[str, Any], *, now_ms: int | None = None) -> None:
-        """Append an audit entry on its own (a refused query: nothing else to record)."""
-        if self._audit_signer is None:
+    def record(self, entry: Mapping[str, Any], *, now_ms: int | None = None, nonce: NonceRecord | None = None) -> None:
+        """Append an audit entry on its own (a refused query: nothing else to record but, for a signed query
+        refused after its nonce was checked, the nonce, in the same commit)."""
+        if self._audit_signer is None and nonce is None:
             return
         stamp = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-        self._write(lambda conn: self._audit(conn, entry, None, None, stamp), "writing the audit log")
+
+        def op(conn: sqlite3.Connection) -> None:
+            if nonce is not None:
+                nonce.keep(conn)
+            self._audit(conn, entry, None, None, stamp)
+
+        self._write(op, "writing the audit log")
+
+    def write(self, op: Callable[[sqlite3.Connection], T], doing: str) -> T:
+        """Run ``op`` in a synced write transaction of the group commit and return its value once durable:
+        for the tables the ledger file keeps besides the budget record (the nonces, ``node.nonces``)."""
+        return self._write(op, doing)
 
     def _audit(
         self,

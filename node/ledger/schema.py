@@ -9,7 +9,7 @@ from genogate.sqlitedb import statements
 from node.ledger.amounts import DAY_MS
 
 APPLICATION_ID = 0x47474C44  # "GGLD" in the SQLite header: marks a genogate ledger
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _RECHARGES = """
 CREATE TABLE recharges (                -- a charge paid again: its result may have been lost in a machine crash
@@ -82,6 +82,19 @@ CREATE TRIGGER epochs_keep BEFORE DELETE ON epochs
 CREATE TRIGGER epochs_fixed BEFORE UPDATE ON epochs
     BEGIN SELECT RAISE(ABORT, 'an epoch never changes'); END;
 """
+# The nonces of accepted signed queries (``node.nonces``), recorded in the transaction that charges (or refuses)
+# the query: not part of the budget record, so pruned (DELETE) once older than two timestamp windows; the
+# horizon they were pruned to is the meta key 'nonce_horizon_ms'.
+_NONCES = """
+CREATE TABLE nonces (
+    nonce          BLOB    PRIMARY KEY,
+    payload_sha256 TEXT    NOT NULL,
+    timestamp_ms   INTEGER NOT NULL,    -- the signed envelope's timestamp
+    seen_ms        INTEGER NOT NULL,
+    caller         TEXT    NOT NULL     -- certificate common name that first sent it
+) STRICT, WITHOUT ROWID;
+CREATE INDEX nonces_by_time ON nonces (timestamp_ms);
+"""
 _CHARGE_COLUMNS = (
     "charge_id, study_id, canonical_sha256, query_id, epsilon_units, delta_units, charged_ms, result, completed_ms"
 )
@@ -114,6 +127,7 @@ CREATE INDEX queries_by_charge ON queries (charge_id);
 ALTER TABLE recharges ADD COLUMN researcher TEXT NOT NULL DEFAULT '';
 {NODE_WIDE}
 {AUDIT}
+{NONCES}
 {CHARGE_TRIGGERS}
 CREATE TRIGGER queries_keep BEFORE DELETE ON queries
     BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
@@ -132,6 +146,7 @@ for _name, _text in (
     ("{CHARGES}", _CHARGES),
     ("{CHARGE_TRIGGERS}", _CHARGE_TRIGGERS),
     ("{NODE_WIDE}", _NODE_WIDE),
+    ("{NONCES}", _NONCES),
 ):
     SCHEMA = SCHEMA.replace(_name, _text.strip())
 
@@ -166,4 +181,7 @@ MIGRATIONS = {
         " GROUP BY 1, 2",
         f"INSERT INTO node_days SELECT charged_ms / {DAY_MS}, sum(epsilon_units) FROM ({PAID}) GROUP BY 1",
     ],
+    # Version 4 kept no nonces: the node kept them in a separate file, synced on its own (``[grants]
+    # nonce_store``, imported by ``node.nonces.NonceStore`` when present).
+    4: list(statements(_NONCES)),
 }

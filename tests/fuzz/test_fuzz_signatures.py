@@ -22,6 +22,7 @@ from genogate.errors import GenogateError, Reason, Unauthenticated
 from genogate.signing import Signer, verify
 from genogate.wire.v1 import common_pb2 as pb
 from node.grants import GrantVerifier, RevocationCache
+from node.ledger import Ledger
 from node.nonces import NonceStore
 from tests.fuzz.cases import fuzz, record
 from tests.unit.test_grants import STALENESS_MS, World, make_verifier
@@ -41,11 +42,13 @@ def bench() -> Iterator[Bench]:
         world = World()
         cache = RevocationCache(world.trusted, STALENESS_MS, world.clock)
         cache.update(world.revocations())
-        nonces = NonceStore(Path(d) / "nonces.sqlite", 60_000)
+        ledger = Ledger(Path(d) / "ledger.sqlite")
+        nonces = NonceStore(ledger, 60_000)
         try:
             yield Bench(world, make_verifier(world, cache, nonces))
         finally:
             nonces.close()
+            ledger.close()
 
 
 # A mutation of one byte string: (kind, position, bytes); position is taken modulo the length.

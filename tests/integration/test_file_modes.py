@@ -72,4 +72,4 @@ def test_node_and_coordinator_state_is_private_under_umask_0(tmp_path: Path) -> 
         assert any(name.endswith(".sqlite") for name in files), files
         assert {name: m for name, m in files.items() if m & 0o077} == {}, directory
     assert mode(node.store) == 0o600 and "ledger.sqlite" in private_files(node.dir)
-    assert "nonces.sqlite" in private_files(node.dir)
+    assert "nonces.sqlite" not in private_files(node.dir)  # the nonces are in the ledger (schema 5)

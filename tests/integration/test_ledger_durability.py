@@ -82,10 +82,10 @@ def retry(led: Ledger, qid: str) -> Charged | Pending | Answered:
     )
 
 
-def run_and_kill(path: Path, prefix: str, kill_after: int) -> list[tuple[str, str, int]]:
+def run_and_kill(path: Path, prefix: str, kill_after: int, child: str = CHILD) -> list[tuple[str, str, int]]:
     """Start the child, read lines until ``kill_after`` charges were printed, SIGKILL it; the lines read."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(path), prefix],
+        [sys.executable, "-c", child, str(path), prefix],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -178,3 +178,83 @@ def test_repeated_kills_on_one_file_accumulate_exactly(tmp_path: Path) -> None:
         assert printed.items() <= {e.query_id: e.charge_id for e in rows}.items()
         assert led.budget(STUDY, CAP, Decimal(0)).epsilon_spent == EPS * len(rows)
         assert len({e.charge_id for e in rows}) == len(rows)
+
+
+# A signed query's nonce commits in its charge's transaction (``node.nonces``): the child checks each nonce,
+# charges with it (``begin(nonce=...)``), stores the result and prints as above.
+NONCE_CHILD = """
+import hashlib, sys
+from decimal import Decimal
+from node.ledger import Charged, Ledger
+from node.nonces import NonceStore
+path, prefix = sys.argv[1], sys.argv[2]
+sha = lambda text: hashlib.sha256(text.encode()).hexdigest()
+led = Ledger(path)
+nonces = NonceStore(led, 300_000)
+i = 0
+while True:
+    qid = f"{prefix}{i}"
+    claim = nonces.check(hashlib.sha256(qid.encode()).digest()[:16], sha("payload " + qid), 10**12, 10**12,
+                         "coordinator")
+    r = led.begin(study_id="study-durable", query_id=qid, payload_sha256=sha("payload " + qid),
+                  canonical_sha256=sha("canonical " + qid), epsilon=Decimal("0.001"), delta=Decimal(0),
+                  epsilon_cap=Decimal(1000), delta_cap=Decimal(0), now_ms=1, researcher="alice",
+                  caller="coordinator", nonce=claim)
+    assert isinstance(r, Charged), r
+    print("charged", qid, r.charge_id, flush=True)
+    led.complete(r.charge_id, ("result of " + qid).encode())
+    print("completed", qid, r.charge_id, flush=True)
+    i += 1
+"""
+
+
+@pytest.mark.parametrize("kill_after", [1, 40])
+def test_sigkill_keeps_each_nonce_with_its_charge(tmp_path: Path, kill_after: int) -> None:
+    """After SIGKILL anywhere in the loop: a nonce is on disk exactly when its charge is; the retry of a
+    printed query (same nonce, payload and caller) passes the nonce check and is answered from the stored
+    result, or found pending, with no second charge; the same nonce from another caller is refused."""
+    from genogate.errors import Reason, Unauthenticated
+    from node.nonces import NonceStore
+
+    path = tmp_path / "ledger.sqlite"
+    seen = run_and_kill(path, "n-", kill_after, child=NONCE_CHILD)
+    printed = {qid: cid for kind, qid, cid in seen if kind == "charged"}
+    completed = {qid for kind, qid, _ in seen if kind == "completed"}
+    with Ledger(path) as led:
+        led.check()
+        charged = {e.query_id: e.charge_id for e in led.history(STUDY)}
+        assert printed.items() <= charged.items() and len(charged) - len(printed) in (0, 1)
+        nonces = NonceStore(led, 300_000)
+        try:
+            nonce = {qid: hashlib.sha256(qid.encode()).digest()[:16] for qid in charged}
+            assert len(nonces) == len(charged)  # no nonce without its charge, no charge without its nonce
+            spent = led.budget(STUDY, CAP, Decimal(0)).epsilon_spent
+            assert spent == EPS * len(charged)
+            for qid in charged:
+                claim = nonces.check(nonce[qid], sha("payload " + qid), 10**12, 10**12 + 5, "coordinator")
+                again = led.begin(
+                    study_id=STUDY,
+                    query_id=qid,
+                    payload_sha256=sha("payload " + qid),
+                    canonical_sha256=sha("canonical " + qid),
+                    epsilon=EPS,
+                    delta=Decimal(0),
+                    epsilon_cap=CAP,
+                    delta_cap=Decimal(0),
+                    now_ms=2,
+                    researcher="alice",
+                    caller="coordinator",
+                    nonce=claim,
+                )
+                stored = Answered(f"result of {qid}".encode(), qid, from_store=False)
+                if qid in completed:
+                    assert again == stored
+                else:  # killed between begin() and complete(), or just after complete()
+                    assert again in (Pending(charged[qid]), stored)
+                with pytest.raises(Unauthenticated) as replay:
+                    nonces.check(nonce[qid], sha("payload " + qid), 10**12, 10**12 + 5, "eve")
+                assert replay.value.reason is Reason.REPLAYED_NONCE
+            assert led.budget(STUDY, CAP, Decimal(0)).epsilon_spent == spent  # no second charge
+            assert len(nonces) == len(charged)
+        finally:
+            nonces.close()

@@ -28,6 +28,7 @@ from genogate.errors import (
     InvalidArgument,
     PermissionDenied,
     Reason,
+    ResourceExhausted,
     StoreError,
     Unauthenticated,
 )
@@ -36,7 +37,8 @@ from genogate.signing import Signer
 from genogate.wire.v1 import common_pb2 as pb
 from genogate.wire.v1 import coordinator_pb2 as cpb
 from node.grants import GrantVerifier, RevocationCache, VerifiedGrants, VerifiedQuery
-from node.nonces import NonceStore
+from node.ledger import Charged, Ledger, Pending
+from node.nonces import NonceClaim, NonceStore
 
 NOW_MS = 1_780_000_000_000
 DAY_MS = 86_400_000
@@ -141,9 +143,26 @@ def world() -> World:
     return World()
 
 
+_LEDGERS: list[Ledger] = []
+
+
+def open_nonces(path: Path, legacy: Path | None = None) -> NonceStore:
+    """A nonce store in the ledger file at ``path`` (the ledger is closed after the test)."""
+    ledger = Ledger(path)
+    _LEDGERS.append(ledger)
+    return NonceStore(ledger, WINDOW_MS, legacy=legacy)
+
+
+@pytest.fixture(autouse=True)
+def _close_ledgers() -> Iterator[None]:
+    yield
+    while _LEDGERS:
+        _LEDGERS.pop().close()
+
+
 @pytest.fixture
 def nonces(tmp_path: Path) -> Iterator[NonceStore]:
-    store = NonceStore(tmp_path / "nonces.sqlite", WINDOW_MS)
+    store = open_nonces(tmp_path / "ledger.sqlite")
     yield store
     store.close()
 
@@ -583,12 +602,12 @@ def test_the_same_signed_envelope_again_is_an_idempotent_retry(world: World, ver
 def test_nonces_survive_reopening_the_store(world: World, cache: RevocationCache, tmp_path: Path) -> None:
     path = tmp_path / "n.sqlite"
     grant, nonce = world.grant(), b"r" * 16
-    store = NonceStore(path, WINDOW_MS)
+    store = open_nonces(path)
     try:
         make_verifier(world, cache, store).verify(grant, world.query(nonce=nonce), **AS_COORDINATOR)
     finally:
         store.close()
-    store = NonceStore(path, WINDOW_MS)
+    store = open_nonces(path)
     try:
         v = make_verifier(world, cache, store)
         refused_with(
@@ -657,7 +676,7 @@ def test_nonce_store_idempotent_retry_and_replay(nonces: NonceStore) -> None:
 
 def test_one_nonce_is_accepted_once_under_concurrency(nonces: NonceStore, tmp_path: Path) -> None:
     # Two stores on one file stand in for two processes; SQLite's write lock serialises them.
-    second = NonceStore(tmp_path / "nonces.sqlite", WINDOW_MS)
+    second = open_nonces(tmp_path / "ledger.sqlite")
     outcomes: list[str] = []
     start = threading.Barrier(16)
 
@@ -689,15 +708,15 @@ def test_nonce_store_refuses_foreign_files(tmp_path: Path) -> None:
         conn.execute("CREATE TABLE t (x)")
     conn.close()
     with pytest.raises(StoreError):
-        NonceStore(other, WINDOW_MS)
+        open_nonces(other)
     text = tmp_path / "text"
     text.write_text("not a database at all, just some text that is long enough\n" * 10)
     with pytest.raises(StoreError):
-        NonceStore(text, WINDOW_MS)
+        open_nonces(text)
 
 
 def test_closed_nonce_store_refuses(tmp_path: Path) -> None:
-    store = NonceStore(tmp_path / "n.sqlite", WINDOW_MS)
+    store = open_nonces(tmp_path / "n.sqlite")
     store.close()
     store.close()
     with pytest.raises(StoreError):
@@ -829,23 +848,29 @@ def test_without_the_breakdown_only_the_coordinator_is_answered_and_no_nonce_is_
     verifier.verify(world.grant(per_site_breakdown=True), world.query(), caller="alice", coordinator_common_name="")
 
 
-def test_a_version_1_nonce_store_is_upgraded_and_its_nonces_belong_to_no_caller(tmp_path: Path) -> None:
-    path, one = tmp_path / "nonces.sqlite", hashlib.sha256(b"1").hexdigest()
+def _legacy_nonce_store(path: Path, version: int, rows: list[str], horizon: int = 0) -> None:
+    """A separate nonce store as versions before ledger schema 5 wrote it (version 1: no caller column)."""
     con = sqlite3.connect(path, isolation_level=None)
     con.execute("PRAGMA journal_mode=WAL")
-    for statement in (  # what version 1 wrote
+    caller = ", caller TEXT NOT NULL DEFAULT ''" if version == 2 else ""
+    for statement in (
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT",
         "CREATE TABLE nonces (nonce BLOB PRIMARY KEY, payload_sha256 TEXT NOT NULL,"
-        " timestamp_ms INTEGER NOT NULL, seen_ms INTEGER NOT NULL) STRICT, WITHOUT ROWID",
+        f" timestamp_ms INTEGER NOT NULL, seen_ms INTEGER NOT NULL{caller}) STRICT, WITHOUT ROWID",
         "CREATE INDEX nonces_by_time ON nonces (timestamp_ms)",
-        "INSERT INTO meta VALUES ('pruned_before_ms', 0)",
-        f"INSERT INTO nonces VALUES (x'{'7a' * 16}', '{one}', {NOW_MS}, {NOW_MS})",
+        f"INSERT INTO meta VALUES ('pruned_before_ms', {horizon})",
+        *rows,
         f"PRAGMA application_id = {0x47474E43}",
-        "PRAGMA user_version = 1",
+        f"PRAGMA user_version = {version}",
     ):
         con.execute(statement)
     con.close()
-    store = NonceStore(path, WINDOW_MS)
+
+
+def test_a_version_1_nonce_store_is_imported_and_its_nonces_belong_to_no_caller(tmp_path: Path) -> None:
+    path, one = tmp_path / "nonces.sqlite", hashlib.sha256(b"1").hexdigest()
+    _legacy_nonce_store(path, 1, [f"INSERT INTO nonces VALUES (x'{'7a' * 16}', '{one}', {NOW_MS}, {NOW_MS})"])
+    store = open_nonces(tmp_path / "ledger.sqlite", legacy=path)
     try:
         assert len(store) == 1
         refused_with(
@@ -856,9 +881,53 @@ def test_a_version_1_nonce_store_is_upgraded_and_its_nonces_belong_to_no_caller(
         store.check_and_record(b"w" * 16, one, NOW_MS, NOW_MS, "coordinator")
     finally:
         store.close()
-    con = sqlite3.connect(path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+    con = sqlite3.connect(path)  # the old file is read, never changed
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert con.execute("SELECT count(*) FROM nonces").fetchone()[0] == 1
     con.close()
+
+
+def test_a_version_2_nonce_store_is_imported_once_with_its_horizon(tmp_path: Path) -> None:
+    """Its nonces (with their callers) and its horizon move into the ledger; importing again on the next start
+    adds nothing; a nonce it had pruned stays refused."""
+    path, one = tmp_path / "nonces.sqlite", hashlib.sha256(b"1").hexdigest()
+    horizon = NOW_MS - WINDOW_MS
+    _legacy_nonce_store(
+        path,
+        2,
+        [
+            f"INSERT INTO nonces VALUES (x'{'61' * 16}', '{one}', {NOW_MS}, {NOW_MS}, 'coordinator')",
+            f"INSERT INTO nonces VALUES (x'{'62' * 16}', '{one}', {horizon - 1}, {NOW_MS}, 'coordinator')",
+        ],
+        horizon=horizon,
+    )
+    ledger_path = tmp_path / "ledger.sqlite"
+    for _ in range(2):
+        store = open_nonces(ledger_path, legacy=path)
+        try:
+            assert len(store) == 1  # the row below its own horizon is not imported
+            store.check_and_record(b"a" * 16, one, NOW_MS, NOW_MS + 1, "coordinator")  # its sender's retry
+            for nonce, payload, caller, ts, reason in (
+                (b"a" * 16, one, "eve", NOW_MS, Reason.REPLAYED_NONCE),
+                (b"a" * 16, "0" * 64, "coordinator", NOW_MS, Reason.REPLAYED_NONCE),
+                (b"b" * 16, one, "coordinator", horizon - 1, Reason.STALE_TIMESTAMP),
+            ):
+                refused_with(
+                    Unauthenticated,
+                    reason,
+                    lambda s=store, n=nonce, p=payload, c=caller, t=ts: s.check_and_record(n, p, t, NOW_MS, c),
+                )
+        finally:
+            store.close()
+
+
+def test_a_foreign_file_is_not_imported_as_a_nonce_store(tmp_path: Path) -> None:
+    other = tmp_path / "other.sqlite"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE t (x)")
+    conn.close()
+    with pytest.raises(StoreError, match="not a genogate nonce store"):
+        open_nonces(tmp_path / "ledger.sqlite", legacy=other)
 
 
 # Issue 16, item 3: a grant's bytes are verified once (``VerifiedGrants``); the rest is checked every time.
@@ -981,7 +1050,7 @@ def test_nonces_recorded_together_keep_each_outcome_and_all_are_durable(tmp_path
     """Concurrent nonces share one transaction (group commit): a replay refused in a batch undoes nothing of
     the others, and every accepted nonce is on disk when its caller returns."""
     path = tmp_path / "nonces.sqlite"
-    store = NonceStore(path, WINDOW_MS)
+    store = open_nonces(path)
     first = hashlib.sha256(b"first").hexdigest()
     store.check_and_record(b"r" * 16, first, NOW_MS, NOW_MS, "coordinator")
     start = threading.Barrier(24)
@@ -1007,7 +1076,7 @@ def test_nonces_recorded_together_keep_each_outcome_and_all_are_durable(tmp_path
         t.join()
     store.close()
     assert outcomes == {i: "REPLAYED_NONCE" if i % 3 == 1 else "accepted" for i in range(24)}
-    reopened = NonceStore(path, WINDOW_MS)
+    reopened = open_nonces(path)
     try:
         assert len(reopened) == 1 + 8
         for i in range(0, 24, 3):  # each fresh nonce is now a replay under another payload
@@ -1015,3 +1084,60 @@ def test_nonces_recorded_together_keep_each_outcome_and_all_are_durable(tmp_path
                 reopened.check_and_record(i.to_bytes(16, "big"), first, NOW_MS, NOW_MS, "coordinator")
     finally:
         reopened.close()
+
+
+def _charge(ledger: Ledger, query_id: str, payload: str, claim: NonceClaim, cap: str = "1") -> object:
+    return ledger.begin(
+        study_id=STUDY,
+        query_id=query_id,
+        payload_sha256=payload,
+        canonical_sha256=hashlib.sha256(query_id.encode()).hexdigest(),
+        epsilon=Decimal("0.5"),
+        delta=Decimal(0),
+        epsilon_cap=Decimal(cap),
+        delta_cap=Decimal(0),
+        now_ms=NOW_MS,
+        researcher="alice",
+        caller=claim.caller,
+        nonce=claim,
+    )
+
+
+def test_a_nonce_commits_with_its_charge_or_its_refusal_and_races_are_decided_there(tmp_path: Path) -> None:
+    """``check`` records nothing; the charging transaction records the nonce, and refuses one that another
+    sending recorded after both passed ``check`` (nothing charged); a charge refused over the cap leaves no
+    nonce, and the refusal's audit commit records it."""
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    _LEDGERS.append(ledger)
+    store = NonceStore(ledger, WINDOW_MS)
+    one, two = hashlib.sha256(b"one").hexdigest(), hashlib.sha256(b"two").hexdigest()
+    try:
+        mine = store.check(b"k" * 16, one, NOW_MS, NOW_MS, "coordinator")
+        theirs = store.check(b"k" * 16, two, NOW_MS, NOW_MS, "coordinator")  # passes too: nothing recorded
+        eves = store.check(b"k" * 16, one, NOW_MS, NOW_MS, "eve")
+        assert len(store) == 0
+        assert _charge(ledger, "q1", one, mine) == Charged(1)
+        assert len(store) == 1
+        for claim, query_id, payload in ((theirs, "q2", two), (eves, "q3", one)):
+            refused_with(
+                Unauthenticated,
+                Reason.REPLAYED_NONCE,
+                lambda c=claim, q=query_id, p=payload: _charge(ledger, q, p, c),
+            )
+        assert ledger.budget(STUDY, Decimal(1), Decimal(0)).epsilon_spent == Decimal("0.5")
+        # The same envelope again from its sender: a retry, answered from the ledger, recorded once.
+        assert _charge(ledger, "q1", one, store.check(b"k" * 16, one, NOW_MS, NOW_MS + 1, "coordinator")) == Pending(1)
+        over = store.check(b"m" * 16, two, NOW_MS, NOW_MS, "coordinator")
+        with pytest.raises(ResourceExhausted):
+            _charge(ledger, "q4", two, over, cap="0.7")
+        assert len(store) == 1  # rolled back with the refused charge
+        ledger.record({"event": "query"}, now_ms=NOW_MS, nonce=over)  # no audit signer: the nonce alone
+        ledger.record({"event": "query"}, now_ms=NOW_MS, nonce=over)  # recorded once, never refused
+        assert len(store) == 2
+        refused_with(
+            Unauthenticated,
+            Reason.REPLAYED_NONCE,
+            lambda: store.check(b"m" * 16, two, NOW_MS, NOW_MS, "eve"),
+        )
+    finally:
+        store.close()

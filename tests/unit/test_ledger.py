@@ -473,7 +473,7 @@ def test_a_version_1_ledger_is_upgraded_in_place_keeping_every_charge(path: Path
         charge(upgraded, "q4")
         assert upgraded.budget("study-1", Decimal(1), Decimal(0)).queries_answered == 3
     con = sqlite3.connect(path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 4  # through versions 2 and 3
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 5  # through versions 2, 3 and 4
     with pytest.raises(sqlite3.IntegrityError, match="never decreases"):
         con.execute("UPDATE spent SET answered = 0")
     con.close()
@@ -937,7 +937,7 @@ def test_a_version_3_ledger_is_upgraded_keeping_every_charge_for_the_node_cap_an
         led.check()
     con = sqlite3.connect(path)
     try:
-        assert con.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert con.execute("PRAGMA user_version").fetchone()[0] == 5
         assert con.execute("PRAGMA foreign_key_check").fetchall() == []
         with pytest.raises(sqlite3.IntegrityError):
             con.execute("UPDATE charges SET epoch = 3")

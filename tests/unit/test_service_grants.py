@@ -4,6 +4,7 @@ cannot spend more than the grant's budget at this node."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -31,7 +32,8 @@ def setup(tmp_path: Path) -> Iterator[tuple[World, QueryService, NonceStore]]:
     world = World()
     cache = RevocationCache(world.trusted, STALENESS_MS, world.clock)
     cache.update(world.revocations())
-    nonces = NonceStore(tmp_path / "nonces.sqlite", WINDOW_MS)
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    nonces = NonceStore(ledger, WINDOW_MS)
     verifier = GrantVerifier(
         site=SITE,
         trusted_committee=world.trusted,
@@ -45,7 +47,7 @@ def setup(tmp_path: Path) -> Iterator[tuple[World, QueryService, NonceStore]]:
     svc = QueryService(
         name=SITE,
         backend=open_backend(tmp_path / "store.duckdb"),
-        ledger=Ledger(tmp_path / "ledger.sqlite"),
+        ledger=ledger,
         studies=dict,
         policy=POLICY,
         noise=ZeroNoise(),
@@ -56,6 +58,7 @@ def setup(tmp_path: Path) -> Iterator[tuple[World, QueryService, NonceStore]]:
     )
     yield world, svc, nonces
     nonces.close()
+    ledger.close()
 
 
 def send(svc: QueryService, grant: pb.StudyGrant, signed: pb.SignedQuery) -> pb.ReleaseBody:
@@ -199,3 +202,30 @@ def test_a_budget_under_a_grant_is_given_to_the_coordinator_only(setup) -> None:
     with pytest.raises(PermissionDenied) as unset:
         svc.budget(Caller("coordinator"), STUDY, world.grant())
     assert "coordinator_common_name" in unset.value.message
+
+
+def test_a_nonce_refused_after_its_check_is_still_recorded(setup) -> None:  # type: ignore[no-untyped-def]
+    """A signed query refused after the nonce check (here: a kind the grant does not name) records its nonce
+    with the refusal's audit entry: the same bytes from another caller are a replay, not a new query."""
+    world, svc, nonces = setup
+    grant = world.grant(per_site_breakdown=True)
+    signed = world.query(
+        query=pb.Query(genotype_counts=pb.GenotypeCountsQuery(variant=pb.Variant(chrom="1", pos=100, ref="A", alt="G")))
+    )
+    with pytest.raises(PermissionDenied) as info:
+        send(svc, grant, signed)
+    assert info.value.reason is Reason.KIND_NOT_GRANTED and len(nonces) == 1
+    with pytest.raises(Unauthenticated) as replay:
+        svc.query(Caller("alice"), signed.payload, grant=grant, signature=signed.researcher_signature)
+    assert replay.value.reason is Reason.REPLAYED_NONCE and spent(svc, world) == 0.0
+
+
+def test_a_charged_query_records_its_nonce_in_the_ledger_file(setup, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    world, svc, nonces = setup
+    send(svc, world.grant(), world.query())
+    assert len(nonces) == 1 and not (tmp_path / "nonces.sqlite").exists()
+    con = sqlite3.connect(tmp_path / "ledger.sqlite")
+    try:
+        assert con.execute("SELECT count(*) FROM nonces").fetchone()[0] == 1
+    finally:
+        con.close()
