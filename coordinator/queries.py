@@ -35,7 +35,7 @@ from coordinator.fanout import FanOut, SiteResult, refused
 from coordinator.preview import MAX_SITES, SITE_NAME_RE, caps_of
 from coordinator.record import record_run, run_query_entry
 from coordinator.state import CoordinatorState
-from genogate import metrics
+from genogate import metrics, varint
 from genogate.audit import AuditLog
 from genogate.convert import grant_to_pb
 from genogate.envelope import receive
@@ -81,19 +81,6 @@ def status_label(status: int) -> str:
     return _STATUS_LABEL.get(int(status), "failed")
 
 
-def _varint(data: bytes, i: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if i >= len(data) or shift > 63:
-            raise ValueError("truncated or overlong varint")
-        b = data[i]
-        i += 1
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            return value, i
-        shift += 7
-
-
 def study_id_of(payload: bytes) -> str:
     """The ``study_id`` (field 2) of a serialized ``QueryEnvelope``, read from its top-level fields without
     parsing anything nested (the last occurrence wins, as in protobuf). Raises ``InvalidArgument`` for
@@ -105,16 +92,16 @@ def study_id_of(payload: bytes) -> str:
             fields += 1
             if fields > MAX_TOP_LEVEL_FIELDS:
                 raise ValueError("too many fields")
-            key, i = _varint(payload, i)
+            key, i = varint.read(payload, i)
             number, wire_type = key >> 3, key & 7
             if wire_type == 0:
-                _, i = _varint(payload, i)
+                _, i = varint.read(payload, i)
             elif wire_type == 1:
                 i += 8
             elif wire_type == 5:
                 i += 4
             elif wire_type == 2:
-                length, i = _varint(payload, i)
+                length, i = varint.read(payload, i)
                 if number == 2:
                     found = payload[i : i + length]
                 i += length

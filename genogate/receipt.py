@@ -27,35 +27,12 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from genogate import varint
 from genogate.audit import b64
 
 RESULT_FIELD = 5
 """``ReleaseBody.result``."""
 _RESULT_TAG = bytes([RESULT_FIELD << 3 | 2])  # length-delimited
-
-
-def _varint(data: bytes, i: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if i >= len(data) or shift > 63:
-            raise ValueError("truncated or overlong varint")
-        b = data[i]
-        i += 1
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            return value, i
-        shift += 7
-
-
-def _encode_varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
 
 
 def _fields(payload: bytes) -> list[tuple[int, int, int, int]]:
@@ -65,17 +42,17 @@ def _fields(payload: bytes) -> list[tuple[int, int, int, int]]:
     i = 0
     while i < len(payload):
         start = i
-        key, i = _varint(payload, i)
+        key, i = varint.read(payload, i)
         number, wire_type = key >> 3, key & 7
         if wire_type == 0:
-            _, i = _varint(payload, i)
+            _, i = varint.read(payload, i)
             value_at = start
         elif wire_type == 1:
             value_at, i = i, i + 8
         elif wire_type == 5:
             value_at, i = i, i + 4
         elif wire_type == 2:
-            length, value_at = _varint(payload, i)
+            length, value_at = varint.read(payload, i)
             i = value_at + length
         else:
             raise ValueError(f"wire type {wire_type}")
@@ -98,7 +75,7 @@ def split(payload: bytes) -> tuple[bytes, bytes]:
 def rebuild(header: bytes, result: bytes) -> bytes:
     """The payload ``split`` took apart: ``result`` put back before the first field numbered above 5."""
     at = next((s for n, s, _, _ in _fields(header) if n > RESULT_FIELD), len(header))
-    return header[:at] + _RESULT_TAG + _encode_varint(len(result)) + result + header[at:]
+    return header[:at] + _RESULT_TAG + varint.encode(len(result)) + result + header[at:]
 
 
 def digest(payload: bytes, signature: bytes, key_id: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from coordinator.combine import combine_results
 from coordinator.fanout import SiteResult
 from coordinator.queries import status_label
 from coordinator.record import MAX_LISTED_VARIANTS, reconcile_sites, record_run, recover_history, run_query_entry
-from genogate import audit, receipt
+from genogate import audit, receipt, varint
 from genogate.audit import AuditLog
 from genogate.kinds import combined_to_pb, result_from_pb
 from genogate.reconcile import reconcile
@@ -412,7 +412,7 @@ def test_any_release_body_is_recorded_and_put_back_byte_for_byte(
 
 def _wire_result(result: bytes) -> bytes:
     """The result field on the wire (field 5, length-delimited)."""
-    return bytes([5 << 3 | 2]) + receipt._encode_varint(len(result)) + result
+    return bytes([5 << 3 | 2]) + varint.encode(len(result)) + result
 
 
 def test_history_rows_a_crash_lost_are_restored_from_the_audit_log(world: World, nodes: dict[str, Node]) -> None:
