@@ -1,11 +1,12 @@
 """Where a node's time goes under federated load: the demo federation (a coordinator and three node
 processes, committee-signed grants, mTLS, OpenDP, durable ledgers), distinct single-variant allele frequencies
-from ``--threads`` client threads through the coordinator, and ``bench.sampler`` in every node process.
+from ``--threads`` client threads through the coordinator, and ``bench.profiled``'s sampler in every node
+process (started by ``bench/sitecustomize``).
 
     python -m bench.node_profile WORK [--samples 10000] [--variants 20000] [--queries 1500] [--threads 8]
         [--tree CHECKOUT]
 
-Prints the sampler's report over the three nodes (and leaves ``WORK/prof-*.json``). The demo's study has
+Prints the top functions by CPU over the three nodes (and leaves ``WORK/prof-*.json``). The demo's study has
 ε 4 per site, so at most 4,000 queries of ε 0.001.
 """
 
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import duckdb
 
-from bench.sampler import report
+from bench.profiled import merged
 from genogate.client import Client
 from tests.terms import filler
 
@@ -61,7 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.queries} queries in {seconds:.1f} s ({args.queries / seconds:.1f} q/s), {len(errors)} errors")
     if errors:
         print(repr(errors[0]))
-    print(report(sorted(work.glob("prof-*.json"))))
+    print(f"{'self %':>7} {'incl %':>7}  function (CPU over the three nodes' profiles)")
+    for fn, own, incl in merged(sorted(work.glob("prof-*.json"))):
+        print(f"{own:7.1f} {incl:7.1f}  {fn}")
     return 0
 
 

@@ -45,6 +45,7 @@ import sysconfig
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import CodeType, FrameType
@@ -301,6 +302,50 @@ class Sampler:
         self._stop.set()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout=1)
+
+
+def start_from_env() -> None:
+    """Profile this process, from its start to its exit, when its environment asks for it: for servers another
+    program starts (``bench/sitecustomize`` calls this; ``bench.node_profile`` profiles the demo's nodes so).
+    ``GENOGATE_SAMPLE_OUT`` is the output path (``{pid}`` replaced by the process id);
+    ``GENOGATE_SAMPLE_MODULE``, when set, a substring of the command line that a process must contain to be
+    profiled (e.g. ``node.cli``); ``GENOGATE_SAMPLE_INTERVAL_MS`` the interval (default 2). Written at exit
+    and on SIGUSR1 (as ``main`` does; SIGUSR2 resets), only by a process that ran for over a second."""
+    import atexit
+
+    out = os.environ.get("GENOGATE_SAMPLE_OUT")
+    module = os.environ.get("GENOGATE_SAMPLE_MODULE", "")
+    if not out or (module and module not in " ".join(sys.orig_argv)):
+        return
+    interval_s = float(os.environ.get("GENOGATE_SAMPLE_INTERVAL_MS", "2")) / 1e3
+    sampler = Sampler(Path(out.replace("{pid}", str(os.getpid()))).resolve(), interval_s, list(sys.orig_argv))
+    started = time.monotonic()
+    signal.signal(signal.SIGUSR1, lambda *_: sampler.write())
+    signal.signal(signal.SIGUSR2, lambda *_: sampler.reset())
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    sampler.start()
+
+    def finish() -> None:
+        sampler.stop()
+        if time.monotonic() - started > 1:
+            sampler.write()
+
+    atexit.register(finish)
+
+
+def merged(paths: Sequence[Path], top: int = 25) -> list[tuple[str, float, float]]:
+    """The ``top`` functions by self CPU over several profiles (e.g. every node of a federation), each
+    profile's rows weighted by its CPU seconds: (function, self %, inclusive %) of all their attributed CPU."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        for row in data["self"]:
+            own[row["function"]] += row["cpu_s"]
+        for row in data["inclusive"]:
+            inclusive[row["function"]] += row["cpu_s"]
+    total = sum(own.values()) or 1.0
+    return [(fn, 100 * w / total, 100 * inclusive.get(fn, w) / total) for fn, w in own.most_common(top)]
 
 
 def summarize(path: Path, top: int = 15) -> list[tuple[str, float, float]]:

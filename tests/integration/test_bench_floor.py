@@ -21,7 +21,7 @@ import pytest
 from bench.cpu import cpu_seconds
 from bench.echo_server import METHOD as ECHO
 from bench.message_sizes import measure
-from bench.profiled import UNSEEN, summarize
+from bench.profiled import UNSEEN, merged, summarize
 from bench.relay_floor import ONE_VARIANT, THOUSAND_VARIANTS, Floor, Sizes, interleaved, percentile, throughput
 from bench.relay_server import METHOD as RELAY
 
@@ -293,3 +293,22 @@ def test_cpu_seconds_of_a_busy_child_increases() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_sitecustomize_profiles_only_the_processes_its_environment_names(tmp_path: Path) -> None:
+    # How bench.node_profile profiles servers another program starts: bench/sitecustomize on PYTHONPATH.
+    script = tmp_path / "busy.py"
+    script.write_text(textwrap.dedent(BUSY).replace("SECONDS", "1.3"))  # over the second a profile needs
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "bench" / "sitecustomize"), str(ROOT)]),
+        "GENOGATE_SAMPLE_OUT": str(tmp_path / "prof-{pid}.json"),
+        "GENOGATE_SAMPLE_MODULE": "busy.py",
+    }
+    subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, check=True)
+    subprocess.run([sys.executable, "-c", "import time; time.sleep(1.2)"], cwd=tmp_path, env=env, check=True)
+    profiles = sorted(tmp_path.glob("prof-*.json"))
+    assert len(profiles) == 1  # the second process's command line does not name busy.py
+    assert summarize(profiles[0], top=1)[0][0].endswith("busy.py:busy_function")
+    (fn, own, incl), *_ = merged([profiles[0], profiles[0]])
+    assert fn.endswith("busy.py:busy_function") and own > 90 and incl >= own
