@@ -338,14 +338,19 @@ def merged(paths: Sequence[Path], top: int = 25) -> list[tuple[str, float, float
     profile's rows weighted by its CPU seconds: (function, self %, inclusive %) of all their attributed CPU."""
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    total = 0.0
     for path in paths:
         data = json.loads(Path(path).read_text())
-        for row in data["self"]:
-            own[row["function"]] += row["cpu_s"]
-        for row in data["inclusive"]:
-            inclusive[row["function"]] += row["cpu_s"]
-    total = sum(own.values()) or 1.0
-    return [(fn, 100 * w / total, 100 * inclusive.get(fn, w) / total) for fn, w in own.most_common(top)]
+        total += data["cpu_s"]["attributed"]
+        mine = {row["function"]: row["cpu_s"] for row in data["self"]}
+        theirs = {row["function"]: row["cpu_s"] for row in data["inclusive"]}
+        for fn in mine.keys() | theirs.keys():
+            # Each table holds its top rows only: a function missing from one is counted at what the other
+            # says (inclusive is at least self), so a merged inclusive never falls below the merged self.
+            own[fn] += mine.get(fn, 0.0)
+            inclusive[fn] += max(theirs.get(fn, 0.0), mine.get(fn, 0.0))
+    total = total or 1.0
+    return [(fn, 100 * w / total, 100 * inclusive[fn] / total) for fn, w in own.most_common(top) if w > 0]
 
 
 def summarize(path: Path, top: int = 15) -> list[tuple[str, float, float]]:
