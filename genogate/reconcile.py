@@ -88,17 +88,18 @@ def reconcile(
             digest = receipt.get("result_sha256")
             try:
                 payload = receipts.payload_of(receipt, bodies.get(digest) if isinstance(digest, str) else None)
-            except (ValueError, KeyError, binascii.Error) as exc:
+            except (ValueError, KeyError, TypeError, binascii.Error) as exc:  # a malformed entry is a problem
                 report.problems.append(
                     f"{where}: {site}'s export holds no release body matching the recorded digest ({exc})"
                 )
                 continue
-            key = node_keys.get(receipt.get("key_id", ""))
+            key = node_keys.get(receipt.get("key_id", "")) if isinstance(receipt.get("key_id", ""), str) else None
             try:
                 if key is None:
                     raise StoreError("unknown key")
-                verify(key, "genogate.v1.ReleaseBody", payload, base64.b64decode(receipt["signature"]))
-            except GenogateError:
+                signature = base64.b64decode(receipt["signature"], validate=True)
+                verify(key, "genogate.v1.ReleaseBody", payload, signature)
+            except (GenogateError, KeyError, TypeError, ValueError, binascii.Error):
                 report.problems.append(f"{where}: the receipt is not signed by {site}'s key")
                 continue
             body = pb.ReleaseBody.FromString(payload)

@@ -189,7 +189,12 @@ class NonceStore:
             app_id, version = (conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("application_id", "user_version"))
             if app_id != LEGACY_APPLICATION_ID or version not in (1, 2):
                 raise StoreError(f"{path}: not a genogate nonce store of version 1 or 2; nothing imported")
-            horizon = int(conn.execute("SELECT value FROM meta WHERE key = 'pruned_before_ms'").fetchone()[0])
+            row = conn.execute("SELECT value FROM meta WHERE key = 'pruned_before_ms'").fetchone()
+            if row is None:
+                raise StoreError(
+                    f"{path}: the nonce store has no pruning horizon (meta pruned_before_ms); nothing imported"
+                )
+            horizon = int(row[0])
             caller = "caller" if version == 2 else "''"  # version 1 recorded no caller: '' matches none
             rows = conn.execute(
                 f"SELECT nonce, payload_sha256, timestamp_ms, seen_ms, {caller} FROM nonces WHERE timestamp_ms >= ?",

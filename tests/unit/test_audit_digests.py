@@ -6,6 +6,7 @@ its ledger stores. Real parts throughout: a node ledger with its audit log, rele
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import os
@@ -254,6 +255,30 @@ def test_reconcile_checks_each_body_from_the_node_export_and_shows_the_values(
     report = reconcile(rows, "site-b", export)
     assert not report.ok and any(f"coordinator entry #{seq}" in p for p in report.problems)
     log.close()
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("header", 7), ("header", None), ("signature", 12), ("signature", "not base64!"), ("key_id", [1])],
+)
+def test_a_malformed_receipt_in_the_coordinator_log_is_a_problem_not_a_crash(
+    world: World, nodes: dict[str, Node], field: str, value: object
+) -> None:
+    study = approved(world).study_id
+    log = _audit_log(world)
+    _run(world, log, nodes, study, "q-1", n=3)
+    rows = log.rows()
+    log.close()
+    edited = []
+    for row in rows:
+        entry = json.loads(row.entry)
+        for site in entry.get("sites", []):
+            if "receipt" in site:
+                site["receipt"][field] = value
+        edited.append(dataclasses.replace(row, entry=json.dumps(entry)))
+    report = reconcile(edited, "site-a", nodes["site-a"].export())
+    assert not report.ok and report.entries == 0
+    assert any("coordinator entry #" in p for p in report.problems), report.problems
 
 
 def test_reconciling_every_answering_site_recomputes_the_combined_answer(world: World, nodes: dict[str, Node]) -> None:

@@ -930,6 +930,13 @@ def test_a_foreign_file_is_not_imported_as_a_nonce_store(tmp_path: Path) -> None
         open_nonces(tmp_path / "ledger.sqlite", legacy=other)
 
 
+def test_a_nonce_store_without_its_horizon_is_refused_with_a_reason(tmp_path: Path) -> None:
+    old = tmp_path / "nonces.sqlite"
+    _legacy_nonce_store(old, 2, ["DELETE FROM meta"])
+    with pytest.raises(StoreError, match="no pruning horizon"):
+        open_nonces(tmp_path / "ledger.sqlite", legacy=old)
+
+
 # Issue 16, item 3: a grant's bytes are verified once (``VerifiedGrants``); the rest is checked every time.
 
 
