@@ -224,13 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--importtime", type=int, default=0, metavar="N", help="print the N slowest imports per case")
     args = p.parse_args(argv)
     bins = [b.resolve() for b in (args.bin or [DEFAULT_BIN])]
-    # Compiled bytecode as an installed package has it: written by the warm-up runs (into a directory of this
-    # run's own, so that nothing is written into the checkouts measured) and read by every measured run.
-    pycache = tempfile.TemporaryDirectory(prefix="genogate-startup-pyc-")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "GENOGATE_PROFILE")}
-    env["PYTHONPYCACHEPREFIX"] = pycache.name  # as ``compiled`` does, kept for the whole run (--importtime too)
 
-    def report(profile: Path | None, study: str) -> None:
+    def report(profile: Path | None, study: str, env: dict[str, str]) -> None:
         all_cases = cases(profile, study)  # warmed up by against_python (the first query stores the release)
         results = against_python(all_cases, bins, args.repeats, env=env)
         print(f"median of {args.repeats} runs each, interleaved with python -c pass; ratio = case / python -c pass")
@@ -261,14 +256,15 @@ def main(argv: list[str] | None = None) -> int:
                 for name, own, cum in rows[: args.importtime]:
                     print(f"  {own:>7} {cum:>8}  {name}")
 
-    with pycache:
+    # One bytecode directory for the whole run (``compiled``), --importtime included.
+    with compiled({k: v for k, v in os.environ.items() if k != "GENOGATE_PROFILE"}) as env:
         if args.no_query:
-            report(None, "")
+            report(None, "", env)
         elif args.profile is not None:
-            report(args.profile, args.study)
+            report(args.profile, args.study, env)
         else:
             with demo_federation(bins[-1]) as (profile, study):
-                report(profile, study)
+                report(profile, study, env)
     return 0
 
 

@@ -26,6 +26,7 @@ import sys
 import threading
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,7 +68,8 @@ def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def retry(led: Ledger, qid: str) -> Charged | Pending | Answered:
+def retry(led: Ledger, qid: str, **extra: Any) -> Charged | Pending | Answered:
+    """``qid``'s charge as the node asks it again (``extra``: e.g. its caller and nonce)."""
     return led.begin(
         study_id=STUDY,
         query_id=qid,
@@ -79,6 +81,7 @@ def retry(led: Ledger, qid: str) -> Charged | Pending | Answered:
         delta_cap=Decimal(0),
         now_ms=2,
         researcher="alice",
+        **extra,
     )
 
 
@@ -232,20 +235,7 @@ def test_sigkill_keeps_each_nonce_with_its_charge(tmp_path: Path, kill_after: in
             assert spent == EPS * len(charged)
             for qid in charged:
                 claim = nonces.check(nonce[qid], sha("payload " + qid), 10**12, 10**12 + 5, "coordinator")
-                again = led.begin(
-                    study_id=STUDY,
-                    query_id=qid,
-                    payload_sha256=sha("payload " + qid),
-                    canonical_sha256=sha("canonical " + qid),
-                    epsilon=EPS,
-                    delta=Decimal(0),
-                    epsilon_cap=CAP,
-                    delta_cap=Decimal(0),
-                    now_ms=2,
-                    researcher="alice",
-                    caller="coordinator",
-                    nonce=claim,
-                )
+                again = retry(led, qid, caller="coordinator", nonce=claim)
                 stored = Answered(f"result of {qid}".encode(), qid, from_store=False)
                 if qid in completed:
                     assert again == stored
